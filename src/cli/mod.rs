@@ -1,0 +1,45 @@
+//! The command-line interface: argument definitions and subcommand runners.
+//!
+//! Exit codes are a contract: 0 success, 1 the models are invalid or
+//! incomplete, 2 usage or I/O error (clap also exits 2 on bad arguments).
+
+mod check;
+
+use std::io::Write;
+
+use clap::{Parser, Subcommand};
+
+pub use check::CheckArgs;
+
+/// Models are valid and complete / the command succeeded.
+pub const EXIT_OK: u8 = 0;
+/// Models are invalid or incomplete.
+pub const EXIT_INVALID: u8 = 1;
+/// Usage or I/O error.
+pub const EXIT_USAGE: u8 = 2;
+
+/// twingraph: a GraphQL digital-twin graph server built on DTDL models.
+#[derive(Debug, Parser)]
+#[command(name = "twingraph", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate and resolve DTDL v2/v3 models.
+    ///
+    /// Every PATH is a .json file (one document: an object or an array of
+    /// objects) or a folder (every *.json below it). All PATHs together form
+    /// one model set. Exit status: 0 valid and complete, 1 invalid or
+    /// incomplete, 2 usage or I/O error.
+    Check(CheckArgs),
+}
+
+/// Runs a parsed command line, writing its report to `out`; returns the exit code.
+pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Check(args) => check::run(&args, out),
+    }
+}

@@ -1,0 +1,703 @@
+//! Rules that span elements: identifier uniqueness, reference resolution,
+//! inheritance, name uniqueness (inherited contents included), schema nesting,
+//! Component and Enum rules, semantic units and extension constraints.
+//!
+//! Runs after every document of a model set has been parsed. Produces the
+//! identifier index, the resolved references and the list of DTMIs that are
+//! referenced but defined nowhere (the model is then *incomplete*).
+
+use std::collections::{HashMap, HashSet};
+
+use super::diag::{Diagnostic, code};
+use super::dtmi::Version;
+use super::metamodel::{self, Class, Kind, Range, limits};
+use super::parse::{ElemId, Element, Item, Parsed};
+use super::vocab::{Adjunct, Primitive, StdSchema, vocab};
+
+/// What whole-model checking found.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// Identifier → element.
+    pub index: HashMap<String, ElemId>,
+    /// DTMIs referenced but not defined, with the elements that reference them.
+    pub unresolved: Vec<(String, ElemId)>,
+    /// For each Interface: its ancestors (transitively), nearest first.
+    pub ancestors: HashMap<ElemId, Vec<ElemId>>,
+}
+
+/// A schema or class reference after resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Elem(ElemId),
+    Primitive(Primitive),
+    Std(StdSchema),
+    Missing,
+}
+
+struct Checker<'a> {
+    p: &'a Parsed,
+    diags: Vec<Diagnostic>,
+    out: Checked,
+}
+
+pub fn check(parsed: &mut Parsed) -> Checked {
+    let mut c = Checker {
+        p: parsed,
+        diags: Vec::new(),
+        out: Checked::default(),
+    };
+    c.index();
+    c.references();
+    c.inheritance();
+    c.names();
+    c.schemas();
+    c.components();
+    c.enums();
+    c.cotypes();
+    let Checker { diags, out, .. } = c;
+    parsed.diags.extend(diags);
+    out
+}
+
+impl<'a> Checker<'a> {
+    fn err(&mut self, code: &'static str, e: ElemId, path: Option<&str>, message: String) {
+        let el = &self.p.elements[e];
+        self.diags.push(Diagnostic {
+            code,
+            file: self.p.docs[el.doc].clone(),
+            path: path.unwrap_or(&el.path).to_owned(),
+            dtmi: Some(el.id.clone()),
+            message,
+        });
+    }
+
+    fn el(&self, e: ElemId) -> &'a Element {
+        &self.p.elements[e]
+    }
+
+    fn index(&mut self) {
+        for (i, el) in self.p.elements.iter().enumerate() {
+            if el.id.is_empty() {
+                continue;
+            }
+            match self.out.index.get(&el.id) {
+                Some(&prev) => {
+                    if el.explicit_id {
+                        let prev_path = format!(
+                            "{}: {}",
+                            self.p.docs[self.p.elements[prev].doc], self.p.elements[prev].path
+                        );
+                        self.err(
+                            code::ID_DUPLICATE,
+                            i,
+                            None,
+                            format!(
+                                "@id {} is already used by the element at {prev_path}",
+                                el.id
+                            ),
+                        );
+                    }
+                }
+                None => {
+                    self.out.index.insert(el.id.clone(), i);
+                }
+            }
+        }
+    }
+
+    /// Looks up a referenced DTMI.
+    fn target(&self, dtmi: &str) -> Option<ElemId> {
+        self.out.index.get(dtmi).copied()
+    }
+
+    /// The Interface an element is defined in (itself, for an Interface).
+    fn owner_interface(&self, mut e: ElemId) -> ElemId {
+        loop {
+            let el = self.el(e);
+            if el.class == Class::Interface {
+                return e;
+            }
+            match el.parent {
+                Some(p) => e = p,
+                None => return e,
+            }
+        }
+    }
+
+    fn references(&mut self) {
+        let mut missing: HashSet<(String, ElemId)> = HashSet::new();
+        for e in 0..self.p.elements.len() {
+            let el = self.el(e);
+            let mut errs = Vec::new();
+            for pv in &el.props {
+                let Kind::Elements(range) = pv.def.kind else {
+                    continue;
+                };
+                for item in &pv.items {
+                    let Item::Ref(dtmi) = item else { continue };
+                    match self.target(dtmi) {
+                        None => {
+                            missing.insert((dtmi.clone(), e));
+                        }
+                        Some(t) => {
+                            let tel = self.el(t);
+                            let classes = metamodel::range_classes(range, el.version);
+                            if !classes.contains(&tel.class) {
+                                errs.push((
+                                    code::REFERENCE_WRONG_CLASS,
+                                    pv.path.clone(),
+                                    format!(
+                                        "\"{}\" refers to {dtmi}, a {}; expected {}",
+                                        pv.def.term,
+                                        tel.class.term(),
+                                        classes
+                                            .iter()
+                                            .map(|c| c.term())
+                                            .collect::<Vec<_>>()
+                                            .join(" or ")
+                                    ),
+                                ));
+                            } else if tel.class != Class::Interface {
+                                let shareable = tel.parent_prop == Some("schemas")
+                                    && self.owner_interface(t) == self.owner_interface(e);
+                                if !shareable {
+                                    errs.push((
+                                        code::REFERENCE_NOT_SHAREABLE,
+                                        pv.path.clone(),
+                                        format!(
+                                            "{dtmi} is defined inside another element; only Interfaces and the schemas of this Interface's \"schemas\" can be referenced"
+                                        ),
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            for (code, path, msg) in errs {
+                self.err(code, e, Some(&path), msg);
+            }
+        }
+        let mut missing: Vec<(String, ElemId)> = missing.into_iter().collect();
+        missing.sort();
+        self.out.unresolved = missing;
+    }
+
+    /// Resolved values of an element-valued property.
+    fn targets(&self, e: ElemId, term: &str) -> Vec<Target> {
+        let Some(pv) = self.el(e).prop(term) else {
+            return Vec::new();
+        };
+        pv.items
+            .iter()
+            .map(|i| match i {
+                Item::Elem(x) => Target::Elem(*x),
+                Item::Ref(d) => self.target(d).map_or(Target::Missing, Target::Elem),
+                Item::Primitive(p) => Target::Primitive(*p),
+                Item::StdSchema(s) => Target::Std(*s),
+                _ => Target::Missing,
+            })
+            .collect()
+    }
+
+    fn elem_targets(&self, e: ElemId, term: &str) -> Vec<ElemId> {
+        self.targets(e, term)
+            .into_iter()
+            .filter_map(|t| match t {
+                Target::Elem(x) => Some(x),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn inheritance(&mut self) {
+        let interfaces: Vec<ElemId> = (0..self.p.elements.len())
+            .filter(|&e| self.el(e).class == Class::Interface)
+            .collect();
+        // Cycles and depth: depth-first from each interface.
+        for &i in &interfaces {
+            let mut depth_err = false;
+            let mut cycle = false;
+            let depth = self.extends_depth(i, &mut Vec::new(), &mut cycle, 0, &mut depth_err);
+            if cycle {
+                self.err(
+                    code::EXTENDS_CYCLE,
+                    i,
+                    None,
+                    format!(
+                        "Interface {} extends itself, directly or through its ancestors",
+                        self.el(i).id
+                    ),
+                );
+                continue;
+            }
+            if depth > limits::EXTENDS_DEPTH {
+                self.err(
+                    code::EXTENDS_TOO_DEEP,
+                    i,
+                    None,
+                    format!(
+                        "the extends hierarchy of {} is {depth} levels deep; the limit is {}",
+                        self.el(i).id,
+                        limits::EXTENDS_DEPTH
+                    ),
+                );
+            }
+            // Ancestors, breadth-first, each once.
+            let mut seen = HashSet::new();
+            let mut order = Vec::new();
+            let mut queue = self.elem_targets(i, "extends");
+            while let Some(a) = queue.first().copied() {
+                queue.remove(0);
+                if a == i || !seen.insert(a) {
+                    continue;
+                }
+                order.push(a);
+                queue.extend(self.elem_targets(a, "extends"));
+            }
+            if self.el(i).version == Version::V3 && order.len() + 1 > limits::EXTENDS_TOTAL_V3 {
+                self.err(
+                    code::EXTENDS_TOO_MANY,
+                    i,
+                    None,
+                    format!(
+                        "{} has {} interfaces in its extends hierarchy; the limit is {}",
+                        self.el(i).id,
+                        order.len() + 1,
+                        limits::EXTENDS_TOTAL_V3
+                    ),
+                );
+            }
+            self.out.ancestors.insert(i, order);
+        }
+    }
+
+    fn extends_depth(
+        &self,
+        i: ElemId,
+        stack: &mut Vec<ElemId>,
+        cycle: &mut bool,
+        level: usize,
+        _depth_err: &mut bool,
+    ) -> usize {
+        if stack.contains(&i) {
+            *cycle = true;
+            return 0;
+        }
+        if level > limits::EXTENDS_DEPTH + 1 || *cycle {
+            return level;
+        }
+        stack.push(i);
+        let mut max = 0;
+        for a in self.elem_targets(i, "extends") {
+            let d = self.extends_depth(a, stack, cycle, level + 1, _depth_err);
+            max = max.max(d);
+        }
+        stack.pop();
+        if max == 0 { level } else { max }
+    }
+
+    fn names(&mut self) {
+        for e in 0..self.p.elements.len() {
+            let el = self.el(e);
+            match el.class {
+                Class::Interface => {
+                    // Own and inherited contents.
+                    let mut all: Vec<ElemId> = self.elem_targets(e, "contents");
+                    let own = all.len();
+                    if let Some(anc) = self.out.ancestors.get(&e) {
+                        for &a in anc {
+                            all.extend(self.elem_targets(a, "contents"));
+                        }
+                    }
+                    let mut seen: HashMap<&str, ElemId> = HashMap::new();
+                    let mut errs = Vec::new();
+                    for (n, &c) in all.iter().enumerate() {
+                        let Some(name) = self.el(c).name() else {
+                            continue;
+                        };
+                        match seen.get(name) {
+                            Some(&prev) if prev != c => {
+                                let inherited = n >= own;
+                                errs.push((
+                                    c,
+                                    format!(
+                                        "name \"{name}\" is used twice among the contents of {}{}",
+                                        self.el(e).id,
+                                        if inherited {
+                                            " (inherited contents included)"
+                                        } else {
+                                            ""
+                                        }
+                                    ),
+                                ));
+                            }
+                            _ => {
+                                seen.insert(name, c);
+                            }
+                        }
+                    }
+                    if el.version == Version::V3 && all.len() > limits::CONTENTS_TOTAL_V3 {
+                        errs.push((
+                            e,
+                            format!(
+                                "{} has more than {} contents",
+                                el.id,
+                                limits::CONTENTS_TOTAL_V3
+                            ),
+                        ));
+                    }
+                    let mut reported = HashSet::new();
+                    for (c, msg) in errs {
+                        if reported.insert(msg.clone()) {
+                            self.err(code::NAME_DUPLICATE, c, None, msg);
+                        }
+                    }
+                }
+                Class::Relationship | Class::Object | Class::Enum => {
+                    let term = match el.class {
+                        Class::Relationship => "properties",
+                        Class::Object => "fields",
+                        _ => "enumValues",
+                    };
+                    let kids = self.elem_targets(e, term);
+                    let mut seen: HashSet<&str> = HashSet::new();
+                    let mut errs = Vec::new();
+                    for &k in &kids {
+                        if let Some(name) = self.el(k).name()
+                            && !seen.insert(name)
+                        {
+                            errs.push((k, format!("name \"{name}\" is used twice in \"{term}\"")));
+                        }
+                    }
+                    for (k, msg) in errs {
+                        self.err(code::NAME_DUPLICATE, k, None, msg);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Complex-schema nesting: no cycles, depth ≤ 5; v2 Property schemas
+    /// hold no Array and no geospatial schema.
+    fn schemas(&mut self) {
+        for e in 0..self.p.elements.len() {
+            let el = self.el(e);
+            let is_root_holder = matches!(
+                el.class,
+                Class::Telemetry
+                    | Class::Property
+                    | Class::CommandPayload
+                    | Class::CommandRequest
+                    | Class::CommandResponse
+            ) || (el.class.is_complex_schema()
+                && el.parent_prop == Some("schemas"));
+            if !is_root_holder {
+                continue;
+            }
+            let roots: Vec<Target> = if el.class.is_complex_schema() {
+                vec![Target::Elem(e)]
+            } else {
+                self.targets(e, "schema")
+            };
+            for r in roots {
+                let Target::Elem(s) = r else {
+                    if let Target::Std(g) = r
+                        && el.class == Class::Property
+                        && el.version == Version::V2
+                        && g.is_geospatial()
+                    {
+                        self.err(
+                            code::SCHEMA_NOT_ALLOWED,
+                            e,
+                            None,
+                            format!(
+                                "a DTDL v2 Property may not have the geospatial schema {}",
+                                g.term()
+                            ),
+                        );
+                    }
+                    continue;
+                };
+                let mut stack = Vec::new();
+                let mut found = SchemaWalk::default();
+                self.walk_schema(s, &mut stack, 1, &mut found);
+                if found.cycle {
+                    self.err(
+                        code::SCHEMA_CYCLE,
+                        e,
+                        None,
+                        format!("schema {} refers to itself", self.el(s).id),
+                    );
+                } else if found.depth > limits::SCHEMA_DEPTH_V2 {
+                    self.err(
+                        code::SCHEMA_TOO_DEEP,
+                        e,
+                        None,
+                        format!(
+                            "complex schemas are nested {} levels deep; the limit is {}",
+                            found.depth,
+                            limits::SCHEMA_DEPTH_V2
+                        ),
+                    );
+                }
+                if el.class == Class::Property && el.version == Version::V2 {
+                    if found.array {
+                        self.err(
+                            code::SCHEMA_NOT_ALLOWED,
+                            e,
+                            None,
+                            "a DTDL v2 Property schema may not contain an Array".to_owned(),
+                        );
+                    } else if found.geospatial {
+                        self.err(
+                            code::SCHEMA_NOT_ALLOWED,
+                            e,
+                            None,
+                            "a DTDL v2 Property schema may not contain a geospatial schema"
+                                .to_owned(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn walk_schema(
+        &self,
+        s: ElemId,
+        stack: &mut Vec<ElemId>,
+        level: usize,
+        found: &mut SchemaWalk,
+    ) {
+        if stack.contains(&s) {
+            found.cycle = true;
+            return;
+        }
+        if found.cycle || level > limits::SCHEMA_DEPTH_V3 + 2 {
+            found.depth = found.depth.max(level);
+            return;
+        }
+        let el = self.el(s);
+        if !el.class.is_complex_schema() {
+            return;
+        }
+        found.depth = found.depth.max(level);
+        if el.class == Class::Array {
+            found.array = true;
+        }
+        stack.push(s);
+        let children: Vec<Target> = match el.class {
+            Class::Array => self.targets(s, "elementSchema"),
+            Class::Map => self
+                .elem_targets(s, "mapValue")
+                .into_iter()
+                .flat_map(|v| self.targets(v, "schema"))
+                .collect(),
+            Class::Object => self
+                .elem_targets(s, "fields")
+                .into_iter()
+                .flat_map(|f| self.targets(f, "schema"))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for c in children {
+            match c {
+                Target::Elem(x) => self.walk_schema(x, stack, level + 1, found),
+                Target::Std(g) if g.is_geospatial() => found.geospatial = true,
+                _ => {}
+            }
+        }
+        stack.pop();
+    }
+
+    /// A Component's schema may not itself contain Components.
+    fn components(&mut self) {
+        let mut errs = Vec::new();
+        for e in 0..self.p.elements.len() {
+            if self.el(e).class != Class::Component {
+                continue;
+            }
+            for i in self.elem_targets(e, "schema") {
+                let mut ifaces = vec![i];
+                if let Some(anc) = self.out.ancestors.get(&i) {
+                    ifaces.extend(anc);
+                }
+                let nested = ifaces.iter().any(|&x| {
+                    self.elem_targets(x, "contents")
+                        .iter()
+                        .any(|&c| self.el(c).class == Class::Component)
+                });
+                if nested {
+                    errs.push((
+                        e,
+                        format!(
+                            "Component \"{}\" has schema {}, which itself has Components; Components cannot nest",
+                            self.el(e).name().unwrap_or_default(),
+                            self.el(i).id
+                        ),
+                    ));
+                }
+            }
+        }
+        for (e, m) in errs {
+            self.err(code::COMPONENT_NESTED, e, None, m);
+        }
+    }
+
+    /// Enum values: unique, and of the Enum's `valueSchema`.
+    fn enums(&mut self) {
+        let mut errs = Vec::new();
+        for e in 0..self.p.elements.len() {
+            if self.el(e).class != Class::Enum {
+                continue;
+            }
+            let value_schema = self.targets(e, "valueSchema").first().copied();
+            let mut seen: Vec<&Item> = Vec::new();
+            for v in self.elem_targets(e, "enumValues") {
+                let Some(item) = self.el(v).prop("enumValue").and_then(|p| p.items.first()) else {
+                    continue;
+                };
+                match (value_schema, item) {
+                    (Some(Target::Primitive(Primitive::Integer)), Item::Str(_)) => errs.push((
+                        code::ENUM_VALUE_SCHEMA,
+                        v,
+                        "enumValue must be an integer: the Enum's valueSchema is integer"
+                            .to_owned(),
+                    )),
+                    (Some(Target::Primitive(Primitive::String)), Item::Int(_)) => errs.push((
+                        code::ENUM_VALUE_SCHEMA,
+                        v,
+                        "enumValue must be a string: the Enum's valueSchema is string".to_owned(),
+                    )),
+                    _ => {}
+                }
+                if seen.contains(&item) {
+                    errs.push((
+                        code::ENUM_VALUE_DUPLICATE,
+                        v,
+                        "enumValue is used twice in this Enum".to_owned(),
+                    ));
+                }
+                seen.push(item);
+            }
+        }
+        for (c, e, m) in errs {
+            self.err(c, e, None, m);
+        }
+    }
+
+    /// Co-type constraints: where semantic types and adjuncts may appear, units
+    /// of the right class, schema constraints of quantitative and IoT Central types.
+    fn cotypes(&mut self) {
+        let v = vocab();
+        let mut errs = Vec::new();
+        for e in 0..self.p.elements.len() {
+            let el = self.el(e);
+            if let Some(st) = el.semantic_type {
+                let allowed: &[Class] = match el.version {
+                    Version::V2 => &[Class::Property, Class::Telemetry, Class::Relationship],
+                    Version::V3 => &[
+                        Class::CommandRequest,
+                        Class::CommandResponse,
+                        Class::Field,
+                        Class::MapValue,
+                        Class::Property,
+                        Class::Telemetry,
+                    ],
+                };
+                if !allowed.contains(&el.class) {
+                    errs.push((
+                        code::COTYPE_INVALID,
+                        e,
+                        format!(
+                            "semantic type {} cannot co-type a {}",
+                            st.term,
+                            el.class.term()
+                        ),
+                    ));
+                }
+                if let Some(Item::Term(u)) = el.prop("unit").and_then(|p| p.items.first())
+                    && !v.unit_in_class(u, st.unit_class)
+                {
+                    errs.push((
+                        code::UNIT_NOT_ALLOWED,
+                        e,
+                        format!(
+                            "unit {u} is not a {} (required by semantic type {})",
+                            v.unit_classes[usize::from(st.unit_class)].name,
+                            st.term
+                        ),
+                    ));
+                }
+                if el.version == Version::V3 {
+                    let numeric = self.targets(e, "schema").iter().all(|t| {
+                        matches!(t, Target::Primitive(p) if p.is_numeric())
+                            || matches!(t, Target::Missing)
+                    });
+                    if !numeric {
+                        errs.push((
+                            code::COTYPE_INVALID,
+                            e,
+                            format!("semantic type {} requires a numeric schema", st.term),
+                        ));
+                    }
+                }
+            }
+            for a in &el.adjuncts {
+                if !a.cotypes().contains(&el.class) {
+                    errs.push((
+                        code::COTYPE_INVALID,
+                        e,
+                        format!("{a:?} cannot co-type a {}", el.class.term()),
+                    ));
+                    continue;
+                }
+                let schema = self.targets(e, "schema");
+                let ok = match a {
+                    Adjunct::Event => schema.iter().all(|t| match t {
+                        Target::Primitive(p) => p.is_numeric() || *p == Primitive::String,
+                        Target::Missing => true,
+                        _ => false,
+                    }),
+                    Adjunct::State => schema.iter().all(|t| match t {
+                        Target::Elem(x) => self.el(*x).class == Class::Enum,
+                        Target::Missing => true,
+                        _ => false,
+                    }),
+                    Adjunct::Location => schema.iter().all(|t| {
+                        matches!(t, Target::Std(g) if *g != StdSchema::Vector)
+                            || matches!(t, Target::Missing)
+                    }),
+                    Adjunct::AccelerationVector | Adjunct::VelocityVector => schema
+                        .iter()
+                        .all(|t| matches!(t, Target::Std(StdSchema::Vector) | Target::Missing)),
+                    _ => true,
+                };
+                if !ok {
+                    errs.push((
+                        code::COTYPE_INVALID,
+                        e,
+                        format!(
+                            "the schema of this {} does not fit co-type {a:?}",
+                            el.class.term()
+                        ),
+                    ));
+                }
+            }
+        }
+        for (c, e, m) in errs {
+            self.err(c, e, None, m);
+        }
+        let _ = Range::Schema;
+    }
+}
+
+#[derive(Default)]
+struct SchemaWalk {
+    cycle: bool,
+    depth: usize,
+    array: bool,
+    geospatial: bool,
+}

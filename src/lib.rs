@@ -1,0 +1,14 @@
+//! twingraph: a GraphQL digital-twin graph server.
+//!
+//! DTDL models are compiled into a GraphQL schema over a property graph of
+//! industrial assets and their dependencies.
+//!
+//! # Layout
+//!
+//! - [`dtdl`]: the DTDL v2/v3 language engine: parse, validate and resolve
+//!   models into a typed [`dtdl::ModelSet`].
+//! - [`cli`]: the command-line interface (`twingraph check`, ...), kept out of
+//!   `main` so it can be tested.
+
+pub mod cli;
+pub mod dtdl;

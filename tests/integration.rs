@@ -1,0 +1,5 @@
+//! One integration-test binary (keeps link time low); one module per area.
+
+mod support;
+
+mod conformance;
