@@ -362,11 +362,7 @@ pub fn properties(class: Class, version: Version) -> &'static [PropDef] {
                 COMMENT,
                 DESC,
                 DN_V3,
-                req(many(
-                    p("enumValues", Kind::Elements(Range::EnumValues)),
-                    0,
-                    MANY
-                )),
+                many(p("enumValues", Kind::Elements(Range::EnumValues)), 0, MANY),
                 req(p("valueSchema", Kind::Elements(Range::EnumValueSchema))),
             ]
         ),
@@ -433,7 +429,7 @@ pub fn properties(class: Class, version: Version) -> &'static [PropDef] {
                 COMMENT,
                 DESC,
                 DN_V3,
-                req(many(p("fields", Kind::Elements(Range::Fields)), 0, MANY))
+                many(p("fields", Kind::Elements(Range::Fields)), 0, MANY)
             ]
         ),
         Class::Field => props!(

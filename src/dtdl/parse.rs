@@ -191,8 +191,10 @@ fn cotype_verdict(version: Version, u: Unknown) -> Verdict {
 }
 
 fn property_verdict(version: Version, u: Unknown) -> Verdict {
+    // An unknown property is only ever acceptable on an element with an
+    // unknown co-type that could define it (the caller checks that).
     match (version, u) {
-        (Version::V2, _) => Verdict::Valid,
+        (Version::V2, _) => Verdict::Tenable,
         (Version::V3, Unknown::InvalidDtmi | Unknown::NotDtmiNorTerm) => Verdict::Invalid,
         (Version::V3, _) => Verdict::Tenable,
     }
@@ -286,15 +288,23 @@ impl Parser {
             );
             return;
         };
-        let Some(ctx) = self.context(ctx_value, None, &format!("{path}.@context")) else {
+        let Some(ctx) = self.context(ctx_value, None, false, &format!("{path}.@context")) else {
             return;
         };
         self.element(obj, &path, &ctx, None, &[Class::Interface], true);
     }
 
     /// Processes an `@context` value. `outer` is the context in force around
-    /// a nested `@context`; `None` for a top-level one.
-    fn context(&mut self, value: &Value, outer: Option<&Ctx>, path: &str) -> Option<Ctx> {
+    /// a nested `@context` (`None` for a top-level one); `may_switch` says
+    /// whether a nested context may change the DTDL version (v3 properties
+    /// that accept v2 elements).
+    fn context(
+        &mut self,
+        value: &Value,
+        outer: Option<&Ctx>,
+        may_switch: bool,
+        path: &str,
+    ) -> Option<Ctx> {
         let entries: Vec<(&Value, String)> = match value {
             Value::Array(items) => items
                 .iter()
@@ -305,8 +315,9 @@ impl Parser {
         };
         let mut ctx = outer.cloned();
         let mut ok = true;
-        let mut seen_core_at: Option<usize> = None;
-        for (i, (entry, epath)) in entries.iter().enumerate() {
+        let mut core_seen: Option<Version> = None;
+        let mut extension_seen = false;
+        for (entry, epath) in &entries {
             let Some(s) = entry.as_str() else {
                 self.err(
                     code::CONTEXT_INVALID,
@@ -320,63 +331,88 @@ impl Parser {
                 ok = false;
                 continue;
             };
-            if let Some(known) = ContextId::from_dtmi(s) {
-                match (&mut ctx, known.is_extension()) {
-                    (None, false) => {
+            let known = ContextId::from_dtmi(s);
+            if let Some(core) = known.filter(|k| !k.is_extension()) {
+                // A later DTDL context replaces an earlier one (JSON-LD
+                // semantics); it must still precede every extension.
+                let version = core.version();
+                if extension_seen && core_seen.is_some_and(|v| v != version) {
+                    self.err(
+                        code::CONTEXT_INVALID,
+                        epath,
+                        None,
+                        format!("the DTDL context \"{s}\" must come before any extension context"),
+                    );
+                    ok = false;
+                    continue;
+                }
+                core_seen = Some(version);
+                match &ctx {
+                    Some(c) if c.version == version => {}
+                    Some(c) if outer.is_some() && !may_switch => {
+                        self.err(
+                            code::CONTEXT_INVALID,
+                            epath,
+                            None,
+                            format!(
+                                "a DTDL v{} element cannot be defined here, inside DTDL v{}",
+                                version.number(),
+                                c.version.number()
+                            ),
+                        );
+                        ok = false;
+                    }
+                    _ => {
+                        let mut contexts = vec![core];
+                        // Affiliate contexts given before the DTDL context (IoT Central) stay.
+                        if let Some(c) = &ctx {
+                            contexts.extend(
+                                c.contexts
+                                    .iter()
+                                    .copied()
+                                    .filter(|x| x.version() == version && x.is_extension()),
+                            );
+                        }
                         ctx = Some(Ctx {
-                            version: known.version(),
-                            contexts: vec![known],
+                            version,
+                            contexts,
                             undefined_ext: false,
                         });
-                        seen_core_at = Some(i);
                     }
-                    (None, true) if known == ContextId::IotCentral2 && outer.is_none() => {
-                        // The IoT Central context implies DTDL v2 but must follow the core context.
-                        self.err(
-                            code::CONTEXT_INVALID,
-                            epath,
-                            None,
-                            format!("\"{s}\" must follow the DTDL context \"dtmi:dtdl:context;2\""),
-                        );
-                        ok = false;
-                    }
-                    (None, true) => {
-                        self.err(
-                            code::CONTEXT_INVALID,
-                            epath,
-                            None,
-                            format!("the DTDL context must come first in @context, before \"{s}\""),
-                        );
-                        ok = false;
-                    }
-                    (Some(c), is_ext) => {
-                        if !is_ext {
-                            if c.version != known.version() || seen_core_at.is_some() {
-                                self.err(
-                                    code::CONTEXT_INVALID,
-                                    epath,
-                                    None,
-                                    format!("@context may name only one DTDL version; \"{s}\" conflicts with the version already in force"),
-                                );
-                                ok = false;
-                            }
-                            seen_core_at = Some(i);
-                            continue;
-                        }
-                        if known.version() != c.version {
-                            self.err(
-                                code::CONTEXT_INVALID,
-                                epath,
-                                None,
-                                format!("\"{s}\" is not available in DTDL v{}", c.version.number()),
-                            );
-                            ok = false;
-                            continue;
-                        }
-                        if !c.contexts.contains(&known) {
-                            c.contexts.push(known);
-                        }
-                    }
+                }
+                continue;
+            }
+            if known == Some(ContextId::IotCentral2) && ctx.is_none() {
+                // The IoT Central context implies DTDL v2 and may precede the DTDL context.
+                ctx = Some(Ctx {
+                    version: Version::V2,
+                    contexts: vec![ContextId::CoreV2, ContextId::IotCentral2],
+                    undefined_ext: false,
+                });
+                continue;
+            }
+            extension_seen = true;
+            let Some(c) = ctx.as_mut() else {
+                self.err(
+                    code::CONTEXT_INVALID,
+                    epath,
+                    None,
+                    format!("the DTDL context must come first in @context, before \"{s}\""),
+                );
+                ok = false;
+                continue;
+            };
+            if let Some(ext) = known {
+                if ext.version() != c.version {
+                    self.err(
+                        code::CONTEXT_INVALID,
+                        epath,
+                        None,
+                        format!("\"{s}\" is not available in DTDL v{}", c.version.number()),
+                    );
+                    ok = false;
+                } else if !c.contexts.contains(&ext) {
+                    c.contexts.push(ext);
                 }
                 continue;
             }
@@ -403,16 +439,6 @@ impl Parser {
                 ok = false;
                 continue;
             }
-            let Some(c) = ctx.as_mut() else {
-                self.err(
-                    code::CONTEXT_INVALID,
-                    epath,
-                    None,
-                    format!("the DTDL context must come first in @context, before \"{s}\""),
-                );
-                ok = false;
-                continue;
-            };
             let allowed = match self.undefined {
                 UndefinedExtensions::Allow => true,
                 UndefinedExtensions::Deny => false,
@@ -430,7 +456,7 @@ impl Parser {
                 ok = false;
             }
         }
-        if ctx.is_none() && ok {
+        if outer.is_none() && core_seen.is_none() && ok {
             self.err(
                 code::CONTEXT_MISSING,
                 path,
@@ -472,7 +498,10 @@ impl Parser {
         let ctx_owned;
         let ctx = match (top, obj.get("@context")) {
             (false, Some(v)) => {
-                ctx_owned = self.context(v, Some(outer), &format!("{path}.@context"))?;
+                let may_switch = outer.version == Version::V3
+                    && slot.is_some_and(|s| accepts_v2_elements(s.prop));
+                ctx_owned =
+                    self.context(v, Some(outer), may_switch, &format!("{path}.@context"))?;
                 &ctx_owned
             }
             _ => outer,
@@ -628,17 +657,13 @@ impl Parser {
                     }
                 }
                 if class.is_none() && type_ok {
-                    if let Some(c) = single_default {
-                        class = Some(c);
-                    } else {
-                        self.err(
-                            code::TYPE_MISSING,
-                            &format!("{path}.@type"),
-                            explicit_id_str,
-                            format!("@type must include one of {}", class_list(allowed)),
-                        );
-                        type_ok = false;
-                    }
+                    self.err(
+                        code::TYPE_MISSING,
+                        &format!("{path}.@type"),
+                        explicit_id_str,
+                        format!("@type must include one of {}", class_list(allowed)),
+                    );
+                    type_ok = false;
                 }
             }
         }
@@ -711,6 +736,10 @@ impl Parser {
             match key.as_str() {
                 "@id" | "@type" | "@context" => continue,
                 k if k.starts_with('@') => {
+                    if ctx.version == Version::V2 && k != "@graph" {
+                        // DTDL v2 ignores other JSON-LD keywords (discouraged, not invalid).
+                        continue;
+                    }
                     self.err(
                         code::KEYWORD_INVALID,
                         &kpath,
@@ -906,7 +935,7 @@ impl Parser {
         // Localizable strings have their own array form.
         if let Kind::LangString(max) = def.kind {
             return self
-                .lang_string(value, max, path, id, def.term)
+                .lang_string(value, max, path, id, def.term, ctx.version)
                 .map(|v| vec![Item::Lang(v)]);
         }
         let list: Vec<(&Value, String)> = match value {
@@ -982,81 +1011,86 @@ impl Parser {
                 self.element_value(owner, def, range, v, path, ctx, id, index, plural)
             }
             Kind::LangString(_) => None,
+            Kind::DtmiLiteral => self.check_literal(def, v, path, ctx, id),
             _ => {
-                let lit = self.literal(v, path, id, def.term)?;
+                let lit = self.literal(v, path, id, def.term, ctx.version)?;
                 self.check_literal(def, lit, path, ctx, id)
             }
         }
     }
 
-    /// Unwraps a literal: plain JSON or `{"@value": x}`.
+    /// Unwraps a literal: plain JSON or a value object `{"@value": x, "@type": "xsd:..."}`.
     fn literal<'v>(
         &mut self,
         v: &'v Value,
         path: &str,
         id: Option<&str>,
         term: &str,
+        version: Version,
     ) -> Option<&'v Value> {
-        match v {
-            Value::Object(members) => {
-                let mut value = None;
-                let mut ok = true;
-                for (k, mv) in members {
-                    match k.as_str() {
-                        "@value" => value = Some(mv),
-                        "@type" => {}
-                        other => {
-                            self.err(
-                                code::LITERAL_INVALID,
-                                &format!("{path}.{other}"),
-                                id,
-                                format!("a value object for \"{term}\" may hold only @value and @type, found \"{other}\""),
-                            );
-                            ok = false;
-                        }
-                    }
-                }
-                let Some(value) = value else {
+        let Value::Object(members) = v else {
+            return Some(v);
+        };
+        let mut value = None;
+        let mut ok = true;
+        for (k, mv) in members {
+            match k.as_str() {
+                "@value" => value = Some(mv),
+                "@type" => {}
+                // DTDL v2 ignores JSON-LD keywords other than these three.
+                k2 if version == Version::V2
+                    && k2.starts_with('@')
+                    && !matches!(k2, "@id" | "@context" | "@graph") => {}
+                other => {
                     self.err(
                         code::LITERAL_INVALID,
-                        path,
+                        &format!("{path}.{other}"),
                         id,
-                        format!("property \"{term}\" needs a literal value; an object must hold it in @value"),
+                        format!("a value object for \"{term}\" may hold only @value and @type, found \"{other}\""),
                     );
-                    return None;
-                };
-                if let Some(t) = v.get("@type") {
-                    let expected = match value {
-                        Value::String(_) => Some("string"),
-                        Value::Bool(_) => Some("boolean"),
-                        Value::Number(Number::Float(_)) => Some("double"),
-                        Value::Number(_) => Some("integer"),
-                        _ => None,
-                    };
-                    let t = t.as_str();
-                    let fits = match (t, expected) {
-                        (Some(t), Some(e)) => {
-                            let short = t.rsplit(['#', ':']).next().unwrap_or(t);
-                            short == e
-                                || (e == "integer"
-                                    && (short == "int" || short == "long" || short == "double"))
-                        }
-                        _ => false,
-                    };
-                    if !fits {
-                        self.err(
-                            code::LITERAL_INVALID,
-                            &format!("{path}.@type"),
-                            id,
-                            format!("the @type of the value object for \"{term}\" does not match its @value"),
-                        );
-                        ok = false;
-                    }
+                    ok = false;
                 }
-                ok.then_some(value)
             }
-            other => Some(other),
         }
+        let Some(value) = value else {
+            self.err(
+                code::LITERAL_INVALID,
+                path,
+                id,
+                format!(
+                    "property \"{term}\" needs a literal value; an object must hold it in @value"
+                ),
+            );
+            return None;
+        };
+        if let Some(t) = v.get("@type") {
+            let name = match t {
+                Value::String(s) => Some(s.as_str()),
+                Value::Array(a) if a.len() == 1 => a[0].as_str(),
+                _ => None,
+            }
+            .and_then(|s| {
+                s.strip_prefix("xsd:")
+                    .or_else(|| s.strip_prefix("http://www.w3.org/2001/XMLSchema#"))
+            });
+            let expected = match value {
+                Value::String(_) => "string",
+                Value::Bool(_) => "boolean",
+                Value::Number(Number::Float(_)) => "double",
+                Value::Number(_) => "integer",
+                _ => "",
+            };
+            if name != Some(expected) {
+                self.err(
+                    code::LITERAL_INVALID,
+                    &format!("{path}.@type"),
+                    id,
+                    format!("the @type of the value object for \"{term}\" must be xsd:{expected}"),
+                );
+                ok = false;
+            }
+        }
+        ok.then_some(value)
     }
 
     fn check_literal(
@@ -1190,6 +1224,9 @@ impl Parser {
         }
     }
 
+    /// A localizable string: a plain string (English), a language map
+    /// `{"en": "...", "de": "..."}`, or an array of strings and
+    /// `{"@value": "...", "@language": "..."}` objects. Each language once.
     fn lang_string(
         &mut self,
         v: &Value,
@@ -1197,32 +1234,14 @@ impl Parser {
         path: &str,
         id: Option<&str>,
         term: &str,
+        version: Version,
     ) -> Option<Vec<(String, String)>> {
         let mut out: Vec<(String, String)> = Vec::new();
         let mut ok = true;
-        let check_text = |p: &mut Self, text: &str, tpath: &str| {
-            if text.chars().count() > max {
-                p.err(
-                    code::VALUE_TOO_LONG,
-                    tpath,
-                    id,
-                    format!(
-                        "\"{term}\" is {} characters long; the limit is {max}",
-                        text.chars().count()
-                    ),
-                );
-                false
-            } else {
-                true
-            }
-        };
+        // (language, text, path) before length and uniqueness checks.
+        let mut entries: Vec<(String, &str, String)> = Vec::new();
         match v {
-            Value::String(s) => {
-                if !check_text(self, s, path) {
-                    return None;
-                }
-                out.push(("en".to_owned(), s.clone()));
-            }
+            Value::String(s) => entries.push(("en".to_owned(), s, path.to_owned())),
             Value::Object(members) => {
                 for (lang, text) in members {
                     let mpath = format!("{path}.{lang}");
@@ -1236,42 +1255,28 @@ impl Parser {
                         ok = false;
                         continue;
                     }
-                    let Some(text) = text.as_str() else {
-                        self.err(
-                            code::LANGSTRING_INVALID,
-                            &mpath,
-                            id,
-                            format!(
-                                "the \"{lang}\" text of \"{term}\" must be a string, found {}",
-                                text.kind()
-                            ),
-                        );
-                        ok = false;
-                        continue;
-                    };
-                    ok &= check_text(self, text, &mpath);
-                    out.push((lang.clone(), text.to_owned()));
+                    match text.as_str() {
+                        Some(t) => entries.push((lang.clone(), t, mpath)),
+                        None => {
+                            self.err(
+                                code::LANGSTRING_INVALID,
+                                &mpath,
+                                id,
+                                format!(
+                                    "the \"{lang}\" text of \"{term}\" must be a string, found {}",
+                                    text.kind()
+                                ),
+                            );
+                            ok = false;
+                        }
+                    }
                 }
             }
             Value::Array(items) => {
-                let mut default_seen = false;
                 for (i, item) in items.iter().enumerate() {
                     let ipath = format!("{path}[{i}]");
                     match item {
-                        Value::String(s) => {
-                            if default_seen {
-                                self.err(
-                                    code::LANGSTRING_INVALID,
-                                    &ipath,
-                                    id,
-                                    format!("\"{term}\" may have only one text without a language"),
-                                );
-                                ok = false;
-                            }
-                            default_seen = true;
-                            ok &= check_text(self, s, &ipath);
-                            out.push(("en".to_owned(), s.clone()));
-                        }
+                        Value::String(s) => entries.push(("en".to_owned(), s, ipath)),
                         Value::Object(members) => {
                             let mut text = None;
                             let mut lang = None;
@@ -1303,6 +1308,9 @@ impl Parser {
                                             }
                                         }
                                     }
+                                    k2 if version == Version::V2
+                                        && k2.starts_with('@')
+                                        && !matches!(k2, "@id" | "@context" | "@graph") => {}
                                     other => {
                                         self.err(
                                             code::LANGSTRING_INVALID,
@@ -1316,32 +1324,7 @@ impl Parser {
                             }
                             match text {
                                 Some(t) => {
-                                    ok &= check_text(self, t, &ipath);
-                                    let l = lang.unwrap_or("en").to_owned();
-                                    if lang.is_none() {
-                                        if default_seen {
-                                            self.err(
-                                                code::LANGSTRING_INVALID,
-                                                &ipath,
-                                                id,
-                                                format!("\"{term}\" may have only one text without a language"),
-                                            );
-                                            ok = false;
-                                        }
-                                        default_seen = true;
-                                    } else if out.iter().any(|(ol, _)| ol.eq_ignore_ascii_case(&l))
-                                    {
-                                        self.err(
-                                            code::LANGSTRING_INVALID,
-                                            &ipath,
-                                            id,
-                                            format!(
-                                                "\"{term}\" has two texts for language \"{l}\""
-                                            ),
-                                        );
-                                        ok = false;
-                                    }
-                                    out.push((l, t.to_owned()));
+                                    entries.push((lang.unwrap_or("en").to_owned(), t, ipath))
                                 }
                                 None => {
                                     self.err(
@@ -1381,6 +1364,28 @@ impl Parser {
                 );
                 return None;
             }
+        }
+        for (lang, text, epath) in entries {
+            let len = text.chars().count();
+            if len > max {
+                self.err(
+                    code::VALUE_TOO_LONG,
+                    &epath,
+                    id,
+                    format!("\"{term}\" is {len} characters long; the limit is {max}"),
+                );
+                ok = false;
+            }
+            if out.iter().any(|(l, _)| l.eq_ignore_ascii_case(&lang)) {
+                self.err(
+                    code::LANGSTRING_INVALID,
+                    &epath,
+                    id,
+                    format!("\"{term}\" has two texts for language \"{lang}\" (a text without a language counts as \"en\")"),
+                );
+                ok = false;
+            }
+            out.push((lang, text.to_owned()));
         }
         ok.then_some(out)
     }
@@ -1517,15 +1522,19 @@ impl Parser {
     }
 }
 
+/// DTDL v3 properties whose values may be DTDL v2 elements.
+fn accepts_v2_elements(prop: &str) -> bool {
+    matches!(
+        prop,
+        "contents" | "extends" | "schema" | "elementSchema" | "properties"
+    )
+}
+
 /// Ranges whose values must be references or terms, never inline objects.
 fn range_id_required(range: Range) -> bool {
     matches!(
         range,
-        Range::Interface
-            | Range::EnumValueSchema
-            | Range::StringSchema
-            | Range::CommandType
-            | Range::Unit
+        Range::EnumValueSchema | Range::StringSchema | Range::CommandType | Range::Unit
     )
 }
 
@@ -1679,13 +1688,14 @@ fn unknown_type_message(s: &str, u: Unknown) -> String {
     }
 }
 
-/// BCP 47-style language tag as DTDL accepts it: `en`, `en-US`, `zh-Hant-TW`.
+/// A BCP 47 language tag as DTDL accepts it: a two- or three-letter
+/// language, then subtags (`en`, `en-US`, `zh-Hant-TW`, `fr-155`).
 pub fn is_language_tag(s: &str) -> bool {
     let mut parts = s.split('-');
     let Some(first) = parts.next() else {
         return false;
     };
-    if !(2..=8).contains(&first.len()) || !first.bytes().all(|b| b.is_ascii_alphabetic()) {
+    if !(2..=3).contains(&first.len()) || !first.bytes().all(|b| b.is_ascii_alphabetic()) {
         return false;
     }
     parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))

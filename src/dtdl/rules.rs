@@ -158,14 +158,13 @@ impl<'a> Checker<'a> {
                                     ),
                                 ));
                             } else if tel.class != Class::Interface {
-                                let shareable = tel.parent_prop == Some("schemas")
-                                    && self.owner_interface(t) == self.owner_interface(e);
+                                let shareable = self.owner_interface(t) == self.owner_interface(e);
                                 if !shareable {
                                     errs.push((
                                         code::REFERENCE_NOT_SHAREABLE,
                                         pv.path.clone(),
                                         format!(
-                                            "{dtmi} is defined inside another element; only Interfaces and the schemas of this Interface's \"schemas\" can be referenced"
+                                            "{dtmi} is defined inside another element; only Interfaces and elements of the same Interface can be referenced"
                                         ),
                                     ));
                                 }
@@ -255,7 +254,7 @@ impl<'a> Checker<'a> {
                 order.push(a);
                 queue.extend(self.elem_targets(a, "extends"));
             }
-            if self.el(i).version == Version::V3 && order.len() + 1 > limits::EXTENDS_TOTAL_V3 {
+            if self.el(i).version == Version::V3 && order.len() > limits::EXTENDS_TOTAL_V3 {
                 self.err(
                     code::EXTENDS_TOO_MANY,
                     i,
@@ -631,7 +630,7 @@ impl<'a> Checker<'a> {
                         ),
                     ));
                 }
-                if el.version == Version::V3 {
+                {
                     let numeric = self.targets(e, "schema").iter().all(|t| {
                         matches!(t, Target::Primitive(p) if p.is_numeric())
                             || matches!(t, Target::Missing)
