@@ -508,9 +508,8 @@ pub mod limits {
     pub const EXTENDS_DEPTH: usize = 10;
     /// v3: maximum number of interfaces in an `extends` tree.
     pub const EXTENDS_TOTAL_V3: usize = 1024;
-    /// Maximum nesting depth of complex schemas.
-    pub const SCHEMA_DEPTH_V2: usize = 5;
-    pub const SCHEMA_DEPTH_V3: usize = 8;
+    /// Most `schema`/`elementSchema` links on a chain below a complex schema.
+    pub const SCHEMA_DEPTH: usize = 5;
     /// v3: maximum number of contents in an Interface including inherited ones.
     pub const CONTENTS_TOTAL_V3: usize = 100_000;
 }

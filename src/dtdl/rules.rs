@@ -421,7 +421,7 @@ impl<'a> Checker<'a> {
                 };
                 let mut stack = Vec::new();
                 let mut found = SchemaWalk::default();
-                self.walk_schema(s, &mut stack, 1, &mut found);
+                self.walk_schema(s, &mut stack, &mut found);
                 if found.cycle {
                     self.err(
                         code::SCHEMA_CYCLE,
@@ -429,15 +429,15 @@ impl<'a> Checker<'a> {
                         None,
                         format!("schema {} refers to itself", self.el(s).id),
                     );
-                } else if found.depth > limits::SCHEMA_DEPTH_V2 {
+                } else if found.depth > limits::SCHEMA_DEPTH {
                     self.err(
                         code::SCHEMA_TOO_DEEP,
                         e,
                         None,
                         format!(
-                            "complex schemas are nested {} levels deep; the limit is {}",
+                            "schemas are nested {} levels deep below a complex schema; the limit is {}",
                             found.depth,
-                            limits::SCHEMA_DEPTH_V2
+                            limits::SCHEMA_DEPTH
                         ),
                     );
                 }
@@ -463,35 +463,29 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn walk_schema(
-        &self,
-        s: ElemId,
-        stack: &mut Vec<ElemId>,
-        level: usize,
-        found: &mut SchemaWalk,
-    ) {
+    /// Walks the schema hierarchy below complex schema `s`. `found.depth`
+    /// becomes the most `schema`/`elementSchema` links on any chain below
+    /// it (DTDL's limit is 5; the link to a primitive counts).
+    fn walk_schema(&self, s: ElemId, stack: &mut Vec<ElemId>, found: &mut SchemaWalk) -> usize {
         if stack.contains(&s) {
             found.cycle = true;
-            return;
+            return 0;
         }
-        if found.cycle || level > limits::SCHEMA_DEPTH_V3 + 2 {
-            found.depth = found.depth.max(level);
-            return;
+        if found.cycle || stack.len() > limits::SCHEMA_DEPTH + 2 {
+            return 0;
         }
         let el = self.el(s);
-        if !el.class.is_complex_schema() {
-            return;
-        }
-        found.depth = found.depth.max(level);
         if el.class == Class::Array {
             found.array = true;
         }
         stack.push(s);
+        // Each child is reached through one counted link.
         let children: Vec<Target> = match el.class {
             Class::Array => self.targets(s, "elementSchema"),
             Class::Map => self
-                .elem_targets(s, "mapValue")
+                .elem_targets(s, "mapKey")
                 .into_iter()
+                .chain(self.elem_targets(s, "mapValue"))
                 .flat_map(|v| self.targets(v, "schema"))
                 .collect(),
             Class::Object => self
@@ -501,14 +495,26 @@ impl<'a> Checker<'a> {
                 .collect(),
             _ => Vec::new(),
         };
+        let mut depth = 0;
         for c in children {
-            match c {
-                Target::Elem(x) => self.walk_schema(x, stack, level + 1, found),
-                Target::Std(g) if g.is_geospatial() => found.geospatial = true,
-                _ => {}
-            }
+            let below = match c {
+                Target::Elem(x) if self.el(x).class.is_complex_schema() => {
+                    self.walk_schema(x, stack, found)
+                }
+                Target::Std(g) => {
+                    if g.is_geospatial() {
+                        found.geospatial = true;
+                    }
+                    // GeoJSON schemas are Objects of (nested) coordinate Arrays.
+                    std_schema_depth(g)
+                }
+                _ => 0,
+            };
+            depth = depth.max(1 + below);
         }
         stack.pop();
+        found.depth = found.depth.max(depth);
+        depth
     }
 
     /// A Component's schema may not itself contain Components.
@@ -699,4 +705,16 @@ struct SchemaWalk {
     depth: usize,
     array: bool,
     geospatial: bool,
+}
+
+/// Links below a standard schema: GeoJSON Objects hold coordinate Arrays
+/// (point 2, lineString/multiPoint 3, polygon/multiLineString 4, multiPolygon 5).
+fn std_schema_depth(g: StdSchema) -> usize {
+    match g {
+        StdSchema::Point => 2,
+        StdSchema::LineString | StdSchema::MultiPoint => 3,
+        StdSchema::Polygon | StdSchema::MultiLineString => 4,
+        StdSchema::MultiPolygon => 5,
+        StdSchema::GeoPoint | StdSchema::Vector => 1,
+    }
 }
