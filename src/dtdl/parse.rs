@@ -480,7 +480,24 @@ impl Parser {
         top: bool,
     ) -> Option<ElemId> {
         let members = obj.as_object()?;
-        let explicit_id_str = obj.get("@id").and_then(Value::as_str);
+        // The element's identifier: its @id, or one generated from its parent's
+        // (known up front so that diagnostics and children can use it).
+        let generated = slot.map(|s| {
+            let (base, version) = dtmi::split_version(s.parent_id);
+            let name = obj.get("name").and_then(Value::as_str);
+            let leaf = match (name, s.plural) {
+                (Some(n), _) => format!(":_{}:__{}", s.prop, n),
+                (None, true) => format!(":_{}:__{}", s.prop, s.index),
+                (None, false) => format!(":_{}", s.prop),
+            };
+            format!("{base}{leaf}{version}")
+        });
+        let diag_id: Option<String> = obj
+            .get("@id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| generated.clone());
+        let explicit_id_str = diag_id.as_deref();
 
         // Duplicate member names.
         for (i, (k, _)) in members.iter().enumerate() {
@@ -700,7 +717,7 @@ impl Parser {
                     );
                     return None;
                 }
-                (String::new(), false)
+                (generated.clone().unwrap_or_default(), false)
             }
         };
         let _ = id_ok;
@@ -839,26 +856,6 @@ impl Parser {
         }
         let _ = type_ok;
 
-        // Generated identifier, once the name is known.
-        if !explicit_id {
-            let name =
-                props
-                    .iter()
-                    .find(|p| p.def.term == "name")
-                    .and_then(|p| match p.items.first() {
-                        Some(Item::Str(s)) => Some(s.clone()),
-                        _ => None,
-                    });
-            if let Some(s) = slot {
-                let (base, version) = dtmi::split_version(s.parent_id);
-                let leaf = match (&name, s.plural) {
-                    (Some(n), _) => format!(":_{}:__{}", s.prop, n),
-                    (None, true) => format!(":_{}:__{}", s.prop, s.index),
-                    (None, false) => format!(":_{}", s.prop),
-                };
-                self.out.elements[idx].id = format!("{base}{leaf}{version}");
-            }
-        }
         self.out.elements[idx].props = props;
         Some(idx)
     }
