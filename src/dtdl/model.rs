@@ -5,7 +5,8 @@
 //! the lowering here cannot fail: where it meets something the rules
 //! guarantee away, it falls back to a neutral value rather than panicking.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -171,8 +172,9 @@ pub struct Interface {
     pub extends: Vec<String>,
     /// Every ancestor, nearest first.
     pub ancestors: Vec<String>,
-    /// Own contents followed by inherited ones (each name once).
-    pub contents: Vec<Content>,
+    /// Own contents followed by inherited ones (each name once). Inherited
+    /// contents are shared with the Interface that declares them.
+    pub contents: Vec<Arc<Content>>,
     /// Reusable schemas declared in `schemas`.
     pub schemas: Vec<Schema>,
     pub adjuncts: Vec<String>,
@@ -180,7 +182,7 @@ pub struct Interface {
 
 impl Interface {
     pub fn content(&self, name: &str) -> Option<&Content> {
-        self.contents.iter().find(|c| c.name == name)
+        self.contents.iter().find(|c| c.name == name).map(|c| &**c)
     }
 
     /// True if this Interface is `other` or extends it.
@@ -224,7 +226,11 @@ impl ModelSet {
 }
 
 pub(crate) fn lower(p: &Parsed, c: &Checked) -> ModelSet {
-    let l = Lowerer { p, c };
+    let l = Lowerer {
+        p,
+        c,
+        own: std::cell::RefCell::new(HashMap::new()),
+    };
     let mut interfaces = BTreeMap::new();
     let mut counts = Counts::default();
     for (e, el) in p.elements.iter().enumerate() {
@@ -241,6 +247,8 @@ pub(crate) fn lower(p: &Parsed, c: &Checked) -> ModelSet {
 struct Lowerer<'a> {
     p: &'a Parsed,
     c: &'a Checked,
+    /// Each Interface's own contents, lowered once and shared with its descendants.
+    own: std::cell::RefCell<HashMap<ElemId, Arc<Vec<Arc<Content>>>>>,
 }
 
 impl Lowerer<'_> {
@@ -453,17 +461,30 @@ impl Lowerer<'_> {
         }
     }
 
+    fn own_contents(&self, i: ElemId) -> Arc<Vec<Arc<Content>>> {
+        if let Some(c) = self.own.borrow().get(&i) {
+            return c.clone();
+        }
+        let owner = self.el(i).id.clone();
+        let list: Arc<Vec<Arc<Content>>> = Arc::new(
+            self.elems(i, "contents")
+                .into_iter()
+                .map(|c| Arc::new(self.content(c, &owner)))
+                .collect(),
+        );
+        self.own.borrow_mut().insert(i, list.clone());
+        list
+    }
+
     fn interface(&self, e: ElemId) -> Interface {
         let el = self.el(e);
         let ancestors: Vec<ElemId> = self.c.ancestors.get(&e).cloned().unwrap_or_default();
         let mut contents = Vec::new();
-        let mut seen: HashMap<String, ()> = HashMap::new();
+        let mut seen: HashSet<String> = HashSet::new();
         for i in std::iter::once(e).chain(ancestors.iter().copied()) {
-            let owner = self.el(i).id.clone();
-            for c in self.elems(i, "contents") {
-                let content = self.content(c, &owner);
-                if seen.insert(content.name.clone(), ()).is_none() {
-                    contents.push(content);
+            for content in self.own_contents(i).iter() {
+                if seen.insert(content.name.clone()) {
+                    contents.push(content.clone());
                 }
             }
         }

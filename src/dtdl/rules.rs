@@ -6,7 +6,7 @@
 //! identifier index, the resolved references and the list of DTMIs that are
 //! referenced but defined nowhere (the model is then *incomplete*).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::diag::{Diagnostic, code};
 use super::dtmi::Version;
@@ -209,16 +209,56 @@ impl<'a> Checker<'a> {
             .collect()
     }
 
+    /// `extends`: no cycles, at most 10 links deep, (v3) at most 1024
+    /// interfaces in a hierarchy; records each Interface's ancestors.
     fn inheritance(&mut self) {
-        let interfaces: Vec<ElemId> = (0..self.p.elements.len())
-            .filter(|&e| self.el(e).class == Class::Interface)
+        let n = self.p.elements.len();
+        let parents: Vec<Vec<ElemId>> = (0..n)
+            .map(|e| {
+                if self.el(e).class == Class::Interface {
+                    self.elem_targets(e, "extends")
+                } else {
+                    Vec::new()
+                }
+            })
             .collect();
-        // Cycles and depth: depth-first from each interface.
-        for &i in &interfaces {
-            let mut depth_err = false;
-            let mut cycle = false;
-            let depth = self.extends_depth(i, &mut Vec::new(), &mut cycle, 0, &mut depth_err);
-            if cycle {
+        // Iterative depth-first search (no recursion: hierarchies come from input).
+        let mut state = vec![0u8; n]; // 0 new, 1 on the stack, 2 done
+        let mut depth = vec![0usize; n];
+        let mut cyclic = vec![false; n];
+        for root in 0..n {
+            if state[root] != 0 || self.el(root).class != Class::Interface {
+                continue;
+            }
+            state[root] = 1;
+            let mut stack: Vec<(ElemId, usize)> = vec![(root, 0)];
+            while let Some((node, next)) = stack.last_mut() {
+                let node = *node;
+                if let Some(&p) = parents[node].get(*next) {
+                    *next += 1;
+                    match state[p] {
+                        0 => {
+                            state[p] = 1;
+                            stack.push((p, 0));
+                        }
+                        1 => cyclic[node] = true,
+                        _ => {}
+                    }
+                } else {
+                    stack.pop();
+                    state[node] = 2;
+                    for &p in &parents[node] {
+                        depth[node] = depth[node].max(depth[p] + 1);
+                        cyclic[node] |= cyclic[p];
+                    }
+                }
+            }
+        }
+        for i in 0..n {
+            if self.el(i).class != Class::Interface {
+                continue;
+            }
+            if cyclic[i] {
                 self.err(
                     code::EXTENDS_CYCLE,
                     i,
@@ -230,29 +270,29 @@ impl<'a> Checker<'a> {
                 );
                 continue;
             }
-            if depth > limits::EXTENDS_DEPTH {
+            if depth[i] > limits::EXTENDS_DEPTH {
                 self.err(
                     code::EXTENDS_TOO_DEEP,
                     i,
                     None,
                     format!(
-                        "the extends hierarchy of {} is {depth} levels deep; the limit is {}",
+                        "the extends hierarchy of {} is {} levels deep; the limit is {}",
                         self.el(i).id,
+                        depth[i],
                         limits::EXTENDS_DEPTH
                     ),
                 );
             }
-            // Ancestors, breadth-first, each once.
+            // Ancestors, breadth-first (nearest first), each once.
             let mut seen = HashSet::new();
             let mut order = Vec::new();
-            let mut queue = self.elem_targets(i, "extends");
-            while let Some(a) = queue.first().copied() {
-                queue.remove(0);
+            let mut queue: VecDeque<ElemId> = parents[i].iter().copied().collect();
+            while let Some(a) = queue.pop_front() {
                 if a == i || !seen.insert(a) {
                     continue;
                 }
                 order.push(a);
-                queue.extend(self.elem_targets(a, "extends"));
+                queue.extend(parents[a].iter().copied());
             }
             if self.el(i).version == Version::V3 && order.len() > limits::EXTENDS_TOTAL_V3 {
                 self.err(
@@ -262,38 +302,13 @@ impl<'a> Checker<'a> {
                     format!(
                         "{} has {} interfaces in its extends hierarchy; the limit is {}",
                         self.el(i).id,
-                        order.len() + 1,
+                        order.len(),
                         limits::EXTENDS_TOTAL_V3
                     ),
                 );
             }
             self.out.ancestors.insert(i, order);
         }
-    }
-
-    fn extends_depth(
-        &self,
-        i: ElemId,
-        stack: &mut Vec<ElemId>,
-        cycle: &mut bool,
-        level: usize,
-        _depth_err: &mut bool,
-    ) -> usize {
-        if stack.contains(&i) {
-            *cycle = true;
-            return 0;
-        }
-        if level > limits::EXTENDS_DEPTH + 1 || *cycle {
-            return level;
-        }
-        stack.push(i);
-        let mut max = 0;
-        for a in self.elem_targets(i, "extends") {
-            let d = self.extends_depth(a, stack, cycle, level + 1, _depth_err);
-            max = max.max(d);
-        }
-        stack.pop();
-        if max == 0 { level } else { max }
     }
 
     fn names(&mut self) {
