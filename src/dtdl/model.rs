@@ -5,8 +5,10 @@
 //! the lowering here cannot fail: where it meets something the rules
 //! guarantee away, it falls back to a neutral value rather than panicking.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use serde::Serialize;
 

@@ -18,6 +18,35 @@ use super::json::{Number, Value};
 use super::metamodel::{self, Class, Kind, PropDef, Range, limits};
 use super::vocab::{Adjunct, ContextId, Def, Primitive, StdSchema, Sym, vocab};
 
+/// A JSON path inside a document (`$[0].contents[2].schema`), built as a
+/// chain on the stack and rendered only when a diagnostic needs it.
+#[derive(Debug, Clone, Copy)]
+pub enum JPath<'a> {
+    Root,
+    Key(&'a JPath<'a>, &'a str),
+    Index(&'a JPath<'a>, usize),
+}
+
+impl<'a> JPath<'a> {
+    pub fn key(&'a self, k: &'a str) -> JPath<'a> {
+        JPath::Key(self, k)
+    }
+
+    pub fn index(&'a self, i: usize) -> JPath<'a> {
+        JPath::Index(self, i)
+    }
+}
+
+impl std::fmt::Display for JPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JPath::Root => f.write_str("$"),
+            JPath::Key(parent, k) => write!(f, "{parent}.{k}"),
+            JPath::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
 /// Index of an element in [`Parsed::elements`].
 pub type ElemId = usize;
 
@@ -45,7 +74,8 @@ pub enum Item {
 pub struct PropValue {
     pub def: PropDef,
     pub items: Vec<Item>,
-    pub path: String,
+    /// The member name it was given under (its term, or its full DTMI).
+    pub key: &'static str,
 }
 
 /// A parsed element.
@@ -234,11 +264,11 @@ struct Parser {
 }
 
 impl Parser {
-    fn err(&mut self, code: &'static str, path: &str, dtmi: Option<&str>, message: String) {
+    fn err(&mut self, code: &'static str, path: &JPath<'_>, dtmi: Option<&str>, message: String) {
         self.out.diags.push(Diagnostic {
             code,
             file: self.out.docs[self.doc].clone(),
-            path: path.to_owned(),
+            path: path.to_string(),
             dtmi: dtmi.map(str::to_owned),
             message,
         });
@@ -246,12 +276,12 @@ impl Parser {
 
     fn document(&mut self, root: &Value) {
         match root {
-            Value::Object(_) => self.top_level(root, "$".to_owned()),
+            Value::Object(_) => self.top_level(root, &JPath::Root),
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    let path = format!("$[{i}]");
+                    let path = JPath::Root.index(i);
                     if item.as_object().is_some() {
-                        self.top_level(item, path);
+                        self.top_level(item, &path);
                     } else {
                         self.err(
                             code::ROOT_NOT_OBJECT_OR_ARRAY,
@@ -267,7 +297,7 @@ impl Parser {
             }
             other => self.err(
                 code::ROOT_NOT_OBJECT_OR_ARRAY,
-                "$",
+                &JPath::Root,
                 None,
                 format!(
                     "a DTDL document must be an object or an array of objects, found {}",
@@ -277,21 +307,21 @@ impl Parser {
         }
     }
 
-    fn top_level(&mut self, obj: &Value, path: String) {
+    fn top_level(&mut self, obj: &Value, path: &JPath<'_>) {
         let Some(ctx_value) = obj.get("@context") else {
             let id = obj.get("@id").and_then(Value::as_str);
             self.err(
                 code::CONTEXT_MISSING,
-                &path,
+                path,
                 id,
                 "a top-level element must have an @context naming the DTDL version, e.g. \"dtmi:dtdl:context;3\"".to_owned(),
             );
             return;
         };
-        let Some(ctx) = self.context(ctx_value, None, false, &format!("{path}.@context")) else {
+        let Some(ctx) = self.context(ctx_value, None, false, &path.key("@context")) else {
             return;
         };
-        self.element(obj, &path, &ctx, None, &[Class::Interface], true);
+        self.element(obj, path, &ctx, None, &[Class::Interface], true);
     }
 
     /// Processes an `@context` value. `outer` is the context in force around
@@ -303,15 +333,15 @@ impl Parser {
         value: &Value,
         outer: Option<&Ctx>,
         may_switch: bool,
-        path: &str,
+        path: &JPath<'_>,
     ) -> Option<Ctx> {
-        let entries: Vec<(&Value, String)> = match value {
+        let entries: Vec<(&Value, JPath<'_>)> = match value {
             Value::Array(items) => items
                 .iter()
                 .enumerate()
-                .map(|(i, v)| (v, format!("{path}[{i}]")))
+                .map(|(i, v)| (v, path.index(i)))
                 .collect(),
-            v => vec![(v, path.to_owned())],
+            v => vec![(v, *path)],
         };
         let mut ctx = outer.cloned();
         let mut ok = true;
@@ -473,7 +503,7 @@ impl Parser {
     fn element(
         &mut self,
         obj: &Value,
-        path: &str,
+        path: &JPath<'_>,
         outer: &Ctx,
         slot: Option<Slot<'_>>,
         allowed: &[Class],
@@ -504,7 +534,7 @@ impl Parser {
             if members[..i].iter().any(|(k2, _)| k2 == k) {
                 self.err(
                     code::JSON_DUPLICATE_MEMBER,
-                    &format!("{path}.{k}"),
+                    &path.key(k),
                     explicit_id_str,
                     format!("member \"{k}\" appears more than once"),
                 );
@@ -517,8 +547,7 @@ impl Parser {
             (false, Some(v)) => {
                 let may_switch = outer.version == Version::V3
                     && slot.is_some_and(|s| accepts_v2_elements(s.prop));
-                ctx_owned =
-                    self.context(v, Some(outer), may_switch, &format!("{path}.@context"))?;
+                ctx_owned = self.context(v, Some(outer), may_switch, &path.key("@context"))?;
                 &ctx_owned
             }
             _ => outer,
@@ -549,12 +578,13 @@ impl Parser {
                 }
             }
             Some(t) => {
-                let types: Vec<(&str, String)> = match t {
-                    Value::String(s) => vec![(s.as_str(), format!("{path}.@type"))],
+                let type_path = path.key("@type");
+                let types: Vec<(&str, JPath<'_>)> = match t {
+                    Value::String(s) => vec![(s.as_str(), type_path)],
                     Value::Array(items) if !items.is_empty() => {
                         let mut v = Vec::new();
                         for (i, it) in items.iter().enumerate() {
-                            let tp = format!("{path}.@type[{i}]");
+                            let tp = JPath::Index(&type_path, i);
                             match it.as_str() {
                                 Some(s) => v.push((s, tp)),
                                 None => {
@@ -576,7 +606,7 @@ impl Parser {
                     other => {
                         self.err(
                             code::TYPE_INVALID,
-                            &format!("{path}.@type"),
+                            &path.key("@type"),
                             explicit_id_str,
                             format!(
                                 "@type must be a string or an array of strings, found {}",
@@ -676,7 +706,7 @@ impl Parser {
                 if class.is_none() && type_ok {
                     self.err(
                         code::TYPE_MISSING,
-                        &format!("{path}.@type"),
+                        &path.key("@type"),
                         explicit_id_str,
                         format!("@type must include one of {}", class_list(allowed)),
                     );
@@ -690,7 +720,7 @@ impl Parser {
         let mut id_ok = true;
         let (id, explicit_id) = match obj.get("@id") {
             Some(Value::String(s)) => {
-                if !self.check_id(s, class, ctx.version, &format!("{path}.@id")) {
+                if !self.check_id(s, class, ctx.version, &path.key("@id")) {
                     id_ok = false;
                 }
                 (s.clone(), true)
@@ -698,7 +728,7 @@ impl Parser {
             Some(other) => {
                 self.err(
                     code::ID_INVALID,
-                    &format!("{path}.@id"),
+                    &path.key("@id"),
                     None,
                     format!("@id must be a string DTMI, found {}", other.kind()),
                 );
@@ -737,7 +767,7 @@ impl Parser {
             open_cotypes,
             props: Vec::new(),
             doc: self.doc,
-            path: path.to_owned(),
+            path: path.to_string(),
             parent: slot.map(|s| s.parent),
             parent_prop: slot.map(|s| s.prop),
             top: top_idx,
@@ -746,10 +776,10 @@ impl Parser {
 
         // Properties.
         let has_open = !self.out.elements[idx].open_cotypes.is_empty();
-        let mut seen: Vec<(&'static str, bool, String)> = Vec::new();
+        let mut seen: Vec<(&'static str, bool)> = Vec::new();
         let mut props: Vec<PropValue> = Vec::new();
         for (key, value) in members {
-            let kpath = format!("{path}.{key}");
+            let kpath = path.key(key);
             match key.as_str() {
                 "@id" | "@type" | "@context" => continue,
                 k if k.starts_with('@') => {
@@ -808,7 +838,7 @@ impl Parser {
                 }
                 continue;
             };
-            if let Some((_, prev_dtmi, _)) = seen.iter().find(|(t, _, _)| *t == pdef.term) {
+            if let Some((_, prev_dtmi)) = seen.iter().find(|(t, _)| *t == pdef.term) {
                 let msg = if *prev_dtmi != by_dtmi {
                     format!(
                         "property \"{}\" is given both by term and by DTMI",
@@ -820,19 +850,17 @@ impl Parser {
                 self.err(code::PROPERTY_DUPLICATE, &kpath, explicit_id_str, msg);
                 continue;
             }
-            seen.push((pdef.term, by_dtmi, kpath.clone()));
-            let my_id = if explicit_id {
-                self.out.elements[idx].id.clone()
-            } else {
-                String::new()
+            seen.push((pdef.term, by_dtmi));
+            let key_static = match def {
+                Some(d) if by_dtmi => d.dtmi,
+                _ => pdef.term,
             };
-            let _ = my_id;
             let items = self.values(idx, &pdef, value, &kpath, ctx, explicit_id_str);
             if let Some(items) = items {
                 props.push(PropValue {
                     def: pdef,
                     items,
-                    path: kpath,
+                    key: key_static,
                 });
             }
         }
@@ -845,7 +873,7 @@ impl Parser {
                 .filter(|d| d.required)
                 .collect();
         for d in required {
-            if !seen.iter().any(|(t, _, _)| *t == d.term) {
+            if !seen.iter().any(|(t, _)| *t == d.term) {
                 self.err(
                     code::PROPERTY_REQUIRED,
                     path,
@@ -860,7 +888,7 @@ impl Parser {
         Some(idx)
     }
 
-    fn check_id(&mut self, s: &str, class: Class, version: Version, path: &str) -> bool {
+    fn check_id(&mut self, s: &str, class: Class, version: Version, path: &JPath<'_>) -> bool {
         match dtmi::check(s, version, false) {
             Ok(()) => {}
             Err(DtmiError::SystemSegment) => {
@@ -925,7 +953,7 @@ impl Parser {
         owner: ElemId,
         def: &PropDef,
         value: &Value,
-        path: &str,
+        path: &JPath<'_>,
         ctx: &Ctx,
         id: Option<&str>,
     ) -> Option<Vec<Item>> {
@@ -935,13 +963,13 @@ impl Parser {
                 .lang_string(value, max, path, id, def.term, ctx.version)
                 .map(|v| vec![Item::Lang(v)]);
         }
-        let list: Vec<(&Value, String)> = match value {
+        let list: Vec<(&Value, JPath<'_>)> = match value {
             Value::Array(items) => items
                 .iter()
                 .enumerate()
-                .map(|(i, v)| (v, format!("{path}[{i}]")))
+                .map(|(i, v)| (v, path.index(i)))
                 .collect(),
-            v => vec![(v, path.to_owned())],
+            v => vec![(v, *path)],
         };
         if list.len() > def.max {
             self.err(
@@ -997,7 +1025,7 @@ impl Parser {
         owner: ElemId,
         def: &PropDef,
         v: &Value,
-        path: &str,
+        path: &JPath<'_>,
         ctx: &Ctx,
         id: Option<&str>,
         index: usize,
@@ -1020,7 +1048,7 @@ impl Parser {
     fn literal<'v>(
         &mut self,
         v: &'v Value,
-        path: &str,
+        path: &JPath<'_>,
         id: Option<&str>,
         term: &str,
         version: Version,
@@ -1041,7 +1069,7 @@ impl Parser {
                 other => {
                     self.err(
                         code::LITERAL_INVALID,
-                        &format!("{path}.{other}"),
+                        &path.key(other),
                         id,
                         format!("a value object for \"{term}\" may hold only @value and @type, found \"{other}\""),
                     );
@@ -1080,7 +1108,7 @@ impl Parser {
             if name != Some(expected) {
                 self.err(
                     code::LITERAL_INVALID,
-                    &format!("{path}.@type"),
+                    &path.key("@type"),
                     id,
                     format!("the @type of the value object for \"{term}\" must be xsd:{expected}"),
                 );
@@ -1094,7 +1122,7 @@ impl Parser {
         &mut self,
         def: &PropDef,
         v: &Value,
-        path: &str,
+        path: &JPath<'_>,
         ctx: &Ctx,
         id: Option<&str>,
     ) -> Option<Item> {
@@ -1228,7 +1256,7 @@ impl Parser {
         &mut self,
         v: &Value,
         max: usize,
-        path: &str,
+        path: &JPath<'_>,
         id: Option<&str>,
         term: &str,
         version: Version,
@@ -1236,12 +1264,12 @@ impl Parser {
         let mut out: Vec<(String, String)> = Vec::new();
         let mut ok = true;
         // (language, text, path) before length and uniqueness checks.
-        let mut entries: Vec<(String, &str, String)> = Vec::new();
+        let mut entries: Vec<(String, &str, JPath<'_>)> = Vec::new();
         match v {
-            Value::String(s) => entries.push(("en".to_owned(), s, path.to_owned())),
+            Value::String(s) => entries.push(("en".to_owned(), s, *path)),
             Value::Object(members) => {
                 for (lang, text) in members {
-                    let mpath = format!("{path}.{lang}");
+                    let mpath = path.key(lang);
                     if !is_language_tag(lang) {
                         self.err(
                             code::LANGSTRING_INVALID,
@@ -1271,7 +1299,7 @@ impl Parser {
             }
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    let ipath = format!("{path}[{i}]");
+                    let ipath = path.index(i);
                     match item {
                         Value::String(s) => entries.push(("en".to_owned(), s, ipath)),
                         Value::Object(members) => {
@@ -1284,7 +1312,7 @@ impl Parser {
                                         None => {
                                             self.err(
                                                 code::LANGSTRING_INVALID,
-                                                &format!("{ipath}.@value"),
+                                                &ipath.key("@value"),
                                                 id,
                                                 format!("@value of \"{term}\" must be a string"),
                                             );
@@ -1297,7 +1325,7 @@ impl Parser {
                                             _ => {
                                                 self.err(
                                                 code::LANGSTRING_INVALID,
-                                                &format!("{ipath}.@language"),
+                                                &ipath.key("@language"),
                                                 id,
                                                 format!("@language of \"{term}\" must be a language tag"),
                                             );
@@ -1311,7 +1339,7 @@ impl Parser {
                                     other => {
                                         self.err(
                                             code::LANGSTRING_INVALID,
-                                            &format!("{ipath}.{other}"),
+                                            &ipath.key(other),
                                             id,
                                             format!("a \"{term}\" entry may hold only @value and @language, found \"{other}\""),
                                         );
@@ -1394,7 +1422,7 @@ impl Parser {
         def: &PropDef,
         range: Range,
         v: &Value,
-        path: &str,
+        path: &JPath<'_>,
         ctx: &Ctx,
         id: Option<&str>,
         index: usize,
@@ -1460,7 +1488,7 @@ impl Parser {
         def: &PropDef,
         range: Range,
         s: &str,
-        path: &str,
+        path: &JPath<'_>,
         ctx: &Ctx,
         id: Option<&str>,
     ) -> Option<Item> {

@@ -6,7 +6,9 @@
 //! identifier index, the resolved references and the list of DTMIs that are
 //! referenced but defined nowhere (the model is then *incomplete*).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use super::diag::{Diagnostic, code};
 use super::dtmi::Version;
@@ -145,7 +147,7 @@ impl<'a> Checker<'a> {
                             if !classes.contains(&tel.class) {
                                 errs.push((
                                     code::REFERENCE_WRONG_CLASS,
-                                    pv.path.clone(),
+                                    format!("{}.{}", el.path, pv.key),
                                     format!(
                                         "\"{}\" refers to {dtmi}, a {}; expected {}",
                                         pv.def.term,
@@ -162,7 +164,7 @@ impl<'a> Checker<'a> {
                                 if !shareable {
                                     errs.push((
                                         code::REFERENCE_NOT_SHAREABLE,
-                                        pv.path.clone(),
+                                        format!("{}.{}", el.path, pv.key),
                                         format!(
                                             "{dtmi} is defined inside another element; only Interfaces and elements of the same Interface can be referenced"
                                         ),

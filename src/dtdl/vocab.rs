@@ -7,7 +7,7 @@
 //!
 //! Tables are parsed once, on first use, into maps keyed by term and by DTMI.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::OnceLock;
 
 use super::dtmi::Version;
