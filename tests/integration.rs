@@ -5,3 +5,5 @@ mod support;
 mod cli;
 mod conformance;
 mod corpora;
+mod robustness;
+mod rules;
