@@ -111,9 +111,13 @@ fn main() {
             .model
             .map(|m| m.counts().interfaces)
             .expect("corpus is valid");
-        report(name, interfaces, time(|| {
-            black_box(dtdl::check(black_box(&sources), &opts));
-        }));
+        report(
+            name,
+            interfaces,
+            time(|| {
+                black_box(dtdl::check(black_box(&sources), &opts));
+            }),
+        );
     }
 
     // Plug and play: every file on its own, dependencies from the repository.
@@ -123,7 +127,8 @@ fn main() {
         let t = Instant::now();
         for f in &files {
             let s = load::read_paths(std::slice::from_ref(f)).expect("readable");
-            let o = load::check_with_repositories(s, std::slice::from_ref(&repo), &opts).expect("no I/O error");
+            let o = load::check_with_repositories(s, std::slice::from_ref(&repo), &opts)
+                .expect("no I/O error");
             assert!(o.is_ok(), "{} rejected", f.display());
         }
         t.elapsed()
@@ -140,9 +145,13 @@ fn main() {
         .model
         .map(|m| m.counts().interfaces)
         .expect("synthetic set is valid");
-    report("synthetic", interfaces, time(|| {
-        black_box(dtdl::check(black_box(&synth), &opts));
-    }));
+    report(
+        "synthetic",
+        interfaces,
+        time(|| {
+            black_box(dtdl::check(black_box(&synth), &opts));
+        }),
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<PathBuf> {

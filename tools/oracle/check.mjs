@@ -4,7 +4,7 @@
 // or over DTDL conformance-suite files. Dev-only tool; see README.md.
 //
 //   node check.mjs [--allow-undefined-extensions|--deny-undefined-extensions]
-//                  [--om FILE] [--time] PATH...
+//                  [--dmr ROOT] [--om FILE] [--time] PATH...
 //   node check.mjs [-q] --spec FILE.json [--spec FILE2.json ...]
 //
 // Exit codes: 0 valid / all cases agree; 1 invalid / some case disagrees;
@@ -15,7 +15,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 
-const USAGE = `usage: node check.mjs [--allow-undefined-extensions|--deny-undefined-extensions] [--om FILE] [--time] PATH...
+const USAGE = `usage: node check.mjs [--allow-undefined-extensions|--deny-undefined-extensions] [--dmr ROOT] [--om FILE] [--time] PATH...
        node check.mjs [-q] --spec FILE.json [--spec FILE.json ...]
 
 PATH is a .json file or a folder (every *.json below it). All files are parsed
@@ -25,6 +25,11 @@ errors (exit 1).
   --allow-undefined-extensions  ParsingOptions.AllowUndefinedExtensions = Always
   --deny-undefined-extensions   ParsingOptions.AllowUndefinedExtensions = Never
                                 (neither: PerDefault, i.e. v2 allows, v3 denies)
+  --dmr ROOT                    resolve references the way a device model
+                                repository does: dtmi:com:example:Foo;1 is read from
+                                ROOT/dtmi/com/example/foo-1.json (the parser has no
+                                resolver callback, so this re-parses with the files
+                                for the reported unresolved DTMIs added, until done)
   --om FILE                     also write the parser's JSON object model to FILE
   --time                        print WASM start-up and parse times to stderr
   --spec FILE                   run a conformance file (JSON array of cases
@@ -285,30 +290,47 @@ function rawInputs (text) {
 // ---------------------------------------------------------------------------
 // Modes
 
-async function checkPaths (paths, variant, omFile, timing) {
+// DMR path convention: dtmi:com:example:Thermostat;1 -> dtmi/com/example/thermostat-1.json
+function dmrPath (root, dtmi) {
+  const m = /^dtmi:([^;#]+);([0-9]+)$/.exec(dtmi)
+  if (!m) return null
+  return path.join(root, 'dtmi', ...m[1].toLowerCase().split(':').slice(0, -1), `${m[1].toLowerCase().split(':').pop()}-${m[2]}.json`)
+}
+
+function loadJsonFile (f) {
+  const t = readText(f)
+  try { JSON.parse(t) } catch (e) {
+    process.stdout.write(`invalid JSON: ${f}: ${oneLine(e.message)}\n`)
+    process.exit(1)
+  }
+  return t
+}
+
+async function checkPaths (paths, variant, omFile, timing, dmrRoot) {
   const files = []
   for (const p of paths) collectJson(p, files)
   if (files.length === 0) usage('no .json files found')
-  const texts = []
-  for (const f of files) {
-    const t = readText(f)
-    try { JSON.parse(t) } catch (e) {
-      process.stdout.write(`invalid JSON: ${f}: ${oneLine(e.message)}\n`)
-      process.exit(1)
-    }
-    texts.push(t)
-  }
-  // One parse call: the interop takes a single JSON text, so several files become one
-  // JSON array whose elements are the files' documents (an element may itself be an
-  // array; DTDLParser accepts that).
-  const text = texts.length === 1 ? texts[0] : '[\n' + texts.join('\n,\n') + '\n]'
+  const texts = files.map(loadJsonFile)
+  const seen = new Set(files.map((f) => path.resolve(f)))
   const t0 = performance.now()
   const parser = await parserFor(variant)
   const t1 = performance.now()
-  const r = runParse(parser, text)
+  let r, text, rounds = 0
+  for (;;) {
+    // One parse call: the interop takes a single JSON text, so several files become
+    // one JSON array whose elements are the files' documents (an element may itself be
+    // an array; DTDLParser accepts that).
+    text = texts.length === 1 ? texts[0] : '[\n' + texts.join('\n,\n') + '\n]'
+    r = runParse(parser, text)
+    rounds++
+    if (r.kind !== 'resolution' || !dmrRoot) break
+    const more = r.ids.map((id) => dmrPath(dmrRoot, id)).filter((f) => f && !seen.has(path.resolve(f)) && fs.existsSync(f))
+    if (more.length === 0) break
+    for (const f of more) { seen.add(path.resolve(f)); files.push(f); texts.push(loadJsonFile(f)) }
+  }
   const t2 = performance.now()
   if (timing) {
-    process.stderr.write(`files ${files.length}, bytes ${Buffer.byteLength(text)}, parser ${parser.parserVersion()}\n`)
+    process.stderr.write(`files ${files.length}, bytes ${Buffer.byteLength(text)}, parse calls ${rounds}, parser ${parser.parserVersion()}\n`)
     process.stderr.write(`start-up ${(t1 - t0).toFixed(0)} ms, parse ${(t2 - t1).toFixed(0)} ms\n`)
   }
   switch (r.kind) {
@@ -393,7 +415,7 @@ async function checkSpec (specPaths, cliVariant, quiet) {
 
 const args = process.argv.slice(2)
 let variant = 'default'
-let omFile = null, timing = false, quiet = false
+let omFile = null, dmrRoot = null, timing = false, quiet = false
 const specs = [], paths = []
 for (let i = 0; i < args.length; i++) {
   const a = args[i]
@@ -404,6 +426,9 @@ for (let i = 0; i < args.length; i++) {
   } else if (a === '--spec') {
     if (i + 1 >= args.length) usage('--spec needs a file')
     specs.push(args[++i])
+  } else if (a === '--dmr') {
+    if (i + 1 >= args.length) usage('--dmr needs a folder')
+    dmrRoot = args[++i]
   } else if (a === '--om') {
     if (i + 1 >= args.length) usage('--om needs a file')
     omFile = args[++i]
@@ -416,11 +441,11 @@ for (let i = 0; i < args.length; i++) {
 }
 if (specs.length && paths.length) usage('give either --spec files or model paths, not both')
 if (!specs.length && !paths.length) usage()
-if (specs.length && omFile) usage('--om is for model paths, not --spec')
+if (specs.length && (omFile || dmrRoot)) usage('--om and --dmr are for model paths, not --spec')
 
 locatePackage()
 try {
-  process.exitCode = specs.length ? await checkSpec(specs, variant, quiet) : await checkPaths(paths, variant, omFile, timing)
+  process.exitCode = specs.length ? await checkSpec(specs, variant, quiet) : await checkPaths(paths, variant, omFile, timing, dmrRoot)
 } catch (e) {
   fail(e && e.stack ? e.stack : String(e))
 }
