@@ -534,3 +534,97 @@ fn resolved_model_flattens_inheritance() {
     assert!(c.is_a("dtmi:test:Base;1"));
     assert_eq!(model.implementors("dtmi:test:Base;1").count(), 2);
 }
+
+fn v3_ext(contexts: &str, contents: &str) -> String {
+    format!(
+        r#"{{"@context":["dtmi:dtdl:context;3",{contexts}],"@id":"dtmi:test:T;1","@type":"Interface","contents":[{contents}]}}"#
+    )
+}
+
+#[test]
+fn annotations_must_name_a_sibling_property_or_telemetry() {
+    let ctx = r#""dtmi:dtdl:extension:annotation;1""#;
+    accepts(&v3_ext(
+        ctx,
+        r#"{"@type":"Telemetry","name":"t","schema":"double"},{"@type":["Property","ValueAnnotation"],"name":"a","annotates":"t","schema":"string"}"#,
+    ));
+    rejects(
+        &v3_ext(
+            ctx,
+            r#"{"@type":["Property","ValueAnnotation"],"name":"a","annotates":"nothing","schema":"string"}"#,
+        ),
+        "annotation_target",
+    );
+    rejects(
+        &v3_ext(
+            ctx,
+            r#"{"@type":"Command","name":"c"},{"@type":["Property","ValueAnnotation"],"name":"a","annotates":"c","schema":"string"}"#,
+        ),
+        "annotation_target",
+    );
+}
+
+#[test]
+fn overrides_need_an_annotation_of_an_extension_property() {
+    let ctx = r#""dtmi:dtdl:extension:quantitativeTypes;1","dtmi:dtdl:extension:annotation;1","dtmi:dtdl:extension:overriding;1""#;
+    let t = r#"{"@type":["Telemetry","Temperature"],"name":"t","schema":"double","unit":"kelvin"}"#;
+    accepts(&v3_ext(
+        ctx,
+        &format!(
+            r#"{t},{{"@type":["Property","ValueAnnotation","Override"],"name":"u","annotates":"t","overrides":"unit","schema":"string","writable":true}}"#
+        ),
+    ));
+    rejects(
+        &v3_ext(
+            ctx,
+            &format!(
+                r#"{t},{{"@type":["Property","ValueAnnotation","Override"],"name":"u","annotates":"t","overrides":"schema","schema":"string"}}"#
+            ),
+        ),
+        "override_target",
+    );
+    rejects(
+        &v3_ext(
+            ctx,
+            &format!(
+                r#"{t},{{"@type":["Property","Override"],"name":"u","overrides":"unit","schema":"string"}}"#
+            ),
+        ),
+        "cotype_invalid",
+    );
+}
+
+#[test]
+fn mqtt_extension_checks_topics_indexes_and_caching() {
+    let good = r#"{"@context":["dtmi:dtdl:context;3","dtmi:dtdl:extension:mqtt;1"],"@id":"dtmi:test:T;1","@type":["Interface","Mqtt"],
+        "payloadFormat":"json","telemetryTopic":"plant/{modelId}/{senderId}/telemetry","commandTopic":"plant/{executorId}/command/{commandName}",
+        "contents":[{"@type":["Telemetry","Indexed"],"name":"a","index":1,"schema":"double"},
+                    {"@type":["Command","Idempotent","Cacheable"],"name":"c","ttl":"PT10S"}]}"#;
+    accepts(good);
+    rejects(
+        &good.replace("plant/{modelId}", "plant//{modelId}"),
+        "value_pattern",
+    );
+    rejects(
+        &good.replace(
+            r#""name":"c","ttl":"PT10S""#,
+            r#""name":"c","ttl":"10 seconds""#,
+        ),
+        "value_pattern",
+    );
+    rejects(
+        &good.replace(
+            r#""Command","Idempotent","Cacheable""#,
+            r#""Command","Cacheable""#,
+        ),
+        "cotype_invalid",
+    );
+    rejects(
+        &good.replace(r#"{"@type":["Command""#, r#"{"@type":["Telemetry","Indexed"],"name":"b","index":1,"schema":"double"},{"@type":["Command""#),
+        "index_duplicate",
+    );
+    rejects(
+        &good.replace(r#""payloadFormat":"json","#, ""),
+        "property_required",
+    );
+}

@@ -56,6 +56,9 @@ pub mod code {
     pub const CONTENTS_TOO_MANY: &str = "contents_too_many";
     pub const UNIT_NOT_ALLOWED: &str = "unit_not_allowed";
     pub const COTYPE_PROPERTY: &str = "cotype_property";
+    pub const ANNOTATION_TARGET: &str = "annotation_target";
+    pub const OVERRIDE_TARGET: &str = "override_target";
+    pub const INDEX_DUPLICATE: &str = "index_duplicate";
     pub const IO: &str = "io";
 }
 

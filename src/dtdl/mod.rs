@@ -6,11 +6,13 @@
 //! checks everything that spans elements and resolves references →
 //! [`model`] lowers the result into the typed, flattened [`ModelSet`] that
 //! the rest of twingraph uses. [`load`] reads files, folders and device
-//! model repositories.
+//! model repositories. [`datatypes`] holds the lexical rules of the temporal
+//! primitive schemas.
 //!
 //! Invariant: a [`ModelSet`] exists only for a model set with no errors and
 //! no unresolved references (parse, don't validate).
 
+pub mod datatypes;
 pub mod diag;
 pub mod dtmi;
 pub mod json;

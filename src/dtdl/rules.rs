@@ -56,6 +56,7 @@ pub fn check(parsed: &mut Parsed) -> Checked {
     c.components();
     c.enums();
     c.cotypes();
+    c.extensions();
     let Checker { diags, out, .. } = c;
     parsed.diags.extend(diags);
     out
@@ -714,6 +715,135 @@ impl<'a> Checker<'a> {
         }
         let _ = Range::Schema;
     }
+    /// Rules of the v3 language extensions: annotation targets, overrides,
+    /// MQTT topics and indexes, cacheable commands.
+    fn extensions(&mut self) {
+        let mut errs: Vec<(&'static str, ElemId, String)> = Vec::new();
+        let mut overridden: HashSet<(ElemId, &str, &str)> = HashSet::new();
+        let mut indexes: HashMap<(Option<ElemId>, Option<&str>, i64), ElemId> = HashMap::new();
+        for e in 0..self.p.elements.len() {
+            let el = self.el(e);
+            if el.adjuncts.is_empty() {
+                continue;
+            }
+            let has = |a: Adjunct| el.adjuncts.contains(&a);
+            if has(Adjunct::ValueAnnotation) {
+                let owner = self.owner_interface(e);
+                let target = el.str_prop("annotates").unwrap_or_default();
+                let sibling = self
+                    .effective_contents(owner)
+                    .into_iter()
+                    .find(|&c| c != e && self.el(c).name() == Some(target));
+                match sibling {
+                    Some(s)
+                        if matches!(self.el(s).class, Class::Property | Class::Telemetry)
+                            && !self.el(s).adjuncts.contains(&Adjunct::ValueAnnotation) =>
+                    {
+                        if has(Adjunct::Override) {
+                            let overrides = el.str_prop("overrides").unwrap_or_default();
+                            let sib = self.el(s);
+                            let core = metamodel::properties(sib.class, sib.version);
+                            let matches = sib.props.iter().any(|pv| {
+                                !core.iter().any(|d| d.term == pv.def.term)
+                                    && (pv.def.term == overrides || pv.key == overrides)
+                            });
+                            if !matches {
+                                errs.push((
+                                    code::OVERRIDE_TARGET,
+                                    e,
+                                    format!("\"overrides\" names {overrides}, which is not an extension property of \"{target}\""),
+                                ));
+                            } else if !overridden.insert((owner, target, overrides)) {
+                                errs.push((
+                                    code::OVERRIDE_TARGET,
+                                    e,
+                                    format!("\"{overrides}\" of \"{target}\" is overridden twice"),
+                                ));
+                            }
+                        }
+                    }
+                    _ => errs.push((
+                        code::ANNOTATION_TARGET,
+                        e,
+                        format!("\"annotates\" must name another Property or Telemetry of this Interface (not an annotation); found \"{target}\""),
+                    )),
+                }
+            }
+            if has(Adjunct::Override) && !has(Adjunct::ValueAnnotation) {
+                errs.push((
+                    code::COTYPE_INVALID,
+                    e,
+                    "Override may only co-type a Property that is also co-typed ValueAnnotation"
+                        .to_owned(),
+                ));
+            }
+            if has(Adjunct::Mqtt) {
+                for term in ["telemetryTopic", "commandTopic"] {
+                    if let Some(t) = el.str_prop(term)
+                        && !mqtt_topic_pattern().is_match(t)
+                    {
+                        errs.push((
+                            code::VALUE_PATTERN,
+                            e,
+                            format!("\"{term}\" \"{t}\" must be a slash-separated sequence of topic labels and {{tokens}}"),
+                        ));
+                    }
+                }
+            }
+            if has(Adjunct::Indexed)
+                && let Some(Item::Int(i)) = el.prop("index").and_then(|p| p.items.first())
+                && let Some(prev) = indexes.insert((el.parent, el.parent_prop, *i), e)
+            {
+                errs.push((
+                    code::INDEX_DUPLICATE,
+                    e,
+                    format!("index {i} is already used by {}", self.el(prev).id),
+                ));
+            }
+            if has(Adjunct::Cacheable) {
+                if !has(Adjunct::Idempotent) {
+                    errs.push((
+                        code::COTYPE_INVALID,
+                        e,
+                        "Cacheable requires the Command to be co-typed Idempotent".to_owned(),
+                    ));
+                }
+                if let Some(ttl) = el.str_prop("ttl")
+                    && !super::datatypes::is_duration(ttl)
+                {
+                    errs.push((
+                        code::VALUE_PATTERN,
+                        e,
+                        format!("\"ttl\" must be an ISO 8601 duration, found \"{ttl}\""),
+                    ));
+                }
+            }
+        }
+        for (c, e, m) in errs {
+            self.err(c, e, None, m);
+        }
+    }
+
+    /// An Interface's own and inherited contents.
+    fn effective_contents(&self, i: ElemId) -> Vec<ElemId> {
+        let mut all = self.elem_targets(i, "contents");
+        if let Some(anc) = self.out.ancestors.get(&i) {
+            for &a in anc {
+                all.extend(self.elem_targets(a, "contents"));
+            }
+        }
+        all
+    }
+}
+
+fn mqtt_topic_pattern() -> &'static regex::Regex {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| {
+        regex::Regex::new(
+            r"^(?:(?:[!%-*,-.0-z|~][!$-*,-.0-z|~]*)|(?:\{(?:[A-Za-z]+:)?[A-Za-z]+\}))(?:/(?:(?:[!$-*,-.0-z|~]+)|(?:\{(?:[A-Za-z]+:)?[A-Za-z]+\})))*$",
+        )
+        .expect("the MQTT topic pattern is a valid regex")
+    })
 }
 
 #[derive(Default)]
