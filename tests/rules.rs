@@ -628,3 +628,72 @@ fn mqtt_extension_checks_topics_indexes_and_caching() {
         "property_required",
     );
 }
+
+#[test]
+fn quantitative_unit_enums_are_standard_v3_schemas() {
+    let doc = r#"{"@context":["dtmi:dtdl:context;3","dtmi:dtdl:extension:quantitativeTypes;1"],"@id":"dtmi:test:T;1","@type":"Interface",
+        "contents":[{"@type":"Property","name":"displayUnit","schema":"TemperatureUnit","writable":true},
+                    {"@type":"Property","name":"pick","schema":{"@type":"Enum","valueSchema":"string","enumValues":["kelvin","degreeCelsius"]}}]}"#;
+    let o = check_docs(&[doc]);
+    let model = o.model.expect("valid");
+    let t = model.interface("dtmi:test:T;1").expect("interface");
+    let Some(dtdl::model::ContentKind::Property {
+        schema: dtdl::model::Schema::Enum { values, .. },
+        ..
+    }) = t.content("displayUnit").map(|c| &c.kind)
+    else {
+        panic!("displayUnit has an Enum schema");
+    };
+    assert!(
+        values.iter().any(|v| v.name == "degreeFahrenheit"),
+        "{values:?}"
+    );
+    // Without the extension, the term means nothing.
+    rejects(
+        &v3(r#"{"@type":"Property","name":"u","schema":"TemperatureUnit"}"#),
+        "value_not_allowed",
+    );
+}
+
+// Regressions found by differential testing against the reference parser
+// (tools/differential.py).
+
+#[test]
+fn v2_elements_cannot_refer_to_v3_elements() {
+    let base = r#"{"@context":"dtmi:dtdl:context;3","@id":"dtmi:test:Base;1","@type":"Interface"}"#;
+    let v2child = r#"{"@context":"dtmi:dtdl:context;2","@id":"dtmi:test:Child;1","@type":"Interface","extends":"dtmi:test:Base;1"}"#;
+    let o = check_docs(&[base, v2child]);
+    assert!(
+        o.diagnostics.iter().any(|d| d.code == "reference_version"),
+        "{:?}",
+        o.diagnostics
+    );
+    // The other way round is allowed: v3 may extend v2.
+    let v2base =
+        r#"{"@context":"dtmi:dtdl:context;2","@id":"dtmi:test:Base;1","@type":"Interface"}"#;
+    let v3child = r#"{"@context":"dtmi:dtdl:context;3","@id":"dtmi:test:Child;1","@type":"Interface","extends":"dtmi:test:Base;1"}"#;
+    assert!(check_docs(&[v2base, v3child]).is_ok());
+}
+
+#[test]
+fn nested_arrays_flatten_as_in_json_ld() {
+    accepts(&v3(
+        r#"[{"@type":"Property","name":"a","schema":"double"}],[],{"@type":"Property","name":"b","schema":"double"}"#,
+    ));
+    accepts(
+        r#"[[{"@context":"dtmi:dtdl:context;3","@id":"dtmi:test:T;1","@type":"Interface"}],[]]"#,
+    );
+    rejects("[[626]]", "root_not_object_or_array");
+}
+
+#[test]
+fn relationship_target_given_as_a_term_expands_to_its_dtmi() {
+    // JSON-LD expands a term in an identifier position; the reference parser accepts it.
+    accepts(&v3(
+        r#"{"@type":"Relationship","name":"r","target":"double"}"#,
+    ));
+    rejects(
+        &v3(r#"{"@type":"Relationship","name":"r","target":"no such term"}"#),
+        "reference_invalid",
+    );
+}

@@ -43,6 +43,7 @@ pub mod code {
     pub const REFERENCE_UNRESOLVED: &str = "reference_unresolved";
     pub const REFERENCE_WRONG_CLASS: &str = "reference_wrong_class";
     pub const REFERENCE_NOT_SHAREABLE: &str = "reference_not_shareable";
+    pub const REFERENCE_VERSION: &str = "reference_version";
     pub const NAME_DUPLICATE: &str = "name_duplicate";
     pub const ENUM_VALUE_DUPLICATE: &str = "enum_value_duplicate";
     pub const ENUM_VALUE_SCHEMA: &str = "enum_value_schema";

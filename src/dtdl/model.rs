@@ -290,6 +290,7 @@ impl Lowerer<'_> {
         match self.el(e).prop(term).and_then(|p| p.items.first()) {
             Some(Item::Primitive(p)) => Schema::Primitive { primitive: *p },
             Some(Item::StdSchema(s)) => Schema::Standard { schema: *s },
+            Some(Item::QuantEnum(name)) => quant_enum(name),
             Some(item) => match self.resolve(item) {
                 Some(s) => self.complex(s),
                 None => Schema::Primitive {
@@ -511,6 +512,30 @@ impl Lowerer<'_> {
                 .collect(),
             adjuncts: el.adjuncts.iter().map(adjunct_name).collect(),
         }
+    }
+}
+
+/// A quantitativeTypes Enum (`TemperatureUnit`, `DecimalPrefix`, ...) as a schema.
+fn quant_enum(name: &str) -> Schema {
+    let v = super::vocab::vocab();
+    let ctx = super::vocab::ContextId::QuantitativeTypes1;
+    Schema::Enum {
+        id: v.dtmi_of(ctx, name).unwrap_or_default().to_owned(),
+        docs: Docs {
+            display_name: LangString(vec![("en".to_owned(), name.to_owned())]),
+            ..Docs::default()
+        },
+        value_schema: Primitive::String,
+        values: v
+            .quant_enum_values(name)
+            .into_iter()
+            .map(|u| EnumValue {
+                id: v.dtmi_of(ctx, u).unwrap_or_default().to_owned(),
+                name: u.to_owned(),
+                value: EnumLiteral::Str(u.to_owned()),
+                docs: Docs::default(),
+            })
+            .collect(),
     }
 }
 

@@ -64,6 +64,8 @@ pub enum Item {
     Ref(String),
     Primitive(Primitive),
     StdSchema(StdSchema),
+    /// A standard Enum of the v3 quantitativeTypes extension (e.g. `TemperatureUnit`).
+    QuantEnum(&'static str),
     /// A standard value given by term that needs no further meaning
     /// (`synchronous`, a unit).
     Term(&'static str),
@@ -277,24 +279,7 @@ impl Parser {
     fn document(&mut self, root: &Value) {
         match root {
             Value::Object(_) => self.top_level(root, &JPath::Root),
-            Value::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    let path = JPath::Root.index(i);
-                    if item.as_object().is_some() {
-                        self.top_level(item, &path);
-                    } else {
-                        self.err(
-                            code::ROOT_NOT_OBJECT_OR_ARRAY,
-                            &path,
-                            None,
-                            format!(
-                                "a document array may hold only objects, found {}",
-                                item.kind()
-                            ),
-                        );
-                    }
-                }
-            }
+            Value::Array(items) => self.document_array(items, &JPath::Root),
             other => self.err(
                 code::ROOT_NOT_OBJECT_OR_ARRAY,
                 &JPath::Root,
@@ -307,7 +292,38 @@ impl Parser {
         }
     }
 
+    /// A top-level array: objects, or (flattened, as JSON-LD does) arrays of them.
+    fn document_array(&mut self, items: &[Value], path: &JPath<'_>) {
+        for (i, item) in items.iter().enumerate() {
+            let path = path.index(i);
+            match item {
+                Value::Object(_) => self.top_level(item, &path),
+                Value::Array(nested) => self.document_array(nested, &path),
+                other => self.err(
+                    code::ROOT_NOT_OBJECT_OR_ARRAY,
+                    &path,
+                    None,
+                    format!(
+                        "a document array may hold only objects, found {}",
+                        other.kind()
+                    ),
+                ),
+            }
+        }
+    }
+
     fn top_level(&mut self, obj: &Value, path: &JPath<'_>) {
+        if matches!(obj.get("@value"), Some(Value::Array(_) | Value::Object(_))) {
+            // Not an element: JSON-LD reads it as a (malformed) value object.
+            self.err(
+                code::ROOT_NOT_OBJECT_OR_ARRAY,
+                path,
+                None,
+                "a top-level object whose @value is an array or object is not a DTDL element"
+                    .to_owned(),
+            );
+            return;
+        }
         let Some(ctx_value) = obj.get("@context") else {
             let id = obj.get("@id").and_then(Value::as_str);
             self.err(
@@ -963,15 +979,9 @@ impl Parser {
                 .lang_string(value, max, path, id, def.term, ctx.version)
                 .map(|v| vec![Item::Lang(v)]);
         }
-        let list: Vec<(&Value, JPath<'_>)> = match value {
-            Value::Array(items) => items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (v, path.index(i)))
-                .collect(),
-            v => vec![(v, *path)],
-        };
-        if list.len() > def.max {
+        // JSON-LD flattens nested arrays: `[a, [b, c], []]` holds a, b and c.
+        let count = leaf_count(value);
+        if count > def.max {
             self.err(
                 code::PROPERTY_COUNT,
                 path,
@@ -979,21 +989,18 @@ impl Parser {
                 if def.max == 1 {
                     format!(
                         "property \"{}\" takes a single value, found {}",
-                        def.term,
-                        list.len()
+                        def.term, count
                     )
                 } else {
                     format!(
                         "property \"{}\" takes at most {} values, found {}",
-                        def.term,
-                        def.max,
-                        list.len()
+                        def.term, def.max, count
                     )
                 },
             );
             return None;
         }
-        if list.len() < def.min.max(usize::from(def.required)) {
+        if count < def.min.max(usize::from(def.required)) {
             self.err(
                 code::PROPERTY_COUNT,
                 path,
@@ -1002,21 +1009,48 @@ impl Parser {
                     "property \"{}\" needs at least {} value(s), found {}",
                     def.term,
                     def.min.max(1),
-                    list.len()
+                    count
                 ),
             );
             return None;
         }
         let plural = def.max > 1;
-        let mut items = Vec::with_capacity(list.len());
+        let mut items = Vec::with_capacity(count);
         let mut ok = true;
-        for (i, (v, vpath)) in list.iter().enumerate() {
-            match self.value(owner, def, v, vpath, ctx, id, i, plural) {
-                Some(item) => items.push(item),
-                None => ok = false,
+        self.leaf_values(
+            owner, def, value, path, ctx, id, plural, &mut items, &mut ok,
+        );
+        ok.then_some(items)
+    }
+
+    /// Parses every leaf of a (possibly nested) array value, in order.
+    #[allow(clippy::too_many_arguments)]
+    fn leaf_values(
+        &mut self,
+        owner: ElemId,
+        def: &PropDef,
+        value: &Value,
+        path: &JPath<'_>,
+        ctx: &Ctx,
+        id: Option<&str>,
+        plural: bool,
+        items: &mut Vec<Item>,
+        ok: &mut bool,
+    ) {
+        match value {
+            Value::Array(list) => {
+                for (i, v) in list.iter().enumerate() {
+                    self.leaf_values(owner, def, v, &path.index(i), ctx, id, plural, items, ok);
+                }
+            }
+            v => {
+                let index = items.len();
+                match self.value(owner, def, v, path, ctx, id, index, plural) {
+                    Some(item) => items.push(item),
+                    None => *ok = false,
+                }
             }
         }
-        ok.then_some(items)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1229,6 +1263,11 @@ impl Parser {
             Kind::DtmiLiteral => {
                 let Some(s) = v.as_str() else {
                     return type_err(self, "a DTMI string");
+                };
+                // JSON-LD expands a term given as an identifier to its DTMI.
+                let s = match ctx.term(s) {
+                    Some(d) if !s.starts_with("dtmi:") => d.dtmi,
+                    _ => s,
                 };
                 if dtmi::check(s, ctx.version, false).is_err() || s.len() > limits::ID_MAX_V2 {
                     self.err(
@@ -1497,6 +1536,11 @@ impl Parser {
         let standard = match (range, sym) {
             (Range::Schema, Some(Sym::Primitive(p))) => Some(Item::Primitive(p)),
             (Range::Schema, Some(Sym::StdSchema(g))) => Some(Item::StdSchema(g)),
+            (Range::Schema, Some(Sym::QuantEnum(name))) => Some(Item::QuantEnum(name)),
+            // v3 units and prefixes are standard EnumValue elements.
+            (Range::EnumValues, Some(Sym::Unit(_) | Sym::Prefix)) if ctx.version == Version::V3 => {
+                Some(Item::Term(found.map_or("", |d| d.term)))
+            }
             (
                 Range::EnumValueSchema,
                 Some(Sym::Primitive(p @ (Primitive::Integer | Primitive::String))),
@@ -1548,11 +1592,19 @@ impl Parser {
 }
 
 /// DTDL v3 properties whose values may be DTDL v2 elements.
-fn accepts_v2_elements(prop: &str) -> bool {
+pub(crate) fn accepts_v2_elements(prop: &str) -> bool {
     matches!(
         prop,
         "contents" | "extends" | "schema" | "elementSchema" | "properties"
     )
+}
+
+/// How many non-array values a (possibly nested) array holds.
+fn leaf_count(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => items.iter().map(leaf_count).sum(),
+        _ => 1,
+    }
 }
 
 /// Ranges whose values must be references or terms, never inline objects.

@@ -33,6 +33,8 @@ pub enum Target {
     Elem(ElemId),
     Primitive(Primitive),
     Std(StdSchema),
+    /// A standard quantitativeTypes Enum (string-valued).
+    StdEnum,
     Missing,
 }
 
@@ -145,7 +147,25 @@ impl<'a> Checker<'a> {
                         Some(t) => {
                             let tel = self.el(t);
                             let classes = metamodel::range_classes(range, el.version);
-                            if !classes.contains(&tel.class) {
+                            let version_ok = match (el.version, tel.version) {
+                                (Version::V2, Version::V3) => false,
+                                (Version::V3, Version::V2) => {
+                                    super::parse::accepts_v2_elements(pv.def.term)
+                                }
+                                _ => true,
+                            };
+                            if !version_ok {
+                                errs.push((
+                                    code::REFERENCE_VERSION,
+                                    format!("{}.{}", el.path, pv.key),
+                                    format!(
+                                        "\"{}\" of a DTDL v{} element cannot refer to {dtmi}, which is DTDL v{}",
+                                        pv.def.term,
+                                        el.version.number(),
+                                        tel.version.number()
+                                    ),
+                                ));
+                            } else if !classes.contains(&tel.class) {
                                 errs.push((
                                     code::REFERENCE_WRONG_CLASS,
                                     format!("{}.{}", el.path, pv.key),
@@ -197,6 +217,7 @@ impl<'a> Checker<'a> {
                 Item::Ref(d) => self.target(d).map_or(Target::Missing, Target::Elem),
                 Item::Primitive(p) => Target::Primitive(*p),
                 Item::StdSchema(s) => Target::Std(*s),
+                Item::QuantEnum(_) => Target::StdEnum,
                 _ => Target::Missing,
             })
             .collect()
@@ -577,6 +598,18 @@ impl<'a> Checker<'a> {
                 continue;
             }
             let value_schema = self.targets(e, "valueSchema").first().copied();
+            // Standard EnumValues (v3 units and prefixes) carry string values.
+            let standard = self
+                .el(e)
+                .prop("enumValues")
+                .is_some_and(|p| p.items.iter().any(|i| matches!(i, Item::Term(_))));
+            if standard && value_schema == Some(Target::Primitive(Primitive::Integer)) {
+                errs.push((
+                    code::ENUM_VALUE_SCHEMA,
+                    e,
+                    "standard unit and prefix EnumValues have string values, but this Enum's valueSchema is integer".to_owned(),
+                ));
+            }
             let mut seen: Vec<&Item> = Vec::new();
             for v in self.elem_targets(e, "enumValues") {
                 let Some(item) = self.el(v).prop("enumValue").and_then(|p| p.items.first()) else {
@@ -686,7 +719,7 @@ impl<'a> Checker<'a> {
                     }),
                     Adjunct::State => schema.iter().all(|t| match t {
                         Target::Elem(x) => self.el(*x).class == Class::Enum,
-                        Target::Missing => true,
+                        Target::Missing | Target::StdEnum => true,
                         _ => false,
                     }),
                     Adjunct::Location => schema.iter().all(|t| {

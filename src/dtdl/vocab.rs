@@ -244,6 +244,11 @@ pub enum Sym {
     /// A unit and the unit classes (indices) it belongs to.
     Unit(u16),
     Adjunct(Adjunct),
+    /// A standard Enum of the v3 quantitativeTypes extension (a unit class
+    /// such as `TemperatureUnit`, or a prefix set), usable as a schema.
+    QuantEnum(&'static str),
+    /// A unit prefix (`kilo`, `kibi`): a standard EnumValue in v3.
+    Prefix,
     /// Defined, but never a material class, property or value in a model
     /// (abstract classes, unit classes, prefixes, meta terms).
     Other,
@@ -354,6 +359,39 @@ impl Vocab {
             .find_map(|c| self.by_dtmi.get(c).and_then(|m| m.get(dtmi)).copied())
     }
 
+    /// The enum values (unit or prefix terms) of a quantitativeTypes Enum.
+    pub fn quant_enum_values(&self, name: &str) -> Vec<&'static str> {
+        let class = if name == "EnergyRateUnit" {
+            "PowerUnit"
+        } else {
+            name
+        };
+        if let Some(c) = self.unit_classes.iter().rev().find(|c| c.name == class) {
+            return c.units.clone();
+        }
+        let binary = name == "BinaryPrefix";
+        self.by_term
+            .get(&ContextId::QuantitativeTypes1)
+            .map(|m| {
+                let mut v: Vec<&'static str> = m
+                    .values()
+                    .filter(|d| d.sym == Sym::Prefix && d.term.ends_with("bi") == binary)
+                    .map(|d| d.term)
+                    .collect();
+                v.sort_unstable();
+                v
+            })
+            .unwrap_or_default()
+    }
+
+    /// The DTMI a term of `ctx` expands to.
+    pub fn dtmi_of(&self, ctx: ContextId, term: &str) -> Option<&'static str> {
+        self.by_term
+            .get(&ctx)
+            .and_then(|m| m.get(term))
+            .map(|d| d.dtmi)
+    }
+
     /// Whether the unit at `unit` may be used with a semantic type of unit class `class`.
     pub fn unit_in_class(&self, unit: &str, class: u16) -> bool {
         self.unit_classes
@@ -411,6 +449,14 @@ fn classify(
         && dtmi.contains(":unit:")
     {
         return Sym::Unit(*class);
+    }
+    if ctx == ContextId::QuantitativeTypes1 {
+        if dtmi.contains(":v1:enum:") {
+            return Sym::QuantEnum(term);
+        }
+        if dtmi.contains(":v1:unitprefix:") {
+            return Sym::Prefix;
+        }
     }
     match (ctx, term) {
         (ContextId::QuantitativeTypes1, "unit") => Sym::Prop("unit"),
