@@ -697,3 +697,36 @@ fn relationship_target_given_as_a_term_expands_to_its_dtmi() {
         "reference_invalid",
     );
 }
+
+#[test]
+fn language_tags_are_language_script_region() {
+    for ok in [
+        "en",
+        "de",
+        "name",
+        "zh-Hant",
+        "zh-TW",
+        "fr-155",
+        "sr-Latn-RS",
+    ] {
+        accepts(&v3(&format!(
+            r#"{{"@type":"Property","name":"x","schema":"double","displayName":{{"{ok}":"x"}}}}"#
+        )));
+    }
+    for bad in [
+        "EN",
+        "en-us",
+        "English",
+        "de-DE-1996",
+        "en-US-x-twain",
+        "e",
+        "en-Latn-419-x",
+    ] {
+        rejects(
+            &v3(&format!(
+                r#"{{"@type":"Property","name":"x","schema":"double","displayName":{{"{bad}":"x"}}}}"#
+            )),
+            "langstring_invalid",
+        );
+    }
+}

@@ -53,14 +53,14 @@ def seeds():
                 d = load(os.path.join(dirpath, f))
                 samples.extend(d if isinstance(d, list) else [d])
     out.append(samples)
-    grid = os.path.join(CORPUS, "models", "azure-energygrid")
-    docs = []
-    for dirpath, _, files in os.walk(grid):
-        for f in sorted(files):
-            if f.endswith(".json"):
-                d = load(os.path.join(dirpath, f))
-                docs.extend(d if isinstance(d, list) else [d])
-    out.append(docs)
+    for folder in ("azure-energygrid", "azure-building"):
+        docs = []
+        for dirpath, _, files in os.walk(os.path.join(CORPUS, "models", folder)):
+            for f in sorted(files):
+                if f.endswith(".json"):
+                    d = load(os.path.join(dirpath, f))
+                    docs.extend(d if isinstance(d, list) else [d])
+        out.append(docs)
     return out
 
 
@@ -79,7 +79,17 @@ def mutate(doc, rng):
     doc = copy.deepcopy(doc)
     candidates = [(p, k) for p, k in nodes(doc, []) if p is not None]
     parent, key = rng.choice(candidates)
-    op = rng.choice(["delete", "replace", "replace", "rename", "duplicate"])
+    op = rng.choice(["delete", "replace", "replace", "rename", "duplicate", "tweak", "tweak"])
+    if op == "tweak" and isinstance(parent[key], str):
+        s = parent[key]
+        parent[key] = rng.choice([
+            s + "_", "_" + s, s.upper(), s[:-1], s + ";2", s.replace(";1", ""), s.replace(";1", ";1.5"),
+            s.replace(":", "::", 1), s * 2, s + "-x", s.replace("dtmi:", "dtmi:dtdl:", 1), s[:1],
+        ])
+        return doc
+    if op == "tweak" and isinstance(parent[key], (int, float)) and not isinstance(parent[key], bool):
+        parent[key] = rng.choice([0, -1, 2**31, 1.0, 1e300, parent[key] + 1])
+        return doc
     if op == "delete":
         if isinstance(parent, dict):
             del parent[key]
@@ -106,7 +116,9 @@ def main():
 
     cases = []
     for _ in range(args.cases):
-        doc = mutate(rng.choice(pool), rng)
+        doc = rng.choice(pool)
+        for _ in range(rng.choice([1, 1, 2, 3])):
+            doc = mutate(doc, rng)
         cases.append({"valid": True, "options": ["DisallowUndefinedExtensions"], "input": [doc]})
 
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)

@@ -1765,17 +1765,32 @@ fn unknown_type_message(s: &str, u: Unknown) -> String {
     }
 }
 
-/// A BCP 47 language tag as DTDL accepts it: a two- or three-letter
-/// language, then subtags (`en`, `en-US`, `zh-Hant-TW`, `fr-155`).
+/// A language tag as DTDL's reference parser accepts it: a language of two to
+/// four lower-case letters, then optionally a title-case script (`Hant`) and
+/// a region (`TW`, or three digits such as `155`): `en`, `zh-Hant-TW`, `fr-155`.
 pub fn is_language_tag(s: &str) -> bool {
     let mut parts = s.split('-');
-    let Some(first) = parts.next() else {
-        return false;
-    };
-    if !(2..=3).contains(&first.len()) || !first.bytes().all(|b| b.is_ascii_alphabetic()) {
+    let lang = parts.next().unwrap_or_default();
+    if !(2..=4).contains(&lang.len()) || !lang.bytes().all(|b| b.is_ascii_lowercase()) {
         return false;
     }
-    parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+    let mut next = parts.next();
+    if let Some(script) = next {
+        let b = script.as_bytes();
+        if b.len() == 4 && b[0].is_ascii_uppercase() && b[1..].iter().all(u8::is_ascii_lowercase) {
+            next = parts.next();
+        }
+    }
+    if let Some(region) = next {
+        let b = region.as_bytes();
+        let upper = b.len() == 2 && b.iter().all(u8::is_ascii_uppercase);
+        let digits = b.len() == 3 && b.iter().all(u8::is_ascii_digit);
+        if !(upper || digits) {
+            return false;
+        }
+        next = parts.next();
+    }
+    next.is_none()
 }
 
 pub(crate) fn truncate(s: &str, max: usize) -> String {
