@@ -548,10 +548,16 @@ fn annotations_must_name_a_sibling_property_or_telemetry() {
         ctx,
         r#"{"@type":"Telemetry","name":"t","schema":"double"},{"@type":["Property","ValueAnnotation"],"name":"a","annotates":"t","schema":"string"}"#,
     ));
+    // Like the reference parser, a name that matches nothing is not checked...
+    accepts(&v3_ext(
+        ctx,
+        r#"{"@type":["Property","ValueAnnotation"],"name":"a","annotates":"nothing","schema":"string"}"#,
+    ));
+    // ...but an annotation cannot annotate an annotation, itself included.
     rejects(
         &v3_ext(
             ctx,
-            r#"{"@type":["Property","ValueAnnotation"],"name":"a","annotates":"nothing","schema":"string"}"#,
+            r#"{"@type":["Property","ValueAnnotation"],"name":"a","annotates":"a","schema":"string"}"#,
         ),
         "annotation_target",
     );
@@ -571,7 +577,7 @@ fn overrides_need_an_annotation_of_an_extension_property() {
     accepts(&v3_ext(
         ctx,
         &format!(
-            r#"{t},{{"@type":["Property","ValueAnnotation","Override"],"name":"u","annotates":"t","overrides":"unit","schema":"string","writable":true}}"#
+            r#"{t},{{"@type":["Property","ValueAnnotation","Override"],"name":"u","annotates":"t","overrides":"unit","schema":"TemperatureUnit","writable":true}}"#
         ),
     ));
     rejects(
@@ -591,6 +597,16 @@ fn overrides_need_an_annotation_of_an_extension_property() {
             ),
         ),
         "cotype_invalid",
+    );
+    // The override's schema is the overridden property's type: for a unit, the unit Enum.
+    rejects(
+        &v3_ext(
+            ctx,
+            &format!(
+                r#"{t},{{"@type":["Property","ValueAnnotation","Override"],"name":"u","annotates":"t","overrides":"unit","schema":"PressureUnit"}}"#
+            ),
+        ),
+        "override_target",
     );
 }
 

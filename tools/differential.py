@@ -9,6 +9,7 @@ duplicated. Both parsers judge every case; any verdict that differs is printed.
 Cases on which the reference parser itself crashes are counted apart.
 
     tools/differential.py [--cases 300] [--seed 1]
+    tools/differential.py --docs probes.json     (judge hand-written documents)
 
 Dev-only: needs node/npm (tools/oracle) and a release build of twingraph.
 Exit status 1 if the verdicts differ on any case.
@@ -110,16 +111,21 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", type=int, default=300)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--docs", help="a JSON array of documents to judge instead of random mutations")
     args = ap.parse_args()
-    rng = random.Random(args.seed)
-    pool = seeds()
 
     cases = []
-    for _ in range(args.cases):
-        doc = rng.choice(pool)
-        for _ in range(rng.choice([1, 1, 2, 3])):
-            doc = mutate(doc, rng)
-        cases.append({"valid": True, "options": ["DisallowUndefinedExtensions"], "input": [doc]})
+    if args.docs:
+        for doc in load(args.docs):
+            cases.append({"valid": True, "options": ["DisallowUndefinedExtensions"], "input": [doc]})
+    else:
+        rng = random.Random(args.seed)
+        pool = seeds()
+        for _ in range(args.cases):
+            doc = rng.choice(pool)
+            for _ in range(rng.choice([1, 1, 2, 3])):
+                doc = mutate(doc, rng)
+            cases.append({"valid": True, "options": ["DisallowUndefinedExtensions"], "input": [doc]})
 
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     oracle = os.path.join(ROOT, "tools", "oracle")

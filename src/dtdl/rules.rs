@@ -33,8 +33,8 @@ pub enum Target {
     Elem(ElemId),
     Primitive(Primitive),
     Std(StdSchema),
-    /// A standard quantitativeTypes Enum (string-valued).
-    StdEnum,
+    /// A standard quantitativeTypes Enum (string-valued), by name.
+    StdEnum(&'static str),
     Missing,
 }
 
@@ -217,7 +217,7 @@ impl<'a> Checker<'a> {
                 Item::Ref(d) => self.target(d).map_or(Target::Missing, Target::Elem),
                 Item::Primitive(p) => Target::Primitive(*p),
                 Item::StdSchema(s) => Target::Std(*s),
-                Item::QuantEnum(_) => Target::StdEnum,
+                Item::QuantEnum(name) => Target::StdEnum(name),
                 _ => Target::Missing,
             })
             .collect()
@@ -653,7 +653,7 @@ impl<'a> Checker<'a> {
             let el = self.el(e);
             if let Some(st) = el.semantic_type {
                 let allowed: &[Class] = match el.version {
-                    Version::V2 => &[Class::Property, Class::Telemetry, Class::Relationship],
+                    Version::V2 => &[Class::Property, Class::Telemetry],
                     Version::V3 => &[
                         Class::CommandRequest,
                         Class::CommandResponse,
@@ -701,6 +701,27 @@ impl<'a> Checker<'a> {
                     }
                 }
             }
+            // IoT Central vector types take an optional unit of their own class.
+            if el.semantic_type.is_none()
+                && let Some(Item::Term(u)) = el.prop("unit").and_then(|p| p.items.first())
+            {
+                let class = if el.adjuncts.contains(&Adjunct::AccelerationVector) {
+                    "AccelerationUnit"
+                } else {
+                    "VelocityUnit"
+                };
+                if !v
+                    .unit_classes
+                    .iter()
+                    .any(|c| c.name == class && c.units.contains(u))
+                {
+                    errs.push((
+                        code::UNIT_NOT_ALLOWED,
+                        e,
+                        format!("unit {u} is not an {class}"),
+                    ));
+                }
+            }
             for a in &el.adjuncts {
                 if !a.cotypes().contains(&el.class) {
                     errs.push((
@@ -719,7 +740,7 @@ impl<'a> Checker<'a> {
                     }),
                     Adjunct::State => schema.iter().all(|t| match t {
                         Target::Elem(x) => self.el(*x).class == Class::Enum,
-                        Target::Missing | Target::StdEnum => true,
+                        Target::Missing | Target::StdEnum(_) => true,
                         _ => false,
                     }),
                     Adjunct::Location => schema.iter().all(|t| {
@@ -766,8 +787,10 @@ impl<'a> Checker<'a> {
                 let sibling = self
                     .effective_contents(owner)
                     .into_iter()
-                    .find(|&c| c != e && self.el(c).name() == Some(target));
+                    .find(|&c| self.el(c).name() == Some(target));
                 match sibling {
+                    // Like the reference parser, a name that matches no sibling is not checked.
+                    None => {}
                     Some(s)
                         if matches!(self.el(s).class, Class::Property | Class::Telemetry)
                             && !self.el(s).adjuncts.contains(&Adjunct::ValueAnnotation) =>
@@ -785,6 +808,14 @@ impl<'a> Checker<'a> {
                                     code::OVERRIDE_TARGET,
                                     e,
                                     format!("\"overrides\" names {overrides}, which is not an extension property of \"{target}\""),
+                                ));
+                            } else if let Some(expected) = self.override_schema(s, overrides)
+                                && !self.targets(e, "schema").contains(&expected.0)
+                            {
+                                errs.push((
+                                    code::OVERRIDE_TARGET,
+                                    e,
+                                    format!("an Override of \"{overrides}\" must have schema {}", expected.1),
                                 ));
                             } else if !overridden.insert((owner, target, overrides)) {
                                 errs.push((
@@ -854,6 +885,27 @@ impl<'a> Checker<'a> {
         }
         for (c, e, m) in errs {
             self.err(c, e, None, m);
+        }
+    }
+
+    /// The schema an Override of `prop` on element `s` must have: the type
+    /// of the overridden property (for `unit`, the unit Enum of the semantic type).
+    fn override_schema(&self, s: ElemId, prop: &str) -> Option<(Target, String)> {
+        let sib = self.el(s);
+        let pv = sib
+            .props
+            .iter()
+            .find(|pv| pv.def.term == prop || pv.key == prop)?;
+        match pv.def.kind {
+            Kind::Str(_) => Some((Target::Primitive(Primitive::String), "string".to_owned())),
+            Kind::Int { .. } => Some((Target::Primitive(Primitive::Integer), "integer".to_owned())),
+            Kind::Bool => Some((Target::Primitive(Primitive::Boolean), "boolean".to_owned())),
+            Kind::Elements(Range::Unit) => {
+                let class = sib.semantic_type?.unit_class;
+                let name = vocab().unit_classes.get(usize::from(class))?.name;
+                Some((Target::StdEnum(name), name.to_owned()))
+            }
+            _ => None,
         }
     }
 
