@@ -746,3 +746,24 @@ fn language_tags_are_language_script_region() {
         );
     }
 }
+
+#[test]
+fn integral_numbers_count_as_integers() {
+    accepts(&v3(
+        r#"{"@type":"Relationship","name":"r","maxMultiplicity":3.0}"#,
+    ));
+    rejects(
+        &v3(r#"{"@type":"Relationship","name":"r","maxMultiplicity":3.5}"#),
+        "value_type",
+    );
+}
+
+#[test]
+fn standard_schemas_of_either_version_can_be_named_by_dtmi() {
+    accepts(&v3(
+        r#"{"@type":"Property","name":"x","schema":"dtmi:dtdl:instance:Schema:double;2"}"#,
+    ));
+    accepts(&v2(
+        r#"{"@type":"Property","name":"x","schema":"dtmi:dtdl:instance:Schema:double;3"}"#,
+    ));
+}

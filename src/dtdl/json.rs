@@ -24,12 +24,16 @@ pub enum Number {
 }
 
 impl Number {
-    /// The value as an `i64`, if it is an integer that fits.
+    /// The value as an `i64`, if it is an integer that fits. A number
+    /// written with a fraction or exponent counts when its value is
+    /// integral (`3.0`, `1e2`), as DTDL's reference parser reads it.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
     pub fn as_i64(self) -> Option<i64> {
         match self {
             Number::Int(i) => Some(i),
             Number::UInt(u) => i64::try_from(u).ok(),
-            Number::Float(_) => None,
+            Number::Float(f) => (f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64)
+                .then_some(f as i64),
         }
     }
 

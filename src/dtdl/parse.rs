@@ -1531,7 +1531,19 @@ impl Parser {
         ctx: &Ctx,
         id: Option<&str>,
     ) -> Option<Item> {
-        let found = ctx.lookup(s);
+        // Standard elements of any DTDL version may be named by DTMI
+        // (a v3 schema may be `dtmi:dtdl:instance:Schema:double;2`).
+        let found = ctx.lookup(s).or_else(|| {
+            s.starts_with("dtmi:")
+                .then(|| vocab().dtmi(&ContextId::ALL, s))
+                .flatten()
+                .filter(|d| {
+                    matches!(
+                        d.sym,
+                        Sym::Primitive(_) | Sym::StdSchema(_) | Sym::CommandType
+                    )
+                })
+        });
         let sym = found.map(|d| d.sym);
         let standard = match (range, sym) {
             (Range::Schema, Some(Sym::Primitive(p))) => Some(Item::Primitive(p)),
