@@ -62,6 +62,16 @@ def seeds():
                     d = load(os.path.join(dirpath, f))
                     docs.extend(d if isinstance(d, list) else [d])
         out.append(docs)
+    # Plug-and-play device models that stand alone (no references to other files).
+    pnp = os.path.join(CORPUS, "models", "iot-plugandplay", "dtmi")
+    for dirpath, _, files in sorted(os.walk(pnp)):
+        for f in sorted(files):
+            if f.endswith(".json"):
+                d = load(os.path.join(dirpath, f))
+                ids = set(re.findall(r'"@id":\s*"([^"]+)"', json.dumps(d)))
+                refs = set(re.findall(r'"(dtmi:[^"]+)"', json.dumps(d)))
+                if refs <= ids | {r for r in refs if r.startswith(("dtmi:dtdl:", "dtmi:iotcentral:", "dtmi:standard:"))}:
+                    out.append(d)
     return out
 
 
