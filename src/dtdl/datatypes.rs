@@ -40,8 +40,7 @@ pub fn is_time(s: &str) -> bool {
     }
     match rest {
         b"Z" | b"z" => true,
-        [sign @ (b'+' | b'-'), oh1, oh2, b':', om1, om2] => {
-            let _ = sign;
+        [b'+' | b'-', oh1, oh2, b':', om1, om2] => {
             matches!((digits(&[*oh1, *oh2]), digits(&[*om1, *om2])), (Some(oh), Some(om)) if oh <= 23 && om <= 59)
         }
         _ => false,

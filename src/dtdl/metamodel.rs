@@ -5,6 +5,7 @@
 //! elements (inheritance, uniqueness, depth) live in `rules.rs`.
 
 use super::dtmi::Version;
+use super::vocab::Adjunct;
 
 /// A concrete ("material") DTDL element class that can appear in `@type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -493,6 +494,110 @@ pub fn is_valid_name(s: &str) -> bool {
                 && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
         }
         _ => false,
+    }
+}
+
+// Properties contributed by co-types: a semantic type adds `unit`; extension
+// adjunct types add their own.
+
+/// The properties an element may have: its class's and its co-types'.
+pub fn element_props(
+    class: Class,
+    version: Version,
+    semantic: bool,
+    adjuncts: &[Adjunct],
+) -> Vec<PropDef> {
+    let mut v: Vec<PropDef> = properties(class, version).to_vec();
+    if semantic {
+        v.push(UNIT_REQUIRED);
+    }
+    for a in adjuncts {
+        v.extend_from_slice(adjunct_props(*a));
+    }
+    v
+}
+
+/// The definition of property `term` on an element of `class` with these co-types.
+pub fn element_prop(
+    class: Class,
+    version: Version,
+    semantic: bool,
+    adjuncts: &[Adjunct],
+    term: &str,
+) -> Option<PropDef> {
+    if let Some(d) = properties(class, version).iter().find(|d| d.term == term) {
+        return Some(*d);
+    }
+    if term == "unit" {
+        if semantic {
+            return Some(UNIT_REQUIRED);
+        }
+        if adjuncts
+            .iter()
+            .any(|a| matches!(a, Adjunct::AccelerationVector | Adjunct::VelocityVector))
+        {
+            return Some(UNIT_OPTIONAL);
+        }
+        return None;
+    }
+    adjuncts
+        .iter()
+        .flat_map(|a| adjunct_props(*a).iter())
+        .find(|d| d.term == term)
+        .copied()
+}
+
+const UNIT_REQUIRED: PropDef = PropDef {
+    term: "unit",
+    kind: Kind::Elements(Range::Unit),
+    required: true,
+    min: 0,
+    max: 1,
+};
+
+const UNIT_OPTIONAL: PropDef = PropDef {
+    term: "unit",
+    kind: Kind::Elements(Range::Unit),
+    required: false,
+    min: 0,
+    max: 1,
+};
+
+const fn cotype_prop(term: &'static str, kind: Kind, required: bool) -> PropDef {
+    PropDef {
+        term,
+        kind,
+        required,
+        min: 0,
+        max: 1,
+    }
+}
+
+const ANNOTATION_PROPS: [PropDef; 1] = [cotype_prop("annotates", Kind::Str(usize::MAX), true)];
+const OVERRIDE_PROPS: [PropDef; 1] = [cotype_prop("overrides", Kind::Str(usize::MAX), true)];
+const MQTT_PROPS: [PropDef; 3] = [
+    cotype_prop("telemetryTopic", Kind::Str(usize::MAX), false),
+    cotype_prop("commandTopic", Kind::Str(usize::MAX), false),
+    cotype_prop("payloadFormat", Kind::Str(usize::MAX), true),
+];
+const INDEXED_PROPS: [PropDef; 1] = [cotype_prop(
+    "index",
+    Kind::Int {
+        min: 1,
+        max: i64::MAX,
+    },
+    true,
+)];
+const CACHEABLE_PROPS: [PropDef; 1] = [cotype_prop("ttl", Kind::Str(usize::MAX), true)];
+
+fn adjunct_props(a: Adjunct) -> &'static [PropDef] {
+    match a {
+        Adjunct::ValueAnnotation => &ANNOTATION_PROPS,
+        Adjunct::Override => &OVERRIDE_PROPS,
+        Adjunct::Mqtt => &MQTT_PROPS,
+        Adjunct::Indexed => &INDEXED_PROPS,
+        Adjunct::Cacheable => &CACHEABLE_PROPS,
+        _ => &[],
     }
 }
 

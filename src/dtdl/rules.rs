@@ -767,7 +767,6 @@ impl<'a> Checker<'a> {
         for (c, e, m) in errs {
             self.err(c, e, None, m);
         }
-        let _ = Range::Schema;
     }
     /// Rules of the v3 language extensions: annotation targets, overrides,
     /// MQTT topics and indexes, cacheable commands.
