@@ -3,8 +3,8 @@
 //! from a term or a DTMI against the metamodel. Unknown co-types and
 //! properties get DTDL's per-version verdict here.
 
-use super::literal::truncate;
-use super::values::{accepts_v2_elements, type_optional};
+use super::literal::{truncate, v2_ignores_keyword};
+use super::values::{At, accepts_v2_elements, type_optional};
 use super::{Ctx, ElemId, Element, JPath, Parser, PropValue, SemanticCotype, Slot};
 use crate::dtdl::diag::code;
 use crate::dtdl::dtmi::{self, DtmiError, Version};
@@ -294,8 +294,7 @@ impl Parser {
             match key.as_str() {
                 "@id" | "@type" | "@context" => continue,
                 k if k.starts_with('@') => {
-                    if ctx.version == Version::V2 && k != "@graph" {
-                        // DTDL v2 ignores other JSON-LD keywords (discouraged, not invalid).
+                    if v2_ignores_keyword(ctx.version, k) {
                         continue;
                     }
                     self.err(
@@ -366,7 +365,13 @@ impl Parser {
                 Some(d) if by_dtmi => d.dtmi,
                 _ => pdef.term,
             };
-            let items = self.values(idx, &pdef, value, &kpath, ctx, explicit_id_str);
+            let at = At {
+                owner: idx,
+                def: &pdef,
+                ctx,
+                id: explicit_id_str,
+            };
+            let items = self.values(at, value, &kpath);
             if let Some(items) = items {
                 props.push(PropValue {
                     def: pdef,

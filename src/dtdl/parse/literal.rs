@@ -27,10 +27,7 @@ impl Parser {
             match k.as_str() {
                 "@value" => value = Some(mv),
                 "@type" => {}
-                // DTDL v2 ignores JSON-LD keywords other than these three.
-                k2 if version == Version::V2
-                    && k2.starts_with('@')
-                    && !matches!(k2, "@id" | "@context" | "@graph") => {}
+                k2 if v2_ignores_keyword(version, k2) => {}
                 other => {
                     self.err(
                         code::LITERAL_INVALID,
@@ -303,9 +300,7 @@ impl Parser {
                                             }
                                         }
                                     }
-                                    k2 if version == Version::V2
-                                        && k2.starts_with('@')
-                                        && !matches!(k2, "@id" | "@context" | "@graph") => {}
+                                    k2 if v2_ignores_keyword(version, k2) => {}
                                     other => {
                                         self.err(
                                             code::LANGSTRING_INVALID,
@@ -421,4 +416,10 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
         let cut: String = s.chars().take(max).collect();
         format!("{cut}...")
     }
+}
+
+/// DTDL v2 ignores JSON-LD keywords other than `@id`, `@context` and
+/// `@graph` (discouraged, not invalid); v3 rejects them.
+pub(super) fn v2_ignores_keyword(version: Version, k: &str) -> bool {
+    version == Version::V2 && k.starts_with('@') && !matches!(k, "@id" | "@context" | "@graph")
 }

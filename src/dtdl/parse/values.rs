@@ -11,17 +11,26 @@ use crate::dtdl::json::Value;
 use crate::dtdl::metamodel::{self, Kind, PropDef, Range, limits};
 use crate::dtdl::vocab::{ContextId, Primitive, Sym, vocab};
 
+/// The property whose values are being parsed, and where.
+#[derive(Clone, Copy)]
+pub(super) struct At<'a> {
+    /// The element the property belongs to.
+    pub owner: ElemId,
+    pub def: &'a PropDef,
+    pub ctx: &'a Ctx,
+    /// The owner's DTMI, for diagnostics.
+    pub id: Option<&'a str>,
+}
+
 impl Parser {
     /// Parses the values of one property.
     pub(super) fn values(
         &mut self,
-        owner: ElemId,
-        def: &PropDef,
+        at: At<'_>,
         value: &Value,
         path: &JPath<'_>,
-        ctx: &Ctx,
-        id: Option<&str>,
     ) -> Option<Vec<Item>> {
+        let At { def, ctx, id, .. } = at;
         // Localizable strings have their own array form.
         if let Kind::LangString(max) = def.kind {
             return self
@@ -37,13 +46,13 @@ impl Parser {
                 id,
                 if def.max == 1 {
                     format!(
-                        "property \"{}\" takes a single value, found {}",
-                        def.term, count
+                        "property \"{}\" takes a single value, found {count}",
+                        def.term
                     )
                 } else {
                     format!(
-                        "property \"{}\" takes at most {} values, found {}",
-                        def.term, def.max, count
+                        "property \"{}\" takes at most {} values, found {count}",
+                        def.term, def.max
                     )
                 },
             );
@@ -55,69 +64,46 @@ impl Parser {
                 path,
                 id,
                 format!(
-                    "property \"{}\" needs at least {} value(s), found {}",
+                    "property \"{}\" needs at least {} value(s), found {count}",
                     def.term,
-                    def.min.max(1),
-                    count
+                    def.min.max(1)
                 ),
             );
             return None;
         }
-        let plural = def.max > 1;
         let mut items = Vec::with_capacity(count);
         let mut ok = true;
-        self.leaf_values(
-            owner, def, value, path, ctx, id, plural, &mut items, &mut ok,
-        );
+        self.leaf_values(at, value, path, &mut items, &mut ok);
         ok.then_some(items)
     }
 
     /// Parses every leaf of a (possibly nested) array value, in order.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn leaf_values(
+    fn leaf_values(
         &mut self,
-        owner: ElemId,
-        def: &PropDef,
+        at: At<'_>,
         value: &Value,
         path: &JPath<'_>,
-        ctx: &Ctx,
-        id: Option<&str>,
-        plural: bool,
         items: &mut Vec<Item>,
         ok: &mut bool,
     ) {
         match value {
             Value::Array(list) => {
                 for (i, v) in list.iter().enumerate() {
-                    self.leaf_values(owner, def, v, &path.index(i), ctx, id, plural, items, ok);
+                    self.leaf_values(at, v, &path.index(i), items, ok);
                 }
             }
-            v => {
-                let index = items.len();
-                match self.value(owner, def, v, path, ctx, id, index, plural) {
-                    Some(item) => items.push(item),
-                    None => *ok = false,
-                }
-            }
+            v => match self.value(at, v, path, items.len()) {
+                Some(item) => items.push(item),
+                None => *ok = false,
+            },
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn value(
-        &mut self,
-        owner: ElemId,
-        def: &PropDef,
-        v: &Value,
-        path: &JPath<'_>,
-        ctx: &Ctx,
-        id: Option<&str>,
-        index: usize,
-        plural: bool,
-    ) -> Option<Item> {
+    /// One value; `index` is its position among the property's values.
+    fn value(&mut self, at: At<'_>, v: &Value, path: &JPath<'_>, index: usize) -> Option<Item> {
+        let At { def, ctx, id, .. } = at;
         match def.kind {
-            Kind::Elements(range) => {
-                self.element_value(owner, def, range, v, path, ctx, id, index, plural)
-            }
+            Kind::Elements(range) => self.element_value(at, range, v, path, index),
             Kind::LangString(_) => None,
             Kind::DtmiLiteral => self.check_literal(def, v, path, ctx, id),
             _ => {
@@ -127,21 +113,22 @@ impl Parser {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn element_value(
+    fn element_value(
         &mut self,
-        owner: ElemId,
-        def: &PropDef,
+        at: At<'_>,
         range: Range,
         v: &Value,
         path: &JPath<'_>,
-        ctx: &Ctx,
-        id: Option<&str>,
         index: usize,
-        plural: bool,
     ) -> Option<Item> {
+        let At {
+            owner,
+            def,
+            ctx,
+            id,
+        } = at;
         match v {
-            Value::String(s) => self.element_reference(def, range, s, path, ctx, id),
+            Value::String(s) => self.element_reference(at, range, s, path),
             Value::Object(_) => {
                 if range_id_required(range) {
                     self.err(
@@ -172,7 +159,7 @@ impl Parser {
                     prop: def.term,
                     range,
                     index,
-                    plural,
+                    plural: def.max > 1,
                 };
                 self.element(v, path, ctx, Some(slot), classes, false)
                     .map(Item::Elem)
@@ -193,16 +180,14 @@ impl Parser {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn element_reference(
+    fn element_reference(
         &mut self,
-        def: &PropDef,
+        at: At<'_>,
         range: Range,
         s: &str,
         path: &JPath<'_>,
-        ctx: &Ctx,
-        id: Option<&str>,
     ) -> Option<Item> {
+        let At { def, ctx, id, .. } = at;
         // Standard elements of any DTDL version may be named by DTMI
         // (a v3 schema may be `dtmi:dtdl:instance:Schema:double;2`).
         let found = ctx.lookup(s).or_else(|| {
