@@ -767,3 +767,18 @@ fn standard_schemas_of_either_version_can_be_named_by_dtmi() {
         r#"{"@type":"Property","name":"x","schema":"dtmi:dtdl:instance:Schema:double;3"}"#,
     ));
 }
+
+#[test]
+fn identifiers_other_than_interfaces_are_limited_to_2048_characters() {
+    for ctx in ["dtmi:dtdl:context;2", "dtmi:dtdl:context;3"] {
+        let id = |n: usize| format!("dtmi:t:{};1", "a".repeat(n - "dtmi:t:;1".len()));
+        let doc = |n: usize| {
+            format!(
+                r#"{{"@context":"{ctx}","@id":"dtmi:t:A;1","@type":"Interface","contents":[{{"@id":"{}","@type":"Property","name":"p","schema":"double"}}]}}"#,
+                id(n)
+            )
+        };
+        accepts(&doc(2048));
+        rejects(&doc(2049), "id_too_long");
+    }
+}

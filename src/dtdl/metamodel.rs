@@ -605,10 +605,8 @@ fn adjunct_props(a: Adjunct) -> &'static [PropDef] {
 pub mod limits {
     /// Maximum length of an Interface `@id` (both versions).
     pub const INTERFACE_ID_MAX: usize = 128;
-    /// Maximum length of any other `@id` in v2.
-    pub const ID_MAX_V2: usize = 2048;
-    /// Maximum length of any other `@id` in v3.
-    pub const ID_MAX_V3: usize = 4096;
+    /// Maximum length of any other identifier (both versions).
+    pub const ID_MAX: usize = 2048;
     /// Maximum depth of an `extends` hierarchy.
     pub const EXTENDS_DEPTH: usize = 10;
     /// v3: maximum number of interfaces in an `extends` tree.

@@ -442,10 +442,7 @@ impl Parser {
         let max = if class == Class::Interface {
             limits::INTERFACE_ID_MAX
         } else {
-            match version {
-                Version::V2 => limits::ID_MAX_V2,
-                Version::V3 => limits::ID_MAX_V3,
-            }
+            limits::ID_MAX
         };
         if s.len() > max {
             self.err(

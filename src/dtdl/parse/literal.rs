@@ -197,7 +197,7 @@ impl Parser {
                     Some(d) if !s.starts_with("dtmi:") => d.dtmi,
                     _ => s,
                 };
-                if dtmi::check(s, ctx.version, false).is_err() || s.len() > limits::ID_MAX_V2 {
+                if dtmi::check(s, ctx.version, false).is_err() || s.len() > limits::ID_MAX {
                     self.err(
                         code::REFERENCE_INVALID,
                         path,

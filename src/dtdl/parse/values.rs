@@ -229,7 +229,7 @@ impl Parser {
         let elem_range = !metamodel::range_classes(range, ctx.version).is_empty();
         if elem_range && s.starts_with("dtmi:") && found.is_none() {
             match dtmi::check(s, Version::V3, false) {
-                Ok(()) if s.len() <= limits::ID_MAX_V3 => return Some(Item::Ref(s.to_owned())),
+                Ok(()) if s.len() <= limits::ID_MAX => return Some(Item::Ref(s.to_owned())),
                 _ => {}
             }
             self.err(
