@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 
 use twingraph::dtdl::{self, Options, Source, load};
 
+// The same allocator as the binary, so the figures are the product's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn corpus() -> PathBuf {
     std::env::var_os("TWINGRAPH_DTDL_CORPUS")
         .map(PathBuf::from)
