@@ -7,8 +7,14 @@
 //!
 //! - [`dtdl`]: the DTDL v2/v3 language engine: parse, validate and resolve
 //!   models into a typed [`dtdl::ModelSet`].
+//! - [`twin`]: the twin graph domain: twins, relationships, desired/reported
+//!   state validated against models, events, the in-memory graph and queries.
+//! - [`store`]: the `GraphStore` trait and its stores (embedded durable
+//!   default on redb; in-memory for tests), event log and time travel.
 //! - [`cli`]: the command-line interface (`twingraph check`, ...), kept out of
 //!   `main` so it can be tested.
 
 pub mod cli;
 pub mod dtdl;
+pub mod store;
+pub mod twin;

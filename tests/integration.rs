@@ -7,3 +7,6 @@ mod conformance;
 mod corpora;
 mod robustness;
 mod rules;
+#[macro_use]
+mod store_suite;
+mod store_conformance;

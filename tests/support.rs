@@ -18,3 +18,28 @@ pub fn corpus_dir() -> PathBuf {
     );
     dir
 }
+
+/// The sample industrial models of `dtdl/`, resolved once per test binary.
+pub fn sample_models() -> std::sync::Arc<twingraph::dtdl::ModelSet> {
+    static MODELS: std::sync::OnceLock<std::sync::Arc<twingraph::dtdl::ModelSet>> =
+        std::sync::OnceLock::new();
+    MODELS
+        .get_or_init(|| {
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dtdl");
+            let sources =
+                twingraph::dtdl::load::read_paths(&[dir]).expect("sample models readable");
+            let outcome = twingraph::dtdl::check(&sources, &twingraph::dtdl::Options::default());
+            std::sync::Arc::new(outcome.model.expect("sample models are valid"))
+        })
+        .clone()
+}
+
+/// A fresh, empty folder under the test target dir.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("scratch")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}

@@ -1,0 +1,504 @@
+//! The store shared by every journal: reads from the in-memory graph, writes
+//! through one writer thread with group commit.
+//!
+//! Writers send their batch to the writer thread and wait. The thread takes
+//! every request waiting (up to [`MAX_GROUP`]), plans them one after another
+//! (each sees the ones before it), commits all their events and state in one
+//! journal commit (one fsync), then applies them to the graph and answers
+//! each writer. A batch that fails validation is answered at once and takes
+//! nothing with it; a failed commit fails the whole group and changes
+//! nothing. Readers only ever see committed state.
+//!
+//! Locks: `graph` is a std `RwLock`, held briefly and never across `.await`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use tokio::sync::{broadcast, oneshot};
+
+use super::journal::{Changed, Journal};
+use super::{At, GraphStore, Page, StoreError, TwinQuery};
+use crate::dtdl::ModelSet;
+use crate::twin::graph::RelKey;
+use crate::twin::query::{DEFAULT_MAX_DEPTH, Direction, Reached, Traversal};
+use crate::twin::{
+    Batch, Change, Event, Graph, GraphConfig, Micros, Relationship, Twin, now_micros,
+};
+
+/// Most requests committed together.
+pub const MAX_GROUP: usize = 1024;
+
+/// Behaviour settings common to every store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub graph: GraphConfig,
+    /// Deepest traversal accepted.
+    pub max_depth: usize,
+    /// Keep events for this long (`None`: forever).
+    pub retention: Option<std::time::Duration>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            graph: GraphConfig::default(),
+            max_depth: DEFAULT_MAX_DEPTH,
+            retention: None,
+        }
+    }
+}
+
+type BatchReply = oneshot::Sender<Result<Vec<Event>, StoreError>>;
+
+enum Request {
+    Batch {
+        batch: Batch,
+        actor: String,
+        reply: BatchReply,
+    },
+    Models {
+        models: Arc<ModelSet>,
+        actor: String,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+}
+
+struct Shared {
+    graph: RwLock<Graph>,
+    models: RwLock<Arc<ModelSet>>,
+    journal: Arc<dyn Journal>,
+    events: broadcast::Sender<Arc<Event>>,
+    last_seq: AtomicU64,
+    config: StoreConfig,
+}
+
+/// A twin store: the in-memory graph over a [`Journal`].
+pub struct Store {
+    shared: Arc<Shared>,
+    tx: Mutex<Option<std::sync::mpsc::Sender<Request>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("journal", &self.shared.journal)
+            .field("last_seq", &self.shared.last_seq.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    // Graph updates are plain inserts/removes done after a successful commit;
+    // a panic mid-way cannot happen on input, so poisoning is only reported.
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Store {
+    /// Starts a store over `journal`, with `graph` as the state it holds.
+    pub fn start(
+        graph: Graph,
+        models: Arc<ModelSet>,
+        journal: Arc<dyn Journal>,
+        config: StoreConfig,
+    ) -> Store {
+        let (events, _) = broadcast::channel(4096);
+        let shared = Arc::new(Shared {
+            last_seq: AtomicU64::new(graph.last_seq()),
+            graph: RwLock::new(graph),
+            models: RwLock::new(models),
+            journal,
+            events,
+            config,
+        });
+        let (tx, rx) = std::sync::mpsc::channel::<Request>();
+        let worker = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("twingraph-writer".to_owned())
+            .spawn(move || writer_loop(&worker, &rx))
+            .ok();
+        Store {
+            shared,
+            tx: Mutex::new(writer.as_ref().map(|_| tx)),
+            writer: Mutex::new(writer),
+        }
+    }
+
+    /// A store whose events live in memory only.
+    pub fn in_memory(models: Arc<ModelSet>, config: StoreConfig) -> Store {
+        let journal = Arc::new(super::memory::MemoryJournal::new());
+        Store::start(Graph::new(config.graph.clone()), models, journal, config)
+    }
+
+    /// Stops accepting writes and waits for the writer to finish what it holds.
+    pub fn close(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+
+    fn send(&self, req: Request) -> Result<(), StoreError> {
+        let tx = self.tx.lock().map_err(|_| StoreError::Closed)?;
+        tx.as_ref()
+            .ok_or(StoreError::Closed)?
+            .send(req)
+            .map_err(|_| StoreError::Closed)
+    }
+
+    fn graph(&self) -> std::sync::RwLockReadGuard<'_, Graph> {
+        read(&self.shared.graph)
+    }
+
+    fn check_history(&self, at: At) -> Result<(), StoreError> {
+        let first = self.shared.journal.first_seq();
+        if first > 1 {
+            let too_old = match at {
+                At::Seq(s) => s < first,
+                At::Time(_) => false,
+            };
+            if too_old {
+                return Err(StoreError::Pruned(first));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn writer_loop(shared: &Shared, rx: &std::sync::mpsc::Receiver<Request>) {
+    let mut commits: u64 = 0;
+    let mut pending: Option<Request> = None;
+    loop {
+        let first = match pending.take() {
+            Some(r) => r,
+            None => match rx.recv() {
+                Ok(r) => r,
+                Err(_) => return, // every sender dropped: shut down
+            },
+        };
+        if let Request::Models {
+            models,
+            actor,
+            reply,
+        } = first
+        {
+            let r = commit_models(shared, models, &actor);
+            let _ = reply.send(r);
+            continue;
+        }
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(r @ Request::Batch { .. }) => group.push(r),
+                Ok(r @ Request::Models { .. }) => {
+                    pending = Some(r);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        commit_group(shared, group);
+        commits += 1;
+        if let Some(keep) = shared.config.retention
+            && commits.is_multiple_of(1000)
+        {
+            let horizon = now_micros() - i64::try_from(keep.as_micros()).unwrap_or(i64::MAX);
+            let _ = shared.journal.prune_before(horizon);
+        }
+    }
+}
+
+fn commit_time(shared: &Shared) -> Micros {
+    // Timestamps never go backwards, even if the clock does.
+    let last = read(&shared.graph).last_time();
+    now_micros().max(last)
+}
+
+fn commit_group(shared: &Shared, group: Vec<Request>) {
+    let now = commit_time(shared);
+    let models = read(&shared.models).clone();
+    let mut answers: Vec<(BatchReply, Result<Vec<Event>, StoreError>)> =
+        Vec::with_capacity(group.len());
+    let mut all: Vec<Event> = Vec::new();
+    let changed = {
+        let graph = read(&shared.graph);
+        let mut planner = graph.planner(&models);
+        for req in group {
+            if let Request::Batch {
+                batch,
+                actor,
+                reply,
+            } = req
+            {
+                match planner.plan(&batch, now, &actor) {
+                    Ok(events) => {
+                        all.extend(events.iter().cloned());
+                        answers.push((reply, Ok(events)));
+                    }
+                    Err(e) => answers.push((reply, Err(StoreError::Batch(e)))),
+                }
+            }
+        }
+        planner.into_staged()
+    };
+    if !all.is_empty()
+        && let Err(e) = shared.journal.commit(&all, &changed)
+    {
+        for (reply, r) in answers {
+            let _ = reply.send(r.and(Err(e.clone())));
+        }
+        return;
+    }
+    {
+        let mut graph = write(&shared.graph);
+        for e in &all {
+            graph.apply(e);
+        }
+    }
+    if let Some(last) = all.last() {
+        shared.last_seq.store(last.seq, Ordering::Release);
+    }
+    for e in all {
+        let _ = shared.events.send(Arc::new(e));
+    }
+    for (reply, r) in answers {
+        let _ = reply.send(r);
+    }
+}
+
+fn commit_models(shared: &Shared, models: Arc<ModelSet>, actor: &str) -> Result<u64, StoreError> {
+    let now = commit_time(shared);
+    let mut ids: Vec<String> = models.interfaces().map(|i| i.id.clone()).collect();
+    ids.sort();
+    let event = {
+        let graph = read(&shared.graph);
+        let current = read(&shared.models).clone();
+        let mut planner = graph.planner(&current);
+        planner.models_changed(ids, now, actor)
+    };
+    shared
+        .journal
+        .commit(std::slice::from_ref(&event), &Changed::default())?;
+    write(&shared.graph).apply(&event);
+    *write(&shared.models) = models;
+    shared.last_seq.store(event.seq, Ordering::Release);
+    let seq = event.seq;
+    let _ = shared.events.send(Arc::new(event));
+    Ok(seq)
+}
+
+/// Folds a twin's events (ordered) up to `at` into its state then.
+fn twin_at(events: &[Event], twin: &str, at: At) -> Option<Twin> {
+    let mut state: Option<Twin> = None;
+    for e in events.iter().filter(|e| within(e, at)) {
+        match &e.change {
+            Change::TwinCreated { twin: t, .. } if t == twin => state = Twin::created(e),
+            Change::TwinDeleted { twin: t, .. } if t == twin => state = None,
+            Change::DesiredPatched { twin: t, .. } | Change::ReportedPatched { twin: t, .. }
+                if t == twin =>
+            {
+                if let Some(s) = state.as_mut() {
+                    s.apply(e);
+                }
+            }
+            _ => {}
+        }
+    }
+    state
+}
+
+fn within(e: &Event, at: At) -> bool {
+    match at {
+        At::Seq(s) => e.seq <= s,
+        At::Time(t) => e.time <= t,
+    }
+}
+
+fn relationships_at(events: &[Event], at: At) -> Vec<Relationship> {
+    let mut rels: std::collections::BTreeMap<RelKey, Relationship> =
+        std::collections::BTreeMap::new();
+    for e in events.iter().filter(|e| within(e, at)) {
+        match &e.change {
+            Change::RelationshipCreated { relationship } => {
+                rels.insert(
+                    (relationship.source.clone(), relationship.id.clone()),
+                    relationship.clone(),
+                );
+            }
+            Change::RelationshipUpdated {
+                source,
+                id,
+                version,
+                properties,
+                ..
+            } => {
+                if let Some(r) = rels.get_mut(&(source.clone(), id.clone())) {
+                    r.properties = properties.clone();
+                    r.version = *version;
+                    r.updated_at = e.time;
+                }
+            }
+            Change::RelationshipDeleted { source, id, .. } => {
+                rels.remove(&(source.clone(), id.clone()));
+            }
+            _ => {}
+        }
+    }
+    rels.into_values().collect()
+}
+
+#[async_trait]
+impl GraphStore for Store {
+    fn models(&self) -> Arc<ModelSet> {
+        read(&self.shared.models).clone()
+    }
+
+    async fn set_models(&self, models: Arc<ModelSet>, actor: &str) -> Result<u64, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Models {
+            models,
+            actor: actor.to_owned(),
+            reply,
+        })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn apply(&self, batch: Batch, actor: &str) -> Result<Vec<Event>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Batch {
+            batch,
+            actor: actor.to_owned(),
+            reply,
+        })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn twin(&self, id: &str) -> Result<Option<Twin>, StoreError> {
+        Ok(self.graph().twin(id).cloned())
+    }
+
+    async fn twins(&self, q: &TwinQuery) -> Result<Page<Twin>, StoreError> {
+        let graph = self.graph();
+        let limit = q.limit.max(1);
+        let after = |id: &str| q.after.as_deref().is_none_or(|a| id > a);
+        let mut items: Vec<Twin> = match &q.model {
+            Some(m) => graph
+                .twins_of_model(&self.models(), m, q.subtypes)
+                .into_iter()
+                .filter(|t| after(&t.id))
+                .take(limit + 1)
+                .cloned()
+                .collect(),
+            None => {
+                let mut ids: Vec<&String> = graph.twin_ids().filter(|id| after(id)).collect();
+                ids.sort();
+                ids.into_iter()
+                    .take(limit + 1)
+                    .filter_map(|id| graph.twin(id).cloned())
+                    .collect()
+            }
+        };
+        let has_more = items.len() > limit;
+        items.truncate(limit);
+        Ok(Page { items, has_more })
+    }
+
+    async fn relationship(
+        &self,
+        source: &str,
+        id: &str,
+    ) -> Result<Option<Relationship>, StoreError> {
+        Ok(self.graph().relationship(source, id).cloned())
+    }
+
+    async fn relationships(
+        &self,
+        twin: &str,
+        direction: Direction,
+        name: Option<&str>,
+    ) -> Result<Vec<Relationship>, StoreError> {
+        let graph = self.graph();
+        if graph.twin(twin).is_none() {
+            return Err(crate::twin::TwinError::NotFound(twin.to_owned()).into());
+        }
+        let named = |r: &&Relationship| name.is_none_or(|n| r.name == n);
+        let mut v: Vec<Relationship> = Vec::new();
+        if matches!(direction, Direction::Out | Direction::Both) {
+            v.extend(graph.outgoing(twin).filter(named).cloned());
+        }
+        if matches!(direction, Direction::In | Direction::Both) {
+            v.extend(graph.incoming(twin).filter(named).cloned());
+        }
+        Ok(v)
+    }
+
+    async fn traverse(&self, t: &Traversal) -> Result<Vec<Reached>, StoreError> {
+        Ok(self.graph().traverse(t, self.shared.config.max_depth)?)
+    }
+
+    async fn ancestors(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self.graph().ancestors(id)?)
+    }
+
+    async fn descendants(&self, id: &str, max_depth: usize) -> Result<Vec<Reached>, StoreError> {
+        Ok(self
+            .graph()
+            .descendants(id, max_depth, self.shared.config.max_depth)?)
+    }
+
+    async fn events_after(&self, seq: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.shared.journal.events_after(seq, limit)
+    }
+
+    async fn twin_events(
+        &self,
+        twin: &str,
+        from: Option<Micros>,
+        to: Option<Micros>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let events = self.shared.journal.twin_events(twin)?;
+        Ok(events
+            .into_iter()
+            .filter(|e| from.is_none_or(|f| e.time >= f) && to.is_none_or(|t| e.time <= t))
+            .collect())
+    }
+
+    async fn twin_as_of(&self, twin: &str, at: At) -> Result<Option<Twin>, StoreError> {
+        self.check_history(at)?;
+        let events = self.shared.journal.twin_events(twin)?;
+        Ok(twin_at(&events, twin, at))
+    }
+
+    async fn relationships_as_of(
+        &self,
+        twin: &str,
+        at: At,
+    ) -> Result<Vec<Relationship>, StoreError> {
+        self.check_history(at)?;
+        let events = self.shared.journal.twin_events(twin)?;
+        Ok(relationships_at(&events, at))
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.shared.last_seq.load(Ordering::Acquire)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.shared.events.subscribe()
+    }
+}

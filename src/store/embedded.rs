@@ -1,0 +1,259 @@
+//! The embedded durable store: events and current state in one redb file in
+//! the data directory (`<data>/twingraph.redb`).
+//!
+//! Tables: `events` (seq → event), `twins` (id → twin), `relationships`
+//! ((source, id) → relationship), `twin_events` ((twin, seq) → ()) for
+//! per-twin history, `meta` (format version, first kept seq). One group of
+//! writes is one redb transaction committed with `Durability::Immediate`:
+//! an event and the state it produced become durable together or not at all.
+//! Startup loads `twins` and `relationships` (the always-current snapshot);
+//! it never replays the event history.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use super::StoreError;
+use super::core::{Store, StoreConfig};
+use super::journal::{Changed, Journal};
+use crate::dtdl::ModelSet;
+use crate::twin::{Event, Graph, Micros, Relationship, Twin};
+
+/// The data format this build writes and reads.
+pub const FORMAT_VERSION: u64 = 1;
+
+const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta");
+const EVENTS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("events");
+const TWINS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("twins");
+const RELS: TableDefinition<'static, (&str, &str), &[u8]> = TableDefinition::new("relationships");
+const TWIN_EVENTS: TableDefinition<'static, (&str, u64), ()> = TableDefinition::new("twin_events");
+
+fn storage<E: Into<redb::Error>>(e: E) -> StoreError {
+    StoreError::Storage(e.into().to_string())
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Storage(format!("cannot encode: {e}")))
+}
+
+/// Events and state in a redb database.
+#[derive(Debug)]
+pub struct RedbJournal {
+    db: Database,
+    path: PathBuf,
+}
+
+/// Opens (creating if needed) the store in `dir`.
+pub fn open(dir: &Path, models: Arc<ModelSet>, config: StoreConfig) -> Result<Store, StoreError> {
+    let unusable = |message: String| StoreError::Unusable {
+        path: dir.display().to_string(),
+        message,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| unusable(format!("cannot create it: {e}")))?;
+    let path = dir.join("twingraph.redb");
+    let db = Database::create(&path).map_err(|e| {
+        unusable(format!(
+            "cannot open {}: {e} (is it a twingraph data file, and not in use by another process?)",
+            path.display()
+        ))
+    })?;
+    let journal = RedbJournal { db, path };
+    let graph = journal.load(&config).map_err(|e| match e {
+        StoreError::Storage(m) => unusable(m),
+        other => other,
+    })?;
+    Ok(Store::start(graph, models, Arc::new(journal), config))
+}
+
+impl RedbJournal {
+    /// Checks the format and loads the current state into a graph.
+    fn load(&self, config: &StoreConfig) -> Result<Graph, StoreError> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            let format = meta.get("format").map_err(storage)?.map(|v| v.value());
+            match format {
+                None => {
+                    meta.insert("format", FORMAT_VERSION).map_err(storage)?;
+                }
+                Some(f) if f > FORMAT_VERSION => {
+                    return Err(StoreError::Unusable {
+                        path: self.path.display().to_string(),
+                        message: format!(
+                            "it was written by a newer twingraph (data format {f}); this build reads format {FORMAT_VERSION}. Nothing was changed."
+                        ),
+                    });
+                }
+                Some(_) => {}
+            }
+            txn.open_table(EVENTS).map_err(storage)?;
+            txn.open_table(TWINS).map_err(storage)?;
+            txn.open_table(RELS).map_err(storage)?;
+            txn.open_table(TWIN_EVENTS).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+
+        let mut graph = Graph::new(config.graph.clone());
+        let read = self.db.begin_read().map_err(storage)?;
+        let corrupt = |what: &str, e: serde_json::Error| {
+            StoreError::Storage(format!("corrupt {what} record: {e}"))
+        };
+        for row in read
+            .open_table(TWINS)
+            .map_err(storage)?
+            .iter()
+            .map_err(storage)?
+        {
+            let (_, v) = row.map_err(storage)?;
+            let t: Twin = serde_json::from_slice(v.value()).map_err(|e| corrupt("twin", e))?;
+            graph.insert_twin(t);
+        }
+        for row in read
+            .open_table(RELS)
+            .map_err(storage)?
+            .iter()
+            .map_err(storage)?
+        {
+            let (_, v) = row.map_err(storage)?;
+            let r: Relationship =
+                serde_json::from_slice(v.value()).map_err(|e| corrupt("relationship", e))?;
+            graph.insert_relationship(r);
+        }
+        let events = read.open_table(EVENTS).map_err(storage)?;
+        if let Some((_, v)) = events.last().map_err(storage)? {
+            let e: Event = serde_json::from_slice(v.value()).map_err(|e| corrupt("event", e))?;
+            graph.set_position(e.seq, e.time);
+        }
+        Ok(graph)
+    }
+}
+
+impl Journal for RedbJournal {
+    fn commit(&self, events: &[Event], changed: &Changed) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut ev = txn.open_table(EVENTS).map_err(storage)?;
+            let mut idx = txn.open_table(TWIN_EVENTS).map_err(storage)?;
+            for e in events {
+                ev.insert(e.seq, encode(e)?.as_slice()).map_err(storage)?;
+                for t in e.change.twins() {
+                    idx.insert((t, e.seq), ()).map_err(storage)?;
+                }
+            }
+            let mut twins = txn.open_table(TWINS).map_err(storage)?;
+            for (id, t) in &changed.twins {
+                match t {
+                    Some(t) => {
+                        twins
+                            .insert(id.as_str(), encode(t)?.as_slice())
+                            .map_err(storage)?;
+                    }
+                    None => {
+                        twins.remove(id.as_str()).map_err(storage)?;
+                    }
+                }
+            }
+            let mut rels = txn.open_table(RELS).map_err(storage)?;
+            for ((source, id), r) in &changed.rels {
+                match r {
+                    Some(r) => {
+                        rels.insert((source.as_str(), id.as_str()), encode(r)?.as_slice())
+                            .map_err(storage)?;
+                    }
+                    None => {
+                        rels.remove((source.as_str(), id.as_str()))
+                            .map_err(storage)?;
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(storage)
+    }
+
+    fn events_after(&self, seq: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let read = self.db.begin_read().map_err(storage)?;
+        let table = read.open_table(EVENTS).map_err(storage)?;
+        let mut out = Vec::new();
+        for row in table
+            .range(seq.saturating_add(1)..)
+            .map_err(storage)?
+            .take(limit)
+        {
+            let (_, v) = row.map_err(storage)?;
+            out.push(
+                serde_json::from_slice(v.value())
+                    .map_err(|e| StoreError::Storage(format!("corrupt event record: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn twin_events(&self, twin: &str) -> Result<Vec<Event>, StoreError> {
+        let read = self.db.begin_read().map_err(storage)?;
+        let idx = read.open_table(TWIN_EVENTS).map_err(storage)?;
+        let events = read.open_table(EVENTS).map_err(storage)?;
+        let mut out = Vec::new();
+        for row in idx
+            .range((twin, 0u64)..=(twin, u64::MAX))
+            .map_err(storage)?
+        {
+            let (k, _) = row.map_err(storage)?;
+            let (_, seq) = k.value();
+            if let Some(v) = events.get(seq).map_err(storage)? {
+                out.push(
+                    serde_json::from_slice(v.value())
+                        .map_err(|e| StoreError::Storage(format!("corrupt event record: {e}")))?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    fn first_seq(&self) -> u64 {
+        let first = || -> Result<u64, StoreError> {
+            let read = self.db.begin_read().map_err(storage)?;
+            let table = read.open_table(EVENTS).map_err(storage)?;
+            Ok(table
+                .first()
+                .map_err(storage)?
+                .map_or(1, |(k, _)| k.value()))
+        };
+        first().unwrap_or(1)
+    }
+
+    fn prune_before(&self, time: Micros) -> Result<usize, StoreError> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let removed;
+        {
+            let mut ev = txn.open_table(EVENTS).map_err(storage)?;
+            let mut idx = txn.open_table(TWIN_EVENTS).map_err(storage)?;
+            let mut old: Vec<(u64, Vec<String>)> = Vec::new();
+            for row in ev.iter().map_err(storage)? {
+                let (k, v) = row.map_err(storage)?;
+                let e: Event = serde_json::from_slice(v.value())
+                    .map_err(|e| StoreError::Storage(format!("corrupt event record: {e}")))?;
+                if e.time >= time {
+                    break;
+                }
+                old.push((
+                    k.value(),
+                    e.change.twins().into_iter().map(str::to_owned).collect(),
+                ));
+            }
+            // Keep at least the last event, so the log position survives.
+            if ev.len().map_err(storage)? as usize == old.len() {
+                old.pop();
+            }
+            for (seq, twins) in &old {
+                ev.remove(*seq).map_err(storage)?;
+                for t in twins {
+                    idx.remove((t.as_str(), *seq)).map_err(storage)?;
+                }
+            }
+            removed = old.len();
+        }
+        txn.commit().map_err(storage)?;
+        Ok(removed)
+    }
+}

@@ -1,0 +1,160 @@
+//! Stores: where the twin graph and its event log live.
+//!
+//! [`GraphStore`] is the one interface every layer above uses (as
+//! `Arc<dyn GraphStore>`); every store passes the same conformance suite
+//! (`tests/store/`). The stores here share [`core::Core`]: the in-memory
+//! [`Graph`](crate::twin::Graph) serves every read, and one writer thread
+//! commits batches in groups (many writers, one durable commit), appending
+//! events and state together through a [`journal::Journal`].
+//!
+//! Layout: [`core`] the shared writer and reads, [`journal`] the durability
+//! seam, [`memory`] a volatile journal (tests, ephemeral use), [`embedded`]
+//! the durable default on redb.
+
+pub mod core;
+pub mod embedded;
+pub mod journal;
+pub mod memory;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::dtdl::ModelSet;
+use crate::twin::query::{Direction, Reached, Traversal};
+use crate::twin::{Batch, BatchError, Event, Micros, Relationship, Twin, TwinError};
+
+pub use core::{Store, StoreConfig};
+
+/// A point in history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum At {
+    /// As of this time (events at or before it).
+    Time(Micros),
+    /// As of this sequence number (events up to and including it).
+    Seq(u64),
+}
+
+/// Which twins to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TwinQuery {
+    /// Only twins of this model (and, with `subtypes`, of models extending it).
+    pub model: Option<String>,
+    pub subtypes: bool,
+    /// Only ids after this one (keyset pagination).
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+/// A page of results and whether more follow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub has_more: bool,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A batch was refused; nothing of it was written.
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error(transparent)]
+    Twin(#[from] TwinError),
+    /// The storage engine failed (I/O); the write was not applied.
+    #[error("storage failure: {0}")]
+    Storage(String),
+    /// The data directory cannot be used as is.
+    #[error("data directory {path}: {message}")]
+    Unusable { path: String, message: String },
+    /// History before this point was removed by the retention setting.
+    #[error("history before sequence {0} is no longer kept")]
+    Pruned(u64),
+    /// The store is shutting down.
+    #[error("the store is closed")]
+    Closed,
+}
+
+impl StoreError {
+    /// Stable code for clients.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Batch(b) => b.error.code(),
+            StoreError::Twin(t) => t.code(),
+            StoreError::Storage(_) => "storage_failure",
+            StoreError::Unusable { .. } => "data_directory_unusable",
+            StoreError::Pruned(_) => "history_pruned",
+            StoreError::Closed => "store_closed",
+        }
+    }
+}
+
+/// Everything the layers above need of a twin store.
+#[async_trait]
+pub trait GraphStore: Send + Sync + std::fmt::Debug {
+    /// The model set twins are validated against.
+    fn models(&self) -> Arc<ModelSet>;
+
+    /// Replaces the model set; records a `ModelsChanged` event. Returns its sequence number.
+    async fn set_models(&self, models: Arc<ModelSet>, actor: &str) -> Result<u64, StoreError>;
+
+    /// Applies a batch atomically and durably; returns its events.
+    async fn apply(&self, batch: Batch, actor: &str) -> Result<Vec<Event>, StoreError>;
+
+    async fn twin(&self, id: &str) -> Result<Option<Twin>, StoreError>;
+
+    async fn twins(&self, query: &TwinQuery) -> Result<Page<Twin>, StoreError>;
+
+    async fn relationship(
+        &self,
+        source: &str,
+        id: &str,
+    ) -> Result<Option<Relationship>, StoreError>;
+
+    /// Relationships of a twin in a direction, optionally of one name.
+    async fn relationships(
+        &self,
+        twin: &str,
+        direction: Direction,
+        name: Option<&str>,
+    ) -> Result<Vec<Relationship>, StoreError>;
+
+    async fn traverse(&self, traversal: &Traversal) -> Result<Vec<Reached>, StoreError>;
+
+    /// Containers of a twin, nearest first.
+    async fn ancestors(&self, id: &str) -> Result<Vec<String>, StoreError>;
+
+    async fn descendants(&self, id: &str, max_depth: usize) -> Result<Vec<Reached>, StoreError>;
+
+    /// Events with a sequence number above `seq`, in order, at most `limit`.
+    async fn events_after(&self, seq: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+
+    /// Events concerning a twin (its own and its relationships'), in order,
+    /// within `[from, to]` when given.
+    async fn twin_events(
+        &self,
+        twin: &str,
+        from: Option<Micros>,
+        to: Option<Micros>,
+    ) -> Result<Vec<Event>, StoreError>;
+
+    /// The twin as it was at `at` (`None` if it did not exist then).
+    async fn twin_as_of(&self, twin: &str, at: At) -> Result<Option<Twin>, StoreError>;
+
+    /// The relationships from and to a twin as they were at `at`.
+    async fn relationships_as_of(
+        &self,
+        twin: &str,
+        at: At,
+    ) -> Result<Vec<Relationship>, StoreError>;
+
+    /// Sequence number of the last committed event.
+    fn last_seq(&self) -> u64;
+
+    /// Committed events as they happen (for live subscriptions).
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
+}

@@ -1,0 +1,96 @@
+//! Write requests. Every write is a [`Batch`] of operations that applies
+//! atomically: all of them, or none.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::event::Micros;
+
+/// One write operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum Op {
+    /// Creates a twin with optional initial desired and reported state
+    /// (objects shaped like the corresponding patches).
+    #[serde(rename_all = "camelCase")]
+    CreateTwin {
+        id: String,
+        model: String,
+        #[serde(default)]
+        desired: Option<Value>,
+        #[serde(default)]
+        reported: Option<Value>,
+    },
+    /// Deletes a twin that has no relationships left.
+    #[serde(rename_all = "camelCase")]
+    DeleteTwin {
+        id: String,
+        #[serde(default)]
+        expected_version: Option<u64>,
+    },
+    /// Merge-patches desired state: `{"prop": value | null, "component": {"prop": ...}}`.
+    #[serde(rename_all = "camelCase")]
+    PatchDesired {
+        id: String,
+        patch: Value,
+        #[serde(default)]
+        expected_version: Option<u64>,
+    },
+    /// Merge-patches reported state (properties and telemetry). A writable
+    /// property may be reported as `{"value", "ac", "av", "ad"}`.
+    #[serde(rename_all = "camelCase")]
+    PatchReported {
+        id: String,
+        patch: Value,
+        #[serde(default)]
+        expected_version: Option<u64>,
+        /// When the device observed these values; older than stored values means stale.
+        #[serde(default)]
+        source_time: Option<Micros>,
+    },
+    /// Creates a relationship; an id is generated when none is given.
+    #[serde(rename_all = "camelCase")]
+    CreateRelationship {
+        source: String,
+        #[serde(default)]
+        id: Option<String>,
+        name: String,
+        target: String,
+        #[serde(default)]
+        properties: Option<Value>,
+    },
+    /// Merge-patches a relationship's own properties.
+    #[serde(rename_all = "camelCase")]
+    UpdateRelationship {
+        source: String,
+        id: String,
+        patch: Value,
+        #[serde(default)]
+        expected_version: Option<u64>,
+    },
+    #[serde(rename_all = "camelCase")]
+    DeleteRelationship {
+        source: String,
+        id: String,
+        #[serde(default)]
+        expected_version: Option<u64>,
+    },
+}
+
+/// Operations applied together, in order, all or nothing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    pub ops: Vec<Op>,
+}
+
+impl Batch {
+    pub fn one(op: Op) -> Batch {
+        Batch { ops: vec![op] }
+    }
+}
+
+impl From<Op> for Batch {
+    fn from(op: Op) -> Batch {
+        Batch::one(op)
+    }
+}

@@ -1,0 +1,124 @@
+//! Events: every change to the twin graph, immutable and numbered.
+//!
+//! An event carries what was asked (the merge patch as given) and what it
+//! did (the resulting value of every property it touched, the resulting
+//! version). State is a pure fold of events ([`super::state`]): the live
+//! write path and time travel apply the very same function, so they cannot
+//! disagree, and replay needs no model.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::state::{Ack, Relationship};
+
+/// Microseconds since the Unix epoch (UTC).
+pub type Micros = i64;
+
+/// One committed change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Global, gap-free sequence number, from 1.
+    pub seq: u64,
+    pub time: Micros,
+    /// Who made the change (a principal; `"system"` until authentication exists).
+    pub actor: String,
+    pub change: Change,
+}
+
+/// The change an event records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Change {
+    #[serde(rename_all = "camelCase")]
+    TwinCreated {
+        twin: String,
+        model: String,
+        /// Initial state: desired and reported entries.
+        entries: Vec<Entry>,
+    },
+    #[serde(rename_all = "camelCase")]
+    TwinDeleted { twin: String, version: u64 },
+    #[serde(rename_all = "camelCase")]
+    DesiredPatched {
+        twin: String,
+        version: u64,
+        patch: Value,
+        entries: Vec<Entry>,
+    },
+    #[serde(rename_all = "camelCase")]
+    ReportedPatched {
+        twin: String,
+        version: u64,
+        patch: Value,
+        entries: Vec<Entry>,
+        /// Properties left unchanged because the stored value is newer
+        /// (by device source time) than this update.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        stale: Vec<String>,
+    },
+    #[serde(rename_all = "camelCase")]
+    RelationshipCreated { relationship: Relationship },
+    #[serde(rename_all = "camelCase")]
+    RelationshipUpdated {
+        source: String,
+        id: String,
+        version: u64,
+        patch: Value,
+        properties: serde_json::Map<String, Value>,
+    },
+    #[serde(rename_all = "camelCase")]
+    RelationshipDeleted {
+        source: String,
+        id: String,
+        target: String,
+        name: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    ModelsChanged { models: Vec<String> },
+}
+
+impl Change {
+    /// The twins this change concerns (for per-twin history): the twin, or a
+    /// relationship's source and target.
+    pub fn twins(&self) -> Vec<&str> {
+        match self {
+            Change::TwinCreated { twin, .. }
+            | Change::TwinDeleted { twin, .. }
+            | Change::DesiredPatched { twin, .. }
+            | Change::ReportedPatched { twin, .. } => vec![twin],
+            Change::RelationshipCreated { relationship } => {
+                vec![&relationship.source, &relationship.target]
+            }
+            Change::RelationshipUpdated { source, .. } => vec![source],
+            Change::RelationshipDeleted { source, target, .. } => vec![source, target],
+            Change::ModelsChanged { .. } => Vec::new(),
+        }
+    }
+}
+
+/// Which side of a property an entry sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Side {
+    Desired,
+    Reported,
+}
+
+/// The resulting state of one property (or telemetry) after a change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    pub side: Side,
+    /// Component name, for a property of a Component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    pub name: String,
+    /// The resulting value; `None` when the property was removed.
+    pub value: Option<Value>,
+    /// The device's source time of a reported value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_time: Option<Micros>,
+    /// A writable-property acknowledgement that came with a reported value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<Ack>,
+}

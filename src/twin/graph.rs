@@ -1,0 +1,1007 @@
+//! The in-memory twin graph: twins, relationships, adjacency both ways and
+//! an index by model, plus the planner that turns a [`Batch`] into events.
+//!
+//! Writing is two-step. [`Graph::planner`] validates operations against the
+//! models and the current graph *without changing it*, staging their effects
+//! in an overlay so later operations (and later batches of the same group
+//! commit) see earlier ones; a failed batch is rolled back out of the overlay
+//! alone. Once the events are durable, [`Graph::apply`] folds them in. Readers
+//! therefore never see a change that is not committed.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::{Map, Value};
+
+use super::batch::{Batch, Op};
+use super::error::TwinError;
+use super::event::{Change, Entry, Event, Micros, Side};
+use super::id;
+use super::state::{Ack, Relationship, Twin};
+use super::value::{merge_patch, validate};
+use crate::dtdl::model::{Content, ContentKind, Interface, ModelSet, Schema};
+
+/// A relationship's key: `(source twin, relationship id)`.
+pub type RelKey = (String, String);
+
+/// Settings of the graph's behaviour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphConfig {
+    /// The relationship name that means containment (hierarchy).
+    pub containment: String,
+}
+
+impl Default for GraphConfig {
+    fn default() -> Self {
+        GraphConfig {
+            containment: "contains".to_owned(),
+        }
+    }
+}
+
+/// The current state of every twin and relationship, indexed for reads.
+#[derive(Debug, Default)]
+pub struct Graph {
+    pub(super) config: GraphConfig,
+    pub(super) twins: HashMap<String, Twin>,
+    pub(super) rels: HashMap<RelKey, Relationship>,
+    /// Relationships by source twin.
+    pub(super) out: HashMap<String, BTreeSet<RelKey>>,
+    /// Relationships by target twin.
+    pub(super) inn: HashMap<String, BTreeSet<RelKey>>,
+    /// Twin ids by exact model.
+    pub(super) by_model: HashMap<String, BTreeSet<String>>,
+    /// Sequence number of the last event applied.
+    pub(super) last_seq: u64,
+    /// Time of the last event applied.
+    pub(super) last_time: Micros,
+}
+
+/// State changed by planned batches: twins and relationships as they are
+/// after them (`None` = deleted).
+#[derive(Debug, Default)]
+pub struct Staged {
+    pub twins: Vec<(String, Option<Twin>)>,
+    pub rels: Vec<(RelKey, Option<Relationship>)>,
+}
+
+/// A batch that failed: which operation, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("operation {index}: {error}")]
+pub struct BatchError {
+    pub index: usize,
+    #[source]
+    pub error: TwinError,
+}
+
+impl Graph {
+    pub fn new(config: GraphConfig) -> Graph {
+        Graph {
+            config,
+            ..Graph::default()
+        }
+    }
+
+    pub fn config(&self) -> &GraphConfig {
+        &self.config
+    }
+
+    pub fn twin(&self, id: &str) -> Option<&Twin> {
+        self.twins.get(id)
+    }
+
+    pub fn twin_count(&self) -> usize {
+        self.twins.len()
+    }
+
+    pub fn relationship(&self, source: &str, id: &str) -> Option<&Relationship> {
+        self.rels.get(&(source.to_owned(), id.to_owned()))
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    pub fn last_time(&self) -> Micros {
+        self.last_time
+    }
+
+    pub fn twin_ids(&self) -> impl Iterator<Item = &String> {
+        self.twins.keys()
+    }
+
+    /// Loads a twin from a snapshot (store startup).
+    pub fn insert_twin(&mut self, t: Twin) {
+        self.last_time = self.last_time.max(t.updated_at);
+        self.by_model
+            .entry(t.model.clone())
+            .or_default()
+            .insert(t.id.clone());
+        self.twins.insert(t.id.clone(), t);
+    }
+
+    /// Loads a relationship from a snapshot (store startup).
+    pub fn insert_relationship(&mut self, r: Relationship) {
+        let key = (r.source.clone(), r.id.clone());
+        self.out
+            .entry(r.source.clone())
+            .or_default()
+            .insert(key.clone());
+        self.inn
+            .entry(r.target.clone())
+            .or_default()
+            .insert(key.clone());
+        self.rels.insert(key, r);
+    }
+
+    /// Sets the position in the event log after loading a snapshot.
+    pub fn set_position(&mut self, seq: u64, time: Micros) {
+        self.last_seq = seq;
+        self.last_time = self.last_time.max(time);
+    }
+
+    /// Outgoing relationships of a twin.
+    pub fn outgoing(&self, twin: &str) -> impl Iterator<Item = &Relationship> {
+        self.out
+            .get(twin)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.rels.get(k))
+    }
+
+    /// Incoming relationships of a twin.
+    pub fn incoming(&self, twin: &str) -> impl Iterator<Item = &Relationship> {
+        self.inn
+            .get(twin)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.rels.get(k))
+    }
+
+    /// Twin ids whose model is exactly `model`.
+    pub fn with_model(&self, model: &str) -> impl Iterator<Item = &String> {
+        self.by_model.get(model).into_iter().flatten()
+    }
+
+    /// Folds a committed event into the graph.
+    pub fn apply(&mut self, event: &Event) {
+        self.last_seq = self.last_seq.max(event.seq);
+        self.last_time = self.last_time.max(event.time);
+        match &event.change {
+            Change::TwinCreated { .. } => {
+                if let Some(t) = Twin::created(event) {
+                    self.by_model
+                        .entry(t.model.clone())
+                        .or_default()
+                        .insert(t.id.clone());
+                    self.twins.insert(t.id.clone(), t);
+                }
+            }
+            Change::TwinDeleted { twin, .. } => {
+                if let Some(t) = self.twins.remove(twin)
+                    && let Some(set) = self.by_model.get_mut(&t.model)
+                {
+                    set.remove(twin);
+                }
+            }
+            Change::DesiredPatched { twin, .. } | Change::ReportedPatched { twin, .. } => {
+                if let Some(t) = self.twins.get_mut(twin) {
+                    t.apply(event);
+                }
+            }
+            Change::RelationshipCreated { relationship } => {
+                let key = (relationship.source.clone(), relationship.id.clone());
+                self.out
+                    .entry(relationship.source.clone())
+                    .or_default()
+                    .insert(key.clone());
+                self.inn
+                    .entry(relationship.target.clone())
+                    .or_default()
+                    .insert(key.clone());
+                self.rels.insert(key, relationship.clone());
+            }
+            Change::RelationshipUpdated {
+                source,
+                id,
+                version,
+                properties,
+                ..
+            } => {
+                if let Some(r) = self.rels.get_mut(&(source.clone(), id.clone())) {
+                    r.properties = properties.clone();
+                    r.version = *version;
+                    r.updated_at = event.time;
+                }
+            }
+            Change::RelationshipDeleted {
+                source, id, target, ..
+            } => {
+                let key = (source.clone(), id.clone());
+                self.rels.remove(&key);
+                if let Some(s) = self.out.get_mut(source) {
+                    s.remove(&key);
+                    if s.is_empty() {
+                        self.out.remove(source);
+                    }
+                }
+                if let Some(s) = self.inn.get_mut(target) {
+                    s.remove(&key);
+                    if s.is_empty() {
+                        self.inn.remove(target);
+                    }
+                }
+            }
+            Change::ModelsChanged { .. } => {}
+        }
+    }
+
+    /// Starts planning writes on top of the current state.
+    pub fn planner<'a>(&'a self, models: &'a ModelSet) -> Planner<'a> {
+        Planner {
+            g: self,
+            models,
+            twins: HashMap::new(),
+            rels: HashMap::new(),
+            journal: Vec::new(),
+            next_seq: self.last_seq + 1,
+        }
+    }
+}
+
+enum Undo {
+    Twin(String, Option<Option<Twin>>),
+    Rel(RelKey, Option<Option<Relationship>>),
+}
+
+/// Validates batches and stages their effects; see the module docs.
+pub struct Planner<'a> {
+    g: &'a Graph,
+    models: &'a ModelSet,
+    /// Staged twins (`None` = deleted).
+    twins: HashMap<String, Option<Twin>>,
+    rels: HashMap<RelKey, Option<Relationship>>,
+    journal: Vec<Undo>,
+    next_seq: u64,
+}
+
+impl std::fmt::Debug for Planner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Planner")
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Planner<'_> {
+    /// Plans one batch: its events, numbered from the planner's next
+    /// sequence number, or the first failing operation (and nothing staged).
+    pub fn plan(
+        &mut self,
+        batch: &Batch,
+        now: Micros,
+        actor: &str,
+    ) -> Result<Vec<Event>, BatchError> {
+        let mark = self.journal.len();
+        let seq_mark = self.next_seq;
+        let mut events = Vec::with_capacity(batch.ops.len());
+        for (index, op) in batch.ops.iter().enumerate() {
+            match self.op(op) {
+                Ok(mut change) => {
+                    if let Change::RelationshipCreated { relationship } = &mut change {
+                        relationship.created_at = now;
+                        relationship.updated_at = now;
+                    }
+                    let event = Event {
+                        seq: self.next_seq,
+                        time: now,
+                        actor: actor.to_owned(),
+                        change,
+                    };
+                    self.next_seq += 1;
+                    self.stage(&event);
+                    events.push(event);
+                }
+                Err(error) => {
+                    self.rollback(mark);
+                    self.next_seq = seq_mark;
+                    return Err(BatchError { index, error });
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    /// Plans a model-set change event.
+    pub fn models_changed(&mut self, models: Vec<String>, now: Micros, actor: &str) -> Event {
+        let e = Event {
+            seq: self.next_seq,
+            time: now,
+            actor: actor.to_owned(),
+            change: Change::ModelsChanged { models },
+        };
+        self.next_seq += 1;
+        e
+    }
+
+    /// The state staged by the successful batches: twins and relationships
+    /// as they will be once committed (`None` = deleted).
+    pub fn into_staged(self) -> Staged {
+        Staged {
+            twins: self.twins.into_iter().collect(),
+            rels: self.rels.into_iter().collect(),
+        }
+    }
+
+    fn rollback(&mut self, mark: usize) {
+        while self.journal.len() > mark {
+            match self.journal.pop() {
+                Some(Undo::Twin(k, prev)) => match prev {
+                    Some(p) => {
+                        self.twins.insert(k, p);
+                    }
+                    None => {
+                        self.twins.remove(&k);
+                    }
+                },
+                Some(Undo::Rel(k, prev)) => match prev {
+                    Some(p) => {
+                        self.rels.insert(k, p);
+                    }
+                    None => {
+                        self.rels.remove(&k);
+                    }
+                },
+                None => break,
+            }
+        }
+    }
+
+    fn set_twin(&mut self, id: String, t: Option<Twin>) {
+        let prev = self.twins.insert(id.clone(), t);
+        self.journal.push(Undo::Twin(id, prev));
+    }
+
+    fn set_rel(&mut self, k: RelKey, r: Option<Relationship>) {
+        let prev = self.rels.insert(k.clone(), r);
+        self.journal.push(Undo::Rel(k, prev));
+    }
+
+    /// Stages the effect of a planned event.
+    fn stage(&mut self, e: &Event) {
+        match &e.change {
+            Change::TwinCreated { twin, .. } => {
+                let t = Twin::created(e);
+                self.set_twin(twin.clone(), t);
+            }
+            Change::TwinDeleted { twin, .. } => self.set_twin(twin.clone(), None),
+            Change::DesiredPatched { twin, .. } | Change::ReportedPatched { twin, .. } => {
+                if let Some(mut t) = self.twin(twin).cloned() {
+                    t.apply(e);
+                    self.set_twin(twin.clone(), Some(t));
+                }
+            }
+            Change::RelationshipCreated { relationship } => {
+                let k = (relationship.source.clone(), relationship.id.clone());
+                self.set_rel(k, Some(relationship.clone()));
+            }
+            Change::RelationshipUpdated {
+                source,
+                id,
+                version,
+                properties,
+                ..
+            } => {
+                let k = (source.clone(), id.clone());
+                if let Some(mut r) = self.rel(&k).cloned() {
+                    r.properties = properties.clone();
+                    r.version = *version;
+                    r.updated_at = e.time;
+                    self.set_rel(k, Some(r));
+                }
+            }
+            Change::RelationshipDeleted { source, id, .. } => {
+                self.set_rel((source.clone(), id.clone()), None);
+            }
+            Change::ModelsChanged { .. } => {}
+        }
+    }
+
+    fn twin(&self, id: &str) -> Option<&Twin> {
+        match self.twins.get(id) {
+            Some(staged) => staged.as_ref(),
+            None => self.g.twins.get(id),
+        }
+    }
+
+    fn rel(&self, k: &RelKey) -> Option<&Relationship> {
+        match self.rels.get(k) {
+            Some(staged) => staged.as_ref(),
+            None => self.g.rels.get(k),
+        }
+    }
+
+    /// Relationships touching `twin` (outgoing when `out`, else incoming), staged ones included.
+    fn rels_of(&self, twin: &str, out: bool) -> Vec<&Relationship> {
+        let base = if out {
+            self.g.out.get(twin)
+        } else {
+            self.g.inn.get(twin)
+        };
+        let mut v: Vec<&Relationship> = base
+            .into_iter()
+            .flatten()
+            .filter(|k| !self.rels.contains_key(*k))
+            .filter_map(|k| self.g.rels.get(k))
+            .collect();
+        for r in self.rels.values().flatten() {
+            if (if out { &r.source } else { &r.target }) == twin {
+                v.push(r);
+            }
+        }
+        v
+    }
+
+    fn interface(&self, twin: &Twin) -> Result<&Interface, TwinError> {
+        self.models
+            .interface(&twin.model)
+            .ok_or_else(|| TwinError::UnknownModel(twin.model.clone()))
+    }
+
+    fn op(&mut self, op: &Op) -> Result<Change, TwinError> {
+        match op {
+            Op::CreateTwin {
+                id,
+                model,
+                desired,
+                reported,
+            } => {
+                id::check(id)?;
+                if self.twin(id).is_some() {
+                    return Err(TwinError::AlreadyExists(id.clone()));
+                }
+                let iface = self
+                    .models
+                    .interface(model)
+                    .ok_or_else(|| TwinError::UnknownModel(model.clone()))?;
+                let empty = Twin {
+                    id: id.clone(),
+                    model: model.clone(),
+                    version: 0,
+                    created_at: 0,
+                    updated_at: 0,
+                    root: Default::default(),
+                    components: Default::default(),
+                };
+                let mut entries = Vec::new();
+                if let Some(p) = desired {
+                    entries.extend(self.patch_entries(&empty, iface, p, Side::Desired, None)?.0);
+                }
+                if let Some(p) = reported {
+                    entries.extend(
+                        self.patch_entries(&empty, iface, p, Side::Reported, None)?
+                            .0,
+                    );
+                }
+                Ok(Change::TwinCreated {
+                    twin: id.clone(),
+                    model: model.clone(),
+                    entries,
+                })
+            }
+            Op::DeleteTwin {
+                id,
+                expected_version,
+            } => {
+                let t = self
+                    .twin(id)
+                    .ok_or_else(|| TwinError::NotFound(id.clone()))?;
+                check_version(id, *expected_version, t.version)?;
+                let count = self.rels_of(id, true).len() + self.rels_of(id, false).len();
+                if count > 0 {
+                    return Err(TwinError::HasRelationships {
+                        twin: id.clone(),
+                        count,
+                    });
+                }
+                Ok(Change::TwinDeleted {
+                    twin: id.clone(),
+                    version: t.version + 1,
+                })
+            }
+            Op::PatchDesired {
+                id,
+                patch,
+                expected_version,
+            } => {
+                let t = self
+                    .twin(id)
+                    .ok_or_else(|| TwinError::NotFound(id.clone()))?;
+                check_version(id, *expected_version, t.version)?;
+                let iface = self.interface(t)?;
+                let (entries, _) = self.patch_entries(t, iface, patch, Side::Desired, None)?;
+                Ok(Change::DesiredPatched {
+                    twin: id.clone(),
+                    version: t.version + 1,
+                    patch: patch.clone(),
+                    entries,
+                })
+            }
+            Op::PatchReported {
+                id,
+                patch,
+                expected_version,
+                source_time,
+            } => {
+                let t = self
+                    .twin(id)
+                    .ok_or_else(|| TwinError::NotFound(id.clone()))?;
+                check_version(id, *expected_version, t.version)?;
+                let iface = self.interface(t)?;
+                let (entries, stale) =
+                    self.patch_entries(t, iface, patch, Side::Reported, *source_time)?;
+                Ok(Change::ReportedPatched {
+                    twin: id.clone(),
+                    version: t.version + 1,
+                    patch: patch.clone(),
+                    entries,
+                    stale,
+                })
+            }
+            Op::CreateRelationship {
+                source,
+                id,
+                name,
+                target,
+                properties,
+            } => self.create_relationship(source, id.as_deref(), name, target, properties.as_ref()),
+            Op::UpdateRelationship {
+                source,
+                id,
+                patch,
+                expected_version,
+            } => {
+                let k = (source.clone(), id.clone());
+                let r = self
+                    .rel(&k)
+                    .ok_or_else(|| TwinError::RelationshipNotFound {
+                        source_id: source.clone(),
+                        id: id.clone(),
+                    })?;
+                check_version(&format!("{source}/{id}"), *expected_version, r.version)?;
+                let src = self
+                    .twin(source)
+                    .ok_or_else(|| TwinError::NotFound(source.clone()))?;
+                let iface = self.interface(src)?;
+                let decl = relationship_decl(iface, &r.name).ok_or_else(|| {
+                    TwinError::invalid(
+                        source,
+                        &r.name,
+                        "relationship is no longer declared by the model",
+                    )
+                })?;
+                let mut props = Value::Object(r.properties.clone());
+                merge_patch(&mut props, patch);
+                let properties = self.relationship_properties(source, decl, &props)?;
+                Ok(Change::RelationshipUpdated {
+                    source: source.clone(),
+                    id: id.clone(),
+                    version: r.version + 1,
+                    patch: patch.clone(),
+                    properties,
+                })
+            }
+            Op::DeleteRelationship {
+                source,
+                id,
+                expected_version,
+            } => {
+                let k = (source.clone(), id.clone());
+                let r = self
+                    .rel(&k)
+                    .ok_or_else(|| TwinError::RelationshipNotFound {
+                        source_id: source.clone(),
+                        id: id.clone(),
+                    })?;
+                check_version(&format!("{source}/{id}"), *expected_version, r.version)?;
+                Ok(Change::RelationshipDeleted {
+                    source: source.clone(),
+                    id: id.clone(),
+                    target: r.target.clone(),
+                    name: r.name.clone(),
+                })
+            }
+        }
+    }
+
+    fn create_relationship(
+        &self,
+        source: &str,
+        id: Option<&str>,
+        name: &str,
+        target: &str,
+        properties: Option<&Value>,
+    ) -> Result<Change, TwinError> {
+        let src = self
+            .twin(source)
+            .ok_or_else(|| TwinError::NotFound(source.to_owned()))?;
+        let iface = self.interface(src)?;
+        let decl = relationship_decl(iface, name).ok_or_else(|| {
+            TwinError::invalid(
+                source,
+                name,
+                format!("model {} declares no relationship \"{name}\"", iface.id),
+            )
+        })?;
+        let tgt = self
+            .twin(target)
+            .ok_or_else(|| TwinError::NotFound(target.to_owned()))?;
+        let ContentKind::Relationship {
+            target: allowed,
+            max_multiplicity,
+            ..
+        } = &decl.kind
+        else {
+            return Err(TwinError::invalid(source, name, "not a relationship"));
+        };
+        if let Some(allowed) = allowed {
+            let tiface = self.interface(tgt)?;
+            if !tiface.is_a(allowed) {
+                return Err(TwinError::invalid(
+                    source,
+                    name,
+                    format!(
+                        "target {target} has model {}, which is not {allowed} or a subtype of it",
+                        tgt.model
+                    ),
+                ));
+            }
+        }
+        let rel_id = match id {
+            Some(i) => {
+                id::check(i)?;
+                i.to_owned()
+            }
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        if self.rel(&(source.to_owned(), rel_id.clone())).is_some() {
+            return Err(TwinError::RelationshipExists {
+                source_id: source.to_owned(),
+                id: rel_id,
+            });
+        }
+        let existing = self.rels_of(source, true);
+        if let Some(max) = max_multiplicity {
+            let count = existing.iter().filter(|r| r.name == name).count();
+            if i64::try_from(count).unwrap_or(i64::MAX) >= *max {
+                return Err(TwinError::Multiplicity {
+                    twin: source.to_owned(),
+                    name: name.to_owned(),
+                    max: *max,
+                });
+            }
+        }
+        if name == self.g.config.containment {
+            self.check_containment(source, target)?;
+        }
+        let props = properties
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Map::new()));
+        let properties = self.relationship_properties(source, decl, &props)?;
+        Ok(Change::RelationshipCreated {
+            relationship: Relationship {
+                id: rel_id,
+                source: source.to_owned(),
+                name: name.to_owned(),
+                target: target.to_owned(),
+                properties,
+                version: 1,
+                created_at: 0,
+                updated_at: 0,
+            },
+        })
+    }
+
+    /// A twin has at most one container, and containment has no cycles.
+    fn check_containment(&self, source: &str, target: &str) -> Result<(), TwinError> {
+        let containment = &self.g.config.containment;
+        if let Some(existing) = self
+            .rels_of(target, false)
+            .into_iter()
+            .find(|r| &r.name == containment)
+        {
+            return Err(TwinError::Containment {
+                twin: target.to_owned(),
+                message: format!("it is already contained by {}", existing.source),
+            });
+        }
+        // Walk up from the source: the target must not be among its containers.
+        let mut current = source.to_owned();
+        let mut steps = 0usize;
+        loop {
+            if current == target {
+                return Err(TwinError::Containment {
+                    twin: target.to_owned(),
+                    message: format!(
+                        "{target} contains {source} (directly or not): containment cannot form a cycle"
+                    ),
+                });
+            }
+            let parent = self
+                .rels_of(&current, false)
+                .into_iter()
+                .find(|r| &r.name == containment)
+                .map(|r| r.source.clone());
+            match parent {
+                Some(p) if steps < 1_000_000 => {
+                    current = p;
+                    steps += 1;
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    fn relationship_properties(
+        &self,
+        twin: &str,
+        decl: &Content,
+        props: &Value,
+    ) -> Result<Map<String, Value>, TwinError> {
+        let ContentKind::Relationship { properties, .. } = &decl.kind else {
+            return Ok(Map::new());
+        };
+        let Value::Object(m) = props else {
+            return Err(TwinError::invalid(
+                twin,
+                &decl.name,
+                "relationship properties must be an object",
+            ));
+        };
+        for (k, v) in m {
+            let Some(p) = properties.iter().find(|p| &p.name == k) else {
+                return Err(TwinError::invalid(
+                    twin,
+                    format!("{}.{k}", decl.name),
+                    format!("relationship \"{}\" has no property \"{k}\"", decl.name),
+                ));
+            };
+            if let ContentKind::Property { schema, .. } = &p.kind {
+                validate(schema, v).map_err(|m| {
+                    TwinError::invalid(twin, format!("{}.{k}{}", decl.name, m.path), m.message)
+                })?;
+            }
+        }
+        Ok(m.clone())
+    }
+
+    /// Validates a desired or reported patch against the twin's model and
+    /// returns the resulting entries (and, for reported, the stale paths).
+    fn patch_entries(
+        &self,
+        twin: &Twin,
+        iface: &Interface,
+        patch: &Value,
+        side: Side,
+        source_time: Option<Micros>,
+    ) -> Result<(Vec<Entry>, Vec<String>), TwinError> {
+        let Value::Object(members) = patch else {
+            return Err(TwinError::invalid(
+                &twin.id,
+                "",
+                "a patch must be a JSON object",
+            ));
+        };
+        let mut entries = Vec::new();
+        let mut stale = Vec::new();
+        for (key, value) in members {
+            let content = iface.content(key).ok_or_else(|| {
+                TwinError::invalid(
+                    &twin.id,
+                    key,
+                    format!("model {} has no property or telemetry \"{key}\"", iface.id),
+                )
+            })?;
+            if let ContentKind::Component { schema } = &content.kind {
+                let comp_iface = self
+                    .models
+                    .interface(schema)
+                    .ok_or_else(|| TwinError::UnknownModel(schema.clone()))?;
+                let Value::Object(inner) = value else {
+                    return Err(TwinError::invalid(
+                        &twin.id,
+                        key,
+                        "a component patch must be an object",
+                    ));
+                };
+                for (k, v) in inner {
+                    let c = comp_iface.content(k).ok_or_else(|| {
+                        TwinError::invalid(
+                            &twin.id,
+                            format!("{key}.{k}"),
+                            format!(
+                                "component model {} has no property or telemetry \"{k}\"",
+                                comp_iface.id
+                            ),
+                        )
+                    })?;
+                    self.entry(
+                        twin,
+                        Some(key),
+                        c,
+                        v,
+                        side,
+                        source_time,
+                        &mut entries,
+                        &mut stale,
+                    )?;
+                }
+            } else {
+                self.entry(
+                    twin,
+                    None,
+                    content,
+                    value,
+                    side,
+                    source_time,
+                    &mut entries,
+                    &mut stale,
+                )?;
+            }
+        }
+        Ok((entries, stale))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn entry(
+        &self,
+        twin: &Twin,
+        component: Option<&str>,
+        content: &Content,
+        value: &Value,
+        side: Side,
+        source_time: Option<Micros>,
+        entries: &mut Vec<Entry>,
+        stale: &mut Vec<String>,
+    ) -> Result<(), TwinError> {
+        let path = match component {
+            Some(c) => format!("{c}.{}", content.name),
+            None => content.name.clone(),
+        };
+        let (schema, writable) = match (&content.kind, side) {
+            (ContentKind::Property { schema, writable }, _) => (schema, *writable),
+            (ContentKind::Telemetry { schema }, Side::Reported) => (schema, false),
+            (ContentKind::Telemetry { .. }, Side::Desired) => {
+                return Err(TwinError::invalid(
+                    &twin.id,
+                    path,
+                    "telemetry has no desired state",
+                ));
+            }
+            _ => {
+                return Err(TwinError::invalid(
+                    &twin.id,
+                    path,
+                    "only properties (and, when reported, telemetry) carry state",
+                ));
+            }
+        };
+        if side == Side::Desired && !writable {
+            return Err(TwinError::invalid(
+                &twin.id,
+                path,
+                "the property is not writable, so it has no desired state",
+            ));
+        }
+        let current = twin
+            .component(component)
+            .and_then(|c| c.props.get(&content.name));
+        if side == Side::Reported
+            && let (Some(new), Some(old)) = (
+                source_time,
+                current
+                    .and_then(|p| p.reported.as_ref())
+                    .and_then(|r| r.source_time),
+            )
+            && new < old
+        {
+            stale.push(path);
+            return Ok(());
+        }
+        // A reported writable property may come as an acknowledgement envelope.
+        let (value, ack) = match (side, writable) {
+            (Side::Reported, true) => {
+                split_ack(value).map_err(|m| TwinError::invalid(&twin.id, &path, m))?
+            }
+            _ => (value.clone(), None),
+        };
+        let resulting = if value.is_null() {
+            None
+        } else {
+            let before = current.and_then(|p| match side {
+                Side::Desired => p.desired.as_ref().map(|d| &d.value),
+                Side::Reported => p.reported.as_ref().map(|r| &r.value),
+            });
+            let merged = match (before, schema) {
+                (Some(b), Schema::Object { .. } | Schema::Map { .. }) if value.is_object() => {
+                    let mut m = b.clone();
+                    merge_patch(&mut m, &value);
+                    m
+                }
+                _ => value,
+            };
+            validate(schema, &merged).map_err(|m| {
+                TwinError::invalid(&twin.id, format!("{path}{}", m.path), m.message)
+            })?;
+            Some(merged)
+        };
+        entries.push(Entry {
+            side,
+            component: component.map(str::to_owned),
+            name: content.name.clone(),
+            value: resulting,
+            source_time: if side == Side::Reported {
+                source_time
+            } else {
+                None
+            },
+            ack,
+        });
+        Ok(())
+    }
+}
+
+/// Splits `{"value": v, "ac": code, "av": version, "ad": "text"}` into the
+/// value and its acknowledgement; any other value has no acknowledgement.
+fn split_ack(v: &Value) -> Result<(Value, Option<Ack>), String> {
+    let Value::Object(m) = v else {
+        return Ok((v.clone(), None));
+    };
+    let is_envelope = m.contains_key("ac")
+        && m.keys()
+            .all(|k| matches!(k.as_str(), "value" | "ac" | "av" | "ad"));
+    if !is_envelope {
+        return Ok((v.clone(), None));
+    }
+    let code = m
+        .get("ac")
+        .and_then(Value::as_i64)
+        .ok_or("\"ac\" must be an integer status code")?;
+    let version = match m.get("av") {
+        None => 0,
+        Some(a) => a
+            .as_u64()
+            .ok_or("\"av\" must be the desired version acknowledged")?,
+    };
+    let description = match m.get("ad") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err("\"ad\" must be a string".to_owned()),
+    };
+    let value = m.get("value").cloned().unwrap_or(Value::Null);
+    Ok((
+        value,
+        Some(Ack {
+            code,
+            version,
+            description,
+        }),
+    ))
+}
+
+fn check_version(what: &str, expected: Option<u64>, current: u64) -> Result<(), TwinError> {
+    match expected {
+        Some(e) if e != current => Err(TwinError::Conflict {
+            twin: what.to_owned(),
+            expected: e,
+            current,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The Relationship content `name` of an interface (inherited ones included).
+fn relationship_decl<'i>(iface: &'i Interface, name: &str) -> Option<&'i Content> {
+    iface
+        .content(name)
+        .filter(|c| matches!(c.kind, ContentKind::Relationship { .. }))
+}

@@ -1,0 +1,201 @@
+//! Reads over the in-memory graph: traversal (impact analysis), the
+//! containment hierarchy, and twins by model (subtypes included).
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::TwinError;
+use super::graph::{Graph, RelKey};
+use super::state::{Relationship, Twin};
+use crate::dtdl::model::ModelSet;
+
+/// Which relationships a traversal follows from a twin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum Direction {
+    /// From source to target.
+    #[default]
+    Out,
+    /// From target to source.
+    In,
+    Both,
+}
+
+/// A traversal request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Traversal {
+    pub start: String,
+    /// Relationship names to follow; empty follows every relationship.
+    #[serde(default)]
+    pub names: Vec<String>,
+    #[serde(default)]
+    pub direction: Direction,
+    pub max_depth: usize,
+}
+
+/// One step of a path: the relationship crossed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hop {
+    pub source: String,
+    pub relationship: String,
+    pub name: String,
+    pub target: String,
+}
+
+/// A twin reached by a traversal, at its shortest depth, with one shortest path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reached {
+    pub twin: String,
+    pub depth: usize,
+    pub path: Vec<Hop>,
+}
+
+/// How a twin was reached: depth, and the twin and relationship it came from.
+type Visit<'a> = (usize, Option<(&'a str, &'a RelKey)>);
+
+/// The deepest traversal allowed unless configured otherwise.
+pub const DEFAULT_MAX_DEPTH: usize = 10;
+
+impl Graph {
+    /// Breadth-first traversal from `t.start`: every twin reached within
+    /// `t.max_depth` hops (the start excluded), each once, nearest first (then by id).
+    pub fn traverse(&self, t: &Traversal, limit_depth: usize) -> Result<Vec<Reached>, TwinError> {
+        if self.twin(&t.start).is_none() {
+            return Err(TwinError::NotFound(t.start.clone()));
+        }
+        if t.max_depth > limit_depth {
+            return Err(TwinError::invalid(
+                &t.start,
+                "maxDepth",
+                format!(
+                    "traversals are limited to {limit_depth} hops, {} asked",
+                    t.max_depth
+                ),
+            ));
+        }
+        let follows = |r: &Relationship| t.names.is_empty() || t.names.iter().any(|n| n == &r.name);
+        // twin -> (depth, previous twin, relationship crossed)
+        let mut seen: HashMap<&str, Visit<'_>> = HashMap::new();
+        seen.insert(t.start.as_str(), (0, None));
+        let mut order: Vec<&str> = Vec::new();
+        let mut queue: VecDeque<(&str, usize)> = VecDeque::from([(t.start.as_str(), 0)]);
+        while let Some((twin, depth)) = queue.pop_front() {
+            if depth == t.max_depth {
+                continue;
+            }
+            if matches!(t.direction, Direction::Out | Direction::Both) {
+                for k in self.out.get(twin).into_iter().flatten() {
+                    let Some(r) = self.rels.get(k) else { continue };
+                    if follows(r) && !seen.contains_key(r.target.as_str()) {
+                        seen.insert(r.target.as_str(), (depth + 1, Some((twin, k))));
+                        order.push(r.target.as_str());
+                        queue.push_back((r.target.as_str(), depth + 1));
+                    }
+                }
+            }
+            if matches!(t.direction, Direction::In | Direction::Both) {
+                for k in self.inn.get(twin).into_iter().flatten() {
+                    let Some(r) = self.rels.get(k) else { continue };
+                    if follows(r) && !seen.contains_key(r.source.as_str()) {
+                        seen.insert(r.source.as_str(), (depth + 1, Some((twin, k))));
+                        order.push(r.source.as_str());
+                        queue.push_back((r.source.as_str(), depth + 1));
+                    }
+                }
+            }
+        }
+        // Nearest first; at equal depth by id, so results are deterministic.
+        order.sort_by(|a, b| {
+            let da = seen.get(a).map_or(0, |s| s.0);
+            let db = seen.get(b).map_or(0, |s| s.0);
+            da.cmp(&db).then_with(|| a.cmp(b))
+        });
+        Ok(order
+            .into_iter()
+            .map(|twin| {
+                let mut path = Vec::new();
+                let mut cur = twin;
+                while let Some((_, Some((prev, key)))) = seen.get(cur) {
+                    if let Some(r) = self.rels.get(*key) {
+                        path.push(Hop {
+                            source: r.source.clone(),
+                            relationship: r.id.clone(),
+                            name: r.name.clone(),
+                            target: r.target.clone(),
+                        });
+                    }
+                    cur = prev;
+                }
+                path.reverse();
+                Reached {
+                    twin: twin.to_owned(),
+                    depth: seen.get(twin).map_or(0, |s| s.0),
+                    path,
+                }
+            })
+            .collect())
+    }
+
+    /// The containers of a twin, nearest first (following containment upwards).
+    pub fn ancestors(&self, id: &str) -> Result<Vec<String>, TwinError> {
+        if self.twin(id).is_none() {
+            return Err(TwinError::NotFound(id.to_owned()));
+        }
+        let mut out = Vec::new();
+        let mut cur = id;
+        while let Some(parent) = self
+            .incoming(cur)
+            .find(|r| r.name == self.config.containment)
+            .map(|r| r.source.as_str())
+        {
+            if out.iter().any(|o: &String| o == parent) || out.len() > 1_000_000 {
+                break; // containment has no cycles; this guards against a corrupt store
+            }
+            out.push(parent.to_owned());
+            cur = parent;
+        }
+        Ok(out)
+    }
+
+    /// Everything a twin contains, transitively, up to `max_depth` levels.
+    pub fn descendants(
+        &self,
+        id: &str,
+        max_depth: usize,
+        limit_depth: usize,
+    ) -> Result<Vec<Reached>, TwinError> {
+        self.traverse(
+            &Traversal {
+                start: id.to_owned(),
+                names: vec![self.config.containment.clone()],
+                direction: Direction::Out,
+                max_depth,
+            },
+            limit_depth,
+        )
+    }
+
+    /// Twins whose model is `model` or (with `subtypes`) extends it, ordered by id.
+    pub fn twins_of_model<'a>(
+        &'a self,
+        models: &ModelSet,
+        model: &str,
+        subtypes: bool,
+    ) -> Vec<&'a Twin> {
+        let mut ids: Vec<&String> = if subtypes {
+            models
+                .implementors(model)
+                .flat_map(|i| self.with_model(&i.id))
+                .collect()
+        } else {
+            self.with_model(model).collect()
+        };
+        ids.sort();
+        ids.dedup();
+        ids.into_iter().filter_map(|i| self.twin(i)).collect()
+    }
+}

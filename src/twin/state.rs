@@ -1,0 +1,249 @@
+//! Twin and relationship state, and how events change it.
+//!
+//! State only changes through [`Twin::apply`] (and the relationship
+//! equivalents in `graph.rs`), which fold an [`Event`] into it. The delta and
+//! acknowledgement status are computed from stored state, never stored.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::event::{Change, Entry, Event, Micros, Side};
+
+/// A writable-property acknowledgement (IoT Plug and Play convention):
+/// `ac` status code, `av` the desired version acknowledged, `ad` description.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub code: i64,
+    pub version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// Where a writable property's desired value stands with the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AckStatus {
+    /// No desired value is set.
+    None,
+    /// The device has not (yet) acknowledged the current desired version.
+    Pending,
+    /// The device acknowledged the current desired version with a 2xx code.
+    Acknowledged,
+    /// The device rejected the current desired version (code 4xx/5xx).
+    Failed,
+}
+
+/// A reported value with its metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reported {
+    pub value: Value,
+    pub last_updated: Micros,
+    /// Twin version of the change that last set it.
+    pub version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_time: Option<Micros>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<Ack>,
+}
+
+/// A desired value with its metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Desired {
+    pub value: Value,
+    pub last_updated: Micros,
+    /// Twin version of the change that last set it: the version a device acknowledges.
+    pub version: u64,
+}
+
+/// State of one Property (desired and reported) or Telemetry (reported only).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PropState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported: Option<Reported>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired: Option<Desired>,
+}
+
+impl PropState {
+    /// Acknowledgement status of the current desired value.
+    pub fn ack_status(&self) -> AckStatus {
+        let Some(desired) = &self.desired else {
+            return AckStatus::None;
+        };
+        match self.reported.as_ref().and_then(|r| r.ack.as_ref()) {
+            Some(ack)
+                if ack.version >= desired.version
+                    && (200..300).contains(&ack.code)
+                    && ack.code != 202 =>
+            {
+                AckStatus::Acknowledged
+            }
+            Some(ack) if ack.version >= desired.version && ack.code >= 400 => AckStatus::Failed,
+            _ => AckStatus::Pending,
+        }
+    }
+
+    /// Whether the desired value differs from the reported one.
+    pub fn in_delta(&self) -> bool {
+        match (&self.desired, &self.reported) {
+            (Some(d), Some(r)) => d.value != r.value,
+            (Some(_), None) => true,
+            _ => false,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.reported.is_none() && self.desired.is_none()
+    }
+}
+
+/// The properties and telemetry of a twin or of one of its Components.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ComponentState {
+    pub props: BTreeMap<String, PropState>,
+}
+
+/// A digital twin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Twin {
+    pub id: String,
+    /// DTMI of the twin's Interface.
+    pub model: String,
+    /// Starts at 1, grows by one with every change to the twin.
+    pub version: u64,
+    pub created_at: Micros,
+    pub updated_at: Micros,
+    /// Properties and telemetry of the twin itself.
+    pub root: ComponentState,
+    /// Components by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub components: BTreeMap<String, ComponentState>,
+}
+
+impl Twin {
+    /// The twin created by a `TwinCreated` event.
+    pub fn created(event: &Event) -> Option<Twin> {
+        let Change::TwinCreated {
+            twin,
+            model,
+            entries,
+        } = &event.change
+        else {
+            return None;
+        };
+        let mut t = Twin {
+            id: twin.clone(),
+            model: model.clone(),
+            version: 1,
+            created_at: event.time,
+            updated_at: event.time,
+            root: ComponentState::default(),
+            components: BTreeMap::new(),
+        };
+        t.set_entries(entries, event.time, 1);
+        Some(t)
+    }
+
+    /// Folds a change to this twin into its state.
+    pub fn apply(&mut self, event: &Event) {
+        match &event.change {
+            Change::DesiredPatched {
+                version, entries, ..
+            }
+            | Change::ReportedPatched {
+                version, entries, ..
+            } => {
+                self.set_entries(entries, event.time, *version);
+                self.version = *version;
+                self.updated_at = event.time;
+            }
+            _ => {}
+        }
+    }
+
+    fn set_entries(&mut self, entries: &[Entry], time: Micros, version: u64) {
+        for e in entries {
+            let comp = match &e.component {
+                Some(c) => self.components.entry(c.clone()).or_default(),
+                None => &mut self.root,
+            };
+            let slot = comp.props.entry(e.name.clone()).or_default();
+            match (e.side, &e.value) {
+                (Side::Desired, Some(v)) => {
+                    slot.desired = Some(Desired {
+                        value: v.clone(),
+                        last_updated: time,
+                        version,
+                    });
+                }
+                (Side::Desired, None) => slot.desired = None,
+                (Side::Reported, Some(v)) => {
+                    slot.reported = Some(Reported {
+                        value: v.clone(),
+                        last_updated: time,
+                        version,
+                        source_time: e.source_time,
+                        ack: e.ack.clone(),
+                    });
+                }
+                (Side::Reported, None) => slot.reported = None,
+            }
+            if slot.is_empty() {
+                comp.props.remove(&e.name);
+            }
+        }
+    }
+
+    /// The state of a component (`None` = the twin itself).
+    pub fn component(&self, name: Option<&str>) -> Option<&ComponentState> {
+        match name {
+            None => Some(&self.root),
+            Some(c) => self.components.get(c),
+        }
+    }
+
+    /// An entity tag for optimistic concurrency in HTTP terms.
+    pub fn etag(&self) -> String {
+        format!("W/\"{}\"", self.version)
+    }
+
+    /// Writable properties whose desired value differs from the reported one,
+    /// as `(component, name)`.
+    pub fn delta(&self) -> Vec<(Option<&str>, &str)> {
+        let mut out = Vec::new();
+        for (name, p) in &self.root.props {
+            if p.in_delta() {
+                out.push((None, name.as_str()));
+            }
+        }
+        for (c, comp) in &self.components {
+            for (name, p) in &comp.props {
+                if p.in_delta() {
+                    out.push((Some(c.as_str()), name.as_str()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A relationship between two twins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Relationship {
+    /// Unique among the relationships of its source twin.
+    pub id: String,
+    pub source: String,
+    /// A Relationship declared on the source's model (inherited ones included).
+    pub name: String,
+    pub target: String,
+    pub properties: serde_json::Map<String, Value>,
+    pub version: u64,
+    pub created_at: Micros,
+    pub updated_at: Micros,
+}

@@ -1,0 +1,916 @@
+//! The store conformance suite: every behaviour a `GraphStore` must have.
+//!
+//! Each check is a function over `&dyn GraphStore` (an empty store loaded
+//! with the sample models). `store_conformance!` turns the whole list into
+//! `#[tokio::test]`s for one store; every store runs it (see
+//! `tests/store_conformance.rs`).
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use twingraph::store::{At, GraphStore, StoreError, TwinQuery};
+use twingraph::twin::query::{Direction, Traversal};
+use twingraph::twin::{AckStatus, Batch, Change, Op, Twin};
+
+pub const PUMP: &str = "dtmi:twingraph:isa95:Pump;1";
+pub const MOTOR: &str = "dtmi:twingraph:isa95:Motor;1";
+pub const EQUIPMENT: &str = "dtmi:twingraph:isa95:Equipment;1";
+pub const SENSOR: &str = "dtmi:twingraph:isa95:TemperatureSensor;1";
+pub const SITE: &str = "dtmi:twingraph:isa95:Site;1";
+pub const AREA: &str = "dtmi:twingraph:isa95:Area;1";
+pub const LINE: &str = "dtmi:twingraph:isa95:ProductionLine;1";
+
+pub fn create(id: &str, model: &str) -> Op {
+    Op::CreateTwin {
+        id: id.to_owned(),
+        model: model.to_owned(),
+        desired: None,
+        reported: None,
+    }
+}
+
+pub fn rel(source: &str, name: &str, target: &str) -> Op {
+    Op::CreateRelationship {
+        source: source.to_owned(),
+        id: None,
+        name: name.to_owned(),
+        target: target.to_owned(),
+        properties: None,
+    }
+}
+
+pub fn desired(id: &str, patch: Value) -> Op {
+    Op::PatchDesired {
+        id: id.to_owned(),
+        patch,
+        expected_version: None,
+    }
+}
+
+pub fn reported(id: &str, patch: Value) -> Op {
+    Op::PatchReported {
+        id: id.to_owned(),
+        patch,
+        expected_version: None,
+        source_time: None,
+    }
+}
+
+pub async fn apply(
+    s: &dyn GraphStore,
+    ops: Vec<Op>,
+) -> Result<Vec<twingraph::twin::Event>, StoreError> {
+    s.apply(Batch { ops }, "test").await
+}
+
+pub async fn must(s: &dyn GraphStore, ops: Vec<Op>) -> Vec<twingraph::twin::Event> {
+    apply(s, ops).await.expect("batch applies")
+}
+
+async fn twin(s: &dyn GraphStore, id: &str) -> Twin {
+    s.twin(id).await.expect("read").expect("twin exists")
+}
+
+fn prop<'a>(t: &'a Twin, name: &str) -> &'a twingraph::twin::state::PropState {
+    t.root.props.get(name).expect("property present")
+}
+
+pub async fn twin_is_created_and_read_back(s: &dyn GraphStore) {
+    let events = must(
+        s,
+        vec![Op::CreateTwin {
+            id: "pump-1".into(),
+            model: PUMP.into(),
+            desired: Some(json!({"flowSetpoint": 12.5})),
+            reported: Some(json!({"flowSetpoint": 10.0, "manufacturer": "Grundfos"})),
+        }],
+    )
+    .await;
+    assert_eq!(events.len(), 1);
+    let t = twin(s, "pump-1").await;
+    assert_eq!(t.model, PUMP);
+    assert_eq!(t.version, 1);
+    assert_eq!(t.etag(), "W/\"1\"");
+    assert_eq!(t.created_at, t.updated_at);
+    assert_eq!(
+        prop(&t, "flowSetpoint").desired.as_ref().map(|d| &d.value),
+        Some(&json!(12.5))
+    );
+    assert_eq!(
+        prop(&t, "manufacturer").reported.as_ref().map(|r| &r.value),
+        Some(&json!("Grundfos"))
+    );
+    // Delta: the desired setpoint differs from the reported one.
+    assert_eq!(t.delta(), vec![(None, "flowSetpoint")]);
+}
+
+pub async fn bad_ids_unknown_models_and_duplicates_are_refused(s: &dyn GraphStore) {
+    for (op, code) in [
+        (create("", PUMP), "invalid_twin_id"),
+        (create("a\u{7}b", PUMP), "invalid_twin_id"),
+        (create(&"x".repeat(257), PUMP), "invalid_twin_id"),
+        (create("p", "dtmi:nope:Nothing;1"), "unknown_model"),
+    ] {
+        let e = apply(s, vec![op]).await.expect_err("refused");
+        assert_eq!(e.code(), code, "{e}");
+    }
+    must(s, vec![create("p", PUMP)]).await;
+    let e = apply(s, vec![create("p", MOTOR)])
+        .await
+        .expect_err("duplicate");
+    assert_eq!(e.code(), "twin_exists");
+}
+
+pub async fn invalid_values_are_refused_and_nothing_is_written(s: &dyn GraphStore) {
+    must(s, vec![create("p", PUMP)]).await;
+    let before = s.last_seq();
+    for (patch, path_part) in [
+        (json!({"flowSetpoint": "fast"}), "flowSetpoint"),
+        (json!({"noSuchThing": 1}), "noSuchThing"),
+        (json!({"lifecycle": "retired"}), "lifecycle"),
+        (json!({"location": {"floor": 3}}), "location.floor"),
+        (
+            json!({"maintenanceInterval": "every week"}),
+            "maintenanceInterval",
+        ),
+    ] {
+        let e = apply(s, vec![desired("p", patch.clone())])
+            .await
+            .expect_err("invalid");
+        assert_eq!(e.code(), "validation_failed", "{patch}: {e}");
+        let msg = e.to_string();
+        assert!(msg.contains("twin p") && msg.contains(path_part), "{msg}");
+    }
+    assert_eq!(s.last_seq(), before, "no event was written");
+    assert_eq!(twin(s, "p").await.version, 1);
+}
+
+pub async fn only_writable_properties_have_desired_state(s: &dyn GraphStore) {
+    must(s, vec![create("p", PUMP)]).await;
+    let e = apply(s, vec![desired("p", json!({"runState": "running"}))])
+        .await
+        .expect_err("read-only");
+    assert!(e.to_string().contains("not writable"), "{e}");
+    let e = apply(s, vec![desired("p", json!({"flowRate": 1.0}))])
+        .await
+        .expect_err("telemetry");
+    assert_eq!(e.code(), "validation_failed");
+    // Reported state takes read-only properties and telemetry.
+    must(
+        s,
+        vec![reported(
+            "p",
+            json!({"runState": "running", "flowRate": 4.2}),
+        )],
+    )
+    .await;
+}
+
+pub async fn merge_patch_merges_objects_and_null_removes(s: &dyn GraphStore) {
+    must(s, vec![create("p", PUMP)]).await;
+    must(
+        s,
+        vec![desired(
+            "p",
+            json!({"location": {"building": "B1", "floor": "2"}, "displayLabel": "P1"}),
+        )],
+    )
+    .await;
+    must(
+        s,
+        vec![desired(
+            "p",
+            json!({"location": {"floor": "3"}, "displayLabel": null}),
+        )],
+    )
+    .await;
+    let t = twin(s, "p").await;
+    assert_eq!(
+        prop(&t, "location").desired.as_ref().map(|d| &d.value),
+        Some(&json!({"building": "B1", "floor": "3"}))
+    );
+    assert!(!t.root.props.contains_key("displayLabel"));
+    assert_eq!(t.version, 3);
+}
+
+pub async fn stale_expected_version_is_a_conflict_that_writes_nothing(s: &dyn GraphStore) {
+    must(s, vec![create("p", PUMP)]).await;
+    must(s, vec![desired("p", json!({"flowSetpoint": 1.0}))]).await;
+    let before = s.last_seq();
+    let e = apply(
+        s,
+        vec![Op::PatchDesired {
+            id: "p".into(),
+            patch: json!({"flowSetpoint": 2.0}),
+            expected_version: Some(1),
+        }],
+    )
+    .await
+    .expect_err("stale");
+    assert_eq!(e.code(), "version_conflict");
+    assert!(e.to_string().contains("current version is 2"), "{e}");
+    assert_eq!(s.last_seq(), before);
+    must(
+        s,
+        vec![Op::PatchDesired {
+            id: "p".into(),
+            patch: json!({"flowSetpoint": 2.0}),
+            expected_version: Some(2),
+        }],
+    )
+    .await;
+}
+
+pub async fn stale_device_data_never_wins(s: &dyn GraphStore) {
+    must(s, vec![create("p", PUMP)]).await;
+    let at = |patch: Value, t: i64| Op::PatchReported {
+        id: "p".into(),
+        patch,
+        expected_version: None,
+        source_time: Some(t),
+    };
+    must(s, vec![at(json!({"flowRate": 5.0}), 2_000)]).await;
+    let events = must(
+        s,
+        vec![at(
+            json!({"flowRate": 1.0, "dischargePressure": 80.0}),
+            1_000,
+        )],
+    )
+    .await;
+    let t = twin(s, "p").await;
+    let flow = prop(&t, "flowRate").reported.as_ref().expect("reported");
+    assert_eq!(flow.value, json!(5.0), "older data did not overwrite");
+    assert_eq!(flow.source_time, Some(2_000));
+    assert_eq!(
+        prop(&t, "dischargePressure")
+            .reported
+            .as_ref()
+            .map(|r| &r.value),
+        Some(&json!(80.0))
+    );
+    let Change::ReportedPatched { stale, .. } = &events[0].change else {
+        panic!("a reported patch event");
+    };
+    assert_eq!(
+        stale,
+        &vec!["flowRate".to_owned()],
+        "the stale update is recorded"
+    );
+}
+
+pub async fn writable_properties_track_acknowledgements(s: &dyn GraphStore) {
+    must(s, vec![create("p", PUMP)]).await;
+    must(s, vec![desired("p", json!({"flowSetpoint": 12.0}))]).await; // version 2
+    assert_eq!(
+        prop(&twin(s, "p").await, "flowSetpoint").ack_status(),
+        AckStatus::Pending
+    );
+    must(
+        s,
+        vec![reported(
+            "p",
+            json!({"flowSetpoint": {"value": 12.0, "ac": 200, "av": 2, "ad": "applied"}}),
+        )],
+    )
+    .await;
+    let t = twin(s, "p").await;
+    let p = prop(&t, "flowSetpoint");
+    assert_eq!(p.ack_status(), AckStatus::Acknowledged);
+    assert_eq!(p.reported.as_ref().map(|r| &r.value), Some(&json!(12.0)));
+    assert!(t.delta().is_empty());
+    must(s, vec![desired("p", json!({"flowSetpoint": 99.0}))]).await; // version 4
+    assert_eq!(
+        prop(&twin(s, "p").await, "flowSetpoint").ack_status(),
+        AckStatus::Pending
+    );
+    must(
+        s,
+        vec![reported(
+            "p",
+            json!({"flowSetpoint": {"value": 12.0, "ac": 500, "av": 4, "ad": "out of range"}}),
+        )],
+    )
+    .await;
+    assert_eq!(
+        prop(&twin(s, "p").await, "flowSetpoint").ack_status(),
+        AckStatus::Failed
+    );
+}
+
+pub async fn components_hold_nested_state(s: &dyn GraphStore) {
+    must(s, vec![create("p", PUMP)]).await;
+    must(
+        s,
+        vec![reported(
+            "p",
+            json!({"drive": {"speed": 1450.0, "current": 12.3}}),
+        )],
+    )
+    .await;
+    must(s, vec![desired("p", json!({"drive": {"ratedPower": 7.5}}))]).await;
+    let t = twin(s, "p").await;
+    let drive = t.components.get("drive").expect("component state");
+    assert_eq!(
+        drive
+            .props
+            .get("speed")
+            .and_then(|p| p.reported.as_ref())
+            .map(|r| &r.value),
+        Some(&json!(1450.0))
+    );
+    assert_eq!(t.delta(), vec![(Some("drive"), "ratedPower")]);
+    let e = apply(s, vec![reported("p", json!({"drive": {"torque": 1.0}}))])
+        .await
+        .expect_err("unknown");
+    assert!(e.to_string().contains("drive.torque"), "{e}");
+}
+
+pub async fn relationships_follow_their_declaration(s: &dyn GraphStore) {
+    must(
+        s,
+        vec![
+            create("p", PUMP),
+            create("m", MOTOR),
+            create("t", SENSOR),
+            create("site", SITE),
+        ],
+    )
+    .await;
+    // Inherited declaration (Equipment.feeds), generated id, properties validated.
+    let ev = must(
+        s,
+        vec![Op::CreateRelationship {
+            source: "p".into(),
+            id: None,
+            name: "feeds".into(),
+            target: "m".into(),
+            properties: Some(json!({"medium": "water"})),
+        }],
+    )
+    .await;
+    let Change::RelationshipCreated { relationship } = &ev[0].change else {
+        panic!("relationship created");
+    };
+    assert!(!relationship.id.is_empty());
+    assert_eq!(
+        s.relationship("p", &relationship.id)
+            .await
+            .expect("read")
+            .map(|r| r.target),
+        Some("m".into())
+    );
+    for (op, code) in [
+        (rel("p", "feeds", "nobody"), "twin_not_found"),
+        (rel("p", "owns", "m"), "validation_failed"),
+        (rel("t", "monitors", "site"), "validation_failed"), // target must be Equipment
+        (
+            Op::CreateRelationship {
+                source: "p".into(),
+                id: None,
+                name: "feeds".into(),
+                target: "m".into(),
+                properties: Some(json!({"medium": 3})),
+            },
+            "validation_failed",
+        ),
+    ] {
+        let e = apply(s, vec![op]).await.expect_err("refused");
+        assert_eq!(e.code(), code, "{e}");
+    }
+    // maxMultiplicity: a sensor monitors one piece of equipment.
+    must(s, vec![rel("t", "monitors", "p")]).await;
+    let e = apply(s, vec![rel("t", "monitors", "m")])
+        .await
+        .expect_err("multiplicity");
+    assert_eq!(e.code(), "multiplicity_exceeded");
+    // Twins with relationships cannot be deleted.
+    let e = apply(
+        s,
+        vec![Op::DeleteTwin {
+            id: "m".into(),
+            expected_version: None,
+        }],
+    )
+    .await
+    .expect_err("has rels");
+    assert_eq!(e.code(), "twin_has_relationships");
+    let out = s
+        .relationships("p", Direction::Out, None)
+        .await
+        .expect("rels");
+    assert_eq!(out.len(), 1);
+    let inc = s
+        .relationships("p", Direction::In, Some("monitors"))
+        .await
+        .expect("rels");
+    assert_eq!(inc.len(), 1);
+}
+
+pub async fn relationship_updates_and_deletes_are_versioned(s: &dyn GraphStore) {
+    must(s, vec![create("p", PUMP), create("m", MOTOR)]).await;
+    must(
+        s,
+        vec![Op::CreateRelationship {
+            source: "p".into(),
+            id: Some("r1".into()),
+            name: "feeds".into(),
+            target: "m".into(),
+            properties: None,
+        }],
+    )
+    .await;
+    must(
+        s,
+        vec![Op::UpdateRelationship {
+            source: "p".into(),
+            id: "r1".into(),
+            patch: json!({"medium": "oil"}),
+            expected_version: Some(1),
+        }],
+    )
+    .await;
+    let r = s
+        .relationship("p", "r1")
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(r.version, 2);
+    assert_eq!(r.properties.get("medium"), Some(&json!("oil")));
+    let e = apply(
+        s,
+        vec![Op::DeleteRelationship {
+            source: "p".into(),
+            id: "r1".into(),
+            expected_version: Some(1),
+        }],
+    )
+    .await
+    .expect_err("stale");
+    assert_eq!(e.code(), "version_conflict");
+    must(
+        s,
+        vec![
+            Op::DeleteRelationship {
+                source: "p".into(),
+                id: "r1".into(),
+                expected_version: Some(2),
+            },
+            Op::DeleteTwin {
+                id: "m".into(),
+                expected_version: None,
+            },
+        ],
+    )
+    .await;
+    assert!(s.twin("m").await.expect("read").is_none());
+}
+
+pub async fn containment_is_a_tree(s: &dyn GraphStore) {
+    must(
+        s,
+        vec![
+            create("site", SITE),
+            create("area", AREA),
+            create("area2", AREA),
+            create("line", LINE),
+            rel("site", "contains", "area"),
+            rel("area", "contains", "line"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        s.ancestors("line").await.expect("ancestors"),
+        vec!["area".to_owned(), "site".to_owned()]
+    );
+    let d = s.descendants("site", 5).await.expect("descendants");
+    let ids: Vec<(&str, usize)> = d.iter().map(|r| (r.twin.as_str(), r.depth)).collect();
+    assert_eq!(ids, vec![("area", 1), ("line", 2)]);
+    // One container at most.
+    let e = apply(s, vec![rel("area2", "contains", "line")])
+        .await
+        .expect_err("second container");
+    assert_eq!(e.code(), "containment_violation");
+}
+
+pub async fn containment_cycles_are_refused(s: &dyn GraphStore) {
+    let ws = "dtmi:twingraph:isa95:WorkCell;1";
+    must(
+        s,
+        vec![create("a", ws), create("b", ws), rel("a", "contains", "b")],
+    )
+    .await;
+    let e = apply(s, vec![rel("b", "contains", "a")])
+        .await
+        .expect_err("cycle");
+    assert_eq!(e.code(), "containment_violation");
+    let e = apply(s, vec![rel("a", "contains", "a")])
+        .await
+        .expect_err("self");
+    assert_eq!(e.code(), "containment_violation");
+}
+
+pub async fn traversal_follows_names_directions_and_depth(s: &dyn GraphStore) {
+    // p1 -feeds-> p2 -feeds-> p3 -feeds-> p4; c dependsOn p1 is reversed-reachable.
+    must(
+        s,
+        vec![
+            create("p1", PUMP),
+            create("p2", PUMP),
+            create("p3", PUMP),
+            create("p4", PUMP),
+            create("c", "dtmi:twingraph:isa95:Compressor;1"),
+            rel("p1", "feeds", "p2"),
+            rel("p2", "feeds", "p3"),
+            rel("p3", "feeds", "p4"),
+            rel("p1", "feeds", "p3"),
+            rel("p2", "dependsOn", "c"),
+        ],
+    )
+    .await;
+    let t = |names: Vec<&str>, direction, max_depth| Traversal {
+        start: "p1".into(),
+        names: names.into_iter().map(str::to_owned).collect(),
+        direction,
+        max_depth,
+    };
+    let r = s
+        .traverse(&t(vec!["feeds"], Direction::Out, 10))
+        .await
+        .expect("traverse");
+    let got: Vec<(&str, usize)> = r.iter().map(|x| (x.twin.as_str(), x.depth)).collect();
+    assert_eq!(
+        got,
+        vec![("p2", 1), ("p3", 1), ("p4", 2)],
+        "deduplicated, shortest depth"
+    );
+    let p4 = r.iter().find(|x| x.twin == "p4").expect("p4");
+    assert_eq!(p4.path.len(), 2);
+    assert_eq!(p4.path[0].source, "p1");
+    assert_eq!(p4.path[1].target, "p4");
+    let r = s
+        .traverse(&t(vec!["feeds"], Direction::Out, 1))
+        .await
+        .expect("traverse");
+    assert_eq!(r.len(), 2);
+    let r = s
+        .traverse(&t(vec![], Direction::Out, 10))
+        .await
+        .expect("traverse");
+    assert!(
+        r.iter().any(|x| x.twin == "c"),
+        "no names: every relationship"
+    );
+    // "What depends on the compressor?"
+    let up = s
+        .traverse(&Traversal {
+            start: "c".into(),
+            names: vec!["dependsOn".into(), "feeds".into()],
+            direction: Direction::In,
+            max_depth: 10,
+        })
+        .await
+        .expect("traverse");
+    let ids: Vec<&str> = up.iter().map(|x| x.twin.as_str()).collect();
+    assert_eq!(ids, vec!["p2", "p1"]);
+    let e = s
+        .traverse(&t(vec![], Direction::Out, 11))
+        .await
+        .expect_err("too deep");
+    assert_eq!(e.code(), "validation_failed");
+}
+
+pub async fn batches_are_all_or_nothing(s: &dyn GraphStore) {
+    let before = s.last_seq();
+    let e = apply(
+        s,
+        vec![
+            create("a", PUMP),
+            create("b", MOTOR),
+            rel("a", "feeds", "b"),
+            desired("b", json!({"speedSetpoint": "fast"})),
+        ],
+    )
+    .await
+    .expect_err("last op invalid");
+    let StoreError::Batch(b) = &e else {
+        panic!("a batch error: {e}");
+    };
+    assert_eq!(b.index, 3);
+    assert_eq!(s.last_seq(), before);
+    assert!(
+        s.twin("a").await.expect("read").is_none(),
+        "nothing of the batch is visible"
+    );
+    let events = must(
+        s,
+        vec![
+            create("a", PUMP),
+            create("b", MOTOR),
+            rel("a", "feeds", "b"),
+        ],
+    )
+    .await;
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![before + 1, before + 2, before + 3]);
+}
+
+pub async fn events_are_gap_free_and_readable(s: &dyn GraphStore) {
+    must(s, vec![create("p", PUMP)]).await;
+    must(s, vec![desired("p", json!({"flowSetpoint": 1.0}))]).await;
+    let _ = apply(s, vec![desired("p", json!({"flowSetpoint": "x"}))]).await;
+    must(s, vec![reported("p", json!({"flowRate": 2.0}))]).await;
+    let all = s.events_after(0, 100).await.expect("events");
+    let seqs: Vec<u64> = all.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "gap-free from 1"
+    );
+    assert!(all.windows(2).all(|w| w[0].time <= w[1].time));
+    assert_eq!(all.last().map(|e| e.seq), Some(s.last_seq()));
+    let tail = s.events_after(1, 1).await.expect("events");
+    assert_eq!(tail.len(), 1);
+    assert_eq!(tail[0].seq, 2);
+    let hist = s.twin_events("p", None, None).await.expect("history");
+    assert_eq!(hist.len(), 3);
+    assert!(hist.iter().all(|e| e.actor == "test"));
+    let first = hist[0].time;
+    let none = s
+        .twin_events("p", Some(first + 1_000_000_000), None)
+        .await
+        .expect("history");
+    assert!(none.is_empty());
+}
+
+pub async fn time_travel_restores_twins_and_relationships(s: &dyn GraphStore) {
+    must(s, vec![create("p", PUMP), create("m", MOTOR)]).await;
+    let v1 = s.last_seq();
+    must(s, vec![desired("p", json!({"flowSetpoint": 1.0}))]).await;
+    let v2 = s.last_seq();
+    must(
+        s,
+        vec![
+            desired("p", json!({"flowSetpoint": 2.0})),
+            rel("p", "feeds", "m"),
+        ],
+    )
+    .await;
+    let v3 = s.last_seq();
+    let all_rels = s
+        .relationships("p", Direction::Out, None)
+        .await
+        .expect("rels");
+    must(
+        s,
+        vec![Op::DeleteRelationship {
+            source: "p".into(),
+            id: all_rels[0].id.clone(),
+            expected_version: None,
+        }],
+    )
+    .await;
+    must(
+        s,
+        vec![Op::DeleteTwin {
+            id: "p".into(),
+            expected_version: None,
+        }],
+    )
+    .await;
+
+    let at = |seq| At::Seq(seq);
+    let t1 = s
+        .twin_as_of("p", at(v1))
+        .await
+        .expect("as of")
+        .expect("existed");
+    assert!(t1.root.props.is_empty());
+    let t2 = s
+        .twin_as_of("p", at(v2))
+        .await
+        .expect("as of")
+        .expect("existed");
+    assert_eq!(
+        prop(&t2, "flowSetpoint").desired.as_ref().map(|d| &d.value),
+        Some(&json!(1.0))
+    );
+    let t3 = s
+        .twin_as_of("p", at(v3))
+        .await
+        .expect("as of")
+        .expect("existed");
+    assert_eq!(t3.version, 3);
+    assert!(
+        s.twin_as_of("p", at(s.last_seq()))
+            .await
+            .expect("as of")
+            .is_none(),
+        "deleted"
+    );
+    assert!(
+        s.twin_as_of("p", at(0)).await.expect("as of").is_none(),
+        "not yet created"
+    );
+    assert_eq!(
+        s.relationships_as_of("p", at(v3))
+            .await
+            .expect("rels")
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.relationships_as_of("p", at(v2))
+            .await
+            .expect("rels")
+            .len(),
+        0
+    );
+    assert_eq!(
+        s.relationships_as_of("m", at(v3))
+            .await
+            .expect("rels")
+            .len(),
+        1,
+        "incoming too"
+    );
+    // By time: the latest state at the time of the third batch.
+    let time3 = s.events_after(v3 - 1, 1).await.expect("events")[0].time;
+    let by_time = s
+        .twin_as_of("p", At::Time(time3))
+        .await
+        .expect("as of")
+        .expect("existed");
+    assert_eq!(by_time.version, 3);
+}
+
+pub async fn concurrent_writers_are_serialized_without_loss(s: Arc<dyn GraphStore>) {
+    let n = 16usize;
+    let per = 20usize;
+    let mut ops = Vec::new();
+    for i in 0..n {
+        ops.push(create(&format!("t{i}"), PUMP));
+    }
+    ops.push(create("hot", PUMP));
+    must(&*s, ops).await;
+    let start = s.last_seq();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            for k in 0..per {
+                #[allow(clippy::cast_precision_loss)]
+                let v = k as f64;
+                apply(
+                    &*s,
+                    vec![reported(&format!("t{i}"), json!({"flowRate": v}))],
+                )
+                .await
+                .expect("own twin");
+                apply(&*s, vec![reported("hot", json!({"flowRate": v}))])
+                    .await
+                    .expect("hot twin");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let total = (n * per * 2) as u64;
+    assert_eq!(s.last_seq(), start + total);
+    let hot = twin(&*s, "hot").await;
+    assert_eq!(
+        hot.version,
+        1 + (n * per) as u64,
+        "every hot update applied once"
+    );
+    let events = s.twin_events("hot", None, None).await.expect("history");
+    let versions: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match &e.change {
+            Change::ReportedPatched { version, .. } => Some(*version),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        (2..=1 + (n * per) as u64).collect::<Vec<_>>(),
+        "ordered, no gaps"
+    );
+}
+
+pub async fn subscribers_see_committed_events_in_order(s: &dyn GraphStore) {
+    let mut rx = s.subscribe();
+    must(
+        s,
+        vec![
+            create("p", PUMP),
+            desired("p", json!({"flowSetpoint": 3.0})),
+        ],
+    )
+    .await;
+    let a = rx.recv().await.expect("event");
+    let b = rx.recv().await.expect("event");
+    assert_eq!(b.seq, a.seq + 1);
+    assert!(matches!(a.change, Change::TwinCreated { .. }));
+    assert!(matches!(b.change, Change::DesiredPatched { .. }));
+}
+
+pub async fn twins_are_listed_by_model_with_subtypes(s: &dyn GraphStore) {
+    must(
+        s,
+        vec![
+            create("p1", PUMP),
+            create("p2", PUMP),
+            create("m1", MOTOR),
+            create("site", SITE),
+        ],
+    )
+    .await;
+    let q = |model: &str, subtypes, after: Option<&str>, limit| TwinQuery {
+        model: Some(model.to_owned()),
+        subtypes,
+        after: after.map(str::to_owned),
+        limit,
+    };
+    let page = s.twins(&q(EQUIPMENT, true, None, 10)).await.expect("list");
+    let ids: Vec<&str> = page.items.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, vec!["m1", "p1", "p2"]);
+    assert!(
+        s.twins(&q(EQUIPMENT, false, None, 10))
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+    let first = s.twins(&q(PUMP, false, None, 1)).await.expect("list");
+    assert!(first.has_more);
+    let next = s.twins(&q(PUMP, false, Some("p1"), 1)).await.expect("list");
+    assert_eq!(next.items[0].id, "p2");
+    assert!(!next.has_more);
+    let all = s
+        .twins(&TwinQuery {
+            limit: 100,
+            ..TwinQuery::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(all.items.len(), 4);
+}
+
+pub async fn model_changes_are_events(s: &dyn GraphStore) {
+    let models = s.models();
+    let seq = s
+        .set_models(models.clone(), "admin")
+        .await
+        .expect("set models");
+    let e = s.events_after(seq - 1, 1).await.expect("events");
+    let Change::ModelsChanged { models: ids } = &e[0].change else {
+        panic!("models changed");
+    };
+    assert!(ids.iter().any(|i| i == PUMP));
+    assert_eq!(e[0].actor, "admin");
+}
+
+/// Generates one `#[tokio::test]` per suite behaviour for a store factory.
+#[macro_export]
+macro_rules! store_conformance {
+    ($make:expr) => {
+        $crate::store_conformance!(@tests $make;
+            twin_is_created_and_read_back,
+            bad_ids_unknown_models_and_duplicates_are_refused,
+            invalid_values_are_refused_and_nothing_is_written,
+            only_writable_properties_have_desired_state,
+            merge_patch_merges_objects_and_null_removes,
+            stale_expected_version_is_a_conflict_that_writes_nothing,
+            stale_device_data_never_wins,
+            writable_properties_track_acknowledgements,
+            components_hold_nested_state,
+            relationships_follow_their_declaration,
+            relationship_updates_and_deletes_are_versioned,
+            containment_is_a_tree,
+            containment_cycles_are_refused,
+            traversal_follows_names_directions_and_depth,
+            batches_are_all_or_nothing,
+            events_are_gap_free_and_readable,
+            time_travel_restores_twins_and_relationships,
+            subscribers_see_committed_events_in_order,
+            twins_are_listed_by_model_with_subtypes,
+            model_changes_are_events
+        );
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_writers_are_serialized_without_loss() {
+            let s: std::sync::Arc<dyn twingraph::store::GraphStore> = $make;
+            $crate::store_suite::concurrent_writers_are_serialized_without_loss(s).await;
+        }
+    };
+    (@tests $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let s: std::sync::Arc<dyn twingraph::store::GraphStore> = $make;
+                $crate::store_suite::$name(&*s).await;
+            }
+        )*
+    };
+}
