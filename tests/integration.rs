@@ -9,4 +9,5 @@ mod robustness;
 mod rules;
 #[macro_use]
 mod store_suite;
+mod embedded;
 mod store_conformance;

@@ -4,6 +4,7 @@
 //! incomplete, 2 usage or I/O error (clap also exits 2 on bad arguments).
 
 mod check;
+pub mod writeload;
 
 use std::io::Write;
 
@@ -35,11 +36,15 @@ pub enum Command {
     /// one model set. Exit status: 0 valid and complete, 1 invalid or
     /// incomplete, 2 usage or I/O error.
     Check(CheckArgs),
+    /// Test support: concurrent writes into an embedded store until killed.
+    #[command(hide = true)]
+    WriteLoad(writeload::WriteLoadArgs),
 }
 
 /// Runs a parsed command line, writing its report to `out`; returns the exit code.
 pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
     match cli.command {
         Command::Check(args) => check::run(&args, out),
+        Command::WriteLoad(args) => writeload::run(&args),
     }
 }

@@ -69,23 +69,31 @@ pub fn open(dir: &Path, models: Arc<ModelSet>, config: StoreConfig) -> Result<St
 impl RedbJournal {
     /// Checks the format and loads the current state into a graph.
     fn load(&self, config: &StoreConfig) -> Result<Graph, StoreError> {
+        // Check the format with a read transaction first: a newer format is
+        // refused before this build writes anything.
+        let format = {
+            let read = self.db.begin_read().map_err(storage)?;
+            match read.open_table(META) {
+                Ok(meta) => meta.get("format").map_err(storage)?.map(|v| v.value()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(storage(e)),
+            }
+        };
+        if let Some(f) = format
+            && f > FORMAT_VERSION
+        {
+            return Err(StoreError::Unusable {
+                path: self.path.display().to_string(),
+                message: format!(
+                    "it was written by a newer twingraph (data format {f}); this build reads format {FORMAT_VERSION}. Nothing was changed."
+                ),
+            });
+        }
         let txn = self.db.begin_write().map_err(storage)?;
         {
             let mut meta = txn.open_table(META).map_err(storage)?;
-            let format = meta.get("format").map_err(storage)?.map(|v| v.value());
-            match format {
-                None => {
-                    meta.insert("format", FORMAT_VERSION).map_err(storage)?;
-                }
-                Some(f) if f > FORMAT_VERSION => {
-                    return Err(StoreError::Unusable {
-                        path: self.path.display().to_string(),
-                        message: format!(
-                            "it was written by a newer twingraph (data format {f}); this build reads format {FORMAT_VERSION}. Nothing was changed."
-                        ),
-                    });
-                }
-                Some(_) => {}
+            if format.is_none() {
+                meta.insert("format", FORMAT_VERSION).map_err(storage)?;
             }
             txn.open_table(EVENTS).map_err(storage)?;
             txn.open_table(TWINS).map_err(storage)?;

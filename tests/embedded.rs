@@ -1,0 +1,224 @@
+//! The embedded store's durability: reopening, format versions, corrupt
+//! files, and crash safety under SIGKILL.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use redb::ReadableDatabase;
+use serde_json::json;
+use twingraph::store::{GraphStore, StoreConfig, StoreError, embedded};
+use twingraph::twin::{Event, Graph, GraphConfig};
+
+use crate::store_conformance::fresh_dir;
+use crate::store_suite::{PUMP, create, desired, must, rel};
+use crate::support::sample_models;
+
+fn open(dir: &Path) -> Result<twingraph::store::Store, StoreError> {
+    embedded::open(dir, sample_models(), StoreConfig::default())
+}
+
+#[tokio::test]
+async fn state_and_history_survive_reopening() {
+    let dir = fresh_dir();
+    {
+        let s = open(&dir).expect("open");
+        must(
+            &s,
+            vec![create("p", PUMP), create("q", PUMP), rel("p", "feeds", "q")],
+        )
+        .await;
+        must(&s, vec![desired("p", json!({"flowSetpoint": 7.0}))]).await;
+        s.close();
+    }
+    let s = open(&dir).expect("reopen");
+    assert_eq!(s.last_seq(), 4);
+    let p = s.twin("p").await.expect("read").expect("p survives");
+    assert_eq!(p.version, 2);
+    assert_eq!(
+        s.relationships("p", Default::default(), None)
+            .await
+            .expect("rels")
+            .len(),
+        1
+    );
+    let evs = must(&s, vec![desired("q", json!({"flowSetpoint": 1.0}))]).await;
+    assert_eq!(evs[0].seq, 5, "the sequence continues without a gap");
+    assert_eq!(
+        s.twin_events("p", None, None).await.expect("history").len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_newer_data_format_is_refused_and_left_alone() {
+    let dir = fresh_dir();
+    {
+        let s = open(&dir).expect("create");
+        must(&s, vec![create("p", PUMP)]).await;
+        s.close();
+    }
+    let meta = redb::TableDefinition::<&str, u64>::new("meta");
+    let twins = redb::TableDefinition::<&str, &[u8]>::new("twins");
+    {
+        let db = redb::Database::open(dir.join("twingraph.redb")).expect("open raw");
+        let txn = db.begin_write().expect("txn");
+        txn.open_table(meta)
+            .expect("meta")
+            .insert("format", 99)
+            .expect("write");
+        txn.commit().expect("commit");
+    }
+    let e = open(&dir).expect_err("newer format");
+    assert_eq!(e.code(), "data_directory_unusable");
+    assert!(
+        e.to_string().contains("newer twingraph (data format 99)"),
+        "{e}"
+    );
+    // Nothing was changed: the format mark and the data are as they were.
+    let db = redb::Database::open(dir.join("twingraph.redb")).expect("open raw");
+    let read = db.begin_read().expect("read");
+    let format = read
+        .open_table(meta)
+        .expect("meta")
+        .get("format")
+        .expect("get")
+        .map(|v| v.value());
+    assert_eq!(format, Some(99));
+    assert!(
+        read.open_table(twins)
+            .expect("twins")
+            .get("p")
+            .expect("get")
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_data_file_is_a_clear_error() {
+    let dir = fresh_dir();
+    std::fs::write(
+        dir.join("twingraph.redb"),
+        b"this is not a database, it is a poem",
+    )
+    .expect("write");
+    let e = open(&dir).expect_err("corrupt");
+    assert_eq!(e.code(), "data_directory_unusable");
+    assert!(e.to_string().contains("twingraph.redb"), "{e}");
+}
+
+/// Kills a writer process (8 concurrent writers, group commit) with SIGKILL
+/// at random moments, again and again, and checks after each kill that every
+/// acknowledged batch is there whole, no batch is there in part, and state
+/// equals the fold of the event log (no event without its state or back).
+#[test]
+fn sigkill_never_loses_acknowledged_writes_or_half_applies_a_batch() {
+    let dir = fresh_dir();
+    let acked_file = dir.join("acked.txt");
+    let data = dir.join("data");
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("dtdl");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut acked_total = 0;
+    for round in 0..6u64 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_twingraph"))
+            .args([
+                "write-load",
+                "--writers",
+                "8",
+                "--prefix",
+                &format!("r{round}"),
+            ])
+            .arg("--data")
+            .arg(&data)
+            .arg("--models")
+            .arg(&models)
+            .arg("--acked")
+            .arg(&acked_file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start writer");
+        // Let it write for a while; vary the moment of the kill.
+        std::thread::sleep(Duration::from_millis(300 + (round * 137) % 400));
+        child.kill().expect("SIGKILL the writer");
+        let status = child.wait().expect("reap");
+        assert!(!status.success(), "the writer was killed, not finished");
+
+        let acked: BTreeSet<String> = std::fs::read_to_string(&acked_file)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        rt.block_on(async {
+            let s = open(&data).expect("reopen after SIGKILL");
+            // Every acknowledged batch is there, whole.
+            for id in &acked {
+                let a = s.twin(&format!("a.{id}")).await.expect("read");
+                let a = a.unwrap_or_else(|| panic!("acknowledged batch {id} lost"));
+                assert_eq!(a.version, 2, "batch {id} applied whole");
+                assert!(
+                    s.twin(&format!("b.{id}")).await.expect("read").is_some(),
+                    "{id}"
+                );
+                assert!(
+                    s.relationship(&format!("a.{id}"), "flow")
+                        .await
+                        .expect("read")
+                        .is_some(),
+                    "{id}"
+                );
+            }
+            // No batch is there in part, acknowledged or not.
+            let all = s
+                .twins(&twingraph::store::TwinQuery {
+                    limit: usize::MAX - 1,
+                    ..Default::default()
+                })
+                .await
+                .expect("list");
+            for t in &all.items {
+                let id = &t.id[2..];
+                let partner = if t.id.starts_with("a.") {
+                    format!("b.{id}")
+                } else {
+                    format!("a.{id}")
+                };
+                assert!(
+                    s.twin(&partner).await.expect("read").is_some(),
+                    "half batch: {} without {partner}",
+                    t.id
+                );
+            }
+            // State is exactly the fold of the event log, which has no gaps.
+            let events: Vec<Event> = s.events_after(0, usize::MAX).await.expect("events");
+            assert_eq!(events.len() as u64, s.last_seq());
+            assert!(
+                events
+                    .iter()
+                    .enumerate()
+                    .all(|(i, e)| e.seq == i as u64 + 1),
+                "gap-free log"
+            );
+            let mut folded = Graph::new(GraphConfig::default());
+            for e in &events {
+                folded.apply(e);
+            }
+            assert_eq!(folded.twin_count(), all.items.len());
+            for t in &all.items {
+                assert_eq!(
+                    folded.twin(&t.id),
+                    Some(t),
+                    "state of {} equals its events",
+                    t.id
+                );
+            }
+            s.close();
+        });
+        acked_total = acked.len();
+    }
+    assert!(
+        acked_total > 50,
+        "the writer made progress ({acked_total} acknowledged batches)"
+    );
+}
