@@ -38,6 +38,8 @@ pub struct StoreConfig {
     pub max_depth: usize,
     /// Keep events for this long (`None`: forever).
     pub retention: Option<std::time::Duration>,
+    /// Memory the storage engine may use to cache pages (embedded store).
+    pub storage_cache_bytes: usize,
 }
 
 impl Default for StoreConfig {
@@ -46,6 +48,7 @@ impl Default for StoreConfig {
             graph: GraphConfig::default(),
             max_depth: DEFAULT_MAX_DEPTH,
             retention: None,
+            storage_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -52,7 +52,10 @@ pub fn open(dir: &Path, models: Arc<ModelSet>, config: StoreConfig) -> Result<St
     };
     std::fs::create_dir_all(dir).map_err(|e| unusable(format!("cannot create it: {e}")))?;
     let path = dir.join("twingraph.redb");
-    let db = Database::create(&path).map_err(|e| {
+    let db = Database::builder()
+        .set_cache_size(config.storage_cache_bytes)
+        .create(&path)
+        .map_err(|e| {
         unusable(format!(
             "cannot open {}: {e} (is it a twingraph data file, and not in use by another process?)",
             path.display()

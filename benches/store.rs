@@ -1,0 +1,398 @@
+//! Twin store benchmark on a generated ISA-95 plant (sample models).
+//!
+//! `cargo bench --bench store` builds a plant of ~100,000 twins with ~5
+//! relationships each in an embedded store (in `target/bench-store`), then
+//! measures point reads, a 3-hop traversal, reported-state ingest from 64
+//! concurrent writers (against redb alone doing the same batched writes, in
+//! the same run), one hot twin updated from many writers, and startup of the
+//! resulting store (over a million events). Figures are medians where
+//! repeated. `TWINGRAPH_BENCH_CELLS` scales the plant (default 2,000 work
+//! cells ≈ 100,000 twins).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use twingraph::dtdl::{self, Options, load};
+use twingraph::store::{GraphStore, Store, StoreConfig, embedded};
+use twingraph::twin::query::{Direction, Traversal};
+use twingraph::twin::{Batch, Change, Op};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const EQUIPMENT: [&str; 5] = ["Pump", "Motor", "Conveyor", "Robot", "Compressor"];
+const PER_CELL_EQUIPMENT: usize = 30;
+const PER_CELL_SENSORS: usize = 15;
+const PER_CELL_PLCS: usize = 3;
+
+fn m(name: &str) -> String {
+    format!("dtmi:twingraph:isa95:{name};1")
+}
+
+fn create(id: String, model: &str) -> Op {
+    Op::CreateTwin {
+        id,
+        model: m(model),
+        desired: None,
+        reported: None,
+    }
+}
+
+fn rel(source: &str, name: &str, target: &str) -> Op {
+    Op::CreateRelationship {
+        source: source.to_owned(),
+        id: Some(format!("{name}-{target}")),
+        name: name.to_owned(),
+        target: target.to_owned(),
+        properties: None,
+    }
+}
+
+fn eq_id(cell: usize, k: usize) -> String {
+    format!("c{cell}.e{k}")
+}
+
+/// The plant as batches, containers before what they contain.
+fn plant(cells: usize) -> (Vec<Batch>, usize) {
+    let mut ops: Vec<Op> = Vec::new();
+    let sites = (cells / 200).max(1);
+    ops.push(create("enterprise".into(), "Enterprise"));
+    for s in 0..sites {
+        let site = format!("site{s}");
+        ops.push(create(site.clone(), "Site"));
+        ops.push(rel("enterprise", "contains", &site));
+    }
+    let lines = cells.div_ceil(10);
+    let areas = lines.div_ceil(4);
+    for a in 0..areas {
+        let area = format!("area{a}");
+        ops.push(create(area.clone(), "Area"));
+        ops.push(rel(&format!("site{}", a % sites), "contains", &area));
+    }
+    for l in 0..lines {
+        let line = format!("line{l}");
+        ops.push(create(line.clone(), "ProductionLine"));
+        ops.push(rel(&format!("area{}", l / 4), "contains", &line));
+    }
+    for c in 0..cells {
+        let cell = format!("cell{c}");
+        ops.push(create(cell.clone(), "WorkCell"));
+        ops.push(rel(&format!("line{}", c / 10), "contains", &cell));
+        for k in 0..PER_CELL_EQUIPMENT {
+            let id = eq_id(c, k);
+            ops.push(create(id.clone(), EQUIPMENT[k % EQUIPMENT.len()]));
+            ops.push(rel(&cell, "contains", &id));
+        }
+        for k in 0..PER_CELL_SENSORS {
+            let id = format!("c{c}.s{k}");
+            ops.push(create(id.clone(), "TemperatureSensor"));
+            ops.push(rel(&cell, "contains", &id));
+            ops.push(rel(&id, "monitors", &eq_id(c, k * 2)));
+        }
+        for k in 0..PER_CELL_PLCS {
+            let id = format!("c{c}.plc{k}");
+            ops.push(create(id.clone(), "Plc"));
+            ops.push(rel(&cell, "contains", &id));
+            for j in 0..10 {
+                ops.push(rel(&id, "controls", &eq_id(c, k * 10 + j)));
+            }
+        }
+        let gw = format!("c{c}.gw");
+        ops.push(create(gw.clone(), "Gateway"));
+        ops.push(rel(&cell, "contains", &gw));
+        for k in 0..PER_CELL_SENSORS {
+            ops.push(rel(&gw, "connects", &format!("c{c}.s{k}")));
+        }
+    }
+    // Process flow and utilities once every cell exists.
+    for c in 0..cells {
+        for k in 0..PER_CELL_EQUIPMENT {
+            let id = eq_id(c, k);
+            ops.push(rel(&id, "feeds", &eq_id(c, (k + 1) % PER_CELL_EQUIPMENT)));
+            ops.push(rel(&id, "feeds", &eq_id(c, (k + 2) % PER_CELL_EQUIPMENT)));
+            ops.push(rel(&id, "feeds", &eq_id((c + 1) % cells, k)));
+            ops.push(rel(
+                &id,
+                "feeds",
+                &eq_id((c + 1) % cells, (k + 1) % PER_CELL_EQUIPMENT),
+            ));
+            // Compressors (k % 5 == 4) supply compressed air.
+            ops.push(rel(&id, "dependsOn", &eq_id(c, (k / 5) * 5 + 4)));
+        }
+    }
+    let twins = ops
+        .iter()
+        .filter(|o| matches!(o, Op::CreateTwin { .. }))
+        .count();
+    let batches = ops
+        .chunks(2000)
+        .map(|c| Batch { ops: c.to_vec() })
+        .collect();
+    (batches, twins)
+}
+
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn models() -> Arc<dtdl::ModelSet> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dtdl");
+    let sources = load::read_paths(&[dir]).expect("sample models");
+    Arc::new(
+        dtdl::check(&sources, &Options::default())
+            .model
+            .expect("valid"),
+    )
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    let cells: usize = std::env::var("TWINGRAPH_BENCH_CELLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-store");
+    let _ = std::fs::remove_dir_all(&dir);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let models = models();
+    let (batches, twin_count) = plant(cells);
+    let ops: usize = batches.iter().map(|b| b.ops.len()).sum();
+
+    let rss_before = rss_kb();
+    let store: Arc<Store> =
+        Arc::new(embedded::open(&dir, models.clone(), StoreConfig::default()).expect("open"));
+    let t = Instant::now();
+    rt.block_on(async {
+        for b in batches {
+            store.apply(b, "bench").await.expect("plant batch");
+        }
+    });
+    let load = t.elapsed();
+    let rss_after = rss_kb();
+    println!(
+        "plant: {twin_count} twins, {} relationships ({ops} ops) loaded in {:.1} s ({:.0} ops/s)",
+        ops - twin_count,
+        load.as_secs_f64(),
+        ops as f64 / load.as_secs_f64()
+    );
+    println!(
+        "memory: {:.0} MB resident for the graph, {:.2} KB per twin (relationships included)",
+        (rss_after.saturating_sub(rss_before)) as f64 / 1024.0,
+        (rss_after.saturating_sub(rss_before)) as f64 / twin_count as f64
+    );
+
+    // Point reads.
+    let ids: Vec<String> = (0..10_000)
+        .map(|i| eq_id((i * 7919) % cells, i % PER_CELL_EQUIPMENT))
+        .collect();
+    let mut samples = Vec::new();
+    rt.block_on(async {
+        for chunk in ids.chunks(1000) {
+            let t = Instant::now();
+            for id in chunk {
+                std::hint::black_box(store.twin(id).await.expect("read").expect("exists"));
+            }
+            samples.push(t.elapsed() / 1000);
+        }
+    });
+    println!(
+        "point read: median {:.2} µs per twin",
+        median(samples).as_secs_f64() * 1e6
+    );
+
+    // A 3-hop traversal.
+    let traversal = Traversal {
+        start: "cell10".into(),
+        names: vec!["contains".into(), "feeds".into()],
+        direction: Direction::Out,
+        max_depth: 3,
+    };
+    let mut samples = Vec::new();
+    let mut reached = 0;
+    rt.block_on(async {
+        for _ in 0..200 {
+            let t = Instant::now();
+            reached = store.traverse(&traversal).await.expect("traverse").len();
+            samples.push(t.elapsed());
+        }
+    });
+    println!(
+        "3-hop traversal: {reached} twins, median {:.3} ms",
+        median(samples).as_secs_f64() * 1e3
+    );
+
+    // Reported-state ingest: 64 writers, batches of 100 updates.
+    let writers = 64;
+    let per_batch = 100;
+    let rounds = 100;
+    let t = Instant::now();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for r in 0..rounds {
+                    let ops = (0..per_batch)
+                        .map(|i| {
+                            let n = (w * rounds + r) * per_batch + i;
+                            Op::PatchReported {
+                                id: eq_id((n * 31) % cells, 5 * ((n / 7) % 6)),
+                                patch: json!({"power": (n % 1000) as f64 / 10.0, "operatingHours": n as f64}),
+                                expected_version: None,
+                                source_time: None,
+                            }
+                        })
+                        .collect();
+                    store.apply(Batch { ops }, "ingest").await.expect("ingest batch");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("writer");
+        }
+    });
+    let ingest = t.elapsed();
+    let updates = writers * per_batch * rounds;
+    let ingest_rate = updates as f64 / ingest.as_secs_f64();
+    println!(
+        "ingest: {updates} validated, durable, evented reported updates from {writers} writers in {:.2} s = {:.0} updates/s",
+        ingest.as_secs_f64(),
+        ingest_rate
+    );
+
+    // The storage engine alone, same batched writes (same record sizes), same grouping.
+    let sample_event = rt
+        .block_on(store.events_after(store.last_seq() - 1, 1))
+        .expect("events");
+    let event_bytes = serde_json::to_vec(&sample_event[0]).expect("encode");
+    let twin_bytes = serde_json::to_vec(
+        &rt.block_on(store.twin(&eq_id(1, 5)))
+            .expect("read")
+            .expect("twin"),
+    )
+    .expect("encode");
+    let raw_rate = raw_redb(
+        &dir.join("raw.redb"),
+        updates,
+        writers * per_batch,
+        &event_bytes,
+        &twin_bytes,
+    );
+    println!(
+        "redb alone, same batched writes: {raw_rate:.0} updates/s; twingraph reaches {:.0}% of it",
+        100.0 * ingest_rate / raw_rate
+    );
+
+    // One hot twin, many writers.
+    let hot = eq_id(3, 3);
+    let hot_updates = 4000;
+    let t = Instant::now();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let store = store.clone();
+            let hot = hot.clone();
+            tasks.push(tokio::spawn(async move {
+                for k in 0..hot_updates / writers {
+                    store
+                        .apply(
+                            Batch::one(Op::PatchReported {
+                                id: hot.clone(),
+                                patch: json!({"power": (w * 1000 + k) as f64}),
+                                expected_version: None,
+                                source_time: None,
+                            }),
+                            "hot",
+                        )
+                        .await
+                        .expect("hot update");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("writer");
+        }
+    });
+    let hot_time = t.elapsed();
+    let history = rt
+        .block_on(store.twin_events(&hot, None, None))
+        .expect("history");
+    let versions: Vec<u64> = history
+        .iter()
+        .filter_map(|e| match &e.change {
+            Change::ReportedPatched { version, .. } => Some(*version),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        versions.windows(2).all(|w| w[1] == w[0] + 1),
+        "hot twin updates are ordered"
+    );
+    println!(
+        "hot twin: {hot_updates} ordered updates from {writers} writers in {:.2} s = {:.0} updates/s",
+        hot_time.as_secs_f64(),
+        hot_updates as f64 / hot_time.as_secs_f64()
+    );
+
+    // Startup of the resulting store.
+    let events = store.last_seq();
+    store.close();
+    drop(store);
+    let t = Instant::now();
+    let reopened = embedded::open(&dir, models, StoreConfig::default()).expect("reopen");
+    let startup = t.elapsed();
+    assert_eq!(reopened.last_seq(), events);
+    println!(
+        "startup: {events} events, {twin_count} twins: {:.2} s",
+        startup.as_secs_f64()
+    );
+}
+
+/// redb alone: `total` updates in transactions of `group` updates, each
+/// writing an event record, a twin record and an index entry, committed durably.
+fn raw_redb(path: &std::path::Path, total: usize, group: usize, event: &[u8], twin: &[u8]) -> f64 {
+    let events = redb::TableDefinition::<u64, &[u8]>::new("events");
+    let twins = redb::TableDefinition::<&str, &[u8]>::new("twins");
+    let index = redb::TableDefinition::<(&str, u64), ()>::new("twin_events");
+    let _ = std::fs::remove_file(path);
+    let db = redb::Database::create(path).expect("raw db");
+    let t = Instant::now();
+    let mut seq = 0u64;
+    for g in 0..total.div_ceil(group) {
+        let txn = db.begin_write().expect("txn");
+        {
+            let mut ev = txn.open_table(events).expect("events");
+            let mut tw = txn.open_table(twins).expect("twins");
+            let mut ix = txn.open_table(index).expect("index");
+            for i in 0..group {
+                seq += 1;
+                let id = format!("c{}.e{}", (g * group + i) % 2000, i % 30);
+                ev.insert(seq, event).expect("insert");
+                tw.insert(id.as_str(), twin).expect("insert");
+                ix.insert((id.as_str(), seq), ()).expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+    }
+    total as f64 / t.elapsed().as_secs_f64()
+}
