@@ -147,6 +147,9 @@ impl Store {
         let handle = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(h) = handle {
             let _ = h.join();
+            if let Err(e) = self.shared.journal.flush() {
+                tracing_free_warning(&e);
+            }
         }
     }
 
@@ -175,6 +178,14 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// A failed flush on shutdown loses nothing (the events are durable; the next
+/// start replays them), so it is only reported.
+fn tracing_free_warning(e: &StoreError) {
+    eprintln!(
+        "twingraph: could not write a checkpoint on shutdown ({e}); the next start will replay the log"
+    );
 }
 
 impl Drop for Store {

@@ -9,8 +9,9 @@
 //! Startup loads `twins` and `relationships` (the always-current snapshot);
 //! it never replays the event history.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
@@ -18,6 +19,7 @@ use super::StoreError;
 use super::core::{Store, StoreConfig};
 use super::journal::{Changed, Journal};
 use crate::dtdl::ModelSet;
+use crate::twin::graph::RelKey;
 use crate::twin::{Event, Graph, Micros, Relationship, Twin};
 
 /// The data format this build writes and reads.
@@ -37,11 +39,33 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(v).map_err(|e| StoreError::Storage(format!("cannot encode: {e}")))
 }
 
+/// Write the current state of changed twins and relationships (a
+/// checkpoint) once this many are pending, or this long after the last one.
+const CHECKPOINT_PENDING: usize = 20_000;
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// State changed since the last checkpoint, waiting to be written.
+#[derive(Debug, Default)]
+struct Pending {
+    twins: HashMap<String, Option<Twin>>,
+    rels: HashMap<RelKey, Option<Relationship>>,
+    last_seq: u64,
+    since: Option<std::time::Instant>,
+}
+
 /// Events and state in a redb database.
+///
+/// Every commit writes its events (durably, with their per-twin index). The
+/// current state of what they changed is written lazily, in checkpoints
+/// folded into a later commit's transaction; the `checkpoint` meta entry
+/// records up to which event the state tables are current, and startup
+/// replays the (few) events after it. So an update writes its event, not a
+/// copy of the whole twin, and recovery is bounded by the checkpoint interval.
 #[derive(Debug)]
 pub struct RedbJournal {
     db: Database,
     path: PathBuf,
+    pending: Mutex<Pending>,
 }
 
 /// Opens (creating if needed) the store in `dir`.
@@ -61,7 +85,11 @@ pub fn open(dir: &Path, models: Arc<ModelSet>, config: StoreConfig) -> Result<St
             path.display()
         ))
     })?;
-    let journal = RedbJournal { db, path };
+    let journal = RedbJournal {
+        db,
+        path,
+        pending: Mutex::new(Pending::default()),
+    };
     let graph = journal.load(&config).map_err(|e| match e {
         StoreError::Storage(m) => unusable(m),
         other => other,
@@ -69,7 +97,64 @@ pub fn open(dir: &Path, models: Arc<ModelSet>, config: StoreConfig) -> Result<St
     Ok(Store::start(graph, models, Arc::new(journal), config))
 }
 
+/// Writes the pending state and the checkpoint mark into `txn`.
+fn write_checkpoint(txn: &redb::WriteTransaction, p: &Pending) -> Result<(), StoreError> {
+    let mut twins = txn.open_table(TWINS).map_err(storage)?;
+    for (id, t) in &p.twins {
+        match t {
+            Some(t) => {
+                twins
+                    .insert(id.as_str(), encode(t)?.as_slice())
+                    .map_err(storage)?;
+            }
+            None => {
+                twins.remove(id.as_str()).map_err(storage)?;
+            }
+        }
+    }
+    let mut rels = txn.open_table(RELS).map_err(storage)?;
+    for ((source, id), r) in &p.rels {
+        match r {
+            Some(r) => {
+                rels.insert((source.as_str(), id.as_str()), encode(r)?.as_slice())
+                    .map_err(storage)?;
+            }
+            None => {
+                rels.remove((source.as_str(), id.as_str()))
+                    .map_err(storage)?;
+            }
+        }
+    }
+    if p.last_seq > 0 {
+        txn.open_table(META)
+            .map_err(storage)?
+            .insert("checkpoint", p.last_seq)
+            .map_err(storage)?;
+    }
+    Ok(())
+}
+
 impl RedbJournal {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // Pending is only replaced wholesale, so a poisoned lock holds a consistent value.
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes everything pending now (on shutdown, so startup replays nothing).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let mut pending = self.lock_pending();
+        if pending.twins.is_empty() && pending.rels.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(storage)?;
+        write_checkpoint(&txn, &pending)?;
+        txn.commit().map_err(storage)?;
+        *pending = Pending::default();
+        Ok(())
+    }
+
     /// Checks the format and loads the current state into a graph.
     fn load(&self, config: &StoreConfig) -> Result<Graph, StoreError> {
         // Check the format with a read transaction first: a newer format is
@@ -131,10 +216,47 @@ impl RedbJournal {
                 serde_json::from_slice(v.value()).map_err(|e| corrupt("relationship", e))?;
             graph.insert_relationship(r);
         }
+        // The state tables are current up to the checkpoint; replay the rest.
+        let checkpoint = read
+            .open_table(META)
+            .map_err(storage)?
+            .get("checkpoint")
+            .map_err(storage)?
+            .map_or(0, |v| v.value());
         let events = read.open_table(EVENTS).map_err(storage)?;
         if let Some((_, v)) = events.last().map_err(storage)? {
             let e: Event = serde_json::from_slice(v.value()).map_err(|e| corrupt("event", e))?;
-            graph.set_position(e.seq, e.time);
+            graph.set_position(checkpoint.min(e.seq), e.time.min(graph.last_time()));
+        }
+        let mut pending = self.lock_pending();
+        for row in events
+            .range(checkpoint.saturating_add(1)..)
+            .map_err(storage)?
+        {
+            let (_, v) = row.map_err(storage)?;
+            let e: Event = serde_json::from_slice(v.value()).map_err(|e| corrupt("event", e))?;
+            graph.apply(&e);
+            // What the replayed events changed goes into the next checkpoint.
+            for t in e.change.twins() {
+                pending.twins.insert(t.to_owned(), graph.twin(t).cloned());
+            }
+            match &e.change {
+                crate::twin::Change::RelationshipCreated { relationship: r } => {
+                    let k = (r.source.clone(), r.id.clone());
+                    pending
+                        .rels
+                        .insert(k.clone(), graph.relationship(&k.0, &k.1).cloned());
+                }
+                crate::twin::Change::RelationshipUpdated { source, id, .. }
+                | crate::twin::Change::RelationshipDeleted { source, id, .. } => {
+                    pending.rels.insert(
+                        (source.clone(), id.clone()),
+                        graph.relationship(source, id).cloned(),
+                    );
+                }
+                _ => {}
+            }
+            pending.last_seq = e.seq;
         }
         Ok(graph)
     }
@@ -142,6 +264,7 @@ impl RedbJournal {
 
 impl Journal for RedbJournal {
     fn commit(&self, events: &[Event], changed: &Changed) -> Result<(), StoreError> {
+        let mut pending = self.lock_pending();
         let txn = self.db.begin_write().map_err(storage)?;
         {
             let mut ev = txn.open_table(EVENTS).map_err(storage)?;
@@ -152,34 +275,42 @@ impl Journal for RedbJournal {
                     idx.insert((t, e.seq), ()).map_err(storage)?;
                 }
             }
-            let mut twins = txn.open_table(TWINS).map_err(storage)?;
-            for (id, t) in &changed.twins {
-                match t {
-                    Some(t) => {
-                        twins
-                            .insert(id.as_str(), encode(t)?.as_slice())
-                            .map_err(storage)?;
-                    }
-                    None => {
-                        twins.remove(id.as_str()).map_err(storage)?;
-                    }
-                }
+        }
+        // Merge into the pending state; on failure nothing below is kept.
+        let mut next = std::mem::take(&mut *pending);
+        for (id, t) in &changed.twins {
+            next.twins.insert(id.clone(), t.clone());
+        }
+        for (k, r) in &changed.rels {
+            next.rels.insert(k.clone(), r.clone());
+        }
+        if let Some(last) = events.last() {
+            next.last_seq = last.seq;
+        }
+        let since = *next.since.get_or_insert_with(std::time::Instant::now);
+        let due = next.twins.len() + next.rels.len() >= CHECKPOINT_PENDING
+            || since.elapsed() >= CHECKPOINT_EVERY;
+        if due {
+            write_checkpoint(&txn, &next)?;
+        }
+        match txn.commit() {
+            Ok(()) => {
+                *pending = if due { Pending::default() } else { next };
+                Ok(())
             }
-            let mut rels = txn.open_table(RELS).map_err(storage)?;
-            for ((source, id), r) in &changed.rels {
-                match r {
-                    Some(r) => {
-                        rels.insert((source.as_str(), id.as_str()), encode(r)?.as_slice())
-                            .map_err(storage)?;
-                    }
-                    None => {
-                        rels.remove((source.as_str(), id.as_str()))
-                            .map_err(storage)?;
-                    }
+            Err(e) => {
+                // Keep what was pending before this commit (its events are not written).
+                let mut previous = next;
+                for (id, _) in &changed.twins {
+                    previous.twins.remove(id);
                 }
+                for (k, _) in &changed.rels {
+                    previous.rels.remove(k);
+                }
+                *pending = previous;
+                Err(storage(e))
             }
         }
-        txn.commit().map_err(storage)
     }
 
     fn events_after(&self, seq: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
@@ -233,10 +364,21 @@ impl Journal for RedbJournal {
         first().unwrap_or(1)
     }
 
+    fn flush(&self) -> Result<(), StoreError> {
+        self.checkpoint()
+    }
+
     fn prune_before(&self, time: Micros) -> Result<usize, StoreError> {
         let txn = self.db.begin_write().map_err(storage)?;
         let removed;
         {
+            // Events after the checkpoint are still needed to rebuild state.
+            let checkpoint = txn
+                .open_table(META)
+                .map_err(storage)?
+                .get("checkpoint")
+                .map_err(storage)?
+                .map_or(0, |v| v.value());
             let mut ev = txn.open_table(EVENTS).map_err(storage)?;
             let mut idx = txn.open_table(TWIN_EVENTS).map_err(storage)?;
             let mut old: Vec<(u64, Vec<String>)> = Vec::new();
@@ -244,7 +386,7 @@ impl Journal for RedbJournal {
                 let (k, v) = row.map_err(storage)?;
                 let e: Event = serde_json::from_slice(v.value())
                     .map_err(|e| StoreError::Storage(format!("corrupt event record: {e}")))?;
-                if e.time >= time {
+                if e.time >= time || e.seq > checkpoint {
                     break;
                 }
                 old.push((

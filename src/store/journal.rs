@@ -24,4 +24,9 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
 
     /// Removes events older than `time` (retention). Current state is kept.
     fn prune_before(&self, time: Micros) -> Result<usize, StoreError>;
+
+    /// Makes everything committed cheap to load at the next start (called on shutdown).
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
