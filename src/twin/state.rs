@@ -60,12 +60,13 @@ pub struct Desired {
 }
 
 /// State of one Property (desired and reported) or Telemetry (reported only).
+/// Boxed sides keep an unset side at pointer size (most twins set few).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PropState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reported: Option<Reported>,
+    pub reported: Option<Box<Reported>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub desired: Option<Desired>,
+    pub desired: Option<Box<Desired>>,
 }
 
 impl PropState {
@@ -104,7 +105,67 @@ impl PropState {
 /// The properties and telemetry of a twin or of one of its Components.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ComponentState {
-    pub props: BTreeMap<String, PropState>,
+    pub props: PropMap,
+}
+
+/// Property states by name: a sorted vector, far smaller than a tree map
+/// for the handful of properties a twin carries.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PropMap(Vec<(Box<str>, PropState)>);
+
+impl PropMap {
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| (**k).cmp(name))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&PropState> {
+        self.find(name).ok().map(|i| &self.0[i].1)
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.find(name).is_ok()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &PropState)> {
+        self.0.iter().map(|(k, v)| (&**k, v))
+    }
+
+    /// The state of `name`, inserted empty if absent.
+    pub fn entry(&mut self, name: &str) -> &mut PropState {
+        let i = match self.find(name) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (name.into(), PropState::default()));
+                i
+            }
+        };
+        &mut self.0[i].1
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<PropState> {
+        self.find(name).ok().map(|i| self.0.remove(i).1)
+    }
+}
+
+impl Serialize for PropMap {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (&**k, v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for PropMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m: BTreeMap<String, PropState> = BTreeMap::deserialize(d)?;
+        Ok(PropMap(m.into_iter().map(|(k, v)| (k.into_boxed_str(), v)).collect()))
+    }
 }
 
 /// A digital twin.
@@ -172,24 +233,24 @@ impl Twin {
                 Some(c) => self.components.entry(c.clone()).or_default(),
                 None => &mut self.root,
             };
-            let slot = comp.props.entry(e.name.clone()).or_default();
+            let slot = comp.props.entry(&e.name);
             match (e.side, &e.value) {
                 (Side::Desired, Some(v)) => {
-                    slot.desired = Some(Desired {
+                    slot.desired = Some(Box::new(Desired {
                         value: v.clone(),
                         last_updated: time,
                         version,
-                    });
+                    }));
                 }
                 (Side::Desired, None) => slot.desired = None,
                 (Side::Reported, Some(v)) => {
-                    slot.reported = Some(Reported {
+                    slot.reported = Some(Box::new(Reported {
                         value: v.clone(),
                         last_updated: time,
                         version,
                         source_time: e.source_time,
                         ack: e.ack.clone(),
-                    });
+                    }));
                 }
                 (Side::Reported, None) => slot.reported = None,
             }
@@ -216,15 +277,15 @@ impl Twin {
     /// as `(component, name)`.
     pub fn delta(&self) -> Vec<(Option<&str>, &str)> {
         let mut out = Vec::new();
-        for (name, p) in &self.root.props {
+        for (name, p) in self.root.props.iter() {
             if p.in_delta() {
-                out.push((None, name.as_str()));
+                out.push((None, name));
             }
         }
         for (c, comp) in &self.components {
-            for (name, p) in &comp.props {
+            for (name, p) in comp.props.iter() {
                 if p.in_delta() {
-                    out.push((Some(c.as_str()), name.as_str()));
+                    out.push((Some(c.as_str()), name));
                 }
             }
         }
