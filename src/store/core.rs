@@ -271,7 +271,7 @@ fn commit_group(shared: &Shared, group: Vec<Request>) {
         planner.into_staged()
     };
     if !all.is_empty()
-        && let Err(e) = shared.journal.commit(&all, &changed)
+        && let Err(e) = shared.journal.commit(&all, changed)
     {
         for (reply, r) in answers {
             let _ = reply.send(r.and(Err(e.clone())));
@@ -307,7 +307,7 @@ fn commit_models(shared: &Shared, models: Arc<ModelSet>, actor: &str) -> Result<
     };
     shared
         .journal
-        .commit(std::slice::from_ref(&event), &Changed::default())?;
+        .commit(std::slice::from_ref(&event), Changed::default())?;
     write(&shared.graph).apply(&event);
     *write(&shared.models) = models;
     shared.last_seq.store(event.seq, Ordering::Release);

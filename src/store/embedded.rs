@@ -263,7 +263,7 @@ impl RedbJournal {
 }
 
 impl Journal for RedbJournal {
-    fn commit(&self, events: &[Event], changed: &Changed) -> Result<(), StoreError> {
+    fn commit(&self, events: &[Event], changed: Changed) -> Result<(), StoreError> {
         let mut pending = self.lock_pending();
         let txn = self.db.begin_write().map_err(storage)?;
         {
@@ -276,39 +276,49 @@ impl Journal for RedbJournal {
                 }
             }
         }
-        // Merge into the pending state; on failure nothing below is kept.
-        let mut next = std::mem::take(&mut *pending);
-        for (id, t) in &changed.twins {
-            next.twins.insert(id.clone(), t.clone());
+        // Merge into the pending state, remembering what each key held
+        // before so a failed commit can put it back exactly.
+        let mut undo_twins = Vec::with_capacity(changed.twins.len());
+        for (id, t) in changed.twins {
+            let old = pending.twins.insert(id.clone(), t);
+            undo_twins.push((id, old));
         }
-        for (k, r) in &changed.rels {
-            next.rels.insert(k.clone(), r.clone());
+        let mut undo_rels = Vec::with_capacity(changed.rels.len());
+        for (k, r) in changed.rels {
+            let old = pending.rels.insert(k.clone(), r);
+            undo_rels.push((k, old));
         }
+        let old_seq = pending.last_seq;
         if let Some(last) = events.last() {
-            next.last_seq = last.seq;
+            pending.last_seq = last.seq;
         }
-        let since = *next.since.get_or_insert_with(std::time::Instant::now);
-        let due = next.twins.len() + next.rels.len() >= CHECKPOINT_PENDING
-            || since.elapsed() >= CHECKPOINT_EVERY;
-        if due {
-            write_checkpoint(&txn, &next)?;
-        }
-        match txn.commit() {
+        let old_since = pending.since;
+        let since = *pending.since.get_or_insert_with(std::time::Instant::now);
+        let due = pending.twins.len() + pending.rels.len() >= CHECKPOINT_PENDING || since.elapsed() >= CHECKPOINT_EVERY;
+        let written = if due { write_checkpoint(&txn, &pending) } else { Ok(()) };
+        match written.and_then(|()| txn.commit().map_err(storage)) {
             Ok(()) => {
-                *pending = if due { Pending::default() } else { next };
+                if due {
+                    *pending = Pending::default();
+                }
                 Ok(())
             }
             Err(e) => {
-                // Keep what was pending before this commit (its events are not written).
-                let mut previous = next;
-                for (id, _) in &changed.twins {
-                    previous.twins.remove(id);
+                for (id, old) in undo_twins.into_iter().rev() {
+                    match old {
+                        Some(o) => pending.twins.insert(id, o),
+                        None => pending.twins.remove(&id),
+                    };
                 }
-                for (k, _) in &changed.rels {
-                    previous.rels.remove(k);
+                for (k, old) in undo_rels.into_iter().rev() {
+                    match old {
+                        Some(o) => pending.rels.insert(k, o),
+                        None => pending.rels.remove(&k),
+                    };
                 }
-                *pending = previous;
-                Err(storage(e))
+                pending.last_seq = old_seq;
+                pending.since = old_since;
+                Err(e)
             }
         }
     }

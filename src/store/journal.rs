@@ -11,7 +11,7 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
     /// Appends events and the state they produce, atomically and durably:
     /// when this returns `Ok`, both survive a crash; when it fails, neither
     /// was written.
-    fn commit(&self, events: &[Event], changed: &Changed) -> Result<(), StoreError>;
+    fn commit(&self, events: &[Event], changed: Changed) -> Result<(), StoreError>;
 
     /// Events with a sequence number above `seq`, in order, at most `limit`.
     fn events_after(&self, seq: u64, limit: usize) -> Result<Vec<Event>, StoreError>;

@@ -37,7 +37,7 @@ impl MemoryJournal {
 }
 
 impl Journal for MemoryJournal {
-    fn commit(&self, events: &[Event], _changed: &Changed) -> Result<(), StoreError> {
+    fn commit(&self, events: &[Event], _changed: Changed) -> Result<(), StoreError> {
         let mut log = self.lock();
         for e in events {
             let pos = log.events.len();
