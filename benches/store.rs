@@ -86,8 +86,12 @@ fn plant(cells: usize) -> (Vec<Batch>, usize) {
             ops.push(Op::CreateTwin {
                 id: id.clone(),
                 model: m(EQUIPMENT[k % EQUIPMENT.len()]),
-                desired: Some(json!({"assetTag": format!("EAM-{c}-{k}"), "maintenanceInterval": "P90D"})),
-                reported: Some(json!({"manufacturer": "ACME", "runState": "running", "power": 7.5})),
+                desired: Some(
+                    json!({"assetTag": format!("EAM-{c}-{k}"), "maintenanceInterval": "P90D"}),
+                ),
+                reported: Some(
+                    json!({"manufacturer": "ACME", "runState": "running", "power": 7.5}),
+                ),
             });
             ops.push(rel(&cell, "contains", &id));
         }
@@ -374,14 +378,24 @@ fn main() {
         .output()
         .expect("startup phase");
     print!("{}", String::from_utf8_lossy(&out.stdout));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Opens the benchmark's store in this (fresh) process: startup time and
 /// the memory the loaded graph takes.
 fn startup_phase(dir: &std::path::Path) {
-    let events: u64 = std::env::var("TWINGRAPH_BENCH_EVENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let twins: usize = std::env::var("TWINGRAPH_BENCH_TWINS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let events: u64 = std::env::var("TWINGRAPH_BENCH_EVENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let twins: usize = std::env::var("TWINGRAPH_BENCH_TWINS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let models = models();
     let before = rss_kb();
     let t = Instant::now();
@@ -389,7 +403,10 @@ fn startup_phase(dir: &std::path::Path) {
     let startup = t.elapsed();
     let after = rss_kb();
     assert_eq!(store.last_seq(), events);
-    println!("startup: {events} events, {twins} twins: {:.2} s", startup.as_secs_f64());
+    println!(
+        "startup: {events} events, {twins} twins: {:.2} s",
+        startup.as_secs_f64()
+    );
     println!(
         "memory after startup: {:.0} MB resident (storage cache included), {:.2} KB per twin (typical state, ~5 relationships each)",
         after.saturating_sub(before) as f64 / 1024.0,

@@ -419,7 +419,7 @@ impl GraphStore for Store {
                 .cloned()
                 .collect(),
             None => {
-                let mut ids: Vec<&String> = graph.twin_ids().filter(|id| after(id)).collect();
+                let mut ids: Vec<&str> = graph.twin_ids().filter(|id| after(id)).collect();
                 ids.sort();
                 ids.into_iter()
                     .take(limit + 1)
@@ -437,7 +437,7 @@ impl GraphStore for Store {
         source: &str,
         id: &str,
     ) -> Result<Option<Relationship>, StoreError> {
-        Ok(self.graph().relationship(source, id).cloned())
+        Ok(self.graph().relationship(source, id))
     }
 
     async fn relationships(
@@ -450,13 +450,13 @@ impl GraphStore for Store {
         if graph.twin(twin).is_none() {
             return Err(crate::twin::TwinError::NotFound(twin.to_owned()).into());
         }
-        let named = |r: &&Relationship| name.is_none_or(|n| r.name == n);
+        let named = |r: &Relationship| name.is_none_or(|n| r.name == n);
         let mut v: Vec<Relationship> = Vec::new();
         if matches!(direction, Direction::Out | Direction::Both) {
-            v.extend(graph.outgoing(twin).filter(named).cloned());
+            v.extend(graph.outgoing_full(twin).into_iter().filter(named));
         }
         if matches!(direction, Direction::In | Direction::Both) {
-            v.extend(graph.incoming(twin).filter(named).cloned());
+            v.extend(graph.incoming_full(twin).into_iter().filter(named));
         }
         Ok(v)
     }

@@ -245,14 +245,13 @@ impl RedbJournal {
                     let k = (r.source.clone(), r.id.clone());
                     pending
                         .rels
-                        .insert(k.clone(), graph.relationship(&k.0, &k.1).cloned());
+                        .insert(k.clone(), graph.relationship(&k.0, &k.1));
                 }
                 crate::twin::Change::RelationshipUpdated { source, id, .. }
                 | crate::twin::Change::RelationshipDeleted { source, id, .. } => {
-                    pending.rels.insert(
-                        (source.clone(), id.clone()),
-                        graph.relationship(source, id).cloned(),
-                    );
+                    pending
+                        .rels
+                        .insert((source.clone(), id.clone()), graph.relationship(source, id));
                 }
                 _ => {}
             }
@@ -294,8 +293,13 @@ impl Journal for RedbJournal {
         }
         let old_since = pending.since;
         let since = *pending.since.get_or_insert_with(std::time::Instant::now);
-        let due = pending.twins.len() + pending.rels.len() >= CHECKPOINT_PENDING || since.elapsed() >= CHECKPOINT_EVERY;
-        let written = if due { write_checkpoint(&txn, &pending) } else { Ok(()) };
+        let due = pending.twins.len() + pending.rels.len() >= CHECKPOINT_PENDING
+            || since.elapsed() >= CHECKPOINT_EVERY;
+        let written = if due {
+            write_checkpoint(&txn, &pending)
+        } else {
+            Ok(())
+        };
         match written.and_then(|()| txn.commit().map_err(storage)) {
             Ok(()) => {
                 if due {

@@ -9,6 +9,7 @@
 //! therefore never see a change that is not committed.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -16,6 +17,7 @@ use super::batch::{Batch, Op};
 use super::error::TwinError;
 use super::event::{Change, Entry, Event, Micros, Side};
 use super::id;
+use super::rels::{RelStore, RelView};
 use super::state::{Ack, Relationship, Twin};
 use super::value::{merge_patch, validate};
 use crate::dtdl::model::{Content, ContentKind, Interface, ModelSet, Schema};
@@ -42,14 +44,11 @@ impl Default for GraphConfig {
 #[derive(Debug, Default)]
 pub struct Graph {
     pub(super) config: GraphConfig,
-    pub(super) twins: HashMap<String, Twin>,
-    pub(super) rels: HashMap<RelKey, Relationship>,
-    /// Relationships by source twin.
-    pub(super) out: HashMap<String, BTreeSet<RelKey>>,
-    /// Relationships by target twin.
-    pub(super) inn: HashMap<String, BTreeSet<RelKey>>,
+    /// Twins by id; the key is shared with relationship ends and indexes.
+    pub(super) twins: HashMap<Arc<str>, Twin>,
+    pub(super) rels: RelStore,
     /// Twin ids by exact model.
-    pub(super) by_model: HashMap<String, BTreeSet<String>>,
+    pub(super) by_model: HashMap<String, BTreeSet<Arc<str>>>,
     /// Sequence number of the last event applied.
     pub(super) last_seq: u64,
     /// Time of the last event applied.
@@ -93,8 +92,8 @@ impl Graph {
         self.twins.len()
     }
 
-    pub fn relationship(&self, source: &str, id: &str) -> Option<&Relationship> {
-        self.rels.get(&(source.to_owned(), id.to_owned()))
+    pub fn relationship(&self, source: &str, id: &str) -> Option<Relationship> {
+        self.rels.get(source, id).map(|r| r.to_relationship())
     }
 
     pub fn last_seq(&self) -> u64 {
@@ -105,32 +104,32 @@ impl Graph {
         self.last_time
     }
 
-    pub fn twin_ids(&self) -> impl Iterator<Item = &String> {
-        self.twins.keys()
+    pub fn twin_ids(&self) -> impl Iterator<Item = &str> {
+        self.twins.keys().map(|k| &**k)
+    }
+
+    /// The graph's shared copy of a twin id (a new one if the twin is unknown).
+    fn shared_id(&self, id: &str) -> Arc<str> {
+        self.twins
+            .get_key_value(id)
+            .map_or_else(|| Arc::from(id), |(k, _)| k.clone())
     }
 
     /// Loads a twin from a snapshot (store startup).
     pub fn insert_twin(&mut self, t: Twin) {
         self.last_time = self.last_time.max(t.updated_at);
+        let id: Arc<str> = Arc::from(t.id.as_str());
         self.by_model
             .entry(t.model.clone())
             .or_default()
-            .insert(t.id.clone());
-        self.twins.insert(t.id.clone(), t);
+            .insert(id.clone());
+        self.twins.insert(id, t);
     }
 
     /// Loads a relationship from a snapshot (store startup).
     pub fn insert_relationship(&mut self, r: Relationship) {
-        let key = (r.source.clone(), r.id.clone());
-        self.out
-            .entry(r.source.clone())
-            .or_default()
-            .insert(key.clone());
-        self.inn
-            .entry(r.target.clone())
-            .or_default()
-            .insert(key.clone());
-        self.rels.insert(key, r);
+        let (source, target) = (self.shared_id(&r.source), self.shared_id(&r.target));
+        self.rels.insert(&r, source, target);
     }
 
     /// Sets the position in the event log after loading a snapshot.
@@ -140,26 +139,34 @@ impl Graph {
     }
 
     /// Outgoing relationships of a twin.
-    pub fn outgoing(&self, twin: &str) -> impl Iterator<Item = &Relationship> {
-        self.out
-            .get(twin)
-            .into_iter()
-            .flatten()
-            .filter_map(|k| self.rels.get(k))
+    pub fn outgoing(&self, twin: &str) -> impl Iterator<Item = RelView<'_>> {
+        self.rels.outgoing(twin).map(|r| r.view())
     }
 
     /// Incoming relationships of a twin.
-    pub fn incoming(&self, twin: &str) -> impl Iterator<Item = &Relationship> {
-        self.inn
-            .get(twin)
-            .into_iter()
-            .flatten()
-            .filter_map(|k| self.rels.get(k))
+    pub fn incoming(&self, twin: &str) -> impl Iterator<Item = RelView<'_>> {
+        self.rels.incoming(twin).map(|r| r.view())
+    }
+
+    /// Outgoing relationships of a twin, in full.
+    pub fn outgoing_full(&self, twin: &str) -> Vec<Relationship> {
+        self.rels
+            .outgoing(twin)
+            .map(|r| r.to_relationship())
+            .collect()
+    }
+
+    /// Incoming relationships of a twin, in full.
+    pub fn incoming_full(&self, twin: &str) -> Vec<Relationship> {
+        self.rels
+            .incoming(twin)
+            .map(|r| r.to_relationship())
+            .collect()
     }
 
     /// Twin ids whose model is exactly `model`.
-    pub fn with_model(&self, model: &str) -> impl Iterator<Item = &String> {
-        self.by_model.get(model).into_iter().flatten()
+    pub fn with_model(&self, model: &str) -> impl Iterator<Item = &str> {
+        self.by_model.get(model).into_iter().flatten().map(|k| &**k)
     }
 
     /// Folds a committed event into the graph.
@@ -169,36 +176,23 @@ impl Graph {
         match &event.change {
             Change::TwinCreated { .. } => {
                 if let Some(t) = Twin::created(event) {
-                    self.by_model
-                        .entry(t.model.clone())
-                        .or_default()
-                        .insert(t.id.clone());
-                    self.twins.insert(t.id.clone(), t);
+                    self.insert_twin(t);
                 }
             }
             Change::TwinDeleted { twin, .. } => {
-                if let Some(t) = self.twins.remove(twin)
+                if let Some(t) = self.twins.remove(twin.as_str())
                     && let Some(set) = self.by_model.get_mut(&t.model)
                 {
-                    set.remove(twin);
+                    set.remove(twin.as_str());
                 }
             }
             Change::DesiredPatched { twin, .. } | Change::ReportedPatched { twin, .. } => {
-                if let Some(t) = self.twins.get_mut(twin) {
+                if let Some(t) = self.twins.get_mut(twin.as_str()) {
                     t.apply(event);
                 }
             }
             Change::RelationshipCreated { relationship } => {
-                let key = (relationship.source.clone(), relationship.id.clone());
-                self.out
-                    .entry(relationship.source.clone())
-                    .or_default()
-                    .insert(key.clone());
-                self.inn
-                    .entry(relationship.target.clone())
-                    .or_default()
-                    .insert(key.clone());
-                self.rels.insert(key, relationship.clone());
+                self.insert_relationship(relationship.clone());
             }
             Change::RelationshipUpdated {
                 source,
@@ -206,31 +200,10 @@ impl Graph {
                 version,
                 properties,
                 ..
-            } => {
-                if let Some(r) = self.rels.get_mut(&(source.clone(), id.clone())) {
-                    r.properties = properties.clone();
-                    r.version = *version;
-                    r.updated_at = event.time;
-                }
-            }
-            Change::RelationshipDeleted {
-                source, id, target, ..
-            } => {
-                let key = (source.clone(), id.clone());
-                self.rels.remove(&key);
-                if let Some(s) = self.out.get_mut(source) {
-                    s.remove(&key);
-                    if s.is_empty() {
-                        self.out.remove(source);
-                    }
-                }
-                if let Some(s) = self.inn.get_mut(target) {
-                    s.remove(&key);
-                    if s.is_empty() {
-                        self.inn.remove(target);
-                    }
-                }
-            }
+            } => self
+                .rels
+                .update(source, id, properties, *version, event.time),
+            Change::RelationshipDeleted { source, id, .. } => self.rels.remove(source, id),
             Change::ModelsChanged { .. } => {}
         }
     }
@@ -250,7 +223,7 @@ impl Graph {
 
 enum Undo {
     Twin(String, Option<Option<Twin>>),
-    Rel(RelKey, Option<Option<Relationship>>),
+    Rel(String, String, Option<Option<Relationship>>),
 }
 
 /// Validates batches and stages their effects; see the module docs.
@@ -259,7 +232,8 @@ pub struct Planner<'a> {
     models: &'a ModelSet,
     /// Staged twins (`None` = deleted).
     twins: HashMap<String, Option<Twin>>,
-    rels: HashMap<RelKey, Option<Relationship>>,
+    /// Staged relationships by source, then id (`None` = deleted).
+    rels: HashMap<String, HashMap<String, Option<Relationship>>>,
     journal: Vec<Undo>,
     next_seq: u64,
 }
@@ -328,7 +302,11 @@ impl Planner<'_> {
     pub fn into_staged(self) -> Staged {
         Staged {
             twins: self.twins.into_iter().collect(),
-            rels: self.rels.into_iter().collect(),
+            rels: self
+                .rels
+                .into_iter()
+                .flat_map(|(source, m)| m.into_iter().map(move |(id, r)| ((source.clone(), id), r)))
+                .collect(),
         }
     }
 
@@ -343,14 +321,17 @@ impl Planner<'_> {
                         self.twins.remove(&k);
                     }
                 },
-                Some(Undo::Rel(k, prev)) => match prev {
-                    Some(p) => {
-                        self.rels.insert(k, p);
+                Some(Undo::Rel(source, id, prev)) => {
+                    let m = self.rels.entry(source).or_default();
+                    match prev {
+                        Some(p) => {
+                            m.insert(id, p);
+                        }
+                        None => {
+                            m.remove(&id);
+                        }
                     }
-                    None => {
-                        self.rels.remove(&k);
-                    }
-                },
+                }
                 None => break,
             }
         }
@@ -361,9 +342,14 @@ impl Planner<'_> {
         self.journal.push(Undo::Twin(id, prev));
     }
 
-    fn set_rel(&mut self, k: RelKey, r: Option<Relationship>) {
-        let prev = self.rels.insert(k.clone(), r);
-        self.journal.push(Undo::Rel(k, prev));
+    fn set_rel(&mut self, source: &str, id: &str, r: Option<Relationship>) {
+        let prev = self
+            .rels
+            .entry(source.to_owned())
+            .or_default()
+            .insert(id.to_owned(), r);
+        self.journal
+            .push(Undo::Rel(source.to_owned(), id.to_owned(), prev));
     }
 
     /// Stages the effect of a planned event.
@@ -380,9 +366,8 @@ impl Planner<'_> {
                     self.set_twin(twin.clone(), Some(t));
                 }
             }
-            Change::RelationshipCreated { relationship } => {
-                let k = (relationship.source.clone(), relationship.id.clone());
-                self.set_rel(k, Some(relationship.clone()));
+            Change::RelationshipCreated { relationship: r } => {
+                self.set_rel(&r.source, &r.id, Some(r.clone()));
             }
             Change::RelationshipUpdated {
                 source,
@@ -391,16 +376,15 @@ impl Planner<'_> {
                 properties,
                 ..
             } => {
-                let k = (source.clone(), id.clone());
-                if let Some(mut r) = self.rel(&k).cloned() {
+                if let Some(mut r) = self.rel(source, id) {
                     r.properties = properties.clone();
                     r.version = *version;
                     r.updated_at = e.time;
-                    self.set_rel(k, Some(r));
+                    self.set_rel(source, id, Some(r));
                 }
             }
             Change::RelationshipDeleted { source, id, .. } => {
-                self.set_rel((source.clone(), id.clone()), None);
+                self.set_rel(source, id, None);
             }
             Change::ModelsChanged { .. } => {}
         }
@@ -413,29 +397,32 @@ impl Planner<'_> {
         }
     }
 
-    fn rel(&self, k: &RelKey) -> Option<&Relationship> {
-        match self.rels.get(k) {
-            Some(staged) => staged.as_ref(),
-            None => self.g.rels.get(k),
+    fn staged_rel(&self, source: &str, id: &str) -> Option<&Option<Relationship>> {
+        self.rels.get(source).and_then(|m| m.get(id))
+    }
+
+    /// A relationship as staged or committed.
+    fn rel(&self, source: &str, id: &str) -> Option<Relationship> {
+        match self.staged_rel(source, id) {
+            Some(staged) => staged.clone(),
+            None => self.g.relationship(source, id),
         }
     }
 
     /// Relationships touching `twin` (outgoing when `out`, else incoming), staged ones included.
-    fn rels_of(&self, twin: &str, out: bool) -> Vec<&Relationship> {
-        let base = if out {
-            self.g.out.get(twin)
+    fn rels_of(&self, twin: &str, out: bool) -> Vec<RelView<'_>> {
+        let base: Vec<RelView<'_>> = if out {
+            self.g.outgoing(twin).collect()
         } else {
-            self.g.inn.get(twin)
+            self.g.incoming(twin).collect()
         };
-        let mut v: Vec<&Relationship> = base
+        let mut v: Vec<RelView<'_>> = base
             .into_iter()
-            .flatten()
-            .filter(|k| !self.rels.contains_key(*k))
-            .filter_map(|k| self.g.rels.get(k))
+            .filter(|r| self.staged_rel(r.source, r.id).is_none())
             .collect();
-        for r in self.rels.values().flatten() {
+        for r in self.rels.values().flat_map(HashMap::values).flatten() {
             if (if out { &r.source } else { &r.target }) == twin {
-                v.push(r);
+                v.push(RelView::from(r));
             }
         }
         v
@@ -560,9 +547,8 @@ impl Planner<'_> {
                 patch,
                 expected_version,
             } => {
-                let k = (source.clone(), id.clone());
                 let r = self
-                    .rel(&k)
+                    .rel(source, id)
                     .ok_or_else(|| TwinError::RelationshipNotFound {
                         source_id: source.clone(),
                         id: id.clone(),
@@ -595,9 +581,8 @@ impl Planner<'_> {
                 id,
                 expected_version,
             } => {
-                let k = (source.clone(), id.clone());
                 let r = self
-                    .rel(&k)
+                    .rel(source, id)
                     .ok_or_else(|| TwinError::RelationshipNotFound {
                         source_id: source.clone(),
                         id: id.clone(),
@@ -663,7 +648,7 @@ impl Planner<'_> {
             }
             None => uuid::Uuid::new_v4().to_string(),
         };
-        if self.rel(&(source.to_owned(), rel_id.clone())).is_some() {
+        if self.rel(source, &rel_id).is_some() {
             return Err(TwinError::RelationshipExists {
                 source_id: source.to_owned(),
                 id: rel_id,
@@ -707,7 +692,7 @@ impl Planner<'_> {
         if let Some(existing) = self
             .rels_of(target, false)
             .into_iter()
-            .find(|r| &r.name == containment)
+            .find(|r| r.name == containment)
         {
             return Err(TwinError::Containment {
                 twin: target.to_owned(),
@@ -729,8 +714,8 @@ impl Planner<'_> {
             let parent = self
                 .rels_of(&current, false)
                 .into_iter()
-                .find(|r| &r.name == containment)
-                .map(|r| r.source.clone());
+                .find(|r| r.name == containment)
+                .map(|r| r.source.to_owned());
             match parent {
                 Some(p) if steps < 1_000_000 => {
                     current = p;

@@ -15,6 +15,7 @@ pub mod event;
 pub mod graph;
 pub mod id;
 pub mod query;
+pub mod rels;
 pub mod state;
 pub mod value;
 

@@ -6,8 +6,9 @@ use std::collections::{HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::error::TwinError;
-use super::graph::{Graph, RelKey};
-use super::state::{Relationship, Twin};
+use super::graph::Graph;
+use super::rels::RelView;
+use super::state::Twin;
 use crate::dtdl::model::ModelSet;
 
 /// Which relationships a traversal follows from a twin.
@@ -55,7 +56,7 @@ pub struct Reached {
 }
 
 /// How a twin was reached: depth, and the twin and relationship it came from.
-type Visit<'a> = (usize, Option<(&'a str, &'a RelKey)>);
+type Visit<'a> = (usize, Option<(&'a str, RelView<'a>)>);
 
 /// The deepest traversal allowed unless configured otherwise.
 pub const DEFAULT_MAX_DEPTH: usize = 10;
@@ -77,8 +78,8 @@ impl Graph {
                 ),
             ));
         }
-        let follows = |r: &Relationship| t.names.is_empty() || t.names.iter().any(|n| n == &r.name);
-        // twin -> (depth, previous twin, relationship crossed)
+        let follows = |r: &RelView<'_>| t.names.is_empty() || t.names.iter().any(|n| n == r.name);
+        // twin -> (depth, previous twin and the relationship crossed)
         let mut seen: HashMap<&str, Visit<'_>> = HashMap::new();
         seen.insert(t.start.as_str(), (0, None));
         let mut order: Vec<&str> = Vec::new();
@@ -88,22 +89,20 @@ impl Graph {
                 continue;
             }
             if matches!(t.direction, Direction::Out | Direction::Both) {
-                for k in self.out.get(twin).into_iter().flatten() {
-                    let Some(r) = self.rels.get(k) else { continue };
-                    if follows(r) && !seen.contains_key(r.target.as_str()) {
-                        seen.insert(r.target.as_str(), (depth + 1, Some((twin, k))));
-                        order.push(r.target.as_str());
-                        queue.push_back((r.target.as_str(), depth + 1));
+                for r in self.rels.outgoing(twin).map(|r| r.view()) {
+                    if follows(&r) && !seen.contains_key(r.target) {
+                        seen.insert(r.target, (depth + 1, Some((twin, r))));
+                        order.push(r.target);
+                        queue.push_back((r.target, depth + 1));
                     }
                 }
             }
             if matches!(t.direction, Direction::In | Direction::Both) {
-                for k in self.inn.get(twin).into_iter().flatten() {
-                    let Some(r) = self.rels.get(k) else { continue };
-                    if follows(r) && !seen.contains_key(r.source.as_str()) {
-                        seen.insert(r.source.as_str(), (depth + 1, Some((twin, k))));
-                        order.push(r.source.as_str());
-                        queue.push_back((r.source.as_str(), depth + 1));
+                for r in self.rels.incoming(twin).map(|r| r.view()) {
+                    if follows(&r) && !seen.contains_key(r.source) {
+                        seen.insert(r.source, (depth + 1, Some((twin, r))));
+                        order.push(r.source);
+                        queue.push_back((r.source, depth + 1));
                     }
                 }
             }
@@ -119,15 +118,13 @@ impl Graph {
             .map(|twin| {
                 let mut path = Vec::new();
                 let mut cur = twin;
-                while let Some((_, Some((prev, key)))) = seen.get(cur) {
-                    if let Some(r) = self.rels.get(*key) {
-                        path.push(Hop {
-                            source: r.source.clone(),
-                            relationship: r.id.clone(),
-                            name: r.name.clone(),
-                            target: r.target.clone(),
-                        });
-                    }
+                while let Some((_, Some((prev, r)))) = seen.get(cur) {
+                    path.push(Hop {
+                        source: r.source.to_owned(),
+                        relationship: r.id.to_owned(),
+                        name: r.name.to_owned(),
+                        target: r.target.to_owned(),
+                    });
                     cur = prev;
                 }
                 path.reverse();
@@ -150,7 +147,7 @@ impl Graph {
         while let Some(parent) = self
             .incoming(cur)
             .find(|r| r.name == self.config.containment)
-            .map(|r| r.source.as_str())
+            .map(|r| r.source)
         {
             if out.iter().any(|o: &String| o == parent) || out.len() > 1_000_000 {
                 break; // containment has no cycles; this guards against a corrupt store
@@ -186,7 +183,7 @@ impl Graph {
         model: &str,
         subtypes: bool,
     ) -> Vec<&'a Twin> {
-        let mut ids: Vec<&String> = if subtypes {
+        let mut ids: Vec<&str> = if subtypes {
             models
                 .implementors(model)
                 .flat_map(|i| self.with_model(&i.id))

@@ -164,7 +164,11 @@ impl Serialize for PropMap {
 impl<'de> Deserialize<'de> for PropMap {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let m: BTreeMap<String, PropState> = BTreeMap::deserialize(d)?;
-        Ok(PropMap(m.into_iter().map(|(k, v)| (k.into_boxed_str(), v)).collect()))
+        Ok(PropMap(
+            m.into_iter()
+                .map(|(k, v)| (k.into_boxed_str(), v))
+                .collect(),
+        ))
     }
 }
 
