@@ -88,7 +88,7 @@ pub async fn twin_is_created_and_read_back(s: &dyn GraphStore) {
     .await;
     assert_eq!(events.len(), 1);
     let t = twin(s, "pump-1").await;
-    assert_eq!(t.model, PUMP);
+    assert_eq!(&*t.model, PUMP);
     assert_eq!(t.version, 1);
     assert_eq!(t.etag(), "W/\"1\"");
     assert_eq!(t.created_at, t.updated_at);
@@ -834,7 +834,7 @@ pub async fn twins_are_listed_by_model_with_subtypes(s: &dyn GraphStore) {
         limit,
     };
     let page = s.twins(&q(EQUIPMENT, true, None, 10)).await.expect("list");
-    let ids: Vec<&str> = page.items.iter().map(|t| t.id.as_str()).collect();
+    let ids: Vec<&str> = page.items.iter().map(|t| &*t.id).collect();
     assert_eq!(ids, vec!["m1", "p1", "p2"]);
     assert!(
         s.twins(&q(EQUIPMENT, false, None, 10))
@@ -846,7 +846,7 @@ pub async fn twins_are_listed_by_model_with_subtypes(s: &dyn GraphStore) {
     let first = s.twins(&q(PUMP, false, None, 1)).await.expect("list");
     assert!(first.has_more);
     let next = s.twins(&q(PUMP, false, Some("p1"), 1)).await.expect("list");
-    assert_eq!(next.items[0].id, "p2");
+    assert_eq!(&*next.items[0].id, "p2");
     assert!(!next.has_more);
     let all = s
         .twins(&TwinQuery {

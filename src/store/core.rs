@@ -48,7 +48,8 @@ impl Default for StoreConfig {
             graph: GraphConfig::default(),
             max_depth: DEFAULT_MAX_DEPTH,
             retention: None,
-            storage_cache_bytes: 64 * 1024 * 1024,
+            // Reads are served from memory; the cache only helps writes.
+            storage_cache_bytes: 32 * 1024 * 1024,
         }
     }
 }

@@ -47,8 +47,8 @@ pub struct Graph {
     /// Twins by id; the key is shared with relationship ends and indexes.
     pub(super) twins: HashMap<Arc<str>, Twin>,
     pub(super) rels: RelStore,
-    /// Twin ids by exact model.
-    pub(super) by_model: HashMap<String, BTreeSet<Arc<str>>>,
+    /// Twin ids by exact model (the key is the interned model id twins share).
+    pub(super) by_model: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
     /// Sequence number of the last event applied.
     pub(super) last_seq: u64,
     /// Time of the last event applied.
@@ -116,14 +116,19 @@ impl Graph {
     }
 
     /// Loads a twin from a snapshot (store startup).
-    pub fn insert_twin(&mut self, t: Twin) {
+    pub fn insert_twin(&mut self, mut t: Twin) {
         self.last_time = self.last_time.max(t.updated_at);
-        let id: Arc<str> = Arc::from(t.id.as_str());
-        self.by_model
-            .entry(t.model.clone())
-            .or_default()
-            .insert(id.clone());
-        self.twins.insert(id, t);
+        // Share one copy of each model id among all its twins.
+        match self.by_model.get_key_value(&*t.model) {
+            Some((m, _)) => t.model = m.clone(),
+            None => {
+                self.by_model.insert(t.model.clone(), BTreeSet::new());
+            }
+        }
+        if let Some(set) = self.by_model.get_mut(&*t.model) {
+            set.insert(t.id.clone());
+        }
+        self.twins.insert(t.id.clone(), t);
     }
 
     /// Loads a relationship from a snapshot (store startup).
@@ -181,7 +186,7 @@ impl Graph {
             }
             Change::TwinDeleted { twin, .. } => {
                 if let Some(t) = self.twins.remove(twin.as_str())
-                    && let Some(set) = self.by_model.get_mut(&t.model)
+                    && let Some(set) = self.by_model.get_mut(&*t.model)
                 {
                     set.remove(twin.as_str());
                 }
@@ -431,7 +436,7 @@ impl Planner<'_> {
     fn interface(&self, twin: &Twin) -> Result<&Interface, TwinError> {
         self.models
             .interface(&twin.model)
-            .ok_or_else(|| TwinError::UnknownModel(twin.model.clone()))
+            .ok_or_else(|| TwinError::UnknownModel(twin.model.to_string()))
     }
 
     fn op(&mut self, op: &Op) -> Result<Change, TwinError> {
@@ -451,8 +456,8 @@ impl Planner<'_> {
                     .interface(model)
                     .ok_or_else(|| TwinError::UnknownModel(model.clone()))?;
                 let empty = Twin {
-                    id: id.clone(),
-                    model: model.clone(),
+                    id: Arc::from(id.as_str()),
+                    model: Arc::from(model.as_str()),
                     version: 0,
                     created_at: 0,
                     updated_at: 0,

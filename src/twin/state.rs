@@ -5,6 +5,7 @@
 //! acknowledgement status are computed from stored state, never stored.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -46,7 +47,7 @@ pub struct Reported {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_time: Option<Micros>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ack: Option<Ack>,
+    pub ack: Option<Box<Ack>>,
 }
 
 /// A desired value with its metadata.
@@ -176,9 +177,9 @@ impl<'de> Deserialize<'de> for PropMap {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Twin {
-    pub id: String,
+    pub id: Arc<str>,
     /// DTMI of the twin's Interface.
-    pub model: String,
+    pub model: Arc<str>,
     /// Starts at 1, grows by one with every change to the twin.
     pub version: u64,
     pub created_at: Micros,
@@ -202,8 +203,8 @@ impl Twin {
             return None;
         };
         let mut t = Twin {
-            id: twin.clone(),
-            model: model.clone(),
+            id: Arc::from(twin.as_str()),
+            model: Arc::from(model.as_str()),
             version: 1,
             created_at: event.time,
             updated_at: event.time,
@@ -253,7 +254,7 @@ impl Twin {
                         last_updated: time,
                         version,
                         source_time: e.source_time,
-                        ack: e.ack.clone(),
+                        ack: e.ack.clone().map(Box::new),
                     }));
                 }
                 (Side::Reported, None) => slot.reported = None,
