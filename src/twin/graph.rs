@@ -47,6 +47,8 @@ pub struct Graph {
     /// Twins by id; the key is shared with relationship ends and indexes.
     pub(super) twins: HashMap<Arc<str>, Twin>,
     pub(super) rels: RelStore,
+    /// Property names shared by all twins.
+    pub(super) prop_names: std::collections::HashSet<Arc<str>>,
     /// Twin ids by exact model (the key is the interned model id twins share).
     pub(super) by_model: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
     /// Sequence number of the last event applied.
@@ -128,6 +130,8 @@ impl Graph {
         if let Some(set) = self.by_model.get_mut(&*t.model) {
             set.insert(t.id.clone());
         }
+        let names = &mut self.prop_names;
+        t.intern_names(|k| intern(names, k));
         self.twins.insert(t.id.clone(), t);
     }
 
@@ -194,6 +198,8 @@ impl Graph {
             Change::DesiredPatched { twin, .. } | Change::ReportedPatched { twin, .. } => {
                 if let Some(t) = self.twins.get_mut(twin.as_str()) {
                     t.apply(event);
+                    let names = &mut self.prop_names;
+                    t.intern_names(|k| intern(names, k));
                 }
             }
             Change::RelationshipCreated { relationship } => {
@@ -222,6 +228,17 @@ impl Graph {
             rels: HashMap::new(),
             journal: Vec::new(),
             next_seq: self.last_seq + 1,
+        }
+    }
+}
+
+/// The shared copy of a name.
+fn intern(set: &mut std::collections::HashSet<Arc<str>>, name: &Arc<str>) -> Arc<str> {
+    match set.get(name) {
+        Some(shared) => shared.clone(),
+        None => {
+            set.insert(name.clone());
+            name.clone()
         }
     }
 }

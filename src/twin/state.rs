@@ -112,7 +112,7 @@ pub struct ComponentState {
 /// Property states by name: a sorted vector, far smaller than a tree map
 /// for the handful of properties a twin carries.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct PropMap(Vec<(Box<str>, PropState)>);
+pub struct PropMap(Vec<(Arc<str>, PropState)>);
 
 impl PropMap {
     fn find(&self, name: &str) -> Result<usize, usize> {
@@ -144,7 +144,7 @@ impl PropMap {
         let i = match self.find(name) {
             Ok(i) => i,
             Err(i) => {
-                self.0.insert(i, (name.into(), PropState::default()));
+                self.0.insert(i, (Arc::from(name), PropState::default()));
                 i
             }
         };
@@ -153,6 +153,15 @@ impl PropMap {
 
     pub fn remove(&mut self, name: &str) -> Option<PropState> {
         self.find(name).ok().map(|i| self.0.remove(i).1)
+    }
+
+    /// Replaces every key by the copy `intern` returns (to share names),
+    /// and gives back spare capacity: long-lived maps should be tight.
+    pub(crate) fn intern_keys(&mut self, intern: &mut impl FnMut(&Arc<str>) -> Arc<str>) {
+        for (k, _) in &mut self.0 {
+            *k = intern(k);
+        }
+        self.0.shrink_to_fit();
     }
 }
 
@@ -166,9 +175,7 @@ impl<'de> Deserialize<'de> for PropMap {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let m: BTreeMap<String, PropState> = BTreeMap::deserialize(d)?;
         Ok(PropMap(
-            m.into_iter()
-                .map(|(k, v)| (k.into_boxed_str(), v))
-                .collect(),
+            m.into_iter().map(|(k, v)| (Arc::from(k), v)).collect(),
         ))
     }
 }
@@ -262,6 +269,14 @@ impl Twin {
             if slot.is_empty() {
                 comp.props.remove(&e.name);
             }
+        }
+    }
+
+    /// Replaces every property name by the copy `intern` returns.
+    pub(crate) fn intern_names(&mut self, mut intern: impl FnMut(&Arc<str>) -> Arc<str>) {
+        self.root.props.intern_keys(&mut intern);
+        for c in self.components.values_mut() {
+            c.props.intern_keys(&mut intern);
         }
     }
 
