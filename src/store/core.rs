@@ -140,6 +140,16 @@ impl Store {
         Store::start(Graph::new(config.graph.clone()), models, journal, config)
     }
 
+    /// Applies the retention setting now: removes events older than it
+    /// (never the current state, never events a restart still needs).
+    /// Returns how many were removed. The writer also does this periodically.
+    pub fn prune_history(&self) -> Result<usize, StoreError> {
+        match self.shared.config.retention {
+            Some(keep) => self.shared.journal.prune_before(retention_horizon(keep)),
+            None => Ok(0),
+        }
+    }
+
     /// Stops accepting writes and waits for the writer to finish what it holds.
     pub fn close(&self) {
         if let Ok(mut tx) = self.tx.lock() {
@@ -232,10 +242,14 @@ fn writer_loop(shared: &Shared, rx: &std::sync::mpsc::Receiver<Request>) {
         if let Some(keep) = shared.config.retention
             && commits.is_multiple_of(1000)
         {
-            let horizon = now_micros() - i64::try_from(keep.as_micros()).unwrap_or(i64::MAX);
-            let _ = shared.journal.prune_before(horizon);
+            // A failed prune keeps history longer; it is retried at the next interval.
+            let _ = shared.journal.prune_before(retention_horizon(keep));
         }
     }
+}
+
+fn retention_horizon(keep: std::time::Duration) -> Micros {
+    now_micros().saturating_sub(i64::try_from(keep.as_micros()).unwrap_or(i64::MAX))
 }
 
 fn commit_time(shared: &Shared) -> Micros {
