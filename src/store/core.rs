@@ -49,7 +49,7 @@ impl Default for StoreConfig {
             max_depth: DEFAULT_MAX_DEPTH,
             retention: None,
             // Reads are served from memory; the cache only helps writes.
-            storage_cache_bytes: 32 * 1024 * 1024,
+            storage_cache_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -430,14 +430,14 @@ impl GraphStore for Store {
                 .twins_of_model(&self.models(), m, q.subtypes)
                 .into_iter()
                 .filter(|t| after(&t.id))
-                .take(limit + 1)
+                .take(limit.saturating_add(1))
                 .cloned()
                 .collect(),
             None => {
                 let mut ids: Vec<&str> = graph.twin_ids().filter(|id| after(id)).collect();
                 ids.sort();
                 ids.into_iter()
-                    .take(limit + 1)
+                    .take(limit.saturating_add(1))
                     .filter_map(|id| graph.twin(id).cloned())
                     .collect()
             }
