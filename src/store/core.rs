@@ -377,9 +377,7 @@ fn relationships_at(events: &[Event], at: At) -> Vec<Relationship> {
                 ..
             } => {
                 if let Some(r) = rels.get_mut(&(source.clone(), id.clone())) {
-                    r.properties = properties.clone();
-                    r.version = *version;
-                    r.updated_at = e.time;
+                    r.update(properties, *version, e.time);
                 }
             }
             Change::RelationshipDeleted { source, id, .. } => {

@@ -399,9 +399,7 @@ impl Planner<'_> {
                 ..
             } => {
                 if let Some(mut r) = self.rel(source, id) {
-                    r.properties = properties.clone();
-                    r.version = *version;
-                    r.updated_at = e.time;
+                    r.update(properties, *version, e.time);
                     self.set_rel(source, id, Some(r));
                 }
             }
@@ -429,6 +427,23 @@ impl Planner<'_> {
             Some(staged) => staged.clone(),
             None => self.g.relationship(source, id),
         }
+    }
+
+    /// A relationship that must exist, at the expected version if one is given.
+    fn existing_rel(
+        &self,
+        source: &str,
+        id: &str,
+        expected: Option<u64>,
+    ) -> Result<Relationship, TwinError> {
+        let r = self
+            .rel(source, id)
+            .ok_or_else(|| TwinError::RelationshipNotFound {
+                source_id: source.to_owned(),
+                id: id.to_owned(),
+            })?;
+        check_version(&format!("{source}/{id}"), expected, r.version)?;
+        Ok(r)
     }
 
     /// Relationships touching `twin` (outgoing when `out`, else incoming), staged ones included.
@@ -569,13 +584,7 @@ impl Planner<'_> {
                 patch,
                 expected_version,
             } => {
-                let r = self
-                    .rel(source, id)
-                    .ok_or_else(|| TwinError::RelationshipNotFound {
-                        source_id: source.clone(),
-                        id: id.clone(),
-                    })?;
-                check_version(&format!("{source}/{id}"), *expected_version, r.version)?;
+                let r = self.existing_rel(source, id, *expected_version)?;
                 let src = self
                     .twin(source)
                     .ok_or_else(|| TwinError::NotFound(source.clone()))?;
@@ -603,13 +612,7 @@ impl Planner<'_> {
                 id,
                 expected_version,
             } => {
-                let r = self
-                    .rel(source, id)
-                    .ok_or_else(|| TwinError::RelationshipNotFound {
-                        source_id: source.clone(),
-                        id: id.clone(),
-                    })?;
-                check_version(&format!("{source}/{id}"), *expected_version, r.version)?;
+                let r = self.existing_rel(source, id, *expected_version)?;
                 Ok(Change::RelationshipDeleted {
                     source: source.clone(),
                     id: id.clone(),

@@ -328,3 +328,17 @@ pub struct Relationship {
     pub created_at: Micros,
     pub updated_at: Micros,
 }
+
+impl Relationship {
+    /// Applies a `RelationshipUpdated` change.
+    pub fn update(
+        &mut self,
+        properties: &serde_json::Map<String, Value>,
+        version: u64,
+        time: Micros,
+    ) {
+        self.properties = properties.clone();
+        self.version = version;
+        self.updated_at = time;
+    }
+}
