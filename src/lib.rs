@@ -15,6 +15,10 @@
 //!   `main` so it can be tested.
 
 pub mod cli;
+pub mod config;
+pub mod demo;
 pub mod dtdl;
+pub mod graphql;
+pub mod server;
 pub mod store;
 pub mod twin;

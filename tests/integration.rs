@@ -10,4 +10,5 @@ mod rules;
 #[macro_use]
 mod store_suite;
 mod embedded;
+mod server;
 mod store_conformance;

@@ -4,6 +4,7 @@
 //! incomplete, 2 usage or I/O error (clap also exits 2 on bad arguments).
 
 mod check;
+pub mod serve;
 pub mod writeload;
 
 use std::io::Write;
@@ -36,6 +37,11 @@ pub enum Command {
     /// one model set. Exit status: 0 valid and complete, 1 invalid or
     /// incomplete, 2 usage or I/O error.
     Check(CheckArgs),
+    /// Run the GraphQL server over the embedded store.
+    ///
+    /// Settings come from a config file, TWINGRAPH_* environment variables
+    /// and these flags (file < environment < flag); see the README.
+    Serve(serve::ServeArgs),
     /// Test support: concurrent writes into an embedded store until killed.
     #[command(hide = true)]
     WriteLoad(writeload::WriteLoadArgs),
@@ -45,6 +51,7 @@ pub enum Command {
 pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
     match cli.command {
         Command::Check(args) => check::run(&args, out),
+        Command::Serve(args) => serve::run(&args),
         Command::WriteLoad(args) => writeload::run(&args),
     }
 }

@@ -1,0 +1,144 @@
+//! `twingraph serve`: the GraphQL server over the embedded store.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::config::{Config, Overrides};
+use crate::dtdl::{self, Options, load};
+use crate::graphql;
+use crate::server::{self, AppState};
+use crate::store::{GraphStore, StoreConfig, embedded};
+use crate::twin::GraphConfig;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Config file (TOML). Default: ./twingraph.toml when it exists.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:4000].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Data directory of the embedded store [default: ./data].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Folder of DTDL models [default: ./dtdl].
+    #[arg(long, value_name = "DIR")]
+    pub models: Option<PathBuf>,
+    /// Store URI [default: embedded]. (Neo4j arrives with a later release.)
+    #[arg(long, value_name = "URI")]
+    pub store: Option<String>,
+    /// Load a generated demo plant into an empty store.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+pub fn run(args: &ServeArgs) -> anyhow::Result<u8> {
+    let file = args
+        .config
+        .clone()
+        .or_else(|| Some(PathBuf::from("twingraph.toml")).filter(|p| p.is_file()));
+    let overrides = Overrides {
+        listen: args.listen,
+        data: args.data.clone(),
+        models: args.models.clone(),
+        store: args.store.clone(),
+        demo: args.demo,
+    };
+    let config = Config::load(file.as_deref(), &|k| std::env::var(k).ok(), &overrides)?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .with_context(|| format!("log filter {:?}", config.log))?;
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(config))?;
+    Ok(super::EXIT_OK)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    if config.store != "embedded" {
+        anyhow::bail!(
+            "store {:?} is not supported yet; use \"embedded\"",
+            config.store
+        );
+    }
+    let sources = load::read_paths(std::slice::from_ref(&config.models))
+        .with_context(|| format!("reading models from {}", config.models.display()))?;
+    let outcome = dtdl::check(&sources, &Options::default());
+    let Some(models) = outcome.model else {
+        for d in outcome.diagnostics.iter().take(20) {
+            eprintln!("{d}");
+        }
+        anyhow::bail!(
+            "the models in {} are invalid or incomplete (run `twingraph check {}`)",
+            config.models.display(),
+            config.models.display()
+        );
+    };
+    let store_config = StoreConfig {
+        graph: GraphConfig {
+            containment: config.containment.clone(),
+        },
+        max_depth: config.max_traversal_depth,
+        retention: config
+            .retention_days
+            .map(|d| std::time::Duration::from_secs(d * 86_400)),
+        ..StoreConfig::default()
+    };
+    let store = Arc::new(embedded::open(
+        &config.data,
+        Arc::new(models),
+        store_config,
+    )?);
+    let dyn_store: Arc<dyn GraphStore> = store.clone();
+    if config.demo && dyn_store.last_seq() == 0 {
+        let (batches, twins) = crate::demo::plant(config.demo_cells);
+        for b in batches {
+            dyn_store.apply(b, "demo").await?;
+        }
+        tracing::info!(twins, "loaded the demo plant");
+    }
+    let schema = graphql::build(dyn_store.clone(), graphql::schema::Limits::default())?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let app = server::app(AppState {
+        store: dyn_store,
+        schema,
+        ready: ready.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    ready.store(true, Ordering::Release);
+    println!("twingraph listening on http://{addr} (GraphiQL at /, GraphQL at /graphql)");
+    server::run(listener, app, shutdown_signal()).await?;
+    tracing::info!("shutting down: flushing the store");
+    store.close();
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

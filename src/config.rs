@@ -1,0 +1,247 @@
+//! Server settings: one struct, defaults in one place, layered
+//! file < environment (`TWINGRAPH_*`) < command-line flags.
+//!
+//! Unknown keys in the file are an error (a typo must not silently fall back
+//! to a default). Environment variables are read by name; see [`ENV_VARS`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Every setting of `twingraph serve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "snake_case")]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory of the embedded store.
+    pub data: PathBuf,
+    /// Folder of DTDL models (every `*.json` below it).
+    pub models: PathBuf,
+    /// Store URI: `embedded` (default). Neo4j arrives with a later issue.
+    pub store: String,
+    /// Load the generated demo plant when the store is empty.
+    pub demo: bool,
+    /// Work cells in the demo plant (49 twins each, plus the hierarchy above).
+    pub demo_cells: usize,
+    /// The relationship name that means containment.
+    pub containment: String,
+    /// Deepest traversal accepted.
+    pub max_traversal_depth: usize,
+    /// Keep the event log this many days (unset: forever).
+    pub retention_days: Option<u64>,
+    /// Log filter (`tracing` syntax), e.g. `info` or `twingraph=debug`.
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4000)),
+            data: PathBuf::from("data"),
+            models: PathBuf::from("dtdl"),
+            store: "embedded".to_owned(),
+            demo: false,
+            demo_cells: 40,
+            containment: "contains".to_owned(),
+            max_traversal_depth: 10,
+            retention_days: None,
+            log: "info".to_owned(),
+        }
+    }
+}
+
+/// Environment variables read, and the setting each one sets.
+pub const ENV_VARS: [(&str, &str); 10] = [
+    ("TWINGRAPH_LISTEN", "listen"),
+    ("TWINGRAPH_DATA", "data"),
+    ("TWINGRAPH_MODELS", "models"),
+    ("TWINGRAPH_STORE", "store"),
+    ("TWINGRAPH_DEMO", "demo"),
+    ("TWINGRAPH_DEMO_CELLS", "demo_cells"),
+    ("TWINGRAPH_CONTAINMENT", "containment"),
+    ("TWINGRAPH_MAX_TRAVERSAL_DEPTH", "max_traversal_depth"),
+    ("TWINGRAPH_RETENTION_DAYS", "retention_days"),
+    ("TWINGRAPH_LOG", "log"),
+];
+
+/// A setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("environment variable {var}={value:?}: {message}")]
+    Env {
+        var: &'static str,
+        value: String,
+        message: String,
+    },
+}
+
+/// Settings given on the command line (each overrides file and environment).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data: Option<PathBuf>,
+    pub models: Option<PathBuf>,
+    pub store: Option<String>,
+    pub demo: bool,
+}
+
+impl Config {
+    /// Defaults, then `file` (if given), then the environment, then `flags`.
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        flags: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut c = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::File {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?
+            }
+            None => Config::default(),
+        };
+        c.apply_env(env)?;
+        if let Some(v) = flags.listen {
+            c.listen = v;
+        }
+        if let Some(v) = &flags.data {
+            c.data.clone_from(v);
+        }
+        if let Some(v) = &flags.models {
+            c.models.clone_from(v);
+        }
+        if let Some(v) = &flags.store {
+            c.store.clone_from(v);
+        }
+        if flags.demo {
+            c.demo = true;
+        }
+        Ok(c)
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for (var, _) in ENV_VARS {
+            let Some(value) = env(var) else { continue };
+            let bad = |message: String| ConfigError::Env {
+                var,
+                value: value.clone(),
+                message,
+            };
+            let num = |v: &str| v.parse::<usize>().map_err(|e| bad(e.to_string()));
+            match var {
+                "TWINGRAPH_LISTEN" => {
+                    self.listen = value
+                        .parse()
+                        .map_err(|e: std::net::AddrParseError| bad(e.to_string()))?;
+                }
+                "TWINGRAPH_DATA" => self.data = PathBuf::from(&value),
+                "TWINGRAPH_MODELS" => self.models = PathBuf::from(&value),
+                "TWINGRAPH_STORE" => self.store.clone_from(&value),
+                "TWINGRAPH_DEMO" => {
+                    self.demo = match value.as_str() {
+                        "1" | "true" | "yes" => true,
+                        "0" | "false" | "no" | "" => false,
+                        _ => return Err(bad("expected true or false".to_owned())),
+                    };
+                }
+                "TWINGRAPH_DEMO_CELLS" => self.demo_cells = num(&value)?,
+                "TWINGRAPH_CONTAINMENT" => self.containment.clone_from(&value),
+                "TWINGRAPH_MAX_TRAVERSAL_DEPTH" => self.max_traversal_depth = num(&value)?,
+                "TWINGRAPH_RETENTION_DAYS" => {
+                    self.retention_days = Some(
+                        value
+                            .parse()
+                            .map_err(|e: std::num::ParseIntError| bad(e.to_string()))?,
+                    );
+                }
+                "TWINGRAPH_LOG" => self.log.clone_from(&value),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn flags_beat_environment_which_beats_the_file() {
+        let dir = std::env::temp_dir().join(format!("twingraph-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("twingraph.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:5000\"\ndata = \"/file/data\"\nmodels = \"/file/models\"\n",
+        )
+        .expect("write config");
+        let env = env_of(&[
+            ("TWINGRAPH_DATA", "/env/data"),
+            ("TWINGRAPH_MODELS", "/env/models"),
+        ]);
+        let flags = Overrides {
+            models: Some(PathBuf::from("/flag/models")),
+            ..Overrides::default()
+        };
+        let c = Config::load(Some(&file), &env, &flags).expect("config");
+        assert_eq!(
+            c.listen,
+            SocketAddr::from(([127, 0, 0, 1], 5000)),
+            "from the file"
+        );
+        assert_eq!(c.data, PathBuf::from("/env/data"), "env beats file");
+        assert_eq!(c.models, PathBuf::from("/flag/models"), "flag beats env");
+        assert_eq!(c.containment, "contains", "default");
+    }
+
+    #[test]
+    fn unknown_file_keys_and_bad_values_are_errors() {
+        let dir = std::env::temp_dir().join(format!("twingraph-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("bad.toml");
+        std::fs::write(&file, "listne = \"127.0.0.1:5000\"\n").expect("write config");
+        let e = Config::load(Some(&file), &|_| None, &Overrides::default()).expect_err("typo");
+        assert!(e.to_string().contains("listne"), "{e}");
+        let e = Config::load(
+            None,
+            &env_of(&[("TWINGRAPH_LISTEN", "not an address")]),
+            &Overrides::default(),
+        )
+        .expect_err("bad env");
+        assert!(e.to_string().contains("TWINGRAPH_LISTEN"), "{e}");
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::default();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:4000");
+        assert_eq!(c.data, PathBuf::from("data"));
+        assert_eq!(c.models, PathBuf::from("dtdl"));
+        assert_eq!(c.max_traversal_depth, 10);
+    }
+}

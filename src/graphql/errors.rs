@@ -1,0 +1,64 @@
+//! Store errors as GraphQL errors. Every error carries a stable
+//! `extensions.code` (`NOT_FOUND`, `VALIDATION_FAILED`, `VERSION_CONFLICT`,
+//! `MODEL_NOT_FOUND`, `BAD_REQUEST`, `INTERNAL`) and the finer store code in
+//! `extensions.reason`. Internal details are logged, never returned.
+
+use async_graphql::{Error, ErrorExtensions};
+
+use crate::store::StoreError;
+use crate::twin::TwinError;
+
+/// The GraphQL error for a store error.
+pub fn store_error(e: &StoreError) -> Error {
+    let twin = match e {
+        StoreError::Batch(b) => Some((&b.error, Some(b.index))),
+        StoreError::Twin(t) => Some((t, None)),
+        _ => None,
+    };
+    let (code, message) = match (e, twin) {
+        (_, Some((t, _))) => (twin_code(t), e.to_string()),
+        (StoreError::Pruned(_), _) => ("BAD_REQUEST", e.to_string()),
+        (StoreError::Closed, _) => ("INTERNAL", "the server is shutting down".to_owned()),
+        _ => {
+            tracing::error!(error = %e, "store failure");
+            ("INTERNAL", "internal error".to_owned())
+        }
+    };
+    let reason = e.code();
+    Error::new(message).extend_with(|_, ext| {
+        ext.set("code", code);
+        ext.set("reason", reason);
+        if let Some((t, index)) = twin {
+            if let Some(i) = index {
+                ext.set("operation", i64::try_from(i).unwrap_or(i64::MAX));
+            }
+            match t {
+                TwinError::Invalid { path, .. } => ext.set("path", path.as_str()),
+                TwinError::Conflict { current, .. } => {
+                    ext.set(
+                        "currentVersion",
+                        i64::try_from(*current).unwrap_or(i64::MAX),
+                    );
+                }
+                _ => {}
+            }
+        }
+    })
+}
+
+fn twin_code(t: &TwinError) -> &'static str {
+    match t {
+        TwinError::NotFound(_) | TwinError::RelationshipNotFound { .. } => "NOT_FOUND",
+        TwinError::UnknownModel(_) => "MODEL_NOT_FOUND",
+        TwinError::Conflict { .. } => "VERSION_CONFLICT",
+        TwinError::Invalid { .. }
+        | TwinError::Multiplicity { .. }
+        | TwinError::Containment { .. } => "VALIDATION_FAILED",
+        _ => "BAD_REQUEST",
+    }
+}
+
+/// A request the API cannot take (bad arguments).
+pub fn bad_request(message: impl Into<String>) -> Error {
+    Error::new(message.into()).extend_with(|_, ext| ext.set("code", "BAD_REQUEST"))
+}

@@ -1,0 +1,18 @@
+//! The GraphQL API, built with async-graphql's dynamic schema.
+//!
+//! This first slice serves the model-agnostic ("generic") API over any
+//! `GraphStore`: the `Twin` interface, `twin`/`twins` queries and the twin
+//! mutations, with stable error codes. The DTDL → typed-schema compiler
+//! arrives on top of it (issue 4).
+//!
+//! Layout: [`schema`] builds the schema, [`json`] converts twins to the
+//! JSON views the generic fields return, [`errors`] maps store errors to
+//! GraphQL errors with `extensions.code`.
+//!
+//! Resolvers never see HTTP: the store reaches them as schema data.
+
+pub mod errors;
+pub mod json;
+pub mod schema;
+
+pub use schema::build;

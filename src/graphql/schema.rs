@@ -1,0 +1,460 @@
+//! The dynamic schema: scalars, the `Twin` interface and its generic
+//! implementation, connections, queries and mutations.
+
+use std::sync::Arc;
+
+use async_graphql::dynamic::{
+    Field, FieldFuture, FieldValue, InputValue, Interface, InterfaceField, Object, ResolverContext,
+    Scalar, Schema, SchemaError, TypeRef,
+};
+use async_graphql::{Error, Value as GqlValue};
+
+use super::errors::{bad_request, store_error};
+use super::json;
+use crate::store::{At, GraphStore, TwinQuery};
+use crate::twin::{Batch, Op, Twin, format_time, parse_time};
+
+/// Limits of the schema (configurable).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub depth: usize,
+    pub complexity: usize,
+    /// Largest page a connection returns.
+    pub max_page: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            depth: 16,
+            complexity: 10_000,
+            max_page: 1000,
+        }
+    }
+}
+
+fn store_of<'a>(ctx: &ResolverContext<'a>) -> Result<&'a Arc<dyn GraphStore>, Error> {
+    ctx.data::<Arc<dyn GraphStore>>()
+}
+
+fn to_gql(v: serde_json::Value) -> Result<GqlValue, Error> {
+    GqlValue::from_json(v).map_err(|e| Error::new(format!("cannot render value: {e}")))
+}
+
+fn twin_value(t: Twin) -> FieldValue<'static> {
+    FieldValue::owned_any(t).with_type("GenericTwin")
+}
+
+fn parent<'a>(ctx: &ResolverContext<'a>) -> Result<&'a Twin, Error> {
+    ctx.parent_value.try_downcast_ref::<Twin>()
+}
+
+/// A twin field computed from the parent twin.
+fn twin_field(name: &str, ty: TypeRef, f: fn(&Twin) -> serde_json::Value) -> Field {
+    Field::new(name, ty, move |ctx| {
+        FieldFuture::new(async move {
+            let t = parent(&ctx)?;
+            Ok(Some(FieldValue::value(to_gql(f(t))?)))
+        })
+    })
+}
+
+fn json_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<serde_json::Value>, Error> {
+    match ctx.args.get(name) {
+        None => Ok(None),
+        Some(v) if v.is_null() => Ok(None),
+        Some(v) => v
+            .as_value()
+            .clone()
+            .into_json()
+            .map(Some)
+            .map_err(|e| bad_request(format!("argument {name}: {e}"))),
+    }
+}
+
+fn long_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<u64>, Error> {
+    match ctx.args.get(name) {
+        None => Ok(None),
+        Some(v) if v.is_null() => Ok(None),
+        Some(v) => match v.as_value() {
+            GqlValue::Number(n) => n.as_u64().map(Some).ok_or_else(|| {
+                bad_request(format!("argument {name} must be a non-negative integer"))
+            }),
+            GqlValue::String(s) => s.parse().map(Some).map_err(|_| {
+                bad_request(format!("argument {name} must be a non-negative integer"))
+            }),
+            _ => Err(bad_request(format!("argument {name} must be a Long"))),
+        },
+    }
+}
+
+fn time_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<i64>, Error> {
+    match ctx.args.get(name) {
+        None => Ok(None),
+        Some(v) if v.is_null() => Ok(None),
+        Some(v) => {
+            let s = v.string()?;
+            parse_time(s).map(Some).ok_or_else(|| {
+                bad_request(format!(
+                    "argument {name}: {s:?} is not an RFC 3339 date-time"
+                ))
+            })
+        }
+    }
+}
+
+/// Applies one operation and returns the twin after it.
+async fn write_and_read(
+    store: &Arc<dyn GraphStore>,
+    op: Op,
+    id: &str,
+) -> Result<Option<FieldValue<'static>>, Error> {
+    store
+        .apply(Batch::one(op), "anonymous")
+        .await
+        .map_err(|e| store_error(&e))?;
+    let t = store.twin(id).await.map_err(|e| store_error(&e))?;
+    Ok(t.map(twin_value))
+}
+
+/// Builds the schema over `store`.
+pub fn build(store: Arc<dyn GraphStore>, limits: Limits) -> Result<Schema, SchemaError> {
+    let json = Scalar::new("JSON").description("Any JSON value.");
+    let long = Scalar::new("Long")
+        .description("A 64-bit integer (DTDL long). Serialized as a JSON number.");
+    let date_time =
+        Scalar::new("DateTime").description("An RFC 3339 date-time, e.g. 2026-11-26T08:00:00Z.");
+
+    let twin_fields: [(&str, TypeRef, &str); 10] = [
+        ("id", TypeRef::named_nn(TypeRef::ID), "The twin's id."),
+        (
+            "model",
+            TypeRef::named_nn(TypeRef::STRING),
+            "DTMI of the twin's model.",
+        ),
+        (
+            "version",
+            TypeRef::named_nn("Long"),
+            "Grows by one with every change.",
+        ),
+        (
+            "etag",
+            TypeRef::named_nn(TypeRef::STRING),
+            "Entity tag of this version.",
+        ),
+        (
+            "createdAt",
+            TypeRef::named_nn("DateTime"),
+            "When the twin was created.",
+        ),
+        (
+            "updatedAt",
+            TypeRef::named_nn("DateTime"),
+            "When the twin last changed.",
+        ),
+        (
+            "reported",
+            TypeRef::named("JSON"),
+            "Reported state: what the device says.",
+        ),
+        (
+            "desired",
+            TypeRef::named("JSON"),
+            "Desired state of writable properties.",
+        ),
+        (
+            "delta",
+            TypeRef::named("JSON"),
+            "Writable properties whose desired value differs from the reported one.",
+        ),
+        (
+            "metadata",
+            TypeRef::named("JSON"),
+            "Per property: versions, times, acknowledgement.",
+        ),
+    ];
+    let mut twin_iface = Interface::new("Twin").description("A digital twin.");
+    for (name, ty, doc) in &twin_fields {
+        twin_iface = twin_iface.field(InterfaceField::new(*name, ty.clone()).description(*doc));
+    }
+    let generic = Object::new("GenericTwin")
+        .description("A twin seen through the model-agnostic API.")
+        .implement("Twin")
+        .field(twin_field("id", TypeRef::named_nn(TypeRef::ID), |t| {
+            t.id.to_string().into()
+        }))
+        .field(twin_field(
+            "model",
+            TypeRef::named_nn(TypeRef::STRING),
+            |t| t.model.to_string().into(),
+        ))
+        .field(twin_field("version", TypeRef::named_nn("Long"), |t| {
+            t.version.into()
+        }))
+        .field(twin_field(
+            "etag",
+            TypeRef::named_nn(TypeRef::STRING),
+            |t| t.etag().into(),
+        ))
+        .field(twin_field(
+            "createdAt",
+            TypeRef::named_nn("DateTime"),
+            |t| format_time(t.created_at).into(),
+        ))
+        .field(twin_field(
+            "updatedAt",
+            TypeRef::named_nn("DateTime"),
+            |t| format_time(t.updated_at).into(),
+        ))
+        .field(twin_field(
+            "reported",
+            TypeRef::named("JSON"),
+            json::reported,
+        ))
+        .field(twin_field("desired", TypeRef::named("JSON"), json::desired))
+        .field(twin_field("delta", TypeRef::named("JSON"), json::delta))
+        .field(twin_field(
+            "metadata",
+            TypeRef::named("JSON"),
+            json::metadata,
+        ));
+
+    let edge = Object::new("TwinEdge")
+        .field(Field::new(
+            "cursor",
+            TypeRef::named_nn(TypeRef::STRING),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let t = ctx.parent_value.try_downcast_ref::<Twin>()?;
+                    Ok(Some(FieldValue::value(t.id.to_string())))
+                })
+            },
+        ))
+        .field(Field::new("node", TypeRef::named_nn("Twin"), |ctx| {
+            FieldFuture::new(async move {
+                let t = ctx.parent_value.try_downcast_ref::<Twin>()?;
+                Ok(Some(twin_value(t.clone())))
+            })
+        }));
+    let page_info = Object::new("PageInfo")
+        .field(Field::new(
+            "hasNextPage",
+            TypeRef::named_nn(TypeRef::BOOLEAN),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let p = ctx.parent_value.try_downcast_ref::<Page>()?;
+                    Ok(Some(FieldValue::value(p.has_more)))
+                })
+            },
+        ))
+        .field(Field::new(
+            "endCursor",
+            TypeRef::named(TypeRef::STRING),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let p = ctx.parent_value.try_downcast_ref::<Page>()?;
+                    Ok(p.items.last().map(|t| FieldValue::value(t.id.to_string())))
+                })
+            },
+        ));
+    let connection = Object::new("TwinConnection")
+        .field(Field::new(
+            "edges",
+            TypeRef::named_nn_list_nn("TwinEdge"),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let p = ctx.parent_value.try_downcast_ref::<Page>()?;
+                    Ok(Some(FieldValue::list(
+                        p.items.iter().cloned().map(FieldValue::owned_any),
+                    )))
+                })
+            },
+        ))
+        .field(Field::new(
+            "nodes",
+            TypeRef::named_nn_list_nn("Twin"),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let p = ctx.parent_value.try_downcast_ref::<Page>()?;
+                    Ok(Some(FieldValue::list(
+                        p.items.iter().cloned().map(twin_value),
+                    )))
+                })
+            },
+        ))
+        .field(Field::new(
+            "pageInfo",
+            TypeRef::named_nn("PageInfo"),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let p = ctx.parent_value.try_downcast_ref::<Page>()?;
+                    Ok(Some(FieldValue::owned_any(p.clone())))
+                })
+            },
+        ));
+
+    let max_page = limits.max_page;
+    let query = Object::new("Query")
+        .field(
+            Field::new("twin", TypeRef::named("Twin"), |ctx| {
+                FieldFuture::new(async move {
+                    let store = store_of(&ctx)?;
+                    let id = ctx.args.try_get("id")?.string()?;
+                    let t = match time_arg(&ctx, "asOf")? {
+                        Some(at) => store.twin_as_of(id, At::Time(at)).await,
+                        None => store.twin(id).await,
+                    }
+                    .map_err(|e| store_error(&e))?;
+                    Ok(t.map(twin_value))
+                })
+            })
+            .description("One twin by id; with `asOf`, as it was then (time travel).")
+            .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+            .argument(InputValue::new("asOf", TypeRef::named("DateTime"))),
+        )
+        .field(
+            Field::new("twins", TypeRef::named_nn("TwinConnection"), move |ctx| {
+                FieldFuture::new(async move {
+                    let store = store_of(&ctx)?;
+                    let model = match ctx.args.get("model") {
+                        Some(m) if !m.is_null() => Some(m.string()?.to_owned()),
+                        _ => None,
+                    };
+                    if let Some(m) = &model
+                        && store.models().interface(m).is_none()
+                    {
+                        return Err(store_error(&crate::twin::TwinError::UnknownModel(m.clone()).into()));
+                    }
+                    let first = match ctx.args.get("first") {
+                        Some(f) if !f.is_null() => usize::try_from(f.i64()?)
+                            .map_err(|_| bad_request("first must not be negative"))?,
+                        _ => 100,
+                    };
+                    if first > max_page {
+                        return Err(bad_request(format!("first may be at most {max_page}")));
+                    }
+                    let after = match ctx.args.get("after") {
+                        Some(a) if !a.is_null() => Some(a.string()?.to_owned()),
+                        _ => None,
+                    };
+                    let page = store
+                        .twins(&TwinQuery {
+                            model,
+                            subtypes: true,
+                            after,
+                            limit: first,
+                        })
+                        .await
+                        .map_err(|e| store_error(&e))?;
+                    Ok(Some(FieldValue::owned_any(Page {
+                        items: page.items,
+                        has_more: page.has_more,
+                    })))
+                })
+            })
+            .description("Twins, optionally of a model (subtypes included), in id order, with cursor pagination.")
+            .argument(InputValue::new("model", TypeRef::named(TypeRef::STRING)))
+            .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)))
+            .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING))),
+        );
+
+    let mutation = Object::new("Mutation")
+        .field(
+            Field::new("createTwin", TypeRef::named_nn("Twin"), |ctx| {
+                FieldFuture::new(async move {
+                    let store = store_of(&ctx)?;
+                    let id = ctx.args.try_get("id")?.string()?.to_owned();
+                    let op = Op::CreateTwin {
+                        id: id.clone(),
+                        model: ctx.args.try_get("model")?.string()?.to_owned(),
+                        desired: json_arg(&ctx, "desired")?,
+                        reported: json_arg(&ctx, "reported")?,
+                    };
+                    write_and_read(store, op, &id).await
+                })
+            })
+            .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+            .argument(InputValue::new("model", TypeRef::named_nn(TypeRef::STRING)))
+            .argument(InputValue::new("reported", TypeRef::named("JSON")))
+            .argument(InputValue::new("desired", TypeRef::named("JSON"))),
+        )
+        .field(
+            Field::new("patchDesired", TypeRef::named_nn("Twin"), |ctx| {
+                FieldFuture::new(async move {
+                    let store = store_of(&ctx)?;
+                    let id = ctx.args.try_get("id")?.string()?.to_owned();
+                    let op = Op::PatchDesired {
+                        id: id.clone(),
+                        patch: json_arg(&ctx, "patch")?
+                            .ok_or_else(|| bad_request("patch is required"))?,
+                        expected_version: long_arg(&ctx, "ifVersion")?,
+                    };
+                    write_and_read(store, op, &id).await
+                })
+            })
+            .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+            .argument(InputValue::new("patch", TypeRef::named_nn("JSON")))
+            .argument(InputValue::new("ifVersion", TypeRef::named("Long"))),
+        )
+        .field(
+            Field::new("patchReported", TypeRef::named_nn("Twin"), |ctx| {
+                FieldFuture::new(async move {
+                    let store = store_of(&ctx)?;
+                    let id = ctx.args.try_get("id")?.string()?.to_owned();
+                    let op = Op::PatchReported {
+                        id: id.clone(),
+                        patch: json_arg(&ctx, "patch")?
+                            .ok_or_else(|| bad_request("patch is required"))?,
+                        expected_version: long_arg(&ctx, "ifVersion")?,
+                        source_time: time_arg(&ctx, "sourceTime")?,
+                    };
+                    write_and_read(store, op, &id).await
+                })
+            })
+            .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+            .argument(InputValue::new("patch", TypeRef::named_nn("JSON")))
+            .argument(InputValue::new("ifVersion", TypeRef::named("Long")))
+            .argument(InputValue::new("sourceTime", TypeRef::named("DateTime"))),
+        )
+        .field(
+            Field::new("deleteTwin", TypeRef::named_nn(TypeRef::BOOLEAN), |ctx| {
+                FieldFuture::new(async move {
+                    let store = store_of(&ctx)?;
+                    let op = Op::DeleteTwin {
+                        id: ctx.args.try_get("id")?.string()?.to_owned(),
+                        expected_version: long_arg(&ctx, "ifVersion")?,
+                    };
+                    store
+                        .apply(Batch::one(op), "anonymous")
+                        .await
+                        .map_err(|e| store_error(&e))?;
+                    Ok(Some(FieldValue::value(true)))
+                })
+            })
+            .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+            .argument(InputValue::new("ifVersion", TypeRef::named("Long"))),
+        );
+
+    Schema::build("Query", Some("Mutation"), None)
+        .register(json)
+        .register(long)
+        .register(date_time)
+        .register(twin_iface)
+        .register(generic)
+        .register(edge)
+        .register(page_info)
+        .register(connection)
+        .register(query)
+        .register(mutation)
+        .data(store)
+        .limit_depth(limits.depth)
+        .limit_complexity(limits.complexity)
+        .finish()
+}
+
+/// A page of twins, as the connection types see it.
+#[derive(Debug, Clone)]
+struct Page {
+    items: Vec<Twin>,
+    has_more: bool,
+}

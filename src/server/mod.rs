@@ -1,0 +1,81 @@
+//! The HTTP layer: routes, the GraphQL endpoint, health checks, and the
+//! server loop with graceful shutdown. Only this module knows HTTP.
+//!
+//! `app(state)` builds the router (tests can drive it without a socket);
+//! `run(listener, app, shutdown)` serves it until `shutdown` resolves, then
+//! stops accepting and lets in-flight requests finish.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql_axum::GraphQL;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::store::GraphStore;
+
+/// What the routes share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn GraphStore>,
+    pub schema: async_graphql::dynamic::Schema,
+    /// Set once startup (models, store, demo data) is done.
+    pub ready: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The router: `/graphql` (POST and GET), GraphiQL at `/`, `/healthz`, `/readyz`.
+pub fn app(state: AppState) -> Router {
+    let ready = state.ready.clone();
+    Router::new()
+        .route(
+            "/graphql",
+            get(axum::routing::get_service(GraphQL::new(
+                state.schema.clone(),
+            )))
+            .post_service(GraphQL::new(state.schema.clone())),
+        )
+        .route("/", get(graphiql))
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    if ready.load(Ordering::Acquire) {
+                        (StatusCode::OK, "ready").into_response()
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response()
+                    }
+                }
+            }),
+        )
+}
+
+async fn graphiql() -> impl IntoResponse {
+    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves; then stops
+/// accepting and waits for in-flight requests.
+pub async fn run(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

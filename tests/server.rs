@@ -1,0 +1,316 @@
+//! End to end: the real HTTP server on 127.0.0.1:0, spoken to over TCP.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use twingraph::graphql;
+use twingraph::server::{self, AppState};
+use twingraph::store::{GraphStore, Store, StoreConfig};
+
+use crate::support::sample_models;
+
+struct Running {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn start() -> Running {
+    let store: Arc<dyn GraphStore> =
+        Arc::new(Store::in_memory(sample_models(), StoreConfig::default()));
+    let schema = graphql::build(store.clone(), graphql::schema::Limits::default()).expect("schema");
+    let app = server::app(AppState {
+        store,
+        schema,
+        ready: Arc::new(AtomicBool::new(true)),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server::run(listener, app, async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        stop: Some(stop),
+        task,
+    }
+}
+
+impl Running {
+    async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.task.await.expect("server task").expect("server ran");
+    }
+}
+
+/// One HTTP/1.1 request; returns status and body.
+async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("read");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+async fn gql(addr: SocketAddr, query: &str, variables: Value) -> Value {
+    let body = json!({"query": query, "variables": variables}).to_string();
+    let (status, text) = http(addr, "POST", "/graphql", Some(&body)).await;
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn code(v: &Value) -> &str {
+    v["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn health_readiness_and_graphiql_are_served() {
+    let s = start().await;
+    assert_eq!(
+        http(s.addr, "GET", "/healthz", None).await,
+        (200, "ok".to_owned())
+    );
+    assert_eq!(http(s.addr, "GET", "/readyz", None).await.0, 200);
+    let (status, page) = http(s.addr, "GET", "/", None).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("graphiql"), "GraphiQL page");
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn twins_are_created_read_and_patched_over_graphql() {
+    let s = start().await;
+    let v = gql(
+        s.addr,
+        r#"mutation($r: JSON) { createTwin(id: "p1", model: "dtmi:twingraph:isa95:Pump;1", reported: $r) { id model version etag reported } }"#,
+        json!({"r": {"flowRate": 3.5}}),
+    )
+    .await;
+    assert_eq!(v["data"]["createTwin"]["version"], 1, "{v}");
+    assert_eq!(v["data"]["createTwin"]["reported"]["flowRate"], 3.5);
+    let v = gql(
+        s.addr,
+        r#"mutation { patchDesired(id: "p1", patch: {flowSetpoint: 12.0}, ifVersion: 1) { version desired delta metadata } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(v["data"]["patchDesired"]["version"], 2, "{v}");
+    assert_eq!(v["data"]["patchDesired"]["delta"]["flowSetpoint"], 12.0);
+    assert_eq!(
+        v["data"]["patchDesired"]["metadata"]["flowSetpoint"]["ackStatus"],
+        "pending"
+    );
+    // GET works too.
+    let (status, text) = http(
+        s.addr,
+        "GET",
+        "/graphql?query=%7Btwin(id:%22p1%22)%7Bversion%7D%7D",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(text.contains("\"version\":2"), "{text}");
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn errors_carry_stable_codes() {
+    let s = start().await;
+    gql(
+        s.addr,
+        r#"mutation { createTwin(id: "p1", model: "dtmi:twingraph:isa95:Pump;1") { id } }"#,
+        json!({}),
+    )
+    .await;
+    let v = gql(
+        s.addr,
+        r#"mutation { patchDesired(id: "p1", patch: {flowSetpoint: "fast"}) { id } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&v), "VALIDATION_FAILED", "{v}");
+    assert_eq!(v["errors"][0]["extensions"]["path"], "flowSetpoint");
+    let v = gql(
+        s.addr,
+        r#"mutation { patchDesired(id: "p1", patch: {flowSetpoint: 1.0}, ifVersion: 7) { id } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&v), "VERSION_CONFLICT", "{v}");
+    assert_eq!(v["errors"][0]["extensions"]["currentVersion"], 1);
+    let v = gql(
+        s.addr,
+        r#"mutation { patchDesired(id: "nobody", patch: {}) { id } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&v), "NOT_FOUND", "{v}");
+    let v = gql(
+        s.addr,
+        r#"mutation { createTwin(id: "x", model: "dtmi:nope:X;1") { id } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&v), "MODEL_NOT_FOUND", "{v}");
+    let v = gql(
+        s.addr,
+        r#"{ twins(model: "dtmi:nope:X;1") { nodes { id } } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&v), "MODEL_NOT_FOUND", "{v}");
+    let v = gql(
+        s.addr,
+        r#"{ twins(first: 5000) { nodes { id } } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&v), "BAD_REQUEST", "{v}");
+    assert!(
+        gql(s.addr, r#"{ twin(id: "nobody") { id } }"#, json!({})).await["data"]["twin"].is_null()
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn lists_paginate_include_subtypes_and_time_travel() {
+    let s = start().await;
+    for (id, m) in [
+        ("m1", "Motor"),
+        ("p1", "Pump"),
+        ("p2", "Pump"),
+        ("site", "Site"),
+    ] {
+        gql(
+            s.addr,
+            &format!(r#"mutation {{ createTwin(id: "{id}", model: "dtmi:twingraph:isa95:{m};1") {{ id }} }}"#),
+            json!({}),
+        )
+        .await;
+    }
+    let q = r#"query($after: String) { twins(model: "dtmi:twingraph:isa95:Equipment;1", first: 2, after: $after) { nodes { id } pageInfo { hasNextPage endCursor } } }"#;
+    let v = gql(s.addr, q, json!({"after": null})).await;
+    assert_eq!(
+        v["data"]["twins"]["nodes"],
+        json!([{"id": "m1"}, {"id": "p1"}]),
+        "{v}"
+    );
+    assert_eq!(v["data"]["twins"]["pageInfo"]["hasNextPage"], true);
+    let v = gql(s.addr, q, json!({"after": "p1"})).await;
+    assert_eq!(v["data"]["twins"]["nodes"], json!([{"id": "p2"}]));
+    assert_eq!(v["data"]["twins"]["pageInfo"]["hasNextPage"], false);
+
+    let before = gql(s.addr, r#"{ twin(id: "p1") { updatedAt } }"#, json!({})).await["data"]["twin"]["updatedAt"].clone();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    gql(
+        s.addr,
+        r#"mutation { patchDesired(id: "p1", patch: {flowSetpoint: 5.0}) { id } }"#,
+        json!({}),
+    )
+    .await;
+    let v = gql(
+        s.addr,
+        r#"query($t: DateTime) { twin(id: "p1", asOf: $t) { version desired } }"#,
+        json!({"t": before}),
+    )
+    .await;
+    assert_eq!(v["data"]["twin"]["version"], 1, "{v}");
+    assert_eq!(v["data"]["twin"]["desired"], json!({}));
+    s.shutdown().await;
+}
+
+/// The binary: `serve --demo` on an ephemeral port, queried, then SIGTERM:
+/// it exits cleanly and the store keeps what was written.
+#[test]
+fn serve_with_demo_data_answers_and_shuts_down_gracefully() {
+    let dir = crate::store_conformance::fresh_dir();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_twingraph"))
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+        .arg("--data")
+        .arg(dir.join("data"))
+        .arg("--models")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dtdl"))
+        .env("TWINGRAPH_DEMO_CELLS", "2")
+        .env("TWINGRAPH_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("listening line");
+    let addr: SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let v = rt.block_on(gql(
+        addr,
+        r#"{ twins(model: "dtmi:twingraph:isa95:Asset;1", first: 1000) { nodes { id } } }"#,
+        json!({}),
+    ));
+    let n = v["data"]["twins"]["nodes"].as_array().map_or(0, Vec::len);
+    assert!(n > 98, "the demo plant is there ({n} assets): {v}");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = child.wait().expect("wait");
+    assert!(exit.success(), "graceful exit on SIGTERM: {exit:?}");
+    // The data survived, flushed.
+    let store = twingraph::store::embedded::open(
+        &dir.join("data"),
+        sample_models(),
+        StoreConfig::default(),
+    )
+    .expect("reopen");
+    assert!(store.last_seq() > 0);
+}
