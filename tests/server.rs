@@ -314,3 +314,205 @@ fn serve_with_demo_data_answers_and_shuts_down_gracefully() {
     .expect("reopen");
     assert!(store.last_seq() > 0);
 }
+
+/// Relationships, traversal, containment, history, the event log, models and
+/// atomic batches through the graph half of the API.
+#[tokio::test]
+async fn graph_queries_history_and_atomic_batches() {
+    let s = start().await;
+    let m = |n: &str| format!("dtmi:twingraph:isa95:{n};1");
+    let ops = json!([
+        {"op": "createTwin", "id": "site", "model": m("Site")},
+        {"op": "createTwin", "id": "area", "model": m("Area")},
+        {"op": "createTwin", "id": "line", "model": m("ProductionLine")},
+        {"op": "createTwin", "id": "cell", "model": m("WorkCell")},
+        {"op": "createTwin", "id": "p1", "model": m("Pump")},
+        {"op": "createTwin", "id": "p2", "model": m("Pump")},
+        {"op": "createRelationship", "source": "site", "id": "c1", "name": "contains", "target": "area"},
+        {"op": "createRelationship", "source": "area", "id": "c2", "name": "contains", "target": "line"},
+        {"op": "createRelationship", "source": "line", "id": "c3", "name": "contains", "target": "cell"},
+        {"op": "createRelationship", "source": "cell", "id": "c4", "name": "contains", "target": "p1"},
+        {"op": "createRelationship", "source": "cell", "id": "c5", "name": "contains", "target": "p2"},
+    ]);
+    let v = gql(
+        s.addr,
+        "mutation($ops: [JSON!]!) { batch(operations: $ops) { seq kind twins } }",
+        json!({"ops": ops}),
+    )
+    .await;
+    let events = v["data"]["batch"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(events.len(), 11);
+    assert_eq!(events[0]["kind"], "twinCreated");
+    assert_eq!(events[10]["twins"], json!(["cell", "p2"]));
+
+    // A batch that fails part-way writes nothing and names the operation.
+    let v = gql(
+        s.addr,
+        "mutation($ops: [JSON!]!) { batch(operations: $ops) { seq } }",
+        json!({"ops": [
+            {"op": "createTwin", "id": "p3", "model": m("Pump")},
+            {"op": "patchDesired", "id": "ghost", "patch": {}},
+        ]}),
+    )
+    .await;
+    assert_eq!(code(&v), "NOT_FOUND", "{v}");
+    assert_eq!(v["errors"][0]["extensions"]["operation"], 1);
+    assert!(gql(s.addr, r#"{ twin(id: "p3") { id } }"#, json!({})).await["data"]["twin"].is_null());
+    let v = gql(
+        s.addr,
+        "mutation($ops: [JSON!]!) { batch(operations: $ops) { seq } }",
+        json!({"ops": [{"op": "launchRocket"}]}),
+    )
+    .await;
+    assert_eq!(code(&v), "BAD_REQUEST", "{v}");
+
+    let v = gql(
+        s.addr,
+        r#"mutation { createRelationship(source: "p1", name: "feeds", target: "p2", properties: {medium: "water"}) { id name version properties sourceTwin { id } targetTwin { id model } } }"#,
+        json!({}),
+    )
+    .await;
+    let rel = &v["data"]["createRelationship"];
+    assert_eq!(rel["name"], "feeds", "{v}");
+    assert_eq!(rel["properties"], json!({"medium": "water"}));
+    assert_eq!(rel["targetTwin"], json!({"id": "p2", "model": m("Pump")}));
+    let rel_id = rel["id"].as_str().expect("generated id").to_owned();
+    let v = gql(
+        s.addr,
+        r#"mutation($id: ID!) { updateRelationship(source: "p1", id: $id, patch: {medium: "oil"}, ifVersion: 1) { version properties } }"#,
+        json!({"id": rel_id}),
+    )
+    .await;
+    assert_eq!(v["data"]["updateRelationship"]["version"], 2, "{v}");
+    assert_eq!(
+        v["data"]["updateRelationship"]["properties"]["medium"],
+        "oil"
+    );
+    let v = gql(
+        s.addr,
+        r#"mutation { createRelationship(source: "p1", name: "feeds", target: "p2", properties: {medium: 3}) { id } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&v), "VALIDATION_FAILED", "{v}");
+
+    let v = gql(
+        s.addr,
+        r#"{ out: relationships(twin: "p1") { name target } in: relationships(twin: "p2", direction: IN) { name source }
+             named: relationships(twin: "cell", name: "contains") { target } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        v["data"]["out"],
+        json!([{"name": "feeds", "target": "p2"}]),
+        "{v}"
+    );
+    assert_eq!(
+        v["data"]["in"],
+        json!([{"name": "contains", "source": "cell"}, {"name": "feeds", "source": "p1"}])
+    );
+    assert_eq!(
+        v["data"]["named"],
+        json!([{"target": "p1"}, {"target": "p2"}])
+    );
+
+    let v = gql(
+        s.addr,
+        r#"{ traverse(from: "p2", direction: IN, relationships: ["contains"], maxDepth: 2) { depth twin { id } path { source name target } }
+             ancestors(id: "p1") { id }
+             descendants(id: "line") { depth twin { id } } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        v["data"]["traverse"],
+        json!([
+            {"depth": 1, "twin": {"id": "cell"}, "path": [{"source": "cell", "name": "contains", "target": "p2"}]},
+            {"depth": 2, "twin": {"id": "line"}, "path": [
+                {"source": "cell", "name": "contains", "target": "p2"},
+                {"source": "line", "name": "contains", "target": "cell"}]},
+        ]),
+        "{v}"
+    );
+    assert_eq!(
+        v["data"]["ancestors"],
+        json!([{"id": "cell"}, {"id": "line"}, {"id": "area"}, {"id": "site"}])
+    );
+    assert_eq!(
+        v["data"]["descendants"],
+        json!([
+            {"depth": 1, "twin": {"id": "cell"}},
+            {"depth": 2, "twin": {"id": "p1"}},
+            {"depth": 2, "twin": {"id": "p2"}},
+        ])
+    );
+
+    let v = gql(
+        s.addr,
+        r#"mutation($id: ID!) { deleteRelationship(source: "p1", id: $id) }"#,
+        json!({"id": rel_id}),
+    )
+    .await;
+    assert_eq!(v["data"]["deleteRelationship"], true, "{v}");
+    let v = gql(
+        s.addr,
+        r#"{ history(id: "p1") { nodes { kind actor } pageInfo { hasNextPage } } }"#,
+        json!({}),
+    )
+    .await;
+    let kinds: Vec<&str> = v["data"]["history"]["nodes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "twinCreated",
+            "relationshipCreated",
+            "relationshipCreated",
+            "relationshipUpdated",
+            "relationshipDeleted"
+        ]
+    );
+
+    // The global log pages by cursor with nothing skipped or repeated.
+    let q = "query($a: String) { events(first: 4, after: $a) { nodes { seq } pageInfo { hasNextPage endCursor } } }";
+    let (mut seen, mut after) = (Vec::new(), Value::Null);
+    loop {
+        let v = gql(s.addr, q, json!({"a": after})).await;
+        let page = &v["data"]["events"];
+        seen.extend(
+            page["nodes"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{v}"))
+                .iter()
+                .filter_map(|e| e["seq"].as_u64()),
+        );
+        if page["pageInfo"]["hasNextPage"] != true {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(seen, (1..=14).collect::<Vec<u64>>());
+
+    let v = gql(s.addr, "{ models { id ancestors displayName } }", json!({})).await;
+    let pump = v["data"]["models"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .find(|x| x["id"] == m("Pump"))
+        .cloned()
+        .expect("Pump model listed");
+    assert!(
+        pump["ancestors"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!(m("Equipment")))),
+        "{pump}"
+    );
+    s.shutdown().await;
+}

@@ -12,6 +12,7 @@
 //! Resolvers never see HTTP: the store reaches them as schema data.
 
 pub mod errors;
+mod graph_api;
 pub mod json;
 pub mod schema;
 

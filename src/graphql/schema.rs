@@ -33,15 +33,15 @@ impl Default for Limits {
     }
 }
 
-fn store_of<'a>(ctx: &ResolverContext<'a>) -> Result<&'a Arc<dyn GraphStore>, Error> {
+pub(super) fn store_of<'a>(ctx: &ResolverContext<'a>) -> Result<&'a Arc<dyn GraphStore>, Error> {
     ctx.data::<Arc<dyn GraphStore>>()
 }
 
-fn to_gql(v: serde_json::Value) -> Result<GqlValue, Error> {
+pub(super) fn to_gql(v: serde_json::Value) -> Result<GqlValue, Error> {
     GqlValue::from_json(v).map_err(|e| Error::new(format!("cannot render value: {e}")))
 }
 
-fn twin_value(t: Twin) -> FieldValue<'static> {
+pub(super) fn twin_value(t: Twin) -> FieldValue<'static> {
     FieldValue::owned_any(t).with_type("GenericTwin")
 }
 
@@ -59,7 +59,10 @@ fn twin_field(name: &str, ty: TypeRef, f: fn(&Twin) -> serde_json::Value) -> Fie
     })
 }
 
-fn json_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<serde_json::Value>, Error> {
+pub(super) fn json_arg(
+    ctx: &ResolverContext<'_>,
+    name: &str,
+) -> Result<Option<serde_json::Value>, Error> {
     match ctx.args.get(name) {
         None => Ok(None),
         Some(v) if v.is_null() => Ok(None),
@@ -72,7 +75,7 @@ fn json_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<serde_json::
     }
 }
 
-fn long_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<u64>, Error> {
+pub(super) fn long_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<u64>, Error> {
     match ctx.args.get(name) {
         None => Ok(None),
         Some(v) if v.is_null() => Ok(None),
@@ -88,7 +91,7 @@ fn long_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<u64>, Error>
     }
 }
 
-fn time_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<i64>, Error> {
+pub(super) fn time_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<i64>, Error> {
     match ctx.args.get(name) {
         None => Ok(None),
         Some(v) if v.is_null() => Ok(None),
@@ -242,8 +245,8 @@ pub fn build(store: Arc<dyn GraphStore>, limits: Limits) -> Result<Schema, Schem
             TypeRef::named_nn(TypeRef::BOOLEAN),
             |ctx| {
                 FieldFuture::new(async move {
-                    let p = ctx.parent_value.try_downcast_ref::<Page>()?;
-                    Ok(Some(FieldValue::value(p.has_more)))
+                    let p = ctx.parent_value.try_downcast_ref::<PageInfo>()?;
+                    Ok(Some(FieldValue::value(p.has_next_page)))
                 })
             },
         ))
@@ -252,8 +255,8 @@ pub fn build(store: Arc<dyn GraphStore>, limits: Limits) -> Result<Schema, Schem
             TypeRef::named(TypeRef::STRING),
             |ctx| {
                 FieldFuture::new(async move {
-                    let p = ctx.parent_value.try_downcast_ref::<Page>()?;
-                    Ok(p.items.last().map(|t| FieldValue::value(t.id.to_string())))
+                    let p = ctx.parent_value.try_downcast_ref::<PageInfo>()?;
+                    Ok(p.end_cursor.clone().map(FieldValue::value))
                 })
             },
         ));
@@ -288,7 +291,10 @@ pub fn build(store: Arc<dyn GraphStore>, limits: Limits) -> Result<Schema, Schem
             |ctx| {
                 FieldFuture::new(async move {
                     let p = ctx.parent_value.try_downcast_ref::<Page>()?;
-                    Ok(Some(FieldValue::owned_any(p.clone())))
+                    Ok(Some(FieldValue::owned_any(PageInfo {
+                        has_next_page: p.has_more,
+                        end_cursor: p.items.last().map(|t| t.id.to_string()),
+                    })))
                 })
             },
         ));
@@ -435,7 +441,12 @@ pub fn build(store: Arc<dyn GraphStore>, limits: Limits) -> Result<Schema, Schem
             .argument(InputValue::new("ifVersion", TypeRef::named("Long"))),
         );
 
-    Schema::build("Query", Some("Mutation"), None)
+    let (query, mutation, extra) = super::graph_api::extend(query, mutation, limits);
+    let mut builder = Schema::build("Query", Some("Mutation"), None);
+    for ty in extra {
+        builder = builder.register(ty);
+    }
+    builder
         .register(json)
         .register(long)
         .register(date_time)
@@ -450,6 +461,13 @@ pub fn build(store: Arc<dyn GraphStore>, limits: Limits) -> Result<Schema, Schem
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity)
         .finish()
+}
+
+/// What a `PageInfo` shows.
+#[derive(Debug, Clone)]
+pub(super) struct PageInfo {
+    pub has_next_page: bool,
+    pub end_cursor: Option<String>,
 }
 
 /// A page of twins, as the connection types see it.

@@ -1,0 +1,585 @@
+//! The graph half of the generic API: relationships, traversal, the
+//! containment hierarchy, history and the event log, the loaded models, and
+//! the relationship and batch mutations.
+//!
+//! Records without behaviour (relationships, hops, events, models) travel as
+//! JSON objects; [`record`] declares a GraphQL object whose fields read the
+//! keys of that JSON, so each type is declared once, by its field list.
+
+use std::sync::Arc;
+
+use async_graphql::Error;
+use async_graphql::dynamic::{
+    Enum, EnumItem, Field, FieldFuture, FieldValue, InputValue, Object, ResolverContext, Type,
+    TypeRef,
+};
+use serde_json::{Value, json};
+
+use super::errors::{bad_request, store_error};
+use super::schema::{Limits, PageInfo, json_arg, long_arg, store_of, time_arg, to_gql, twin_value};
+use crate::store::GraphStore;
+use crate::twin::query::{Direction, Reached, Traversal};
+use crate::twin::{Batch, Event, Op, Relationship, format_time};
+
+/// A GraphQL object over a JSON object: each field reads its key.
+fn record(name: &str, description: &str, fields: &[(&str, TypeRef, &str)]) -> Object {
+    let mut obj = Object::new(name).description(description);
+    for (field, ty, doc) in fields {
+        let key = (*field).to_owned();
+        obj = obj.field(
+            Field::new(*field, ty.clone(), move |ctx| {
+                let key = key.clone();
+                FieldFuture::new(async move {
+                    let v = ctx.parent_value.try_downcast_ref::<Value>()?;
+                    match v.get(&key) {
+                        None | Some(Value::Null) => Ok(None),
+                        Some(x) => Ok(Some(FieldValue::value(to_gql(x.clone())?))),
+                    }
+                })
+            })
+            .description(*doc),
+        );
+    }
+    obj
+}
+
+/// A field of a JSON-backed record that resolves the twin whose id is under `key`.
+fn twin_ref(name: &str, key: &'static str, doc: &str) -> Field {
+    Field::new(name, TypeRef::named("Twin"), move |ctx| {
+        FieldFuture::new(async move {
+            let v = ctx.parent_value.try_downcast_ref::<Value>()?;
+            let Some(id) = v.get(key).and_then(Value::as_str) else {
+                return Ok(None);
+            };
+            let t = store_of(&ctx)?
+                .twin(id)
+                .await
+                .map_err(|e| store_error(&e))?;
+            Ok(t.map(twin_value))
+        })
+    })
+    .description(doc)
+}
+
+fn relationship_json(r: &Relationship) -> Value {
+    json!({
+        "id": r.id,
+        "source": r.source,
+        "target": r.target,
+        "name": r.name,
+        "properties": r.properties,
+        "version": r.version,
+        "createdAt": format_time(r.created_at),
+        "updatedAt": format_time(r.updated_at),
+    })
+}
+
+fn reached_json(r: &Reached) -> Value {
+    json!({
+        "twin": r.twin,
+        "depth": r.depth,
+        "path": r.path,
+    })
+}
+
+fn event_json(e: &Event) -> Value {
+    let change = serde_json::to_value(&e.change).unwrap_or(Value::Null);
+    let kind = change.get("kind").cloned().unwrap_or(Value::Null);
+    json!({
+        "seq": e.seq,
+        "cursor": e.seq.to_string(),
+        "time": format_time(e.time),
+        "actor": e.actor,
+        "kind": kind,
+        "twins": e.change.twins(),
+        "change": change,
+    })
+}
+
+fn records(items: impl IntoIterator<Item = Value>) -> FieldValue<'static> {
+    FieldValue::list(items.into_iter().map(FieldValue::owned_any))
+}
+
+fn direction_arg(ctx: &ResolverContext<'_>) -> Result<Direction, Error> {
+    match ctx.args.get("direction") {
+        Some(d) if !d.is_null() => match d.enum_name()? {
+            "OUT" => Ok(Direction::Out),
+            "IN" => Ok(Direction::In),
+            "BOTH" => Ok(Direction::Both),
+            other => Err(bad_request(format!("unknown direction {other}"))),
+        },
+        _ => Ok(Direction::Out),
+    }
+}
+
+fn usize_arg(
+    ctx: &ResolverContext<'_>,
+    name: &str,
+    default: usize,
+    max: usize,
+) -> Result<usize, Error> {
+    let n = match ctx.args.get(name) {
+        Some(v) if !v.is_null() => usize::try_from(v.i64()?)
+            .map_err(|_| bad_request(format!("{name} must not be negative")))?,
+        _ => default,
+    };
+    if n > max {
+        return Err(bad_request(format!("{name} may be at most {max}")));
+    }
+    Ok(n)
+}
+
+fn str_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<String>, Error> {
+    match ctx.args.get(name) {
+        Some(v) if !v.is_null() => Ok(Some(v.string()?.to_owned())),
+        _ => Ok(None),
+    }
+}
+
+/// A page of events as an `EventConnection` value.
+fn event_page(mut events: Vec<Event>, first: usize) -> FieldValue<'static> {
+    let has_next_page = events.len() > first;
+    events.truncate(first);
+    let page = PageInfo {
+        has_next_page,
+        end_cursor: events.last().map(|e| e.seq.to_string()),
+    };
+    FieldValue::owned_any(EventPage {
+        nodes: events.iter().map(event_json).collect(),
+        page,
+    })
+}
+
+/// A page of events, as the `EventConnection` type sees it.
+struct EventPage {
+    nodes: Vec<Value>,
+    page: PageInfo,
+}
+
+fn cursor_arg(ctx: &ResolverContext<'_>) -> Result<u64, Error> {
+    match str_arg(ctx, "after")? {
+        None => Ok(0),
+        Some(s) => s
+            .parse()
+            .map_err(|_| bad_request(format!("after: {s:?} is not an event cursor"))),
+    }
+}
+
+/// Applies a batch and returns its events.
+async fn apply(store: &Arc<dyn GraphStore>, batch: Batch) -> Result<Vec<Event>, Error> {
+    store
+        .apply(batch, "anonymous")
+        .await
+        .map_err(|e| store_error(&e))
+}
+
+/// The relationship an event created or last touched.
+async fn relationship_after(
+    store: &Arc<dyn GraphStore>,
+    events: &[Event],
+) -> Result<Option<FieldValue<'static>>, Error> {
+    use crate::twin::Change;
+    let key = events.iter().rev().find_map(|e| match &e.change {
+        Change::RelationshipCreated { relationship } => {
+            Some((relationship.source.clone(), relationship.id.clone()))
+        }
+        Change::RelationshipUpdated { source, id, .. } => Some((source.clone(), id.clone())),
+        _ => None,
+    });
+    let Some((source, id)) = key else {
+        return Ok(None);
+    };
+    let r = store
+        .relationship(&source, &id)
+        .await
+        .map_err(|e| store_error(&e))?;
+    Ok(r.map(|r| FieldValue::owned_any(relationship_json(&r))))
+}
+
+/// Adds the graph fields to `query` and `mutation`; returns the types they use.
+pub(super) fn extend(
+    query: Object,
+    mutation: Object,
+    limits: Limits,
+) -> (Object, Object, Vec<Type>) {
+    let s = |n: &str| TypeRef::named_nn(n.to_owned());
+    let direction = Enum::new("Direction")
+        .description("Which way relationships are followed.")
+        .item(EnumItem::new("OUT").description("From source to target."))
+        .item(EnumItem::new("IN").description("From target to source."))
+        .item(EnumItem::new("BOTH"));
+    let relationship = record(
+        "Relationship",
+        "A relationship between two twins.",
+        &[
+            (
+                "id",
+                s(TypeRef::ID),
+                "Unique among its source's relationships.",
+            ),
+            ("source", s(TypeRef::ID), "Id of the source twin."),
+            ("target", s(TypeRef::ID), "Id of the target twin."),
+            (
+                "name",
+                s(TypeRef::STRING),
+                "The DTDL Relationship it instantiates.",
+            ),
+            ("properties", s("JSON"), "Its own properties."),
+            ("version", s("Long"), "Grows by one with every change."),
+            ("createdAt", s("DateTime"), ""),
+            ("updatedAt", s("DateTime"), ""),
+        ],
+    )
+    .field(twin_ref("sourceTwin", "source", "The source twin."))
+    .field(twin_ref("targetTwin", "target", "The target twin."));
+    let hop = record(
+        "Hop",
+        "One relationship crossed on a path.",
+        &[
+            ("source", s(TypeRef::ID), ""),
+            ("relationship", s(TypeRef::ID), "Id of the relationship."),
+            ("name", s(TypeRef::STRING), ""),
+            ("target", s(TypeRef::ID), ""),
+        ],
+    );
+    let hit = record(
+        "TraversalHit",
+        "A twin reached by a traversal, at its shortest depth.",
+        &[("depth", s(TypeRef::INT), "Hops from the start.")],
+    )
+    .field(
+        Field::new("path", TypeRef::named_nn_list_nn("Hop"), |ctx| {
+            FieldFuture::new(async move {
+                let v = ctx.parent_value.try_downcast_ref::<Value>()?;
+                let hops = v
+                    .get("path")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                Ok(Some(records(hops)))
+            })
+        })
+        .description("One shortest path from the start."),
+    )
+    .field(
+        Field::new("twin", s("Twin"), |ctx| {
+            FieldFuture::new(async move {
+                let v = ctx.parent_value.try_downcast_ref::<Value>()?;
+                let id = v.get("twin").and_then(Value::as_str).unwrap_or_default();
+                let t = store_of(&ctx)?
+                    .twin(id)
+                    .await
+                    .map_err(|e| store_error(&e))?
+                    .ok_or_else(|| Error::new(format!("twin {id} vanished")))?;
+                Ok(Some(twin_value(t)))
+            })
+        })
+        .description("The twin reached."),
+    );
+    let event = record(
+        "Event",
+        "One committed change; immutable.",
+        &[
+            ("seq", s("Long"), "Global, gap-free sequence number."),
+            ("cursor", s(TypeRef::STRING), "Cursor for `events(after:)`."),
+            ("time", s("DateTime"), "When it was committed."),
+            ("actor", s(TypeRef::STRING), "Who made it."),
+            (
+                "kind",
+                s(TypeRef::STRING),
+                "twinCreated, desiredPatched, relationshipCreated, ...",
+            ),
+            (
+                "twins",
+                TypeRef::named_nn_list_nn(TypeRef::ID),
+                "Twins it concerns.",
+            ),
+            ("change", s("JSON"), "The change in full."),
+        ],
+    );
+    let event_conn = Object::new("EventConnection")
+        .field(Field::new(
+            "nodes",
+            TypeRef::named_nn_list_nn("Event"),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let p = ctx.parent_value.try_downcast_ref::<EventPage>()?;
+                    Ok(Some(records(p.nodes.iter().cloned())))
+                })
+            },
+        ))
+        .field(Field::new("pageInfo", s("PageInfo"), |ctx| {
+            FieldFuture::new(async move {
+                let p = ctx.parent_value.try_downcast_ref::<EventPage>()?;
+                Ok(Some(FieldValue::owned_any(p.page.clone())))
+            })
+        }));
+    let model = record(
+        "Model",
+        "A loaded DTDL Interface.",
+        &[
+            ("id", s(TypeRef::ID), "Its DTMI."),
+            ("displayName", TypeRef::named(TypeRef::STRING), ""),
+            ("description", TypeRef::named(TypeRef::STRING), ""),
+            (
+                "extends",
+                TypeRef::named_nn_list_nn(TypeRef::ID),
+                "Interfaces it extends directly.",
+            ),
+            (
+                "ancestors",
+                TypeRef::named_nn_list_nn(TypeRef::ID),
+                "Every ancestor, nearest first.",
+            ),
+            (
+                "definition",
+                s("JSON"),
+                "The resolved Interface, contents flattened.",
+            ),
+        ],
+    );
+    let max_page = limits.max_page;
+
+    let query = query
+        .field(
+            Field::new("relationships", TypeRef::named_nn_list_nn("Relationship"), |ctx| {
+                FieldFuture::new(async move {
+                    let twin = ctx.args.try_get("twin")?.string()?.to_owned();
+                    let name = str_arg(&ctx, "name")?;
+                    let rels = store_of(&ctx)?
+                        .relationships(&twin, direction_arg(&ctx)?, name.as_deref())
+                        .await
+                        .map_err(|e| store_error(&e))?;
+                    Ok(Some(records(rels.iter().map(relationship_json))))
+                })
+            })
+            .description("Relationships of a twin: outgoing (default), incoming or both, optionally of one name.")
+            .argument(InputValue::new("twin", s(TypeRef::ID)))
+            .argument(InputValue::new("direction", TypeRef::named("Direction")))
+            .argument(InputValue::new("name", TypeRef::named(TypeRef::STRING))),
+        )
+        .field(
+            Field::new("traverse", TypeRef::named_nn_list_nn("TraversalHit"), |ctx| {
+                FieldFuture::new(async move {
+                    let names = match ctx.args.get("relationships") {
+                        Some(l) if !l.is_null() => l
+                            .list()?
+                            .iter()
+                            .map(|n| n.string().map(str::to_owned))
+                            .collect::<Result<Vec<_>, _>>()?,
+                        _ => Vec::new(),
+                    };
+                    let t = Traversal {
+                        start: ctx.args.try_get("from")?.string()?.to_owned(),
+                        names,
+                        direction: direction_arg(&ctx)?,
+                        max_depth: usize_arg(&ctx, "maxDepth", 3, usize::MAX)?,
+                    };
+                    let hits = store_of(&ctx)?
+                        .traverse(&t)
+                        .await
+                        .map_err(|e| store_error(&e))?;
+                    Ok(Some(records(hits.iter().map(reached_json))))
+                })
+            })
+            .description("Every twin reachable from `from` within `maxDepth` hops (impact analysis), nearest first.")
+            .argument(InputValue::new("from", s(TypeRef::ID)))
+            .argument(InputValue::new("relationships", TypeRef::named_nn_list(TypeRef::STRING)).description("Names to follow; all when omitted."))
+            .argument(InputValue::new("direction", TypeRef::named("Direction")))
+            .argument(InputValue::new("maxDepth", TypeRef::named(TypeRef::INT))),
+        )
+        .field(
+            Field::new("ancestors", TypeRef::named_nn_list_nn("Twin"), |ctx| {
+                FieldFuture::new(async move {
+                    let store = store_of(&ctx)?;
+                    let id = ctx.args.try_get("id")?.string()?;
+                    let ids = store.ancestors(id).await.map_err(|e| store_error(&e))?;
+                    let mut out = Vec::with_capacity(ids.len());
+                    for a in ids {
+                        if let Some(t) = store.twin(&a).await.map_err(|e| store_error(&e))? {
+                            out.push(twin_value(t));
+                        }
+                    }
+                    Ok(Some(FieldValue::list(out)))
+                })
+            })
+            .description("Containers of a twin (DTDL contains relationships), nearest first.")
+            .argument(InputValue::new("id", s(TypeRef::ID))),
+        )
+        .field(
+            Field::new("descendants", TypeRef::named_nn_list_nn("TraversalHit"), |ctx| {
+                FieldFuture::new(async move {
+                    let id = ctx.args.try_get("id")?.string()?;
+                    let depth = usize_arg(&ctx, "maxDepth", 10, usize::MAX)?;
+                    let hits = store_of(&ctx)?
+                        .descendants(id, depth)
+                        .await
+                        .map_err(|e| store_error(&e))?;
+                    Ok(Some(records(hits.iter().map(reached_json))))
+                })
+            })
+            .description("Everything a twin contains, transitively, nearest first.")
+            .argument(InputValue::new("id", s(TypeRef::ID)))
+            .argument(InputValue::new("maxDepth", TypeRef::named(TypeRef::INT))),
+        )
+        .field(
+            Field::new("history", s("EventConnection"), move |ctx| {
+                FieldFuture::new(async move {
+                    let id = ctx.args.try_get("id")?.string()?;
+                    let first = usize_arg(&ctx, "first", 100, max_page)?;
+                    let after = cursor_arg(&ctx)?;
+                    let events = store_of(&ctx)?
+                        .twin_events(id, time_arg(&ctx, "from")?, time_arg(&ctx, "to")?)
+                        .await
+                        .map_err(|e| store_error(&e))?;
+                    let page: Vec<Event> = events
+                        .into_iter()
+                        .filter(|e| e.seq > after)
+                        .take(first + 1)
+                        .collect();
+                    Ok(Some(event_page(page, first)))
+                })
+            })
+            .description("The audit trail of one twin (its own changes and its relationships'), oldest first.")
+            .argument(InputValue::new("id", s(TypeRef::ID)))
+            .argument(InputValue::new("from", TypeRef::named("DateTime")))
+            .argument(InputValue::new("to", TypeRef::named("DateTime")))
+            .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)))
+            .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING))),
+        )
+        .field(
+            Field::new("events", s("EventConnection"), move |ctx| {
+                FieldFuture::new(async move {
+                    let first = usize_arg(&ctx, "first", 100, max_page)?;
+                    let after = cursor_arg(&ctx)?;
+                    let events = store_of(&ctx)?
+                        .events_after(after, first + 1)
+                        .await
+                        .map_err(|e| store_error(&e))?;
+                    Ok(Some(event_page(events, first)))
+                })
+            })
+            .description("The global event log, oldest first, from a cursor.")
+            .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)))
+            .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING))),
+        )
+        .field(
+            Field::new("models", TypeRef::named_nn_list_nn("Model"), |ctx| {
+                FieldFuture::new(async move {
+                    let set = store_of(&ctx)?.models();
+                    let mut ifaces: Vec<_> = set.interfaces().collect();
+                    ifaces.sort_by(|a, b| a.id.cmp(&b.id));
+                    let out = ifaces.into_iter().map(|i| {
+                        json!({
+                            "id": i.id,
+                            "displayName": i.docs.display_name.get("en"),
+                            "description": i.docs.description.get("en"),
+                            "extends": i.extends,
+                            "ancestors": i.ancestors,
+                            "definition": serde_json::to_value(i).unwrap_or(Value::Null),
+                        })
+                    });
+                    Ok(Some(records(out)))
+                })
+            })
+            .description("The loaded DTDL Interfaces, by DTMI."),
+        );
+
+    let mutation = mutation
+        .field(
+            Field::new("createRelationship", s("Relationship"), |ctx| {
+                FieldFuture::new(async move {
+                    let store = store_of(&ctx)?;
+                    let op = Op::CreateRelationship {
+                        source: ctx.args.try_get("source")?.string()?.to_owned(),
+                        id: str_arg(&ctx, "id")?,
+                        name: ctx.args.try_get("name")?.string()?.to_owned(),
+                        target: ctx.args.try_get("target")?.string()?.to_owned(),
+                        properties: json_arg(&ctx, "properties")?,
+                    };
+                    let events = apply(store, Batch::one(op)).await?;
+                    relationship_after(store, &events).await
+                })
+            })
+            .description("Creates a relationship; its id is generated unless given.")
+            .argument(InputValue::new("source", s(TypeRef::ID)))
+            .argument(InputValue::new("name", s(TypeRef::STRING)))
+            .argument(InputValue::new("target", s(TypeRef::ID)))
+            .argument(InputValue::new("id", TypeRef::named(TypeRef::ID)))
+            .argument(InputValue::new("properties", TypeRef::named("JSON"))),
+        )
+        .field(
+            Field::new("updateRelationship", s("Relationship"), |ctx| {
+                FieldFuture::new(async move {
+                    let store = store_of(&ctx)?;
+                    let op = Op::UpdateRelationship {
+                        source: ctx.args.try_get("source")?.string()?.to_owned(),
+                        id: ctx.args.try_get("id")?.string()?.to_owned(),
+                        patch: json_arg(&ctx, "patch")?
+                            .ok_or_else(|| bad_request("patch is required"))?,
+                        expected_version: long_arg(&ctx, "ifVersion")?,
+                    };
+                    let events = apply(store, Batch::one(op)).await?;
+                    relationship_after(store, &events).await
+                })
+            })
+            .description("Merge-patches a relationship's properties.")
+            .argument(InputValue::new("source", s(TypeRef::ID)))
+            .argument(InputValue::new("id", s(TypeRef::ID)))
+            .argument(InputValue::new("patch", s("JSON")))
+            .argument(InputValue::new("ifVersion", TypeRef::named("Long"))),
+        )
+        .field(
+            Field::new("deleteRelationship", s(TypeRef::BOOLEAN), |ctx| {
+                FieldFuture::new(async move {
+                    let op = Op::DeleteRelationship {
+                        source: ctx.args.try_get("source")?.string()?.to_owned(),
+                        id: ctx.args.try_get("id")?.string()?.to_owned(),
+                        expected_version: long_arg(&ctx, "ifVersion")?,
+                    };
+                    apply(store_of(&ctx)?, Batch::one(op)).await?;
+                    Ok(Some(FieldValue::value(true)))
+                })
+            })
+            .argument(InputValue::new("source", s(TypeRef::ID)))
+            .argument(InputValue::new("id", s(TypeRef::ID)))
+            .argument(InputValue::new("ifVersion", TypeRef::named("Long"))),
+        )
+        .field(
+            Field::new("batch", TypeRef::named_nn_list_nn("Event"), |ctx| {
+                FieldFuture::new(async move {
+                    let ops = ctx
+                        .args
+                        .try_get("operations")?
+                        .list()?
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| {
+                            let json = v
+                                .as_value()
+                                .clone()
+                                .into_json()
+                                .map_err(|e| bad_request(format!("operation {i}: {e}")))?;
+                            serde_json::from_value::<Op>(json)
+                                .map_err(|e| bad_request(format!("operation {i}: {e}")))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let events = apply(store_of(&ctx)?, Batch { ops }).await?;
+                    Ok(Some(records(events.iter().map(event_json))))
+                })
+            })
+            .description("Applies operations atomically: all or none. Each is an object with `op` (createTwin, deleteTwin, patchDesired, patchReported, createRelationship, updateRelationship, deleteRelationship) and that operation's fields.")
+            .argument(InputValue::new("operations", TypeRef::named_nn_list_nn("JSON"))),
+        );
+
+    let types = vec![
+        Type::from(direction),
+        relationship.into(),
+        hop.into(),
+        hit.into(),
+        event.into(),
+        event_conn.into(),
+        model.into(),
+    ];
+    (query, mutation, types)
+}
