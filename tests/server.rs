@@ -336,11 +336,13 @@ async fn graph_queries_history_and_atomic_batches() {
     ]);
     let v = gql(
         s.addr,
-        "mutation($ops: [JSON!]!) { batch(operations: $ops) { seq kind twins } }",
+        "mutation($ops: [JSON!]!) { batch(operations: $ops) { applied lastSequence events { seq kind twins } } }",
         json!({"ops": ops}),
     )
     .await;
-    let events = v["data"]["batch"]
+    assert_eq!(v["data"]["batch"]["applied"], 11, "{v}");
+    assert_eq!(v["data"]["batch"]["lastSequence"], 11);
+    let events = v["data"]["batch"]["events"]
         .as_array()
         .unwrap_or_else(|| panic!("{v}"));
     assert_eq!(events.len(), 11);
@@ -350,7 +352,7 @@ async fn graph_queries_history_and_atomic_batches() {
     // A batch that fails part-way writes nothing and names the operation.
     let v = gql(
         s.addr,
-        "mutation($ops: [JSON!]!) { batch(operations: $ops) { seq } }",
+        "mutation($ops: [JSON!]!) { batch(operations: $ops) { applied } }",
         json!({"ops": [
             {"op": "createTwin", "id": "p3", "model": m("Pump")},
             {"op": "patchDesired", "id": "ghost", "patch": {}},
@@ -362,7 +364,7 @@ async fn graph_queries_history_and_atomic_batches() {
     assert!(gql(s.addr, r#"{ twin(id: "p3") { id } }"#, json!({})).await["data"]["twin"].is_null());
     let v = gql(
         s.addr,
-        "mutation($ops: [JSON!]!) { batch(operations: $ops) { seq } }",
+        "mutation($ops: [JSON!]!) { batch(operations: $ops) { applied } }",
         json!({"ops": [{"op": "launchRocket"}]}),
     )
     .await;
@@ -400,38 +402,56 @@ async fn graph_queries_history_and_atomic_batches() {
 
     let v = gql(
         s.addr,
-        r#"{ out: relationships(twin: "p1") { name target } in: relationships(twin: "p2", direction: IN) { name source }
-             named: relationships(twin: "cell", name: "contains") { target } }"#,
+        r#"{ out: relationships(source: "p1") { nodes { name target } }
+             in: relationships(target: "p2") { nodes { name source } }
+             both: relationships(source: "cell", target: "p2") { nodes { id } }
+             named: relationships(source: "cell", name: "contains", first: 1) { nodes { target } pageInfo { hasNextPage endCursor } } }"#,
         json!({}),
     )
     .await;
     assert_eq!(
-        v["data"]["out"],
+        v["data"]["out"]["nodes"],
         json!([{"name": "feeds", "target": "p2"}]),
         "{v}"
     );
     assert_eq!(
-        v["data"]["in"],
+        v["data"]["in"]["nodes"],
         json!([{"name": "contains", "source": "cell"}, {"name": "feeds", "source": "p1"}])
     );
+    assert_eq!(v["data"]["both"]["nodes"], json!([{"id": "c5"}]));
+    assert_eq!(v["data"]["named"]["nodes"], json!([{"target": "p1"}]));
+    assert_eq!(v["data"]["named"]["pageInfo"]["hasNextPage"], true);
+    let v = gql(
+        s.addr,
+        r#"query($a: String) { relationships(source: "cell", name: "contains", after: $a) { nodes { target } pageInfo { hasNextPage } } }"#,
+        json!({"a": v["data"]["named"]["pageInfo"]["endCursor"]}),
+    )
+    .await;
     assert_eq!(
-        v["data"]["named"],
-        json!([{"target": "p1"}, {"target": "p2"}])
+        v["data"]["relationships"]["nodes"],
+        json!([{"target": "p2"}]),
+        "{v}"
+    );
+    assert_eq!(v["data"]["relationships"]["pageInfo"]["hasNextPage"], false);
+    assert_eq!(
+        code(&gql(s.addr, "{ relationships { nodes { id } } }", json!({})).await),
+        "BAD_REQUEST"
     );
 
     let v = gql(
         s.addr,
-        r#"{ traverse(from: "p2", direction: IN, relationships: ["contains"], maxDepth: 2) { depth twin { id } path { source name target } }
+        r#"{ traverse(from: "p2", direction: IN, relationships: ["contains"], maxDepth: 2) { depth twin { id } path hops { source name target } }
              ancestors(id: "p1") { id }
-             descendants(id: "line") { depth twin { id } } }"#,
+             descendants(id: "line") { id } }"#,
         json!({}),
     )
     .await;
     assert_eq!(
         v["data"]["traverse"],
         json!([
-            {"depth": 1, "twin": {"id": "cell"}, "path": [{"source": "cell", "name": "contains", "target": "p2"}]},
-            {"depth": 2, "twin": {"id": "line"}, "path": [
+            {"depth": 1, "twin": {"id": "cell"}, "path": ["p2", "cell"],
+             "hops": [{"source": "cell", "name": "contains", "target": "p2"}]},
+            {"depth": 2, "twin": {"id": "line"}, "path": ["p2", "cell", "line"], "hops": [
                 {"source": "cell", "name": "contains", "target": "p2"},
                 {"source": "line", "name": "contains", "target": "cell"}]},
         ]),
@@ -443,20 +463,23 @@ async fn graph_queries_history_and_atomic_batches() {
     );
     assert_eq!(
         v["data"]["descendants"],
-        json!([
-            {"depth": 1, "twin": {"id": "cell"}},
-            {"depth": 2, "twin": {"id": "p1"}},
-            {"depth": 2, "twin": {"id": "p2"}},
-        ])
+        json!([{"id": "cell"}, {"id": "p1"}, {"id": "p2"}])
     );
 
     let v = gql(
         s.addr,
-        r#"mutation($id: ID!) { deleteRelationship(source: "p1", id: $id) }"#,
+        r#"mutation($id: ID!) { deleteRelationship(id: $id) }"#,
         json!({"id": rel_id}),
     )
     .await;
     assert_eq!(v["data"]["deleteRelationship"], true, "{v}");
+    let v = gql(
+        s.addr,
+        r#"mutation($id: ID!) { deleteRelationship(id: $id) }"#,
+        json!({"id": rel_id}),
+    )
+    .await;
+    assert_eq!(code(&v), "NOT_FOUND", "{v}");
     let v = gql(
         s.addr,
         r#"{ history(id: "p1") { nodes { kind actor } pageInfo { hasNextPage } } }"#,
@@ -481,7 +504,7 @@ async fn graph_queries_history_and_atomic_batches() {
     );
 
     // The global log pages by cursor with nothing skipped or repeated.
-    let q = "query($a: String) { events(first: 4, after: $a) { nodes { seq } pageInfo { hasNextPage endCursor } } }";
+    let q = "query($a: Long) { events(first: 4, after: $a) { nodes { seq } pageInfo { hasNextPage endCursor } } }";
     let (mut seen, mut after) = (Vec::new(), Value::Null);
     loop {
         let v = gql(s.addr, q, json!({"a": after})).await;

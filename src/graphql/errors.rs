@@ -62,3 +62,11 @@ fn twin_code(t: &TwinError) -> &'static str {
 pub fn bad_request(message: impl Into<String>) -> Error {
     Error::new(message.into()).extend_with(|_, ext| ext.set("code", "BAD_REQUEST"))
 }
+
+/// Something the request names does not exist.
+pub fn not_found(message: impl Into<String>) -> Error {
+    Error::new(message.into()).extend_with(|_, ext| {
+        ext.set("code", "NOT_FOUND");
+        ext.set("reason", "relationship_not_found");
+    })
+}

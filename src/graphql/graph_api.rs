@@ -15,10 +15,10 @@ use async_graphql::dynamic::{
 };
 use serde_json::{Value, json};
 
-use super::errors::{bad_request, store_error};
+use super::errors::{bad_request, not_found, store_error};
 use super::schema::{Limits, PageInfo, json_arg, long_arg, store_of, time_arg, to_gql, twin_value};
 use crate::store::GraphStore;
-use crate::twin::query::{Direction, Reached, Traversal};
+use crate::twin::query::{DEFAULT_MAX_DEPTH, Direction, Reached, Traversal};
 use crate::twin::{Batch, Event, Op, Relationship, format_time};
 
 /// A GraphQL object over a JSON object: each field reads its key.
@@ -74,12 +74,30 @@ fn relationship_json(r: &Relationship) -> Value {
     })
 }
 
-fn reached_json(r: &Reached) -> Value {
+/// A traversal hit: `path` is the twins from the start to the hit, `hops`
+/// the relationships crossed.
+fn reached_json(start: &str, r: &Reached) -> Value {
+    let mut path = Vec::with_capacity(r.path.len() + 1);
+    let mut at = start;
+    path.push(at);
+    for hop in &r.path {
+        at = if hop.source == at {
+            &hop.target
+        } else {
+            &hop.source
+        };
+        path.push(at);
+    }
     json!({
         "twin": r.twin,
         "depth": r.depth,
-        "path": r.path,
+        "path": path,
+        "hops": r.path,
     })
+}
+
+fn rel_cursor(r: &Relationship) -> String {
+    format!("{}\n{}", r.source, r.id)
 }
 
 fn event_json(e: &Event) -> Value {
@@ -144,14 +162,14 @@ fn event_page(mut events: Vec<Event>, first: usize) -> FieldValue<'static> {
         has_next_page,
         end_cursor: events.last().map(|e| e.seq.to_string()),
     };
-    FieldValue::owned_any(EventPage {
+    FieldValue::owned_any(RecordPage {
         nodes: events.iter().map(event_json).collect(),
         page,
     })
 }
 
 /// A page of events, as the `EventConnection` type sees it.
-struct EventPage {
+struct RecordPage {
     nodes: Vec<Value>,
     page: PageInfo,
 }
@@ -163,6 +181,45 @@ fn cursor_arg(ctx: &ResolverContext<'_>) -> Result<u64, Error> {
             .parse()
             .map_err(|_| bad_request(format!("after: {s:?} is not an event cursor"))),
     }
+}
+
+/// The twins with these ids, in order (ids that vanished meanwhile skipped).
+async fn twins_by_id(
+    store: &Arc<dyn GraphStore>,
+    ids: impl IntoIterator<Item = String>,
+) -> Result<Option<FieldValue<'static>>, Error> {
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(t) = store.twin(&id).await.map_err(|e| store_error(&e))? {
+            out.push(twin_value(t));
+        }
+    }
+    Ok(Some(FieldValue::list(out)))
+}
+
+/// A connection over JSON records: `nodes` and `pageInfo`.
+fn record_connection(name: &str, node: &str) -> Object {
+    Object::new(name)
+        .field(Field::new(
+            "nodes",
+            TypeRef::named_nn_list_nn(node.to_owned()),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let p = ctx.parent_value.try_downcast_ref::<RecordPage>()?;
+                    Ok(Some(records(p.nodes.iter().cloned())))
+                })
+            },
+        ))
+        .field(Field::new(
+            "pageInfo",
+            TypeRef::named_nn("PageInfo"),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let p = ctx.parent_value.try_downcast_ref::<RecordPage>()?;
+                    Ok(Some(FieldValue::owned_any(p.page.clone())))
+                })
+            },
+        ))
 }
 
 /// Applies a batch and returns its events.
@@ -245,21 +302,28 @@ pub(super) fn extend(
     let hit = record(
         "TraversalHit",
         "A twin reached by a traversal, at its shortest depth.",
-        &[("depth", s(TypeRef::INT), "Hops from the start.")],
+        &[
+            ("depth", s(TypeRef::INT), "Hops from the start."),
+            (
+                "path",
+                TypeRef::named_nn_list_nn(TypeRef::ID),
+                "Twins on one shortest path, from the start to this twin.",
+            ),
+        ],
     )
     .field(
-        Field::new("path", TypeRef::named_nn_list_nn("Hop"), |ctx| {
+        Field::new("hops", TypeRef::named_nn_list_nn("Hop"), |ctx| {
             FieldFuture::new(async move {
                 let v = ctx.parent_value.try_downcast_ref::<Value>()?;
                 let hops = v
-                    .get("path")
+                    .get("hops")
                     .and_then(Value::as_array)
                     .cloned()
                     .unwrap_or_default();
                 Ok(Some(records(hops)))
             })
         })
-        .description("One shortest path from the start."),
+        .description("The relationships crossed on that path."),
     )
     .field(
         Field::new("twin", s("Twin"), |ctx| {
@@ -297,23 +361,9 @@ pub(super) fn extend(
             ("change", s("JSON"), "The change in full."),
         ],
     );
-    let event_conn = Object::new("EventConnection")
-        .field(Field::new(
-            "nodes",
-            TypeRef::named_nn_list_nn("Event"),
-            |ctx| {
-                FieldFuture::new(async move {
-                    let p = ctx.parent_value.try_downcast_ref::<EventPage>()?;
-                    Ok(Some(records(p.nodes.iter().cloned())))
-                })
-            },
-        ))
-        .field(Field::new("pageInfo", s("PageInfo"), |ctx| {
-            FieldFuture::new(async move {
-                let p = ctx.parent_value.try_downcast_ref::<EventPage>()?;
-                Ok(Some(FieldValue::owned_any(p.page.clone())))
-            })
-        }));
+    let rel_conn = record_connection("RelationshipConnection", "Relationship");
+    let event_conn = record_connection("EventConnection", "Event");
+
     let model = record(
         "Model",
         "A loaded DTDL Interface.",
@@ -342,21 +392,50 @@ pub(super) fn extend(
 
     let query = query
         .field(
-            Field::new("relationships", TypeRef::named_nn_list_nn("Relationship"), |ctx| {
+            Field::new("relationships", s("RelationshipConnection"), move |ctx| {
                 FieldFuture::new(async move {
-                    let twin = ctx.args.try_get("twin")?.string()?.to_owned();
+                    let store = store_of(&ctx)?;
+                    let source = str_arg(&ctx, "source")?;
+                    let target = str_arg(&ctx, "target")?;
                     let name = str_arg(&ctx, "name")?;
-                    let rels = store_of(&ctx)?
-                        .relationships(&twin, direction_arg(&ctx)?, name.as_deref())
-                        .await
-                        .map_err(|e| store_error(&e))?;
-                    Ok(Some(records(rels.iter().map(relationship_json))))
+                    let first = usize_arg(&ctx, "first", 100, max_page)?;
+                    let after = str_arg(&ctx, "after")?;
+                    let mut rels = match (&source, &target) {
+                        (Some(src), _) => store.relationships(src, Direction::Out, name.as_deref()).await,
+                        (None, Some(tgt)) => store.relationships(tgt, Direction::In, name.as_deref()).await,
+                        (None, None) => {
+                            return Err(bad_request("relationships needs a source or a target"));
+                        }
+                    }
+                    .map_err(|e| store_error(&e))?;
+                    if let Some(tgt) = &target {
+                        rels.retain(|r| &r.target == tgt);
+                    }
+                    rels.sort_by(|a, b| (&a.source, &a.id).cmp(&(&b.source, &b.id)));
+                    if let Some(after) = after {
+                        let (src, id) = after
+                            .split_once('\n')
+                            .ok_or_else(|| bad_request("after: not a relationship cursor"))?;
+                        rels.retain(|r| (r.source.as_str(), r.id.as_str()) > (src, id));
+                    }
+                    let has_next_page = rels.len() > first;
+                    rels.truncate(first);
+                    let page = PageInfo {
+                        has_next_page,
+                        end_cursor: rels.last().map(rel_cursor),
+                    };
+                    Ok(Some(FieldValue::owned_any(RecordPage {
+                        nodes: rels.iter().map(relationship_json).collect(),
+                        page,
+                    })))
                 })
             })
-            .description("Relationships of a twin: outgoing (default), incoming or both, optionally of one name.")
-            .argument(InputValue::new("twin", s(TypeRef::ID)))
-            .argument(InputValue::new("direction", TypeRef::named("Direction")))
-            .argument(InputValue::new("name", TypeRef::named(TypeRef::STRING))),
+            .description("Relationships from `source` and/or to `target`, optionally of one name, ordered by (source, id), with cursor pagination. At least one of `source` and `target` is required.")
+            .argument(InputValue::new("source", TypeRef::named(TypeRef::ID)))
+            .argument(InputValue::new("target", TypeRef::named(TypeRef::ID)))
+            .argument(InputValue::new("name", TypeRef::named(TypeRef::STRING)))
+            .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)))
+            .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING))),
         )
         .field(
             Field::new("traverse", TypeRef::named_nn_list_nn("TraversalHit"), |ctx| {
@@ -379,7 +458,7 @@ pub(super) fn extend(
                         .traverse(&t)
                         .await
                         .map_err(|e| store_error(&e))?;
-                    Ok(Some(records(hits.iter().map(reached_json))))
+                    Ok(Some(records(hits.iter().map(|h| reached_json(&t.start, h)))))
                 })
             })
             .description("Every twin reachable from `from` within `maxDepth` hops (impact analysis), nearest first.")
@@ -394,31 +473,26 @@ pub(super) fn extend(
                     let store = store_of(&ctx)?;
                     let id = ctx.args.try_get("id")?.string()?;
                     let ids = store.ancestors(id).await.map_err(|e| store_error(&e))?;
-                    let mut out = Vec::with_capacity(ids.len());
-                    for a in ids {
-                        if let Some(t) = store.twin(&a).await.map_err(|e| store_error(&e))? {
-                            out.push(twin_value(t));
-                        }
-                    }
-                    Ok(Some(FieldValue::list(out)))
+                    twins_by_id(store, ids).await
                 })
             })
             .description("Containers of a twin (DTDL contains relationships), nearest first.")
             .argument(InputValue::new("id", s(TypeRef::ID))),
         )
         .field(
-            Field::new("descendants", TypeRef::named_nn_list_nn("TraversalHit"), |ctx| {
+            Field::new("descendants", TypeRef::named_nn_list_nn("Twin"), |ctx| {
                 FieldFuture::new(async move {
+                    let store = store_of(&ctx)?;
                     let id = ctx.args.try_get("id")?.string()?;
-                    let depth = usize_arg(&ctx, "maxDepth", 10, usize::MAX)?;
-                    let hits = store_of(&ctx)?
+                    let depth = usize_arg(&ctx, "maxDepth", DEFAULT_MAX_DEPTH, usize::MAX)?;
+                    let hits = store
                         .descendants(id, depth)
                         .await
                         .map_err(|e| store_error(&e))?;
-                    Ok(Some(records(hits.iter().map(reached_json))))
+                    twins_by_id(store, hits.into_iter().map(|h| h.twin)).await
                 })
             })
-            .description("Everything a twin contains, transitively, nearest first.")
+            .description("Everything a twin contains, transitively, nearest first (then by id).")
             .argument(InputValue::new("id", s(TypeRef::ID)))
             .argument(InputValue::new("maxDepth", TypeRef::named(TypeRef::INT))),
         )
@@ -451,7 +525,7 @@ pub(super) fn extend(
             Field::new("events", s("EventConnection"), move |ctx| {
                 FieldFuture::new(async move {
                     let first = usize_arg(&ctx, "first", 100, max_page)?;
-                    let after = cursor_arg(&ctx)?;
+                    let after = long_arg(&ctx, "after")?.unwrap_or(0);
                     let events = store_of(&ctx)?
                         .events_after(after, first + 1)
                         .await
@@ -459,9 +533,9 @@ pub(super) fn extend(
                     Ok(Some(event_page(events, first)))
                 })
             })
-            .description("The global event log, oldest first, from a cursor.")
-            .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)))
-            .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING))),
+            .description("The global event log, oldest first, after a sequence number.")
+            .argument(InputValue::new("after", TypeRef::named("Long")))
+            .argument(InputValue::new("first", TypeRef::named(TypeRef::INT))),
         )
         .field(
             Field::new("models", TypeRef::named_nn_list_nn("Model"), |ctx| {
@@ -532,21 +606,45 @@ pub(super) fn extend(
         .field(
             Field::new("deleteRelationship", s(TypeRef::BOOLEAN), |ctx| {
                 FieldFuture::new(async move {
+                    let store = store_of(&ctx)?;
+                    let id = ctx.args.try_get("id")?.string()?.to_owned();
+                    let source = match str_arg(&ctx, "source")? {
+                        Some(src) => src,
+                        None => {
+                            let found = store
+                                .relationships_with_id(&id)
+                                .await
+                                .map_err(|e| store_error(&e))?;
+                            match found.as_slice() {
+                                [one] => one.source.clone(),
+                                [] => {
+                                    return Err(not_found(format!("no relationship has id {id:?}")));
+                                }
+                                _ => {
+                                    return Err(bad_request(format!(
+                                        "{} relationships have id {id:?}; give `source`",
+                                        found.len()
+                                    )));
+                                }
+                            }
+                        }
+                    };
                     let op = Op::DeleteRelationship {
-                        source: ctx.args.try_get("source")?.string()?.to_owned(),
-                        id: ctx.args.try_get("id")?.string()?.to_owned(),
+                        source,
+                        id,
                         expected_version: long_arg(&ctx, "ifVersion")?,
                     };
-                    apply(store_of(&ctx)?, Batch::one(op)).await?;
+                    apply(store, Batch::one(op)).await?;
                     Ok(Some(FieldValue::value(true)))
                 })
             })
-            .argument(InputValue::new("source", s(TypeRef::ID)))
+            .description("Deletes a relationship. Ids are unique per source twin; `source` is needed only when several sources use the same id (generated ids are globally unique).")
             .argument(InputValue::new("id", s(TypeRef::ID)))
+            .argument(InputValue::new("source", TypeRef::named(TypeRef::ID)))
             .argument(InputValue::new("ifVersion", TypeRef::named("Long"))),
         )
         .field(
-            Field::new("batch", TypeRef::named_nn_list_nn("Event"), |ctx| {
+            Field::new("batch", s("BatchResult"), |ctx| {
                 FieldFuture::new(async move {
                     let ops = ctx
                         .args
@@ -565,15 +663,51 @@ pub(super) fn extend(
                         })
                         .collect::<Result<Vec<_>, _>>()?;
                     let events = apply(store_of(&ctx)?, Batch { ops }).await?;
-                    Ok(Some(records(events.iter().map(event_json))))
+                    Ok(Some(FieldValue::owned_any(json!({
+                        "applied": events.len(),
+                        "lastSequence": events.last().map(|e| e.seq),
+                        "events": events.iter().map(event_json).collect::<Vec<_>>(),
+                    }))))
                 })
             })
             .description("Applies operations atomically: all or none. Each is an object with `op` (createTwin, deleteTwin, patchDesired, patchReported, createRelationship, updateRelationship, deleteRelationship) and that operation's fields.")
             .argument(InputValue::new("operations", TypeRef::named_nn_list_nn("JSON"))),
         );
 
+    let batch_result = record(
+        "BatchResult",
+        "What an atomic batch did.",
+        &[
+            (
+                "applied",
+                s(TypeRef::INT),
+                "Events written (one per operation).",
+            ),
+            (
+                "lastSequence",
+                TypeRef::named("Long"),
+                "Sequence number of its last event.",
+            ),
+        ],
+    )
+    .field(
+        Field::new("events", TypeRef::named_nn_list_nn("Event"), |ctx| {
+            FieldFuture::new(async move {
+                let v = ctx.parent_value.try_downcast_ref::<Value>()?;
+                let events = v
+                    .get("events")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                Ok(Some(records(events)))
+            })
+        })
+        .description("The events, in order."),
+    );
     let types = vec![
         Type::from(direction),
+        rel_conn.into(),
+        batch_result.into(),
         relationship.into(),
         hop.into(),
         hit.into(),

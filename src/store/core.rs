@@ -453,6 +453,10 @@ impl GraphStore for Store {
         Ok(self.graph().relationship(source, id))
     }
 
+    async fn relationships_with_id(&self, id: &str) -> Result<Vec<Relationship>, StoreError> {
+        Ok(self.graph().relationships_with_id(id))
+    }
+
     async fn relationships(
         &self,
         twin: &str,

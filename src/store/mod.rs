@@ -115,6 +115,10 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
         id: &str,
     ) -> Result<Option<Relationship>, StoreError>;
 
+    /// Relationships with this id, from any source (ids are unique per
+    /// source; generated ids are unique globally). May scan every relationship.
+    async fn relationships_with_id(&self, id: &str) -> Result<Vec<Relationship>, StoreError>;
+
     /// Relationships of a twin in a direction, optionally of one name.
     async fn relationships(
         &self,

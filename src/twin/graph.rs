@@ -98,6 +98,12 @@ impl Graph {
         self.rels.get(source, id).map(|r| r.to_relationship())
     }
 
+    /// Relationships with this id from any source (ids are unique per
+    /// source only); a scan over all relationships.
+    pub fn relationships_with_id(&self, id: &str) -> Vec<Relationship> {
+        self.rels.with_id(id).map(|r| r.to_relationship()).collect()
+    }
+
     pub fn last_seq(&self) -> u64 {
         self.last_seq
     }

@@ -105,6 +105,11 @@ impl RelStore {
         self.handle(source, id).and_then(|h| self.rec(h))
     }
 
+    /// Every relationship with this id, whatever its source (a full scan).
+    pub fn with_id<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a RelRec> + 'a {
+        self.slab.iter().flatten().filter(move |r| &*r.id == id)
+    }
+
     pub fn outgoing(&self, twin: &str) -> impl Iterator<Item = &RelRec> {
         self.out
             .get(twin)
