@@ -10,5 +10,6 @@ mod rules;
 #[macro_use]
 mod store_suite;
 mod embedded;
+mod live;
 mod server;
 mod store_conformance;

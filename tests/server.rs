@@ -14,15 +14,19 @@ use twingraph::store::{GraphStore, Store, StoreConfig};
 
 use crate::support::sample_models;
 
-struct Running {
-    addr: SocketAddr,
+pub(crate) struct Running {
+    pub(crate) addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-async fn start() -> Running {
-    let store: Arc<dyn GraphStore> =
-        Arc::new(Store::in_memory(sample_models(), StoreConfig::default()));
+pub(crate) async fn start() -> Running {
+    start_with(StoreConfig::default()).await
+}
+
+/// A server over an in-memory store with `config`.
+pub(crate) async fn start_with(config: StoreConfig) -> Running {
+    let store: Arc<dyn GraphStore> = Arc::new(Store::in_memory(sample_models(), config));
     let schema = graphql::build(store.clone(), graphql::schema::Limits::default()).expect("schema");
     let app = server::app(AppState {
         store,
@@ -45,7 +49,7 @@ async fn start() -> Running {
 }
 
 impl Running {
-    async fn shutdown(mut self) {
+    pub(crate) async fn shutdown(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -95,14 +99,14 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
-async fn gql(addr: SocketAddr, query: &str, variables: Value) -> Value {
+pub(crate) async fn gql(addr: SocketAddr, query: &str, variables: Value) -> Value {
     let body = json!({"query": query, "variables": variables}).to_string();
     let (status, text) = http(addr, "POST", "/graphql", Some(&body)).await;
     assert_eq!(status, 200, "{text}");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
-fn code(v: &Value) -> &str {
+pub(crate) fn code(v: &Value) -> &str {
     v["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
 }
 

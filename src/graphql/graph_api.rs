@@ -100,7 +100,7 @@ fn rel_cursor(r: &Relationship) -> String {
     format!("{}\n{}", r.source, r.id)
 }
 
-fn event_json(e: &Event) -> Value {
+pub(super) fn event_json(e: &Event) -> Value {
     let change = serde_json::to_value(&e.change).unwrap_or(Value::Null);
     let kind = change.get("kind").cloned().unwrap_or(Value::Null);
     json!({

@@ -14,6 +14,7 @@
 pub mod errors;
 mod graph_api;
 pub mod json;
+mod live;
 pub mod schema;
 
 pub use schema::build;

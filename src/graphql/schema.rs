@@ -442,8 +442,10 @@ pub fn build(store: Arc<dyn GraphStore>, limits: Limits) -> Result<Schema, Schem
         );
 
     let (query, mutation, extra) = super::graph_api::extend(query, mutation, limits);
-    let mut builder = Schema::build("Query", Some("Mutation"), None);
-    for ty in extra {
+    let (subscription, live_types) = super::live::subscription();
+    let mut builder =
+        Schema::build("Query", Some("Mutation"), Some("Subscription")).register(subscription);
+    for ty in extra.into_iter().chain(live_types) {
         builder = builder.register(ty);
     }
     builder

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::GraphQL;
+use async_graphql_axum::{GraphQL, GraphQLSubscription};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse};
@@ -36,7 +36,8 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// The router: `/graphql` (POST and GET), GraphiQL at `/`, `/healthz`, `/readyz`.
+/// The router: `/graphql` (POST and GET), `/graphql/ws` (subscriptions over
+/// WebSocket: `graphql-transport-ws` and the legacy `graphql-ws`), GraphiQL at `/`, `/healthz`, `/readyz`.
 pub fn app(state: AppState) -> Router {
     let ready = state.ready.clone();
     Router::new()
@@ -46,6 +47,10 @@ pub fn app(state: AppState) -> Router {
                 state.schema.clone(),
             )))
             .post_service(GraphQL::new(state.schema.clone())),
+        )
+        .route_service(
+            "/graphql/ws",
+            GraphQLSubscription::new(state.schema.clone()),
         )
         .route("/", get(graphiql))
         .route("/healthz", get(|| async { "ok" }))
@@ -65,7 +70,12 @@ pub fn app(state: AppState) -> Router {
 }
 
 async fn graphiql() -> impl IntoResponse {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .finish(),
+    )
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves; then stops

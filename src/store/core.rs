@@ -40,6 +40,9 @@ pub struct StoreConfig {
     pub retention: Option<std::time::Duration>,
     /// Memory the storage engine may use to cache pages (embedded store).
     pub storage_cache_bytes: usize,
+    /// Events buffered for live subscribers; one that falls further behind
+    /// is told it lagged (memory per subscriber stays bounded).
+    pub live_buffer: usize,
 }
 
 impl Default for StoreConfig {
@@ -50,6 +53,7 @@ impl Default for StoreConfig {
             retention: None,
             // Reads are served from memory; the cache only helps writes.
             storage_cache_bytes: 16 * 1024 * 1024,
+            live_buffer: 4096,
         }
     }
 }
@@ -112,7 +116,7 @@ impl Store {
         journal: Arc<dyn Journal>,
         config: StoreConfig,
     ) -> Store {
-        let (events, _) = broadcast::channel(4096);
+        let (events, _) = broadcast::channel(config.live_buffer.max(1));
         let shared = Arc::new(Shared {
             last_seq: AtomicU64::new(graph.last_seq()),
             graph: RwLock::new(graph),

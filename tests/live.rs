@@ -1,0 +1,352 @@
+//! Subscriptions end to end: a real server on 127.0.0.1:0, spoken to over
+//! WebSocket in both protocols (`graphql-transport-ws` and the legacy
+//! `graphql-ws`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{WebSocketStream, client_async};
+
+use twingraph::store::StoreConfig;
+
+use crate::server::{code, gql, start, start_with};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A subscription client speaking one of the two protocols.
+struct Client {
+    ws: WebSocketStream<TcpStream>,
+    legacy: bool,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr, legacy: bool) -> Client {
+        let protocol = if legacy {
+            "graphql-ws"
+        } else {
+            "graphql-transport-ws"
+        };
+        let mut req = format!("ws://{addr}/graphql/ws")
+            .into_client_request()
+            .expect("request");
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", protocol.parse().expect("header"));
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let (ws, resp) = client_async(req, tcp).await.expect("websocket handshake");
+        assert_eq!(
+            resp.headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok()),
+            Some(protocol)
+        );
+        let mut c = Client { ws, legacy };
+        c.send(json!({"type": "connection_init", "payload": {}}))
+            .await;
+        let ack = c.recv().await;
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+        c
+    }
+
+    async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next protocol message (pings answered, keep-alives skipped).
+    async fn recv(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a message within the wait")
+                .expect("stream open")
+                .expect("frame");
+            let Message::Text(t) = msg else { continue };
+            let v: Value = serde_json::from_str(&t).expect("json message");
+            match v["type"].as_str() {
+                Some("ka") => continue,
+                Some("ping") => self.send(json!({"type": "pong"})).await,
+                _ => return v,
+            }
+        }
+    }
+
+    async fn subscribe(&mut self, id: &str, query: &str) {
+        let kind = if self.legacy { "start" } else { "subscribe" };
+        self.send(json!({"type": kind, "id": id, "payload": {"query": query}}))
+            .await;
+    }
+
+    /// The payload of the next result of subscription `id`.
+    async fn next_data(&mut self, id: &str) -> Value {
+        let v = self.recv().await;
+        let kind = if self.legacy { "data" } else { "next" };
+        assert_eq!(v["type"], kind, "{v}");
+        assert_eq!(v["id"], id);
+        v["payload"].clone()
+    }
+}
+
+async fn mutate(addr: SocketAddr, q: &str) {
+    let v = gql(addr, q, json!({})).await;
+    assert!(v.get("errors").is_none(), "{q}: {v}");
+}
+
+fn pump(id: &str) -> String {
+    format!(
+        r#"mutation {{ createTwin(id: "{id}", model: "dtmi:twingraph:isa95:Pump;1") {{ id }} }}"#
+    )
+}
+
+#[tokio::test]
+async fn twin_changes_are_pushed_filtered_by_model_with_state_after() {
+    let s = start().await;
+    mutate(s.addr, &pump("p1")).await;
+    mutate(
+        s.addr,
+        r#"mutation { createTwin(id: "site", model: "dtmi:twingraph:isa95:Site;1") { id } }"#,
+    )
+    .await;
+    let mut c = Client::connect(s.addr, false).await;
+    c.subscribe(
+        "1",
+        r#"subscription { twinChanged(model: "dtmi:twingraph:isa95:Equipment;1") { sequence kind twinId patch twin { id version reported } } }"#,
+    )
+    .await;
+    // The subscription starts asynchronously: write until the first change arrives.
+    let first = loop {
+        mutate(
+            s.addr,
+            r#"mutation { patchReported(id: "p1", patch: {flowRate: 1.0}) { id } }"#,
+        )
+        .await;
+        if let Ok(v) = tokio::time::timeout(Duration::from_millis(200), c.next_data("1")).await {
+            break v;
+        }
+    };
+    assert_eq!(
+        first["data"]["twinChanged"]["kind"], "reportedPatched",
+        "{first}"
+    );
+    let mut seq = first["data"]["twinChanged"]["sequence"]
+        .as_u64()
+        .expect("sequence");
+    // Drain the changes from any retries that raced the first delivery.
+    let (version, _) = {
+        let v = gql(s.addr, r#"{ twin(id: "p1") { version } }"#, json!({})).await;
+        (v["data"]["twin"]["version"].as_u64().expect("version"), ())
+    };
+    let mut seen_version = first["data"]["twinChanged"]["twin"]["version"]
+        .as_u64()
+        .expect("twin version");
+    while seen_version < version {
+        let v = c.next_data("1").await;
+        seq = v["data"]["twinChanged"]["sequence"].as_u64().expect("seq");
+        seen_version = v["data"]["twinChanged"]["twin"]["version"]
+            .as_u64()
+            .expect("twin version");
+    }
+
+    // The site is not Equipment: filtered out. The pump's changes arrive in order.
+    mutate(
+        s.addr,
+        r#"mutation { patchDesired(id: "site", patch: {}) { id } }"#,
+    )
+    .await;
+    mutate(
+        s.addr,
+        r#"mutation { patchReported(id: "p1", patch: {flowRate: 7.5}) { id } }"#,
+    )
+    .await;
+    mutate(s.addr, &pump("p2")).await;
+    mutate(s.addr, r#"mutation { deleteTwin(id: "p2") }"#).await;
+
+    let v = c.next_data("1").await;
+    let ch = &v["data"]["twinChanged"];
+    assert_eq!(ch["sequence"].as_u64(), Some(seq + 2), "{v}");
+    assert_eq!(ch["twinId"], "p1");
+    assert_eq!(ch["patch"], json!({"reported": {"flowRate": 7.5}}));
+    assert_eq!(ch["twin"]["reported"]["flowRate"], 7.5);
+    let v = c.next_data("1").await;
+    assert_eq!(v["data"]["twinChanged"]["kind"], "twinCreated", "{v}");
+    assert_eq!(v["data"]["twinChanged"]["twin"]["version"], 1);
+    let v = c.next_data("1").await;
+    let ch = &v["data"]["twinChanged"];
+    assert_eq!(ch["kind"], "twinDeleted", "{v}");
+    assert_eq!(ch["twinId"], "p2");
+    assert!(ch["twin"].is_null(), "no state after a delete: {v}");
+
+    // Unsubscribing ends the stream; the connection stays usable.
+    c.send(json!({"type": "complete", "id": "1"})).await;
+    c.send(json!({"type": "ping"})).await;
+    let mut v = c.recv().await;
+    if v["type"] == "complete" {
+        assert_eq!(v["id"], "1");
+        v = c.recv().await;
+    }
+    assert_eq!(v["type"], "pong", "{v}");
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn event_stream_resumes_after_disconnect_without_gap_or_duplicate() {
+    for legacy in [false, true] {
+        let s = start().await;
+        for i in 0..5 {
+            mutate(s.addr, &pump(&format!("p{i}"))).await;
+        }
+        let q =
+            |after: u64| format!("subscription {{ events(after: {after}) {{ seq kind twins }} }}");
+        let mut c = Client::connect(s.addr, legacy).await;
+        c.subscribe("a", &q(2)).await;
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(c.next_data("a").await["data"]["events"]["seq"].as_u64());
+        }
+        assert_eq!(
+            got,
+            [Some(3), Some(4), Some(5)],
+            "replayed (legacy: {legacy})"
+        );
+        mutate(s.addr, &pump("live")).await;
+        let v = c.next_data("a").await;
+        assert_eq!(v["data"]["events"]["seq"], 6, "{v}");
+        assert_eq!(v["data"]["events"]["twins"], json!(["live"]));
+
+        // Disconnect; changes happen meanwhile; resume from the last seen.
+        drop(c);
+        for i in 0..3 {
+            mutate(
+                s.addr,
+                &format!(
+                    r#"mutation {{ patchReported(id: "p{i}", patch: {{flowRate: 2.0}}) {{ id }} }}"#
+                ),
+            )
+            .await;
+        }
+        let mut c = Client::connect(s.addr, legacy).await;
+        c.subscribe("b", &q(6)).await;
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(c.next_data("b").await["data"]["events"]["seq"].as_u64());
+        }
+        mutate(s.addr, &pump("after")).await;
+        got.push(c.next_data("b").await["data"]["events"]["seq"].as_u64());
+        assert_eq!(
+            got,
+            [Some(7), Some(8), Some(9), Some(10)],
+            "legacy: {legacy}"
+        );
+
+        // Filtered by kind.
+        c.subscribe(
+            "c",
+            "subscription { events(after: 0, kinds: [\"reportedPatched\"]) { seq } }",
+        )
+        .await;
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(c.next_data("c").await["data"]["events"]["seq"].as_u64());
+        }
+        assert_eq!(got, [Some(7), Some(8), Some(9)]);
+        s.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn subscription_errors_carry_codes() {
+    let s = start().await;
+    let mut c = Client::connect(s.addr, false).await;
+    c.subscribe(
+        "x",
+        r#"subscription { twinChanged(model: "dtmi:nope:X;1") { sequence } }"#,
+    )
+    .await;
+    // A resolver error arrives as a result with errors, then the stream completes.
+    let v = c.next_data("x").await;
+    assert_eq!(
+        v["errors"][0]["extensions"]["code"], "MODEL_NOT_FOUND",
+        "{v}"
+    );
+    let v = c.recv().await;
+    assert_eq!(
+        (v["type"].as_str(), v["id"].as_str()),
+        (Some("complete"), Some("x"))
+    );
+    c.subscribe("y", "subscription { events(after: 99) { seq } }")
+        .await;
+    let v = c.next_data("y").await;
+    assert_eq!(v["errors"][0]["extensions"]["code"], "BAD_REQUEST", "{v}");
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_subscriber_that_falls_behind_is_told_where_to_resume() {
+    let s = start_with(StoreConfig {
+        live_buffer: 16,
+        ..StoreConfig::default()
+    })
+    .await;
+    mutate(s.addr, &pump("p1")).await;
+    let mut c = Client::connect(s.addr, false).await;
+    c.subscribe(
+        "1",
+        r#"subscription { twinChanged(id: "p1") { sequence } }"#,
+    )
+    .await;
+    let patch = r#"mutation { patchReported(id: "p1", patch: {flowRate: 1.0}) { id } }"#;
+    let mut last_delivered = loop {
+        mutate(s.addr, patch).await;
+        if let Ok(v) = tokio::time::timeout(Duration::from_millis(200), c.next_data("1")).await {
+            break v["data"]["twinChanged"]["sequence"].as_u64().expect("seq");
+        }
+    };
+    // Stop reading while far more changes are written than the buffer and
+    // the socket can hold.
+    let ops: Vec<Value> = (0..1000)
+        .map(|i| json!({"op": "patchReported", "id": "p1", "patch": {"flowRate": f64::from(i)}}))
+        .collect();
+    for _ in 0..40 {
+        let v = gql(
+            s.addr,
+            "mutation($ops: [JSON!]!) { batch(operations: $ops) { applied } }",
+            json!({"ops": ops}),
+        )
+        .await;
+        assert_eq!(v["data"]["batch"]["applied"], 1000, "{v}");
+    }
+    let lag = loop {
+        let v = c.next_data("1").await;
+        if v.get("errors").is_some() {
+            break v;
+        }
+        last_delivered = v["data"]["twinChanged"]["sequence"].as_u64().expect("seq");
+    };
+    assert_eq!(code(&lag), "SUBSCRIBER_LAGGED", "{lag}");
+    assert_eq!(
+        lag["errors"][0]["extensions"]["lastSequence"].as_u64(),
+        Some(last_delivered),
+        "{lag}"
+    );
+    let v = c.recv().await;
+    assert_eq!(v["type"], "complete", "the lagging stream ends: {v}");
+    // Resuming from there misses nothing.
+    c.subscribe(
+        "2",
+        &format!("subscription {{ events(after: {last_delivered}) {{ seq }} }}"),
+    )
+    .await;
+    let v = c.next_data("2").await;
+    assert_eq!(
+        v["data"]["events"]["seq"].as_u64(),
+        Some(last_delivered + 1),
+        "{v}"
+    );
+    s.shutdown().await;
+}
