@@ -350,3 +350,28 @@ async fn a_subscriber_that_falls_behind_is_told_where_to_resume() {
     );
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_completes_open_subscriptions() {
+    let s = start().await;
+    mutate(s.addr, &pump("p1")).await;
+    let mut c = Client::connect(s.addr, false).await;
+    c.subscribe("e", "subscription { events(after: 0) { seq } }")
+        .await;
+    assert_eq!(c.next_data("e").await["data"]["events"]["seq"], 1);
+    c.subscribe(
+        "t",
+        r#"subscription { twinChanged(id: "p1") { sequence } }"#,
+    )
+    .await;
+    s.live.trigger();
+    let mut completed = Vec::new();
+    for _ in 0..2 {
+        let v = c.recv().await;
+        assert_eq!(v["type"], "complete", "{v}");
+        completed.push(v["id"].as_str().unwrap_or_default().to_owned());
+    }
+    completed.sort();
+    assert_eq!(completed, ["e", "t"]);
+    s.shutdown().await;
+}

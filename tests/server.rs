@@ -16,6 +16,8 @@ use crate::support::sample_models;
 
 pub(crate) struct Running {
     pub(crate) addr: SocketAddr,
+    /// Completes the subscriptions (what `serve` does on SIGTERM).
+    pub(crate) live: graphql::Shutdown,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -27,7 +29,13 @@ pub(crate) async fn start() -> Running {
 /// A server over an in-memory store with `config`.
 pub(crate) async fn start_with(config: StoreConfig) -> Running {
     let store: Arc<dyn GraphStore> = Arc::new(Store::in_memory(sample_models(), config));
-    let schema = graphql::build(store.clone(), graphql::schema::Limits::default()).expect("schema");
+    let live = graphql::Shutdown::default();
+    let schema = graphql::build(
+        store.clone(),
+        graphql::schema::Limits::default(),
+        live.clone(),
+    )
+    .expect("schema");
     let app = server::app(AppState {
         store,
         schema,
@@ -43,6 +51,7 @@ pub(crate) async fn start_with(config: StoreConfig) -> Running {
     }));
     Running {
         addr,
+        live,
         stop: Some(stop),
         task,
     }
@@ -50,6 +59,7 @@ pub(crate) async fn start_with(config: StoreConfig) -> Running {
 
 impl Running {
     pub(crate) async fn shutdown(mut self) {
+        self.live.trigger();
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }

@@ -102,7 +102,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
         tracing::info!(twins, "loaded the demo plant");
     }
-    let schema = graphql::build(dyn_store.clone(), graphql::schema::Limits::default())?;
+    let live = graphql::Shutdown::default();
+    let schema = graphql::build(
+        dyn_store.clone(),
+        graphql::schema::Limits::default(),
+        live.clone(),
+    )?;
     let ready = Arc::new(AtomicBool::new(false));
     let app = server::app(AppState {
         store: dyn_store,
@@ -115,7 +120,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     ready.store(true, Ordering::Release);
     println!("twingraph listening on http://{addr} (GraphiQL at /, GraphQL at /graphql)");
-    server::run(listener, app, shutdown_signal()).await?;
+    let shutdown = async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested: completing subscriptions, finishing requests");
+        live.trigger();
+    };
+    server::run(listener, app, shutdown).await?;
     tracing::info!("shutting down: flushing the store");
     store.close();
     Ok(())

@@ -18,15 +18,45 @@ use async_graphql::dynamic::{
     SubscriptionField, SubscriptionFieldFuture, Type, TypeRef,
 };
 use async_graphql::{Error, ErrorExtensions};
-use futures_util::stream::{self, Stream};
+use futures_util::stream::{self, Stream, StreamExt};
 use serde_json::Value;
 use tokio::sync::broadcast::{Receiver, error::RecvError};
+use tokio::sync::watch;
 
 use super::errors::{bad_request, store_error};
 use super::graph_api::event_json;
 use super::schema::{long_arg, store_of, to_gql, twin_value};
 use crate::store::{At, GraphStore};
 use crate::twin::{Change, Event, Twin};
+
+/// Ends every live stream when the server shuts down, so each subscriber
+/// gets a `complete` for each of its subscriptions instead of a dropped socket.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    tx: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown {
+            tx: Arc::new(watch::channel(false).0),
+        }
+    }
+}
+
+impl Shutdown {
+    /// Completes every open subscription stream, present and future.
+    pub fn trigger(&self) {
+        self.tx.send_replace(true);
+    }
+
+    /// Resolves once `trigger` was called.
+    async fn triggered(self) {
+        let mut rx = self.tx.subscribe();
+        // The sender lives in `self`, so `wait_for` cannot fail.
+        let _ = rx.wait_for(|closed| *closed).await;
+    }
+}
 
 /// Events read from the log per replay step.
 const REPLAY_PAGE: usize = 1000;
@@ -365,7 +395,7 @@ pub(super) fn subscription() -> (Subscription, Vec<Type>) {
                     &crate::twin::TwinError::UnknownModel(m.clone()).into(),
                 ));
             }
-            let watch = Watch {
+            let watcher = Watch {
                 rx: store.subscribe(),
                 last: store.last_seq(),
                 store,
@@ -373,10 +403,12 @@ pub(super) fn subscription() -> (Subscription, Vec<Type>) {
                 pending: VecDeque::new(),
                 done: false,
             };
-            Ok(stream::unfold(watch, |mut w| async move {
+            let closing = ctx.data::<Shutdown>()?.clone().triggered();
+            Ok(stream::unfold(watcher, |mut w| async move {
                 let item = w.next().await?;
                 Some((item.map(FieldValue::owned_any), w))
-            }))
+            })
+            .take_until(Box::pin(closing)))
         })
     })
     .description("Live changes to one twin (`id`), to twins of a model and its subtypes (`model`), or to all twins.")
@@ -402,7 +434,8 @@ pub(super) fn subscription() -> (Subscription, Vec<Type>) {
                     store.last_seq()
                 )));
             }
-            Ok(events_stream(store, after, kinds))
+            let closing = ctx.data::<Shutdown>()?.clone().triggered();
+            Ok(events_stream(store, after, kinds).take_until(Box::pin(closing)))
         })
     })
     .description("Every committed event, live. With `after`, first replays the events after that sequence number, then continues live: no gap, no duplicate. Without it, starts now.")

@@ -14,7 +14,8 @@
 pub mod errors;
 mod graph_api;
 pub mod json;
-mod live;
+pub mod live;
 pub mod schema;
 
+pub use live::Shutdown;
 pub use schema::build;

@@ -120,8 +120,12 @@ async fn write_and_read(
     Ok(t.map(twin_value))
 }
 
-/// Builds the schema over `store`.
-pub fn build(store: Arc<dyn GraphStore>, limits: Limits) -> Result<Schema, SchemaError> {
+/// Builds the schema over `store`; `shutdown` ends its subscriptions.
+pub fn build(
+    store: Arc<dyn GraphStore>,
+    limits: Limits,
+    shutdown: super::live::Shutdown,
+) -> Result<Schema, SchemaError> {
     let json = Scalar::new("JSON").description("Any JSON value.");
     let long = Scalar::new("Long")
         .description("A 64-bit integer (DTDL long). Serialized as a JSON number.");
@@ -460,6 +464,7 @@ pub fn build(store: Arc<dyn GraphStore>, limits: Limits) -> Result<Schema, Schem
         .register(query)
         .register(mutation)
         .data(store)
+        .data(shutdown)
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity)
         .finish()
