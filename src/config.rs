@@ -33,6 +33,16 @@ pub struct Config {
     pub retention_days: Option<u64>,
     /// Log filter (`tracing` syntax), e.g. `info` or `twingraph=debug`.
     pub log: String,
+    /// Deepest GraphQL selection nesting accepted.
+    pub max_query_depth: usize,
+    /// Largest GraphQL query complexity (one per field) accepted.
+    pub max_query_complexity: usize,
+    /// Largest page a list returns (`first`).
+    pub max_page: usize,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Events buffered per live subscriber before it is told it lagged.
+    pub live_buffer: usize,
 }
 
 impl Default for Config {
@@ -48,12 +58,17 @@ impl Default for Config {
             max_traversal_depth: 10,
             retention_days: None,
             log: "info".to_owned(),
+            max_query_depth: 16,
+            max_query_complexity: 10_000,
+            max_page: 1000,
+            max_body_bytes: 4 * 1024 * 1024,
+            live_buffer: 4096,
         }
     }
 }
 
 /// Environment variables read, and the setting each one sets.
-pub const ENV_VARS: [(&str, &str); 10] = [
+pub const ENV_VARS: [(&str, &str); 15] = [
     ("TWINGRAPH_LISTEN", "listen"),
     ("TWINGRAPH_DATA", "data"),
     ("TWINGRAPH_MODELS", "models"),
@@ -64,6 +79,11 @@ pub const ENV_VARS: [(&str, &str); 10] = [
     ("TWINGRAPH_MAX_TRAVERSAL_DEPTH", "max_traversal_depth"),
     ("TWINGRAPH_RETENTION_DAYS", "retention_days"),
     ("TWINGRAPH_LOG", "log"),
+    ("TWINGRAPH_MAX_QUERY_DEPTH", "max_query_depth"),
+    ("TWINGRAPH_MAX_QUERY_COMPLEXITY", "max_query_complexity"),
+    ("TWINGRAPH_MAX_PAGE", "max_page"),
+    ("TWINGRAPH_MAX_BODY_BYTES", "max_body_bytes"),
+    ("TWINGRAPH_LIVE_BUFFER", "live_buffer"),
 ];
 
 /// A setting that cannot be used.
@@ -170,6 +190,11 @@ impl Config {
                     );
                 }
                 "TWINGRAPH_LOG" => self.log.clone_from(&value),
+                "TWINGRAPH_MAX_QUERY_DEPTH" => self.max_query_depth = num(&value)?,
+                "TWINGRAPH_MAX_QUERY_COMPLEXITY" => self.max_query_complexity = num(&value)?,
+                "TWINGRAPH_MAX_PAGE" => self.max_page = num(&value)?,
+                "TWINGRAPH_MAX_BODY_BYTES" => self.max_body_bytes = num(&value)?,
+                "TWINGRAPH_LIVE_BUFFER" => self.live_buffer = num(&value)?,
                 _ => {}
             }
         }

@@ -40,6 +40,7 @@ pub(crate) async fn start_with(config: StoreConfig) -> Running {
         store,
         schema,
         ready: Arc::new(AtomicBool::new(true)),
+        max_body_bytes: 64 * 1024,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -226,6 +227,31 @@ async fn errors_carry_stable_codes() {
     assert!(
         gql(s.addr, r#"{ twin(id: "nobody") { id } }"#, json!({})).await["data"]["twin"].is_null()
     );
+    // Errors of the GraphQL engine itself (syntax, validation, limits) carry a code too.
+    let v = gql(s.addr, "{ twin(id: \"p1\") { nonsense } }", json!({})).await;
+    assert_eq!(code(&v), "BAD_REQUEST", "{v}");
+    let v = gql(s.addr, "{ twin(", json!({})).await;
+    assert_eq!(code(&v), "BAD_REQUEST", "{v}");
+    let deep = format!(
+        "{{ __schema {{ types {{ fields {{ type {{ {} name {} }} }} }} }} }}",
+        "ofType { ".repeat(16),
+        "}".repeat(16)
+    );
+    let v = gql(s.addr, &deep, json!({})).await;
+    assert_eq!(code(&v), "BAD_REQUEST", "{v}");
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nested too deep")),
+        "{v}"
+    );
+    // The body limit (64 KiB here) refuses larger requests before parsing.
+    let big =
+        json!({"query": "{ twins { nodes { id } } }", "variables": {"pad": "x".repeat(70_000)}})
+            .to_string();
+    let (status, body) = http(s.addr, "POST", "/graphql", Some(&big)).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("BAD_REQUEST"), "{body}");
     s.shutdown().await;
 }
 

@@ -87,6 +87,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         retention: config
             .retention_days
             .map(|d| std::time::Duration::from_secs(d * 86_400)),
+        live_buffer: config.live_buffer,
         ..StoreConfig::default()
     };
     let store = Arc::new(embedded::open(
@@ -105,7 +106,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let live = graphql::Shutdown::default();
     let schema = graphql::build(
         dyn_store.clone(),
-        graphql::schema::Limits::default(),
+        graphql::schema::Limits {
+            depth: config.max_query_depth,
+            complexity: config.max_query_complexity,
+            max_page: config.max_page,
+        },
         live.clone(),
     )?;
     let ready = Arc::new(AtomicBool::new(false));
@@ -113,6 +118,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         store: dyn_store,
         schema,
         ready: ready.clone(),
+        max_body_bytes: config.max_body_bytes,
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

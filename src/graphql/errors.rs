@@ -3,7 +3,12 @@
 //! `MODEL_NOT_FOUND`, `BAD_REQUEST`, `INTERNAL`) and the finer store code in
 //! `extensions.reason`. Internal details are logged, never returned.
 
-use async_graphql::{Error, ErrorExtensions};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextRequest, NextSubscribe,
+};
+use async_graphql::{Error, ErrorExtensions, Response, ServerError};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 
 use crate::store::StoreError;
 use crate::twin::TwinError;
@@ -69,4 +74,71 @@ pub fn not_found(message: impl Into<String>) -> Error {
         ext.set("code", "NOT_FOUND");
         ext.set("reason", "relationship_not_found");
     })
+}
+
+/// Gives every error a code: parse, validation and limit errors from the
+/// GraphQL engine carry none of their own and become `BAD_REQUEST`. Also logs
+/// each operation with its name, duration and error codes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Coded;
+
+impl ExtensionFactory for Coded {
+    fn create(&self) -> std::sync::Arc<dyn Extension> {
+        std::sync::Arc::new(Coded)
+    }
+}
+
+/// Sets `BAD_REQUEST` on errors that have no code.
+pub fn code_all(errors: &mut [ServerError]) {
+    for e in errors {
+        let ext = e.extensions.get_or_insert_with(Default::default);
+        if ext.get("code").is_none() {
+            ext.set("code", "BAD_REQUEST");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for Coded {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let started = std::time::Instant::now();
+        let mut resp = next.run(ctx).await;
+        code_all(&mut resp.errors);
+        let codes: Vec<String> = resp
+            .errors
+            .iter()
+            .filter_map(|e| e.extensions.as_ref()?.get("code").map(ToString::to_string))
+            .collect();
+        tracing::info!(
+            duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            errors = ?codes,
+            "graphql request"
+        );
+        resp
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        let span = tracing::info_span!("operation", name = operation_name.unwrap_or("-"));
+        let _guard = span.enter();
+        next.run(ctx, operation_name).await
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        next.run(ctx, stream)
+            .map(|mut r| {
+                code_all(&mut r.errors);
+                r
+            })
+            .boxed()
+    }
 }

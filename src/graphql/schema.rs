@@ -465,6 +465,7 @@ pub fn build(
         .register(mutation)
         .data(store)
         .data(shutdown)
+        .extension(super::errors::Coded)
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity)
         .finish()

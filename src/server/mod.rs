@@ -12,8 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQL, GraphQLSubscription};
 use axum::Router;
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 
@@ -26,6 +29,8 @@ pub struct AppState {
     pub schema: async_graphql::dynamic::Schema,
     /// Set once startup (models, store, demo data) is done.
     pub ready: Arc<AtomicBool>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
 }
 
 impl std::fmt::Debug for AppState {
@@ -40,6 +45,7 @@ impl std::fmt::Debug for AppState {
 /// WebSocket: `graphql-transport-ws` and the legacy `graphql-ws`), GraphiQL at `/`, `/healthz`, `/readyz`.
 pub fn app(state: AppState) -> Router {
     let ready = state.ready.clone();
+    let limit = state.max_body_bytes;
     Router::new()
         .route(
             "/graphql",
@@ -67,6 +73,27 @@ pub fn app(state: AppState) -> Router {
                 }
             }),
         )
+        .layer(axum::middleware::from_fn(move |req, next| {
+            limit_body(limit, req, next)
+        }))
+}
+
+/// Refuses bodies over `limit` bytes: at once (413) when `Content-Length`
+/// says so, else by cutting the stream off at the limit.
+async fn limit_body(limit: usize, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        let body = serde_json::json!({"errors": [{
+            "message": format!("request body larger than {limit} bytes"),
+            "extensions": {"code": "BAD_REQUEST", "reason": "body_too_large"},
+        }]});
+        return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response();
+    }
+    next.run(req.map(|b| Body::new(http_body_util::Limited::new(b, limit))))
+        .await
 }
 
 async fn graphiql() -> impl IntoResponse {
