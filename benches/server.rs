@@ -1,0 +1,481 @@
+//! Load benchmark of the GraphQL server: the demo plant (~100,000 twins) on
+//! the embedded store, served on 127.0.0.1 by the real router, driven by
+//! keep-alive HTTP/1.1 clients and WebSocket subscribers in the same process.
+//!
+//! Scenarios (each for `TWINGRAPH_BENCH_SECS`, default 5 s, with
+//! `TWINGRAPH_BENCH_CONNS` connections, default 32):
+//! - `static`: `GET /healthz`, the server's trivial response (the baseline);
+//! - `point`: `twin(id)` of a random machine;
+//! - `2-hop`: `traverse` two hops out of a work cell (about 100 twins);
+//! - `list`: the first 100 pumps (`twins(model:)`, subtypes included);
+//! - `fan-out`: one change delivered to `TWINGRAPH_BENCH_SUBSCRIBERS`
+//!   (default 10,000) WebSocket subscribers; latency from the mutation to
+//!   each delivery (wall clock, same machine). The subscribers run in a
+//!   second process (this binary, `TWINGRAPH_BENCH_PHASE=subscribers`), so
+//!   each side needs one file descriptor per subscriber.
+//!
+//! Reports requests/s, p50 and p99 per scenario, and the GraphQL overhead
+//! ratio (point query against the static response, same run).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use twingraph::demo::{PER_CELL_EQUIPMENT, eq_id, plant};
+use twingraph::graphql::{self, Shutdown, schema::Limits};
+use twingraph::server::{self, AppState};
+use twingraph::store::{GraphStore, StoreConfig, embedded};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn models() -> Arc<twingraph::dtdl::ModelSet> {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dtdl");
+    let sources = twingraph::dtdl::load::read_paths(&[dir]).expect("sample models");
+    let outcome = twingraph::dtdl::check(&sources, &twingraph::dtdl::Options::default());
+    Arc::new(outcome.model.expect("sample models are valid"))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+/// A keep-alive HTTP/1.1 connection.
+struct Conn {
+    io: BufReader<TcpStream>,
+    line: String,
+    body: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> Conn {
+        let s = TcpStream::connect(addr).await.expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        Conn {
+            io: BufReader::new(s),
+            line: String::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// Sends `req` and reads the response; panics unless it is a 200
+    /// without GraphQL errors.
+    async fn call(&mut self, req: &[u8]) {
+        self.io.get_mut().write_all(req).await.expect("write");
+        let mut len = None;
+        let mut status = String::new();
+        loop {
+            self.line.clear();
+            let n = self.io.read_line(&mut self.line).await.expect("read");
+            assert!(n > 0, "server closed the connection");
+            if self.line == "\r\n" {
+                break;
+            }
+            if status.is_empty() {
+                status.clone_from(&self.line);
+            } else if let Some((k, v)) = self.line.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse::<usize>().ok();
+            }
+        }
+        assert!(status.contains(" 200 "), "{status}");
+        let len = len.expect("content-length");
+        self.body.resize(len, 0);
+        self.io.read_exact(&mut self.body).await.expect("body");
+        assert!(
+            !self.body.starts_with(b"{\"data\":null") && !contains(&self.body, b"\"errors\""),
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn post(addr: SocketAddr, query: &str, variables: Value) -> Vec<u8> {
+    let body = json!({"query": query, "variables": variables}).to_string();
+    format!(
+        "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+struct Outcome {
+    name: &'static str,
+    per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+/// Runs `conns` clients for `secs`, each cycling through `requests`.
+async fn drive(
+    name: &'static str,
+    addr: SocketAddr,
+    requests: Arc<Vec<Vec<u8>>>,
+    conns: usize,
+    secs: u64,
+) -> Outcome {
+    // Warm up one connection.
+    let mut c = Conn::open(addr).await;
+    for r in requests.iter().take(100) {
+        c.call(r).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..conns {
+        let requests = requests.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::open(addr).await;
+            let mut lat = Vec::new();
+            let mut i = k * 7919;
+            while Instant::now() < deadline {
+                let r = &requests[i % requests.len()];
+                i += 1;
+                let t = Instant::now();
+                c.call(r).await;
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client"));
+    }
+    let elapsed = start.elapsed();
+    all.sort();
+    Outcome {
+        name,
+        per_sec: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: percentile(&all, 0.5),
+        p99: percentile(&all, 0.99),
+    }
+}
+
+/// Microseconds since the Unix epoch: comparable across the two processes.
+fn wall_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// One WebSocket subscriber: connects, subscribes to the target twin, and
+/// reports when it sees the probe and when it sees the marked change.
+async fn subscriber(
+    addr: SocketAddr,
+    ready: tokio::sync::mpsc::UnboundedSender<()>,
+    got: tokio::sync::mpsc::UnboundedSender<u64>,
+) {
+    let mut req = format!("ws://{addr}/graphql/ws")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (mut ws, _) = tokio_tungstenite::client_async(req, tcp)
+        .await
+        .expect("handshake");
+    let send = |v: Value| Message::Text(v.to_string().into());
+    ws.send(send(json!({"type": "connection_init"})))
+        .await
+        .expect("init");
+    ws.send(send(json!({"type": "subscribe", "id": "1", "payload": {
+        "query": "subscription { twinChanged(id: \"fanout-target\") { sequence patch } }"
+    }})))
+    .await
+    .expect("subscribe");
+    let mut probed = false;
+    while let Some(Ok(msg)) = ws.next().await {
+        let Message::Text(t) = msg else { continue };
+        if !t.contains("\"next\"") {
+            continue;
+        }
+        if t.contains("measure") {
+            let _ = got.send(wall_us());
+            // Keep the socket open until the parent has measured everyone.
+            let _ = ws.next().await;
+            return;
+        }
+        if !probed {
+            probed = true;
+            let _ = ready.send(());
+        }
+    }
+}
+
+/// The subscriber process (a second process: each side then needs only one
+/// file descriptor per subscriber). Prints `ready` once every subscriber saw
+/// a probe, then one line of delivery times of the measured change.
+fn subscriber_process(addr: SocketAddr, n: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (got_tx, mut got_rx) = tokio::sync::mpsc::unbounded_channel();
+        for i in 0..n {
+            tokio::spawn(subscriber(addr, ready_tx.clone(), got_tx.clone()));
+            if i % 100 == 99 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        drop((ready_tx, got_tx));
+        for _ in 0..n {
+            ready_rx.recv().await.expect("subscriber up");
+        }
+        println!("ready");
+        let mut times = Vec::with_capacity(n);
+        while times.len() < n {
+            match tokio::time::timeout(Duration::from_secs(30), got_rx.recv()).await {
+                Ok(Some(t)) => times.push(t.to_string()),
+                _ => break,
+            }
+        }
+        println!("got {}", times.join(" "));
+    });
+    rt.shutdown_timeout(Duration::from_millis(100));
+}
+
+async fn fan_out(addr: SocketAddr, n: usize) -> Option<Outcome> {
+    use std::io::BufRead;
+    let exe = std::env::current_exe().expect("own path");
+    let mut child = std::process::Command::new(exe)
+        .env("TWINGRAPH_BENCH_PHASE", "subscribers")
+        .env("TWINGRAPH_BENCH_ADDR", addr.to_string())
+        .env("TWINGRAPH_BENCH_SUBSCRIBERS", n.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("subscriber process");
+    let stdout = child.stdout.take().expect("stdout");
+    let (line_tx, mut line_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut c = Conn::open(addr).await;
+    let probe = post(
+        addr,
+        r#"mutation { patchReported(id: "fanout-target", patch: {manufacturer: "probe"}) { version } }"#,
+        json!({}),
+    );
+    let wait = Instant::now();
+    loop {
+        c.call(&probe).await;
+        match tokio::time::timeout(Duration::from_millis(250), line_rx.recv()).await {
+            Ok(Some(l)) if l == "ready" => break,
+            Ok(None) => {
+                println!("fan-out: the subscriber process ended early");
+                let _ = child.wait();
+                return None;
+            }
+            _ if wait.elapsed() > Duration::from_secs(180) => {
+                println!("fan-out: {n} subscribers did not come up in 180 s; skipping");
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            _ => {}
+        }
+    }
+    println!(
+        "fan-out: {n} subscribers up in {:.1} s",
+        wait.elapsed().as_secs_f64()
+    );
+    let measure = post(
+        addr,
+        r#"mutation { patchReported(id: "fanout-target", patch: {manufacturer: "measure"}) { version } }"#,
+        json!({}),
+    );
+    let t0 = wall_us();
+    c.call(&measure).await;
+    let line = loop {
+        match line_rx.recv().await {
+            Some(l) if l.starts_with("got") => break l,
+            Some(_) => {}
+            None => {
+                let _ = child.wait();
+                return None;
+            }
+        }
+    };
+    let _ = child.wait();
+    let mut lat: Vec<Duration> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .map(|t| Duration::from_micros(t.saturating_sub(t0)))
+        .collect();
+    lat.sort();
+    let last = lat.last().copied().unwrap_or_default();
+    println!(
+        "fan-out: {} of {n} subscribers got the change; the last after {:.1} ms",
+        lat.len(),
+        last.as_secs_f64() * 1e3
+    );
+    Some(Outcome {
+        name: "fan-out",
+        per_sec: lat.len() as f64 / last.as_secs_f64().max(1e-6),
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+    })
+}
+
+fn main() {
+    if std::env::var("TWINGRAPH_BENCH_PHASE").as_deref() == Ok("subscribers") {
+        let addr = std::env::var("TWINGRAPH_BENCH_ADDR")
+            .expect("TWINGRAPH_BENCH_ADDR")
+            .parse()
+            .expect("address");
+        subscriber_process(addr, env_usize("TWINGRAPH_BENCH_SUBSCRIBERS", 10_000));
+        return;
+    }
+    let cells = env_usize("TWINGRAPH_BENCH_CELLS", 2000);
+    let secs = env_usize("TWINGRAPH_BENCH_SECS", 5) as u64;
+    let conns = env_usize("TWINGRAPH_BENCH_CONNS", 32);
+    let subscribers = env_usize("TWINGRAPH_BENCH_SUBSCRIBERS", 10_000);
+    let dir = std::env::temp_dir().join(format!("twingraph-bench-server-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let store: Arc<dyn GraphStore> = Arc::new(
+            embedded::open(&dir, models(), StoreConfig::default()).expect("open store"),
+        );
+        let (batches, twins) = plant(cells);
+        let t = Instant::now();
+        for b in batches {
+            store.apply(b, "demo").await.expect("demo batch");
+        }
+        store
+            .apply(
+                twingraph::twin::Op::CreateTwin {
+                    id: "fanout-target".into(),
+                    model: "dtmi:twingraph:isa95:Pump;1".into(),
+                    desired: None,
+                    reported: None,
+                }
+                .into(),
+                "bench",
+            )
+            .await
+            .expect("target twin");
+        println!(
+            "demo plant: {twins} twins loaded in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        let live = Shutdown::default();
+        let schema =
+            graphql::build(store.clone(), Limits::default(), live.clone()).expect("schema");
+        let app = server::app(AppState {
+            store: store.clone(),
+            schema,
+            ready: Arc::new(AtomicBool::new(true)),
+            max_body_bytes: 4 * 1024 * 1024,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(server::run(listener, app, async move {
+            let _ = stopped.await;
+        }));
+
+        let healthz = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes();
+        let point: Vec<Vec<u8>> = (0..1000)
+            .map(|i| {
+                post(
+                    addr,
+                    "query($id: ID!) { twin(id: $id) { id version reported } }",
+                    json!({"id": eq_id((i * 7919) % cells, i % PER_CELL_EQUIPMENT)}),
+                )
+            })
+            .collect();
+        let two_hop_q = r#"query($id: ID!) { traverse(from: $id, relationships: ["contains", "feeds"], maxDepth: 2) { depth twin { id model } } }"#;
+        let two_hop: Vec<Vec<u8>> = (0..200)
+            .map(|i| post(addr, two_hop_q, json!({"id": format!("cell{}", (i * 37) % cells)})))
+            .collect();
+        {
+            // How many twins the 2-hop query returns.
+            let body = json!({"query": two_hop_q, "variables": {"id": "cell1"}}).to_string();
+            let mut c = Conn::open(addr).await;
+            c.call(&post(addr, two_hop_q, json!({"id": "cell1"}))).await;
+            let v: Value = serde_json::from_slice(&c.body).expect("json");
+            let n = v["data"]["traverse"].as_array().map_or(0, Vec::len);
+            println!("2-hop query returns {n} twins ({} bytes asked)", body.len());
+        }
+        let list = vec![post(
+            addr,
+            r#"{ twins(model: "dtmi:twingraph:isa95:Pump;1", first: 100) { nodes { id reported } pageInfo { endCursor } } }"#,
+            json!({}),
+        )];
+
+        let mut outcomes = Vec::new();
+        outcomes.push(drive("static", addr, Arc::new(vec![healthz]), conns, secs).await);
+        outcomes.push(drive("point", addr, Arc::new(point), conns, secs).await);
+        outcomes.push(drive("2-hop", addr, Arc::new(two_hop), conns, secs).await);
+        outcomes.push(drive("list", addr, Arc::new(list), conns, secs).await);
+        if subscribers > 0
+            && let Some(o) = fan_out(addr, subscribers).await
+        {
+            outcomes.push(o);
+        }
+
+        println!("\n{conns} connections, {secs} s per scenario, {twins} twins");
+        println!("{:<10} {:>12} {:>10} {:>10}", "scenario", "per second", "p50 ms", "p99 ms");
+        for o in &outcomes {
+            println!(
+                "{:<10} {:>12.0} {:>10.3} {:>10.3}",
+                o.name,
+                o.per_sec,
+                o.p50.as_secs_f64() * 1e3,
+                o.p99.as_secs_f64() * 1e3
+            );
+        }
+        let (s, p) = (&outcomes[0], &outcomes[1]);
+        println!(
+            "GraphQL overhead (point query vs static response): {:.2}x the p50 latency, {:.2}x fewer requests/s",
+            p.p50.as_secs_f64() / s.p50.as_secs_f64(),
+            s.per_sec / p.per_sec
+        );
+        live.trigger();
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    });
+    rt.shutdown_timeout(Duration::from_secs(1));
+    let _ = std::fs::remove_dir_all(&dir);
+}
