@@ -66,8 +66,10 @@ struct TwinChange {
     sequence: u64,
     kind: &'static str,
     twin_id: String,
-    patch: Option<Value>,
-    twin: Option<Twin>,
+    event: Arc<Event>,
+    /// The state after the change, when the filter already had to look it
+    /// up; otherwise resolved only if the subscriber selects `twin`.
+    twin: Option<Option<Twin>>,
 }
 
 fn change_field(
@@ -147,14 +149,18 @@ impl Filter {
         &self,
         store: &Arc<dyn GraphStore>,
         event: &Event,
-    ) -> Result<Vec<(String, Option<Twin>)>, Error> {
+    ) -> Result<Vec<(String, Option<Option<Twin>>)>, Error> {
         let mut out = Vec::new();
         for id in event.change.twins() {
             if self.id.as_deref().is_some_and(|want| want != id) {
                 continue;
             }
+            let Some(model) = &self.model else {
+                out.push((id.to_owned(), None));
+                continue;
+            };
             let twin = state_after(store, id, event).await?;
-            if let Some(model) = &self.model {
+            {
                 let twin_model = match (&twin, &event.change) {
                     (Some(t), _) => Some(t.model.to_string()),
                     // Gone: ask history what it was just before.
@@ -172,7 +178,7 @@ impl Filter {
                     continue;
                 }
             }
-            out.push((id.to_owned(), twin));
+            out.push((id.to_owned(), Some(twin)));
         }
         Ok(out)
     }
@@ -336,7 +342,7 @@ impl Watch {
                     sequence: event.seq,
                     kind,
                     twin_id,
-                    patch: patch_of(&event.change),
+                    event: event.clone(),
                     twin,
                 });
             }
@@ -372,14 +378,21 @@ pub(super) fn subscription() -> (Subscription, Vec<Type>) {
             "patch",
             TypeRef::named("JSON"),
             "What changed: `{desired: patch}`, `{reported: patch}`, or the relationship change.",
-            |c| c.patch.clone().and_then(|p| to_gql(p).ok()).map(FieldValue::value),
+            |c| patch_of(&c.event.change).and_then(|p| to_gql(p).ok()).map(FieldValue::value),
         ))
-        .field(change_field(
-            "twin",
-            TypeRef::named("Twin"),
-            "The twin right after the change; null after a delete.",
-            |c| c.twin.clone().map(twin_value),
-        ));
+        .field(
+            Field::new("twin", TypeRef::named("Twin"), |ctx| {
+                FieldFuture::new(async move {
+                    let c = ctx.parent_value.try_downcast_ref::<TwinChange>()?;
+                    let twin = match &c.twin {
+                        Some(t) => t.clone(),
+                        None => state_after(store_of(&ctx)?, &c.twin_id, &c.event).await?,
+                    };
+                    Ok(twin.map(twin_value))
+                })
+            })
+            .description("The twin right after the change; null after a delete."),
+        );
 
     let twin_changed = SubscriptionField::new("twinChanged", nn("TwinChange"), |ctx| {
         SubscriptionFieldFuture::new(async move {
