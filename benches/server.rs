@@ -398,13 +398,15 @@ fn main() {
             t.elapsed().as_secs_f64()
         );
         let live = Shutdown::default();
-        let schema =
-            graphql::build(store.clone(), Limits::default(), live.clone()).expect("schema");
+        let metrics = Arc::new(twingraph::metrics::Metrics::default());
+        let schema = graphql::build(store.clone(), Limits::default(), live.clone(), metrics.clone())
+            .expect("schema");
         let app = server::app(AppState {
             store: store.clone(),
             schema,
             ready: Arc::new(AtomicBool::new(true)),
             max_body_bytes: 4 * 1024 * 1024,
+            metrics,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -19,6 +19,7 @@ pub mod config;
 pub mod demo;
 pub mod dtdl;
 pub mod graphql;
+pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod twin;

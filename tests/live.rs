@@ -375,3 +375,62 @@ async fn shutdown_completes_open_subscriptions() {
     assert_eq!(completed, ["e", "t"]);
     s.shutdown().await;
 }
+
+/// `/metrics` counts requests, errors by code, operation latency, open
+/// subscriptions and committed events.
+#[tokio::test]
+async fn metrics_are_exposed_for_prometheus() {
+    let s = start().await;
+    mutate(s.addr, &pump("p1")).await;
+    let v = gql(
+        s.addr,
+        r#"{ twins(model: "dtmi:nope:X;1") { nodes { id } } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&v), "MODEL_NOT_FOUND");
+    let mut c = Client::connect(s.addr, false).await;
+    c.subscribe("e", "subscription { events(after: 0) { seq } }")
+        .await;
+    assert_eq!(c.next_data("e").await["data"]["events"]["seq"], 1);
+    let (status, text) = crate::server::http(s.addr, "GET", "/metrics", None).await;
+    assert_eq!(status, 200);
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+    };
+    assert_eq!(value("twingraph_subscriptions_active"), 1.0);
+    assert_eq!(value("twingraph_events_committed_total"), 1.0);
+    assert_eq!(
+        value(r#"twingraph_graphql_errors_total{code="MODEL_NOT_FOUND"}"#),
+        1.0
+    );
+    assert!(
+        value("twingraph_graphql_request_duration_seconds_count") >= 2.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(r#"twingraph_http_requests_total{route="/graphql",status="200"}"#),
+        2.0,
+        "{text}"
+    );
+    drop(c);
+    // The closed connection's subscription stops being counted.
+    let mut active = 1.0;
+    for _ in 0..100 {
+        let (_, text) = crate::server::http(s.addr, "GET", "/metrics", None).await;
+        active = text
+            .lines()
+            .find(|l| l.starts_with("twingraph_subscriptions_active"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(-1.0);
+        if active == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(active, 0.0);
+    s.shutdown().await;
+}

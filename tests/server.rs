@@ -30,10 +30,12 @@ pub(crate) async fn start() -> Running {
 pub(crate) async fn start_with(config: StoreConfig) -> Running {
     let store: Arc<dyn GraphStore> = Arc::new(Store::in_memory(sample_models(), config));
     let live = graphql::Shutdown::default();
+    let metrics = Arc::new(twingraph::metrics::Metrics::default());
     let schema = graphql::build(
         store.clone(),
         graphql::schema::Limits::default(),
         live.clone(),
+        metrics.clone(),
     )
     .expect("schema");
     let app = server::app(AppState {
@@ -41,6 +43,7 @@ pub(crate) async fn start_with(config: StoreConfig) -> Running {
         schema,
         ready: Arc::new(AtomicBool::new(true)),
         max_body_bytes: 64 * 1024,
+        metrics,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -69,7 +72,12 @@ impl Running {
 }
 
 /// One HTTP/1.1 request; returns status and body.
-async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+pub(crate) async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let body = body.unwrap_or("");
     let req = format!(

@@ -104,6 +104,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!(twins, "loaded the demo plant");
     }
     let live = graphql::Shutdown::default();
+    let metrics = Arc::new(crate::metrics::Metrics::default());
     let schema = graphql::build(
         dyn_store.clone(),
         graphql::schema::Limits {
@@ -112,6 +113,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             max_page: config.max_page,
         },
         live.clone(),
+        metrics.clone(),
     )?;
     let ready = Arc::new(AtomicBool::new(false));
     let app = server::app(AppState {
@@ -119,6 +121,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         schema,
         ready: ready.clone(),
         max_body_bytes: config.max_body_bytes,
+        metrics,
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

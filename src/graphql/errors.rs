@@ -107,8 +107,14 @@ impl Extension for Coded {
         let codes: Vec<String> = resp
             .errors
             .iter()
-            .filter_map(|e| e.extensions.as_ref()?.get("code").map(ToString::to_string))
+            .filter_map(|e| match e.extensions.as_ref()?.get("code")? {
+                async_graphql::Value::String(s) => Some(s.clone()),
+                other => Some(other.to_string()),
+            })
             .collect();
+        if let Some(m) = ctx.data_opt::<std::sync::Arc<crate::metrics::Metrics>>() {
+            m.graphql_request(started.elapsed().as_secs_f64(), &codes);
+        }
         tracing::info!(
             duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             errors = ?codes,

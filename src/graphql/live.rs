@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use super::errors::{bad_request, store_error};
 use super::graph_api::event_json;
 use super::schema::{long_arg, store_of, to_gql, twin_value};
+use crate::metrics::{Metrics, SubscriptionGuard};
 use crate::store::{At, GraphStore};
 use crate::twin::{Change, Event, Twin};
 
@@ -222,6 +223,7 @@ struct Replay {
     fresh_rx: bool,
     kinds: Option<Vec<String>>,
     done: bool,
+    _counted: SubscriptionGuard,
 }
 
 impl Replay {
@@ -284,6 +286,7 @@ fn events_stream<'a>(
     store: Arc<dyn GraphStore>,
     after: u64,
     kinds: Option<Vec<String>>,
+    counted: SubscriptionGuard,
 ) -> impl Stream<Item = Result<FieldValue<'a>, Error>> + Send + 'a {
     let replay = Replay {
         rx: store.subscribe(),
@@ -294,6 +297,7 @@ fn events_stream<'a>(
         fresh_rx: true,
         kinds,
         done: false,
+        _counted: counted,
     };
     stream::unfold(replay, |mut r| async move {
         let item = r.next().await?;
@@ -309,6 +313,7 @@ struct Watch {
     last: u64,
     pending: VecDeque<TwinChange>,
     done: bool,
+    _counted: SubscriptionGuard,
 }
 
 impl Watch {
@@ -415,6 +420,7 @@ pub(super) fn subscription() -> (Subscription, Vec<Type>) {
                 filter,
                 pending: VecDeque::new(),
                 done: false,
+                _counted: ctx.data::<Arc<Metrics>>()?.subscription(),
             };
             let closing = ctx.data::<Shutdown>()?.clone().triggered();
             Ok(stream::unfold(watcher, |mut w| async move {
@@ -448,7 +454,8 @@ pub(super) fn subscription() -> (Subscription, Vec<Type>) {
                 )));
             }
             let closing = ctx.data::<Shutdown>()?.clone().triggered();
-            Ok(events_stream(store, after, kinds).take_until(Box::pin(closing)))
+            let counted = ctx.data::<Arc<Metrics>>()?.subscription();
+            Ok(events_stream(store, after, kinds, counted).take_until(Box::pin(closing)))
         })
     })
     .description("Every committed event, live. With `after`, first replays the events after that sequence number, then continues live: no gap, no duplicate. Without it, starts now.")

@@ -120,11 +120,13 @@ async fn write_and_read(
     Ok(t.map(twin_value))
 }
 
-/// Builds the schema over `store`; `shutdown` ends its subscriptions.
+/// Builds the schema over `store`; `shutdown` ends its subscriptions;
+/// `metrics` counts operations, errors and subscriptions.
 pub fn build(
     store: Arc<dyn GraphStore>,
     limits: Limits,
     shutdown: super::live::Shutdown,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<Schema, SchemaError> {
     let json = Scalar::new("JSON").description("Any JSON value.");
     let long = Scalar::new("Long")
@@ -465,6 +467,7 @@ pub fn build(
         .register(mutation)
         .data(store)
         .data(shutdown)
+        .data(metrics)
         .extension(super::errors::Coded)
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity)

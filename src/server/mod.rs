@@ -20,6 +20,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 
+use crate::metrics::Metrics;
 use crate::store::GraphStore;
 
 /// What the routes share.
@@ -31,6 +32,7 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -46,6 +48,11 @@ impl std::fmt::Debug for AppState {
 pub fn app(state: AppState) -> Router {
     let ready = state.ready.clone();
     let limit = state.max_body_bytes;
+    let (metrics, scrape_metrics, store) = (
+        state.metrics.clone(),
+        state.metrics.clone(),
+        state.store.clone(),
+    );
     Router::new()
         .route(
             "/graphql",
@@ -60,6 +67,21 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/", get(graphiql))
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let text = scrape_metrics.render(store.last_seq());
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        text,
+                    )
+                }
+            }),
+        )
         .route(
             "/readyz",
             get(move || {
@@ -76,6 +98,25 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(move |req, next| {
             limit_body(limit, req, next)
         }))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            count(metrics.clone(), req, next)
+        }))
+}
+
+/// Counts requests by route (known routes only: bounded label values) and status.
+async fn count(metrics: Arc<Metrics>, req: Request, next: Next) -> Response {
+    let route: &'static str = match req.uri().path() {
+        "/graphql" => "/graphql",
+        "/graphql/ws" => "/graphql/ws",
+        "/" => "/",
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        "/metrics" => "/metrics",
+        _ => "other",
+    };
+    let resp = next.run(req).await;
+    metrics.http_request(route, resp.status().as_u16());
+    resp
 }
 
 /// Refuses bodies over `limit` bytes: at once (413) when `Content-Length`

@@ -1,0 +1,114 @@
+//! Prometheus metrics, served at `/metrics` in the text exposition format.
+//!
+//! One [`Metrics`] per server, shared by the HTTP layer (requests by route
+//! and status), the GraphQL layer (operation latency, errors by code, open
+//! subscriptions) and read from the store at scrape time (events committed,
+//! from which `rate()` gives events per second).
+
+use std::sync::atomic::AtomicI64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The server's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<Labels, Counter>,
+    graphql_duration: Histogram,
+    graphql_errors: Family<Labels, Counter>,
+    subscriptions: Gauge<i64, AtomicI64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("twingraph");
+        let http_requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            http_requests.clone(),
+        );
+        // 50 µs .. ~1.6 s.
+        let graphql_duration = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        registry.register(
+            "graphql_request_duration_seconds",
+            "Time to execute a GraphQL request",
+            graphql_duration.clone(),
+        );
+        let graphql_errors = Family::<Labels, Counter>::default();
+        registry.register(
+            "graphql_errors",
+            "GraphQL errors by extensions.code",
+            graphql_errors.clone(),
+        );
+        let subscriptions = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "subscriptions_active",
+            "Open GraphQL subscription streams",
+            subscriptions.clone(),
+        );
+        Metrics {
+            registry,
+            http_requests,
+            graphql_duration,
+            graphql_errors,
+            subscriptions,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn http_request(&self, route: &str, status: u16) {
+        self.http_requests
+            .get_or_create(&vec![
+                ("route", route.to_owned()),
+                ("status", status.to_string()),
+            ])
+            .inc();
+    }
+
+    pub fn graphql_request(&self, seconds: f64, error_codes: &[String]) {
+        self.graphql_duration.observe(seconds);
+        for code in error_codes {
+            self.graphql_errors
+                .get_or_create(&vec![("code", code.clone())])
+                .inc();
+        }
+    }
+
+    /// Counts an open subscription until the guard drops.
+    pub fn subscription(self: &std::sync::Arc<Self>) -> SubscriptionGuard {
+        self.subscriptions.inc();
+        SubscriptionGuard(self.clone())
+    }
+
+    /// The exposition text; `events_committed` is the store's last sequence number.
+    pub fn render(&self, events_committed: u64) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        let body = out.trim_end_matches("# EOF\n");
+        format!(
+            "{body}# HELP twingraph_events_committed_total Events committed to the store.\n\
+             # TYPE twingraph_events_committed_total counter\n\
+             twingraph_events_committed_total {events_committed}\n# EOF\n"
+        )
+    }
+}
+
+/// Keeps a subscription counted while alive.
+#[derive(Debug)]
+pub struct SubscriptionGuard(std::sync::Arc<Metrics>);
+
+impl Drop for SubscriptionGuard {
+    fn drop(&mut self) {
+        self.0.subscriptions.dec();
+    }
+}
