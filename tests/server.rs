@@ -140,6 +140,21 @@ async fn health_readiness_and_graphiql_are_served() {
     let (status, page) = http(s.addr, "GET", "/", None).await;
     assert_eq!(status, 200);
     assert!(page.contains("graphiql"), "GraphiQL page");
+    // Every response carries a request id: the client's, or a new one.
+    let mut tcp = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
+    tcp.write_all(
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nx-request-id: trace-42\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let mut raw = String::new();
+    tcp.read_to_string(&mut raw).await.expect("read");
+    assert!(
+        raw.to_ascii_lowercase().contains("x-request-id: trace-42"),
+        "{raw}"
+    );
     s.shutdown().await;
 }
 

@@ -103,8 +103,18 @@ pub fn app(state: AppState) -> Router {
         }))
 }
 
-/// Counts requests by route (known routes only: bounded label values) and status.
+/// Counts requests by route (known routes only: bounded label values) and
+/// status, and runs each request in a span carrying its request id (the
+/// client's `x-request-id` when it sent a sane one, else a new UUID), which
+/// the response echoes.
 async fn count(metrics: Arc<Metrics>, req: Request, next: Next) -> Response {
+    use tracing::Instrument;
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
     let route: &'static str = match req.uri().path() {
         "/graphql" => "/graphql",
         "/graphql/ws" => "/graphql/ws",
@@ -114,10 +124,16 @@ async fn count(metrics: Arc<Metrics>, req: Request, next: Next) -> Response {
         "/metrics" => "/metrics",
         _ => "other",
     };
-    let resp = next.run(req).await;
+    let span = tracing::info_span!("request", request_id = %id, route);
+    let mut resp = next.run(req).instrument(span).await;
     metrics.http_request(route, resp.status().as_u16());
+    if let Ok(v) = header::HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
     resp
 }
+
+const REQUEST_ID: &str = "x-request-id";
 
 /// Refuses bodies over `limit` bytes: at once (413) when `Content-Length`
 /// says so, else by cutting the stream off at the limit.
