@@ -155,6 +155,27 @@ async fn health_readiness_and_graphiql_are_served() {
         raw.to_ascii_lowercase().contains("x-request-id: trace-42"),
         "{raw}"
     );
+    // GraphQL over HTTP answers with the GraphQL response media type.
+    let body = r#"{"query":"{ twins { nodes { id } } }"}"#;
+    let mut tcp = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
+    tcp.write_all(
+        format!(
+            "POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: application/graphql-response+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut raw = String::new();
+    tcp.read_to_string(&mut raw).await.expect("read");
+    assert!(
+        raw.to_ascii_lowercase()
+            .contains("content-type: application/graphql-response+json"),
+        "{raw}"
+    );
     s.shutdown().await;
 }
 
