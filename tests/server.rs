@@ -623,3 +623,50 @@ async fn graph_queries_history_and_atomic_batches() {
     );
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn lists_filter_with_where_and_paginate_over_matches() {
+    let s = start().await;
+    for i in 0..30 {
+        let v = gql(
+            s.addr,
+            &format!(
+                r#"mutation {{ createTwin(id: "p{i:02}", model: "dtmi:twingraph:isa95:Pump;1", reported: {{flowRate: {i}.0}}) {{ id }} }}"#
+            ),
+            json!({}),
+        )
+        .await;
+        assert!(v.get("errors").is_none(), "{v}");
+    }
+    let q = r#"query($w: JSON, $after: String) { twins(model: "dtmi:twingraph:isa95:Equipment;1", where: $w, first: 3, after: $after) { nodes { id } pageInfo { hasNextPage endCursor } } }"#;
+    let w = json!({"reported.flowRate": {"gte": 20}, "not": {"id": {"in": ["p21", "p22"]}}});
+    let (mut ids, mut after) = (Vec::new(), Value::Null);
+    loop {
+        let v = gql(s.addr, q, json!({"w": w, "after": after})).await;
+        let page = &v["data"]["twins"];
+        ids.extend(
+            page["nodes"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{v}"))
+                .iter()
+                .filter_map(|n| n["id"].as_str().map(str::to_owned)),
+        );
+        if page["pageInfo"]["hasNextPage"] != true {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(
+        ids,
+        ["p20", "p23", "p24", "p25", "p26", "p27", "p28", "p29"]
+    );
+    let v = gql(s.addr, q, json!({"w": {"reported.flowRate": {"near": 1}}})).await;
+    assert_eq!(code(&v), "BAD_REQUEST", "{v}");
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown operator")),
+        "{v}"
+    );
+    s.shutdown().await;
+}

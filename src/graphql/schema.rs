@@ -14,6 +14,9 @@ use super::json;
 use crate::store::{At, GraphStore, TwinQuery};
 use crate::twin::{Batch, Op, Twin, format_time, parse_time};
 
+/// Twins read per step when a `where` filter scans a list.
+const FILTER_SCAN_PAGE: usize = 512;
+
 /// Limits of the schema (configurable).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -349,23 +352,53 @@ pub fn build(
                         Some(a) if !a.is_null() => Some(a.string()?.to_owned()),
                         _ => None,
                     };
-                    let page = store
-                        .twins(&TwinQuery {
-                            model,
-                            subtypes: true,
-                            after,
-                            limit: first,
-                        })
-                        .await
-                        .map_err(|e| store_error(&e))?;
-                    Ok(Some(FieldValue::owned_any(Page {
-                        items: page.items,
-                        has_more: page.has_more,
-                    })))
+                    let filter = json_arg(&ctx, "where")?
+                        .map(|w| super::filter::Filter::parse(&w))
+                        .transpose()
+                        .map_err(|e| bad_request(format!("where: {e}")))?;
+                    let Some(filter) = filter else {
+                        let page = store
+                            .twins(&TwinQuery {
+                                model,
+                                subtypes: true,
+                                after,
+                                limit: first,
+                            })
+                            .await
+                            .map_err(|e| store_error(&e))?;
+                        return Ok(Some(FieldValue::owned_any(Page {
+                            items: page.items,
+                            has_more: page.has_more,
+                        })));
+                    };
+                    // Scan in id order until `first` + 1 twins match.
+                    let mut query = TwinQuery {
+                        model,
+                        subtypes: true,
+                        after,
+                        limit: FILTER_SCAN_PAGE,
+                    };
+                    let mut items = Vec::new();
+                    loop {
+                        let page = store.twins(&query).await.map_err(|e| store_error(&e))?;
+                        query.after = page.items.last().map(|t| t.id.to_string());
+                        items.extend(page.items.into_iter().filter(|t| filter.matches(t)));
+                        if items.len() > first || !page.has_more {
+                            break;
+                        }
+                    }
+                    let has_more = items.len() > first;
+                    items.truncate(first);
+                    Ok(Some(FieldValue::owned_any(Page { items, has_more })))
                 })
             })
             .description("Twins, optionally of a model (subtypes included), in id order, with cursor pagination.")
             .argument(InputValue::new("model", TypeRef::named(TypeRef::STRING)))
+            .argument(InputValue::new("where", TypeRef::named("JSON")).description(
+                "A predicate over id, model, version, reported.* and desired.*: \
+                 {\"reported.power\": {\"gt\": 5}}; operators eq, ne, in, gt, gte, lt, lte, \
+                 contains, startsWith, exists; combine with and, or, not.",
+            ))
             .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)))
             .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING))),
         );
