@@ -9,6 +9,7 @@ mod robustness;
 mod rules;
 #[macro_use]
 mod store_suite;
+mod batching;
 mod embedded;
 mod live;
 mod server;

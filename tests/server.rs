@@ -28,7 +28,11 @@ pub(crate) async fn start() -> Running {
 
 /// A server over an in-memory store with `config`.
 pub(crate) async fn start_with(config: StoreConfig) -> Running {
-    let store: Arc<dyn GraphStore> = Arc::new(Store::in_memory(sample_models(), config));
+    start_on(Arc::new(Store::in_memory(sample_models(), config))).await
+}
+
+/// A server over `store`.
+pub(crate) async fn start_on(store: Arc<dyn GraphStore>) -> Running {
     let live = graphql::Shutdown::default();
     let metrics = Arc::new(twingraph::metrics::Metrics::default());
     let schema = graphql::build(

@@ -16,10 +16,12 @@ use async_graphql::dynamic::{
 use serde_json::{Value, json};
 
 use super::errors::{bad_request, not_found, store_error};
+use super::loader::TwinLoader;
 use super::schema::{Limits, PageInfo, json_arg, long_arg, store_of, time_arg, to_gql, twin_value};
 use crate::store::GraphStore;
 use crate::twin::query::{DEFAULT_MAX_DEPTH, Direction, Reached, Traversal};
 use crate::twin::{Batch, Event, Op, Relationship, format_time};
+use async_graphql::dataloader::DataLoader;
 
 /// A GraphQL object over a JSON object: each field reads its key.
 fn record(name: &str, description: &str, fields: &[(&str, TypeRef, &str)]) -> Object {
@@ -51,10 +53,7 @@ fn twin_ref(name: &str, key: &'static str, doc: &str) -> Field {
             let Some(id) = v.get(key).and_then(Value::as_str) else {
                 return Ok(None);
             };
-            let t = store_of(&ctx)?
-                .twin(id)
-                .await
-                .map_err(|e| store_error(&e))?;
+            let t = load_twin(&ctx, id).await?;
             Ok(t.map(twin_value))
         })
     })
@@ -183,18 +182,27 @@ fn cursor_arg(ctx: &ResolverContext<'_>) -> Result<u64, Error> {
     }
 }
 
-/// The twins with these ids, in order (ids that vanished meanwhile skipped).
+/// One twin through the batching loader.
+async fn load_twin(
+    ctx: &ResolverContext<'_>,
+    id: &str,
+) -> Result<Option<crate::twin::Twin>, Error> {
+    ctx.data::<DataLoader<TwinLoader>>()?
+        .load_one(id.to_owned())
+        .await
+        .map_err(|e| store_error(&e))
+}
+
+/// The twins with these ids, in order (ids that vanished meanwhile skipped), in one store call.
 async fn twins_by_id(
     store: &Arc<dyn GraphStore>,
-    ids: impl IntoIterator<Item = String>,
+    ids: Vec<String>,
 ) -> Result<Option<FieldValue<'static>>, Error> {
-    let mut out = Vec::new();
-    for id in ids {
-        if let Some(t) = store.twin(&id).await.map_err(|e| store_error(&e))? {
-            out.push(twin_value(t));
-        }
-    }
-    Ok(Some(FieldValue::list(out)))
+    let twins = store
+        .twins_by_ids(&ids)
+        .await
+        .map_err(|e| store_error(&e))?;
+    Ok(Some(FieldValue::list(twins.into_iter().map(twin_value))))
 }
 
 /// A connection over JSON records: `nodes` and `pageInfo`.
@@ -330,10 +338,8 @@ pub(super) fn extend(
             FieldFuture::new(async move {
                 let v = ctx.parent_value.try_downcast_ref::<Value>()?;
                 let id = v.get("twin").and_then(Value::as_str).unwrap_or_default();
-                let t = store_of(&ctx)?
-                    .twin(id)
-                    .await
-                    .map_err(|e| store_error(&e))?
+                let t = load_twin(&ctx, id)
+                    .await?
                     .ok_or_else(|| Error::new(format!("twin {id} vanished")))?;
                 Ok(Some(twin_value(t)))
             })
@@ -489,7 +495,7 @@ pub(super) fn extend(
                         .descendants(id, depth)
                         .await
                         .map_err(|e| store_error(&e))?;
-                    twins_by_id(store, hits.into_iter().map(|h| h.twin)).await
+                    twins_by_id(store, hits.into_iter().map(|h| h.twin).collect()).await
                 })
             })
             .description("Everything a twin contains, transitively, nearest first (then by id).")

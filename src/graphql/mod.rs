@@ -16,6 +16,7 @@ pub mod filter;
 mod graph_api;
 pub mod json;
 pub mod live;
+mod loader;
 pub mod schema;
 
 pub use live::Shutdown;

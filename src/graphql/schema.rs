@@ -498,6 +498,7 @@ pub fn build(
         .register(connection)
         .register(query)
         .register(mutation)
+        .data(super::loader::twins(store.clone()))
         .data(store)
         .data(shutdown)
         .data(metrics)

@@ -423,6 +423,14 @@ impl GraphStore for Store {
         Ok(self.graph().twin(id).cloned())
     }
 
+    async fn twins_by_ids(&self, ids: &[String]) -> Result<Vec<Twin>, StoreError> {
+        let graph = self.graph();
+        Ok(ids
+            .iter()
+            .filter_map(|id| graph.twin(id).cloned())
+            .collect())
+    }
+
     async fn twins(&self, q: &TwinQuery) -> Result<Page<Twin>, StoreError> {
         let graph = self.graph();
         let limit = q.limit.max(1);

@@ -107,6 +107,9 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
 
     async fn twin(&self, id: &str) -> Result<Option<Twin>, StoreError>;
 
+    /// The twins with these ids that exist, in one call (for batching loaders).
+    async fn twins_by_ids(&self, ids: &[String]) -> Result<Vec<Twin>, StoreError>;
+
     async fn twins(&self, query: &TwinQuery) -> Result<Page<Twin>, StoreError>;
 
     async fn relationship(
