@@ -399,7 +399,10 @@ fn main() {
         );
         let live = Shutdown::default();
         let metrics = Arc::new(twingraph::metrics::Metrics::default());
-        let schema = graphql::build(store.clone(), Limits::default(), live.clone(), metrics.clone())
+        let schema = graphql::build(store.clone(), Limits::default(), live.clone(),
+            metrics.clone(),
+            Arc::new(graphql::ModelLibrary::new(Vec::new(), None)),
+        )
             .expect("schema");
         let app = server::app(AppState {
             store: store.clone(),

@@ -34,6 +34,12 @@ pub fn sample_models() -> std::sync::Arc<twingraph::dtdl::ModelSet> {
         .clone()
 }
 
+/// The sample models' documents.
+pub fn sample_sources() -> Vec<twingraph::dtdl::Source> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dtdl");
+    twingraph::dtdl::load::read_paths(&[dir]).expect("sample models readable")
+}
+
 /// A fresh, empty folder under the test target dir.
 pub fn scratch_dir(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))

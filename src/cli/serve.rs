@@ -66,7 +66,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             config.store
         );
     }
-    let sources = load::read_paths(std::slice::from_ref(&config.models))
+    // Models come from the models folder plus those uploaded at runtime.
+    let uploaded = config.data.join("models");
+    let mut model_paths = vec![config.models.clone()];
+    if uploaded.is_dir() {
+        model_paths.push(uploaded.clone());
+    }
+    let sources = load::read_paths(&model_paths)
         .with_context(|| format!("reading models from {}", config.models.display()))?;
     let outcome = dtdl::check(&sources, &Options::default());
     let Some(models) = outcome.model else {
@@ -114,6 +120,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
         live.clone(),
         metrics.clone(),
+        Arc::new(graphql::ModelLibrary::new(sources, Some(uploaded))),
     )?;
     let ready = Arc::new(AtomicBool::new(false));
     let app = server::app(AppState {

@@ -567,6 +567,34 @@ pub(super) fn extend(
 
     let mutation = mutation
         .field(
+            Field::new("uploadModels", s("ModelUploadResult"), |ctx| {
+                FieldFuture::new(async move {
+                    let library = ctx.data::<Arc<super::upload::ModelLibrary>>()?;
+                    let docs = ctx
+                        .args
+                        .try_get("models")?
+                        .list()?
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| {
+                            v.as_value()
+                                .clone()
+                                .into_json()
+                                .map_err(|e| bad_request(format!("models[{i}]: {e}")))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let done =
+                        super::upload::upload(library, store_of(&ctx)?, docs, "anonymous").await?;
+                    Ok(Some(FieldValue::owned_any(json!({
+                        "models": done.models,
+                        "sequence": done.sequence,
+                    }))))
+                })
+            })
+            .description("Adds DTDL Interfaces (each item a DTDL document). Models are immutable: only new DTMIs are accepted, so no existing twin can break. Checked together with the loaded models; all or nothing; kept across restarts.")
+            .argument(InputValue::new("models", TypeRef::named_nn_list_nn("JSON"))),
+        )
+        .field(
             Field::new("createRelationship", s("Relationship"), |ctx| {
                 FieldFuture::new(async move {
                     let store = store_of(&ctx)?;
@@ -710,7 +738,24 @@ pub(super) fn extend(
         })
         .description("The events, in order."),
     );
+    let upload_result = record(
+        "ModelUploadResult",
+        "What an upload added.",
+        &[
+            (
+                "models",
+                TypeRef::named_nn_list_nn(TypeRef::ID),
+                "DTMIs of the Interfaces added.",
+            ),
+            (
+                "sequence",
+                s("Long"),
+                "Sequence number of the modelsChanged event.",
+            ),
+        ],
+    );
     let types = vec![
+        upload_result.into(),
         Type::from(direction),
         rel_conn.into(),
         batch_result.into(),

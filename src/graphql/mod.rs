@@ -18,6 +18,8 @@ pub mod json;
 pub mod live;
 mod loader;
 pub mod schema;
+pub mod upload;
 
 pub use live::Shutdown;
 pub use schema::build;
+pub use upload::ModelLibrary;

@@ -130,6 +130,7 @@ pub fn build(
     limits: Limits,
     shutdown: super::live::Shutdown,
     metrics: Arc<crate::metrics::Metrics>,
+    library: Arc<super::upload::ModelLibrary>,
 ) -> Result<Schema, SchemaError> {
     let json = Scalar::new("JSON").description("Any JSON value.");
     let long = Scalar::new("Long")
@@ -502,6 +503,7 @@ pub fn build(
         .data(store)
         .data(shutdown)
         .data(metrics)
+        .data(library)
         .extension(super::errors::Coded)
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity)

@@ -1,0 +1,196 @@
+//! `uploadModels`: adding DTDL Interfaces to a running server.
+//!
+//! Models are immutable, as in Azure Digital Twins: an upload may only add
+//! Interfaces whose DTMIs are new (publish `;2` to change one). That is what
+//! keeps every existing twin valid: nothing it was validated against can
+//! change or disappear. The new documents are checked together with the
+//! loaded ones (they may extend or reference them); on success they are
+//! written to the upload folder (loaded again at startup), then the store's
+//! model set is replaced, which records a `modelsChanged` event.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_graphql::{Error, ErrorExtensions};
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use crate::dtdl::{self, Options, Source};
+use crate::store::GraphStore;
+
+/// The DTDL documents the server's models come from, and where uploads go.
+#[derive(Debug)]
+pub struct ModelLibrary {
+    sources: Mutex<Vec<Source>>,
+    /// Folder uploaded documents are written to; `None` keeps them in memory.
+    dir: Option<PathBuf>,
+}
+
+impl ModelLibrary {
+    pub fn new(sources: Vec<Source>, dir: Option<PathBuf>) -> ModelLibrary {
+        ModelLibrary {
+            sources: Mutex::new(sources),
+            dir,
+        }
+    }
+}
+
+/// What an upload added.
+#[derive(Debug)]
+pub struct Uploaded {
+    pub models: Vec<String>,
+    pub sequence: u64,
+}
+
+fn refused(code: &'static str, reason: &'static str, message: String) -> Error {
+    Error::new(message).extend_with(|_, ext| {
+        ext.set("code", code);
+        ext.set("reason", reason);
+    })
+}
+
+/// The top-level Interface DTMIs a document defines.
+fn top_level_ids(doc: &Value) -> Vec<String> {
+    let items: Vec<&Value> = match doc {
+        Value::Array(a) => a.iter().collect(),
+        v => vec![v],
+    };
+    items
+        .into_iter()
+        .filter_map(|d| d.get("@id")?.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// A file name for a DTMI (`dtmi:com:example:Pump;1` → `dtmi_com_example_pump_1.json`).
+fn file_name(dtmi: &str) -> String {
+    let stem: String = dtmi
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{stem}.json")
+}
+
+/// Checks `docs` with the loaded models and, when valid and new, adds them.
+pub async fn upload(
+    library: &ModelLibrary,
+    store: &Arc<dyn GraphStore>,
+    docs: Vec<Value>,
+    actor: &str,
+) -> Result<Uploaded, Error> {
+    if docs.is_empty() {
+        return Err(refused(
+            "BAD_REQUEST",
+            "no_models",
+            "models: give at least one DTDL document".to_owned(),
+        ));
+    }
+    let mut sources = library.sources.lock().await;
+    let current = store.models();
+    let mut added = Vec::new();
+    for (i, doc) in docs.iter().enumerate() {
+        let ids = top_level_ids(doc);
+        if ids.is_empty() {
+            return Err(refused(
+                "VALIDATION_FAILED",
+                "missing_id",
+                format!("models[{i}]: a DTDL Interface document needs an @id"),
+            ));
+        }
+        for id in ids {
+            if current.interface(&id).is_some() || added.contains(&id) {
+                return Err(refused(
+                    "VALIDATION_FAILED",
+                    "model_exists",
+                    format!(
+                        "models[{i}]: {id} is already defined; models are immutable (existing twins were validated against it), publish a new version instead"
+                    ),
+                ));
+            }
+            added.push(id);
+        }
+    }
+    let new_sources: Vec<Source> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| Source::new(format!("models[{i}]"), d.to_string()))
+        .collect();
+    let mut all = sources.clone();
+    all.extend(new_sources.iter().cloned());
+    let outcome = dtdl::check(&all, &Options::default());
+    let Some(set) = outcome.model else {
+        let diagnostics: Vec<async_graphql::Value> = outcome
+            .diagnostics
+            .iter()
+            .take(20)
+            .map(|d| {
+                async_graphql::Value::from_json(serde_json::json!({
+                    "file": &*d.file, "path": d.path, "dtmi": d.dtmi, "rule": d.code, "message": d.message,
+                }))
+                .unwrap_or(async_graphql::Value::Null)
+            })
+            .collect();
+        let unresolved = outcome.unresolved.join(", ");
+        let message = match outcome.diagnostics.first() {
+            Some(d) => format!("the models are invalid: {d}"),
+            None => format!("the models reference undefined DTMIs: {unresolved}"),
+        };
+        return Err(Error::new(message).extend_with(move |_, ext| {
+            ext.set("code", "VALIDATION_FAILED");
+            ext.set("reason", "invalid_models");
+            ext.set(
+                "diagnostics",
+                async_graphql::Value::List(diagnostics.clone()),
+            );
+        }));
+    };
+    // Durable first: a crash after this point loads the models at startup.
+    let mut written = Vec::new();
+    if let Some(dir) = &library.dir {
+        let write = |written: &mut Vec<PathBuf>| -> std::io::Result<()> {
+            std::fs::create_dir_all(dir)?;
+            for (doc, source) in docs.iter().zip(&new_sources) {
+                let name = top_level_ids(doc)
+                    .first()
+                    .map_or_else(|| file_name(&source.name), |id| file_name(id));
+                let path = dir.join(name);
+                let tmp = path.with_extension("json.tmp");
+                std::fs::write(&tmp, serde_json::to_vec_pretty(doc)?)?;
+                std::fs::rename(&tmp, &path)?;
+                written.push(path);
+            }
+            Ok(())
+        };
+        if let Err(e) = write(&mut written) {
+            for p in &written {
+                let _ = std::fs::remove_file(p);
+            }
+            tracing::error!(error = %e, "cannot write uploaded models");
+            return Err(refused(
+                "INTERNAL",
+                "storage_failure",
+                "internal error".to_owned(),
+            ));
+        }
+    }
+    match store.set_models(Arc::new(set), actor).await {
+        Ok(sequence) => {
+            *sources = all;
+            Ok(Uploaded {
+                models: added,
+                sequence,
+            })
+        }
+        Err(e) => {
+            for p in &written {
+                let _ = std::fs::remove_file(p);
+            }
+            Err(super::errors::store_error(&e))
+        }
+    }
+}
