@@ -17,7 +17,10 @@ use serde_json::{Value, json};
 
 use super::errors::{bad_request, not_found, store_error};
 use super::loader::TwinLoader;
-use super::schema::{Limits, PageInfo, json_arg, long_arg, store_of, time_arg, to_gql, twin_value};
+use super::schema::{
+    Limits, PageInfo, json_arg, long_arg, store_of, str_arg, time_arg, to_gql, twin_value,
+    usize_arg,
+};
 use crate::store::GraphStore;
 use crate::twin::query::{DEFAULT_MAX_DEPTH, Direction, Reached, Traversal};
 use crate::twin::{Batch, Event, Op, Relationship, format_time};
@@ -126,30 +129,6 @@ fn direction_arg(ctx: &ResolverContext<'_>) -> Result<Direction, Error> {
             other => Err(bad_request(format!("unknown direction {other}"))),
         },
         _ => Ok(Direction::Out),
-    }
-}
-
-fn usize_arg(
-    ctx: &ResolverContext<'_>,
-    name: &str,
-    default: usize,
-    max: usize,
-) -> Result<usize, Error> {
-    let n = match ctx.args.get(name) {
-        Some(v) if !v.is_null() => usize::try_from(v.i64()?)
-            .map_err(|_| bad_request(format!("{name} must not be negative")))?,
-        _ => default,
-    };
-    if n > max {
-        return Err(bad_request(format!("{name} may be at most {max}")));
-    }
-    Ok(n)
-}
-
-fn str_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<String>, Error> {
-    match ctx.args.get(name) {
-        Some(v) if !v.is_null() => Ok(Some(v.string()?.to_owned())),
-        _ => Ok(None),
     }
 }
 

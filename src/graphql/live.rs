@@ -14,8 +14,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use async_graphql::dynamic::{
-    Field, FieldFuture, FieldValue, InputValue, Object, ResolverContext, Subscription,
-    SubscriptionField, SubscriptionFieldFuture, Type, TypeRef,
+    Field, FieldFuture, FieldValue, InputValue, Object, Subscription, SubscriptionField,
+    SubscriptionFieldFuture, Type, TypeRef,
 };
 use async_graphql::{Error, ErrorExtensions};
 use futures_util::stream::{self, Stream, StreamExt};
@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use super::errors::{bad_request, store_error};
 use super::graph_api::event_json;
-use super::schema::{long_arg, store_of, to_gql, twin_value};
+use super::schema::{long_arg, store_of, str_arg, to_gql, twin_value};
 use crate::metrics::{Metrics, SubscriptionGuard};
 use crate::store::{At, GraphStore};
 use crate::twin::{Change, Event, Twin};
@@ -352,13 +352,6 @@ impl Watch {
                 });
             }
         }
-    }
-}
-
-fn str_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<String>, Error> {
-    match ctx.args.get(name) {
-        Some(v) if !v.is_null() => Ok(Some(v.string()?.to_owned())),
-        _ => Ok(None),
     }
 }
 

@@ -109,6 +109,31 @@ pub(super) fn time_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<i
     }
 }
 
+/// An optional count argument, `default` when absent, refused above `max`.
+pub(super) fn usize_arg(
+    ctx: &ResolverContext<'_>,
+    name: &str,
+    default: usize,
+    max: usize,
+) -> Result<usize, Error> {
+    let n = match ctx.args.get(name) {
+        Some(v) if !v.is_null() => usize::try_from(v.i64()?)
+            .map_err(|_| bad_request(format!("{name} must not be negative")))?,
+        _ => default,
+    };
+    if n > max {
+        return Err(bad_request(format!("{name} may be at most {max}")));
+    }
+    Ok(n)
+}
+
+pub(super) fn str_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<String>, Error> {
+    match ctx.args.get(name) {
+        Some(v) if !v.is_null() => Ok(Some(v.string()?.to_owned())),
+        _ => Ok(None),
+    }
+}
+
 /// Applies one operation and returns the twin after it.
 async fn write_and_read(
     store: &Arc<dyn GraphStore>,
@@ -332,27 +357,14 @@ pub fn build(
             Field::new("twins", TypeRef::named_nn("TwinConnection"), move |ctx| {
                 FieldFuture::new(async move {
                     let store = store_of(&ctx)?;
-                    let model = match ctx.args.get("model") {
-                        Some(m) if !m.is_null() => Some(m.string()?.to_owned()),
-                        _ => None,
-                    };
+                    let model = str_arg(&ctx, "model")?;
                     if let Some(m) = &model
                         && store.models().interface(m).is_none()
                     {
                         return Err(store_error(&crate::twin::TwinError::UnknownModel(m.clone()).into()));
                     }
-                    let first = match ctx.args.get("first") {
-                        Some(f) if !f.is_null() => usize::try_from(f.i64()?)
-                            .map_err(|_| bad_request("first must not be negative"))?,
-                        _ => 100,
-                    };
-                    if first > max_page {
-                        return Err(bad_request(format!("first may be at most {max_page}")));
-                    }
-                    let after = match ctx.args.get("after") {
-                        Some(a) if !a.is_null() => Some(a.string()?.to_owned()),
-                        _ => None,
-                    };
+                    let first = usize_arg(&ctx, "first", 100, max_page)?;
+                    let after = str_arg(&ctx, "after")?;
                     let filter = json_arg(&ctx, "where")?
                         .map(|w| super::filter::Filter::parse(&w))
                         .transpose()
