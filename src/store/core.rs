@@ -437,10 +437,14 @@ impl GraphStore for Store {
         let after = |id: &str| q.after.as_deref().is_none_or(|a| id > a);
         let mut items: Vec<Twin> = match &q.model {
             Some(m) => graph
-                .twins_of_model(&self.models(), m, q.subtypes)
+                .twins_of_model(
+                    &self.models(),
+                    m,
+                    q.subtypes,
+                    q.after.as_deref(),
+                    limit.saturating_add(1),
+                )
                 .into_iter()
-                .filter(|t| after(&t.id))
-                .take(limit.saturating_add(1))
                 .cloned()
                 .collect(),
             None => {

@@ -179,9 +179,19 @@ impl Graph {
             .collect()
     }
 
-    /// Twin ids whose model is exactly `model`.
-    pub fn with_model(&self, model: &str) -> impl Iterator<Item = &str> {
-        self.by_model.get(model).into_iter().flatten().map(|k| &**k)
+    /// Ids of the twins of exactly `model`, in order, after `after`.
+    pub fn with_model_after<'a>(
+        &'a self,
+        model: &str,
+        after: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        use std::ops::Bound;
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.by_model
+            .get(model)
+            .into_iter()
+            .flat_map(move |set| set.range::<str, _>((lower, Bound::Unbounded)))
+            .map(|k| &**k)
     }
 
     /// Folds a committed event into the graph.

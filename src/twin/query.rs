@@ -177,22 +177,44 @@ impl Graph {
     }
 
     /// Twins whose model is `model` or (with `subtypes`) extends it, ordered by id.
+    ///
+    /// In id order, after `after`, at most `limit`: a merge of the per-model
+    /// sorted indexes, so a page costs O(limit × models), not a sort of
+    /// every matching twin.
     pub fn twins_of_model<'a>(
         &'a self,
         models: &ModelSet,
         model: &str,
         subtypes: bool,
+        after: Option<&str>,
+        limit: usize,
     ) -> Vec<&'a Twin> {
-        let mut ids: Vec<&str> = if subtypes {
+        let mut runs: Vec<std::iter::Peekable<_>> = if subtypes {
             models
                 .implementors(model)
-                .flat_map(|i| self.with_model(&i.id))
+                .map(|i| self.with_model_after(&i.id, after).peekable())
                 .collect()
         } else {
-            self.with_model(model).collect()
+            vec![self.with_model_after(model, after).peekable()]
         };
-        ids.sort();
-        ids.dedup();
-        ids.into_iter().filter_map(|i| self.twin(i)).collect()
+        let mut out = Vec::new();
+        while out.len() < limit {
+            // The run whose next id is smallest.
+            let mut best: Option<(usize, &str)> = None;
+            for (k, run) in runs.iter_mut().enumerate() {
+                if let Some(&id) = run.peek()
+                    && best.is_none_or(|(_, b)| id < b)
+                {
+                    best = Some((k, id));
+                }
+            }
+            let Some((k, _)) = best else { break };
+            if let Some(id) = runs[k].next()
+                && let Some(t) = self.twin(id)
+            {
+                out.push(t);
+            }
+        }
+        out
     }
 }
