@@ -35,7 +35,7 @@ fn record(name: &str, description: &str, fields: &[(&str, TypeRef, &str)]) -> Ob
             Field::new(*field, ty.clone(), move |ctx| {
                 let key = key.clone();
                 FieldFuture::new(async move {
-                    let v = ctx.parent_value.try_downcast_ref::<Value>()?;
+                    let v = record_of(&ctx)?;
                     match v.get(&key) {
                         None | Some(Value::Null) => Ok(None),
                         Some(x) => Ok(Some(FieldValue::value(to_gql(x.clone())?))),
@@ -48,11 +48,22 @@ fn record(name: &str, description: &str, fields: &[(&str, TypeRef, &str)]) -> Ob
     obj
 }
 
+/// A traversal hit with its twin already loaded (one store call for all hits).
+struct Hit(Value, Option<crate::twin::Twin>);
+
+/// The JSON of a record parent (plain, or a [`Hit`]).
+fn record_of<'a>(ctx: &ResolverContext<'a>) -> Result<&'a Value, Error> {
+    match ctx.parent_value.downcast_ref::<Hit>() {
+        Some(h) => Ok(&h.0),
+        None => ctx.parent_value.try_downcast_ref::<Value>(),
+    }
+}
+
 /// A field of a JSON-backed record that resolves the twin whose id is under `key`.
 fn twin_ref(name: &str, key: &'static str, doc: &str) -> Field {
     Field::new(name, TypeRef::named("Twin"), move |ctx| {
         FieldFuture::new(async move {
-            let v = ctx.parent_value.try_downcast_ref::<Value>()?;
+            let v = record_of(&ctx)?;
             let Some(id) = v.get(key).and_then(Value::as_str) else {
                 return Ok(None);
             };
@@ -301,7 +312,7 @@ pub(super) fn extend(
     .field(
         Field::new("hops", TypeRef::named_nn_list_nn("Hop"), |ctx| {
             FieldFuture::new(async move {
-                let v = ctx.parent_value.try_downcast_ref::<Value>()?;
+                let v = record_of(&ctx)?;
                 let hops = v
                     .get("hops")
                     .and_then(Value::as_array)
@@ -315,7 +326,10 @@ pub(super) fn extend(
     .field(
         Field::new("twin", s("Twin"), |ctx| {
             FieldFuture::new(async move {
-                let v = ctx.parent_value.try_downcast_ref::<Value>()?;
+                if let Some(Hit(_, Some(t))) = ctx.parent_value.downcast_ref::<Hit>() {
+                    return Ok(Some(twin_value(t.clone())));
+                }
+                let v = record_of(&ctx)?;
                 let id = v.get("twin").and_then(Value::as_str).unwrap_or_default();
                 let t = load_twin(&ctx, id)
                     .await?
@@ -443,7 +457,21 @@ pub(super) fn extend(
                         .traverse(&t)
                         .await
                         .map_err(|e| store_error(&e))?;
-                    Ok(Some(records(hits.iter().map(|h| reached_json(&t.start, h)))))
+                    if !ctx.look_ahead().field("twin").exists() {
+                        return Ok(Some(records(hits.iter().map(|h| reached_json(&t.start, h)))));
+                    }
+                    // Every hit's twin in one store call.
+                    let ids: Vec<String> = hits.iter().map(|h| h.twin.clone()).collect();
+                    let mut twins: std::collections::HashMap<String, crate::twin::Twin> = store_of(&ctx)?
+                        .twins_by_ids(&ids)
+                        .await
+                        .map_err(|e| store_error(&e))?
+                        .into_iter()
+                        .map(|t| (t.id.to_string(), t))
+                        .collect();
+                    Ok(Some(FieldValue::list(hits.iter().map(|h| {
+                        FieldValue::owned_any(Hit(reached_json(&t.start, h), twins.remove(&h.twin)))
+                    }))))
                 })
             })
             .description("Every twin reachable from `from` within `maxDepth` hops (impact analysis), nearest first.")
@@ -706,7 +734,7 @@ pub(super) fn extend(
     .field(
         Field::new("events", TypeRef::named_nn_list_nn("Event"), |ctx| {
             FieldFuture::new(async move {
-                let v = ctx.parent_value.try_downcast_ref::<Value>()?;
+                let v = record_of(&ctx)?;
                 let events = v
                     .get("events")
                     .and_then(Value::as_array)
