@@ -116,3 +116,54 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The GraphQL names the typed schema will use are valid, distinct and
+/// mostly just the Interface's own name, on real ontologies.
+#[test]
+fn graphql_type_names_of_real_ontologies_are_valid_and_distinct() {
+    let valid = regex::Regex::new("^[A-Za-z][_0-9A-Za-z]*$").expect("regex");
+    for (name, at_least_short) in [
+        ("azure-building", 0.99),
+        ("azure-energygrid", 0.99),
+        ("realestatecore-rec", 0.99),
+    ] {
+        let model = check_folder(name).model.expect("valid");
+        let ids: Vec<&str> = model.interfaces().map(|i| i.id.as_str()).collect();
+        let names = twingraph::graphql::names::assign(ids.iter().copied());
+        assert_eq!(names.len(), ids.len());
+        let mut all: Vec<&str> = Vec::new();
+        let mut short = 0;
+        for (dtmi, t) in &names {
+            for n in [&t.interface, &t.object] {
+                assert!(valid.is_match(n), "{name}: {dtmi} → {n:?}");
+                assert!(
+                    !twingraph::graphql::names::RESERVED.contains(&n.as_str()),
+                    "{name}: {dtmi} → reserved {n}"
+                );
+                all.push(n);
+            }
+            let last = dtmi
+                .split(';')
+                .next()
+                .and_then(|p| p.rsplit(':').next())
+                .unwrap_or_default();
+            if t.interface.eq_ignore_ascii_case(last) {
+                short += 1;
+            }
+        }
+        let count = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), count, "{name}: names are distinct");
+        let share = f64::from(short) / names.len() as f64;
+        eprintln!(
+            "{name}: {} interfaces, {short} keep their plain name",
+            names.len()
+        );
+        assert!(
+            share >= at_least_short,
+            "{name}: only {:.0} % keep their plain name",
+            share * 100.0
+        );
+    }
+}

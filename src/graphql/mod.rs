@@ -17,6 +17,7 @@ mod graph_api;
 pub mod json;
 pub mod live;
 mod loader;
+pub mod names;
 pub mod schema;
 pub mod upload;
 

@@ -1,0 +1,211 @@
+//! GraphQL type names for DTDL Interfaces: readable, deterministic and
+//! collision-free. The first piece of the typed-schema compiler.
+//!
+//! An Interface is named after the last segment of its DTMI
+//! (`dtmi:com:example:Pump;1` → `Pump`). Only when that clashes — with
+//! another Interface, with a derived name (`<Name>Twin`, the object type
+//! implementing the GraphQL interface), or with a type of the generic API —
+//! are preceding namespace segments prepended (`ExamplePump`), and only when
+//! the whole path clashes (versions of one Interface) is the version appended
+//! (`PumpV2`). The result depends only on the set of DTMIs, not on order.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// Type names of the generic API, never given to an Interface.
+pub const RESERVED: [&str; 25] = [
+    "Twin",
+    "GenericTwin",
+    "TwinEdge",
+    "TwinConnection",
+    "PageInfo",
+    "Relationship",
+    "RelationshipConnection",
+    "Hop",
+    "TraversalHit",
+    "Event",
+    "EventConnection",
+    "Model",
+    "ModelUploadResult",
+    "BatchResult",
+    "TwinChange",
+    "Direction",
+    "Query",
+    "Mutation",
+    "Subscription",
+    "JSON",
+    "Long",
+    "DateTime",
+    "String",
+    "Int",
+    "Float",
+];
+
+/// The two GraphQL types of one Interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeNames {
+    /// The GraphQL interface (what `... on Pump` names; implemented by subtypes).
+    pub interface: String,
+    /// The object type of twins whose model is exactly this Interface.
+    pub object: String,
+}
+
+struct Parts {
+    segments: Vec<String>,
+    version: String,
+}
+
+fn parts(dtmi: &str) -> Parts {
+    let body = dtmi.strip_prefix("dtmi:").unwrap_or(dtmi);
+    let (path, version) = body.split_once(';').unwrap_or((body, ""));
+    Parts {
+        segments: path.split(':').map(str::to_owned).collect(),
+        version: version.replace('.', "_"),
+    }
+}
+
+fn upper_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// `segments[len - level..]` in UpperCamel, plus the version when asked.
+fn candidate(p: &Parts, level: usize, versioned: bool) -> String {
+    let start = p.segments.len().saturating_sub(level);
+    let mut name: String = p.segments[start..].iter().map(|s| upper_first(s)).collect();
+    if versioned && !p.version.is_empty() {
+        name.push('V');
+        name.push_str(&p.version);
+    }
+    name
+}
+
+/// Names for every DTMI in `dtmis`.
+pub fn assign<'a>(dtmis: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, TypeNames> {
+    let mut ids: Vec<&str> = dtmis.into_iter().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let all: Vec<Parts> = ids.iter().map(|d| parts(d)).collect();
+    let mut level = vec![1usize; ids.len()];
+    let mut versioned = vec![false; ids.len()];
+    let mut names: Vec<String> = Vec::new();
+    // Each round lengthens every name still in a clash; the loop ends
+    // because full paths plus versions differ (see the fallback below).
+    for _ in 0..64 {
+        names = (0..ids.len())
+            .map(|i| candidate(&all[i], level[i], versioned[i]))
+            .collect();
+        let mut owners: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, n) in names.iter().enumerate() {
+            owners.entry(n.clone()).or_default().push(i);
+            owners.entry(format!("{n}Twin")).or_default().push(i);
+        }
+        let mut clashing = vec![false; ids.len()];
+        let mut version_clash = vec![false; ids.len()];
+        for (name, who) in &owners {
+            let mut distinct = who.clone();
+            distinct.dedup();
+            if distinct.len() > 1 || RESERVED.contains(&name.as_str()) {
+                for &i in &distinct {
+                    clashing[i] = true;
+                    // Versions of one Interface: only the version tells them apart.
+                    version_clash[i] |= distinct
+                        .iter()
+                        .any(|&j| j != i && all[j].segments == all[i].segments);
+                }
+            }
+        }
+        if !clashing.contains(&true) {
+            break;
+        }
+        for i in 0..ids.len() {
+            if !clashing[i] {
+                continue;
+            }
+            if (version_clash[i] && !versioned[i]) || level[i] >= all[i].segments.len() {
+                versioned[i] = true;
+            } else {
+                level[i] += 1;
+            }
+        }
+    }
+    // Names equal only by letter case of their segments (`a:room` and
+    // `A:Room`) survive every round: number them in DTMI order.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for n in &mut names {
+        let count = seen.entry(n.clone()).or_insert(0);
+        *count += 1;
+        if *count > 1 {
+            n.push_str(&format!("_{count}"));
+        }
+    }
+    ids.iter()
+        .zip(names)
+        .map(|(id, n)| {
+            (
+                (*id).to_owned(),
+                TypeNames {
+                    object: format!("{n}Twin"),
+                    interface: n,
+                },
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(ids: &[&str]) -> Vec<String> {
+        let m = assign(ids.iter().copied());
+        ids.iter().map(|i| m[*i].interface.clone()).collect()
+    }
+
+    #[test]
+    fn short_when_unique_longer_only_when_needed() {
+        assert_eq!(
+            names(&[
+                "dtmi:com:example:Pump;1",
+                "dtmi:com:example:building:Room;1",
+                "dtmi:com:example:office:Room;1",
+                "dtmi:com:example:Valve;1",
+                "dtmi:com:example:Valve;2",
+                "dtmi:com:example:Event;1",
+            ]),
+            [
+                "Pump",
+                "BuildingRoom",
+                "OfficeRoom",
+                "ValveV1",
+                "ValveV2",
+                "ExampleEvent"
+            ]
+        );
+    }
+
+    #[test]
+    fn derived_object_names_do_not_clash_with_interfaces() {
+        let m = assign(["dtmi:a:Pump;1", "dtmi:a:PumpTwin;1"]);
+        let all: Vec<&String> = m.values().flat_map(|t| [&t.interface, &t.object]).collect();
+        let mut unique = all.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(all.len(), unique.len(), "{m:?}");
+    }
+
+    #[test]
+    fn case_only_differences_still_get_distinct_names() {
+        let m = assign(["dtmi:a:room;1", "dtmi:A:Room;1"]);
+        assert_ne!(m["dtmi:a:room;1"].interface, m["dtmi:A:Room;1"].interface);
+    }
+
+    #[test]
+    fn order_does_not_matter() {
+        let a = assign(["dtmi:x:b:C;1", "dtmi:x:d:C;1", "dtmi:x:E;1"]);
+        let b = assign(["dtmi:x:E;1", "dtmi:x:d:C;1", "dtmi:x:b:C;1"]);
+        assert_eq!(a, b);
+    }
+}
