@@ -52,8 +52,79 @@ fn parent<'a>(ctx: &ResolverContext<'a>) -> Result<&'a Twin, Error> {
     ctx.parent_value.try_downcast_ref::<Twin>()
 }
 
+/// The fields of the `Twin` interface: name, type, description, value.
+pub(super) fn twin_fields() -> [(
+    &'static str,
+    TypeRef,
+    &'static str,
+    fn(&Twin) -> serde_json::Value,
+); 10] {
+    [
+        (
+            "id",
+            TypeRef::named_nn(TypeRef::ID),
+            "The twin's id.",
+            |t| t.id.to_string().into(),
+        ),
+        (
+            "model",
+            TypeRef::named_nn(TypeRef::STRING),
+            "DTMI of the twin's model.",
+            |t| t.model.to_string().into(),
+        ),
+        (
+            "version",
+            TypeRef::named_nn("Long"),
+            "Grows by one with every change.",
+            |t| t.version.into(),
+        ),
+        (
+            "etag",
+            TypeRef::named_nn(TypeRef::STRING),
+            "Entity tag of this version.",
+            |t| t.etag().into(),
+        ),
+        (
+            "createdAt",
+            TypeRef::named_nn("DateTime"),
+            "When the twin was created.",
+            |t| format_time(t.created_at).into(),
+        ),
+        (
+            "updatedAt",
+            TypeRef::named_nn("DateTime"),
+            "When the twin last changed.",
+            |t| format_time(t.updated_at).into(),
+        ),
+        (
+            "reported",
+            TypeRef::named("JSON"),
+            "Reported state: what the device says.",
+            json::reported,
+        ),
+        (
+            "desired",
+            TypeRef::named("JSON"),
+            "Desired state of writable properties.",
+            json::desired,
+        ),
+        (
+            "delta",
+            TypeRef::named("JSON"),
+            "Writable properties whose desired value differs from the reported one.",
+            json::delta,
+        ),
+        (
+            "metadata",
+            TypeRef::named("JSON"),
+            "Per property: versions, times, acknowledgement.",
+            json::metadata,
+        ),
+    ]
+}
+
 /// A twin field computed from the parent twin.
-fn twin_field(name: &str, ty: TypeRef, f: fn(&Twin) -> serde_json::Value) -> Field {
+pub(super) fn twin_field(name: &str, ty: TypeRef, f: fn(&Twin) -> serde_json::Value) -> Field {
     Field::new(name, ty, move |ctx| {
         FieldFuture::new(async move {
             let t = parent(&ctx)?;
@@ -163,99 +234,16 @@ pub fn build(
     let date_time =
         Scalar::new("DateTime").description("An RFC 3339 date-time, e.g. 2026-11-26T08:00:00Z.");
 
-    let twin_fields: [(&str, TypeRef, &str); 10] = [
-        ("id", TypeRef::named_nn(TypeRef::ID), "The twin's id."),
-        (
-            "model",
-            TypeRef::named_nn(TypeRef::STRING),
-            "DTMI of the twin's model.",
-        ),
-        (
-            "version",
-            TypeRef::named_nn("Long"),
-            "Grows by one with every change.",
-        ),
-        (
-            "etag",
-            TypeRef::named_nn(TypeRef::STRING),
-            "Entity tag of this version.",
-        ),
-        (
-            "createdAt",
-            TypeRef::named_nn("DateTime"),
-            "When the twin was created.",
-        ),
-        (
-            "updatedAt",
-            TypeRef::named_nn("DateTime"),
-            "When the twin last changed.",
-        ),
-        (
-            "reported",
-            TypeRef::named("JSON"),
-            "Reported state: what the device says.",
-        ),
-        (
-            "desired",
-            TypeRef::named("JSON"),
-            "Desired state of writable properties.",
-        ),
-        (
-            "delta",
-            TypeRef::named("JSON"),
-            "Writable properties whose desired value differs from the reported one.",
-        ),
-        (
-            "metadata",
-            TypeRef::named("JSON"),
-            "Per property: versions, times, acknowledgement.",
-        ),
-    ];
     let mut twin_iface = Interface::new("Twin").description("A digital twin.");
-    for (name, ty, doc) in &twin_fields {
-        twin_iface = twin_iface.field(InterfaceField::new(*name, ty.clone()).description(*doc));
+    for (name, ty, doc, _) in twin_fields() {
+        twin_iface = twin_iface.field(InterfaceField::new(name, ty).description(doc));
     }
-    let generic = Object::new("GenericTwin")
+    let mut generic = Object::new("GenericTwin")
         .description("A twin seen through the model-agnostic API.")
-        .implement("Twin")
-        .field(twin_field("id", TypeRef::named_nn(TypeRef::ID), |t| {
-            t.id.to_string().into()
-        }))
-        .field(twin_field(
-            "model",
-            TypeRef::named_nn(TypeRef::STRING),
-            |t| t.model.to_string().into(),
-        ))
-        .field(twin_field("version", TypeRef::named_nn("Long"), |t| {
-            t.version.into()
-        }))
-        .field(twin_field(
-            "etag",
-            TypeRef::named_nn(TypeRef::STRING),
-            |t| t.etag().into(),
-        ))
-        .field(twin_field(
-            "createdAt",
-            TypeRef::named_nn("DateTime"),
-            |t| format_time(t.created_at).into(),
-        ))
-        .field(twin_field(
-            "updatedAt",
-            TypeRef::named_nn("DateTime"),
-            |t| format_time(t.updated_at).into(),
-        ))
-        .field(twin_field(
-            "reported",
-            TypeRef::named("JSON"),
-            json::reported,
-        ))
-        .field(twin_field("desired", TypeRef::named("JSON"), json::desired))
-        .field(twin_field("delta", TypeRef::named("JSON"), json::delta))
-        .field(twin_field(
-            "metadata",
-            TypeRef::named("JSON"),
-            json::metadata,
-        ));
+        .implement("Twin");
+    for (name, ty, doc, f) in twin_fields() {
+        generic = generic.field(twin_field(name, ty, f).description(doc));
+    }
 
     let edge = Object::new("TwinEdge")
         .field(Field::new(
