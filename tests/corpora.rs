@@ -167,3 +167,43 @@ fn graphql_type_names_of_real_ontologies_are_valid_and_distinct() {
         );
     }
 }
+
+/// The typed schema compiles for real ontologies (multiple inheritance,
+/// hundreds of Interfaces) and names their types as `names` says.
+#[test]
+fn real_ontologies_compile_to_a_valid_graphql_schema() {
+    use std::sync::Arc;
+    use twingraph::graphql;
+    use twingraph::store::{GraphStore, Store, StoreConfig};
+    for (name, probe) in [
+        ("azure-building", "dtmi:digitaltwins:rec_3_3:core:Space;1"),
+        ("realestatecore-rec", "dtmi:org:w3id:rec:Space;1"),
+        ("azure-energygrid", ""),
+    ] {
+        let model = Arc::new(check_folder(name).model.expect("valid"));
+        let store: Arc<dyn GraphStore> =
+            Arc::new(Store::in_memory(model.clone(), StoreConfig::default()));
+        let schema = graphql::build(
+            store,
+            graphql::schema::Limits::default(),
+            graphql::Shutdown::default(),
+            Arc::new(twingraph::metrics::Metrics::default()),
+            Arc::new(graphql::ModelLibrary::new(Vec::new(), None)),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let sdl = schema.sdl();
+        let names = graphql::names::assign(model.interfaces().map(|i| i.id.as_str()));
+        for (dtmi, t) in &names {
+            assert!(
+                sdl.contains(&format!("type {} implements", t.object)),
+                "{name}: no object type for {dtmi}"
+            );
+        }
+        if let Some(t) = names.get(probe) {
+            assert!(
+                sdl.contains(&format!("interface {}", t.interface)),
+                "{name}"
+            );
+        }
+    }
+}

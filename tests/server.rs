@@ -784,3 +784,63 @@ async fn models_can_be_uploaded_but_never_changed() {
     assert_eq!(code(&v), "MODEL_NOT_FOUND", "{v}");
     s.shutdown().await;
 }
+
+/// DTDL Interfaces are GraphQL types: a list of a base model answers typed
+/// fragments on each subtype.
+#[tokio::test]
+async fn twins_are_typed_and_polymorphic() {
+    let s = start().await;
+    for (id, model, reported) in [
+        ("m1", "Motor", json!({})),
+        ("p1", "Pump", json!({"flowRate": 3.5})),
+    ] {
+        let v = gql(
+            s.addr,
+            &format!(r#"mutation($r: JSON) {{ createTwin(id: "{id}", model: "dtmi:twingraph:isa95:{model};1", reported: $r) {{ id }} }}"#),
+            json!({"r": reported}),
+        )
+        .await;
+        assert!(v.get("errors").is_none(), "{v}");
+    }
+    let v = gql(
+        s.addr,
+        r#"{ twins(model: "dtmi:twingraph:isa95:Equipment;1") { nodes { __typename id ... on Pump { flowRate } } }
+             twin(id: "p1") { __typename ... on Equipment { id } ... on PumpTwin { flowRate version } } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        v["data"]["twins"]["nodes"],
+        json!([
+            {"__typename": "MotorTwin", "id": "m1"},
+            {"__typename": "PumpTwin", "id": "p1", "flowRate": 3.5},
+        ]),
+        "{v}"
+    );
+    assert_eq!(
+        v["data"]["twin"],
+        json!({"__typename": "PumpTwin", "id": "p1", "flowRate": 3.5, "version": 1})
+    );
+    // The DTMI is in the type's description.
+    let v = gql(
+        s.addr,
+        r#"{ __type(name: "Pump") { kind description } object: __type(name: "PumpTwin") { interfaces { name } } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(v["data"]["__type"]["kind"], "INTERFACE", "{v}");
+    assert!(
+        v["data"]["__type"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("dtmi:twingraph:isa95:Pump;1")),
+        "{v}"
+    );
+    let implemented = v["data"]["object"]["interfaces"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for base in ["Twin", "Pump", "Equipment", "Asset"] {
+        assert!(implemented.contains(&json!({"name": base})), "{base}: {v}");
+    }
+    s.shutdown().await;
+}

@@ -19,8 +19,9 @@ use super::errors::{bad_request, not_found, store_error};
 use super::loader::TwinLoader;
 use super::schema::{
     Limits, PageInfo, json_arg, long_arg, store_of, str_arg, time_arg, to_gql, twin_value,
-    usize_arg,
+    types_of, usize_arg,
 };
+use super::typed::TwinTypes;
 use crate::store::GraphStore;
 use crate::twin::query::{DEFAULT_MAX_DEPTH, Direction, Reached, Traversal};
 use crate::twin::{Batch, Event, Op, Relationship, format_time};
@@ -68,7 +69,8 @@ fn twin_ref(name: &str, key: &'static str, doc: &str) -> Field {
                 return Ok(None);
             };
             let t = load_twin(&ctx, id).await?;
-            Ok(t.map(twin_value))
+            let types = types_of(&ctx)?;
+            Ok(t.map(|t| twin_value(types, t)))
         })
     })
     .description(doc)
@@ -186,13 +188,16 @@ async fn load_twin(
 /// The twins with these ids, in order (ids that vanished meanwhile skipped), in one store call.
 async fn twins_by_id(
     store: &Arc<dyn GraphStore>,
+    types: &TwinTypes,
     ids: Vec<String>,
 ) -> Result<Option<FieldValue<'static>>, Error> {
     let twins = store
         .twins_by_ids(&ids)
         .await
         .map_err(|e| store_error(&e))?;
-    Ok(Some(FieldValue::list(twins.into_iter().map(twin_value))))
+    Ok(Some(FieldValue::list(
+        twins.into_iter().map(|t| twin_value(types, t)),
+    )))
 }
 
 /// A connection over JSON records: `nodes` and `pageInfo`.
@@ -327,14 +332,14 @@ pub(super) fn extend(
         Field::new("twin", s("Twin"), |ctx| {
             FieldFuture::new(async move {
                 if let Some(Hit(_, Some(t))) = ctx.parent_value.downcast_ref::<Hit>() {
-                    return Ok(Some(twin_value(t.clone())));
+                    return Ok(Some(twin_value(types_of(&ctx)?, t.clone())));
                 }
                 let v = record_of(&ctx)?;
                 let id = v.get("twin").and_then(Value::as_str).unwrap_or_default();
                 let t = load_twin(&ctx, id)
                     .await?
                     .ok_or_else(|| Error::new(format!("twin {id} vanished")))?;
-                Ok(Some(twin_value(t)))
+                Ok(Some(twin_value(types_of(&ctx)?, t)))
             })
         })
         .description("The twin reached."),
@@ -486,7 +491,7 @@ pub(super) fn extend(
                     let store = store_of(&ctx)?;
                     let id = ctx.args.try_get("id")?.string()?;
                     let ids = store.ancestors(id).await.map_err(|e| store_error(&e))?;
-                    twins_by_id(store, ids).await
+                    twins_by_id(store, types_of(&ctx)?, ids).await
                 })
             })
             .description("Containers of a twin (DTDL contains relationships), nearest first.")
@@ -502,7 +507,7 @@ pub(super) fn extend(
                         .descendants(id, depth)
                         .await
                         .map_err(|e| store_error(&e))?;
-                    twins_by_id(store, hits.into_iter().map(|h| h.twin).collect()).await
+                    twins_by_id(store, types_of(&ctx)?, hits.into_iter().map(|h| h.twin).collect()).await
                 })
             })
             .description("Everything a twin contains, transitively, nearest first (then by id).")

@@ -386,7 +386,8 @@ pub(super) fn subscription() -> (Subscription, Vec<Type>) {
                         Some(t) => t.clone(),
                         None => state_after(store_of(&ctx)?, &c.twin_id, &c.event).await?,
                     };
-                    Ok(twin.map(twin_value))
+                    let types = super::schema::types_of(&ctx)?;
+                    Ok(twin.map(|t| twin_value(types, t)))
                 })
             })
             .description("The twin right after the change; null after a delete."),

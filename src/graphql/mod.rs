@@ -19,6 +19,7 @@ pub mod live;
 mod loader;
 pub mod names;
 pub mod schema;
+pub mod typed;
 pub mod upload;
 
 pub use live::Shutdown;

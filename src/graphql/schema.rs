@@ -11,6 +11,7 @@ use async_graphql::{Error, Value as GqlValue};
 
 use super::errors::{bad_request, store_error};
 use super::json;
+use super::typed::TwinTypes;
 use crate::store::{At, GraphStore, TwinQuery};
 use crate::twin::{Batch, Op, Twin, format_time, parse_time};
 
@@ -44,21 +45,32 @@ pub(super) fn to_gql(v: serde_json::Value) -> Result<GqlValue, Error> {
     GqlValue::from_json(v).map_err(|e| Error::new(format!("cannot render value: {e}")))
 }
 
-pub(super) fn twin_value(t: Twin) -> FieldValue<'static> {
-    FieldValue::owned_any(t).with_type("GenericTwin")
+/// A twin as a GraphQL value of its model's object type (`GenericTwin` for
+/// models the schema was not compiled with).
+pub(super) fn twin_value(types: &TwinTypes, t: Twin) -> FieldValue<'static> {
+    let ty = types.of(&t.model).to_owned();
+    FieldValue::owned_any(t).with_type(ty)
+}
+
+/// The model → object type map of the schema.
+pub(super) fn types_of<'a>(ctx: &ResolverContext<'a>) -> Result<&'a TwinTypes, Error> {
+    ctx.data::<TwinTypes>()
 }
 
 fn parent<'a>(ctx: &ResolverContext<'a>) -> Result<&'a Twin, Error> {
     ctx.parent_value.try_downcast_ref::<Twin>()
 }
 
-/// The fields of the `Twin` interface: name, type, description, value.
-pub(super) fn twin_fields() -> [(
+/// A `Twin` field: name, type, description, value.
+pub(super) type TwinFieldDef = (
     &'static str,
     TypeRef,
     &'static str,
     fn(&Twin) -> serde_json::Value,
-); 10] {
+);
+
+/// The fields of the `Twin` interface.
+pub(super) fn twin_fields() -> [TwinFieldDef; 10] {
     [
         (
             "id",
@@ -208,6 +220,7 @@ pub(super) fn str_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<St
 /// Applies one operation and returns the twin after it.
 async fn write_and_read(
     store: &Arc<dyn GraphStore>,
+    types: &TwinTypes,
     op: Op,
     id: &str,
 ) -> Result<Option<FieldValue<'static>>, Error> {
@@ -216,7 +229,7 @@ async fn write_and_read(
         .await
         .map_err(|e| store_error(&e))?;
     let t = store.twin(id).await.map_err(|e| store_error(&e))?;
-    Ok(t.map(twin_value))
+    Ok(t.map(|t| twin_value(types, t)))
 }
 
 /// Builds the schema over `store`; `shutdown` ends its subscriptions;
@@ -259,7 +272,7 @@ pub fn build(
         .field(Field::new("node", TypeRef::named_nn("Twin"), |ctx| {
             FieldFuture::new(async move {
                 let t = ctx.parent_value.try_downcast_ref::<Twin>()?;
-                Ok(Some(twin_value(t.clone())))
+                Ok(Some(twin_value(types_of(&ctx)?, t.clone())))
             })
         }));
     let page_info = Object::new("PageInfo")
@@ -302,8 +315,9 @@ pub fn build(
             |ctx| {
                 FieldFuture::new(async move {
                     let p = ctx.parent_value.try_downcast_ref::<Page>()?;
+                    let types = types_of(&ctx)?;
                     Ok(Some(FieldValue::list(
-                        p.items.iter().cloned().map(twin_value),
+                        p.items.iter().cloned().map(|t| twin_value(types, t)),
                     )))
                 })
             },
@@ -334,7 +348,8 @@ pub fn build(
                         None => store.twin(id).await,
                     }
                     .map_err(|e| store_error(&e))?;
-                    Ok(t.map(twin_value))
+                    let types = types_of(&ctx)?;
+                    Ok(t.map(|t| twin_value(types, t)))
                 })
             })
             .description("One twin by id; with `asOf`, as it was then (time travel).")
@@ -416,7 +431,7 @@ pub fn build(
                         desired: json_arg(&ctx, "desired")?,
                         reported: json_arg(&ctx, "reported")?,
                     };
-                    write_and_read(store, op, &id).await
+                    write_and_read(store, types_of(&ctx)?, op, &id).await
                 })
             })
             .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
@@ -435,7 +450,7 @@ pub fn build(
                             .ok_or_else(|| bad_request("patch is required"))?,
                         expected_version: long_arg(&ctx, "ifVersion")?,
                     };
-                    write_and_read(store, op, &id).await
+                    write_and_read(store, types_of(&ctx)?, op, &id).await
                 })
             })
             .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
@@ -454,7 +469,7 @@ pub fn build(
                         expected_version: long_arg(&ctx, "ifVersion")?,
                         source_time: time_arg(&ctx, "sourceTime")?,
                     };
-                    write_and_read(store, op, &id).await
+                    write_and_read(store, types_of(&ctx)?, op, &id).await
                 })
             })
             .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
@@ -483,9 +498,10 @@ pub fn build(
 
     let (query, mutation, extra) = super::graph_api::extend(query, mutation, limits);
     let (subscription, live_types) = super::live::subscription();
+    let (typed_types, twin_types) = super::typed::compile(&store.models());
     let mut builder =
         Schema::build("Query", Some("Mutation"), Some("Subscription")).register(subscription);
-    for ty in extra.into_iter().chain(live_types) {
+    for ty in extra.into_iter().chain(live_types).chain(typed_types) {
         builder = builder.register(ty);
     }
     builder
@@ -499,6 +515,7 @@ pub fn build(
         .register(connection)
         .register(query)
         .register(mutation)
+        .data(twin_types)
         .data(super::loader::twins(store.clone()))
         .data(store)
         .data(shutdown)
