@@ -189,3 +189,39 @@ fn malformed_json_is_a_diagnostic_not_a_crash() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("[json_syntax]"), "{}", stdout(&out));
 }
+
+#[test]
+fn committed_schema_is_current() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let o = twingraph(&["schema", root.join("dtdl").to_str().expect("utf-8 path")]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let generated = stdout(&o);
+    let committed = std::fs::read_to_string(root.join("schema/twingraph.graphql"))
+        .expect("schema/twingraph.graphql is committed");
+    assert!(
+        generated == committed,
+        "schema/twingraph.graphql is stale: run `cargo run -- schema dtdl > schema/twingraph.graphql` and review the diff"
+    );
+    assert!(
+        generated.contains("type PumpTwin implements"),
+        "typed types are in the SDL"
+    );
+}
+
+#[test]
+fn schema_of_invalid_models_exits_1_with_diagnostics() {
+    let dir = scratch("schema-invalid");
+    std::fs::write(
+        dir.join("bad.json"),
+        r#"{"@context": "dtmi:dtdl:context;3", "@id": "dtmi:x:Bad;1", "@type": "Interface", "contents": [{"@type": "Property", "name": "p", "schema": "doubel"}]}"#,
+    )
+    .expect("write");
+    let o = twingraph(&["schema", dir.to_str().expect("utf-8 path")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("doubel"), "{}", stdout(&o));
+}

@@ -4,6 +4,7 @@
 //! incomplete, 2 usage or I/O error (clap also exits 2 on bad arguments).
 
 mod check;
+pub mod schema;
 pub mod serve;
 pub mod writeload;
 
@@ -42,6 +43,11 @@ pub enum Command {
     /// Settings come from a config file, TWINGRAPH_* environment variables
     /// and these flags (file < environment < flag); see the README.
     Serve(serve::ServeArgs),
+    /// Print the GraphQL schema (SDL) generated from DTDL models.
+    ///
+    /// PATHs as for `check` (default: ./dtdl). `schema/twingraph.graphql`
+    /// holds the output for the sample models; a test fails when it is stale.
+    Schema(schema::SchemaArgs),
     /// Test support: concurrent writes into an embedded store until killed.
     #[command(hide = true)]
     WriteLoad(writeload::WriteLoadArgs),
@@ -52,6 +58,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
     match cli.command {
         Command::Check(args) => check::run(&args, out),
         Command::Serve(args) => serve::run(&args),
+        Command::Schema(args) => schema::run(&args, out),
         Command::WriteLoad(args) => writeload::run(&args),
     }
 }
