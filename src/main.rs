@@ -10,9 +10,14 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    use std::io::Write;
     let cli = twingraph::cli::Cli::parse();
-    let mut stdout = std::io::stdout().lock();
-    match twingraph::cli::run(cli, &mut stdout) {
+    // Buffered but not locked: `serve` logs to stdout from worker threads,
+    // which a lock held here for the whole run would block forever.
+    let mut stdout = std::io::BufWriter::new(std::io::stdout());
+    let result = twingraph::cli::run(cli, &mut stdout);
+    let flushed = stdout.flush();
+    match result.and_then(|code| flushed.map(|()| code).map_err(Into::into)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");

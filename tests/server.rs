@@ -408,16 +408,28 @@ fn spawn_serve(dir: &std::path::Path) -> (std::process::Child, SocketAddr) {
         .arg("--models")
         .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dtdl"))
         .env("TWINGRAPH_DEMO_CELLS", "2")
-        .env("TWINGRAPH_LOG", "warn")
+        // Info: request logs are written from worker threads while the test queries.
+        .env("TWINGRAPH_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start serve");
     let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout);
     let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("listening line");
+    // Logs come first; the address is on the "listening" line.
+    while !line.contains("listening on") {
+        line.clear();
+        let n = lines.read_line(&mut line).expect("server output");
+        assert!(n > 0, "serve exited before listening");
+    }
+    // Keep reading what it logs, so the pipe never fills or closes.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while lines.read_line(&mut sink).is_ok_and(|n| n > 0) {
+            sink.clear();
+        }
+    });
     let addr: SocketAddr = line
         .split("http://")
         .nth(1)

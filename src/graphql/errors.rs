@@ -129,9 +129,9 @@ impl Extension for Coded {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
+        use tracing::Instrument;
         let span = tracing::info_span!("operation", name = operation_name.unwrap_or("-"));
-        let _guard = span.enter();
-        next.run(ctx, operation_name).await
+        next.run(ctx, operation_name).instrument(span).await
     }
 
     fn subscribe<'s>(
