@@ -68,6 +68,15 @@ impl GraphStore for Counting {
         self.read();
         self.inner.relationships(twin, direction, name).await
     }
+    async fn relationships_of(
+        &self,
+        twins: &[String],
+        direction: Direction,
+        name: Option<&str>,
+    ) -> Result<Vec<Relationship>, StoreError> {
+        self.read();
+        self.inner.relationships_of(twins, direction, name).await
+    }
     async fn traverse(&self, t: &Traversal) -> Result<Vec<Reached>, StoreError> {
         self.read();
         self.inner.traverse(t).await

@@ -69,10 +69,10 @@ pub fn bad_request(message: impl Into<String>) -> Error {
 }
 
 /// Something the request names does not exist.
-pub fn not_found(message: impl Into<String>) -> Error {
-    Error::new(message.into()).extend_with(|_, ext| {
+pub fn not_found(message: impl Into<String>, reason: &'static str) -> Error {
+    Error::new(message.into()).extend_with(move |_, ext| {
         ext.set("code", "NOT_FOUND");
-        ext.set("reason", "relationship_not_found");
+        ext.set("reason", reason);
     })
 }
 

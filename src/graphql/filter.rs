@@ -167,6 +167,38 @@ fn op(path: &str, name: &str, arg: &Value) -> Result<Op, String> {
     })
 }
 
+/// The values at `paths` (dotted, as in filters) of a twin: its sort key.
+pub fn sort_key(t: &Twin, paths: &[Vec<String>]) -> Vec<Value> {
+    let doc = Doc::new(t);
+    paths
+        .iter()
+        .map(|p| doc.get(p).unwrap_or(Value::Null))
+        .collect()
+}
+
+/// A total order of sort-key values: booleans, then numbers, then strings,
+/// then anything else; null (absent) after everything.
+pub fn compare(a: &Value, b: &Value) -> Ordering {
+    fn rank(v: &Value) -> u8 {
+        match v {
+            Value::Bool(_) => 0,
+            Value::Number(_) => 1,
+            Value::String(_) => 2,
+            Value::Array(_) | Value::Object(_) => 3,
+            Value::Null => 4,
+        }
+    }
+    match (a, b) {
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::Number(x), Value::Number(y)) => x
+            .as_f64()
+            .unwrap_or(f64::NAN)
+            .total_cmp(&y.as_f64().unwrap_or(f64::NAN)),
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
 /// Equality across JSON number representations (`3` equals `3.0`).
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {

@@ -115,6 +115,21 @@ fn rel_cursor(r: &Relationship) -> String {
     format!("{}\n{}", r.source, r.id)
 }
 
+/// The first `first` of `rels` (ordered by source and id, after the
+/// cursor) as a `RelationshipConnection` value.
+pub(super) fn relationship_page(mut rels: Vec<Relationship>, first: usize) -> FieldValue<'static> {
+    let has_next_page = rels.len() > first;
+    rels.truncate(first);
+    let page = PageInfo {
+        has_next_page,
+        end_cursor: rels.last().map(rel_cursor),
+    };
+    FieldValue::owned_any(RecordPage {
+        nodes: rels.iter().map(relationship_json).collect(),
+        page,
+    })
+}
+
 pub(super) fn event_json(e: &Event) -> Value {
     let change = serde_json::to_value(&e.change).unwrap_or(Value::Null);
     let kind = change.get("kind").cloned().unwrap_or(Value::Null);
@@ -422,16 +437,7 @@ pub(super) fn extend(
                             .ok_or_else(|| bad_request("after: not a relationship cursor"))?;
                         rels.retain(|r| (r.source.as_str(), r.id.as_str()) > (src, id));
                     }
-                    let has_next_page = rels.len() > first;
-                    rels.truncate(first);
-                    let page = PageInfo {
-                        has_next_page,
-                        end_cursor: rels.last().map(rel_cursor),
-                    };
-                    Ok(Some(FieldValue::owned_any(RecordPage {
-                        nodes: rels.iter().map(relationship_json).collect(),
-                        page,
-                    })))
+                    Ok(Some(relationship_page(rels, first)))
                 })
             })
             .description("Relationships from `source` and/or to `target`, optionally of one name, ordered by (source, id), with cursor pagination. At least one of `source` and `target` is required.")
@@ -596,7 +602,14 @@ pub(super) fn extend(
                         })
                         .collect::<Result<Vec<_>, _>>()?;
                     let done =
-                        super::upload::upload(library, store_of(&ctx)?, docs, "anonymous").await?;
+                        super::upload::upload(
+                            library,
+                            store_of(&ctx)?,
+                            docs,
+                            "anonymous",
+                            ctx.data_opt::<super::reload::Reloader>(),
+                        )
+                        .await?;
                     Ok(Some(FieldValue::owned_any(json!({
                         "models": done.models,
                         "sequence": done.sequence,
@@ -664,7 +677,7 @@ pub(super) fn extend(
                             match found.as_slice() {
                                 [one] => one.source.clone(),
                                 [] => {
-                                    return Err(not_found(format!("no relationship has id {id:?}")));
+                                    return Err(not_found(format!("no relationship has id {id:?}"), "relationship_not_found"));
                                 }
                                 _ => {
                                     return Err(bad_request(format!(

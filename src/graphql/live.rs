@@ -98,6 +98,7 @@ fn kind_of(change: &Change) -> &'static str {
         Change::RelationshipUpdated { .. } => "relationshipUpdated",
         Change::RelationshipDeleted { .. } => "relationshipDeleted",
         Change::ModelsChanged { .. } => "modelsChanged",
+        Change::CommandInvoked { .. } => "commandInvoked",
     }
 }
 
@@ -123,6 +124,15 @@ fn patch_of(change: &Change) -> Option<Value> {
         Change::RelationshipDeleted {
             id, name, target, ..
         } => Some(serde_json::json!({ "relationship": id, "name": name, "target": target })),
+        Change::CommandInvoked {
+            component,
+            command,
+            request,
+            invocation,
+            ..
+        } => Some(serde_json::json!({
+            "command": command, "component": component, "request": request, "invocation": invocation,
+        })),
         _ => None,
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use async_graphql::dataloader::{DataLoader, Loader};
 
 use crate::store::{GraphStore, StoreError};
-use crate::twin::Twin;
+use crate::twin::query::Direction;
+use crate::twin::{Relationship, Twin};
 
 /// How long a loader waits to gather keys into one batch.
 const BATCH_WINDOW: Duration = Duration::from_micros(200);
@@ -31,4 +32,67 @@ impl Loader<String> for TwinLoader {
 /// The loader a schema over `store` uses (no cache: every request sees current state).
 pub fn twins(store: Arc<dyn GraphStore>) -> DataLoader<TwinLoader> {
     DataLoader::new(TwinLoader(store), tokio::spawn).delay(BATCH_WINDOW)
+}
+
+/// Which relationships of one twin a [`RelLoader`] key asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RelKey {
+    pub twin: String,
+    /// Only relationships of this name; all when `None`.
+    pub name: Option<String>,
+    /// Relationships pointing at the twin instead of from it.
+    pub incoming: bool,
+}
+
+/// Loads relationships of many twins with [`GraphStore::relationships_of`]:
+/// one store call per distinct (name, direction) in a batch.
+#[derive(Debug)]
+pub struct RelLoader(Arc<dyn GraphStore>);
+
+impl Loader<RelKey> for RelLoader {
+    type Value = Vec<Relationship>;
+    type Error = StoreError;
+
+    async fn load(
+        &self,
+        keys: &[RelKey],
+    ) -> Result<HashMap<RelKey, Vec<Relationship>>, StoreError> {
+        let mut groups: HashMap<(Option<String>, bool), Vec<String>> = HashMap::new();
+        for k in keys {
+            groups
+                .entry((k.name.clone(), k.incoming))
+                .or_default()
+                .push(k.twin.clone());
+        }
+        let mut out: HashMap<RelKey, Vec<Relationship>> =
+            keys.iter().map(|k| (k.clone(), Vec::new())).collect();
+        for ((name, incoming), twins) in groups {
+            let direction = if incoming {
+                Direction::In
+            } else {
+                Direction::Out
+            };
+            for r in self
+                .0
+                .relationships_of(&twins, direction, name.as_deref())
+                .await?
+            {
+                let twin = if incoming { &r.target } else { &r.source };
+                let key = RelKey {
+                    twin: twin.clone(),
+                    name: name.clone(),
+                    incoming,
+                };
+                if let Some(v) = out.get_mut(&key) {
+                    v.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The relationship loader a schema over `store` uses (no cache).
+pub fn relationships(store: Arc<dyn GraphStore>) -> DataLoader<RelLoader> {
+    DataLoader::new(RelLoader(store), tokio::spawn).delay(BATCH_WINDOW)
 }

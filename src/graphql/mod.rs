@@ -18,10 +18,12 @@ pub mod json;
 pub mod live;
 mod loader;
 pub mod names;
+mod reload;
 pub mod schema;
 pub mod typed;
 pub mod upload;
 
 pub use live::Shutdown;
+pub use reload::{LiveSchema, Reloader};
 pub use schema::build;
 pub use upload::ModelLibrary;

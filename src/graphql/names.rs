@@ -40,6 +40,11 @@ pub const RESERVED: [&str; 25] = [
     "Float",
 ];
 
+/// Suffixes of the names [`assign`] keeps distinct: the GraphQL interface
+/// and its object type. (Other derived names, `PumpWhere` and so on, yield
+/// to these: see `typed`.)
+const SUFFIXES: [&str; 2] = ["", "Twin"];
+
 /// The two GraphQL types of one Interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypeNames {
@@ -99,15 +104,19 @@ pub fn assign<'a>(dtmis: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, 
             .collect();
         let mut owners: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, n) in names.iter().enumerate() {
-            owners.entry(n.clone()).or_default().push(i);
-            owners.entry(format!("{n}Twin")).or_default().push(i);
+            for s in SUFFIXES {
+                owners.entry(format!("{n}{s}")).or_default().push(i);
+            }
         }
         let mut clashing = vec![false; ids.len()];
         let mut version_clash = vec![false; ids.len()];
         for (name, who) in &owners {
             let mut distinct = who.clone();
             distinct.dedup();
-            if distinct.len() > 1 || RESERVED.contains(&name.as_str()) {
+            if distinct.len() > 1
+                || RESERVED.contains(&name.as_str())
+                || crate::graphql::typed::SHARED_NAMES.contains(&name.as_str())
+            {
                 for &i in &distinct {
                     clashing[i] = true;
                     // Versions of one Interface: only the version tells them apart.

@@ -217,6 +217,49 @@ pub(super) fn str_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<St
     }
 }
 
+/// Twins of `model` (subtypes included; all when `None`) matching
+/// `filter`, in id order after `after`: the first `first`, and whether more
+/// follow. Without a filter one store call; with one, a scan in steps of
+/// [`FILTER_SCAN_PAGE`] until enough match.
+pub(super) async fn list_twins(
+    store: &Arc<dyn GraphStore>,
+    model: Option<String>,
+    filter: Option<&super::filter::Filter>,
+    after: Option<String>,
+    first: usize,
+) -> Result<(Vec<Twin>, bool), Error> {
+    let Some(filter) = filter else {
+        let page = store
+            .twins(&TwinQuery {
+                model,
+                subtypes: true,
+                after,
+                limit: first,
+            })
+            .await
+            .map_err(|e| store_error(&e))?;
+        return Ok((page.items, page.has_more));
+    };
+    let mut query = TwinQuery {
+        model,
+        subtypes: true,
+        after,
+        limit: FILTER_SCAN_PAGE,
+    };
+    let mut items = Vec::new();
+    loop {
+        let page = store.twins(&query).await.map_err(|e| store_error(&e))?;
+        query.after = page.items.last().map(|t| t.id.to_string());
+        items.extend(page.items.into_iter().filter(|t| filter.matches(t)));
+        if items.len() > first || !page.has_more {
+            break;
+        }
+    }
+    let has_more = items.len() > first;
+    items.truncate(first);
+    Ok((items, has_more))
+}
+
 /// Applies one operation and returns the twin after it.
 async fn write_and_read(
     store: &Arc<dyn GraphStore>,
@@ -232,15 +275,65 @@ async fn write_and_read(
     Ok(t.map(|t| twin_value(types, t)))
 }
 
-/// Builds the schema over `store`; `shutdown` ends its subscriptions;
-/// `metrics` counts operations, errors and subscriptions.
+/// Query fields of the generic API (typed fields never take these names).
+const GENERIC_QUERIES: [&str; 10] = [
+    "twin",
+    "twins",
+    "relationships",
+    "traverse",
+    "ancestors",
+    "descendants",
+    "history",
+    "events",
+    "models",
+    "__typename",
+];
+
+/// Mutations of the generic API.
+const GENERIC_MUTATIONS: [&str; 9] = [
+    "createTwin",
+    "patchDesired",
+    "patchReported",
+    "deleteTwin",
+    "createRelationship",
+    "updateRelationship",
+    "deleteRelationship",
+    "batch",
+    "uploadModels",
+];
+
+/// Builds the schema over `store` (recompiled when models are uploaded);
+/// `shutdown` ends its subscriptions; `metrics` counts operations, errors
+/// and subscriptions; `library` holds the model documents.
 pub fn build(
     store: Arc<dyn GraphStore>,
     limits: Limits,
     shutdown: super::live::Shutdown,
     metrics: Arc<crate::metrics::Metrics>,
     library: Arc<super::upload::ModelLibrary>,
+) -> Result<super::reload::LiveSchema, SchemaError> {
+    super::reload::LiveSchema::new(super::reload::Parts {
+        store,
+        limits,
+        shutdown,
+        metrics,
+        library,
+    })
+}
+
+/// The schema of `models` over the parts' store.
+pub(super) fn build_schema(
+    parts: &super::reload::Parts,
+    models: &crate::dtdl::ModelSet,
+    reloader: super::reload::Reloader,
 ) -> Result<Schema, SchemaError> {
+    let super::reload::Parts {
+        store,
+        limits,
+        shutdown,
+        metrics,
+        library,
+    } = parts.clone();
     let json = Scalar::new("JSON").description("Any JSON value.");
     let long = Scalar::new("Long")
         .description("A 64-bit integer (DTDL long). Serialized as a JSON number.");
@@ -372,39 +465,8 @@ pub fn build(
                         .map(|w| super::filter::Filter::parse(&w))
                         .transpose()
                         .map_err(|e| bad_request(format!("where: {e}")))?;
-                    let Some(filter) = filter else {
-                        let page = store
-                            .twins(&TwinQuery {
-                                model,
-                                subtypes: true,
-                                after,
-                                limit: first,
-                            })
-                            .await
-                            .map_err(|e| store_error(&e))?;
-                        return Ok(Some(FieldValue::owned_any(Page {
-                            items: page.items,
-                            has_more: page.has_more,
-                        })));
-                    };
-                    // Scan in id order until `first` + 1 twins match.
-                    let mut query = TwinQuery {
-                        model,
-                        subtypes: true,
-                        after,
-                        limit: FILTER_SCAN_PAGE,
-                    };
-                    let mut items = Vec::new();
-                    loop {
-                        let page = store.twins(&query).await.map_err(|e| store_error(&e))?;
-                        query.after = page.items.last().map(|t| t.id.to_string());
-                        items.extend(page.items.into_iter().filter(|t| filter.matches(t)));
-                        if items.len() > first || !page.has_more {
-                            break;
-                        }
-                    }
-                    let has_more = items.len() > first;
-                    items.truncate(first);
+                    let (items, has_more) =
+                        list_twins(store, model, filter.as_ref(), after, first).await?;
                     Ok(Some(FieldValue::owned_any(Page { items, has_more })))
                 })
             })
@@ -498,10 +560,18 @@ pub fn build(
 
     let (query, mutation, extra) = super::graph_api::extend(query, mutation, limits);
     let (subscription, live_types) = super::live::subscription();
-    let (typed_types, twin_types) = super::typed::compile(&store.models());
+    let compiled = super::typed::compile(models, &GENERIC_QUERIES, &GENERIC_MUTATIONS);
+    let (mut query, mut mutation) = (query, mutation);
+    for f in compiled.queries {
+        query = query.field(f);
+    }
+    for f in compiled.mutations {
+        mutation = mutation.field(f);
+    }
+    let twin_types = compiled.twin_types;
     let mut builder =
         Schema::build("Query", Some("Mutation"), Some("Subscription")).register(subscription);
-    for ty in extra.into_iter().chain(live_types).chain(typed_types) {
+    for ty in extra.into_iter().chain(live_types).chain(compiled.types) {
         builder = builder.register(ty);
     }
     builder
@@ -517,10 +587,12 @@ pub fn build(
         .register(mutation)
         .data(twin_types)
         .data(super::loader::twins(store.clone()))
+        .data(super::loader::relationships(store.clone()))
         .data(store)
         .data(shutdown)
         .data(metrics)
         .data(library)
+        .data(reloader)
         .extension(super::errors::Coded)
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity)

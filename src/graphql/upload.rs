@@ -82,6 +82,7 @@ pub async fn upload(
     store: &Arc<dyn GraphStore>,
     docs: Vec<Value>,
     actor: &str,
+    reloader: Option<&super::Reloader>,
 ) -> Result<Uploaded, Error> {
     if docs.is_empty() {
         return Err(refused(
@@ -149,6 +150,22 @@ pub async fn upload(
             );
         }));
     };
+    // The schema of the new set, before anything is written: a set that
+    // cannot be compiled to GraphQL is refused.
+    let next_schema = match reloader.and_then(|r| r.build_for(&set)) {
+        Some(Ok(schema)) => Some(schema),
+        Some(Err(e)) => {
+            return Err(refused(
+                "VALIDATION_FAILED",
+                "schema_conflict",
+                format!(
+                    "the models are valid DTDL but cannot be compiled to GraphQL: {}",
+                    e.0
+                ),
+            ));
+        }
+        None => None,
+    };
     // Durable first: a crash after this point loads the models at startup.
     let mut written = Vec::new();
     if let Some(dir) = &library.dir {
@@ -181,6 +198,9 @@ pub async fn upload(
     match store.set_models(Arc::new(set), actor).await {
         Ok(sequence) => {
             *sources = all;
+            if let (Some(r), Some(schema)) = (reloader, next_schema) {
+                r.install(schema);
+            }
             Ok(Uploaded {
                 models: added,
                 sequence,

@@ -27,7 +27,7 @@ use crate::store::GraphStore;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn GraphStore>,
-    pub schema: async_graphql::dynamic::Schema,
+    pub schema: crate::graphql::LiveSchema,
     /// Set once startup (models, store, demo data) is done.
     pub ready: Arc<AtomicBool>,
     /// Largest request body accepted, in bytes.

@@ -494,6 +494,29 @@ impl GraphStore for Store {
         Ok(v)
     }
 
+    async fn relationships_of(
+        &self,
+        twins: &[String],
+        direction: Direction,
+        name: Option<&str>,
+    ) -> Result<Vec<Relationship>, StoreError> {
+        let graph = self.graph();
+        let named = |r: &Relationship| name.is_none_or(|n| r.name == n);
+        let mut v: Vec<Relationship> = Vec::new();
+        for twin in twins {
+            if graph.twin(twin).is_none() {
+                continue;
+            }
+            if matches!(direction, Direction::Out | Direction::Both) {
+                v.extend(graph.outgoing_full(twin).into_iter().filter(named));
+            }
+            if matches!(direction, Direction::In | Direction::Both) {
+                v.extend(graph.incoming_full(twin).into_iter().filter(named));
+            }
+        }
+        Ok(v)
+    }
+
     async fn traverse(&self, t: &Traversal) -> Result<Vec<Reached>, StoreError> {
         Ok(self.graph().traverse(t, self.shared.config.max_depth)?)
     }

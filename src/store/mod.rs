@@ -130,6 +130,15 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
         name: Option<&str>,
     ) -> Result<Vec<Relationship>, StoreError>;
 
+    /// The relationships of several twins in a direction, optionally of one
+    /// name, in one call (for batching loaders); missing twins are skipped.
+    async fn relationships_of(
+        &self,
+        twins: &[String],
+        direction: Direction,
+        name: Option<&str>,
+    ) -> Result<Vec<Relationship>, StoreError>;
+
     async fn traverse(&self, traversal: &Traversal) -> Result<Vec<Reached>, StoreError>;
 
     /// Containers of a twin, nearest first.

@@ -48,6 +48,18 @@ pub enum Op {
         #[serde(default)]
         source_time: Option<Micros>,
     },
+    /// Records a command invocation for the twin's device (no state change):
+    /// the command must be declared by the twin's model (or by the
+    /// Interface of `component`), the request valid for its schema.
+    #[serde(rename_all = "camelCase")]
+    InvokeCommand {
+        id: String,
+        #[serde(default)]
+        component: Option<String>,
+        command: String,
+        #[serde(default)]
+        request: Option<Value>,
+    },
     /// Creates a relationship; an id is generated when none is given.
     #[serde(rename_all = "camelCase")]
     CreateRelationship {

@@ -75,6 +75,18 @@ pub enum Change {
     },
     #[serde(rename_all = "camelCase")]
     ModelsChanged { models: Vec<String> },
+    /// A command to deliver to the twin's device; the twin itself is unchanged.
+    #[serde(rename_all = "camelCase")]
+    CommandInvoked {
+        twin: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        component: Option<String>,
+        command: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<Value>,
+        /// Unique id of the invocation (for correlating the device's response).
+        invocation: String,
+    },
 }
 
 impl Change {
@@ -85,7 +97,8 @@ impl Change {
             Change::TwinCreated { twin, .. }
             | Change::TwinDeleted { twin, .. }
             | Change::DesiredPatched { twin, .. }
-            | Change::ReportedPatched { twin, .. } => vec![twin],
+            | Change::ReportedPatched { twin, .. }
+            | Change::CommandInvoked { twin, .. } => vec![twin],
             Change::RelationshipCreated { relationship } => {
                 vec![&relationship.source, &relationship.target]
             }

@@ -231,7 +231,7 @@ impl Graph {
                 .rels
                 .update(source, id, properties, *version, event.time),
             Change::RelationshipDeleted { source, id, .. } => self.rels.remove(source, id),
-            Change::ModelsChanged { .. } => {}
+            Change::ModelsChanged { .. } | Change::CommandInvoked { .. } => {}
         }
     }
 
@@ -422,7 +422,7 @@ impl Planner<'_> {
             Change::RelationshipDeleted { source, id, .. } => {
                 self.set_rel(source, id, None);
             }
-            Change::ModelsChanged { .. } => {}
+            Change::ModelsChanged { .. } | Change::CommandInvoked { .. } => {}
         }
     }
 
@@ -585,6 +585,73 @@ impl Planner<'_> {
                     patch: patch.clone(),
                     entries,
                     stale,
+                })
+            }
+            Op::InvokeCommand {
+                id,
+                component,
+                command,
+                request,
+            } => {
+                let t = self
+                    .twin(id)
+                    .ok_or_else(|| TwinError::NotFound(id.clone()))?;
+                let mut iface = self.interface(t)?;
+                if let Some(c) = component {
+                    let schema = match iface.content(c).map(|x| &x.kind) {
+                        Some(ContentKind::Component { schema }) => schema,
+                        _ => {
+                            return Err(TwinError::invalid(
+                                id,
+                                c.as_str(),
+                                format!("{} has no Component {c}", t.model),
+                            ));
+                        }
+                    };
+                    iface = self
+                        .models
+                        .interface(schema)
+                        .ok_or_else(|| TwinError::UnknownModel(schema.clone()))?;
+                }
+                let path = match component {
+                    Some(c) => format!("{c}.{command}"),
+                    None => command.clone(),
+                };
+                let payload = match iface.content(command).map(|x| &x.kind) {
+                    Some(ContentKind::Command { request, .. }) => request,
+                    _ => {
+                        return Err(TwinError::invalid(
+                            id,
+                            path,
+                            format!("{} declares no command {command}", iface.id),
+                        ));
+                    }
+                };
+                match (payload, request) {
+                    (Some(p), Some(v)) if !v.is_null() => {
+                        validate(&p.schema, v).map_err(|m| {
+                            TwinError::invalid(
+                                id,
+                                format!("{path}.{}{}", p.name, m.path),
+                                m.message,
+                            )
+                        })?;
+                    }
+                    (None, Some(v)) if !v.is_null() => {
+                        return Err(TwinError::invalid(
+                            id,
+                            path,
+                            format!("command {command} takes no request"),
+                        ));
+                    }
+                    _ => {}
+                }
+                Ok(Change::CommandInvoked {
+                    twin: id.clone(),
+                    component: component.clone(),
+                    command: command.clone(),
+                    request: request.clone().filter(|v| !v.is_null()),
+                    invocation: uuid::Uuid::new_v4().to_string(),
                 })
             }
             Op::CreateRelationship {

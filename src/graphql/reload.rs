@@ -1,0 +1,118 @@
+//! The hot-swappable schema: what the HTTP layer executes requests on.
+//!
+//! [`LiveSchema`] holds the current compiled schema. `uploadModels` compiles
+//! the schema of the new model set *before* accepting the models (a set
+//! that cannot be compiled is refused, nothing written), then, once the
+//! models are durable and in the store, installs it. Each request clones
+//! the schema it starts on (an `Arc` inside), so in-flight requests and open
+//! subscriptions finish on the schema they started with.
+
+use std::sync::{Arc, OnceLock, RwLock, Weak};
+
+use async_graphql::dynamic::{Schema, SchemaError};
+use async_graphql::futures_util::stream::BoxStream;
+use async_graphql::{Data, Executor, Request, Response};
+
+use super::schema::{Limits, build_schema};
+use super::upload::ModelLibrary;
+use crate::dtdl::ModelSet;
+use crate::metrics::Metrics;
+use crate::store::GraphStore;
+
+/// What a schema is built from, besides the models.
+#[derive(Debug, Clone)]
+pub(super) struct Parts {
+    pub store: Arc<dyn GraphStore>,
+    pub limits: Limits,
+    pub shutdown: super::live::Shutdown,
+    pub metrics: Arc<Metrics>,
+    pub library: Arc<ModelLibrary>,
+}
+
+struct Inner {
+    current: RwLock<Schema>,
+    parts: Parts,
+}
+
+/// The schema requests run on; replaced when models are uploaded.
+#[derive(Clone)]
+pub struct LiveSchema(Arc<Inner>);
+
+impl std::fmt::Debug for LiveSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveSchema").finish_non_exhaustive()
+    }
+}
+
+/// Schema data through which `uploadModels` reaches the [`LiveSchema`]
+/// serving it (weakly: the schema must not keep itself alive).
+#[derive(Clone, Default)]
+pub struct Reloader(Arc<OnceLock<Weak<Inner>>>);
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader").finish_non_exhaustive()
+    }
+}
+
+impl Reloader {
+    /// The schema `models` compile to, not yet serving.
+    pub(super) fn build_for(&self, models: &ModelSet) -> Option<Result<Schema, SchemaError>> {
+        let inner = self.0.get()?.upgrade()?;
+        Some(build_schema(&inner.parts, models, self.clone()))
+    }
+
+    /// Serves `schema` from now on.
+    pub(super) fn install(&self, schema: Schema) {
+        if let Some(inner) = self.0.get().and_then(Weak::upgrade) {
+            match inner.current.write() {
+                Ok(mut current) => *current = schema,
+                Err(poisoned) => *poisoned.into_inner() = schema,
+            }
+        }
+    }
+}
+
+impl LiveSchema {
+    /// Compiles the schema of the store's models.
+    pub(super) fn new(parts: Parts) -> Result<LiveSchema, SchemaError> {
+        let reloader = Reloader::default();
+        let schema = build_schema(&parts, &parts.store.models(), reloader.clone())?;
+        let inner = Arc::new(Inner {
+            current: RwLock::new(schema),
+            parts,
+        });
+        // Set exactly once, here.
+        let _ = reloader.0.set(Arc::downgrade(&inner));
+        Ok(LiveSchema(inner))
+    }
+
+    /// The schema serving now.
+    pub fn current(&self) -> Schema {
+        match self.0.current.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The current schema in SDL.
+    pub fn sdl(&self) -> String {
+        self.current().sdl()
+    }
+}
+
+impl Executor for LiveSchema {
+    async fn execute(&self, request: Request) -> Response {
+        let schema = self.current();
+        schema.execute(request).await
+    }
+
+    fn execute_stream(
+        &self,
+        request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        self.current()
+            .execute_stream_with_session_data(request, session_data.unwrap_or_default())
+    }
+}

@@ -1,0 +1,1007 @@
+//! The typed schema compiled from the DTDL model set.
+//!
+//! For every Interface: a GraphQL interface (named by [`super::names`])
+//! implementing `Twin` and the interfaces of all its ancestors, and an object
+//! type `<Name>Twin` for twins whose model is exactly that Interface, which
+//! implements them all. So `twins(model: Equipment)` answers
+//! `... on Pump { flowRate }` for pumps, whatever the query asked for.
+//!
+//! Fields of a twin type, after the `Twin` fields, per content:
+//! - Property or Telemetry `p`: `p` is the reported value, typed (see
+//!   [`values`]); `pMetadata: PropertyMetadata` its versions, times and
+//!   acknowledgement; a writable Property also has `pDesired` (the desired
+//!   value) and `pDelta` (the desired value while it differs from the
+//!   reported one). Flat fields rather than nested `desired { p }` objects,
+//!   because GraphQL interfaces need a field's type to be the same (or a
+//!   subtype) all down the inheritance chain.
+//! - Component `c`: `c: <Schema>Component`, an object with the same
+//!   property fields for the Component's state.
+//! - Relationship `r`: `r(where, first, after): <Declaring><R>Connection!`,
+//!   a Relay connection of the declared target type (or `Twin`) whose edges
+//!   carry the relationship id and typed properties.
+//! - `incomingRelationships(name, first, after)`: relationships pointing at
+//!   the twin.
+//!
+//! A DTDL name that is also a `Twin` field gets the prefix `prop_`; a derived
+//! name (`pDesired`) that is also a DTDL name anywhere in the Interface's
+//! family gets `_` appended (DTDL names never end with `_`). DTMIs, display
+//! names, descriptions, semantic types and units go into descriptions.
+//!
+//! Per model, [`model_api`] adds a lookup, a filtered and ordered list,
+//! typed create/update mutations and a mutation per Command.
+
+mod model_api;
+mod values;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use async_graphql::Error;
+use async_graphql::dataloader::DataLoader;
+use async_graphql::dynamic::{
+    Enum, EnumItem, Field, FieldFuture, FieldValue, InputValue, Interface, InterfaceField, Object,
+    ResolverContext, Type, TypeRef,
+};
+use serde_json::Value;
+
+use super::errors::{bad_request, store_error};
+use super::loader::{RelKey, RelLoader, TwinLoader};
+use super::names::{self, TypeNames};
+use super::schema::{str_arg, to_gql, twin_field, twin_fields, twin_value, types_of, usize_arg};
+use crate::dtdl::ModelSet;
+use crate::dtdl::model::{Content, ContentKind, Interface as DtdlInterface, Schema};
+use crate::twin::state::{ComponentState, PropState};
+use crate::twin::{AckStatus, Relationship, Twin, format_time};
+
+pub use model_api::WhereSpec;
+pub use values::SHARED_NAMES;
+use values::{Namer, Schemas, describe, upper_first};
+
+/// The object type of each model's twins (DTMI → type name).
+#[derive(Debug, Default, Clone)]
+pub struct TwinTypes(Arc<BTreeMap<String, String>>);
+
+impl TwinTypes {
+    /// The object type for a twin of `model`; `GenericTwin` for models the
+    /// schema was not compiled with.
+    pub fn of(&self, model: &str) -> &str {
+        self.0.get(model).map_or("GenericTwin", String::as_str)
+    }
+}
+
+/// What [`compile`] adds to a schema.
+#[derive(Debug)]
+pub struct Compiled {
+    pub types: Vec<Type>,
+    pub twin_types: TwinTypes,
+    /// Per-model query fields.
+    pub queries: Vec<Field>,
+    /// Per-model mutations and commands.
+    pub mutations: Vec<Field>,
+}
+
+/// Suffixes of the types derived from an Interface's name.
+const DERIVED: [&str; 9] = [
+    "Where",
+    "Sort",
+    "Input",
+    "DesiredInput",
+    "Connection",
+    "Edge",
+    "Component",
+    "ComponentInput",
+    "ComponentDesiredInput",
+];
+
+/// Field name the typed types add besides their contents.
+const INCOMING: &str = "incomingRelationships";
+
+/// Largest page of a relationship connection.
+const MAX_PAGE: usize = 1000;
+
+/// The GraphQL field of a DTDL content name.
+fn field_base(name: &str) -> String {
+    if name == INCOMING || twin_fields().iter().any(|(n, ..)| *n == name) {
+        format!("prop_{name}")
+    } else {
+        name.to_owned()
+    }
+}
+
+/// `base + suffix`, with `_` appended while it is one of `taken`.
+fn derived(base: &str, suffix: &str, taken: &HashSet<String>) -> String {
+    let mut n = format!("{base}{suffix}");
+    while taken.contains(&n) {
+        n.push('_');
+    }
+    n
+}
+
+/// The state a property field reads: the twin's own, or a Component's.
+#[derive(Debug)]
+struct Comp(ComponentState);
+
+fn state_of<'a>(ctx: &ResolverContext<'a>) -> Result<&'a ComponentState, Error> {
+    if let Some(t) = ctx.parent_value.downcast_ref::<Twin>() {
+        return Ok(&t.root);
+    }
+    Ok(&ctx.parent_value.try_downcast_ref::<Comp>()?.0)
+}
+
+/// How a typed field reads its parent.
+#[derive(Clone)]
+enum Read {
+    Reported(Arc<Schema>, String),
+    Desired(Arc<Schema>, String),
+    Delta(Arc<Schema>, String),
+    Metadata(String),
+    Component(String),
+    Relationship(Arc<RelSpec>),
+    Incoming,
+}
+
+/// A typed field, declared once and built for interfaces and objects alike.
+#[derive(Clone)]
+struct Spec {
+    name: String,
+    ty: TypeRef,
+    doc: String,
+    args: Vec<(&'static str, TypeRef, &'static str)>,
+    read: Read,
+}
+
+impl Spec {
+    fn interface_field(&self) -> InterfaceField {
+        let mut f = InterfaceField::new(&self.name, self.ty.clone()).description(&self.doc);
+        for (n, ty, d) in &self.args {
+            f = f.argument(InputValue::new(*n, ty.clone()).description(*d));
+        }
+        f
+    }
+
+    fn field(&self) -> Field {
+        self.build().description(&self.doc)
+    }
+
+    /// The field without its description (object types: the interface
+    /// they implement carries it; a 768-Interface ontology's SDL would
+    /// otherwise double in size).
+    fn field_undocumented(&self) -> Field {
+        self.build()
+    }
+
+    fn build(&self) -> Field {
+        let read = self.read.clone();
+        let mut f = Field::new(&self.name, self.ty.clone(), move |ctx| {
+            let read = read.clone();
+            FieldFuture::new(async move { resolve(&ctx, &read).await })
+        });
+        for (n, ty, d) in &self.args {
+            f = f.argument(InputValue::new(*n, ty.clone()).description(*d));
+        }
+        f
+    }
+}
+
+async fn resolve(
+    ctx: &ResolverContext<'_>,
+    read: &Read,
+) -> Result<Option<FieldValue<'static>>, Error> {
+    let prop =
+        |name: &str| -> Result<Option<&PropState>, Error> { Ok(state_of(ctx)?.props.get(name)) };
+    let some = |schema: &Schema, v: Option<&Value>| match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => values::render(schema, v).map(Some),
+    };
+    match read {
+        Read::Reported(schema, name) => some(
+            schema,
+            prop(name)?
+                .and_then(|p| p.reported.as_ref())
+                .map(|r| &r.value),
+        ),
+        Read::Desired(schema, name) => some(
+            schema,
+            prop(name)?
+                .and_then(|p| p.desired.as_ref())
+                .map(|d| &d.value),
+        ),
+        Read::Delta(schema, name) => some(
+            schema,
+            prop(name)?
+                .filter(|p| p.in_delta())
+                .and_then(|p| p.desired.as_ref())
+                .map(|d| &d.value),
+        ),
+        Read::Metadata(name) => Ok(prop(name)?.map(|p| FieldValue::owned_any(p.clone()))),
+        Read::Component(name) => {
+            let t = ctx.parent_value.try_downcast_ref::<Twin>()?;
+            let state = t.components.get(name).cloned().unwrap_or_default();
+            Ok(Some(FieldValue::owned_any(Comp(state))))
+        }
+        Read::Relationship(spec) => relationship_page(ctx, spec).await,
+        Read::Incoming => incoming_page(ctx).await,
+    }
+}
+
+/// A relationship field: its DTDL name and how to filter its targets.
+struct RelSpec {
+    name: String,
+    /// The `where` of the target type.
+    target_where: Option<Arc<WhereSpec>>,
+}
+
+/// A page of a typed relationship connection.
+struct RelPage {
+    edges: Vec<(Relationship, Twin)>,
+    has_more: bool,
+    total: usize,
+}
+
+/// The twin's relationships of one name, their targets loaded in one batch
+/// with every other twin's, filtered, ordered by target id then
+/// relationship id, one page.
+async fn relationship_page(
+    ctx: &ResolverContext<'_>,
+    spec: &RelSpec,
+) -> Result<Option<FieldValue<'static>>, Error> {
+    let t = ctx.parent_value.try_downcast_ref::<Twin>()?;
+    let first = usize_arg(ctx, "first", 100, MAX_PAGE)?;
+    let after = str_arg(ctx, "after")?;
+    let filter = match (ctx.args.get("where"), &spec.target_where) {
+        (Some(w), Some(ws)) if !w.is_null() => Some(ws.filter(w.as_value())?),
+        (Some(w), None) if !w.is_null() => {
+            let json = w
+                .as_value()
+                .clone()
+                .into_json()
+                .map_err(|e| bad_request(format!("where: {e}")))?;
+            Some(
+                super::filter::Filter::parse(&json)
+                    .map_err(|e| bad_request(format!("where: {e}")))?,
+            )
+        }
+        _ => None,
+    };
+    let rels = ctx
+        .data::<DataLoader<RelLoader>>()?
+        .load_one(RelKey {
+            twin: t.id.to_string(),
+            name: Some(spec.name.clone()),
+            incoming: false,
+        })
+        .await
+        .map_err(|e| store_error(&e))?
+        .unwrap_or_default();
+    let targets = ctx
+        .data::<DataLoader<TwinLoader>>()?
+        .load_many(rels.iter().map(|r| r.target.clone()))
+        .await
+        .map_err(|e| store_error(&e))?;
+    let mut edges: Vec<(Relationship, Twin)> = rels
+        .into_iter()
+        .filter_map(|r| {
+            let twin = targets.get(&r.target)?.clone();
+            Some((r, twin))
+        })
+        .filter(|(_, t)| filter.as_ref().is_none_or(|f| f.matches(t)))
+        .collect();
+    edges.sort_by(|a, b| (&a.0.target, &a.0.id).cmp(&(&b.0.target, &b.0.id)));
+    let total = edges.len();
+    if let Some(after) = after {
+        let (target, id) = after.split_once('\n').ok_or_else(|| {
+            bad_request(format!(
+                "after: {after:?} is not a cursor of this connection"
+            ))
+        })?;
+        edges.retain(|(r, _)| (r.target.as_str(), r.id.as_str()) > (target, id));
+    }
+    let has_more = edges.len() > first;
+    edges.truncate(first);
+    Ok(Some(FieldValue::owned_any(RelPage {
+        edges,
+        has_more,
+        total,
+    })))
+}
+
+fn edge_cursor(r: &Relationship) -> String {
+    format!("{}\n{}", r.target, r.id)
+}
+
+/// `incomingRelationships`: relationships pointing at the twin, in (source, id) order.
+async fn incoming_page(ctx: &ResolverContext<'_>) -> Result<Option<FieldValue<'static>>, Error> {
+    let t = ctx.parent_value.try_downcast_ref::<Twin>()?;
+    let first = usize_arg(ctx, "first", 100, MAX_PAGE)?;
+    let after = str_arg(ctx, "after")?;
+    let mut rels = ctx
+        .data::<DataLoader<RelLoader>>()?
+        .load_one(RelKey {
+            twin: t.id.to_string(),
+            name: str_arg(ctx, "name")?,
+            incoming: true,
+        })
+        .await
+        .map_err(|e| store_error(&e))?
+        .unwrap_or_default();
+    rels.sort_by(|a, b| (&a.source, &a.id).cmp(&(&b.source, &b.id)));
+    if let Some(after) = after {
+        let (source, id) = after
+            .split_once('\n')
+            .ok_or_else(|| bad_request(format!("after: {after:?} is not a relationship cursor")))?;
+        rels.retain(|r| (r.source.as_str(), r.id.as_str()) > (source, id));
+    }
+    Ok(Some(super::graph_api::relationship_page(rels, first)))
+}
+
+fn rel_page<'a>(ctx: &ResolverContext<'a>) -> Result<&'a RelPage, Error> {
+    ctx.parent_value.try_downcast_ref::<RelPage>()
+}
+
+fn rel_edge<'a>(ctx: &ResolverContext<'a>) -> Result<&'a (Relationship, Twin), Error> {
+    ctx.parent_value.try_downcast_ref::<(Relationship, Twin)>()
+}
+
+/// The connection and edge types of one relationship (declared once, in
+/// the declaring Interface; inherited by its subtypes).
+fn relationship_types(
+    conn: &str,
+    edge: &str,
+    node: &str,
+    properties: Vec<(String, TypeRef, String, Arc<Schema>, String)>,
+) -> [Type; 2] {
+    let mut e = Object::new(edge)
+        .description(format!("A relationship of a {conn}."))
+        .field(Field::new(
+            "cursor",
+            TypeRef::named_nn(TypeRef::STRING),
+            |ctx| {
+                FieldFuture::new(async move {
+                    Ok(Some(FieldValue::value(edge_cursor(&rel_edge(&ctx)?.0))))
+                })
+            },
+        ))
+        .field(
+            Field::new("node", TypeRef::named_nn(node), |ctx| {
+                FieldFuture::new(async move {
+                    let (_, t) = rel_edge(&ctx)?;
+                    Ok(Some(twin_value(types_of(&ctx)?, t.clone())))
+                })
+            })
+            .description("The target twin."),
+        )
+        .field(
+            Field::new("relationshipId", TypeRef::named_nn(TypeRef::ID), |ctx| {
+                FieldFuture::new(async move {
+                    Ok(Some(FieldValue::value(rel_edge(&ctx)?.0.id.clone())))
+                })
+            })
+            .description("The relationship's id (unique per source twin)."),
+        )
+        .field(
+            Field::new("properties", TypeRef::named("JSON"), |ctx| {
+                FieldFuture::new(async move {
+                    let (r, _) = rel_edge(&ctx)?;
+                    Ok(Some(FieldValue::value(to_gql(Value::Object(
+                        r.properties.clone(),
+                    ))?)))
+                })
+            })
+            .description("The relationship's properties as JSON."),
+        )
+        .field(
+            Field::new("relationshipVersion", TypeRef::named_nn("Long"), |ctx| {
+                FieldFuture::new(
+                    async move { Ok(Some(FieldValue::value(rel_edge(&ctx)?.0.version))) },
+                )
+            })
+            .description("Grows by one with every change to the relationship."),
+        )
+        .field(
+            Field::new("createdAt", TypeRef::named_nn("DateTime"), |ctx| {
+                FieldFuture::new(async move {
+                    Ok(Some(FieldValue::value(format_time(
+                        rel_edge(&ctx)?.0.created_at,
+                    ))))
+                })
+            })
+            .description("When the relationship was created."),
+        );
+    for (field, ty, doc, schema, key) in properties {
+        e = e.field(
+            Field::new(field, ty, move |ctx| {
+                let (schema, key) = (schema.clone(), key.clone());
+                FieldFuture::new(async move {
+                    let (r, _) = rel_edge(&ctx)?;
+                    match r.properties.get(&key) {
+                        None | Some(Value::Null) => Ok(None),
+                        Some(v) => values::render(&schema, v).map(Some),
+                    }
+                })
+            })
+            .description(doc),
+        );
+    }
+    let c = Object::new(conn)
+        .field(Field::new(
+            "edges",
+            TypeRef::named_nn_list_nn(edge),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let p = rel_page(&ctx)?;
+                    Ok(Some(FieldValue::list(
+                        p.edges.iter().cloned().map(FieldValue::owned_any),
+                    )))
+                })
+            },
+        ))
+        .field(Field::new(
+            "nodes",
+            TypeRef::named_nn_list_nn(node),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let p = rel_page(&ctx)?;
+                    let types = types_of(&ctx)?;
+                    Ok(Some(FieldValue::list(
+                        p.edges.iter().map(|(_, t)| twin_value(types, t.clone())),
+                    )))
+                })
+            },
+        ))
+        .field(Field::new(
+            "pageInfo",
+            TypeRef::named_nn("PageInfo"),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let p = rel_page(&ctx)?;
+                    Ok(Some(FieldValue::owned_any(super::schema::PageInfo {
+                        has_next_page: p.has_more,
+                        end_cursor: p.edges.last().map(|(r, _)| edge_cursor(r)),
+                    })))
+                })
+            },
+        ))
+        .field(
+            Field::new("totalCount", TypeRef::named_nn(TypeRef::INT), |ctx| {
+                FieldFuture::new(async move {
+                    Ok(Some(FieldValue::value(rel_page(&ctx)?.total as i64)))
+                })
+            })
+            .description("Relationships matching the filter, all pages."),
+        );
+    [e.into(), c.into()]
+}
+
+/// `PropertyMetadata` and `AckStatus`.
+fn metadata_types() -> [Type; 2] {
+    type Def = (&'static str, TypeRef, &'static str, fn(&PropState) -> Value);
+    let defs: [Def; 9] = [
+        (
+            "reportedVersion",
+            TypeRef::named("Long"),
+            "Twin version that last set the reported value.",
+            |p| {
+                p.reported
+                    .as_ref()
+                    .map_or(Value::Null, |r| r.version.into())
+            },
+        ),
+        (
+            "reportedUpdated",
+            TypeRef::named("DateTime"),
+            "When the reported value last changed.",
+            |p| {
+                p.reported
+                    .as_ref()
+                    .map_or(Value::Null, |r| format_time(r.last_updated).into())
+            },
+        ),
+        (
+            "sourceTime",
+            TypeRef::named("DateTime"),
+            "When the device observed the reported value.",
+            |p| {
+                p.reported
+                    .as_ref()
+                    .and_then(|r| r.source_time)
+                    .map_or(Value::Null, |s| format_time(s).into())
+            },
+        ),
+        (
+            "desiredVersion",
+            TypeRef::named("Long"),
+            "Twin version that last set the desired value: the version a device acknowledges.",
+            |p| p.desired.as_ref().map_or(Value::Null, |d| d.version.into()),
+        ),
+        (
+            "desiredUpdated",
+            TypeRef::named("DateTime"),
+            "When the desired value last changed.",
+            |p| {
+                p.desired
+                    .as_ref()
+                    .map_or(Value::Null, |d| format_time(d.last_updated).into())
+            },
+        ),
+        (
+            "ackCode",
+            TypeRef::named(TypeRef::INT),
+            "The device's acknowledgement status code (`ac`).",
+            |p| {
+                p.reported
+                    .as_ref()
+                    .and_then(|r| r.ack.as_ref())
+                    .map_or(Value::Null, |a| a.code.into())
+            },
+        ),
+        (
+            "ackVersion",
+            TypeRef::named("Long"),
+            "The desired version the device acknowledged (`av`).",
+            |p| {
+                p.reported
+                    .as_ref()
+                    .and_then(|r| r.ack.as_ref())
+                    .map_or(Value::Null, |a| a.version.into())
+            },
+        ),
+        (
+            "ackDescription",
+            TypeRef::named(TypeRef::STRING),
+            "The device's acknowledgement description (`ad`).",
+            |p| {
+                p.reported
+                    .as_ref()
+                    .and_then(|r| r.ack.as_ref())
+                    .and_then(|a| a.description.clone())
+                    .map_or(Value::Null, Value::from)
+            },
+        ),
+        (
+            "inDelta",
+            TypeRef::named_nn(TypeRef::BOOLEAN),
+            "Whether the desired value differs from the reported one.",
+            |p| p.in_delta().into(),
+        ),
+    ];
+    let mut obj = Object::new("PropertyMetadata")
+        .description("Versions, times and acknowledgement of one property's values.")
+        .field(
+            Field::new("ackStatus", TypeRef::named_nn("AckStatus"), |ctx| {
+                FieldFuture::new(async move {
+                    let p = ctx.parent_value.try_downcast_ref::<PropState>()?;
+                    let s = match p.ack_status() {
+                        AckStatus::None => "NONE",
+                        AckStatus::Pending => "PENDING",
+                        AckStatus::Acknowledged => "ACKNOWLEDGED",
+                        AckStatus::Failed => "FAILED",
+                    };
+                    Ok(Some(FieldValue::value(async_graphql::Value::Enum(
+                        async_graphql::Name::new(s),
+                    ))))
+                })
+            })
+            .description("Where the desired value stands with the device."),
+        );
+    for (name, ty, doc, f) in defs {
+        obj = obj.field(
+            Field::new(name, ty, move |ctx| {
+                FieldFuture::new(async move {
+                    let p = ctx.parent_value.try_downcast_ref::<PropState>()?;
+                    match f(p) {
+                        Value::Null => Ok(None),
+                        v => Ok(Some(FieldValue::value(to_gql(v)?))),
+                    }
+                })
+            })
+            .description(doc),
+        );
+    }
+    let status = Enum::new("AckStatus")
+        .description("Acknowledgement of a desired value (IoT Plug and Play ac/av convention).")
+        .item(EnumItem::new("NONE").description("No desired value is set."))
+        .item(
+            EnumItem::new("PENDING")
+                .description("Not (yet) acknowledged at the current desired version."),
+        )
+        .item(EnumItem::new("ACKNOWLEDGED").description("Acknowledged with a 2xx code."))
+        .item(EnumItem::new("FAILED").description("Rejected by the device (4xx/5xx)."));
+    [obj.into(), status.into()]
+}
+
+/// Names of all contents of an Interface and of everything extending it.
+fn family_names(models: &ModelSet) -> HashMap<String, HashSet<String>> {
+    let mut family: HashMap<String, HashSet<String>> = HashMap::new();
+    for i in models.interfaces() {
+        for a in i.ancestors.iter().chain(std::iter::once(&i.id)) {
+            family
+                .entry(a.clone())
+                .or_default()
+                .extend(i.contents.iter().map(|c| c.name.clone()));
+        }
+    }
+    family
+}
+
+fn content_doc(what: &str, c: &Content) -> String {
+    let mut doc = describe(&format!("{what} `{}`", c.name), &c.docs);
+    if let Some(s) = &c.semantic_type {
+        doc.push_str(&format!(" Semantic type: {s}."));
+    }
+    if let Some(u) = &c.unit {
+        doc.push_str(&format!(" Unit: {u}."));
+    }
+    doc
+}
+
+/// The compiler's state while it walks the model set.
+struct Compiler<'m> {
+    models: &'m ModelSet,
+    names: BTreeMap<String, TypeNames>,
+    family: HashMap<String, HashSet<String>>,
+    namer: Namer,
+    schemas: Schemas,
+    types: Vec<Type>,
+    /// Component object types made so far (Interface DTMI → type name).
+    components: HashMap<String, String>,
+    /// Relationship specs made so far ((declaring DTMI, name) → field type, spec).
+    relationships: HashMap<(String, String), (TypeRef, Arc<RelSpec>)>,
+    wheres: HashMap<String, Arc<WhereSpec>>,
+    /// (Interface DTMI, suffix) → derived type name.
+    derived: HashMap<(String, String), String>,
+}
+
+impl Compiler<'_> {
+    /// The name of a type derived from an Interface's (`PumpWhere`): the
+    /// plain concatenation unless that is taken (by an Interface named
+    /// so, say), then with `_` appended.
+    fn derived_name(&self, dtmi: &str, suffix: &str) -> String {
+        self.derived
+            .get(&(dtmi.to_owned(), suffix.to_owned()))
+            .cloned()
+            .unwrap_or_else(|| format!("{}{suffix}", self.name_of(dtmi)))
+    }
+
+    fn name_of(&self, dtmi: &str) -> &str {
+        self.names
+            .get(dtmi)
+            .map_or("Twin", |n| n.interface.as_str())
+    }
+
+    /// Hint for inline schemas of a content: declaring type + content name.
+    fn hint(&self, c: &Content) -> String {
+        format!("{}{}", self.name_of(&c.defined_in), upper_first(&c.name))
+    }
+
+    /// The fields of a property or telemetry; `taken` are the names derived
+    /// names must avoid.
+    fn property_specs(&mut self, c: &Content, taken: &HashSet<String>) -> Vec<Spec> {
+        let (schema, writable, what) = match &c.kind {
+            ContentKind::Property { schema, writable } => (
+                schema,
+                *writable,
+                if *writable {
+                    "Writable property"
+                } else {
+                    "Property"
+                },
+            ),
+            ContentKind::Telemetry { schema } => (schema, false, "Telemetry"),
+            _ => return Vec::new(),
+        };
+        let hint = self.hint(c);
+        let ty = self.schemas.output(&mut self.namer, schema, &hint);
+        let base = field_base(&c.name);
+        let doc = content_doc(what, c);
+        let s = Arc::new(schema.clone());
+        let mut specs = vec![
+            Spec {
+                name: base.clone(),
+                ty: ty.clone(),
+                doc: format!("{doc} Reported value."),
+                args: Vec::new(),
+                read: Read::Reported(s.clone(), c.name.clone()),
+            },
+            Spec {
+                name: derived(&base, "Metadata", taken),
+                ty: TypeRef::named("PropertyMetadata"),
+                doc: format!("Versions, times and acknowledgement of `{}`.", c.name),
+                args: Vec::new(),
+                read: Read::Metadata(c.name.clone()),
+            },
+        ];
+        if writable {
+            specs.push(Spec {
+                name: derived(&base, "Desired", taken),
+                ty: ty.clone(),
+                doc: format!("{doc} Desired value."),
+                args: Vec::new(),
+                read: Read::Desired(s.clone(), c.name.clone()),
+            });
+            specs.push(Spec {
+                name: derived(&base, "Delta", taken),
+                ty,
+                doc: format!("{doc} Desired value, while it differs from the reported one."),
+                args: Vec::new(),
+                read: Read::Delta(s, c.name.clone()),
+            });
+        }
+        specs
+    }
+
+    /// The object type of Components whose schema is `dtmi`.
+    fn component_type(&mut self, dtmi: &str) -> String {
+        if let Some(n) = self.components.get(dtmi) {
+            return n.clone();
+        }
+        let name = self.derived_name(dtmi, "Component");
+        self.components.insert(dtmi.to_owned(), name.clone());
+        let Some(iface) = self.models.interface(dtmi) else {
+            return "JSON".to_owned();
+        };
+        let taken: HashSet<String> = iface.contents.iter().map(|c| c.name.clone()).collect();
+        let mut obj = Object::new(&name).description(describe(
+            &format!("A Component whose schema is DTDL Interface `{dtmi}`"),
+            &iface.docs,
+        ));
+        let mut any = false;
+        for c in &iface.contents {
+            for spec in self.property_specs(c, &taken) {
+                obj = obj.field(spec.field());
+                any = true;
+            }
+        }
+        if !any {
+            obj = obj.field(
+                Field::new("empty", TypeRef::named(TypeRef::BOOLEAN), |_| {
+                    FieldFuture::new(async move { Ok(None::<FieldValue<'_>>) })
+                })
+                .description(
+                    "The Component's Interface declares no properties or telemetry; always null.",
+                ),
+            );
+        }
+        self.types.push(obj.into());
+        name
+    }
+
+    fn relationship_spec(&mut self, c: &Content) -> Option<Spec> {
+        let ContentKind::Relationship {
+            target, properties, ..
+        } = &c.kind
+        else {
+            return None;
+        };
+        let key = (c.defined_in.clone(), c.name.clone());
+        let (ty, spec) = match self.relationships.get(&key) {
+            Some(x) => x.clone(),
+            None => {
+                let base = self.namer.claim(&self.hint(c), &["Connection", "Edge"]);
+                let node = target
+                    .as_deref()
+                    .filter(|t| self.names.contains_key(*t))
+                    .map_or_else(|| "Twin".to_owned(), |t| self.name_of(t).to_owned());
+                let fixed = [
+                    "cursor",
+                    "node",
+                    "relationshipId",
+                    "properties",
+                    "relationshipVersion",
+                    "createdAt",
+                ];
+                let mut props = Vec::new();
+                for p in properties {
+                    let schema = match &p.kind {
+                        ContentKind::Property { schema, .. } => schema,
+                        _ => continue,
+                    };
+                    let hint = format!("{base}{}", upper_first(&p.name));
+                    let ty = self.schemas.output(&mut self.namer, schema, &hint);
+                    let field = if fixed.contains(&p.name.as_str()) {
+                        format!("prop_{}", p.name)
+                    } else {
+                        p.name.clone()
+                    };
+                    props.push((
+                        field,
+                        ty,
+                        content_doc("Relationship property", p),
+                        Arc::new(schema.clone()),
+                        p.name.clone(),
+                    ));
+                }
+                let conn = format!("{base}Connection");
+                self.types.extend(relationship_types(
+                    &conn,
+                    &format!("{base}Edge"),
+                    &node,
+                    props,
+                ));
+                let spec = Arc::new(RelSpec {
+                    name: c.name.clone(),
+                    target_where: target.as_ref().and_then(|t| self.wheres.get(t).cloned()),
+                });
+                let x = (TypeRef::named_nn(conn), spec);
+                self.relationships.insert(key, x.clone());
+                x
+            }
+        };
+        let where_ty = match target.as_deref().and_then(|t| self.names.get(t)) {
+            Some(_)
+                if self
+                    .wheres
+                    .contains_key(target.as_deref().unwrap_or_default()) =>
+            {
+                TypeRef::named(self.derived_name(target.as_deref().unwrap_or_default(), "Where"))
+            }
+            _ => TypeRef::named("JSON"),
+        };
+        let mut doc = content_doc("Relationship", c);
+        if let Some(t) = target {
+            doc.push_str(&format!(" Target: `{t}`."));
+        }
+        Some(Spec {
+            name: field_base(&c.name),
+            ty,
+            doc,
+            args: vec![
+                (
+                    "where",
+                    where_ty,
+                    "Only relationships whose target matches.",
+                ),
+                (
+                    "first",
+                    TypeRef::named(TypeRef::INT),
+                    "Page size (default 100).",
+                ),
+                (
+                    "after",
+                    TypeRef::named(TypeRef::STRING),
+                    "Cursor of the last edge seen.",
+                ),
+            ],
+            read: Read::Relationship(spec),
+        })
+    }
+
+    /// Every typed field of twins of `iface`.
+    fn twin_specs(&mut self, iface: &DtdlInterface) -> Vec<Spec> {
+        let mut specs = Vec::new();
+        for c in &iface.contents {
+            let taken = self.family.get(&c.defined_in).cloned().unwrap_or_default();
+            match &c.kind {
+                ContentKind::Property { .. } | ContentKind::Telemetry { .. } => {
+                    specs.extend(self.property_specs(c, &taken));
+                }
+                ContentKind::Component { schema } => {
+                    let ty = self.component_type(schema);
+                    specs.push(Spec {
+                        name: field_base(&c.name),
+                        ty: TypeRef::named_nn(ty),
+                        doc: content_doc("Component", c),
+                        args: Vec::new(),
+                        read: Read::Component(c.name.clone()),
+                    });
+                }
+                ContentKind::Relationship { .. } => specs.extend(self.relationship_spec(c)),
+                ContentKind::Command { .. } => {}
+            }
+        }
+        specs.push(Spec {
+            name: INCOMING.to_owned(),
+            ty: TypeRef::named_nn("RelationshipConnection"),
+            doc: "Relationships pointing at this twin, in (source, id) order.".to_owned(),
+            args: vec![
+                (
+                    "name",
+                    TypeRef::named(TypeRef::STRING),
+                    "Only relationships of this name.",
+                ),
+                (
+                    "first",
+                    TypeRef::named(TypeRef::INT),
+                    "Page size (default 100).",
+                ),
+                (
+                    "after",
+                    TypeRef::named(TypeRef::STRING),
+                    "Cursor of the last relationship seen.",
+                ),
+            ],
+            read: Read::Incoming,
+        });
+        specs
+    }
+}
+
+/// The typed types of `models`, which object type each model's twins take,
+/// and the per-model query and mutation fields (named to avoid
+/// `query_taken` and `mutation_taken`).
+pub fn compile(models: &ModelSet, query_taken: &[&str], mutation_taken: &[&str]) -> Compiled {
+    let names = names::assign(models.interfaces().map(|i| i.id.as_str()));
+    let mut namer = Namer::default();
+    for n in names::RESERVED.iter().chain(SHARED_NAMES.iter()) {
+        namer.reserve(*n);
+    }
+    for n in names.values() {
+        namer.reserve(n.interface.clone());
+        namer.reserve(n.object.clone());
+    }
+    let mut derived = HashMap::new();
+    for (dtmi, n) in &names {
+        for suffix in DERIVED {
+            let name = namer.exact(format!("{}{suffix}", n.interface));
+            derived.insert((dtmi.clone(), suffix.to_owned()), name);
+        }
+    }
+    let mut c = Compiler {
+        models,
+        names,
+        family: family_names(models),
+        namer,
+        schemas: Schemas::default(),
+        types: Vec::new(),
+        components: HashMap::new(),
+        relationships: HashMap::new(),
+        wheres: HashMap::new(),
+        derived,
+    };
+    c.types.extend(values::shared_types());
+    c.types.extend(metadata_types());
+    c.types.push(model_api::invocation_type());
+    // Filters first: relationship fields take their target's.
+    let dtmis: Vec<String> = c.names.keys().cloned().collect();
+    for dtmi in &dtmis {
+        if let Some(iface) = models.interface(dtmi) {
+            let (spec, ty) = model_api::where_type(&mut c, iface);
+            c.wheres.insert(dtmi.clone(), Arc::new(spec));
+            c.types.push(ty);
+        }
+    }
+    let mut objects = BTreeMap::new();
+    let mut api = model_api::Api::new(query_taken, mutation_taken);
+    for dtmi in &dtmis {
+        let Some(iface) = models.interface(dtmi) else {
+            continue;
+        };
+        let n = c.names[dtmi].clone();
+        let doc = describe(&format!("DTDL Interface `{dtmi}`"), &iface.docs);
+        let specs = c.twin_specs(iface);
+        let mut gi = Interface::new(&n.interface)
+            .description(doc.clone())
+            .implement("Twin");
+        let mut obj = Object::new(&n.object)
+            .description(format!("A twin whose model is exactly {doc}."))
+            .implement("Twin")
+            .implement(&n.interface);
+        for a in &iface.ancestors {
+            if let Some(an) = c.names.get(a) {
+                gi = gi.implement(&an.interface);
+                obj = obj.implement(&an.interface);
+            }
+        }
+        for (name, ty, fdoc, f) in twin_fields() {
+            gi = gi.field(InterfaceField::new(name, ty.clone()).description(fdoc));
+            obj = obj.field(twin_field(name, ty, f).description(fdoc));
+        }
+        for s in &specs {
+            gi = gi.field(s.interface_field());
+            obj = obj.field(s.field_undocumented());
+        }
+        c.types.push(Type::from(gi));
+        c.types.push(Type::from(obj));
+        objects.insert(dtmi.clone(), n.object.clone());
+        api.add_model(&mut c, iface, &n);
+    }
+    let (queries, mutations, api_types) = api.finish();
+    let mut types = c.types;
+    types.extend(c.schemas.types);
+    types.extend(api_types);
+    Compiled {
+        types,
+        twin_types: TwinTypes(Arc::new(objects)),
+        queries,
+        mutations,
+    }
+}

@@ -1,0 +1,921 @@
+//! Per-model queries and mutations of the typed schema.
+//!
+//! For an Interface named `Pump` (see [`crate::graphql::names`]):
+//! - `pump(id, asOf): Pump`: one twin, null unless it is a Pump (or a subtype);
+//! - `pumps(where: PumpWhere, orderBy: [PumpSort!], first, after): PumpConnection!`:
+//!   pumps and subtypes; `PumpWhere` has a typed filter per property with a
+//!   filterable schema (primitives and Enums; reported values under the
+//!   property's name, desired ones under `<name>Desired`), `id`, and
+//!   `and`/`or`/`not`; `orderBy` sorts by reported values then id (absent
+//!   values last); cursors are opaque;
+//! - `createPump(id, reported: PumpInput, desired: PumpDesiredInput): PumpTwin!`;
+//! - `updatePump(id, reported, desired, ifVersion, sourceTime): Pump!`: both
+//!   patches in one atomic batch (`null` removes a property);
+//! - a mutation per Command, on the Interface that declares it:
+//!   `equipmentStart(id, ...request)`, recording a `commandInvoked` event
+//!   for devices to pick up (from `events`/`twinChanged` subscriptions).
+
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use async_graphql::dynamic::{
+    Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext, Type, TypeRef,
+};
+use async_graphql::{Error, Value as GqlValue};
+use serde_json::{Map, Value, json};
+
+use super::values::{filter_ops, parse, upper_first};
+use super::{Compiler, derived, field_base};
+use crate::dtdl::model::{ContentKind, Interface as DtdlInterface, Schema};
+use crate::graphql::errors::{bad_request, not_found, store_error};
+use crate::graphql::filter::{Filter, compare, sort_key};
+use crate::graphql::names::TypeNames;
+use crate::graphql::schema::{
+    PageInfo, list_twins, long_arg, store_of, str_arg, time_arg, twin_value, types_of, usize_arg,
+};
+use crate::store::{At, GraphStore, TwinQuery};
+use crate::twin::{Batch, Change, Op, Twin, format_time};
+
+/// How a typed `where` maps onto the JSON filter: field → (path, schema).
+#[derive(Debug, Default)]
+pub struct WhereSpec {
+    fields: HashMap<String, (String, Arc<Schema>)>,
+}
+
+impl WhereSpec {
+    /// The checked filter of a `<Name>Where` value.
+    pub(super) fn filter(&self, v: &GqlValue) -> Result<Filter, Error> {
+        let json = self.to_json(v, "where").map_err(bad_request)?;
+        Filter::parse(&json).map_err(|e| bad_request(format!("where: {e}")))
+    }
+
+    fn to_json(&self, v: &GqlValue, at: &str) -> Result<Value, String> {
+        let GqlValue::Object(m) = v else {
+            return Err(format!("{at}: a filter is an object"));
+        };
+        let mut all = Vec::new();
+        for (k, x) in m {
+            if matches!(x, GqlValue::Null) {
+                continue;
+            }
+            let path = format!("{at}.{k}");
+            all.push(match (k.as_str(), x) {
+                ("and" | "or", GqlValue::List(items)) => {
+                    let parts = items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, item)| self.to_json(item, &format!("{path}[{i}]")))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    json!({ k.as_str(): parts })
+                }
+                ("and" | "or", single) => json!({ k.as_str(): [self.to_json(single, &path)?] }),
+                ("not", x) => json!({ "not": self.to_json(x, &path)? }),
+                ("id", x) => json!({ "id": x.clone().into_json().map_err(|e| e.to_string())? }),
+                (f, x) => {
+                    let (target, schema) = self
+                        .fields
+                        .get(f)
+                        .ok_or_else(|| format!("{path}: no such filter field"))?;
+                    json!({ target.as_str(): filter_ops(schema, x, &path)? })
+                }
+            });
+        }
+        Ok(json!({ "and": all }))
+    }
+}
+
+/// The filterable schema of a property, if any.
+fn filterable(schema: &Schema) -> bool {
+    matches!(schema, Schema::Primitive { .. } | Schema::Enum { .. })
+}
+
+/// `<Name>Where` of an Interface.
+pub(super) fn where_type(c: &mut Compiler<'_>, iface: &DtdlInterface) -> (WhereSpec, Type) {
+    let name = c.derived_name(&iface.id, "Where");
+    let mut spec = WhereSpec::default();
+    let mut input = InputObject::new(&name)
+        .description(format!(
+            "A filter of {} twins: every given field must hold.",
+            c.name_of(&iface.id)
+        ))
+        .field(InputValue::new("id", TypeRef::named("IDFilter")))
+        .field(InputValue::new("and", TypeRef::named_nn_list(&name)).description("All must hold."))
+        .field(InputValue::new("or", TypeRef::named_nn_list(&name)).description("One must hold."))
+        .field(InputValue::new("not", TypeRef::named(&name)).description("Must not hold."));
+    for content in &iface.contents {
+        let (schema, writable) = match &content.kind {
+            ContentKind::Property { schema, writable } => (schema, *writable),
+            ContentKind::Telemetry { schema } => (schema, false),
+            _ => continue,
+        };
+        if !filterable(schema) {
+            continue;
+        }
+        let hint = c.hint(content);
+        let Some(ty) = c.schemas.filter(&mut c.namer, schema, &hint) else {
+            continue;
+        };
+        let base = field_base(&content.name);
+        let schema = Arc::new(schema.clone());
+        spec.fields.insert(
+            base.clone(),
+            (format!("reported.{}", content.name), schema.clone()),
+        );
+        input = input.field(
+            InputValue::new(&base, ty.clone())
+                .description(format!("Tests of the reported `{}`.", content.name)),
+        );
+        if writable {
+            let taken = c
+                .family
+                .get(&content.defined_in)
+                .cloned()
+                .unwrap_or_default();
+            let d = derived(&base, "Desired", &taken);
+            spec.fields
+                .insert(d.clone(), (format!("desired.{}", content.name), schema));
+            input = input.field(
+                InputValue::new(&d, ty)
+                    .description(format!("Tests of the desired `{}`.", content.name)),
+            );
+        }
+    }
+    (spec, input.into())
+}
+
+/// A typed input (`PumpInput`, `DriveUnitComponentDesiredInput`): field →
+/// what it sets.
+#[derive(Debug, Default)]
+struct InputSpec {
+    fields: HashMap<String, Target>,
+}
+
+#[derive(Debug)]
+enum Target {
+    Property(String, Arc<Schema>),
+    Component(String, Arc<InputSpec>),
+}
+
+impl InputSpec {
+    /// The JSON patch a typed input value stands for.
+    fn patch(&self, v: &GqlValue, at: &str) -> Result<Value, String> {
+        let GqlValue::Object(m) = v else {
+            return Err(format!("{at}: expected an object"));
+        };
+        let mut out = Map::new();
+        for (k, x) in m {
+            let path = format!("{at}.{k}");
+            match self.fields.get(k.as_str()) {
+                Some(Target::Property(name, schema)) => {
+                    out.insert(name.clone(), parse(schema, x, &path)?);
+                }
+                Some(Target::Component(name, inner)) => {
+                    if !matches!(x, GqlValue::Null) {
+                        out.insert(name.clone(), inner.patch(x, &path)?);
+                    }
+                }
+                None => return Err(format!("{path}: no such field")),
+            }
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// The ordering of a typed list: sort field → path.
+#[derive(Debug, Default)]
+struct SortSpec {
+    fields: HashMap<String, Vec<String>>,
+}
+
+/// `lowerFirst` for field names: `Pump` → `pump`, `HVACSystem` → `hvacSystem`.
+fn lower_first(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    let upper = chars.iter().take_while(|c| c.is_ascii_uppercase()).count();
+    let lower = match upper {
+        0 => 0,
+        n if n == chars.len() => n,
+        1 => 1,
+        // `HVACSystem`: the last capital starts the next word.
+        n => n - 1,
+    };
+    chars
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if i < lower {
+                c.to_ascii_lowercase()
+            } else {
+                *c
+            }
+        })
+        .collect()
+}
+
+/// A plain English plural: `pump` → `pumps`, `battery` → `batteries`, `switch` → `switches`.
+fn plural(s: &str) -> String {
+    let vowel = |c: char| "aeiouAEIOU".contains(c);
+    if s.ends_with('s')
+        || s.ends_with('x')
+        || s.ends_with('z')
+        || s.ends_with("ch")
+        || s.ends_with("sh")
+    {
+        format!("{s}es")
+    } else if let Some(stem) = s.strip_suffix('y')
+        && stem
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphabetic() && !vowel(c))
+    {
+        format!("{stem}ies")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// A typed input made: what it sets, and its type name.
+type MadeInput = Option<(Arc<InputSpec>, String)>;
+
+/// Names already used in one root type.
+struct Taken(HashSet<String>);
+
+impl Taken {
+    fn claim(&mut self, name: String) -> String {
+        let mut n = name;
+        while self.0.contains(&n) {
+            n.push('_');
+        }
+        self.0.insert(n.clone());
+        n
+    }
+}
+
+/// The per-model fields and types under construction.
+pub(super) struct Api {
+    queries: Vec<Field>,
+    mutations: Vec<Field>,
+    types: Vec<Type>,
+    query_names: Taken,
+    mutation_names: Taken,
+    /// Component inputs made so far: (Interface DTMI, desired?) → spec and type name.
+    component_inputs: HashMap<(String, bool), MadeInput>,
+}
+
+/// A page of a typed list: cursor and twin.
+struct TypedPage {
+    items: Vec<(String, Twin)>,
+    has_more: bool,
+}
+
+fn typed_page<'a>(ctx: &ResolverContext<'a>) -> Result<&'a TypedPage, Error> {
+    ctx.parent_value.try_downcast_ref::<TypedPage>()
+}
+
+/// Whether a twin of `model` is a `dtmi`.
+fn is_a(store: &Arc<dyn GraphStore>, model: &str, dtmi: &str) -> bool {
+    store
+        .models()
+        .interface(model)
+        .is_some_and(|m| m.is_a(dtmi))
+}
+
+impl Api {
+    pub fn new(query_taken: &[&str], mutation_taken: &[&str]) -> Api {
+        let set = |names: &[&str]| Taken(names.iter().map(|s| (*s).to_owned()).collect());
+        Api {
+            queries: Vec::new(),
+            mutations: Vec::new(),
+            types: Vec::new(),
+            query_names: set(query_taken),
+            mutation_names: set(mutation_taken),
+            component_inputs: HashMap::new(),
+        }
+    }
+
+    pub fn finish(self) -> (Vec<Field>, Vec<Field>, Vec<Type>) {
+        (self.queries, self.mutations, self.types)
+    }
+
+    /// An input over the properties of `iface` (all, or the writable ones
+    /// when `desired`), Components nested; `None` when it has none.
+    fn input(
+        &mut self,
+        c: &mut Compiler<'_>,
+        iface: &DtdlInterface,
+        name: &str,
+        desired: bool,
+        components: bool,
+    ) -> MadeInput {
+        let mut spec = InputSpec::default();
+        let mut input = InputObject::new(name).description(if desired {
+            format!(
+                "Desired values of writable properties of {}.",
+                c.name_of(&iface.id)
+            )
+        } else {
+            format!("Reported values of {}.", c.name_of(&iface.id))
+        });
+        for content in &iface.contents {
+            let base = field_base(&content.name);
+            match &content.kind {
+                ContentKind::Property { schema, writable } if *writable || !desired => {
+                    let hint = c.hint(content);
+                    let ty = c.schemas.input(&mut c.namer, schema, &hint);
+                    input = input.field(
+                        InputValue::new(&base, ty)
+                            .description(format!("`{}` (null removes it).", content.name)),
+                    );
+                    spec.fields.insert(
+                        base,
+                        Target::Property(content.name.clone(), Arc::new(schema.clone())),
+                    );
+                }
+                ContentKind::Telemetry { schema } if !desired => {
+                    let hint = c.hint(content);
+                    let ty = c.schemas.input(&mut c.namer, schema, &hint);
+                    input = input.field(InputValue::new(&base, ty));
+                    spec.fields.insert(
+                        base,
+                        Target::Property(content.name.clone(), Arc::new(schema.clone())),
+                    );
+                }
+                ContentKind::Component { schema } if components => {
+                    if let Some((inner, ty)) = self.component_input(c, schema, desired) {
+                        input = input.field(InputValue::new(&base, TypeRef::named(ty)));
+                        spec.fields
+                            .insert(base, Target::Component(content.name.clone(), inner));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if spec.fields.is_empty() {
+            return None;
+        }
+        self.types.push(input.into());
+        Some((Arc::new(spec), name.to_owned()))
+    }
+
+    fn component_input(&mut self, c: &mut Compiler<'_>, dtmi: &str, desired: bool) -> MadeInput {
+        let key = (dtmi.to_owned(), desired);
+        if let Some(x) = self.component_inputs.get(&key) {
+            return x.clone();
+        }
+        let iface = c.models.interface(dtmi)?;
+        let name = c.derived_name(
+            dtmi,
+            if desired {
+                "ComponentDesiredInput"
+            } else {
+                "ComponentInput"
+            },
+        );
+        let made = self.input(c, iface, &name, desired, false);
+        self.component_inputs.insert(key, made.clone());
+        made
+    }
+
+    /// The fields of one model.
+    pub fn add_model(&mut self, c: &mut Compiler<'_>, iface: &DtdlInterface, n: &TypeNames) {
+        let dtmi = iface.id.clone();
+        let lower = lower_first(&n.interface);
+        let where_spec = c.wheres.get(&dtmi).cloned().unwrap_or_default();
+
+        // Lookup.
+        let d = dtmi.clone();
+        self.queries.push(
+            Field::new(self.query_names.claim(lower.clone()), TypeRef::named(&n.interface), move |ctx| {
+                let dtmi = d.clone();
+                FieldFuture::new(async move {
+                    let store = store_of(&ctx)?;
+                    let id = ctx.args.try_get("id")?.string()?;
+                    let t = match time_arg(&ctx, "asOf")? {
+                        Some(at) => store.twin_as_of(id, At::Time(at)).await,
+                        None => store.twin(id).await,
+                    }
+                    .map_err(|e| store_error(&e))?;
+                    let types = types_of(&ctx)?;
+                    Ok(t.filter(|t| is_a(store, &t.model, &dtmi))
+                        .map(|t| twin_value(types, t)))
+                })
+            })
+            .description(format!(
+                "One {} (or subtype) by id; with `asOf`, as it was then. Null when missing or of another model.",
+                n.interface
+            ))
+            .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+            .argument(InputValue::new("asOf", TypeRef::named("DateTime"))),
+        );
+
+        // Sort input.
+        let mut sort = SortSpec::default();
+        let sort_name = c.derived_name(&dtmi, "Sort");
+        let mut sort_input = InputObject::new(&sort_name)
+            .description("Sort keys, applied in the order given; ties by id.")
+            .field(InputValue::new("id", TypeRef::named("SortDirection")));
+        sort.fields.insert("id".to_owned(), vec!["id".to_owned()]);
+        for content in &iface.contents {
+            let schema = match &content.kind {
+                ContentKind::Property { schema, .. } | ContentKind::Telemetry { schema } => schema,
+                _ => continue,
+            };
+            if filterable(schema) {
+                let base = field_base(&content.name);
+                sort_input =
+                    sort_input.field(InputValue::new(&base, TypeRef::named("SortDirection")));
+                sort.fields
+                    .insert(base, vec!["reported".to_owned(), content.name.clone()]);
+            }
+        }
+        self.types.push(sort_input.into());
+
+        // Connection.
+        let conn = c.derived_name(&dtmi, "Connection");
+        let edge = c.derived_name(&dtmi, "Edge");
+        self.types.push(
+            Object::new(&edge)
+                .field(Field::new(
+                    "cursor",
+                    TypeRef::named_nn(TypeRef::STRING),
+                    |ctx| {
+                        FieldFuture::new(async move {
+                            let (c, _) = ctx.parent_value.try_downcast_ref::<(String, Twin)>()?;
+                            Ok(Some(FieldValue::value(c.clone())))
+                        })
+                    },
+                ))
+                .field(Field::new("node", TypeRef::named_nn(&n.interface), |ctx| {
+                    FieldFuture::new(async move {
+                        let (_, t) = ctx.parent_value.try_downcast_ref::<(String, Twin)>()?;
+                        Ok(Some(twin_value(types_of(&ctx)?, t.clone())))
+                    })
+                }))
+                .into(),
+        );
+        self.types.push(
+            Object::new(&conn)
+                .field(Field::new(
+                    "edges",
+                    TypeRef::named_nn_list_nn(&edge),
+                    |ctx| {
+                        FieldFuture::new(async move {
+                            let p = typed_page(&ctx)?;
+                            Ok(Some(FieldValue::list(
+                                p.items.iter().cloned().map(FieldValue::owned_any),
+                            )))
+                        })
+                    },
+                ))
+                .field(Field::new(
+                    "nodes",
+                    TypeRef::named_nn_list_nn(&n.interface),
+                    |ctx| {
+                        FieldFuture::new(async move {
+                            let p = typed_page(&ctx)?;
+                            let types = types_of(&ctx)?;
+                            Ok(Some(FieldValue::list(
+                                p.items.iter().map(|(_, t)| twin_value(types, t.clone())),
+                            )))
+                        })
+                    },
+                ))
+                .field(Field::new(
+                    "pageInfo",
+                    TypeRef::named_nn("PageInfo"),
+                    |ctx| {
+                        FieldFuture::new(async move {
+                            let p = typed_page(&ctx)?;
+                            Ok(Some(FieldValue::owned_any(PageInfo {
+                                has_next_page: p.has_more,
+                                end_cursor: p.items.last().map(|(c, _)| c.clone()),
+                            })))
+                        })
+                    },
+                ))
+                .into(),
+        );
+
+        // List.
+        let (d, ws, sort) = (dtmi.clone(), where_spec, Arc::new(sort));
+        self.queries.push(
+            Field::new(
+                self.query_names.claim(plural(&lower)),
+                TypeRef::named_nn(&conn),
+                move |ctx| {
+                    let (dtmi, ws, sort) = (d.clone(), ws.clone(), sort.clone());
+                    FieldFuture::new(async move { list(&ctx, &dtmi, &ws, &sort).await })
+                },
+            )
+            .description(format!(
+                "{} twins (subtypes included), filtered and ordered, with cursor pagination.",
+                n.interface
+            ))
+            .argument(InputValue::new(
+                "where",
+                TypeRef::named(c.derived_name(&dtmi, "Where")),
+            ))
+            .argument(
+                InputValue::new("orderBy", TypeRef::named_nn_list(&sort_name))
+                    .description("Sort keys in order of precedence; without it, id order."),
+            )
+            .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)))
+            .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING))),
+        );
+
+        // Create and update.
+        let reported = self.input(c, iface, &c.derived_name(&dtmi, "Input"), false, true);
+        let desired = self.input(c, iface, &c.derived_name(&dtmi, "DesiredInput"), true, true);
+        let (d, r_spec, d_spec) = (dtmi.clone(), reported.clone(), desired.clone());
+        let mut create = Field::new(
+            self.mutation_names.claim(format!("create{}", n.interface)),
+            TypeRef::named_nn(&n.object),
+            move |ctx| {
+                let (dtmi, r_spec, d_spec) = (d.clone(), r_spec.clone(), d_spec.clone());
+                FieldFuture::new(async move {
+                    let store = store_of(&ctx)?;
+                    let id = ctx.args.try_get("id")?.string()?.to_owned();
+                    let op = Op::CreateTwin {
+                        id: id.clone(),
+                        model: dtmi,
+                        reported: patch_arg(&ctx, "reported", r_spec.as_ref())?,
+                        desired: patch_arg(&ctx, "desired", d_spec.as_ref())?,
+                    };
+                    store
+                        .apply(Batch::one(op), "anonymous")
+                        .await
+                        .map_err(|e| store_error(&e))?;
+                    // The field's type is the object type itself: no type tag.
+                    let t = store.twin(&id).await.map_err(|e| store_error(&e))?;
+                    Ok(t.map(FieldValue::owned_any))
+                })
+            },
+        )
+        .description(format!("Creates a twin of model `{dtmi}`."))
+        .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)));
+        let (d, r_spec, d_spec) = (dtmi.clone(), reported.clone(), desired.clone());
+        let mut update = Field::new(
+            self.mutation_names.claim(format!("update{}", n.interface)),
+            TypeRef::named_nn(&n.interface),
+            move |ctx| {
+                let (dtmi, r_spec, d_spec) = (d.clone(), r_spec.clone(), d_spec.clone());
+                FieldFuture::new(async move { update(&ctx, &dtmi, r_spec, d_spec).await })
+            },
+        )
+        .description(format!(
+            "Patches a {} (or subtype): desired and reported values in one atomic batch; null removes a property.",
+            n.interface
+        ))
+        .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+        .argument(InputValue::new("ifVersion", TypeRef::named("Long")).description("Fails with VERSION_CONFLICT unless the twin is at this version."))
+        .argument(InputValue::new("sourceTime", TypeRef::named("DateTime")).description("When the device observed the reported values."));
+        if let Some((_, ty)) = &reported {
+            create = create.argument(InputValue::new("reported", TypeRef::named(ty)));
+            update = update.argument(InputValue::new("reported", TypeRef::named(ty)));
+        }
+        if let Some((_, ty)) = &desired {
+            create = create.argument(InputValue::new("desired", TypeRef::named(ty)));
+            update = update.argument(InputValue::new("desired", TypeRef::named(ty)));
+        }
+        self.mutations.push(create);
+        self.mutations.push(update);
+
+        // Commands, on the Interface that declares them.
+        for content in iface.contents.iter().filter(|x| x.defined_in == dtmi) {
+            let ContentKind::Command { request, .. } = &content.kind else {
+                continue;
+            };
+            let name = self
+                .mutation_names
+                .claim(format!("{lower}{}", upper_first(&content.name)));
+            let mut doc = super::content_doc("Command", content);
+            doc.push_str(&format!(
+                " Records a `commandInvoked` event for the device of a {} (or subtype) twin.",
+                n.interface
+            ));
+            let request_arg = request.as_ref().map(|p| {
+                let hint = format!(
+                    "{}{}{}",
+                    n.interface,
+                    upper_first(&content.name),
+                    upper_first(&p.name)
+                );
+                let ty = c.schemas.input(&mut c.namer, &p.schema, &hint);
+                (p.name.clone(), Arc::new(p.schema.clone()), ty)
+            });
+            let (d, command, req) = (dtmi.clone(), content.name.clone(), request_arg.clone());
+            let mut field = Field::new(name, TypeRef::named_nn("CommandInvocation"), move |ctx| {
+                let (dtmi, command, req) = (d.clone(), command.clone(), req.clone());
+                FieldFuture::new(async move {
+                    let store = store_of(&ctx)?;
+                    let id = ctx.args.try_get("id")?.string()?.to_owned();
+                    let Some(t) = store.twin(&id).await.map_err(|e| store_error(&e))? else {
+                        return Err(not_found(
+                            format!("twin {id} does not exist"),
+                            "twin_not_found",
+                        ));
+                    };
+                    if !is_a(store, &t.model, &dtmi) {
+                        return Err(not_found(
+                            format!("twin {id} is not a {dtmi}"),
+                            "twin_not_found",
+                        ));
+                    }
+                    let request = match &req {
+                        Some((arg, schema, _)) => match ctx.args.get(arg) {
+                            Some(v) => Some(parse(schema, v.as_value(), arg).map_err(bad_request)?),
+                            None => None,
+                        },
+                        None => None,
+                    };
+                    let op = Op::InvokeCommand {
+                        id,
+                        component: None,
+                        command,
+                        request,
+                    };
+                    let events = store
+                        .apply(Batch::one(op), "anonymous")
+                        .await
+                        .map_err(|e| store_error(&e))?;
+                    let e = events
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| Error::new("internal error"))?;
+                    Ok(Some(FieldValue::owned_any(invocation_json(&e))))
+                })
+            })
+            .description(doc)
+            .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)));
+            if let Some((arg, _, ty)) = request_arg {
+                field = field.argument(InputValue::new(arg, ty));
+            }
+            self.mutations.push(field);
+        }
+    }
+}
+
+/// The `CommandInvocation` record of a `commandInvoked` event.
+fn invocation_json(e: &crate::twin::Event) -> Value {
+    match &e.change {
+        Change::CommandInvoked {
+            twin,
+            component,
+            command,
+            request,
+            invocation,
+        } => json!({
+            "invocationId": invocation,
+            "twinId": twin,
+            "component": component,
+            "command": command,
+            "request": request,
+            "sequence": e.seq,
+            "time": format_time(e.time),
+        }),
+        _ => Value::Null,
+    }
+}
+
+/// The `CommandInvocation` type.
+pub(super) fn invocation_type() -> Type {
+    let fields: [(&str, TypeRef, &str); 7] = [
+        (
+            "invocationId",
+            TypeRef::named_nn(TypeRef::ID),
+            "Unique id of this invocation.",
+        ),
+        (
+            "twinId",
+            TypeRef::named_nn(TypeRef::ID),
+            "The twin whose device is to run the command.",
+        ),
+        (
+            "component",
+            TypeRef::named(TypeRef::STRING),
+            "The Component, for a Component's command.",
+        ),
+        (
+            "command",
+            TypeRef::named_nn(TypeRef::STRING),
+            "The DTDL command name.",
+        ),
+        (
+            "request",
+            TypeRef::named("JSON"),
+            "The request payload, as stored.",
+        ),
+        (
+            "sequence",
+            TypeRef::named_nn("Long"),
+            "Sequence number of the `commandInvoked` event.",
+        ),
+        (
+            "time",
+            TypeRef::named_nn("DateTime"),
+            "When it was recorded.",
+        ),
+    ];
+    let mut obj = Object::new("CommandInvocation")
+        .description("A command recorded for delivery to a device (a `commandInvoked` event).");
+    for (name, ty, doc) in fields {
+        obj = obj.field(
+            Field::new(name, ty, move |ctx| {
+                FieldFuture::new(async move {
+                    let v = ctx.parent_value.try_downcast_ref::<Value>()?;
+                    match v.get(name) {
+                        None | Some(Value::Null) => Ok(None),
+                        Some(x) => Ok(Some(FieldValue::value(crate::graphql::schema::to_gql(
+                            x.clone(),
+                        )?))),
+                    }
+                })
+            })
+            .description(doc),
+        );
+    }
+    obj.into()
+}
+
+fn patch_arg(
+    ctx: &ResolverContext<'_>,
+    name: &str,
+    spec: Option<&(Arc<InputSpec>, String)>,
+) -> Result<Option<Value>, Error> {
+    match (ctx.args.get(name), spec) {
+        (Some(v), Some((spec, _))) if !v.is_null() => spec
+            .patch(v.as_value(), name)
+            .map(Some)
+            .map_err(bad_request),
+        _ => Ok(None),
+    }
+}
+
+async fn update(
+    ctx: &ResolverContext<'_>,
+    dtmi: &str,
+    r_spec: MadeInput,
+    d_spec: MadeInput,
+) -> Result<Option<FieldValue<'static>>, Error> {
+    let store = store_of(ctx)?;
+    let id = ctx.args.try_get("id")?.string()?.to_owned();
+    let Some(t) = store.twin(&id).await.map_err(|e| store_error(&e))? else {
+        return Err(not_found(
+            format!("twin {id} does not exist"),
+            "twin_not_found",
+        ));
+    };
+    if !is_a(store, &t.model, dtmi) {
+        return Err(not_found(
+            format!("twin {id} is not a {dtmi}"),
+            "twin_not_found",
+        ));
+    }
+    let mut expected_version = long_arg(ctx, "ifVersion")?;
+    let mut ops = Vec::new();
+    if let Some(patch) = patch_arg(ctx, "desired", d_spec.as_ref())? {
+        ops.push(Op::PatchDesired {
+            id: id.clone(),
+            patch,
+            expected_version: expected_version.take(),
+        });
+    }
+    if let Some(patch) = patch_arg(ctx, "reported", r_spec.as_ref())? {
+        ops.push(Op::PatchReported {
+            id: id.clone(),
+            patch,
+            expected_version: expected_version.take(),
+            source_time: time_arg(ctx, "sourceTime")?,
+        });
+    }
+    if ops.is_empty() {
+        return Err(bad_request("give reported and/or desired values"));
+    }
+    store
+        .apply(Batch { ops }, "anonymous")
+        .await
+        .map_err(|e| store_error(&e))?;
+    let t = store.twin(&id).await.map_err(|e| store_error(&e))?;
+    let types = types_of(ctx)?;
+    Ok(t.map(|t| twin_value(types, t)))
+}
+
+/// The typed list: without `orderBy`, id order straight from the store;
+/// with it, every match is read and sorted (cursor: the sort key and id).
+async fn list(
+    ctx: &ResolverContext<'_>,
+    dtmi: &str,
+    ws: &WhereSpec,
+    sort: &SortSpec,
+) -> Result<Option<FieldValue<'static>>, Error> {
+    let store = store_of(ctx)?;
+    let first = usize_arg(ctx, "first", 100, 1000)?;
+    let after = str_arg(ctx, "after")?;
+    let filter = match ctx.args.get("where") {
+        Some(w) if !w.is_null() => Some(ws.filter(w.as_value())?),
+        _ => None,
+    };
+    let mut keys: Vec<(Vec<String>, bool)> = Vec::new();
+    if let Some(order) = ctx.args.get("orderBy").filter(|o| !o.is_null()) {
+        for item in order.list()?.iter() {
+            for (field, dir) in item.object()?.iter() {
+                if dir.is_null() {
+                    continue;
+                }
+                let path = sort
+                    .fields
+                    .get(field.as_str())
+                    .ok_or_else(|| bad_request(format!("orderBy: cannot sort by {field}")))?;
+                keys.push((path.clone(), dir.enum_name()? == "DESC"));
+            }
+        }
+    }
+    if keys.is_empty() {
+        let (items, has_more) =
+            list_twins(store, Some(dtmi.to_owned()), filter.as_ref(), after, first).await?;
+        return Ok(Some(FieldValue::owned_any(TypedPage {
+            items: items.into_iter().map(|t| (t.id.to_string(), t)).collect(),
+            has_more,
+        })));
+    }
+    // Read every match, then sort.
+    let mut all = Vec::new();
+    let mut query = TwinQuery {
+        model: Some(dtmi.to_owned()),
+        subtypes: true,
+        after: None,
+        limit: 1000,
+    };
+    loop {
+        let page = store.twins(&query).await.map_err(|e| store_error(&e))?;
+        query.after = page.items.last().map(|t| t.id.to_string());
+        all.extend(
+            page.items
+                .into_iter()
+                .filter(|t| filter.as_ref().is_none_or(|f| f.matches(t))),
+        );
+        if !page.has_more {
+            break;
+        }
+    }
+    let paths: Vec<Vec<String>> = keys.iter().map(|(p, _)| p.clone()).collect();
+    let desc: Vec<bool> = keys.iter().map(|(_, d)| *d).collect();
+    let mut keyed: Vec<(Vec<Value>, Twin)> = all
+        .into_iter()
+        .map(|t| {
+            let mut k = sort_key(&t, &paths);
+            k.push(Value::String(t.id.to_string()));
+            (k, t)
+        })
+        .collect();
+    let order = |a: &[Value], b: &[Value]| -> Ordering {
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            let mut o = compare(x, y);
+            // Absent values last in either direction.
+            if desc.get(i).copied().unwrap_or(false) && !x.is_null() && !y.is_null() {
+                o = o.reverse();
+            }
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        Ordering::Equal
+    };
+    keyed.sort_by(|a, b| order(&a.0, &b.0));
+    if let Some(after) = after {
+        let cursor: Vec<Value> = serde_json::from_str(&after)
+            .ok()
+            .filter(|c: &Vec<Value>| c.len() == paths.len() + 1)
+            .ok_or_else(|| {
+                bad_request(format!("after: {after:?} is not a cursor of this ordering"))
+            })?;
+        keyed.retain(|(k, _)| order(k, &cursor) == Ordering::Greater);
+    }
+    let has_more = keyed.len() > first;
+    keyed.truncate(first);
+    Ok(Some(FieldValue::owned_any(TypedPage {
+        items: keyed
+            .into_iter()
+            .map(|(k, t)| (Value::Array(k).to_string(), t))
+            .collect(),
+        has_more,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_names_read_naturally() {
+        assert_eq!(lower_first("Pump"), "pump");
+        assert_eq!(lower_first("HVACSystem"), "hvacSystem");
+        assert_eq!(lower_first("ID"), "id");
+        assert_eq!(lower_first("PumpV2"), "pumpV2");
+        assert_eq!(plural("pump"), "pumps");
+        assert_eq!(plural("battery"), "batteries");
+        assert_eq!(plural("switch"), "switches");
+        assert_eq!(plural("bus"), "buses");
+        assert_eq!(plural("relay"), "relays");
+    }
+}
