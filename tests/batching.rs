@@ -169,3 +169,62 @@ async fn nested_twin_fields_cost_the_same_store_calls_whatever_the_fan_out() {
     );
     s.shutdown().await;
 }
+
+/// Three levels of typed relationship connections: the store calls stay
+/// the same whether each level holds 3 twins or 60.
+#[tokio::test]
+async fn three_levels_of_typed_relationships_make_a_bounded_number_of_store_calls() {
+    let store = Arc::new(Counting {
+        inner: Store::in_memory(sample_models(), StoreConfig::default()),
+        reads: AtomicUsize::new(0),
+    });
+    let m = |n: &str| format!("dtmi:twingraph:isa95:{n};1");
+    let mut ops = Vec::new();
+    for (cell, children) in [("small", 3), ("large", 60)] {
+        ops.push(json!({"op": "createTwin", "id": cell, "model": m("WorkCell")}));
+        for k in 0..children {
+            let pump = format!("{cell}-{k}");
+            let air = format!("{cell}-{k}-air");
+            ops.push(json!({"op": "createTwin", "id": pump, "model": m("Pump"), "reported": {"flowRate": k}}));
+            ops.push(json!({"op": "createTwin", "id": air, "model": m("Compressor")}));
+            ops.push(json!({"op": "createRelationship", "source": cell, "name": "contains", "target": pump}));
+            ops.push(json!({"op": "createRelationship", "source": pump, "name": "dependsOn", "target": air, "properties": {"kind": "compressedAir"}}));
+            ops.push(
+                json!({"op": "createRelationship", "source": air, "name": "feeds", "target": pump}),
+            );
+        }
+    }
+    let batch = Batch {
+        ops: ops
+            .into_iter()
+            .map(|o| serde_json::from_value(o).expect("op"))
+            .collect(),
+    };
+    store.apply(batch, "test").await.expect("setup");
+    let s = start_on(store.clone()).await;
+    let q = r#"query($c: ID!) { workCell(id: $c) { contains(first: 100) { nodes { id
+        ... on Equipment { dependsOn { edges { kind node { id
+          ... on Equipment { feeds { nodes { id ... on Pump { flowRate } } } } } } } } } } } }"#;
+    let mut calls = Vec::new();
+    for (cell, children) in [("small", 3), ("large", 60)] {
+        let before = store.reads.load(Ordering::SeqCst);
+        let v = gql(s.addr, q, json!({"c": cell})).await;
+        assert!(v.get("errors").is_none(), "{v}");
+        calls.push(store.reads.load(Ordering::SeqCst) - before);
+        let nodes = v["data"]["workCell"]["contains"]["nodes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(nodes.len(), children, "{v}");
+        // The third level answers: each compressor feeds its pump back.
+        let fed = &nodes[0]["dependsOn"]["edges"][0]["node"]["feeds"]["nodes"][0]["id"];
+        assert_eq!(fed, &nodes[0]["id"], "{v}");
+    }
+    assert_eq!(
+        calls[0], calls[1],
+        "store calls grow with the result: {calls:?}"
+    );
+    // One lookup, then per level one relationship load and one twin load.
+    assert!(calls[1] <= 7, "too many store calls: {calls:?}");
+    s.shutdown().await;
+}

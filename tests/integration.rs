@@ -14,3 +14,4 @@ mod embedded;
 mod live;
 mod server;
 mod store_conformance;
+mod typed;

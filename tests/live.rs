@@ -434,3 +434,41 @@ async fn metrics_are_exposed_for_prometheus() {
     assert_eq!(active, 0.0);
     s.shutdown().await;
 }
+
+/// A model upload swaps the schema; subscriptions opened on the old one keep
+/// delivering, new requests see the new types.
+#[tokio::test]
+async fn subscriptions_survive_a_schema_swap() {
+    let s = start().await;
+    mutate(s.addr, &pump("p1")).await;
+    let mut c = Client::connect(s.addr, false).await;
+    c.subscribe("1", "subscription { events(after: 0) { seq kind twins } }")
+        .await;
+    let v = c.next_data("1").await;
+    assert_eq!(v["data"]["events"]["kind"], "twinCreated", "{v}");
+    let smart = json!({
+        "@context": "dtmi:dtdl:context;3",
+        "@id": "dtmi:example:SmartPump;1",
+        "@type": "Interface",
+        "extends": "dtmi:twingraph:isa95:Pump;1",
+        "contents": [{"@type": "Property", "name": "efficiency", "schema": "double"}]
+    });
+    let v = gql(
+        s.addr,
+        r#"mutation($m: [JSON!]!) { uploadModels(models: $m) { models } }"#,
+        json!({"m": [smart]}),
+    )
+    .await;
+    assert!(v.get("errors").is_none(), "{v}");
+    mutate(
+        s.addr,
+        r#"mutation { createSmartPump(id: "sp", reported: {efficiency: 0.7}) { efficiency } }"#,
+    )
+    .await;
+    let v = c.next_data("1").await;
+    assert_eq!(v["data"]["events"]["kind"], "modelsChanged", "{v}");
+    let v = c.next_data("1").await;
+    assert_eq!(v["data"]["events"]["kind"], "twinCreated", "{v}");
+    assert_eq!(v["data"]["events"]["twins"], json!(["sp"]));
+    s.shutdown().await;
+}

@@ -378,6 +378,13 @@ pub(super) fn render(schema: &Schema, v: &Value) -> Result<FieldValue<'static>, 
             ),
             None => FieldValue::NULL,
         },
+        // A Float is a float even when stored as `3`.
+        Schema::Primitive {
+            primitive: Primitive::Double | Primitive::Float,
+        } => match v.as_f64() {
+            Some(f) => FieldValue::value(f),
+            None => FieldValue::NULL,
+        },
         _ => FieldValue::value(to_gql(v.clone())?),
     })
 }
@@ -441,6 +448,12 @@ pub(super) fn parse(schema: &Schema, v: &GqlValue, at: &str) -> Result<Value, St
             .map(|(i, x)| parse(element, x, &format!("{at}[{i}]")))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
+        (
+            Schema::Primitive {
+                primitive: Primitive::Double | Primitive::Float,
+            },
+            GqlValue::Number(n),
+        ) => Ok(n.as_f64().map_or(Value::Null, Value::from)),
         // A single value where a list is expected is a list of one (GraphQL input coercion).
         (Schema::Array { element, .. }, x) => Ok(Value::Array(vec![parse(element, x, at)?])),
         (_, x) => x.clone().into_json().map_err(|e| format!("{at}: {e}")),
