@@ -426,6 +426,17 @@ async fn commands_are_mutations_recorded_as_events() {
     assert_eq!(e["twins"], json!(["a"]));
     assert_eq!(e["change"]["request"], true);
     assert_eq!(e["change"]["invocation"], d["stop"]["invocationId"]);
+    // A Component's command names the Component.
+    let v = gql(
+        s.addr,
+        r#"mutation { pumpDriveResetOverload(id: "a", force: true) { command component request } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        ok(&v)["pumpDriveResetOverload"],
+        json!({"command": "resetOverload", "component": "drive", "request": true})
+    );
     // The twin itself is unchanged by a command.
     let v = gql(s.addr, r#"{ pump(id: "a") { version } }"#, json!({})).await;
     assert_eq!(ok(&v)["pump"]["version"], 1);

@@ -376,7 +376,7 @@ pub(super) fn subscription() -> (Subscription, Vec<Type>) {
         .field(change_field(
             "kind",
             nn(TypeRef::STRING),
-            "twinCreated, twinDeleted, desiredPatched, reportedPatched, relationshipCreated, relationshipUpdated, relationshipDeleted.",
+            "twinCreated, twinDeleted, desiredPatched, reportedPatched, relationshipCreated, relationshipUpdated, relationshipDeleted, commandInvoked.",
             |c| Some(FieldValue::value(c.kind)),
         ))
         .field(change_field("twinId", nn(TypeRef::ID), "The twin concerned.", |c| {

@@ -9,11 +9,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQL, GraphQLSubscription};
+use async_graphql_axum::{GraphQL, GraphQLProtocol, GraphQLWebSocket};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
+use axum::extract::WebSocketUpgrade;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
@@ -61,9 +63,14 @@ pub fn app(state: AppState) -> Router {
             )))
             .post_service(GraphQL::new(state.schema.clone())),
         )
-        .route_service(
+        .route(
             "/graphql/ws",
-            GraphQLSubscription::new(state.schema.clone()),
+            get({
+                let schema = state.schema.clone();
+                move |protocol: GraphQLProtocol, upgrade: WebSocketUpgrade| {
+                    subscriptions(schema.clone(), limit, protocol, upgrade)
+                }
+            }),
         )
         .route("/", get(graphiql))
         .route("/healthz", get(|| async { "ok" }))
@@ -101,6 +108,29 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(move |req, next| {
             count(metrics.clone(), req, next)
         }))
+}
+
+/// Buffers of one WebSocket connection. Subscription traffic is small
+/// messages: tungstenite's 128 KiB defaults would cost 2.5 GiB of buffers
+/// (and the page faults to zero them) for 10,000 subscribers.
+const WS_BUFFER: usize = 8 * 1024;
+
+/// A GraphQL WebSocket connection (`graphql-transport-ws` or `graphql-ws`);
+/// each subscription runs on the schema serving when it starts. Client messages are
+/// limited to `max_message` bytes, like request bodies.
+async fn subscriptions(
+    schema: crate::graphql::LiveSchema,
+    max_message: usize,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade
+        .read_buffer_size(WS_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| GraphQLWebSocket::new(stream, schema, protocol).serve())
 }
 
 /// Counts requests by route (known routes only: bounded label values) and

@@ -27,7 +27,7 @@ use serde_json::{Map, Value, json};
 
 use super::values::{filter_ops, parse, upper_first};
 use super::{Compiler, derived, field_base};
-use crate::dtdl::model::{ContentKind, Interface as DtdlInterface, Schema};
+use crate::dtdl::model::{Content, ContentKind, Interface as DtdlInterface, Schema};
 use crate::graphql::errors::{bad_request, not_found, store_error};
 use crate::graphql::filter::{Filter, compare, sort_key};
 use crate::graphql::names::TypeNames;
@@ -580,78 +580,112 @@ impl Api {
         self.mutations.push(create);
         self.mutations.push(update);
 
-        // Commands, on the Interface that declares them.
+        // Commands (and the commands of Components), on the Interface that declares them.
         for content in iface.contents.iter().filter(|x| x.defined_in == dtmi) {
-            let ContentKind::Command { request, .. } = &content.kind else {
-                continue;
-            };
-            let name = self
-                .mutation_names
-                .claim(format!("{lower}{}", upper_first(&content.name)));
-            let mut doc = super::content_doc("Command", content);
-            doc.push_str(&format!(
-                " Records a `commandInvoked` event for the device of a {} (or subtype) twin.",
-                n.interface
-            ));
-            let request_arg = request.as_ref().map(|p| {
-                let hint = format!(
-                    "{}{}{}",
-                    n.interface,
-                    upper_first(&content.name),
-                    upper_first(&p.name)
-                );
-                let ty = c.schemas.input(&mut c.namer, &p.schema, &hint);
-                (p.name.clone(), Arc::new(p.schema.clone()), ty)
-            });
-            let (d, command, req) = (dtmi.clone(), content.name.clone(), request_arg.clone());
-            let mut field = Field::new(name, TypeRef::named_nn("CommandInvocation"), move |ctx| {
-                let (dtmi, command, req) = (d.clone(), command.clone(), req.clone());
-                FieldFuture::new(async move {
-                    let store = store_of(&ctx)?;
-                    let id = ctx.args.try_get("id")?.string()?.to_owned();
-                    let Some(t) = store.twin(&id).await.map_err(|e| store_error(&e))? else {
-                        return Err(not_found(
-                            format!("twin {id} does not exist"),
-                            "twin_not_found",
-                        ));
+            match &content.kind {
+                ContentKind::Command { .. } => self.command(c, n, &dtmi, None, content),
+                ContentKind::Component { schema } => {
+                    let Some(inner) = c.models.interface(schema) else {
+                        continue;
                     };
-                    if !is_a(store, &t.model, &dtmi) {
-                        return Err(not_found(
-                            format!("twin {id} is not a {dtmi}"),
-                            "twin_not_found",
-                        ));
+                    for cmd in &inner.contents {
+                        if matches!(cmd.kind, ContentKind::Command { .. }) {
+                            self.command(c, n, &dtmi, Some(&content.name), cmd);
+                        }
                     }
-                    let request = match &req {
-                        Some((arg, schema, _)) => match ctx.args.get(arg) {
-                            Some(v) => Some(parse(schema, v.as_value(), arg).map_err(bad_request)?),
-                            None => None,
-                        },
-                        None => None,
-                    };
-                    let op = Op::InvokeCommand {
-                        id,
-                        component: None,
-                        command,
-                        request,
-                    };
-                    let events = store
-                        .apply(Batch::one(op), "anonymous")
-                        .await
-                        .map_err(|e| store_error(&e))?;
-                    let e = events
-                        .into_iter()
-                        .next()
-                        .ok_or_else(|| Error::new("internal error"))?;
-                    Ok(Some(FieldValue::owned_any(invocation_json(&e))))
-                })
-            })
-            .description(doc)
-            .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)));
-            if let Some((arg, _, ty)) = request_arg {
-                field = field.argument(InputValue::new(arg, ty));
+                }
+                _ => {}
             }
-            self.mutations.push(field);
         }
+    }
+
+    /// The mutation of one Command (of the twin itself, or of its Component `component`).
+    fn command(
+        &mut self,
+        c: &mut Compiler<'_>,
+        n: &TypeNames,
+        dtmi: &str,
+        component: Option<&str>,
+        content: &Content,
+    ) {
+        let ContentKind::Command { request, .. } = &content.kind else {
+            return;
+        };
+        let stem = format!(
+            "{}{}",
+            component.map(upper_first).unwrap_or_default(),
+            upper_first(&content.name)
+        );
+        let name = self
+            .mutation_names
+            .claim(format!("{}{stem}", lower_first(&n.interface)));
+        let mut doc = super::content_doc("Command", content);
+        if let Some(comp) = component {
+            doc.push_str(&format!(" Of the Component `{comp}`."));
+        }
+        doc.push_str(&format!(
+            " Records a `commandInvoked` event for the device of a {} (or subtype) twin.",
+            n.interface
+        ));
+        let request_arg = request.as_ref().map(|p| {
+            let hint = format!("{}{stem}{}", n.interface, upper_first(&p.name));
+            let ty = c.schemas.input(&mut c.namer, &p.schema, &hint);
+            (p.name.clone(), Arc::new(p.schema.clone()), ty)
+        });
+        let (d, command, req, comp) = (
+            dtmi.to_owned(),
+            content.name.clone(),
+            request_arg.clone(),
+            component.map(str::to_owned),
+        );
+        let mut field = Field::new(name, TypeRef::named_nn("CommandInvocation"), move |ctx| {
+            let (dtmi, command, req, component) =
+                (d.clone(), command.clone(), req.clone(), comp.clone());
+            FieldFuture::new(async move {
+                let store = store_of(&ctx)?;
+                let id = ctx.args.try_get("id")?.string()?.to_owned();
+                let Some(t) = store.twin(&id).await.map_err(|e| store_error(&e))? else {
+                    return Err(not_found(
+                        format!("twin {id} does not exist"),
+                        "twin_not_found",
+                    ));
+                };
+                if !is_a(store, &t.model, &dtmi) {
+                    return Err(not_found(
+                        format!("twin {id} is not a {dtmi}"),
+                        "twin_not_found",
+                    ));
+                }
+                let request = match &req {
+                    Some((arg, schema, _)) => match ctx.args.get(arg) {
+                        Some(v) => Some(parse(schema, v.as_value(), arg).map_err(bad_request)?),
+                        None => None,
+                    },
+                    None => None,
+                };
+                let op = Op::InvokeCommand {
+                    id,
+                    component,
+                    command,
+                    request,
+                };
+                let events = store
+                    .apply(Batch::one(op), "anonymous")
+                    .await
+                    .map_err(|e| store_error(&e))?;
+                let e = events
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| Error::new("internal error"))?;
+                Ok(Some(FieldValue::owned_any(invocation_json(&e))))
+            })
+        })
+        .description(doc)
+        .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)));
+        if let Some((arg, _, ty)) = request_arg {
+            field = field.argument(InputValue::new(arg, ty));
+        }
+        self.mutations.push(field);
     }
 }
 
