@@ -201,7 +201,7 @@ async fn subscriber(
     // Small buffers, as the server's: tungstenite's 128 KiB defaults cost
     // gigabytes (and page faults) for 10,000 connections.
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(8 * 1024)
+        .read_buffer_size(2 * 1024)
         .write_buffer_size(0);
     let (mut ws, _) = tokio_tungstenite::client_async_with_config(req, tcp, Some(config))
         .await
@@ -252,7 +252,8 @@ const ROUNDS: usize = 5;
 /// file descriptor per subscriber). Prints `ready` once every subscriber saw
 /// a probe, then one line of delivery times of the measured change.
 fn subscriber_process(addr: SocketAddr, n: usize) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // One thread: the load generator takes at most one of the two cores.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");

@@ -472,3 +472,94 @@ async fn subscriptions_survive_a_schema_swap() {
     assert_eq!(v["data"]["events"]["twins"], json!(["sp"]));
     s.shutdown().await;
 }
+
+async fn active_subscriptions(addr: SocketAddr) -> f64 {
+    let (_, text) = crate::server::http(addr, "GET", "/metrics", None).await;
+    text.lines()
+        .find(|l| l.starts_with("twingraph_subscriptions_active"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(-1.0)
+}
+
+async fn wait_active(addr: SocketAddr, want: f64) {
+    let mut active = -1.0;
+    for _ in 0..200 {
+        active = active_subscriptions(addr).await;
+        if active == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{active} subscriptions active, expected {want}");
+}
+
+/// Identical subscriptions share one execution: each subscriber still gets
+/// every change, is counted, may leave alone, and a new one after everyone
+/// left starts afresh.
+#[tokio::test]
+async fn identical_subscriptions_share_one_execution() {
+    let s = start().await;
+    mutate(s.addr, &pump("p1")).await;
+    let q = r#"subscription { twinChanged(id: "p1") { sequence patch } }"#;
+    let mut clients = Vec::new();
+    for legacy in [false, true, false] {
+        let mut c = Client::connect(s.addr, legacy).await;
+        c.subscribe("s", q).await;
+        clients.push(c);
+    }
+    // A different selection is a different execution.
+    let mut other = Client::connect(s.addr, false).await;
+    other
+        .subscribe(
+            "o",
+            r#"subscription { twinChanged(id: "p1") { sequence kind } }"#,
+        )
+        .await;
+    wait_active(s.addr, 4.0).await;
+    let patch = |x: f64| {
+        format!(r#"mutation {{ patchReported(id: "p1", patch: {{flowRate: {x:.1}}}) {{ id }} }}"#)
+    };
+    mutate(s.addr, &patch(1.5)).await;
+    let mut seqs = Vec::new();
+    for c in &mut clients {
+        let v = c.next_data("s").await;
+        assert_eq!(
+            v["data"]["twinChanged"]["patch"],
+            json!({"reported": {"flowRate": 1.5}}),
+            "{v}"
+        );
+        seqs.push(v["data"]["twinChanged"]["sequence"].clone());
+    }
+    let v = other.next_data("o").await;
+    assert_eq!(v["data"]["twinChanged"]["kind"], "reportedPatched", "{v}");
+    assert!(seqs.iter().all(|x| *x == seqs[0]), "{seqs:?}");
+    assert_eq!(v["data"]["twinChanged"]["sequence"], seqs[0]);
+
+    // One leaves; the others go on.
+    let mut gone = clients.remove(0);
+    gone.send(json!({"type": "complete", "id": "s"})).await;
+    wait_active(s.addr, 3.0).await;
+    mutate(s.addr, &patch(2.5)).await;
+    for c in &mut clients {
+        let v = c.next_data("s").await;
+        assert_eq!(
+            v["data"]["twinChanged"]["patch"]["reported"]["flowRate"], 2.5,
+            "{v}"
+        );
+    }
+    // Everyone leaves; a newcomer gets a working subscription of its own.
+    drop(clients);
+    drop(other);
+    drop(gone);
+    wait_active(s.addr, 0.0).await;
+    let mut late = Client::connect(s.addr, false).await;
+    late.subscribe("s", q).await;
+    wait_active(s.addr, 1.0).await;
+    mutate(s.addr, &patch(3.5)).await;
+    let v = late.next_data("s").await;
+    assert_eq!(
+        v["data"]["twinChanged"]["patch"]["reported"]["flowRate"], 3.5,
+        "{v}"
+    );
+    s.shutdown().await;
+}

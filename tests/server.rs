@@ -26,18 +26,27 @@ pub(crate) async fn start() -> Running {
     start_with(StoreConfig::default()).await
 }
 
-/// A server over an in-memory store with `config`.
+/// A server over an in-memory store with `config` (subscribers may fall
+/// `config.live_buffer` events behind, shared or not).
 pub(crate) async fn start_with(config: StoreConfig) -> Running {
-    start_on(Arc::new(Store::in_memory(sample_models(), config))).await
+    let limits = graphql::schema::Limits {
+        live_buffer: config.live_buffer,
+        ..graphql::schema::Limits::default()
+    };
+    serve(Arc::new(Store::in_memory(sample_models(), config)), limits).await
 }
 
 /// A server over `store`.
 pub(crate) async fn start_on(store: Arc<dyn GraphStore>) -> Running {
+    serve(store, graphql::schema::Limits::default()).await
+}
+
+async fn serve(store: Arc<dyn GraphStore>, limits: graphql::schema::Limits) -> Running {
     let live = graphql::Shutdown::default();
     let metrics = Arc::new(twingraph::metrics::Metrics::default());
     let schema = graphql::build(
         store.clone(),
-        graphql::schema::Limits::default(),
+        limits,
         live.clone(),
         metrics.clone(),
         Arc::new(graphql::ModelLibrary::new(sample_sources(), None)),

@@ -117,6 +117,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             depth: config.max_query_depth,
             complexity: config.max_query_complexity,
             max_page: config.max_page,
+            live_buffer: config.live_buffer,
         },
         live.clone(),
         metrics.clone(),

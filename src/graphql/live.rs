@@ -233,7 +233,7 @@ struct Replay {
     fresh_rx: bool,
     kinds: Option<Vec<String>>,
     done: bool,
-    _counted: SubscriptionGuard,
+    _counted: Option<SubscriptionGuard>,
 }
 
 impl Replay {
@@ -296,7 +296,7 @@ fn events_stream<'a>(
     store: Arc<dyn GraphStore>,
     after: u64,
     kinds: Option<Vec<String>>,
-    counted: SubscriptionGuard,
+    counted: Option<SubscriptionGuard>,
 ) -> impl Stream<Item = Result<FieldValue<'a>, Error>> + Send + 'a {
     let replay = Replay {
         rx: store.subscribe(),
@@ -323,7 +323,7 @@ struct Watch {
     last: u64,
     pending: VecDeque<TwinChange>,
     done: bool,
-    _counted: SubscriptionGuard,
+    _counted: Option<SubscriptionGuard>,
 }
 
 impl Watch {
@@ -363,6 +363,17 @@ impl Watch {
             }
         }
     }
+}
+
+/// The metrics guard of a subscription; none for a shared subscription's
+/// own execution (its subscribers are counted one by one).
+fn counted(
+    ctx: &async_graphql::dynamic::ResolverContext<'_>,
+) -> Result<Option<SubscriptionGuard>, Error> {
+    if ctx.data_opt::<super::shared::HubExecution>().is_some() {
+        return Ok(None);
+    }
+    Ok(Some(ctx.data::<Arc<Metrics>>()?.subscription()))
 }
 
 /// The `Subscription` root and the types it adds.
@@ -424,7 +435,7 @@ pub(super) fn subscription() -> (Subscription, Vec<Type>) {
                 filter,
                 pending: VecDeque::new(),
                 done: false,
-                _counted: ctx.data::<Arc<Metrics>>()?.subscription(),
+                _counted: counted(&ctx)?,
             };
             let closing = ctx.data::<Shutdown>()?.clone().triggered();
             Ok(stream::unfold(watcher, |mut w| async move {
@@ -458,7 +469,7 @@ pub(super) fn subscription() -> (Subscription, Vec<Type>) {
                 )));
             }
             let closing = ctx.data::<Shutdown>()?.clone().triggered();
-            let counted = ctx.data::<Arc<Metrics>>()?.subscription();
+            let counted = counted(&ctx)?;
             Ok(events_stream(store, after, kinds, counted).take_until(Box::pin(closing)))
         })
     })

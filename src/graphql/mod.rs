@@ -20,6 +20,7 @@ mod loader;
 pub mod names;
 mod reload;
 pub mod schema;
+mod shared;
 pub mod typed;
 pub mod upload;
 

@@ -7,6 +7,7 @@
 //! the schema it starts on (an `Arc` inside), so in-flight requests and open
 //! subscriptions finish on the schema they started with.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, Weak};
 
 use async_graphql::dynamic::{Schema, SchemaError};
@@ -14,6 +15,7 @@ use async_graphql::futures_util::stream::BoxStream;
 use async_graphql::{Data, Executor, Request, Response};
 
 use super::schema::{Limits, build_schema};
+use super::shared::Hubs;
 use super::upload::ModelLibrary;
 use crate::dtdl::ModelSet;
 use crate::metrics::Metrics;
@@ -31,6 +33,9 @@ pub(super) struct Parts {
 
 struct Inner {
     current: RwLock<Schema>,
+    /// Grows with every installed schema: subscriptions share within one.
+    generation: AtomicU64,
+    hubs: Arc<Hubs>,
     parts: Parts,
 }
 
@@ -69,6 +74,7 @@ impl Reloader {
                 Ok(mut current) => *current = schema,
                 Err(poisoned) => *poisoned.into_inner() = schema,
             }
+            inner.generation.fetch_add(1, Ordering::AcqRel);
         }
     }
 }
@@ -80,6 +86,8 @@ impl LiveSchema {
         let schema = build_schema(&parts, &parts.store.models(), reloader.clone())?;
         let inner = Arc::new(Inner {
             current: RwLock::new(schema),
+            generation: AtomicU64::new(0),
+            hubs: Hubs::new(parts.limits.live_buffer),
             parts,
         });
         // Set exactly once, here.
@@ -107,12 +115,32 @@ impl Executor for LiveSchema {
         schema.execute(request).await
     }
 
+    /// Identical subscriptions without connection data share one execution
+    /// (see [`super::shared`]).
     fn execute_stream(
         &self,
         request: Request,
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Response> {
-        self.current()
-            .execute_stream_with_session_data(request, session_data.unwrap_or_default())
+        let schema = self.current();
+        let request = if session_data.as_ref().is_none_or(|d| d.is_empty()) {
+            let generation = self.0.generation.load(Ordering::Acquire);
+            let last_seq = self.0.parts.store.last_seq();
+            let start = {
+                let schema = schema.clone();
+                move |r: Request| schema.execute_stream(r)
+            };
+            match self
+                .0
+                .hubs
+                .join(generation, request, last_seq, &self.0.parts.metrics, start)
+            {
+                Ok(shared) => return shared,
+                Err(request) => *request,
+            }
+        } else {
+            request
+        };
+        schema.execute_stream_with_session_data(request, session_data.unwrap_or_default())
     }
 }

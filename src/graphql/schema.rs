@@ -25,6 +25,9 @@ pub struct Limits {
     pub complexity: usize,
     /// Largest page a connection returns.
     pub max_page: usize,
+    /// Responses a subscriber may fall behind a shared subscription
+    /// before it is told `SUBSCRIBER_LAGGED` (as the store's live buffer).
+    pub live_buffer: usize,
 }
 
 impl Default for Limits {
@@ -33,6 +36,7 @@ impl Default for Limits {
             depth: 16,
             complexity: 10_000,
             max_page: 1000,
+            live_buffer: 4096,
         }
     }
 }

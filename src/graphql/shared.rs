@@ -1,0 +1,251 @@
+//! Shared subscriptions: identical live subscriptions run once.
+//!
+//! Dashboards subscribe by the thousand to the same few twins. Executing
+//! the selection set once per subscriber and event would make a change's
+//! fan-out cost grow with GraphQL work per subscriber; instead, subscriptions
+//! with the same document, operation and variables (and no per-connection
+//! data) share one execution (a *hub*): its responses go through a
+//! broadcast channel to every subscriber, which only clones and sends them.
+//!
+//! Only subscriptions that start "now" may share (a late joiner sees what
+//! it would have seen on its own: changes from when it joined): every root
+//! field is `twinChanged`, or `events` without `after` (a replay depends on
+//! where it starts). A subscriber that falls more than the buffer behind is
+//! told so with `SUBSCRIBER_LAGGED` and the last sequence it was sent, as
+//! unshared streams do. The hub stops when its last subscriber leaves, and
+//! its subscribers' streams end when it ends (shutdown, or an error).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use async_graphql::futures_util::stream::{self, BoxStream, StreamExt};
+use async_graphql::parser::types::{DocumentOperations, OperationType, Selection};
+use async_graphql::{ErrorExtensions, Request, Response, ServerError};
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use crate::metrics::{Metrics, SubscriptionGuard};
+
+/// Request data marking a hub's own execution (its subscription is counted
+/// per subscriber instead).
+#[derive(Debug, Clone, Copy)]
+pub struct HubExecution;
+
+/// The key of identical subscriptions.
+type Key = (u64, String);
+
+/// The hubs of one schema generation and up.
+#[derive(Debug)]
+pub(super) struct Hubs {
+    hubs: Mutex<HashMap<Key, Weak<Hub>>>,
+    capacity: usize,
+}
+
+#[derive(Debug)]
+struct Hub {
+    /// `None` once the execution has ended: late joiners start a new hub.
+    tx: Mutex<Option<broadcast::Sender<Arc<Response>>>>,
+    task: tokio::task::AbortHandle,
+    key: Key,
+    hubs: Weak<Hubs>,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Some(hubs) = self.hubs.upgrade()
+            && let Ok(mut map) = hubs.hubs.lock()
+            && map.get(&self.key).is_some_and(|w| w.strong_count() == 0)
+        {
+            map.remove(&self.key);
+        }
+    }
+}
+
+/// Whether `request` may share an execution; its key if so.
+fn share_key(generation: u64, request: &Request) -> Option<Key> {
+    if !request.data.is_empty() {
+        return None;
+    }
+    let doc = async_graphql::parser::parse_query(&request.query).ok()?;
+    let op = match (&doc.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(op), _) => op,
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name)?,
+        (DocumentOperations::Multiple(_), None) => return None,
+    };
+    if op.node.ty != OperationType::Subscription || !doc.fragments.is_empty() {
+        return None;
+    }
+    let starts_now = op
+        .node
+        .selection_set
+        .node
+        .items
+        .iter()
+        .all(|s| match &s.node {
+            Selection::Field(f) => match f.node.name.node.as_str() {
+                "twinChanged" => true,
+                "events" => f.node.get_argument("after").is_none(),
+                _ => false,
+            },
+            _ => false,
+        });
+    if !starts_now {
+        return None;
+    }
+    let variables = serde_json::to_string(&request.variables).ok()?;
+    Some((
+        generation,
+        format!(
+            "{}\u{0}{}\u{0}{variables}",
+            request.operation_name.as_deref().unwrap_or(""),
+            request.query
+        ),
+    ))
+}
+
+/// The event sequence number a live response carries, if any.
+fn sequence_of(r: &Response) -> Option<u64> {
+    let async_graphql::Value::Object(root) = &r.data else {
+        return None;
+    };
+    root.values().find_map(|v| match v {
+        async_graphql::Value::Object(o) => {
+            ["sequence", "seq"].iter().find_map(|k| match o.get(*k) {
+                Some(async_graphql::Value::Number(n)) => n.as_u64(),
+                _ => None,
+            })
+        }
+        _ => None,
+    })
+}
+
+/// A subscriber's copy of a shared response.
+fn copy(r: &Response) -> Response {
+    let mut out = Response::new(r.data.clone());
+    out.extensions = r.extensions.clone();
+    out.cache_control = r.cache_control;
+    out.errors = r.errors.clone();
+    out.http_headers = r.http_headers.clone();
+    out
+}
+
+fn lagged(last_sent: u64) -> Response {
+    let err = async_graphql::Error::new(format!(
+        "this subscription fell too far behind and was stopped; resume with events(after: {last_sent})"
+    ))
+    .extend_with(|_, ext| {
+        ext.set("code", "SUBSCRIBER_LAGGED");
+        ext.set("lastSequence", i64::try_from(last_sent).unwrap_or(i64::MAX));
+    });
+    Response::from_errors(vec![ServerError {
+        message: err.message,
+        source: None,
+        locations: Vec::new(),
+        path: Vec::new(),
+        extensions: err.extensions,
+    }])
+}
+
+impl Hubs {
+    pub fn new(capacity: usize) -> Arc<Hubs> {
+        Arc::new(Hubs {
+            hubs: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        })
+    }
+
+    /// The stream of `request`, a share of a hub, when it may share (`start`
+    /// runs a new hub's execution); else the request back. `last_seq` is the
+    /// store's last sequence now (what a lag before the first delivery
+    /// reports).
+    pub fn join(
+        self: &Arc<Self>,
+        generation: u64,
+        request: Request,
+        last_seq: u64,
+        metrics: &Arc<Metrics>,
+        start: impl FnOnce(Request) -> BoxStream<'static, Response>,
+    ) -> Result<BoxStream<'static, Response>, Box<Request>> {
+        let Some(key) = share_key(generation, &request) else {
+            return Err(Box::new(request));
+        };
+        // Never drop a Hub while holding the map's lock (its Drop takes it).
+        let existing = match self.hubs.lock() {
+            Ok(map) => map.get(&key).and_then(Weak::upgrade),
+            Err(_) => return Err(Box::new(request)),
+        };
+        let live = existing.and_then(|hub| {
+            let rx = hub.tx.lock().ok()?.as_ref()?.subscribe();
+            Some((hub, rx))
+        });
+        let (hub, rx) = match live {
+            Some(x) => x,
+            None => {
+                let (tx, rx) = broadcast::channel(self.capacity);
+                let upstream = start(request.data(HubExecution));
+                let hub = Arc::new_cyclic(|weak: &Weak<Hub>| {
+                    let weak = weak.clone();
+                    let sender = tx.clone();
+                    let task = tokio::spawn(async move {
+                        let mut upstream = upstream;
+                        while let Some(r) = upstream.next().await {
+                            if sender.send(Arc::new(r)).is_err() {
+                                break;
+                            }
+                        }
+                        // Ended: close every subscriber's stream.
+                        if let Some(hub) = weak.upgrade()
+                            && let Ok(mut tx) = hub.tx.lock()
+                        {
+                            *tx = None;
+                        }
+                    });
+                    Hub {
+                        tx: Mutex::new(Some(tx)),
+                        task: task.abort_handle(),
+                        key: key.clone(),
+                        hubs: Arc::downgrade(self),
+                    }
+                });
+                if let Ok(mut map) = self.hubs.lock() {
+                    map.insert(key, Arc::downgrade(&hub));
+                }
+                (hub, rx)
+            }
+        };
+        struct Share {
+            rx: broadcast::Receiver<Arc<Response>>,
+            _hub: Arc<Hub>,
+            _counted: SubscriptionGuard,
+            last: u64,
+            done: bool,
+        }
+        let share = Share {
+            rx,
+            _hub: hub,
+            _counted: metrics.subscription(),
+            last: last_seq,
+            done: false,
+        };
+        Ok(stream::unfold(share, |mut s| async move {
+            if s.done {
+                return None;
+            }
+            match s.rx.recv().await {
+                Ok(r) => {
+                    if let Some(seq) = sequence_of(&r) {
+                        s.last = seq;
+                    }
+                    Some((copy(&r), s))
+                }
+                Err(RecvError::Lagged(_)) => {
+                    s.done = true;
+                    let last = s.last;
+                    Some((lagged(last), s))
+                }
+                Err(RecvError::Closed) => None,
+            }
+        })
+        .boxed())
+    }
+}
