@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use super::errors::{bad_request, not_found, store_error};
 use super::loader::TwinLoader;
 use super::schema::{
-    Limits, PageInfo, json_arg, long_arg, store_of, str_arg, time_arg, to_gql, twin_value,
-    types_of, usize_arg,
+    Limits, PageInfo, json_arg, long_arg, store_of, str_arg, time_arg, to_gql, twin_ref,
+    twin_value, types_of, usize_arg,
 };
 use super::typed::TwinTypes;
 use crate::store::GraphStore;
@@ -49,19 +49,26 @@ fn record(name: &str, description: &str, fields: &[(&str, TypeRef, &str)]) -> Ob
     obj
 }
 
-/// A traversal hit with its twin already loaded (one store call for all hits).
-struct Hit(Value, Option<crate::twin::Twin>);
+/// A traversal hit: what was reached from where, and its twin when already
+/// loaded (one store call for all hits). Its fields are computed only when
+/// asked for.
+struct Hit {
+    start: Arc<str>,
+    reached: Reached,
+    twin: Option<crate::twin::Twin>,
+}
 
-/// The JSON of a record parent (plain, or a [`Hit`]).
+fn hit<'a>(ctx: &ResolverContext<'a>) -> Result<&'a Hit, Error> {
+    ctx.parent_value.try_downcast_ref::<Hit>()
+}
+
+/// The JSON of a record parent.
 fn record_of<'a>(ctx: &ResolverContext<'a>) -> Result<&'a Value, Error> {
-    match ctx.parent_value.downcast_ref::<Hit>() {
-        Some(h) => Ok(&h.0),
-        None => ctx.parent_value.try_downcast_ref::<Value>(),
-    }
+    ctx.parent_value.try_downcast_ref::<Value>()
 }
 
 /// A field of a JSON-backed record that resolves the twin whose id is under `key`.
-fn twin_ref(name: &str, key: &'static str, doc: &str) -> Field {
+fn twin_at_key(name: &str, key: &'static str, doc: &str) -> Field {
     Field::new(name, TypeRef::named("Twin"), move |ctx| {
         FieldFuture::new(async move {
             let v = record_of(&ctx)?;
@@ -89,26 +96,20 @@ fn relationship_json(r: &Relationship) -> Value {
     })
 }
 
-/// A traversal hit: `path` is the twins from the start to the hit, `hops`
-/// the relationships crossed.
-fn reached_json(start: &str, r: &Reached) -> Value {
+/// The twins on a hit's path, from the start to the hit.
+fn hit_path(start: &str, r: &Reached) -> Vec<String> {
     let mut path = Vec::with_capacity(r.path.len() + 1);
     let mut at = start;
-    path.push(at);
+    path.push(at.to_owned());
     for hop in &r.path {
         at = if hop.source == at {
             &hop.target
         } else {
             &hop.source
         };
-        path.push(at);
+        path.push(at.to_owned());
     }
-    json!({
-        "twin": r.twin,
-        "depth": r.depth,
-        "path": path,
-        "hops": r.path,
-    })
+    path
 }
 
 fn rel_cursor(r: &Relationship) -> String {
@@ -305,8 +306,8 @@ pub(super) fn extend(
             ("updatedAt", s("DateTime"), ""),
         ],
     )
-    .field(twin_ref("sourceTwin", "source", "The source twin."))
-    .field(twin_ref("targetTwin", "target", "The target twin."));
+    .field(twin_at_key("sourceTwin", "source", "The source twin."))
+    .field(twin_at_key("targetTwin", "target", "The target twin."));
     let hop = record(
         "Hop",
         "One relationship crossed on a path.",
@@ -317,48 +318,57 @@ pub(super) fn extend(
             ("target", s(TypeRef::ID), ""),
         ],
     );
-    let hit = record(
-        "TraversalHit",
-        "A twin reached by a traversal, at its shortest depth.",
-        &[
-            ("depth", s(TypeRef::INT), "Hops from the start."),
-            (
-                "path",
-                TypeRef::named_nn_list_nn(TypeRef::ID),
-                "Twins on one shortest path, from the start to this twin.",
-            ),
-        ],
-    )
-    .field(
-        Field::new("hops", TypeRef::named_nn_list_nn("Hop"), |ctx| {
-            FieldFuture::new(async move {
-                let v = record_of(&ctx)?;
-                let hops = v
-                    .get("hops")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                Ok(Some(records(hops)))
+    let hit = Object::new("TraversalHit")
+        .description("A twin reached by a traversal, at its shortest depth.")
+        .field(
+            Field::new("depth", s(TypeRef::INT), |ctx| {
+                FieldFuture::new(async move {
+                    Ok(Some(FieldValue::value(hit(&ctx)?.reached.depth as i64)))
+                })
             })
-        })
-        .description("The relationships crossed on that path."),
-    )
-    .field(
-        Field::new("twin", s("Twin"), |ctx| {
-            FieldFuture::new(async move {
-                if let Some(Hit(_, Some(t))) = ctx.parent_value.downcast_ref::<Hit>() {
-                    return Ok(Some(twin_value(types_of(&ctx)?, t.clone())));
-                }
-                let v = record_of(&ctx)?;
-                let id = v.get("twin").and_then(Value::as_str).unwrap_or_default();
-                let t = load_twin(&ctx, id)
-                    .await?
-                    .ok_or_else(|| Error::new(format!("twin {id} vanished")))?;
-                Ok(Some(twin_value(types_of(&ctx)?, t)))
+            .description("Hops from the start."),
+        )
+        .field(
+            Field::new("path", TypeRef::named_nn_list_nn(TypeRef::ID), |ctx| {
+                FieldFuture::new(async move {
+                    let h = hit(&ctx)?;
+                    Ok(Some(FieldValue::list(
+                        hit_path(&h.start, &h.reached)
+                            .into_iter()
+                            .map(FieldValue::value),
+                    )))
+                })
             })
-        })
-        .description("The twin reached."),
-    );
+            .description("Twins on one shortest path, from the start to this twin."),
+        )
+        .field(
+            Field::new("hops", TypeRef::named_nn_list_nn("Hop"), |ctx| {
+                FieldFuture::new(async move {
+                    let h = hit(&ctx)?;
+                    let hops = serde_json::to_value(&h.reached.path)
+                        .ok()
+                        .and_then(|v| v.as_array().cloned())
+                        .unwrap_or_default();
+                    Ok(Some(records(hops)))
+                })
+            })
+            .description("The relationships crossed on that path."),
+        )
+        .field(
+            Field::new("twin", s("Twin"), |ctx| {
+                FieldFuture::new(async move {
+                    let h = hit(&ctx)?;
+                    if let Some(t) = &h.twin {
+                        return Ok(Some(twin_ref(types_of(&ctx)?, t)));
+                    }
+                    let t = load_twin(&ctx, &h.reached.twin)
+                        .await?
+                        .ok_or_else(|| Error::new(format!("twin {} vanished", h.reached.twin)))?;
+                    Ok(Some(twin_value(types_of(&ctx)?, t)))
+                })
+            })
+            .description("The twin reached."),
+        );
     let event = record(
         "Event",
         "One committed change; immutable.",
@@ -468,20 +478,28 @@ pub(super) fn extend(
                         .traverse(&t)
                         .await
                         .map_err(|e| store_error(&e))?;
-                    if !ctx.look_ahead().field("twin").exists() {
-                        return Ok(Some(records(hits.iter().map(|h| reached_json(&t.start, h)))));
-                    }
-                    // Every hit's twin in one store call.
-                    let ids: Vec<String> = hits.iter().map(|h| h.twin.clone()).collect();
-                    let mut twins: std::collections::HashMap<String, crate::twin::Twin> = store_of(&ctx)?
-                        .twins_by_ids(&ids)
-                        .await
-                        .map_err(|e| store_error(&e))?
-                        .into_iter()
-                        .map(|t| (t.id.to_string(), t))
-                        .collect();
-                    Ok(Some(FieldValue::list(hits.iter().map(|h| {
-                        FieldValue::owned_any(Hit(reached_json(&t.start, h), twins.remove(&h.twin)))
+                    let start: Arc<str> = Arc::from(t.start.as_str());
+                    // Every hit's twin in one store call, when asked for.
+                    let mut twins: std::collections::HashMap<String, crate::twin::Twin> =
+                        if ctx.look_ahead().field("twin").exists() {
+                            let ids: Vec<String> = hits.iter().map(|h| h.twin.clone()).collect();
+                            store_of(&ctx)?
+                                .twins_by_ids(&ids)
+                                .await
+                                .map_err(|e| store_error(&e))?
+                                .into_iter()
+                                .map(|t| (t.id.to_string(), t))
+                                .collect()
+                        } else {
+                            std::collections::HashMap::new()
+                        };
+                    Ok(Some(FieldValue::list(hits.into_iter().map(|reached| {
+                        let twin = twins.remove(&reached.twin);
+                        FieldValue::owned_any(Hit {
+                            start: start.clone(),
+                            reached,
+                            twin,
+                        })
                     }))))
                 })
             })

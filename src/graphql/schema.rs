@@ -56,6 +56,12 @@ pub(super) fn twin_value(types: &TwinTypes, t: Twin) -> FieldValue<'static> {
     FieldValue::owned_any(t).with_type(ty)
 }
 
+/// A twin the parent value owns, as a GraphQL value of its model's object
+/// type, borrowed (no copy of its state).
+pub(super) fn twin_ref<'a>(types: &TwinTypes, t: &'a Twin) -> FieldValue<'a> {
+    FieldValue::borrowed_any(t).with_type(types.of(&t.model).to_owned())
+}
+
 /// The model → object type map of the schema.
 pub(super) fn types_of<'a>(ctx: &ResolverContext<'a>) -> Result<&'a TwinTypes, Error> {
     ctx.data::<TwinTypes>()
@@ -66,12 +72,12 @@ fn parent<'a>(ctx: &ResolverContext<'a>) -> Result<&'a Twin, Error> {
 }
 
 /// A `Twin` field: name, type, description, value.
-pub(super) type TwinFieldDef = (
-    &'static str,
-    TypeRef,
-    &'static str,
-    fn(&Twin) -> serde_json::Value,
-);
+pub(super) type TwinFieldDef = (&'static str, TypeRef, &'static str, fn(&Twin) -> GqlValue);
+
+/// A JSON view of a twin as a GraphQL value.
+fn json_view(v: serde_json::Value) -> GqlValue {
+    GqlValue::from_json(v).unwrap_or(GqlValue::Null)
+}
 
 /// The fields of the `Twin` interface.
 pub(super) fn twin_fields() -> [TwinFieldDef; 10] {
@@ -80,71 +86,71 @@ pub(super) fn twin_fields() -> [TwinFieldDef; 10] {
             "id",
             TypeRef::named_nn(TypeRef::ID),
             "The twin's id.",
-            |t| t.id.to_string().into(),
+            |t| GqlValue::String(t.id.to_string()),
         ),
         (
             "model",
             TypeRef::named_nn(TypeRef::STRING),
             "DTMI of the twin's model.",
-            |t| t.model.to_string().into(),
+            |t| GqlValue::String(t.model.to_string()),
         ),
         (
             "version",
             TypeRef::named_nn("Long"),
             "Grows by one with every change.",
-            |t| t.version.into(),
+            |t| GqlValue::from(t.version),
         ),
         (
             "etag",
             TypeRef::named_nn(TypeRef::STRING),
             "Entity tag of this version.",
-            |t| t.etag().into(),
+            |t| GqlValue::String(t.etag()),
         ),
         (
             "createdAt",
             TypeRef::named_nn("DateTime"),
             "When the twin was created.",
-            |t| format_time(t.created_at).into(),
+            |t| GqlValue::String(format_time(t.created_at)),
         ),
         (
             "updatedAt",
             TypeRef::named_nn("DateTime"),
             "When the twin last changed.",
-            |t| format_time(t.updated_at).into(),
+            |t| GqlValue::String(format_time(t.updated_at)),
         ),
         (
             "reported",
             TypeRef::named("JSON"),
             "Reported state: what the device says.",
-            json::reported,
+            |t| json_view(json::reported(t)),
         ),
         (
             "desired",
             TypeRef::named("JSON"),
             "Desired state of writable properties.",
-            json::desired,
+            |t| json_view(json::desired(t)),
         ),
         (
             "delta",
             TypeRef::named("JSON"),
             "Writable properties whose desired value differs from the reported one.",
-            json::delta,
+            |t| json_view(json::delta(t)),
         ),
         (
             "metadata",
             TypeRef::named("JSON"),
             "Per property: versions, times, acknowledgement.",
-            json::metadata,
+            |t| json_view(json::metadata(t)),
         ),
     ]
 }
 
 /// A twin field computed from the parent twin.
-pub(super) fn twin_field(name: &str, ty: TypeRef, f: fn(&Twin) -> serde_json::Value) -> Field {
+pub(super) fn twin_field(name: &str, ty: TypeRef, f: fn(&Twin) -> GqlValue) -> Field {
     Field::new(name, ty, move |ctx| {
         FieldFuture::new(async move {
             let t = parent(&ctx)?;
-            Ok(Some(FieldValue::value(to_gql(f(t))?)))
+            Ok(Some(FieldValue::value(f(t))))
         })
     })
 }
@@ -369,7 +375,7 @@ pub(super) fn build_schema(
         .field(Field::new("node", TypeRef::named_nn("Twin"), |ctx| {
             FieldFuture::new(async move {
                 let t = ctx.parent_value.try_downcast_ref::<Twin>()?;
-                Ok(Some(twin_value(types_of(&ctx)?, t.clone())))
+                Ok(Some(twin_ref(types_of(&ctx)?, t)))
             })
         }));
     let page_info = Object::new("PageInfo")
@@ -414,7 +420,7 @@ pub(super) fn build_schema(
                     let p = ctx.parent_value.try_downcast_ref::<Page>()?;
                     let types = types_of(&ctx)?;
                     Ok(Some(FieldValue::list(
-                        p.items.iter().cloned().map(|t| twin_value(types, t)),
+                        p.items.iter().map(|t| twin_ref(types, t)),
                     )))
                 })
             },

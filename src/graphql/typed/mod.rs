@@ -47,7 +47,7 @@ use serde_json::Value;
 use super::errors::{bad_request, store_error};
 use super::loader::{RelKey, RelLoader, TwinLoader};
 use super::names::{self, TypeNames};
-use super::schema::{str_arg, to_gql, twin_field, twin_fields, twin_value, types_of, usize_arg};
+use super::schema::{str_arg, to_gql, twin_field, twin_fields, twin_ref, types_of, usize_arg};
 use crate::dtdl::ModelSet;
 use crate::dtdl::model::{Content, ContentKind, Interface as DtdlInterface, Schema};
 use crate::twin::state::{ComponentState, PropState};
@@ -365,7 +365,7 @@ fn relationship_types(
             Field::new("node", TypeRef::named_nn(node), |ctx| {
                 FieldFuture::new(async move {
                     let (_, t) = rel_edge(&ctx)?;
-                    Ok(Some(twin_value(types_of(&ctx)?, t.clone())))
+                    Ok(Some(twin_ref(types_of(&ctx)?, t)))
                 })
             })
             .description("The target twin."),
@@ -443,7 +443,7 @@ fn relationship_types(
                     let p = rel_page(&ctx)?;
                     let types = types_of(&ctx)?;
                     Ok(Some(FieldValue::list(
-                        p.edges.iter().map(|(_, t)| twin_value(types, t.clone())),
+                        p.edges.iter().map(|(_, t)| twin_ref(types, t)),
                     )))
                 })
             },

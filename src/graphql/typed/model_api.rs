@@ -32,7 +32,8 @@ use crate::graphql::errors::{bad_request, not_found, store_error};
 use crate::graphql::filter::{Filter, compare, sort_key};
 use crate::graphql::names::TypeNames;
 use crate::graphql::schema::{
-    PageInfo, list_twins, long_arg, store_of, str_arg, time_arg, twin_value, types_of, usize_arg,
+    PageInfo, list_twins, long_arg, store_of, str_arg, time_arg, twin_ref, twin_value, types_of,
+    usize_arg,
 };
 use crate::store::{At, GraphStore, TwinQuery};
 use crate::twin::{Batch, Change, Op, Twin, format_time};
@@ -448,7 +449,7 @@ impl Api {
                 .field(Field::new("node", TypeRef::named_nn(&n.interface), |ctx| {
                     FieldFuture::new(async move {
                         let (_, t) = ctx.parent_value.try_downcast_ref::<(String, Twin)>()?;
-                        Ok(Some(twin_value(types_of(&ctx)?, t.clone())))
+                        Ok(Some(twin_ref(types_of(&ctx)?, t)))
                     })
                 }))
                 .into(),
@@ -475,7 +476,7 @@ impl Api {
                             let p = typed_page(&ctx)?;
                             let types = types_of(&ctx)?;
                             Ok(Some(FieldValue::list(
-                                p.items.iter().map(|(_, t)| twin_value(types, t.clone())),
+                                p.items.iter().map(|(_, t)| twin_ref(types, t)),
                             )))
                         })
                     },
