@@ -59,7 +59,8 @@ impl Namer {
     /// `base`, or `base2`, `base3`, ...: the first for which every
     /// `base + suffix` is free; claims them all.
     pub fn claim(&mut self, base: &str, suffixes: &[&str]) -> String {
-        for n in 1.. {
+        let mut n = 1u64;
+        loop {
             let candidate = if n == 1 {
                 base.to_owned()
             } else {
@@ -74,8 +75,8 @@ impl Namer {
                 }
                 return candidate;
             }
+            n += 1;
         }
-        unreachable!("the integers are not exhausted")
     }
 }
 
