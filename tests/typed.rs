@@ -253,7 +253,7 @@ async fn relationships_are_typed_connections_with_edge_properties() {
             {op: "createRelationship", source: "a", name: "dependsOn", target: "comp", id: "r1", properties: {kind: "compressedAir", critical: true}},
             {op: "createRelationship", source: "a", name: "dependsOn", target: "b", id: "r2", properties: {kind: "power"}},
             {op: "createRelationship", source: "a", name: "dependsOn", target: "c", id: "r3"},
-            {op: "createRelationship", source: "a", name: "feeds", target: "d", properties: {medium: "water"}},
+            {op: "createRelationship", source: "a", name: "feeds", target: "d", id: "f1", properties: {medium: "water"}},
             {op: "createRelationship", source: "e", name: "feeds", target: "d"}
           ]) { events { seq } } }"#,
         json!({}),
@@ -267,7 +267,7 @@ async fn relationships_are_typed_connections_with_edge_properties() {
             faulty: dependsOn(where: {id: {in: ["b", "c"]}}) { nodes { id } }
             feeds { edges { medium node { id ... on Pump { flowRate } } } }
           }
-          d: pump(id: "d") { incomingRelationships { nodes { source name } } fromE: incomingRelationships(name: "feeds", first: 1, after: "a\nfeeds-d") { nodes { source } } } }"#,
+          d: pump(id: "d") { incomingRelationships { nodes { source name } } fromE: incomingRelationships(name: "feeds", first: 1, after: "a\nf1") { nodes { source } } } }"#,
         json!({}),
     )
     .await;
