@@ -339,6 +339,23 @@ async fn typed_updates_are_atomic_and_checked() {
         ok(&v)["updatePump"],
         json!({"version": 3, "flowSetpointDesired": 9.0, "flowRate": 8.5, "drive": {"speed": 900.0}})
     );
+    // Time travel through the typed lookup.
+    let v = gql(s.addr, r#"{ now: pump(id: "a") { createdAt } }"#, json!({})).await;
+    let created = ok(&v)["now"]["createdAt"].clone();
+    let v = gql(
+        s.addr,
+        r#"query($t: DateTime) { then: pump(id: "a", asOf: $t) { version flowRate } }"#,
+        json!({"t": created}),
+    )
+    .await;
+    assert_eq!(ok(&v)["then"], json!({"version": 1, "flowRate": 1.0}));
+    let v = gql(
+        s.addr,
+        r#"{ pump(id: "a", asOf: "yesterday") { version } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&v), "BAD_REQUEST", "a DateTime is validated: {v}");
     // Stale version: VERSION_CONFLICT, nothing written.
     let v = gql(
         s.addr,

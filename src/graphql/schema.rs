@@ -347,8 +347,9 @@ pub(super) fn build_schema(
     let json = Scalar::new("JSON").description("Any JSON value.");
     let long = Scalar::new("Long")
         .description("A 64-bit integer (DTDL long). Serialized as a JSON number.");
-    let date_time =
-        Scalar::new("DateTime").description("An RFC 3339 date-time, e.g. 2026-11-26T08:00:00Z.");
+    let date_time = Scalar::new("DateTime")
+        .description("An RFC 3339 date-time, e.g. 2026-11-26T08:00:00Z.")
+        .validator(|v| matches!(v, GqlValue::String(s) if parse_time(s).is_some()));
 
     let mut twin_iface = Interface::new("Twin").description("A digital twin.");
     for (name, ty, doc, _) in twin_fields() {
