@@ -493,6 +493,16 @@ async fn wait_active(addr: SocketAddr, want: f64) {
     panic!("{active} subscriptions active, expected {want}");
 }
 
+/// The next change of subscription `id` that set `flowRate` to `x`.
+async fn until_flow(c: &mut Client, id: &str, x: f64) -> Value {
+    loop {
+        let v = c.next_data(id).await;
+        if v["data"]["twinChanged"]["patch"]["reported"]["flowRate"] == x {
+            return v;
+        }
+    }
+}
+
 /// Identical subscriptions share one execution: each subscriber still gets
 /// every change, is counted, may leave alone, and a new one after everyone
 /// left starts afresh.
@@ -519,21 +529,39 @@ async fn identical_subscriptions_share_one_execution() {
     let patch = |x: f64| {
         format!(r#"mutation {{ patchReported(id: "p1", patch: {{flowRate: {x:.1}}}) {{ id }} }}"#)
     };
+    // Subscriptions start asynchronously: write until every one has seen a change.
+    let mut live = [false; 4];
+    while live.contains(&false) {
+        mutate(s.addr, &patch(0.5)).await;
+        for (i, c) in clients
+            .iter_mut()
+            .chain(std::iter::once(&mut other))
+            .enumerate()
+        {
+            let id = if i == 3 { "o" } else { "s" };
+            if !live[i]
+                && tokio::time::timeout(Duration::from_millis(200), c.next_data(id))
+                    .await
+                    .is_ok()
+            {
+                live[i] = true;
+            }
+        }
+    }
     mutate(s.addr, &patch(1.5)).await;
     let mut seqs = Vec::new();
     for c in &mut clients {
-        let v = c.next_data("s").await;
-        assert_eq!(
-            v["data"]["twinChanged"]["patch"],
-            json!({"reported": {"flowRate": 1.5}}),
-            "{v}"
-        );
+        let v = until_flow(c, "s", 1.5).await;
         seqs.push(v["data"]["twinChanged"]["sequence"].clone());
     }
-    let v = other.next_data("o").await;
+    let v = loop {
+        let v = other.next_data("o").await;
+        if v["data"]["twinChanged"]["sequence"] == seqs[0] {
+            break v;
+        }
+    };
     assert_eq!(v["data"]["twinChanged"]["kind"], "reportedPatched", "{v}");
     assert!(seqs.iter().all(|x| *x == seqs[0]), "{seqs:?}");
-    assert_eq!(v["data"]["twinChanged"]["sequence"], seqs[0]);
 
     // One leaves; the others go on.
     let mut gone = clients.remove(0);

@@ -527,3 +527,62 @@ async fn uploaded_models_hot_swap_the_typed_schema() {
     assert_eq!(ids(&d["smartPumps"]), ["sp"]);
     s.shutdown().await;
 }
+
+/// DTDL names that collide with the generated API's own names (`and` in a
+/// filter, `id` and `prop_id`, a Map whose key and value share a name, a
+/// command request named `id`) still compile, and behave.
+#[tokio::test]
+async fn colliding_names_compile_and_work() {
+    let s = start().await;
+    let odd = json!({
+        "@context": "dtmi:dtdl:context;3",
+        "@id": "dtmi:example:Odd;1",
+        "@type": "Interface",
+        "contents": [
+            {"@type": "Property", "name": "and", "schema": "integer"},
+            {"@type": "Property", "name": "id", "schema": "string"},
+            {"@type": "Property", "name": "prop_id", "schema": "string"},
+            {"@type": "Property", "name": "labels", "writable": true, "schema": {"@type": "Map",
+                "mapKey": {"name": "name", "schema": "string"}, "mapValue": {"name": "name", "schema": "string"}}},
+            {"@type": "Command", "name": "ping", "request": {"name": "id", "schema": "integer"}}
+        ]
+    });
+    let v = gql(
+        s.addr,
+        r#"mutation($m: [JSON!]!) { uploadModels(models: $m) { models } }"#,
+        json!({"m": [odd]}),
+    )
+    .await;
+    ok(&v);
+    let v = gql(
+        s.addr,
+        r#"mutation { createOdd(id: "o1", reported: {and: 3, prop_id: "x", prop_id_: "y"}, desired: {labels: [{name: "k", name_: "v"}]}) {
+            id and prop_id prop_id_ labelsDesired { name name_ } } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        ok(&v)["createOdd"],
+        json!({"id": "o1", "and": 3, "prop_id": "x", "prop_id_": "y", "labelsDesired": [{"name": "k", "name_": "v"}]})
+    );
+    let v = gql(
+        s.addr,
+        r#"query($none: Int) { odds(where: {prop_and: {eq: 3}, prop_id: {eq: "x"}}) { nodes { id } }
+                  all: odds(where: {prop_and: {gt: $none}}) { nodes { id } }
+                  none: odds(where: {and: [{prop_and: {lt: 3}}]}) { nodes { id } } }"#,
+        json!({}),
+    )
+    .await;
+    let d = ok(&v);
+    assert_eq!(ids(&d["odds"]), ["o1"]);
+    assert_eq!(ids(&d["all"]), ["o1"], "a null operator is no test");
+    assert_eq!(ids(&d["none"]), Vec::<String>::new());
+    let v = gql(
+        s.addr,
+        r#"mutation { oddPing(id: "o1", request: 7) { request } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(ok(&v)["oddPing"]["request"], 7);
+    s.shutdown().await;
+}

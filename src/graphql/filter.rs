@@ -190,11 +190,12 @@ pub fn compare(a: &Value, b: &Value) -> Ordering {
     }
     match (a, b) {
         (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
-        (Value::Number(x), Value::Number(y)) => x
-            .as_f64()
-            .unwrap_or(f64::NAN)
-            .total_cmp(&y.as_f64().unwrap_or(f64::NAN)),
-        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (Value::Number(x), Value::Number(y)) => numbers(x, y).unwrap_or_else(|| {
+            x.as_f64()
+                .unwrap_or(f64::NAN)
+                .total_cmp(&y.as_f64().unwrap_or(f64::NAN))
+        }),
+        (Value::String(x), Value::String(y)) => strings(x, y),
         _ => rank(a).cmp(&rank(b)),
     }
 }
@@ -202,16 +203,36 @@ pub fn compare(a: &Value, b: &Value) -> Ordering {
 /// Equality across JSON number representations (`3` equals `3.0`).
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Number(x), Value::Number(y)) => numbers(x, y) == Some(Ordering::Equal),
+        (Value::String(x), Value::String(y)) => x == y || strings(x, y) == Ordering::Equal,
         _ => a == b,
     }
 }
 
 fn order(a: &Value, b: &Value) -> Option<Ordering> {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
-        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+        (Value::Number(x), Value::Number(y)) => numbers(x, y),
+        (Value::String(x), Value::String(y)) => Some(strings(x, y)),
         _ => None,
+    }
+}
+
+/// Integers exactly (a Long beyond 2^53 is not a float), else as floats.
+fn numbers(x: &serde_json::Number, y: &serde_json::Number) -> Option<Ordering> {
+    match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+        (Some(a), Some(b), ..) => Some(a.cmp(&b)),
+        (_, _, Some(a), Some(b)) => Some(a.cmp(&b)),
+        (Some(_), None, _, Some(_)) => Some(Ordering::Less),
+        (None, Some(_), Some(_), _) => Some(Ordering::Greater),
+        _ => x.as_f64()?.partial_cmp(&y.as_f64()?),
+    }
+}
+
+/// Date-times by instant (`…00Z` equals `…01:00+01:00`), other text as text.
+fn strings(x: &str, y: &str) -> Ordering {
+    match (crate::twin::parse_time(x), crate::twin::parse_time(y)) {
+        (Some(a), Some(b)) => a.cmp(&b),
+        _ => x.cmp(y),
     }
 }
 
@@ -323,6 +344,40 @@ mod tests {
         ));
         // A string never compares with a number.
         assert!(!eval(json!({"reported.runState": {"gt": 1}}), doc));
+    }
+
+    #[test]
+    fn longs_compare_exactly_and_date_times_by_instant() {
+        let doc = json!({"id": "p", "model": "m", "version": 1,
+            "reported": {"count": 9_007_199_254_740_993_i64, "at": "2026-11-26T08:00:00+01:00"},
+            "desired": {}});
+        assert!(eval(
+            json!({"reported.count": {"gt": 9_007_199_254_740_992_i64}}),
+            doc.clone()
+        ));
+        assert!(!eval(
+            json!({"reported.count": 9_007_199_254_740_992_i64}),
+            doc.clone()
+        ));
+        assert!(eval(
+            json!({"reported.at": "2026-11-26T07:00:00Z"}),
+            doc.clone()
+        ));
+        assert!(eval(
+            json!({"reported.at": {"lt": "2026-11-26T07:00:00.5Z"}}),
+            doc.clone()
+        ));
+        assert!(!eval(
+            json!({"reported.at": {"gt": "2026-11-26T07:00:00.5Z"}}),
+            doc
+        ));
+        assert_eq!(
+            compare(
+                &json!("2026-11-26T07:00:00.5Z"),
+                &json!("2026-11-26T07:00:00Z")
+            ),
+            Ordering::Greater
+        );
     }
 
     #[test]

@@ -7,7 +7,6 @@
 //! the schema it starts on (an `Arc` inside), so in-flight requests and open
 //! subscriptions finish on the schema they started with.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, Weak};
 
 use async_graphql::dynamic::{Schema, SchemaError};
@@ -32,9 +31,9 @@ pub(super) struct Parts {
 }
 
 struct Inner {
-    current: RwLock<Schema>,
-    /// Grows with every installed schema: subscriptions share within one.
-    generation: AtomicU64,
+    /// The schema serving, and its generation (grows with every installed
+    /// schema: subscriptions share within one), read together.
+    current: RwLock<(Schema, u64)>,
     hubs: Arc<Hubs>,
     parts: Parts,
 }
@@ -64,29 +63,52 @@ impl Reloader {
     /// The schema `models` compile to, not yet serving.
     pub(super) fn build_for(&self, models: &ModelSet) -> Option<Result<Schema, SchemaError>> {
         let inner = self.0.get()?.upgrade()?;
-        Some(build_schema(&inner.parts, models, self.clone()))
+        Some(build_guarded(&inner.parts, models, self.clone()))
     }
 
     /// Serves `schema` from now on.
     pub(super) fn install(&self, schema: Schema) {
         if let Some(inner) = self.0.get().and_then(Weak::upgrade) {
-            match inner.current.write() {
-                Ok(mut current) => *current = schema,
-                Err(poisoned) => *poisoned.into_inner() = schema,
-            }
-            inner.generation.fetch_add(1, Ordering::AcqRel);
+            let mut current = match inner.current.write() {
+                Ok(current) => current,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let generation = current.1 + 1;
+            *current = (schema, generation);
         }
     }
+}
+
+/// [`build_schema`], with a failed assertion in the schema builder (a
+/// field name used twice: a mapping bug) reported as an error, not a crash.
+fn build_guarded(
+    parts: &Parts,
+    models: &ModelSet,
+    reloader: Reloader,
+) -> Result<Schema, SchemaError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        build_schema(parts, models, reloader)
+    }))
+    .unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown");
+        tracing::error!(reason = why, "the GraphQL schema could not be built");
+        Err(SchemaError(format!(
+            "the GraphQL schema could not be built: {why}"
+        )))
+    })
 }
 
 impl LiveSchema {
     /// Compiles the schema of the store's models.
     pub(super) fn new(parts: Parts) -> Result<LiveSchema, SchemaError> {
         let reloader = Reloader::default();
-        let schema = build_schema(&parts, &parts.store.models(), reloader.clone())?;
+        let schema = build_guarded(&parts, &parts.store.models(), reloader.clone())?;
         let inner = Arc::new(Inner {
-            current: RwLock::new(schema),
-            generation: AtomicU64::new(0),
+            current: RwLock::new((schema, 0)),
             hubs: Hubs::new(parts.limits.live_buffer),
             parts,
         });
@@ -97,6 +119,10 @@ impl LiveSchema {
 
     /// The schema serving now.
     pub fn current(&self) -> Schema {
+        self.current_with_generation().0
+    }
+
+    fn current_with_generation(&self) -> (Schema, u64) {
         match self.0.current.read() {
             Ok(s) => s.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -122,9 +148,8 @@ impl Executor for LiveSchema {
         request: Request,
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Response> {
-        let schema = self.current();
+        let (schema, generation) = self.current_with_generation();
         let request = if session_data.as_ref().is_none_or(|d| d.is_empty()) {
-            let generation = self.0.generation.load(Ordering::Acquire);
             let last_seq = self.0.parts.store.last_seq();
             let start = {
                 let schema = schema.clone();

@@ -571,7 +571,12 @@ pub(super) fn build_schema(
 
     let (query, mutation, extra) = super::graph_api::extend(query, mutation, limits);
     let (subscription, live_types) = super::live::subscription();
-    let compiled = super::typed::compile(models, &GENERIC_QUERIES, &GENERIC_MUTATIONS);
+    let compiled = super::typed::compile(
+        models,
+        &GENERIC_QUERIES,
+        &GENERIC_MUTATIONS,
+        limits.max_page,
+    );
     let (mut query, mut mutation) = (query, mutation);
     for f in compiled.queries {
         query = query.field(f);

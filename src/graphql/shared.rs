@@ -7,16 +7,18 @@
 //! data) share one execution (a *hub*): its responses go through a
 //! broadcast channel to every subscriber, which only clones and sends them.
 //!
-//! Only subscriptions that start "now" may share (a late joiner sees what
-//! it would have seen on its own: changes from when it joined): every root
-//! field is `twinChanged`, or `events` without `after` (a replay depends on
-//! where it starts). A subscriber that falls more than the buffer behind is
-//! told so with `SUBSCRIBER_LAGGED` and the last sequence it was sent, as
-//! unshared streams do. The hub stops when its last subscriber leaves, and
+//! Only subscriptions that start "now" may share: every root field is
+//! `twinChanged`, or `events` without `after` (a replay depends on where it
+//! starts), and selects its event's `sequence`/`seq` (unaliased). A late
+//! joiner sees the changes from about when it joined (possibly one the hub
+//! was still delivering). A subscriber that falls more than the buffer
+//! behind is told so with `SUBSCRIBER_LAGGED` and the sequence of the last
+//! response it was sent (read from that field), from which `events(after:)`
+//! resumes without a gap. The hub stops when its last subscriber leaves, and
 //! its subscribers' streams end when it ends (shutdown, or an error).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use async_graphql::futures_util::stream::{self, BoxStream, StreamExt};
 use async_graphql::parser::types::{DocumentOperations, OperationType, Selection};
@@ -44,14 +46,17 @@ pub(super) struct Hubs {
 struct Hub {
     /// `None` once the execution has ended: late joiners start a new hub.
     tx: Mutex<Option<broadcast::Sender<Arc<Response>>>>,
-    task: tokio::task::AbortHandle,
+    /// The execution's task, aborted when the last subscriber leaves.
+    task: OnceLock<tokio::task::AbortHandle>,
     key: Key,
     hubs: Weak<Hubs>,
 }
 
 impl Drop for Hub {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = self.task.get() {
+            task.abort();
+        }
         if let Some(hubs) = self.hubs.upgrade()
             && let Ok(mut map) = hubs.hubs.lock()
             && map.get(&self.key).is_some_and(|w| w.strong_count() == 0)
@@ -75,21 +80,35 @@ fn share_key(generation: u64, request: &Request) -> Option<Key> {
     if op.node.ty != OperationType::Subscription || !doc.fragments.is_empty() {
         return None;
     }
-    let starts_now = op
+    // Every root field starts now and selects its event's sequence number
+    // under its own name (what a lag reports as the resume point).
+    let shareable = op
         .node
         .selection_set
         .node
         .items
         .iter()
         .all(|s| match &s.node {
-            Selection::Field(f) => match f.node.name.node.as_str() {
-                "twinChanged" => true,
-                "events" => f.node.get_argument("after").is_none(),
-                _ => false,
-            },
+            Selection::Field(f) => {
+                let seq = match f.node.name.node.as_str() {
+                    "twinChanged" => "sequence",
+                    "events" if f.node.get_argument("after").is_none() => "seq",
+                    _ => return false,
+                };
+                let items = &f.node.selection_set.node.items;
+                let selects_seq = items.iter().any(|i| {
+                    matches!(&i.node, Selection::Field(x)
+                    if x.node.name.node.as_str() == seq && x.node.alias.is_none())
+                });
+                let seq_aliased = items.iter().any(|i| {
+                    matches!(&i.node, Selection::Field(x)
+                    if x.node.alias.as_ref().is_some_and(|a| a.node.as_str() == seq))
+                });
+                selects_seq && !seq_aliased
+            }
             _ => false,
         });
-    if !starts_now {
+    if !shareable {
         return None;
     }
     let variables = serde_json::to_string(&request.variables).ok()?;
@@ -182,31 +201,30 @@ impl Hubs {
             Some(x) => x,
             None => {
                 let (tx, rx) = broadcast::channel(self.capacity);
+                let hub = Arc::new(Hub {
+                    tx: Mutex::new(Some(tx.clone())),
+                    task: OnceLock::new(),
+                    key: key.clone(),
+                    hubs: Arc::downgrade(self),
+                });
                 let upstream = start(request.data(HubExecution));
-                let hub = Arc::new_cyclic(|weak: &Weak<Hub>| {
-                    let weak = weak.clone();
-                    let sender = tx.clone();
-                    let task = tokio::spawn(async move {
-                        let mut upstream = upstream;
-                        while let Some(r) = upstream.next().await {
-                            if sender.send(Arc::new(r)).is_err() {
-                                break;
-                            }
-                        }
-                        // Ended: close every subscriber's stream.
-                        if let Some(hub) = weak.upgrade()
-                            && let Ok(mut tx) = hub.tx.lock()
-                        {
-                            *tx = None;
-                        }
-                    });
-                    Hub {
-                        tx: Mutex::new(Some(tx)),
-                        task: task.abort_handle(),
-                        key: key.clone(),
-                        hubs: Arc::downgrade(self),
+                let weak = Arc::downgrade(&hub);
+                let task = tokio::spawn(async move {
+                    let mut upstream = upstream;
+                    while let Some(r) = upstream.next().await {
+                        // No receiver right now is no reason to stop: the
+                        // last subscriber to leave aborts this task.
+                        let _ = tx.send(Arc::new(r));
+                    }
+                    // Ended: late joiners start afresh; dropping `tx` (the
+                    // last sender) closes every subscriber's stream.
+                    if let Some(hub) = weak.upgrade()
+                        && let Ok(mut tx) = hub.tx.lock()
+                    {
+                        *tx = None;
                     }
                 });
+                let _ = hub.task.set(task.abort_handle());
                 if let Ok(mut map) = self.hubs.lock() {
                     map.insert(key, Arc::downgrade(&hub));
                 }

@@ -96,16 +96,31 @@ const DERIVED: [&str; 9] = [
 /// Field name the typed types add besides their contents.
 const INCOMING: &str = "incomingRelationships";
 
-/// Largest page of a relationship connection.
-const MAX_PAGE: usize = 1000;
-
-/// The GraphQL field of a DTDL content name.
-fn field_base(name: &str) -> String {
-    if name == INCOMING || twin_fields().iter().any(|(n, ..)| *n == name) {
-        format!("prop_{name}")
-    } else {
-        name.to_owned()
+/// The field of DTDL name `name` in a type whose own fields are `fixed`:
+/// the name itself, or `prop_<name>` when that is a fixed field (with `_`
+/// appended while that is one of the DTDL names `taken`).
+fn field_name(name: &str, fixed: &[&str], taken: &HashSet<String>) -> String {
+    if !fixed.contains(&name) {
+        return name.to_owned();
     }
+    let mut n = format!("prop_{name}");
+    while taken.contains(&n) || fixed.contains(&n.as_str()) {
+        n.push('_');
+    }
+    n
+}
+
+/// Fields of every twin type besides the contents' own.
+fn twin_fixed() -> Vec<&'static str> {
+    let mut fixed: Vec<&'static str> = twin_fields().iter().map(|(n, ..)| *n).collect();
+    fixed.push(INCOMING);
+    fixed
+}
+
+/// The field of a content of a twin type (or Component type); `taken` are
+/// the DTDL names of the family (see [`family_names`]).
+fn field_base(name: &str, taken: &HashSet<String>) -> String {
+    field_name(name, &twin_fixed(), taken)
 }
 
 /// `base + suffix`, with `_` appended while it is one of `taken`.
@@ -137,7 +152,8 @@ enum Read {
     Metadata(String),
     Component(String),
     Relationship(Arc<RelSpec>),
-    Incoming,
+    /// With the largest page.
+    Incoming(usize),
 }
 
 /// A typed field, declared once and built for interfaces and objects alike.
@@ -220,13 +236,14 @@ async fn resolve(
             Ok(Some(FieldValue::owned_any(Comp(state))))
         }
         Read::Relationship(spec) => relationship_page(ctx, spec).await,
-        Read::Incoming => incoming_page(ctx).await,
+        Read::Incoming(max_page) => incoming_page(ctx, *max_page).await,
     }
 }
 
 /// A relationship field: its DTDL name and how to filter its targets.
 struct RelSpec {
     name: String,
+    max_page: usize,
     /// The `where` of the target type.
     target_where: Option<Arc<WhereSpec>>,
 }
@@ -246,7 +263,7 @@ async fn relationship_page(
     spec: &RelSpec,
 ) -> Result<Option<FieldValue<'static>>, Error> {
     let t = ctx.parent_value.try_downcast_ref::<Twin>()?;
-    let first = usize_arg(ctx, "first", 100, MAX_PAGE)?;
+    let first = usize_arg(ctx, "first", 100, spec.max_page)?;
     let after = str_arg(ctx, "after")?;
     let filter = match (ctx.args.get("where"), &spec.target_where) {
         (Some(w), Some(ws)) if !w.is_null() => Some(ws.filter(w.as_value())?),
@@ -310,9 +327,12 @@ fn edge_cursor(r: &Relationship) -> String {
 }
 
 /// `incomingRelationships`: relationships pointing at the twin, in (source, id) order.
-async fn incoming_page(ctx: &ResolverContext<'_>) -> Result<Option<FieldValue<'static>>, Error> {
+async fn incoming_page(
+    ctx: &ResolverContext<'_>,
+    max_page: usize,
+) -> Result<Option<FieldValue<'static>>, Error> {
     let t = ctx.parent_value.try_downcast_ref::<Twin>()?;
-    let first = usize_arg(ctx, "first", 100, MAX_PAGE)?;
+    let first = usize_arg(ctx, "first", 100, max_page)?;
     let after = str_arg(ctx, "after")?;
     let mut rels = ctx
         .data::<DataLoader<RelLoader>>()?
@@ -649,6 +669,8 @@ struct Compiler<'m> {
     wheres: HashMap<String, Arc<WhereSpec>>,
     /// (Interface DTMI, suffix) → derived type name.
     derived: HashMap<(String, String), String>,
+    /// Largest page of a list or connection.
+    max_page: usize,
 }
 
 impl Compiler<'_> {
@@ -691,7 +713,7 @@ impl Compiler<'_> {
         };
         let hint = self.hint(c);
         let ty = self.schemas.output(&mut self.namer, schema, &hint);
-        let base = field_base(&c.name);
+        let base = field_base(&c.name, taken);
         let doc = content_doc(what, c);
         let s = Arc::new(schema.clone());
         let mut specs = vec![
@@ -790,6 +812,8 @@ impl Compiler<'_> {
                     "createdAt",
                 ];
                 let mut props = Vec::new();
+                let edge_names: HashSet<String> =
+                    properties.iter().map(|p| p.name.clone()).collect();
                 for p in properties {
                     let schema = match &p.kind {
                         ContentKind::Property { schema, .. } => schema,
@@ -797,11 +821,7 @@ impl Compiler<'_> {
                     };
                     let hint = format!("{base}{}", upper_first(&p.name));
                     let ty = self.schemas.output(&mut self.namer, schema, &hint);
-                    let field = if fixed.contains(&p.name.as_str()) {
-                        format!("prop_{}", p.name)
-                    } else {
-                        p.name.clone()
-                    };
+                    let field = field_name(&p.name, &fixed, &edge_names);
                     props.push((
                         field,
                         ty,
@@ -819,6 +839,7 @@ impl Compiler<'_> {
                 ));
                 let spec = Arc::new(RelSpec {
                     name: c.name.clone(),
+                    max_page: self.max_page,
                     target_where: target.as_ref().and_then(|t| self.wheres.get(t).cloned()),
                 });
                 let x = (TypeRef::named_nn(conn), spec);
@@ -840,8 +861,9 @@ impl Compiler<'_> {
         if let Some(t) = target {
             doc.push_str(&format!(" Target: `{t}`."));
         }
+        let taken = self.family.get(&c.defined_in).cloned().unwrap_or_default();
         Some(Spec {
-            name: field_base(&c.name),
+            name: field_base(&c.name, &taken),
             ty,
             doc,
             args: vec![
@@ -877,7 +899,7 @@ impl Compiler<'_> {
                 ContentKind::Component { schema } => {
                     let ty = self.component_type(schema);
                     specs.push(Spec {
-                        name: field_base(&c.name),
+                        name: field_base(&c.name, &taken),
                         ty: TypeRef::named_nn(ty),
                         doc: content_doc("Component", c),
                         args: Vec::new(),
@@ -909,7 +931,7 @@ impl Compiler<'_> {
                     "Cursor of the last relationship seen.",
                 ),
             ],
-            read: Read::Incoming,
+            read: Read::Incoming(self.max_page),
         });
         specs
     }
@@ -917,8 +939,13 @@ impl Compiler<'_> {
 
 /// The typed types of `models`, which object type each model's twins take,
 /// and the per-model query and mutation fields (named to avoid
-/// `query_taken` and `mutation_taken`).
-pub fn compile(models: &ModelSet, query_taken: &[&str], mutation_taken: &[&str]) -> Compiled {
+/// `query_taken` and `mutation_taken`); pages hold at most `max_page` items.
+pub fn compile(
+    models: &ModelSet,
+    query_taken: &[&str],
+    mutation_taken: &[&str],
+    max_page: usize,
+) -> Compiled {
     let names = names::assign(models.interfaces().map(|i| i.id.as_str()));
     let mut namer = Namer::default();
     for n in names::RESERVED.iter().chain(SHARED_NAMES.iter()) {
@@ -946,6 +973,7 @@ pub fn compile(models: &ModelSet, query_taken: &[&str], mutation_taken: &[&str])
         relationships: HashMap::new(),
         wheres: HashMap::new(),
         derived,
+        max_page,
     };
     c.types.extend(values::shared_types());
     c.types.extend(metadata_types());

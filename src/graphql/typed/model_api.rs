@@ -26,7 +26,7 @@ use async_graphql::{Error, Value as GqlValue};
 use serde_json::{Map, Value, json};
 
 use super::values::{filter_ops, parse, upper_first};
-use super::{Compiler, derived, field_base};
+use super::{Compiler, derived, field_base, field_name, twin_fixed};
 use crate::dtdl::model::{Content, ContentKind, Interface as DtdlInterface, Schema};
 use crate::graphql::errors::{bad_request, not_found, store_error};
 use crate::graphql::filter::{Filter, compare, sort_key};
@@ -72,18 +72,43 @@ impl WhereSpec {
                 }
                 ("and" | "or", single) => json!({ k.as_str(): [self.to_json(single, &path)?] }),
                 ("not", x) => json!({ "not": self.to_json(x, &path)? }),
-                ("id", x) => json!({ "id": x.clone().into_json().map_err(|e| e.to_string())? }),
                 (f, x) => {
-                    let (target, schema) = self
-                        .fields
-                        .get(f)
-                        .ok_or_else(|| format!("{path}: no such filter field"))?;
-                    json!({ target.as_str(): filter_ops(schema, x, &path)? })
+                    let (target, ops) = if f == "id" {
+                        ("id", id_ops(x)?)
+                    } else {
+                        let (target, schema) = self
+                            .fields
+                            .get(f)
+                            .ok_or_else(|| format!("{path}: no such filter field"))?;
+                        (target.as_str(), filter_ops(schema, x, &path)?)
+                    };
+                    // Only null operators (optional variables left out): no test.
+                    if ops.as_object().is_some_and(Map::is_empty) {
+                        continue;
+                    }
+                    json!({ target: ops })
                 }
             });
         }
         Ok(json!({ "and": all }))
     }
+}
+
+/// An `IDFilter` value as JSON operators, null ones left out.
+fn id_ops(v: &GqlValue) -> Result<Value, String> {
+    let GqlValue::Object(m) = v else {
+        return Err("id: a filter is an object of operators".to_owned());
+    };
+    let mut out = Map::new();
+    for (op, arg) in m {
+        if !matches!(arg, GqlValue::Null) {
+            out.insert(
+                op.to_string(),
+                arg.clone().into_json().map_err(|e| e.to_string())?,
+            );
+        }
+    }
+    Ok(Value::Object(out))
 }
 
 /// The filterable schema of a property, if any.
@@ -117,7 +142,14 @@ pub(super) fn where_type(c: &mut Compiler<'_>, iface: &DtdlInterface) -> (WhereS
         let Some(ty) = c.schemas.filter(&mut c.namer, schema, &hint) else {
             continue;
         };
-        let base = field_base(&content.name);
+        let taken = c
+            .family
+            .get(&content.defined_in)
+            .cloned()
+            .unwrap_or_default();
+        let mut fixed = twin_fixed();
+        fixed.extend(["and", "or", "not"]);
+        let base = field_name(&content.name, &fixed, &taken);
         let schema = Arc::new(schema.clone());
         spec.fields.insert(
             base.clone(),
@@ -128,11 +160,6 @@ pub(super) fn where_type(c: &mut Compiler<'_>, iface: &DtdlInterface) -> (WhereS
                 .description(format!("Tests of the reported `{}`.", content.name)),
         );
         if writable {
-            let taken = c
-                .family
-                .get(&content.defined_in)
-                .cloned()
-                .unwrap_or_default();
             let d = derived(&base, "Desired", &taken);
             spec.fields
                 .insert(d.clone(), (format!("desired.{}", content.name), schema));
@@ -318,7 +345,12 @@ impl Api {
             format!("Reported values of {}.", c.name_of(&iface.id))
         });
         for content in &iface.contents {
-            let base = field_base(&content.name);
+            let taken = c
+                .family
+                .get(&content.defined_in)
+                .cloned()
+                .unwrap_or_default();
+            let base = field_base(&content.name, &taken);
             match &content.kind {
                 ContentKind::Property { schema, writable } if *writable || !desired => {
                     let hint = c.hint(content);
@@ -402,7 +434,7 @@ impl Api {
                 })
             })
             .description(format!(
-                "One {} (or subtype) by id; with `asOf`, as it was then. Null when missing or of another model.",
+                "One {} (or subtype) by id; with `asOf`, its state as it was then (its relationship fields show the current graph). Null when missing or of another model.",
                 n.interface
             ))
             .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
@@ -422,7 +454,12 @@ impl Api {
                 _ => continue,
             };
             if filterable(schema) {
-                let base = field_base(&content.name);
+                let taken = c
+                    .family
+                    .get(&content.defined_in)
+                    .cloned()
+                    .unwrap_or_default();
+                let base = field_base(&content.name, &taken);
                 sort_input =
                     sort_input.field(InputValue::new(&base, TypeRef::named("SortDirection")));
                 sort.fields
@@ -499,13 +536,14 @@ impl Api {
 
         // List.
         let (d, ws, sort) = (dtmi.clone(), where_spec, Arc::new(sort));
+        let max_page = c.max_page;
         self.queries.push(
             Field::new(
                 self.query_names.claim(plural(&lower)),
                 TypeRef::named_nn(&conn),
                 move |ctx| {
                     let (dtmi, ws, sort) = (d.clone(), ws.clone(), sort.clone());
-                    FieldFuture::new(async move { list(&ctx, &dtmi, &ws, &sort).await })
+                    FieldFuture::new(async move { list(&ctx, &dtmi, &ws, &sort, max_page).await })
                 },
             )
             .description(format!(
@@ -631,7 +669,13 @@ impl Api {
         let request_arg = request.as_ref().map(|p| {
             let hint = format!("{}{stem}{}", n.interface, upper_first(&p.name));
             let ty = c.schemas.input(&mut c.namer, &p.schema, &hint);
-            (p.name.clone(), Arc::new(p.schema.clone()), ty)
+            // `id` is the twin's.
+            let arg = if p.name == "id" {
+                "request".to_owned()
+            } else {
+                p.name.clone()
+            };
+            (arg, Arc::new(p.schema.clone()), ty)
         });
         let (d, command, req, comp) = (
             dtmi.to_owned(),
@@ -842,9 +886,10 @@ async fn list(
     dtmi: &str,
     ws: &WhereSpec,
     sort: &SortSpec,
+    max_page: usize,
 ) -> Result<Option<FieldValue<'static>>, Error> {
     let store = store_of(ctx)?;
-    let first = usize_arg(ctx, "first", 100, 1000)?;
+    let first = usize_arg(ctx, "first", 100, max_page)?;
     let after = str_arg(ctx, "after")?;
     let filter = match ctx.args.get("where") {
         Some(w) if !w.is_null() => Some(ws.filter(w.as_value())?),

@@ -133,6 +133,16 @@ fn primitive_type(p: Primitive) -> &'static str {
     }
 }
 
+/// The field of a Map entry's value: the mapValue name, with `_` appended
+/// when the mapKey has the same name.
+fn map_value_field(key_name: &str, value_name: &str) -> String {
+    if key_name == value_name {
+        format!("{value_name}_")
+    } else {
+        value_name.to_owned()
+    }
+}
+
 /// A map entry as its GraphQL object sees it.
 #[derive(Debug)]
 struct MapEntry(String, Value);
@@ -301,6 +311,7 @@ impl Schemas {
             return "JSON".to_owned();
         };
         let name = self.base(namer, id, hint, &["Entry", "EntryInput"]);
+        let value_field = map_value_field(key_name, value_name);
         let value_hint = format!("{name}{}", upper_first(value_name));
         let out = self.output(namer, value, &value_hint);
         let inp = self.input(namer, value, &value_hint);
@@ -318,7 +329,7 @@ impl Schemas {
                     })
                 },
             ))
-            .field(Field::new(value_name, out, move |ctx| {
+            .field(Field::new(&value_field, out, move |ctx| {
                 let schema = value_schema.clone();
                 FieldFuture::new(async move {
                     let e = ctx.parent_value.try_downcast_ref::<MapEntry>()?;
@@ -334,7 +345,7 @@ impl Schemas {
                 key_name,
                 TypeRef::named_nn(TypeRef::STRING),
             ))
-            .field(InputValue::new(value_name, inp));
+            .field(InputValue::new(&value_field, inp));
         self.types.push(entry.into());
         self.types.push(entry_input.into());
         name
@@ -438,7 +449,9 @@ pub(super) fn parse(schema: &Schema, v: &GqlValue, at: &str) -> Result<Value, St
                 let Some(GqlValue::String(key)) = e.get(key_name.as_str()) else {
                     return Err(format!("{at}[{i}]: {key_name} is required"));
                 };
-                let x = e.get(value_name.as_str()).unwrap_or(&GqlValue::Null);
+                let x = e
+                    .get(map_value_field(key_name, value_name).as_str())
+                    .unwrap_or(&GqlValue::Null);
                 out.insert(key.clone(), parse(value, x, &format!("{at}.{key}"))?);
             }
             Ok(Value::Object(out))
