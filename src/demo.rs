@@ -73,16 +73,34 @@ pub fn plant(cells: usize) -> (Vec<Batch>, usize) {
         ops.push(rel(&format!("line{}", c / 10), "contains", &cell));
         for k in 0..PER_CELL_EQUIPMENT {
             let id = eq_id(c, k);
-            // Typical state: a few reported and desired properties.
+            // Typical state: a few reported and desired properties, and the
+            // model's own (a pump's flow and setpoint, a motor's speed).
+            let model = EQUIPMENT[k % EQUIPMENT.len()];
+            let load = ((c * 7 + k * 3) % 10) as f64;
+            let mut desired =
+                json!({"assetTag": format!("EAM-{c}-{k}"), "maintenanceInterval": "P90D"});
+            let mut reported = json!({
+                "manufacturer": "ACME",
+                "runState": if (c + k) % 23 == 0 { "fault" } else { "running" },
+                "power": 5.0 + load / 2.0,
+            });
+            match model {
+                "Pump" => {
+                    desired["flowSetpoint"] = json!(12.0);
+                    reported["flowRate"] = json!(10.0 + load / 5.0);
+                }
+                "Motor" => {
+                    desired["speedSetpoint"] = json!(1450.0);
+                    reported["vibration"] = json!(0.5 + load / 20.0);
+                }
+                "Conveyor" => reported["beltSpeed"] = json!(1.5),
+                _ => {}
+            }
             ops.push(Op::CreateTwin {
                 id: id.clone(),
-                model: m(EQUIPMENT[k % EQUIPMENT.len()]),
-                desired: Some(
-                    json!({"assetTag": format!("EAM-{c}-{k}"), "maintenanceInterval": "P90D"}),
-                ),
-                reported: Some(
-                    json!({"manufacturer": "ACME", "runState": "running", "power": 7.5}),
-                ),
+                model: m(model),
+                desired: Some(desired),
+                reported: Some(reported),
             });
             ops.push(rel(&cell, "contains", &id));
         }
@@ -125,7 +143,14 @@ pub fn plant(cells: usize) -> (Vec<Batch>, usize) {
                 &eq_id((c + 1) % cells, (k + 1) % PER_CELL_EQUIPMENT),
             ));
             // Compressors (k % 5 == 4) supply compressed air.
-            ops.push(rel(&id, "dependsOn", &eq_id(c, (k / 5) * 5 + 4)));
+            let supplier = eq_id(c, (k / 5) * 5 + 4);
+            ops.push(Op::CreateRelationship {
+                source: id.clone(),
+                id: Some(format!("dependsOn-{supplier}")),
+                name: "dependsOn".to_owned(),
+                target: supplier,
+                properties: Some(json!({"kind": "compressedAir", "critical": k % 3 == 0})),
+            });
         }
     }
     let twins = ops
