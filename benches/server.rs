@@ -190,22 +190,40 @@ async fn subscriber(
     ready: tokio::sync::mpsc::UnboundedSender<()>,
     got: tokio::sync::mpsc::UnboundedSender<(usize, u64)>,
 ) {
-    let mut req = format!("ws://{addr}/graphql/ws")
-        .into_client_request()
-        .expect("request");
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-transport-ws".parse().expect("header"),
-    );
-    let tcp = TcpStream::connect(addr).await.expect("connect");
     // Small buffers, as the server's: tungstenite's 128 KiB defaults cost
     // gigabytes (and page faults) for 10,000 connections.
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(2 * 1024)
         .write_buffer_size(0);
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(req, tcp, Some(config))
-        .await
-        .expect("handshake");
+    // Thousands connect at once: a full accept queue resets some; retry.
+    let mut attempt = 0u64;
+    let mut ws = loop {
+        let mut req = format!("ws://{addr}/graphql/ws")
+            .into_client_request()
+            .expect("request");
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "graphql-transport-ws".parse().expect("header"),
+        );
+        let connected = match TcpStream::connect(addr).await {
+            Ok(tcp) => tokio_tungstenite::client_async_with_config(req, tcp, Some(config))
+                .await
+                .map(|(ws, _)| ws)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match connected {
+            Ok(ws) => break ws,
+            Err(e) if attempt >= 20 => {
+                println!("fan-out: a subscriber cannot connect: {e}");
+                return;
+            }
+            Err(_) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+        }
+    };
     let send = |v: Value| Message::Text(v.to_string().into());
     ws.send(send(json!({"type": "connection_init"})))
         .await
