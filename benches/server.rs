@@ -489,8 +489,7 @@ fn main() {
             max_body_bytes: 4 * 1024 * 1024,
             metrics,
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
+        let listener = server::bind("127.0.0.1:0".parse().expect("address"))
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

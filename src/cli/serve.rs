@@ -131,9 +131,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         max_body_bytes: config.max_body_bytes,
         metrics,
     });
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
+    let listener =
+        server::bind(config.listen).with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
     ready.store(true, Ordering::Release);
     println!("twingraph listening on http://{addr} (GraphiQL at /, GraphQL at /graphql)");

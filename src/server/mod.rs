@@ -110,6 +110,23 @@ pub fn app(state: AppState) -> Router {
         }))
 }
 
+/// Connections the kernel may queue before the server accepts them: after a
+/// restart, thousands of dashboards reconnect at once, and a short queue
+/// resets them (the kernel caps this at `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with a deep accept queue.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Read buffer of one WebSocket connection. tungstenite zero-fills up to
 /// this much on every read attempt, and a subscription connection is polled
 /// (and tries a read) every time one of its streams yields: with the 128 KiB
