@@ -25,6 +25,63 @@ fn nested(t: &Twin, pick: impl Fn(&PropState) -> Option<Value> + Copy) -> Value 
     Value::Object(m)
 }
 
+/// A JSON value as a GraphQL value, without an intermediate copy.
+pub fn gql(v: &Value) -> async_graphql::Value {
+    use async_graphql::{Name, Value as G};
+    match v {
+        Value::Null => G::Null,
+        Value::Bool(b) => G::Boolean(*b),
+        Value::Number(n) => G::Number(n.clone()),
+        Value::String(s) => G::String(s.clone()),
+        Value::Array(a) => G::List(a.iter().map(gql).collect()),
+        Value::Object(o) => G::Object(o.iter().map(|(k, x)| (Name::new(k), gql(x))).collect()),
+    }
+}
+
+/// Like [`nested`], straight to a GraphQL value (the hot path of
+/// `reported`, `desired` and `delta`).
+fn nested_gql(
+    t: &Twin,
+    pick: impl Fn(&PropState) -> Option<&Value> + Copy,
+) -> async_graphql::Value {
+    use async_graphql::{Name, Value as G};
+    let side = |c: &ComponentState| -> async_graphql::indexmap::IndexMap<Name, G> {
+        c.props
+            .iter()
+            .filter_map(|(k, p)| pick(p).map(|v| (Name::new(k), gql(v))))
+            .collect()
+    };
+    let mut m = side(&t.root);
+    for (name, c) in &t.components {
+        let inner = side(c);
+        if !inner.is_empty() {
+            m.insert(Name::new(name), G::Object(inner));
+        }
+    }
+    G::Object(m)
+}
+
+/// `reported` as a GraphQL value.
+pub fn reported_gql(t: &Twin) -> async_graphql::Value {
+    nested_gql(t, |p| p.reported.as_ref().map(|r| &r.value))
+}
+
+/// `desired` as a GraphQL value.
+pub fn desired_gql(t: &Twin) -> async_graphql::Value {
+    nested_gql(t, |p| p.desired.as_ref().map(|d| &d.value))
+}
+
+/// `delta` as a GraphQL value.
+pub fn delta_gql(t: &Twin) -> async_graphql::Value {
+    nested_gql(t, |p| {
+        if p.in_delta() {
+            p.desired.as_ref().map(|d| &d.value)
+        } else {
+            None
+        }
+    })
+}
+
 pub fn reported(t: &Twin) -> Value {
     nested(t, |p| p.reported.as_ref().map(|r| r.value.clone()))
 }

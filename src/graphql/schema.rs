@@ -122,19 +122,19 @@ pub(super) fn twin_fields() -> [TwinFieldDef; 10] {
             "reported",
             TypeRef::named("JSON"),
             "Reported state: what the device says.",
-            |t| json_view(json::reported(t)),
+            json::reported_gql,
         ),
         (
             "desired",
             TypeRef::named("JSON"),
             "Desired state of writable properties.",
-            |t| json_view(json::desired(t)),
+            json::desired_gql,
         ),
         (
             "delta",
             TypeRef::named("JSON"),
             "Writable properties whose desired value differs from the reported one.",
-            |t| json_view(json::delta(t)),
+            json::delta_gql,
         ),
         (
             "metadata",
