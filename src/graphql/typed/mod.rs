@@ -22,10 +22,13 @@
 //! - `incomingRelationships(name, first, after)`: relationships pointing at
 //!   the twin.
 //!
-//! A DTDL name that is also a `Twin` field gets the prefix `prop_`; a derived
-//! name (`pDesired`) that is also a DTDL name anywhere in the Interface's
-//! family gets `_` appended (DTDL names never end with `_`). DTMIs, display
-//! names, descriptions, semantic types and units go into descriptions.
+//! A DTDL name that is also one of a type's own fields (a `Twin` field,
+//! `incomingRelationships`; `and`/`or`/`not` in a filter; `cursor`, `node`,
+//! ... on an edge) gets the prefix `prop_`; a generated name (`prop_id`,
+//! `pDesired`) that is also a DTDL name anywhere in the Interface's family
+//! gets `_` appended (DTDL names never end with `_`), so inherited fields
+//! agree all down the chain. DTMIs, display names, descriptions, semantic
+//! types and units go into descriptions.
 //!
 //! Per model, [`model_api`] adds a lookup, a filtered and ordered list,
 //! typed create/update mutations and a mutation per Command.
