@@ -28,7 +28,7 @@ use crate::twin::{Batch, Event, Op, Relationship, format_time};
 use async_graphql::dataloader::DataLoader;
 
 /// A GraphQL object over a JSON object: each field reads its key.
-fn record(name: &str, description: &str, fields: &[(&str, TypeRef, &str)]) -> Object {
+pub(super) fn record(name: &str, description: &str, fields: &[(&str, TypeRef, &str)]) -> Object {
     let mut obj = Object::new(name).description(description);
     for (field, ty, doc) in fields {
         let key = (*field).to_owned();

@@ -795,25 +795,12 @@ pub(super) fn invocation_type() -> Type {
             "When it was recorded.",
         ),
     ];
-    let mut obj = Object::new("CommandInvocation")
-        .description("A command recorded for delivery to a device (a `commandInvoked` event).");
-    for (name, ty, doc) in fields {
-        obj = obj.field(
-            Field::new(name, ty, move |ctx| {
-                FieldFuture::new(async move {
-                    let v = ctx.parent_value.try_downcast_ref::<Value>()?;
-                    match v.get(name) {
-                        None | Some(Value::Null) => Ok(None),
-                        Some(x) => Ok(Some(FieldValue::value(crate::graphql::schema::to_gql(
-                            x.clone(),
-                        )?))),
-                    }
-                })
-            })
-            .description(doc),
-        );
-    }
-    obj.into()
+    crate::graphql::graph_api::record(
+        "CommandInvocation",
+        "A command recorded for delivery to a device (a `commandInvoked` event).",
+        &fields,
+    )
+    .into()
 }
 
 fn patch_arg(
