@@ -26,6 +26,16 @@ struct Client {
 
 impl Client {
     async fn connect(addr: SocketAddr, legacy: bool) -> Client {
+        let mut c = Client::open(addr, legacy).await;
+        c.send(json!({"type": "connection_init", "payload": {}}))
+            .await;
+        let ack = c.recv().await;
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+        c
+    }
+
+    /// A connection before `connection_init`.
+    async fn open(addr: SocketAddr, legacy: bool) -> Client {
         let protocol = if legacy {
             "graphql-ws"
         } else {
@@ -37,6 +47,9 @@ impl Client {
         req.headers_mut()
             .insert("Sec-WebSocket-Protocol", protocol.parse().expect("header"));
         let tcp = TcpStream::connect(addr).await.expect("connect");
+        // As browsers do: back-to-back small messages are not held back
+        // (Nagle) until the server acknowledges the previous one.
+        tcp.set_nodelay(true).expect("nodelay");
         let (ws, resp) = client_async(req, tcp).await.expect("websocket handshake");
         assert_eq!(
             resp.headers()
@@ -44,12 +57,23 @@ impl Client {
                 .and_then(|v| v.to_str().ok()),
             Some(protocol)
         );
-        let mut c = Client { ws, legacy };
-        c.send(json!({"type": "connection_init", "payload": {}}))
-            .await;
-        let ack = c.recv().await;
-        assert_eq!(ack["type"], "connection_ack", "{ack}");
-        c
+        Client { ws, legacy }
+    }
+
+    /// The close code and reason the server ends the connection with
+    /// (protocol messages before it skipped).
+    async fn closed(&mut self) -> (u16, String) {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a message within the wait")
+                .expect("stream open")
+                .expect("frame");
+            if let Message::Close(frame) = msg {
+                let frame = frame.expect("a close frame with a code");
+                return (frame.code.into(), frame.reason.to_string());
+            }
+        }
     }
 
     async fn send(&mut self, v: Value) {
@@ -356,14 +380,15 @@ async fn shutdown_completes_open_subscriptions() {
     let s = start().await;
     mutate(s.addr, &pump("p1")).await;
     let mut c = Client::connect(s.addr, false).await;
-    c.subscribe("e", "subscription { events(after: 0) { seq } }")
-        .await;
-    assert_eq!(c.next_data("e").await["data"]["events"]["seq"], 1);
     c.subscribe(
         "t",
         r#"subscription { twinChanged(id: "p1") { sequence } }"#,
     )
     .await;
+    c.subscribe("e", "subscription { events(after: 0) { seq } }")
+        .await;
+    // Messages are handled in order: "t" is running once "e" delivers.
+    assert_eq!(c.next_data("e").await["data"]["events"]["seq"], 1);
     s.live.trigger();
     let mut completed = Vec::new();
     for _ in 0..2 {
@@ -373,6 +398,81 @@ async fn shutdown_completes_open_subscriptions() {
     }
     completed.sort();
     assert_eq!(completed, ["e", "t"]);
+    // Then the server says goodbye.
+    assert_eq!(c.closed().await.0, 1001);
+    s.shutdown().await;
+}
+
+/// The protocol's rules, with `graphql-transport-ws` close codes.
+#[tokio::test]
+async fn protocol_violations_close_the_connection_with_their_codes() {
+    let s = start().await;
+    // Subscribing before connection_init: 4401.
+    let mut c = Client::open(s.addr, false).await;
+    c.subscribe("1", r#"subscription { events { seq } }"#).await;
+    assert_eq!(c.closed().await.0, 4401);
+    // Not a protocol message: 4400.
+    let mut c = Client::connect(s.addr, false).await;
+    c.ws.send(Message::Text("{\"type\": \"launch\"}".into()))
+        .await
+        .expect("send");
+    assert_eq!(c.closed().await.0, 4400);
+    // A second connection_init: 4429.
+    let mut c = Client::connect(s.addr, false).await;
+    c.send(json!({"type": "connection_init"})).await;
+    assert_eq!(c.closed().await.0, 4429);
+    // A subscription id in use: 4409, with the id in the reason.
+    let mut c = Client::connect(s.addr, false).await;
+    c.subscribe("dup", r#"subscription { events { seq } }"#)
+        .await;
+    c.subscribe("dup", r#"subscription { events { seq } }"#)
+        .await;
+    let (code, reason) = c.closed().await;
+    assert_eq!(code, 4409);
+    assert!(reason.contains("dup"), "{reason}");
+    // No protocol offered: refused before the upgrade.
+    let req = format!("ws://{}/graphql/ws", s.addr)
+        .into_client_request()
+        .expect("request");
+    let tcp = TcpStream::connect(s.addr).await.expect("connect");
+    match client_async(req, tcp).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 400);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn pings_are_answered_and_legacy_stops_are_confirmed() {
+    let s = start().await;
+    let mut c = Client::connect(s.addr, false).await;
+    c.send(json!({"type": "ping", "payload": {"at": 7}})).await;
+    let v = c.recv().await;
+    assert_eq!(v, json!({"type": "pong", "payload": {"at": 7}}));
+    // graphql-transport-ws: the client's complete is not echoed.
+    c.subscribe("1", r#"subscription { events { seq } }"#).await;
+    c.send(json!({"type": "complete", "id": "1"})).await;
+    c.send(json!({"type": "ping"})).await;
+    assert_eq!(c.recv().await, json!({"type": "pong"}));
+
+    let mut c = Client::connect(s.addr, true).await;
+    c.subscribe("1", r#"subscription { events { seq } }"#).await;
+    c.send(json!({"type": "stop", "id": "1"})).await;
+    assert_eq!(c.recv().await, json!({"type": "complete", "id": "1"}));
+    // A legacy start with an id in use replaces that operation.
+    c.subscribe(
+        "2",
+        r#"subscription { twinChanged(id: "p1") { sequence } }"#,
+    )
+    .await;
+    c.subscribe("2", r#"subscription { events { seq kind } }"#)
+        .await;
+    mutate(s.addr, &pump("p1")).await;
+    let v = c.next_data("2").await;
+    assert_eq!(v["data"]["events"]["kind"], "twinCreated", "{v}");
+    c.send(json!({"type": "connection_terminate"})).await;
     s.shutdown().await;
 }
 

@@ -27,4 +27,5 @@ pub mod upload;
 pub use live::Shutdown;
 pub use reload::{LiveSchema, Reloader};
 pub use schema::build;
+pub use shared::Delivery;
 pub use upload::ModelLibrary;

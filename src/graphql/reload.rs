@@ -10,11 +10,11 @@
 use std::sync::{Arc, OnceLock, RwLock, Weak};
 
 use async_graphql::dynamic::{Schema, SchemaError};
-use async_graphql::futures_util::stream::BoxStream;
+use async_graphql::futures_util::stream::{BoxStream, StreamExt};
 use async_graphql::{Data, Executor, Request, Response};
 
 use super::schema::{Limits, build_schema};
-use super::shared::Hubs;
+use super::shared::{Delivery, Hubs};
 use super::upload::ModelLibrary;
 use crate::dtdl::ModelSet;
 use crate::metrics::Metrics;
@@ -135,19 +135,15 @@ impl LiveSchema {
     }
 }
 
-impl Executor for LiveSchema {
-    async fn execute(&self, request: Request) -> Response {
-        let schema = self.current();
-        schema.execute(request).await
-    }
-
+impl LiveSchema {
+    /// The results of subscription `request` on the schema serving now.
     /// Identical subscriptions without connection data share one execution
-    /// (see [`super::shared`]).
-    fn execute_stream(
+    /// (see [`super::shared`]), whose results are serialized once.
+    pub fn subscribe(
         &self,
         request: Request,
         session_data: Option<Arc<Data>>,
-    ) -> BoxStream<'static, Response> {
+    ) -> BoxStream<'static, Delivery> {
         let (schema, generation) = self.current_with_generation();
         let request = if session_data.as_ref().is_none_or(|d| d.is_empty()) {
             let last_seq = self.0.parts.store.last_seq();
@@ -166,6 +162,32 @@ impl Executor for LiveSchema {
         } else {
             request
         };
-        schema.execute_stream_with_session_data(request, session_data.unwrap_or_default())
+        schema
+            .execute_stream_with_session_data(request, session_data.unwrap_or_default())
+            .map(|r| Delivery::Own(Box::new(r)))
+            .boxed()
+    }
+
+    /// Resolves once the server is shutting down (every subscription
+    /// stream then completes).
+    pub fn closing(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.0.parts.shutdown.clone().triggered()
+    }
+}
+
+impl Executor for LiveSchema {
+    async fn execute(&self, request: Request) -> Response {
+        let schema = self.current();
+        schema.execute(request).await
+    }
+
+    fn execute_stream(
+        &self,
+        request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        self.subscribe(request, session_data)
+            .map(Delivery::into_response)
+            .boxed()
     }
 }

@@ -4,8 +4,9 @@
 //! the selection set once per subscriber and event would make a change's
 //! fan-out cost grow with GraphQL work per subscriber; instead, subscriptions
 //! with the same document, operation and variables (and no per-connection
-//! data) share one execution (a *hub*): its responses go through a
-//! broadcast channel to every subscriber, which only clones and sends them.
+//! data) share one execution (a *hub*): each of its responses is serialized
+//! once and goes through a broadcast channel to every subscriber, whose
+//! connection only frames the shared JSON (see [`Delivery`]).
 //!
 //! Only subscriptions that start "now" may share: every root field is
 //! `twinChanged`, or `events` without `after` (a replay depends on where it
@@ -32,6 +33,53 @@ use crate::metrics::{Metrics, SubscriptionGuard};
 #[derive(Debug, Clone, Copy)]
 pub struct HubExecution;
 
+/// One result of a subscription stream, as a connection sends it.
+#[derive(Debug)]
+pub enum Delivery {
+    /// A result of this subscriber's own execution.
+    Own(Box<Response>),
+    /// A result shared by every subscriber of a hub.
+    Shared(Arc<SharedResult>),
+}
+
+/// A hub's result and its JSON, serialized once for all its subscribers.
+#[derive(Debug)]
+pub struct SharedResult {
+    response: Response,
+    json: Box<str>,
+}
+
+impl SharedResult {
+    fn new(response: Response) -> SharedResult {
+        // A `Response` is plain data: serializing it cannot fail.
+        let json = serde_json::to_string(&response)
+            .unwrap_or_else(|_| r#"{"data":null}"#.to_owned())
+            .into_boxed_str();
+        SharedResult { response, json }
+    }
+}
+
+impl Delivery {
+    /// The result as GraphQL-over-WebSocket `payload` JSON, appended to `out`.
+    pub fn write_json(&self, out: &mut String) {
+        match self {
+            Delivery::Own(r) => match serde_json::to_string(r) {
+                Ok(json) => out.push_str(&json),
+                Err(_) => out.push_str(r#"{"data":null}"#),
+            },
+            Delivery::Shared(s) => out.push_str(&s.json),
+        }
+    }
+
+    /// The result as a [`Response`] of its own.
+    pub fn into_response(self) -> Response {
+        match self {
+            Delivery::Own(r) => *r,
+            Delivery::Shared(s) => copy(&s.response),
+        }
+    }
+}
+
 /// The key of identical subscriptions.
 type Key = (u64, String);
 
@@ -45,7 +93,7 @@ pub(super) struct Hubs {
 #[derive(Debug)]
 struct Hub {
     /// `None` once the execution has ended: late joiners start a new hub.
-    tx: Mutex<Option<broadcast::Sender<Arc<Response>>>>,
+    tx: Mutex<Option<broadcast::Sender<Arc<SharedResult>>>>,
     /// The execution's task, aborted when the last subscriber leaves.
     task: OnceLock<tokio::task::AbortHandle>,
     key: Key,
@@ -184,7 +232,7 @@ impl Hubs {
         last_seq: u64,
         metrics: &Arc<Metrics>,
         start: impl FnOnce(Request) -> BoxStream<'static, Response>,
-    ) -> Result<BoxStream<'static, Response>, Box<Request>> {
+    ) -> Result<BoxStream<'static, Delivery>, Box<Request>> {
         let Some(key) = share_key(generation, &request) else {
             return Err(Box::new(request));
         };
@@ -214,7 +262,7 @@ impl Hubs {
                     while let Some(r) = upstream.next().await {
                         // No receiver right now is no reason to stop: the
                         // last subscriber to leave aborts this task.
-                        let _ = tx.send(Arc::new(r));
+                        let _ = tx.send(Arc::new(SharedResult::new(r)));
                     }
                     // Ended: late joiners start afresh; dropping `tx` (the
                     // last sender) closes every subscriber's stream.
@@ -232,7 +280,7 @@ impl Hubs {
             }
         };
         struct Share {
-            rx: broadcast::Receiver<Arc<Response>>,
+            rx: broadcast::Receiver<Arc<SharedResult>>,
             _hub: Arc<Hub>,
             _counted: SubscriptionGuard,
             last: u64,
@@ -251,15 +299,15 @@ impl Hubs {
             }
             match s.rx.recv().await {
                 Ok(r) => {
-                    if let Some(seq) = sequence_of(&r) {
+                    if let Some(seq) = sequence_of(&r.response) {
                         s.last = seq;
                     }
-                    Some((copy(&r), s))
+                    Some((Delivery::Shared(r), s))
                 }
                 Err(RecvError::Lagged(_)) => {
                     s.done = true;
                     let last = s.last;
-                    Some((lagged(last), s))
+                    Some((Delivery::Own(Box::new(lagged(last))), s))
                 }
                 Err(RecvError::Closed) => None,
             }

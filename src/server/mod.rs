@@ -9,9 +9,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQL, GraphQLProtocol, GraphQLWebSocket};
+use async_graphql_axum::GraphQL;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
@@ -24,6 +23,8 @@ use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
 use crate::store::GraphStore;
+
+mod ws;
 
 /// What the routes share.
 #[derive(Clone)]
@@ -67,8 +68,8 @@ pub fn app(state: AppState) -> Router {
             "/graphql/ws",
             get({
                 let schema = state.schema.clone();
-                move |protocol: GraphQLProtocol, upgrade: WebSocketUpgrade| {
-                    subscriptions(schema.clone(), limit, protocol, upgrade)
+                move |headers: axum::http::HeaderMap, upgrade: WebSocketUpgrade| {
+                    subscriptions(schema.clone(), limit, headers, upgrade)
                 }
             }),
         )
@@ -141,16 +142,23 @@ const WS_READ_BUFFER: usize = 1024;
 async fn subscriptions(
     schema: crate::graphql::LiveSchema,
     max_message: usize,
-    protocol: GraphQLProtocol,
+    headers: axum::http::HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let Some(protocol) = ws::Protocol::negotiate(&headers) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "Sec-WebSocket-Protocol must offer graphql-transport-ws or graphql-ws",
+        )
+            .into_response();
+    };
     upgrade
         .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(0)
         .max_message_size(max_message)
         .max_frame_size(max_message)
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |stream| GraphQLWebSocket::new(stream, schema, protocol).serve())
+        .protocols([protocol.name()])
+        .on_upgrade(move |socket| ws::serve(socket, schema, protocol))
 }
 
 /// Counts requests by route (known routes only: bounded label values) and
