@@ -21,8 +21,7 @@ use std::time::Duration;
 use async_graphql::futures_util::stream::BoxStream;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use axum::http::HeaderMap;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt, stream};
+use futures_util::{StreamExt, stream};
 use serde::Deserialize;
 use tokio_stream::StreamMap;
 
@@ -257,21 +256,16 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// the client's. Dropping the socket at once would make the kernel reset
 /// the connection when the client's reply arrives, and a reset discards
 /// what the client had not read yet (the last results, the close frame).
-async fn close(
-    mut tx: SplitSink<WebSocket, Message>,
-    mut rx: SplitStream<WebSocket>,
-    code: u16,
-    reason: String,
-) {
+async fn close(mut socket: WebSocket, code: u16, reason: String) {
     let frame = CloseFrame {
         code,
         reason: close_reason(reason).into(),
     };
-    if tx.send(Message::Close(Some(frame))).await.is_err() {
+    if socket.send(Message::Close(Some(frame))).await.is_err() {
         return;
     }
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        while let Some(Ok(msg)) = rx.next().await {
+        while let Some(Ok(msg)) = socket.recv().await {
             if matches!(msg, Message::Close(_)) {
                 break;
             }
@@ -281,7 +275,7 @@ async fn close(
 }
 
 /// Serves one upgraded connection until either side ends it.
-pub(super) async fn serve(socket: WebSocket, schema: LiveSchema, protocol: Protocol) {
+pub(super) async fn serve(mut socket: WebSocket, schema: LiveSchema, protocol: Protocol) {
     let closing = schema.closing();
     let mut conn = Connection {
         protocol,
@@ -289,7 +283,6 @@ pub(super) async fn serve(socket: WebSocket, schema: LiveSchema, protocol: Proto
         acked: false,
         streams: StreamMap::new(),
     };
-    let (mut tx, mut rx) = socket.split();
     let init_deadline = tokio::time::sleep(INIT_TIMEOUT);
     let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
     keep_alive.reset();
@@ -300,7 +293,7 @@ pub(super) async fn serve(socket: WebSocket, schema: LiveSchema, protocol: Proto
             // The client's messages first: a `complete` takes effect before
             // the subscription's next result goes out.
             biased;
-            msg = rx.next() => match msg {
+            msg = socket.recv() => match msg {
                 Some(Ok(Message::Text(t))) => conn.on_message(t.as_bytes()),
                 Some(Ok(Message::Binary(b))) => conn.on_message(&b),
                 // Pings are answered by the WebSocket layer.
@@ -332,14 +325,14 @@ pub(super) async fn serve(socket: WebSocket, schema: LiveSchema, protocol: Proto
             Step::Send(msgs) => {
                 let mut sent = Ok(());
                 for m in msgs {
-                    sent = tx.send(m).await;
+                    sent = socket.send(m).await;
                     if sent.is_err() {
                         break;
                     }
                 }
                 sent
             }
-            Step::Close(code, reason) => return close(tx, rx, code, reason).await,
+            Step::Close(code, reason) => return close(socket, code, reason).await,
             Step::End => return,
         };
         if result.is_err() {
@@ -347,7 +340,7 @@ pub(super) async fn serve(socket: WebSocket, schema: LiveSchema, protocol: Proto
         }
         // Shutting down: once every subscription has completed, say goodbye.
         if shutting_down && conn.streams.is_empty() {
-            return close(tx, rx, 1001, "server shutting down".into()).await;
+            return close(socket, 1001, "server shutting down".into()).await;
         }
     }
 }
