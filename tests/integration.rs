@@ -10,6 +10,7 @@ mod rules;
 #[macro_use]
 mod store_suite;
 mod batching;
+mod bolt;
 mod embedded;
 mod live;
 mod server;

@@ -34,3 +34,11 @@ mod embedded_store {
             .expect("open embedded store")
     ));
 }
+
+mod bolt_store {
+    use super::*;
+
+    crate::store_conformance!(Arc::new(
+        crate::bolt::store(sample_models(), StoreConfig::default()).await
+    ));
+}

@@ -1,6 +1,6 @@
 //! Store errors as GraphQL errors. Every error carries a stable
 //! `extensions.code` (`NOT_FOUND`, `VALIDATION_FAILED`, `VERSION_CONFLICT`,
-//! `MODEL_NOT_FOUND`, `BAD_REQUEST`, `INTERNAL`) and the finer store code in
+//! `MODEL_NOT_FOUND`, `BAD_REQUEST`, `STORE_UNAVAILABLE`, `INTERNAL`) and the finer store code in
 //! `extensions.reason`. Internal details are logged, never returned.
 
 use async_graphql::extensions::{
@@ -24,6 +24,13 @@ pub fn store_error(e: &StoreError) -> Error {
         (_, Some((t, _))) => (twin_code(t), e.to_string()),
         (StoreError::Pruned(_), _) => ("BAD_REQUEST", e.to_string()),
         (StoreError::Closed, _) => ("INTERNAL", "the server is shutting down".to_owned()),
+        (StoreError::Unavailable(why), _) => {
+            tracing::warn!(error = %why, "store unavailable");
+            (
+                "STORE_UNAVAILABLE",
+                "the twin store is unavailable; retry later".to_owned(),
+            )
+        }
         _ => {
             tracing::error!(error = %e, "store failure");
             ("INTERNAL", "internal error".to_owned())

@@ -336,7 +336,7 @@ fn commit_models(shared: &Shared, models: Arc<ModelSet>, actor: &str) -> Result<
 }
 
 /// Folds a twin's events (ordered) up to `at` into its state then.
-fn twin_at(events: &[Event], twin: &str, at: At) -> Option<Twin> {
+pub(crate) fn twin_at(events: &[Event], twin: &str, at: At) -> Option<Twin> {
     let mut state: Option<Twin> = None;
     for e in events.iter().filter(|e| within(e, at)) {
         match &e.change {
@@ -362,7 +362,8 @@ fn within(e: &Event, at: At) -> bool {
     }
 }
 
-fn relationships_at(events: &[Event], at: At) -> Vec<Relationship> {
+/// Folds events (in order) up to `at` into the relationships they leave.
+pub(crate) fn relationships_at(events: &[Event], at: At) -> Vec<Relationship> {
     let mut rels: std::collections::BTreeMap<RelKey, Relationship> =
         std::collections::BTreeMap::new();
     for e in events.iter().filter(|e| within(e, at)) {

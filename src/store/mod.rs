@@ -11,6 +11,7 @@
 //! seam, [`memory`] a volatile journal (tests, ephemeral use), [`embedded`]
 //! the durable default on redb.
 
+pub mod bolt;
 pub mod core;
 pub mod embedded;
 pub mod journal;
@@ -77,6 +78,10 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("the store is closed")]
     Closed,
+    /// The database server cannot be reached (or did not answer in time);
+    /// nothing was written. Worth retrying later.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -89,6 +94,7 @@ impl StoreError {
             StoreError::Unusable { .. } => "data_directory_unusable",
             StoreError::Pruned(_) => "history_pruned",
             StoreError::Closed => "store_closed",
+            StoreError::Unavailable(_) => "store_unavailable",
         }
     }
 }

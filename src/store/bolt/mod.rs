@@ -1,0 +1,603 @@
+//! The Neo4j store: the twin graph in a Bolt database (Neo4j 5, or any
+//! openCypher database that speaks Bolt), through neo4rs.
+//!
+//! Several server replicas may share one database. Every write goes through
+//! one transaction that first takes the sequence counter
+//! ([`layout::META`]), so writers are serialized cluster-wide and the event
+//! sequence is gap-free; inside it, the batch is validated by the same
+//! planner the embedded store uses, on the part of the graph it touches
+//! (loaded in the transaction), and the new state and its events are
+//! written together. Transient failures (deadlocks, leader switches,
+//! conflicting commits) retry the whole transaction with backoff.
+//!
+//! Live events come from a tailer: it reads the event log in sequence order
+//! (at once after a local write, else every `poll` interval), so a change
+//! made through any replica reaches every replica's subscribers, in order,
+//! without gaps.
+//!
+//! Layout: [`layout`] the graph layout, [`write`] the write path, this
+//! module the reads, the tailer and the `GraphStore` implementation.
+
+pub mod layout;
+mod write;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use neo4rs::{BoltType, Query, query};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+
+use super::{At, GraphStore, Page, StoreConfig, StoreError, TwinQuery};
+use crate::dtdl::ModelSet;
+use crate::twin::query::{Direction, Reached, Traversal};
+use crate::twin::{Batch, Event, Graph, Micros, Relationship, Twin, TwinError};
+use layout::{EVENT, META, ModelLabels, TWIN, decode};
+
+/// Where the database is and how to use it.
+#[derive(Debug, Clone)]
+pub struct BoltConfig {
+    /// `bolt://`, `bolt+s://`, `neo4j://` or `neo4j+s://` URI.
+    pub uri: String,
+    pub user: String,
+    pub password: String,
+    /// Database name (`None`: the server's default).
+    pub database: Option<String>,
+    /// Connections in the pool.
+    pub max_connections: usize,
+    /// How often the event log is polled for other replicas' changes.
+    pub poll: Duration,
+    /// How long a call may wait for the database before failing with
+    /// `store_unavailable`.
+    pub timeout: Duration,
+}
+
+impl BoltConfig {
+    pub fn new(uri: &str, user: &str, password: &str) -> BoltConfig {
+        BoltConfig {
+            uri: uri.to_owned(),
+            user: user.to_owned(),
+            password: password.to_owned(),
+            database: None,
+            max_connections: 16,
+            poll: Duration::from_millis(100),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Statements applied at startup (idempotent): uniqueness and lookup
+/// indexes (also in `schema/neo4j.cypher`).
+const MIGRATIONS: &[&str] = &[
+    "CREATE CONSTRAINT twin_id IF NOT EXISTS FOR (n:Twin) REQUIRE n.id IS UNIQUE",
+    "CREATE CONSTRAINT twin_event_seq IF NOT EXISTS FOR (e:TwinEvent) REQUIRE e.seq IS UNIQUE",
+    "CREATE CONSTRAINT twin_graph_meta_key IF NOT EXISTS FOR (m:TwinGraphMeta) REQUIRE m.key IS UNIQUE",
+    "CREATE INDEX twin_model IF NOT EXISTS FOR (n:Twin) ON (n.model)",
+    "CREATE INDEX twin_event_twin IF NOT EXISTS FOR (e:TwinEvent) ON (e.twin)",
+    "CREATE INDEX twin_event_other IF NOT EXISTS FOR (e:TwinEvent) ON (e.other)",
+    "MERGE (m:TwinGraphMeta {key: 'seq'}) ON CREATE SET m.seq = 0, m.time = 0",
+];
+
+/// A request to the writer task.
+enum WriteRequest {
+    Batch {
+        batch: Batch,
+        actor: String,
+        reply: oneshot::Sender<Result<Vec<Event>, StoreError>>,
+    },
+    Models {
+        models: Arc<ModelSet>,
+        actor: String,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+}
+
+struct Shared {
+    db: neo4rs::Graph,
+    config: StoreConfig,
+    bolt: BoltConfig,
+    models: RwLock<(Arc<ModelSet>, Arc<ModelLabels>)>,
+    /// Sequence of the last event published to subscribers.
+    last_seq: AtomicU64,
+    events: broadcast::Sender<Arc<Event>>,
+    /// Wakes the tailer (after a local commit).
+    tail: Arc<Notify>,
+    /// Held while publishing, so events go out once and in order.
+    publishing: std::sync::Mutex<()>,
+    closed: AtomicBool,
+}
+
+/// The Neo4j store.
+#[derive(Clone)]
+pub struct BoltStore {
+    shared: Arc<Shared>,
+    writer: mpsc::Sender<WriteRequest>,
+}
+
+impl std::fmt::Debug for BoltStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoltStore")
+            .field("uri", &self.shared.bolt.uri)
+            .field("database", &self.shared.bolt.database)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A database error as a store error: unreachable or slow is
+/// `Unavailable`, the rest a storage failure.
+fn db_error(e: neo4rs::Error) -> StoreError {
+    match e {
+        neo4rs::Error::IOError { .. }
+        | neo4rs::Error::ConnectionError
+        | neo4rs::Error::AuthenticationError(_) => StoreError::Unavailable(e.to_string()),
+        other => StoreError::Storage(other.to_string()),
+    }
+}
+
+/// Whether retrying the transaction may succeed.
+fn transient(e: &neo4rs::Error) -> bool {
+    match e {
+        neo4rs::Error::Neo4j(n) => {
+            n.code().starts_with("Neo.TransientError")
+                || n.code() == "Neo.ClientError.Cluster.NotALeader"
+        }
+        _ => false,
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl BoltStore {
+    /// Connects, applies the migrations, and starts the writer and the
+    /// tailer (on the current Tokio runtime).
+    pub async fn connect(
+        bolt: BoltConfig,
+        models: Arc<ModelSet>,
+        config: StoreConfig,
+    ) -> Result<BoltStore, StoreError> {
+        let mut builder = neo4rs::ConfigBuilder::default()
+            .uri(bolt.uri.as_str())
+            .user(bolt.user.as_str())
+            .password(bolt.password.as_str())
+            .max_connections(bolt.max_connections.max(1))
+            .fetch_size(1000);
+        if let Some(db) = &bolt.database {
+            builder = builder.db(db.as_str());
+        }
+        let cfg = builder.build().map_err(db_error)?;
+        let db = tokio::time::timeout(bolt.timeout, neo4rs::Graph::connect(cfg))
+            .await
+            .map_err(|_| StoreError::Unavailable(format!("no answer from {}", bolt.uri)))?
+            .map_err(db_error)?;
+        for m in MIGRATIONS {
+            tokio::time::timeout(bolt.timeout, db.run(query(m)))
+                .await
+                .map_err(|_| StoreError::Unavailable(format!("no answer from {}", bolt.uri)))?
+                .map_err(db_error)?;
+        }
+        let labels = Arc::new(ModelLabels::new(&models));
+        let (events, _) = broadcast::channel(config.live_buffer.max(1));
+        let shared = Arc::new(Shared {
+            db,
+            config,
+            bolt,
+            models: RwLock::new((models, labels)),
+            last_seq: AtomicU64::new(0),
+            events,
+            tail: Arc::new(Notify::new()),
+            publishing: std::sync::Mutex::new(()),
+            closed: AtomicBool::new(false),
+        });
+        let (seq, _) = write::position(&shared).await?;
+        shared.last_seq.store(seq, Ordering::Release);
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(write::writer(shared.clone(), rx));
+        tokio::spawn(tailer(Arc::downgrade(&shared)));
+        Ok(BoltStore { shared, writer: tx })
+    }
+
+    /// Stops the tailer; pending writes still finish.
+    pub fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.tail.notify_one();
+    }
+
+    /// Removes every twin, relationship and event (tests and demos).
+    pub async fn wipe(&self) -> Result<(), StoreError> {
+        self.run(query(&format!(
+            "MATCH (n) WHERE n:{TWIN} OR n:{EVENT} DETACH DELETE n"
+        )))
+        .await?;
+        self.run(query(&format!(
+            "MATCH (m:{META} {{key: 'seq'}}) SET m.seq = 0, m.time = 0"
+        )))
+        .await?;
+        self.shared.last_seq.store(0, Ordering::Release);
+        Ok(())
+    }
+
+    async fn run(&self, q: Query) -> Result<(), StoreError> {
+        tokio::time::timeout(self.shared.bolt.timeout, self.shared.db.run(q))
+            .await
+            .map_err(|_| StoreError::Unavailable("the database did not answer in time".into()))?
+            .map_err(db_error)
+    }
+
+    /// The values of column `col` (a string) of every row of `q`.
+    async fn strings(&self, q: Query, col: &str) -> Result<Vec<String>, StoreError> {
+        rows(&self.shared, q, col).await
+    }
+
+    async fn twins_where(&self, q: Query) -> Result<Vec<Twin>, StoreError> {
+        self.strings(q, "s")
+            .await?
+            .iter()
+            .map(|s| decode("twin", s))
+            .collect()
+    }
+
+    async fn rels_where(&self, q: Query) -> Result<Vec<Relationship>, StoreError> {
+        let mut out: Vec<Relationship> = self
+            .strings(q, "j")
+            .await?
+            .iter()
+            .map(|s| decode("relationship", s))
+            .collect::<Result<_, _>>()?;
+        out.sort_by(|a, b| (&a.source, &a.id).cmp(&(&b.source, &b.id)));
+        out.dedup_by(|a, b| a.source == b.source && a.id == b.id);
+        Ok(out)
+    }
+
+    async fn events_where(&self, q: Query) -> Result<Vec<Event>, StoreError> {
+        self.strings(q, "j")
+            .await?
+            .iter()
+            .map(|s| decode("event", s))
+            .collect()
+    }
+
+    /// The part of the graph a traversal from `start` can reach: the start
+    /// twin and every relationship on a path of at most `depth` hops.
+    async fn neighbourhood(&self, t: &Traversal) -> Result<Graph, StoreError> {
+        let mut g = Graph::new(self.shared.config.graph.clone());
+        let Some(start) = self.twin(&t.start).await? else {
+            return Err(TwinError::NotFound(t.start.clone()).into());
+        };
+        g.insert_twin(start);
+        let depth = t.max_depth.min(self.shared.config.max_depth);
+        if depth == 0 {
+            return Ok(g);
+        }
+        let pattern = match t.direction {
+            Direction::Out => format!("-[rs*1..{depth}]->"),
+            Direction::In => format!("<-[rs*1..{depth}]-"),
+            Direction::Both => format!("-[rs*1..{depth}]-"),
+        };
+        let q = query(&format!(
+            "MATCH (s:{TWIN} {{id: $start}}){pattern}(:{TWIN}) \
+             WHERE size($names) = 0 OR all(r IN rs WHERE type(r) IN $names) \
+             UNWIND rs AS r RETURN DISTINCT r.json AS j"
+        ))
+        .param("start", t.start.as_str())
+        .param("names", t.names.clone());
+        let mut rels = self.rels_where(q).await?;
+        // Adjacency order is creation order, as in the embedded store.
+        rels.sort_by(|a, b| {
+            (a.created_at, &a.source, &a.id).cmp(&(b.created_at, &b.source, &b.id))
+        });
+        for r in rels {
+            g.insert_relationship(r);
+        }
+        Ok(g)
+    }
+}
+
+/// Every value of string column `col` of `q`'s rows.
+async fn rows(shared: &Shared, q: Query, col: &str) -> Result<Vec<String>, StoreError> {
+    let fetch = async {
+        let mut stream = shared.db.execute(q).await?;
+        let mut out = Vec::new();
+        while let Some(row) = stream.next().await? {
+            if let Ok(v) = row.get::<String>(col) {
+                out.push(v);
+            }
+        }
+        Ok::<_, neo4rs::Error>(out)
+    };
+    tokio::time::timeout(shared.bolt.timeout, fetch)
+        .await
+        .map_err(|_| StoreError::Unavailable("the database did not answer in time".into()))?
+        .map_err(db_error)
+}
+
+/// Publishes committed events in sequence order: after a local commit at
+/// once, else every `poll` interval (changes made through other replicas).
+async fn tailer(shared: std::sync::Weak<Shared>) {
+    loop {
+        let Some(s) = shared.upgrade() else { return };
+        if s.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let after = s.last_seq.load(Ordering::Acquire);
+        let q = query(&format!(
+            "MATCH (e:{EVENT}) WHERE e.seq > $after RETURN e.json AS j ORDER BY e.seq LIMIT 1000"
+        ))
+        .param("after", i64::try_from(after).unwrap_or(i64::MAX));
+        let mut more = false;
+        match rows(&s, q, "j").await {
+            Ok(found) => {
+                more = found.len() == 1000;
+                let mut events = Vec::with_capacity(found.len());
+                for json in found {
+                    match decode::<Event>("event", &json) {
+                        Ok(e) => events.push(e),
+                        Err(e) => {
+                            tracing::error!(error = %e, "an undecodable event in the log");
+                            more = false;
+                            break;
+                        }
+                    }
+                }
+                // Published only from the next sequence number on, without
+                // holes (a hole is a commit not visible yet: read again).
+                let before = s.last_seq.load(Ordering::Acquire);
+                let expected = before + events.len() as u64;
+                write::publish(&s, events);
+                if s.last_seq.load(Ordering::Acquire) != expected {
+                    more = false;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the event log"),
+        }
+        if more {
+            continue;
+        }
+        let poll = s.bolt.poll;
+        let tail = s.tail.clone();
+        drop(s);
+        tokio::select! {
+            () = tail.notified() => {}
+            () = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+fn seq_param(seq: u64) -> BoltType {
+    BoltType::from(i64::try_from(seq).unwrap_or(i64::MAX))
+}
+
+/// The model DTMIs a list covers.
+fn model_ids(models: &ModelSet, model: &str, subtypes: bool) -> Vec<String> {
+    if subtypes {
+        models.implementors(model).map(|i| i.id.clone()).collect()
+    } else {
+        vec![model.to_owned()]
+    }
+}
+
+#[async_trait]
+impl GraphStore for BoltStore {
+    fn models(&self) -> Arc<ModelSet> {
+        read(&self.shared.models).0.clone()
+    }
+
+    async fn set_models(&self, models: Arc<ModelSet>, actor: &str) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(WriteRequest::Models {
+                models,
+                actor: actor.to_owned(),
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn apply(&self, batch: Batch, actor: &str) -> Result<Vec<Event>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(WriteRequest::Batch {
+                batch,
+                actor: actor.to_owned(),
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn twin(&self, id: &str) -> Result<Option<Twin>, StoreError> {
+        let q = query(&format!("MATCH (n:{TWIN} {{id: $id}}) RETURN n.state AS s")).param("id", id);
+        Ok(self.twins_where(q).await?.pop())
+    }
+
+    async fn twins_by_ids(&self, ids: &[String]) -> Result<Vec<Twin>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let q = query(&format!(
+            "MATCH (n:{TWIN}) WHERE n.id IN $ids RETURN n.state AS s"
+        ))
+        .param("ids", ids.to_vec());
+        self.twins_where(q).await
+    }
+
+    async fn twins(&self, tq: &TwinQuery) -> Result<Page<Twin>, StoreError> {
+        let limit = i64::try_from(tq.limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let after = tq.after.clone().unwrap_or_default();
+        let q = match &tq.model {
+            Some(model) => {
+                let ids = model_ids(&self.models(), model, tq.subtypes);
+                query(&format!(
+                    "MATCH (n:{TWIN}) WHERE n.model IN $models AND n.id > $after \
+                     RETURN n.state AS s ORDER BY n.id LIMIT $limit"
+                ))
+                .param("models", ids)
+            }
+            None => query(&format!(
+                "MATCH (n:{TWIN}) WHERE n.id > $after RETURN n.state AS s ORDER BY n.id LIMIT $limit"
+            )),
+        }
+        .param("after", after)
+        .param("limit", limit);
+        let mut items = self.twins_where(q).await?;
+        let has_more = items.len() > tq.limit;
+        items.truncate(tq.limit);
+        Ok(Page { items, has_more })
+    }
+
+    async fn relationship(
+        &self,
+        source: &str,
+        id: &str,
+    ) -> Result<Option<Relationship>, StoreError> {
+        let q = query(&format!(
+            "MATCH (:{TWIN} {{id: $source}})-[r]->(:{TWIN}) WHERE r.id = $id RETURN r.json AS j"
+        ))
+        .param("source", source)
+        .param("id", id);
+        Ok(self.rels_where(q).await?.pop())
+    }
+
+    async fn relationships_with_id(&self, id: &str) -> Result<Vec<Relationship>, StoreError> {
+        let q = query(&format!(
+            "MATCH (:{TWIN})-[r]->(:{TWIN}) WHERE r.id = $id RETURN r.json AS j"
+        ))
+        .param("id", id);
+        self.rels_where(q).await
+    }
+
+    async fn relationships(
+        &self,
+        twin: &str,
+        direction: Direction,
+        name: Option<&str>,
+    ) -> Result<Vec<Relationship>, StoreError> {
+        self.relationships_of(&[twin.to_owned()], direction, name)
+            .await
+    }
+
+    async fn relationships_of(
+        &self,
+        twins: &[String],
+        direction: Direction,
+        name: Option<&str>,
+    ) -> Result<Vec<Relationship>, StoreError> {
+        if twins.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = "MATCH (a:Twin)-[r]->(:Twin) WHERE a.id IN $ids AND ($name IS NULL OR type(r) = $name) RETURN r.json AS j";
+        let inc = "MATCH (:Twin)-[r]->(b:Twin) WHERE b.id IN $ids AND ($name IS NULL OR type(r) = $name) RETURN r.json AS j";
+        let text = match direction {
+            Direction::Out => out.to_owned(),
+            Direction::In => inc.to_owned(),
+            Direction::Both => format!("{out} UNION {inc}"),
+        };
+        let q = query(&text)
+            .param("ids", twins.to_vec())
+            .param("name", name);
+        self.rels_where(q).await
+    }
+
+    async fn traverse(&self, t: &Traversal) -> Result<Vec<Reached>, StoreError> {
+        let g = self.neighbourhood(t).await?;
+        Ok(g.traverse(t, self.shared.config.max_depth)?)
+    }
+
+    async fn ancestors(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        if self.twin(id).await?.is_none() {
+            return Err(TwinError::NotFound(id.to_owned()).into());
+        }
+        let containment = layout::quoted(&self.shared.config.graph.containment)?;
+        let q = query(&format!(
+            "MATCH p = (:{TWIN})-[:{containment}*1..]->(n:{TWIN} {{id: $id}}) \
+             RETURN [x IN nodes(p) | x.id] AS ids ORDER BY length(p) DESC LIMIT 1"
+        ))
+        .param("id", id);
+        let fetch = async {
+            let mut stream = self.shared.db.execute(q).await?;
+            let mut ids: Vec<String> = Vec::new();
+            if let Some(row) = stream.next().await? {
+                ids = row.get("ids").unwrap_or_default();
+            }
+            Ok::<_, neo4rs::Error>(ids)
+        };
+        let mut ids = tokio::time::timeout(self.shared.bolt.timeout, fetch)
+            .await
+            .map_err(|_| StoreError::Unavailable("the database did not answer in time".into()))?
+            .map_err(db_error)?;
+        // The path runs from the root down to the twin: nearest first.
+        ids.pop();
+        ids.reverse();
+        Ok(ids)
+    }
+
+    async fn descendants(&self, id: &str, max_depth: usize) -> Result<Vec<Reached>, StoreError> {
+        self.traverse(&Traversal {
+            start: id.to_owned(),
+            names: vec![self.shared.config.graph.containment.clone()],
+            direction: Direction::Out,
+            max_depth,
+        })
+        .await
+    }
+
+    async fn events_after(&self, seq: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let q = query(&format!(
+            "MATCH (e:{EVENT}) WHERE e.seq > $after RETURN e.json AS j ORDER BY e.seq LIMIT $limit"
+        ))
+        .param("after", seq_param(seq))
+        .param("limit", i64::try_from(limit).unwrap_or(i64::MAX));
+        self.events_where(q).await
+    }
+
+    async fn twin_events(
+        &self,
+        twin: &str,
+        from: Option<Micros>,
+        to: Option<Micros>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let q = query(&format!(
+            "MATCH (e:{EVENT}) WHERE e.twin = $id \
+               AND ($from IS NULL OR e.time >= $from) AND ($to IS NULL OR e.time <= $to) \
+             RETURN e.seq AS seq, e.json AS j \
+             UNION \
+             MATCH (e:{EVENT}) WHERE e.other = $id \
+               AND ($from IS NULL OR e.time >= $from) AND ($to IS NULL OR e.time <= $to) \
+             RETURN e.seq AS seq, e.json AS j"
+        ))
+        .param("id", twin)
+        .param("from", from)
+        .param("to", to);
+        let mut events = self.events_where(q).await?;
+        events.sort_by_key(|e| e.seq);
+        events.dedup_by_key(|e| e.seq);
+        Ok(events)
+    }
+
+    async fn twin_as_of(&self, twin: &str, at: At) -> Result<Option<Twin>, StoreError> {
+        let events = self.twin_events(twin, None, None).await?;
+        Ok(super::core::twin_at(&events, twin, at))
+    }
+
+    async fn relationships_as_of(
+        &self,
+        twin: &str,
+        at: At,
+    ) -> Result<Vec<Relationship>, StoreError> {
+        let events = self.twin_events(twin, None, None).await?;
+        Ok(super::core::relationships_at(&events, at))
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.shared.last_seq.load(Ordering::Acquire)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.shared.events.subscribe()
+    }
+}

@@ -1,0 +1,557 @@
+//! The write path: one writer task per store commits the batches waiting
+//! for it in one transaction (group commit), retried as a whole when the
+//! database reports a transient failure.
+//!
+//! In the transaction, in order: take the sequence counter (serializing
+//! writers across replicas), load the part of the graph the batches touch,
+//! plan them with the shared planner (each batch all or nothing; a refused
+//! one does not stop the others), then write the new state, the events and
+//! the counter, and commit. An expected-version check therefore reads the
+//! version inside the transaction that writes: no lost update between
+//! replicas.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use neo4rs::{BoltType, Query, Txn, query};
+use tokio::sync::mpsc;
+
+use super::layout::{self, EVENT, META, TWIN, decode};
+use super::{Shared, WriteRequest, db_error, transient};
+use crate::dtdl::ModelSet;
+use crate::store::StoreError;
+use crate::twin::{Batch, Event, Graph, Micros, Op, Relationship, Twin, now_micros};
+
+/// Batches committed together at most.
+const MAX_GROUP: usize = 256;
+
+/// Attempts of one transaction before giving up on transient failures.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// Why an attempt failed.
+enum Failure {
+    /// From the database (maybe transient).
+    Db(neo4rs::Error),
+    /// From the store itself: no point retrying.
+    Store(StoreError),
+}
+
+impl From<neo4rs::Error> for Failure {
+    fn from(e: neo4rs::Error) -> Failure {
+        Failure::Db(e)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Failure {
+        Failure::Store(e)
+    }
+}
+
+/// The last sequence number and commit time.
+pub(super) async fn position(shared: &Shared) -> Result<(u64, Micros), StoreError> {
+    let q = query(&format!(
+        "MATCH (m:{META} {{key: 'seq'}}) RETURN m.seq AS seq, m.time AS time"
+    ));
+    let run = async {
+        let mut rows = shared.db.execute(q).await?;
+        let mut out = (0, 0);
+        if let Some(row) = rows.next().await? {
+            let get = |k: &str| {
+                row.get::<i64>(k)
+                    .map_err(neo4rs::Error::DeserializationError)
+            };
+            out = (get("seq")?, get("time")?);
+        }
+        Ok::<_, neo4rs::Error>(out)
+    };
+    let (seq, time) = tokio::time::timeout(shared.bolt.timeout, run)
+        .await
+        .map_err(|_| StoreError::Unavailable("the database did not answer in time".into()))?
+        .map_err(db_error)?;
+    Ok((u64::try_from(seq).unwrap_or(0), time))
+}
+
+/// Commits what is asked of it until the store is dropped.
+pub(super) async fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteRequest>) {
+    let mut held: Option<WriteRequest> = None;
+    loop {
+        let first = match held.take() {
+            Some(r) => r,
+            None => match rx.recv().await {
+                Some(r) => r,
+                None => return,
+            },
+        };
+        match first {
+            WriteRequest::Models {
+                models,
+                actor,
+                reply,
+            } => {
+                let r = commit_models(&shared, models, &actor).await;
+                let _ = reply.send(r);
+            }
+            WriteRequest::Batch {
+                batch,
+                actor,
+                reply,
+            } => {
+                let mut group = vec![(batch, actor, reply)];
+                while group.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(WriteRequest::Batch {
+                            batch,
+                            actor,
+                            reply,
+                        }) => group.push((batch, actor, reply)),
+                        // A model change commits alone, after this group.
+                        Ok(models) => {
+                            held = Some(models);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let batches: Vec<(&Batch, &str)> =
+                    group.iter().map(|(b, a, _)| (b, a.as_str())).collect();
+                let results = commit_batches(&shared, &batches).await;
+                drop(batches);
+                for ((_, _, reply), r) in group.into_iter().zip(results) {
+                    let _ = reply.send(r);
+                }
+            }
+        }
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or runs out of tries.
+async fn retrying<T, F, Fut>(shared: &Shared, mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Failure>>,
+{
+    let mut delay = Duration::from_millis(5);
+    for n in 1..=MAX_ATTEMPTS {
+        let outcome = tokio::time::timeout(shared.bolt.timeout, attempt()).await;
+        match outcome {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(Failure::Store(e))) => return Err(e),
+            Ok(Err(Failure::Db(e))) if transient(&e) && n < MAX_ATTEMPTS => {
+                tracing::debug!(error = %e, attempt = n, "transient database failure; retrying");
+            }
+            Ok(Err(Failure::Db(e))) => return Err(db_error(e)),
+            Err(_) => {
+                return Err(StoreError::Unavailable(
+                    "the database did not answer in time".into(),
+                ));
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(500));
+    }
+    Err(StoreError::Unavailable(
+        "too many conflicting writers".into(),
+    ))
+}
+
+/// Commits a group of batches; one result per batch, in order.
+async fn commit_batches(
+    shared: &Shared,
+    batches: &[(&Batch, &str)],
+) -> Vec<Result<Vec<Event>, StoreError>> {
+    match retrying(shared, || attempt_batches(shared, batches)).await {
+        Ok((results, events)) => {
+            publish(shared, events);
+            results
+        }
+        Err(e) => batches.iter().map(|_| Err(e.clone())).collect(),
+    }
+}
+
+async fn commit_models(
+    shared: &Shared,
+    models: Arc<ModelSet>,
+    actor: &str,
+) -> Result<u64, StoreError> {
+    let event = retrying(shared, || attempt_models(shared, &models, actor)).await?;
+    let seq = event.seq;
+    {
+        let mut current = shared
+            .models
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *current = (models.clone(), Arc::new(layout::ModelLabels::new(&models)));
+    }
+    publish(shared, vec![event]);
+    Ok(seq)
+}
+
+/// Sends committed events to subscribers, in order and without gaps: the
+/// writer right after its commit, the tailer for everything else (other
+/// replicas' commits, or a gap the writer could not fill).
+pub(super) fn publish(shared: &Shared, events: Vec<Event>) {
+    let _order = shared
+        .publishing
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for e in events {
+        let last = shared.last_seq.load(Ordering::Acquire);
+        if e.seq == last + 1 {
+            shared.last_seq.store(e.seq, Ordering::Release);
+            let _ = shared.events.send(Arc::new(e));
+        } else if e.seq > last + 1 {
+            // Someone else's commit is in between: the tailer catches up.
+            shared.tail.notify_one();
+            break;
+        }
+    }
+}
+
+/// Takes the sequence counter for this transaction: its last value and time.
+async fn lock_counter(txn: &mut Txn) -> Result<(u64, Micros), Failure> {
+    let q = query(&format!(
+        "MATCH (m:{META} {{key: 'seq'}}) SET m.lock = coalesce(m.lock, 0) + 1 \
+         RETURN m.seq AS seq, m.time AS time"
+    ));
+    let mut rows = txn.execute(q).await?;
+    let Some(row) = rows.next(txn.handle()).await? else {
+        return Err(StoreError::Storage("the sequence counter is missing".into()).into());
+    };
+    let seq: i64 = row
+        .get("seq")
+        .map_err(|e| StoreError::Storage(e.to_string()))?;
+    let time: i64 = row
+        .get("time")
+        .map_err(|e| StoreError::Storage(e.to_string()))?;
+    while rows.next(txn.handle()).await?.is_some() {}
+    Ok((u64::try_from(seq).unwrap_or(0), time))
+}
+
+/// String column `col` of every row of `q`, in the transaction.
+async fn column(txn: &mut Txn, q: Query, col: &str) -> Result<Vec<String>, Failure> {
+    let mut rows = txn.execute(q).await?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next(txn.handle()).await? {
+        if let Ok(v) = row.get::<String>(col) {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// What the batches need to see of the graph.
+#[derive(Default)]
+struct Needs {
+    twins: BTreeSet<String>,
+    /// Twins whose outgoing relationships are needed.
+    out: BTreeSet<String>,
+    /// Twins whose incoming relationships are needed.
+    inc: BTreeSet<String>,
+    /// Twins whose chain of containers is needed.
+    chain: BTreeSet<String>,
+}
+
+fn needs(batches: &[(&Batch, &str)], containment: &str) -> Needs {
+    let mut n = Needs::default();
+    for (b, _) in batches {
+        for op in &b.ops {
+            match op {
+                Op::CreateTwin { id, .. }
+                | Op::PatchDesired { id, .. }
+                | Op::PatchReported { id, .. }
+                | Op::InvokeCommand { id, .. } => {
+                    n.twins.insert(id.clone());
+                }
+                Op::DeleteTwin { id, .. } => {
+                    n.twins.insert(id.clone());
+                    n.out.insert(id.clone());
+                    n.inc.insert(id.clone());
+                }
+                Op::CreateRelationship {
+                    source,
+                    name,
+                    target,
+                    ..
+                } => {
+                    n.twins.insert(source.clone());
+                    n.twins.insert(target.clone());
+                    n.out.insert(source.clone());
+                    if name == containment {
+                        n.chain.insert(source.clone());
+                        n.chain.insert(target.clone());
+                    }
+                }
+                Op::UpdateRelationship { source, .. } | Op::DeleteRelationship { source, .. } => {
+                    n.twins.insert(source.clone());
+                    n.out.insert(source.clone());
+                }
+            }
+        }
+    }
+    n
+}
+
+fn ids_param(ids: &BTreeSet<String>) -> BoltType {
+    BoltType::from(ids.iter().cloned().collect::<Vec<String>>())
+}
+
+/// The part of the graph `needs` names, read in the transaction.
+async fn load(txn: &mut Txn, shared: &Shared, n: &Needs) -> Result<Graph, Failure> {
+    let mut g = Graph::new(shared.config.graph.clone());
+    if !n.twins.is_empty() {
+        let q = query(&format!(
+            "MATCH (n:{TWIN}) WHERE n.id IN $ids RETURN n.state AS s"
+        ))
+        .param("ids", ids_param(&n.twins));
+        for s in column(txn, q, "s").await? {
+            g.insert_twin(decode::<Twin>("twin", &s)?);
+        }
+    }
+    let mut rels: BTreeMap<(String, String), Relationship> = BTreeMap::new();
+    let mut add = |found: Vec<String>| -> Result<(), StoreError> {
+        for j in found {
+            let r: Relationship = decode("relationship", &j)?;
+            rels.insert((r.source.clone(), r.id.clone()), r);
+        }
+        Ok(())
+    };
+    if !n.out.is_empty() {
+        let q = query(&format!(
+            "MATCH (a:{TWIN})-[r]->(:{TWIN}) WHERE a.id IN $ids RETURN r.json AS j"
+        ))
+        .param("ids", ids_param(&n.out));
+        add(column(txn, q, "j").await?)?;
+    }
+    if !n.inc.is_empty() {
+        let q = query(&format!(
+            "MATCH (:{TWIN})-[r]->(b:{TWIN}) WHERE b.id IN $ids RETURN r.json AS j"
+        ))
+        .param("ids", ids_param(&n.inc));
+        add(column(txn, q, "j").await?)?;
+    }
+    if !n.chain.is_empty() {
+        let containment = layout::quoted(&shared.config.graph.containment)?;
+        let q = query(&format!(
+            "MATCH p = (:{TWIN})-[:{containment}*1..]->(n:{TWIN}) WHERE n.id IN $ids \
+             UNWIND relationships(p) AS r RETURN DISTINCT r.json AS j"
+        ))
+        .param("ids", ids_param(&n.chain));
+        add(column(txn, q, "j").await?)?;
+    }
+    // Adjacency in creation order, as the embedded store keeps it.
+    let mut rels: Vec<Relationship> = rels.into_values().collect();
+    rels.sort_by(|a, b| (a.created_at, &a.source, &a.id).cmp(&(b.created_at, &b.source, &b.id)));
+    for r in rels {
+        g.insert_relationship(r);
+    }
+    Ok(g)
+}
+
+type Results = Vec<Result<Vec<Event>, StoreError>>;
+
+async fn attempt_batches(
+    shared: &Shared,
+    batches: &[(&Batch, &str)],
+) -> Result<(Results, Vec<Event>), Failure> {
+    let mut txn = shared.db.start_txn().await?;
+    let (seq, time) = lock_counter(&mut txn).await?;
+    let (models, labels) = super::read(&shared.models).clone();
+    let need = needs(batches, &shared.config.graph.containment);
+    let mut g = load(&mut txn, shared, &need).await?;
+    g.set_position(seq, time);
+    let now = now_micros().max(time);
+    let mut planner = g.planner(&models);
+    let mut results = Vec::with_capacity(batches.len());
+    let mut events = Vec::new();
+    for (batch, actor) in batches {
+        match planner.plan(batch, now, actor) {
+            Ok(evs) => {
+                events.extend(evs.iter().cloned());
+                results.push(Ok(evs));
+            }
+            Err(e) => results.push(Err(StoreError::Batch(e))),
+        }
+    }
+    if events.is_empty() {
+        txn.rollback().await?;
+        return Ok((results, events));
+    }
+    let staged = planner.into_staged();
+    write_state(&mut txn, &g, &labels, staged).await?;
+    write_events(&mut txn, &events).await?;
+    txn.commit().await?;
+    Ok((results, events))
+}
+
+async fn attempt_models(shared: &Shared, models: &ModelSet, actor: &str) -> Result<Event, Failure> {
+    let mut txn = shared.db.start_txn().await?;
+    let (seq, time) = lock_counter(&mut txn).await?;
+    let current = super::read(&shared.models).0.clone();
+    let mut g = Graph::new(shared.config.graph.clone());
+    g.set_position(seq, time);
+    let mut ids: Vec<String> = models.interfaces().map(|i| i.id.clone()).collect();
+    ids.sort();
+    let event = g
+        .planner(&current)
+        .models_changed(ids, now_micros().max(time), actor);
+    write_events(&mut txn, std::slice::from_ref(&event)).await?;
+    txn.commit().await?;
+    Ok(event)
+}
+
+/// Writes the state the planner staged, against what was loaded (`base`).
+async fn write_state(
+    txn: &mut Txn,
+    base: &Graph,
+    labels: &layout::ModelLabels,
+    staged: crate::twin::graph::Staged,
+) -> Result<(), Failure> {
+    let mut create_twins: HashMap<String, Vec<BoltType>> = HashMap::new();
+    let mut update_twins = Vec::new();
+    let mut delete_twins = Vec::new();
+    for (id, after) in staged.twins {
+        let before = base.twin(&id);
+        match (before, after) {
+            (Some(b), Some(t)) if b.model == t.model => {
+                let (_, ids) = labels.of(&t.model);
+                update_twins.push(layout::twin_props(&t, ids)?);
+            }
+            (before, Some(t)) => {
+                if before.is_some() {
+                    delete_twins.push(id.clone());
+                }
+                let (label, ids) = labels.of(&t.model);
+                create_twins
+                    .entry(label)
+                    .or_default()
+                    .push(layout::twin_props(&t, ids)?);
+            }
+            (Some(_), None) => delete_twins.push(id),
+            (None, None) => {}
+        }
+    }
+    let mut create_rels: HashMap<String, Vec<BoltType>> = HashMap::new();
+    let mut update_rels = Vec::new();
+    let mut delete_rels = Vec::new();
+    for ((source, id), after) in staged.rels {
+        let before = base.relationship(&source, &id);
+        let key = || {
+            let mut m = neo4rs::BoltMap::new();
+            m.put("source".into(), BoltType::from(source.as_str()));
+            m.put("id".into(), BoltType::from(id.as_str()));
+            BoltType::Map(m)
+        };
+        match (before, after) {
+            (Some(b), Some(r)) if b.target == r.target && b.name == r.name => {
+                let mut m = neo4rs::BoltMap::new();
+                m.put("source".into(), BoltType::from(source.as_str()));
+                m.put("id".into(), BoltType::from(id.as_str()));
+                m.put("props".into(), layout::rel_props(&r)?);
+                update_rels.push(BoltType::Map(m));
+            }
+            (before, Some(r)) => {
+                if before.is_some() {
+                    delete_rels.push(key());
+                }
+                let mut m = neo4rs::BoltMap::new();
+                m.put("source".into(), BoltType::from(r.source.as_str()));
+                m.put("target".into(), BoltType::from(r.target.as_str()));
+                m.put("props".into(), layout::rel_props(&r)?);
+                create_rels
+                    .entry(layout::quoted(&r.name)?)
+                    .or_default()
+                    .push(BoltType::Map(m));
+            }
+            (Some(_), None) => delete_rels.push(key()),
+            (None, None) => {}
+        }
+    }
+    if !delete_rels.is_empty() {
+        txn.run(
+            query(&format!(
+                "UNWIND $rows AS row MATCH (:{TWIN} {{id: row.source}})-[r]->(:{TWIN}) \
+                 WHERE r.id = row.id DELETE r"
+            ))
+            .param("rows", delete_rels),
+        )
+        .await?;
+    }
+    if !delete_twins.is_empty() {
+        txn.run(
+            query(&format!(
+                "UNWIND $ids AS id MATCH (n:{TWIN} {{id: id}}) DETACH DELETE n"
+            ))
+            .param("ids", delete_twins),
+        )
+        .await?;
+    }
+    for (label, rows) in create_twins {
+        txn.run(
+            query(&format!(
+                "UNWIND $rows AS row CREATE (n:{label}) SET n = row"
+            ))
+            .param("rows", rows),
+        )
+        .await?;
+    }
+    if !update_twins.is_empty() {
+        txn.run(
+            query(&format!(
+                "UNWIND $rows AS row MATCH (n:{TWIN} {{id: row.id}}) SET n = row"
+            ))
+            .param("rows", update_twins),
+        )
+        .await?;
+    }
+    for (ty, rows) in create_rels {
+        txn.run(
+            query(&format!(
+                "UNWIND $rows AS row MATCH (a:{TWIN} {{id: row.source}}), (b:{TWIN} {{id: row.target}}) \
+                 CREATE (a)-[r:{ty}]->(b) SET r = row.props"
+            ))
+            .param("rows", rows),
+        )
+        .await?;
+    }
+    if !update_rels.is_empty() {
+        txn.run(
+            query(&format!(
+                "UNWIND $rows AS row MATCH (:{TWIN} {{id: row.source}})-[r]->(:{TWIN}) \
+                 WHERE r.id = row.id SET r = row.props"
+            ))
+            .param("rows", update_rels),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Appends the events and moves the counter to the last one.
+async fn write_events(txn: &mut Txn, events: &[Event]) -> Result<(), Failure> {
+    let Some(last) = events.last() else {
+        return Ok(());
+    };
+    let rows = events
+        .iter()
+        .map(layout::event_props)
+        .collect::<Result<Vec<_>, _>>()?;
+    txn.run(
+        query(&format!(
+            "UNWIND $rows AS row CREATE (e:{EVENT}) SET e = row"
+        ))
+        .param("rows", rows),
+    )
+    .await?;
+    txn.run(
+        query(&format!(
+            "MATCH (m:{META} {{key: 'seq'}}) SET m.seq = $seq, m.time = $time"
+        ))
+        .param("seq", i64::try_from(last.seq).unwrap_or(i64::MAX))
+        .param("time", last.time),
+    )
+    .await?;
+    Ok(())
+}

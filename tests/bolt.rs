@@ -1,0 +1,288 @@
+//! A Bolt server for the Neo4j store's tests, and a fresh database per test.
+//!
+//! Where the server comes from, in order:
+//! 1. `TWINGRAPH_TEST_BOLT_URI` (with `TWINGRAPH_TEST_BOLT_USER`,
+//!    `TWINGRAPH_TEST_BOLT_PASSWORD`): an external server; each test gets
+//!    its own database through `CREATE DATABASE` (Neo4j Enterprise, or
+//!    another server that allows it);
+//! 2. otherwise a local ArcadeDB with its Bolt plugin, from the Python
+//!    package `arcadedb-jvm` (it bundles a Java runtime), installed into
+//!    `target/tmp/arcadedb/venv` on first use and started on free loopback
+//!    ports; each test gets its own database through ArcadeDB's HTTP API.
+//!    The server stops when the test process ends.
+//!
+//! When no server can be had, the tests fail and say why: nothing is
+//! skipped.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use twingraph::dtdl::ModelSet;
+use twingraph::store::StoreConfig;
+use twingraph::store::bolt::{BoltConfig, BoltStore};
+
+/// The `arcadedb-jvm` release the tests run against.
+const ARCADEDB_PACKAGE: &str = "arcadedb-jvm==26.11.1.dev2";
+
+const ROOT_PASSWORD: &str = "twingraph-tests";
+
+#[derive(Debug)]
+enum Server {
+    External {
+        uri: String,
+        user: String,
+        password: String,
+    },
+    Arcade {
+        bolt: SocketAddr,
+        http: SocketAddr,
+    },
+}
+
+static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
+
+fn server() -> &'static Server {
+    match SERVER.get_or_init(find_server) {
+        Ok(s) => s,
+        Err(why) => panic!("no Bolt server for the Neo4j store tests: {why}"),
+    }
+}
+
+fn find_server() -> Result<Server, String> {
+    if let Ok(uri) = std::env::var("TWINGRAPH_TEST_BOLT_URI") {
+        return Ok(Server::External {
+            uri,
+            user: std::env::var("TWINGRAPH_TEST_BOLT_USER").unwrap_or_else(|_| "neo4j".into()),
+            password: std::env::var("TWINGRAPH_TEST_BOLT_PASSWORD").unwrap_or_default(),
+        });
+    }
+    start_arcadedb()
+}
+
+fn free_port() -> Result<SocketAddr, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: cannot run {cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// The installed `arcadedb` package directory (installing it if needed).
+fn arcadedb_package(root: &Path) -> Result<PathBuf, String> {
+    let venv = root.join("venv");
+    let find = || -> Option<PathBuf> {
+        let lib = std::fs::read_dir(venv.join("lib")).ok()?;
+        lib.filter_map(Result::ok)
+            .map(|d| d.path().join("site-packages").join("arcadedb"))
+            .find(|p| p.join("jars").is_dir() && p.join("jre/bin/java").is_file())
+    };
+    if let Some(p) = find() {
+        return Ok(p);
+    }
+    std::fs::create_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let lock = root.join("install.lock");
+    // One installer at a time (other test binaries may run concurrently).
+    let started = Instant::now();
+    while std::fs::create_dir(&lock).is_err() {
+        if let Some(p) = find() {
+            return Ok(p);
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            return Err(format!("{} is held; remove it if stale", lock.display()));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let installed = (|| {
+        if let Some(p) = find() {
+            return Ok(p);
+        }
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "creating a Python virtual environment (python3 -m venv)",
+        )?;
+        let package = std::env::var("TWINGRAPH_TEST_ARCADEDB_PIP")
+            .unwrap_or_else(|_| ARCADEDB_PACKAGE.into());
+        run(
+            Command::new(venv.join("bin/pip")).args(["install", "--quiet", &package]),
+            &format!("pip install {package}"),
+        )?;
+        find()
+            .ok_or_else(|| format!("{package} installed, but its jars or Java runtime are missing"))
+    })();
+    let _ = std::fs::remove_dir(&lock);
+    installed
+}
+
+fn start_arcadedb() -> Result<Server, String> {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("arcadedb");
+    let pkg = arcadedb_package(&root)?;
+    let (bolt, http) = (free_port()?, free_port()?);
+    let data = root.join(format!("run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    let log = data.join("server.log");
+    let java = pkg.join("jre/bin/java");
+    let classpath = format!("{}/*", pkg.join("jars").display());
+    // The server lives as long as this test process: a shell watches it.
+    let script = format!(
+        "\"$0\" -Xmx1g -cp \"$1\" \
+         -Darcadedb.server.rootPath=\"$2\" \
+         -Darcadedb.server.rootPassword={ROOT_PASSWORD} \
+         -Darcadedb.server.defaultDatabases='twins[root]' \
+         -Darcadedb.server.plugins=Bolt:com.arcadedb.bolt.BoltProtocolPlugin \
+         -Darcadedb.bolt.host=127.0.0.1 -Darcadedb.bolt.port={} \
+         -Darcadedb.server.httpIncomingHost=127.0.0.1 -Darcadedb.server.httpIncomingPort={} \
+         com.arcadedb.server.ArcadeDBServer >\"$3\" 2>&1 & J=$!; \
+         while kill -0 {} 2>/dev/null && kill -0 $J 2>/dev/null; do sleep 1; done; \
+         kill $J 2>/dev/null; wait $J; rm -rf \"$2\"",
+        bolt.port(),
+        http.port(),
+        std::process::id(),
+    );
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(&java)
+        .arg(&classpath)
+        .arg(&data)
+        .arg(&log)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start ArcadeDB ({}): {e}", java.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if TcpStream::connect(bolt).is_ok() && TcpStream::connect(http).is_ok() {
+            return Ok(Server::Arcade { bolt, http });
+        }
+        if Instant::now() > deadline {
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: String = tail.lines().rev().take(20).collect::<Vec<_>>().join("\n");
+            return Err(format!(
+                "ArcadeDB did not open its ports within 120 s; log (last lines, newest first):\n{tail}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// POSTs a server command to ArcadeDB's HTTP API.
+fn arcade_command(http: SocketAddr, command: &str) -> Result<(), String> {
+    let body = serde_json::json!({ "command": command }).to_string();
+    let auth = base64(&format!("root:{ROOT_PASSWORD}"));
+    let mut s = TcpStream::connect(http).map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "POST /api/v1/server HTTP/1.1\r\nHost: {http}\r\nAuthorization: Basic {auth}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| e.to_string())?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
+    if resp.starts_with("HTTP/1.1 200") {
+        Ok(())
+    } else {
+        Err(format!("ArcadeDB refused {command:?}: {resp}"))
+    }
+}
+
+fn base64(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Connection settings of a new, empty database on the test server.
+pub async fn fresh_database() -> BoltConfig {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "t{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let server = tokio::task::spawn_blocking(server)
+        .await
+        .expect("the Bolt server starter");
+    let mut config = match server {
+        Server::External {
+            uri,
+            user,
+            password,
+        } => {
+            let config = BoltConfig::new(uri, user, password);
+            let graph = neo4rs::Graph::connect(
+                neo4rs::ConfigBuilder::default()
+                    .uri(uri.as_str())
+                    .user(user.as_str())
+                    .password(password.as_str())
+                    .db("system")
+                    .build()
+                    .expect("config"),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {uri}: {e}"));
+            graph
+                .run(neo4rs::query(&format!(
+                    "CREATE DATABASE {name} IF NOT EXISTS WAIT"
+                )))
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("{uri} cannot create a database per test (CREATE DATABASE): {e}")
+                });
+            config
+        }
+        Server::Arcade { bolt, http } => {
+            let (http, command) = (*http, format!("create database {name}"));
+            tokio::task::spawn_blocking(move || arcade_command(http, &command))
+                .await
+                .expect("the database creator")
+                .unwrap_or_else(|e| panic!("{e}"));
+            BoltConfig::new(&format!("bolt://{bolt}"), "root", ROOT_PASSWORD)
+        }
+    };
+    config.database = Some(name);
+    config
+}
+
+/// A Neo4j store on a new, empty database.
+pub async fn store(models: Arc<ModelSet>, config: StoreConfig) -> BoltStore {
+    let bolt = fresh_database().await;
+    let uri = bolt.uri.clone();
+    BoltStore::connect(bolt, models, config)
+        .await
+        .unwrap_or_else(|e| panic!("cannot open the Neo4j store on {uri}: {e}"))
+}
