@@ -19,8 +19,21 @@ pub struct Config {
     pub data: PathBuf,
     /// Folder of DTDL models (every `*.json` below it).
     pub models: PathBuf,
-    /// Store URI: `embedded` (default). Neo4j arrives with a later issue.
+    /// Store: `embedded` (default), or a Neo4j URI (`bolt://`, `bolt+s://`,
+    /// `neo4j://`, `neo4j+s://`).
     pub store: String,
+    /// Neo4j user.
+    pub store_user: String,
+    /// Neo4j password.
+    pub store_password: String,
+    /// Neo4j database (unset: the server's default).
+    pub store_database: Option<String>,
+    /// Neo4j connections in the pool.
+    pub store_pool: usize,
+    /// How often (ms) the Neo4j event log is read for other replicas' changes.
+    pub store_poll_ms: u64,
+    /// How long (ms) a Neo4j call may take before it fails as unavailable.
+    pub store_timeout_ms: u64,
     /// Load the generated demo plant when the store is empty.
     pub demo: bool,
     /// Work cells in the demo plant (49 twins each, plus the hierarchy above).
@@ -52,6 +65,12 @@ impl Default for Config {
             data: PathBuf::from("data"),
             models: PathBuf::from("dtdl"),
             store: "embedded".to_owned(),
+            store_user: "neo4j".to_owned(),
+            store_password: String::new(),
+            store_database: None,
+            store_pool: 16,
+            store_poll_ms: 100,
+            store_timeout_ms: 10_000,
             demo: false,
             demo_cells: 40,
             containment: "contains".to_owned(),
@@ -68,11 +87,17 @@ impl Default for Config {
 }
 
 /// Environment variables read, and the setting each one sets.
-pub const ENV_VARS: [(&str, &str); 15] = [
+pub const ENV_VARS: [(&str, &str); 21] = [
     ("TWINGRAPH_LISTEN", "listen"),
     ("TWINGRAPH_DATA", "data"),
     ("TWINGRAPH_MODELS", "models"),
     ("TWINGRAPH_STORE", "store"),
+    ("TWINGRAPH_STORE_USER", "store_user"),
+    ("TWINGRAPH_STORE_PASSWORD", "store_password"),
+    ("TWINGRAPH_STORE_DATABASE", "store_database"),
+    ("TWINGRAPH_STORE_POOL", "store_pool"),
+    ("TWINGRAPH_STORE_POLL_MS", "store_poll_ms"),
+    ("TWINGRAPH_STORE_TIMEOUT_MS", "store_timeout_ms"),
     ("TWINGRAPH_DEMO", "demo"),
     ("TWINGRAPH_DEMO_CELLS", "demo_cells"),
     ("TWINGRAPH_CONTAINMENT", "containment"),
@@ -112,6 +137,9 @@ pub struct Overrides {
     pub data: Option<PathBuf>,
     pub models: Option<PathBuf>,
     pub store: Option<String>,
+    pub store_user: Option<String>,
+    pub store_password: Option<String>,
+    pub store_database: Option<String>,
     pub demo: bool,
 }
 
@@ -148,6 +176,15 @@ impl Config {
         if let Some(v) = &flags.store {
             c.store.clone_from(v);
         }
+        if let Some(v) = &flags.store_user {
+            c.store_user.clone_from(v);
+        }
+        if let Some(v) = &flags.store_password {
+            c.store_password.clone_from(v);
+        }
+        if let Some(v) = &flags.store_database {
+            c.store_database = Some(v.clone());
+        }
         if flags.demo {
             c.demo = true;
         }
@@ -172,6 +209,14 @@ impl Config {
                 "TWINGRAPH_DATA" => self.data = PathBuf::from(&value),
                 "TWINGRAPH_MODELS" => self.models = PathBuf::from(&value),
                 "TWINGRAPH_STORE" => self.store.clone_from(&value),
+                "TWINGRAPH_STORE_USER" => self.store_user.clone_from(&value),
+                "TWINGRAPH_STORE_PASSWORD" => self.store_password.clone_from(&value),
+                "TWINGRAPH_STORE_DATABASE" => {
+                    self.store_database = Some(value.clone()).filter(|v| !v.is_empty());
+                }
+                "TWINGRAPH_STORE_POOL" => self.store_pool = num(&value)?,
+                "TWINGRAPH_STORE_POLL_MS" => self.store_poll_ms = num(&value)? as u64,
+                "TWINGRAPH_STORE_TIMEOUT_MS" => self.store_timeout_ms = num(&value)? as u64,
                 "TWINGRAPH_DEMO" => {
                     self.demo = match value.as_str() {
                         "1" | "true" | "yes" => true,

@@ -286,3 +286,72 @@ pub async fn store(models: Arc<ModelSet>, config: StoreConfig) -> BoltStore {
         .await
         .unwrap_or_else(|e| panic!("cannot open the Neo4j store on {uri}: {e}"))
 }
+
+/// The real server over a Neo4j store on a new, empty database.
+pub(crate) async fn start() -> crate::server::Running {
+    start_with(StoreConfig::default()).await
+}
+
+/// [`start`] with `config` (subscribers may fall `config.live_buffer`
+/// events behind, shared or not).
+pub(crate) async fn start_with(config: StoreConfig) -> crate::server::Running {
+    let limits = twingraph::graphql::schema::Limits {
+        live_buffer: config.live_buffer,
+        ..twingraph::graphql::schema::Limits::default()
+    };
+    let store = store(crate::support::sample_models(), config).await;
+    crate::server::serve(Arc::new(store), limits).await
+}
+
+/// A TCP proxy in front of the Bolt server that can cut the line (close
+/// every connection and refuse new ones) and restore it: Neo4j going away
+/// and coming back, as the server sees it.
+pub(crate) struct Proxy {
+    pub(crate) addr: SocketAddr,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    open: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Proxy {
+    pub(crate) async fn start(target: SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let open = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (up2, open2) = (up.clone(), open.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !up2.load(Ordering::Acquire) {
+                    continue; // dropped: the connection is closed at once
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                open2.lock().expect("lock").push(task.abort_handle());
+            }
+        });
+        Proxy { addr, up, open }
+    }
+
+    pub(crate) fn cut(&self) {
+        self.up.store(false, Ordering::Release);
+        for t in self.open.lock().expect("lock").drain(..) {
+            t.abort();
+        }
+    }
+
+    pub(crate) fn restore(&self) {
+        self.up.store(true, Ordering::Release);
+    }
+}
+
+/// The address a `bolt://host:port` URI names.
+pub(crate) fn bolt_addr(uri: &str) -> SocketAddr {
+    uri.trim_start_matches("bolt://")
+        .parse()
+        .unwrap_or_else(|e| panic!("{uri}: {e}"))
+}

@@ -1,5 +1,9 @@
 //! One integration-test binary (keeps link time low); one module per area.
 
+// `live.rs` and `typed.rs` are loaded twice on purpose: once over the
+// in-memory store, once over Neo4j (`on_bolt`).
+#![allow(clippy::duplicate_mod)]
+
 mod support;
 
 mod cli;
@@ -16,3 +20,12 @@ mod live;
 mod server;
 mod store_conformance;
 mod typed;
+
+/// The server the end-to-end modules (`live`, `typed`) start: over the
+/// in-memory store here, over Neo4j in [`on_bolt`].
+mod backend {
+    pub(crate) use crate::server::{start, start_with};
+}
+
+/// The end-to-end GraphQL tests again, over the Neo4j store (see `bolt`).
+mod on_bolt;

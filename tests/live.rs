@@ -14,7 +14,8 @@ use tokio_tungstenite::{WebSocketStream, client_async};
 
 use twingraph::store::StoreConfig;
 
-use crate::server::{code, gql, start, start_with};
+use super::backend::{start, start_with};
+use crate::server::{code, gql};
 
 const WAIT: Duration = Duration::from_secs(10);
 

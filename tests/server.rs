@@ -41,7 +41,7 @@ pub(crate) async fn start_on(store: Arc<dyn GraphStore>) -> Running {
     serve(store, graphql::schema::Limits::default()).await
 }
 
-async fn serve(store: Arc<dyn GraphStore>, limits: graphql::schema::Limits) -> Running {
+pub(crate) async fn serve(store: Arc<dyn GraphStore>, limits: graphql::schema::Limits) -> Running {
     let live = graphql::Shutdown::default();
     let metrics = Arc::new(twingraph::metrics::Metrics::default());
     let schema = graphql::build(

@@ -4,7 +4,8 @@
 
 use serde_json::{Value, json};
 
-use crate::server::{code, gql, start};
+use super::backend::start;
+use crate::server::{code, gql};
 
 fn ok(v: &Value) -> &Value {
     assert!(v.get("errors").is_none(), "{v}");

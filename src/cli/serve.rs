@@ -1,4 +1,4 @@
-//! `twingraph serve`: the GraphQL server over the embedded store.
+//! `twingraph serve`: the GraphQL server over the embedded store or Neo4j.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use crate::config::{Config, Overrides};
 use crate::dtdl::{self, Options, load};
 use crate::graphql;
 use crate::server::{self, AppState};
+use crate::store::bolt::{BoltConfig, BoltStore};
 use crate::store::{GraphStore, StoreConfig, embedded};
 use crate::twin::GraphConfig;
 
@@ -28,9 +29,19 @@ pub struct ServeArgs {
     /// Folder of DTDL models [default: ./dtdl].
     #[arg(long, value_name = "DIR")]
     pub models: Option<PathBuf>,
-    /// Store URI [default: embedded]. (Neo4j arrives with a later release.)
+    /// Store [default: embedded], or a Neo4j URI: bolt://host:7687,
+    /// neo4j://, bolt+s://, neo4j+s://.
     #[arg(long, value_name = "URI")]
     pub store: Option<String>,
+    /// Neo4j user [default: neo4j].
+    #[arg(long, value_name = "USER")]
+    pub store_user: Option<String>,
+    /// Neo4j password (prefer TWINGRAPH_STORE_PASSWORD: flags show in `ps`).
+    #[arg(long, value_name = "PASSWORD")]
+    pub store_password: Option<String>,
+    /// Neo4j database [default: the server's default].
+    #[arg(long, value_name = "NAME")]
+    pub store_database: Option<String>,
     /// Load a generated demo plant into an empty store.
     #[arg(long)]
     pub demo: bool,
@@ -46,6 +57,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<u8> {
         data: args.data.clone(),
         models: args.models.clone(),
         store: args.store.clone(),
+        store_user: args.store_user.clone(),
+        store_password: args.store_password.clone(),
+        store_database: args.store_database.clone(),
         demo: args.demo,
     };
     let config = Config::load(file.as_deref(), &|k| std::env::var(k).ok(), &overrides)?;
@@ -59,13 +73,60 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<u8> {
     Ok(super::EXIT_OK)
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    if config.store != "embedded" {
-        anyhow::bail!(
-            "store {:?} is not supported yet; use \"embedded\"",
-            config.store
-        );
+/// The store `config` names, opened.
+enum Opened {
+    Embedded(Arc<crate::store::Store>),
+    Bolt(BoltStore),
+}
+
+impl Opened {
+    fn graph_store(&self) -> Arc<dyn GraphStore> {
+        match self {
+            Opened::Embedded(s) => s.clone(),
+            Opened::Bolt(s) => Arc::new(s.clone()),
+        }
     }
+
+    fn close(&self) {
+        match self {
+            Opened::Embedded(s) => s.close(),
+            Opened::Bolt(s) => s.close(),
+        }
+    }
+}
+
+async fn open_store(
+    config: &Config,
+    models: Arc<dtdl::ModelSet>,
+    store_config: StoreConfig,
+) -> anyhow::Result<Opened> {
+    let scheme = config.store.split("://").next().unwrap_or_default();
+    match (config.store.as_str(), scheme) {
+        ("embedded", _) => Ok(Opened::Embedded(Arc::new(embedded::open(
+            &config.data,
+            models,
+            store_config,
+        )?))),
+        (_, "bolt" | "bolt+s" | "bolt+ssc" | "neo4j" | "neo4j+s" | "neo4j+ssc") => {
+            let mut bolt =
+                BoltConfig::new(&config.store, &config.store_user, &config.store_password);
+            bolt.database.clone_from(&config.store_database);
+            bolt.max_connections = config.store_pool;
+            bolt.poll = std::time::Duration::from_millis(config.store_poll_ms.max(1));
+            bolt.timeout = std::time::Duration::from_millis(config.store_timeout_ms.max(1));
+            let store = BoltStore::connect(bolt, models, store_config)
+                .await
+                .with_context(|| format!("opening the Neo4j store at {}", config.store))?;
+            Ok(Opened::Bolt(store))
+        }
+        _ => anyhow::bail!(
+            "store {:?} is not supported; use \"embedded\" or a bolt://, bolt+s://, neo4j:// or neo4j+s:// URI",
+            config.store
+        ),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
     // Models come from the models folder plus those uploaded at runtime.
     let uploaded = config.data.join("models");
     let mut model_paths = vec![config.models.clone()];
@@ -96,12 +157,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         live_buffer: config.live_buffer,
         ..StoreConfig::default()
     };
-    let store = Arc::new(embedded::open(
-        &config.data,
-        Arc::new(models),
-        store_config,
-    )?);
-    let dyn_store: Arc<dyn GraphStore> = store.clone();
+    let store = open_store(&config, Arc::new(models), store_config).await?;
+    let dyn_store = store.graph_store();
     if config.demo && dyn_store.last_seq() == 0 {
         let (batches, twins) = crate::demo::plant(config.demo_cells);
         for b in batches {

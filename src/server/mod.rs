@@ -56,6 +56,7 @@ pub fn app(state: AppState) -> Router {
         state.metrics.clone(),
         state.store.clone(),
     );
+    let ready_store = state.store.clone();
     Router::new()
         .route(
             "/graphql",
@@ -94,11 +95,14 @@ pub fn app(state: AppState) -> Router {
             "/readyz",
             get(move || {
                 let ready = ready.clone();
+                let store = ready_store.clone();
                 async move {
-                    if ready.load(Ordering::Acquire) {
-                        (StatusCode::OK, "ready").into_response()
-                    } else {
+                    if !ready.load(Ordering::Acquire) {
                         (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response()
+                    } else if !store.is_ready() {
+                        (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
+                    } else {
+                        (StatusCode::OK, "ready").into_response()
                     }
                 }
             }),

@@ -179,4 +179,10 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
 
     /// Committed events as they happen (for live subscriptions).
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
+
+    /// Whether the store can serve now (`/readyz`): a remote database that
+    /// cannot be reached makes it not ready until it can again.
+    fn is_ready(&self) -> bool {
+        true
+    }
 }

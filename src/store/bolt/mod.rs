@@ -67,17 +67,23 @@ impl BoltConfig {
     }
 }
 
-/// Statements applied at startup (idempotent): uniqueness and lookup
-/// indexes (also in `schema/neo4j.cypher`).
-const MIGRATIONS: &[&str] = &[
-    "CREATE CONSTRAINT twin_id IF NOT EXISTS FOR (n:Twin) REQUIRE n.id IS UNIQUE",
-    "CREATE CONSTRAINT twin_event_seq IF NOT EXISTS FOR (e:TwinEvent) REQUIRE e.seq IS UNIQUE",
-    "CREATE CONSTRAINT twin_graph_meta_key IF NOT EXISTS FOR (m:TwinGraphMeta) REQUIRE m.key IS UNIQUE",
-    "CREATE INDEX twin_model IF NOT EXISTS FOR (n:Twin) ON (n.model)",
-    "CREATE INDEX twin_event_twin IF NOT EXISTS FOR (e:TwinEvent) ON (e.twin)",
-    "CREATE INDEX twin_event_other IF NOT EXISTS FOR (e:TwinEvent) ON (e.other)",
-    "MERGE (m:TwinGraphMeta {key: 'seq'}) ON CREATE SET m.seq = 0, m.time = 0",
-];
+/// Constraints and indexes applied at startup (idempotent): the statements
+/// of `schema/neo4j.cypher`, which documents them.
+const MIGRATIONS: &str = include_str!("../../../schema/neo4j.cypher");
+
+/// The statements of a Cypher script: `;`-terminated, `//` comment lines.
+fn statements(script: &str) -> Vec<String> {
+    let text: String = script
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    text.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
 
 /// A request to the writer task.
 enum WriteRequest {
@@ -106,6 +112,8 @@ struct Shared {
     /// Held while publishing, so events go out once and in order.
     publishing: std::sync::Mutex<()>,
     closed: AtomicBool,
+    /// Whether the database answered the tailer's last read.
+    healthy: AtomicBool,
 }
 
 /// The Neo4j store.
@@ -172,8 +180,8 @@ impl BoltStore {
             .await
             .map_err(|_| StoreError::Unavailable(format!("no answer from {}", bolt.uri)))?
             .map_err(db_error)?;
-        for m in MIGRATIONS {
-            tokio::time::timeout(bolt.timeout, db.run(query(m)))
+        for m in statements(MIGRATIONS) {
+            tokio::time::timeout(bolt.timeout, db.run(query(&m)))
                 .await
                 .map_err(|_| StoreError::Unavailable(format!("no answer from {}", bolt.uri)))?
                 .map_err(db_error)?;
@@ -190,6 +198,7 @@ impl BoltStore {
             tail: Arc::new(Notify::new()),
             publishing: std::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
+            healthy: AtomicBool::new(true),
         });
         let (seq, _) = write::position(&shared).await?;
         shared.last_seq.store(seq, Ordering::Release);
@@ -295,8 +304,21 @@ impl BoltStore {
     }
 }
 
+/// Fails at once while the database is known to be unreachable (the
+/// tailer notices when it is back).
+fn available(shared: &Shared) -> Result<(), StoreError> {
+    if shared.healthy.load(Ordering::Acquire) {
+        Ok(())
+    } else {
+        Err(StoreError::Unavailable(
+            "the database cannot be reached".into(),
+        ))
+    }
+}
+
 /// Every value of string column `col` of `q`'s rows.
 async fn rows(shared: &Shared, q: Query, col: &str) -> Result<Vec<String>, StoreError> {
+    available(shared)?;
     let fetch = async {
         let mut stream = shared.db.execute(q).await?;
         let mut out = Vec::new();
@@ -327,8 +349,31 @@ async fn tailer(shared: std::sync::Weak<Shared>) {
         ))
         .param("after", i64::try_from(after).unwrap_or(i64::MAX));
         let mut more = false;
-        match rows(&s, q, "j").await {
-            Ok(found) => {
+        let read = async {
+            let mut stream = s.db.execute(q).await?;
+            let mut out = Vec::new();
+            while let Some(row) = stream.next().await? {
+                out.push(row.get::<String>("j").unwrap_or_default());
+            }
+            Ok::<_, neo4rs::Error>(out)
+        };
+        // A short deadline: the tailer is also the health probe.
+        let outcome =
+            match tokio::time::timeout(s.bolt.poll.max(Duration::from_secs(2)), read).await {
+                Ok(Ok(found)) => Ok(found),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no answer".to_owned()),
+            };
+        let was = s.healthy.swap(outcome.is_ok(), Ordering::AcqRel);
+        match (&outcome, was) {
+            (Ok(_), false) => tracing::info!(uri = %s.bolt.uri, "the database is reachable again"),
+            (Err(e), true) => {
+                tracing::warn!(uri = %s.bolt.uri, error = %e, "the database cannot be reached")
+            }
+            _ => {}
+        }
+        if let Ok(found) = outcome {
+            {
                 more = found.len() == 1000;
                 let mut events = Vec::with_capacity(found.len());
                 for json in found {
@@ -350,7 +395,6 @@ async fn tailer(shared: std::sync::Weak<Shared>) {
                     more = false;
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "cannot read the event log"),
         }
         if more {
             continue;
@@ -599,5 +643,20 @@ impl GraphStore for BoltStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.shared.events.subscribe()
+    }
+
+    fn is_ready(&self) -> bool {
+        self.shared.healthy.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_migration_script_splits_into_its_statements() {
+        let s = super::statements(super::MIGRATIONS);
+        assert_eq!(s.len(), 7, "{s:?}");
+        assert!(s.iter().all(|x| !x.contains("//") && !x.ends_with(';')));
+        assert!(s[0].starts_with("CREATE CONSTRAINT twin_id"));
     }
 }

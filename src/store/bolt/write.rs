@@ -133,6 +133,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Failure>>,
 {
+    super::available(shared)?;
     let mut delay = Duration::from_millis(5);
     for n in 1..=MAX_ATTEMPTS {
         let outcome = tokio::time::timeout(shared.bolt.timeout, attempt()).await;
