@@ -287,22 +287,6 @@ pub async fn store(models: Arc<ModelSet>, config: StoreConfig) -> BoltStore {
         .unwrap_or_else(|e| panic!("cannot open the Neo4j store on {uri}: {e}"))
 }
 
-/// The real server over a Neo4j store on a new, empty database.
-pub(crate) async fn start() -> crate::server::Running {
-    start_with(StoreConfig::default()).await
-}
-
-/// [`start`] with `config` (subscribers may fall `config.live_buffer`
-/// events behind, shared or not).
-pub(crate) async fn start_with(config: StoreConfig) -> crate::server::Running {
-    let limits = twingraph::graphql::schema::Limits {
-        live_buffer: config.live_buffer,
-        ..twingraph::graphql::schema::Limits::default()
-    };
-    let store = store(crate::support::sample_models(), config).await;
-    crate::server::serve(Arc::new(store), limits).await
-}
-
 /// A TCP proxy in front of the Bolt server that can cut the line (close
 /// every connection and refuse new ones) and restore it: Neo4j going away
 /// and coming back, as the server sees it.

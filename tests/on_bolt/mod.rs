@@ -3,11 +3,28 @@
 //! fresh Neo4j database (see `bolt`).
 
 mod backend {
-    pub(crate) use crate::bolt::{start, start_with};
+    /// The real server over a Neo4j store on a new, empty database.
+    pub(crate) async fn start() -> crate::server::Running {
+        start_with(twingraph::store::StoreConfig::default()).await
+    }
+
+    /// [`start`] with `config` (subscribers may fall `config.live_buffer`
+    /// events behind, shared or not).
+    pub(crate) async fn start_with(
+        config: twingraph::store::StoreConfig,
+    ) -> crate::server::Running {
+        let limits = twingraph::graphql::schema::Limits {
+            live_buffer: config.live_buffer,
+            ..twingraph::graphql::schema::Limits::default()
+        };
+        let store = crate::bolt::store(crate::support::sample_models(), config).await;
+        crate::server::serve(std::sync::Arc::new(store), limits).await
+    }
 }
 
 #[path = "../live.rs"]
 mod live;
 mod outage;
+mod replicas;
 #[path = "../typed.rs"]
 mod typed;

@@ -143,13 +143,22 @@ fn db_error(e: neo4rs::Error) -> StoreError {
     }
 }
 
-/// Whether retrying the transaction may succeed.
+/// Whether retrying the write transaction may succeed: a transient
+/// failure (deadlock, leader switch, conflicting commit), or a uniqueness
+/// violation, which for twingraph's writes means that a concurrent writer
+/// took the same sequence number or twin id after this one read (the
+/// retry plans again on the new state: an id taken meanwhile is then
+/// refused properly). Failures at COMMIT come back from neo4rs as an
+/// unexpected message carrying the server's code, hence the text search.
 fn transient(e: &neo4rs::Error) -> bool {
+    const RETRYABLE: [&str; 3] = [
+        "Neo.TransientError.",
+        "Neo.ClientError.Cluster.NotALeader",
+        "Neo.ClientError.Schema.ConstraintValidationFailed",
+    ];
     match e {
-        neo4rs::Error::Neo4j(n) => {
-            n.code().starts_with("Neo.TransientError")
-                || n.code() == "Neo.ClientError.Cluster.NotALeader"
-        }
+        neo4rs::Error::Neo4j(n) => RETRYABLE.iter().any(|c| n.code().starts_with(c)),
+        neo4rs::Error::UnexpectedMessage(m) => RETRYABLE.iter().any(|c| m.contains(c)),
         _ => false,
     }
 }
