@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -34,94 +33,12 @@ use twingraph::graphql::{self, Shutdown, schema::Limits};
 use twingraph::server::{self, AppState};
 use twingraph::store::{GraphStore, StoreConfig, embedded};
 
+#[path = "support/http.rs"]
+mod http;
+use http::{Conn, env_usize, models, percentile, post};
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
-fn models() -> Arc<twingraph::dtdl::ModelSet> {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dtdl");
-    let sources = twingraph::dtdl::load::read_paths(&[dir]).expect("sample models");
-    let outcome = twingraph::dtdl::check(&sources, &twingraph::dtdl::Options::default());
-    Arc::new(outcome.model.expect("sample models are valid"))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i]
-}
-
-/// A keep-alive HTTP/1.1 connection.
-struct Conn {
-    io: BufReader<TcpStream>,
-    line: String,
-    body: Vec<u8>,
-}
-
-impl Conn {
-    async fn open(addr: SocketAddr) -> Conn {
-        let s = TcpStream::connect(addr).await.expect("connect");
-        s.set_nodelay(true).expect("nodelay");
-        Conn {
-            io: BufReader::new(s),
-            line: String::new(),
-            body: Vec::new(),
-        }
-    }
-
-    /// Sends `req` and reads the response; panics unless it is a 200
-    /// without GraphQL errors.
-    async fn call(&mut self, req: &[u8]) {
-        self.io.get_mut().write_all(req).await.expect("write");
-        let mut len = None;
-        let mut status = String::new();
-        loop {
-            self.line.clear();
-            let n = self.io.read_line(&mut self.line).await.expect("read");
-            assert!(n > 0, "server closed the connection");
-            if self.line == "\r\n" {
-                break;
-            }
-            if status.is_empty() {
-                status.clone_from(&self.line);
-            } else if let Some((k, v)) = self.line.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                len = v.trim().parse::<usize>().ok();
-            }
-        }
-        assert!(status.contains(" 200 "), "{status}");
-        let len = len.expect("content-length");
-        self.body.resize(len, 0);
-        self.io.read_exact(&mut self.body).await.expect("body");
-        assert!(
-            !self.body.starts_with(b"{\"data\":null") && !contains(&self.body, b"\"errors\""),
-            "{}",
-            String::from_utf8_lossy(&self.body)
-        );
-    }
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
-fn post(addr: SocketAddr, query: &str, variables: Value) -> Vec<u8> {
-    let body = json!({"query": query, "variables": variables}).to_string();
-    format!(
-        "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
 
 struct Outcome {
     name: &'static str,

@@ -474,25 +474,23 @@ pub(super) fn extend(
                         direction: direction_arg(&ctx)?,
                         max_depth: usize_arg(&ctx, "maxDepth", 3, usize::MAX)?,
                     };
-                    let hits = store_of(&ctx)?
-                        .traverse(&t)
-                        .await
-                        .map_err(|e| store_error(&e))?;
                     let start: Arc<str> = Arc::from(t.start.as_str());
-                    // Every hit's twin in one store call, when asked for.
-                    let mut twins: std::collections::HashMap<String, crate::twin::Twin> =
-                        if ctx.look_ahead().field("twin").exists() {
-                            let ids: Vec<String> = hits.iter().map(|h| h.twin.clone()).collect();
-                            store_of(&ctx)?
-                                .twins_by_ids(&ids)
-                                .await
-                                .map_err(|e| store_error(&e))?
-                                .into_iter()
-                                .map(|t| (t.id.to_string(), t))
-                                .collect()
-                        } else {
-                            std::collections::HashMap::new()
-                        };
+                    // Every hit's twin with the traversal, when asked for.
+                    let (hits, mut twins) = if ctx.look_ahead().field("twin").exists() {
+                        let (hits, twins) = store_of(&ctx)?
+                            .traverse_twins(&t)
+                            .await
+                            .map_err(|e| store_error(&e))?;
+                        let twins: std::collections::HashMap<String, crate::twin::Twin> =
+                            twins.into_iter().map(|t| (t.id.to_string(), t)).collect();
+                        (hits, twins)
+                    } else {
+                        let hits = store_of(&ctx)?
+                            .traverse(&t)
+                            .await
+                            .map_err(|e| store_error(&e))?;
+                        (hits, std::collections::HashMap::new())
+                    };
                     Ok(Some(FieldValue::list(hits.into_iter().map(|reached| {
                         let twin = twins.remove(&reached.twin);
                         FieldValue::owned_any(Hit {

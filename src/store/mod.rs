@@ -147,6 +147,18 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
 
     async fn traverse(&self, traversal: &Traversal) -> Result<Vec<Reached>, StoreError>;
 
+    /// A traversal and the twins it reaches, in one call (a store that can
+    /// read both at once does; by default `traverse`, then `twins_by_ids`).
+    async fn traverse_twins(
+        &self,
+        traversal: &Traversal,
+    ) -> Result<(Vec<Reached>, Vec<Twin>), StoreError> {
+        let hits = self.traverse(traversal).await?;
+        let ids: Vec<String> = hits.iter().map(|h| h.twin.clone()).collect();
+        let twins = self.twins_by_ids(&ids).await?;
+        Ok((hits, twins))
+    }
+
     /// Containers of a twin, nearest first.
     async fn ancestors(&self, id: &str) -> Result<Vec<String>, StoreError>;
 

@@ -277,39 +277,74 @@ impl BoltStore {
             .collect()
     }
 
-    /// The part of the graph a traversal from `start` can reach: the start
-    /// twin and every relationship on a path of at most `depth` hops.
-    async fn neighbourhood(&self, t: &Traversal) -> Result<Graph, StoreError> {
-        let mut g = Graph::new(self.shared.config.graph.clone());
-        let Some(start) = self.twin(&t.start).await? else {
-            return Err(TwinError::NotFound(t.start.clone()).into());
-        };
-        g.insert_twin(start);
-        let depth = t.max_depth.min(self.shared.config.max_depth);
-        if depth == 0 {
-            return Ok(g);
-        }
+    /// The part of the graph a traversal can reach, in one statement: the
+    /// start twin and every relationship on a path of at most `max_depth`
+    /// hops, and (`with_twins`) the twins at the ends of those paths.
+    async fn neighbourhood(
+        &self,
+        t: &Traversal,
+        with_twins: bool,
+    ) -> Result<(Graph, Vec<Twin>), StoreError> {
+        let depth = t.max_depth.clamp(1, self.shared.config.max_depth.max(1));
         let pattern = match t.direction {
             Direction::Out => format!("-[rs*1..{depth}]->"),
             Direction::In => format!("<-[rs*1..{depth}]-"),
             Direction::Both => format!("-[rs*1..{depth}]-"),
         };
+        let twins = if with_twins {
+            "collect(DISTINCT t.state)"
+        } else {
+            "[]"
+        };
         let q = query(&format!(
-            "MATCH (s:{TWIN} {{id: $start}}){pattern}(:{TWIN}) \
+            "MATCH (s:{TWIN} {{id: $start}}) \
+             OPTIONAL MATCH (s){pattern}(t:{TWIN}) \
              WHERE size($names) = 0 OR all(r IN rs WHERE type(r) IN $names) \
-             UNWIND rs AS r RETURN DISTINCT r.json AS j"
+             RETURN s.state AS start, collect([r IN rs | r.json]) AS paths, {twins} AS twins"
         ))
         .param("start", t.start.as_str())
         .param("names", t.names.clone());
-        let mut rels = self.rels_where(q).await?;
-        // Adjacency order is creation order, as in the embedded store.
+        available(&self.shared)?;
+        let fetch = async {
+            let mut stream = self.shared.db.execute(q).await?;
+            let mut out = None;
+            if let Some(row) = stream.next().await? {
+                let de = neo4rs::Error::DeserializationError;
+                let start: String = row.get("start").map_err(de)?;
+                let paths: Vec<Vec<String>> = row.get("paths").map_err(de)?;
+                let twins: Vec<String> = row.get("twins").map_err(de)?;
+                out = Some((start, paths, twins));
+            }
+            Ok::<_, neo4rs::Error>(out)
+        };
+        let found = tokio::time::timeout(self.shared.bolt.timeout, fetch)
+            .await
+            .map_err(|_| StoreError::Unavailable("the database did not answer in time".into()))?
+            .map_err(db_error)?;
+        let Some((start, paths, states)) = found else {
+            return Err(TwinError::NotFound(t.start.clone()).into());
+        };
+        let mut g = Graph::new(self.shared.config.graph.clone());
+        g.insert_twin(decode("twin", &start)?);
+        let mut rels: Vec<Relationship> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for json in paths.iter().flatten() {
+            if seen.insert(json.as_str()) {
+                rels.push(decode("relationship", json)?);
+            }
+        }
+        // Adjacency in creation order, as the embedded store keeps it.
         rels.sort_by(|a, b| {
             (a.created_at, &a.source, &a.id).cmp(&(b.created_at, &b.source, &b.id))
         });
         for r in rels {
             g.insert_relationship(r);
         }
-        Ok(g)
+        let twins = states
+            .iter()
+            .map(|s| decode("twin", s))
+            .collect::<Result<Vec<Twin>, _>>()?;
+        Ok((g, twins))
     }
 }
 
@@ -557,8 +592,16 @@ impl GraphStore for BoltStore {
     }
 
     async fn traverse(&self, t: &Traversal) -> Result<Vec<Reached>, StoreError> {
-        let g = self.neighbourhood(t).await?;
+        let (g, _) = self.neighbourhood(t, false).await?;
         Ok(g.traverse(t, self.shared.config.max_depth)?)
+    }
+
+    async fn traverse_twins(&self, t: &Traversal) -> Result<(Vec<Reached>, Vec<Twin>), StoreError> {
+        let (g, mut twins) = self.neighbourhood(t, true).await?;
+        let hits = g.traverse(t, self.shared.config.max_depth)?;
+        // Ends of paths are the twins reached (the start excluded).
+        twins.retain(|x| *x.id != *t.start);
+        Ok((hits, twins))
     }
 
     async fn ancestors(&self, id: &str) -> Result<Vec<String>, StoreError> {

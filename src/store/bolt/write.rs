@@ -541,7 +541,8 @@ async fn write_events(txn: &mut Txn, events: &[Event]) -> Result<(), Failure> {
         .collect::<Result<Vec<_>, _>>()?;
     txn.run(
         query(&format!(
-            "UNWIND $rows AS row CREATE (e:{EVENT}) SET e = row"
+            "UNWIND $rows AS row CREATE (e:{EVENT} {{seq: row.seq, time: row.time, \
+             kind: row.kind, actor: row.actor, twin: row.twin, other: row.other, json: row.json}})"
         ))
         .param("rows", rows),
     )

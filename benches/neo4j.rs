@@ -1,0 +1,214 @@
+//! Benchmark of the Neo4j store (`cargo bench --bench neo4j`), against the
+//! Bolt server the tests use (`TWINGRAPH_TEST_BOLT_URI`, else a local
+//! ArcadeDB with its Bolt plugin, see `tests/bolt.rs`), on a new database
+//! loaded with the demo plant (`TWINGRAPH_BENCH_CELLS` work cells, default
+//! 2,000: about 100,000 twins).
+//!
+//! - `load`: the plant written through the store (batches, concurrently);
+//! - `2-hop`: the server bench's `traverse` query over GraphQL (the real
+//!   server on 127.0.0.1, one keep-alive connection) against the same
+//!   answer from one Cypher statement sent directly with neo4rs, the two
+//!   alternating; medians and their ratio;
+//! - `ingest`: reported-state updates through the GraphQL `batch` mutation
+//!   (`TWINGRAPH_BENCH_BATCH` updates each, default 100) from
+//!   `TWINGRAPH_BENCH_CONNS` connections (default 8) for
+//!   `TWINGRAPH_BENCH_SECS` (default 10 s): updates per second.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use twingraph::demo::{PER_CELL_EQUIPMENT, eq_id, plant};
+use twingraph::graphql::{self, Shutdown, schema::Limits};
+use twingraph::server::{self, AppState};
+use twingraph::store::GraphStore;
+use twingraph::store::StoreConfig;
+use twingraph::store::bolt::BoltStore;
+
+#[path = "support/http.rs"]
+mod http;
+use http::{Conn, env_usize, models, post};
+
+#[allow(dead_code)] // the tests' helpers this benchmark does not use
+#[path = "../tests/bolt.rs"]
+mod bolt;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn main() {
+    let cells = env_usize("TWINGRAPH_BENCH_CELLS", 2000);
+    let secs = env_usize("TWINGRAPH_BENCH_SECS", 10) as u64;
+    let conns = env_usize("TWINGRAPH_BENCH_CONNS", 8);
+    let per_batch = env_usize("TWINGRAPH_BENCH_BATCH", 100);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let config = bolt::fresh_database().await;
+        let uri = config.uri.clone();
+        let database = config.database.clone();
+        let (user, password) = (config.user.clone(), config.password.clone());
+        let store = BoltStore::connect(config, models(), StoreConfig::default())
+            .await
+            .expect("Neo4j store");
+        let store: Arc<dyn GraphStore> = Arc::new(store);
+
+        // Load: batches in flight together (the writer groups them).
+        let (batches, twins) = plant(cells);
+        let t = Instant::now();
+        let mut pending = Vec::new();
+        for b in batches {
+            let s = store.clone();
+            pending.push(tokio::spawn(async move { s.apply(b, "demo").await }));
+            if pending.len() >= 16 {
+                pending.remove(0).await.expect("task").expect("demo batch");
+            }
+        }
+        for p in pending {
+            p.await.expect("task").expect("demo batch");
+        }
+        let load = t.elapsed();
+        println!(
+            "load: {twins} twins in {:.1} s ({:.0} twins/s) into {uri}",
+            load.as_secs_f64(),
+            twins as f64 / load.as_secs_f64()
+        );
+
+        // The real server over the store.
+        let schema = graphql::build(
+            store.clone(),
+            Limits::default(),
+            Shutdown::default(),
+            Arc::new(twingraph::metrics::Metrics::default()),
+            Arc::new(graphql::ModelLibrary::new(Vec::new(), None)),
+        )
+        .expect("schema");
+        let app = server::app(AppState {
+            store: store.clone(),
+            schema,
+            ready: Arc::new(AtomicBool::new(true)),
+            max_body_bytes: 4 * 1024 * 1024,
+            metrics: Arc::new(twingraph::metrics::Metrics::default()),
+        });
+        let listener = server::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(server::run(listener, app, std::future::pending()));
+
+        // 2-hop: GraphQL against the same answer straight from Cypher.
+        let mut direct = neo4rs::ConfigBuilder::default()
+            .uri(uri.as_str())
+            .user(user.as_str())
+            .password(password.as_str());
+        if let Some(db) = &database {
+            direct = direct.db(db.as_str());
+        }
+        let direct = neo4rs::Graph::connect(direct.build().expect("config"))
+            .await
+            .expect("direct connection");
+        let cypher = "MATCH (s:Twin {id: $id})-[rs*1..2]->(t:Twin) \
+                      WHERE all(r IN rs WHERE type(r) IN $names) \
+                      RETURN t.id AS id, t.model AS model, min(size(rs)) AS depth";
+        let two_hop_q = r#"query($id: ID!) { traverse(from: $id, relationships: ["contains", "feeds"], maxDepth: 2) { depth twin { id model } } }"#;
+        let mut c = Conn::open(addr).await;
+        let (mut gql, mut cy, mut st) = (Vec::new(), Vec::new(), Vec::new());
+        let mut sizes = (0, 0);
+        for i in 0..300 {
+            let id = format!("cell{}", (i * 37) % cells);
+            let req = post(addr, two_hop_q, json!({"id": id}));
+            let t = Instant::now();
+            c.call(&req).await;
+            let g = t.elapsed();
+            let v: serde_json::Value = serde_json::from_slice(&c.body).expect("json");
+            let t = Instant::now();
+            let mut rows = direct
+                .execute(
+                    neo4rs::query(cypher)
+                        .param("id", id.as_str())
+                        .param("names", vec!["contains", "feeds"]),
+                )
+                .await
+                .expect("cypher");
+            let mut n = 0;
+            while let Some(row) = rows.next().await.expect("row") {
+                let _: String = row.get("model").expect("model");
+                n += 1;
+            }
+            let d = t.elapsed();
+            // The store alone (what the GraphQL layer adds is the rest).
+            let t = Instant::now();
+            let traversal = twingraph::twin::query::Traversal {
+                start: id.clone(),
+                names: vec!["contains".into(), "feeds".into()],
+                direction: twingraph::twin::query::Direction::Out,
+                max_depth: 2,
+            };
+            store.traverse_twins(&traversal).await.expect("store traversal");
+            let sd = t.elapsed();
+            // Warm-up first.
+            if i >= 50 {
+                gql.push(g);
+                cy.push(d);
+                st.push(sd);
+            }
+            sizes = (v["data"]["traverse"].as_array().map_or(0, Vec::len), n);
+        }
+        assert_eq!(sizes.0, sizes.1, "GraphQL and Cypher return the same twins");
+        let (g, d, sd) = (median(gql), median(cy), median(st));
+        println!(
+            "2-hop ({} twins): GraphQL median {:.2} ms, direct Cypher median {:.2} ms, ratio {:.2}x (the store's traversal alone: {:.2} ms)",
+            sizes.0,
+            g.as_secs_f64() * 1e3,
+            d.as_secs_f64() * 1e3,
+            g.as_secs_f64() / d.as_secs_f64(),
+            sd.as_secs_f64() * 1e3,
+        );
+
+        // Ingest: reported state through `batch`.
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for k in 0..conns {
+            tasks.push(tokio::spawn(async move {
+                let mut c = Conn::open(addr).await;
+                let mut done = 0usize;
+                let mut i = k * 7919;
+                while Instant::now() < deadline {
+                    let ops: Vec<serde_json::Value> = (0..per_batch)
+                        .map(|j| {
+                            i += 1;
+                            json!({"op": "patchReported",
+                                   "id": eq_id((i * 31 + j) % cells, i % PER_CELL_EQUIPMENT),
+                                   "patch": {"power": (i % 1000) as f64 / 10.0}})
+                        })
+                        .collect();
+                    let req = post(
+                        addr,
+                        "mutation($ops: [JSON!]!) { batch(operations: $ops) { applied } }",
+                        json!({"ops": ops}),
+                    );
+                    c.call(&req).await;
+                    done += per_batch;
+                }
+                done
+            }));
+        }
+        let mut updates = 0;
+        for t in tasks {
+            updates += t.await.expect("writer");
+        }
+        let elapsed = start.elapsed();
+        println!(
+            "ingest: {updates} reported updates in {:.1} s: {:.0} updates/s ({conns} connections, {per_batch} per batch)",
+            elapsed.as_secs_f64(),
+            updates as f64 / elapsed.as_secs_f64()
+        );
+    });
+}
