@@ -96,3 +96,58 @@ impl Loader<RelKey> for RelLoader {
 pub fn relationships(store: Arc<dyn GraphStore>) -> DataLoader<RelLoader> {
     DataLoader::new(RelLoader(store), tokio::spawn).delay(BATCH_WINDOW)
 }
+
+/// Loads relationships with the twins at their other ends
+/// ([`GraphStore::relationships_with_ends`]): a level of nested
+/// relationships costs one store call per distinct (name, direction).
+#[derive(Debug)]
+pub struct EdgeLoader(Arc<dyn GraphStore>);
+
+impl Loader<RelKey> for EdgeLoader {
+    type Value = Vec<(Relationship, Twin)>;
+    type Error = StoreError;
+
+    async fn load(
+        &self,
+        keys: &[RelKey],
+    ) -> Result<HashMap<RelKey, Vec<(Relationship, Twin)>>, StoreError> {
+        let mut groups: HashMap<(Option<String>, bool), Vec<String>> = HashMap::new();
+        for k in keys {
+            groups
+                .entry((k.name.clone(), k.incoming))
+                .or_default()
+                .push(k.twin.clone());
+        }
+        let mut out: HashMap<RelKey, Vec<(Relationship, Twin)>> =
+            keys.iter().map(|k| (k.clone(), Vec::new())).collect();
+        for ((name, incoming), twins) in groups {
+            let direction = if incoming {
+                Direction::In
+            } else {
+                Direction::Out
+            };
+            for (r, end) in self
+                .0
+                .relationships_with_ends(&twins, direction, name.as_deref())
+                .await?
+            {
+                let Some(end) = end else { continue };
+                let twin = if incoming { &r.target } else { &r.source };
+                let key = RelKey {
+                    twin: twin.clone(),
+                    name: name.clone(),
+                    incoming,
+                };
+                if let Some(v) = out.get_mut(&key) {
+                    v.push((r, end));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The edge loader a schema over `store` uses (no cache).
+pub fn edges(store: Arc<dyn GraphStore>) -> DataLoader<EdgeLoader> {
+    DataLoader::new(EdgeLoader(store), tokio::spawn).delay(BATCH_WINDOW)
+}

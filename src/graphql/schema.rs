@@ -604,6 +604,7 @@ pub(super) fn build_schema(
         .data(twin_types)
         .data(super::loader::twins(store.clone()))
         .data(super::loader::relationships(store.clone()))
+        .data(super::loader::edges(store.clone()))
         .data(store)
         .data(shutdown)
         .data(metrics)

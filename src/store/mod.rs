@@ -145,6 +145,43 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
         name: Option<&str>,
     ) -> Result<Vec<Relationship>, StoreError>;
 
+    /// [`relationships_of`](GraphStore::relationships_of), each with the
+    /// twin at its other end (the source when `direction` is `In`, else the
+    /// target), in one call when the store can (by
+    /// default `relationships_of`, then `twins_by_ids`). An end that no
+    /// longer exists is `None`.
+    async fn relationships_with_ends(
+        &self,
+        twins: &[String],
+        direction: Direction,
+        name: Option<&str>,
+    ) -> Result<Vec<(Relationship, Option<Twin>)>, StoreError> {
+        let rels = self.relationships_of(twins, direction, name).await?;
+        let end = |r: &Relationship| {
+            if direction == Direction::In {
+                r.source.clone()
+            } else {
+                r.target.clone()
+            }
+        };
+        let mut ids: Vec<String> = rels.iter().map(end).collect();
+        ids.sort();
+        ids.dedup();
+        let found: std::collections::HashMap<String, Twin> = self
+            .twins_by_ids(&ids)
+            .await?
+            .into_iter()
+            .map(|t| (t.id.to_string(), t))
+            .collect();
+        Ok(rels
+            .into_iter()
+            .map(|r| {
+                let t = found.get(&end(&r)).cloned();
+                (r, t)
+            })
+            .collect())
+    }
+
     async fn traverse(&self, traversal: &Traversal) -> Result<Vec<Reached>, StoreError>;
 
     /// A traversal and the twins it reaches, in one call (a store that can

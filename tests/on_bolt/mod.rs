@@ -26,5 +26,6 @@ mod backend {
 mod live;
 mod outage;
 mod replicas;
+mod statements;
 #[path = "../typed.rs"]
 mod typed;

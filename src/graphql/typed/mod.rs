@@ -48,7 +48,7 @@ use async_graphql::dynamic::{
 use serde_json::Value;
 
 use super::errors::{bad_request, store_error};
-use super::loader::{RelKey, RelLoader, TwinLoader};
+use super::loader::{EdgeLoader, RelKey, RelLoader};
 use super::names::{self, TypeNames};
 use super::schema::{str_arg, to_gql, twin_field, twin_fields, twin_ref, types_of, usize_arg};
 use crate::dtdl::ModelSet;
@@ -283,8 +283,9 @@ async fn relationship_page(
         }
         _ => None,
     };
-    let rels = ctx
-        .data::<DataLoader<RelLoader>>()?
+    // The relationships and their targets: one store call for this level.
+    let mut edges: Vec<(Relationship, Twin)> = ctx
+        .data::<DataLoader<EdgeLoader>>()?
         .load_one(RelKey {
             twin: t.id.to_string(),
             name: Some(spec.name.clone()),
@@ -293,19 +294,7 @@ async fn relationship_page(
         .await
         .map_err(|e| store_error(&e))?
         .unwrap_or_default();
-    let targets = ctx
-        .data::<DataLoader<TwinLoader>>()?
-        .load_many(rels.iter().map(|r| r.target.clone()))
-        .await
-        .map_err(|e| store_error(&e))?;
-    let mut edges: Vec<(Relationship, Twin)> = rels
-        .into_iter()
-        .filter_map(|r| {
-            let twin = targets.get(&r.target)?.clone();
-            Some((r, twin))
-        })
-        .filter(|(_, t)| filter.as_ref().is_none_or(|f| f.matches(t)))
-        .collect();
+    edges.retain(|(_, t)| filter.as_ref().is_none_or(|f| f.matches(t)));
     edges.sort_by(|a, b| (&a.0.target, &a.0.id).cmp(&(&b.0.target, &b.0.id)));
     let total = edges.len();
     if let Some(after) = after {

@@ -114,6 +114,8 @@ struct Shared {
     closed: AtomicBool,
     /// Whether the database answered the tailer's last read.
     healthy: AtomicBool,
+    /// Statements sent for reads (not the tailer's): see `reads`.
+    reads: AtomicU64,
 }
 
 /// The Neo4j store.
@@ -208,6 +210,7 @@ impl BoltStore {
             publishing: std::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
             healthy: AtomicBool::new(true),
+            reads: AtomicU64::new(0),
         });
         let (seq, _) = write::position(&shared).await?;
         shared.last_seq.store(seq, Ordering::Release);
@@ -215,6 +218,12 @@ impl BoltStore {
         tokio::spawn(write::writer(shared.clone(), rx));
         tokio::spawn(tailer(Arc::downgrade(&shared)));
         Ok(BoltStore { shared, writer: tx })
+    }
+
+    /// Cypher statements sent for reads so far (each read is one
+    /// statement; the tailer's are not counted): for tests and diagnostics.
+    pub fn reads(&self) -> u64 {
+        self.shared.reads.load(Ordering::Relaxed)
     }
 
     /// Stops the tailer; pending writes still finish.
@@ -238,10 +247,7 @@ impl BoltStore {
     }
 
     async fn run(&self, q: Query) -> Result<(), StoreError> {
-        tokio::time::timeout(self.shared.bolt.timeout, self.shared.db.run(q))
-            .await
-            .map_err(|_| StoreError::Unavailable("the database did not answer in time".into()))?
-            .map_err(db_error)
+        within(&self.shared, self.shared.db.run(q)).await
     }
 
     /// The values of column `col` (a string) of every row of `q`.
@@ -304,7 +310,7 @@ impl BoltStore {
         ))
         .param("start", t.start.as_str())
         .param("names", t.names.clone());
-        available(&self.shared)?;
+        read_statement(&self.shared)?;
         let fetch = async {
             let mut stream = self.shared.db.execute(q).await?;
             let mut out = None;
@@ -317,10 +323,7 @@ impl BoltStore {
             }
             Ok::<_, neo4rs::Error>(out)
         };
-        let found = tokio::time::timeout(self.shared.bolt.timeout, fetch)
-            .await
-            .map_err(|_| StoreError::Unavailable("the database did not answer in time".into()))?
-            .map_err(db_error)?;
+        let found = within(&self.shared, fetch).await?;
         let Some((start, paths, states)) = found else {
             return Err(TwinError::NotFound(t.start.clone()).into());
         };
@@ -348,6 +351,25 @@ impl BoltStore {
     }
 }
 
+/// Runs `f` (talking to the database) within the configured timeout, as
+/// a store result.
+async fn within<T>(
+    shared: &Shared,
+    f: impl Future<Output = Result<T, neo4rs::Error>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(shared.bolt.timeout, f)
+        .await
+        .map_err(|_| StoreError::Unavailable("the database did not answer in time".into()))?
+        .map_err(db_error)
+}
+
+/// [`available`], counting the read statement about to be sent.
+fn read_statement(shared: &Shared) -> Result<(), StoreError> {
+    available(shared)?;
+    shared.reads.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
 /// Fails at once while the database is known to be unreachable (the
 /// tailer notices when it is back).
 fn available(shared: &Shared) -> Result<(), StoreError> {
@@ -362,7 +384,7 @@ fn available(shared: &Shared) -> Result<(), StoreError> {
 
 /// Every value of string column `col` of `q`'s rows.
 async fn rows(shared: &Shared, q: Query, col: &str) -> Result<Vec<String>, StoreError> {
-    available(shared)?;
+    read_statement(shared)?;
     let fetch = async {
         let mut stream = shared.db.execute(q).await?;
         let mut out = Vec::new();
@@ -373,10 +395,7 @@ async fn rows(shared: &Shared, q: Query, col: &str) -> Result<Vec<String>, Store
         }
         Ok::<_, neo4rs::Error>(out)
     };
-    tokio::time::timeout(shared.bolt.timeout, fetch)
-        .await
-        .map_err(|_| StoreError::Unavailable("the database did not answer in time".into()))?
-        .map_err(db_error)
+    within(shared, fetch).await
 }
 
 /// Publishes committed events in sequence order: after a local commit at
@@ -591,6 +610,47 @@ impl GraphStore for BoltStore {
         self.rels_where(q).await
     }
 
+    async fn relationships_with_ends(
+        &self,
+        twins: &[String],
+        direction: Direction,
+        name: Option<&str>,
+    ) -> Result<Vec<(Relationship, Option<Twin>)>, StoreError> {
+        if twins.is_empty() {
+            return Ok(Vec::new());
+        }
+        let text = match direction {
+            Direction::In => format!(
+                "MATCH (a:{TWIN})-[r]->(b:{TWIN}) WHERE b.id IN $ids AND ($name IS NULL OR type(r) = $name) \
+                 RETURN r.json AS j, a.state AS s"
+            ),
+            Direction::Out | Direction::Both => format!(
+                "MATCH (a:{TWIN})-[r]->(b:{TWIN}) WHERE a.id IN $ids AND ($name IS NULL OR type(r) = $name) \
+                 RETURN r.json AS j, b.state AS s"
+            ),
+        };
+        let q = query(&text)
+            .param("ids", twins.to_vec())
+            .param("name", name);
+        read_statement(&self.shared)?;
+        let fetch = async {
+            let mut stream = self.shared.db.execute(q).await?;
+            let mut out = Vec::new();
+            while let Some(row) = stream.next().await? {
+                let de = neo4rs::Error::DeserializationError;
+                out.push((
+                    row.get::<String>("j").map_err(de)?,
+                    row.get::<String>("s").map_err(de)?,
+                ));
+            }
+            Ok::<_, neo4rs::Error>(out)
+        };
+        let rows = within(&self.shared, fetch).await?;
+        rows.iter()
+            .map(|(j, s)| Ok((decode("relationship", j)?, Some(decode("twin", s)?))))
+            .collect()
+    }
+
     async fn traverse(&self, t: &Traversal) -> Result<Vec<Reached>, StoreError> {
         let (g, _) = self.neighbourhood(t, false).await?;
         Ok(g.traverse(t, self.shared.config.max_depth)?)
@@ -614,6 +674,7 @@ impl GraphStore for BoltStore {
              RETURN [x IN nodes(p) | x.id] AS ids ORDER BY length(p) DESC LIMIT 1"
         ))
         .param("id", id);
+        read_statement(&self.shared)?;
         let fetch = async {
             let mut stream = self.shared.db.execute(q).await?;
             let mut ids: Vec<String> = Vec::new();
@@ -622,10 +683,7 @@ impl GraphStore for BoltStore {
             }
             Ok::<_, neo4rs::Error>(ids)
         };
-        let mut ids = tokio::time::timeout(self.shared.bolt.timeout, fetch)
-            .await
-            .map_err(|_| StoreError::Unavailable("the database did not answer in time".into()))?
-            .map_err(db_error)?;
+        let mut ids = within(&self.shared, fetch).await?;
         // The path runs from the root down to the twin: nearest first.
         ids.pop();
         ids.reverse();

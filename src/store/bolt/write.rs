@@ -67,10 +67,7 @@ pub(super) async fn position(shared: &Shared) -> Result<(u64, Micros), StoreErro
         }
         Ok::<_, neo4rs::Error>(out)
     };
-    let (seq, time) = tokio::time::timeout(shared.bolt.timeout, run)
-        .await
-        .map_err(|_| StoreError::Unavailable("the database did not answer in time".into()))?
-        .map_err(db_error)?;
+    let (seq, time) = super::within(shared, run).await?;
     Ok((u64::try_from(seq).unwrap_or(0), time))
 }
 

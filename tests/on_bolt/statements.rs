@@ -1,0 +1,73 @@
+//! No GraphQL request sends more than one Cypher statement per nesting
+//! level: three levels of typed relationships under a lookup cost four
+//! read statements, whether each level holds 3 twins or 60.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use twingraph::store::bolt::BoltStore;
+use twingraph::store::{GraphStore, StoreConfig};
+use twingraph::twin::Batch;
+
+use crate::bolt::fresh_database;
+use crate::server::gql;
+use crate::support::sample_models;
+
+#[tokio::test]
+async fn one_statement_per_nesting_level() {
+    let store = Arc::new(
+        BoltStore::connect(
+            fresh_database().await,
+            sample_models(),
+            StoreConfig::default(),
+        )
+        .await
+        .expect("store"),
+    );
+    let m = |n: &str| format!("dtmi:twingraph:isa95:{n};1");
+    let mut ops = Vec::new();
+    for (cell, children) in [("small", 3), ("large", 60)] {
+        ops.push(json!({"op": "createTwin", "id": cell, "model": m("WorkCell")}));
+        for k in 0..children {
+            let pump = format!("{cell}-{k}");
+            let air = format!("{cell}-{k}-air");
+            ops.push(json!({"op": "createTwin", "id": pump, "model": m("Pump"), "reported": {"flowRate": k}}));
+            ops.push(json!({"op": "createTwin", "id": air, "model": m("Compressor")}));
+            ops.push(json!({"op": "createRelationship", "source": cell, "name": "contains", "target": pump}));
+            ops.push(json!({"op": "createRelationship", "source": pump, "name": "dependsOn", "target": air, "properties": {"kind": "compressedAir"}}));
+            ops.push(
+                json!({"op": "createRelationship", "source": air, "name": "feeds", "target": pump}),
+            );
+        }
+    }
+    let batch = Batch {
+        ops: ops
+            .into_iter()
+            .map(|o| serde_json::from_value(o).expect("op"))
+            .collect(),
+    };
+    store.apply(batch, "test").await.expect("setup");
+    let s = crate::server::start_on(store.clone()).await;
+    let q = r#"query($c: ID!) { workCell(id: $c) { contains(first: 100) { nodes { id
+        ... on Equipment { dependsOn { edges { kind node { id
+          ... on Equipment { feeds { nodes { id ... on Pump { flowRate } } } } } } } } } } } }"#;
+    let mut statements = Vec::new();
+    for (cell, children) in [("small", 3), ("large", 60)] {
+        let before = store.reads();
+        let v = gql(s.addr, q, json!({"c": cell})).await;
+        statements.push(store.reads() - before);
+        let nodes = v["data"]["workCell"]["contains"]["nodes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(nodes.len(), children, "{v}");
+        let fed = &nodes[0]["dependsOn"]["edges"][0]["node"]["feeds"]["nodes"][0]["id"];
+        assert_eq!(fed, &nodes[0]["id"], "{v}");
+    }
+    assert_eq!(
+        statements,
+        [4, 4],
+        "the lookup, then one statement per level"
+    );
+    s.shutdown().await;
+}
