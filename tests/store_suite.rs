@@ -828,6 +828,7 @@ pub async fn twins_are_listed_by_model_with_subtypes(s: &dyn GraphStore) {
     )
     .await;
     let q = |model: &str, subtypes, after: Option<&str>, limit| TwinQuery {
+        filter: None,
         model: Some(model.to_owned()),
         subtypes,
         after: after.map(str::to_owned),
@@ -856,6 +857,66 @@ pub async fn twins_are_listed_by_model_with_subtypes(s: &dyn GraphStore) {
         .await
         .expect("list");
     assert_eq!(all.items.len(), 4);
+}
+
+/// Lists with a `where` filter: what the store can hand to its query
+/// engine and what it must check itself give the same pages.
+pub async fn twins_are_filtered_by_their_values(s: &dyn GraphStore) {
+    let mut ops = Vec::new();
+    for i in 0..12u32 {
+        let id = format!("p{i:02}");
+        ops.push(create(&id, PUMP));
+        let maker = if i % 2 == 0 { "acme" } else { "zenith" };
+        ops.push(reported(
+            &id,
+            json!({"flowRate": f64::from(i), "manufacturer": maker}),
+        ));
+        ops.push(desired(&id, json!({"flowSetpoint": f64::from(i % 3)})));
+    }
+    ops.push(create("m1", MOTOR));
+    must(s, ops).await;
+    let list = |f: Value, after: Option<&str>, limit| {
+        let filter = twingraph::twin::filter::Filter::parse(&f).expect("filter");
+        TwinQuery {
+            model: Some(PUMP.to_owned()),
+            subtypes: true,
+            filter: Some(Arc::new(filter)),
+            after: after.map(str::to_owned),
+            limit,
+        }
+    };
+    let ids = |p: &twingraph::store::Page<Twin>| -> Vec<String> {
+        p.items.iter().map(|t| t.id.to_string()).collect()
+    };
+    // Plain comparisons on top-level values, paged.
+    let f = json!({"reported.flowRate": {"gt": 5}, "reported.manufacturer": {"startsWith": "ac"}});
+    let page = s.twins(&list(f.clone(), None, 2)).await.expect("list");
+    assert_eq!(
+        (ids(&page), page.has_more),
+        (vec!["p06".into(), "p08".into()], true)
+    );
+    let page = s.twins(&list(f, Some("p08"), 2)).await.expect("list");
+    assert_eq!((ids(&page), page.has_more), (vec!["p10".into()], false));
+    // Negation (checked by the store itself), paged.
+    let f = json!({"not": {"reported.manufacturer": "acme"}, "reported.flowRate": {"lt": 6}});
+    let page = s.twins(&list(f.clone(), None, 2)).await.expect("list");
+    assert_eq!(
+        (ids(&page), page.has_more),
+        (vec!["p01".into(), "p03".into()], true)
+    );
+    let page = s.twins(&list(f, Some("p03"), 2)).await.expect("list");
+    assert_eq!((ids(&page), page.has_more), (vec!["p05".into()], false));
+    // Desired values, `in`, `or`, `ne`.
+    let f = json!({"or": [{"desired.flowSetpoint": 2}, {"id": {"in": ["p00", "p01"]}}]});
+    let page = s.twins(&list(f, None, 100)).await.expect("list");
+    assert_eq!(ids(&page), ["p00", "p01", "p02", "p05", "p08", "p11"]);
+    let f = json!({"reported.flowRate": {"ne": 0}});
+    let page = s.twins(&list(f, None, 100)).await.expect("list");
+    assert_eq!(page.items.len(), 11);
+    // Nothing matches: an empty page.
+    let f = json!({"reported.flowRate": {"gt": 100}});
+    let page = s.twins(&list(f, None, 10)).await.expect("list");
+    assert!(page.items.is_empty() && !page.has_more);
 }
 
 pub async fn model_changes_are_events(s: &dyn GraphStore) {
@@ -896,6 +957,7 @@ macro_rules! store_conformance {
             time_travel_restores_twins_and_relationships,
             subscribers_see_committed_events_in_order,
             twins_are_listed_by_model_with_subtypes,
+            twins_are_filtered_by_their_values,
             model_changes_are_events
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

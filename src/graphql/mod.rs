@@ -12,7 +12,6 @@
 //! Resolvers never see HTTP: the store reaches them as schema data.
 
 pub mod errors;
-pub mod filter;
 mod graph_api;
 pub mod json;
 pub mod live;

@@ -15,9 +15,6 @@ use super::typed::TwinTypes;
 use crate::store::{At, GraphStore, TwinQuery};
 use crate::twin::{Batch, Op, Twin, format_time, parse_time};
 
-/// Twins read per step when a `where` filter scans a list.
-const FILTER_SCAN_PAGE: usize = 512;
-
 /// Limits of the schema (configurable).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -229,45 +226,25 @@ pub(super) fn str_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<St
 
 /// Twins of `model` (subtypes included; all when `None`) matching
 /// `filter`, in id order after `after`: the first `first`, and whether more
-/// follow. Without a filter one store call; with one, a scan in steps of
-/// [`FILTER_SCAN_PAGE`] until enough match.
+/// follow. One store call (the store evaluates the filter).
 pub(super) async fn list_twins(
     store: &Arc<dyn GraphStore>,
     model: Option<String>,
-    filter: Option<&super::filter::Filter>,
+    filter: Option<crate::twin::filter::Filter>,
     after: Option<String>,
     first: usize,
 ) -> Result<(Vec<Twin>, bool), Error> {
-    let Some(filter) = filter else {
-        let page = store
-            .twins(&TwinQuery {
-                model,
-                subtypes: true,
-                after,
-                limit: first,
-            })
-            .await
-            .map_err(|e| store_error(&e))?;
-        return Ok((page.items, page.has_more));
-    };
-    let mut query = TwinQuery {
-        model,
-        subtypes: true,
-        after,
-        limit: FILTER_SCAN_PAGE,
-    };
-    let mut items = Vec::new();
-    loop {
-        let page = store.twins(&query).await.map_err(|e| store_error(&e))?;
-        query.after = page.items.last().map(|t| t.id.to_string());
-        items.extend(page.items.into_iter().filter(|t| filter.matches(t)));
-        if items.len() > first || !page.has_more {
-            break;
-        }
-    }
-    let has_more = items.len() > first;
-    items.truncate(first);
-    Ok((items, has_more))
+    let page = store
+        .twins(&TwinQuery {
+            model,
+            subtypes: true,
+            filter: filter.map(Arc::new),
+            after,
+            limit: first,
+        })
+        .await
+        .map_err(|e| store_error(&e))?;
+    Ok((page.items, page.has_more))
 }
 
 /// Applies one operation and returns the twin after it.
@@ -473,11 +450,11 @@ pub(super) fn build_schema(
                     let first = usize_arg(&ctx, "first", 100, max_page)?;
                     let after = str_arg(&ctx, "after")?;
                     let filter = json_arg(&ctx, "where")?
-                        .map(|w| super::filter::Filter::parse(&w))
+                        .map(|w| crate::twin::filter::Filter::parse(&w))
                         .transpose()
                         .map_err(|e| bad_request(format!("where: {e}")))?;
                     let (items, has_more) =
-                        list_twins(store, model, filter.as_ref(), after, first).await?;
+                        list_twins(store, model, filter, after, first).await?;
                     Ok(Some(FieldValue::owned_any(Page { items, has_more })))
                 })
             })

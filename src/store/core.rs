@@ -436,6 +436,7 @@ impl GraphStore for Store {
         let graph = self.graph();
         let limit = q.limit.max(1);
         let after = |id: &str| q.after.as_deref().is_none_or(|a| id > a);
+        let keep = |t: &Twin| q.filter.as_ref().is_none_or(|f| f.matches(t));
         let mut items: Vec<Twin> = match &q.model {
             Some(m) => graph
                 .twins_of_model(
@@ -444,6 +445,7 @@ impl GraphStore for Store {
                     q.subtypes,
                     q.after.as_deref(),
                     limit.saturating_add(1),
+                    keep,
                 )
                 .into_iter()
                 .cloned()
@@ -452,8 +454,10 @@ impl GraphStore for Store {
                 let mut ids: Vec<&str> = graph.twin_ids().filter(|id| after(id)).collect();
                 ids.sort();
                 ids.into_iter()
+                    .filter_map(|id| graph.twin(id))
+                    .filter(|t| keep(t))
                     .take(limit.saturating_add(1))
-                    .filter_map(|id| graph.twin(id).cloned())
+                    .cloned()
                     .collect()
             }
         };

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::dtdl::ModelSet;
+use crate::twin::filter::Filter;
 use crate::twin::query::{Direction, Reached, Traversal};
 use crate::twin::{Batch, BatchError, Event, Micros, Relationship, Twin, TwinError};
 
@@ -40,11 +41,13 @@ pub enum At {
 }
 
 /// Which twins to list.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TwinQuery {
     /// Only twins of this model (and, with `subtypes`, of models extending it).
     pub model: Option<String>,
     pub subtypes: bool,
+    /// Only twins this filter accepts.
+    pub filter: Option<Arc<Filter>>,
     /// Only ids after this one (keyset pagination).
     pub after: Option<String>,
     pub limit: usize,

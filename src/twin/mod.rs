@@ -12,6 +12,7 @@
 pub mod batch;
 pub mod error;
 pub mod event;
+pub mod filter;
 pub mod graph;
 pub mod id;
 pub mod query;

@@ -176,11 +176,12 @@ impl Graph {
         )
     }
 
-    /// Twins whose model is `model` or (with `subtypes`) extends it, ordered by id.
+    /// Twins whose model is `model` or (with `subtypes`) extends it, and
+    /// that `keep` accepts, ordered by id.
     ///
     /// In id order, after `after`, at most `limit`: a merge of the per-model
-    /// sorted indexes, so a page costs O(limit × models), not a sort of
-    /// every matching twin.
+    /// sorted indexes, so a page costs O(limit × models) (plus the twins
+    /// `keep` refuses), not a sort of every matching twin.
     pub fn twins_of_model<'a>(
         &'a self,
         models: &ModelSet,
@@ -188,6 +189,7 @@ impl Graph {
         subtypes: bool,
         after: Option<&str>,
         limit: usize,
+        keep: impl Fn(&Twin) -> bool,
     ) -> Vec<&'a Twin> {
         let mut runs: Vec<std::iter::Peekable<_>> = if subtypes {
             models
@@ -211,6 +213,7 @@ impl Graph {
             let Some((k, _)) = best else { break };
             if let Some(id) = runs[k].next()
                 && let Some(t) = self.twin(id)
+                && keep(t)
             {
                 out.push(t);
             }

@@ -1,6 +1,7 @@
 //! No GraphQL request sends more than one Cypher statement per nesting
 //! level: three levels of typed relationships under a lookup cost four
-//! read statements, whether each level holds 3 twins or 60.
+//! read statements, whether each level holds 3 twins or 60; a filtered
+//! list is one statement.
 
 use std::sync::Arc;
 

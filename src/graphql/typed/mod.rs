@@ -277,7 +277,7 @@ async fn relationship_page(
                 .into_json()
                 .map_err(|e| bad_request(format!("where: {e}")))?;
             Some(
-                super::filter::Filter::parse(&json)
+                crate::twin::filter::Filter::parse(&json)
                     .map_err(|e| bad_request(format!("where: {e}")))?,
             )
         }

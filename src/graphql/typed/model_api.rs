@@ -29,13 +29,13 @@ use super::values::{filter_ops, parse, upper_first};
 use super::{Compiler, derived, field_base, field_name, twin_fixed};
 use crate::dtdl::model::{Content, ContentKind, Interface as DtdlInterface, Schema};
 use crate::graphql::errors::{bad_request, not_found, store_error};
-use crate::graphql::filter::{Filter, compare, sort_key};
 use crate::graphql::names::TypeNames;
 use crate::graphql::schema::{
     PageInfo, list_twins, long_arg, store_of, str_arg, time_arg, twin_ref, twin_value, types_of,
     usize_arg,
 };
 use crate::store::{At, GraphStore, TwinQuery};
+use crate::twin::filter::{Filter, compare, sort_key};
 use crate::twin::{Batch, Change, Op, Twin, format_time};
 
 /// How a typed `where` maps onto the JSON filter: field → (path, schema).
@@ -899,28 +899,25 @@ async fn list(
     }
     if keys.is_empty() {
         let (items, has_more) =
-            list_twins(store, Some(dtmi.to_owned()), filter.as_ref(), after, first).await?;
+            list_twins(store, Some(dtmi.to_owned()), filter, after, first).await?;
         return Ok(Some(FieldValue::owned_any(TypedPage {
             items: items.into_iter().map(|t| (t.id.to_string(), t)).collect(),
             has_more,
         })));
     }
-    // Read every match, then sort.
+    // Read every match (the store filters), then sort.
     let mut all = Vec::new();
     let mut query = TwinQuery {
         model: Some(dtmi.to_owned()),
         subtypes: true,
+        filter: filter.map(Arc::new),
         after: None,
         limit: 1000,
     };
     loop {
         let page = store.twins(&query).await.map_err(|e| store_error(&e))?;
         query.after = page.items.last().map(|t| t.id.to_string());
-        all.extend(
-            page.items
-                .into_iter()
-                .filter(|t| filter.as_ref().is_none_or(|f| f.matches(t))),
-        );
+        all.extend(page.items);
         if !page.has_more {
             break;
         }

@@ -31,7 +31,7 @@ pub const EVENT: &str = "TwinEvent";
 pub const META: &str = "TwinGraphMeta";
 
 /// Twin node properties that are not flattened values.
-const RESERVED_NODE_KEYS: &[&str] = &[
+pub const RESERVED_NODE_KEYS: &[&str] = &[
     "id",
     "model",
     "models",

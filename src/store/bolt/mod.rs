@@ -18,6 +18,7 @@
 //! Layout: [`layout`] the graph layout, [`write`] the write path, this
 //! module the reads, the tailer and the `GraphStore` implementation.
 
+mod filter;
 pub mod layout;
 mod write;
 
@@ -534,26 +535,52 @@ impl GraphStore for BoltStore {
     }
 
     async fn twins(&self, tq: &TwinQuery) -> Result<Page<Twin>, StoreError> {
-        let limit = i64::try_from(tq.limit.saturating_add(1)).unwrap_or(i64::MAX);
-        let after = tq.after.clone().unwrap_or_default();
-        let q = match &tq.model {
-            Some(model) => {
-                let ids = model_ids(&self.models(), model, tq.subtypes);
-                query(&format!(
-                    "MATCH (n:{TWIN}) WHERE n.model IN $models AND n.id > $after \
-                     RETURN n.state AS s ORDER BY n.id LIMIT $limit"
-                ))
-                .param("models", ids)
-            }
-            None => query(&format!(
-                "MATCH (n:{TWIN}) WHERE n.id > $after RETURN n.state AS s ORDER BY n.id LIMIT $limit"
-            )),
+        let limit = tq.limit.max(1);
+        let mut conditions = vec!["n.id > $after".to_owned()];
+        let mut params: Vec<(String, BoltType)> = Vec::new();
+        if let Some(model) = &tq.model {
+            conditions.push("n.model IN $models".to_owned());
+            params.push((
+                "models".into(),
+                BoltType::from(model_ids(&self.models(), model, tq.subtypes)),
+            ));
         }
-        .param("after", after)
-        .param("limit", limit);
-        let mut items = self.twins_where(q).await?;
-        let has_more = items.len() > tq.limit;
-        items.truncate(tq.limit);
+        if let Some(f) = &tq.filter {
+            let c = filter::condition(f);
+            conditions.extend(c.text);
+            params.extend(c.params);
+        }
+        let text = format!(
+            "MATCH (n:{TWIN}) WHERE {} RETURN n.state AS s ORDER BY n.id LIMIT $limit",
+            conditions.join(" AND ")
+        );
+        // Pages until enough twins pass the filter: one page when the
+        // condition is exact (the usual case), more when Cypher could only
+        // narrow the list down.
+        let page = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let mut after = tq.after.clone().unwrap_or_default();
+        let mut items = Vec::new();
+        loop {
+            let q = query(&text)
+                .params(params.iter().map(|(k, v)| (k.as_str(), v.clone())))
+                .param("after", after.as_str())
+                .param("limit", page);
+            let found = self.twins_where(q).await?;
+            let full = found.len() > limit;
+            if let Some(last) = found.last() {
+                after = last.id.to_string();
+            }
+            items.extend(
+                found
+                    .into_iter()
+                    .filter(|t| tq.filter.as_ref().is_none_or(|f| f.matches(t))),
+            );
+            if items.len() > limit || !full {
+                break;
+            }
+        }
+        let has_more = items.len() > limit;
+        items.truncate(limit);
         Ok(Page { items, has_more })
     }
 

@@ -1,5 +1,6 @@
-//! The `where` filter of the generic `twins` list: a JSON predicate over a
-//! twin's id, model, version and reported/desired values.
+//! A JSON predicate over a twin's id, model, version and reported/desired
+//! values: the `where` of the GraphQL lists, evaluated by the stores (the
+//! Neo4j store also turns what it can of it into Cypher).
 //!
 //! ```json
 //! {"reported.power": {"gt": 5}, "model": {"startsWith": "dtmi:twingraph"}}
@@ -18,8 +19,7 @@ use std::cmp::Ordering;
 
 use serde_json::{Map, Value};
 
-use super::json;
-use crate::twin::Twin;
+use super::state::{ComponentState, PropState, Twin};
 
 /// A checked filter.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,10 +115,10 @@ impl Filter {
 
     /// Whether `twin` satisfies the filter.
     pub fn matches(&self, twin: &Twin) -> bool {
-        self.eval(&Doc::new(twin))
+        self.eval(&Doc(twin))
     }
 
-    fn eval(&self, doc: &Doc) -> bool {
+    fn eval(&self, doc: &Doc<'_>) -> bool {
         match self {
             Filter::And(all) => all.iter().all(|f| f.eval(doc)),
             Filter::Or(any) => any.iter().any(|f| f.eval(doc)),
@@ -169,7 +169,7 @@ fn op(path: &str, name: &str, arg: &Value) -> Result<Op, String> {
 
 /// The values at `paths` (dotted, as in filters) of a twin: its sort key.
 pub fn sort_key(t: &Twin, paths: &[Vec<String>]) -> Vec<Value> {
-    let doc = Doc::new(t);
+    let doc = Doc(t);
     paths
         .iter()
         .map(|p| doc.get(p).unwrap_or(Value::Null))
@@ -255,42 +255,61 @@ fn test(op: &Op, v: Option<&Value>) -> bool {
     }
 }
 
-/// The values a filter can read, built once per twin.
-struct Doc {
-    id: Value,
-    model: Value,
-    version: Value,
-    reported: Value,
-    desired: Value,
+/// The values a filter reads, straight from the twin (no document built).
+struct Doc<'a>(&'a Twin);
+
+/// One side (reported or desired) of a property's state.
+fn side_of(p: &PropState, desired: bool) -> Option<&Value> {
+    if desired {
+        p.desired.as_ref().map(|d| &d.value)
+    } else {
+        p.reported.as_ref().map(|r| &r.value)
+    }
 }
 
-impl Doc {
-    fn new(t: &Twin) -> Doc {
-        Doc {
-            id: Value::String(t.id.to_string()),
-            model: Value::String(t.model.to_string()),
-            version: Value::from(t.version),
-            reported: json::reported(t),
-            desired: json::desired(t),
-        }
-    }
+/// A Component's values of one side, as an object.
+fn component_object(c: &ComponentState, desired: bool) -> Value {
+    Value::Object(
+        c.props
+            .iter()
+            .filter_map(|(k, p)| side_of(p, desired).map(|v| (k.to_string(), v.clone())))
+            .collect(),
+    )
+}
 
+fn descend(mut at: &Value, rest: &[String]) -> Option<Value> {
+    for key in rest {
+        at = at
+            .as_object()
+            .and_then(|o: &Map<String, Value>| o.get(key))?;
+    }
+    Some(at.clone())
+}
+
+impl Doc<'_> {
     fn get(&self, path: &[String]) -> Option<Value> {
+        let t = self.0;
         let (root, rest) = path.split_first()?;
-        let mut at = match root.as_str() {
-            "id" => &self.id,
-            "model" => &self.model,
-            "version" => &self.version,
-            "reported" => &self.reported,
-            "desired" => &self.desired,
+        let desired = match root.as_str() {
+            "id" => return Some(Value::String(t.id.to_string())),
+            "model" => return Some(Value::String(t.model.to_string())),
+            "version" => return Some(Value::from(t.version)),
+            "reported" => false,
+            "desired" => true,
             _ => return None,
         };
-        for key in rest {
-            at = at
-                .as_object()
-                .and_then(|o: &Map<String, Value>| o.get(key))?;
+        let (name, rest) = rest.split_first()?;
+        if let Some(p) = t.root.props.get(name) {
+            return descend(side_of(p, desired)?, rest);
         }
-        Some(at.clone())
+        let c = t.components.get(name.as_str())?;
+        match rest.split_first() {
+            None => {
+                let o = component_object(c, desired);
+                (o.as_object().is_some_and(|m| !m.is_empty())).then_some(o)
+            }
+            Some((prop, deeper)) => descend(side_of(c.props.get(prop)?, desired)?, deeper),
+        }
     }
 }
 
@@ -299,16 +318,41 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The twin `doc` describes (`id`, `model`, `version`, and top-level
+    /// `reported`/`desired` values).
+    fn twin(doc: &Value) -> Twin {
+        use crate::twin::{Change, Entry, Event, Side};
+        let mut entries = Vec::new();
+        for (side, key) in [(Side::Reported, "reported"), (Side::Desired, "desired")] {
+            for (name, v) in doc[key].as_object().into_iter().flatten() {
+                entries.push(Entry {
+                    side,
+                    component: None,
+                    name: name.clone(),
+                    value: Some(v.clone()),
+                    source_time: None,
+                    ack: None,
+                });
+            }
+        }
+        let e = Event {
+            seq: 1,
+            time: 0,
+            actor: "test".into(),
+            change: Change::TwinCreated {
+                twin: doc["id"].as_str().unwrap_or("t").into(),
+                model: doc["model"].as_str().unwrap_or("m").into(),
+                entries,
+            },
+        };
+        let mut t = Twin::created(&e).expect("a created twin");
+        t.version = doc["version"].as_u64().unwrap_or(1);
+        t
+    }
+
     fn eval(filter: Value, doc: Value) -> bool {
         let f = Filter::parse(&filter).expect("valid filter");
-        let d = Doc {
-            id: doc["id"].clone(),
-            model: doc["model"].clone(),
-            version: doc["version"].clone(),
-            reported: doc["reported"].clone(),
-            desired: doc["desired"].clone(),
-        };
-        f.eval(&d)
+        f.matches(&twin(&doc))
     }
 
     #[test]
