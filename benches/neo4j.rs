@@ -4,7 +4,7 @@
 //! loaded with the demo plant (`TWINGRAPH_BENCH_CELLS` work cells, default
 //! 2,000: about 100,000 twins).
 //!
-//! - `load`: the plant written through the store (batches, concurrently);
+//! - `load`: the plant written through the store (2,000 operations per batch);
 //! - `2-hop`: the server bench's `traverse` query over GraphQL (the real
 //!   server on 127.0.0.1, one keep-alive connection) against the same
 //!   answer from one Cypher statement sent directly with neo4rs, the two
@@ -61,19 +61,12 @@ fn main() {
             .expect("Neo4j store");
         let store: Arc<dyn GraphStore> = Arc::new(store);
 
-        // Load: batches in flight together (the writer groups them).
+        // Load: the plant's batches (2,000 operations each) in order, as
+        // they depend on each other.
         let (batches, twins) = plant(cells);
         let t = Instant::now();
-        let mut pending = Vec::new();
         for b in batches {
-            let s = store.clone();
-            pending.push(tokio::spawn(async move { s.apply(b, "demo").await }));
-            if pending.len() >= 16 {
-                pending.remove(0).await.expect("task").expect("demo batch");
-            }
-        }
-        for p in pending {
-            p.await.expect("task").expect("demo batch");
+            store.apply(b, "demo").await.expect("demo batch");
         }
         let load = t.elapsed();
         println!(

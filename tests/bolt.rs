@@ -5,7 +5,11 @@
 //!    `TWINGRAPH_TEST_BOLT_PASSWORD`): an external server; each test gets
 //!    its own database through `CREATE DATABASE` (Neo4j Enterprise, or
 //!    another server that allows it);
-//! 2. otherwise a local ArcadeDB with its Bolt plugin, from the Python
+//! 2. when a Docker engine is reachable (`DOCKER_HOST`, or
+//!    `/var/run/docker.sock` answers), a Neo4j 5 container through
+//!    `testcontainers` (the enterprise image under its evaluation license,
+//!    for `CREATE DATABASE`), removed when the test process ends;
+//! 3. otherwise a local ArcadeDB with its Bolt plugin, from the Python
 //!    package `arcadedb-jvm` (it bundles a Java runtime), installed into
 //!    `target/tmp/arcadedb/venv` on first use and started on free loopback
 //!    ports; each test gets its own database through ArcadeDB's HTTP API.
@@ -61,7 +65,56 @@ fn find_server() -> Result<Server, String> {
             password: std::env::var("TWINGRAPH_TEST_BOLT_PASSWORD").unwrap_or_default(),
         });
     }
+    if docker_reachable() {
+        return start_neo4j_container();
+    }
     start_arcadedb()
+}
+
+fn docker_reachable() -> bool {
+    match std::env::var("DOCKER_HOST") {
+        Ok(host) => !host.is_empty(),
+        Err(_) => std::os::unix::net::UnixStream::connect("/var/run/docker.sock").is_ok(),
+    }
+}
+
+fn start_neo4j_container() -> Result<Server, String> {
+    use testcontainers::core::{IntoContainerPort, WaitFor};
+    use testcontainers::runners::SyncRunner;
+    use testcontainers::{GenericImage, ImageExt};
+    let container = GenericImage::new("neo4j", "5-enterprise")
+        .with_exposed_port(7687.tcp())
+        .with_wait_for(WaitFor::message_on_stdout("Started."))
+        .with_env_var("NEO4J_AUTH", format!("neo4j/{ROOT_PASSWORD}"))
+        .with_env_var("NEO4J_ACCEPT_LICENSE_AGREEMENT", "eval")
+        .with_startup_timeout(Duration::from_secs(300))
+        .start()
+        .map_err(|e| format!("a Docker engine answers, but no Neo4j container started: {e}"))?;
+    let host = container
+        .get_host()
+        .map_err(|e| format!("the Neo4j container's host: {e}"))?;
+    let port = container
+        .get_host_port_ipv4(7687)
+        .map_err(|e| format!("the Neo4j container's Bolt port: {e}"))?;
+    // The container serves the whole test process; a shell removes it when
+    // the process ends (a static is never dropped).
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "while kill -0 {} 2>/dev/null; do sleep 1; done; docker rm -f {} >/dev/null 2>&1",
+            std::process::id(),
+            container.id()
+        ))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    std::mem::forget(container);
+    Ok(Server::External {
+        uri: format!("bolt://{host}:{port}"),
+        user: "neo4j".into(),
+        password: ROOT_PASSWORD.into(),
+    })
 }
 
 fn free_port() -> Result<SocketAddr, String> {
