@@ -10,8 +10,8 @@
 //!   answer from one Cypher statement sent directly with neo4rs, the two
 //!   alternating; medians and their ratio;
 //! - `ingest`: reported-state updates through the GraphQL `batch` mutation
-//!   (`TWINGRAPH_BENCH_BATCH` updates each, default 100) from
-//!   `TWINGRAPH_BENCH_CONNS` connections (default 8) for
+//!   (`TWINGRAPH_BENCH_BATCH` updates each, default 1,000, each to a
+//!   different twin) from `TWINGRAPH_BENCH_CONNS` connections (default 4) for
 //!   `TWINGRAPH_BENCH_SECS` (default 10 s): updates per second.
 
 use std::sync::Arc;
@@ -45,8 +45,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn main() {
     let cells = env_usize("TWINGRAPH_BENCH_CELLS", 2000);
     let secs = env_usize("TWINGRAPH_BENCH_SECS", 10) as u64;
-    let conns = env_usize("TWINGRAPH_BENCH_CONNS", 8);
-    let per_batch = env_usize("TWINGRAPH_BENCH_BATCH", 100);
+    let conns = env_usize("TWINGRAPH_BENCH_CONNS", 4);
+    let per_batch = env_usize("TWINGRAPH_BENCH_BATCH", 1000);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

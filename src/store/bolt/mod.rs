@@ -527,10 +527,13 @@ impl GraphStore for BoltStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
         let q = query(&format!(
-            "MATCH (n:{TWIN}) WHERE n.id IN $ids RETURN n.state AS s"
+            "UNWIND $ids AS id MATCH (n:{TWIN} {{id: id}}) RETURN n.state AS s"
         ))
-        .param("ids", ids.to_vec());
+        .param("ids", ids);
         self.twins_where(q).await
     }
 
@@ -624,8 +627,8 @@ impl GraphStore for BoltStore {
         if twins.is_empty() {
             return Ok(Vec::new());
         }
-        let out = "MATCH (a:Twin)-[r]->(:Twin) WHERE a.id IN $ids AND ($name IS NULL OR type(r) = $name) RETURN r.json AS j";
-        let inc = "MATCH (:Twin)-[r]->(b:Twin) WHERE b.id IN $ids AND ($name IS NULL OR type(r) = $name) RETURN r.json AS j";
+        let out = "UNWIND $ids AS id MATCH (a:Twin {id: id})-[r]->(:Twin) WHERE $name IS NULL OR type(r) = $name RETURN r.json AS j";
+        let inc = "UNWIND $ids AS id MATCH (:Twin)-[r]->(b:Twin {id: id}) WHERE $name IS NULL OR type(r) = $name RETURN r.json AS j";
         let text = match direction {
             Direction::Out => out.to_owned(),
             Direction::In => inc.to_owned(),
@@ -648,11 +651,11 @@ impl GraphStore for BoltStore {
         }
         let text = match direction {
             Direction::In => format!(
-                "MATCH (a:{TWIN})-[r]->(b:{TWIN}) WHERE b.id IN $ids AND ($name IS NULL OR type(r) = $name) \
+                "UNWIND $ids AS id MATCH (a:{TWIN})-[r]->(b:{TWIN} {{id: id}}) WHERE $name IS NULL OR type(r) = $name \
                  RETURN r.json AS j, a.state AS s"
             ),
             Direction::Out | Direction::Both => format!(
-                "MATCH (a:{TWIN})-[r]->(b:{TWIN}) WHERE a.id IN $ids AND ($name IS NULL OR type(r) = $name) \
+                "UNWIND $ids AS id MATCH (a:{TWIN} {{id: id}})-[r]->(b:{TWIN}) WHERE $name IS NULL OR type(r) = $name \
                  RETURN r.json AS j, b.state AS s"
             ),
         };

@@ -301,7 +301,7 @@ async fn load(txn: &mut Txn, shared: &Shared, n: &Needs) -> Result<Graph, Failur
     let mut g = Graph::new(shared.config.graph.clone());
     if !n.twins.is_empty() {
         let q = query(&format!(
-            "MATCH (n:{TWIN}) WHERE n.id IN $ids RETURN n.state AS s"
+            "UNWIND $ids AS id MATCH (n:{TWIN} {{id: id}}) RETURN n.state AS s"
         ))
         .param("ids", ids_param(&n.twins));
         for s in column(txn, q, "s").await? {
@@ -318,14 +318,14 @@ async fn load(txn: &mut Txn, shared: &Shared, n: &Needs) -> Result<Graph, Failur
     };
     if !n.out.is_empty() {
         let q = query(&format!(
-            "MATCH (a:{TWIN})-[r]->(:{TWIN}) WHERE a.id IN $ids RETURN r.json AS j"
+            "UNWIND $ids AS id MATCH (a:{TWIN} {{id: id}})-[r]->(:{TWIN}) RETURN r.json AS j"
         ))
         .param("ids", ids_param(&n.out));
         add(column(txn, q, "j").await?)?;
     }
     if !n.inc.is_empty() {
         let q = query(&format!(
-            "MATCH (:{TWIN})-[r]->(b:{TWIN}) WHERE b.id IN $ids RETURN r.json AS j"
+            "UNWIND $ids AS id MATCH (:{TWIN})-[r]->(b:{TWIN} {{id: id}}) RETURN r.json AS j"
         ))
         .param("ids", ids_param(&n.inc));
         add(column(txn, q, "j").await?)?;
