@@ -34,7 +34,7 @@ use super::{At, GraphStore, Page, StoreConfig, StoreError, TwinQuery};
 use crate::dtdl::ModelSet;
 use crate::twin::query::{Direction, Reached, Traversal};
 use crate::twin::{Batch, Event, Graph, Micros, Relationship, Twin, TwinError};
-use layout::{EVENT, META, ModelLabels, TWIN, decode};
+use layout::{EVENT, ModelLabels, TWIN, decode};
 
 /// Where the database is and how to use it.
 #[derive(Debug, Clone)]
@@ -231,24 +231,6 @@ impl BoltStore {
     pub fn close(&self) {
         self.shared.closed.store(true, Ordering::Release);
         self.shared.tail.notify_one();
-    }
-
-    /// Removes every twin, relationship and event (tests and demos).
-    pub async fn wipe(&self) -> Result<(), StoreError> {
-        self.run(query(&format!(
-            "MATCH (n) WHERE n:{TWIN} OR n:{EVENT} DETACH DELETE n"
-        )))
-        .await?;
-        self.run(query(&format!(
-            "MATCH (m:{META} {{key: 'seq'}}) SET m.seq = 0, m.time = 0"
-        )))
-        .await?;
-        self.shared.last_seq.store(0, Ordering::Release);
-        Ok(())
-    }
-
-    async fn run(&self, q: Query) -> Result<(), StoreError> {
-        within(&self.shared, self.shared.db.run(q)).await
     }
 
     /// The values of column `col` (a string) of every row of `q`.
