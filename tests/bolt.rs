@@ -196,8 +196,15 @@ fn start_arcadedb() -> Result<Server, String> {
     let java = pkg.join("jre/bin/java");
     let classpath = format!("{}/*", pkg.join("jars").display());
     // The server lives as long as this test process: a shell watches it.
+    // The heap: the benchmark's 100,000-twin plant wants more than tests do.
+    let heap = std::env::var("TWINGRAPH_TEST_ARCADEDB_HEAP").unwrap_or_else(|_| "2g".into());
+    if !heap.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "TWINGRAPH_TEST_ARCADEDB_HEAP={heap:?} is not a Java heap size"
+        ));
+    }
     let script = format!(
-        "\"$0\" -Xmx1g -cp \"$1\" \
+        "\"$0\" -Xmx{heap} -cp \"$1\" \
          -Darcadedb.server.rootPath=\"$2\" \
          -Darcadedb.server.rootPassword={ROOT_PASSWORD} \
          -Darcadedb.server.defaultDatabases='twins[root]' \
