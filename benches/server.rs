@@ -7,7 +7,8 @@
 //! - `static`: `GET /healthz`, the server's trivial response (the baseline);
 //! - `point`: `twin(id)` of a random machine;
 //! - `2-hop`: `traverse` two hops out of a work cell (about 100 twins);
-//! - `list`: the first 100 pumps (`twins(model:)`, subtypes included);
+//! - `list`: a filtered list: the first 100 running pumps above a power
+//!   threshold (`pumps(where:)`, four thresholds in turn);
 //! - `fan-out`: a change delivered to `TWINGRAPH_BENCH_SUBSCRIBERS`
 //!   (default 10,000) WebSocket subscribers; latency from the mutation to
 //!   each delivery (wall clock, same machine); 5 changes half a second
@@ -437,11 +438,18 @@ fn main() {
             let n = v["data"]["traverse"].as_array().map_or(0, Vec::len);
             println!("2-hop query returns {n} twins ({} bytes asked)", body.len());
         }
-        let list = vec![post(
-            addr,
-            r#"{ twins(model: "dtmi:twingraph:isa95:Pump;1", first: 100) { nodes { id reported } pageInfo { endCursor } } }"#,
-            json!({}),
-        )];
+        // A filtered list: running pumps above a power threshold (20 % to
+        // 80 % of the pumps match), the first 100 in id order.
+        let list: Vec<Vec<u8>> = [6.0, 7.0, 8.0, 9.0]
+            .iter()
+            .map(|min| {
+                post(
+                    addr,
+                    r#"query($min: Float!) { pumps(where: {power: {gte: $min}, runState: {eq: running}}, first: 100) { nodes { id power flowRate } pageInfo { endCursor } } }"#,
+                    json!({"min": min}),
+                )
+            })
+            .collect();
 
         let mut outcomes = Vec::new();
         outcomes.push(drive("static", addr, Arc::new(vec![healthz]), conns, secs).await);
