@@ -12,7 +12,7 @@ use crate::dtdl::{self, Options, load};
 use crate::graphql;
 use crate::server::{self, AppState};
 use crate::store::bolt::{BoltConfig, BoltStore};
-use crate::store::{GraphStore, StoreConfig, embedded};
+use crate::store::{GraphStore, StoreConfig, StoreError, embedded};
 use crate::twin::GraphConfig;
 
 #[derive(Debug, Args)]
@@ -119,10 +119,35 @@ async fn open_store(
             bolt.max_connections = config.store_pool;
             bolt.poll = std::time::Duration::from_millis(config.store_poll_ms.max(1));
             bolt.timeout = std::time::Duration::from_millis(config.store_timeout_ms.max(1));
-            let store = BoltStore::connect(bolt, models, store_config)
-                .await
-                .with_context(|| format!("opening the Neo4j store at {}", config.store))?;
-            Ok(Opened::Bolt(store))
+            // Neo4j may start after us (compose, Kubernetes): wait for it,
+            // saying so, rather than exit; anything else fails at once.
+            let mut delay = std::time::Duration::from_millis(500);
+            let stop = shutdown_signal();
+            tokio::pin!(stop);
+            loop {
+                let connect =
+                    BoltStore::connect(bolt.clone(), models.clone(), store_config.clone());
+                let outcome = tokio::select! {
+                    r = connect => r,
+                    () = &mut stop => anyhow::bail!("stopped while waiting for Neo4j"),
+                };
+                match outcome {
+                    Ok(store) => return Ok(Opened::Bolt(store)),
+                    Err(StoreError::Unavailable(why)) => {
+                        tracing::warn!(store = %config.store, error = %why, "waiting for Neo4j");
+                    }
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e)).with_context(|| {
+                            format!("opening the Neo4j store at {}", config.store)
+                        });
+                    }
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = &mut stop => anyhow::bail!("stopped while waiting for Neo4j"),
+                }
+                delay = (delay * 2).min(std::time::Duration::from_secs(10));
+            }
         }
         _ => anyhow::bail!(
             "store {:?} is not supported; use \"embedded\" or a bolt://, bolt+s://, neo4j:// or neo4j+s:// URI",

@@ -26,6 +26,7 @@ mod backend {
 mod live;
 mod outage;
 mod replicas;
+mod startup;
 mod statements;
 #[path = "../typed.rs"]
 mod typed;

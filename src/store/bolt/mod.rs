@@ -136,12 +136,16 @@ impl std::fmt::Debug for BoltStore {
 }
 
 /// A database error as a store error: unreachable or slow is
-/// `Unavailable`, the rest a storage failure.
+/// `Unavailable` (worth retrying), the rest (wrong credentials included) a
+/// storage failure.
 fn db_error(e: neo4rs::Error) -> StoreError {
     match e {
-        neo4rs::Error::IOError { .. }
-        | neo4rs::Error::ConnectionError
-        | neo4rs::Error::AuthenticationError(_) => StoreError::Unavailable(e.to_string()),
+        neo4rs::Error::IOError { .. } | neo4rs::Error::ConnectionError => {
+            StoreError::Unavailable(e.to_string())
+        }
+        neo4rs::Error::AuthenticationError(why) => {
+            StoreError::Storage(format!("the database refused the credentials: {why}"))
+        }
         other => StoreError::Storage(other.to_string()),
     }
 }
@@ -188,15 +192,13 @@ impl BoltStore {
             builder = builder.db(db.as_str());
         }
         let cfg = builder.build().map_err(db_error)?;
-        let db = tokio::time::timeout(bolt.timeout, neo4rs::Graph::connect(cfg))
-            .await
-            .map_err(|_| StoreError::Unavailable(format!("no answer from {}", bolt.uri)))?
-            .map_err(db_error)?;
+        let db = within_timeout(bolt.timeout, &bolt.uri, neo4rs::Graph::connect(cfg)).await?;
+        // A first connection outside the driver's retries: an unreachable
+        // server or wrong credentials are reported at once.
+        let probe = async { db.start_txn().await?.rollback().await };
+        within_timeout(bolt.timeout, &bolt.uri, probe).await?;
         for m in statements(MIGRATIONS) {
-            tokio::time::timeout(bolt.timeout, db.run(query(&m)))
-                .await
-                .map_err(|_| StoreError::Unavailable(format!("no answer from {}", bolt.uri)))?
-                .map_err(db_error)?;
+            within_timeout(bolt.timeout, &bolt.uri, db.run(query(&m))).await?;
         }
         let labels = Arc::new(ModelLabels::new(&models));
         let (events, _) = broadcast::channel(config.live_buffer.max(1));
@@ -334,16 +336,25 @@ impl BoltStore {
     }
 }
 
+/// `f` within `timeout`, as a store result.
+async fn within_timeout<T>(
+    timeout: Duration,
+    uri: &str,
+    f: impl Future<Output = Result<T, neo4rs::Error>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(timeout, f)
+        .await
+        .map_err(|_| StoreError::Unavailable(format!("no answer from {uri}")))?
+        .map_err(db_error)
+}
+
 /// Runs `f` (talking to the database) within the configured timeout, as
 /// a store result.
 async fn within<T>(
     shared: &Shared,
     f: impl Future<Output = Result<T, neo4rs::Error>>,
 ) -> Result<T, StoreError> {
-    tokio::time::timeout(shared.bolt.timeout, f)
-        .await
-        .map_err(|_| StoreError::Unavailable("the database did not answer in time".into()))?
-        .map_err(db_error)
+    within_timeout(shared.bolt.timeout, &shared.bolt.uri, f).await
 }
 
 /// [`available`], counting the read statement about to be sent.
