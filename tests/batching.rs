@@ -128,23 +128,10 @@ async fn nested_twin_fields_cost_the_same_store_calls_whatever_the_fan_out() {
         inner: Store::in_memory(sample_models(), StoreConfig::default()),
         reads: AtomicUsize::new(0),
     });
-    let m = |n: &str| format!("dtmi:twingraph:isa95:{n};1");
-    let mut ops = Vec::new();
-    for (cell, children) in [("small", 3), ("large", 60)] {
-        ops.push(json!({"op": "createTwin", "id": cell, "model": m("WorkCell")}));
-        for k in 0..children {
-            let id = format!("{cell}-{k}");
-            ops.push(json!({"op": "createTwin", "id": id, "model": m("Pump")}));
-            ops.push(json!({"op": "createRelationship", "source": cell, "name": "contains", "target": id}));
-        }
-    }
-    let batch = Batch {
-        ops: ops
-            .into_iter()
-            .map(|o| serde_json::from_value(o).expect("op"))
-            .collect(),
-    };
-    store.apply(batch, "test").await.expect("setup");
+    store
+        .apply(crate::support::three_levels(), "test")
+        .await
+        .expect("setup");
     let s = start_on(store.clone()).await;
     let mut calls = Vec::new();
     for cell in ["small", "large"] {
@@ -202,9 +189,7 @@ async fn three_levels_of_typed_relationships_make_a_bounded_number_of_store_call
     };
     store.apply(batch, "test").await.expect("setup");
     let s = start_on(store.clone()).await;
-    let q = r#"query($c: ID!) { workCell(id: $c) { contains(first: 100) { nodes { id
-        ... on Equipment { dependsOn { edges { kind node { id
-          ... on Equipment { feeds { nodes { id ... on Pump { flowRate } } } } } } } } } } } }"#;
+    let q = crate::support::THREE_LEVELS_QUERY;
     let mut calls = Vec::new();
     for (cell, children) in [("small", 3), ("large", 60)] {
         let before = store.reads.load(Ordering::SeqCst);

@@ -49,3 +49,37 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
 }
+
+/// Two work cells, "small" (3 pumps) and "large" (60), each pump depending
+/// on a compressor that feeds it back: three levels of relationships.
+pub fn three_levels() -> twingraph::twin::Batch {
+    use serde_json::json;
+    let m = |n: &str| format!("dtmi:twingraph:isa95:{n};1");
+    let mut ops = Vec::new();
+    for (cell, children) in [("small", 3), ("large", 60)] {
+        ops.push(json!({"op": "createTwin", "id": cell, "model": m("WorkCell")}));
+        for k in 0..children {
+            let pump = format!("{cell}-{k}");
+            let air = format!("{cell}-{k}-air");
+            ops.push(json!({"op": "createTwin", "id": pump, "model": m("Pump"), "reported": {"flowRate": k}}));
+            ops.push(json!({"op": "createTwin", "id": air, "model": m("Compressor")}));
+            ops.push(json!({"op": "createRelationship", "source": cell, "name": "contains", "target": pump}));
+            ops.push(json!({"op": "createRelationship", "source": pump, "name": "dependsOn", "target": air, "properties": {"kind": "compressedAir"}}));
+            ops.push(
+                json!({"op": "createRelationship", "source": air, "name": "feeds", "target": pump}),
+            );
+        }
+    }
+    twingraph::twin::Batch {
+        ops: ops
+            .into_iter()
+            .map(|o| serde_json::from_value(o).expect("op"))
+            .collect(),
+    }
+}
+
+/// Three levels of typed relationships under a work cell (`$c`) of
+/// [`three_levels`].
+pub const THREE_LEVELS_QUERY: &str = r#"query($c: ID!) { workCell(id: $c) { contains(first: 100) { nodes { id
+    ... on Equipment { dependsOn { edges { kind node { id
+      ... on Equipment { feeds { nodes { id ... on Pump { flowRate } } } } } } } } } } } }"#;

@@ -57,39 +57,58 @@ impl Loader<RelKey> for RelLoader {
         &self,
         keys: &[RelKey],
     ) -> Result<HashMap<RelKey, Vec<Relationship>>, StoreError> {
-        let mut groups: HashMap<(Option<String>, bool), Vec<String>> = HashMap::new();
-        for k in keys {
-            groups
-                .entry((k.name.clone(), k.incoming))
-                .or_default()
-                .push(k.twin.clone());
-        }
-        let mut out: HashMap<RelKey, Vec<Relationship>> =
-            keys.iter().map(|k| (k.clone(), Vec::new())).collect();
-        for ((name, incoming), twins) in groups {
-            let direction = if incoming {
-                Direction::In
-            } else {
-                Direction::Out
+        let store = &self.0;
+        grouped(
+            keys,
+            |twins, direction, name| async move {
+                store
+                    .relationships_of(&twins, direction, name.as_deref())
+                    .await
+            },
+            |r| r,
+        )
+        .await
+    }
+}
+
+/// Answers `keys` with one `fetch` per distinct (name, direction), each
+/// item (its relationship read by `rel`) going to the key of the twin it
+/// was asked for.
+async fn grouped<V, Fut>(
+    keys: &[RelKey],
+    fetch: impl Fn(Vec<String>, Direction, Option<String>) -> Fut,
+    rel: impl Fn(&V) -> &Relationship,
+) -> Result<HashMap<RelKey, Vec<V>>, StoreError>
+where
+    Fut: Future<Output = Result<Vec<V>, StoreError>>,
+{
+    let mut groups: HashMap<(Option<String>, bool), Vec<String>> = HashMap::new();
+    for k in keys {
+        groups
+            .entry((k.name.clone(), k.incoming))
+            .or_default()
+            .push(k.twin.clone());
+    }
+    let mut out: HashMap<RelKey, Vec<V>> = keys.iter().map(|k| (k.clone(), Vec::new())).collect();
+    for ((name, incoming), twins) in groups {
+        let direction = if incoming {
+            Direction::In
+        } else {
+            Direction::Out
+        };
+        for item in fetch(twins, direction, name.clone()).await? {
+            let r = rel(&item);
+            let key = RelKey {
+                twin: if incoming { &r.target } else { &r.source }.clone(),
+                name: name.clone(),
+                incoming,
             };
-            for r in self
-                .0
-                .relationships_of(&twins, direction, name.as_deref())
-                .await?
-            {
-                let twin = if incoming { &r.target } else { &r.source };
-                let key = RelKey {
-                    twin: twin.clone(),
-                    name: name.clone(),
-                    incoming,
-                };
-                if let Some(v) = out.get_mut(&key) {
-                    v.push(r);
-                }
+            if let Some(v) = out.get_mut(&key) {
+                v.push(item);
             }
         }
-        Ok(out)
     }
+    Ok(out)
 }
 
 /// The relationship loader a schema over `store` uses (no cache).
@@ -111,39 +130,22 @@ impl Loader<RelKey> for EdgeLoader {
         &self,
         keys: &[RelKey],
     ) -> Result<HashMap<RelKey, Vec<(Relationship, Twin)>>, StoreError> {
-        let mut groups: HashMap<(Option<String>, bool), Vec<String>> = HashMap::new();
-        for k in keys {
-            groups
-                .entry((k.name.clone(), k.incoming))
-                .or_default()
-                .push(k.twin.clone());
-        }
-        let mut out: HashMap<RelKey, Vec<(Relationship, Twin)>> =
-            keys.iter().map(|k| (k.clone(), Vec::new())).collect();
-        for ((name, incoming), twins) in groups {
-            let direction = if incoming {
-                Direction::In
-            } else {
-                Direction::Out
-            };
-            for (r, end) in self
-                .0
-                .relationships_with_ends(&twins, direction, name.as_deref())
-                .await?
-            {
-                let Some(end) = end else { continue };
-                let twin = if incoming { &r.target } else { &r.source };
-                let key = RelKey {
-                    twin: twin.clone(),
-                    name: name.clone(),
-                    incoming,
-                };
-                if let Some(v) = out.get_mut(&key) {
-                    v.push((r, end));
-                }
-            }
-        }
-        Ok(out)
+        let store = &self.0;
+        grouped(
+            keys,
+            |twins, direction, name| async move {
+                let edges = store
+                    .relationships_with_ends(&twins, direction, name.as_deref())
+                    .await?;
+                // An end that no longer exists: no edge.
+                Ok(edges
+                    .into_iter()
+                    .filter_map(|(r, end)| Some((r, end?)))
+                    .collect())
+            },
+            |(r, _)| r,
+        )
+        .await
     }
 }
 

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use serde_json::json;
 use twingraph::store::bolt::BoltStore;
 use twingraph::store::{GraphStore, StoreConfig};
-use twingraph::twin::Batch;
 
 use crate::bolt::fresh_database;
 use crate::server::gql;
@@ -25,33 +24,12 @@ async fn one_statement_per_nesting_level() {
         .await
         .expect("store"),
     );
-    let m = |n: &str| format!("dtmi:twingraph:isa95:{n};1");
-    let mut ops = Vec::new();
-    for (cell, children) in [("small", 3), ("large", 60)] {
-        ops.push(json!({"op": "createTwin", "id": cell, "model": m("WorkCell")}));
-        for k in 0..children {
-            let pump = format!("{cell}-{k}");
-            let air = format!("{cell}-{k}-air");
-            ops.push(json!({"op": "createTwin", "id": pump, "model": m("Pump"), "reported": {"flowRate": k}}));
-            ops.push(json!({"op": "createTwin", "id": air, "model": m("Compressor")}));
-            ops.push(json!({"op": "createRelationship", "source": cell, "name": "contains", "target": pump}));
-            ops.push(json!({"op": "createRelationship", "source": pump, "name": "dependsOn", "target": air, "properties": {"kind": "compressedAir"}}));
-            ops.push(
-                json!({"op": "createRelationship", "source": air, "name": "feeds", "target": pump}),
-            );
-        }
-    }
-    let batch = Batch {
-        ops: ops
-            .into_iter()
-            .map(|o| serde_json::from_value(o).expect("op"))
-            .collect(),
-    };
-    store.apply(batch, "test").await.expect("setup");
+    store
+        .apply(crate::support::three_levels(), "test")
+        .await
+        .expect("setup");
     let s = crate::server::start_on(store.clone()).await;
-    let q = r#"query($c: ID!) { workCell(id: $c) { contains(first: 100) { nodes { id
-        ... on Equipment { dependsOn { edges { kind node { id
-          ... on Equipment { feeds { nodes { id ... on Pump { flowRate } } } } } } } } } } } }"#;
+    let q = crate::support::THREE_LEVELS_QUERY;
     let mut statements = Vec::new();
     for (cell, children) in [("small", 3), ("large", 60)] {
         let before = store.reads();

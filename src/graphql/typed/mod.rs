@@ -666,6 +666,15 @@ struct Compiler<'m> {
 }
 
 impl Compiler<'_> {
+    /// The field names taken in the family of the Interface declaring
+    /// `content` (what its generated names must avoid).
+    fn taken(&self, content: &Content) -> HashSet<String> {
+        self.family
+            .get(&content.defined_in)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// The name of a type derived from an Interface's (`PumpWhere`): the
     /// plain concatenation unless that is taken (by an Interface named
     /// so, say), then with `_` appended.
@@ -853,7 +862,7 @@ impl Compiler<'_> {
         if let Some(t) = target {
             doc.push_str(&format!(" Target: `{t}`."));
         }
-        let taken = self.family.get(&c.defined_in).cloned().unwrap_or_default();
+        let taken = self.taken(c);
         Some(Spec {
             name: field_base(&c.name, &taken),
             ty,
@@ -883,7 +892,7 @@ impl Compiler<'_> {
     fn twin_specs(&mut self, iface: &DtdlInterface) -> Vec<Spec> {
         let mut specs = Vec::new();
         for c in &iface.contents {
-            let taken = self.family.get(&c.defined_in).cloned().unwrap_or_default();
+            let taken = self.taken(c);
             match &c.kind {
                 ContentKind::Property { .. } | ContentKind::Telemetry { .. } => {
                     specs.extend(self.property_specs(c, &taken));

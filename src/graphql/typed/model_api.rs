@@ -142,11 +142,7 @@ pub(super) fn where_type(c: &mut Compiler<'_>, iface: &DtdlInterface) -> (WhereS
         let Some(ty) = c.schemas.filter(&mut c.namer, schema, &hint) else {
             continue;
         };
-        let taken = c
-            .family
-            .get(&content.defined_in)
-            .cloned()
-            .unwrap_or_default();
+        let taken = c.taken(content);
         let mut fixed = twin_fixed();
         fixed.extend(["and", "or", "not"]);
         let base = field_name(&content.name, &fixed, &taken);
@@ -345,11 +341,7 @@ impl Api {
             format!("Reported values of {}.", c.name_of(&iface.id))
         });
         for content in &iface.contents {
-            let taken = c
-                .family
-                .get(&content.defined_in)
-                .cloned()
-                .unwrap_or_default();
+            let taken = c.taken(content);
             let base = field_base(&content.name, &taken);
             match &content.kind {
                 ContentKind::Property { schema, writable } if *writable || !desired => {
@@ -454,11 +446,7 @@ impl Api {
                 _ => continue,
             };
             if filterable(schema) {
-                let taken = c
-                    .family
-                    .get(&content.defined_in)
-                    .cloned()
-                    .unwrap_or_default();
+                let taken = c.taken(content);
                 let base = field_base(&content.name, &taken);
                 sort_input =
                     sort_input.field(InputValue::new(&base, TypeRef::named("SortDirection")));
