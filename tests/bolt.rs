@@ -225,6 +225,8 @@ fn start_arcadedb() -> Result<Server, String> {
         .arg(&classpath)
         .arg(&data)
         .arg(&log)
+        // ArcadeDB writes its `log/` folder into its working directory.
+        .current_dir(&data)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
