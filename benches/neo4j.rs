@@ -82,6 +82,9 @@ fn main() {
             Shutdown::default(),
             Arc::new(twingraph::metrics::Metrics::default()),
             Arc::new(graphql::ModelLibrary::new(Vec::new(), None)),
+            twingraph::rollout::Rollouts::start(store.clone())
+                .await
+                .expect("rollouts"),
         )
         .expect("schema");
         let app = server::app(AppState {

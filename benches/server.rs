@@ -398,6 +398,7 @@ fn main() {
         let schema = graphql::build(store.clone(), Limits::default(), live.clone(),
             metrics.clone(),
             Arc::new(graphql::ModelLibrary::new(Vec::new(), None)),
+            twingraph::rollout::Rollouts::start(store.clone()).await.expect("rollouts"),
         )
             .expect("schema");
         let app = server::app(AppState {

@@ -18,5 +18,8 @@ CREATE INDEX twin_model IF NOT EXISTS FOR (n:Twin) ON (n.model);
 CREATE INDEX twin_event_twin IF NOT EXISTS FOR (e:TwinEvent) ON (e.twin);
 CREATE INDEX twin_event_other IF NOT EXISTS FOR (e:TwinEvent) ON (e.other);
 
+// Configuration and rollout records, read back by stream.
+CREATE INDEX twin_event_stream IF NOT EXISTS FOR (e:TwinEvent) ON (e.stream);
+
 // The sequence counter every write transaction takes.
 MERGE (m:TwinGraphMeta {key: 'seq'}) ON CREATE SET m.seq = 0, m.time = 0;

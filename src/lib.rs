@@ -20,6 +20,7 @@ pub mod demo;
 pub mod dtdl;
 pub mod graphql;
 pub mod metrics;
+pub mod rollout;
 pub mod server;
 pub mod store;
 pub mod twin;

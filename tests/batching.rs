@@ -93,6 +93,15 @@ impl GraphStore for Counting {
         self.read();
         self.inner.events_after(seq, limit).await
     }
+    async fn stream_events(
+        &self,
+        stream: &str,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.read();
+        self.inner.stream_events(stream, seq, limit).await
+    }
     async fn twin_events(
         &self,
         twin: &str,

@@ -184,11 +184,12 @@ fn real_ontologies_compile_to_a_valid_graphql_schema() {
         let store: Arc<dyn GraphStore> =
             Arc::new(Store::in_memory(model.clone(), StoreConfig::default()));
         let schema = graphql::build(
-            store,
+            store.clone(),
             graphql::schema::Limits::default(),
             graphql::Shutdown::default(),
             Arc::new(twingraph::metrics::Metrics::default()),
             Arc::new(graphql::ModelLibrary::new(Vec::new(), None)),
+            twingraph::rollout::Rollouts::unstarted(store),
         )
         .unwrap_or_else(|e| panic!("{name}: {e:?}"));
         let sdl = schema.sdl();

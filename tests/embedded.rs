@@ -232,6 +232,18 @@ async fn retention_prunes_old_history_but_keeps_state() {
     };
     {
         let s = embedded::open(&dir, sample_models(), config.clone()).expect("open");
+        // A configuration record: streams are never pruned.
+        let record = twingraph::twin::Op::Record {
+            change: Box::new(twingraph::twin::Change::ConfigurationCreated {
+                configuration: twingraph::rollout::config::ConfigurationSpec {
+                    name: "kept".into(),
+                    target: PUMP.into(),
+                    priority: 0,
+                    description: None,
+                },
+            }),
+        };
+        must(&s, vec![record]).await;
         must(&s, vec![create("p", PUMP)]).await;
         for v in 0..5 {
             must(
@@ -246,11 +258,13 @@ async fn retention_prunes_old_history_but_keeps_state() {
     let s = embedded::open(&dir, sample_models(), config).expect("reopen");
     let removed = s.prune_history().expect("prune");
     assert_eq!(
-        removed, 5,
+        removed, 6,
         "all but the last event are older than the horizon"
     );
     let kept = s.events_after(0, 100).await.expect("events");
-    assert_eq!(kept.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![6]);
+    assert_eq!(kept.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![7]);
+    let stream = s.stream_events("rollouts", 0, 10).await.expect("stream");
+    assert_eq!(stream.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1]);
     // State is untouched and history before the horizon is reported as pruned.
     let p = s.twin("p").await.expect("read").expect("exists");
     assert_eq!(p.version, 6);
@@ -261,5 +275,5 @@ async fn retention_prunes_old_history_but_keeps_state() {
     assert_eq!(e.code(), "history_pruned");
     // The log goes on from where it was.
     let next = must(&s, vec![desired("p", json!({"flowSetpoint": 9.0}))]).await;
-    assert_eq!(next[0].seq, 7);
+    assert_eq!(next[0].seq, 8);
 }

@@ -17,6 +17,7 @@ mod batching;
 mod bolt;
 mod embedded;
 mod live;
+mod rollouts;
 mod server;
 mod store_conformance;
 mod typed;

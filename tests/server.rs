@@ -50,6 +50,9 @@ pub(crate) async fn serve(store: Arc<dyn GraphStore>, limits: graphql::schema::L
         live.clone(),
         metrics.clone(),
         Arc::new(graphql::ModelLibrary::new(sample_sources(), None)),
+        twingraph::rollout::Rollouts::start(store.clone())
+            .await
+            .expect("rollouts"),
     )
     .expect("schema");
     let app = server::app(AppState {

@@ -933,6 +933,62 @@ pub async fn model_changes_are_events(s: &dyn GraphStore) {
     assert_eq!(e[0].actor, "admin");
 }
 
+pub async fn stream_records_are_kept_and_read_back_in_order(s: &dyn GraphStore) {
+    use twingraph::rollout::config::ConfigurationSpec;
+    let record = |name: &str| Op::Record {
+        change: Box::new(Change::ConfigurationCreated {
+            configuration: ConfigurationSpec {
+                name: name.to_owned(),
+                target: PUMP.to_owned(),
+                priority: 0,
+                description: None,
+            },
+        }),
+    };
+    must(s, vec![create("p1", PUMP)]).await;
+    let first = must(s, vec![record("a"), record("b")]).await;
+    must(s, vec![desired("p1", json!({"flowSetpoint": 1.0}))]).await;
+    must(s, vec![record("c")]).await;
+    let all = s.stream_events("rollouts", 0, 100).await.expect("stream");
+    let names: Vec<&str> = all
+        .iter()
+        .map(|e| match &e.change {
+            Change::ConfigurationCreated { configuration } => configuration.name.as_str(),
+            other => panic!("not a stream record: {other:?}"),
+        })
+        .collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    // Paging: after a record, at most `limit`.
+    let page = s
+        .stream_events("rollouts", first[0].seq, 1)
+        .await
+        .expect("page");
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].seq, first[1].seq);
+    assert!(
+        s.stream_events("other", 0, 10)
+            .await
+            .expect("none")
+            .is_empty()
+    );
+    // Records are events of the log too, and concern no twin.
+    let logged = s.events_after(first[0].seq - 1, 1).await.expect("log");
+    assert_eq!(logged[0], first[0]);
+    assert!(s.twin_events("p1", None, None).await.expect("p1").len() == 2);
+    // A twin change cannot be smuggled in as a record.
+    let smuggled = Op::Record {
+        change: Box::new(Change::TwinDeleted {
+            twin: "p1".to_owned(),
+            version: 9,
+        }),
+    };
+    let before = s.last_seq();
+    assert!(apply(s, vec![smuggled]).await.is_err());
+    assert_eq!(s.last_seq(), before, "nothing written");
+    assert_eq!(twin(s, "p1").await.version, 2);
+}
+
 /// Generates one `#[tokio::test]` per suite behaviour for a store factory.
 #[macro_export]
 macro_rules! store_conformance {
@@ -958,7 +1014,8 @@ macro_rules! store_conformance {
             subscribers_see_committed_events_in_order,
             twins_are_listed_by_model_with_subtypes,
             twins_are_filtered_by_their_values,
-            model_changes_are_events
+            model_changes_are_events,
+            stream_records_are_kept_and_read_back_in_order
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_writers_are_serialized_without_loss() {

@@ -24,11 +24,12 @@ pub fn sdl(models: dtdl::ModelSet) -> anyhow::Result<String> {
     let store: Arc<dyn GraphStore> =
         Arc::new(Store::in_memory(Arc::new(models), StoreConfig::default()));
     let schema = graphql::build(
-        store,
+        store.clone(),
         graphql::schema::Limits::default(),
         graphql::Shutdown::default(),
         Arc::new(crate::metrics::Metrics::default()),
         Arc::new(graphql::ModelLibrary::new(Vec::new(), None)),
+        crate::rollout::Rollouts::unstarted(store),
     )?;
     Ok(schema.sdl())
 }

@@ -198,6 +198,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let live = graphql::Shutdown::default();
     let metrics = Arc::new(crate::metrics::Metrics::default());
+    let rollouts = crate::rollout::Rollouts::start(dyn_store.clone()).await?;
     let schema = graphql::build(
         dyn_store.clone(),
         graphql::schema::Limits {
@@ -209,6 +210,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         live.clone(),
         metrics.clone(),
         Arc::new(graphql::ModelLibrary::new(sources, Some(uploaded))),
+        rollouts,
     )?;
     let ready = Arc::new(AtomicBool::new(false));
     let app = server::app(AppState {

@@ -32,19 +32,20 @@ pub(super) fn record(name: &str, description: &str, fields: &[(&str, TypeRef, &s
     let mut obj = Object::new(name).description(description);
     for (field, ty, doc) in fields {
         let key = (*field).to_owned();
-        obj = obj.field(
-            Field::new(*field, ty.clone(), move |ctx| {
-                let key = key.clone();
-                FieldFuture::new(async move {
-                    let v = record_of(&ctx)?;
-                    match v.get(&key) {
-                        None | Some(Value::Null) => Ok(None),
-                        Some(x) => Ok(Some(FieldValue::value(to_gql(x.clone())?))),
-                    }
-                })
+        let mut f = Field::new(*field, ty.clone(), move |ctx| {
+            let key = key.clone();
+            FieldFuture::new(async move {
+                let v = record_of(&ctx)?;
+                match v.get(&key) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(x) => Ok(Some(FieldValue::value(to_gql(x.clone())?))),
+                }
             })
-            .description(*doc),
-        );
+        });
+        if !doc.is_empty() {
+            f = f.description(*doc);
+        }
+        obj = obj.field(f);
     }
     obj
 }

@@ -99,6 +99,8 @@ fn kind_of(change: &Change) -> &'static str {
         Change::RelationshipDeleted { .. } => "relationshipDeleted",
         Change::ModelsChanged { .. } => "modelsChanged",
         Change::CommandInvoked { .. } => "commandInvoked",
+        Change::ConfigurationCreated { .. } => "configurationCreated",
+        Change::ConfigurationVersionPublished { .. } => "configurationVersionPublished",
     }
 }
 

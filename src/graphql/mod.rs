@@ -18,6 +18,7 @@ pub mod live;
 mod loader;
 pub mod names;
 mod reload;
+mod rollout_api;
 pub mod schema;
 mod shared;
 pub mod typed;

@@ -28,6 +28,7 @@ pub(super) struct Parts {
     pub shutdown: super::live::Shutdown,
     pub metrics: Arc<Metrics>,
     pub library: Arc<ModelLibrary>,
+    pub rollouts: Arc<crate::rollout::Rollouts>,
 }
 
 struct Inner {

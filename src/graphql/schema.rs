@@ -263,7 +263,12 @@ async fn write_and_read(
 }
 
 /// Query fields of the generic API (typed fields never take these names).
-const GENERIC_QUERIES: [&str; 10] = [
+const GENERIC_QUERIES: [&str; 15] = [
+    "configuration",
+    "configurations",
+    "rollout",
+    "rollouts",
+    "drift",
     "twin",
     "twins",
     "relationships",
@@ -277,7 +282,14 @@ const GENERIC_QUERIES: [&str; 10] = [
 ];
 
 /// Mutations of the generic API.
-const GENERIC_MUTATIONS: [&str; 9] = [
+const GENERIC_MUTATIONS: [&str; 16] = [
+    "createConfiguration",
+    "publishConfigurationVersion",
+    "startRollout",
+    "pauseRollout",
+    "resumeRollout",
+    "cancelRollout",
+    "rollbackRollout",
     "createTwin",
     "patchDesired",
     "patchReported",
@@ -291,13 +303,15 @@ const GENERIC_MUTATIONS: [&str; 9] = [
 
 /// Builds the schema over `store` (recompiled when models are uploaded);
 /// `shutdown` ends its subscriptions; `metrics` counts operations, errors
-/// and subscriptions; `library` holds the model documents.
+/// and subscriptions; `library` holds the model documents; `rollouts` owns
+/// configurations and rollouts.
 pub fn build(
     store: Arc<dyn GraphStore>,
     limits: Limits,
     shutdown: super::live::Shutdown,
     metrics: Arc<crate::metrics::Metrics>,
     library: Arc<super::upload::ModelLibrary>,
+    rollouts: Arc<crate::rollout::Rollouts>,
 ) -> Result<super::reload::LiveSchema, SchemaError> {
     super::reload::LiveSchema::new(super::reload::Parts {
         store,
@@ -305,6 +319,7 @@ pub fn build(
         shutdown,
         metrics,
         library,
+        rollouts,
     })
 }
 
@@ -320,6 +335,7 @@ pub(super) fn build_schema(
         shutdown,
         metrics,
         library,
+        rollouts,
     } = parts.clone();
     let json = Scalar::new("JSON").description("Any JSON value.");
     let long = Scalar::new("Long")
@@ -547,6 +563,7 @@ pub(super) fn build_schema(
         );
 
     let (query, mutation, extra) = super::graph_api::extend(query, mutation, limits);
+    let (query, mutation, rollout_types) = super::rollout_api::extend(query, mutation);
     let (subscription, live_types) = super::live::subscription();
     let compiled = super::typed::compile(
         models,
@@ -564,7 +581,12 @@ pub(super) fn build_schema(
     let twin_types = compiled.twin_types;
     let mut builder =
         Schema::build("Query", Some("Mutation"), Some("Subscription")).register(subscription);
-    for ty in extra.into_iter().chain(live_types).chain(compiled.types) {
+    for ty in extra
+        .into_iter()
+        .chain(rollout_types)
+        .chain(live_types)
+        .chain(compiled.types)
+    {
         builder = builder.register(ty);
     }
     builder
@@ -586,6 +608,7 @@ pub(super) fn build_schema(
         .data(shutdown)
         .data(metrics)
         .data(library)
+        .data(rollouts)
         .data(reloader)
         .extension(super::errors::Coded)
         .limit_depth(limits.depth)

@@ -540,6 +540,15 @@ impl GraphStore for Store {
         self.shared.journal.events_after(seq, limit)
     }
 
+    async fn stream_events(
+        &self,
+        stream: &str,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.shared.journal.stream_events(stream, seq, limit)
+    }
+
     async fn twin_events(
         &self,
         twin: &str,

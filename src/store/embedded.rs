@@ -30,6 +30,8 @@ const EVENTS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("event
 const TWINS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("twins");
 const RELS: TableDefinition<'static, (&str, &str), &[u8]> = TableDefinition::new("relationships");
 const TWIN_EVENTS: TableDefinition<'static, (&str, u64), ()> = TableDefinition::new("twin_events");
+/// Records of streams (configurations, rollouts), a copy retention never prunes.
+const STREAMS: TableDefinition<'static, (&str, u64), &[u8]> = TableDefinition::new("streams");
 
 fn storage<E: Into<redb::Error>>(e: E) -> StoreError {
     StoreError::Storage(e.into().to_string())
@@ -187,6 +189,7 @@ impl RedbJournal {
             txn.open_table(TWINS).map_err(storage)?;
             txn.open_table(RELS).map_err(storage)?;
             txn.open_table(TWIN_EVENTS).map_err(storage)?;
+            txn.open_table(STREAMS).map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
 
@@ -268,10 +271,17 @@ impl Journal for RedbJournal {
         {
             let mut ev = txn.open_table(EVENTS).map_err(storage)?;
             let mut idx = txn.open_table(TWIN_EVENTS).map_err(storage)?;
+            let mut streams = txn.open_table(STREAMS).map_err(storage)?;
             for e in events {
-                ev.insert(e.seq, encode(e)?.as_slice()).map_err(storage)?;
+                let bytes = encode(e)?;
+                ev.insert(e.seq, bytes.as_slice()).map_err(storage)?;
                 for t in e.change.twins() {
                     idx.insert((t, e.seq), ()).map_err(storage)?;
+                }
+                if let Some(stream) = e.change.stream() {
+                    streams
+                        .insert((stream, e.seq), bytes.as_slice())
+                        .map_err(storage)?;
                 }
             }
         }
@@ -362,6 +372,29 @@ impl Journal for RedbJournal {
                         .map_err(|e| StoreError::Storage(format!("corrupt event record: {e}")))?,
                 );
             }
+        }
+        Ok(out)
+    }
+
+    fn stream_events(
+        &self,
+        stream: &str,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let read = self.db.begin_read().map_err(storage)?;
+        let table = read.open_table(STREAMS).map_err(storage)?;
+        let mut out = Vec::new();
+        for row in table
+            .range((stream, seq.saturating_add(1))..=(stream, u64::MAX))
+            .map_err(storage)?
+            .take(limit)
+        {
+            let (_, v) = row.map_err(storage)?;
+            out.push(
+                serde_json::from_slice(v.value())
+                    .map_err(|e| StoreError::Storage(format!("corrupt stream record: {e}")))?,
+            );
         }
         Ok(out)
     }

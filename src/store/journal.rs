@@ -19,6 +19,12 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
     /// Every retained event concerning a twin, in order.
     fn twin_events(&self, twin: &str) -> Result<Vec<Event>, StoreError>;
 
+    /// The records of a stream ([`crate::twin::Change::stream`]) with a
+    /// sequence number above `seq`, in order, at most `limit`. Streams are
+    /// kept whole: retention never prunes them.
+    fn stream_events(&self, stream: &str, seq: u64, limit: usize)
+    -> Result<Vec<Event>, StoreError>;
+
     /// The lowest sequence number still kept (1 when nothing was pruned).
     fn first_seq(&self) -> u64;
 

@@ -13,6 +13,8 @@ struct Log {
     events: Vec<Event>,
     /// Positions in `events` by twin.
     by_twin: HashMap<String, Vec<usize>>,
+    /// Stream records (copies: pruning never touches them).
+    streams: HashMap<&'static str, Vec<Event>>,
     pruned: usize,
 }
 
@@ -44,6 +46,9 @@ impl Journal for MemoryJournal {
             for t in e.change.twins() {
                 log.by_twin.entry(t.to_owned()).or_default().push(pos);
             }
+            if let Some(stream) = e.change.stream() {
+                log.streams.entry(stream).or_default().push(e.clone());
+            }
             log.events.push(e.clone());
         }
         Ok(())
@@ -66,6 +71,18 @@ impl Journal for MemoryJournal {
             .filter(|e| e.seq > 0)
             .cloned()
             .collect())
+    }
+
+    fn stream_events(
+        &self,
+        stream: &str,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let log = self.lock();
+        let records = log.streams.get(stream).map_or(&[][..], Vec::as_slice);
+        let start = records.partition_point(|e| e.seq <= seq);
+        Ok(records[start..].iter().take(limit).cloned().collect())
     }
 
     fn first_seq(&self) -> u64 {

@@ -207,6 +207,16 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
     /// Events with a sequence number above `seq`, in order, at most `limit`.
     async fn events_after(&self, seq: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
 
+    /// The records of a stream ([`crate::twin::Change::stream`]: the
+    /// configurations and rollouts) above `seq`, in order, at most `limit`;
+    /// retention never removes them.
+    async fn stream_events(
+        &self,
+        stream: &str,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError>;
+
     /// Events concerning a twin (its own and its relationships'), in order,
     /// within `[from, to]` when given.
     async fn twin_events(

@@ -87,6 +87,11 @@ pub enum Op {
         #[serde(default)]
         expected_version: Option<u64>,
     },
+    /// Records a change of another domain (configurations, rollouts) that
+    /// its owner has already validated; the twin graph is unchanged. Not
+    /// accepted from clients (never deserialized).
+    #[serde(skip_deserializing)]
+    Record { change: Box<super::Change> },
 }
 
 /// Operations applied together, in order, all or nothing.

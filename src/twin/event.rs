@@ -87,7 +87,21 @@ pub enum Change {
         /// Unique id of the invocation (for correlating the device's response).
         invocation: String,
     },
+    /// A configuration (template of desired values) was created.
+    #[serde(rename_all = "camelCase")]
+    ConfigurationCreated {
+        configuration: crate::rollout::config::ConfigurationSpec,
+    },
+    /// A new, immutable version of a configuration was published.
+    #[serde(rename_all = "camelCase")]
+    ConfigurationVersionPublished {
+        configuration: String,
+        version: crate::rollout::config::VersionSpec,
+    },
 }
+
+/// The stream of configuration and rollout records (see [`Change::stream`]).
+pub const ROLLOUTS_STREAM: &str = "rollouts";
 
 impl Change {
     /// The twins this change concerns (for per-twin history): the twin, or a
@@ -104,7 +118,22 @@ impl Change {
             }
             Change::RelationshipUpdated { source, .. } => vec![source],
             Change::RelationshipDeleted { source, target, .. } => vec![source, target],
-            Change::ModelsChanged { .. } => Vec::new(),
+            Change::ModelsChanged { .. }
+            | Change::ConfigurationCreated { .. }
+            | Change::ConfigurationVersionPublished { .. } => Vec::new(),
+        }
+    }
+
+    /// The stream a record belongs to, for changes that are not about the
+    /// twin graph itself: stores index them so that their owner can read
+    /// them back (all of them, in order) without scanning the whole log,
+    /// and never prune them.
+    pub fn stream(&self) -> Option<&'static str> {
+        match self {
+            Change::ConfigurationCreated { .. } | Change::ConfigurationVersionPublished { .. } => {
+                Some(ROLLOUTS_STREAM)
+            }
+            _ => None,
         }
     }
 }

@@ -231,7 +231,10 @@ impl Graph {
                 .rels
                 .update(source, id, properties, *version, event.time),
             Change::RelationshipDeleted { source, id, .. } => self.rels.remove(source, id),
-            Change::ModelsChanged { .. } | Change::CommandInvoked { .. } => {}
+            Change::ModelsChanged { .. }
+            | Change::CommandInvoked { .. }
+            | Change::ConfigurationCreated { .. }
+            | Change::ConfigurationVersionPublished { .. } => {}
         }
     }
 
@@ -422,7 +425,10 @@ impl Planner<'_> {
             Change::RelationshipDeleted { source, id, .. } => {
                 self.set_rel(source, id, None);
             }
-            Change::ModelsChanged { .. } | Change::CommandInvoked { .. } => {}
+            Change::ModelsChanged { .. }
+            | Change::CommandInvoked { .. }
+            | Change::ConfigurationCreated { .. }
+            | Change::ConfigurationVersionPublished { .. } => {}
         }
     }
 
@@ -489,6 +495,14 @@ impl Planner<'_> {
 
     fn op(&mut self, op: &Op) -> Result<Change, TwinError> {
         match op {
+            // Records of other domains only: a twin change always goes
+            // through the validation below.
+            Op::Record { change } if change.stream().is_some() => Ok((**change).clone()),
+            Op::Record { .. } => Err(TwinError::invalid(
+                "",
+                "",
+                "only configuration and rollout records may be recorded as such",
+            )),
             Op::CreateTwin {
                 id,
                 model,

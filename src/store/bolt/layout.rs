@@ -12,7 +12,8 @@
 //!   `id`, `version`, `createdAt`, `updatedAt`, `json` (the exact round
 //!   trip) and its scalar properties under their own names.
 //! - An event is a `:TwinEvent` node: `seq` (gap-free, unique), `time`,
-//!   `kind`, `actor`, `twin` and `other` (the twins it concerns), `json`.
+//!   `kind`, `actor`, `twin` and `other` (the twins it concerns), `stream`
+//!   (configuration and rollout records), `json`.
 //! - `(:TwinGraphMeta {key: 'seq'})` holds the last sequence number and
 //!   time; every write transaction updates it, which serializes writers.
 
@@ -206,6 +207,7 @@ pub fn event_props(e: &Event) -> Result<BoltType, StoreError> {
     put(&mut m, "actor", BoltType::from(e.actor.as_str()));
     put(&mut m, "twin", BoltType::from(twins.first().copied()));
     put(&mut m, "other", BoltType::from(twins.get(1).copied()));
+    put(&mut m, "stream", BoltType::from(e.change.stream()));
     put(&mut m, "json", BoltType::from(json.to_string()));
     Ok(BoltType::Map(m))
 }

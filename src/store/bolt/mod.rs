@@ -732,6 +732,22 @@ impl GraphStore for BoltStore {
         self.events_where(q).await
     }
 
+    async fn stream_events(
+        &self,
+        stream: &str,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let q = query(&format!(
+            "MATCH (e:{EVENT}) WHERE e.stream = $stream AND e.seq > $after \
+             RETURN e.json AS j ORDER BY e.seq LIMIT $limit"
+        ))
+        .param("stream", stream)
+        .param("after", seq_param(seq))
+        .param("limit", i64::try_from(limit).unwrap_or(i64::MAX));
+        self.events_where(q).await
+    }
+
     async fn twin_events(
         &self,
         twin: &str,
@@ -788,7 +804,7 @@ mod tests {
     #[test]
     fn the_migration_script_splits_into_its_statements() {
         let s = super::statements(super::MIGRATIONS);
-        assert_eq!(s.len(), 7, "{s:?}");
+        assert_eq!(s.len(), 8, "{s:?}");
         assert!(s.iter().all(|x| !x.contains("//") && !x.ends_with(';')));
         assert!(s[0].starts_with("CREATE CONSTRAINT twin_id"));
     }

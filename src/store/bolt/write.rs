@@ -286,6 +286,7 @@ fn needs(batches: &[(&Batch, &str)], containment: &str) -> Needs {
                     n.twins.insert(source.clone());
                     n.out.insert(source.clone());
                 }
+                Op::Record { .. } => {}
             }
         }
     }
@@ -539,7 +540,8 @@ async fn write_events(txn: &mut Txn, events: &[Event]) -> Result<(), Failure> {
     txn.run(
         query(&format!(
             "UNWIND $rows AS row CREATE (e:{EVENT} {{seq: row.seq, time: row.time, \
-             kind: row.kind, actor: row.actor, twin: row.twin, other: row.other, json: row.json}})"
+             kind: row.kind, actor: row.actor, twin: row.twin, other: row.other, stream: row.stream, \
+             json: row.json}})"
         ))
         .param("rows", rows),
     )

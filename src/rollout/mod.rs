@@ -1,0 +1,49 @@
+//! Configurations and their rollouts (see `ARCHITECTURE.md`).
+//!
+//! - [`config`]: configurations (templates of desired values), their
+//!   immutable versions, validation against the models, diffs; the fold of
+//!   their events.
+//! - [`service`]: the owner of the configuration and rollout state: the only
+//!   writer of their records, which it reads back from the store's
+//!   `rollouts` stream at startup and follows live.
+
+pub mod config;
+pub mod service;
+
+use crate::store::StoreError;
+
+pub use service::Rollouts;
+
+/// Why a configuration or rollout request was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RolloutError {
+    #[error("configuration {0} does not exist")]
+    ConfigurationNotFound(String),
+    #[error("configuration {0} already exists")]
+    ConfigurationExists(String),
+    /// The request is invalid: `path` names the offending part.
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl RolloutError {
+    pub fn invalid(path: impl Into<String>, message: impl Into<String>) -> RolloutError {
+        RolloutError::Invalid {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RolloutError::ConfigurationNotFound(_) => "CONFIGURATION_NOT_FOUND",
+            RolloutError::ConfigurationExists(_) => "CONFIGURATION_EXISTS",
+            RolloutError::Invalid { .. } => "INVALID_CONFIGURATION",
+            RolloutError::Store(_) => "STORE",
+        }
+    }
+}
