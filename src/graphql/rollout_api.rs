@@ -160,17 +160,8 @@ pub(super) fn extend(query: Object, mutation: Object) -> (Object, Object, Vec<Ty
         Field::new("diff", TypeRef::named_nn_list_nn("ValueChange"), |ctx| {
             FieldFuture::new(async move {
                 let (from, to) = (version_number(&ctx, "from")?, version_number(&ctx, "to")?);
-                let name = ctx
-                    .parent_value
-                    .try_downcast_ref::<Value>()?
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
-                let changes = rollouts(&ctx)?
-                    .state()
-                    .configurations
-                    .diff(&name, from, to)
+                let changes = with_parent(&ctx, |c| c.diff(from, to))?
+                    .unwrap_or_else(|| Ok(Vec::new()))
                     .map_err(|e| rollout_error(&e))?;
                 let items = changes
                     .iter()

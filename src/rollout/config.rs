@@ -145,6 +145,19 @@ impl Configuration {
     pub fn latest(&self) -> Option<&Version> {
         self.versions.last()
     }
+
+    /// The changes from version `from` to version `to`.
+    pub fn diff(&self, from: u32, to: u32) -> Result<Vec<ValueChange>, RolloutError> {
+        let version = |n: u32| {
+            self.version(n).ok_or_else(|| {
+                RolloutError::invalid("version", format!("{} has no version {n}", self.spec.name))
+            })
+        };
+        let (a, b) = (version(from)?, version(to)?);
+        let mut out = Vec::new();
+        diff_values("", Some(&a.effective), Some(&b.effective), &mut out);
+        Ok(out)
+    }
 }
 
 /// One difference between two versions' effective values.
@@ -328,22 +341,6 @@ impl Configurations {
             configuration: name.to_owned(),
             version: spec,
         })
-    }
-
-    /// The changes from version `from` to version `to` of `name`.
-    pub fn diff(&self, name: &str, from: u32, to: u32) -> Result<Vec<ValueChange>, RolloutError> {
-        let c = self
-            .get(name)
-            .ok_or_else(|| RolloutError::ConfigurationNotFound(name.to_owned()))?;
-        let version = |n: u32| {
-            c.version(n).ok_or_else(|| {
-                RolloutError::invalid("version", format!("{name} has no version {n}"))
-            })
-        };
-        let (a, b) = (version(from)?, version(to)?);
-        let mut out = Vec::new();
-        diff_values("", Some(&a.effective), Some(&b.effective), &mut out);
-        Ok(out)
     }
 }
 
