@@ -989,6 +989,171 @@ pub async fn stream_records_are_kept_and_read_back_in_order(s: &dyn GraphStore) 
     assert_eq!(twin(s, "p1").await.version, 2);
 }
 
+fn assign(id: &str, configuration: &str, version: u32, priority: i64, values: Value) -> Op {
+    Op::AssignConfiguration {
+        id: id.to_owned(),
+        configuration: configuration.to_owned(),
+        assignment: twingraph::twin::state::Assignment {
+            version,
+            priority,
+            seq: 0,
+            rollout: None,
+            values,
+        },
+        expected_version: None,
+    }
+}
+
+fn desired_of(t: &Twin, component: Option<&str>, name: &str) -> Option<(Value, Option<String>)> {
+    let d = t.component(component)?.props.get(name)?.desired.as_ref()?;
+    let source = d
+        .source
+        .as_ref()
+        .map(|s| format!("{}@{}", s.configuration, s.version));
+    Some((d.value.clone(), source))
+}
+
+pub async fn configurations_are_layered_by_priority_and_restored(s: &dyn GraphStore) {
+    must(s, vec![create("p1", PUMP)]).await;
+    must(s, vec![desired("p1", json!({"flowSetpoint": 1.0}))]).await;
+    let first = must(
+        s,
+        vec![assign(
+            "p1",
+            "a",
+            1,
+            0,
+            json!({"flowSetpoint": 10.0, "drive": {"ratedPower": 3.0}}),
+        )],
+    )
+    .await;
+    let t = twin(s, "p1").await;
+    assert_eq!(
+        desired_of(&t, None, "flowSetpoint"),
+        Some((json!(10.0), Some("a@1".into())))
+    );
+    assert_eq!(
+        desired_of(&t, Some("drive"), "ratedPower"),
+        Some((json!(3.0), Some("a@1".into())))
+    );
+    let Change::ConfigurationAssigned { previous, .. } = &first[0].change else {
+        panic!("assigned: {:?}", first[0].change);
+    };
+    assert!(previous.assignment.is_none());
+    let before: Vec<_> = previous
+        .desired
+        .iter()
+        .map(|e| (e.component.clone(), e.name.clone(), e.value.clone()))
+        .collect();
+    assert_eq!(
+        before,
+        [
+            (None, "flowSetpoint".to_owned(), Some(json!(1.0))),
+            (Some("drive".to_owned()), "ratedPower".to_owned(), None),
+        ]
+    );
+    // A higher priority wins the property it sets; a lower one keeps the rest.
+    must(
+        s,
+        vec![assign("p1", "b", 1, 5, json!({"flowSetpoint": 20.0}))],
+    )
+    .await;
+    let second = must(
+        s,
+        vec![assign(
+            "p1",
+            "a",
+            2,
+            0,
+            json!({"flowSetpoint": 11.0, "drive": {"ratedPower": 4.0}}),
+        )],
+    )
+    .await;
+    let t = twin(s, "p1").await;
+    assert_eq!(
+        desired_of(&t, None, "flowSetpoint"),
+        Some((json!(20.0), Some("b@1".into())))
+    );
+    assert_eq!(
+        desired_of(&t, Some("drive"), "ratedPower"),
+        Some((json!(4.0), Some("a@2".into())))
+    );
+    assert_eq!(t.deciding(None, "flowSetpoint").map(|(n, _)| n), Some("b"));
+    assert_eq!(t.configurations["a"].version, 2);
+    // Putting back what the second assignment of `a` replaced.
+    let Change::ConfigurationAssigned { previous, .. } = &second[0].change else {
+        panic!("assigned");
+    };
+    must(
+        s,
+        vec![Op::RestoreConfiguration {
+            id: "p1".into(),
+            configuration: "a".into(),
+            rollout: None,
+            previous: previous.clone(),
+        }],
+    )
+    .await;
+    let t = twin(s, "p1").await;
+    assert_eq!(t.configurations["a"].version, 1);
+    assert_eq!(
+        desired_of(&t, Some("drive"), "ratedPower"),
+        Some((json!(3.0), Some("a@1".into())))
+    );
+    assert_eq!(
+        desired_of(&t, None, "flowSetpoint"),
+        Some((json!(20.0), Some("b@1".into())))
+    );
+    // Equal priority: the most recent assignment wins.
+    must(
+        s,
+        vec![assign("p1", "c", 1, 5, json!({"flowSetpoint": 30.0}))],
+    )
+    .await;
+    let t = twin(s, "p1").await;
+    assert_eq!(
+        desired_of(&t, None, "flowSetpoint"),
+        Some((json!(30.0), Some("c@1".into())))
+    );
+    // A direct patch clears the source.
+    must(s, vec![desired("p1", json!({"flowSetpoint": 31.0}))]).await;
+    let t = twin(s, "p1").await;
+    assert_eq!(
+        desired_of(&t, None, "flowSetpoint"),
+        Some((json!(31.0), None))
+    );
+    // Invalid values and missing twins are refused; nothing is written.
+    let last = s.last_seq();
+    let e = apply(
+        s,
+        vec![assign("p1", "d", 1, 0, json!({"flowSetpoint": "x"}))],
+    )
+    .await
+    .expect_err("invalid");
+    assert_eq!(e.code(), "validation_failed", "{e}");
+    let e = apply(
+        s,
+        vec![assign("nope", "d", 1, 0, json!({"flowSetpoint": 1.0}))],
+    )
+    .await
+    .expect_err("missing");
+    assert_eq!(e.code(), "twin_not_found", "{e}");
+    assert_eq!(s.last_seq(), last);
+    // Time travel sees assignments.
+    let then = s
+        .twin_as_of("p1", At::Seq(first[0].seq))
+        .await
+        .expect("as of")
+        .expect("existed");
+    assert_eq!(then.configurations.keys().collect::<Vec<_>>(), ["a"]);
+    // Clients cannot send these operations.
+    let op: Result<Op, _> = serde_json::from_value(
+        json!({"op": "assignConfiguration", "id": "p1", "configuration": "x",
+               "assignment": {"version": 1, "values": {}}}),
+    );
+    assert!(op.is_err());
+}
+
 /// Generates one `#[tokio::test]` per suite behaviour for a store factory.
 #[macro_export]
 macro_rules! store_conformance {
@@ -1015,7 +1180,8 @@ macro_rules! store_conformance {
             twins_are_listed_by_model_with_subtypes,
             twins_are_filtered_by_their_values,
             model_changes_are_events,
-            stream_records_are_kept_and_read_back_in_order
+            stream_records_are_kept_and_read_back_in_order,
+            configurations_are_layered_by_priority_and_restored
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_writers_are_serialized_without_loss() {

@@ -99,6 +99,8 @@ fn kind_of(change: &Change) -> &'static str {
         Change::RelationshipDeleted { .. } => "relationshipDeleted",
         Change::ModelsChanged { .. } => "modelsChanged",
         Change::CommandInvoked { .. } => "commandInvoked",
+        Change::ConfigurationAssigned { .. } => "configurationAssigned",
+        Change::ConfigurationRestored { .. } => "configurationRestored",
         Change::ConfigurationCreated { .. } => "configurationCreated",
         Change::ConfigurationVersionPublished { .. } => "configurationVersionPublished",
     }
@@ -108,9 +110,10 @@ fn kind_of(change: &Change) -> &'static str {
 fn version_after(change: &Change) -> Option<u64> {
     match change {
         Change::TwinCreated { .. } => Some(1),
-        Change::DesiredPatched { version, .. } | Change::ReportedPatched { version, .. } => {
-            Some(*version)
-        }
+        Change::DesiredPatched { version, .. }
+        | Change::ReportedPatched { version, .. }
+        | Change::ConfigurationAssigned { version, .. }
+        | Change::ConfigurationRestored { version, .. } => Some(*version),
         _ => None,
     }
 }

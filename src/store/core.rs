@@ -342,7 +342,10 @@ pub(crate) fn twin_at(events: &[Event], twin: &str, at: At) -> Option<Twin> {
         match &e.change {
             Change::TwinCreated { twin: t, .. } if t == twin => state = Twin::created(e),
             Change::TwinDeleted { twin: t, .. } if t == twin => state = None,
-            Change::DesiredPatched { twin: t, .. } | Change::ReportedPatched { twin: t, .. }
+            Change::DesiredPatched { twin: t, .. }
+            | Change::ReportedPatched { twin: t, .. }
+            | Change::ConfigurationAssigned { twin: t, .. }
+            | Change::ConfigurationRestored { twin: t, .. }
                 if t == twin =>
             {
                 if let Some(s) = state.as_mut() {

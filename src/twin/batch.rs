@@ -92,6 +92,23 @@ pub enum Op {
     /// accepted from clients (never deserialized).
     #[serde(skip_deserializing)]
     Record { change: Box<super::Change> },
+    /// Assigns a configuration to a twin (by a rollout: `assignment.rollout`).
+    /// Internal: only the rollout owner issues it.
+    #[serde(skip_deserializing, rename_all = "camelCase")]
+    AssignConfiguration {
+        id: String,
+        configuration: String,
+        assignment: super::state::Assignment,
+        expected_version: Option<u64>,
+    },
+    /// Puts back what an assignment replaced (a rollback). Internal.
+    #[serde(skip_deserializing, rename_all = "camelCase")]
+    RestoreConfiguration {
+        id: String,
+        configuration: String,
+        rollout: Option<String>,
+        previous: super::event::Previous,
+    },
 }
 
 /// Operations applied together, in order, all or nothing.

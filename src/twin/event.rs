@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::state::{Ack, Relationship};
+use super::state::{Ack, Assignment, DesiredSource, Relationship};
 
 /// Microseconds since the Unix epoch (UTC).
 pub type Micros = i64;
@@ -87,6 +87,32 @@ pub enum Change {
         /// Unique id of the invocation (for correlating the device's response).
         invocation: String,
     },
+    /// A configuration was assigned to a twin (directly or by a rollout):
+    /// `entries` are the desired values that changed, as the twin's
+    /// configurations rank; `previous` is what a rollback restores.
+    #[serde(rename_all = "camelCase")]
+    ConfigurationAssigned {
+        twin: String,
+        version: u64,
+        configuration: String,
+        assignment: Assignment,
+        previous: Previous,
+        entries: Vec<Entry>,
+    },
+    /// A twin's configuration and desired values were put back as they were
+    /// before an assignment (a rollback).
+    #[serde(rename_all = "camelCase")]
+    ConfigurationRestored {
+        twin: String,
+        version: u64,
+        configuration: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rollout: Option<String>,
+        /// The assignment restored (none: the configuration is unassigned).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assignment: Option<Assignment>,
+        entries: Vec<Entry>,
+    },
     /// A configuration (template of desired values) was created.
     #[serde(rename_all = "camelCase")]
     ConfigurationCreated {
@@ -112,7 +138,9 @@ impl Change {
             | Change::TwinDeleted { twin, .. }
             | Change::DesiredPatched { twin, .. }
             | Change::ReportedPatched { twin, .. }
-            | Change::CommandInvoked { twin, .. } => vec![twin],
+            | Change::CommandInvoked { twin, .. }
+            | Change::ConfigurationAssigned { twin, .. }
+            | Change::ConfigurationRestored { twin, .. } => vec![twin],
             Change::RelationshipCreated { relationship } => {
                 vec![&relationship.source, &relationship.target]
             }
@@ -131,6 +159,13 @@ impl Change {
     pub fn stream(&self) -> Option<&'static str> {
         match self {
             Change::ConfigurationCreated { .. } | Change::ConfigurationVersionPublished { .. } => {
+                Some(ROLLOUTS_STREAM)
+            }
+            // A rollout's own twin changes are its per-twin record.
+            Change::ConfigurationAssigned { assignment, .. } if assignment.rollout.is_some() => {
+                Some(ROLLOUTS_STREAM)
+            }
+            Change::ConfigurationRestored { rollout, .. } if rollout.is_some() => {
                 Some(ROLLOUTS_STREAM)
             }
             _ => None,
@@ -163,4 +198,19 @@ pub struct Entry {
     /// A writable-property acknowledgement that came with a reported value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ack: Option<Ack>,
+    /// The configuration a desired value comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Box<DesiredSource>>,
+}
+
+/// What a configuration assignment replaced on a twin: the assignment of
+/// the same configuration before (if any) and the desired value (with its
+/// source) of every property the new assignment sets.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Previous {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment: Option<Assignment>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub desired: Vec<Entry>,
 }

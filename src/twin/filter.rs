@@ -332,6 +332,7 @@ mod tests {
                     value: Some(v.clone()),
                     source_time: None,
                     ack: None,
+                    source: None,
                 });
             }
         }

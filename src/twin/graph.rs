@@ -15,10 +15,10 @@ use serde_json::{Map, Value};
 
 use super::batch::{Batch, Op};
 use super::error::TwinError;
-use super::event::{Change, Entry, Event, Micros, Side};
+use super::event::{Change, Entry, Event, Micros, Previous, Side};
 use super::id;
 use super::rels::{RelStore, RelView};
-use super::state::{Ack, Relationship, Twin};
+use super::state::{Ack, Assignment, DesiredSource, Relationship, Twin};
 use super::value::{merge_patch, validate};
 use crate::dtdl::model::{Content, ContentKind, Interface, ModelSet, Schema};
 
@@ -211,7 +211,10 @@ impl Graph {
                     set.remove(twin.as_str());
                 }
             }
-            Change::DesiredPatched { twin, .. } | Change::ReportedPatched { twin, .. } => {
+            Change::DesiredPatched { twin, .. }
+            | Change::ReportedPatched { twin, .. }
+            | Change::ConfigurationAssigned { twin, .. }
+            | Change::ConfigurationRestored { twin, .. } => {
                 if let Some(t) = self.twins.get_mut(twin.as_str()) {
                     t.apply(event);
                     let names = &mut self.prop_names;
@@ -401,7 +404,10 @@ impl Planner<'_> {
                 self.set_twin(twin.clone(), t);
             }
             Change::TwinDeleted { twin, .. } => self.set_twin(twin.clone(), None),
-            Change::DesiredPatched { twin, .. } | Change::ReportedPatched { twin, .. } => {
+            Change::DesiredPatched { twin, .. }
+            | Change::ReportedPatched { twin, .. }
+            | Change::ConfigurationAssigned { twin, .. }
+            | Change::ConfigurationRestored { twin, .. } => {
                 if let Some(mut t) = self.twin(twin).cloned() {
                     t.apply(e);
                     self.set_twin(twin.clone(), Some(t));
@@ -503,6 +509,30 @@ impl Planner<'_> {
                 "",
                 "only configuration and rollout records may be recorded as such",
             )),
+            Op::AssignConfiguration {
+                id,
+                configuration,
+                assignment,
+                expected_version,
+            } => self.assign(id, configuration, assignment, *expected_version),
+            Op::RestoreConfiguration {
+                id,
+                configuration,
+                rollout,
+                previous,
+            } => {
+                let t = self
+                    .twin(id)
+                    .ok_or_else(|| TwinError::NotFound(id.clone()))?;
+                Ok(Change::ConfigurationRestored {
+                    twin: id.clone(),
+                    version: t.version + 1,
+                    configuration: configuration.clone(),
+                    rollout: rollout.clone(),
+                    assignment: previous.assignment.clone(),
+                    entries: previous.desired.clone(),
+                })
+            }
             Op::CreateTwin {
                 id,
                 model,
@@ -517,15 +547,7 @@ impl Planner<'_> {
                     .models
                     .interface(model)
                     .ok_or_else(|| TwinError::UnknownModel(model.clone()))?;
-                let empty = Twin {
-                    id: Arc::from(id.as_str()),
-                    model: Arc::from(model.as_str()),
-                    version: 0,
-                    created_at: 0,
-                    updated_at: 0,
-                    root: Default::default(),
-                    components: Default::default(),
-                };
+                let empty = Twin::blank(id, model);
                 let mut entries = Vec::new();
                 if let Some(p) = desired {
                     entries.extend(self.patch_entries(&empty, iface, p, Side::Desired, None)?.0);
@@ -958,6 +980,101 @@ impl Planner<'_> {
         Ok((entries, stale))
     }
 
+    /// Plans assigning a configuration to a twin: its values are checked
+    /// as whole desired values of the twin's model; every property it sets
+    /// (or set before) takes the value of the highest-ranked configuration
+    /// that sets it, recording what it replaced.
+    fn assign(
+        &self,
+        id: &str,
+        configuration: &str,
+        assignment: &Assignment,
+        expected: Option<u64>,
+    ) -> Result<Change, TwinError> {
+        let t = self
+            .twin(id)
+            .ok_or_else(|| TwinError::NotFound(id.to_owned()))?;
+        check_version(id, expected, t.version)?;
+        let iface = self.interface(t)?;
+        let blank = Twin::blank(id, &t.model);
+        let (checked, _) =
+            self.patch_entries(&blank, iface, &assignment.values, Side::Desired, None)?;
+        let mut after = t.clone();
+        let old = after.configurations.insert(
+            configuration.to_owned(),
+            Assignment {
+                seq: self.next_seq,
+                ..assignment.clone()
+            },
+        );
+        let mut paths: Vec<(Option<String>, String)> =
+            checked.into_iter().map(|e| (e.component, e.name)).collect();
+        if let Some(old) = &old {
+            paths.extend(old.paths(|k| {
+                matches!(
+                    iface.content(k).map(|c| &c.kind),
+                    Some(ContentKind::Component { .. })
+                )
+            }));
+        }
+        paths.sort();
+        paths.dedup();
+        let mut entries = Vec::new();
+        let mut replaced = Vec::new();
+        for (component, name) in paths {
+            let Some((winner, w)) = after.deciding(component.as_deref(), &name) else {
+                continue;
+            };
+            let Some(value) = w.value(component.as_deref(), &name) else {
+                continue;
+            };
+            let source = DesiredSource {
+                configuration: winner.to_owned(),
+                version: w.version,
+                rollout: w.rollout.clone(),
+            };
+            let current = t
+                .component(component.as_deref())
+                .and_then(|c| c.props.get(&name))
+                .and_then(|p| p.desired.as_deref());
+            if current.is_some_and(|d| d.value == *value && d.source.as_deref() == Some(&source)) {
+                continue;
+            }
+            replaced.push(Entry {
+                side: Side::Desired,
+                component: component.clone(),
+                name: name.clone(),
+                value: current.map(|d| d.value.clone()),
+                source_time: None,
+                ack: None,
+                source: current.and_then(|d| d.source.clone()),
+            });
+            entries.push(Entry {
+                side: Side::Desired,
+                component,
+                name,
+                value: Some(value.clone()),
+                source_time: None,
+                ack: None,
+                source: Some(Box::new(source)),
+            });
+        }
+        Ok(Change::ConfigurationAssigned {
+            twin: id.to_owned(),
+            version: t.version + 1,
+            configuration: configuration.to_owned(),
+            assignment: Assignment {
+                seq: self.next_seq,
+                ..assignment.clone()
+            },
+            previous: Previous {
+                assignment: old,
+                desired: replaced,
+            },
+            entries,
+        })
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn entry(
         &self,
@@ -1052,6 +1169,7 @@ impl Planner<'_> {
                 None
             },
             ack,
+            source: None,
         });
         Ok(())
     }

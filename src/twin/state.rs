@@ -58,6 +58,65 @@ pub struct Desired {
     pub last_updated: Micros,
     /// Twin version of the change that last set it: the version a device acknowledges.
     pub version: u64,
+    /// The configuration that set it (none: set directly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Box<DesiredSource>>,
+}
+
+/// The configuration (version, rollout) a desired value comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DesiredSource {
+    pub configuration: String,
+    pub version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<String>,
+}
+
+/// A configuration assigned to a twin: the property values it sets (a
+/// desired patch with its parameters filled; each value replaces the
+/// property's desired value whole) and how it ranks against the twin's
+/// other configurations (higher `priority` wins; ties: higher `seq`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Assignment {
+    pub version: u32,
+    #[serde(default)]
+    pub priority: i64,
+    /// Sequence number of the event that assigned it (set when planned).
+    #[serde(default)]
+    pub seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<String>,
+    pub values: Value,
+}
+
+impl Assignment {
+    /// The value it sets for a property, if any.
+    pub fn value(&self, component: Option<&str>, name: &str) -> Option<&Value> {
+        match component {
+            None => self.values.get(name),
+            Some(c) => self.values.get(c)?.get(name),
+        }
+    }
+
+    /// The properties it sets, as `(component, name)`.
+    pub fn paths(&self, is_component: impl Fn(&str) -> bool) -> Vec<(Option<String>, String)> {
+        let mut out = Vec::new();
+        for (k, v) in self.values.as_object().into_iter().flatten() {
+            match v.as_object() {
+                Some(inner) if is_component(k) => {
+                    out.extend(inner.keys().map(|n| (Some(k.clone()), n.clone())));
+                }
+                _ => out.push((None, k.clone())),
+            }
+        }
+        out
+    }
+
+    fn ranks_above(&self, other: &Assignment) -> bool {
+        (self.priority, self.seq) > (other.priority, other.seq)
+    }
 }
 
 /// State of one Property (desired and reported) or Telemetry (reported only).
@@ -196,9 +255,41 @@ pub struct Twin {
     /// Components by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub components: BTreeMap<String, ComponentState>,
+    /// Configurations assigned to it, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub configurations: BTreeMap<String, Assignment>,
 }
 
 impl Twin {
+    /// A twin with no state yet (version 0).
+    pub fn blank(id: &str, model: &str) -> Twin {
+        Twin {
+            id: Arc::from(id),
+            model: Arc::from(model),
+            version: 0,
+            created_at: 0,
+            updated_at: 0,
+            root: ComponentState::default(),
+            components: BTreeMap::new(),
+            configurations: BTreeMap::new(),
+        }
+    }
+
+    /// The assigned configuration that decides a property's desired value:
+    /// the highest ranked that sets it.
+    pub fn deciding(&self, component: Option<&str>, name: &str) -> Option<(&str, &Assignment)> {
+        self.configurations
+            .iter()
+            .filter(|(_, a)| a.value(component, name).is_some())
+            .fold(
+                None,
+                |best: Option<(&str, &Assignment)>, (n, a)| match best {
+                    Some((_, b)) if !a.ranks_above(b) => best,
+                    _ => Some((n.as_str(), a)),
+                },
+            )
+    }
+
     /// The twin created by a `TwinCreated` event.
     pub fn created(event: &Event) -> Option<Twin> {
         let Change::TwinCreated {
@@ -209,15 +300,10 @@ impl Twin {
         else {
             return None;
         };
-        let mut t = Twin {
-            id: Arc::from(twin.as_str()),
-            model: Arc::from(model.as_str()),
-            version: 1,
-            created_at: event.time,
-            updated_at: event.time,
-            root: ComponentState::default(),
-            components: BTreeMap::new(),
-        };
+        let mut t = Twin::blank(twin, model);
+        t.version = 1;
+        t.created_at = event.time;
+        t.updated_at = event.time;
         t.set_entries(entries, event.time, 1);
         Some(t)
     }
@@ -232,6 +318,38 @@ impl Twin {
                 version, entries, ..
             } => {
                 self.set_entries(entries, event.time, *version);
+                self.version = *version;
+                self.updated_at = event.time;
+            }
+            Change::ConfigurationAssigned {
+                version,
+                configuration,
+                assignment,
+                entries,
+                ..
+            } => {
+                self.set_entries(entries, event.time, *version);
+                self.configurations
+                    .insert(configuration.clone(), assignment.clone());
+                self.version = *version;
+                self.updated_at = event.time;
+            }
+            Change::ConfigurationRestored {
+                version,
+                configuration,
+                assignment,
+                entries,
+                ..
+            } => {
+                self.set_entries(entries, event.time, *version);
+                match assignment {
+                    Some(a) => {
+                        self.configurations.insert(configuration.clone(), a.clone());
+                    }
+                    None => {
+                        self.configurations.remove(configuration);
+                    }
+                }
                 self.version = *version;
                 self.updated_at = event.time;
             }
@@ -252,6 +370,7 @@ impl Twin {
                         value: v.clone(),
                         last_updated: time,
                         version,
+                        source: e.source.clone(),
                     }));
                 }
                 (Side::Desired, None) => slot.desired = None,

@@ -260,7 +260,9 @@ fn needs(batches: &[(&Batch, &str)], containment: &str) -> Needs {
                 Op::CreateTwin { id, .. }
                 | Op::PatchDesired { id, .. }
                 | Op::PatchReported { id, .. }
-                | Op::InvokeCommand { id, .. } => {
+                | Op::InvokeCommand { id, .. }
+                | Op::AssignConfiguration { id, .. }
+                | Op::RestoreConfiguration { id, .. } => {
                     n.twins.insert(id.clone());
                 }
                 Op::DeleteTwin { id, .. } => {
