@@ -22,5 +22,6 @@ pub mod graphql;
 pub mod metrics;
 pub mod rollout;
 pub mod server;
+pub mod simulator;
 pub mod store;
 pub mod twin;

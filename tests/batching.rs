@@ -126,6 +126,9 @@ impl GraphStore for Counting {
     fn last_seq(&self) -> u64 {
         self.inner.last_seq()
     }
+    fn containment(&self) -> String {
+        self.inner.containment()
+    }
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.inner.subscribe()
     }

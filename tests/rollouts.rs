@@ -330,6 +330,8 @@ async fn configurations_survive_a_restart_of_the_embedded_store() {
             r.publish_version("c", spec(2.0), "bob").await.expect("v2"),
             2
         );
+        r.stop().await;
+        drop(r);
         store.close();
     }
     let store = open();
@@ -343,4 +345,408 @@ async fn configurations_survive_a_restart_of_the_embedded_store() {
     assert_eq!(c.versions.len(), 2);
     assert_eq!(c.versions[1].published_by, "bob");
     assert_eq!(c.versions[1].effective, json!({"flowSetpoint": 2.0}));
+}
+
+// ---- Rollouts -------------------------------------------------------------
+
+mod run {
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use serde_json::{Value, json};
+    use twingraph::simulator::{Behaviour, Simulator};
+    use twingraph::store::{GraphStore, Store, StoreConfig};
+    use twingraph::twin::{Batch, Op};
+
+    use super::{CREATE, PUBLISH, PUMP};
+    use crate::server::{Running, code, gql, start_on};
+    use crate::support::sample_models;
+
+    pub(super) struct Plant {
+        pub store: Arc<dyn GraphStore>,
+        pub server: Running,
+    }
+
+    /// A server over a store holding `n` pumps `p0000`.. (flowSetpoint 1.0
+    /// desired), and configuration `flow` v1 setting flowSetpoint 42.
+    pub(super) async fn plant(n: usize) -> Plant {
+        let store: Arc<dyn GraphStore> =
+            Arc::new(Store::in_memory(sample_models(), StoreConfig::default()));
+        load(&*store, n).await;
+        let server = start_on(store.clone()).await;
+        configure(server.addr).await;
+        Plant { store, server }
+    }
+
+    pub(super) async fn load(store: &dyn GraphStore, n: usize) {
+        let ops: Vec<Op> = (0..n)
+            .map(|i| Op::CreateTwin {
+                id: pump(i),
+                model: PUMP.into(),
+                desired: Some(json!({"flowSetpoint": 1.0})),
+                reported: None,
+            })
+            .collect();
+        for chunk in ops.chunks(2000) {
+            store
+                .apply(
+                    Batch {
+                        ops: chunk.to_vec(),
+                    },
+                    "test",
+                )
+                .await
+                .expect("plant");
+        }
+    }
+
+    pub(super) async fn configure(addr: SocketAddr) {
+        let r = gql(addr, CREATE, json!({"name": "flow", "target": PUMP})).await;
+        assert!(r["errors"].is_null(), "{r}");
+        let r = gql(
+            addr,
+            PUBLISH,
+            json!({"c": "flow", "values": {"flowSetpoint": 42.0}}),
+        )
+        .await;
+        assert!(r["errors"].is_null(), "{r}");
+    }
+
+    pub(super) fn pump(i: usize) -> String {
+        format!("p{i:04}")
+    }
+
+    pub(super) const START: &str = r#"mutation($target: RolloutTargetInput!, $plan: RolloutPlanInput, $id: ID) {
+        startRollout(configuration: "flow", version: 1, target: $target, plan: $plan, id: $id) {
+            id state twinCount stageCount
+        }
+    }"#;
+
+    pub(super) async fn start(addr: SocketAddr, target: Value, plan: Value) -> String {
+        let r = gql(addr, START, json!({"target": target, "plan": plan})).await;
+        assert!(r["errors"].is_null(), "{r}");
+        r["data"]["startRollout"]["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    }
+
+    pub(super) const STATUS: &str = r#"query($id: ID!) { rollout(id: $id) {
+        state stage reason
+        counts { pending applied succeeded failed timedOut rolledBack }
+        stages { number size successRate counts { succeeded } }
+    } }"#;
+
+    pub(super) async fn status(addr: SocketAddr, id: &str) -> Value {
+        let r = gql(addr, STATUS, json!({"id": id})).await;
+        assert!(r["errors"].is_null(), "{r}");
+        r["data"]["rollout"].clone()
+    }
+
+    /// Polls until the rollout is in `state` (or fails the test).
+    pub(super) async fn until(addr: SocketAddr, id: &str, state: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let s = status(addr, id).await;
+            if s["state"] == state {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rollout {id} not {state} within {within:?}: {s}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Desired flowSetpoint of every pump.
+    pub(super) async fn setpoints(store: &dyn GraphStore, n: usize) -> HashMap<String, Value> {
+        let ids: Vec<String> = (0..n).map(pump).collect();
+        store
+            .twins_by_ids(&ids)
+            .await
+            .expect("twins")
+            .into_iter()
+            .map(|t| {
+                let v = t
+                    .root
+                    .props
+                    .get("flowSetpoint")
+                    .and_then(|p| p.desired.as_ref())
+                    .map(|d| d.value.clone());
+                (t.id.to_string(), v.unwrap_or(Value::Null))
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_staged_rollout_over_thousands_of_devices_succeeds() {
+        let p = plant(3000).await;
+        let _devices = Simulator::start(p.store.clone(), Behaviour::default());
+        let id = start(
+            p.server.addr,
+            json!({"model": PUMP}),
+            json!({"stages": [{"count": 30, "bakeSeconds": 0.2}, {"percent": 30}, {}],
+                   "abort": [{"failure": "ANY", "thresholdPercent": 5, "minExecuted": 10}]}),
+        )
+        .await;
+        let s = until(p.server.addr, &id, "SUCCEEDED", Duration::from_secs(60)).await;
+        assert_eq!(s["counts"]["succeeded"], 3000, "{s}");
+        assert_eq!(
+            s["stages"],
+            json!([
+                {"number": 1, "size": 30, "successRate": 100.0, "counts": {"succeeded": 30}},
+                {"number": 2, "size": 900, "successRate": 100.0, "counts": {"succeeded": 900}},
+                {"number": 3, "size": 2070, "successRate": 100.0, "counts": {"succeeded": 2070}},
+            ])
+        );
+        let now = setpoints(&*p.store, 3000).await;
+        assert!(now.values().all(|v| *v == json!(42.0)));
+        // The twin explains where its desired value comes from.
+        let r = gql(
+            p.server.addr,
+            r#"{ twin(id: "p0007") { configurations metadata } }"#,
+            json!({}),
+        )
+        .await;
+        let t = &r["data"]["twin"];
+        assert_eq!(t["configurations"]["flow"]["version"], 1, "{r}");
+        assert_eq!(t["configurations"]["flow"]["rollout"], id.as_str());
+        assert_eq!(
+            t["metadata"]["flowSetpoint"]["desired"]["source"],
+            json!({"configuration": "flow", "version": 1, "rollout": id})
+        );
+        assert_eq!(t["metadata"]["flowSetpoint"]["ackStatus"], "acknowledged");
+        p.server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abort_criteria_in_the_canary_roll_every_touched_twin_back() {
+        let p = plant(400).await;
+        let before = setpoints(&*p.store, 400).await;
+        let devices = Behaviour {
+            reject_rate: 0.5,
+            seed: 7,
+            ..Behaviour::default()
+        };
+        let _devices = Simulator::start(p.store.clone(), devices);
+        let id = start(
+            p.server.addr,
+            json!({"model": PUMP}),
+            json!({"stages": [{"count": 40}, {}],
+                   "abort": [{"failure": "REJECTED", "thresholdPercent": 20, "minExecuted": 10}]}),
+        )
+        .await;
+        let s = until(p.server.addr, &id, "ROLLED_BACK", Duration::from_secs(30)).await;
+        assert!(
+            s["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("abort criterion"),
+            "{s}"
+        );
+        assert_eq!(s["stage"], 1, "it never left the canary: {s}");
+        assert_eq!(
+            s["counts"]["pending"], 360,
+            "only the canary was touched: {s}"
+        );
+        let after = setpoints(&*p.store, 400).await;
+        assert_eq!(after, before, "every touched twin is back where it was");
+        // Rejections carry the device's code and reason.
+        let r = gql(
+            p.server.addr,
+            r#"query($id: ID!) { rollout(id: $id) { twins(first: 400) { twin state failure code reason } } }"#,
+            json!({"id": id}),
+        )
+        .await;
+        let twins = r["data"]["rollout"]["twins"]
+            .as_array()
+            .expect("twins")
+            .clone();
+        assert!(twins.iter().any(|t| t["state"] == "ROLLED_BACK"), "{r}");
+        // And the twins are free for the next rollout.
+        let again = gql(p.server.addr, START, json!({"target": {"ids": ["p0001"]}})).await;
+        assert!(again["errors"].is_null(), "{again}");
+        p.server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_stage_threshold_rolls_back_too() {
+        let p = plant(50).await;
+        let devices = Behaviour {
+            rejecting: ["p0003".to_owned()].into(),
+            ..Behaviour::default()
+        };
+        let _devices = Simulator::start(p.store.clone(), devices);
+        let id = start(
+            p.server.addr,
+            json!({"ids": (0..10).map(pump).collect::<Vec<_>>()}),
+            json!({"stages": [{"count": 5, "successThreshold": 100}, {}]}),
+        )
+        .await;
+        let s = until(p.server.addr, &id, "ROLLED_BACK", Duration::from_secs(30)).await;
+        assert!(
+            s["reason"].as_str().unwrap_or("").contains("stage 1"),
+            "{s}"
+        );
+        let r = gql(
+            p.server.addr,
+            r#"query($id: ID!) { rollout(id: $id) { twins(state: ROLLED_BACK) { twin } } }"#,
+            json!({"id": id}),
+        )
+        .await;
+        assert_eq!(
+            r["data"]["rollout"]["twins"].as_array().map(Vec::len),
+            Some(5),
+            "{r}"
+        );
+        p.server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pause_resume_and_cancel() {
+        let p = plant(60).await;
+        let _devices = Simulator::start(p.store.clone(), Behaviour::default());
+        // 300 a minute: one twin every 200 ms.
+        let plan = json!({"rate": {"perMinute": 300}});
+        let id = start(p.server.addr, json!({"model": PUMP}), plan.clone()).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let r = gql(
+            p.server.addr,
+            r#"mutation($id: ID!) { pauseRollout(id: $id) { state } }"#,
+            json!({"id": id}),
+        )
+        .await;
+        assert_eq!(r["data"]["pauseRollout"]["state"], "PAUSED", "{r}");
+        let paused = status(p.server.addr, &id).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let later = status(p.server.addr, &id).await;
+        assert_eq!(
+            later["counts"]["pending"], paused["counts"]["pending"],
+            "nothing applied while paused"
+        );
+        assert!(
+            paused["counts"]["pending"].as_u64() < Some(60),
+            "some were applied: {paused}"
+        );
+        // Pausing twice is refused with its reason.
+        let r = gql(
+            p.server.addr,
+            r#"mutation($id: ID!) { pauseRollout(id: $id) { state } }"#,
+            json!({"id": id}),
+        )
+        .await;
+        assert_eq!(code(&r), "INVALID_ROLLOUT_STATE", "{r}");
+        let r = gql(
+            p.server.addr,
+            r#"mutation($id: ID!) { resumeRollout(id: $id) { state } }"#,
+            json!({"id": id}),
+        )
+        .await;
+        assert_eq!(r["data"]["resumeRollout"]["state"], "RUNNING", "{r}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let resumed = status(p.server.addr, &id).await;
+            if resumed["counts"]["pending"].as_u64() < paused["counts"]["pending"].as_u64() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not applying again: {resumed}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let r = gql(
+            p.server.addr,
+            r#"mutation($id: ID!) { cancelRollout(id: $id) { state counts { pending } } }"#,
+            json!({"id": id}),
+        )
+        .await;
+        assert_eq!(r["data"]["cancelRollout"]["state"], "CANCELED", "{r}");
+        let pending = r["data"]["cancelRollout"]["counts"]["pending"].clone();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let s = status(p.server.addr, &id).await;
+        assert_eq!(s["state"], "CANCELED");
+        assert_eq!(
+            s["counts"]["pending"], pending,
+            "nothing applied after cancel"
+        );
+        let now = setpoints(&*p.store, 60).await;
+        let applied = now.values().filter(|v| **v == json!(42.0)).count();
+        assert!(
+            applied > 0 && applied < 60,
+            "what was applied is kept: {applied}"
+        );
+        // Canceled rollouts free their twins.
+        let again = start(p.server.addr, json!({"model": PUMP}), json!({})).await;
+        until(p.server.addr, &again, "SUCCEEDED", Duration::from_secs(30)).await;
+        p.server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn silent_devices_time_out_after_their_retries() {
+        let p = plant(10).await;
+        let devices = Behaviour {
+            silent: ["p0002".to_owned()].into(),
+            ..Behaviour::default()
+        };
+        let _devices = Simulator::start(p.store.clone(), devices);
+        let id = start(
+            p.server.addr,
+            json!({"model": PUMP}),
+            json!({"twinTimeoutSeconds": 0.3, "retries": 1,
+                   "stages": [{"successThreshold": 80}]}),
+        )
+        .await;
+        let s = until(p.server.addr, &id, "SUCCEEDED", Duration::from_secs(30)).await;
+        assert_eq!(s["counts"]["succeeded"], 9, "{s}");
+        assert_eq!(s["counts"]["timedOut"], 1, "{s}");
+        let r = gql(
+            p.server.addr,
+            r#"query($id: ID!) { rollout(id: $id) { twins(state: TIMED_OUT) { twin attempts failure reason } } }"#,
+            json!({"id": id}),
+        )
+        .await;
+        let t = &r["data"]["rollout"]["twins"][0];
+        assert_eq!(t["twin"], "p0002", "{r}");
+        assert_eq!(t["attempts"], 2, "retried once: {r}");
+        assert_eq!(t["failure"], "TIMED_OUT");
+        p.server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_twin_belongs_to_one_active_rollout_at_a_time() {
+        let p = plant(20).await;
+        // No devices: the first rollout stays active.
+        let first = start(
+            p.server.addr,
+            json!({"ids": ["p0001", "p0002"]}),
+            json!({"twinTimeoutSeconds": 60}),
+        )
+        .await;
+        let r = gql(p.server.addr, START, json!({"target": {"model": PUMP}})).await;
+        assert_eq!(code(&r), "ROLLOUT_CONFLICT", "{r}");
+        let message = r["errors"][0]["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains(&first) && message.contains("p000"),
+            "{message}"
+        );
+        // Nothing was recorded for the refused one.
+        let r = gql(p.server.addr, "{ rollouts { id } }", json!({})).await;
+        assert_eq!(r["data"]["rollouts"], json!([{"id": first}]));
+        // Bad requests are refused with a path.
+        let r = gql(p.server.addr, START, json!({"target": {"ids": ["nope"]}})).await;
+        assert_eq!(code(&r), "INVALID_ROLLOUT", "{r}");
+        assert_eq!(r["errors"][0]["extensions"]["path"], "target.ids");
+        let r = gql(
+            p.server.addr,
+            START,
+            json!({"target": {"ids": ["p0005"]}, "plan": {"stages": [{"count": 0}]}}),
+        )
+        .await;
+        assert_eq!(
+            r["errors"][0]["extensions"]["path"], "plan.stages[0]",
+            "{r}"
+        );
+        p.server.shutdown().await;
+    }
 }

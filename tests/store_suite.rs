@@ -1001,6 +1001,7 @@ fn assign(id: &str, configuration: &str, version: u32, priority: i64, values: Va
             values,
         },
         expected_version: None,
+        force: false,
     }
 }
 

@@ -210,7 +210,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         live.clone(),
         metrics.clone(),
         Arc::new(graphql::ModelLibrary::new(sources, Some(uploaded))),
-        rollouts,
+        rollouts.clone(),
     )?;
     let ready = Arc::new(AtomicBool::new(false));
     let app = server::app(AppState {
@@ -231,6 +231,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         live.trigger();
     };
     server::run(listener, app, shutdown).await?;
+    rollouts.stop().await;
     tracing::info!("shutting down: flushing the store");
     store.close();
     Ok(())

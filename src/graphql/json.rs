@@ -108,7 +108,15 @@ pub fn metadata(t: &Twin) -> Value {
         if let Some(d) = &p.desired {
             m.insert(
                 "desired".into(),
-                json!({"version": d.version, "lastUpdated": format_time(d.last_updated)}),
+                match &d.source {
+                    Some(s) => {
+                        json!({"version": d.version, "lastUpdated": format_time(d.last_updated),
+                                      "source": s})
+                    }
+                    None => {
+                        json!({"version": d.version, "lastUpdated": format_time(d.last_updated)})
+                    }
+                },
             );
             m.insert(
                 "ackStatus".into(),

@@ -101,6 +101,9 @@ fn kind_of(change: &Change) -> &'static str {
         Change::CommandInvoked { .. } => "commandInvoked",
         Change::ConfigurationAssigned { .. } => "configurationAssigned",
         Change::ConfigurationRestored { .. } => "configurationRestored",
+        Change::RolloutStarted { .. } => "rolloutStarted",
+        Change::RolloutTwinsSettled { .. } => "rolloutTwinsSettled",
+        Change::RolloutChanged { .. } => "rolloutChanged",
         Change::ConfigurationCreated { .. } => "configurationCreated",
         Change::ConfigurationVersionPublished { .. } => "configurationVersionPublished",
     }

@@ -77,7 +77,7 @@ fn json_view(v: serde_json::Value) -> GqlValue {
 }
 
 /// The fields of the `Twin` interface.
-pub(super) fn twin_fields() -> [TwinFieldDef; 10] {
+pub(super) fn twin_fields() -> [TwinFieldDef; 11] {
     [
         (
             "id",
@@ -136,8 +136,14 @@ pub(super) fn twin_fields() -> [TwinFieldDef; 10] {
         (
             "metadata",
             TypeRef::named("JSON"),
-            "Per property: versions, times, acknowledgement.",
+            "Per property: versions, times, acknowledgement, and the configuration a desired value comes from (`desired.source`).",
             |t| json_view(json::metadata(t)),
+        ),
+        (
+            "configurations",
+            TypeRef::named_nn("JSON"),
+            "Configurations assigned to the twin, by name: version, priority, rollout, the values it sets. Where several set a property, the highest priority (then the most recent) decides.",
+            |t| json_view(serde_json::to_value(&t.configurations).unwrap_or_default()),
         ),
     ]
 }
@@ -565,6 +571,8 @@ pub(super) fn build_schema(
     let (query, mutation, extra) = super::graph_api::extend(query, mutation, limits);
     let (query, mutation, rollout_types) = super::rollout_api::extend(query, mutation);
     let (subscription, live_types) = super::live::subscription();
+    let (progress, progress_types) = super::rollout_api::progress_subscription();
+    let subscription = subscription.field(progress);
     let compiled = super::typed::compile(
         models,
         &GENERIC_QUERIES,
@@ -584,6 +592,7 @@ pub(super) fn build_schema(
     for ty in extra
         .into_iter()
         .chain(rollout_types)
+        .chain(progress_types)
         .chain(live_types)
         .chain(compiled.types)
     {

@@ -8,6 +8,9 @@
 //!   `rollouts` stream at startup and follows live.
 
 pub mod config;
+pub mod plan;
+pub mod run;
+mod scheduler;
 pub mod service;
 
 use crate::store::StoreError;
@@ -25,6 +28,21 @@ pub enum RolloutError {
     /// The request is invalid: `path` names the offending part.
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
+    /// The rollout request is invalid: `path` names the offending part.
+    #[error("{path}: {message}")]
+    InvalidRollout { path: String, message: String },
+    #[error("rollout {0} does not exist")]
+    RolloutNotFound(String),
+    /// Another active rollout already targets a twin.
+    #[error("twin {twin} is targeted by active rollout {rollout}")]
+    Conflict { twin: String, rollout: String },
+    /// The rollout cannot do that in its state.
+    #[error("rollout {rollout} is {state}: cannot {action}")]
+    State {
+        rollout: String,
+        state: String,
+        action: &'static str,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -37,12 +55,23 @@ impl RolloutError {
         }
     }
 
+    pub fn invalid_rollout(path: impl Into<String>, message: impl Into<String>) -> RolloutError {
+        RolloutError::InvalidRollout {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
     /// Stable error code.
     pub fn code(&self) -> &'static str {
         match self {
             RolloutError::ConfigurationNotFound(_) => "CONFIGURATION_NOT_FOUND",
             RolloutError::ConfigurationExists(_) => "CONFIGURATION_EXISTS",
             RolloutError::Invalid { .. } => "INVALID_CONFIGURATION",
+            RolloutError::InvalidRollout { .. } => "INVALID_ROLLOUT",
+            RolloutError::RolloutNotFound(_) => "ROLLOUT_NOT_FOUND",
+            RolloutError::Conflict { .. } => "ROLLOUT_CONFLICT",
+            RolloutError::State { .. } => "INVALID_ROLLOUT_STATE",
             RolloutError::Store(_) => "STORE",
         }
     }

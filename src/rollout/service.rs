@@ -8,15 +8,24 @@
 //! record through the store and wait until the follower has applied it, so
 //! a mutation's answer always reflects its own write.
 
+use std::collections::HashSet;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use tokio::sync::{Mutex, broadcast, watch};
+use tokio::sync::{Mutex, Notify, broadcast, watch};
 
 use super::RolloutError;
 use super::config::{ConfigurationSpec, Configurations, VersionSpec};
+use super::run::Runs;
 use crate::store::{GraphStore, StoreError};
 use crate::twin::event::ROLLOUTS_STREAM;
 use crate::twin::{Batch, Change, Event, Op};
+
+/// A folded rollout record, for `rolloutProgress` subscribers.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub rollout: String,
+    pub event: Arc<Event>,
+}
 
 /// Records read back per store call.
 const PAGE: usize = 1000;
@@ -28,6 +37,7 @@ const VISIBLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 #[derive(Debug, Default)]
 pub struct State {
     pub configurations: Configurations,
+    pub runs: Runs,
     /// The last stream record applied.
     seq: u64,
 }
@@ -39,8 +49,16 @@ pub struct Rollouts {
     state: RwLock<State>,
     /// The highest store sequence number the follower has seen.
     seen: watch::Sender<u64>,
-    /// Serializes validation and commit of writes.
-    writing: Mutex<()>,
+    /// Serializes validation and commit of writes (requests and the
+    /// scheduler alike).
+    pub(super) writing: Mutex<()>,
+    /// Twins in flight whose state changed since the scheduler last looked.
+    pub(super) dirty: std::sync::Mutex<HashSet<String>>,
+    /// Wakes the scheduler.
+    pub(super) wake: Arc<Notify>,
+    progress: broadcast::Sender<Progress>,
+    /// The follower and the scheduler.
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Rollouts {
@@ -50,8 +68,32 @@ impl Rollouts {
         let live = store.subscribe();
         let r = Rollouts::unstarted(store);
         r.catch_up().await?;
-        tokio::spawn(follow(Arc::downgrade(&r), live));
+        // Twins in flight when the server stopped: look at them again.
+        {
+            let state = r.state();
+            let mut dirty = r.dirty.lock().unwrap_or_else(|p| p.into_inner());
+            dirty.extend(state.runs.in_flight.keys().cloned());
+        }
+        let tasks = vec![
+            tokio::spawn(follow(Arc::downgrade(&r), live)),
+            tokio::spawn(super::scheduler::schedule(
+                Arc::downgrade(&r),
+                r.wake.clone(),
+            )),
+        ];
+        *r.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
         Ok(r)
+    }
+
+    /// Stops following the store and scheduling (at shutdown: what is
+    /// recorded is durable; a scheduler pass cut short resumes from the
+    /// records at the next start).
+    pub async fn stop(&self) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
+            t.abort();
+            let _ = t.await;
+        }
     }
 
     /// The service with nothing read back and nothing followed: only for a
@@ -62,6 +104,10 @@ impl Rollouts {
             state: RwLock::new(State::default()),
             seen: watch::channel(0).0,
             writing: Mutex::new(()),
+            dirty: std::sync::Mutex::new(HashSet::new()),
+            wake: Arc::new(Notify::new()),
+            progress: broadcast::channel(4096).0,
+            tasks: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -70,11 +116,46 @@ impl Rollouts {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn apply(&self, e: &Event) {
+    pub(super) fn store(&self) -> &Arc<dyn GraphStore> {
+        &self.store
+    }
+
+    /// Folded rollout records, as they are applied.
+    pub fn progress(&self) -> broadcast::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    fn apply(&self, e: &Arc<Event>) {
         let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
         if e.seq > s.seq && e.change.stream() == Some(ROLLOUTS_STREAM) {
             s.configurations.apply(e);
+            let rollout = s.runs.apply(e);
             s.seq = e.seq;
+            drop(s);
+            if let Some(rollout) = rollout {
+                let _ = self.progress.send(Progress {
+                    rollout,
+                    event: e.clone(),
+                });
+            }
+            self.wake.notify_one();
+        } else if !s.runs.in_flight.is_empty() {
+            // A device answering (or anyone touching) a twin in flight.
+            let touched: Vec<String> = e
+                .change
+                .twins()
+                .into_iter()
+                .filter(|t| s.runs.in_flight.contains_key(*t))
+                .map(str::to_owned)
+                .collect();
+            drop(s);
+            if !touched.is_empty() {
+                self.dirty
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(touched);
+                self.wake.notify_one();
+            }
         }
     }
 
@@ -94,8 +175,8 @@ impl Rollouts {
                 .store
                 .stream_events(ROLLOUTS_STREAM, after, PAGE)
                 .await?;
-            for e in &page {
-                self.apply(e);
+            for e in page.iter().cloned().map(Arc::new) {
+                self.apply(&e);
             }
             if let Some(last) = page.last() {
                 self.saw(last.seq);
@@ -107,14 +188,27 @@ impl Rollouts {
     }
 
     /// Commits records (already validated) and waits until they are folded.
-    async fn record(&self, changes: Vec<Change>, actor: &str) -> Result<Vec<Event>, RolloutError> {
+    pub(super) async fn record(
+        &self,
+        changes: Vec<Change>,
+        actor: &str,
+    ) -> Result<Vec<Event>, RolloutError> {
         let ops = changes
             .into_iter()
             .map(|change| Op::Record {
                 change: Box::new(change),
             })
             .collect();
-        let events = self.store.apply(Batch { ops }, actor).await?;
+        self.commit(Batch { ops }, actor).await
+    }
+
+    /// Commits a batch and waits until the follower has folded it.
+    pub(super) async fn commit(
+        &self,
+        batch: Batch,
+        actor: &str,
+    ) -> Result<Vec<Event>, RolloutError> {
+        let events = self.store.apply(batch, actor).await?;
         if let Some(last) = events.last() {
             let mut seen = self.seen.subscribe();
             let folded = tokio::time::timeout(VISIBLE_WITHIN, seen.wait_for(|s| *s >= last.seq));

@@ -585,6 +585,10 @@ impl GraphStore for Store {
         self.shared.last_seq.load(Ordering::Acquire)
     }
 
+    fn containment(&self) -> String {
+        self.shared.config.graph.containment.clone()
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.shared.events.subscribe()
     }

@@ -239,6 +239,9 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
     /// Sequence number of the last committed event.
     fn last_seq(&self) -> u64;
 
+    /// The relationship name that means containment.
+    fn containment(&self) -> String;
+
     /// Committed events as they happen (for live subscriptions).
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
 

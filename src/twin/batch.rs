@@ -100,6 +100,9 @@ pub enum Op {
         configuration: String,
         assignment: super::state::Assignment,
         expected_version: Option<u64>,
+        /// Writes its values again even where they are already desired (a
+        /// new desired version for the device to acknowledge: a retry).
+        force: bool,
     },
     /// Puts back what an assignment replaced (a rollback). Internal.
     #[serde(skip_deserializing, rename_all = "camelCase")]

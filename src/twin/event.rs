@@ -113,6 +113,28 @@ pub enum Change {
         assignment: Option<Assignment>,
         entries: Vec<Entry>,
     },
+    /// A rollout started: its request and its twins, in order.
+    #[serde(rename_all = "camelCase")]
+    RolloutStarted {
+        rollout: Box<crate::rollout::run::RolloutStart>,
+    },
+    /// Twins of a rollout settled (or go back to PENDING for a retry).
+    #[serde(rename_all = "camelCase")]
+    RolloutTwinsSettled {
+        rollout: String,
+        outcomes: Vec<crate::rollout::run::Outcome>,
+    },
+    /// A rollout changed state or stage.
+    #[serde(rename_all = "camelCase")]
+    RolloutChanged {
+        rollout: String,
+        state: crate::rollout::run::RolloutState,
+        stage: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        baking_since: Option<Micros>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// A configuration (template of desired values) was created.
     #[serde(rename_all = "camelCase")]
     ConfigurationCreated {
@@ -148,7 +170,10 @@ impl Change {
             Change::RelationshipDeleted { source, target, .. } => vec![source, target],
             Change::ModelsChanged { .. }
             | Change::ConfigurationCreated { .. }
-            | Change::ConfigurationVersionPublished { .. } => Vec::new(),
+            | Change::ConfigurationVersionPublished { .. }
+            | Change::RolloutStarted { .. }
+            | Change::RolloutTwinsSettled { .. }
+            | Change::RolloutChanged { .. } => Vec::new(),
         }
     }
 
@@ -158,9 +183,11 @@ impl Change {
     /// and never prune them.
     pub fn stream(&self) -> Option<&'static str> {
         match self {
-            Change::ConfigurationCreated { .. } | Change::ConfigurationVersionPublished { .. } => {
-                Some(ROLLOUTS_STREAM)
-            }
+            Change::ConfigurationCreated { .. }
+            | Change::ConfigurationVersionPublished { .. }
+            | Change::RolloutStarted { .. }
+            | Change::RolloutTwinsSettled { .. }
+            | Change::RolloutChanged { .. } => Some(ROLLOUTS_STREAM),
             // A rollout's own twin changes are its per-twin record.
             Change::ConfigurationAssigned { assignment, .. } if assignment.rollout.is_some() => {
                 Some(ROLLOUTS_STREAM)

@@ -237,7 +237,10 @@ impl Graph {
             Change::ModelsChanged { .. }
             | Change::CommandInvoked { .. }
             | Change::ConfigurationCreated { .. }
-            | Change::ConfigurationVersionPublished { .. } => {}
+            | Change::ConfigurationVersionPublished { .. }
+            | Change::RolloutStarted { .. }
+            | Change::RolloutTwinsSettled { .. }
+            | Change::RolloutChanged { .. } => {}
         }
     }
 
@@ -434,7 +437,10 @@ impl Planner<'_> {
             Change::ModelsChanged { .. }
             | Change::CommandInvoked { .. }
             | Change::ConfigurationCreated { .. }
-            | Change::ConfigurationVersionPublished { .. } => {}
+            | Change::ConfigurationVersionPublished { .. }
+            | Change::RolloutStarted { .. }
+            | Change::RolloutTwinsSettled { .. }
+            | Change::RolloutChanged { .. } => {}
         }
     }
 
@@ -514,7 +520,8 @@ impl Planner<'_> {
                 configuration,
                 assignment,
                 expected_version,
-            } => self.assign(id, configuration, assignment, *expected_version),
+                force,
+            } => self.assign(id, configuration, assignment, *expected_version, *force),
             Op::RestoreConfiguration {
                 id,
                 configuration,
@@ -990,6 +997,7 @@ impl Planner<'_> {
         configuration: &str,
         assignment: &Assignment,
         expected: Option<u64>,
+        force: bool,
     ) -> Result<Change, TwinError> {
         let t = self
             .twin(id)
@@ -1037,7 +1045,10 @@ impl Planner<'_> {
                 .component(component.as_deref())
                 .and_then(|c| c.props.get(&name))
                 .and_then(|p| p.desired.as_deref());
-            if current.is_some_and(|d| d.value == *value && d.source.as_deref() == Some(&source)) {
+            if !force
+                && current
+                    .is_some_and(|d| d.value == *value && d.source.as_deref() == Some(&source))
+            {
                 continue;
             }
             replaced.push(Entry {
@@ -1136,11 +1147,13 @@ impl Planner<'_> {
             (Side::Reported, true) => {
                 split_ack(value).map_err(|m| TwinError::invalid(&twin.id, &path, m))?
             }
-            _ => (value.clone(), None),
+            _ => (Some(value.clone()), None),
         };
-        let resulting = if value.is_null() {
-            None
-        } else {
+        let has_value = value.is_some();
+        // An acknowledgement without a value (a rejection, typically)
+        // keeps the value reported before; with none before, the
+        // acknowledgement lives on a null value.
+        let resulting = if let Some(value) = value.filter(|v| !v.is_null()) {
             let before = current.and_then(|p| match side {
                 Side::Desired => p.desired.as_ref().map(|d| &d.value),
                 Side::Reported => p.reported.as_ref().map(|r| &r.value),
@@ -1157,6 +1170,14 @@ impl Planner<'_> {
                 TwinError::invalid(&twin.id, format!("{path}{}", m.path), m.message)
             })?;
             Some(merged)
+        } else if ack.is_some() && !has_value {
+            Some(
+                current
+                    .and_then(|p| p.reported.as_ref())
+                    .map_or(Value::Null, |r| r.value.clone()),
+            )
+        } else {
+            None
         };
         entries.push(Entry {
             side,
@@ -1177,15 +1198,17 @@ impl Planner<'_> {
 
 /// Splits `{"value": v, "ac": code, "av": version, "ad": "text"}` into the
 /// value and its acknowledgement; any other value has no acknowledgement.
-fn split_ack(v: &Value) -> Result<(Value, Option<Ack>), String> {
+/// A reported value and its acknowledgement; the value is `None` when an
+/// acknowledgement envelope carries none.
+fn split_ack(v: &Value) -> Result<(Option<Value>, Option<Ack>), String> {
     let Value::Object(m) = v else {
-        return Ok((v.clone(), None));
+        return Ok((Some(v.clone()), None));
     };
     let is_envelope = m.contains_key("ac")
         && m.keys()
             .all(|k| matches!(k.as_str(), "value" | "ac" | "av" | "ad"));
     if !is_envelope {
-        return Ok((v.clone(), None));
+        return Ok((Some(v.clone()), None));
     }
     let code = m
         .get("ac")
@@ -1202,7 +1225,7 @@ fn split_ack(v: &Value) -> Result<(Value, Option<Ack>), String> {
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err("\"ad\" must be a string".to_owned()),
     };
-    let value = m.get("value").cloned().unwrap_or(Value::Null);
+    let value = m.get("value").cloned();
     Ok((
         value,
         Some(Ack {
