@@ -129,6 +129,75 @@ impl Behaviour {
     }
 }
 
+impl Behaviour {
+    /// The device's answer to a committed change, as a `patchReported`
+    /// operation: `None` for a change that writes no desired value, or
+    /// when the device stays silent.
+    pub fn answer_to(&self, change: &Change) -> Option<Op> {
+        let (twin, version, entries) = desired_of(change)?;
+        Some(Op::PatchReported {
+            id: twin.to_owned(),
+            patch: self.reply(twin, version, entries)?,
+            expected_version: None,
+            source_time: None,
+        })
+    }
+}
+
+impl Behaviour {
+    /// What a device answers when it (re)connects and reads its twin: every
+    /// writable property whose desired version it has not acknowledged
+    /// yet, from the twin's `desired` values and `metadata` (GraphQL JSON
+    /// views), as one `patchReported` operation.
+    pub fn answer_pending(&self, twin: &str, desired: &Value, metadata: &Value) -> Option<Op> {
+        let mut patch = Map::new();
+        let mut visit = |component: Option<&str>, name: &str, value: &Value, meta: &Value| {
+            if meta["ackStatus"] != "pending" {
+                return;
+            }
+            let Some(version) = meta["desired"]["version"].as_u64() else {
+                return;
+            };
+            let entry = Entry {
+                side: Side::Desired,
+                component: component.map(str::to_owned),
+                name: name.to_owned(),
+                value: Some(value.clone()),
+                source_time: None,
+                ack: None,
+                source: None,
+            };
+            if let Some(Value::Object(p)) = self.reply(twin, version, &[entry]) {
+                for (k, v) in p {
+                    match (patch.get_mut(&k), v) {
+                        (Some(Value::Object(into)), Value::Object(more)) => into.extend(more),
+                        (_, v) => {
+                            patch.insert(k, v);
+                        }
+                    }
+                }
+            }
+        };
+        for (k, v) in desired.as_object().into_iter().flatten() {
+            let meta = &metadata[k];
+            if meta.get("ackStatus").is_some() {
+                visit(None, k, v, meta);
+            } else if let Value::Object(inner) = v {
+                // A Component: its properties one level down.
+                for (name, value) in inner {
+                    visit(Some(k), name, value, &meta[name]);
+                }
+            }
+        }
+        (!patch.is_empty()).then(|| Op::PatchReported {
+            id: twin.to_owned(),
+            patch: Value::Object(patch),
+            expected_version: None,
+            source_time: None,
+        })
+    }
+}
+
 /// Another value of the same kind.
 fn diverged(v: &Value) -> Value {
     match v {
@@ -218,15 +287,7 @@ async fn run(store: Arc<dyn GraphStore>, b: Behaviour, mut rx: broadcast::Receiv
         }
         let ops: Vec<Op> = events
             .iter()
-            .filter_map(|e| desired_of(&e.change))
-            .filter_map(|(twin, version, entries)| {
-                Some(Op::PatchReported {
-                    id: twin.to_owned(),
-                    patch: b.reply(twin, version, entries)?,
-                    expected_version: None,
-                    source_time: None,
-                })
-            })
+            .filter_map(|e| b.answer_to(&e.change))
             .collect();
         if ops.is_empty() {
             continue;

@@ -750,3 +750,134 @@ mod run {
         p.server.shutdown().await;
     }
 }
+
+/// A rollout survives `kill -9` of the server in its middle: after the
+/// restart it resumes where its records stop, no twin applied twice and
+/// none skipped, with `twingraph simulate` playing the devices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_resumes_exactly_after_the_server_is_killed() {
+    use std::io::{BufRead, BufReader};
+    use std::net::SocketAddr;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    fn serve(dir: &std::path::Path) -> (Child, SocketAddr) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_twingraph"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("--data")
+            .arg(dir)
+            .arg("--models")
+            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dtdl"))
+            .env("TWINGRAPH_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start serve");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        while !line.contains("listening on") {
+            line.clear();
+            assert!(
+                lines.read_line(&mut line).expect("output") > 0,
+                "serve exited"
+            );
+        }
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while lines.read_line(&mut sink).is_ok_and(|n| n > 0) {
+                sink.clear();
+            }
+        });
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .expect("address");
+        (child, addr)
+    }
+    fn simulate(addr: SocketAddr) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_twingraph"))
+            .args(["simulate", "--url", &format!("ws://{addr}/graphql/ws")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start simulate")
+    }
+
+    let dir = crate::store_conformance::fresh_dir();
+    let (mut server, addr) = serve(&dir);
+    let ops: Vec<Value> = (0..40)
+        .map(|i| json!({"op": "createTwin", "id": run::pump(i), "model": PUMP}))
+        .collect();
+    let r = gql(
+        addr,
+        "mutation($ops: [JSON!]!) { batch(operations: $ops) { applied } }",
+        json!({"ops": ops}),
+    )
+    .await;
+    assert!(r["errors"].is_null(), "{r}");
+    run::configure(addr).await;
+    let mut devices = simulate(addr);
+    // Ten twins a second: the kill lands in the middle.
+    let id = run::start(
+        addr,
+        json!({"model": PUMP}),
+        json!({"rate": {"perMinute": 600}, "twinTimeoutSeconds": 600}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = run::status(addr, &id).await;
+        if s["counts"]["pending"].as_u64().is_some_and(|p| p <= 30) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not progressing: {s}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill().expect("kill -9");
+    server.wait().expect("killed");
+    let _ = devices.kill();
+    let _ = devices.wait();
+
+    let (mut server, addr) = serve(&dir);
+    let s = run::status(addr, &id).await;
+    assert_eq!(s["state"], "RUNNING", "{s}");
+    let pending = s["counts"]["pending"].as_u64().expect("pending");
+    assert!(pending > 0 && pending < 40, "{s}");
+    let mut devices = simulate(addr);
+    let s = run::until(addr, &id, "SUCCEEDED", Duration::from_secs(60)).await;
+    assert_eq!(s["counts"]["succeeded"], 40, "{s}");
+    // Every twin was applied exactly once.
+    let r = gql(
+        addr,
+        r#"query($id: ID!) { rollout(id: $id) { twins(first: 100) { twin attempts state } } }"#,
+        json!({"id": id}),
+    )
+    .await;
+    let twins = r["data"]["rollout"]["twins"]
+        .as_array()
+        .expect("twins")
+        .clone();
+    assert_eq!(twins.len(), 40);
+    assert!(twins.iter().all(|t| t["attempts"] == 1), "{r}");
+    for i in [0, 17, 39] {
+        let h = gql(
+            addr,
+            r#"query($id: ID!) { history(id: $id, first: 50) { nodes { kind } } }"#,
+            json!({"id": run::pump(i)}),
+        )
+        .await;
+        let assigned = h["data"]["history"]["nodes"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .filter(|e| e["kind"] == "configurationAssigned")
+            .count();
+        assert_eq!(assigned, 1, "{h}");
+    }
+    let _ = devices.kill();
+    let _ = devices.wait();
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -6,6 +6,7 @@
 mod check;
 pub mod schema;
 pub mod serve;
+pub mod simulate;
 pub mod writeload;
 
 use std::io::Write;
@@ -48,6 +49,9 @@ pub enum Command {
     /// PATHs as for `check` (default: ./dtdl). `schema/twingraph.graphql`
     /// holds the output for the sample models; a test fails when it is stale.
     Schema(schema::SchemaArgs),
+    /// Play devices against a running server: answer every desired change
+    /// (acknowledge, reject, diverge or stay silent, after a delay).
+    Simulate(simulate::SimulateArgs),
     /// Test support: concurrent writes into an embedded store until killed.
     #[command(hide = true)]
     WriteLoad(writeload::WriteLoadArgs),
@@ -59,6 +63,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Check(args) => check::run(&args, out),
         Command::Serve(args) => serve::run(&args),
         Command::Schema(args) => schema::run(&args, out),
+        Command::Simulate(args) => simulate::run(&args),
         Command::WriteLoad(args) => writeload::run(&args),
     }
 }
