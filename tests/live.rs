@@ -20,13 +20,13 @@ use crate::server::{code, gql};
 const WAIT: Duration = Duration::from_secs(10);
 
 /// A subscription client speaking one of the two protocols.
-struct Client {
+pub(crate) struct Client {
     ws: WebSocketStream<TcpStream>,
     legacy: bool,
 }
 
 impl Client {
-    async fn connect(addr: SocketAddr, legacy: bool) -> Client {
+    pub(crate) async fn connect(addr: SocketAddr, legacy: bool) -> Client {
         let mut c = Client::open(addr, legacy).await;
         c.send(json!({"type": "connection_init", "payload": {}}))
             .await;
@@ -102,14 +102,14 @@ impl Client {
         }
     }
 
-    async fn subscribe(&mut self, id: &str, query: &str) {
+    pub(crate) async fn subscribe(&mut self, id: &str, query: &str) {
         let kind = if self.legacy { "start" } else { "subscribe" };
         self.send(json!({"type": kind, "id": id, "payload": {"query": query}}))
             .await;
     }
 
     /// The payload of the next result of subscription `id`.
-    async fn next_data(&mut self, id: &str) -> Value {
+    pub(crate) async fn next_data(&mut self, id: &str) -> Value {
         let v = self.recv().await;
         let kind = if self.legacy { "data" } else { "next" };
         assert_eq!(v["type"], kind, "{v}");

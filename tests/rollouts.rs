@@ -881,3 +881,62 @@ async fn a_rollout_resumes_exactly_after_the_server_is_killed() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_appears_and_disappears() {
+    use std::time::Duration;
+    use twingraph::simulator::{Behaviour, Simulator};
+
+    let p = run::plant(5).await;
+    let devices = Simulator::start(p.store.clone(), Behaviour::default());
+    let id = run::start(p.server.addr, json!({"model": PUMP}), json!({})).await;
+    run::until(p.server.addr, &id, "SUCCEEDED", Duration::from_secs(30)).await;
+    drop(devices);
+    let drift = r#"query($c: String) { drift(configuration: $c) { twin path configuration version desired reported since seconds } }"#;
+    let r = gql(p.server.addr, drift, json!({"c": "flow"})).await;
+    assert_eq!(r["data"]["drift"], json!([]), "converged: {r}");
+
+    let mut c = crate::live::Client::connect(p.server.addr, false).await;
+    c.subscribe(
+        "d",
+        r#"subscription { driftChanged(configuration: "flow") { twin path drifting desired reported } }"#,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A device changes its value by itself.
+    let set = |v: f64| {
+        let addr = p.server.addr;
+        async move {
+            let r = gql(
+                addr,
+                r#"mutation($id: ID!, $patch: JSON!) { patchReported(id: $id, patch: $patch) { version } }"#,
+                json!({"id": "p0003", "patch": {"flowSetpoint": v}}),
+            )
+            .await;
+            assert!(r["errors"].is_null(), "{r}");
+        }
+    };
+    set(7.0).await;
+    let started = c.next_data("d").await;
+    assert_eq!(
+        started["data"]["driftChanged"],
+        json!({"twin": "p0003", "path": "flowSetpoint", "drifting": true,
+               "desired": 42.0, "reported": 7.0})
+    );
+    let r = gql(p.server.addr, drift, json!({"c": "flow"})).await;
+    let d = &r["data"]["drift"];
+    assert_eq!(d.as_array().map(Vec::len), Some(1), "{r}");
+    assert_eq!(d[0]["twin"], "p0003");
+    assert_eq!(d[0]["configuration"], "flow");
+    assert_eq!(d[0]["version"], 1);
+    assert!(d[0]["seconds"].as_f64().is_some_and(|s| s >= 0.0));
+    let r = gql(p.server.addr, drift, json!({"c": "other"})).await;
+    assert_eq!(r["data"]["drift"], json!([]));
+    // Back to the configured value: the drift ends.
+    set(42.0).await;
+    let ended = c.next_data("d").await;
+    assert_eq!(ended["data"]["driftChanged"]["drifting"], false, "{ended}");
+    let r = gql(p.server.addr, drift, json!({})).await;
+    assert_eq!(r["data"]["drift"], json!([]), "{r}");
+    p.server.shutdown().await;
+}

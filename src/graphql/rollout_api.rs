@@ -366,6 +366,184 @@ fn progress_json(r: &Rollouts, p: &crate::rollout::service::Progress) -> Value {
     })
 }
 
+fn drift_json(d: &crate::rollout::drift::Drift, now: crate::twin::Micros) -> Value {
+    json!({
+        "twin": d.twin,
+        "path": d.path,
+        "configuration": d.configuration,
+        "version": d.version,
+        "desired": d.desired,
+        "reported": d.reported,
+        "since": format_time(d.since),
+        "seconds": ((now - d.since).max(0) as f64) / 1e6,
+    })
+}
+
+const DRIFT_FIELDS: [(&str, &str, &str); 7] = [
+    ("twin", "ID", "The twin."),
+    (
+        "path",
+        "String",
+        "The property: `name` or `component.name`.",
+    ),
+    (
+        "configuration",
+        "String",
+        "The configuration that decides its desired value.",
+    ),
+    ("version", "Int", "Its version."),
+    ("desired", "JSON", ""),
+    ("reported", "JSON", ""),
+    (
+        "since",
+        "DateTime",
+        "When it started drifting (for drifts older than the server's start: the last change of the property).",
+    ),
+];
+
+fn drift_record(name: &str, doc: &str, extra: &[(&str, TypeRef, &str)]) -> Object {
+    let mut fields: Vec<(&str, TypeRef, &str)> = DRIFT_FIELDS
+        .iter()
+        .map(|(n, t, d)| (*n, TypeRef::named_nn(*t), *d))
+        .collect();
+    fields.extend(extra.iter().cloned());
+    record(name, doc, &fields)
+}
+
+/// The `driftChanged` subscription and the drift types.
+pub(super) fn drift_subscription() -> (async_graphql::dynamic::SubscriptionField, Vec<Type>) {
+    use async_graphql::dynamic::{SubscriptionField, SubscriptionFieldFuture};
+    use futures_util::StreamExt;
+    let change = drift_record(
+        "DriftChange",
+        "A property starting or ending to drift.",
+        &[
+            (
+                "drifting",
+                TypeRef::named_nn(TypeRef::BOOLEAN),
+                "True when it starts, false when it ends.",
+            ),
+            ("time", TypeRef::named_nn("DateTime"), ""),
+        ],
+    );
+    let field = SubscriptionField::new("driftChanged", TypeRef::named_nn("DriftChange"), |ctx| {
+        SubscriptionFieldFuture::new(async move {
+            let configuration = str_arg(&ctx, "configuration")?;
+            let twin = str_arg(&ctx, "twin")?;
+            let rx = rollouts(&ctx)?.drift_changes();
+            let closing = ctx.data::<super::live::Shutdown>()?.clone().triggered();
+            let wanted = move |c: &crate::rollout::drift::DriftChange| {
+                configuration.as_ref().is_none_or(|x| *x == c.drift.configuration)
+                    && twin.as_ref().is_none_or(|x| *x == c.drift.twin)
+            };
+            Ok(futures_util::stream::unfold((rx, wanted), |(mut rx, wanted)| async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(c) if wanted(&c) => {
+                            let mut v = drift_json(&c.drift, c.time);
+                            v["drifting"] = json!(c.drifting);
+                            v["time"] = json!(format_time(c.time));
+                            return Some((Ok(FieldValue::owned_any(v)), (rx, wanted)));
+                        }
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            let e = Error::new(format!(
+                                "the subscriber fell {n} drift changes behind; query drift again"
+                            ))
+                            .extend_with(|_, ext| ext.set("code", "SUBSCRIBER_LAGGED"));
+                            let (tx, closed) = tokio::sync::broadcast::channel(1);
+                            drop(tx);
+                            return Some((Err(e), (closed, wanted)));
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            })
+            .take_until(Box::pin(closing)))
+        })
+    })
+    .description("Live: a property of a twin starts or stops drifting from the configuration that decides it (of one configuration, one twin, or all).")
+    .argument(InputValue::new("configuration", TypeRef::named(TypeRef::STRING)))
+    .argument(InputValue::new("twin", TypeRef::named(TypeRef::ID)));
+    (field, vec![change.into()])
+}
+
+/// The `drift` query.
+fn drift_query(query: Object) -> (Object, Vec<Type>) {
+    let drift = drift_record(
+        "Drift",
+        "A property whose reported value differs from the value its configuration decides (twins a rollout is still waiting for are not drifting).",
+        &[(
+            "seconds",
+            TypeRef::named_nn(TypeRef::FLOAT),
+            "How long it has drifted.",
+        )],
+    );
+    let query = query.field(
+        Field::new("drift", TypeRef::named_nn_list_nn("Drift"), |ctx| {
+            FieldFuture::new(async move {
+                let configuration = str_arg(&ctx, "configuration")?;
+                let model = str_arg(&ctx, "model")?;
+                let under = str_arg(&ctx, "under")?;
+                let first = super::schema::usize_arg(&ctx, "first", 100, 10_000)?;
+                let after = str_arg(&ctx, "after")?;
+                let r = rollouts(&ctx)?;
+                let mut found: Vec<crate::rollout::drift::Drift> = {
+                    let state = r.state();
+                    state
+                        .drifts
+                        .all()
+                        .into_iter()
+                        .filter(|d| configuration.as_ref().is_none_or(|c| *c == d.configuration))
+                        .filter(|d| !state.runs.in_flight.contains_key(&d.twin))
+                        .filter(|d| {
+                            after.as_ref().is_none_or(|a| format!("{}\n{}", d.twin, d.path) > *a)
+                        })
+                        .collect()
+                };
+                let store = super::schema::store_of(&ctx)?;
+                if let Some(m) = &model {
+                    let models = store.models();
+                    let ids: Vec<String> = found.iter().map(|d| d.twin.clone()).collect();
+                    let of_model: std::collections::HashSet<String> = store
+                        .twins_by_ids(&ids)
+                        .await
+                        .map_err(|e| store_error(&e))?
+                        .into_iter()
+                        .filter(|t| models.interface(&t.model).is_some_and(|i| i.is_a(m)))
+                        .map(|t| t.id.to_string())
+                        .collect();
+                    found.retain(|d| of_model.contains(&d.twin));
+                }
+                if let Some(root) = &under {
+                    let inside: std::collections::HashSet<String> = store
+                        .descendants(root, usize::MAX)
+                        .await
+                        .map_err(|e| store_error(&e))?
+                        .into_iter()
+                        .map(|h| h.twin)
+                        .collect();
+                    found.retain(|d| inside.contains(&d.twin));
+                }
+                let now = crate::twin::now_micros();
+                let items = found
+                    .iter()
+                    .take(first)
+                    .map(|d| drift_json(d, now))
+                    .collect();
+                Ok(Some(records(items)))
+            })
+        })
+        .description("Drifting properties (by twin, then path), optionally of one configuration, of twins of a model (subtypes included), or under a twin; page with `first` and `after` (`twin` + newline + `path` of the last one).")
+        .argument(InputValue::new("configuration", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("model", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("under", TypeRef::named(TypeRef::ID)))
+        .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)))
+        .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING))),
+    );
+    (query, vec![drift.into()])
+}
+
 /// Adds the configuration queries and mutations and their types.
 pub(super) fn extend(query: Object, mutation: Object) -> (Object, Object, Vec<Type>) {
     let s = |n: &str| TypeRef::named_nn(n.to_owned());
@@ -639,6 +817,7 @@ pub(super) fn extend(query: Object, mutation: Object) -> (Object, Object, Vec<Ty
             .argument(InputValue::new("description", TypeRef::named(TypeRef::STRING))),
         );
     let (query, mutation, rollout_types) = extend_rollouts(query, mutation);
+    let (query, drift_types) = drift_query(query);
     (
         query,
         mutation,
@@ -653,6 +832,7 @@ pub(super) fn extend(query: Object, mutation: Object) -> (Object, Object, Vec<Ty
         ]
         .into_iter()
         .chain(rollout_types)
+        .chain(drift_types)
         .collect(),
     )
 }

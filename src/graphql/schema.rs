@@ -572,7 +572,8 @@ pub(super) fn build_schema(
     let (query, mutation, rollout_types) = super::rollout_api::extend(query, mutation);
     let (subscription, live_types) = super::live::subscription();
     let (progress, progress_types) = super::rollout_api::progress_subscription();
-    let subscription = subscription.field(progress);
+    let (drift, drift_types) = super::rollout_api::drift_subscription();
+    let subscription = subscription.field(progress).field(drift);
     let compiled = super::typed::compile(
         models,
         &GENERIC_QUERIES,
@@ -593,6 +594,7 @@ pub(super) fn build_schema(
         .into_iter()
         .chain(rollout_types)
         .chain(progress_types)
+        .chain(drift_types)
         .chain(live_types)
         .chain(compiled.types)
     {

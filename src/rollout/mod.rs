@@ -8,6 +8,7 @@
 //!   `rollouts` stream at startup and follows live.
 
 pub mod config;
+pub mod drift;
 pub mod plan;
 pub mod run;
 mod scheduler;

@@ -38,6 +38,7 @@ const VISIBLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 pub struct State {
     pub configurations: Configurations,
     pub runs: Runs,
+    pub drifts: super::drift::Drifts,
     /// The last stream record applied.
     seq: u64,
 }
@@ -57,6 +58,7 @@ pub struct Rollouts {
     /// Wakes the scheduler.
     pub(super) wake: Arc<Notify>,
     progress: broadcast::Sender<Progress>,
+    drift: broadcast::Sender<Arc<super::drift::DriftChange>>,
     /// The follower and the scheduler.
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -68,6 +70,7 @@ impl Rollouts {
         let live = store.subscribe();
         let r = Rollouts::unstarted(store);
         r.catch_up().await?;
+        r.seed_drifts().await?;
         // Twins in flight when the server stopped: look at them again.
         {
             let state = r.state();
@@ -107,6 +110,7 @@ impl Rollouts {
             dirty: std::sync::Mutex::new(HashSet::new()),
             wake: Arc::new(Notify::new()),
             progress: broadcast::channel(4096).0,
+            drift: broadcast::channel(4096).0,
             tasks: std::sync::Mutex::new(Vec::new()),
         })
     }
@@ -120,6 +124,38 @@ impl Rollouts {
         &self.store
     }
 
+    /// Drifts starting and ending, as they happen.
+    pub fn drift_changes(&self) -> broadcast::Receiver<Arc<super::drift::DriftChange>> {
+        self.drift.subscribe()
+    }
+
+    /// Reads every twin once, for the drift fold.
+    async fn seed_drifts(&self) -> Result<(), StoreError> {
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .twins(&crate::store::TwinQuery {
+                    after: after.clone(),
+                    limit: 10_000,
+                    ..crate::store::TwinQuery::default()
+                })
+                .await?;
+            {
+                let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+                for t in &page.items {
+                    if !t.configurations.is_empty() {
+                        s.drifts.seed(t);
+                    }
+                }
+            }
+            after = page.items.last().map(|t| t.id.to_string());
+            if !page.has_more {
+                return Ok(());
+            }
+        }
+    }
+
     /// Folded rollout records, as they are applied.
     pub fn progress(&self) -> broadcast::Receiver<Progress> {
         self.progress.subscribe()
@@ -127,6 +163,9 @@ impl Rollouts {
 
     fn apply(&self, e: &Arc<Event>) {
         let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+        for c in s.drifts.apply(e) {
+            let _ = self.drift.send(Arc::new(c));
+        }
         if e.seq > s.seq && e.change.stream() == Some(ROLLOUTS_STREAM) {
             s.configurations.apply(e);
             let rollout = s.runs.apply(e);
