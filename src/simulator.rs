@@ -145,28 +145,29 @@ impl Behaviour {
 }
 
 impl Behaviour {
-    /// What a device answers when it (re)connects and reads its twin: every
-    /// writable property whose desired version it has not acknowledged
-    /// yet, from the twin's `desired` values and `metadata` (GraphQL JSON
-    /// views), as one `patchReported` operation.
-    pub fn answer_pending(&self, twin: &str, desired: &Value, metadata: &Value) -> Option<Op> {
-        let mut patch = Map::new();
-        let mut visit = |component: Option<&str>, name: &str, value: &Value, meta: &Value| {
-            if meta["ackStatus"] != "pending" {
-                return;
+    /// What a device answers when it reads its twin: every writable
+    /// property whose desired version it has not acknowledged yet.
+    pub fn answer_twin(&self, t: &crate::twin::Twin) -> Option<Op> {
+        let comps = std::iter::once((None, &t.root))
+            .chain(t.components.iter().map(|(n, c)| (Some(n.as_str()), c)));
+        let mut entries = Vec::new();
+        for (component, state) in comps {
+            for (name, p) in state.props.iter() {
+                if p.ack_status() != crate::twin::AckStatus::Pending {
+                    continue;
+                }
+                if let Some(d) = &p.desired {
+                    entries.push((d.version, desired_entry(component, name, &d.value)));
+                }
             }
-            let Some(version) = meta["desired"]["version"].as_u64() else {
-                return;
-            };
-            let entry = Entry {
-                side: Side::Desired,
-                component: component.map(str::to_owned),
-                name: name.to_owned(),
-                value: Some(value.clone()),
-                source_time: None,
-                ack: None,
-                source: None,
-            };
+        }
+        self.merged_reply(&t.id, entries)
+    }
+
+    /// One reported patch answering entries of various desired versions.
+    fn merged_reply(&self, twin: &str, entries: Vec<(u64, Entry)>) -> Option<Op> {
+        let mut patch = Map::new();
+        for (version, entry) in entries {
             if let Some(Value::Object(p)) = self.reply(twin, version, &[entry]) {
                 for (k, v) in p {
                     match (patch.get_mut(&k), v) {
@@ -176,6 +177,27 @@ impl Behaviour {
                         }
                     }
                 }
+            }
+        }
+        (!patch.is_empty()).then(|| Op::PatchReported {
+            id: twin.to_owned(),
+            patch: Value::Object(patch),
+            expected_version: None,
+            source_time: None,
+        })
+    }
+
+    /// What a device answers when it (re)connects and reads its twin: every
+    /// writable property whose desired version it has not acknowledged
+    /// yet, from the twin's `desired` values and `metadata` (GraphQL JSON
+    /// views), as one `patchReported` operation.
+    pub fn answer_pending(&self, twin: &str, desired: &Value, metadata: &Value) -> Option<Op> {
+        let mut entries = Vec::new();
+        let mut visit = |component: Option<&str>, name: &str, value: &Value, meta: &Value| {
+            if meta["ackStatus"] == "pending"
+                && let Some(version) = meta["desired"]["version"].as_u64()
+            {
+                entries.push((version, desired_entry(component, name, value)));
             }
         };
         for (k, v) in desired.as_object().into_iter().flatten() {
@@ -189,12 +211,19 @@ impl Behaviour {
                 }
             }
         }
-        (!patch.is_empty()).then(|| Op::PatchReported {
-            id: twin.to_owned(),
-            patch: Value::Object(patch),
-            expected_version: None,
-            source_time: None,
-        })
+        self.merged_reply(twin, entries)
+    }
+}
+
+fn desired_entry(component: Option<&str>, name: &str, value: &Value) -> Entry {
+    Entry {
+        side: Side::Desired,
+        component: component.map(str::to_owned),
+        name: name.to_owned(),
+        value: Some(value.clone()),
+        source_time: None,
+        ack: None,
+        source: None,
     }
 }
 
@@ -269,10 +298,12 @@ async fn run(store: Arc<dyn GraphStore>, b: Behaviour, mut rx: broadcast::Receiv
         let first = match rx.recv().await {
             Ok(e) => e,
             Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(
-                    missed = n,
-                    "simulator fell behind; some changes go unanswered"
-                );
+                // As a device reconnecting: read the twins, answer what is
+                // still pending.
+                tracing::debug!(missed = n, "simulator fell behind; reading the twins");
+                if let Err(e) = sweep(&*store, &b).await {
+                    tracing::warn!(error = %e, "simulator cannot read the twins");
+                }
                 continue;
             }
             Err(broadcast::error::RecvError::Closed) => return,
@@ -300,6 +331,26 @@ async fn run(store: Arc<dyn GraphStore>, b: Behaviour, mut rx: broadcast::Receiv
             });
         } else {
             answer(&*store, ops).await;
+        }
+    }
+}
+
+/// Answers every twin whose device has a desired version to acknowledge.
+async fn sweep(store: &dyn GraphStore, b: &Behaviour) -> Result<(), StoreError> {
+    let mut after = None;
+    loop {
+        let page = store
+            .twins(&crate::store::TwinQuery {
+                after: after.clone(),
+                limit: BATCH,
+                ..crate::store::TwinQuery::default()
+            })
+            .await?;
+        let ops: Vec<Op> = page.items.iter().filter_map(|t| b.answer_twin(t)).collect();
+        answer(store, ops).await;
+        after = page.items.last().map(|t| t.id.to_string());
+        if !page.has_more {
+            return Ok(());
         }
     }
 }

@@ -495,7 +495,7 @@ fn drift_query(query: Object) -> (Object, Vec<Type>) {
                         .all()
                         .into_iter()
                         .filter(|d| configuration.as_ref().is_none_or(|c| *c == d.configuration))
-                        .filter(|d| !state.runs.in_flight.contains_key(&d.twin))
+                        .filter(|d| state.runs.in_flight(&d.twin).is_none())
                         .filter(|d| {
                             after.as_ref().is_none_or(|a| format!("{}\n{}", d.twin, d.path) > *a)
                         })

@@ -152,9 +152,10 @@ impl Counts {
 /// A rollout as its records leave it.
 #[derive(Debug, Clone)]
 pub struct Rollout {
-    pub start: RolloutStart,
+    pub start: std::sync::Arc<RolloutStart>,
     pub runs: Vec<TwinRun>,
-    index: HashMap<String, usize>,
+    /// Positions in `start.twins` ordered by twin id (none: already ordered).
+    by_id: Option<Vec<u32>>,
     pub state: RolloutState,
     /// The stage running (or baking).
     pub stage: usize,
@@ -177,7 +178,23 @@ impl Rollout {
     }
 
     pub fn position(&self, twin: &str) -> Option<usize> {
-        self.index.get(twin).copied()
+        let twins = &self.start.twins;
+        match &self.by_id {
+            None => twins.binary_search_by(|t| t.as_str().cmp(twin)).ok(),
+            Some(order) => order
+                .binary_search_by(|&i| twins[i as usize].as_str().cmp(twin))
+                .ok()
+                .map(|k| order[k] as usize),
+        }
+    }
+
+    /// Positions of the twins awaiting their devices.
+    pub fn applied(&self) -> impl Iterator<Item = usize> + '_ {
+        self.runs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.state == TwinState::Applied)
+            .map(|(i, _)| i)
     }
 
     /// The stage a twin (by position) belongs to.
@@ -241,16 +258,14 @@ impl Rollout {
     }
 }
 
-/// Every rollout, and which twins the active ones hold.
+/// Every rollout.
 #[derive(Debug, Clone, Default)]
 pub struct Runs {
     by_id: HashMap<String, Rollout>,
     /// Ids in start order.
     order: Vec<String>,
-    /// Twin → the active rollout targeting it.
-    holding: HashMap<String, String>,
-    /// Twin → the rollout it is APPLIED in (awaiting its device).
-    pub in_flight: HashMap<String, String>,
+    /// The active ones (they hold their twins).
+    active: Vec<String>,
 }
 
 impl Runs {
@@ -263,27 +278,55 @@ impl Runs {
         self.order.iter().filter_map(|id| self.by_id.get(id))
     }
 
+    fn active(&self) -> impl Iterator<Item = &Rollout> {
+        self.active.iter().filter_map(|id| self.by_id.get(id))
+    }
+
     /// The active rollout holding a twin.
     pub fn holder(&self, twin: &str) -> Option<&str> {
-        self.holding.get(twin).map(String::as_str)
+        self.active()
+            .find(|r| r.position(twin).is_some())
+            .map(Rollout::id)
+    }
+
+    /// The rollout waiting for a twin's device, if any.
+    pub fn in_flight(&self, twin: &str) -> Option<&str> {
+        self.active()
+            .find(|r| {
+                r.position(twin)
+                    .is_some_and(|i| r.runs[i].state == TwinState::Applied)
+            })
+            .map(Rollout::id)
+    }
+
+    /// Whether any twin awaits its device.
+    pub fn any_in_flight(&self) -> bool {
+        self.active().any(|r| r.counts.applied > 0)
+    }
+
+    /// Every twin awaiting its device.
+    pub fn all_in_flight(&self) -> Vec<String> {
+        self.active()
+            .flat_map(|r| r.applied().map(|i| r.start.twins[i].clone()))
+            .collect()
     }
 
     /// Applies a committed record; the rollout it concerns, if any.
     pub fn apply(&mut self, e: &Event) -> Option<String> {
         match &e.change {
             Change::RolloutStarted { rollout } => {
-                let start = (**rollout).clone();
+                let start = rollout.clone();
                 let id = start.spec.id.clone();
                 let n = start.twins.len();
-                let index = start
-                    .twins
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| (t.clone(), i))
-                    .collect();
-                for t in &start.twins {
-                    self.holding.insert(t.clone(), id.clone());
-                }
+                let by_id = if start.twins.is_sorted() {
+                    None
+                } else {
+                    let mut order: Vec<u32> = (0..n as u32).collect();
+                    order.sort_unstable_by(|&a, &b| {
+                        start.twins[a as usize].cmp(&start.twins[b as usize])
+                    });
+                    Some(order)
+                };
                 let run = TwinRun {
                     state: TwinState::Pending,
                     attempts: 0,
@@ -298,7 +341,7 @@ impl Runs {
                     Rollout {
                         start,
                         runs: vec![run; n],
-                        index,
+                        by_id,
                         state: RolloutState::Pending,
                         stage: 0,
                         baking_since: None,
@@ -315,6 +358,7 @@ impl Runs {
                     },
                 );
                 self.order.push(id.clone());
+                self.active.push(id.clone());
                 Some(id)
             }
             Change::ConfigurationAssigned {
@@ -335,7 +379,6 @@ impl Runs {
                     run.previous = Some(previous.clone());
                 }
                 r.updated_at = e.time;
-                self.in_flight.insert(twin.clone(), id.clone());
                 Some(id.clone())
             }
             Change::ConfigurationRestored { twin, rollout, .. } => {
@@ -346,7 +389,6 @@ impl Runs {
                 r.counts.moved(run.state, TwinState::RolledBack);
                 run.state = TwinState::RolledBack;
                 r.updated_at = e.time;
-                self.in_flight.remove(twin);
                 Some(id.clone())
             }
             Change::RolloutTwinsSettled { rollout, outcomes } => {
@@ -366,7 +408,6 @@ impl Runs {
                     run.failure = o.failure;
                     run.code = o.code;
                     run.reason.clone_from(&o.reason);
-                    self.in_flight.remove(&o.twin);
                 }
                 r.updated_at = e.time;
                 Some(rollout.clone())
@@ -389,15 +430,9 @@ impl Runs {
                     r.reason.clone_from(reason);
                 }
                 r.updated_at = e.time;
-                if !state.is_active() {
-                    for t in &r.start.twins {
-                        if self.holding.get(t) == Some(rollout) {
-                            self.holding.remove(t);
-                        }
-                        if self.in_flight.get(t) == Some(rollout) {
-                            self.in_flight.remove(t);
-                        }
-                    }
+                self.active.retain(|a| a != rollout);
+                if state.is_active() {
+                    self.active.push(rollout.clone());
                 }
                 Some(rollout.clone())
             }

@@ -110,7 +110,7 @@ impl Rollouts {
         let id = spec.id.clone();
         self.record(
             vec![Change::RolloutStarted {
-                rollout: Box::new(RolloutStart {
+                rollout: Arc::new(RolloutStart {
                     spec,
                     twins,
                     parents,
@@ -684,7 +684,7 @@ impl Rollouts {
             loop {
                 let page = self
                     .store()
-                    .twins(&TwinQuery {
+                    .twin_ids(&TwinQuery {
                         model: Some(model.clone()),
                         subtypes: true,
                         filter: filter.clone(),
@@ -692,8 +692,8 @@ impl Rollouts {
                         limit: 10_000,
                     })
                     .await?;
-                after = page.items.last().map(|t| t.id.to_string());
-                out.extend(page.items.into_iter().map(|t| t.id.to_string()));
+                after = page.items.last().cloned();
+                out.extend(page.items);
                 if !page.has_more {
                     break out;
                 }

@@ -75,7 +75,7 @@ impl Rollouts {
         {
             let state = r.state();
             let mut dirty = r.dirty.lock().unwrap_or_else(|p| p.into_inner());
-            dirty.extend(state.runs.in_flight.keys().cloned());
+            dirty.extend(state.runs.all_in_flight());
         }
         let tasks = vec![
             tokio::spawn(follow(Arc::downgrade(&r), live)),
@@ -178,13 +178,13 @@ impl Rollouts {
                 });
             }
             self.wake.notify_one();
-        } else if !s.runs.in_flight.is_empty() {
+        } else if s.runs.any_in_flight() {
             // A device answering (or anyone touching) a twin in flight.
             let touched: Vec<String> = e
                 .change
                 .twins()
                 .into_iter()
-                .filter(|t| s.runs.in_flight.contains_key(*t))
+                .filter(|t| s.runs.in_flight(t).is_some())
                 .map(str::to_owned)
                 .collect();
             drop(s);
@@ -316,7 +316,22 @@ async fn follow(r: std::sync::Weak<Rollouts>, mut live: broadcast::Receiver<Arc<
                     tracing::error!(error = %e, "rollouts: cannot read the stream back; retrying");
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
+                // Devices may have answered meanwhile: look at every twin
+                // in flight again. (Drift seen by subscribers may miss the
+                // changes skipped; the drift query reads the twins again.)
+                {
+                    let in_flight: Vec<String> = r.state().runs.all_in_flight();
+                    r.dirty
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend(in_flight);
+                }
+                while let Err(e) = r.seed_drifts().await {
+                    tracing::error!(error = %e, "rollouts: cannot read the twins back; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
                 r.saw(last);
+                r.wake.notify_one();
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }

@@ -335,6 +335,35 @@ fn commit_models(shared: &Shared, models: Arc<ModelSet>, actor: &str) -> Result<
     Ok(seq)
 }
 
+/// The twins a list query selects (a page, and whether more follow).
+fn list<'a>(graph: &'a Graph, models: &ModelSet, q: &TwinQuery) -> (Vec<&'a Twin>, bool) {
+    let limit = q.limit.max(1);
+    let after = |id: &str| q.after.as_deref().is_none_or(|a| id > a);
+    let keep = |t: &Twin| q.filter.as_ref().is_none_or(|f| f.matches(t));
+    let mut items: Vec<&Twin> = match &q.model {
+        Some(m) => graph.twins_of_model(
+            models,
+            m,
+            q.subtypes,
+            q.after.as_deref(),
+            limit.saturating_add(1),
+            keep,
+        ),
+        None => {
+            let mut ids: Vec<&str> = graph.twin_ids().filter(|id| after(id)).collect();
+            ids.sort_unstable();
+            ids.into_iter()
+                .filter_map(|id| graph.twin(id))
+                .filter(|t| keep(t))
+                .take(limit.saturating_add(1))
+                .collect()
+        }
+    };
+    let has_more = items.len() > limit;
+    items.truncate(limit);
+    (items, has_more)
+}
+
 /// Folds a twin's events (ordered) up to `at` into its state then.
 pub(crate) fn twin_at(events: &[Event], twin: &str, at: At) -> Option<Twin> {
     let mut state: Option<Twin> = None;
@@ -437,36 +466,20 @@ impl GraphStore for Store {
 
     async fn twins(&self, q: &TwinQuery) -> Result<Page<Twin>, StoreError> {
         let graph = self.graph();
-        let limit = q.limit.max(1);
-        let after = |id: &str| q.after.as_deref().is_none_or(|a| id > a);
-        let keep = |t: &Twin| q.filter.as_ref().is_none_or(|f| f.matches(t));
-        let mut items: Vec<Twin> = match &q.model {
-            Some(m) => graph
-                .twins_of_model(
-                    &self.models(),
-                    m,
-                    q.subtypes,
-                    q.after.as_deref(),
-                    limit.saturating_add(1),
-                    keep,
-                )
-                .into_iter()
-                .cloned()
-                .collect(),
-            None => {
-                let mut ids: Vec<&str> = graph.twin_ids().filter(|id| after(id)).collect();
-                ids.sort();
-                ids.into_iter()
-                    .filter_map(|id| graph.twin(id))
-                    .filter(|t| keep(t))
-                    .take(limit.saturating_add(1))
-                    .cloned()
-                    .collect()
-            }
-        };
-        let has_more = items.len() > limit;
-        items.truncate(limit);
-        Ok(Page { items, has_more })
+        let (items, has_more) = list(&graph, &self.models(), q);
+        Ok(Page {
+            items: items.into_iter().cloned().collect(),
+            has_more,
+        })
+    }
+
+    async fn twin_ids(&self, q: &TwinQuery) -> Result<Page<String>, StoreError> {
+        let graph = self.graph();
+        let (items, has_more) = list(&graph, &self.models(), q);
+        Ok(Page {
+            items: items.into_iter().map(|t| t.id.to_string()).collect(),
+            has_more,
+        })
     }
 
     async fn relationship(

@@ -121,6 +121,16 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
 
     async fn twins(&self, query: &TwinQuery) -> Result<Page<Twin>, StoreError>;
 
+    /// The ids [`twins`](GraphStore::twins) would list (stores override it
+    /// when they can skip reading the twins).
+    async fn twin_ids(&self, query: &TwinQuery) -> Result<Page<String>, StoreError> {
+        let page = self.twins(query).await?;
+        Ok(Page {
+            items: page.items.into_iter().map(|t| t.id.to_string()).collect(),
+            has_more: page.has_more,
+        })
+    }
+
     async fn relationship(
         &self,
         source: &str,

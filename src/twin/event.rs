@@ -116,7 +116,7 @@ pub enum Change {
     /// A rollout started: its request and its twins, in order.
     #[serde(rename_all = "camelCase")]
     RolloutStarted {
-        rollout: Box<crate::rollout::run::RolloutStart>,
+        rollout: std::sync::Arc<crate::rollout::run::RolloutStart>,
     },
     /// Twins of a rollout settled (or go back to PENDING for a retry).
     #[serde(rename_all = "camelCase")]
