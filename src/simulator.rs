@@ -284,7 +284,8 @@ impl Drop for Simulator {
 const BATCH: usize = 2000;
 
 impl Simulator {
-    /// Starts answering every desired change committed from now on.
+    /// Starts answering: first what the twins still wait for, then every
+    /// desired change committed from now on.
     pub fn start(store: Arc<dyn GraphStore>, behaviour: Behaviour) -> Simulator {
         let rx = store.subscribe();
         Simulator {
@@ -294,6 +295,10 @@ impl Simulator {
 }
 
 async fn run(store: Arc<dyn GraphStore>, b: Behaviour, mut rx: broadcast::Receiver<Arc<Event>>) {
+    // Devices coming online read their twins first.
+    if let Err(e) = sweep(&*store, &b).await {
+        tracing::warn!(error = %e, "simulator cannot read the twins");
+    }
     loop {
         let first = match rx.recv().await {
             Ok(e) => e,

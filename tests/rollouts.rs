@@ -940,3 +940,136 @@ async fn drift_appears_and_disappears() {
     assert_eq!(r["data"]["drift"], json!([]), "{r}");
     p.server.shutdown().await;
 }
+
+/// Waves follow the hierarchy, never more than K twins of one parent in
+/// flight, and parameters are filled per twin from its own values and from
+/// the twin at the end of a relationship.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_come_from_each_twin_and_waves_respect_the_hierarchy() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use twingraph::simulator::{Behaviour, Simulator};
+    use twingraph::store::{GraphStore, Store, StoreConfig};
+
+    let store: Arc<dyn GraphStore> = Arc::new(Store::in_memory(
+        crate::support::sample_models(),
+        StoreConfig::default(),
+    ));
+    store
+        .apply(crate::support::three_levels(), "test")
+        .await
+        .expect("plant");
+    let s = crate::server::start_on(store.clone()).await;
+    gql(s.addr, CREATE, json!({"name": "tuned", "target": PUMP})).await;
+    let v = gql(
+        s.addr,
+        PUBLISH,
+        json!({"c": "tuned",
+        "values": {"flowSetpoint": {"$param": "flow"}, "assetTag": {"$param": "air"}},
+        "parameters": [
+            {"name": "flow", "default": 1.0, "source": {"from": "property", "path": "flowRate"}},
+            {"name": "air", "source": {"from": "related", "relationship": "dependsOn"}}
+        ]}),
+    )
+    .await;
+    assert!(v["errors"].is_null(), "{v}");
+    let r = gql(
+        s.addr,
+        r#"mutation { startRollout(configuration: "tuned", version: 1,
+                target: {under: "large"},
+                plan: {orderByHierarchy: true, maxInFlightPerParent: 5, twinTimeoutSeconds: 60}) { id twinCount } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        r["data"]["startRollout"]["twinCount"], 60,
+        "only pumps under `large`: {r}"
+    );
+    let id = r["data"]["startRollout"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    // No device answers yet: five twins of `large` in flight, no more.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let st = run::status(s.addr, &id).await;
+    assert_eq!(st["counts"]["applied"], 5, "{st}");
+    assert_eq!(st["counts"]["pending"], 55, "{st}");
+    let r = gql(
+        s.addr,
+        r#"query($id: ID!) { rollout(id: $id) { twins(state: APPLIED) { parent } } }"#,
+        json!({"id": id}),
+    )
+    .await;
+    assert!(
+        r["data"]["rollout"]["twins"]
+            .as_array()
+            .expect("twins")
+            .iter()
+            .all(|t| t["parent"] == "large"),
+        "{r}"
+    );
+    // Devices come online (reading their twins first).
+    let _devices = Simulator::start(store.clone(), Behaviour::default());
+    run::until(s.addr, &id, "SUCCEEDED", Duration::from_secs(30)).await;
+    let r = gql(s.addr, r#"{ twin(id: "large-7") { desired } }"#, json!({})).await;
+    assert_eq!(
+        r["data"]["twin"]["desired"],
+        json!({"flowSetpoint": 7, "assetTag": "large-7-air"}),
+        "{r}"
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_pushed_to_subscribers() {
+    let p = run::plant(3).await;
+    let id = run::start(p.server.addr, json!({"ids": ["p0001"]}), json!({})).await;
+    run::until(
+        p.server.addr,
+        &id,
+        "RUNNING",
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    let mut c = crate::live::Client::connect(p.server.addr, false).await;
+    c.subscribe(
+        "p",
+        &format!(
+            r#"subscription {{ rolloutProgress(id: "{id}") {{ kind state counts {{ succeeded }} twins {{ twin state }} }} }}"#
+        ),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // The device acknowledges the desired version it was given.
+    let r = gql(
+        p.server.addr,
+        r#"{ twin(id: "p0001") { metadata } }"#,
+        json!({}),
+    )
+    .await;
+    let version = r["data"]["twin"]["metadata"]["flowSetpoint"]["desired"]["version"].clone();
+    let r = gql(
+        p.server.addr,
+        r#"mutation($patch: JSON!) { patchReported(id: "p0001", patch: $patch) { version } }"#,
+        json!({"patch": {"flowSetpoint": {"value": 42.0, "ac": 200, "av": version}}}),
+    )
+    .await;
+    assert!(r["errors"].is_null(), "{r}");
+    let settled = c.next_data("p").await;
+    assert_eq!(
+        settled["data"]["rolloutProgress"],
+        json!({"kind": "rolloutTwinsSettled", "state": "RUNNING", "counts": {"succeeded": 1},
+               "twins": [{"twin": "p0001", "state": "SUCCEEDED"}]}),
+        "{settled}"
+    );
+    let done = c.next_data("p").await;
+    assert_eq!(
+        done["data"]["rolloutProgress"]["kind"], "rolloutChanged",
+        "{done}"
+    );
+    assert_eq!(
+        done["data"]["rolloutProgress"]["state"], "SUCCEEDED",
+        "{done}"
+    );
+    p.server.shutdown().await;
+}

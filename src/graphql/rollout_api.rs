@@ -517,7 +517,7 @@ fn drift_query(query: Object) -> (Object, Vec<Type>) {
                 }
                 if let Some(root) = &under {
                     let inside: std::collections::HashSet<String> = store
-                        .descendants(root, usize::MAX)
+                        .descendants(root, crate::twin::query::DEFAULT_MAX_DEPTH)
                         .await
                         .map_err(|e| store_error(&e))?
                         .into_iter()

@@ -727,7 +727,7 @@ impl Rollouts {
         if let Some(root) = &t.under {
             let under: HashSet<String> = self
                 .store()
-                .descendants(root, usize::MAX)
+                .descendants(root, crate::twin::query::DEFAULT_MAX_DEPTH)
                 .await
                 .map_err(|e| RolloutError::invalid_rollout("target.under", e.to_string()))?
                 .into_iter()
