@@ -1073,3 +1073,74 @@ async fn progress_is_pushed_to_subscribers() {
     );
     p.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remediation_reapplies_the_values_to_drifted_twins() {
+    use std::time::{Duration, Instant};
+    use twingraph::simulator::{Behaviour, Simulator};
+
+    let p = run::plant(3).await;
+    let _devices = Simulator::start(p.store.clone(), Behaviour::default());
+    let id = run::start(p.server.addr, json!({"model": PUMP}), json!({})).await;
+    run::until(p.server.addr, &id, "SUCCEEDED", Duration::from_secs(30)).await;
+    let r = gql(
+        p.server.addr,
+        r#"mutation { setConfigurationRemediation(configuration: "flow", perMinute: 600) { remediationPerMinute } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        r["data"]["setConfigurationRemediation"]["remediationPerMinute"], 600.0,
+        "{r}"
+    );
+    // The device drifts (a local override, with no acknowledgement).
+    let r = gql(
+        p.server.addr,
+        r#"mutation { patchReported(id: "p0002", patch: {flowSetpoint: 5.0}) { version } }"#,
+        json!({}),
+    )
+    .await;
+    assert!(r["errors"].is_null(), "{r}");
+    // Remediation writes the value again; the device applies it; the drift ends.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = gql(
+            p.server.addr,
+            r#"{ drift { twin } twin(id: "p0002") { reported } history(id: "p0002", first: 50) { nodes { kind actor } } }"#,
+            json!({}),
+        )
+        .await;
+        let remediated = r["data"]["history"]["nodes"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .any(|e| e["kind"] == "configurationAssigned" && e["actor"] == "remediation");
+        if remediated
+            && r["data"]["drift"] == json!([])
+            && r["data"]["twin"]["reported"]["flowSetpoint"] == 42.0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not remediated: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Turned off, and unknown configurations are refused.
+    let r = gql(
+        p.server.addr,
+        r#"mutation { setConfigurationRemediation(configuration: "flow") { remediationPerMinute } }"#,
+        json!({}),
+    )
+    .await;
+    assert!(
+        r["data"]["setConfigurationRemediation"]["remediationPerMinute"].is_null(),
+        "{r}"
+    );
+    let r = gql(
+        p.server.addr,
+        r#"mutation { setConfigurationRemediation(configuration: "nope", perMinute: 1) { name } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&r), "CONFIGURATION_NOT_FOUND", "{r}");
+    p.server.shutdown().await;
+}

@@ -106,6 +106,7 @@ fn kind_of(change: &Change) -> &'static str {
         Change::RolloutChanged { .. } => "rolloutChanged",
         Change::ConfigurationCreated { .. } => "configurationCreated",
         Change::ConfigurationVersionPublished { .. } => "configurationVersionPublished",
+        Change::ConfigurationRemediationSet { .. } => "configurationRemediationSet",
     }
 }
 

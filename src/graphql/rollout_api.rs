@@ -82,6 +82,7 @@ fn configuration_json(c: &Configuration) -> Value {
         "createdAt": format_time(c.created_at),
         "createdBy": c.created_by,
         "versionCount": c.versions.len(),
+        "remediationPerMinute": c.remediation_per_minute,
     })
 }
 
@@ -558,6 +559,7 @@ pub(super) fn extend(query: Object, mutation: Object) -> (Object, Object, Vec<Ty
             ("createdAt", s("DateTime"), ""),
             ("createdBy", s(TypeRef::STRING), ""),
             ("versionCount", s(TypeRef::INT), "Versions published so far."),
+            ("remediationPerMinute", TypeRef::named(TypeRef::FLOAT), "When set, drifted twins get their values again (at most this many a minute, each twin at most once a minute); see `setConfigurationRemediation`."),
         ],
     )
     .field(
@@ -729,6 +731,30 @@ pub(super) fn extend(query: Object, mutation: Object) -> (Object, Object, Vec<Ty
         );
 
     let mutation = mutation
+        .field(
+            Field::new("setConfigurationRemediation", TypeRef::named_nn("Configuration"), |ctx| {
+                FieldFuture::new(async move {
+                    let name = ctx.args.try_get("configuration")?.string()?.to_owned();
+                    let per_minute = match ctx.args.get("perMinute") {
+                        Some(v) if !v.is_null() => Some(v.f64()?),
+                        _ => None,
+                    };
+                    let r = rollouts(&ctx)?;
+                    r.set_remediation(&name, per_minute, ACTOR)
+                        .await
+                        .map_err(|e| rollout_error(&e))?;
+                    let state = r.state();
+                    let c = state
+                        .configurations
+                        .get(&name)
+                        .ok_or_else(|| Error::new("the configuration vanished"))?;
+                    Ok(Some(FieldValue::owned_any(configuration_json(c))))
+                })
+            })
+            .description("Automatic remediation: drifted twins of this configuration get its values again (a new desired version for their devices, recorded as events by `remediation`), at most `perMinute` a minute; null turns it off.")
+            .argument(InputValue::new("configuration", TypeRef::named_nn(TypeRef::STRING)))
+            .argument(InputValue::new("perMinute", TypeRef::named(TypeRef::FLOAT))),
+        )
         .field(
             Field::new("createConfiguration", TypeRef::named_nn("Configuration"), |ctx| {
                 FieldFuture::new(async move {

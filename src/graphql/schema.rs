@@ -288,8 +288,9 @@ const GENERIC_QUERIES: [&str; 15] = [
 ];
 
 /// Mutations of the generic API.
-const GENERIC_MUTATIONS: [&str; 16] = [
+const GENERIC_MUTATIONS: [&str; 17] = [
     "createConfiguration",
+    "setConfigurationRemediation",
     "publishConfigurationVersion",
     "startRollout",
     "pauseRollout",

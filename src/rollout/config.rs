@@ -134,6 +134,8 @@ pub struct Configuration {
     pub created_at: Micros,
     pub created_by: String,
     pub versions: Vec<Version>,
+    /// Drifted twins get their values again, at most this many a minute.
+    pub remediation_per_minute: Option<f64>,
 }
 
 impl Configuration {
@@ -199,6 +201,7 @@ impl Configurations {
                         created_at: e.time,
                         created_by: e.actor.clone(),
                         versions: Vec::new(),
+                        remediation_per_minute: None,
                     },
                 );
             }
@@ -215,6 +218,14 @@ impl Configurations {
                         published_at: e.time,
                         published_by: e.actor.clone(),
                     });
+                }
+            }
+            Change::ConfigurationRemediationSet {
+                configuration,
+                per_minute,
+            } => {
+                if let Some(c) = self.by_name.get_mut(configuration) {
+                    c.remediation_per_minute = *per_minute;
                 }
             }
             _ => {}

@@ -368,7 +368,9 @@ impl Runs {
                 ..
             } => {
                 let id = assignment.rollout.as_ref()?;
-                let r = self.by_id.get_mut(id)?;
+                // Remediation re-applies a finished rollout's values: not
+                // the rollout's business any more.
+                let r = self.by_id.get_mut(id).filter(|r| r.state.is_active())?;
                 let i = r.position(twin)?;
                 let run = &mut r.runs[i];
                 r.counts.moved(run.state, TwinState::Applied);

@@ -20,6 +20,14 @@ use crate::store::{GraphStore, StoreError};
 use crate::twin::event::ROLLOUTS_STREAM;
 use crate::twin::{Batch, Change, Event, Op};
 
+/// When each twin was last remediated, and each configuration's recent
+/// remediations (for its rate).
+#[derive(Debug, Default)]
+pub(super) struct Remediated {
+    pub last: std::collections::HashMap<String, crate::twin::Micros>,
+    pub recent: std::collections::HashMap<String, std::collections::VecDeque<crate::twin::Micros>>,
+}
+
 /// A folded rollout record, for `rolloutProgress` subscribers.
 #[derive(Debug, Clone)]
 pub struct Progress {
@@ -59,6 +67,8 @@ pub struct Rollouts {
     pub(super) wake: Arc<Notify>,
     progress: broadcast::Sender<Progress>,
     drift: broadcast::Sender<Arc<super::drift::DriftChange>>,
+    /// What remediation did lately (memory only).
+    pub(super) remediated: std::sync::Mutex<Remediated>,
     /// The follower and the scheduler.
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -112,6 +122,7 @@ impl Rollouts {
             progress: broadcast::channel(4096).0,
             drift: broadcast::channel(4096).0,
             tasks: std::sync::Mutex::new(Vec::new()),
+            remediated: std::sync::Mutex::new(Default::default()),
         })
     }
 
@@ -274,6 +285,33 @@ impl Rollouts {
             .configurations
             .check_create(&self.store.models(), &spec)?;
         self.record(vec![change], actor).await?;
+        Ok(())
+    }
+
+    /// Turns automatic remediation of configuration `name` on (at most
+    /// `per_minute` drifted twins re-applied a minute) or off (`None`).
+    pub async fn set_remediation(
+        &self,
+        name: &str,
+        per_minute: Option<f64>,
+        actor: &str,
+    ) -> Result<(), RolloutError> {
+        if per_minute.is_some_and(|p| !(p > 0.0 && p.is_finite())) {
+            return Err(RolloutError::invalid("perMinute", "must be positive"));
+        }
+        let _w = self.writing.lock().await;
+        if self.state().configurations.get(name).is_none() {
+            return Err(RolloutError::ConfigurationNotFound(name.to_owned()));
+        }
+        self.record(
+            vec![Change::ConfigurationRemediationSet {
+                configuration: name.to_owned(),
+                per_minute,
+            }],
+            actor,
+        )
+        .await?;
+        self.wake.notify_one();
         Ok(())
     }
 

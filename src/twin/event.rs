@@ -113,6 +113,14 @@ pub enum Change {
         assignment: Option<Assignment>,
         entries: Vec<Entry>,
     },
+    /// Automatic remediation of a configuration's drifted twins was turned
+    /// on (`per_minute` twins at most) or off.
+    #[serde(rename_all = "camelCase")]
+    ConfigurationRemediationSet {
+        configuration: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        per_minute: Option<f64>,
+    },
     /// A rollout started: its request and its twins, in order.
     #[serde(rename_all = "camelCase")]
     RolloutStarted {
@@ -171,6 +179,7 @@ impl Change {
             Change::ModelsChanged { .. }
             | Change::ConfigurationCreated { .. }
             | Change::ConfigurationVersionPublished { .. }
+            | Change::ConfigurationRemediationSet { .. }
             | Change::RolloutStarted { .. }
             | Change::RolloutTwinsSettled { .. }
             | Change::RolloutChanged { .. } => Vec::new(),
@@ -185,6 +194,7 @@ impl Change {
         match self {
             Change::ConfigurationCreated { .. }
             | Change::ConfigurationVersionPublished { .. }
+            | Change::ConfigurationRemediationSet { .. }
             | Change::RolloutStarted { .. }
             | Change::RolloutTwinsSettled { .. }
             | Change::RolloutChanged { .. } => Some(ROLLOUTS_STREAM),

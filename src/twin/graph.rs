@@ -238,6 +238,7 @@ impl Graph {
             | Change::CommandInvoked { .. }
             | Change::ConfigurationCreated { .. }
             | Change::ConfigurationVersionPublished { .. }
+            | Change::ConfigurationRemediationSet { .. }
             | Change::RolloutStarted { .. }
             | Change::RolloutTwinsSettled { .. }
             | Change::RolloutChanged { .. } => {}
@@ -438,6 +439,7 @@ impl Planner<'_> {
             | Change::CommandInvoked { .. }
             | Change::ConfigurationCreated { .. }
             | Change::ConfigurationVersionPublished { .. }
+            | Change::ConfigurationRemediationSet { .. }
             | Change::RolloutStarted { .. }
             | Change::RolloutTwinsSettled { .. }
             | Change::RolloutChanged { .. } => {}
