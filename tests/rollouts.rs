@@ -349,7 +349,7 @@ async fn configurations_survive_a_restart_of_the_embedded_store() {
 
 // ---- Rollouts -------------------------------------------------------------
 
-mod run {
+pub(crate) mod run {
     use std::collections::HashMap;
     use std::net::SocketAddr;
     use std::sync::Arc;
@@ -364,14 +364,14 @@ mod run {
     use crate::server::{Running, code, gql, start_on};
     use crate::support::sample_models;
 
-    pub(super) struct Plant {
+    pub(crate) struct Plant {
         pub store: Arc<dyn GraphStore>,
         pub server: Running,
     }
 
     /// A server over a store holding `n` pumps `p0000`.. (flowSetpoint 1.0
     /// desired), and configuration `flow` v1 setting flowSetpoint 42.
-    pub(super) async fn plant(n: usize) -> Plant {
+    pub(crate) async fn plant(n: usize) -> Plant {
         let store: Arc<dyn GraphStore> =
             Arc::new(Store::in_memory(sample_models(), StoreConfig::default()));
         load(&*store, n).await;
@@ -380,7 +380,7 @@ mod run {
         Plant { store, server }
     }
 
-    pub(super) async fn load(store: &dyn GraphStore, n: usize) {
+    pub(crate) async fn load(store: &dyn GraphStore, n: usize) {
         let ops: Vec<Op> = (0..n)
             .map(|i| Op::CreateTwin {
                 id: pump(i),
@@ -402,7 +402,7 @@ mod run {
         }
     }
 
-    pub(super) async fn configure(addr: SocketAddr) {
+    pub(crate) async fn configure(addr: SocketAddr) {
         let r = gql(addr, CREATE, json!({"name": "flow", "target": PUMP})).await;
         assert!(r["errors"].is_null(), "{r}");
         let r = gql(
@@ -414,17 +414,17 @@ mod run {
         assert!(r["errors"].is_null(), "{r}");
     }
 
-    pub(super) fn pump(i: usize) -> String {
+    pub(crate) fn pump(i: usize) -> String {
         format!("p{i:04}")
     }
 
-    pub(super) const START: &str = r#"mutation($target: RolloutTargetInput!, $plan: RolloutPlanInput, $id: ID) {
+    pub(crate) const START: &str = r#"mutation($target: RolloutTargetInput!, $plan: RolloutPlanInput, $id: ID) {
         startRollout(configuration: "flow", version: 1, target: $target, plan: $plan, id: $id) {
             id state twinCount stageCount
         }
     }"#;
 
-    pub(super) async fn start(addr: SocketAddr, target: Value, plan: Value) -> String {
+    pub(crate) async fn start(addr: SocketAddr, target: Value, plan: Value) -> String {
         let r = gql(addr, START, json!({"target": target, "plan": plan})).await;
         assert!(r["errors"].is_null(), "{r}");
         r["data"]["startRollout"]["id"]
@@ -433,20 +433,20 @@ mod run {
             .to_owned()
     }
 
-    pub(super) const STATUS: &str = r#"query($id: ID!) { rollout(id: $id) {
+    pub(crate) const STATUS: &str = r#"query($id: ID!) { rollout(id: $id) {
         state stage reason
         counts { pending applied succeeded failed timedOut rolledBack }
         stages { number size successRate counts { succeeded } }
     } }"#;
 
-    pub(super) async fn status(addr: SocketAddr, id: &str) -> Value {
+    pub(crate) async fn status(addr: SocketAddr, id: &str) -> Value {
         let r = gql(addr, STATUS, json!({"id": id})).await;
         assert!(r["errors"].is_null(), "{r}");
         r["data"]["rollout"].clone()
     }
 
     /// Polls until the rollout is in `state` (or fails the test).
-    pub(super) async fn until(addr: SocketAddr, id: &str, state: &str, within: Duration) -> Value {
+    pub(crate) async fn until(addr: SocketAddr, id: &str, state: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
         loop {
             let s = status(addr, id).await;
@@ -462,7 +462,7 @@ mod run {
     }
 
     /// Desired flowSetpoint of every pump.
-    pub(super) async fn setpoints(store: &dyn GraphStore, n: usize) -> HashMap<String, Value> {
+    pub(crate) async fn setpoints(store: &dyn GraphStore, n: usize) -> HashMap<String, Value> {
         let ids: Vec<String> = (0..n).map(pump).collect();
         store
             .twins_by_ids(&ids)

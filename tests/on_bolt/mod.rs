@@ -26,6 +26,7 @@ mod backend {
 mod live;
 mod outage;
 mod replicas;
+mod rollouts;
 mod startup;
 mod statements;
 #[path = "../typed.rs"]
