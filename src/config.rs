@@ -56,6 +56,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Events buffered per live subscriber before it is told it lagged.
     pub live_buffer: usize,
+    /// Run the rollout scheduler (and remediation) in this process. With
+    /// several replicas over Neo4j, exactly one must.
+    pub rollout_scheduler: bool,
 }
 
 impl Default for Config {
@@ -82,12 +85,13 @@ impl Default for Config {
             max_page: 1000,
             max_body_bytes: 4 * 1024 * 1024,
             live_buffer: 4096,
+            rollout_scheduler: true,
         }
     }
 }
 
 /// Environment variables read, and the setting each one sets.
-pub const ENV_VARS: [(&str, &str); 21] = [
+pub const ENV_VARS: [(&str, &str); 22] = [
     ("TWINGRAPH_LISTEN", "listen"),
     ("TWINGRAPH_DATA", "data"),
     ("TWINGRAPH_MODELS", "models"),
@@ -109,7 +113,16 @@ pub const ENV_VARS: [(&str, &str); 21] = [
     ("TWINGRAPH_MAX_PAGE", "max_page"),
     ("TWINGRAPH_MAX_BODY_BYTES", "max_body_bytes"),
     ("TWINGRAPH_LIVE_BUFFER", "live_buffer"),
+    ("TWINGRAPH_ROLLOUT_SCHEDULER", "rollout_scheduler"),
 ];
+
+fn boolean(value: &str) -> Result<bool, String> {
+    match value {
+        "1" | "true" | "yes" => Ok(true),
+        "0" | "false" | "no" | "" => Ok(false),
+        _ => Err("expected true or false".to_owned()),
+    }
+}
 
 /// A setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -217,12 +230,9 @@ impl Config {
                 "TWINGRAPH_STORE_POOL" => self.store_pool = num(&value)?,
                 "TWINGRAPH_STORE_POLL_MS" => self.store_poll_ms = num(&value)? as u64,
                 "TWINGRAPH_STORE_TIMEOUT_MS" => self.store_timeout_ms = num(&value)? as u64,
-                "TWINGRAPH_DEMO" => {
-                    self.demo = match value.as_str() {
-                        "1" | "true" | "yes" => true,
-                        "0" | "false" | "no" | "" => false,
-                        _ => return Err(bad("expected true or false".to_owned())),
-                    };
+                "TWINGRAPH_DEMO" => self.demo = boolean(&value).map_err(bad)?,
+                "TWINGRAPH_ROLLOUT_SCHEDULER" => {
+                    self.rollout_scheduler = boolean(&value).map_err(bad)?;
                 }
                 "TWINGRAPH_DEMO_CELLS" => self.demo_cells = num(&value)?,
                 "TWINGRAPH_CONTAINMENT" => self.containment.clone_from(&value),

@@ -1144,3 +1144,80 @@ async fn remediation_reapplies_the_values_to_drifted_twins() {
     assert_eq!(code(&r), "CONFIGURATION_NOT_FOUND", "{r}");
     p.server.shutdown().await;
 }
+
+/// Two services over one store, as replicas over Neo4j: the one without a
+/// scheduler takes the request and applies nothing; the scheduling one
+/// drives the rollout it sees in the records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_scheduling_replica_applies() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    use twingraph::rollout::Rollouts;
+    use twingraph::rollout::config::{ConfigurationSpec, VersionSpec};
+    use twingraph::rollout::plan::{Plan, RolloutSpec, Target};
+    use twingraph::store::{GraphStore, Store, StoreConfig};
+
+    let store: Arc<dyn GraphStore> = Arc::new(Store::in_memory(
+        crate::support::sample_models(),
+        StoreConfig::default(),
+    ));
+    run::load(&*store, 10).await;
+    let front = Rollouts::start_with(store.clone(), false)
+        .await
+        .expect("front");
+    front
+        .create_configuration(
+            ConfigurationSpec {
+                name: "flow".into(),
+                target: PUMP.into(),
+                priority: 0,
+                description: None,
+            },
+            "t",
+        )
+        .await
+        .expect("create");
+    let values = json!({"flowSetpoint": 42.0});
+    front
+        .publish_version(
+            "flow",
+            VersionSpec {
+                number: 0,
+                values,
+                parameters: Vec::new(),
+                base: None,
+                description: None,
+            },
+            "t",
+        )
+        .await
+        .expect("publish");
+    let spec = RolloutSpec {
+        id: "r1".into(),
+        configuration: "flow".into(),
+        version: 1,
+        target: Target::default(),
+        parameters: Default::default(),
+        plan: Plan::default(),
+        description: None,
+    };
+    front.start_rollout(spec, "t").await.expect("start");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    {
+        let state = front.state();
+        let r = state.runs.get("r1").expect("recorded");
+        assert_eq!(r.counts.pending, 10, "nobody schedules yet");
+    }
+    let driver = Rollouts::start(store.clone()).await.expect("driver");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let applied = front.state().runs.get("r1").map(|r| r.counts.applied);
+        if applied == Some(10) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not applied: {applied:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    driver.stop().await;
+    front.stop().await;
+}

@@ -74,8 +74,19 @@ pub struct Rollouts {
 }
 
 impl Rollouts {
-    /// Reads the stream back from `store` and starts following it.
+    /// Reads the stream back from `store`, starts following it and
+    /// scheduling rollouts.
     pub async fn start(store: Arc<dyn GraphStore>) -> Result<Arc<Rollouts>, StoreError> {
+        Rollouts::start_with(store, true).await
+    }
+
+    /// [`start`](Rollouts::start); without the scheduler when `schedule` is
+    /// false (a replica that only takes requests: another one drives the
+    /// rollouts and remediation).
+    pub async fn start_with(
+        store: Arc<dyn GraphStore>,
+        schedule: bool,
+    ) -> Result<Arc<Rollouts>, StoreError> {
         // Subscribe before reading back, so nothing falls between the two.
         let live = store.subscribe();
         let r = Rollouts::unstarted(store);
@@ -87,13 +98,13 @@ impl Rollouts {
             let mut dirty = r.dirty.lock().unwrap_or_else(|p| p.into_inner());
             dirty.extend(state.runs.all_in_flight());
         }
-        let tasks = vec![
-            tokio::spawn(follow(Arc::downgrade(&r), live)),
-            tokio::spawn(super::scheduler::schedule(
+        let mut tasks = vec![tokio::spawn(follow(Arc::downgrade(&r), live))];
+        if schedule {
+            tasks.push(tokio::spawn(super::scheduler::schedule(
                 Arc::downgrade(&r),
                 r.wake.clone(),
-            )),
-        ];
+            )));
+        }
         *r.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
         Ok(r)
     }
