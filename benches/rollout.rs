@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use twingraph::dtdl::{self, Options, load};
 use twingraph::rollout::Rollouts;
 use twingraph::rollout::config::{ConfigurationSpec, VersionSpec};
 use twingraph::rollout::plan::{Plan, RolloutSpec, Stage, Target};
@@ -29,27 +28,14 @@ use twingraph::simulator::{Behaviour, Simulator};
 use twingraph::store::{GraphStore, StoreConfig, embedded};
 use twingraph::twin::{Batch, Op};
 
+#[path = "support/http.rs"]
+mod http;
+use http::{env_usize, models};
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const PUMP: &str = "dtmi:twingraph:isa95:Pump;1";
-
-fn models() -> Arc<dtdl::ModelSet> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dtdl");
-    let sources = load::read_paths(&[dir]).expect("sample models");
-    Arc::new(
-        dtdl::check(&sources, &Options::default())
-            .model
-            .expect("valid"),
-    )
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();

@@ -1024,13 +1024,12 @@ async fn parameters_come_from_each_twin_and_waves_respect_the_hierarchy() {
 async fn progress_is_pushed_to_subscribers() {
     let p = run::plant(3).await;
     let id = run::start(p.server.addr, json!({"ids": ["p0001"]}), json!({})).await;
-    run::until(
-        p.server.addr,
-        &id,
-        "RUNNING",
-        std::time::Duration::from_secs(10),
-    )
-    .await;
+    // Subscribe once the twin is applied: the next record is its outcome.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while run::status(p.server.addr, &id).await["counts"]["applied"] != 1 {
+        assert!(std::time::Instant::now() < deadline, "never applied");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let mut c = crate::live::Client::connect(p.server.addr, false).await;
     c.subscribe(
         "p",

@@ -310,17 +310,13 @@ impl Twin {
 
     /// Folds a change to this twin into its state.
     pub fn apply(&mut self, event: &Event) {
-        match &event.change {
+        let (version, entries) = match &event.change {
             Change::DesiredPatched {
                 version, entries, ..
             }
             | Change::ReportedPatched {
                 version, entries, ..
-            } => {
-                self.set_entries(entries, event.time, *version);
-                self.version = *version;
-                self.updated_at = event.time;
-            }
+            } => (version, entries),
             Change::ConfigurationAssigned {
                 version,
                 configuration,
@@ -328,11 +324,9 @@ impl Twin {
                 entries,
                 ..
             } => {
-                self.set_entries(entries, event.time, *version);
                 self.configurations
                     .insert(configuration.clone(), assignment.clone());
-                self.version = *version;
-                self.updated_at = event.time;
+                (version, entries)
             }
             Change::ConfigurationRestored {
                 version,
@@ -341,7 +335,6 @@ impl Twin {
                 entries,
                 ..
             } => {
-                self.set_entries(entries, event.time, *version);
                 match assignment {
                     Some(a) => {
                         self.configurations.insert(configuration.clone(), a.clone());
@@ -350,11 +343,13 @@ impl Twin {
                         self.configurations.remove(configuration);
                     }
                 }
-                self.version = *version;
-                self.updated_at = event.time;
+                (version, entries)
             }
-            _ => {}
-        }
+            _ => return,
+        };
+        self.set_entries(entries, event.time, *version);
+        self.version = *version;
+        self.updated_at = event.time;
     }
 
     fn set_entries(&mut self, entries: &[Entry], time: Micros, version: u64) {
