@@ -23,3 +23,8 @@ CREATE INDEX twin_event_stream IF NOT EXISTS FOR (e:TwinEvent) ON (e.stream);
 
 // The sequence counter every write transaction takes.
 MERGE (m:TwinGraphMeta {key: 'seq'}) ON CREATE SET m.seq = 0, m.time = 0;
+
+// Where the rollouts stream ends: writers of rollout records expect it
+// unchanged (optimistic concurrency between replicas). A database written
+// before this node existed gets it from its records, once.
+OPTIONAL MATCH (m:TwinGraphMeta {key: 'stream:rollouts'}) WITH m WHERE m IS NULL OPTIONAL MATCH (e:TwinEvent {stream: 'rollouts'}) WITH max(e.seq) AS last MERGE (h:TwinGraphMeta {key: 'stream:rollouts'}) ON CREATE SET h.seq = coalesce(last, 0);

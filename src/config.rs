@@ -56,8 +56,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Events buffered per live subscriber before it is told it lagged.
     pub live_buffer: usize,
-    /// Run the rollout scheduler (and remediation) in this process. With
-    /// several replicas over Neo4j, exactly one must.
+    /// May this process drive rollouts (and remediation)? Among the
+    /// servers over one store that may, the one holding the scheduler lease
+    /// does; the others take over within the lease time when it stops.
     pub rollout_scheduler: bool,
 }
 

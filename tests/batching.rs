@@ -132,6 +132,14 @@ impl GraphStore for Counting {
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.inner.subscribe()
     }
+    async fn lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.lease(name, holder, ttl).await
+    }
 }
 
 #[tokio::test]

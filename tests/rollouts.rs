@@ -1148,75 +1148,186 @@ async fn remediation_reapplies_the_values_to_drifted_twins() {
 /// scheduler takes the request and applies nothing; the scheduling one
 /// drives the rollout it sees in the records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_scheduling_replica_applies() {
+async fn replicas_share_one_scheduler_and_never_double_book() {
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
-    use twingraph::rollout::Rollouts;
-    use twingraph::rollout::config::{ConfigurationSpec, VersionSpec};
-    use twingraph::rollout::plan::{Plan, RolloutSpec, Target};
     use twingraph::store::{GraphStore, Store, StoreConfig};
-
     let store: Arc<dyn GraphStore> = Arc::new(Store::in_memory(
         crate::support::sample_models(),
         StoreConfig::default(),
     ));
-    run::load(&*store, 10).await;
-    let front = Rollouts::start_with(store.clone(), false)
+    two_replicas(store.clone(), store).await;
+}
+
+/// Two servers' rollout services over one store (`a` and `b`: each
+/// server's handle on it), both allowed to schedule: requests taken by
+/// both at once are decided as if one after the other; exactly one
+/// server schedules; when it stops, the other takes over and the rollout
+/// ends with every twin applied exactly once.
+pub(crate) async fn two_replicas(
+    a: std::sync::Arc<dyn twingraph::store::GraphStore>,
+    b: std::sync::Arc<dyn twingraph::store::GraphStore>,
+) {
+    use std::time::{Duration, Instant};
+    use twingraph::rollout::config::{ConfigurationSpec, VersionSpec};
+    use twingraph::rollout::plan::{Plan, Rate, RolloutSpec, Target};
+    use twingraph::rollout::{Options, RolloutError, Rollouts};
+    use twingraph::simulator::{Behaviour, Simulator};
+
+    async fn until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + within;
+        while !done() {
+            assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    run::load(&*a, 40).await;
+    let options = Options {
+        schedule: true,
+        lease_ttl: Duration::from_millis(900),
+    };
+    let ra = Rollouts::start_with(a.clone(), options.clone())
         .await
-        .expect("front");
-    front
-        .create_configuration(
-            ConfigurationSpec {
-                name: "flow".into(),
-                target: PUMP.into(),
-                priority: 0,
-                description: None,
-            },
-            "t",
-        )
-        .await
-        .expect("create");
-    let values = json!({"flowSetpoint": 42.0});
-    front
-        .publish_version(
-            "flow",
-            VersionSpec {
-                number: 0,
-                values,
-                parameters: Vec::new(),
-                base: None,
-                description: None,
-            },
-            "t",
-        )
-        .await
-        .expect("publish");
-    let spec = RolloutSpec {
-        id: "r1".into(),
-        configuration: "flow".into(),
-        version: 1,
-        target: Target::default(),
-        parameters: Default::default(),
-        plan: Plan::default(),
+        .expect("a");
+    until("a schedules", Duration::from_secs(5), || ra.schedules()).await;
+    let rb = Rollouts::start_with(b.clone(), options).await.expect("b");
+
+    // The same configuration created on both at once: once.
+    let spec = || ConfigurationSpec {
+        name: "flow".into(),
+        target: PUMP.into(),
+        priority: 0,
         description: None,
     };
-    front.start_rollout(spec, "t").await.expect("start");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (x, y) = tokio::join!(
+        ra.create_configuration(spec(), "t"),
+        rb.create_configuration(spec(), "t")
+    );
+    assert!(
+        matches!(
+            (&x, &y),
+            (Ok(()), Err(RolloutError::ConfigurationExists(_)))
+                | (Err(RolloutError::ConfigurationExists(_)), Ok(()))
+        ),
+        "{x:?} {y:?}"
+    );
+    // Versions published on both at once: numbered without gaps or twins.
+    let version = |v: f64| VersionSpec {
+        number: 0,
+        values: json!({"flowSetpoint": v}),
+        parameters: Vec::new(),
+        base: None,
+        description: None,
+    };
+    let on_a = (0..4).map(|i| ra.publish_version("flow", version(40.0 + f64::from(i)), "t"));
+    let on_b = (0..4).map(|i| rb.publish_version("flow", version(50.0 + f64::from(i)), "t"));
+    let (na, nb) = tokio::join!(
+        futures_util::future::join_all(on_a),
+        futures_util::future::join_all(on_b)
+    );
+    let mut numbers: Vec<u32> = na
+        .into_iter()
+        .chain(nb)
+        .map(|n| n.expect("published"))
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=8).collect::<Vec<u32>>());
+    until("b folded every version", Duration::from_secs(5), || {
+        rb.state()
+            .configurations
+            .get("flow")
+            .is_some_and(|c| c.version(8).is_some())
+    })
+    .await;
+
+    // Overlapping rollouts started on both at once: one, the other refused.
+    let rollout = |id: &str, from: usize, to: usize| RolloutSpec {
+        id: id.into(),
+        configuration: "flow".into(),
+        version: 1,
+        target: Target {
+            ids: (from..to).map(run::pump).collect(),
+            ..Target::default()
+        },
+        parameters: Default::default(),
+        plan: Plan {
+            rate: Some(Rate {
+                per_minute: 900.0,
+                growth_factor: None,
+                grow_every: None,
+            }),
+            ..Plan::default()
+        },
+        description: None,
+    };
+    let (x, y) = tokio::join!(
+        ra.start_rollout(rollout("r-a", 0, 30), "t"),
+        rb.start_rollout(rollout("r-b", 20, 40), "t")
+    );
+    let (winner, refused) = match (x, y) {
+        (Ok(w), Err(e)) | (Err(e), Ok(w)) => (w, e),
+        other => panic!("exactly one may start: {other:?}"),
+    };
+    match &refused {
+        RolloutError::Conflict { rollout, .. } => assert_eq!(rollout, &winner),
+        e => panic!("a conflict naming {winner}: {e:?}"),
+    }
+
+    // Only a schedules; it stops midway and b takes over.
+    let _devices = Simulator::start(a.clone(), Behaviour::default());
+    until("a applies some", Duration::from_secs(20), || {
+        ra.state()
+            .runs
+            .get(&winner)
+            .is_some_and(|r| r.counts.succeeded >= 3)
+    })
+    .await;
+    assert!(!rb.schedules(), "one scheduler at a time");
+    ra.stop().await;
+    let stopped = Instant::now();
+    until("b takes over", Duration::from_secs(5), || rb.schedules()).await;
+    let took = stopped.elapsed();
+    until("the rollout ends", Duration::from_secs(30), || {
+        rb.state()
+            .runs
+            .get(&winner)
+            .is_some_and(|r| !r.state.is_active())
+    })
+    .await;
     {
-        let state = front.state();
-        let r = state.runs.get("r1").expect("recorded");
-        assert_eq!(r.counts.pending, 10, "nobody schedules yet");
-    }
-    let driver = Rollouts::start(store.clone()).await.expect("driver");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let applied = front.state().runs.get("r1").map(|r| r.counts.applied);
-        if applied == Some(10) {
-            break;
+        let state = rb.state();
+        let r = state.runs.get(&winner).expect("winner");
+        assert_eq!(
+            r.state,
+            twingraph::rollout::run::RolloutState::Succeeded,
+            "{:?}",
+            r.reason
+        );
+        assert_eq!(r.counts.succeeded, r.start.twins.len());
+        for (twin, run) in r.start.twins.iter().zip(&r.runs) {
+            assert_eq!(run.attempts, 1, "{twin} applied once");
         }
-        assert!(Instant::now() < deadline, "not applied: {applied:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    driver.stop().await;
-    front.stop().await;
+    let n = if winner == "r-a" { 0..30 } else { 20..40 };
+    for i in n {
+        let history = b
+            .twin_events(&run::pump(i), None, None)
+            .await
+            .expect("history");
+        let assigned = history
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.change,
+                    twingraph::twin::Change::ConfigurationAssigned { .. }
+                )
+            })
+            .count();
+        assert_eq!(assigned, 1, "{}: one assignment", run::pump(i));
+    }
+    assert!(
+        took < Duration::from_secs(2),
+        "the lease was handed back at stop: {took:?}"
+    );
+    rb.stop().await;
 }

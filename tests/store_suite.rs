@@ -989,6 +989,108 @@ pub async fn stream_records_are_kept_and_read_back_in_order(s: &dyn GraphStore) 
     assert_eq!(twin(s, "p1").await.version, 2);
 }
 
+fn configuration_record(name: &str) -> Op {
+    Op::Record {
+        change: Box::new(Change::ConfigurationCreated {
+            configuration: twingraph::rollout::config::ConfigurationSpec {
+                name: name.to_owned(),
+                target: PUMP.to_owned(),
+                priority: 0,
+                description: None,
+            },
+        }),
+    }
+}
+
+fn expect_stream(seq: u64) -> Op {
+    Op::ExpectStream {
+        stream: "rollouts".to_owned(),
+        seq,
+    }
+}
+
+pub async fn stream_expectations_refuse_writers_that_were_overtaken(s: &dyn GraphStore) {
+    use twingraph::twin::TwinError;
+    // An empty stream ends at 0.
+    let first = must(s, vec![expect_stream(0), configuration_record("a")]).await;
+    assert_eq!(first.len(), 1, "the expectation itself records nothing");
+    let head = first[0].seq;
+    // Expecting an older end: refused at the expectation, nothing written.
+    let before = s.last_seq();
+    let e = apply(
+        s,
+        vec![
+            expect_stream(0),
+            create("p9", PUMP),
+            configuration_record("b"),
+        ],
+    )
+    .await
+    .expect_err("overtaken");
+    let StoreError::Batch(b) = e else {
+        panic!("a batch error: {e:?}");
+    };
+    assert_eq!(b.index, 0);
+    assert_eq!(
+        b.error,
+        TwinError::StreamMoved {
+            stream: "rollouts".into(),
+            expected: 0,
+            current: head
+        }
+    );
+    assert_eq!(b.error.code(), "stream_moved");
+    assert_eq!(s.last_seq(), before, "nothing written");
+    assert!(s.twin("p9").await.expect("read").is_none());
+    // Twin changes do not move the stream; records do.
+    must(s, vec![create("p1", PUMP)]).await;
+    let second = must(s, vec![expect_stream(head), configuration_record("b")]).await;
+    let head = second[0].seq;
+    // Writers racing on the same end: exactly one gets through.
+    let racers = (0..6).map(|i| {
+        let ops = vec![expect_stream(head), configuration_record(&format!("r{i}"))];
+        apply(s, ops)
+    });
+    let outcomes = futures_util::future::join_all(racers).await;
+    let won = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(won, 1, "{outcomes:?}");
+    for o in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+        assert_eq!(o.code(), "stream_moved", "{o:?}");
+    }
+    let records = s.stream_events("rollouts", 0, 100).await.expect("stream");
+    assert_eq!(records.len(), 3);
+}
+
+pub async fn leases_have_one_holder_at_a_time(s: &dyn GraphStore) {
+    use std::time::Duration;
+    let name = "test-lease";
+    let ttl = Duration::from_millis(800);
+    let lease = |holder: &'static str, ttl: Duration| async move {
+        s.lease(name, holder, ttl).await.expect("lease")
+    };
+    assert!(lease("a", ttl).await, "a free lease is taken");
+    assert!(!lease("b", ttl).await, "held by another");
+    assert!(lease("a", ttl).await, "renewed by its holder");
+    assert!(
+        !lease("b", Duration::ZERO).await,
+        "only the holder releases"
+    );
+    assert!(!lease("b", ttl).await, "still held");
+    assert!(!lease("a", Duration::ZERO).await, "released");
+    assert!(lease("b", ttl).await, "a released lease is taken");
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    assert!(lease("a", ttl).await, "an expired lease is taken");
+    assert!(!lease("b", ttl).await);
+    // Claims racing for a free lease: exactly one wins.
+    let claims = ["c1", "c2", "c3", "c4", "c5"].map(|h| s.lease("raced", h, ttl));
+    let won = futures_util::future::join_all(claims)
+        .await
+        .into_iter()
+        .filter(|r| matches!(r, Ok(true)))
+        .count();
+    assert_eq!(won, 1);
+}
+
 fn assign(id: &str, configuration: &str, version: u32, priority: i64, values: Value) -> Op {
     Op::AssignConfiguration {
         id: id.to_owned(),
@@ -1182,7 +1284,9 @@ macro_rules! store_conformance {
             twins_are_filtered_by_their_values,
             model_changes_are_events,
             stream_records_are_kept_and_read_back_in_order,
-            configurations_are_layered_by_priority_and_restored
+            configurations_are_layered_by_priority_and_restored,
+            stream_expectations_refuse_writers_that_were_overtaken,
+            leases_have_one_holder_at_a_time
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_writers_are_serialized_without_loss() {

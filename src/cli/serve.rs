@@ -198,8 +198,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let live = graphql::Shutdown::default();
     let metrics = Arc::new(crate::metrics::Metrics::default());
-    let rollouts =
-        crate::rollout::Rollouts::start_with(dyn_store.clone(), config.rollout_scheduler).await?;
+    let rollouts = crate::rollout::Rollouts::start_with(
+        dyn_store.clone(),
+        crate::rollout::Options {
+            schedule: config.rollout_scheduler,
+            ..crate::rollout::Options::default()
+        },
+    )
+    .await?;
     let schema = graphql::build(
         dyn_store.clone(),
         graphql::schema::Limits {

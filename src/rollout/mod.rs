@@ -16,7 +16,7 @@ pub mod service;
 
 use crate::store::StoreError;
 
-pub use service::Rollouts;
+pub use service::{Options, Rollouts};
 
 /// Why a configuration or rollout request was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -44,6 +44,9 @@ pub enum RolloutError {
         state: String,
         action: &'static str,
     },
+    /// Another server recorded first (the fold has it now): decide again.
+    #[error("another server changed the rollout records (up to {current}); try again")]
+    Overtaken { current: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -73,6 +76,7 @@ impl RolloutError {
             RolloutError::RolloutNotFound(_) => "ROLLOUT_NOT_FOUND",
             RolloutError::Conflict { .. } => "ROLLOUT_CONFLICT",
             RolloutError::State { .. } => "INVALID_ROLLOUT_STATE",
+            RolloutError::Overtaken { .. } => "CONCURRENT_CHANGE",
             RolloutError::Store(_) => "STORE",
         }
     }

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
@@ -47,13 +47,63 @@ const RATE_WINDOW: Micros = 60_000_000;
 /// A remediated twin is left to its device this long before the next try (µs).
 const REMEDIATION_COOLDOWN: Micros = 60_000_000;
 
-/// Runs the scheduler until the service is dropped.
+/// The lease the scheduling server holds.
+pub(super) const LEASE: &str = "rollout-scheduler";
+
+/// Runs the scheduler until the service is dropped: while this server holds
+/// the scheduler lease, steps every rollout and remediation.
+///
+/// The lease picks one scheduling server among several over one store; it
+/// is renewed every third of its time and tried for as often while another
+/// server holds it. It is not what keeps the records right: every write
+/// expects the stream's last record (see [`Rollouts::commit`]), so a server
+/// that lost the lease without knowing it has its next write refused.
 pub(super) async fn schedule(r: Weak<Rollouts>, wake: Arc<tokio::sync::Notify>) {
+    // When the lease was last taken or renewed, while held.
+    let mut renewed: Option<Instant> = None;
+    let mut next_try = Instant::now();
     loop {
         {
             let Some(svc) = r.upgrade() else { return };
-            if let Err(e) = svc.step().await {
-                tracing::warn!(error = %e, "rollout scheduler step failed; retrying");
+            let ttl = svc.options.lease_ttl;
+            let now = Instant::now();
+            if now >= next_try {
+                next_try = now + ttl / 3;
+                match svc.store().lease(LEASE, &svc.holder, ttl).await {
+                    Ok(true) => {
+                        if renewed.is_none() {
+                            tracing::info!(holder = %svc.holder, "rollouts: this server schedules now");
+                            svc.take_over();
+                        }
+                        renewed = Some(now);
+                    }
+                    Ok(false) => {
+                        if renewed.take().is_some() {
+                            tracing::warn!("rollouts: another server took the scheduler lease");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rollouts: cannot renew the scheduler lease");
+                        if renewed.is_some_and(|t| now.duration_since(t) >= ttl / 2) {
+                            renewed = None;
+                            next_try = now;
+                        }
+                    }
+                }
+            }
+            svc.scheduling
+                .store(renewed.is_some(), std::sync::atomic::Ordering::Release);
+            if renewed.is_some() {
+                match svc.step().await {
+                    Ok(()) => {}
+                    Err(RolloutError::Overtaken { .. }) => {
+                        tracing::debug!(
+                            "rollout scheduler: another server recorded first; stepping again"
+                        );
+                        svc.wake.notify_one();
+                    }
+                    Err(e) => tracing::warn!(error = %e, "rollout scheduler step failed; retrying"),
+                }
             }
         }
         // A wake-up while stepping left a permit: no change is missed.
@@ -103,10 +153,23 @@ impl Rollouts {
             (twins, Vec::new())
         };
         let stage_ends = spec.plan.stage_ends(twins.len());
-        let _w = self.writing.lock().await;
-        {
-            let state = self.state();
-            if let Some((twin, holder)) = twins
+        let id = spec.id.clone();
+        let start = Arc::new(RolloutStart {
+            spec,
+            twins,
+            parents,
+            stage_ends,
+            priority,
+        });
+        self.write(actor, |state| {
+            if state.runs.get(&id).is_some() {
+                return Err(RolloutError::invalid_rollout(
+                    "id",
+                    format!("rollout {id} already exists"),
+                ));
+            }
+            if let Some((twin, holder)) = start
+                .twins
                 .iter()
                 .find_map(|t| state.runs.holder(t).map(|h| (t.clone(), h.to_owned())))
             {
@@ -115,20 +178,10 @@ impl Rollouts {
                     rollout: holder,
                 });
             }
-        }
-        let id = spec.id.clone();
-        self.record(
-            vec![Change::RolloutStarted {
-                rollout: Arc::new(RolloutStart {
-                    spec,
-                    twins,
-                    parents,
-                    stage_ends,
-                    priority,
-                }),
-            }],
-            actor,
-        )
+            Ok(vec![Change::RolloutStarted {
+                rollout: start.clone(),
+            }])
+        })
         .await?;
         self.wake.notify_one();
         Ok(id)
@@ -177,9 +230,7 @@ impl Rollouts {
         to: RolloutState,
         allowed: impl Fn(RolloutState) -> bool,
     ) -> Result<(), RolloutError> {
-        let _w = self.writing.lock().await;
-        let (stage, baking) = {
-            let state = self.state();
+        self.write(actor, |state| {
             let r = state
                 .runs
                 .get(id)
@@ -207,18 +258,14 @@ impl Rollouts {
                     rollout: holder,
                 });
             }
-            (r.stage, r.baking_since)
-        };
-        self.record(
-            vec![Change::RolloutChanged {
+            Ok(vec![Change::RolloutChanged {
                 rollout: id.to_owned(),
                 state: to,
-                stage,
-                baking_since: baking,
+                stage: r.stage,
+                baking_since: r.baking_since,
                 reason: Some(format!("{action} requested by {actor}")),
-            }],
-            actor,
-        )
+            }])
+        })
         .await?;
         self.wake.notify_one();
         Ok(())
@@ -237,9 +284,26 @@ impl Rollouts {
         let dirty: HashSet<String> =
             std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()));
         for id in active {
-            self.step_rollout(&id, &dirty).await?;
+            if let Err(e) = self.step_rollout(&id, &dirty).await {
+                // Look at them again in the next pass.
+                self.dirty
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(dirty);
+                return Err(e);
+            }
         }
         self.remediate().await
+    }
+
+    /// Taking over scheduling: every twin in flight is looked at again (its
+    /// device may have answered while another server scheduled).
+    fn take_over(&self) {
+        let in_flight = self.state().runs.all_in_flight();
+        self.dirty
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(in_flight);
     }
 
     /// Re-applies their configuration's values to drifted twins (of

@@ -41,6 +41,31 @@ const PAGE: usize = 1000;
 /// How long a writer waits for its committed record to be folded.
 const VISIBLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How a [`Rollouts`] service runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Whether this server may drive rollouts and remediation. Among the
+    /// servers over one store that may, the one holding the scheduler lease
+    /// does.
+    pub schedule: bool,
+    /// How long the scheduler lease lasts unless renewed (a server that
+    /// stops answering is replaced after at most this long).
+    pub lease_ttl: std::time::Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            schedule: true,
+            lease_ttl: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// Attempts of a request whose records other servers' records keep
+/// getting ahead of.
+const WRITE_ATTEMPTS: usize = 20;
+
 /// What the follower has folded.
 #[derive(Debug, Default)]
 pub struct State {
@@ -71,25 +96,30 @@ pub struct Rollouts {
     pub(super) remediated: std::sync::Mutex<Remediated>,
     /// The follower and the scheduler.
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    pub(super) options: Options,
+    /// This server's name in the scheduler lease.
+    pub(super) holder: String,
+    /// Whether this server holds the scheduler lease (as of its last try).
+    pub(super) scheduling: std::sync::atomic::AtomicBool,
 }
 
 impl Rollouts {
     /// Reads the stream back from `store`, starts following it and
     /// scheduling rollouts.
     pub async fn start(store: Arc<dyn GraphStore>) -> Result<Arc<Rollouts>, StoreError> {
-        Rollouts::start_with(store, true).await
+        Rollouts::start_with(store, Options::default()).await
     }
 
-    /// [`start`](Rollouts::start); without the scheduler when `schedule` is
-    /// false (a replica that only takes requests: another one drives the
-    /// rollouts and remediation).
+    /// [`start`](Rollouts::start) with `options` (e.g. without the
+    /// scheduler: a replica that only takes requests).
     pub async fn start_with(
         store: Arc<dyn GraphStore>,
-        schedule: bool,
+        options: Options,
     ) -> Result<Arc<Rollouts>, StoreError> {
         // Subscribe before reading back, so nothing falls between the two.
         let live = store.subscribe();
-        let r = Rollouts::unstarted(store);
+        let schedule = options.schedule;
+        let r = Rollouts::new(store, options);
         r.catch_up().await?;
         r.seed_drifts().await?;
         // Twins in flight when the server stopped: look at them again.
@@ -109,20 +139,41 @@ impl Rollouts {
         Ok(r)
     }
 
-    /// Stops following the store and scheduling (at shutdown: what is
-    /// recorded is durable; a scheduler pass cut short resumes from the
-    /// records at the next start).
+    /// Stops following the store and scheduling, and hands the scheduler
+    /// lease back (at shutdown: what is recorded is durable; a scheduler
+    /// pass cut short resumes from the records, here at the next start or
+    /// on the server that takes the lease).
     pub async fn stop(&self) {
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let scheduled = tasks.len() > 1;
         for t in tasks {
             t.abort();
             let _ = t.await;
+        }
+        if scheduled {
+            self.scheduling
+                .store(false, std::sync::atomic::Ordering::Release);
+            let released = self
+                .store
+                .lease(
+                    super::scheduler::LEASE,
+                    &self.holder,
+                    std::time::Duration::ZERO,
+                )
+                .await;
+            if let Err(e) = released {
+                tracing::warn!(error = %e, "rollouts: cannot hand the scheduler lease back; it expires by itself");
+            }
         }
     }
 
     /// The service with nothing read back and nothing followed: only for a
     /// schema that is printed, never executed.
     pub fn unstarted(store: Arc<dyn GraphStore>) -> Arc<Rollouts> {
+        Rollouts::new(store, Options::default())
+    }
+
+    fn new(store: Arc<dyn GraphStore>, options: Options) -> Arc<Rollouts> {
         Arc::new(Rollouts {
             store,
             state: RwLock::new(State::default()),
@@ -134,7 +185,16 @@ impl Rollouts {
             drift: broadcast::channel(4096).0,
             tasks: std::sync::Mutex::new(Vec::new()),
             remediated: std::sync::Mutex::new(Default::default()),
+            options,
+            holder: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+            scheduling: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Whether this server drives rollouts and remediation now (it holds
+    /// the scheduler lease).
+    pub fn schedules(&self) -> bool {
+        self.scheduling.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The folded state, to read.
@@ -263,13 +323,70 @@ impl Rollouts {
         self.commit(Batch { ops }, actor).await
     }
 
-    /// Commits a batch and waits until the follower has folded it.
+    /// Validates a request against the fold (`build`: its records) and
+    /// commits them, under the write lock; when another server's record got
+    /// in first, reads it and decides again.
+    pub(super) async fn write<F>(
+        &self,
+        actor: &str,
+        mut build: F,
+    ) -> Result<Vec<Event>, RolloutError>
+    where
+        F: FnMut(&State) -> Result<Vec<Change>, RolloutError>,
+    {
+        let _w = self.writing.lock().await;
+        for _ in 0..WRITE_ATTEMPTS {
+            let changes = build(&self.state())?;
+            match self.record(changes, actor).await {
+                Err(RolloutError::Overtaken { .. }) => {}
+                done => return done,
+            }
+        }
+        Err(StoreError::Unavailable(
+            "other servers keep writing rollout records first; try again".into(),
+        )
+        .into())
+    }
+
+    /// Commits a batch, provided no record was added to the stream since
+    /// the fold's last one (else [`RolloutError::Overtaken`], once the fold
+    /// has caught up), and waits until the follower has folded it.
     pub(super) async fn commit(
         &self,
-        batch: Batch,
+        mut batch: Batch,
         actor: &str,
     ) -> Result<Vec<Event>, RolloutError> {
-        let events = self.store.apply(batch, actor).await?;
+        batch.ops.insert(
+            0,
+            Op::ExpectStream {
+                stream: ROLLOUTS_STREAM.to_owned(),
+                seq: self.state().seq,
+            },
+        );
+        let events = match self.store.apply(batch, actor).await {
+            Ok(events) => events,
+            Err(StoreError::Batch(b)) => {
+                if let crate::twin::TwinError::StreamMoved { current, .. } = b.error {
+                    let mut seen = self.seen.subscribe();
+                    let caught_up =
+                        tokio::time::timeout(VISIBLE_WITHIN, seen.wait_for(|s| *s >= current));
+                    if !matches!(caught_up.await, Ok(Ok(_))) {
+                        return Err(StoreError::Unavailable(format!(
+                            "record {current} of another server is not visible yet"
+                        ))
+                        .into());
+                    }
+                    return Err(RolloutError::Overtaken { current });
+                }
+                // Indexes as the caller numbered its operations.
+                return Err(StoreError::Batch(crate::twin::BatchError {
+                    index: b.index.saturating_sub(1),
+                    error: b.error,
+                })
+                .into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         if let Some(last) = events.last() {
             let mut seen = self.seen.subscribe();
             let folded = tokio::time::timeout(VISIBLE_WITHIN, seen.wait_for(|s| *s >= last.seq));
@@ -290,12 +407,11 @@ impl Rollouts {
         spec: ConfigurationSpec,
         actor: &str,
     ) -> Result<(), RolloutError> {
-        let _w = self.writing.lock().await;
-        let change = self
-            .state()
-            .configurations
-            .check_create(&self.store.models(), &spec)?;
-        self.record(vec![change], actor).await?;
+        let models = self.store.models();
+        self.write(actor, |state| {
+            Ok(vec![state.configurations.check_create(&models, &spec)?])
+        })
+        .await?;
         Ok(())
     }
 
@@ -310,17 +426,15 @@ impl Rollouts {
         if per_minute.is_some_and(|p| !(p > 0.0 && p.is_finite())) {
             return Err(RolloutError::invalid("perMinute", "must be positive"));
         }
-        let _w = self.writing.lock().await;
-        if self.state().configurations.get(name).is_none() {
-            return Err(RolloutError::ConfigurationNotFound(name.to_owned()));
-        }
-        self.record(
-            vec![Change::ConfigurationRemediationSet {
+        self.write(actor, |state| {
+            if state.configurations.get(name).is_none() {
+                return Err(RolloutError::ConfigurationNotFound(name.to_owned()));
+            }
+            Ok(vec![Change::ConfigurationRemediationSet {
                 configuration: name.to_owned(),
                 per_minute,
-            }],
-            actor,
-        )
+            }])
+        })
         .await?;
         self.wake.notify_one();
         Ok(())
@@ -333,17 +447,23 @@ impl Rollouts {
         spec: VersionSpec,
         actor: &str,
     ) -> Result<u32, RolloutError> {
-        let _w = self.writing.lock().await;
-        let change = self
-            .state()
-            .configurations
-            .check_publish(&self.store.models(), name, spec)?;
-        let number = match &change {
-            Change::ConfigurationVersionPublished { version, .. } => version.number,
-            _ => 0,
-        };
-        self.record(vec![change], actor).await?;
-        Ok(number)
+        let models = self.store.models();
+        let events = self
+            .write(actor, |state| {
+                Ok(vec![state.configurations.check_publish(
+                    &models,
+                    name,
+                    spec.clone(),
+                )?])
+            })
+            .await?;
+        Ok(events
+            .iter()
+            .find_map(|e| match &e.change {
+                Change::ConfigurationVersionPublished { version, .. } => Some(version.number),
+                _ => None,
+            })
+            .unwrap_or(0))
     }
 }
 

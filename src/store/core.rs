@@ -87,6 +87,8 @@ pub struct Store {
     shared: Arc<Shared>,
     tx: Mutex<Option<std::sync::mpsc::Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Leases among the users of this store (one process holds the store).
+    leases: Mutex<std::collections::HashMap<String, super::Lease>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -135,6 +137,7 @@ impl Store {
             shared,
             tx: Mutex::new(writer.as_ref().map(|_| tx)),
             writer: Mutex::new(writer),
+            leases: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -604,5 +607,20 @@ impl GraphStore for Store {
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.shared.events.subscribe()
+    }
+
+    async fn lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        let (after, held) = super::claim(leases.get(name), holder, now_micros(), ttl);
+        match after {
+            Some(l) => leases.insert(name.to_owned(), l),
+            None => leases.remove(name),
+        };
+        Ok(held)
     }
 }

@@ -102,6 +102,38 @@ impl StoreError {
     }
 }
 
+/// A named role that one replica at a time holds (e.g. the rollout
+/// scheduler): who holds it, until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: String,
+    pub until: Micros,
+}
+
+/// What `holder` asking for a lease for `ttl` at `now` makes of the
+/// `current` one: the lease after (`None`: free) and whether `holder` holds
+/// it. A zero `ttl` releases it (if `holder` has it).
+pub fn claim(
+    current: Option<&Lease>,
+    holder: &str,
+    now: Micros,
+    ttl: std::time::Duration,
+) -> (Option<Lease>, bool) {
+    let free = current.is_none_or(|l| l.holder == holder || l.until <= now);
+    match (free, ttl.is_zero()) {
+        (false, _) => (current.cloned(), false),
+        (true, true) => (None, false),
+        (true, false) => {
+            let ttl = Micros::try_from(ttl.as_micros()).unwrap_or(Micros::MAX);
+            let lease = Lease {
+                holder: holder.to_owned(),
+                until: now.saturating_add(ttl),
+            };
+            (Some(lease), true)
+        }
+    }
+}
+
 /// Everything the layers above need of a twin store.
 #[async_trait]
 pub trait GraphStore: Send + Sync + std::fmt::Debug {
@@ -254,6 +286,16 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
 
     /// Committed events as they happen (for live subscriptions).
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
+
+    /// Takes or renews lease `name` for `holder` for `ttl` (a zero `ttl`
+    /// releases it); whether `holder` holds it now. Serialized with every
+    /// other lease request on the same database (see [`claim`]).
+    async fn lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError>;
 
     /// Whether the store can serve now (`/readyz`): a remote database that
     /// cannot be reached makes it not ready until it can again.

@@ -112,6 +112,12 @@ pub enum Op {
         rollout: Option<String>,
         previous: super::event::Previous,
     },
+    /// Passes only while the last record of `stream` is `seq` (0: none
+    /// yet); changes nothing. A writer that validated against the stream
+    /// as of `seq` adds it so that a record another writer appended
+    /// meanwhile refuses the batch instead of being overlooked. Internal.
+    #[serde(skip_deserializing)]
+    ExpectStream { stream: String, seq: u64 },
 }
 
 /// Operations applied together, in order, all or nothing.

@@ -42,6 +42,14 @@ pub enum TwinError {
         name: String,
         max: i64,
     },
+    /// A batch expected stream `stream` to end at record `expected`;
+    /// another writer appended since (optimistic concurrency of records).
+    #[error("stream {stream}: expected its last record to be {expected}, it is {current}")]
+    StreamMoved {
+        stream: String,
+        expected: u64,
+        current: u64,
+    },
 }
 
 impl TwinError {
@@ -59,6 +67,7 @@ impl TwinError {
             TwinError::HasRelationships { .. } => "twin_has_relationships",
             TwinError::Containment { .. } => "containment_violation",
             TwinError::Multiplicity { .. } => "multiplicity_exceeded",
+            TwinError::StreamMoved { .. } => "stream_moved",
         }
     }
 

@@ -55,6 +55,8 @@ pub struct Graph {
     pub(super) last_seq: u64,
     /// Time of the last event applied.
     pub(super) last_time: Micros,
+    /// The last record of each stream ([`Change::stream`]) by name.
+    pub(super) streams: HashMap<String, u64>,
 }
 
 /// State changed by planned batches: twins and relationships as they are
@@ -110,6 +112,17 @@ impl Graph {
 
     pub fn last_time(&self) -> Micros {
         self.last_time
+    }
+
+    /// The sequence number of the last record of `stream` (0: none).
+    pub fn stream_head(&self, stream: &str) -> u64 {
+        self.streams.get(stream).copied().unwrap_or(0)
+    }
+
+    /// Sets where `stream` ends (store startup, or a partial graph loaded
+    /// for a write).
+    pub fn set_stream_head(&mut self, stream: &str, seq: u64) {
+        self.streams.insert(stream.to_owned(), seq);
     }
 
     pub fn twin_ids(&self) -> impl Iterator<Item = &str> {
@@ -198,6 +211,14 @@ impl Graph {
     pub fn apply(&mut self, event: &Event) {
         self.last_seq = self.last_seq.max(event.seq);
         self.last_time = self.last_time.max(event.time);
+        if let Some(stream) = event.change.stream() {
+            match self.streams.get_mut(stream) {
+                Some(head) => *head = event.seq,
+                None => {
+                    self.streams.insert(stream.to_owned(), event.seq);
+                }
+            }
+        }
         match &event.change {
             Change::TwinCreated { .. } => {
                 if let Some(t) = Twin::created(event) {
@@ -254,6 +275,7 @@ impl Graph {
             rels: HashMap::new(),
             journal: Vec::new(),
             next_seq: self.last_seq + 1,
+            streams: HashMap::new(),
         }
     }
 }
@@ -284,6 +306,8 @@ pub struct Planner<'a> {
     rels: HashMap<String, HashMap<String, Option<Relationship>>>,
     journal: Vec<Undo>,
     next_seq: u64,
+    /// Stream heads moved by the batches planned so far.
+    streams: HashMap<&'static str, u64>,
 }
 
 impl std::fmt::Debug for Planner<'_> {
@@ -307,8 +331,13 @@ impl Planner<'_> {
         let seq_mark = self.next_seq;
         let mut events = Vec::with_capacity(batch.ops.len());
         for (index, op) in batch.ops.iter().enumerate() {
-            match self.op(op) {
-                Ok(mut change) => {
+            let planned = match op {
+                Op::ExpectStream { stream, seq } => self.expect_stream(stream, *seq).map(|()| None),
+                _ => self.op(op).map(Some),
+            };
+            match planned {
+                Ok(None) => {}
+                Ok(Some(mut change)) => {
                     if let Change::RelationshipCreated { relationship } = &mut change {
                         relationship.created_at = now;
                         relationship.updated_at = now;
@@ -330,7 +359,30 @@ impl Planner<'_> {
                 }
             }
         }
+        for e in &events {
+            if let Some(stream) = e.change.stream() {
+                self.streams.insert(stream, e.seq);
+            }
+        }
         Ok(events)
+    }
+
+    /// Passes when `stream` ends at `seq` (counting batches planned before).
+    fn expect_stream(&self, stream: &str, seq: u64) -> Result<(), TwinError> {
+        let current = self
+            .streams
+            .get(stream)
+            .copied()
+            .unwrap_or_else(|| self.g.stream_head(stream));
+        if current == seq {
+            Ok(())
+        } else {
+            Err(TwinError::StreamMoved {
+                stream: stream.to_owned(),
+                expected: seq,
+                current,
+            })
+        }
     }
 
     /// Plans a model-set change event.
@@ -512,6 +564,12 @@ impl Planner<'_> {
             // Records of other domains only: a twin change always goes
             // through the validation below.
             Op::Record { change } if change.stream().is_some() => Ok((**change).clone()),
+            // Checked by `plan` itself: it plans no change.
+            Op::ExpectStream { stream, seq } => Err(TwinError::StreamMoved {
+                stream: stream.clone(),
+                expected: *seq,
+                current: self.g.stream_head(stream),
+            }),
             Op::Record { .. } => Err(TwinError::invalid(
                 "",
                 "",

@@ -798,6 +798,10 @@ impl GraphStore for BoltStore {
         self.shared.events.subscribe()
     }
 
+    async fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        write::lease(&self.shared, name, holder, ttl).await
+    }
+
     fn is_ready(&self) -> bool {
         self.shared.healthy.load(Ordering::Acquire)
     }
@@ -808,7 +812,7 @@ mod tests {
     #[test]
     fn the_migration_script_splits_into_its_statements() {
         let s = super::statements(super::MIGRATIONS);
-        assert_eq!(s.len(), 8, "{s:?}");
+        assert_eq!(s.len(), 9, "{s:?}");
         assert!(s.iter().all(|x| !x.contains("//") && !x.ends_with(';')));
         assert!(s[0].starts_with("CREATE CONSTRAINT twin_id"));
     }

@@ -155,6 +155,55 @@ where
     ))
 }
 
+/// Takes, renews or releases lease `name` for `holder` ([`crate::store::claim`]),
+/// in a transaction that first locks the lease's node.
+pub(super) async fn lease(
+    shared: &Shared,
+    name: &str,
+    holder: &str,
+    ttl: Duration,
+) -> Result<bool, StoreError> {
+    let key = format!("lease:{name}");
+    retrying(shared, || async {
+        let mut txn = shared.db.start_txn().await?;
+        let q = query(&format!(
+            "MERGE (l:{META} {{key: $key}}) SET l.lock = coalesce(l.lock, 0) + 1 \
+             RETURN l.holder AS holder, l.until AS until"
+        ))
+        .param("key", key.as_str());
+        let mut rows = txn.execute(q).await?;
+        let mut current = None;
+        while let Some(row) = rows.next(txn.handle()).await? {
+            if let (Ok(holder), Ok(until)) = (row.get::<String>("holder"), row.get::<i64>("until"))
+            {
+                current = Some(crate::store::Lease { holder, until });
+            }
+        }
+        let (after, held) = crate::store::claim(current.as_ref(), holder, now_micros(), ttl);
+        if after != current {
+            let (h, u) = match &after {
+                Some(l) => (BoltType::from(l.holder.as_str()), BoltType::from(l.until)),
+                None => (
+                    BoltType::Null(neo4rs::BoltNull),
+                    BoltType::Null(neo4rs::BoltNull),
+                ),
+            };
+            txn.run(
+                query(&format!(
+                    "MATCH (l:{META} {{key: $key}}) SET l.holder = $holder, l.until = $until"
+                ))
+                .param("key", key.as_str())
+                .param("holder", h)
+                .param("until", u),
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(held)
+    })
+    .await
+}
+
 /// Commits a group of batches; one result per batch, in order.
 async fn commit_batches(
     shared: &Shared,
@@ -250,6 +299,8 @@ struct Needs {
     inc: BTreeSet<String>,
     /// Twins whose chain of containers is needed.
     chain: BTreeSet<String>,
+    /// Streams whose last record is expected.
+    streams: BTreeSet<String>,
 }
 
 fn needs(batches: &[(&Batch, &str)], containment: &str) -> Needs {
@@ -287,6 +338,9 @@ fn needs(batches: &[(&Batch, &str)], containment: &str) -> Needs {
                 Op::UpdateRelationship { source, .. } | Op::DeleteRelationship { source, .. } => {
                     n.twins.insert(source.clone());
                     n.out.insert(source.clone());
+                }
+                Op::ExpectStream { stream, .. } => {
+                    n.streams.insert(stream.clone());
                 }
                 Op::Record { .. } => {}
             }
@@ -341,6 +395,25 @@ async fn load(txn: &mut Txn, shared: &Shared, n: &Needs) -> Result<Graph, Failur
         ))
         .param("ids", ids_param(&n.chain));
         add(column(txn, q, "j").await?)?;
+    }
+    if !n.streams.is_empty() {
+        let keys: Vec<String> = n.streams.iter().map(|s| stream_key(s)).collect();
+        let q = query(&format!(
+            "UNWIND $keys AS k MATCH (m:{META} {{key: k}}) RETURN m.key AS k, m.seq AS seq"
+        ))
+        .param("keys", keys);
+        let mut rows = txn.execute(q).await?;
+        while let Some(row) = rows.next(txn.handle()).await? {
+            let key: String = row
+                .get("k")
+                .map_err(|e| StoreError::Storage(e.to_string()))?;
+            let seq: i64 = row
+                .get("seq")
+                .map_err(|e| StoreError::Storage(e.to_string()))?;
+            if let Some(stream) = key.strip_prefix(STREAM_KEY) {
+                g.set_stream_head(stream, u64::try_from(seq).unwrap_or(0));
+            }
+        }
     }
     // Adjacency in creation order, as the embedded store keeps it.
     let mut rels: Vec<Relationship> = rels.into_values().collect();
@@ -530,7 +603,15 @@ async fn write_state(
     Ok(())
 }
 
-/// Appends the events and moves the counter to the last one.
+/// Key prefix of the bookkeeping node that holds where a stream ends.
+const STREAM_KEY: &str = "stream:";
+
+fn stream_key(stream: &str) -> String {
+    format!("{STREAM_KEY}{stream}")
+}
+
+/// Appends the events and moves the counter to the last one (and each
+/// stream's end to its last record).
 async fn write_events(txn: &mut Txn, events: &[Event]) -> Result<(), Failure> {
     let Some(last) = events.last() else {
         return Ok(());
@@ -556,5 +637,32 @@ async fn write_events(txn: &mut Txn, events: &[Event]) -> Result<(), Failure> {
         .param("time", last.time),
     )
     .await?;
+    let mut heads: BTreeMap<&str, u64> = BTreeMap::new();
+    for e in events {
+        if let Some(stream) = e.change.stream() {
+            heads.insert(stream, e.seq);
+        }
+    }
+    if !heads.is_empty() {
+        let rows: Vec<BoltType> = heads
+            .into_iter()
+            .map(|(stream, seq)| {
+                let mut row = neo4rs::BoltMap::new();
+                row.put("key".into(), BoltType::from(stream_key(stream)));
+                row.put(
+                    "seq".into(),
+                    BoltType::from(i64::try_from(seq).unwrap_or(i64::MAX)),
+                );
+                BoltType::Map(row)
+            })
+            .collect();
+        txn.run(
+            query(&format!(
+                "UNWIND $rows AS row MERGE (m:{META} {{key: row.key}}) SET m.seq = row.seq"
+            ))
+            .param("rows", rows),
+        )
+        .await?;
+    }
     Ok(())
 }
