@@ -93,6 +93,7 @@ fn main() {
             ready: Arc::new(AtomicBool::new(true)),
             max_body_bytes: 4 * 1024 * 1024,
             metrics: Arc::new(twingraph::metrics::Metrics::default()),
+            auth: None,
         });
         let listener = server::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
         let addr = listener.local_addr().expect("addr");

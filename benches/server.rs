@@ -407,6 +407,7 @@ fn main() {
             ready: Arc::new(AtomicBool::new(true)),
             max_body_bytes: 4 * 1024 * 1024,
             metrics,
+            auth: None,
         });
         let listener = server::bind("127.0.0.1:0".parse().expect("address"))
             .expect("bind");

@@ -60,6 +60,39 @@ pub struct Config {
     /// servers over one store that may, the one holding the scheduler lease
     /// does; the others take over within the lease time when it stops.
     pub rollout_scheduler: bool,
+    /// HS256 shared secret for bearer tokens (authentication on).
+    pub jwt_secret: Option<String>,
+    /// PEM file with the RS256 / ES256 public key of bearer tokens.
+    pub jwt_public_key: Option<PathBuf>,
+    /// JWKS file with the public keys of bearer tokens (by `kid`; reloaded
+    /// when it changes).
+    pub jwks: Option<PathBuf>,
+    /// Required `iss` of tokens.
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` of tokens.
+    pub jwt_audience: Option<String>,
+    /// Clock skew tolerated on `exp` / `nbf`, in seconds.
+    pub jwt_leeway_seconds: u64,
+    /// The claim listing a token's roles.
+    pub jwt_roles_claim: String,
+    /// The claim listing the twin ids a token is scoped to.
+    pub jwt_twins_claim: String,
+}
+
+impl Config {
+    /// The bearer-token settings.
+    pub fn jwt(&self) -> crate::auth::JwtConfig {
+        crate::auth::JwtConfig {
+            secret: self.jwt_secret.clone(),
+            public_key: self.jwt_public_key.clone(),
+            jwks: self.jwks.clone(),
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            leeway_seconds: self.jwt_leeway_seconds,
+            roles_claim: self.jwt_roles_claim.clone(),
+            twins_claim: self.jwt_twins_claim.clone(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -87,12 +120,20 @@ impl Default for Config {
             max_body_bytes: 4 * 1024 * 1024,
             live_buffer: 4096,
             rollout_scheduler: true,
+            jwt_secret: None,
+            jwt_public_key: None,
+            jwks: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_leeway_seconds: 30,
+            jwt_roles_claim: "roles".to_owned(),
+            jwt_twins_claim: "twins".to_owned(),
         }
     }
 }
 
 /// Environment variables read, and the setting each one sets.
-pub const ENV_VARS: [(&str, &str); 22] = [
+pub const ENV_VARS: [(&str, &str); 30] = [
     ("TWINGRAPH_LISTEN", "listen"),
     ("TWINGRAPH_DATA", "data"),
     ("TWINGRAPH_MODELS", "models"),
@@ -115,6 +156,14 @@ pub const ENV_VARS: [(&str, &str); 22] = [
     ("TWINGRAPH_MAX_BODY_BYTES", "max_body_bytes"),
     ("TWINGRAPH_LIVE_BUFFER", "live_buffer"),
     ("TWINGRAPH_ROLLOUT_SCHEDULER", "rollout_scheduler"),
+    ("TWINGRAPH_JWT_SECRET", "jwt_secret"),
+    ("TWINGRAPH_JWT_PUBLIC_KEY", "jwt_public_key"),
+    ("TWINGRAPH_JWKS", "jwks"),
+    ("TWINGRAPH_JWT_ISSUER", "jwt_issuer"),
+    ("TWINGRAPH_JWT_AUDIENCE", "jwt_audience"),
+    ("TWINGRAPH_JWT_LEEWAY_SECONDS", "jwt_leeway_seconds"),
+    ("TWINGRAPH_JWT_ROLES_CLAIM", "jwt_roles_claim"),
+    ("TWINGRAPH_JWT_TWINS_CLAIM", "jwt_twins_claim"),
 ];
 
 fn boolean(value: &str) -> Result<bool, String> {
@@ -155,6 +204,11 @@ pub struct Overrides {
     pub store_password: Option<String>,
     pub store_database: Option<String>,
     pub demo: bool,
+    pub jwt_secret: Option<String>,
+    pub jwt_public_key: Option<PathBuf>,
+    pub jwks: Option<PathBuf>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
 }
 
 impl Config {
@@ -201,6 +255,21 @@ impl Config {
         }
         if flags.demo {
             c.demo = true;
+        }
+        if let Some(v) = &flags.jwt_secret {
+            c.jwt_secret = Some(v.clone());
+        }
+        if let Some(v) = &flags.jwt_public_key {
+            c.jwt_public_key = Some(v.clone());
+        }
+        if let Some(v) = &flags.jwks {
+            c.jwks = Some(v.clone());
+        }
+        if let Some(v) = &flags.jwt_issuer {
+            c.jwt_issuer = Some(v.clone());
+        }
+        if let Some(v) = &flags.jwt_audience {
+            c.jwt_audience = Some(v.clone());
         }
         Ok(c)
     }
@@ -251,6 +320,24 @@ impl Config {
                 "TWINGRAPH_MAX_PAGE" => self.max_page = num(&value)?,
                 "TWINGRAPH_MAX_BODY_BYTES" => self.max_body_bytes = num(&value)?,
                 "TWINGRAPH_LIVE_BUFFER" => self.live_buffer = num(&value)?,
+                "TWINGRAPH_JWT_SECRET" => {
+                    self.jwt_secret = Some(value.clone()).filter(|v| !v.is_empty())
+                }
+                "TWINGRAPH_JWT_PUBLIC_KEY" => {
+                    self.jwt_public_key = Some(PathBuf::from(&value)).filter(|_| !value.is_empty());
+                }
+                "TWINGRAPH_JWKS" => {
+                    self.jwks = Some(PathBuf::from(&value)).filter(|_| !value.is_empty())
+                }
+                "TWINGRAPH_JWT_ISSUER" => {
+                    self.jwt_issuer = Some(value.clone()).filter(|v| !v.is_empty())
+                }
+                "TWINGRAPH_JWT_AUDIENCE" => {
+                    self.jwt_audience = Some(value.clone()).filter(|v| !v.is_empty());
+                }
+                "TWINGRAPH_JWT_LEEWAY_SECONDS" => self.jwt_leeway_seconds = num(&value)? as u64,
+                "TWINGRAPH_JWT_ROLES_CLAIM" => self.jwt_roles_claim.clone_from(&value),
+                "TWINGRAPH_JWT_TWINS_CLAIM" => self.jwt_twins_claim.clone_from(&value),
                 _ => {}
             }
         }

@@ -11,9 +11,12 @@
 //!   state validated against models, events, the in-memory graph and queries.
 //! - [`store`]: the `GraphStore` trait and its stores (embedded durable
 //!   default on redb; in-memory for tests), event log and time travel.
+//! - [`auth`]: bearer tokens (JWT), roles and graph scope: the store as
+//!   one caller sees it.
 //! - [`cli`]: the command-line interface (`twingraph check`, ...), kept out of
 //!   `main` so it can be tested.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -18,6 +18,7 @@ mod bolt;
 mod embedded;
 mod live;
 mod rollouts;
+mod security;
 mod server;
 mod store_conformance;
 mod typed;

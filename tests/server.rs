@@ -42,6 +42,28 @@ pub(crate) async fn start_on(store: Arc<dyn GraphStore>) -> Running {
 }
 
 pub(crate) async fn serve(store: Arc<dyn GraphStore>, limits: graphql::schema::Limits) -> Running {
+    serve_auth(store, limits, None).await
+}
+
+/// A server over `store` that authenticates with `jwt`.
+pub(crate) async fn start_secured(
+    store: Arc<dyn GraphStore>,
+    jwt: twingraph::auth::JwtConfig,
+) -> Running {
+    let verifier = twingraph::auth::Verifier::new(jwt).expect("JWT settings");
+    serve_auth(
+        store,
+        graphql::schema::Limits::default(),
+        Some(Arc::new(verifier)),
+    )
+    .await
+}
+
+pub(crate) async fn serve_auth(
+    store: Arc<dyn GraphStore>,
+    limits: graphql::schema::Limits,
+    auth: Option<Arc<twingraph::auth::Verifier>>,
+) -> Running {
     let live = graphql::Shutdown::default();
     let metrics = Arc::new(twingraph::metrics::Metrics::default());
     let schema = graphql::build(
@@ -61,6 +83,7 @@ pub(crate) async fn serve(store: Arc<dyn GraphStore>, limits: graphql::schema::L
         ready: Arc::new(AtomicBool::new(true)),
         max_body_bytes: 64 * 1024,
         metrics,
+        auth,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -95,10 +118,22 @@ pub(crate) async fn http(
     path: &str,
     body: Option<&str>,
 ) -> (u16, String) {
+    http_as(addr, method, path, body, None).await
+}
+
+/// [`http`] with an `Authorization` header when given.
+pub(crate) async fn http_as(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    authorization: Option<&str>,
+) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let body = body.unwrap_or("");
+    let auth = authorization.map_or_else(String::new, |a| format!("Authorization: {a}\r\n"));
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.expect("write");

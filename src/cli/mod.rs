@@ -7,6 +7,7 @@ mod check;
 pub mod schema;
 pub mod serve;
 pub mod simulate;
+pub mod token;
 pub mod writeload;
 
 use std::io::Write;
@@ -52,6 +53,9 @@ pub enum Command {
     /// Play devices against a running server: answer every desired change
     /// (acknowledge, reject, diverge or stay silent, after a delay).
     Simulate(simulate::SimulateArgs),
+    /// Mint a bearer token (development and tests) with the configured
+    /// HS256 secret or a PEM private key; prints it.
+    Token(token::TokenArgs),
     /// Test support: concurrent writes into an embedded store until killed.
     #[command(hide = true)]
     WriteLoad(writeload::WriteLoadArgs),
@@ -64,6 +68,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Serve(args) => serve::run(&args),
         Command::Schema(args) => schema::run(&args, out),
         Command::Simulate(args) => simulate::run(&args),
+        Command::Token(args) => token::run(&args, out),
         Command::WriteLoad(args) => writeload::run(&args),
     }
 }

@@ -45,6 +45,41 @@ pub struct ServeArgs {
     /// Load a generated demo plant into an empty store.
     #[arg(long)]
     pub demo: bool,
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+}
+
+/// Bearer-token settings (authentication is on once a key is given).
+#[derive(Debug, Clone, Default, Args)]
+pub struct JwtArgs {
+    /// HS256 shared secret (prefer TWINGRAPH_JWT_SECRET: flags show in `ps`).
+    #[arg(long, value_name = "SECRET")]
+    pub jwt_secret: Option<String>,
+    /// PEM file with the RS256 (RSA) or ES256 (P-256) public key.
+    #[arg(long, value_name = "FILE")]
+    pub jwt_public_key: Option<PathBuf>,
+    /// JWKS file with public keys by `kid` (reloaded when it changes).
+    #[arg(long, value_name = "FILE")]
+    pub jwks: Option<PathBuf>,
+    /// Required token issuer (`iss`).
+    #[arg(long, value_name = "ISS")]
+    pub jwt_issuer: Option<String>,
+    /// Required token audience (`aud`).
+    #[arg(long, value_name = "AUD")]
+    pub jwt_audience: Option<String>,
+}
+
+impl JwtArgs {
+    pub fn overrides(&self, base: Overrides) -> Overrides {
+        Overrides {
+            jwt_secret: self.jwt_secret.clone(),
+            jwt_public_key: self.jwt_public_key.clone(),
+            jwks: self.jwks.clone(),
+            jwt_issuer: self.jwt_issuer.clone(),
+            jwt_audience: self.jwt_audience.clone(),
+            ..base
+        }
+    }
 }
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<u8> {
@@ -61,7 +96,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<u8> {
         store_password: args.store_password.clone(),
         store_database: args.store_database.clone(),
         demo: args.demo,
+        ..Overrides::default()
     };
+    let overrides = args.jwt.overrides(overrides);
     let config = Config::load(file.as_deref(), &|k| std::env::var(k).ok(), &overrides)?;
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .with_context(|| format!("log filter {:?}", config.log))?;
@@ -156,7 +193,29 @@ async fn open_store(
     }
 }
 
+/// The token verifier, or `None` in development mode (no key configured),
+/// which only a loopback address may serve.
+fn authentication(config: &Config) -> anyhow::Result<Option<Arc<crate::auth::Verifier>>> {
+    let jwt = config.jwt();
+    if jwt.enabled() {
+        let verifier = crate::auth::Verifier::new(jwt).context("JWT key settings")?;
+        return Ok(Some(Arc::new(verifier)));
+    }
+    if !config.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "no JWT key is configured, so authentication is off (development mode), which serves loopback addresses only; \
+             configure a key (TWINGRAPH_JWT_SECRET, --jwt-public-key or --jwks) to listen on {}",
+            config.listen
+        );
+    }
+    tracing::warn!(
+        "authentication is OFF: no JWT key is configured (development mode, loopback only); every request may do everything"
+    );
+    Ok(None)
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
+    let auth = authentication(&config)?;
     // Models come from the models folder plus those uploaded at runtime.
     let uploaded = config.data.join("models");
     let mut model_paths = vec![config.models.clone()];
@@ -226,6 +285,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ready: ready.clone(),
         max_body_bytes: config.max_body_bytes,
         metrics,
+        auth,
     });
     let listener =
         server::bind(config.listen).with_context(|| format!("listening on {}", config.listen))?;

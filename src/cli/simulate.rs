@@ -39,6 +39,10 @@ pub struct SimulateArgs {
     /// Seed of the draw that decides which device does what.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Bearer token, when the server authenticates (it reports for many
+    /// twins: an admin token, e.g. from `twingraph token --role admin`).
+    #[arg(long, env = "TWINGRAPH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 const EVENTS: &str = r#"subscription { events(kinds: ["desiredPatched", "configurationAssigned", "configurationRestored"]) { seq change } }"#;
@@ -61,11 +65,11 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(simulate(&args.url, behaviour))?;
+    rt.block_on(simulate(&args.url, args.token.as_deref(), behaviour))?;
     Ok(super::EXIT_OK)
 }
 
-async fn simulate(url: &str, behaviour: Behaviour) -> anyhow::Result<()> {
+async fn simulate(url: &str, token: Option<&str>, behaviour: Behaviour) -> anyhow::Result<()> {
     let mut request = url.into_client_request().context("the --url")?;
     request.headers_mut().insert(
         "Sec-WebSocket-Protocol",
@@ -76,7 +80,13 @@ async fn simulate(url: &str, behaviour: Behaviour) -> anyhow::Result<()> {
         .with_context(|| format!("connecting to {url}"))?;
     let (mut tx, mut rx) = ws.split();
     let send = |v: Value| Message::Text(v.to_string().into());
-    tx.send(send(json!({"type": "connection_init"}))).await?;
+    let init = match token {
+        Some(t) => {
+            json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {t}")}})
+        }
+        None => json!({"type": "connection_init"}),
+    };
+    tx.send(send(init)).await?;
     tx.send(send(
         json!({"type": "subscribe", "id": "events", "payload": {"query": EVENTS}}),
     ))

@@ -23,6 +23,7 @@ pub fn store_error(e: &StoreError) -> Error {
     let (code, message) = match (e, twin) {
         (_, Some((t, _))) => (twin_code(t), e.to_string()),
         (StoreError::Pruned(_), _) => ("BAD_REQUEST", e.to_string()),
+        (StoreError::Forbidden(why), _) => ("FORBIDDEN", format!("forbidden: {why}")),
         (StoreError::Closed, _) => ("INTERNAL", "the server is shutting down".to_owned()),
         (StoreError::Unavailable(why), _) => {
             tracing::warn!(error = %why, "store unavailable");

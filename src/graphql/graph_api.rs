@@ -604,6 +604,7 @@ pub(super) fn extend(
         .field(
             Field::new("uploadModels", s("ModelUploadResult"), |ctx| {
                 FieldFuture::new(async move {
+                    super::schema::require(&ctx, crate::auth::Action::Models)?;
                     let library = ctx.data::<Arc<super::upload::ModelLibrary>>()?;
                     let docs = ctx
                         .args
@@ -623,7 +624,7 @@ pub(super) fn extend(
                             library,
                             store_of(&ctx)?,
                             docs,
-                            "anonymous",
+                            &super::schema::actor_of(&ctx),
                             ctx.data_opt::<super::reload::Reloader>(),
                         )
                         .await?;

@@ -258,7 +258,7 @@ impl Replay {
                     .kinds
                     .as_ref()
                     .is_none_or(|k| k.iter().any(|k| k == kind_of(&e.change)));
-                if wanted {
+                if wanted && self.store.visible(&e).await {
                     return Some(Ok(e));
                 }
                 continue;
@@ -353,6 +353,9 @@ impl Watch {
                 Err(RecvError::Closed) => return None,
             };
             self.last = event.seq;
+            if !self.store.visible(&event).await {
+                continue;
+            }
             let selected = match self.filter.select(&self.store, &event).await {
                 Ok(s) => s,
                 Err(e) => {

@@ -150,7 +150,7 @@ impl LiveSchema {
             let last_seq = self.0.parts.store.last_seq();
             let start = {
                 let schema = schema.clone();
-                move |r: Request| schema.execute_stream(r)
+                move |r: Request| schema.execute_stream(with_access(r))
             };
             match self
                 .0
@@ -164,7 +164,10 @@ impl LiveSchema {
             request
         };
         schema
-            .execute_stream_with_session_data(request, session_data.unwrap_or_default())
+            .execute_stream_with_session_data(
+                with_access(request),
+                session_data.unwrap_or_default(),
+            )
             .map(|r| Delivery::Own(Box::new(r)))
             .boxed()
     }
@@ -176,10 +179,33 @@ impl LiveSchema {
     }
 }
 
+/// The request with its caller's view of the store (and, for a scoped
+/// caller, loaders over that view) as request data, which resolvers read
+/// before the schema's own. Without a caller: unchanged.
+fn with_access(mut request: Request) -> Request {
+    let access = request
+        .data
+        .get(&std::any::TypeId::of::<crate::auth::Access>())
+        .and_then(|d| d.downcast_ref::<crate::auth::Access>())
+        .cloned();
+    if let Some(a) = access {
+        let view: Arc<dyn GraphStore> = a.store.clone();
+        if !a.store.unscoped() {
+            request.data.insert(super::loader::twins(view.clone()));
+            request
+                .data
+                .insert(super::loader::relationships(view.clone()));
+            request.data.insert(super::loader::edges(view.clone()));
+        }
+        request.data.insert(view);
+    }
+    request
+}
+
 impl Executor for LiveSchema {
     async fn execute(&self, request: Request) -> Response {
         let schema = self.current();
-        schema.execute(request).await
+        schema.execute(with_access(request)).await
     }
 
     fn execute_stream(

@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 
 use super::errors::{bad_request, store_error};
 use super::graph_api::record;
-use super::schema::{json_arg, str_arg};
+use super::schema::{access_of, actor_of, json_arg, require, store_of, str_arg};
+use crate::auth::Action;
 use crate::rollout::config::{
     BaseRef, Configuration, ConfigurationSpec, Parameter, Version, VersionSpec,
 };
@@ -21,9 +22,6 @@ use crate::rollout::plan::{Plan, RolloutSpec, Target};
 use crate::rollout::run::{Rollout, RolloutState, TwinState};
 use crate::rollout::{RolloutError, Rollouts};
 use crate::twin::format_time;
-
-/// Who acts (until authentication names the caller).
-const ACTOR: &str = "anonymous";
 
 fn rollouts<'a>(ctx: &ResolverContext<'a>) -> Result<&'a Arc<Rollouts>, Error> {
     ctx.data::<Arc<Rollouts>>()
@@ -231,19 +229,44 @@ fn strip_nulls(v: Value) -> Value {
 }
 
 /// A rollout command mutation: `f` on the rollout `id`, then its state.
+/// Whether the caller may see rollout `id`: every twin it targets is in
+/// the caller's scope (a rollout it may not see does not exist for it).
+async fn rollout_visible(ctx: &ResolverContext<'_>, r: &Rollouts, id: &str) -> Result<bool, Error> {
+    let Some(access) = access_of(ctx).filter(|a| !a.store.unscoped()) else {
+        return Ok(true);
+    };
+    let Some(twins) = r.state().runs.get(id).map(|x| x.start.twins.clone()) else {
+        return Ok(false);
+    };
+    let refs: Vec<&str> = twins.iter().map(String::as_str).collect();
+    let inside = access
+        .store
+        .filter(&refs)
+        .await
+        .map_err(|e| store_error(&e))?;
+    Ok(inside.len() == refs.len())
+}
+
 fn command(
     name: &str,
     doc: &str,
     f: for<'a> fn(
         &'a Rollouts,
         &'a str,
+        &'a str,
     ) -> futures_util::future::BoxFuture<'a, Result<(), RolloutError>>,
 ) -> Field {
     Field::new(name, TypeRef::named_nn("Rollout"), move |ctx| {
         FieldFuture::new(async move {
+            require(&ctx, Action::Rollouts)?;
             let id = ctx.args.try_get("id")?.string()?.to_owned();
             let r = rollouts(&ctx)?;
-            f(r, &id).await.map_err(|e| rollout_error(&e))?;
+            if !rollout_visible(&ctx, r, &id).await? {
+                return Err(rollout_error(&RolloutError::RolloutNotFound(id)));
+            }
+            f(r, &id, &actor_of(&ctx))
+                .await
+                .map_err(|e| rollout_error(&e))?;
             Ok(Some(rollout_value(r, &id)?))
         })
     })
@@ -297,7 +320,7 @@ pub(super) fn progress_subscription() -> (async_graphql::dynamic::SubscriptionFi
             let id = ctx.args.try_get("id")?.string()?.to_owned();
             let r = rollouts(&ctx)?.clone();
             let rx = r.progress();
-            if r.state().runs.get(&id).is_none() {
+            if !rollout_visible(&ctx, &r, &id).await? {
                 return Err(rollout_error(&RolloutError::RolloutNotFound(id)));
             }
             let closing = ctx.data::<super::live::Shutdown>()?.clone().triggered();
@@ -433,14 +456,24 @@ pub(super) fn drift_subscription() -> (async_graphql::dynamic::SubscriptionField
             let twin = str_arg(&ctx, "twin")?;
             let rx = rollouts(&ctx)?.drift_changes();
             let closing = ctx.data::<super::live::Shutdown>()?.clone().triggered();
+            let guard = access_of(&ctx)
+                .filter(|a| !a.store.unscoped())
+                .map(|a| a.store.clone());
             let wanted = move |c: &crate::rollout::drift::DriftChange| {
                 configuration.as_ref().is_none_or(|x| *x == c.drift.configuration)
                     && twin.as_ref().is_none_or(|x| *x == c.drift.twin)
             };
-            Ok(futures_util::stream::unfold((rx, wanted), |(mut rx, wanted)| async move {
+            Ok(futures_util::stream::unfold((rx, wanted), move |(mut rx, wanted)| {
+                let guard = guard.clone();
+                async move {
                 loop {
                     match rx.recv().await {
                         Ok(c) if wanted(&c) => {
+                            if let Some(g) = &guard
+                                && !g.contains(&c.drift.twin).await.unwrap_or(false)
+                            {
+                                continue;
+                            }
                             let mut v = drift_json(&c.drift, c.time);
                             v["drifting"] = json!(c.drifting);
                             v["time"] = json!(format_time(c.time));
@@ -458,6 +491,7 @@ pub(super) fn drift_subscription() -> (async_graphql::dynamic::SubscriptionField
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                     }
+                }
                 }
             })
             .take_until(Box::pin(closing)))
@@ -502,7 +536,7 @@ fn drift_query(query: Object) -> (Object, Vec<Type>) {
                         })
                         .collect()
                 };
-                let store = super::schema::store_of(&ctx)?;
+                let store = store_of(&ctx)?;
                 if let Some(m) = &model {
                     let models = store.models();
                     let ids: Vec<String> = found.iter().map(|d| d.twin.clone()).collect();
@@ -524,6 +558,11 @@ fn drift_query(query: Object) -> (Object, Vec<Type>) {
                         .into_iter()
                         .map(|h| h.twin)
                         .collect();
+                    found.retain(|d| inside.contains(&d.twin));
+                }
+                if let Some(access) = access_of(&ctx).filter(|a| !a.store.unscoped()) {
+                    let twins: Vec<&str> = found.iter().map(|d| d.twin.as_str()).collect();
+                    let inside = access.store.filter(&twins).await.map_err(|e| store_error(&e))?;
                     found.retain(|d| inside.contains(&d.twin));
                 }
                 let now = crate::twin::now_micros();
@@ -739,8 +778,9 @@ pub(super) fn extend(query: Object, mutation: Object) -> (Object, Object, Vec<Ty
                         Some(v) if !v.is_null() => Some(v.f64()?),
                         _ => None,
                     };
+                    require(&ctx, Action::Configurations)?;
                     let r = rollouts(&ctx)?;
-                    r.set_remediation(&name, per_minute, ACTOR)
+                    r.set_remediation(&name, per_minute, &actor_of(&ctx))
                         .await
                         .map_err(|e| rollout_error(&e))?;
                     let state = r.state();
@@ -768,8 +808,9 @@ pub(super) fn extend(query: Object, mutation: Object) -> (Object, Object, Vec<Ty
                         priority,
                         description: str_arg(&ctx, "description")?,
                     };
+                    require(&ctx, Action::Configurations)?;
                     let r = rollouts(&ctx)?;
-                    r.create_configuration(spec.clone(), ACTOR)
+                    r.create_configuration(spec.clone(), &actor_of(&ctx))
                         .await
                         .map_err(|e| rollout_error(&e))?;
                     let state = r.state();
@@ -821,9 +862,10 @@ pub(super) fn extend(query: Object, mutation: Object) -> (Object, Object, Vec<Ty
                         base,
                         description: str_arg(&ctx, "description")?,
                     };
+                    require(&ctx, Action::Configurations)?;
                     let r = rollouts(&ctx)?;
                     let n = r
-                        .publish_version(&name, spec, ACTOR)
+                        .publish_version(&name, spec, &actor_of(&ctx))
                         .await
                         .map_err(|e| rollout_error(&e))?;
                     let state = r.state();
@@ -1097,7 +1139,11 @@ fn extend_rollouts(query: Object, mutation: Object) -> (Object, Object, Vec<Type
             Field::new("rollout", opt("Rollout"), |ctx| {
                 FieldFuture::new(async move {
                     let id = ctx.args.try_get("id")?.string()?;
-                    let state = rollouts(&ctx)?.state();
+                    let r = rollouts(&ctx)?;
+                    if !rollout_visible(&ctx, r, id).await? {
+                        return Ok(None);
+                    }
+                    let state = r.state();
                     Ok(state
                         .runs
                         .get(id)
@@ -1116,11 +1162,24 @@ fn extend_rollouts(query: Object, mutation: Object) -> (Object, Object, Vec<Type
                         ),
                         _ => None,
                     };
-                    let state = rollouts(&ctx)?.state();
-                    let items = state
+                    let r = rollouts(&ctx)?;
+                    let ids: Vec<String> = r
+                        .state()
                         .runs
                         .iter()
-                        .filter(|r| wanted.is_none_or(|w| r.state == w))
+                        .filter(|x| wanted.is_none_or(|w| x.state == w))
+                        .map(|x| x.id().to_owned())
+                        .collect();
+                    let mut shown = Vec::with_capacity(ids.len());
+                    for id in ids {
+                        if rollout_visible(&ctx, r, &id).await? {
+                            shown.push(id);
+                        }
+                    }
+                    let state = r.state();
+                    let items = shown
+                        .iter()
+                        .filter_map(|id| state.runs.get(id))
                         .map(rollout_json)
                         .collect();
                     Ok(Some(records(items)))
@@ -1148,9 +1207,13 @@ fn extend_rollouts(query: Object, mutation: Object) -> (Object, Object, Vec<Type
                         plan: input::<Plan>(&ctx, "plan")?.unwrap_or_default(),
                         description: str_arg(&ctx, "description")?,
                     };
+                    require(&ctx, Action::Rollouts)?;
                     let r = rollouts(&ctx)?;
+                    // The target resolves in the caller's view: twins out
+                    // of its scope do not exist.
+                    let view = store_of(&ctx)?;
                     let id = r
-                        .start_rollout(spec, ACTOR)
+                        .start_rollout_in(spec, &actor_of(&ctx), &**view)
                         .await
                         .map_err(|e| rollout_error(&e))?;
                     Ok(Some(rollout_value(r, &id)?))
@@ -1168,20 +1231,22 @@ fn extend_rollouts(query: Object, mutation: Object) -> (Object, Object, Vec<Type
         .field(command(
             "pauseRollout",
             "Stops applying more twins (twins awaiting their devices still settle).",
-            |r, id| Box::pin(r.pause_rollout(id, ACTOR)),
+            |r, id, actor| Box::pin(r.pause_rollout(id, actor)),
         ))
-        .field(command("resumeRollout", "Resumes a paused rollout.", |r, id| {
-            Box::pin(r.resume_rollout(id, ACTOR))
-        }))
+        .field(command(
+            "resumeRollout",
+            "Resumes a paused rollout.",
+            |r, id, actor| Box::pin(r.resume_rollout(id, actor)),
+        ))
         .field(command(
             "cancelRollout",
             "Stops the rollout for good, keeping what was applied.",
-            |r, id| Box::pin(r.cancel_rollout(id, ACTOR)),
+            |r, id, actor| Box::pin(r.cancel_rollout(id, actor)),
         ))
         .field(command(
             "rollbackRollout",
             "Restores, on every twin the rollout touched, the configuration and desired values it replaced (tracked: ROLLING_BACK, then ROLLED_BACK).",
-            |r, id| Box::pin(r.rollback_rollout(id, ACTOR)),
+            |r, id, actor| Box::pin(r.rollback_rollout(id, actor)),
         ));
     (
         query,

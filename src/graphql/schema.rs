@@ -38,8 +38,28 @@ impl Default for Limits {
     }
 }
 
+/// The store as the caller sees it (its guarded view when authentication
+/// is on; see [`super::reload`]).
 pub(super) fn store_of<'a>(ctx: &ResolverContext<'a>) -> Result<&'a Arc<dyn GraphStore>, Error> {
     ctx.data::<Arc<dyn GraphStore>>()
+}
+
+/// The caller (`None`: authentication is off, everyone may do everything).
+pub(super) fn access_of<'a>(ctx: &ResolverContext<'a>) -> Option<&'a crate::auth::Access> {
+    ctx.data_opt::<crate::auth::Access>()
+}
+
+/// How the caller is named in the events it causes.
+pub(super) fn actor_of(ctx: &ResolverContext<'_>) -> String {
+    access_of(ctx).map_or_else(|| "anonymous".to_owned(), |a| a.principal.actor())
+}
+
+/// `FORBIDDEN` unless the caller may do `action`.
+pub(super) fn require(ctx: &ResolverContext<'_>, action: crate::auth::Action) -> Result<(), Error> {
+    match access_of(ctx) {
+        Some(a) => a.require(action).map_err(|e| store_error(&e)),
+        None => Ok(()),
+    }
 }
 
 pub(super) fn to_gql(v: serde_json::Value) -> Result<GqlValue, Error> {

@@ -116,9 +116,17 @@ impl Drop for Hub {
 
 /// Whether `request` may share an execution; its key if so.
 fn share_key(generation: u64, request: &Request) -> Option<Key> {
-    if !request.data.is_empty() {
-        return None;
-    }
+    // Only the caller may be attached, and callers share only with those
+    // that see the same twins.
+    let view = match request.data.len() {
+        0 => String::new(),
+        1 => request
+            .data
+            .get(&std::any::TypeId::of::<crate::auth::Access>())?
+            .downcast_ref::<crate::auth::Access>()?
+            .view(),
+        _ => return None,
+    };
     let doc = async_graphql::parser::parse_query(&request.query).ok()?;
     let op = match (&doc.operations, request.operation_name.as_deref()) {
         (DocumentOperations::Single(op), _) => op,
@@ -163,7 +171,7 @@ fn share_key(generation: u64, request: &Request) -> Option<Key> {
     Some((
         generation,
         format!(
-            "{}\u{0}{}\u{0}{variables}",
+            "{view}\u{1}{}\u{0}{}\u{0}{variables}",
             request.operation_name.as_deref().unwrap_or(""),
             request.query
         ),

@@ -116,8 +116,21 @@ impl Rollouts {
     /// active rollout holds any of them, records the start. Its id.
     pub async fn start_rollout(
         &self,
+        spec: RolloutSpec,
+        actor: &str,
+    ) -> Result<String, RolloutError> {
+        let store = self.store().clone();
+        self.start_rollout_in(spec, actor, &*store).await
+    }
+
+    /// [`start_rollout`](Rollouts::start_rollout) with the target resolved
+    /// in `view` (a caller's view of the store: twins it may not see are
+    /// not targeted, and naming one is naming a twin that does not exist).
+    pub async fn start_rollout_in(
+        &self,
         mut spec: RolloutSpec,
         actor: &str,
+        view: &dyn crate::store::GraphStore,
     ) -> Result<String, RolloutError> {
         spec.plan.check()?;
         if spec.id.is_empty() {
@@ -144,7 +157,7 @@ impl Rollouts {
             (c.spec.target.clone(), v.clone(), c.spec.priority)
         };
         check_parameters(&self.store().models(), &target, &version, &spec.parameters)?;
-        let twins = self.resolve(&spec, &target).await?;
+        let twins = self.resolve(&spec, &target, view).await?;
         let hierarchy =
             spec.plan.order_by_hierarchy || spec.plan.max_in_flight_per_parent.is_some();
         let (twins, parents) = if hierarchy {
@@ -807,9 +820,14 @@ impl Rollouts {
     }
 
     /// The twins the target names, by id.
-    async fn resolve(&self, spec: &RolloutSpec, target: &str) -> Result<Vec<String>, RolloutError> {
+    async fn resolve(
+        &self,
+        spec: &RolloutSpec,
+        target: &str,
+        view: &dyn crate::store::GraphStore,
+    ) -> Result<Vec<String>, RolloutError> {
         let t = &spec.target;
-        let models = self.store().models();
+        let models = view.models();
         let model = t.model.clone().unwrap_or_else(|| target.to_owned());
         match models.interface(&model) {
             Some(i) if i.is_a(target) => {}
@@ -838,8 +856,7 @@ impl Rollouts {
             let mut out = Vec::new();
             let mut after = None;
             loop {
-                let page = self
-                    .store()
+                let page = view
                     .twin_ids(&TwinQuery {
                         model: Some(model.clone()),
                         subtypes: true,
@@ -858,7 +875,7 @@ impl Rollouts {
             let mut wanted = t.ids.clone();
             wanted.sort();
             wanted.dedup();
-            let found = self.store().twins_by_ids(&wanted).await?;
+            let found = view.twins_by_ids(&wanted).await?;
             let by_id: HashMap<&str, &Twin> = found.iter().map(|t| (&*t.id, t)).collect();
             let mut out = Vec::new();
             for id in &wanted {
@@ -881,8 +898,7 @@ impl Rollouts {
             out
         };
         if let Some(root) = &t.under {
-            let under: HashSet<String> = self
-                .store()
+            let under: HashSet<String> = view
                 .descendants(root, crate::twin::query::DEFAULT_MAX_DEPTH)
                 .await
                 .map_err(|e| RolloutError::invalid_rollout("target.under", e.to_string()))?

@@ -36,6 +36,9 @@ pub struct AppState {
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     pub metrics: Arc<Metrics>,
+    /// Checks bearer tokens; `None`: authentication is off (development
+    /// mode: every request may do everything).
+    pub auth: Option<Arc<crate::auth::Verifier>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -57,20 +60,31 @@ pub fn app(state: AppState) -> Router {
         state.store.clone(),
     );
     let ready_store = state.store.clone();
+    let gate = Gate {
+        auth: state.auth.clone(),
+        store: state.store.clone(),
+    };
+    let graphql = match &state.auth {
+        // Development mode: the plain service, every request anonymous.
+        None => get(axum::routing::get_service(GraphQL::new(
+            state.schema.clone(),
+        )))
+        .post_service(GraphQL::new(state.schema.clone())),
+        Some(_) => {
+            let (schema, gate) = (state.schema.clone(), gate.clone());
+            let handler =
+                move |req: Request| graphql_authenticated(schema.clone(), gate.clone(), req);
+            get(handler.clone()).post(handler)
+        }
+    };
     Router::new()
-        .route(
-            "/graphql",
-            get(axum::routing::get_service(GraphQL::new(
-                state.schema.clone(),
-            )))
-            .post_service(GraphQL::new(state.schema.clone())),
-        )
+        .route("/graphql", graphql)
         .route(
             "/graphql/ws",
             get({
                 let schema = state.schema.clone();
                 move |headers: axum::http::HeaderMap, upgrade: WebSocketUpgrade| {
-                    subscriptions(schema.clone(), limit, headers, upgrade)
+                    subscriptions(schema.clone(), gate.clone(), limit, headers, upgrade)
                 }
             }),
         )
@@ -140,11 +154,138 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 /// ones simply take several reads.
 const WS_READ_BUFFER: usize = 1024;
 
+/// Who may come in: checks bearer tokens into the caller's [`Access`].
+#[derive(Clone)]
+pub(crate) struct Gate {
+    auth: Option<Arc<crate::auth::Verifier>>,
+    store: Arc<dyn GraphStore>,
+}
+
+/// Why a caller was turned away.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// No usable token: `UNAUTHENTICATED` (HTTP 401).
+    Unauthenticated(String),
+    /// A valid token that grants nothing: `FORBIDDEN` (HTTP 403).
+    Forbidden(String),
+}
+
+impl Refusal {
+    fn code(&self) -> &'static str {
+        match self {
+            Refusal::Unauthenticated(_) => "UNAUTHENTICATED",
+            Refusal::Forbidden(_) => "FORBIDDEN",
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            Refusal::Unauthenticated(m) | Refusal::Forbidden(m) => m,
+        }
+    }
+
+    fn into_response(self) -> Response {
+        let status = match self {
+            Refusal::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+        };
+        let body = serde_json::json!({"errors": [{
+            "message": self.message(),
+            "extensions": {"code": self.code()},
+        }]});
+        let mut resp = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}
+
+/// The token of an `Authorization: Bearer …` value.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+impl Gate {
+    /// The caller of a request carrying `authorization` (a header value),
+    /// when authentication is on.
+    pub(crate) fn admit(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<Option<crate::auth::Access>, Refusal> {
+        let Some(verifier) = &self.auth else {
+            return Ok(None);
+        };
+        let value = authorization.ok_or_else(|| {
+            Refusal::Unauthenticated(
+                "a bearer token is required (Authorization: Bearer ...)".into(),
+            )
+        })?;
+        let token = bearer(value).ok_or_else(|| {
+            Refusal::Unauthenticated("the Authorization header must be \"Bearer <token>\"".into())
+        })?;
+        let principal = verifier
+            .verify(token)
+            .map_err(|e| Refusal::Unauthenticated(format!("invalid token: {e}")))?;
+        if !principal.may(crate::auth::Action::Read) {
+            return Err(Refusal::Forbidden(format!(
+                "the token of {} grants no known role",
+                principal.sub
+            )));
+        }
+        Ok(Some(crate::auth::Access::new(
+            principal,
+            self.store.clone(),
+        )))
+    }
+}
+
+/// `/graphql` with authentication on: the caller's access goes with every
+/// request of the batch.
+async fn graphql_authenticated(
+    schema: crate::graphql::LiveSchema,
+    gate: Gate,
+    req: Request,
+) -> Response {
+    use async_graphql::Executor;
+    use axum::extract::FromRequest;
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let access = match gate.admit(authorization.as_deref()) {
+        Ok(Some(a)) => a,
+        Ok(None) => return (StatusCode::INTERNAL_SERVER_ERROR, "no verifier").into_response(),
+        Err(r) => return r.into_response(),
+    };
+    let batch = match async_graphql_axum::GraphQLBatchRequest::<
+        async_graphql_axum::rejection::GraphQLRejection,
+    >::from_request(req, &())
+    .await
+    {
+        Ok(b) => b.into_inner(),
+        Err(e) => return e.into_response(),
+    };
+    let batch = batch.data(access);
+    async_graphql_axum::GraphQLResponse(schema.execute_batch(batch).await).into_response()
+}
+
 /// A GraphQL WebSocket connection (`graphql-transport-ws` or `graphql-ws`);
 /// each subscription runs on the schema serving when it starts. Client messages are
-/// limited to `max_message` bytes, like request bodies.
+/// limited to `max_message` bytes, like request bodies. With authentication
+/// on, the token comes with the upgrade request (`Authorization`) or in
+/// `connection_init` (`{"Authorization": "Bearer ..."}`).
 async fn subscriptions(
     schema: crate::graphql::LiveSchema,
+    gate: Gate,
     max_message: usize,
     headers: axum::http::HeaderMap,
     upgrade: WebSocketUpgrade,
@@ -156,13 +297,24 @@ async fn subscriptions(
         )
             .into_response();
     };
+    // A token on the upgrade request is checked at once (a bad one is
+    // refused before the upgrade); else `connection_init` must bring one.
+    let upgrade_token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if upgrade_token.is_some()
+        && let Err(r) = gate.admit(upgrade_token.as_deref())
+    {
+        return r.into_response();
+    }
     upgrade
         .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(0)
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .protocols([protocol.name()])
-        .on_upgrade(move |socket| ws::serve(socket, schema, protocol))
+        .on_upgrade(move |socket| ws::serve(socket, schema, protocol, gate, upgrade_token))
 }
 
 /// Counts requests by route (known routes only: bounded label values) and

@@ -71,7 +71,6 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 enum ClientMessage {
     ConnectionInit {
         #[serde(default)]
-        #[allow(dead_code)] // read by authentication (connection parameters)
         payload: Option<serde_json::Value>,
     },
     #[serde(alias = "start")]
@@ -136,6 +135,11 @@ struct Connection {
     protocol: Protocol,
     schema: LiveSchema,
     acked: bool,
+    gate: super::Gate,
+    /// The `Authorization` header of the upgrade request.
+    upgrade_token: Option<String>,
+    /// The caller (with authentication on), from `connection_init`.
+    access: Option<crate::auth::Access>,
     /// Each subscription's results, then `None` once it has ended.
     streams: StreamMap<SubId, BoxStream<'static, Option<Delivery>>>,
 }
@@ -159,7 +163,20 @@ impl Connection {
             ClientMessage::ConnectionInit { .. } if self.acked => {
                 Step::Close(4429, "too many initialisation requests".into())
             }
-            ClientMessage::ConnectionInit { .. } => {
+            ClientMessage::ConnectionInit { payload } => {
+                // The token of `connection_init`, else the upgrade request's.
+                let token = payload
+                    .as_ref()
+                    .and_then(|p| p.get("Authorization").or_else(|| p.get("authorization")))
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+                    .or_else(|| self.upgrade_token.clone());
+                match self.gate.admit(token.as_deref()) {
+                    Ok(access) => self.access = access,
+                    Err(refusal) => {
+                        return Step::Close(4403, format!("Forbidden: {}", refusal.message()));
+                    }
+                }
                 self.acked = true;
                 let mut out = vec![text(r#"{"type":"connection_ack"}"#.into())];
                 if self.protocol == Protocol::Legacy {
@@ -186,9 +203,13 @@ impl Connection {
                         }
                     }
                 }
+                let mut request = *payload;
+                if let Some(a) = &self.access {
+                    request = request.data(a.clone());
+                }
                 let stream = self
                     .schema
-                    .subscribe(*payload, None)
+                    .subscribe(request, None)
                     .map(Some)
                     .chain(stream::once(async { None }))
                     .boxed();
@@ -274,19 +295,41 @@ async fn close(mut socket: WebSocket, code: u16, reason: String) {
     .await;
 }
 
-/// Serves one upgraded connection until either side ends it.
-pub(super) async fn serve(mut socket: WebSocket, schema: LiveSchema, protocol: Protocol) {
+/// How long until a token expiring at `exp` (seconds since the epoch) has
+/// expired.
+fn until_expiry(exp: u64) -> Duration {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Duration::from_secs(exp).saturating_sub(now)
+}
+
+/// Serves one upgraded connection until either side ends it (or, with
+/// authentication on, its token expires: closed with 4403).
+pub(super) async fn serve(
+    mut socket: WebSocket,
+    schema: LiveSchema,
+    protocol: Protocol,
+    gate: super::Gate,
+    upgrade_token: Option<String>,
+) {
     let closing = schema.closing();
     let mut conn = Connection {
         protocol,
         schema,
         acked: false,
+        gate,
+        upgrade_token,
+        access: None,
         streams: StreamMap::new(),
     };
+    // Armed once the caller is known (far off until then).
+    let expiry = tokio::time::sleep(Duration::from_secs(86_400 * 365));
+    let mut expiry_armed = false;
     let init_deadline = tokio::time::sleep(INIT_TIMEOUT);
     let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
     keep_alive.reset();
-    tokio::pin!(init_deadline, closing);
+    tokio::pin!(init_deadline, closing, expiry);
     let mut shutting_down = false;
     loop {
         let step = tokio::select! {
@@ -313,6 +356,9 @@ pub(super) async fn serve(mut socket: WebSocket, schema: LiveSchema, protocol: P
             () = &mut init_deadline, if !conn.acked => {
                 Step::Close(4408, "connection initialisation timeout".into())
             }
+            () = &mut expiry, if expiry_armed => {
+                Step::Close(4403, "Forbidden: the token has expired".into())
+            }
             _ = keep_alive.tick(), if conn.acked && protocol == Protocol::Legacy => {
                 Step::Send(vec![text(r#"{"type":"ka"}"#.into())])
             }
@@ -335,6 +381,12 @@ pub(super) async fn serve(mut socket: WebSocket, schema: LiveSchema, protocol: P
             Step::Close(code, reason) => return close(socket, code, reason).await,
             Step::End => return,
         };
+        if !expiry_armed && let Some(exp) = conn.access.as_ref().and_then(|a| a.principal.expires) {
+            expiry_armed = true;
+            expiry
+                .as_mut()
+                .reset(tokio::time::Instant::now() + until_expiry(exp));
+        }
         if result.is_err() {
             return;
         }

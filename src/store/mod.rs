@@ -85,6 +85,9 @@ pub enum StoreError {
     /// nothing was written. Worth retrying later.
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
+    /// The caller's roles do not allow this; nothing was written.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
 }
 
 impl StoreError {
@@ -98,6 +101,7 @@ impl StoreError {
             StoreError::Pruned(_) => "history_pruned",
             StoreError::Closed => "store_closed",
             StoreError::Unavailable(_) => "store_unavailable",
+            StoreError::Forbidden(_) => "forbidden",
         }
     }
 }
@@ -286,6 +290,13 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
 
     /// Committed events as they happen (for live subscriptions).
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
+
+    /// Whether a reader of this store may see `event` from
+    /// [`subscribe`](GraphStore::subscribe) (a guarded store answers for
+    /// its principal's scope; a plain store sees everything).
+    async fn visible(&self, _event: &Event) -> bool {
+        true
+    }
 
     /// Takes or renews lease `name` for `holder` for `ttl` (a zero `ttl`
     /// releases it); whether `holder` holds it now. Serialized with every

@@ -1,0 +1,715 @@
+//! [`GuardedStore`]: the store as one principal sees it.
+//!
+//! Writes: each operation needs a role that grants it, and every twin it
+//! touches must be in scope; otherwise the whole batch is refused
+//! (`FORBIDDEN` for a role, and for scope the very error a missing twin
+//! gives, so nothing out of scope is revealed). Events name the principal
+//! as actor, whatever the caller passed.
+//!
+//! Reads: twins out of scope do not exist; relationships with an end out
+//! of scope do not exist; traversals do not pass through twins out of
+//! scope; history and time travel answer only for twins in scope now.
+//! Scope is the containment hierarchy as it is at the time of the read
+//! (moving a twin moves its access); each guarded store remembers what it
+//! looked up for as long as it lives (one request), and forgets it when it
+//! sees the hierarchy change.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use super::{Action, Principal, Scope};
+use crate::dtdl::ModelSet;
+use crate::store::{At, GraphStore, Page, StoreError, TwinQuery};
+use crate::twin::query::{Direction, Reached, Traversal};
+use crate::twin::{Batch, BatchError, Change, Event, Micros, Op, Relationship, Twin, TwinError};
+
+/// Twins looked up one by one before the whole scope is listed instead.
+const ONE_BY_ONE: usize = 32;
+
+/// The store through one principal's eyes.
+pub struct GuardedStore {
+    inner: Arc<dyn GraphStore>,
+    principal: Arc<Principal>,
+    actor: String,
+    scope: Option<Scope>,
+    /// Twins known to be in scope (true) or not (false).
+    known: Mutex<HashMap<String, bool>>,
+    /// Every twin in scope, once listed.
+    all: Mutex<Option<Arc<HashSet<String>>>>,
+}
+
+impl std::fmt::Debug for GuardedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardedStore")
+            .field("principal", &self.principal.sub)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl GuardedStore {
+    pub fn new(inner: Arc<dyn GraphStore>, principal: Arc<Principal>) -> GuardedStore {
+        GuardedStore {
+            actor: principal.actor(),
+            scope: principal.scope(),
+            principal,
+            inner,
+            known: Mutex::new(HashMap::new()),
+            all: Mutex::new(None),
+        }
+    }
+
+    /// The store underneath (for owners that check scope themselves).
+    pub fn inner(&self) -> &Arc<dyn GraphStore> {
+        &self.inner
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// Whether every twin is in scope.
+    pub fn unscoped(&self) -> bool {
+        self.scope.is_none()
+    }
+
+    /// Whether `twin` is in scope now.
+    pub async fn contains(&self, twin: &str) -> Result<bool, StoreError> {
+        let Some(scope) = &self.scope else {
+            return Ok(true);
+        };
+        if scope.roots.iter().any(|r| r == twin) {
+            return Ok(true);
+        }
+        if !scope.subtree {
+            return Ok(false);
+        }
+        if let Some(k) = lock(&self.known).get(twin) {
+            return Ok(*k);
+        }
+        if let Some(all) = lock(&self.all).as_ref() {
+            return Ok(all.contains(twin));
+        }
+        let inside = match self.inner.ancestors(twin).await {
+            Ok(ancestors) => ancestors.iter().any(|a| scope.roots.contains(a)),
+            // A twin that does not exist is in no scope.
+            Err(StoreError::Twin(TwinError::NotFound(_))) => false,
+            Err(e) => return Err(e),
+        };
+        lock(&self.known).insert(twin.to_owned(), inside);
+        Ok(inside)
+    }
+
+    /// Which of `twins` are in scope.
+    pub async fn filter(&self, twins: &[&str]) -> Result<HashSet<String>, StoreError> {
+        let mut inside = HashSet::new();
+        if self.scope.is_none() {
+            inside.extend(twins.iter().map(|t| (*t).to_owned()));
+            return Ok(inside);
+        }
+        let unknown = {
+            let known = lock(&self.known);
+            twins.iter().filter(|t| !known.contains_key(**t)).count()
+        };
+        if unknown > ONE_BY_ONE {
+            let all = self.everything().await?;
+            inside.extend(
+                twins
+                    .iter()
+                    .filter(|t| all.contains(**t))
+                    .map(|t| (*t).to_owned()),
+            );
+            return Ok(inside);
+        }
+        for &t in twins {
+            if self.contains(t).await? {
+                inside.insert(t.to_owned());
+            }
+        }
+        Ok(inside)
+    }
+
+    /// Every twin in scope (the roots and, with subtree, all under them).
+    async fn everything(&self) -> Result<Arc<HashSet<String>>, StoreError> {
+        if let Some(all) = lock(&self.all).as_ref() {
+            return Ok(all.clone());
+        }
+        let mut all = HashSet::new();
+        if let Some(scope) = &self.scope {
+            // Level by level down the containment tree, whatever its depth.
+            let containment = self.inner.containment();
+            let mut level: Vec<String> = self
+                .inner
+                .twins_by_ids(&scope.roots)
+                .await?
+                .into_iter()
+                .map(|t| t.id.to_string())
+                .collect();
+            all.extend(level.iter().cloned());
+            while scope.subtree && !level.is_empty() {
+                let below = self
+                    .inner
+                    .relationships_of(&level, Direction::Out, Some(&containment))
+                    .await?;
+                level = below
+                    .into_iter()
+                    .map(|r| r.target)
+                    .filter(|t| all.insert(t.clone()))
+                    .collect();
+            }
+        }
+        let all = Arc::new(all);
+        *lock(&self.all) = Some(all.clone());
+        Ok(all)
+    }
+
+    /// Forgets what it knows of the hierarchy (it changed).
+    fn forget(&self) {
+        lock(&self.known).clear();
+        *lock(&self.all) = None;
+    }
+
+    fn changes_hierarchy(&self, change: &Change) -> bool {
+        let containment = self.inner.containment();
+        match change {
+            Change::RelationshipCreated { relationship } => relationship.name == containment,
+            Change::RelationshipDeleted { name, .. } => *name == containment,
+            Change::TwinDeleted { .. } => true,
+            _ => false,
+        }
+    }
+
+    async fn rels_inside(&self, rels: Vec<Relationship>) -> Result<Vec<Relationship>, StoreError> {
+        if self.scope.is_none() {
+            return Ok(rels);
+        }
+        let ends: Vec<&str> = rels
+            .iter()
+            .flat_map(|r| [r.source.as_str(), r.target.as_str()])
+            .collect();
+        let inside = self.filter(&ends).await?;
+        Ok(rels
+            .into_iter()
+            .filter(|r| inside.contains(&r.source) && inside.contains(&r.target))
+            .collect())
+    }
+
+    /// Traversal hits whose twin and every twin on the way are in scope.
+    async fn reached_inside(&self, hits: Vec<Reached>) -> Result<Vec<Reached>, StoreError> {
+        if self.scope.is_none() {
+            return Ok(hits);
+        }
+        let mut twins: Vec<&str> = Vec::new();
+        for h in &hits {
+            twins.push(&h.twin);
+            for p in &h.path {
+                twins.push(&p.source);
+                twins.push(&p.target);
+            }
+        }
+        let inside = self.filter(&twins).await?;
+        Ok(hits
+            .into_iter()
+            .filter(|h| {
+                inside.contains(&h.twin)
+                    && h.path
+                        .iter()
+                        .all(|p| inside.contains(&p.source) && inside.contains(&p.target))
+            })
+            .collect())
+    }
+
+    /// Whether the principal may see `event` (its twins in scope now).
+    async fn sees(&self, event: &Event) -> Result<bool, StoreError> {
+        if self.scope.is_none() {
+            return Ok(true);
+        }
+        let twins = event.change.twins();
+        if twins.is_empty() {
+            return Ok(matches!(event.change, Change::ModelsChanged { .. }));
+        }
+        for t in twins {
+            if !self.contains(t).await? {
+                return Ok(false);
+            }
+        }
+        if let Change::RelationshipUpdated { source, id, .. } = &event.change {
+            return match self.inner.relationship(source, id).await? {
+                Some(r) => self.contains(&r.target).await,
+                None => Ok(false),
+            };
+        }
+        Ok(true)
+    }
+
+    async fn events_inside(&self, events: Vec<Event>) -> Result<Vec<Event>, StoreError> {
+        if self.scope.is_none() {
+            return Ok(events);
+        }
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            if self.sees(&e).await? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Refuses the batch unless every operation is allowed and in scope.
+    async fn check(&self, batch: &Batch) -> Result<(), StoreError> {
+        let forbidden = |action: Action| {
+            StoreError::Forbidden(format!("{} may not {}", self.principal.sub, action.name()))
+        };
+        let containment = self.inner.containment();
+        // Twins this batch creates under a twin in scope (in this batch).
+        let mut created_inside: HashSet<&str> = HashSet::new();
+        let created: HashSet<&str> = batch
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::CreateTwin { id, .. } => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        for op in &batch.ops {
+            if let Op::CreateRelationship {
+                source,
+                name,
+                target,
+                ..
+            } = op
+                && *name == containment
+                && created.contains(target.as_str())
+                && (created_inside.contains(source.as_str()) || self.contains(source).await?)
+            {
+                created_inside.insert(target.as_str());
+            }
+        }
+        let missing = |index: usize, twin: &str| {
+            StoreError::Batch(BatchError {
+                index,
+                error: TwinError::NotFound(twin.to_owned()),
+            })
+        };
+        for (index, op) in batch.ops.iter().enumerate() {
+            let (action, twins): (Action, Vec<&str>) = match op {
+                Op::CreateTwin { .. } => (Action::CreateTwin, Vec::new()),
+                Op::DeleteTwin { id, .. } => (Action::DeleteTwin, vec![id.as_str()]),
+                Op::PatchDesired { id, .. } => (Action::PatchDesired, vec![id.as_str()]),
+                Op::PatchReported { id, .. } => (Action::PatchReported, vec![id.as_str()]),
+                Op::InvokeCommand { id, .. } => (Action::Commands, vec![id.as_str()]),
+                Op::CreateRelationship { source, target, .. } => (
+                    Action::Relationships,
+                    vec![source.as_str(), target.as_str()],
+                ),
+                Op::UpdateRelationship { source, .. } | Op::DeleteRelationship { source, .. } => {
+                    (Action::Relationships, vec![source.as_str()])
+                }
+                // Internal operations: never a caller's.
+                Op::Record { .. }
+                | Op::AssignConfiguration { .. }
+                | Op::RestoreConfiguration { .. }
+                | Op::ExpectStream { .. } => return Err(forbidden(Action::Configurations)),
+            };
+            if !self.principal.may(action) {
+                return Err(forbidden(action));
+            }
+            if self.scope.is_none() {
+                continue;
+            }
+            if let Op::CreateTwin { id, .. } = op
+                && !created_inside.contains(id.as_str())
+            {
+                return Err(StoreError::Forbidden(format!(
+                    "twin {id} must be created under a twin in scope (with a {containment} relationship in the same batch)"
+                )));
+            }
+            for t in twins {
+                if !created_inside.contains(t) && !self.contains(t).await? {
+                    return Err(missing(index, t));
+                }
+            }
+            if let Op::UpdateRelationship { source, id, .. }
+            | Op::DeleteRelationship { source, id, .. } = op
+            {
+                let target_inside = match self.inner.relationship(source, id).await? {
+                    Some(r) => self.contains(&r.target).await?,
+                    None => true,
+                };
+                if !target_inside {
+                    return Err(StoreError::Batch(BatchError {
+                        index,
+                        error: TwinError::RelationshipNotFound {
+                            source_id: source.clone(),
+                            id: id.clone(),
+                        },
+                    }));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl GraphStore for GuardedStore {
+    fn models(&self) -> Arc<ModelSet> {
+        self.inner.models()
+    }
+
+    async fn set_models(&self, models: Arc<ModelSet>, _actor: &str) -> Result<u64, StoreError> {
+        if !self.principal.may(Action::Models) {
+            return Err(StoreError::Forbidden(format!(
+                "{} may not {}",
+                self.principal.sub,
+                Action::Models.name()
+            )));
+        }
+        self.inner.set_models(models, &self.actor).await
+    }
+
+    async fn apply(&self, batch: Batch, _actor: &str) -> Result<Vec<Event>, StoreError> {
+        self.check(&batch).await?;
+        let events = self.inner.apply(batch, &self.actor).await?;
+        if events.iter().any(|e| self.changes_hierarchy(&e.change)) {
+            self.forget();
+        }
+        Ok(events)
+    }
+
+    async fn twin(&self, id: &str) -> Result<Option<Twin>, StoreError> {
+        if !self.contains(id).await? {
+            return Ok(None);
+        }
+        self.inner.twin(id).await
+    }
+
+    async fn twins_by_ids(&self, ids: &[String]) -> Result<Vec<Twin>, StoreError> {
+        let twins = self.inner.twins_by_ids(ids).await?;
+        if self.scope.is_none() {
+            return Ok(twins);
+        }
+        let ids: Vec<&str> = twins.iter().map(|t| &*t.id).collect();
+        let inside = self.filter(&ids).await?;
+        Ok(twins
+            .into_iter()
+            .filter(|t| inside.contains(&*t.id))
+            .collect())
+    }
+
+    async fn twins(&self, query: &TwinQuery) -> Result<Page<Twin>, StoreError> {
+        if self.scope.is_none() {
+            return self.inner.twins(query).await;
+        }
+        let mut q = query.clone();
+        let mut items = Vec::new();
+        loop {
+            let page = self.inner.twins(&q).await?;
+            let ids: Vec<&str> = page.items.iter().map(|t| &*t.id).collect();
+            let inside = self.filter(&ids).await?;
+            let n = page.items.len();
+            for t in page.items {
+                if items.len() == query.limit {
+                    return Ok(Page {
+                        items,
+                        has_more: true,
+                    });
+                }
+                q.after = Some(t.id.to_string());
+                if inside.contains(&*t.id) {
+                    items.push(t);
+                }
+            }
+            if !page.has_more || n == 0 {
+                return Ok(Page {
+                    items,
+                    has_more: false,
+                });
+            }
+            if items.len() == query.limit {
+                return Ok(Page {
+                    items,
+                    has_more: true,
+                });
+            }
+        }
+    }
+
+    async fn twin_ids(&self, query: &TwinQuery) -> Result<Page<String>, StoreError> {
+        if self.scope.is_none() {
+            return self.inner.twin_ids(query).await;
+        }
+        let mut q = query.clone();
+        let mut items = Vec::new();
+        loop {
+            let page = self.inner.twin_ids(&q).await?;
+            let ids: Vec<&str> = page.items.iter().map(String::as_str).collect();
+            let inside = self.filter(&ids).await?;
+            let n = page.items.len();
+            for id in page.items {
+                if items.len() == query.limit {
+                    return Ok(Page {
+                        items,
+                        has_more: true,
+                    });
+                }
+                q.after = Some(id.clone());
+                if inside.contains(&id) {
+                    items.push(id);
+                }
+            }
+            if !page.has_more || n == 0 {
+                return Ok(Page {
+                    items,
+                    has_more: false,
+                });
+            }
+            if items.len() == query.limit {
+                return Ok(Page {
+                    items,
+                    has_more: true,
+                });
+            }
+        }
+    }
+
+    async fn relationship(
+        &self,
+        source: &str,
+        id: &str,
+    ) -> Result<Option<Relationship>, StoreError> {
+        let Some(r) = self.inner.relationship(source, id).await? else {
+            return Ok(None);
+        };
+        Ok(self.rels_inside(vec![r]).await?.pop())
+    }
+
+    async fn relationships_with_id(&self, id: &str) -> Result<Vec<Relationship>, StoreError> {
+        let rels = self.inner.relationships_with_id(id).await?;
+        self.rels_inside(rels).await
+    }
+
+    async fn relationships(
+        &self,
+        twin: &str,
+        direction: Direction,
+        name: Option<&str>,
+    ) -> Result<Vec<Relationship>, StoreError> {
+        if !self.contains(twin).await? {
+            return Ok(Vec::new());
+        }
+        let rels = self.inner.relationships(twin, direction, name).await?;
+        self.rels_inside(rels).await
+    }
+
+    async fn relationships_of(
+        &self,
+        twins: &[String],
+        direction: Direction,
+        name: Option<&str>,
+    ) -> Result<Vec<Relationship>, StoreError> {
+        let rels = self.inner.relationships_of(twins, direction, name).await?;
+        self.rels_inside(rels).await
+    }
+
+    async fn relationships_with_ends(
+        &self,
+        twins: &[String],
+        direction: Direction,
+        name: Option<&str>,
+    ) -> Result<Vec<(Relationship, Option<Twin>)>, StoreError> {
+        let found = self
+            .inner
+            .relationships_with_ends(twins, direction, name)
+            .await?;
+        if self.scope.is_none() {
+            return Ok(found);
+        }
+        let ends: Vec<&str> = found
+            .iter()
+            .flat_map(|(r, _)| [r.source.as_str(), r.target.as_str()])
+            .collect();
+        let inside = self.filter(&ends).await?;
+        Ok(found
+            .into_iter()
+            .filter(|(r, _)| inside.contains(&r.source) && inside.contains(&r.target))
+            .collect())
+    }
+
+    async fn traverse(&self, traversal: &Traversal) -> Result<Vec<Reached>, StoreError> {
+        if !self.contains(&traversal.start).await? {
+            return Ok(Vec::new());
+        }
+        let hits = self.inner.traverse(traversal).await?;
+        self.reached_inside(hits).await
+    }
+
+    async fn traverse_twins(
+        &self,
+        traversal: &Traversal,
+    ) -> Result<(Vec<Reached>, Vec<Twin>), StoreError> {
+        if !self.contains(&traversal.start).await? {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let (hits, twins) = self.inner.traverse_twins(traversal).await?;
+        if self.scope.is_none() {
+            return Ok((hits, twins));
+        }
+        let hits = self.reached_inside(hits).await?;
+        let kept: HashSet<&str> = hits.iter().map(|h| h.twin.as_str()).collect();
+        let twins = twins
+            .into_iter()
+            .filter(|t| kept.contains(&*t.id))
+            .collect();
+        Ok((hits, twins))
+    }
+
+    async fn ancestors(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        if !self.contains(id).await? {
+            return Ok(Vec::new());
+        }
+        let all = self.inner.ancestors(id).await?;
+        if self.scope.is_none() {
+            return Ok(all);
+        }
+        let mut out = Vec::new();
+        for a in all {
+            if !self.contains(&a).await? {
+                break;
+            }
+            out.push(a);
+        }
+        Ok(out)
+    }
+
+    async fn descendants(&self, id: &str, max_depth: usize) -> Result<Vec<Reached>, StoreError> {
+        if !self.contains(id).await? {
+            return Ok(Vec::new());
+        }
+        let hits = self.inner.descendants(id, max_depth).await?;
+        self.reached_inside(hits).await
+    }
+
+    async fn events_after(&self, seq: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        if self.scope.is_none() {
+            return self.inner.events_after(seq, limit).await;
+        }
+        let mut after = seq;
+        let mut out = Vec::new();
+        loop {
+            let page = self.inner.events_after(after, limit).await?;
+            let n = page.len();
+            if let Some(last) = page.last() {
+                after = last.seq;
+            }
+            for e in page {
+                if out.len() == limit {
+                    return Ok(out);
+                }
+                if self.sees(&e).await? {
+                    out.push(e);
+                }
+            }
+            if n < limit || out.len() == limit {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn stream_events(
+        &self,
+        stream: &str,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        if self.scope.is_some() {
+            return Ok(Vec::new());
+        }
+        self.inner.stream_events(stream, seq, limit).await
+    }
+
+    async fn twin_events(
+        &self,
+        twin: &str,
+        from: Option<Micros>,
+        to: Option<Micros>,
+    ) -> Result<Vec<Event>, StoreError> {
+        if !self.contains(twin).await? {
+            return Ok(Vec::new());
+        }
+        let events = self.inner.twin_events(twin, from, to).await?;
+        self.events_inside(events).await
+    }
+
+    async fn twin_as_of(&self, twin: &str, at: At) -> Result<Option<Twin>, StoreError> {
+        if !self.contains(twin).await? {
+            return Ok(None);
+        }
+        self.inner.twin_as_of(twin, at).await
+    }
+
+    async fn relationships_as_of(
+        &self,
+        twin: &str,
+        at: At,
+    ) -> Result<Vec<Relationship>, StoreError> {
+        if !self.contains(twin).await? {
+            return Ok(Vec::new());
+        }
+        let rels = self.inner.relationships_as_of(twin, at).await?;
+        self.rels_inside(rels).await
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.inner.last_seq()
+    }
+
+    fn containment(&self) -> String {
+        self.inner.containment()
+    }
+
+    /// Every committed event: consumers keep those [`visible`](GraphStore::visible).
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.inner.subscribe()
+    }
+
+    /// Judged with what this store knew before the event (a twin it saw
+    /// in scope that is detached or deleted is seen going); a change of the
+    /// hierarchy then makes it look again.
+    async fn visible(&self, event: &Event) -> bool {
+        let seen = match self.sees(event).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check an event's scope; withheld");
+                false
+            }
+        };
+        if self.changes_hierarchy(&event.change) {
+            self.forget();
+        }
+        seen
+    }
+
+    async fn lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        if !self.principal.may(Action::Configurations) {
+            return Err(StoreError::Forbidden("leases are the server's own".into()));
+        }
+        self.inner.lease(name, holder, ttl).await
+    }
+
+    fn is_ready(&self) -> bool {
+        self.inner.is_ready()
+    }
+}
