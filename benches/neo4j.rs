@@ -94,6 +94,7 @@ fn main() {
             max_body_bytes: 4 * 1024 * 1024,
             metrics: Arc::new(twingraph::metrics::Metrics::default()),
             auth: None,
+            http: server::HttpSettings::default(),
         });
         let listener = server::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
         let addr = listener.local_addr().expect("addr");

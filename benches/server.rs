@@ -36,63 +36,10 @@ use twingraph::store::{GraphStore, StoreConfig, embedded};
 
 #[path = "support/http.rs"]
 mod http;
-use http::{Conn, env_usize, models, percentile, post};
+use http::{Conn, Outcome, drive, env_usize, models, percentile, post};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-struct Outcome {
-    name: &'static str,
-    per_sec: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
-/// Runs `conns` clients for `secs`, each cycling through `requests`.
-async fn drive(
-    name: &'static str,
-    addr: SocketAddr,
-    requests: Arc<Vec<Vec<u8>>>,
-    conns: usize,
-    secs: u64,
-) -> Outcome {
-    // Warm up one connection.
-    let mut c = Conn::open(addr).await;
-    for r in requests.iter().take(100) {
-        c.call(r).await;
-    }
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for k in 0..conns {
-        let requests = requests.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut c = Conn::open(addr).await;
-            let mut lat = Vec::new();
-            let mut i = k * 7919;
-            while Instant::now() < deadline {
-                let r = &requests[i % requests.len()];
-                i += 1;
-                let t = Instant::now();
-                c.call(r).await;
-                lat.push(t.elapsed());
-            }
-            lat
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("client"));
-    }
-    let elapsed = start.elapsed();
-    all.sort();
-    Outcome {
-        name,
-        per_sec: all.len() as f64 / elapsed.as_secs_f64(),
-        p50: percentile(&all, 0.5),
-        p99: percentile(&all, 0.99),
-    }
-}
 
 /// Microseconds since the Unix epoch: comparable across the two processes.
 fn wall_us() -> u64 {
@@ -408,6 +355,7 @@ fn main() {
             max_body_bytes: 4 * 1024 * 1024,
             metrics,
             auth: None,
+            http: server::HttpSettings::default(),
         });
         let listener = server::bind("127.0.0.1:0".parse().expect("address"))
             .expect("bind");

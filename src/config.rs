@@ -77,6 +77,28 @@ pub struct Config {
     pub jwt_roles_claim: String,
     /// The claim listing the twin ids a token is scoped to.
     pub jwt_twins_claim: String,
+    /// Aliased fields a GraphQL document may have.
+    pub max_aliases: usize,
+    /// Operations one HTTP request (a JSON array batch) may carry.
+    pub max_operations_per_request: usize,
+    /// Operations one `batch` mutation may carry.
+    pub max_batch_operations: usize,
+    /// Subscriptions one WebSocket connection may hold at once.
+    pub max_subscriptions_per_connection: usize,
+    /// Requests (operations, subscriptions) per second per token subject;
+    /// 0: unlimited.
+    pub rate_limit_per_second: u32,
+    /// Requests a token may make at once above its rate (0: twice the rate).
+    pub rate_limit_burst: u32,
+    /// Whether the schema answers introspection (turn off in production if
+    /// clients do not need it).
+    pub introspection: bool,
+    /// Origins browsers may call the API from (CORS); none: same origin only.
+    pub cors_origins: Vec<String>,
+    /// PEM certificate chain: with `tls_key`, `serve` speaks HTTPS / WSS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -128,12 +150,22 @@ impl Default for Config {
             jwt_leeway_seconds: 30,
             jwt_roles_claim: "roles".to_owned(),
             jwt_twins_claim: "twins".to_owned(),
+            max_aliases: 200,
+            max_operations_per_request: 10,
+            max_batch_operations: 10_000,
+            max_subscriptions_per_connection: 100,
+            rate_limit_per_second: 0,
+            rate_limit_burst: 0,
+            introspection: true,
+            cors_origins: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
 
 /// Environment variables read, and the setting each one sets.
-pub const ENV_VARS: [(&str, &str); 30] = [
+pub const ENV_VARS: [(&str, &str); 40] = [
     ("TWINGRAPH_LISTEN", "listen"),
     ("TWINGRAPH_DATA", "data"),
     ("TWINGRAPH_MODELS", "models"),
@@ -164,6 +196,22 @@ pub const ENV_VARS: [(&str, &str); 30] = [
     ("TWINGRAPH_JWT_LEEWAY_SECONDS", "jwt_leeway_seconds"),
     ("TWINGRAPH_JWT_ROLES_CLAIM", "jwt_roles_claim"),
     ("TWINGRAPH_JWT_TWINS_CLAIM", "jwt_twins_claim"),
+    ("TWINGRAPH_MAX_ALIASES", "max_aliases"),
+    (
+        "TWINGRAPH_MAX_OPERATIONS_PER_REQUEST",
+        "max_operations_per_request",
+    ),
+    ("TWINGRAPH_MAX_BATCH_OPERATIONS", "max_batch_operations"),
+    (
+        "TWINGRAPH_MAX_SUBSCRIPTIONS_PER_CONNECTION",
+        "max_subscriptions_per_connection",
+    ),
+    ("TWINGRAPH_RATE_LIMIT_PER_SECOND", "rate_limit_per_second"),
+    ("TWINGRAPH_RATE_LIMIT_BURST", "rate_limit_burst"),
+    ("TWINGRAPH_INTROSPECTION", "introspection"),
+    ("TWINGRAPH_CORS_ORIGINS", "cors_origins"),
+    ("TWINGRAPH_TLS_CERT", "tls_cert"),
+    ("TWINGRAPH_TLS_KEY", "tls_key"),
 ];
 
 fn boolean(value: &str) -> Result<bool, String> {
@@ -209,6 +257,8 @@ pub struct Overrides {
     pub jwks: Option<PathBuf>,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -270,6 +320,12 @@ impl Config {
         }
         if let Some(v) = &flags.jwt_audience {
             c.jwt_audience = Some(v.clone());
+        }
+        if let Some(v) = &flags.tls_cert {
+            c.tls_cert = Some(v.clone());
+        }
+        if let Some(v) = &flags.tls_key {
+            c.tls_key = Some(v.clone());
         }
         Ok(c)
     }
@@ -338,6 +394,37 @@ impl Config {
                 "TWINGRAPH_JWT_LEEWAY_SECONDS" => self.jwt_leeway_seconds = num(&value)? as u64,
                 "TWINGRAPH_JWT_ROLES_CLAIM" => self.jwt_roles_claim.clone_from(&value),
                 "TWINGRAPH_JWT_TWINS_CLAIM" => self.jwt_twins_claim.clone_from(&value),
+                "TWINGRAPH_MAX_ALIASES" => self.max_aliases = num(&value)?,
+                "TWINGRAPH_MAX_OPERATIONS_PER_REQUEST" => {
+                    self.max_operations_per_request = num(&value)?;
+                }
+                "TWINGRAPH_MAX_BATCH_OPERATIONS" => self.max_batch_operations = num(&value)?,
+                "TWINGRAPH_MAX_SUBSCRIPTIONS_PER_CONNECTION" => {
+                    self.max_subscriptions_per_connection = num(&value)?;
+                }
+                "TWINGRAPH_RATE_LIMIT_PER_SECOND" => {
+                    self.rate_limit_per_second =
+                        u32::try_from(num(&value)?).map_err(|e| bad(e.to_string()))?;
+                }
+                "TWINGRAPH_RATE_LIMIT_BURST" => {
+                    self.rate_limit_burst =
+                        u32::try_from(num(&value)?).map_err(|e| bad(e.to_string()))?;
+                }
+                "TWINGRAPH_INTROSPECTION" => self.introspection = boolean(&value).map_err(bad)?,
+                "TWINGRAPH_CORS_ORIGINS" => {
+                    self.cors_origins = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|o| !o.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                }
+                "TWINGRAPH_TLS_CERT" => {
+                    self.tls_cert = Some(PathBuf::from(&value)).filter(|_| !value.is_empty())
+                }
+                "TWINGRAPH_TLS_KEY" => {
+                    self.tls_key = Some(PathBuf::from(&value)).filter(|_| !value.is_empty())
+                }
                 _ => {}
             }
         }

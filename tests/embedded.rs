@@ -115,12 +115,16 @@ async fn a_corrupt_data_file_is_a_clear_error() {
 #[test]
 fn sigkill_never_loses_acknowledged_writes_or_half_applies_a_batch() {
     let dir = fresh_dir();
-    let acked_file = dir.join("acked.txt");
     let data = dir.join("data");
+    // Every batch acknowledged so far, in any round.
+    let mut acked: BTreeSet<String> = BTreeSet::new();
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("dtdl");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let mut acked_total = 0;
     for round in 0..6u64 {
+        // A file per round: a kill may cut the last line short, and the
+        // next round must not append to that fragment.
+        let acked_file = dir.join(format!("acked-{round}.txt"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_twingraph"))
             .args([
                 "write-load",
@@ -145,11 +149,14 @@ fn sigkill_never_loses_acknowledged_writes_or_half_applies_a_batch() {
         let status = child.wait().expect("reap");
         assert!(!status.success(), "the writer was killed, not finished");
 
-        let acked: BTreeSet<String> = std::fs::read_to_string(&acked_file)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect();
+        // Whole lines only: a line the kill cut short was never finished.
+        acked.extend(
+            std::fs::read_to_string(&acked_file)
+                .unwrap_or_default()
+                .split_inclusive('\n')
+                .filter_map(|l| l.strip_suffix('\n'))
+                .map(str::to_owned),
+        );
         rt.block_on(async {
             let s = open(&data).expect("reopen after SIGKILL");
             // Every acknowledged batch is there, whole.

@@ -16,6 +16,7 @@ mod store_suite;
 mod batching;
 mod bolt;
 mod embedded;
+mod hardening;
 mod live;
 mod rollouts;
 mod security;

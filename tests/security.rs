@@ -572,6 +572,27 @@ async fn a_scoped_token_sees_nothing_out_of_scope() {
             json!({}),
         ),
         ("ancestors", "{ ancestors(id: \"p1\") { id } }", json!({})),
+        ("typed lookup", "{ pump(id: \"p2\") { id } }", json!({})),
+        (
+            "typed list",
+            "{ pumps(first: 100) { nodes { id } } }",
+            json!({}),
+        ),
+        (
+            "typed filter",
+            "{ equipments(where: {id: {in: [\"p1\", \"p2\"]}}, first: 100) { nodes { id } } }",
+            json!({}),
+        ),
+        (
+            "typed relationships",
+            "{ pump(id: \"p1\") { feeds { edges { node { id } } } dependsOn { edges { node { id } } } incomingRelationships { nodes { source } } } }",
+            json!({}),
+        ),
+        (
+            "typed time travel",
+            "{ pump(id: \"p2\", asOf: \"2100-01-01T00:00:00Z\") { id } }",
+            json!({}),
+        ),
         (
             "descendants",
             "{ descendants(id: \"site-1\", maxDepth: 9) { id } }",

@@ -18,6 +18,8 @@ pub(crate) struct Running {
     pub(crate) addr: SocketAddr,
     /// Completes the subscriptions (what `serve` does on SIGTERM).
     pub(crate) live: graphql::Shutdown,
+    /// The router served (to serve it again, e.g. over TLS).
+    pub(crate) app: axum::Router,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -64,6 +66,16 @@ pub(crate) async fn serve_auth(
     limits: graphql::schema::Limits,
     auth: Option<Arc<twingraph::auth::Verifier>>,
 ) -> Running {
+    serve_full(store, limits, auth, server::HttpSettings::default()).await
+}
+
+/// A server with every setting given.
+pub(crate) async fn serve_full(
+    store: Arc<dyn GraphStore>,
+    limits: graphql::schema::Limits,
+    auth: Option<Arc<twingraph::auth::Verifier>>,
+    http_settings: server::HttpSettings,
+) -> Running {
     let live = graphql::Shutdown::default();
     let metrics = Arc::new(twingraph::metrics::Metrics::default());
     let schema = graphql::build(
@@ -84,18 +96,20 @@ pub(crate) async fn serve_auth(
         max_body_bytes: 64 * 1024,
         metrics,
         auth,
+        http: http_settings,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server::run(listener, app, async move {
+    let task = tokio::spawn(server::run(listener, app.clone(), async move {
         let _ = stopped.await;
     }));
     Running {
         addr,
         live,
+        app,
         stop: Some(stop),
         task,
     }

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -90,10 +90,69 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 pub fn post(addr: SocketAddr, query: &str, variables: Value) -> Vec<u8> {
+    post_as(addr, None, query, variables)
+}
+
+/// [`post`] with `Authorization: Bearer <token>` when given.
+pub fn post_as(addr: SocketAddr, token: Option<&str>, query: &str, variables: Value) -> Vec<u8> {
     let body = json!({"query": query, "variables": variables}).to_string();
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
     format!(
-        "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /graphql HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
+}
+
+pub struct Outcome {
+    pub name: &'static str,
+    pub per_sec: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+/// Runs `conns` clients for `secs`, each cycling through `requests`.
+pub async fn drive(
+    name: &'static str,
+    addr: SocketAddr,
+    requests: Arc<Vec<Vec<u8>>>,
+    conns: usize,
+    secs: u64,
+) -> Outcome {
+    // Warm up one connection.
+    let mut c = Conn::open(addr).await;
+    for r in requests.iter().take(100) {
+        c.call(r).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..conns {
+        let requests = requests.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::open(addr).await;
+            let mut lat = Vec::new();
+            let mut i = k * 7919;
+            while Instant::now() < deadline {
+                let r = &requests[i % requests.len()];
+                i += 1;
+                let t = Instant::now();
+                c.call(r).await;
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client"));
+    }
+    let elapsed = start.elapsed();
+    all.sort();
+    Outcome {
+        name,
+        per_sec: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: percentile(&all, 0.5),
+        p99: percentile(&all, 0.99),
+    }
 }

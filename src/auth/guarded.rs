@@ -10,9 +10,9 @@
 //! of scope do not exist; traversals do not pass through twins out of
 //! scope; history and time travel answer only for twins in scope now.
 //! Scope is the containment hierarchy as it is at the time of the read
-//! (moving a twin moves its access); each guarded store remembers what it
-//! looked up for as long as it lives (one request), and forgets it when it
-//! sees the hierarchy change.
+//! (moving a twin moves its access): a guarded store (one per token,
+//! shared by its requests) remembers who is in scope only until the
+//! store's [`hierarchy_version`](GraphStore::hierarchy_version) moves.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -26,19 +26,36 @@ use crate::store::{At, GraphStore, Page, StoreError, TwinQuery};
 use crate::twin::query::{Direction, Reached, Traversal};
 use crate::twin::{Batch, BatchError, Change, Event, Micros, Op, Relationship, Twin, TwinError};
 
-/// Twins looked up one by one before the whole scope is listed instead.
-const ONE_BY_ONE: usize = 32;
-
 /// The store through one principal's eyes.
 pub struct GuardedStore {
     inner: Arc<dyn GraphStore>,
     principal: Arc<Principal>,
     actor: String,
     scope: Option<Scope>,
-    /// Twins known to be in scope (true) or not (false).
-    known: Mutex<HashMap<String, bool>>,
-    /// Every twin in scope, once listed.
-    all: Mutex<Option<Arc<HashSet<String>>>>,
+    /// What it learnt of the hierarchy, at which version of it.
+    memo: Mutex<Memo>,
+}
+
+/// Twins known to be in scope (true) or not (false), as of a version of
+/// the hierarchy ([`GraphStore::hierarchy_version`]).
+#[derive(Debug, Default)]
+struct Memo {
+    version: u64,
+    known: HashMap<String, bool>,
+}
+
+/// Twins a memo remembers at most (it starts over when full).
+const MEMO_MAX: usize = 200_000;
+
+impl Memo {
+    /// Forgets everything if the hierarchy moved on (or it is full).
+    fn at(&mut self, version: u64) -> &mut Memo {
+        if self.version != version || self.known.len() > MEMO_MAX {
+            self.known.clear();
+            self.version = version;
+        }
+        self
+    }
 }
 
 impl std::fmt::Debug for GuardedStore {
@@ -61,8 +78,7 @@ impl GuardedStore {
             scope: principal.scope(),
             principal,
             inner,
-            known: Mutex::new(HashMap::new()),
-            all: Mutex::new(None),
+            memo: Mutex::new(Memo::default()),
         }
     }
 
@@ -91,11 +107,9 @@ impl GuardedStore {
         if !scope.subtree {
             return Ok(false);
         }
-        if let Some(k) = lock(&self.known).get(twin) {
+        let version = self.inner.hierarchy_version();
+        if let Some(k) = lock(&self.memo).at(version).known.get(twin) {
             return Ok(*k);
-        }
-        if let Some(all) = lock(&self.all).as_ref() {
-            return Ok(all.contains(twin));
         }
         let inside = match self.inner.ancestors(twin).await {
             Ok(ancestors) => ancestors.iter().any(|a| scope.roots.contains(a)),
@@ -103,87 +117,130 @@ impl GuardedStore {
             Err(StoreError::Twin(TwinError::NotFound(_))) => false,
             Err(e) => return Err(e),
         };
-        lock(&self.known).insert(twin.to_owned(), inside);
+        let mut memo = lock(&self.memo);
+        if memo.version == version {
+            memo.known.insert(twin.to_owned(), inside);
+        }
         Ok(inside)
     }
 
-    /// Which of `twins` are in scope.
+    /// Which of `twins` are in scope: their containers are read level by
+    /// level (one store call per level for all of them), and everything
+    /// learnt on the way is remembered.
     pub async fn filter(&self, twins: &[&str]) -> Result<HashSet<String>, StoreError> {
-        let mut inside = HashSet::new();
-        if self.scope.is_none() {
-            inside.extend(twins.iter().map(|t| (*t).to_owned()));
-            return Ok(inside);
-        }
-        let unknown = {
-            let known = lock(&self.known);
-            twins.iter().filter(|t| !known.contains_key(**t)).count()
+        let Some(scope) = &self.scope else {
+            return Ok(twins.iter().map(|t| (*t).to_owned()).collect());
         };
-        if unknown > ONE_BY_ONE {
-            let all = self.everything().await?;
-            inside.extend(
-                twins
-                    .iter()
-                    .filter(|t| all.contains(**t))
-                    .map(|t| (*t).to_owned()),
-            );
-            return Ok(inside);
+        let decided = |t: &str, known: &HashMap<String, bool>| -> Option<bool> {
+            if scope.roots.iter().any(|r| r == t) {
+                Some(true)
+            } else if !scope.subtree {
+                Some(false)
+            } else {
+                known.get(t).copied()
+            }
+        };
+        let version = self.inner.hierarchy_version();
+        // Usually the memo knows them all (the same caller asks about the
+        // same twins again and again).
+        {
+            let mut memo = lock(&self.memo);
+            let memo = memo.at(version);
+            let mut inside = HashSet::with_capacity(twins.len());
+            let all_known = twins.iter().all(|t| match decided(t, &memo.known) {
+                Some(true) => {
+                    if !inside.contains(*t) {
+                        inside.insert((*t).to_owned());
+                    }
+                    true
+                }
+                Some(false) => true,
+                None => false,
+            });
+            if all_known {
+                return Ok(inside);
+            }
         }
+        // What the memo knows now (learning goes into a copy of it).
+        let mut known: HashMap<String, bool> = HashMap::new();
+        {
+            let mut memo = lock(&self.memo);
+            let memo = memo.at(version);
+            for t in twins {
+                if let Some(k) = memo.known.get(*t) {
+                    known.insert((*t).to_owned(), *k);
+                }
+            }
+        }
+        // Each undecided twin's container, as far as needed.
+        let mut parent: HashMap<String, Option<String>> = HashMap::new();
+        let mut frontier: Vec<String> = {
+            let mut f: Vec<String> = twins
+                .iter()
+                .filter(|t| decided(t, &known).is_none())
+                .map(|t| (*t).to_owned())
+                .collect();
+            f.sort_unstable();
+            f.dedup();
+            f
+        };
+        let containment = self.inner.containment();
+        while !frontier.is_empty() {
+            let up = self
+                .inner
+                .relationships_of(&frontier, Direction::In, Some(&containment))
+                .await?;
+            for t in &frontier {
+                parent.insert(t.clone(), None);
+            }
+            let mut next = Vec::new();
+            {
+                let mut memo = lock(&self.memo);
+                let memo = memo.at(version);
+                for r in up {
+                    if let Some(k) = memo.known.get(&r.source) {
+                        known.insert(r.source.clone(), *k);
+                    }
+                    if decided(&r.source, &known).is_none() && !parent.contains_key(&r.source) {
+                        next.push(r.source.clone());
+                    }
+                    parent.insert(r.target, Some(r.source));
+                }
+            }
+            next.sort_unstable();
+            next.dedup();
+            frontier = next;
+        }
+        // Follow each chain up to a decided twin (or its top: outside).
+        let mut inside = HashSet::new();
         for &t in twins {
-            if self.contains(t).await? {
+            let mut chain = Vec::new();
+            let mut at = t.to_owned();
+            let verdict = loop {
+                if let Some(v) = decided(&at, &known) {
+                    break v;
+                }
+                match parent.get(&at) {
+                    Some(Some(p)) if !chain.contains(p) => {
+                        chain.push(at);
+                        at = p.clone();
+                    }
+                    _ => break false,
+                }
+            };
+            chain.push(at);
+            for c in chain {
+                known.entry(c).or_insert(verdict);
+            }
+            if verdict {
                 inside.insert(t.to_owned());
             }
         }
+        let mut memo = lock(&self.memo);
+        if memo.version == version {
+            memo.known.extend(known);
+        }
         Ok(inside)
-    }
-
-    /// Every twin in scope (the roots and, with subtree, all under them).
-    async fn everything(&self) -> Result<Arc<HashSet<String>>, StoreError> {
-        if let Some(all) = lock(&self.all).as_ref() {
-            return Ok(all.clone());
-        }
-        let mut all = HashSet::new();
-        if let Some(scope) = &self.scope {
-            // Level by level down the containment tree, whatever its depth.
-            let containment = self.inner.containment();
-            let mut level: Vec<String> = self
-                .inner
-                .twins_by_ids(&scope.roots)
-                .await?
-                .into_iter()
-                .map(|t| t.id.to_string())
-                .collect();
-            all.extend(level.iter().cloned());
-            while scope.subtree && !level.is_empty() {
-                let below = self
-                    .inner
-                    .relationships_of(&level, Direction::Out, Some(&containment))
-                    .await?;
-                level = below
-                    .into_iter()
-                    .map(|r| r.target)
-                    .filter(|t| all.insert(t.clone()))
-                    .collect();
-            }
-        }
-        let all = Arc::new(all);
-        *lock(&self.all) = Some(all.clone());
-        Ok(all)
-    }
-
-    /// Forgets what it knows of the hierarchy (it changed).
-    fn forget(&self) {
-        lock(&self.known).clear();
-        *lock(&self.all) = None;
-    }
-
-    fn changes_hierarchy(&self, change: &Change) -> bool {
-        let containment = self.inner.containment();
-        match change {
-            Change::RelationshipCreated { relationship } => relationship.name == containment,
-            Change::RelationshipDeleted { name, .. } => *name == containment,
-            Change::TwinDeleted { .. } => true,
-            _ => false,
-        }
     }
 
     async fn rels_inside(&self, rels: Vec<Relationship>) -> Result<Vec<Relationship>, StoreError> {
@@ -377,11 +434,7 @@ impl GraphStore for GuardedStore {
 
     async fn apply(&self, batch: Batch, _actor: &str) -> Result<Vec<Event>, StoreError> {
         self.check(&batch).await?;
-        let events = self.inner.apply(batch, &self.actor).await?;
-        if events.iter().any(|e| self.changes_hierarchy(&e.change)) {
-            self.forget();
-        }
-        Ok(events)
+        self.inner.apply(batch, &self.actor).await
     }
 
     async fn twin(&self, id: &str) -> Result<Option<Twin>, StoreError> {
@@ -680,21 +733,20 @@ impl GraphStore for GuardedStore {
         self.inner.subscribe()
     }
 
-    /// Judged with what this store knew before the event (a twin it saw
-    /// in scope that is detached or deleted is seen going); a change of the
-    /// hierarchy then makes it look again.
+    /// Judged by the hierarchy as it is when the event is looked at (a
+    /// twin detached from the scope, or deleted, is out of it by then).
     async fn visible(&self, event: &Event) -> bool {
-        let seen = match self.sees(event).await {
+        match self.sees(event).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot check an event's scope; withheld");
                 false
             }
-        };
-        if self.changes_hierarchy(&event.change) {
-            self.forget();
         }
-        seen
+    }
+
+    fn hierarchy_version(&self) -> u64 {
+        self.inner.hierarchy_version()
     }
 
     async fn lease(

@@ -100,6 +100,9 @@ enum Keys {
 pub struct Verifier {
     keys: Keys,
     config: JwtConfig,
+    /// Moves whenever the keys are read again (what was verified with the
+    /// old ones must be verified again).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -136,7 +139,35 @@ impl Verifier {
         } else {
             return Err(KeyError::None);
         };
-        Ok(Verifier { keys, config })
+        Ok(Verifier {
+            keys,
+            config,
+            generation: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// Which keys verify now (see [`generation`](Verifier::generation)):
+    /// reads a JWKS file again if it changed (looked at most once a second).
+    pub fn refresh_keys(&self) {
+        if let Keys::Jwks(jwks) = &self.keys {
+            self.refresh(jwks, false);
+        }
+    }
+
+    /// Moves whenever the keys change: a token verified at another
+    /// generation must be verified again.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether a verified token's principal is still within its `exp`
+    /// (with the leeway).
+    pub fn unexpired(&self, p: &Principal) -> bool {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        p.expires
+            .is_none_or(|exp| exp.saturating_add(self.config.leeway_seconds) > now)
     }
 
     /// The principal a bearer token stands for, or why it is refused.
@@ -231,6 +262,8 @@ impl Verifier {
             Ok(fresh) => {
                 tracing::info!(path = %path.display(), keys = fresh.keys.len(), "JWKS reloaded");
                 *j = fresh;
+                self.generation
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             }
             Err(e) => tracing::warn!(error = %e, "JWKS not reloaded; keeping the previous keys"),
         }

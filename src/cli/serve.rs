@@ -47,6 +47,12 @@ pub struct ServeArgs {
     pub demo: bool,
     #[command(flatten)]
     pub jwt: JwtArgs,
+    /// PEM certificate chain: serve HTTPS / WSS (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Bearer-token settings (authentication is on once a key is given).
@@ -96,6 +102,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<u8> {
         store_password: args.store_password.clone(),
         store_database: args.store_database.clone(),
         demo: args.demo,
+        tls_cert: args.tls_cert.clone(),
+        tls_key: args.tls_key.clone(),
         ..Overrides::default()
     };
     let overrides = args.jwt.overrides(overrides);
@@ -272,6 +280,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             complexity: config.max_query_complexity,
             max_page: config.max_page,
             live_buffer: config.live_buffer,
+            aliases: config.max_aliases,
+            batch_ops: config.max_batch_operations,
+            introspection: config.introspection,
         },
         live.clone(),
         metrics.clone(),
@@ -286,18 +297,40 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         max_body_bytes: config.max_body_bytes,
         metrics,
         auth,
+        http: server::HttpSettings {
+            max_operations: config.max_operations_per_request,
+            max_subscriptions: config.max_subscriptions_per_connection,
+            rate: (config.rate_limit_per_second > 0).then(|| {
+                let rate = f64::from(config.rate_limit_per_second);
+                let burst = match config.rate_limit_burst {
+                    0 => rate * 2.0,
+                    b => f64::from(b),
+                };
+                Arc::new(server::RateLimiter::new(rate, burst))
+            }),
+            cors_origins: config.cors_origins.clone(),
+        },
     });
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(server::tls::config(cert, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!("TLS needs both tls_cert and tls_key"),
+    };
     let listener =
         server::bind(config.listen).with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
     ready.store(true, Ordering::Release);
-    println!("twingraph listening on http://{addr} (GraphiQL at /, GraphQL at /graphql)");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("twingraph listening on {scheme}://{addr} (GraphiQL at /, GraphQL at /graphql)");
     let shutdown = async move {
         shutdown_signal().await;
         tracing::info!("shutdown requested: completing subscriptions, finishing requests");
         live.trigger();
     };
-    server::run(listener, app, shutdown).await?;
+    match tls {
+        Some(tls) => server::run_tls(listener, tls, app, shutdown).await?,
+        None => server::run(listener, app, shutdown).await?,
+    }
     rollouts.stop().await;
     tracing::info!("shutting down: flushing the store");
     store.close();

@@ -156,3 +156,68 @@ impl Extension for Coded {
             .boxed()
     }
 }
+
+/// Refuses documents with more than `max` aliased fields (fragments
+/// included) before anything runs: aliases multiply the work of one field
+/// without deepening the query, so depth and complexity limits alone let a
+/// small document ask for thousands of lookups.
+#[derive(Debug, Clone, Copy)]
+pub struct AliasLimit(pub usize);
+
+impl ExtensionFactory for AliasLimit {
+    fn create(&self) -> std::sync::Arc<dyn Extension> {
+        std::sync::Arc::new(*self)
+    }
+}
+
+fn aliases(set: &async_graphql::parser::types::SelectionSet) -> usize {
+    use async_graphql::parser::types::Selection;
+    set.items
+        .iter()
+        .map(|s| match &s.node {
+            Selection::Field(f) => {
+                usize::from(f.node.alias.is_some()) + aliases(&f.node.selection_set.node)
+            }
+            Selection::InlineFragment(i) => aliases(&i.node.selection_set.node),
+            Selection::FragmentSpread(_) => 0,
+        })
+        .sum()
+}
+
+#[async_trait::async_trait]
+impl Extension for AliasLimit {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &async_graphql::Variables,
+        next: async_graphql::extensions::NextParseQuery<'_>,
+    ) -> async_graphql::ServerResult<async_graphql::parser::types::ExecutableDocument> {
+        let doc = next.run(ctx, query, variables).await?;
+        let n: usize = doc
+            .operations
+            .iter()
+            .map(|(_, op)| aliases(&op.node.selection_set.node))
+            .chain(
+                doc.fragments
+                    .values()
+                    .map(|f| aliases(&f.node.selection_set.node)),
+            )
+            .sum();
+        if n > self.0 {
+            let mut e = ServerError::new(
+                format!(
+                    "the document has {n} aliases; at most {} are allowed",
+                    self.0
+                ),
+                None,
+            );
+            let mut ext = async_graphql::ErrorExtensionValues::default();
+            ext.set("code", "BAD_REQUEST");
+            ext.set("reason", "too_many_aliases");
+            e.extensions = Some(ext);
+            return Err(e);
+        }
+        Ok(doc)
+    }
+}

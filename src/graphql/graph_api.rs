@@ -721,12 +721,17 @@ pub(super) fn extend(
             .argument(InputValue::new("ifVersion", TypeRef::named("Long"))),
         )
         .field(
-            Field::new("batch", s("BatchResult"), |ctx| {
+            Field::new("batch", s("BatchResult"), move |ctx| {
                 FieldFuture::new(async move {
-                    let ops = ctx
-                        .args
-                        .try_get("operations")?
-                        .list()?
+                    let list = ctx.args.try_get("operations")?.list()?;
+                    if list.len() > limits.batch_ops {
+                        return Err(bad_request(format!(
+                            "a batch may carry at most {} operations ({} given)",
+                            limits.batch_ops,
+                            list.len()
+                        )));
+                    }
+                    let ops = list
                         .iter()
                         .enumerate()
                         .map(|(i, v)| {

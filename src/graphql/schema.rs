@@ -25,6 +25,12 @@ pub struct Limits {
     /// Responses a subscriber may fall behind a shared subscription
     /// before it is told `SUBSCRIBER_LAGGED` (as the store's live buffer).
     pub live_buffer: usize,
+    /// Aliased fields a document may have.
+    pub aliases: usize,
+    /// Operations one `batch` mutation may carry.
+    pub batch_ops: usize,
+    /// Whether the schema answers introspection (`__schema`, `__type`).
+    pub introspection: bool,
 }
 
 impl Default for Limits {
@@ -34,6 +40,9 @@ impl Default for Limits {
             complexity: 10_000,
             max_page: 1000,
             live_buffer: 4096,
+            aliases: 200,
+            batch_ops: 10_000,
+            introspection: true,
         }
     }
 }
@@ -621,7 +630,7 @@ pub(super) fn build_schema(
     {
         builder = builder.register(ty);
     }
-    builder
+    let builder = builder
         .register(json)
         .register(long)
         .register(date_time)
@@ -643,9 +652,15 @@ pub(super) fn build_schema(
         .data(rollouts)
         .data(reloader)
         .extension(super::errors::Coded)
+        .extension(super::errors::AliasLimit(limits.aliases))
         .limit_depth(limits.depth)
-        .limit_complexity(limits.complexity)
-        .finish()
+        .limit_complexity(limits.complexity);
+    let builder = if limits.introspection {
+        builder
+    } else {
+        builder.disable_introspection()
+    };
+    builder.finish()
 }
 
 /// What a `PageInfo` shows.

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::GraphQL;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
@@ -24,7 +23,35 @@ use tokio::net::TcpListener;
 use crate::metrics::Metrics;
 use crate::store::GraphStore;
 
+pub mod rate;
+pub mod tls;
 mod ws;
+
+pub use rate::RateLimiter;
+
+/// What the HTTP layer enforces besides the schema's own limits.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Operations one request (a JSON array batch) may carry.
+    pub max_operations: usize,
+    /// Subscriptions one WebSocket connection may hold at once.
+    pub max_subscriptions: usize,
+    /// Requests per second per caller (its token's `sub`); `None`: unlimited.
+    pub rate: Option<Arc<RateLimiter>>,
+    /// Origins a browser may call from (CORS); empty: none (same origin only).
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            max_operations: 10,
+            max_subscriptions: 100,
+            rate: None,
+            cors_origins: Vec::new(),
+        }
+    }
+}
 
 /// What the routes share.
 #[derive(Clone)]
@@ -39,6 +66,7 @@ pub struct AppState {
     /// Checks bearer tokens; `None`: authentication is off (development
     /// mode: every request may do everything).
     pub auth: Option<Arc<crate::auth::Verifier>>,
+    pub http: HttpSettings,
 }
 
 impl std::fmt::Debug for AppState {
@@ -63,21 +91,18 @@ pub fn app(state: AppState) -> Router {
     let gate = Gate {
         auth: state.auth.clone(),
         store: state.store.clone(),
+        rate: state.http.rate.clone(),
+        max_operations: state.http.max_operations,
+        max_subscriptions: state.http.max_subscriptions,
+        verified: Arc::default(),
     };
-    let graphql = match &state.auth {
-        // Development mode: the plain service, every request anonymous.
-        None => get(axum::routing::get_service(GraphQL::new(
-            state.schema.clone(),
-        )))
-        .post_service(GraphQL::new(state.schema.clone())),
-        Some(_) => {
-            let (schema, gate) = (state.schema.clone(), gate.clone());
-            let handler =
-                move |req: Request| graphql_authenticated(schema.clone(), gate.clone(), req);
-            get(handler.clone()).post(handler)
-        }
+    let graphql = {
+        let (schema, gate) = (state.schema.clone(), gate.clone());
+        let handler = move |req: Request| graphql_http(schema.clone(), gate.clone(), req);
+        get(handler.clone()).post(handler)
     };
-    Router::new()
+    let cors = cors_layer(&state.http.cors_origins);
+    let router = Router::new()
         .route("/graphql", graphql)
         .route(
             "/graphql/ws",
@@ -124,9 +149,44 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(move |req, next| {
             limit_body(limit, req, next)
         }))
-        .layer(axum::middleware::from_fn(move |req, next| {
-            count(metrics.clone(), req, next)
-        }))
+        .layer(axum::middleware::from_fn(no_sniff));
+    let router = match cors {
+        Some(c) => router.layer(c),
+        None => router,
+    };
+    router.layer(axum::middleware::from_fn(move |req, next| {
+        count(metrics.clone(), req, next)
+    }))
+}
+
+/// Cross-origin access for `origins` (none: no CORS headers, so browsers
+/// keep other origins out).
+fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let list: Vec<header::HeaderValue> = origins
+        .iter()
+        .filter_map(|o| header::HeaderValue::from_str(o).ok())
+        .collect();
+    if list.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(list))
+            .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(std::time::Duration::from_secs(3600)),
+    )
+}
+
+/// Every response: its content type is to be taken as given.
+async fn no_sniff(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    resp.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    resp
 }
 
 /// Connections the kernel may queue before the server accepts them: after a
@@ -154,12 +214,23 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 /// ones simply take several reads.
 const WS_READ_BUFFER: usize = 1024;
 
-/// Who may come in: checks bearer tokens into the caller's [`Access`].
+/// Who may come in: checks bearer tokens into the caller's [`Access`],
+/// and the request limits.
 #[derive(Clone)]
 pub(crate) struct Gate {
     auth: Option<Arc<crate::auth::Verifier>>,
     store: Arc<dyn GraphStore>,
+    rate: Option<Arc<RateLimiter>>,
+    max_operations: usize,
+    max_subscriptions: usize,
+    /// Tokens verified lately, with the key generation that verified them:
+    /// a client sends the same token with every request, and its access
+    /// (and what its guarded store learnt of the hierarchy) carries over.
+    verified: Arc<std::sync::Mutex<std::collections::HashMap<String, (crate::auth::Access, u64)>>>,
 }
+
+/// Tokens remembered at most (all are forgotten when it fills up).
+const VERIFIED_TOKENS: usize = 10_000;
 
 /// Why a caller was turned away.
 #[derive(Debug)]
@@ -168,6 +239,11 @@ pub(crate) enum Refusal {
     Unauthenticated(String),
     /// A valid token that grants nothing: `FORBIDDEN` (HTTP 403).
     Forbidden(String),
+    /// Over the caller's request rate: `RATE_LIMITED` (HTTP 429), with
+    /// how long to wait.
+    RateLimited(std::time::Duration),
+    /// Over a request limit: `BAD_REQUEST` (HTTP 400).
+    Limit(String),
 }
 
 impl Refusal {
@@ -175,30 +251,51 @@ impl Refusal {
         match self {
             Refusal::Unauthenticated(_) => "UNAUTHENTICATED",
             Refusal::Forbidden(_) => "FORBIDDEN",
+            Refusal::RateLimited(_) => "RATE_LIMITED",
+            Refusal::Limit(_) => "BAD_REQUEST",
         }
     }
 
-    fn message(&self) -> &str {
+    fn message(&self) -> String {
         match self {
-            Refusal::Unauthenticated(m) | Refusal::Forbidden(m) => m,
+            Refusal::Unauthenticated(m) | Refusal::Forbidden(m) | Refusal::Limit(m) => m.clone(),
+            Refusal::RateLimited(wait) => {
+                format!("too many requests; retry in {} ms", wait.as_millis().max(1))
+            }
         }
+    }
+
+    /// As a GraphQL error (for WebSocket `error` messages).
+    fn graphql_error(&self) -> serde_json::Value {
+        serde_json::json!({
+            "message": self.message(),
+            "extensions": {"code": self.code()},
+        })
     }
 
     fn into_response(self) -> Response {
         let status = match self {
             Refusal::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+            Refusal::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::Limit(_) => StatusCode::BAD_REQUEST,
         };
-        let body = serde_json::json!({"errors": [{
-            "message": self.message(),
-            "extensions": {"code": self.code()},
-        }]});
+        let body = serde_json::json!({"errors": [self.graphql_error()]});
         let mut resp = (status, axum::Json(body)).into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
+        match self {
+            Refusal::Unauthenticated(_) => {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+            }
+            Refusal::RateLimited(wait) => {
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                if let Ok(v) = header::HeaderValue::from_str(&secs.max(1).to_string()) {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            _ => {}
         }
         resp
     }
@@ -231,6 +328,21 @@ impl Gate {
         let token = bearer(value).ok_or_else(|| {
             Refusal::Unauthenticated("the Authorization header must be \"Bearer <token>\"".into())
         })?;
+        verifier.refresh_keys();
+        let generation = verifier.generation();
+        {
+            let verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((access, g)) = verified.get(token)
+                && *g == generation
+            {
+                if verifier.unexpired(&access.principal) {
+                    return Ok(Some(access.clone()));
+                }
+                return Err(Refusal::Unauthenticated(
+                    "invalid token: the token has expired".into(),
+                ));
+            }
+        }
         let principal = verifier
             .verify(token)
             .map_err(|e| Refusal::Unauthenticated(format!("invalid token: {e}")))?;
@@ -240,20 +352,34 @@ impl Gate {
                 principal.sub
             )));
         }
-        Ok(Some(crate::auth::Access::new(
-            principal,
-            self.store.clone(),
-        )))
+        let access = crate::auth::Access::new(principal, self.store.clone());
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if verified.len() >= VERIFIED_TOKENS {
+            verified.clear();
+        }
+        verified.insert(token.to_owned(), (access.clone(), generation));
+        Ok(Some(access))
+    }
+
+    /// Takes `cost` requests from the caller's rate (keyed by its token's
+    /// subject; all anonymous callers share one key).
+    pub(crate) fn charge(
+        &self,
+        access: Option<&crate::auth::Access>,
+        cost: usize,
+    ) -> Result<(), Refusal> {
+        let Some(rate) = &self.rate else {
+            return Ok(());
+        };
+        let key = access.map_or("anonymous", |a| a.principal.sub.as_str());
+        rate.take(key, cost as f64).map_err(Refusal::RateLimited)
     }
 }
 
-/// `/graphql` with authentication on: the caller's access goes with every
-/// request of the batch.
-async fn graphql_authenticated(
-    schema: crate::graphql::LiveSchema,
-    gate: Gate,
-    req: Request,
-) -> Response {
+/// `/graphql` (GET and POST, one request or a batch): the caller is
+/// admitted, charged one request per operation, and its access goes with
+/// every operation.
+async fn graphql_http(schema: crate::graphql::LiveSchema, gate: Gate, req: Request) -> Response {
     use async_graphql::Executor;
     use axum::extract::FromRequest;
     let authorization = req
@@ -262,8 +388,7 @@ async fn graphql_authenticated(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let access = match gate.admit(authorization.as_deref()) {
-        Ok(Some(a)) => a,
-        Ok(None) => return (StatusCode::INTERNAL_SERVER_ERROR, "no verifier").into_response(),
+        Ok(a) => a,
         Err(r) => return r.into_response(),
     };
     let batch = match async_graphql_axum::GraphQLBatchRequest::<
@@ -274,7 +399,21 @@ async fn graphql_authenticated(
         Ok(b) => b.into_inner(),
         Err(e) => return e.into_response(),
     };
-    let batch = batch.data(access);
+    let n = batch.iter().count();
+    if n > gate.max_operations {
+        return Refusal::Limit(format!(
+            "a request may carry at most {} operations ({n} given)",
+            gate.max_operations
+        ))
+        .into_response();
+    }
+    if let Err(r) = gate.charge(access.as_ref(), n) {
+        return r.into_response();
+    }
+    let batch = match access {
+        Some(a) => batch.data(a),
+        None => batch,
+    };
     async_graphql_axum::GraphQLResponse(schema.execute_batch(batch).await).into_response()
 }
 
@@ -367,13 +506,41 @@ async fn limit_body(limit: usize, req: Request, next: Next) -> Response {
         .await
 }
 
+/// The GraphiQL page, with headers that keep it from being framed or
+/// loading scripts from anywhere but itself and the CDN it comes from.
 async fn graphiql() -> impl IntoResponse {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .finish(),
+    (
+        [
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'self' 'unsafe-inline' https://unpkg.com; \
+                 style-src 'self' 'unsafe-inline' https://unpkg.com; img-src 'self' data: https://unpkg.com; \
+                 font-src 'self' data: https://unpkg.com; connect-src 'self' ws: wss:; \
+                 frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            ),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        Html(
+            GraphiQLSource::build()
+                .endpoint("/graphql")
+                .subscription_endpoint("/graphql/ws")
+                .finish(),
+        ),
     )
+}
+
+/// [`run`] over TLS: HTTPS and WSS with `tls` (see [`tls::config`]).
+pub async fn run_tls(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tls::TlsListener::new(listener, tls)?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves; then stops

@@ -203,6 +203,24 @@ impl Connection {
                         }
                     }
                 }
+                let refused = if self.streams.len() >= self.gate.max_subscriptions {
+                    Some(super::Refusal::Limit(format!(
+                        "a connection may hold at most {} subscriptions",
+                        self.gate.max_subscriptions
+                    )))
+                } else {
+                    self.gate.charge(self.access.as_ref(), 1).err()
+                };
+                if let Some(r) = refused {
+                    let error = r.graphql_error();
+                    let payload = match self.protocol {
+                        Protocol::TransportWs => serde_json::json!([error]),
+                        Protocol::Legacy => error,
+                    };
+                    let msg =
+                        serde_json::json!({"type": "error", "id": id.0.0, "payload": payload});
+                    return Step::Send(vec![text(msg.to_string())]);
+                }
                 let mut request = *payload;
                 if let Some(a) = &self.access {
                     request = request.data(a.clone());

@@ -79,6 +79,8 @@ struct Shared {
     journal: Arc<dyn Journal>,
     events: broadcast::Sender<Arc<Event>>,
     last_seq: AtomicU64,
+    /// Moves whenever the containment hierarchy changes.
+    hierarchy: AtomicU64,
     config: StoreConfig,
 }
 
@@ -121,6 +123,7 @@ impl Store {
         let (events, _) = broadcast::channel(config.live_buffer.max(1));
         let shared = Arc::new(Shared {
             last_seq: AtomicU64::new(graph.last_seq()),
+            hierarchy: AtomicU64::new(0),
             graph: RwLock::new(graph),
             models: RwLock::new(models),
             journal,
@@ -302,8 +305,14 @@ fn commit_group(shared: &Shared, group: Vec<Request>) {
     }
     {
         let mut graph = write(&shared.graph);
+        let containment = &shared.config.graph.containment;
+        let mut moved = false;
         for e in &all {
             graph.apply(e);
+            moved |= e.change.changes_hierarchy(containment);
+        }
+        if moved {
+            shared.hierarchy.fetch_add(1, Ordering::AcqRel);
         }
     }
     if let Some(last) = all.last() {
@@ -603,6 +612,10 @@ impl GraphStore for Store {
 
     fn containment(&self) -> String {
         self.shared.config.graph.containment.clone()
+    }
+
+    fn hierarchy_version(&self) -> u64 {
+        self.shared.hierarchy.load(Ordering::Acquire)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {

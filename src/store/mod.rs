@@ -291,6 +291,14 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
     /// Committed events as they happen (for live subscriptions).
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
 
+    /// A number that changes whenever the containment hierarchy does (a
+    /// containment relationship made or removed, a twin deleted), for
+    /// caches of who contains what. By default the last sequence number
+    /// (any write).
+    fn hierarchy_version(&self) -> u64 {
+        self.last_seq()
+    }
+
     /// Whether a reader of this store may see `event` from
     /// [`subscribe`](GraphStore::subscribe) (a guarded store answers for
     /// its principal's scope; a plain store sees everything).

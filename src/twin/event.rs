@@ -186,6 +186,17 @@ impl Change {
         }
     }
 
+    /// Whether it changes the containment hierarchy (named `containment`):
+    /// a containment relationship made or removed, or a twin deleted.
+    pub fn changes_hierarchy(&self, containment: &str) -> bool {
+        match self {
+            Change::RelationshipCreated { relationship } => relationship.name == containment,
+            Change::RelationshipDeleted { name, .. } => name == containment,
+            Change::TwinDeleted { .. } => true,
+            _ => false,
+        }
+    }
+
     /// The stream a record belongs to, for changes that are not about the
     /// twin graph itself: stores index them so that their owner can read
     /// them back (all of them, in order) without scanning the whole log,

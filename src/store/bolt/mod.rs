@@ -105,6 +105,8 @@ struct Shared {
     config: StoreConfig,
     bolt: BoltConfig,
     models: RwLock<(Arc<ModelSet>, Arc<ModelLabels>)>,
+    /// Moves whenever a published event changes the containment hierarchy.
+    hierarchy: AtomicU64,
     /// Sequence of the last event published to subscribers.
     last_seq: AtomicU64,
     events: broadcast::Sender<Arc<Event>>,
@@ -208,6 +210,7 @@ impl BoltStore {
             bolt,
             models: RwLock::new((models, labels)),
             last_seq: AtomicU64::new(0),
+            hierarchy: AtomicU64::new(0),
             events,
             tail: Arc::new(Notify::new()),
             publishing: std::sync::Mutex::new(()),
@@ -800,6 +803,10 @@ impl GraphStore for BoltStore {
 
     async fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
         write::lease(&self.shared, name, holder, ttl).await
+    }
+
+    fn hierarchy_version(&self) -> u64 {
+        self.shared.hierarchy.load(Ordering::Acquire)
     }
 
     fn is_ready(&self) -> bool {

@@ -247,6 +247,9 @@ pub(super) fn publish(shared: &Shared, events: Vec<Event>) {
     for e in events {
         let last = shared.last_seq.load(Ordering::Acquire);
         if e.seq == last + 1 {
+            if e.change.changes_hierarchy(&shared.config.graph.containment) {
+                shared.hierarchy.fetch_add(1, Ordering::AcqRel);
+            }
             shared.last_seq.store(e.seq, Ordering::Release);
             let _ = shared.events.send(Arc::new(e));
         } else if e.seq > last + 1 {
