@@ -963,3 +963,51 @@ fn development_mode_serves_loopback_only_and_token_mints_tokens() {
     let exp = p.expires.expect("exp") as i64;
     assert!((exp - now() - 600).abs() <= 5, "{exp}");
 }
+
+#[tokio::test]
+async fn rollout_twins_do_not_name_containers_out_of_scope() {
+    let (s, _store) = server().await;
+    let a = s.addr;
+    let admin = as_("ada", &["admin"]);
+    for q in [
+        r#"mutation { createConfiguration(name: "flow", target: "dtmi:twingraph:isa95:Pump;1") { name } }"#,
+        r#"mutation { publishConfigurationVersion(configuration: "flow", values: {flowSetpoint: 5.0}) { number } }"#,
+    ] {
+        let v = gql(a, &admin, q, json!({})).await;
+        assert!(v["errors"].is_null(), "{v}");
+    }
+    // Scoped to the pumps themselves: their cell is out of scope.
+    let pumps = scoped("pump-ops", &["operator"], &["p1", "p3"]);
+    let v = gql(
+        a,
+        &pumps,
+        r#"mutation { startRollout(configuration: "flow", version: 1, target: {ids: ["p1", "p3"]}, plan: {orderByHierarchy: true}) {
+            id twins(first: 10) { twin parent } } }"#,
+        json!({}),
+    )
+    .await;
+    assert!(v["errors"].is_null(), "{v}");
+    let twins = &v["data"]["startRollout"]["twins"];
+    assert_eq!(twins.as_array().map(Vec::len), Some(2), "{v}");
+    assert!(
+        twins
+            .as_array()
+            .expect("twins")
+            .iter()
+            .all(|t| t["parent"].is_null()),
+        "{v}"
+    );
+    assert!(!v.to_string().contains("cell-1"), "{v}");
+    // The site's operator sees the container.
+    let site = scoped("site-1-ops", &["operator"], &["site-1"]);
+    let id = v["data"]["startRollout"]["id"].as_str().expect("id");
+    let v = gql(
+        a,
+        &site,
+        "query($id: ID!) { rollout(id: $id) { twins(first: 10) { twin parent } } }",
+        json!({"id": id}),
+    )
+    .await;
+    assert!(v.to_string().contains("cell-1"), "{v}");
+    s.shutdown().await;
+}

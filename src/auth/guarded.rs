@@ -67,6 +67,10 @@ impl std::fmt::Debug for GuardedStore {
     }
 }
 
+fn twin_id(t: &Twin) -> &str {
+    &t.id
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -319,6 +323,47 @@ impl GuardedStore {
         Ok(out)
     }
 
+    /// A page of `query.limit` items in scope: the pages `fetch` lists,
+    /// read on past what is out of scope.
+    async fn page_inside<T: Send>(
+        &self,
+        query: &TwinQuery,
+        fetch: impl Fn(
+            TwinQuery,
+        ) -> futures_util::future::BoxFuture<'static, Result<Page<T>, StoreError>>
+        + Send
+        + Sync,
+        id_of: fn(&T) -> &str,
+    ) -> Result<Page<T>, StoreError> {
+        let mut q = query.clone();
+        let mut items = Vec::new();
+        loop {
+            let page = fetch(q.clone()).await?;
+            let inside = {
+                let ids: Vec<&str> = page.items.iter().map(id_of).collect();
+                self.filter(&ids).await?
+            };
+            let n = page.items.len();
+            for item in page.items {
+                if items.len() == query.limit {
+                    return Ok(Page {
+                        items,
+                        has_more: true,
+                    });
+                }
+                let id = id_of(&item);
+                q.after = Some(id.to_owned());
+                if inside.contains(id) {
+                    items.push(item);
+                }
+            }
+            if !page.has_more || n == 0 || items.len() == query.limit {
+                let has_more = page.has_more && n > 0;
+                return Ok(Page { items, has_more });
+            }
+        }
+    }
+
     /// Refuses the batch unless every operation is allowed and in scope.
     async fn check(&self, batch: &Batch) -> Result<(), StoreError> {
         let forbidden = |action: Action| {
@@ -461,76 +506,32 @@ impl GraphStore for GuardedStore {
         if self.scope.is_none() {
             return self.inner.twins(query).await;
         }
-        let mut q = query.clone();
-        let mut items = Vec::new();
-        loop {
-            let page = self.inner.twins(&q).await?;
-            let ids: Vec<&str> = page.items.iter().map(|t| &*t.id).collect();
-            let inside = self.filter(&ids).await?;
-            let n = page.items.len();
-            for t in page.items {
-                if items.len() == query.limit {
-                    return Ok(Page {
-                        items,
-                        has_more: true,
-                    });
-                }
-                q.after = Some(t.id.to_string());
-                if inside.contains(&*t.id) {
-                    items.push(t);
-                }
-            }
-            if !page.has_more || n == 0 {
-                return Ok(Page {
-                    items,
-                    has_more: false,
-                });
-            }
-            if items.len() == query.limit {
-                return Ok(Page {
-                    items,
-                    has_more: true,
-                });
-            }
-        }
+        let inner = self.inner.clone();
+        self.page_inside(
+            query,
+            move |q| {
+                let inner = inner.clone();
+                Box::pin(async move { inner.twins(&q).await })
+            },
+            twin_id,
+        )
+        .await
     }
 
     async fn twin_ids(&self, query: &TwinQuery) -> Result<Page<String>, StoreError> {
         if self.scope.is_none() {
             return self.inner.twin_ids(query).await;
         }
-        let mut q = query.clone();
-        let mut items = Vec::new();
-        loop {
-            let page = self.inner.twin_ids(&q).await?;
-            let ids: Vec<&str> = page.items.iter().map(String::as_str).collect();
-            let inside = self.filter(&ids).await?;
-            let n = page.items.len();
-            for id in page.items {
-                if items.len() == query.limit {
-                    return Ok(Page {
-                        items,
-                        has_more: true,
-                    });
-                }
-                q.after = Some(id.clone());
-                if inside.contains(&id) {
-                    items.push(id);
-                }
-            }
-            if !page.has_more || n == 0 {
-                return Ok(Page {
-                    items,
-                    has_more: false,
-                });
-            }
-            if items.len() == query.limit {
-                return Ok(Page {
-                    items,
-                    has_more: true,
-                });
-            }
-        }
+        let inner = self.inner.clone();
+        self.page_inside(
+            query,
+            move |q| {
+                let inner = inner.clone();
+                Box::pin(async move { inner.twin_ids(&q).await })
+            },
+            String::as_str,
+        )
+        .await
     }
 
     async fn relationship(

@@ -1065,7 +1065,23 @@ fn extend_rollouts(query: Object, mutation: Object) -> (Object, Object, Vec<Type
                         .map(|i| rollout_twin_json(r, i))
                         .collect::<Vec<_>>()
                 })?;
-                Ok(Some(records(twins.unwrap_or_default())))
+                let mut twins = twins.unwrap_or_default();
+                // A container out of the caller's scope is not named.
+                if let Some(access) = access_of(&ctx).filter(|a| !a.store.unscoped()) {
+                    let parents: Vec<&str> =
+                        twins.iter().filter_map(|t| t["parent"].as_str()).collect();
+                    let inside = access
+                        .store
+                        .filter(&parents)
+                        .await
+                        .map_err(|e| store_error(&e))?;
+                    for t in &mut twins {
+                        if t["parent"].as_str().is_some_and(|p| !inside.contains(p)) {
+                            t["parent"] = Value::Null;
+                        }
+                    }
+                }
+                Ok(Some(records(twins)))
             })
         })
         .description("Its twins in rollout order (optionally in one state), the first `first` after twin `after`.")
