@@ -33,8 +33,16 @@ impl GraphStore for Counting {
     fn models(&self) -> Arc<ModelSet> {
         self.inner.models()
     }
-    async fn set_models(&self, models: Arc<ModelSet>, actor: &str) -> Result<u64, StoreError> {
-        self.inner.set_models(models, actor).await
+    async fn set_models(
+        &self,
+        models: Arc<ModelSet>,
+        documents: Vec<serde_json::Value>,
+        actor: &str,
+    ) -> Result<u64, StoreError> {
+        self.inner.set_models(models, documents, actor).await
+    }
+    fn adopt_models(&self, models: Arc<ModelSet>) {
+        self.inner.adopt_models(models)
     }
     async fn apply(&self, batch: Batch, actor: &str) -> Result<Vec<Event>, StoreError> {
         self.inner.apply(batch, actor).await

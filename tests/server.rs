@@ -89,6 +89,7 @@ pub(crate) async fn serve_full(
             .expect("rollouts"),
     )
     .expect("schema");
+    schema.follow_uploads();
     let app = server::app(AppState {
         store,
         schema,

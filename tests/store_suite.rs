@@ -922,15 +922,39 @@ pub async fn twins_are_filtered_by_their_values(s: &dyn GraphStore) {
 pub async fn model_changes_are_events(s: &dyn GraphStore) {
     let models = s.models();
     let seq = s
-        .set_models(models.clone(), "admin")
+        .set_models(models.clone(), Vec::new(), "admin")
         .await
         .expect("set models");
     let e = s.events_after(seq - 1, 1).await.expect("events");
-    let Change::ModelsChanged { models: ids } = &e[0].change else {
+    let Change::ModelsChanged {
+        models: ids,
+        documents,
+    } = &e[0].change
+    else {
         panic!("models changed");
     };
     assert!(ids.iter().any(|i| i == PUMP));
+    assert!(documents.is_empty());
     assert_eq!(e[0].actor, "admin");
+    assert!(
+        s.stream_events("models", 0, 10)
+            .await
+            .expect("stream")
+            .is_empty(),
+        "a change without documents is no upload"
+    );
+    // An upload's documents are kept in the `models` stream.
+    let doc = json!({"@id": "dtmi:example:Extra;1", "@type": "Interface", "@context": "dtmi:dtdl:context;3"});
+    let seq = s
+        .set_models(models.clone(), vec![doc.clone()], "admin")
+        .await
+        .expect("set models");
+    let kept = s.stream_events("models", 0, 10).await.expect("stream");
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].seq, seq);
+    assert!(
+        matches!(&kept[0].change, Change::ModelsChanged { documents, .. } if documents == &vec![doc])
+    );
 }
 
 pub async fn stream_records_are_kept_and_read_back_in_order(s: &dyn GraphStore) {

@@ -466,7 +466,12 @@ impl GraphStore for GuardedStore {
         self.inner.models()
     }
 
-    async fn set_models(&self, models: Arc<ModelSet>, _actor: &str) -> Result<u64, StoreError> {
+    async fn set_models(
+        &self,
+        models: Arc<ModelSet>,
+        documents: Vec<serde_json::Value>,
+        _actor: &str,
+    ) -> Result<u64, StoreError> {
         if !self.principal.may(Action::Models) {
             return Err(StoreError::Forbidden(format!(
                 "{} may not {}",
@@ -474,7 +479,7 @@ impl GraphStore for GuardedStore {
                 Action::Models.name()
             )));
         }
-        self.inner.set_models(models, &self.actor).await
+        self.inner.set_models(models, documents, &self.actor).await
     }
 
     async fn apply(&self, batch: Batch, _actor: &str) -> Result<Vec<Event>, StoreError> {
@@ -748,6 +753,10 @@ impl GraphStore for GuardedStore {
 
     fn hierarchy_version(&self) -> u64 {
         self.inner.hierarchy_version()
+    }
+
+    fn adopt_models(&self, models: Arc<ModelSet>) {
+        self.inner.adopt_models(models);
     }
 
     async fn lease(

@@ -256,6 +256,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let store = open_store(&config, Arc::new(models), store_config).await?;
     let dyn_store = store.graph_store();
+    // Models uploaded through other servers over the same store (Neo4j
+    // replicas) that this one's folders do not hold.
+    let library = Arc::new(graphql::ModelLibrary::new(sources, Some(uploaded)));
+    if graphql::upload::adopt_uploaded(&library, &dyn_store)
+        .await
+        .map_err(anyhow::Error::msg)?
+        .is_some()
+    {
+        tracing::info!("took in models uploaded through other servers");
+    }
     if config.demo && dyn_store.last_seq() == 0 {
         let (batches, twins) = crate::demo::plant(config.demo_cells);
         for b in batches {
@@ -286,9 +296,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
         live.clone(),
         metrics.clone(),
-        Arc::new(graphql::ModelLibrary::new(sources, Some(uploaded))),
+        library,
         rollouts.clone(),
     )?;
+    schema.follow_uploads();
     let ready = Arc::new(AtomicBool::new(false));
     let app = server::app(AppState {
         store: dyn_store,

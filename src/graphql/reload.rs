@@ -137,6 +137,52 @@ impl LiveSchema {
 }
 
 impl LiveSchema {
+    /// Follows uploads made through other servers over the same store
+    /// (Neo4j replicas): when one is recorded, its models are taken in
+    /// (see [`super::upload::adopt_uploaded`]) and the schema recompiled and
+    /// swapped in. Runs until the schema is dropped.
+    pub fn follow_uploads(&self) {
+        let inner = Arc::downgrade(&self.0);
+        let mut events = self.0.parts.store.subscribe();
+        tokio::spawn(async move {
+            loop {
+                // An upload recorded (or, having missed some events,
+                // perhaps one).
+                let upload = match events.recv().await {
+                    Ok(e) => matches!(
+                        &e.change,
+                        crate::twin::Change::ModelsChanged { documents, .. } if !documents.is_empty()
+                    ),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                if !upload {
+                    continue;
+                }
+                let Some(inner) = inner.upgrade() else { return };
+                let parts = &inner.parts;
+                match super::upload::adopt_uploaded(&parts.library, &parts.store).await {
+                    Ok(Some(models)) => {
+                        let reloader = Reloader(Arc::new(OnceLock::from(Arc::downgrade(&inner))));
+                        match build_guarded(parts, &models, reloader.clone()) {
+                            Ok(schema) => {
+                                reloader.install(schema);
+                                tracing::info!("took in models uploaded through another server");
+                            }
+                            Err(err) => {
+                                tracing::error!(error = %err.0, "models uploaded elsewhere do not compile here")
+                            }
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(why) => {
+                        tracing::error!(error = %why, "cannot take in models uploaded elsewhere")
+                    }
+                }
+            }
+        });
+    }
+
     /// The results of subscription `request` on the schema serving now.
     /// Identical subscriptions without connection data share one execution
     /// (see [`super::shared`]), whose results are serialized once.

@@ -195,7 +195,7 @@ pub async fn upload(
             ));
         }
     }
-    match store.set_models(Arc::new(set), actor).await {
+    match store.set_models(Arc::new(set), docs, actor).await {
         Ok(sequence) => {
             *sources = all;
             if let (Some(r), Some(schema)) = (reloader, next_schema) {
@@ -213,4 +213,71 @@ pub async fn upload(
             Err(super::errors::store_error(&e))
         }
     }
+}
+
+/// Documents of the `models` stream above `after` (every upload recorded
+/// in the store, by any server), with the sequence of the last record.
+async fn uploaded_documents(
+    store: &Arc<dyn GraphStore>,
+    mut after: u64,
+) -> Result<(Vec<Value>, u64), crate::store::StoreError> {
+    let mut docs = Vec::new();
+    loop {
+        let page = store
+            .stream_events(crate::twin::event::MODELS_STREAM, after, 1000)
+            .await?;
+        for e in &page {
+            if let crate::twin::Change::ModelsChanged { documents, .. } = &e.change {
+                docs.extend(documents.iter().cloned());
+            }
+            after = e.seq;
+        }
+        if page.len() < 1000 {
+            return Ok((docs, after));
+        }
+    }
+}
+
+/// Takes in the models uploaded through other servers over the same store
+/// (or before this one started) that the library does not have yet: the
+/// store and the library serve them from now on. The new model set, if
+/// anything was new.
+pub async fn adopt_uploaded(
+    library: &ModelLibrary,
+    store: &Arc<dyn GraphStore>,
+) -> Result<Option<Arc<dtdl::ModelSet>>, String> {
+    let (docs, _) = uploaded_documents(store, 0)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut sources = library.sources.lock().await;
+    let current = store.models();
+    let new: Vec<Source> = docs
+        .iter()
+        .filter(|d| {
+            top_level_ids(d)
+                .iter()
+                .any(|id| current.interface(id).is_none())
+        })
+        .enumerate()
+        .map(|(i, d)| Source::new(format!("uploaded[{i}]"), d.to_string()))
+        .collect();
+    if new.is_empty() {
+        return Ok(None);
+    }
+    let mut all = sources.clone();
+    all.extend(new);
+    let outcome = dtdl::check(&all, &Options::default());
+    let Some(set) = outcome.model else {
+        let why = outcome
+            .diagnostics
+            .first()
+            .map_or_else(|| outcome.unresolved.join(", "), ToString::to_string);
+        return Err(format!(
+            "the uploaded models in the store do not resolve here: {why}"
+        ));
+    };
+    let set = Arc::new(set);
+    store.adopt_models(set.clone());
+    *sources = all;
+    Ok(Some(set))
 }

@@ -287,13 +287,19 @@ impl Rollouts {
     /// One pass over every active rollout.
     pub(super) async fn step(&self) -> Result<(), RolloutError> {
         let _w = self.writing.lock().await;
-        let active: Vec<String> = self
-            .state()
-            .runs
-            .iter()
-            .filter(|r| r.state.is_active())
-            .map(|r| r.id().to_owned())
-            .collect();
+        // Every decision of this pass is made on the fold as of now (and
+        // this pass's own records): a record another server adds meanwhile
+        // refuses the pass's next write, and the next pass starts over.
+        let active: Vec<String> = {
+            let state = self.state();
+            self.decide_on(&state);
+            state
+                .runs
+                .iter()
+                .filter(|r| r.state.is_active())
+                .map(|r| r.id().to_owned())
+                .collect()
+        };
         let dirty: HashSet<String> =
             std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()));
         for id in active {

@@ -101,6 +101,10 @@ pub struct Rollouts {
     pub(super) holder: String,
     /// Whether this server holds the scheduler lease (as of its last try).
     pub(super) scheduling: std::sync::atomic::AtomicBool,
+    /// The last stream record the decisions being written were made on
+    /// (set by the holder of `writing` from the fold it read; moved on by
+    /// its own commits): what every commit expects to be the last.
+    basis: std::sync::atomic::AtomicU64,
 }
 
 impl Rollouts {
@@ -188,6 +192,7 @@ impl Rollouts {
             options,
             holder: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             scheduling: std::sync::atomic::AtomicBool::new(false),
+            basis: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -336,7 +341,11 @@ impl Rollouts {
     {
         let _w = self.writing.lock().await;
         for _ in 0..WRITE_ATTEMPTS {
-            let changes = build(&self.state())?;
+            let changes = {
+                let state = self.state();
+                self.decide_on(&state);
+                build(&state)?
+            };
             match self.record(changes, actor).await {
                 Err(RolloutError::Overtaken { .. }) => {}
                 done => return done,
@@ -348,8 +357,16 @@ impl Rollouts {
         .into())
     }
 
-    /// Commits a batch, provided no record was added to the stream since
-    /// the fold's last one (else [`RolloutError::Overtaken`], once the fold
+    /// Decisions about to be written are made on `state` (the holder of
+    /// `writing` calls it before reading the fold to decide).
+    pub(super) fn decide_on(&self, state: &State) {
+        self.basis
+            .store(state.seq, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Commits a batch, provided the stream still ends where the decisions
+    /// were made ([`decide_on`](Rollouts::decide_on), moved on by this
+    /// writer's own commits; else [`RolloutError::Overtaken`], once the fold
     /// has caught up), and waits until the follower has folded it.
     pub(super) async fn commit(
         &self,
@@ -360,7 +377,7 @@ impl Rollouts {
             0,
             Op::ExpectStream {
                 stream: ROLLOUTS_STREAM.to_owned(),
-                seq: self.state().seq,
+                seq: self.basis.load(std::sync::atomic::Ordering::Acquire),
             },
         );
         let events = match self.store.apply(batch, actor).await {
@@ -387,6 +404,15 @@ impl Rollouts {
             }
             Err(e) => return Err(e.into()),
         };
+        // The stream now ends at this writer's own last record.
+        if let Some(own) = events
+            .iter()
+            .rev()
+            .find(|e| e.change.stream() == Some(ROLLOUTS_STREAM))
+        {
+            self.basis
+                .store(own.seq, std::sync::atomic::Ordering::Release);
+        }
         if let Some(last) = events.last() {
             let mut seen = self.seen.subscribe();
             let folded = tokio::time::timeout(VISIBLE_WITHIN, seen.wait_for(|s| *s >= last.seq));

@@ -68,6 +68,7 @@ enum Request {
     },
     Models {
         models: Arc<ModelSet>,
+        documents: Vec<serde_json::Value>,
         actor: String,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
@@ -228,11 +229,12 @@ fn writer_loop(shared: &Shared, rx: &std::sync::mpsc::Receiver<Request>) {
         };
         if let Request::Models {
             models,
+            documents,
             actor,
             reply,
         } = first
         {
-            let r = commit_models(shared, models, &actor);
+            let r = commit_models(shared, models, documents, &actor);
             let _ = reply.send(r);
             continue;
         }
@@ -326,7 +328,12 @@ fn commit_group(shared: &Shared, group: Vec<Request>) {
     }
 }
 
-fn commit_models(shared: &Shared, models: Arc<ModelSet>, actor: &str) -> Result<u64, StoreError> {
+fn commit_models(
+    shared: &Shared,
+    models: Arc<ModelSet>,
+    documents: Vec<serde_json::Value>,
+    actor: &str,
+) -> Result<u64, StoreError> {
     let now = commit_time(shared);
     let mut ids: Vec<String> = models.interfaces().map(|i| i.id.clone()).collect();
     ids.sort();
@@ -334,7 +341,7 @@ fn commit_models(shared: &Shared, models: Arc<ModelSet>, actor: &str) -> Result<
         let graph = read(&shared.graph);
         let current = read(&shared.models).clone();
         let mut planner = graph.planner(&current);
-        planner.models_changed(ids, now, actor)
+        planner.models_changed(ids, documents, now, actor)
     };
     shared
         .journal
@@ -444,10 +451,16 @@ impl GraphStore for Store {
         read(&self.shared.models).clone()
     }
 
-    async fn set_models(&self, models: Arc<ModelSet>, actor: &str) -> Result<u64, StoreError> {
+    async fn set_models(
+        &self,
+        models: Arc<ModelSet>,
+        documents: Vec<serde_json::Value>,
+        actor: &str,
+    ) -> Result<u64, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Models {
             models,
+            documents,
             actor: actor.to_owned(),
             reply,
         })?;
@@ -616,6 +629,10 @@ impl GraphStore for Store {
 
     fn hierarchy_version(&self) -> u64 {
         self.shared.hierarchy.load(Ordering::Acquire)
+    }
+
+    fn adopt_models(&self, models: Arc<ModelSet>) {
+        *write(&self.shared.models) = models;
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {

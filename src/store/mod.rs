@@ -144,8 +144,20 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
     /// The model set twins are validated against.
     fn models(&self) -> Arc<ModelSet>;
 
-    /// Replaces the model set; records a `ModelsChanged` event. Returns its sequence number.
-    async fn set_models(&self, models: Arc<ModelSet>, actor: &str) -> Result<u64, StoreError>;
+    /// Replaces the model set; records a `ModelsChanged` event (with the
+    /// uploaded `documents` that made it, if any, in the `models` stream).
+    /// Returns its sequence number.
+    async fn set_models(
+        &self,
+        models: Arc<ModelSet>,
+        documents: Vec<serde_json::Value>,
+        actor: &str,
+    ) -> Result<u64, StoreError>;
+
+    /// Serves `models` from now on without recording anything: another
+    /// server over the same store recorded the change (see
+    /// [`set_models`](GraphStore::set_models)).
+    fn adopt_models(&self, models: Arc<ModelSet>);
 
     /// Applies a batch atomically and durably; returns its events.
     async fn apply(&self, batch: Batch, actor: &str) -> Result<Vec<Event>, StoreError>;

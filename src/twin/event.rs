@@ -73,8 +73,15 @@ pub enum Change {
         target: String,
         name: String,
     },
+    /// The model set now holds `models`; `documents` are the DTDL documents
+    /// uploaded by this change (so every server over the store can load
+    /// them; none for other changes of the set).
     #[serde(rename_all = "camelCase")]
-    ModelsChanged { models: Vec<String> },
+    ModelsChanged {
+        models: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        documents: Vec<Value>,
+    },
     /// A command to deliver to the twin's device; the twin itself is unchanged.
     #[serde(rename_all = "camelCase")]
     CommandInvoked {
@@ -159,6 +166,9 @@ pub enum Change {
 /// The stream of configuration and rollout records (see [`Change::stream`]).
 pub const ROLLOUTS_STREAM: &str = "rollouts";
 
+/// The stream of uploaded models ([`Change::ModelsChanged`] with documents).
+pub const MODELS_STREAM: &str = "models";
+
 impl Change {
     /// The twins this change concerns (for per-twin history): the twin, or a
     /// relationship's source and target.
@@ -216,6 +226,7 @@ impl Change {
             Change::ConfigurationRestored { rollout, .. } if rollout.is_some() => {
                 Some(ROLLOUTS_STREAM)
             }
+            Change::ModelsChanged { documents, .. } if !documents.is_empty() => Some(MODELS_STREAM),
             _ => None,
         }
     }

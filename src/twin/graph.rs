@@ -386,12 +386,18 @@ impl Planner<'_> {
     }
 
     /// Plans a model-set change event.
-    pub fn models_changed(&mut self, models: Vec<String>, now: Micros, actor: &str) -> Event {
+    pub fn models_changed(
+        &mut self,
+        models: Vec<String>,
+        documents: Vec<Value>,
+        now: Micros,
+        actor: &str,
+    ) -> Event {
         let e = Event {
             seq: self.next_seq,
             time: now,
             actor: actor.to_owned(),
-            change: Change::ModelsChanged { models },
+            change: Change::ModelsChanged { models, documents },
         };
         self.next_seq += 1;
         e

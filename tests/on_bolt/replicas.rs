@@ -100,3 +100,72 @@ async fn replicas_lose_no_update_and_share_one_ordered_stream() {
         assert_eq!(got, seqs, "replica {name}");
     }
 }
+
+/// Models uploaded through one replica reach the others: live (their
+/// schema is recompiled and swapped in) and at startup (read back from the
+/// store's `models` stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploaded_models_reach_every_replica() {
+    let bolt = fresh_database().await;
+    let open = || async {
+        let mut b = bolt.clone();
+        b.poll = Duration::from_millis(20);
+        Arc::new(
+            BoltStore::connect(b, sample_models(), StoreConfig::default())
+                .await
+                .expect("replica"),
+        ) as Arc<dyn GraphStore>
+    };
+    let limits = twingraph::graphql::schema::Limits::default();
+    let a = crate::server::serve(open().await, limits).await;
+    let b = crate::server::serve(open().await, limits).await;
+    let smart = json!({
+        "@context": "dtmi:dtdl:context;3",
+        "@id": "dtmi:example:SmartPump;1",
+        "@type": "Interface",
+        "extends": "dtmi:twingraph:isa95:Pump;1",
+        "contents": [{"@type": "Property", "name": "efficiency", "schema": "double", "writable": true}]
+    });
+    let v = crate::server::gql(
+        a.addr,
+        "mutation($m: [JSON!]!) { uploadModels(models: $m) { models } }",
+        json!({"m": [smart]}),
+    )
+    .await;
+    assert!(v["errors"].is_null(), "{v}");
+    // Replica b takes the upload in and serves the new type.
+    let create = r#"mutation { createSmartPump(id: "sp", desired: {efficiency: 0.8}) { __typename efficiencyDesired } }"#;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = crate::server::gql(b.addr, create, json!({})).await;
+        if v["errors"].is_null() {
+            assert_eq!(
+                v["data"]["createSmartPump"]["__typename"], "SmartPumpTwin",
+                "{v}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica b never took the model in: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A replica started afterwards knows it from the store.
+    let c_store = open().await;
+    let library = twingraph::graphql::ModelLibrary::new(crate::support::sample_sources(), None);
+    let adopted = twingraph::graphql::upload::adopt_uploaded(&library, &c_store)
+        .await
+        .expect("adopt");
+    assert!(adopted.is_some(), "the upload is read back at startup");
+    assert!(
+        c_store
+            .models()
+            .interface("dtmi:example:SmartPump;1")
+            .is_some()
+    );
+    let t = c_store.twin("sp").await.expect("read").expect("sp");
+    assert_eq!(&*t.model, "dtmi:example:SmartPump;1");
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -95,6 +95,7 @@ enum WriteRequest {
     },
     Models {
         models: Arc<ModelSet>,
+        documents: Vec<serde_json::Value>,
         actor: String,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
@@ -488,11 +489,17 @@ impl GraphStore for BoltStore {
         read(&self.shared.models).0.clone()
     }
 
-    async fn set_models(&self, models: Arc<ModelSet>, actor: &str) -> Result<u64, StoreError> {
+    async fn set_models(
+        &self,
+        models: Arc<ModelSet>,
+        documents: Vec<serde_json::Value>,
+        actor: &str,
+    ) -> Result<u64, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.writer
             .send(WriteRequest::Models {
                 models,
+                documents,
                 actor: actor.to_owned(),
                 reply,
             })
@@ -807,6 +814,10 @@ impl GraphStore for BoltStore {
 
     fn hierarchy_version(&self) -> u64 {
         self.shared.hierarchy.load(Ordering::Acquire)
+    }
+
+    fn adopt_models(&self, models: Arc<ModelSet>) {
+        write::adopt(&self.shared, models);
     }
 
     fn is_ready(&self) -> bool {

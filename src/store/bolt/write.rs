@@ -85,10 +85,11 @@ pub(super) async fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteRequ
         match first {
             WriteRequest::Models {
                 models,
+                documents,
                 actor,
                 reply,
             } => {
-                let r = commit_models(&shared, models, &actor).await;
+                let r = commit_models(&shared, models, documents, &actor).await;
                 let _ = reply.send(r);
             }
             WriteRequest::Batch {
@@ -221,19 +222,27 @@ async fn commit_batches(
 async fn commit_models(
     shared: &Shared,
     models: Arc<ModelSet>,
+    documents: Vec<serde_json::Value>,
     actor: &str,
 ) -> Result<u64, StoreError> {
-    let event = retrying(shared, || attempt_models(shared, &models, actor)).await?;
+    let event = retrying(shared, || {
+        attempt_models(shared, &models, &documents, actor)
+    })
+    .await?;
     let seq = event.seq;
-    {
-        let mut current = shared
-            .models
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *current = (models.clone(), Arc::new(layout::ModelLabels::new(&models)));
-    }
+    adopt(shared, models);
     publish(shared, vec![event]);
     Ok(seq)
+}
+
+/// Serves `models` (and their labels) from now on.
+pub(super) fn adopt(shared: &Shared, models: Arc<ModelSet>) {
+    let labels = Arc::new(layout::ModelLabels::new(&models));
+    let mut current = shared
+        .models
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *current = (models, labels);
 }
 
 /// Sends committed events to subscribers, in order and without gaps: the
@@ -463,7 +472,12 @@ async fn attempt_batches(
     Ok((results, events))
 }
 
-async fn attempt_models(shared: &Shared, models: &ModelSet, actor: &str) -> Result<Event, Failure> {
+async fn attempt_models(
+    shared: &Shared,
+    models: &ModelSet,
+    documents: &[serde_json::Value],
+    actor: &str,
+) -> Result<Event, Failure> {
     let mut txn = shared.db.start_txn().await?;
     let (seq, time) = lock_counter(&mut txn).await?;
     let current = super::read(&shared.models).0.clone();
@@ -471,9 +485,9 @@ async fn attempt_models(shared: &Shared, models: &ModelSet, actor: &str) -> Resu
     g.set_position(seq, time);
     let mut ids: Vec<String> = models.interfaces().map(|i| i.id.clone()).collect();
     ids.sort();
-    let event = g
-        .planner(&current)
-        .models_changed(ids, now_micros().max(time), actor);
+    let event =
+        g.planner(&current)
+            .models_changed(ids, documents.to_vec(), now_micros().max(time), actor);
     write_events(&mut txn, std::slice::from_ref(&event)).await?;
     txn.commit().await?;
     Ok(event)
