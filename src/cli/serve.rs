@@ -153,11 +153,6 @@ async fn open_store(
             store_config,
         )?))),
         (_, "bolt" | "bolt+s" | "bolt+ssc" | "neo4j" | "neo4j+s" | "neo4j+ssc") => {
-            if config.retention_days.is_some() {
-                anyhow::bail!(
-                    "retention_days is not supported with the Neo4j store yet (its event log is kept in full)"
-                );
-            }
             let mut bolt =
                 BoltConfig::new(&config.store, &config.store_user, &config.store_password);
             bolt.database.clone_from(&config.store_database);

@@ -169,3 +169,87 @@ async fn uploaded_models_reach_every_replica() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Retention on Neo4j: old events go (stream records stay), state stays,
+/// history before the mark is reported as pruned, the log goes on; a
+/// replica that was behind the removed range goes on after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_old_history_but_keeps_state() {
+    use crate::store_suite::desired;
+    let bolt = fresh_database().await;
+    let config = StoreConfig {
+        retention: Some(Duration::from_millis(300)),
+        ..StoreConfig::default()
+    };
+    let open = || async {
+        let mut b = bolt.clone();
+        b.poll = Duration::from_millis(20);
+        BoltStore::connect(b, sample_models(), config.clone())
+            .await
+            .expect("store")
+    };
+    let s = open().await;
+    // A replica that will be away (its line cut) while events are written
+    // and removed.
+    let proxy = crate::bolt::Proxy::start(crate::bolt::bolt_addr(&bolt.uri)).await;
+    let away = {
+        let mut b = bolt.clone();
+        b.uri = format!("bolt://{}", proxy.addr);
+        b.poll = Duration::from_millis(20);
+        b.timeout = Duration::from_secs(3);
+        BoltStore::connect(b, sample_models(), config.clone())
+            .await
+            .expect("away replica")
+    };
+    let mut away_live = away.subscribe();
+    proxy.cut();
+    let record = Op::Record {
+        change: Box::new(twingraph::twin::Change::ConfigurationCreated {
+            configuration: twingraph::rollout::config::ConfigurationSpec {
+                name: "kept".into(),
+                target: PUMP.into(),
+                priority: 0,
+                description: None,
+            },
+        }),
+    };
+    must(&s, vec![record]).await;
+    must(&s, vec![create("p", PUMP)]).await;
+    for v in 0..5 {
+        must(
+            &s,
+            vec![desired("p", json!({"flowSetpoint": f64::from(v)}))],
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let last = must(&s, vec![desired("p", json!({"flowSetpoint": 7.0}))]).await;
+    assert_eq!(last[0].seq, 8);
+    let removed = s.prune_history().await.expect("prune");
+    assert_eq!(removed, 6, "events 2..=7 are older than the horizon");
+    let kept = s.events_after(0, 100).await.expect("events");
+    assert_eq!(kept.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 8]);
+    let stream = s.stream_events("rollouts", 0, 10).await.expect("stream");
+    assert_eq!(stream.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1]);
+    let p = s.twin("p").await.expect("read").expect("exists");
+    assert_eq!(p.version, 7, "state is untouched");
+    let e = s
+        .twin_as_of("p", twingraph::store::At::Seq(3))
+        .await
+        .expect_err("pruned");
+    assert_eq!(e.code(), "history_pruned");
+    let next = must(&s, vec![desired("p", json!({"flowSetpoint": 9.0}))]).await;
+    assert_eq!(next[0].seq, 9, "the log goes on");
+    // The replica that was away comes back behind the removed range: it
+    // delivers what is left (the stream record, then 8 and 9) and goes on.
+    proxy.restore();
+    let mut seen = Vec::new();
+    while seen.last() != Some(&9) {
+        let e = tokio::time::timeout(Duration::from_secs(15), away_live.recv())
+            .await
+            .expect("the replica that was away goes on")
+            .expect("event");
+        seen.push(e.seq);
+    }
+    assert_eq!(seen, vec![1, 8, 9]);
+}

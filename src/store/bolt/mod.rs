@@ -224,7 +224,29 @@ impl BoltStore {
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(write::writer(shared.clone(), rx));
         tokio::spawn(tailer(Arc::downgrade(&shared)));
+        if shared.config.retention.is_some() {
+            tokio::spawn(pruner(Arc::downgrade(&shared)));
+        }
         Ok(BoltStore { shared, writer: tx })
+    }
+
+    /// Applies the retention setting now: removes events older than it
+    /// (never stream records, never current state); how many were removed.
+    /// Every server also does this every ten minutes.
+    pub async fn prune_history(&self) -> Result<usize, StoreError> {
+        write::prune(&self.shared).await
+    }
+
+    /// History before this sequence number may have been removed.
+    async fn check_history(&self, at: At) -> Result<(), StoreError> {
+        if self.shared.config.retention.is_none() {
+            return Ok(());
+        }
+        let first = write::pruned_before(&self.shared).await?;
+        match at {
+            At::Seq(s) if first > 1 && s < first => Err(StoreError::Pruned(first)),
+            _ => Ok(()),
+        }
     }
 
     /// Cypher statements sent for reads so far (each read is one
@@ -396,6 +418,26 @@ async fn rows(shared: &Shared, q: Query, col: &str) -> Result<Vec<String>, Store
     within(shared, fetch).await
 }
 
+/// Applies the retention setting now and every [`write::PRUNE_EVERY`].
+async fn pruner(shared: std::sync::Weak<Shared>) {
+    loop {
+        {
+            let Some(s) = shared.upgrade() else { return };
+            if s.closed.load(Ordering::Acquire) {
+                return;
+            }
+            match write::prune(&s).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "retention: old events removed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention: cannot remove old events; retrying later")
+                }
+            }
+        }
+        tokio::time::sleep(write::PRUNE_EVERY).await;
+    }
+}
+
 /// Publishes committed events in sequence order: after a local commit at
 /// once, else every `poll` interval (changes made through other replicas).
 async fn tailer(shared: std::sync::Weak<Shared>) {
@@ -451,9 +493,25 @@ async fn tailer(shared: std::sync::Weak<Shared>) {
                 // holes (a hole is a commit not visible yet: read again).
                 let before = s.last_seq.load(Ordering::Acquire);
                 let expected = before + events.len() as u64;
+                let hole = events.first().is_some_and(|e| e.seq > before + 1);
                 write::publish(&s, events);
                 if s.last_seq.load(Ordering::Acquire) != expected {
                     more = false;
+                }
+                // A hole that retention made (this server was away longer
+                // than the retention): go on after it.
+                if hole
+                    && s.config.retention.is_some()
+                    && let Ok(mark) = write::pruned_before(&s).await
+                    && mark > before + 1
+                {
+                    tracing::warn!(
+                        from = before + 1,
+                        to = mark - 1,
+                        "events removed by retention before this server read them"
+                    );
+                    s.last_seq.fetch_max(mark - 1, Ordering::AcqRel);
+                    more = true;
                 }
             }
         }
@@ -783,6 +841,7 @@ impl GraphStore for BoltStore {
     }
 
     async fn twin_as_of(&self, twin: &str, at: At) -> Result<Option<Twin>, StoreError> {
+        self.check_history(at).await?;
         let events = self.twin_events(twin, None, None).await?;
         Ok(super::core::twin_at(&events, twin, at))
     }
@@ -792,6 +851,7 @@ impl GraphStore for BoltStore {
         twin: &str,
         at: At,
     ) -> Result<Vec<Relationship>, StoreError> {
+        self.check_history(at).await?;
         let events = self.twin_events(twin, None, None).await?;
         Ok(super::core::relationships_at(&events, at))
     }

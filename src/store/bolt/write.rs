@@ -683,3 +683,90 @@ async fn write_events(txn: &mut Txn, events: &[Event]) -> Result<(), Failure> {
     }
     Ok(())
 }
+
+/// Events removed per retention transaction at most.
+const PRUNE_CHUNK: usize = 5000;
+
+/// How often each server applies the retention setting.
+pub(super) const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// The sequence number below which events may have been removed by
+/// retention (1: none removed).
+pub(super) async fn pruned_before(shared: &Shared) -> Result<u64, StoreError> {
+    let q = query(&format!(
+        "MATCH (m:{META} {{key: 'pruned'}}) RETURN m.before AS before"
+    ));
+    let fetch = async {
+        let mut rows = shared.db.execute(q).await?;
+        let mut before = 1;
+        if let Some(row) = rows.next().await? {
+            before = row.get::<i64>("before").unwrap_or(1);
+        }
+        Ok::<_, neo4rs::Error>(before)
+    };
+    let before = super::within(shared, fetch).await?;
+    Ok(u64::try_from(before).unwrap_or(1).max(1))
+}
+
+/// Applies the retention setting: removes the events older than it
+/// (never stream records, never state), oldest first, in chunks; moves the
+/// `pruned` mark. How many were removed.
+pub(super) async fn prune(shared: &Shared) -> Result<usize, StoreError> {
+    let Some(keep) = shared.config.retention else {
+        return Ok(0);
+    };
+    let horizon =
+        now_micros().saturating_sub(Micros::try_from(keep.as_micros()).unwrap_or(Micros::MAX));
+    let mut removed = 0;
+    loop {
+        let n = retrying(shared, || async {
+            let mut txn = shared.db.start_txn().await?;
+            let q = query(&format!(
+                "MATCH (e:{EVENT}) WHERE e.time < $horizon AND e.stream IS NULL \
+                 RETURN e.seq AS seq ORDER BY seq LIMIT {PRUNE_CHUNK}"
+            ))
+            .param("horizon", horizon);
+            let mut rows = txn.execute(q).await?;
+            let mut seqs: Vec<i64> = Vec::new();
+            while let Some(row) = rows.next(txn.handle()).await? {
+                if let Ok(s) = row.get::<i64>("seq") {
+                    seqs.push(s);
+                }
+            }
+            let Some(&last) = seqs.iter().max() else {
+                txn.rollback().await?;
+                return Ok(0);
+            };
+            txn.run(
+                query(&format!(
+                    "UNWIND $seqs AS s MATCH (e:{EVENT} {{seq: s}}) DELETE e"
+                ))
+                .param("seqs", seqs.clone()),
+            )
+            .await?;
+            let q = query(&format!(
+                "MERGE (m:{META} {{key: 'pruned'}}) SET m.lock = coalesce(m.lock, 0) + 1 \
+                 RETURN m.before AS before"
+            ));
+            let mut rows = txn.execute(q).await?;
+            let mut before = 1;
+            while let Some(row) = rows.next(txn.handle()).await? {
+                before = row.get::<i64>("before").unwrap_or(1);
+            }
+            txn.run(
+                query(&format!(
+                    "MATCH (m:{META} {{key: 'pruned'}}) SET m.before = $before"
+                ))
+                .param("before", before.max(last + 1)),
+            )
+            .await?;
+            txn.commit().await?;
+            Ok(seqs.len())
+        })
+        .await?;
+        removed += n;
+        if n < PRUNE_CHUNK {
+            return Ok(removed);
+        }
+    }
+}
