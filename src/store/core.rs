@@ -192,7 +192,13 @@ impl Store {
         if first > 1 {
             let too_old = match at {
                 At::Seq(s) => s < first,
-                At::Time(_) => false,
+                // Before the oldest event kept: some of that time is gone.
+                At::Time(t) => self
+                    .shared
+                    .journal
+                    .events_after(first - 1, 1)?
+                    .first()
+                    .is_none_or(|e| t < e.time),
             };
             if too_old {
                 return Err(StoreError::Pruned(first));

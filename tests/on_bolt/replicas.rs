@@ -238,6 +238,11 @@ async fn retention_prunes_old_history_but_keeps_state() {
         .await
         .expect_err("pruned");
     assert_eq!(e.code(), "history_pruned");
+    let e = s
+        .twin_as_of("p", twingraph::store::At::Time(1))
+        .await
+        .expect_err("a time before the oldest event kept");
+    assert_eq!(e.code(), "history_pruned");
     let next = must(&s, vec![desired("p", json!({"flowSetpoint": 9.0}))]).await;
     assert_eq!(next[0].seq, 9, "the log goes on");
     // The replica that was away comes back behind the removed range: it

@@ -242,9 +242,10 @@ impl BoltStore {
         if self.shared.config.retention.is_none() {
             return Ok(());
         }
-        let first = write::pruned_before(&self.shared).await?;
+        let (first, time) = write::pruned_before(&self.shared).await?;
         match at {
             At::Seq(s) if first > 1 && s < first => Err(StoreError::Pruned(first)),
+            At::Time(t) if first > 1 && t <= time => Err(StoreError::Pruned(first)),
             _ => Ok(()),
         }
     }
@@ -502,7 +503,7 @@ async fn tailer(shared: std::sync::Weak<Shared>) {
                 // than the retention): go on after it.
                 if hole
                     && s.config.retention.is_some()
-                    && let Ok(mark) = write::pruned_before(&s).await
+                    && let Ok((mark, _)) = write::pruned_before(&s).await
                     && mark > before + 1
                 {
                     tracing::warn!(

@@ -691,21 +691,24 @@ const PRUNE_CHUNK: usize = 5000;
 pub(super) const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// The sequence number below which events may have been removed by
-/// retention (1: none removed).
-pub(super) async fn pruned_before(shared: &Shared) -> Result<u64, StoreError> {
+/// retention (1: none removed), and the time of the last one removed.
+pub(super) async fn pruned_before(shared: &Shared) -> Result<(u64, Micros), StoreError> {
     let q = query(&format!(
-        "MATCH (m:{META} {{key: 'pruned'}}) RETURN m.before AS before"
+        "MATCH (m:{META} {{key: 'pruned'}}) RETURN m.before AS before, m.time AS time"
     ));
     let fetch = async {
         let mut rows = shared.db.execute(q).await?;
-        let mut before = 1;
+        let mut out = (1, Micros::MIN);
         if let Some(row) = rows.next().await? {
-            before = row.get::<i64>("before").unwrap_or(1);
+            out = (
+                row.get::<i64>("before").unwrap_or(1),
+                row.get::<i64>("time").unwrap_or(Micros::MIN),
+            );
         }
-        Ok::<_, neo4rs::Error>(before)
+        Ok::<_, neo4rs::Error>(out)
     };
-    let before = super::within(shared, fetch).await?;
-    Ok(u64::try_from(before).unwrap_or(1).max(1))
+    let (before, time) = super::within(shared, fetch).await?;
+    Ok((u64::try_from(before).unwrap_or(1).max(1), time))
 }
 
 /// Applies the retention setting: removes the events older than it
@@ -723,14 +726,16 @@ pub(super) async fn prune(shared: &Shared) -> Result<usize, StoreError> {
             let mut txn = shared.db.start_txn().await?;
             let q = query(&format!(
                 "MATCH (e:{EVENT}) WHERE e.time < $horizon AND e.stream IS NULL \
-                 RETURN e.seq AS seq ORDER BY seq LIMIT {PRUNE_CHUNK}"
+                 RETURN e.seq AS seq, e.time AS time ORDER BY seq LIMIT {PRUNE_CHUNK}"
             ))
             .param("horizon", horizon);
             let mut rows = txn.execute(q).await?;
             let mut seqs: Vec<i64> = Vec::new();
+            let mut latest = Micros::MIN;
             while let Some(row) = rows.next(txn.handle()).await? {
                 if let Ok(s) = row.get::<i64>("seq") {
                     seqs.push(s);
+                    latest = latest.max(row.get::<i64>("time").unwrap_or(Micros::MIN));
                 }
             }
             let Some(&last) = seqs.iter().max() else {
@@ -746,18 +751,20 @@ pub(super) async fn prune(shared: &Shared) -> Result<usize, StoreError> {
             .await?;
             let q = query(&format!(
                 "MERGE (m:{META} {{key: 'pruned'}}) SET m.lock = coalesce(m.lock, 0) + 1 \
-                 RETURN m.before AS before"
+                 RETURN m.before AS before, m.time AS time"
             ));
             let mut rows = txn.execute(q).await?;
-            let mut before = 1;
+            let (mut before, mut time) = (1, Micros::MIN);
             while let Some(row) = rows.next(txn.handle()).await? {
                 before = row.get::<i64>("before").unwrap_or(1);
+                time = row.get::<i64>("time").unwrap_or(Micros::MIN);
             }
             txn.run(
                 query(&format!(
-                    "MATCH (m:{META} {{key: 'pruned'}}) SET m.before = $before"
+                    "MATCH (m:{META} {{key: 'pruned'}}) SET m.before = $before, m.time = $time"
                 ))
-                .param("before", before.max(last + 1)),
+                .param("before", before.max(last + 1))
+                .param("time", time.max(latest)),
             )
             .await?;
             txn.commit().await?;
