@@ -902,6 +902,36 @@ async fn websockets_authenticate_and_close_when_the_token_expires() {
         json!(["p1"]),
         "the p2 change is never delivered: {first}"
     );
+    // A device receives the changes of its own twin only: an operator's
+    // desired change to p3 is not delivered to p1's device, p1's is.
+    let mut device = Ws::open(a, None).await.expect("upgrade");
+    device
+        .init(json!({"Authorization": format!("Bearer {}", as_("p1", &["device"]))}))
+        .await
+        .expect("ack");
+    device
+        .send(json!({"type": "subscribe", "id": "d", "payload": {"query": "subscription { events(kinds: [\"desiredPatched\"]) { seq twins } }"}}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for id in ["p3", "p1"] {
+        store
+            .apply(
+                Batch::one(Op::PatchDesired {
+                    id: id.into(),
+                    patch: json!({"flowSetpoint": 3.0}),
+                    expected_version: None,
+                }),
+                "test",
+            )
+            .await
+            .expect("desired");
+    }
+    let first = device.next().await.expect("event");
+    assert_eq!(
+        first["payload"]["data"]["events"]["twins"],
+        json!(["p1"]),
+        "the device sees its own twin's change only: {first}"
+    );
     // A token that expires closes its connection.
     let short = hs256(&json!({"sub": "vic", "roles": ["viewer"], "exp": now() + 2}));
     let server = start_secured(
