@@ -114,9 +114,10 @@ pub struct TwinRun {
     pub code: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// What the first application replaced (what a rollback restores).
+    /// What the first application replaced (what a rollback restores);
+    /// boxed, so that the runs of a large rollout stay small until applied.
     #[serde(skip)]
-    pub previous: Option<Previous>,
+    pub previous: Option<Box<Previous>>,
 }
 
 /// Twins by state.
@@ -378,7 +379,7 @@ impl Runs {
                 run.attempts += 1;
                 run.applied_at = e.time;
                 if run.previous.is_none() {
-                    run.previous = Some(previous.clone());
+                    run.previous = Some(Box::new(previous.clone()));
                 }
                 r.updated_at = e.time;
                 Some(id.clone())

@@ -784,7 +784,7 @@ impl Rollouts {
                 .iter()
                 .zip(&r.runs)
                 .filter(|(_, run)| run.state != TwinState::RolledBack)
-                .filter_map(|(t, run)| Some((t.clone(), run.previous.clone()?)))
+                .filter_map(|(t, run)| Some((t.clone(), (**run.previous.as_ref()?).clone())))
                 .collect();
             (r.start.spec.configuration.clone(), todo, r.stage)
         };
