@@ -14,6 +14,26 @@ use crate::bolt::fresh_database;
 use crate::store_suite::{PUMP, create, must};
 use crate::support::sample_models;
 
+/// Another server's connection to the database `bolt` (polling the log
+/// every 20 ms).
+pub(crate) async fn replica(
+    bolt: &twingraph::store::bolt::BoltConfig,
+    config: StoreConfig,
+) -> BoltStore {
+    let mut b = bolt.clone();
+    b.poll = Duration::from_millis(20);
+    BoltStore::connect(b, sample_models(), config)
+        .await
+        .expect("replica")
+}
+
+/// [`replica`] as the layers above see it.
+pub(crate) async fn shared_replica(
+    bolt: &twingraph::store::bolt::BoltConfig,
+) -> Arc<dyn GraphStore> {
+    Arc::new(replica(bolt, StoreConfig::default()).await)
+}
+
 /// Adds one to the twin's `flowRate` with an expected-version check,
 /// retrying on conflicts: a read-modify-write that loses nothing only if
 /// the check holds across replicas.
@@ -44,15 +64,7 @@ async fn increment(s: &dyn GraphStore) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_lose_no_update_and_share_one_ordered_stream() {
     let bolt = fresh_database().await;
-    let open = || async {
-        let mut b = bolt.clone();
-        b.poll = Duration::from_millis(20);
-        Arc::new(
-            BoltStore::connect(b, sample_models(), StoreConfig::default())
-                .await
-                .expect("replica"),
-        ) as Arc<dyn GraphStore>
-    };
+    let open = || shared_replica(&bolt);
     let (a, b) = (open().await, open().await);
     let mut on_b = b.subscribe();
     let mut on_a = a.subscribe();
@@ -107,15 +119,7 @@ async fn replicas_lose_no_update_and_share_one_ordered_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploaded_models_reach_every_replica() {
     let bolt = fresh_database().await;
-    let open = || async {
-        let mut b = bolt.clone();
-        b.poll = Duration::from_millis(20);
-        Arc::new(
-            BoltStore::connect(b, sample_models(), StoreConfig::default())
-                .await
-                .expect("replica"),
-        ) as Arc<dyn GraphStore>
-    };
+    let open = || shared_replica(&bolt);
     let limits = twingraph::graphql::schema::Limits::default();
     let a = crate::server::serve(open().await, limits).await;
     let b = crate::server::serve(open().await, limits).await;
@@ -181,14 +185,7 @@ async fn retention_prunes_old_history_but_keeps_state() {
         retention: Some(Duration::from_millis(300)),
         ..StoreConfig::default()
     };
-    let open = || async {
-        let mut b = bolt.clone();
-        b.poll = Duration::from_millis(20);
-        BoltStore::connect(b, sample_models(), config.clone())
-            .await
-            .expect("store")
-    };
-    let s = open().await;
+    let s = replica(&bolt, config.clone()).await;
     // A replica that will be away (its line cut) while events are written
     // and removed.
     let proxy = crate::bolt::Proxy::start(crate::bolt::bolt_addr(&bolt.uri)).await;

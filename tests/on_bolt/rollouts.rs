@@ -77,19 +77,7 @@ async fn a_staged_rollout_and_a_rollback_on_neo4j() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_one_scheduler_on_neo4j() {
     let bolt = crate::bolt::fresh_database().await;
-    let open = || async {
-        let mut b = bolt.clone();
-        b.poll = Duration::from_millis(20);
-        Arc::new(
-            twingraph::store::bolt::BoltStore::connect(
-                b,
-                crate::support::sample_models(),
-                StoreConfig::default(),
-            )
-            .await
-            .expect("replica"),
-        ) as Arc<dyn GraphStore>
-    };
+    let open = || super::replicas::shared_replica(&bolt);
     let (a, b) = (open().await, open().await);
     crate::rollouts::two_replicas(a, b).await;
 }
