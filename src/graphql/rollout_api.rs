@@ -328,7 +328,7 @@ pub(super) fn progress_subscription() -> (async_graphql::dynamic::SubscriptionFi
                 loop {
                     match rx.recv().await {
                         Ok(p) if p.rollout == id => {
-                            let item = Ok(FieldValue::owned_any(progress_json(&r, &p)));
+                            let item = Ok(FieldValue::owned_any(progress_json(&p)));
                             return Some((item, (rx, r, id)));
                         }
                         Ok(_) => {}
@@ -355,7 +355,7 @@ pub(super) fn progress_subscription() -> (async_graphql::dynamic::SubscriptionFi
     (field, vec![progress.into(), twin_change.into()])
 }
 
-fn progress_json(r: &Rollouts, p: &crate::rollout::service::Progress) -> Value {
+fn progress_json(p: &crate::rollout::service::Progress) -> Value {
     use crate::twin::Change;
     let e = &p.event;
     let twins: Vec<Value> = match &e.change {
@@ -375,8 +375,7 @@ fn progress_json(r: &Rollouts, p: &crate::rollout::service::Progress) -> Value {
         .ok()
         .and_then(|c| c.get("kind").cloned())
         .unwrap_or(Value::Null);
-    let state = r.state();
-    let rollout = state.runs.get(&p.rollout);
+    let rollout = p.standing.as_ref();
     json!({
         "sequence": e.seq,
         "time": format_time(e.time),

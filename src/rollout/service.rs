@@ -28,11 +28,22 @@ pub(super) struct Remediated {
     pub recent: std::collections::HashMap<String, std::collections::VecDeque<crate::twin::Micros>>,
 }
 
-/// A folded rollout record, for `rolloutProgress` subscribers.
+/// A folded rollout record, for `rolloutProgress` subscribers, with where
+/// the rollout stood right after it (not when a subscriber gets to it).
 #[derive(Debug, Clone)]
 pub struct Progress {
     pub rollout: String,
     pub event: Arc<Event>,
+    pub standing: Option<Standing>,
+}
+
+/// Where a rollout stands: its state, stage, reason and counts.
+#[derive(Debug, Clone)]
+pub struct Standing {
+    pub state: super::run::RolloutState,
+    pub stage: usize,
+    pub reason: Option<String>,
+    pub counts: super::run::Counts,
 }
 
 /// Records read back per store call.
@@ -257,11 +268,21 @@ impl Rollouts {
             s.configurations.apply(e);
             let rollout = s.runs.apply(e);
             s.seq = e.seq;
+            let standing = rollout
+                .as_ref()
+                .and_then(|id| s.runs.get(id))
+                .map(|r| Standing {
+                    state: r.state,
+                    stage: r.stage,
+                    reason: r.reason.clone(),
+                    counts: r.counts.clone(),
+                });
             drop(s);
             if let Some(rollout) = rollout {
                 let _ = self.progress.send(Progress {
                     rollout,
                     event: e.clone(),
+                    standing,
                 });
             }
             self.wake.notify_one();
