@@ -580,6 +580,91 @@ pub async fn traversal_follows_names_directions_and_depth(s: &dyn GraphStore) {
     assert_eq!(e.code(), "validation_failed");
 }
 
+/// `reach` answers what `traverse` does (who, how far, in order) with each
+/// twin's model: along cycles, both ways, by name, at every depth.
+pub async fn reach_agrees_with_traverse(s: &dyn GraphStore) {
+    let compressor = "dtmi:twingraph:isa95:Compressor;1";
+    must(
+        s,
+        vec![
+            create("r1", PUMP),
+            create("r2", PUMP),
+            create("r3", MOTOR),
+            create("r4", compressor),
+            create("lonely", PUMP),
+            rel("r1", "feeds", "r2"),
+            rel("r2", "feeds", "r1"),
+            rel("r2", "feeds", "r3"),
+            rel("r3", "dependsOn", "r4"),
+            rel("r1", "dependsOn", "r4"),
+        ],
+    )
+    .await;
+    let mut checked = 0;
+    for start in ["r1", "r2", "r4", "lonely"] {
+        for names in [vec![], vec!["feeds"], vec!["dependsOn", "feeds"]] {
+            for direction in [Direction::Out, Direction::In, Direction::Both] {
+                for max_depth in [0, 1, 2, 3, 10] {
+                    let t = Traversal {
+                        start: start.into(),
+                        names: names.iter().map(|n| (*n).to_owned()).collect(),
+                        direction,
+                        max_depth,
+                    };
+                    let hits = s.traverse(&t).await.expect("traverse");
+                    let reach = s.reach(&t).await.expect("reach");
+                    let want: Vec<(&str, usize)> =
+                        hits.iter().map(|h| (h.twin.as_str(), h.depth)).collect();
+                    let got: Vec<(&str, usize)> =
+                        reach.iter().map(|r| (r.twin.as_str(), r.depth)).collect();
+                    assert_eq!(got, want, "{t:?}");
+                    for r in &reach {
+                        let twin = s.twin(&r.twin).await.expect("read").expect("reached");
+                        assert_eq!(r.model, twin.model, "{t:?}");
+                    }
+                    checked += usize::from(!reach.is_empty());
+                }
+            }
+        }
+    }
+    assert!(checked > 20, "most traversals reach something ({checked})");
+    let from_r1 = s
+        .reach(&Traversal {
+            start: "r1".into(),
+            names: vec![],
+            direction: Direction::Out,
+            max_depth: 10,
+        })
+        .await
+        .expect("reach");
+    let got: Vec<(&str, &str, usize)> = from_r1
+        .iter()
+        .map(|r| (r.twin.as_str(), &*r.model, r.depth))
+        .collect();
+    assert_eq!(
+        got,
+        vec![("r2", PUMP, 1), ("r4", compressor, 1), ("r3", MOTOR, 2)],
+        "the start is not reached again through the cycle"
+    );
+    let missing = Traversal {
+        start: "nobody".into(),
+        names: vec![],
+        direction: Direction::Out,
+        max_depth: 2,
+    };
+    let e = s.reach(&missing).await.expect_err("unknown start");
+    assert_eq!(e.code(), "twin_not_found");
+    let e = s
+        .reach(&Traversal {
+            start: "r1".into(),
+            max_depth: 11,
+            ..missing
+        })
+        .await
+        .expect_err("too deep");
+    assert_eq!(e.code(), "validation_failed");
+}
+
 pub async fn batches_are_all_or_nothing(s: &dyn GraphStore) {
     let before = s.last_seq();
     let e = apply(
@@ -1300,6 +1385,7 @@ macro_rules! store_conformance {
             containment_is_a_tree,
             containment_cycles_are_refused,
             traversal_follows_names_directions_and_depth,
+            reach_agrees_with_traverse,
             batches_are_all_or_nothing,
             events_are_gap_free_and_readable,
             time_travel_restores_twins_and_relationships,

@@ -23,7 +23,7 @@ use tokio::sync::broadcast;
 use super::{Action, Principal, Scope};
 use crate::dtdl::ModelSet;
 use crate::store::{At, GraphStore, Page, StoreError, TwinQuery};
-use crate::twin::query::{Direction, Reached, Traversal};
+use crate::twin::query::{Direction, Reach, Reached, Traversal};
 use crate::twin::{Batch, BatchError, Change, Event, Micros, Op, Relationship, Twin, TwinError};
 
 /// The store through one principal's eyes.
@@ -628,6 +628,15 @@ impl GraphStore for GuardedStore {
             .filter(|t| kept.contains(&*t.id))
             .collect();
         Ok((hits, twins))
+    }
+
+    async fn reach(&self, traversal: &Traversal) -> Result<Vec<Reach>, StoreError> {
+        if self.scope.is_none() {
+            return self.inner.reach(traversal).await;
+        }
+        // Scope is judged on paths: the full traversal, kept to the scope.
+        let (hits, twins) = self.traverse_twins(traversal).await?;
+        Ok(crate::store::reach_of(hits, &twins))
     }
 
     async fn ancestors(&self, id: &str) -> Result<Vec<String>, StoreError> {

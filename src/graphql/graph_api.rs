@@ -59,6 +59,19 @@ struct Hit {
     twin: Option<crate::twin::Twin>,
 }
 
+/// Whether a `traverse` selection reads no more than depths and the ids
+/// and models of the twins reached (fragments included), which
+/// [`crate::store::GraphStore::reach`] answers.
+fn reach_is_enough(ctx: &ResolverContext<'_>) -> bool {
+    ctx.field().selection_set().all(|hit| match hit.name() {
+        "depth" | "__typename" => true,
+        "twin" => hit
+            .selection_set()
+            .all(|t| matches!(t.name(), "id" | "model" | "__typename")),
+        _ => false,
+    })
+}
+
 fn hit<'a>(ctx: &ResolverContext<'a>) -> Result<&'a Hit, Error> {
     ctx.parent_value.try_downcast_ref::<Hit>()
 }
@@ -476,6 +489,27 @@ pub(super) fn extend(
                         max_depth: usize_arg(&ctx, "maxDepth", 3, usize::MAX)?,
                     };
                     let start: Arc<str> = Arc::from(t.start.as_str());
+                    if reach_is_enough(&ctx) {
+                        // Depths, ids and models only: no paths, no state
+                        // from the store; each twin holds its id and model,
+                        // all that the selection reads of it.
+                        let reached = store_of(&ctx)?
+                            .reach(&t)
+                            .await
+                            .map_err(|e| store_error(&e))?;
+                        return Ok(Some(FieldValue::list(reached.into_iter().map(|r| {
+                            let twin = crate::twin::Twin::blank(&r.twin, &r.model);
+                            FieldValue::owned_any(Hit {
+                                start: start.clone(),
+                                reached: Reached {
+                                    twin: r.twin,
+                                    depth: r.depth,
+                                    path: Vec::new(),
+                                },
+                                twin: Some(twin),
+                            })
+                        }))));
+                    }
                     // Every hit's twin with the traversal, when asked for.
                     let (hits, mut twins) = if ctx.look_ahead().field("twin").exists() {
                         let (hits, twins) = store_of(&ctx)?

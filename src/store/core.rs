@@ -22,7 +22,7 @@ use super::journal::{Changed, Journal};
 use super::{At, GraphStore, Page, StoreError, TwinQuery};
 use crate::dtdl::ModelSet;
 use crate::twin::graph::RelKey;
-use crate::twin::query::{DEFAULT_MAX_DEPTH, Direction, Reached, Traversal};
+use crate::twin::query::{DEFAULT_MAX_DEPTH, Direction, Reach, Reached, Traversal};
 use crate::twin::{
     Batch, Change, Event, Graph, GraphConfig, Micros, Relationship, Twin, now_micros,
 };
@@ -571,6 +571,22 @@ impl GraphStore for Store {
 
     async fn traverse(&self, t: &Traversal) -> Result<Vec<Reached>, StoreError> {
         Ok(self.graph().traverse(t, self.shared.config.max_depth)?)
+    }
+
+    async fn reach(&self, t: &Traversal) -> Result<Vec<Reach>, StoreError> {
+        let graph = self.graph();
+        let hits = graph.traverse(t, self.shared.config.max_depth)?;
+        Ok(hits
+            .into_iter()
+            .filter_map(|h| {
+                let model = Arc::clone(&graph.twin(&h.twin)?.model);
+                Some(Reach {
+                    twin: h.twin,
+                    model,
+                    depth: h.depth,
+                })
+            })
+            .collect())
     }
 
     async fn ancestors(&self, id: &str) -> Result<Vec<String>, StoreError> {

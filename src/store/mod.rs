@@ -25,7 +25,7 @@ use tokio::sync::broadcast;
 
 use crate::dtdl::ModelSet;
 use crate::twin::filter::Filter;
-use crate::twin::query::{Direction, Reached, Traversal};
+use crate::twin::query::{Direction, Reach, Reached, Traversal};
 use crate::twin::{Batch, BatchError, Event, Micros, Relationship, Twin, TwinError};
 
 pub use core::{Store, StoreConfig};
@@ -104,6 +104,23 @@ impl StoreError {
             StoreError::Forbidden(_) => "forbidden",
         }
     }
+}
+
+/// Traversal hits as [`Reach`]es, their models from `twins` (a hit whose
+/// twin is not among them is left out).
+pub fn reach_of(hits: Vec<Reached>, twins: &[Twin]) -> Vec<Reach> {
+    let models: std::collections::HashMap<&str, &Arc<str>> =
+        twins.iter().map(|t| (&*t.id, &t.model)).collect();
+    hits.into_iter()
+        .filter_map(|h| {
+            let model = Arc::clone(models.get(h.twin.as_str())?);
+            Some(Reach {
+                twin: h.twin,
+                model,
+                depth: h.depth,
+            })
+        })
+        .collect()
 }
 
 /// A named role that one replica at a time holds (e.g. the rollout
@@ -255,6 +272,15 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
         let ids: Vec<String> = hits.iter().map(|h| h.twin.clone()).collect();
         let twins = self.twins_by_ids(&ids).await?;
         Ok((hits, twins))
+    }
+
+    /// Who a traversal reaches, how far and of which model, in
+    /// `traverse`'s order; no paths, no state. A store that can answer
+    /// this more cheaply than [`GraphStore::traverse_twins`] does (the
+    /// Neo4j store: one statement returning three columns).
+    async fn reach(&self, traversal: &Traversal) -> Result<Vec<Reach>, StoreError> {
+        let (hits, twins) = self.traverse_twins(traversal).await?;
+        Ok(reach_of(hits, &twins))
     }
 
     /// Containers of a twin, nearest first.

@@ -36,6 +36,23 @@ pub struct Traversal {
     pub max_depth: usize,
 }
 
+impl Traversal {
+    /// Refuses a traversal deeper than `limit_depth` hops.
+    pub fn within(&self, limit_depth: usize) -> Result<(), TwinError> {
+        if self.max_depth > limit_depth {
+            return Err(TwinError::invalid(
+                &self.start,
+                "maxDepth",
+                format!(
+                    "traversals are limited to {limit_depth} hops, {} asked",
+                    self.max_depth
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One step of a path: the relationship crossed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -55,6 +72,15 @@ pub struct Reached {
     pub path: Vec<Hop>,
 }
 
+/// A twin a traversal reached, without the path: who, of which model, how
+/// far (what a caller that needs neither paths nor state asks for).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reach {
+    pub twin: String,
+    pub model: std::sync::Arc<str>,
+    pub depth: usize,
+}
+
 /// How a twin was reached: depth, and the twin and relationship it came from.
 type Visit<'a> = (usize, Option<(&'a str, RelView<'a>)>);
 
@@ -68,16 +94,7 @@ impl Graph {
         if self.twin(&t.start).is_none() {
             return Err(TwinError::NotFound(t.start.clone()));
         }
-        if t.max_depth > limit_depth {
-            return Err(TwinError::invalid(
-                &t.start,
-                "maxDepth",
-                format!(
-                    "traversals are limited to {limit_depth} hops, {} asked",
-                    t.max_depth
-                ),
-            ));
-        }
+        t.within(limit_depth)?;
         let follows = |r: &RelView<'_>| t.names.is_empty() || t.names.iter().any(|n| n == r.name);
         // twin -> (depth, previous twin and the relationship crossed)
         let mut seen: HashMap<&str, Visit<'_>> = HashMap::new();

@@ -22,6 +22,7 @@ mod backend {
     }
 }
 
+mod layout;
 #[path = "../live.rs"]
 mod live;
 mod outage;

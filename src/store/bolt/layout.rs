@@ -146,6 +146,38 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
 
 /// The properties of a twin's node.
 pub fn twin_props(t: &Twin, models: Vec<String>) -> Result<BoltType, StoreError> {
+    let mut m = flat_props(t);
+    put(&mut m, "id", BoltType::from(&*t.id));
+    put(&mut m, "model", BoltType::from(&*t.model));
+    put(&mut m, "models", BoltType::from(models));
+    put(&mut m, "createdAt", micros(t.created_at));
+    changing_props(&mut m, t)?;
+    Ok(BoltType::Map(m))
+}
+
+/// What changes on the node of `before` to make it the node of `after`
+/// (the same model): the flattened values that differ (null for those
+/// gone), version, time and state; id, model and labels stay, so the
+/// database leaves their indexes alone.
+pub fn twin_update(before: &Twin, after: &Twin) -> Result<BoltType, StoreError> {
+    let (old, new) = (flat_props(before), flat_props(after));
+    let mut m = BoltMap::new();
+    for (k, v) in &new.value {
+        if old.value.get(k) != Some(v) {
+            m.value.insert(k.clone(), v.clone());
+        }
+    }
+    for k in old.value.into_keys() {
+        if !new.value.contains_key(&k) {
+            m.value.insert(k, BoltType::Null(neo4rs::BoltNull));
+        }
+    }
+    changing_props(&mut m, after)?;
+    Ok(BoltType::Map(m))
+}
+
+/// The reported and desired scalars of a twin's root, flattened.
+fn flat_props(t: &Twin) -> BoltMap {
     let mut m = BoltMap::new();
     for (name, p) in t.root.props.iter() {
         let name: &str = name;
@@ -162,14 +194,15 @@ pub fn twin_props(t: &Twin, models: Vec<String>) -> Result<BoltType, StoreError>
             put(&mut m, &format!("desired_{name}"), v);
         }
     }
-    put(&mut m, "id", BoltType::from(&*t.id));
-    put(&mut m, "model", BoltType::from(&*t.model));
-    put(&mut m, "models", BoltType::from(models));
-    put(&mut m, "version", int(t.version));
-    put(&mut m, "createdAt", micros(t.created_at));
-    put(&mut m, "updatedAt", micros(t.updated_at));
-    put(&mut m, "state", BoltType::from(encode(t)?));
-    Ok(BoltType::Map(m))
+    m
+}
+
+/// The properties every change of a twin sets: version, time, state.
+fn changing_props(m: &mut BoltMap, t: &Twin) -> Result<(), StoreError> {
+    put(m, "version", int(t.version));
+    put(m, "updatedAt", micros(t.updated_at));
+    put(m, "state", BoltType::from(encode(t)?));
+    Ok(())
 }
 
 /// The properties of a relationship.
@@ -205,9 +238,16 @@ pub fn event_props(e: &Event) -> Result<BoltType, StoreError> {
     put(&mut m, "time", micros(e.time));
     put(&mut m, "kind", BoltType::from(kind));
     put(&mut m, "actor", BoltType::from(e.actor.as_str()));
-    put(&mut m, "twin", BoltType::from(twins.first().copied()));
-    put(&mut m, "other", BoltType::from(twins.get(1).copied()));
-    put(&mut m, "stream", BoltType::from(e.change.stream()));
+    // Absent rather than null when there is none: nothing to index.
+    if let Some(twin) = twins.first() {
+        put(&mut m, "twin", BoltType::from(*twin));
+    }
+    if let Some(other) = twins.get(1) {
+        put(&mut m, "other", BoltType::from(*other));
+    }
+    if let Some(stream) = e.change.stream() {
+        put(&mut m, "stream", BoltType::from(stream));
+    }
     put(&mut m, "json", BoltType::from(json.to_string()));
     Ok(BoltType::Map(m))
 }

@@ -32,9 +32,9 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use super::{At, GraphStore, Page, StoreConfig, StoreError, TwinQuery};
 use crate::dtdl::ModelSet;
-use crate::twin::query::{Direction, Reached, Traversal};
+use crate::twin::query::{Direction, Reach, Reached, Traversal};
 use crate::twin::{Batch, Event, Graph, Micros, Relationship, Twin, TwinError};
-use layout::{EVENT, ModelLabels, TWIN, decode};
+use layout::{EVENT, META, ModelLabels, TWIN, decode};
 
 /// Where the database is and how to use it.
 #[derive(Debug, Clone)]
@@ -304,11 +304,7 @@ impl BoltStore {
         with_twins: bool,
     ) -> Result<(Graph, Vec<Twin>), StoreError> {
         let depth = t.max_depth.clamp(1, self.shared.config.max_depth.max(1));
-        let pattern = match t.direction {
-            Direction::Out => format!("-[rs*1..{depth}]->"),
-            Direction::In => format!("<-[rs*1..{depth}]-"),
-            Direction::Both => format!("-[rs*1..{depth}]-"),
-        };
+        let pattern = paths_of(t.direction, depth);
         let twins = if with_twins {
             "collect(DISTINCT t.state)"
         } else {
@@ -360,6 +356,16 @@ impl BoltStore {
             .map(|s| decode("twin", s))
             .collect::<Result<Vec<Twin>, _>>()?;
         Ok((g, twins))
+    }
+}
+
+/// The Cypher pattern of paths `rs` of 1 to `depth` relationships in
+/// `direction`.
+fn paths_of(direction: Direction, depth: usize) -> String {
+    match direction {
+        Direction::Out => format!("-[rs*1..{depth}]->"),
+        Direction::In => format!("<-[rs*1..{depth}]-"),
+        Direction::Both => format!("-[rs*1..{depth}]-"),
     }
 }
 
@@ -448,19 +454,8 @@ async fn tailer(shared: std::sync::Weak<Shared>) {
             return;
         }
         let after = s.last_seq.load(Ordering::Acquire);
-        let q = query(&format!(
-            "MATCH (e:{EVENT}) WHERE e.seq > $after RETURN e.json AS j ORDER BY e.seq LIMIT 1000"
-        ))
-        .param("after", i64::try_from(after).unwrap_or(i64::MAX));
         let mut more = false;
-        let read = async {
-            let mut stream = s.db.execute(q).await?;
-            let mut out = Vec::new();
-            while let Some(row) = stream.next().await? {
-                out.push(row.get::<String>("j").unwrap_or_default());
-            }
-            Ok::<_, neo4rs::Error>(out)
-        };
+        let read = log_after(&s.db, after, 1000);
         // A short deadline: the tailer is also the health probe.
         let outcome =
             match tokio::time::timeout(s.bolt.poll.max(Duration::from_secs(2)), read).await {
@@ -527,6 +522,61 @@ async fn tailer(shared: std::sync::Weak<Shared>) {
             () = tokio::time::sleep(poll) => {}
         }
     }
+}
+
+/// Events read by sequence number per statement at most.
+const LOG_WINDOW: u64 = 10_000;
+
+/// The JSON of the events after `after`, at most `limit` (and at most
+/// [`LOG_WINDOW`]), in order. The counter says where the log ends and the
+/// events up to there are looked up by their sequence numbers, through the
+/// unique index: a range predicate (`e.seq > $after`) makes some databases
+/// (ArcadeDB) scan every event, which the tailer would do after every
+/// commit and every poll. Where retention left holes, by range after all.
+async fn log_after(
+    db: &neo4rs::Graph,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<String>, neo4rs::Error> {
+    let window = u64::try_from(limit).unwrap_or(u64::MAX).min(LOG_WINDOW);
+    if window == 0 {
+        return Ok(Vec::new());
+    }
+    let (from, to) = (after.saturating_add(1), after.saturating_add(window));
+    // Sequence 0 is never used: it stands for an empty range, so that the
+    // log's end comes back even when nothing follows `after`.
+    let q = query(&format!(
+        "MATCH (m:{META} {{key: 'seq'}}) \
+         WITH m.seq AS head, range($from, CASE WHEN m.seq < $to THEN m.seq ELSE $to END) AS seqs \
+         UNWIND CASE WHEN size(seqs) = 0 THEN [0] ELSE seqs END AS s \
+         OPTIONAL MATCH (e:{EVENT} {{seq: s}}) \
+         RETURN head, e.json AS j ORDER BY s"
+    ))
+    .param("from", seq_param(from))
+    .param("to", seq_param(to));
+    let mut stream = db.execute(q).await?;
+    let (mut head, mut out) = (0u64, Vec::new());
+    while let Some(row) = stream.next().await? {
+        head = u64::try_from(row.get::<i64>("head").unwrap_or(0)).unwrap_or(0);
+        if let Ok(Some(j)) = row.get::<Option<String>>("j") {
+            out.push(j);
+        }
+    }
+    let expected = head.min(to).saturating_sub(after);
+    if out.len() as u64 == expected {
+        return Ok(out);
+    }
+    let q = query(&format!(
+        "MATCH (e:{EVENT}) WHERE e.seq > $after RETURN e.json AS j ORDER BY e.seq LIMIT $limit"
+    ))
+    .param("after", seq_param(after))
+    .param("limit", seq_param(window));
+    let mut stream = db.execute(q).await?;
+    let mut out = Vec::new();
+    while let Some(row) = stream.next().await? {
+        out.push(row.get::<String>("j").unwrap_or_default());
+    }
+    Ok(out)
 }
 
 fn seq_param(seq: u64) -> BoltType {
@@ -756,6 +806,59 @@ impl GraphStore for BoltStore {
         Ok((hits, twins))
     }
 
+    async fn reach(&self, t: &Traversal) -> Result<Vec<Reach>, StoreError> {
+        t.within(self.shared.config.max_depth)?;
+        if t.max_depth == 0 {
+            return match self.twin(&t.start).await? {
+                Some(_) => Ok(Vec::new()),
+                None => Err(TwinError::NotFound(t.start.clone()).into()),
+            };
+        }
+        // Depths in the database: three short columns per twin reached, no
+        // paths, no state (one row of nulls when nothing is reached, none
+        // when the start does not exist).
+        let pattern = paths_of(t.direction, t.max_depth);
+        let q = query(&format!(
+            "MATCH (s:{TWIN} {{id: $start}}) \
+             OPTIONAL MATCH (s){pattern}(t:{TWIN}) \
+             WHERE t.id <> $start AND (size($names) = 0 OR all(r IN rs WHERE type(r) IN $names)) \
+             RETURN t.id AS id, t.model AS model, min(size(rs)) AS depth"
+        ))
+        .param("start", t.start.as_str())
+        .param("names", t.names.clone());
+        read_statement(&self.shared)?;
+        let fetch = async {
+            let mut stream = self.shared.db.execute(q).await?;
+            let mut rows = Vec::new();
+            while let Some(row) = stream.next().await? {
+                let de = neo4rs::Error::DeserializationError;
+                let id: Option<String> = row.get("id").map_err(de)?;
+                let model: Option<String> = row.get("model").map_err(de)?;
+                let depth: Option<i64> = row.get("depth").map_err(de)?;
+                rows.push((id, model, depth));
+            }
+            Ok::<_, neo4rs::Error>(rows)
+        };
+        let rows = within(&self.shared, fetch).await?;
+        if rows.is_empty() {
+            return Err(TwinError::NotFound(t.start.clone()).into());
+        }
+        let mut reached: Vec<Reach> = rows
+            .into_iter()
+            .filter_map(|(id, model, depth)| {
+                Some(Reach {
+                    twin: id?,
+                    model: Arc::from(model?),
+                    depth: usize::try_from(depth?).ok()?,
+                })
+            })
+            .collect();
+        // Nearest first, then by id (as `traverse`; sorted here, where
+        // strings compare as Rust compares them).
+        reached.sort_by(|a, b| (a.depth, &a.twin).cmp(&(b.depth, &b.twin)));
+        Ok(reached)
+    }
+
     async fn ancestors(&self, id: &str) -> Result<Vec<String>, StoreError> {
         if self.twin(id).await?.is_none() {
             return Err(TwinError::NotFound(id.to_owned()).into());
@@ -793,12 +896,25 @@ impl GraphStore for BoltStore {
     }
 
     async fn events_after(&self, seq: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let q = query(&format!(
-            "MATCH (e:{EVENT}) WHERE e.seq > $after RETURN e.json AS j ORDER BY e.seq LIMIT $limit"
-        ))
-        .param("after", seq_param(seq))
-        .param("limit", i64::try_from(limit).unwrap_or(i64::MAX));
-        self.events_where(q).await
+        let mut events: Vec<Event> = Vec::new();
+        let mut after = seq;
+        while events.len() < limit {
+            read_statement(&self.shared)?;
+            let found = within(
+                &self.shared,
+                log_after(&self.shared.db, after, limit - events.len()),
+            )
+            .await?;
+            let full = found.len() as u64 == LOG_WINDOW;
+            for json in &found {
+                events.push(decode("event", json)?);
+            }
+            match events.last() {
+                Some(e) if full => after = e.seq,
+                _ => break,
+            }
+        }
+        Ok(events)
     }
 
     async fn stream_events(

@@ -507,8 +507,10 @@ async fn write_state(
         let before = base.twin(&id);
         match (before, after) {
             (Some(b), Some(t)) if b.model == t.model => {
-                let (_, ids) = labels.of(&t.model);
-                update_twins.push(layout::twin_props(&t, ids)?);
+                let mut row = neo4rs::BoltMap::new();
+                row.put("id".into(), BoltType::from(&*t.id));
+                row.put("props".into(), layout::twin_update(b, &t)?);
+                update_twins.push(BoltType::Map(row));
             }
             (before, Some(t)) => {
                 if before.is_some() {
@@ -591,7 +593,7 @@ async fn write_state(
     if !update_twins.is_empty() {
         txn.run(
             query(&format!(
-                "UNWIND $rows AS row MATCH (n:{TWIN} {{id: row.id}}) SET n = row"
+                "UNWIND $rows AS row MATCH (n:{TWIN} {{id: row.id}}) SET n += row.props"
             ))
             .param("rows", update_twins),
         )
@@ -639,9 +641,7 @@ async fn write_events(txn: &mut Txn, events: &[Event]) -> Result<(), Failure> {
         .collect::<Result<Vec<_>, _>>()?;
     txn.run(
         query(&format!(
-            "UNWIND $rows AS row CREATE (e:{EVENT} {{seq: row.seq, time: row.time, \
-             kind: row.kind, actor: row.actor, twin: row.twin, other: row.other, stream: row.stream, \
-             json: row.json}})"
+            "UNWIND $rows AS row CREATE (e:{EVENT}) SET e = row"
         ))
         .param("rows", rows),
     )
