@@ -412,6 +412,12 @@ fn available(shared: &Shared) -> Result<(), StoreError> {
 /// Every value of string column `col` of `q`'s rows.
 async fn rows(shared: &Shared, q: Query, col: &str) -> Result<Vec<String>, StoreError> {
     read_statement(shared)?;
+    rows_unmetered(shared, q, col).await
+}
+
+/// [`rows`], not counted among the statements requests send (the writer's
+/// own reads).
+async fn rows_unmetered(shared: &Shared, q: Query, col: &str) -> Result<Vec<String>, StoreError> {
     let fetch = async {
         let mut stream = shared.db.execute(q).await?;
         let mut out = Vec::new();

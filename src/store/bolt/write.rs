@@ -9,8 +9,14 @@
 //! the counter, and commit. An expected-version check therefore reads the
 //! version inside the transaction that writes: no lost update between
 //! replicas.
+//!
+//! Large batches have their twins read ahead, as they arrive, while the
+//! transaction before them runs ([`Ahead`]); the transaction takes them
+//! instead of reading them again when the counter shows that nothing but
+//! this writer's own commits came in between (less the twins those wrote),
+//! so the read-ahead never stands in for a newer state.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -71,11 +77,110 @@ pub(super) async fn position(shared: &Shared) -> Result<(u64, Micros), StoreErro
     Ok((u64::try_from(seq).unwrap_or(0), time))
 }
 
+/// Batches with at least this many operations have their twins read ahead.
+const READ_AHEAD_MIN: usize = 64;
+
+/// Twin states read ahead of their transaction: `at` is the counter, read
+/// before them.
+struct Ahead {
+    at: u64,
+    twins: HashMap<String, Twin>,
+}
+
+/// A request and, for a large batch, its read-ahead.
+type Queued = (WriteRequest, Option<tokio::task::JoinHandle<Option<Ahead>>>);
+
+/// Reads the twins of a batch ahead (`None` if the database would not say).
+async fn read_ahead(shared: Arc<Shared>, ids: BTreeSet<String>) -> Option<Ahead> {
+    let (at, _) = position(&shared).await.ok()?;
+    let q = query(&format!(
+        "UNWIND $ids AS id MATCH (n:{TWIN} {{id: id}}) RETURN n.state AS s"
+    ))
+    .param("ids", ids_param(&ids));
+    let found = super::rows_unmetered(&shared, q, "s").await.ok()?;
+    let mut twins = HashMap::with_capacity(found.len());
+    for s in found {
+        let t: Twin = decode("twin", &s).ok()?;
+        twins.insert(t.id.to_string(), t);
+    }
+    Some(Ahead { at, twins })
+}
+
+/// Hands requests to the writer as they arrive, each large batch with its
+/// read-ahead already started.
+async fn receive(
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<WriteRequest>,
+    tx: mpsc::UnboundedSender<Queued>,
+) {
+    while let Some(r) = rx.recv().await {
+        let ahead = match &r {
+            WriteRequest::Batch { batch, .. } if batch.ops.len() >= READ_AHEAD_MIN => {
+                let ids = needs(&[(batch, "")], &shared.config.graph.containment).twins;
+                Some(tokio::spawn(read_ahead(shared.clone(), ids)))
+            }
+            _ => None,
+        };
+        if tx.send((r, ahead)).is_err() {
+            return;
+        }
+    }
+}
+
+/// This writer's recent commits: their sequence numbers and the twins
+/// they wrote.
+#[derive(Default)]
+struct Own {
+    commits: VecDeque<(u64, u64, HashSet<String>)>,
+}
+
+/// Commits remembered for judging read-aheads.
+const OWN_COMMITS: usize = 64;
+
+impl Own {
+    fn record(&mut self, first: u64, last: u64, twins: HashSet<String>) {
+        self.commits.push_back((first, last, twins));
+        if self.commits.len() > OWN_COMMITS {
+            self.commits.pop_front();
+        }
+    }
+
+    /// The read-ahead twins still current with the counter at `now`: none
+    /// unless every commit since each was read is this writer's own; less
+    /// the twins those commits wrote.
+    fn current(&self, aheads: Vec<Ahead>, now: u64) -> HashMap<String, Twin> {
+        let mut out = HashMap::new();
+        for mut ahead in aheads {
+            let mut covered = ahead.at;
+            let mut written: HashSet<&str> = HashSet::new();
+            for (first, last, twins) in &self.commits {
+                if *last <= covered {
+                    continue;
+                }
+                if *first != covered + 1 {
+                    break;
+                }
+                covered = *last;
+                written.extend(twins.iter().map(String::as_str));
+            }
+            if covered != now {
+                continue;
+            }
+            ahead.twins.retain(|id, _| !written.contains(id.as_str()));
+            out.extend(ahead.twins);
+        }
+        out
+    }
+}
+
 /// Commits what is asked of it until the store is dropped.
-pub(super) async fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteRequest>) {
-    let mut held: Option<WriteRequest> = None;
+pub(super) async fn writer(shared: Arc<Shared>, outer: mpsc::Receiver<WriteRequest>) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    tokio::spawn(receive(shared.clone(), outer, tx));
+    let mut own = Own::default();
+    let mut held: Option<Queued> = None;
     loop {
-        let first = match held.take() {
+        let (first, ahead) = match held.take() {
             Some(r) => r,
             None => match rx.recv().await {
                 Some(r) => r,
@@ -90,6 +195,9 @@ pub(super) async fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteRequ
                 reply,
             } => {
                 let r = commit_models(&shared, models, documents, &actor).await;
+                if let Ok(seq) = &r {
+                    own.record(*seq, *seq, HashSet::new());
+                }
                 let _ = reply.send(r);
             }
             WriteRequest::Batch {
@@ -98,13 +206,20 @@ pub(super) async fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteRequ
                 reply,
             } => {
                 let mut group = vec![(batch, actor, reply)];
+                let mut pending = vec![ahead];
                 while group.len() < MAX_GROUP {
                     match rx.try_recv() {
-                        Ok(WriteRequest::Batch {
-                            batch,
-                            actor,
-                            reply,
-                        }) => group.push((batch, actor, reply)),
+                        Ok((
+                            WriteRequest::Batch {
+                                batch,
+                                actor,
+                                reply,
+                            },
+                            ahead,
+                        )) => {
+                            group.push((batch, actor, reply));
+                            pending.push(ahead);
+                        }
                         // A model change commits alone, after this group.
                         Ok(models) => {
                             held = Some(models);
@@ -113,9 +228,15 @@ pub(super) async fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteRequ
                         Err(_) => break,
                     }
                 }
+                let mut aheads = Vec::new();
+                for handle in pending.into_iter().flatten() {
+                    if let Ok(Some(a)) = handle.await {
+                        aheads.push(a);
+                    }
+                }
                 let batches: Vec<(&Batch, &str)> =
                     group.iter().map(|(b, a, _)| (b, a.as_str())).collect();
-                let results = commit_batches(&shared, &batches).await;
+                let results = commit_batches(&shared, &batches, &mut own, aheads).await;
                 drop(batches);
                 for ((_, _, reply), r) in group.into_iter().zip(results) {
                     let _ = reply.send(r);
@@ -209,9 +330,20 @@ pub(super) async fn lease(
 async fn commit_batches(
     shared: &Shared,
     batches: &[(&Batch, &str)],
+    own: &mut Own,
+    aheads: Vec<Ahead>,
 ) -> Vec<Result<Vec<Event>, StoreError>> {
-    match retrying(shared, || attempt_batches(shared, batches)).await {
-        Ok((results, events)) => {
+    let mut aheads = Some(aheads);
+    let outcome = retrying(shared, || {
+        // A retry reads everything again.
+        attempt_batches(shared, batches, &*own, aheads.take().unwrap_or_default())
+    })
+    .await;
+    match outcome {
+        Ok((results, events, written)) => {
+            if let (Some(first), Some(last)) = (events.first(), events.last()) {
+                own.record(first.seq, last.seq, written);
+            }
             publish(shared, events);
             results
         }
@@ -365,9 +497,18 @@ fn ids_param(ids: &BTreeSet<String>) -> BoltType {
     BoltType::from(ids.iter().cloned().collect::<Vec<String>>())
 }
 
-/// The part of the graph `needs` names, read in the transaction.
-async fn load(txn: &mut Txn, shared: &Shared, n: &Needs) -> Result<Graph, Failure> {
+/// The part of the graph `needs` names, read in the transaction, with
+/// `known` twins (current, read ahead).
+async fn load(
+    txn: &mut Txn,
+    shared: &Shared,
+    n: &Needs,
+    known: impl Iterator<Item = Twin>,
+) -> Result<Graph, Failure> {
     let mut g = Graph::new(shared.config.graph.clone());
+    for t in known {
+        g.insert_twin(t);
+    }
     if !n.twins.is_empty() {
         let q = query(&format!(
             "UNWIND $ids AS id MATCH (n:{TWIN} {{id: id}}) RETURN n.state AS s"
@@ -441,12 +582,16 @@ type Results = Vec<Result<Vec<Event>, StoreError>>;
 async fn attempt_batches(
     shared: &Shared,
     batches: &[(&Batch, &str)],
-) -> Result<(Results, Vec<Event>), Failure> {
+    own: &Own,
+    aheads: Vec<Ahead>,
+) -> Result<(Results, Vec<Event>, HashSet<String>), Failure> {
     let mut txn = shared.db.start_txn().await?;
     let (seq, time) = lock_counter(&mut txn).await?;
     let (models, labels) = super::read(&shared.models).clone();
-    let need = needs(batches, &shared.config.graph.containment);
-    let mut g = load(&mut txn, shared, &need).await?;
+    let mut need = needs(batches, &shared.config.graph.containment);
+    let known = own.current(aheads, seq);
+    need.twins.retain(|id| !known.contains_key(id));
+    let mut g = load(&mut txn, shared, &need, known.into_values()).await?;
     g.set_position(seq, time);
     let now = now_micros().max(time);
     let mut planner = g.planner(&models);
@@ -463,13 +608,14 @@ async fn attempt_batches(
     }
     if events.is_empty() {
         txn.rollback().await?;
-        return Ok((results, events));
+        return Ok((results, events, HashSet::new()));
     }
     let staged = planner.into_staged();
+    let written: HashSet<String> = staged.twins.iter().map(|(id, _)| id.clone()).collect();
     write_state(&mut txn, &g, &labels, staged).await?;
     write_events(&mut txn, &events).await?;
     txn.commit().await?;
-    Ok((results, events))
+    Ok((results, events, written))
 }
 
 async fn attempt_models(
