@@ -33,9 +33,6 @@ use crate::twin::{Batch, Event, Graph, Micros, Op, Relationship, Twin, now_micro
 /// Batches committed together at most.
 const MAX_GROUP: usize = 256;
 
-/// Attempts of one transaction before giving up on transient failures.
-const MAX_ATTEMPTS: u32 = 8;
-
 /// Why an attempt failed.
 enum Failure {
     /// From the database (maybe transient).
@@ -246,20 +243,29 @@ pub(super) async fn writer(shared: Arc<Shared>, outer: mpsc::Receiver<WriteReque
     }
 }
 
-/// Runs `attempt` until it succeeds, fails for good, or runs out of tries.
+/// Runs `attempt` until it succeeds, fails for good, or the store's
+/// timeout has passed while it kept conflicting with other writers. The
+/// waits between tries are random (up to a bound that doubles, to 100 ms):
+/// on a database that detects conflicts at commit (ArcadeDB), two replicas
+/// retrying in step would otherwise keep colliding, the same one losing.
 async fn retrying<T, F, Fut>(shared: &Shared, mut attempt: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Failure>>,
 {
     super::available(shared)?;
-    let mut delay = Duration::from_millis(5);
-    for n in 1..=MAX_ATTEMPTS {
+    let started = std::time::Instant::now();
+    let mut bound = Duration::from_millis(5);
+    for n in 1.. {
         let outcome = tokio::time::timeout(shared.bolt.timeout, attempt()).await;
         match outcome {
             Ok(Ok(v)) => return Ok(v),
             Ok(Err(Failure::Store(e))) => return Err(e),
-            Ok(Err(Failure::Db(e))) if transient(&e) && n < MAX_ATTEMPTS => {
+            Ok(Err(Failure::Db(e))) if transient(&e) => {
+                if started.elapsed() >= shared.bolt.timeout {
+                    tracing::warn!(error = %e, attempts = n, "giving up on a conflicting write");
+                    break;
+                }
                 tracing::debug!(error = %e, attempt = n, "transient database failure; retrying");
             }
             Ok(Err(Failure::Db(e))) => return Err(db_error(e)),
@@ -269,12 +275,22 @@ where
                 ));
             }
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(500));
+        tokio::time::sleep(jitter(bound)).await;
+        bound = (bound * 2).min(Duration::from_millis(100));
     }
     Err(StoreError::Unavailable(
         "too many conflicting writers".into(),
     ))
+}
+
+/// A random duration up to `bound`.
+fn jitter(bound: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let micros = u64::try_from(bound.as_micros()).unwrap_or(u64::MAX).max(1);
+    Duration::from_micros(r % micros)
 }
 
 /// Takes, renews or releases lease `name` for `holder` ([`crate::store::claim`]),
@@ -921,5 +937,61 @@ pub(super) async fn prune(shared: &Shared) -> Result<usize, StoreError> {
         if n < PRUNE_CHUNK {
             return Ok(removed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ahead(at: u64, ids: &[&str]) -> Ahead {
+        Ahead {
+            at,
+            twins: ids
+                .iter()
+                .map(|id| ((*id).to_owned(), Twin::blank(id, "dtmi:x:T;1")))
+                .collect(),
+        }
+    }
+
+    fn kept(own: &Own, aheads: Vec<Ahead>, now: u64) -> Vec<String> {
+        let mut ids: Vec<String> = own.current(aheads, now).into_keys().collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn read_aheads_count_only_when_nothing_but_own_commits_came_between() {
+        let mut own = Own::default();
+        own.record(11, 20, HashSet::from(["a".to_owned()]));
+        own.record(21, 21, HashSet::new());
+        // Read at 10; since then only our own 11..=21: kept, less what they wrote.
+        assert_eq!(
+            kept(&own, vec![ahead(10, &["a", "b", "c"])], 21),
+            ["b", "c"]
+        );
+        // Nothing committed since: all of it.
+        assert_eq!(kept(&own, vec![ahead(21, &["a", "b"])], 21), ["a", "b"]);
+        // Someone else committed 22 (the counter is ahead of our commits).
+        assert!(kept(&own, vec![ahead(10, &["b"])], 22).is_empty());
+        // Someone else committed 10 (read at 9, our commits start at 11).
+        assert!(kept(&own, vec![ahead(9, &["b"])], 21).is_empty());
+        // Several read-aheads, each judged alone.
+        own.record(25, 30, HashSet::from(["b".to_owned()]));
+        assert_eq!(
+            kept(&own, vec![ahead(24, &["b", "c"]), ahead(21, &["d"])], 30),
+            ["c"],
+        );
+    }
+
+    #[test]
+    fn read_aheads_older_than_the_remembered_commits_are_not_used() {
+        let mut own = Own::default();
+        for k in 0..(OWN_COMMITS as u64 + 5) {
+            own.record(k + 1, k + 1, HashSet::new());
+        }
+        let now = OWN_COMMITS as u64 + 5;
+        assert!(kept(&own, vec![ahead(0, &["a"])], now).is_empty());
+        assert_eq!(kept(&own, vec![ahead(now - 3, &["a"])], now), ["a"]);
     }
 }
