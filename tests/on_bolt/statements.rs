@@ -13,8 +13,9 @@ use crate::bolt::fresh_database;
 use crate::server::gql;
 use crate::support::sample_models;
 
-#[tokio::test]
-async fn one_statement_per_nesting_level() {
+/// The plant of [`crate::support::three_levels`] on a new database, and
+/// the real server over it.
+async fn three_levels_served() -> (Arc<BoltStore>, crate::server::Running) {
     let store = Arc::new(
         BoltStore::connect(
             fresh_database().await,
@@ -29,6 +30,12 @@ async fn one_statement_per_nesting_level() {
         .await
         .expect("setup");
     let s = crate::server::start_on(store.clone()).await;
+    (store, s)
+}
+
+#[tokio::test]
+async fn one_statement_per_nesting_level() {
+    let (store, s) = three_levels_served().await;
     let q = crate::support::THREE_LEVELS_QUERY;
     let mut statements = Vec::new();
     for (cell, children) in [("small", 3), ("large", 60)] {
@@ -56,20 +63,7 @@ async fn one_statement_per_nesting_level() {
 /// traversal answers.
 #[tokio::test]
 async fn a_traversal_is_one_statement_and_its_lean_answer_matches_the_full_one() {
-    let store = Arc::new(
-        BoltStore::connect(
-            fresh_database().await,
-            sample_models(),
-            StoreConfig::default(),
-        )
-        .await
-        .expect("store"),
-    );
-    store
-        .apply(crate::support::three_levels(), "test")
-        .await
-        .expect("setup");
-    let s = crate::server::start_on(store.clone()).await;
+    let (store, s) = three_levels_served().await;
     let ask = |selection: &str| {
         format!(r#"query($c: ID!) {{ traverse(from: $c, maxDepth: 3) {{ {selection} }} }}"#)
     };
