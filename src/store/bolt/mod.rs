@@ -530,6 +530,14 @@ async fn tailer(shared: std::sync::Weak<Shared>) {
     }
 }
 
+/// The statement that reads twins by id: their state as column `s`.
+fn twins_by_id(ids: impl Into<BoltType>) -> Query {
+    query(&format!(
+        "UNWIND $ids AS id MATCH (n:{TWIN} {{id: id}}) RETURN n.state AS s"
+    ))
+    .param("ids", ids)
+}
+
 /// Events read by sequence number per statement at most.
 const LOG_WINDOW: u64 = 10_000;
 
@@ -648,11 +656,7 @@ impl GraphStore for BoltStore {
         let mut ids = ids.to_vec();
         ids.sort_unstable();
         ids.dedup();
-        let q = query(&format!(
-            "UNWIND $ids AS id MATCH (n:{TWIN} {{id: id}}) RETURN n.state AS s"
-        ))
-        .param("ids", ids);
-        self.twins_where(q).await
+        self.twins_where(twins_by_id(ids)).await
     }
 
     async fn twins(&self, tq: &TwinQuery) -> Result<Page<Twin>, StoreError> {

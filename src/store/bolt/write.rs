@@ -90,10 +90,7 @@ type Queued = (WriteRequest, Option<tokio::task::JoinHandle<Option<Ahead>>>);
 /// Reads the twins of a batch ahead (`None` if the database would not say).
 async fn read_ahead(shared: Arc<Shared>, ids: BTreeSet<String>) -> Option<Ahead> {
     let (at, _) = position(&shared).await.ok()?;
-    let q = query(&format!(
-        "UNWIND $ids AS id MATCH (n:{TWIN} {{id: id}}) RETURN n.state AS s"
-    ))
-    .param("ids", ids_param(&ids));
+    let q = super::twins_by_id(ids_param(&ids));
     let found = super::rows_unmetered(&shared, q, "s").await.ok()?;
     let mut twins = HashMap::with_capacity(found.len());
     for s in found {
@@ -526,10 +523,7 @@ async fn load(
         g.insert_twin(t);
     }
     if !n.twins.is_empty() {
-        let q = query(&format!(
-            "UNWIND $ids AS id MATCH (n:{TWIN} {{id: id}}) RETURN n.state AS s"
-        ))
-        .param("ids", ids_param(&n.twins));
+        let q = super::twins_by_id(ids_param(&n.twins));
         for s in column(txn, q, "s").await? {
             g.insert_twin(decode::<Twin>("twin", &s)?);
         }
