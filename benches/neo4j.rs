@@ -7,11 +7,12 @@
 //! - `load`: the plant written through the store (2,000 operations per batch),
 //!   then `TWINGRAPH_BENCH_SETTLE` seconds (default 0) left to the database;
 //! - `2-hop`: the server bench's `traverse` query over GraphQL (the real
-//!   server on 127.0.0.1, one keep-alive connection) against the same
-//!   answer from one Cypher statement sent directly with neo4rs, and the
-//!   store's own call (`reach`), the three taking turns at going first on
+//!   server on 127.0.0.1, one keep-alive connection) against the statement
+//!   the store sends for it (`bolt::reach_statement`) sent directly with
+//!   neo4rs, the store's own call (`reach`) and the GraphQL query executed
+//!   in the process (no HTTP), the four taking turns at going first on
 //!   each start twin, `TWINGRAPH_BENCH_ROUNDS` times (default 300, the
-//!   first 50 a warm-up); medians and their ratio;
+//!   first 50 a warm-up); medians, and the ratio of the first two;
 //! - `ingest`: reported-state updates through the GraphQL `batch` mutation
 //!   (`TWINGRAPH_BENCH_BATCH` updates each, default 1,000, each to a
 //!   different twin) from `TWINGRAPH_BENCH_CONNS` connections (default 4) for
@@ -101,7 +102,7 @@ fn main() {
         .expect("schema");
         let app = server::app(AppState {
             store: store.clone(),
-            schema,
+            schema: schema.clone(),
             ready: Arc::new(AtomicBool::new(true)),
             max_body_bytes: 4 * 1024 * 1024,
             metrics: Arc::new(twingraph::metrics::Metrics::default()),
@@ -123,12 +124,9 @@ fn main() {
         let direct = neo4rs::Graph::connect(direct.build().expect("config"))
             .await
             .expect("direct connection");
-        let cypher = "MATCH (s:Twin {id: $id})-[rs*1..2]->(t:Twin) \
-                      WHERE all(r IN rs WHERE type(r) IN $names) \
-                      RETURN t.id AS id, t.model AS model, min(size(rs)) AS depth";
         let two_hop_q = r#"query($id: ID!) { traverse(from: $id, relationships: ["contains", "feeds"], maxDepth: 2) { depth twin { id model } } }"#;
         let mut c = Conn::open(addr).await;
-        let mut times: [Vec<Duration>; 3] = Default::default();
+        let mut times: [Vec<Duration>; 4] = Default::default();
         let mut sizes = (0, 0);
         for i in 0..rounds {
             let id = format!("cell{}", (i * 37) % cells);
@@ -138,12 +136,14 @@ fn main() {
                 direction: twingraph::twin::query::Direction::Out,
                 max_depth: 2,
             };
+            // The very statement the store sends for it.
+            let cypher = twingraph::store::bolt::reach_statement(&traversal);
             let req = post(addr, two_hop_q, json!({"id": id}));
             let (mut from_gql, mut from_cypher) = (Vec::new(), Vec::new());
             // Each round's first reader meets the twin's data cold: the
             // three take turns at being first.
-            for k in 0..3 {
-                let which = (i + k) % 3;
+            for k in 0..4 {
+                let which = (i + k) % 4;
                 let t = Instant::now();
                 match which {
                     0 => {
@@ -159,21 +159,26 @@ fn main() {
                     }
                     1 => {
                         let mut rows = direct
-                            .execute(
-                                neo4rs::query(cypher)
-                                    .param("id", id.as_str())
-                                    .param("names", vec!["contains", "feeds"]),
-                            )
+                            .execute(neo4rs::query(&cypher).param("start", id.as_str()))
                             .await
                             .expect("cypher");
                         while let Some(row) = rows.next().await.expect("row") {
-                            let _: String = row.get("model").expect("model");
-                            from_cypher.push(row.get::<String>("id").expect("id"));
+                            let _: Option<String> = row.get("model").expect("model");
+                            let _: Option<i64> = row.get("depth").expect("depth");
+                            from_cypher.extend(row.get::<Option<String>>("id").expect("id"));
                         }
                     }
-                    _ => {
+                    2 => {
                         // The store alone (the GraphQL layer adds the rest).
                         store.reach(&traversal).await.expect("store traversal");
+                    }
+                    _ => {
+                        // GraphQL in the process, without HTTP.
+                        let r = async_graphql::Request::new(two_hop_q)
+                            .variables(async_graphql::Variables::from_json(json!({"id": id})));
+                        let resp = async_graphql::Executor::execute(&schema, r).await;
+                        assert!(resp.errors.is_empty(), "{:?}", resp.errors);
+                        std::hint::black_box(serde_json::to_vec(&resp).expect("json"));
                     }
                 }
                 // The first 50 rounds warm up.
@@ -186,15 +191,16 @@ fn main() {
             assert_eq!(from_gql, from_cypher, "GraphQL and Cypher reach the same twins");
             sizes = (from_gql.len(), from_cypher.len());
         }
-        let [gql, cy, st] = times;
-        let (g, d, sd) = (median(gql), median(cy), median(st));
+        let [gql, cy, st, inproc] = times;
+        let (g, d, sd, ip) = (median(gql), median(cy), median(st), median(inproc));
         println!(
-            "2-hop ({} twins): GraphQL median {:.2} ms, direct Cypher median {:.2} ms, ratio {:.2}x (the store's traversal alone: {:.2} ms)",
+            "2-hop ({} twins): GraphQL median {:.2} ms, direct Cypher median {:.2} ms, ratio {:.2}x (the store's traversal alone: {:.2} ms; GraphQL without HTTP: {:.2} ms)",
             sizes.0,
             g.as_secs_f64() * 1e3,
             d.as_secs_f64() * 1e3,
             g.as_secs_f64() / d.as_secs_f64(),
             sd.as_secs_f64() * 1e3,
+            ip.as_secs_f64() * 1e3,
         );
 
         // Ingest: reported state through `batch`.

@@ -580,6 +580,10 @@ pub async fn traversal_follows_names_directions_and_depth(s: &dyn GraphStore) {
     assert_eq!(e.code(), "validation_failed");
 }
 
+/// A relationship name that would end the pattern and delete the start if
+/// it were pasted into Cypher.
+const INJECTED: &str = "feeds`]-() DETACH DELETE s //";
+
 /// `reach` answers what `traverse` does (who, how far, in order) with each
 /// twin's model: along cycles, both ways, by name, at every depth.
 pub async fn reach_agrees_with_traverse(s: &dyn GraphStore) {
@@ -602,7 +606,13 @@ pub async fn reach_agrees_with_traverse(s: &dyn GraphStore) {
     .await;
     let mut checked = 0;
     for start in ["r1", "r2", "r4", "lonely"] {
-        for names in [vec![], vec!["feeds"], vec!["dependsOn", "feeds"]] {
+        for names in [
+            vec![],
+            vec!["feeds"],
+            vec!["dependsOn", "feeds"],
+            vec!["feeds", INJECTED],
+            vec!["not a name"],
+        ] {
             for direction in [Direction::Out, Direction::In, Direction::Both] {
                 for max_depth in [0, 1, 2, 3, 10] {
                     let t = Traversal {
@@ -628,6 +638,36 @@ pub async fn reach_agrees_with_traverse(s: &dyn GraphStore) {
         }
     }
     assert!(checked > 20, "most traversals reach something ({checked})");
+    // Names that can be no relationship's are crossed by nothing, and
+    // change nothing.
+    let by = |names: &[&str]| Traversal {
+        start: "r1".into(),
+        names: names.iter().map(|n| (*n).to_owned()).collect(),
+        direction: Direction::Both,
+        max_depth: 3,
+    };
+    let feeds = s.reach(&by(&["feeds"])).await.expect("reach");
+    assert_eq!(feeds.len(), 2, "r2 and r3 by feeds: {feeds:?}");
+    assert_eq!(
+        s.reach(&by(&["feeds", INJECTED])).await.expect("reach"),
+        feeds
+    );
+    for odd in [&["not a name"][..], &[INJECTED], &["nosuch"]] {
+        assert_eq!(
+            s.reach(&by(odd)).await.expect("reach"),
+            Vec::new(),
+            "{odd:?}"
+        );
+        assert_eq!(
+            s.traverse(&by(odd)).await.expect("traverse").len(),
+            0,
+            "{odd:?}"
+        );
+    }
+    assert!(
+        s.twin("r1").await.expect("read").is_some(),
+        "r1 is still there"
+    );
     let from_r1 = s
         .reach(&Traversal {
             start: "r1".into(),

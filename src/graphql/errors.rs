@@ -3,12 +3,12 @@
 //! `MODEL_NOT_FOUND`, `BAD_REQUEST`, `STORE_UNAVAILABLE`, `INTERNAL`) and the finer store code in
 //! `extensions.reason`. Internal details are logged, never returned.
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextRequest, NextSubscribe,
-};
-use async_graphql::{Error, ErrorExtensions, Response, ServerError};
-use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
+use std::time::Instant;
+
+use async_graphql::parser::types::{DocumentOperations, Selection, SelectionSet};
+use async_graphql::{Error, ErrorExtensions, Request, Response, ServerError};
+
+use crate::metrics::Metrics;
 
 use crate::store::StoreError;
 use crate::twin::TwinError;
@@ -84,19 +84,8 @@ pub fn not_found(message: impl Into<String>, reason: &'static str) -> Error {
     })
 }
 
-/// Gives every error a code: parse, validation and limit errors from the
-/// GraphQL engine carry none of their own and become `BAD_REQUEST`. Also logs
-/// each operation with its name, duration and error codes.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Coded;
-
-impl ExtensionFactory for Coded {
-    fn create(&self) -> std::sync::Arc<dyn Extension> {
-        std::sync::Arc::new(Coded)
-    }
-}
-
-/// Sets `BAD_REQUEST` on errors that have no code.
+/// Sets `BAD_REQUEST` on errors that have no code (parse, validation and
+/// limit errors from the GraphQL engine carry none of their own).
 pub fn code_all(errors: &mut [ServerError]) {
     for e in errors {
         let ext = e.extensions.get_or_insert_with(Default::default);
@@ -106,72 +95,76 @@ pub fn code_all(errors: &mut [ServerError]) {
     }
 }
 
-#[async_trait::async_trait]
-impl Extension for Coded {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let started = std::time::Instant::now();
-        let mut resp = next.run(ctx).await;
-        code_all(&mut resp.errors);
-        let codes: Vec<String> = resp
-            .errors
-            .iter()
-            .filter_map(|e| match e.extensions.as_ref()?.get("code")? {
-                async_graphql::Value::String(s) => Some(s.clone()),
-                other => Some(other.to_string()),
-            })
-            .collect();
-        if let Some(m) = ctx.data_opt::<std::sync::Arc<crate::metrics::Metrics>>() {
-            m.graphql_request(started.elapsed().as_secs_f64(), &codes);
-        }
-        tracing::info!(
-            duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            errors = ?codes,
-            "graphql request"
+/// A finished operation's response with every error coded; counted and
+/// logged with its duration and error codes.
+pub(super) fn finish(mut resp: Response, started: Instant, metrics: &Metrics) -> Response {
+    code_all(&mut resp.errors);
+    let codes: Vec<String> = resp
+        .errors
+        .iter()
+        .filter_map(|e| match e.extensions.as_ref()?.get("code")? {
+            async_graphql::Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        })
+        .collect();
+    metrics.graphql_request(started.elapsed().as_secs_f64(), &codes);
+    tracing::info!(
+        duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        errors = ?codes,
+        "graphql request"
+    );
+    resp
+}
+
+/// Parses the request's document (kept in the request: the engine does not
+/// parse it again) and refuses it when it has more than `max_aliases`
+/// aliased fields (fragments included), before anything runs: aliases
+/// multiply the work of one field without deepening the query, so depth
+/// and complexity limits alone let a small document ask for thousands of
+/// lookups. A document that does not parse is left to the engine, which
+/// reports why.
+///
+/// Answers the name the operation is logged under: the one asked for,
+/// else the document's only operation's, else `-`.
+pub(super) fn check_document(
+    request: &mut Request,
+    max_aliases: usize,
+) -> Result<String, ServerError> {
+    let asked = request.operation_name.clone();
+    let Ok(doc) = request.parsed_query() else {
+        return Ok(asked.unwrap_or_else(|| "-".to_owned()));
+    };
+    let n: usize = doc
+        .operations
+        .iter()
+        .map(|(_, op)| aliases(&op.node.selection_set.node))
+        .chain(
+            doc.fragments
+                .values()
+                .map(|f| aliases(&f.node.selection_set.node)),
+        )
+        .sum();
+    if n > max_aliases {
+        let mut e = ServerError::new(
+            format!("the document has {n} aliases; at most {max_aliases} are allowed"),
+            None,
         );
-        resp
+        let mut ext = async_graphql::ErrorExtensionValues::default();
+        ext.set("code", "BAD_REQUEST");
+        ext.set("reason", "too_many_aliases");
+        e.extensions = Some(ext);
+        return Err(e);
     }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        use tracing::Instrument;
-        let span = tracing::info_span!("operation", name = operation_name.unwrap_or("-"));
-        next.run(ctx, operation_name).instrument(span).await
-    }
-
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        next.run(ctx, stream)
-            .map(|mut r| {
-                code_all(&mut r.errors);
-                r
-            })
-            .boxed()
-    }
+    let only = match &doc.operations {
+        DocumentOperations::Multiple(ops) if ops.len() == 1 => {
+            ops.keys().next().map(|n| n.to_string())
+        }
+        _ => None,
+    };
+    Ok(asked.or(only).unwrap_or_else(|| "-".to_owned()))
 }
 
-/// Refuses documents with more than `max` aliased fields (fragments
-/// included) before anything runs: aliases multiply the work of one field
-/// without deepening the query, so depth and complexity limits alone let a
-/// small document ask for thousands of lookups.
-#[derive(Debug, Clone, Copy)]
-pub struct AliasLimit(pub usize);
-
-impl ExtensionFactory for AliasLimit {
-    fn create(&self) -> std::sync::Arc<dyn Extension> {
-        std::sync::Arc::new(*self)
-    }
-}
-
-fn aliases(set: &async_graphql::parser::types::SelectionSet) -> usize {
-    use async_graphql::parser::types::Selection;
+fn aliases(set: &SelectionSet) -> usize {
     set.items
         .iter()
         .map(|s| match &s.node {
@@ -182,42 +175,4 @@ fn aliases(set: &async_graphql::parser::types::SelectionSet) -> usize {
             Selection::FragmentSpread(_) => 0,
         })
         .sum()
-}
-
-#[async_trait::async_trait]
-impl Extension for AliasLimit {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &async_graphql::Variables,
-        next: async_graphql::extensions::NextParseQuery<'_>,
-    ) -> async_graphql::ServerResult<async_graphql::parser::types::ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
-        let n: usize = doc
-            .operations
-            .iter()
-            .map(|(_, op)| aliases(&op.node.selection_set.node))
-            .chain(
-                doc.fragments
-                    .values()
-                    .map(|f| aliases(&f.node.selection_set.node)),
-            )
-            .sum();
-        if n > self.0 {
-            let mut e = ServerError::new(
-                format!(
-                    "the document has {n} aliases; at most {} are allowed",
-                    self.0
-                ),
-                None,
-            );
-            let mut ext = async_graphql::ErrorExtensionValues::default();
-            ext.set("code", "BAD_REQUEST");
-            ext.set("reason", "too_many_aliases");
-            e.extensions = Some(ext);
-            return Err(e);
-        }
-        Ok(doc)
-    }
 }

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::errors::{bad_request, not_found, store_error};
 use super::loader::TwinLoader;
 use super::schema::{
-    Limits, PageInfo, json_arg, long_arg, store_of, str_arg, time_arg, to_gql, twin_ref,
+    Limits, PageInfo, json_arg, long_arg, ready, store_of, str_arg, time_arg, to_gql, twin_ref,
     twin_value, types_of, usize_arg,
 };
 use super::typed::TwinTypes;
@@ -336,9 +336,7 @@ pub(super) fn extend(
         .description("A twin reached by a traversal, at its shortest depth.")
         .field(
             Field::new("depth", s(TypeRef::INT), |ctx| {
-                FieldFuture::new(async move {
-                    Ok(Some(FieldValue::value(hit(&ctx)?.reached.depth as i64)))
-                })
+                ready(hit(&ctx).map(|h| Some(FieldValue::value(h.reached.depth as i64))))
             })
             .description("Hops from the start."),
         )
@@ -370,11 +368,12 @@ pub(super) fn extend(
         )
         .field(
             Field::new("twin", s("Twin"), |ctx| {
+                // The twin the hit holds, else loaded.
+                if let Ok(Hit { twin: Some(t), .. }) = hit(&ctx) {
+                    return ready(types_of(&ctx).map(|types| Some(twin_ref(types, t))));
+                }
                 FieldFuture::new(async move {
                     let h = hit(&ctx)?;
-                    if let Some(t) = &h.twin {
-                        return Ok(Some(twin_ref(types_of(&ctx)?, t)));
-                    }
                     let t = load_twin(&ctx, &h.reached.twin)
                         .await?
                         .ok_or_else(|| Error::new(format!("twin {} vanished", h.reached.twin)))?;

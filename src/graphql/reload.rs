@@ -13,6 +13,7 @@ use async_graphql::dynamic::{Schema, SchemaError};
 use async_graphql::futures_util::stream::{BoxStream, StreamExt};
 use async_graphql::{Data, Executor, Request, Response};
 
+use super::errors::{check_document, code_all, finish};
 use super::schema::{Limits, build_schema};
 use super::shared::{Delivery, Hubs};
 use super::upload::ModelLibrary;
@@ -188,15 +189,20 @@ impl LiveSchema {
     /// (see [`super::shared`]), whose results are serialized once.
     pub fn subscribe(
         &self,
-        request: Request,
+        mut request: Request,
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Delivery> {
+        if let Err(e) = check_document(&mut request, self.0.parts.limits.aliases) {
+            let refused = Response::from_errors(vec![e]);
+            return futures_util::stream::once(async move { Delivery::Own(Box::new(refused)) })
+                .boxed();
+        }
         let (schema, generation) = self.current_with_generation();
         let request = if session_data.as_ref().is_none_or(|d| d.is_empty()) {
             let last_seq = self.0.parts.store.last_seq();
             let start = {
                 let schema = schema.clone();
-                move |r: Request| schema.execute_stream(with_access(r))
+                move |r: Request| schema.execute_stream(with_access(r)).map(coded).boxed()
             };
             match self
                 .0
@@ -214,7 +220,7 @@ impl LiveSchema {
                 with_access(request),
                 session_data.unwrap_or_default(),
             )
-            .map(|r| Delivery::Own(Box::new(r)))
+            .map(|r| Delivery::Own(Box::new(coded(r))))
             .boxed()
     }
 
@@ -248,10 +254,29 @@ fn with_access(mut request: Request) -> Request {
     request
 }
 
+/// `r` with every error coded.
+fn coded(mut r: Response) -> Response {
+    code_all(&mut r.errors);
+    r
+}
+
+/// Requests checked before the engine sees them (see
+/// [`check_document`]), their errors coded, counted and logged: here
+/// rather than in engine extensions, which would wrap every field of every
+/// answer in two more futures.
 impl Executor for LiveSchema {
-    async fn execute(&self, request: Request) -> Response {
-        let schema = self.current();
-        schema.execute(with_access(request)).await
+    async fn execute(&self, mut request: Request) -> Response {
+        use tracing::Instrument;
+        let started = std::time::Instant::now();
+        let resp = match check_document(&mut request, self.0.parts.limits.aliases) {
+            Err(e) => Response::from_errors(vec![e]),
+            Ok(name) => {
+                let span = tracing::info_span!("operation", name = %name);
+                let schema = self.current();
+                schema.execute(with_access(request)).instrument(span).await
+            }
+        };
+        finish(resp, started, &self.0.parts.metrics)
     }
 
     fn execute_stream(

@@ -304,20 +304,17 @@ impl BoltStore {
         with_twins: bool,
     ) -> Result<(Graph, Vec<Twin>), StoreError> {
         let depth = t.max_depth.clamp(1, self.shared.config.max_depth.max(1));
-        let pattern = paths_of(t.direction, depth);
+        let paths = paths_of(t, depth).optional_match();
         let twins = if with_twins {
             "collect(DISTINCT t.state)"
         } else {
             "[]"
         };
         let q = query(&format!(
-            "MATCH (s:{TWIN} {{id: $start}}) \
-             OPTIONAL MATCH (s){pattern}(t:{TWIN}) \
-             WHERE size($names) = 0 OR all(r IN rs WHERE type(r) IN $names) \
+            "MATCH (s:{TWIN} {{id: $start}}) {paths} \
              RETURN s.state AS start, collect([r IN rs | r.json]) AS paths, {twins} AS twins"
         ))
-        .param("start", t.start.as_str())
-        .param("names", t.names.clone());
+        .param("start", t.start.as_str());
         read_statement(&self.shared)?;
         let fetch = async {
             let mut stream = self.shared.db.execute(q).await?;
@@ -361,11 +358,63 @@ impl BoltStore {
 
 /// The Cypher pattern of paths `rs` of 1 to `depth` relationships in
 /// `direction`.
-fn paths_of(direction: Direction, depth: usize) -> String {
-    match direction {
-        Direction::Out => format!("-[rs*1..{depth}]->"),
-        Direction::In => format!("<-[rs*1..{depth}]-"),
-        Direction::Both => format!("-[rs*1..{depth}]-"),
+fn paths_of(t: &Traversal, depth: usize) -> Paths {
+    // The relationship types in the pattern itself (names are checked
+    // identifiers, backquoted): the database follows only those instead of
+    // filtering every path it found. A name that is no identifier can be no
+    // relationship type here, so it matches nothing.
+    let types: Vec<String> = t
+        .names
+        .iter()
+        .filter(|n| layout::is_identifier(n))
+        .map(|n| format!("`{n}`"))
+        .collect();
+    let rel = if types.is_empty() {
+        format!("rs*1..{depth}")
+    } else {
+        format!("rs:{}*1..{depth}", types.join("|"))
+    };
+    let pattern = match t.direction {
+        Direction::Out => format!("-[{rel}]->"),
+        Direction::In => format!("<-[{rel}]-"),
+        Direction::Both => format!("-[{rel}]-"),
+    };
+    Paths {
+        pattern,
+        none: !t.names.is_empty() && types.is_empty(),
+    }
+}
+
+/// The statement [`GraphStore::reach`] sends for `t` (with parameter
+/// `$start`, the start's id): depths in the database, three short columns
+/// per twin reached, no paths, no state. One row of nulls when nothing is
+/// reached, none when the start does not exist; the start itself comes
+/// back when a cycle leads to it. Public so that the benchmark can send
+/// the very same statement directly.
+pub fn reach_statement(t: &Traversal) -> String {
+    let paths = paths_of(t, t.max_depth).optional_match();
+    format!(
+        "MATCH (s:{TWIN} {{id: $start}}) {paths} \
+         RETURN t.id AS id, t.model AS model, min(size(rs)) AS depth"
+    )
+}
+
+/// A traversal's variable-length pattern, from its start `(s)` to `(t)`.
+struct Paths {
+    /// `-[rs:`a`|`b`*1..n]->` (direction, names and depth of the traversal).
+    pattern: String,
+    /// Whether no relationship can be crossed (names given, none of them
+    /// possible).
+    none: bool,
+}
+
+impl Paths {
+    /// `OPTIONAL MATCH` of the paths from `s`, which keeps the start's row
+    /// when nothing is reached.
+    fn optional_match(&self) -> String {
+        let Paths { pattern, none } = self;
+        let filter = if *none { " WHERE false" } else { "" };
+        format!("OPTIONAL MATCH (s){pattern}(t:{TWIN}){filter}")
     }
 }
 
@@ -824,18 +873,7 @@ impl GraphStore for BoltStore {
                 None => Err(TwinError::NotFound(t.start.clone()).into()),
             };
         }
-        // Depths in the database: three short columns per twin reached, no
-        // paths, no state (one row of nulls when nothing is reached, none
-        // when the start does not exist).
-        let pattern = paths_of(t.direction, t.max_depth);
-        let q = query(&format!(
-            "MATCH (s:{TWIN} {{id: $start}}) \
-             OPTIONAL MATCH (s){pattern}(t:{TWIN}) \
-             WHERE t.id <> $start AND (size($names) = 0 OR all(r IN rs WHERE type(r) IN $names)) \
-             RETURN t.id AS id, t.model AS model, min(size(rs)) AS depth"
-        ))
-        .param("start", t.start.as_str())
-        .param("names", t.names.clone());
+        let q = query(&reach_statement(t)).param("start", t.start.as_str());
         read_statement(&self.shared)?;
         let fetch = async {
             let mut stream = self.shared.db.execute(q).await?;
@@ -857,7 +895,8 @@ impl GraphStore for BoltStore {
             .into_iter()
             .filter_map(|(id, model, depth)| {
                 Some(Reach {
-                    twin: id?,
+                    // Not the start, should a cycle lead back to it.
+                    twin: id.filter(|id| *id != t.start)?,
                     model: Arc::from(model?),
                     depth: usize::try_from(depth?).ok()?,
                 })
