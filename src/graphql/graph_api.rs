@@ -497,7 +497,7 @@ pub(super) fn extend(
                             .await
                             .map_err(|e| store_error(&e))?;
                         return Ok(Some(FieldValue::list(reached.into_iter().map(|r| {
-                            let twin = crate::twin::Twin::blank(&r.twin, &r.model);
+                            let twin = crate::twin::Twin::blank(&r.twin, r.model.clone());
                             FieldValue::owned_any(Hit {
                                 start: start.clone(),
                                 reached: Reached {

@@ -620,7 +620,7 @@ impl Planner<'_> {
                     .models
                     .interface(model)
                     .ok_or_else(|| TwinError::UnknownModel(model.clone()))?;
-                let empty = Twin::blank(id, model);
+                let empty = Twin::blank(id, model.as_str());
                 let mut entries = Vec::new();
                 if let Some(p) = desired {
                     entries.extend(self.patch_entries(&empty, iface, p, Side::Desired, None)?.0);
@@ -1070,7 +1070,7 @@ impl Planner<'_> {
             .ok_or_else(|| TwinError::NotFound(id.to_owned()))?;
         check_version(id, expected, t.version)?;
         let iface = self.interface(t)?;
-        let blank = Twin::blank(id, &t.model);
+        let blank = Twin::blank(id, t.model.clone());
         let (checked, _) =
             self.patch_entries(&blank, iface, &assignment.values, Side::Desired, None)?;
         let mut after = t.clone();

@@ -262,10 +262,10 @@ pub struct Twin {
 
 impl Twin {
     /// A twin with no state yet (version 0).
-    pub fn blank(id: &str, model: &str) -> Twin {
+    pub fn blank(id: &str, model: impl Into<Arc<str>>) -> Twin {
         Twin {
             id: Arc::from(id),
-            model: Arc::from(model),
+            model: model.into(),
             version: 0,
             created_at: 0,
             updated_at: 0,
@@ -300,7 +300,7 @@ impl Twin {
         else {
             return None;
         };
-        let mut t = Twin::blank(twin, model);
+        let mut t = Twin::blank(twin, model.as_str());
         t.version = 1;
         t.created_at = event.time;
         t.updated_at = event.time;
