@@ -756,6 +756,19 @@ async fn graph_queries_history_and_atomic_batches() {
             .is_some_and(|a| a.contains(&json!(m("Equipment")))),
         "{pump}"
     );
+    // Events asked for through a fragment and an alias come too.
+    let v = gql(
+        s.addr,
+        "mutation($ops: [JSON!]!) { batch(operations: $ops) { ...F } } \
+         fragment F on BatchResult { applied done: events { kind } }",
+        json!({"ops": [{"op": "patchDesired", "id": "p1", "patch": {}}]}),
+    )
+    .await;
+    assert_eq!(
+        v["data"]["batch"]["done"],
+        json!([{"kind": "desiredPatched"}]),
+        "{v}"
+    );
     s.shutdown().await;
 }
 

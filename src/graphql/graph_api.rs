@@ -147,7 +147,7 @@ pub(super) fn relationship_page(mut rels: Vec<Relationship>, first: usize) -> Fi
 
 pub(super) fn event_json(e: &Event) -> Value {
     let change = serde_json::to_value(&e.change).unwrap_or(Value::Null);
-    let kind = change.get("kind").cloned().unwrap_or(Value::Null);
+    let kind = e.change.kind();
     json!({
         "seq": e.seq,
         "cursor": e.seq.to_string(),
@@ -778,10 +778,17 @@ pub(super) fn extend(
                         })
                         .collect::<Result<Vec<_>, _>>()?;
                     let events = apply(store_of(&ctx)?, Batch { ops }).await?;
+                    // The events as records only when asked for (a JSON
+                    // tree per event otherwise built and dropped unread).
+                    let records: Vec<Value> = if ctx.look_ahead().field("events").exists() {
+                        events.iter().map(event_json).collect()
+                    } else {
+                        Vec::new()
+                    };
                     Ok(Some(FieldValue::owned_any(json!({
                         "applied": events.len(),
                         "lastSequence": events.last().map(|e| e.seq),
-                        "events": events.iter().map(event_json).collect::<Vec<_>>(),
+                        "events": records,
                     }))))
                 })
             })

@@ -170,6 +170,29 @@ pub const ROLLOUTS_STREAM: &str = "rollouts";
 pub const MODELS_STREAM: &str = "models";
 
 impl Change {
+    /// Its kind, as serialized (`twinCreated`, `reportedPatched`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::TwinCreated { .. } => "twinCreated",
+            Change::TwinDeleted { .. } => "twinDeleted",
+            Change::DesiredPatched { .. } => "desiredPatched",
+            Change::ReportedPatched { .. } => "reportedPatched",
+            Change::RelationshipCreated { .. } => "relationshipCreated",
+            Change::RelationshipUpdated { .. } => "relationshipUpdated",
+            Change::RelationshipDeleted { .. } => "relationshipDeleted",
+            Change::ModelsChanged { .. } => "modelsChanged",
+            Change::CommandInvoked { .. } => "commandInvoked",
+            Change::ConfigurationAssigned { .. } => "configurationAssigned",
+            Change::ConfigurationRestored { .. } => "configurationRestored",
+            Change::ConfigurationRemediationSet { .. } => "configurationRemediationSet",
+            Change::RolloutStarted { .. } => "rolloutStarted",
+            Change::RolloutTwinsSettled { .. } => "rolloutTwinsSettled",
+            Change::RolloutChanged { .. } => "rolloutChanged",
+            Change::ConfigurationCreated { .. } => "configurationCreated",
+            Change::ConfigurationVersionPublished { .. } => "configurationVersionPublished",
+        }
+    }
+
     /// The twins this change concerns (for per-twin history): the twin, or a
     /// relationship's source and target.
     pub fn twins(&self) -> Vec<&str> {
@@ -272,4 +295,48 @@ pub struct Previous {
     pub assignment: Option<Assignment>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub desired: Vec<Entry>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_the_serialized_kind() {
+        let changes = [
+            Change::TwinDeleted {
+                twin: "t".into(),
+                version: 2,
+            },
+            Change::ReportedPatched {
+                twin: "t".into(),
+                version: 2,
+                patch: serde_json::json!({"power": 1}),
+                entries: Vec::new(),
+                stale: Vec::new(),
+            },
+            Change::RelationshipDeleted {
+                source: "a".into(),
+                id: "r".into(),
+                target: "b".into(),
+                name: "feeds".into(),
+            },
+            Change::ModelsChanged {
+                models: vec!["dtmi:x:T;1".into()],
+                documents: Vec::new(),
+            },
+            Change::ConfigurationRemediationSet {
+                configuration: "c".into(),
+                per_minute: None,
+            },
+            Change::RolloutTwinsSettled {
+                rollout: "r".into(),
+                outcomes: Vec::new(),
+            },
+        ];
+        for c in changes {
+            let v = serde_json::to_value(&c).expect("serializable");
+            assert_eq!(v["kind"], c.kind(), "{c:?}");
+        }
+    }
 }

@@ -225,13 +225,16 @@ pub fn rel_props(r: &Relationship) -> Result<BoltType, StoreError> {
 
 /// The properties of an event's node.
 pub fn event_props(e: &Event) -> Result<BoltType, StoreError> {
-    let json = serde_json::to_value(e)
-        .map_err(|err| StoreError::Storage(format!("cannot encode: {err}")))?;
-    let kind = json
-        .pointer("/change/kind")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+    // Straight to text: no JSON tree (this runs for every event written).
+    let json = encode(e)?;
+    let kind = e.change.kind();
+    debug_assert_eq!(
+        serde_json::from_str::<Value>(&json)
+            .ok()
+            .and_then(|v| v.pointer("/change/kind").cloned()),
+        Some(Value::from(kind)),
+        "Change::kind names the serialized kind"
+    );
     let twins = e.change.twins();
     let mut m = BoltMap::new();
     put(&mut m, "seq", int(e.seq));
@@ -248,7 +251,7 @@ pub fn event_props(e: &Event) -> Result<BoltType, StoreError> {
     if let Some(stream) = e.change.stream() {
         put(&mut m, "stream", BoltType::from(stream));
     }
-    put(&mut m, "json", BoltType::from(json.to_string()));
+    put(&mut m, "json", BoltType::from(json));
     Ok(BoltType::Map(m))
 }
 
