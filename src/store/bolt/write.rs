@@ -622,8 +622,12 @@ async fn attempt_batches(
     }
     let staged = planner.into_staged();
     let written: HashSet<String> = staged.twins.iter().map(|(id, _)| id.clone()).collect();
-    write_state(&mut txn, &g, &labels, staged).await?;
-    write_events(&mut txn, &events).await?;
+    // The events' rows are built while the database takes in the state.
+    let (state, rows) = tokio::join!(write_state(&mut txn, &g, &labels, staged), async {
+        event_rows(&events)
+    });
+    state?;
+    write_events(&mut txn, &events, rows?).await?;
     txn.commit().await?;
     Ok((results, events, written))
 }
@@ -644,7 +648,8 @@ async fn attempt_models(
     let event =
         g.planner(&current)
             .models_changed(ids, documents.to_vec(), now_micros().max(time), actor);
-    write_events(&mut txn, std::slice::from_ref(&event)).await?;
+    let rows = event_rows(std::slice::from_ref(&event))?;
+    write_events(&mut txn, std::slice::from_ref(&event), rows).await?;
     txn.commit().await?;
     Ok(event)
 }
@@ -785,16 +790,17 @@ fn stream_key(stream: &str) -> String {
     format!("{STREAM_KEY}{stream}")
 }
 
-/// Appends the events and moves the counter to the last one (and each
-/// stream's end to its last record).
-async fn write_events(txn: &mut Txn, events: &[Event]) -> Result<(), Failure> {
+/// The events' nodes.
+fn event_rows(events: &[Event]) -> Result<Vec<BoltType>, StoreError> {
+    events.iter().map(layout::event_props).collect()
+}
+
+/// Appends the events (`rows`: their nodes) and moves the counter to the
+/// last one (and each stream's end to its last record).
+async fn write_events(txn: &mut Txn, events: &[Event], rows: Vec<BoltType>) -> Result<(), Failure> {
     let Some(last) = events.last() else {
         return Ok(());
     };
-    let rows = events
-        .iter()
-        .map(layout::event_props)
-        .collect::<Result<Vec<_>, _>>()?;
     txn.run(
         query(&format!(
             "UNWIND $rows AS row CREATE (e:{EVENT}) SET e = row"
