@@ -308,6 +308,24 @@ async fn subscription_errors_carry_codes() {
         .await;
     let v = c.next_data("y").await;
     assert_eq!(v["errors"][0]["extensions"]["code"], "BAD_REQUEST", "{v}");
+    let v = c.recv().await;
+    assert_eq!(
+        (v["type"].as_str(), v["id"].as_str()),
+        (Some("complete"), Some("y"))
+    );
+    // The alias limit holds for subscriptions too.
+    let many: String = (0..201).map(|i| format!("a{i}: sequence ")).collect();
+    c.subscribe(
+        "z",
+        &format!("subscription {{ twinChanged(id: \"p1\") {{ {many} }} }}"),
+    )
+    .await;
+    let v = c.next_data("z").await;
+    assert_eq!(v["errors"][0]["extensions"]["code"], "BAD_REQUEST", "{v}");
+    assert_eq!(
+        v["errors"][0]["extensions"]["reason"], "too_many_aliases",
+        "{v}"
+    );
     s.shutdown().await;
 }
 
