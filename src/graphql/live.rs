@@ -88,28 +88,6 @@ fn change_field(
     .description(doc)
 }
 
-fn kind_of(change: &Change) -> &'static str {
-    match change {
-        Change::TwinCreated { .. } => "twinCreated",
-        Change::TwinDeleted { .. } => "twinDeleted",
-        Change::DesiredPatched { .. } => "desiredPatched",
-        Change::ReportedPatched { .. } => "reportedPatched",
-        Change::RelationshipCreated { .. } => "relationshipCreated",
-        Change::RelationshipUpdated { .. } => "relationshipUpdated",
-        Change::RelationshipDeleted { .. } => "relationshipDeleted",
-        Change::ModelsChanged { .. } => "modelsChanged",
-        Change::CommandInvoked { .. } => "commandInvoked",
-        Change::ConfigurationAssigned { .. } => "configurationAssigned",
-        Change::ConfigurationRestored { .. } => "configurationRestored",
-        Change::RolloutStarted { .. } => "rolloutStarted",
-        Change::RolloutTwinsSettled { .. } => "rolloutTwinsSettled",
-        Change::RolloutChanged { .. } => "rolloutChanged",
-        Change::ConfigurationCreated { .. } => "configurationCreated",
-        Change::ConfigurationVersionPublished { .. } => "configurationVersionPublished",
-        Change::ConfigurationRemediationSet { .. } => "configurationRemediationSet",
-    }
-}
-
 /// The version a change gave its twin, when it records one.
 fn version_after(change: &Change) -> Option<u64> {
     match change {
@@ -257,7 +235,7 @@ impl Replay {
                 let wanted = self
                     .kinds
                     .as_ref()
-                    .is_none_or(|k| k.iter().any(|k| k == kind_of(&e.change)));
+                    .is_none_or(|k| k.iter().any(|k| k == e.change.kind()));
                 if wanted && self.store.visible(&e).await {
                     return Some(Ok(e));
                 }
@@ -363,7 +341,7 @@ impl Watch {
                     return Some(Err(e));
                 }
             };
-            let kind = kind_of(&event.change);
+            let kind = event.change.kind();
             for (twin_id, twin) in selected {
                 self.pending.push_back(TwinChange {
                     sequence: event.seq,
