@@ -363,10 +363,14 @@ fn paths_of(t: &Traversal, depth: usize) -> Paths {
     // identifiers, backquoted): the database follows only those instead of
     // filtering every path it found. A name that is no identifier can be no
     // relationship type here, so it matches nothing.
+    // Sorted and once each: one statement text per set of names, which the
+    // database plans once.
     let types: Vec<String> = t
         .names
         .iter()
         .filter(|n| layout::is_identifier(n))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .map(|n| format!("`{n}`"))
         .collect();
     let rel = if types.is_empty() {
@@ -1059,5 +1063,26 @@ mod tests {
         assert_eq!(s.len(), 9, "{s:?}");
         assert!(s.iter().all(|x| !x.contains("//") && !x.ends_with(';')));
         assert!(s[0].starts_with("CREATE CONSTRAINT twin_id"));
+    }
+
+    fn reach_of(names: &[&str]) -> String {
+        super::reach_statement(&crate::twin::query::Traversal {
+            start: "s".into(),
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+            direction: crate::twin::query::Direction::Out,
+            max_depth: 2,
+        })
+    }
+
+    #[test]
+    fn a_traversal_statement_names_each_possible_type_once_in_order() {
+        let s = reach_of(&["feeds", "contains", "feeds", "no such", "x`y"]);
+        assert!(s.contains("-[rs:`contains`|`feeds`*1..2]->"), "{s}");
+        assert_eq!(s, reach_of(&["contains", "feeds"]));
+        assert!(!s.contains("WHERE false"), "{s}");
+        assert!(reach_of(&[]).contains("-[rs*1..2]->"));
+        let none = reach_of(&["no such", "x`y"]);
+        assert!(none.contains("WHERE false"), "{none}");
+        assert!(!none.contains("x`y") && !none.contains("no such"), "{none}");
     }
 }
