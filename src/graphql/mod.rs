@@ -11,6 +11,7 @@
 //!
 //! Resolvers never see HTTP: the store reaches them as schema data.
 
+mod documents;
 pub mod errors;
 mod graph_api;
 pub mod json;

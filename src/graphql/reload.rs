@@ -13,6 +13,7 @@ use async_graphql::dynamic::{Schema, SchemaError};
 use async_graphql::futures_util::stream::{BoxStream, StreamExt};
 use async_graphql::{Data, Executor, Request, Response};
 
+use super::documents::Documents;
 use super::errors::{check_document, code_all, finish};
 use super::schema::{Limits, build_schema};
 use super::shared::{Delivery, Hubs};
@@ -38,6 +39,7 @@ struct Inner {
     current: RwLock<(Schema, u64)>,
     hubs: Arc<Hubs>,
     parts: Parts,
+    documents: Documents,
 }
 
 /// The schema requests run on; replaced when models are uploaded.
@@ -113,6 +115,7 @@ impl LiveSchema {
             current: RwLock::new((schema, 0)),
             hubs: Hubs::new(parts.limits.live_buffer),
             parts,
+            documents: Documents::default(),
         });
         // Set exactly once, here.
         let _ = reloader.0.set(Arc::downgrade(&inner));
@@ -192,6 +195,7 @@ impl LiveSchema {
         mut request: Request,
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Delivery> {
+        self.0.documents.parse(&mut request);
         if let Err(e) = check_document(&mut request, self.0.parts.limits.aliases) {
             let refused = Response::from_errors(vec![e]);
             return futures_util::stream::once(async move { Delivery::Own(Box::new(refused)) })
@@ -268,6 +272,7 @@ impl Executor for LiveSchema {
     async fn execute(&self, mut request: Request) -> Response {
         use tracing::Instrument;
         let started = std::time::Instant::now();
+        self.0.documents.parse(&mut request);
         let resp = match check_document(&mut request, self.0.parts.limits.aliases) {
             Err(e) => Response::from_errors(vec![e]),
             Ok(name) => {
