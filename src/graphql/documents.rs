@@ -11,11 +11,13 @@ use async_graphql::parser::types::ExecutableDocument;
 use lru::LruCache;
 
 /// Documents kept at most (the least recently used leave first).
-const KEPT: usize = 512;
+const KEPT: usize = 256;
 
-/// Longest query text kept, in bytes: bounds the cache's memory (a few
-/// megabytes at most); longer documents are parsed every time.
-const LONGEST: usize = 16 * 1024;
+/// Longest query text kept, in bytes (GraphiQL's introspection query and
+/// typical application queries are shorter): with [`KEPT`], bounds what a
+/// client sending ever new documents can make the cache hold; longer
+/// documents are parsed every time.
+const LONGEST: usize = 4 * 1024;
 
 /// The cache. Parsing does not depend on the schema, so it outlives reloads.
 pub(super) struct Documents(Mutex<LruCache<String, ExecutableDocument>>);
