@@ -152,9 +152,10 @@ fn main() {
                 let t = Instant::now();
                 match which {
                     0 => {
-                        c.call(&req).await;
+                        c.send(&req).await;
                         let v: serde_json::Value =
                             serde_json::from_slice(&c.body).expect("json");
+                        assert!(v.get("errors").is_none(), "{v}");
                         from_gql = v["data"]["traverse"]
                             .as_array()
                             .expect("hits")

@@ -55,6 +55,18 @@ impl Conn {
     /// Sends `req` and reads the response; panics unless it is a 200
     /// without GraphQL errors.
     pub async fn call(&mut self, req: &[u8]) {
+        self.send(req).await;
+        assert!(
+            !self.body.starts_with(b"{\"data\":null") && !contains(&self.body, b"\"errors\""),
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+    }
+
+    /// Sends `req` and reads the response into `body`; panics unless it is
+    /// a 200. For callers that parse the body anyway and look for errors
+    /// in what they parsed.
+    pub async fn send(&mut self, req: &[u8]) {
         self.io.get_mut().write_all(req).await.expect("write");
         let mut len = None;
         let mut status = String::new();
@@ -77,11 +89,6 @@ impl Conn {
         let len = len.expect("content-length");
         self.body.resize(len, 0);
         self.io.read_exact(&mut self.body).await.expect("body");
-        assert!(
-            !self.body.starts_with(b"{\"data\":null") && !contains(&self.body, b"\"errors\""),
-            "{}",
-            String::from_utf8_lossy(&self.body)
-        );
     }
 }
 
