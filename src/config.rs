@@ -99,6 +99,9 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Bearer token `/metrics` requires (unset: anyone who reaches the
+    /// port may read the metrics, which are aggregate counts).
+    pub metrics_token: Option<String>,
 }
 
 impl Config {
@@ -160,12 +163,13 @@ impl Default for Config {
             cors_origins: Vec::new(),
             tls_cert: None,
             tls_key: None,
+            metrics_token: None,
         }
     }
 }
 
 /// Environment variables read, and the setting each one sets.
-pub const ENV_VARS: [(&str, &str); 40] = [
+pub const ENV_VARS: [(&str, &str); 41] = [
     ("TWINGRAPH_LISTEN", "listen"),
     ("TWINGRAPH_DATA", "data"),
     ("TWINGRAPH_MODELS", "models"),
@@ -212,6 +216,7 @@ pub const ENV_VARS: [(&str, &str); 40] = [
     ("TWINGRAPH_CORS_ORIGINS", "cors_origins"),
     ("TWINGRAPH_TLS_CERT", "tls_cert"),
     ("TWINGRAPH_TLS_KEY", "tls_key"),
+    ("TWINGRAPH_METRICS_TOKEN", "metrics_token"),
 ];
 
 fn boolean(value: &str) -> Result<bool, String> {
@@ -425,6 +430,9 @@ impl Config {
                 "TWINGRAPH_TLS_KEY" => {
                     self.tls_key = Some(PathBuf::from(&value)).filter(|_| !value.is_empty())
                 }
+                "TWINGRAPH_METRICS_TOKEN" => {
+                    self.metrics_token = Some(value.clone()).filter(|v| !v.is_empty())
+                }
                 _ => {}
             }
         }
@@ -472,6 +480,24 @@ mod tests {
         assert_eq!(c.data, PathBuf::from("/env/data"), "env beats file");
         assert_eq!(c.models, PathBuf::from("/flag/models"), "flag beats env");
         assert_eq!(c.containment, "contains", "default");
+    }
+
+    #[test]
+    fn the_metrics_token_comes_from_the_file_or_the_environment() {
+        let dir = std::env::temp_dir().join(format!("twingraph-config-mt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("twingraph.toml");
+        std::fs::write(&file, "metrics_token = \"from-file\"\n").expect("write config");
+        let none = Overrides::default();
+        let c = Config::load(Some(&file), &|_| None, &none).expect("config");
+        assert_eq!(c.metrics_token.as_deref(), Some("from-file"));
+        let env = env_of(&[("TWINGRAPH_METRICS_TOKEN", "from-env")]);
+        let c = Config::load(Some(&file), &env, &none).expect("config");
+        assert_eq!(c.metrics_token.as_deref(), Some("from-env"));
+        // Set but empty: no token.
+        let c =
+            Config::load(None, &env_of(&[("TWINGRAPH_METRICS_TOKEN", "")]), &none).expect("config");
+        assert_eq!(c.metrics_token, None);
     }
 
     #[test]

@@ -516,3 +516,64 @@ fn hostile_documents_get_errors_and_the_server_stays_up_and_bounded() {
     assert!(grown < 256 * 1024, "memory grew by {grown} KiB");
     rt.block_on(s.shutdown());
 }
+
+/// With a metrics token, `/metrics` answers only requests that carry it
+/// (`Authorization: Bearer <token>`); everything else gets a 401 without
+/// the metrics, and other routes do not need it.
+#[tokio::test]
+async fn a_metrics_token_guards_the_metrics() {
+    const TOKEN: &str = "m3trics-t0ken";
+    let s = serve_full(
+        store().await,
+        Limits::default(),
+        None,
+        HttpSettings {
+            metrics_token: Some(TOKEN.to_owned()),
+            ..HttpSettings::default()
+        },
+    )
+    .await;
+    let refused = [
+        None,
+        Some("Bearer wrong"),
+        Some("Bearer m3trics-t0ke"),
+        Some("Bearer m3trics-t0kenX"),
+        Some("Basic m3trics-t0ken"),
+        Some("m3trics-t0ken"),
+    ];
+    for authorization in refused {
+        let (status, text) =
+            crate::server::http_as(s.addr, "GET", "/metrics", None, authorization).await;
+        assert_eq!(status, 401, "{authorization:?}: {text}");
+        assert!(text.contains("metrics token"), "{text}");
+        assert!(!text.contains("twingraph_"), "{text}");
+    }
+    // The refusal says how to authenticate.
+    let mut raw = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
+    raw.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut head = String::new();
+    raw.read_to_string(&mut head).await.expect("read");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("www-authenticate: bearer"),
+        "{head}"
+    );
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, text) =
+        crate::server::http_as(s.addr, "GET", "/metrics", None, Some(&bearer)).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("twingraph_events_committed_total 2"),
+        "{text}"
+    );
+    let (status, _) = crate::server::http(s.addr, "GET", "/healthz", None).await;
+    assert_eq!(status, 200);
+    let (status, v) = post(s.addr, json!({"query": "{ twin(id: \"p1\") { id } }"})).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["data"]["twin"]["id"], "p1", "{v}");
+    s.shutdown().await;
+}

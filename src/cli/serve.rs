@@ -296,6 +296,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     )?;
     schema.follow_uploads();
     let ready = Arc::new(AtomicBool::new(false));
+    if auth.is_some() && config.metrics_token.as_deref().is_none_or(str::is_empty) {
+        tracing::warn!(
+            "/metrics is readable without a token (aggregate counts only); set metrics_token to require one"
+        );
+    }
     let app = server::app(AppState {
         store: dyn_store,
         schema,
@@ -315,6 +320,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 Arc::new(server::RateLimiter::new(rate, burst))
             }),
             cors_origins: config.cors_origins.clone(),
+            metrics_token: config.metrics_token.clone().filter(|t| !t.is_empty()),
         },
     });
     let tls = match (&config.tls_cert, &config.tls_key) {

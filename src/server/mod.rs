@@ -40,6 +40,8 @@ pub struct HttpSettings {
     pub rate: Option<Arc<RateLimiter>>,
     /// Origins a browser may call from (CORS); empty: none (same origin only).
     pub cors_origins: Vec<String>,
+    /// Bearer token `/metrics` requires; `None`: open.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for HttpSettings {
@@ -49,6 +51,7 @@ impl Default for HttpSettings {
             max_subscriptions: 100,
             rate: None,
             cors_origins: Vec::new(),
+            metrics_token: None,
         }
     }
 }
@@ -88,6 +91,7 @@ pub fn app(state: AppState) -> Router {
         state.store.clone(),
     );
     let ready_store = state.store.clone();
+    let metrics_token = state.http.metrics_token.clone();
     let gate = Gate {
         auth: state.auth.clone(),
         store: state.store.clone(),
@@ -117,16 +121,26 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/metrics",
-            get(move || {
-                let text = scrape_metrics.render(store.last_seq());
+            get(move |headers: axum::http::HeaderMap| {
+                let text = metrics_allowed(metrics_token.as_deref(), &headers)
+                    .then(|| scrape_metrics.render(store.last_seq()));
                 async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        text,
-                    )
+                    match text {
+                        Some(text) => (
+                            [(
+                                header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            text,
+                        )
+                            .into_response(),
+                        None => (
+                            StatusCode::UNAUTHORIZED,
+                            [(header::WWW_AUTHENTICATE, "Bearer")],
+                            "/metrics needs the metrics token: Authorization: Bearer <metrics_token>\n",
+                        )
+                            .into_response(),
+                    }
                 }
             }),
         )
@@ -299,6 +313,18 @@ impl Refusal {
         }
         resp
     }
+}
+
+/// Whether a request with `headers` may read `/metrics`: always when no
+/// token is set, else only with that token (compared in constant time).
+fn metrics_allowed(token: Option<&str>, headers: &axum::http::HeaderMap) -> bool {
+    use subtle::ConstantTimeEq;
+    let Some(want) = token else { return true };
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer)
+        .is_some_and(|got| bool::from(got.as_bytes().ct_eq(want.as_bytes())))
 }
 
 /// The token of an `Authorization: Bearer …` value.
