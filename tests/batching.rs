@@ -37,9 +37,12 @@ impl GraphStore for Counting {
         &self,
         models: Arc<ModelSet>,
         documents: Vec<serde_json::Value>,
+        expect: Option<u64>,
         actor: &str,
     ) -> Result<u64, StoreError> {
-        self.inner.set_models(models, documents, actor).await
+        self.inner
+            .set_models(models, documents, expect, actor)
+            .await
     }
     fn adopt_models(&self, models: Arc<ModelSet>) {
         self.inner.adopt_models(models)

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use twingraph::store::{At, GraphStore, StoreError, TwinQuery};
 use twingraph::twin::query::{Direction, Traversal};
-use twingraph::twin::{AckStatus, Batch, Change, Op, Twin};
+use twingraph::twin::{AckStatus, Batch, Change, Op, Twin, TwinError};
 
 pub const PUMP: &str = "dtmi:twingraph:isa95:Pump;1";
 pub const MOTOR: &str = "dtmi:twingraph:isa95:Motor;1";
@@ -1047,7 +1047,7 @@ pub async fn twins_are_filtered_by_their_values(s: &dyn GraphStore) {
 pub async fn model_changes_are_events(s: &dyn GraphStore) {
     let models = s.models();
     let seq = s
-        .set_models(models.clone(), Vec::new(), "admin")
+        .set_models(models.clone(), Vec::new(), None, "admin")
         .await
         .expect("set models");
     let e = s.events_after(seq - 1, 1).await.expect("events");
@@ -1071,7 +1071,7 @@ pub async fn model_changes_are_events(s: &dyn GraphStore) {
     // An upload's documents are kept in the `models` stream.
     let doc = json!({"@id": "dtmi:example:Extra;1", "@type": "Interface", "@context": "dtmi:dtdl:context;3"});
     let seq = s
-        .set_models(models.clone(), vec![doc.clone()], "admin")
+        .set_models(models.clone(), vec![doc.clone()], Some(0), "admin")
         .await
         .expect("set models");
     let kept = s.stream_events("models", 0, 10).await.expect("stream");
@@ -1080,6 +1080,41 @@ pub async fn model_changes_are_events(s: &dyn GraphStore) {
     assert!(
         matches!(&kept[0].change, Change::ModelsChanged { documents, .. } if documents == &vec![doc])
     );
+    // An upload that expects an older head of the stream (another server's
+    // upload got in first) writes nothing.
+    let other = json!({"@id": "dtmi:example:Other;1", "@type": "Interface", "@context": "dtmi:dtdl:context;3"});
+    let stale = s
+        .set_models(models.clone(), vec![other.clone()], Some(0), "admin")
+        .await
+        .expect_err("the stream moved");
+    assert!(
+        matches!(
+            &stale,
+            StoreError::Twin(TwinError::StreamMoved { expected: 0, current, .. }) if *current == seq
+        ),
+        "{stale:?}"
+    );
+    assert_eq!(s.last_seq(), seq, "nothing written");
+    assert_eq!(
+        s.stream_events("models", 0, 10)
+            .await
+            .expect("stream")
+            .len(),
+        1
+    );
+    // Expecting the head it is: recorded.
+    let next = s
+        .set_models(models, vec![other], Some(seq), "admin")
+        .await
+        .expect("set models");
+    assert_eq!(
+        s.stream_events("models", 0, 10)
+            .await
+            .expect("stream")
+            .len(),
+        2
+    );
+    assert_eq!(s.last_seq(), next);
 }
 
 pub async fn stream_records_are_kept_and_read_back_in_order(s: &dyn GraphStore) {

@@ -470,6 +470,7 @@ impl GraphStore for GuardedStore {
         &self,
         models: Arc<ModelSet>,
         documents: Vec<serde_json::Value>,
+        expect: Option<u64>,
         _actor: &str,
     ) -> Result<u64, StoreError> {
         if !self.principal.may(Action::Models) {
@@ -479,7 +480,9 @@ impl GraphStore for GuardedStore {
                 Action::Models.name()
             )));
         }
-        self.inner.set_models(models, documents, &self.actor).await
+        self.inner
+            .set_models(models, documents, expect, &self.actor)
+            .await
     }
 
     async fn apply(&self, batch: Batch, _actor: &str) -> Result<Vec<Event>, StoreError> {

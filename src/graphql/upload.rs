@@ -6,17 +6,22 @@
 //! change or disappear. The new documents are checked together with the
 //! loaded ones (they may extend or reference them); on success they are
 //! written to the upload folder (loaded again at startup), then the store's
-//! model set is replaced, which records a `modelsChanged` event.
+//! model set is replaced, which records a `modelsChanged` event. With
+//! several servers over one store, an upload is refused (`VERSION_CONFLICT`)
+//! when another server's upload was recorded since this one last read them:
+//! two uploads unaware of each other could define the same model twice.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_graphql::{Error, ErrorExtensions};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::dtdl::{self, Options, Source};
-use crate::store::GraphStore;
+use crate::store::{GraphStore, StoreError};
+use crate::twin::TwinError;
 
 /// The DTDL documents the server's models come from, and where uploads go.
 #[derive(Debug)]
@@ -24,6 +29,11 @@ pub struct ModelLibrary {
     sources: Mutex<Vec<Source>>,
     /// Folder uploaded documents are written to; `None` keeps them in memory.
     dir: Option<PathBuf>,
+    /// The last upload recorded in the store that this library has read
+    /// (the head of the `models` stream as it knows it). Uploads expect it,
+    /// so one that another server's upload overtook is refused rather than
+    /// defining a model twice.
+    seen: AtomicU64,
 }
 
 impl ModelLibrary {
@@ -31,7 +41,12 @@ impl ModelLibrary {
         ModelLibrary {
             sources: Mutex::new(sources),
             dir,
+            seen: AtomicU64::new(0),
         }
+    }
+
+    fn saw(&self, seq: u64) {
+        self.seen.fetch_max(seq, Ordering::AcqRel);
     }
 }
 
@@ -195,8 +210,13 @@ pub async fn upload(
             ));
         }
     }
-    match store.set_models(Arc::new(set), docs, actor).await {
+    let expect = library.seen.load(Ordering::Acquire);
+    match store
+        .set_models(Arc::new(set), docs, Some(expect), actor)
+        .await
+    {
         Ok(sequence) => {
+            library.saw(sequence);
             *sources = all;
             if let (Some(r), Some(schema)) = (reloader, next_schema) {
                 r.install(schema);
@@ -210,7 +230,14 @@ pub async fn upload(
             for p in &written {
                 let _ = std::fs::remove_file(p);
             }
-            Err(super::errors::store_error(&e))
+            match e {
+                StoreError::Twin(TwinError::StreamMoved { .. }) => Err(refused(
+                    "VERSION_CONFLICT",
+                    "models_changed",
+                    "models were uploaded through another server since this one last read them; it takes them in within moments: retry the upload then".to_owned(),
+                )),
+                e => Err(super::errors::store_error(&e)),
+            }
         }
     }
 }
@@ -220,7 +247,7 @@ pub async fn upload(
 async fn uploaded_documents(
     store: &Arc<dyn GraphStore>,
     mut after: u64,
-) -> Result<(Vec<Value>, u64), crate::store::StoreError> {
+) -> Result<(Vec<Value>, u64), StoreError> {
     let mut docs = Vec::new();
     loop {
         let page = store
@@ -246,7 +273,7 @@ pub async fn adopt_uploaded(
     library: &ModelLibrary,
     store: &Arc<dyn GraphStore>,
 ) -> Result<Option<Arc<dtdl::ModelSet>>, String> {
-    let (docs, _) = uploaded_documents(store, 0)
+    let (docs, head) = uploaded_documents(store, 0)
         .await
         .map_err(|e| e.to_string())?;
     let mut sources = library.sources.lock().await;
@@ -262,6 +289,7 @@ pub async fn adopt_uploaded(
         .map(|(i, d)| Source::new(format!("uploaded[{i}]"), d.to_string()))
         .collect();
     if new.is_empty() {
+        library.saw(head);
         return Ok(None);
     }
     let mut all = sources.clone();
@@ -279,5 +307,6 @@ pub async fn adopt_uploaded(
     let set = Arc::new(set);
     store.adopt_models(set.clone());
     *sources = all;
+    library.saw(head);
     Ok(Some(set))
 }

@@ -21,6 +21,8 @@ use tokio::sync::{broadcast, oneshot};
 use super::journal::{Changed, Journal};
 use super::{At, GraphStore, Page, StoreError, TwinQuery};
 use crate::dtdl::ModelSet;
+use crate::twin::TwinError;
+use crate::twin::event::MODELS_STREAM;
 use crate::twin::graph::RelKey;
 use crate::twin::query::{DEFAULT_MAX_DEPTH, Direction, Reach, Reached, Traversal};
 use crate::twin::{
@@ -69,6 +71,7 @@ enum Request {
     Models {
         models: Arc<ModelSet>,
         documents: Vec<serde_json::Value>,
+        expect: Option<u64>,
         actor: String,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
@@ -236,11 +239,12 @@ fn writer_loop(shared: &Shared, rx: &std::sync::mpsc::Receiver<Request>) {
         if let Request::Models {
             models,
             documents,
+            expect,
             actor,
             reply,
         } = first
         {
-            let r = commit_models(shared, models, documents, &actor);
+            let r = commit_models(shared, models, documents, expect, &actor);
             let _ = reply.send(r);
             continue;
         }
@@ -338,6 +342,7 @@ fn commit_models(
     shared: &Shared,
     models: Arc<ModelSet>,
     documents: Vec<serde_json::Value>,
+    expect: Option<u64>,
     actor: &str,
 ) -> Result<u64, StoreError> {
     let now = commit_time(shared);
@@ -345,6 +350,17 @@ fn commit_models(
     ids.sort();
     let event = {
         let graph = read(&shared.graph);
+        let current = graph.stream_head(MODELS_STREAM);
+        if let Some(expected) = expect
+            && expected != current
+        {
+            return Err(TwinError::StreamMoved {
+                stream: MODELS_STREAM.to_owned(),
+                expected,
+                current,
+            }
+            .into());
+        }
         let current = read(&shared.models).clone();
         let mut planner = graph.planner(&current);
         planner.models_changed(ids, documents, now, actor)
@@ -461,12 +477,14 @@ impl GraphStore for Store {
         &self,
         models: Arc<ModelSet>,
         documents: Vec<serde_json::Value>,
+        expect: Option<u64>,
         actor: &str,
     ) -> Result<u64, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Models {
             models,
             documents,
+            expect,
             actor: actor.to_owned(),
             reply,
         })?;
@@ -533,7 +551,7 @@ impl GraphStore for Store {
     ) -> Result<Vec<Relationship>, StoreError> {
         let graph = self.graph();
         if graph.twin(twin).is_none() {
-            return Err(crate::twin::TwinError::NotFound(twin.to_owned()).into());
+            return Err(TwinError::NotFound(twin.to_owned()).into());
         }
         let named = |r: &Relationship| name.is_none_or(|n| r.name == n);
         let mut v: Vec<Relationship> = Vec::new();

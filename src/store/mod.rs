@@ -163,11 +163,16 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
 
     /// Replaces the model set; records a `ModelsChanged` event (with the
     /// uploaded `documents` that made it, if any, in the `models` stream).
-    /// Returns its sequence number.
+    /// Returns its sequence number. With `expect`, the last upload the
+    /// caller knows of (the head of the `models` stream): if another was
+    /// recorded since (through another server over the same store), nothing
+    /// is written and the answer is [`TwinError::StreamMoved`], so two
+    /// servers never both add the same model unaware of each other.
     async fn set_models(
         &self,
         models: Arc<ModelSet>,
         documents: Vec<serde_json::Value>,
+        expect: Option<u64>,
         actor: &str,
     ) -> Result<u64, StoreError>;
 

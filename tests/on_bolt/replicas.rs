@@ -233,6 +233,97 @@ async fn uploaded_models_reach_every_replica() {
     b.shutdown().await;
 }
 
+/// Two replicas uploading unaware of each other: the one whose upload
+/// was overtaken is refused (`VERSION_CONFLICT`), nothing of it written;
+/// once it has read the other's upload, the same model is an existing one
+/// and a new one goes through. The store never holds two definitions of a
+/// model, so a replica started later reads every upload back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overtaken_uploads_are_refused_not_recorded_twice() {
+    use twingraph::graphql::ModelLibrary;
+    use twingraph::graphql::upload::{adopt_uploaded, upload};
+    let bolt = fresh_database().await;
+    let (a, b) = (shared_replica(&bolt).await, shared_replica(&bolt).await);
+    let library = || ModelLibrary::new(crate::support::sample_sources(), None);
+    let (lib_a, lib_b) = (library(), library());
+    for (lib, store) in [(&lib_a, &a), (&lib_b, &b)] {
+        assert!(adopt_uploaded(lib, store).await.expect("adopt").is_none());
+    }
+    let model = |id: &str, property: &str| {
+        json!({
+            "@context": "dtmi:dtdl:context;3", "@id": id, "@type": "Interface",
+            "extends": "dtmi:twingraph:isa95:Pump;1",
+            "contents": [{"@type": "Property", "name": property, "schema": "double"}]
+        })
+    };
+    let code = |e: &async_graphql::Error, key: &str| {
+        e.extensions
+            .as_ref()
+            .and_then(|x| x.get(key))
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    };
+    upload(
+        &lib_a,
+        &a,
+        vec![model("dtmi:example:Twice;1", "efficiency")],
+        "a",
+        None,
+    )
+    .await
+    .expect("a's upload");
+    let seq = a.last_seq();
+    // b has not read a's upload yet: its own definition is refused.
+    let e = upload(
+        &lib_b,
+        &b,
+        vec![model("dtmi:example:Twice;1", "head")],
+        "b",
+        None,
+    )
+    .await
+    .expect_err("overtaken");
+    assert_eq!(code(&e, "code"), "\"VERSION_CONFLICT\"", "{e:?}");
+    assert_eq!(code(&e, "reason"), "\"models_changed\"", "{e:?}");
+    assert_eq!(a.last_seq(), seq, "nothing written");
+    // Having read it, b knows the model and adds others.
+    assert!(adopt_uploaded(&lib_b, &b).await.expect("adopt").is_some());
+    let e = upload(
+        &lib_b,
+        &b,
+        vec![model("dtmi:example:Twice;1", "head")],
+        "b",
+        None,
+    )
+    .await
+    .expect_err("exists");
+    assert_eq!(code(&e, "reason"), "\"model_exists\"", "{e:?}");
+    upload(
+        &lib_b,
+        &b,
+        vec![model("dtmi:example:Other;1", "head")],
+        "b",
+        None,
+    )
+    .await
+    .expect("b's upload after reading a's");
+    // A replica started now reads both uploads back, one definition each.
+    let c = shared_replica(&bolt).await;
+    assert!(
+        adopt_uploaded(&library(), &c)
+            .await
+            .expect("adopt")
+            .is_some()
+    );
+    let twice = c.models();
+    let twice = twice.interface("dtmi:example:Twice;1").expect("Twice");
+    assert!(
+        twice.content("efficiency").is_some() && twice.content("head").is_none(),
+        "a's definition, the first recorded"
+    );
+    assert!(c.models().interface("dtmi:example:Other;1").is_some());
+}
+
 /// Retention on Neo4j: old events go (stream records stay), state stays,
 /// history before the mark is reported as pruned, the log goes on; a
 /// replica that was behind the removed range goes on after it.

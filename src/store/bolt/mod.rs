@@ -96,6 +96,7 @@ enum WriteRequest {
     Models {
         models: Arc<ModelSet>,
         documents: Vec<serde_json::Value>,
+        expect: Option<u64>,
         actor: String,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
@@ -669,6 +670,7 @@ impl GraphStore for BoltStore {
         &self,
         models: Arc<ModelSet>,
         documents: Vec<serde_json::Value>,
+        expect: Option<u64>,
         actor: &str,
     ) -> Result<u64, StoreError> {
         let (reply, answer) = oneshot::channel();
@@ -676,6 +678,7 @@ impl GraphStore for BoltStore {
             .send(WriteRequest::Models {
                 models,
                 documents,
+                expect,
                 actor: actor.to_owned(),
                 reply,
             })

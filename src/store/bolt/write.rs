@@ -28,7 +28,8 @@ use super::layout::{self, EVENT, META, TWIN, decode};
 use super::{Shared, WriteRequest, db_error, transient};
 use crate::dtdl::ModelSet;
 use crate::store::StoreError;
-use crate::twin::{Batch, Event, Graph, Micros, Op, Relationship, Twin, now_micros};
+use crate::twin::event::MODELS_STREAM;
+use crate::twin::{Batch, Event, Graph, Micros, Op, Relationship, Twin, TwinError, now_micros};
 
 /// Batches committed together at most.
 const MAX_GROUP: usize = 256;
@@ -185,10 +186,11 @@ pub(super) async fn writer(shared: Arc<Shared>, outer: mpsc::Receiver<WriteReque
             WriteRequest::Models {
                 models,
                 documents,
+                expect,
                 actor,
                 reply,
             } => {
-                let r = commit_models(&shared, models, documents, &actor).await;
+                let r = commit_models(&shared, models, documents, expect, &actor).await;
                 if let Ok(seq) = &r {
                     own.record(*seq, *seq, HashSet::new());
                 }
@@ -368,10 +370,11 @@ async fn commit_models(
     shared: &Shared,
     models: Arc<ModelSet>,
     documents: Vec<serde_json::Value>,
+    expect: Option<u64>,
     actor: &str,
 ) -> Result<u64, StoreError> {
     let event = retrying(shared, || {
-        attempt_models(shared, &models, &documents, actor)
+        attempt_models(shared, &models, &documents, expect, actor)
     })
     .await?;
     let seq = event.seq;
@@ -636,10 +639,35 @@ async fn attempt_models(
     shared: &Shared,
     models: &ModelSet,
     documents: &[serde_json::Value],
+    expect: Option<u64>,
     actor: &str,
 ) -> Result<Event, Failure> {
     let mut txn = shared.db.start_txn().await?;
+    // The counter is locked: no other server's upload can land between
+    // this check and the commit.
     let (seq, time) = lock_counter(&mut txn).await?;
+    if let Some(expected) = expect {
+        let q = query(&format!(
+            "MATCH (m:{META} {{key: $key}}) RETURN m.seq AS seq"
+        ))
+        .param("key", stream_key(MODELS_STREAM));
+        let mut rows = txn.execute(q).await?;
+        let current = match rows.next(txn.handle()).await? {
+            Some(row) => row
+                .get::<i64>("seq")
+                .map_err(|e| StoreError::Storage(e.to_string()))?,
+            None => 0,
+        };
+        let current = u64::try_from(current).unwrap_or(0);
+        if current != expected {
+            return Err(StoreError::from(TwinError::StreamMoved {
+                stream: MODELS_STREAM.to_owned(),
+                expected,
+                current,
+            })
+            .into());
+        }
+    }
     let current = super::read(&shared.models).0.clone();
     let mut g = Graph::new(shared.config.graph.clone());
     g.set_position(seq, time);
