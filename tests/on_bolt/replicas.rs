@@ -241,7 +241,28 @@ async fn uploaded_models_reach_every_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overtaken_uploads_are_refused_not_recorded_twice() {
     use twingraph::graphql::ModelLibrary;
-    use twingraph::graphql::upload::{adopt_uploaded, upload};
+    use twingraph::graphql::upload::{Uploaded, adopt_uploaded, upload};
+    /// Uploads an Interface `id` (a Pump with a `property`) through `lib`.
+    async fn send(
+        lib: &ModelLibrary,
+        store: &Arc<dyn GraphStore>,
+        id: &str,
+        property: &str,
+    ) -> Result<Uploaded, async_graphql::Error> {
+        let doc = json!({
+            "@context": "dtmi:dtdl:context;3", "@id": id, "@type": "Interface",
+            "extends": "dtmi:twingraph:isa95:Pump;1",
+            "contents": [{"@type": "Property", "name": property, "schema": "double"}]
+        });
+        upload(lib, store, vec![doc], "admin", None).await
+    }
+    let ext = |e: &async_graphql::Error, key: &str| {
+        e.extensions
+            .as_ref()
+            .and_then(|x| x.get(key))
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    };
     let bolt = fresh_database().await;
     let (a, b) = (shared_replica(&bolt).await, shared_replica(&bolt).await);
     let library = || ModelLibrary::new(crate::support::sample_sources(), None);
@@ -249,64 +270,26 @@ async fn overtaken_uploads_are_refused_not_recorded_twice() {
     for (lib, store) in [(&lib_a, &a), (&lib_b, &b)] {
         assert!(adopt_uploaded(lib, store).await.expect("adopt").is_none());
     }
-    let model = |id: &str, property: &str| {
-        json!({
-            "@context": "dtmi:dtdl:context;3", "@id": id, "@type": "Interface",
-            "extends": "dtmi:twingraph:isa95:Pump;1",
-            "contents": [{"@type": "Property", "name": property, "schema": "double"}]
-        })
-    };
-    let code = |e: &async_graphql::Error, key: &str| {
-        e.extensions
-            .as_ref()
-            .and_then(|x| x.get(key))
-            .map(ToString::to_string)
-            .unwrap_or_default()
-    };
-    upload(
-        &lib_a,
-        &a,
-        vec![model("dtmi:example:Twice;1", "efficiency")],
-        "a",
-        None,
-    )
-    .await
-    .expect("a's upload");
+    send(&lib_a, &a, "dtmi:example:Twice;1", "efficiency")
+        .await
+        .expect("a's upload");
     let seq = a.last_seq();
     // b has not read a's upload yet: its own definition is refused.
-    let e = upload(
-        &lib_b,
-        &b,
-        vec![model("dtmi:example:Twice;1", "head")],
-        "b",
-        None,
-    )
-    .await
-    .expect_err("overtaken");
-    assert_eq!(code(&e, "code"), "\"VERSION_CONFLICT\"", "{e:?}");
-    assert_eq!(code(&e, "reason"), "\"models_changed\"", "{e:?}");
+    let e = send(&lib_b, &b, "dtmi:example:Twice;1", "head")
+        .await
+        .expect_err("overtaken");
+    assert_eq!(ext(&e, "code"), "\"VERSION_CONFLICT\"", "{e:?}");
+    assert_eq!(ext(&e, "reason"), "\"models_changed\"", "{e:?}");
     assert_eq!(a.last_seq(), seq, "nothing written");
     // Having read it, b knows the model and adds others.
     assert!(adopt_uploaded(&lib_b, &b).await.expect("adopt").is_some());
-    let e = upload(
-        &lib_b,
-        &b,
-        vec![model("dtmi:example:Twice;1", "head")],
-        "b",
-        None,
-    )
-    .await
-    .expect_err("exists");
-    assert_eq!(code(&e, "reason"), "\"model_exists\"", "{e:?}");
-    upload(
-        &lib_b,
-        &b,
-        vec![model("dtmi:example:Other;1", "head")],
-        "b",
-        None,
-    )
-    .await
-    .expect("b's upload after reading a's");
+    let e = send(&lib_b, &b, "dtmi:example:Twice;1", "head")
+        .await
+        .expect_err("exists");
+    assert_eq!(ext(&e, "reason"), "\"model_exists\"", "{e:?}");
+    send(&lib_b, &b, "dtmi:example:Other;1", "head")
+        .await
+        .expect("b's upload after reading a's");
     // A replica started now reads both uploads back, one definition each.
     let c = shared_replica(&bolt).await;
     assert!(
@@ -315,13 +298,13 @@ async fn overtaken_uploads_are_refused_not_recorded_twice() {
             .expect("adopt")
             .is_some()
     );
-    let twice = c.models();
-    let twice = twice.interface("dtmi:example:Twice;1").expect("Twice");
+    let models = c.models();
+    let twice = models.interface("dtmi:example:Twice;1").expect("Twice");
     assert!(
         twice.content("efficiency").is_some() && twice.content("head").is_none(),
         "a's definition, the first recorded"
     );
-    assert!(c.models().interface("dtmi:example:Other;1").is_some());
+    assert!(models.interface("dtmi:example:Other;1").is_some());
 }
 
 /// Retention on Neo4j: old events go (stream records stay), state stays,
