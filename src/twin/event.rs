@@ -301,6 +301,55 @@ pub struct Previous {
 mod tests {
     use super::*;
 
+    /// Which variant a change is: the match is exhaustive, so a new kind of
+    /// change cannot be added without showing up here (and then in the
+    /// golden file below).
+    fn variant(c: &Change) -> usize {
+        match c {
+            Change::TwinCreated { .. } => 0,
+            Change::TwinDeleted { .. } => 1,
+            Change::DesiredPatched { .. } => 2,
+            Change::ReportedPatched { .. } => 3,
+            Change::RelationshipCreated { .. } => 4,
+            Change::RelationshipUpdated { .. } => 5,
+            Change::RelationshipDeleted { .. } => 6,
+            Change::ModelsChanged { .. } => 7,
+            Change::CommandInvoked { .. } => 8,
+            Change::ConfigurationAssigned { .. } => 9,
+            Change::ConfigurationRestored { .. } => 10,
+            Change::ConfigurationRemediationSet { .. } => 11,
+            Change::RolloutStarted { .. } => 12,
+            Change::RolloutTwinsSettled { .. } => 13,
+            Change::RolloutChanged { .. } => 14,
+            Change::ConfigurationCreated { .. } => 15,
+            Change::ConfigurationVersionPublished { .. } => 16,
+        }
+    }
+
+    /// The stored event format, pinned: `tests/golden/events.jsonl` holds
+    /// events as the stores wrote them (one of every kind, taken from a
+    /// real run: twin writes, a rollout rolled back, an upload). Each must
+    /// still decode, and encode to the very same bytes, so a change to an
+    /// event type that would make old logs unreadable, or write them
+    /// differently, fails here.
+    #[test]
+    fn stored_events_decode_and_encode_unchanged() {
+        let golden = include_str!("../../tests/golden/events.jsonl");
+        let mut seen = [false; 17];
+        for (i, line) in golden.lines().enumerate() {
+            let event: Event = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("line {}: cannot decode: {e}", i + 1));
+            let again = serde_json::to_string(&event).expect("encodes");
+            assert_eq!(again, line, "line {}: encodes differently", i + 1);
+            seen[variant(&event.change)] = true;
+        }
+        let missing: Vec<usize> = (0..seen.len()).filter(|&i| !seen[i]).collect();
+        assert!(
+            missing.is_empty(),
+            "tests/golden/events.jsonl has no event of variants {missing:?}"
+        );
+    }
+
     #[test]
     fn kind_names_the_serialized_kind() {
         let changes = [
