@@ -129,7 +129,8 @@ fn graphql_type_names_of_real_ontologies_are_valid_and_distinct() {
     ] {
         let model = check_folder(name).model.expect("valid");
         let ids: Vec<&str> = model.interfaces().map(|i| i.id.as_str()).collect();
-        let names = twingraph::graphql::names::assign(ids.iter().copied());
+        let names = twingraph::graphql::schema::type_names(&model);
+        let reserved = &twingraph::graphql::schema::reserved().types;
         assert_eq!(names.len(), ids.len());
         let mut all: Vec<&str> = Vec::new();
         let mut short = 0;
@@ -137,7 +138,7 @@ fn graphql_type_names_of_real_ontologies_are_valid_and_distinct() {
             for n in [&t.interface, &t.object] {
                 assert!(valid.is_match(n), "{name}: {dtmi} → {n:?}");
                 assert!(
-                    !twingraph::graphql::names::RESERVED.contains(&n.as_str()),
+                    !reserved.contains(n.as_str()),
                     "{name}: {dtmi} → reserved {n}"
                 );
                 all.push(n);
@@ -193,7 +194,7 @@ fn real_ontologies_compile_to_a_valid_graphql_schema() {
         )
         .unwrap_or_else(|e| panic!("{name}: {e:?}"));
         let sdl = schema.sdl();
-        let names = graphql::names::assign(model.interfaces().map(|i| i.id.as_str()));
+        let names = graphql::schema::type_names(&model);
         for (dtmi, t) in &names {
             assert!(
                 sdl.contains(&format!("type {} implements", t.object)),

@@ -18,6 +18,7 @@ mod bolt;
 mod embedded;
 mod hardening;
 mod live;
+mod naming;
 mod rollouts;
 mod security;
 mod server;

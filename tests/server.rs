@@ -484,7 +484,7 @@ fn serve_with_demo_data_answers_and_shuts_down_gracefully() {
 }
 
 /// Starts `twingraph serve --demo` on an ephemeral port over `dir/data`.
-fn spawn_serve(dir: &std::path::Path) -> (std::process::Child, SocketAddr) {
+pub(crate) fn spawn_serve(dir: &std::path::Path) -> (std::process::Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_twingraph"))
         .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
         .arg("--data")
@@ -524,7 +524,7 @@ fn spawn_serve(dir: &std::path::Path) -> (std::process::Child, SocketAddr) {
 }
 
 /// SIGTERM; the server must exit cleanly.
-fn stop_serve(mut child: std::process::Child) {
+pub(crate) fn stop_serve(mut child: std::process::Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

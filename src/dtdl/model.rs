@@ -201,8 +201,8 @@ pub struct Counts {
     pub by_kind: BTreeMap<&'static str, usize>,
 }
 
-/// A complete, valid, resolved set of DTDL models.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A complete, valid, resolved set of DTDL models (the default: none).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ModelSet {
     interfaces: BTreeMap<String, Interface>,
     counts: Counts,

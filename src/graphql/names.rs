@@ -4,41 +4,14 @@
 //! An Interface is named after the last segment of its DTMI
 //! (`dtmi:com:example:Pump;1` → `Pump`). Only when that clashes — with
 //! another Interface, with a derived name (`<Name>Twin`, the object type
-//! implementing the GraphQL interface), or with a type of the generic API —
-//! are preceding namespace segments prepended (`ExamplePump`), and only when
-//! the whole path clashes (versions of one Interface) is the version appended
-//! (`PumpV2`). The result depends only on the set of DTMIs, not on order.
+//! implementing the GraphQL interface), or with a name already taken (a
+//! type of the generic API, or one an earlier upload's models took) — are
+//! preceding namespace segments prepended (`ExamplePump`), and only when
+//! the whole path clashes (versions of one Interface) is the version
+//! appended (`PumpV2`). The result depends only on the set of DTMIs and
+//! the names taken, not on order.
 
 use std::collections::{BTreeMap, HashMap};
-
-/// Type names of the generic API, never given to an Interface.
-pub const RESERVED: [&str; 25] = [
-    "Twin",
-    "GenericTwin",
-    "TwinEdge",
-    "TwinConnection",
-    "PageInfo",
-    "Relationship",
-    "RelationshipConnection",
-    "Hop",
-    "TraversalHit",
-    "Event",
-    "EventConnection",
-    "Model",
-    "ModelUploadResult",
-    "BatchResult",
-    "TwinChange",
-    "Direction",
-    "Query",
-    "Mutation",
-    "Subscription",
-    "JSON",
-    "Long",
-    "DateTime",
-    "String",
-    "Int",
-    "Float",
-];
 
 /// Suffixes of the names [`assign`] keeps distinct: the GraphQL interface
 /// and its object type. (Other derived names, `PumpWhere` and so on, yield
@@ -87,8 +60,11 @@ fn candidate(p: &Parts, level: usize, versioned: bool) -> String {
     name
 }
 
-/// Names for every DTMI in `dtmis`.
-pub fn assign<'a>(dtmis: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, TypeNames> {
+/// Names for every DTMI in `dtmis`, none of them `taken`.
+pub fn assign<'a>(
+    dtmis: impl IntoIterator<Item = &'a str>,
+    taken: impl Fn(&str) -> bool,
+) -> BTreeMap<String, TypeNames> {
     let mut ids: Vec<&str> = dtmis.into_iter().collect();
     ids.sort_unstable();
     ids.dedup();
@@ -113,10 +89,7 @@ pub fn assign<'a>(dtmis: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, 
         for (name, who) in &owners {
             let mut distinct = who.clone();
             distinct.dedup();
-            if distinct.len() > 1
-                || RESERVED.contains(&name.as_str())
-                || crate::graphql::typed::SHARED_NAMES.contains(&name.as_str())
-            {
+            if distinct.len() > 1 || taken(name) {
                 for &i in &distinct {
                     clashing[i] = true;
                     // Versions of one Interface: only the version tells them apart.
@@ -169,7 +142,7 @@ mod tests {
     use super::*;
 
     fn names(ids: &[&str]) -> Vec<String> {
-        let m = assign(ids.iter().copied());
+        let m = assign(ids.iter().copied(), |n| n == "Event");
         ids.iter().map(|i| m[*i].interface.clone()).collect()
     }
 
@@ -197,7 +170,7 @@ mod tests {
 
     #[test]
     fn derived_object_names_do_not_clash_with_interfaces() {
-        let m = assign(["dtmi:a:Pump;1", "dtmi:a:PumpTwin;1"]);
+        let m = assign(["dtmi:a:Pump;1", "dtmi:a:PumpTwin;1"], |_| false);
         let all: Vec<&String> = m.values().flat_map(|t| [&t.interface, &t.object]).collect();
         let mut unique = all.clone();
         unique.sort();
@@ -207,14 +180,14 @@ mod tests {
 
     #[test]
     fn case_only_differences_still_get_distinct_names() {
-        let m = assign(["dtmi:a:room;1", "dtmi:A:Room;1"]);
+        let m = assign(["dtmi:a:room;1", "dtmi:A:Room;1"], |_| false);
         assert_ne!(m["dtmi:a:room;1"].interface, m["dtmi:A:Room;1"].interface);
     }
 
     #[test]
     fn order_does_not_matter() {
-        let a = assign(["dtmi:x:b:C;1", "dtmi:x:d:C;1", "dtmi:x:E;1"]);
-        let b = assign(["dtmi:x:E;1", "dtmi:x:d:C;1", "dtmi:x:b:C;1"]);
+        let a = assign(["dtmi:x:b:C;1", "dtmi:x:d:C;1", "dtmi:x:E;1"], |_| false);
+        let b = assign(["dtmi:x:E;1", "dtmi:x:d:C;1", "dtmi:x:b:C;1"], |_| false);
         assert_eq!(a, b);
     }
 }

@@ -17,6 +17,7 @@ use super::documents::Documents;
 use super::errors::{check_document, code_all, finish};
 use super::schema::{Limits, build_schema};
 use super::shared::{Delivery, Hubs};
+use super::typed::ModelOrder;
 use super::upload::ModelLibrary;
 use crate::dtdl::ModelSet;
 use crate::metrics::Metrics;
@@ -64,10 +65,14 @@ impl std::fmt::Debug for Reloader {
 }
 
 impl Reloader {
-    /// The schema `models` compile to, not yet serving.
-    pub(super) fn build_for(&self, models: &ModelSet) -> Option<Result<Schema, SchemaError>> {
+    /// The schema `models` (ranked by `order`) compile to, not yet serving.
+    pub(super) fn build_for(
+        &self,
+        models: &ModelSet,
+        order: &ModelOrder,
+    ) -> Option<Result<Schema, SchemaError>> {
         let inner = self.0.get()?.upgrade()?;
-        Some(build_guarded(&inner.parts, models, self.clone()))
+        Some(build_guarded(&inner.parts, models, order, self.clone()))
     }
 
     /// Serves `schema` from now on.
@@ -88,10 +93,11 @@ impl Reloader {
 fn build_guarded(
     parts: &Parts,
     models: &ModelSet,
+    order: &ModelOrder,
     reloader: Reloader,
 ) -> Result<Schema, SchemaError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        build_schema(parts, models, reloader)
+        build_schema(parts, models, order, reloader)
     }))
     .unwrap_or_else(|panic| {
         let why = panic
@@ -110,7 +116,12 @@ impl LiveSchema {
     /// Compiles the schema of the store's models.
     pub(super) fn new(parts: Parts) -> Result<LiveSchema, SchemaError> {
         let reloader = Reloader::default();
-        let schema = build_guarded(&parts, &parts.store.models(), reloader.clone())?;
+        let schema = build_guarded(
+            &parts,
+            &parts.store.models(),
+            &parts.library.order(),
+            reloader.clone(),
+        )?;
         let inner = Arc::new(Inner {
             current: RwLock::new((schema, 0)),
             hubs: Hubs::new(parts.limits.live_buffer),
@@ -168,7 +179,12 @@ impl LiveSchema {
                 match super::upload::adopt_uploaded(&parts.library, &parts.store).await {
                     Ok(Some(models)) => {
                         let reloader = Reloader(Arc::new(OnceLock::from(Arc::downgrade(&inner))));
-                        match build_guarded(parts, &models, reloader.clone()) {
+                        match build_guarded(
+                            parts,
+                            &models,
+                            &parts.library.order(),
+                            reloader.clone(),
+                        ) {
                             Ok(schema) => {
                                 reloader.install(schema);
                                 tracing::info!("took in models uploaded through another server");

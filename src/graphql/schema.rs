@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use async_graphql::dynamic::{
     Field, FieldFuture, FieldValue, InputValue, Interface, InterfaceField, Object, ResolverContext,
-    Scalar, Schema, SchemaError, TypeRef,
+    Scalar, Schema, SchemaBuilder, SchemaError, TypeRef,
 };
 use async_graphql::{Error, Value as GqlValue};
 
 use super::errors::{bad_request, store_error};
 use super::json;
-use super::typed::TwinTypes;
+use super::typed::{ModelOrder, Reserved, TwinTypes};
 use crate::store::{At, GraphStore, TwinQuery};
 use crate::twin::{Batch, Op, Twin, format_time, parse_time};
 
@@ -304,46 +304,6 @@ async fn write_and_read(
     Ok(t.map(|t| twin_value(types, t)))
 }
 
-/// Query fields of the generic API (typed fields never take these names).
-const GENERIC_QUERIES: [&str; 15] = [
-    "configuration",
-    "configurations",
-    "rollout",
-    "rollouts",
-    "drift",
-    "twin",
-    "twins",
-    "relationships",
-    "traverse",
-    "ancestors",
-    "descendants",
-    "history",
-    "events",
-    "models",
-    "__typename",
-];
-
-/// Mutations of the generic API.
-const GENERIC_MUTATIONS: [&str; 17] = [
-    "createConfiguration",
-    "setConfigurationRemediation",
-    "publishConfigurationVersion",
-    "startRollout",
-    "pauseRollout",
-    "resumeRollout",
-    "cancelRollout",
-    "rollbackRollout",
-    "createTwin",
-    "patchDesired",
-    "patchReported",
-    "deleteTwin",
-    "createRelationship",
-    "updateRelationship",
-    "deleteRelationship",
-    "batch",
-    "uploadModels",
-];
-
 /// Builds the schema over `store` (recompiled when models are uploaded);
 /// `shutdown` ends its subscriptions; `metrics` counts operations, errors
 /// and subscriptions; `library` holds the model documents; `rollouts` owns
@@ -366,10 +326,11 @@ pub fn build(
     })
 }
 
-/// The schema of `models` over the parts' store.
+/// The schema of `models` (ranked by `order`) over the parts' store.
 pub(super) fn build_schema(
     parts: &super::reload::Parts,
     models: &crate::dtdl::ModelSet,
+    order: &ModelOrder,
     reloader: super::reload::Reloader,
 ) -> Result<Schema, SchemaError> {
     let super::reload::Parts {
@@ -380,6 +341,81 @@ pub(super) fn build_schema(
         library,
         rollouts,
     } = parts.clone();
+    let (builder, twin_types) = assemble(models, order, reserved(), limits);
+    let builder = builder
+        .data(twin_types)
+        .data(super::loader::twins(store.clone()))
+        .data(super::loader::relationships(store.clone()))
+        .data(super::loader::edges(store.clone()))
+        .data(store)
+        .data(shutdown)
+        .data(metrics)
+        .data(library)
+        .data(rollouts)
+        .data(reloader)
+        .limit_depth(limits.depth)
+        .limit_complexity(limits.complexity);
+    let builder = if limits.introspection {
+        builder
+    } else {
+        builder.disable_introspection()
+    };
+    builder.finish()
+}
+
+/// The names the schema takes whatever the models: the generic API's types
+/// and root fields, the typed schema's fixed types and GraphQL's own, read
+/// off the schema of no models (so the typed schema can never replace one
+/// of them, and no list is kept by hand). Computed once.
+pub fn reserved() -> &'static Reserved {
+    static RESERVED: std::sync::OnceLock<Reserved> = std::sync::OnceLock::new();
+    RESERVED.get_or_init(|| {
+        let empty = crate::dtdl::ModelSet::default();
+        let (builder, _) = assemble(
+            &empty,
+            &ModelOrder::default(),
+            &Reserved::default(),
+            Limits::default(),
+        );
+        let schema = builder
+            .finish()
+            .expect("the schema of no models is valid (a unit test builds it)");
+        let registry = schema.registry();
+        let fields = |root: Option<&str>| -> std::collections::HashSet<String> {
+            root.and_then(|r| registry.types.get(r))
+                .and_then(|t| t.fields())
+                .map(|f| f.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        let mut queries = fields(Some(registry.query_type.as_str()));
+        queries.extend(["__typename", "__schema", "__type"].map(str::to_owned));
+        Reserved {
+            types: registry.types.keys().cloned().collect(),
+            queries,
+            mutations: fields(registry.mutation_type.as_deref()),
+        }
+    })
+}
+
+/// The twin type names the schema of `models` gives each Interface (all
+/// of one rank).
+pub fn type_names(
+    models: &crate::dtdl::ModelSet,
+) -> std::collections::BTreeMap<String, super::names::TypeNames> {
+    let taken = &reserved().types;
+    super::names::assign(models.interfaces().map(|i| i.id.as_str()), |n| {
+        taken.contains(n)
+    })
+}
+
+/// Every type and root field of the schema of `models`, the typed schema's
+/// names avoiding `reserved`; no data attached.
+fn assemble(
+    models: &crate::dtdl::ModelSet,
+    order: &ModelOrder,
+    reserved: &Reserved,
+    limits: Limits,
+) -> (SchemaBuilder, TwinTypes) {
     let json = Scalar::new("JSON").description("Any JSON value.");
     let long = Scalar::new("Long")
         .description("A 64-bit integer (DTDL long). Serialized as a JSON number.");
@@ -611,12 +647,7 @@ pub(super) fn build_schema(
     let (progress, progress_types) = super::rollout_api::progress_subscription();
     let (drift, drift_types) = super::rollout_api::drift_subscription();
     let subscription = subscription.field(progress).field(drift);
-    let compiled = super::typed::compile(
-        models,
-        &GENERIC_QUERIES,
-        &GENERIC_MUTATIONS,
-        limits.max_page,
-    );
+    let compiled = super::typed::compile(models, order, reserved, limits.max_page);
     let (mut query, mut mutation) = (query, mutation);
     for f in compiled.queries {
         query = query.field(f);
@@ -647,25 +678,8 @@ pub(super) fn build_schema(
         .register(page_info)
         .register(connection)
         .register(query)
-        .register(mutation)
-        .data(twin_types)
-        .data(super::loader::twins(store.clone()))
-        .data(super::loader::relationships(store.clone()))
-        .data(super::loader::edges(store.clone()))
-        .data(store)
-        .data(shutdown)
-        .data(metrics)
-        .data(library)
-        .data(rollouts)
-        .data(reloader)
-        .limit_depth(limits.depth)
-        .limit_complexity(limits.complexity);
-    let builder = if limits.introspection {
-        builder
-    } else {
-        builder.disable_introspection()
-    };
-    builder.finish()
+        .register(mutation);
+    (builder, twin_types)
 }
 
 /// What a `PageInfo` shows.
@@ -680,4 +694,36 @@ pub(super) struct PageInfo {
 struct Page {
     items: Vec<Twin>,
     has_more: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reserved names are what the schema of no models registers: the
+    /// generic API's types and root fields, the typed schema's fixed types,
+    /// GraphQL's own.
+    #[test]
+    fn reserved_names_are_read_off_the_generic_api() {
+        let r = reserved();
+        for ty in [
+            "Twin",
+            "Rollout",
+            "Configuration",
+            "Event",
+            "PageInfo",
+            "IntFilter",
+            "String",
+            "__Type",
+        ] {
+            assert!(r.types.contains(ty), "{ty}");
+        }
+        for q in ["twins", "rollouts", "drift", "__typename"] {
+            assert!(r.queries.contains(q), "{q}");
+        }
+        for m in ["createTwin", "startRollout", "uploadModels"] {
+            assert!(r.mutations.contains(m), "{m}");
+        }
+        assert!(!r.types.contains("Pump"), "no model types");
+    }
 }

@@ -19,6 +19,7 @@ use async_graphql::{Error, ErrorExtensions};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
+use super::typed::ModelOrder;
 use crate::dtdl::{self, Options, Source};
 use crate::store::{GraphStore, StoreError};
 use crate::twin::TwinError;
@@ -34,6 +35,9 @@ pub struct ModelLibrary {
     /// so one that another server's upload overtook is refused rather than
     /// defining a model twice.
     seen: AtomicU64,
+    /// When each model arrived (see [`ModelOrder`]): the schema's names
+    /// are handed out in that order.
+    order: std::sync::Mutex<ModelOrder>,
 }
 
 impl ModelLibrary {
@@ -42,7 +46,17 @@ impl ModelLibrary {
             sources: Mutex::new(sources),
             dir,
             seen: AtomicU64::new(0),
+            order: std::sync::Mutex::default(),
         }
+    }
+
+    /// When each model arrived.
+    pub fn order(&self) -> ModelOrder {
+        self.order.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_order(&self, order: ModelOrder) {
+        *self.order.lock().unwrap_or_else(|p| p.into_inner()) = order;
     }
 
     fn saw(&self, seq: u64) {
@@ -166,8 +180,13 @@ pub async fn upload(
         }));
     };
     // The schema of the new set, before anything is written: a set that
-    // cannot be compiled to GraphQL is refused.
-    let next_schema = match reloader.and_then(|r| r.build_for(&set)) {
+    // cannot be compiled to GraphQL is refused. The new models come last
+    // in the order: existing types keep their names.
+    let mut order = library.order();
+    let mut ids = Vec::new();
+    docs.iter().for_each(|d| interface_ids(d, &mut ids));
+    order.push(ids);
+    let next_schema = match reloader.and_then(|r| r.build_for(&set, &order)) {
         Some(Ok(schema)) => Some(schema),
         Some(Err(e)) => {
             return Err(refused(
@@ -217,6 +236,7 @@ pub async fn upload(
     {
         Ok(sequence) => {
             library.saw(sequence);
+            library.set_order(order);
             *sources = all;
             if let (Some(r), Some(schema)) = (reloader, next_schema) {
                 r.install(schema);
@@ -242,27 +262,56 @@ pub async fn upload(
     }
 }
 
-/// Documents of the `models` stream above `after` (every upload recorded
-/// in the store, by any server), with the sequence of the last record.
-async fn uploaded_documents(
-    store: &Arc<dyn GraphStore>,
-    mut after: u64,
-) -> Result<(Vec<Value>, u64), StoreError> {
-    let mut docs = Vec::new();
+/// The documents of every upload recorded in the store (by any server),
+/// upload by upload in the order recorded, with the sequence of the last.
+async fn uploads(store: &Arc<dyn GraphStore>) -> Result<(Vec<Vec<Value>>, u64), StoreError> {
+    let mut uploads = Vec::new();
+    let mut after = 0;
     loop {
         let page = store
             .stream_events(crate::twin::event::MODELS_STREAM, after, 1000)
             .await?;
         for e in &page {
             if let crate::twin::Change::ModelsChanged { documents, .. } = &e.change {
-                docs.extend(documents.iter().cloned());
+                uploads.push(documents.clone());
             }
             after = e.seq;
         }
         if page.len() < 1000 {
-            return Ok((docs, after));
+            return Ok((uploads, after));
         }
     }
+}
+
+/// The DTMIs of every Interface `doc` defines, nested ones included.
+fn interface_ids(doc: &Value, out: &mut Vec<String>) {
+    match doc {
+        Value::Array(items) => items.iter().for_each(|d| interface_ids(d, out)),
+        Value::Object(m) => {
+            let is_interface = match m.get("@type") {
+                Some(Value::String(t)) => t == "Interface",
+                Some(Value::Array(ts)) => ts.iter().any(|t| t == "Interface"),
+                _ => false,
+            };
+            if is_interface && let Some(Value::String(id)) = m.get("@id") {
+                out.push(id.clone());
+            }
+            m.values().for_each(|v| interface_ids(v, out));
+        }
+        _ => {}
+    }
+}
+
+/// The order models arrived in, from the uploads recorded: the models a
+/// server starts with first, then each upload's.
+fn order_of(uploads: &[Vec<Value>]) -> ModelOrder {
+    let mut order = ModelOrder::default();
+    for docs in uploads {
+        let mut ids = Vec::new();
+        docs.iter().for_each(|d| interface_ids(d, &mut ids));
+        order.push(ids);
+    }
+    order
 }
 
 /// Takes in the models uploaded through other servers over the same store
@@ -273,10 +322,10 @@ pub async fn adopt_uploaded(
     library: &ModelLibrary,
     store: &Arc<dyn GraphStore>,
 ) -> Result<Option<Arc<dtdl::ModelSet>>, String> {
-    let (docs, head) = uploaded_documents(store, 0)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (uploads, head) = uploads(store).await.map_err(|e| e.to_string())?;
     let mut sources = library.sources.lock().await;
+    library.set_order(order_of(&uploads));
+    let docs: Vec<Value> = uploads.into_iter().flatten().collect();
     let current = store.models();
     let new: Vec<Source> = docs
         .iter()

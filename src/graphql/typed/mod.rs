@@ -57,7 +57,6 @@ use crate::twin::state::{ComponentState, PropState};
 use crate::twin::{AckStatus, Relationship, Twin, format_time};
 
 pub use model_api::WhereSpec;
-pub use values::SHARED_NAMES;
 use values::{Namer, Schemas, describe, upper_first};
 
 /// The object type of each model's twins (DTMI → type name).
@@ -70,6 +69,48 @@ impl TwinTypes {
     pub fn of(&self, model: &str) -> &str {
         self.0.get(model).map_or("GenericTwin", String::as_str)
     }
+}
+
+/// When each Interface arrived, as a rank: 0 for the models a server
+/// starts with, then one more per upload, in the order the store recorded
+/// them. Names are handed out rank by rank, so a type that exists keeps
+/// its name (and its fields) whatever is uploaded later: the newcomer's
+/// name is the one that gets longer, and queries clients have keep working.
+#[derive(Debug, Clone, Default)]
+pub struct ModelOrder(HashMap<String, u32>);
+
+impl ModelOrder {
+    /// The rank of `dtmi` (0 unless it came with an upload).
+    pub fn rank(&self, dtmi: &str) -> u32 {
+        self.0.get(dtmi).copied().unwrap_or(0)
+    }
+
+    /// The highest rank given.
+    pub fn last(&self) -> u32 {
+        self.0.values().copied().max().unwrap_or(0)
+    }
+
+    /// Ranks `dtmis` after everything ranked so far (one upload), unless
+    /// they have a rank already.
+    pub fn push(&mut self, dtmis: impl IntoIterator<Item = impl Into<String>>) {
+        let next = self.last() + 1;
+        for d in dtmis {
+            self.0.entry(d.into()).or_insert(next);
+        }
+    }
+}
+
+/// Names the rest of the schema has taken, which the typed schema never
+/// gives out: read off what the generic API registers (see
+/// `schema::reserved`), never kept by hand.
+#[derive(Debug, Clone, Default)]
+pub struct Reserved {
+    /// Type names.
+    pub types: HashSet<String>,
+    /// Fields of `Query`.
+    pub queries: HashSet<String>,
+    /// Fields of `Mutation`.
+    pub mutations: HashSet<String>,
 }
 
 /// What [`compile`] adds to a schema.
@@ -99,11 +140,35 @@ const DERIVED: [&str; 9] = [
 /// Field name the typed types add besides their contents.
 const INCOMING: &str = "incomingRelationships";
 
+/// The names a content's fields must avoid.
+#[derive(Debug, Clone, Default)]
+struct Taken {
+    /// DTDL names of the declaring Interface's family (see [`family_names`]).
+    dtdl: HashSet<String>,
+    /// Field names that contents inherited from Interfaces of earlier
+    /// uploads generate (see [`Compiler::inherited`]): those types existed
+    /// first and keep their fields, so the newcomer's fields yield.
+    inherited: HashSet<String>,
+}
+
+impl Taken {
+    fn of(dtdl: HashSet<String>) -> Taken {
+        Taken {
+            dtdl,
+            inherited: HashSet::new(),
+        }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.dtdl.contains(name) || self.inherited.contains(name)
+    }
+}
+
 /// The field of DTDL name `name` in a type whose own fields are `fixed`:
-/// the name itself, or `prop_<name>` when that is a fixed field (with `_`
-/// appended while that is one of the DTDL names `taken`).
-fn field_name(name: &str, fixed: &[&str], taken: &HashSet<String>) -> String {
-    if !fixed.contains(&name) {
+/// the name itself, or `prop_<name>` when that is a fixed field or a field
+/// inherited from an earlier upload (with `_` appended while that is taken).
+fn field_name(name: &str, fixed: &[&str], taken: &Taken) -> String {
+    if !fixed.contains(&name) && !taken.inherited.contains(name) {
         return name.to_owned();
     }
     let mut n = format!("prop_{name}");
@@ -120,14 +185,13 @@ fn twin_fixed() -> Vec<&'static str> {
     fixed
 }
 
-/// The field of a content of a twin type (or Component type); `taken` are
-/// the DTDL names of the family (see [`family_names`]).
-fn field_base(name: &str, taken: &HashSet<String>) -> String {
+/// The field of a content of a twin type (or Component type).
+fn field_base(name: &str, taken: &Taken) -> String {
     field_name(name, &twin_fixed(), taken)
 }
 
-/// `base + suffix`, with `_` appended while it is one of `taken`.
-fn derived(base: &str, suffix: &str, taken: &HashSet<String>) -> String {
+/// `base + suffix`, with `_` appended while it is taken.
+fn derived(base: &str, suffix: &str, taken: &Taken) -> String {
     let mut n = format!("{base}{suffix}");
     while taken.contains(&n) {
         n.push('_');
@@ -621,11 +685,16 @@ fn metadata_types() -> [Type; 2] {
     [obj.into(), status.into()]
 }
 
-/// Names of all contents of an Interface and of everything extending it.
-fn family_names(models: &ModelSet) -> HashMap<String, HashSet<String>> {
+/// Names of all contents of an Interface and of everything extending it
+/// that arrived with it or before (a later upload's subtypes yield to it).
+fn family_names(models: &ModelSet, order: &ModelOrder) -> HashMap<String, HashSet<String>> {
     let mut family: HashMap<String, HashSet<String>> = HashMap::new();
     for i in models.interfaces() {
+        let rank = order.rank(&i.id);
         for a in i.ancestors.iter().chain(std::iter::once(&i.id)) {
+            if order.rank(a) < rank {
+                continue;
+            }
             family
                 .entry(a.clone())
                 .or_default()
@@ -663,16 +732,60 @@ struct Compiler<'m> {
     derived: HashMap<(String, String), String>,
     /// Largest page of a list or connection.
     max_page: usize,
+    /// When each Interface arrived.
+    order: &'m ModelOrder,
+    /// [`Compiler::inherited`], by DTMI.
+    inherited: HashMap<String, HashSet<String>>,
 }
 
 impl Compiler<'_> {
-    /// The field names taken in the family of the Interface declaring
-    /// `content` (what its generated names must avoid).
-    fn taken(&self, content: &Content) -> HashSet<String> {
-        self.family
-            .get(&content.defined_in)
-            .cloned()
-            .unwrap_or_default()
+    /// What the fields of `content` must avoid: the DTDL names of its
+    /// declaring Interface's family, and the fields it inherits from
+    /// Interfaces of earlier uploads.
+    fn taken(&mut self, content: &Content) -> Taken {
+        Taken {
+            dtdl: self
+                .family
+                .get(&content.defined_in)
+                .cloned()
+                .unwrap_or_default(),
+            inherited: self.inherited(&content.defined_in),
+        }
+    }
+
+    /// The field names of `dtmi`'s twin type that come from contents it
+    /// inherits from Interfaces of earlier uploads (as those name them).
+    /// Empty for the models a server starts with: within one upload, an
+    /// ancestor's names already avoid its descendants' (the family).
+    fn inherited(&mut self, dtmi: &str) -> HashSet<String> {
+        if let Some(known) = self.inherited.get(dtmi) {
+            return known.clone();
+        }
+        let rank = self.order.rank(dtmi);
+        let older: Vec<Arc<Content>> = self
+            .models
+            .interface(dtmi)
+            .map(|i| {
+                i.contents
+                    .iter()
+                    .filter(|c| c.defined_in != dtmi && self.order.rank(&c.defined_in) < rank)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut out = HashSet::new();
+        for c in older {
+            let taken = self.taken(&c);
+            let base = field_base(&c.name, &taken);
+            if let ContentKind::Property { .. } | ContentKind::Telemetry { .. } = c.kind {
+                for suffix in ["Metadata", "Desired", "Delta"] {
+                    out.insert(derived(&base, suffix, &taken));
+                }
+            }
+            out.insert(base);
+        }
+        self.inherited.insert(dtmi.to_owned(), out.clone());
+        out
     }
 
     /// The name of a type derived from an Interface's (`PumpWhere`): the
@@ -698,7 +811,7 @@ impl Compiler<'_> {
 
     /// The fields of a property or telemetry; `taken` are the names derived
     /// names must avoid.
-    fn property_specs(&mut self, c: &Content, taken: &HashSet<String>) -> Vec<Spec> {
+    fn property_specs(&mut self, c: &Content, taken: &Taken) -> Vec<Spec> {
         let (schema, writable, what) = match &c.kind {
             ContentKind::Property { schema, writable } => (
                 schema,
@@ -762,7 +875,7 @@ impl Compiler<'_> {
         let Some(iface) = self.models.interface(dtmi) else {
             return "JSON".to_owned();
         };
-        let taken: HashSet<String> = iface.contents.iter().map(|c| c.name.clone()).collect();
+        let taken = Taken::of(iface.contents.iter().map(|c| c.name.clone()).collect());
         let mut obj = Object::new(&name).description(describe(
             &format!("A Component whose schema is DTDL Interface `{dtmi}`"),
             &iface.docs,
@@ -813,8 +926,7 @@ impl Compiler<'_> {
                     "createdAt",
                 ];
                 let mut props = Vec::new();
-                let edge_names: HashSet<String> =
-                    properties.iter().map(|p| p.name.clone()).collect();
+                let edge_names = Taken::of(properties.iter().map(|p| p.name.clone()).collect());
                 for p in properties {
                     let schema = match &p.kind {
                         ContentKind::Property { schema, .. } => schema,
@@ -939,89 +1051,107 @@ impl Compiler<'_> {
 }
 
 /// The typed types of `models`, which object type each model's twins take,
-/// and the per-model query and mutation fields (named to avoid
-/// `query_taken` and `mutation_taken`); pages hold at most `max_page` items.
+/// and the per-model query and mutation fields, none named like what
+/// `reserved` holds; pages hold at most `max_page` items. Interfaces are
+/// compiled rank by rank (see [`ModelOrder`]): every name one rank takes
+/// is taken for the next.
 pub fn compile(
     models: &ModelSet,
-    query_taken: &[&str],
-    mutation_taken: &[&str],
+    order: &ModelOrder,
+    reserved: &Reserved,
     max_page: usize,
 ) -> Compiled {
-    let names = names::assign(models.interfaces().map(|i| i.id.as_str()));
     let mut namer = Namer::default();
-    for n in names::RESERVED.iter().chain(SHARED_NAMES.iter()) {
-        namer.reserve(*n);
-    }
-    for n in names.values() {
-        namer.reserve(n.interface.clone());
-        namer.reserve(n.object.clone());
-    }
-    let mut derived = HashMap::new();
-    for (dtmi, n) in &names {
-        for suffix in DERIVED {
-            let name = namer.exact(format!("{}{suffix}", n.interface));
-            derived.insert((dtmi.clone(), suffix.to_owned()), name);
-        }
+    for n in &reserved.types {
+        namer.reserve(n.clone());
     }
     let mut c = Compiler {
         models,
-        names,
-        family: family_names(models),
+        names: BTreeMap::new(),
+        family: family_names(models, order),
         namer,
         schemas: Schemas::default(),
         types: Vec::new(),
         components: HashMap::new(),
         relationships: HashMap::new(),
         wheres: HashMap::new(),
-        derived,
+        derived: HashMap::new(),
         max_page,
+        order,
+        inherited: HashMap::new(),
     };
-    c.types.extend(values::shared_types());
-    c.types.extend(metadata_types());
-    c.types.push(model_api::invocation_type());
-    // Filters first: relationship fields take their target's.
-    let dtmis: Vec<String> = c.names.keys().cloned().collect();
-    for dtmi in &dtmis {
-        if let Some(iface) = models.interface(dtmi) {
-            let (spec, ty) = model_api::where_type(&mut c, iface);
-            c.wheres.insert(dtmi.clone(), Arc::new(spec));
-            c.types.push(ty);
-        }
+    for ty in values::shared_types()
+        .into_iter()
+        .chain(metadata_types())
+        .chain([model_api::invocation_type()])
+    {
+        c.namer.reserve(type_name(&ty));
+        c.types.push(ty);
+    }
+    let mut ranks: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for i in models.interfaces() {
+        ranks
+            .entry(order.rank(&i.id))
+            .or_default()
+            .push(i.id.clone());
     }
     let mut objects = BTreeMap::new();
-    let mut api = model_api::Api::new(query_taken, mutation_taken);
-    for dtmi in &dtmis {
-        let Some(iface) = models.interface(dtmi) else {
-            continue;
-        };
-        let n = c.names[dtmi].clone();
-        let doc = describe(&format!("DTDL Interface `{dtmi}`"), &iface.docs);
-        let specs = c.twin_specs(iface);
-        let mut gi = Interface::new(&n.interface)
-            .description(doc.clone())
-            .implement("Twin");
-        let mut obj = Object::new(&n.object)
-            .description(format!("A twin whose model is exactly {doc}."))
-            .implement("Twin")
-            .implement(&n.interface);
-        for a in &iface.ancestors {
-            if let Some(an) = c.names.get(a) {
-                gi = gi.implement(&an.interface);
-                obj = obj.implement(&an.interface);
+    let mut api = model_api::Api::new(&reserved.queries, &reserved.mutations);
+    for dtmis in ranks.into_values() {
+        let names = names::assign(dtmis.iter().map(String::as_str), |n| c.namer.is_taken(n));
+        for n in names.values() {
+            c.namer.reserve(n.interface.clone());
+            c.namer.reserve(n.object.clone());
+        }
+        for (dtmi, n) in &names {
+            for suffix in DERIVED {
+                let name = c.namer.exact(format!("{}{suffix}", n.interface));
+                c.derived.insert((dtmi.clone(), suffix.to_owned()), name);
             }
         }
-        for (name, ty, fdoc, f) in twin_fields() {
-            gi = gi.field(InterfaceField::new(name, ty.clone()).description(fdoc));
-            obj = obj.field(twin_field(name, ty, f).description(fdoc));
+        c.names.extend(names);
+        // Filters first: relationship fields take their target's (which
+        // arrived with them or before).
+        for dtmi in &dtmis {
+            if let Some(iface) = models.interface(dtmi) {
+                let (spec, ty) = model_api::where_type(&mut c, iface);
+                c.wheres.insert(dtmi.clone(), Arc::new(spec));
+                c.types.push(ty);
+            }
         }
-        for s in &specs {
-            gi = gi.field(s.interface_field());
-            obj = obj.field(s.field_undocumented());
+        for dtmi in &dtmis {
+            let Some(iface) = models.interface(dtmi) else {
+                continue;
+            };
+            let n = c.names[dtmi].clone();
+            let doc = describe(&format!("DTDL Interface `{dtmi}`"), &iface.docs);
+            let specs = c.twin_specs(iface);
+            let mut gi = Interface::new(&n.interface)
+                .description(doc.clone())
+                .implement("Twin");
+            let mut obj = Object::new(&n.object)
+                .description(format!("A twin whose model is exactly {doc}."))
+                .implement("Twin")
+                .implement(&n.interface);
+            for a in &iface.ancestors {
+                if let Some(an) = c.names.get(a) {
+                    gi = gi.implement(&an.interface);
+                    obj = obj.implement(&an.interface);
+                }
+            }
+            for (name, ty, fdoc, f) in twin_fields() {
+                gi = gi.field(InterfaceField::new(name, ty.clone()).description(fdoc));
+                obj = obj.field(twin_field(name, ty, f).description(fdoc));
+            }
+            for s in &specs {
+                gi = gi.field(s.interface_field());
+                obj = obj.field(s.field_undocumented());
+            }
+            c.types.push(Type::from(gi));
+            c.types.push(Type::from(obj));
+            objects.insert(dtmi.clone(), n.object.clone());
+            api.add_model(&mut c, iface, &n);
         }
-        c.types.push(Type::from(gi));
-        c.types.push(Type::from(obj));
-        objects.insert(dtmi.clone(), n.object.clone());
-        api.add_model(&mut c, iface, &n);
     }
     let (queries, mutations, api_types) = api.finish();
     let mut types = c.types;
@@ -1033,4 +1163,19 @@ pub fn compile(
         queries,
         mutations,
     }
+}
+
+/// The name of a GraphQL type.
+pub(crate) fn type_name(ty: &Type) -> String {
+    match ty {
+        Type::Scalar(t) => t.type_name(),
+        Type::Object(t) => t.type_name(),
+        Type::InputObject(t) => t.type_name(),
+        Type::Enum(t) => t.type_name(),
+        Type::Interface(t) => t.type_name(),
+        Type::Union(t) => t.type_name(),
+        Type::Subscription(t) => t.type_name(),
+        Type::Upload => "Upload",
+    }
+    .to_owned()
 }

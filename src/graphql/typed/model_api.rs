@@ -262,9 +262,9 @@ fn plural(s: &str) -> String {
 type MadeInput = Option<(Arc<InputSpec>, String)>;
 
 /// Names already used in one root type.
-struct Taken(HashSet<String>);
+struct RootNames(HashSet<String>);
 
-impl Taken {
+impl RootNames {
     fn claim(&mut self, name: String) -> String {
         let mut n = name;
         while self.0.contains(&n) {
@@ -280,8 +280,8 @@ pub(super) struct Api {
     queries: Vec<Field>,
     mutations: Vec<Field>,
     types: Vec<Type>,
-    query_names: Taken,
-    mutation_names: Taken,
+    query_names: RootNames,
+    mutation_names: RootNames,
     /// Component inputs made so far: (Interface DTMI, desired?) → spec and type name.
     component_inputs: HashMap<(String, bool), MadeInput>,
 }
@@ -305,8 +305,8 @@ fn is_a(store: &Arc<dyn GraphStore>, model: &str, dtmi: &str) -> bool {
 }
 
 impl Api {
-    pub fn new(query_taken: &[&str], mutation_taken: &[&str]) -> Api {
-        let set = |names: &[&str]| Taken(names.iter().map(|s| (*s).to_owned()).collect());
+    pub fn new(query_taken: &HashSet<String>, mutation_taken: &HashSet<String>) -> Api {
+        let set = |names: &HashSet<String>| RootNames(names.clone());
         Api {
             queries: Vec::new(),
             mutations: Vec::new(),

@@ -46,6 +46,10 @@ impl Namer {
         self.taken.insert(name.into());
     }
 
+    pub fn is_taken(&self, name: &str) -> bool {
+        self.taken.contains(name)
+    }
+
     /// `name`, or with `_` appended until free; claims it.
     pub fn exact(&mut self, name: String) -> String {
         let mut n = name;
@@ -588,23 +592,3 @@ pub(super) fn shared_types() -> Vec<Type> {
     );
     types
 }
-
-/// Type names [`shared_types`] and the typed schema's fixed types take.
-pub const SHARED_NAMES: [&str; 16] = [
-    "Date",
-    "Time",
-    "Duration",
-    "IntFilter",
-    "LongFilter",
-    "FloatFilter",
-    "DateTimeFilter",
-    "StringFilter",
-    "IDFilter",
-    "BooleanFilter",
-    "SortDirection",
-    "PropertyMetadata",
-    "AckStatus",
-    "CommandInvocation",
-    "Boolean",
-    "ID",
-];
