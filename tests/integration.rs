@@ -6,6 +6,8 @@
 
 mod support;
 
+mod architecture;
+
 mod cli;
 mod conformance;
 mod corpora;

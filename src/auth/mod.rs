@@ -117,6 +117,9 @@ pub struct Scope {
 }
 
 /// An authenticated caller.
+/// How the caller is named when authentication is off (development mode).
+pub const ANONYMOUS: &str = "anonymous";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// The token's subject (a device's twin id for a device).
@@ -134,7 +137,7 @@ impl Principal {
     /// everything, everywhere.
     pub fn anonymous() -> Principal {
         Principal {
-            sub: "anonymous".to_owned(),
+            sub: ANONYMOUS.to_owned(),
             roles: vec![Role::Admin],
             twins: None,
             expires: None,
@@ -169,7 +172,7 @@ impl Principal {
     /// `erp-7 (integration)`; `anonymous` without authentication.
     pub fn actor(&self) -> String {
         match self.roles.iter().max() {
-            Some(_) if self.sub == "anonymous" && self.roles == [Role::Admin] => self.sub.clone(),
+            Some(_) if self.sub == ANONYMOUS && self.roles == [Role::Admin] => self.sub.clone(),
             Some(r) => format!("{} ({})", self.sub, r.name()),
             None => self.sub.clone(),
         }

@@ -14,50 +14,21 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use async_graphql::dynamic::{
-    Field, FieldFuture, FieldValue, InputValue, Object, Subscription, SubscriptionField,
-    SubscriptionFieldFuture, Type, TypeRef,
+    Field, FieldFuture, FieldValue, InputValue, Object, SubscriptionField, SubscriptionFieldFuture,
+    TypeRef,
 };
 use async_graphql::{Error, ErrorExtensions};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde_json::Value;
 use tokio::sync::broadcast::{Receiver, error::RecvError};
-use tokio::sync::watch;
 
+use super::builder::{Builder, HubExecution, Shutdown};
+use super::context::{long_arg, store_of, str_arg, to_gql, twin_value, types_of};
 use super::errors::{bad_request, store_error};
-use super::graph_api::event_json;
-use super::schema::{long_arg, store_of, str_arg, to_gql, twin_value};
+use super::views::event_json;
 use crate::metrics::{Metrics, SubscriptionGuard};
 use crate::store::{At, GraphStore};
 use crate::twin::{Change, Event, Twin};
-
-/// Ends every live stream when the server shuts down, so each subscriber
-/// gets a `complete` for each of its subscriptions instead of a dropped socket.
-#[derive(Debug, Clone)]
-pub struct Shutdown {
-    tx: Arc<watch::Sender<bool>>,
-}
-
-impl Default for Shutdown {
-    fn default() -> Self {
-        Shutdown {
-            tx: Arc::new(watch::channel(false).0),
-        }
-    }
-}
-
-impl Shutdown {
-    /// Completes every open subscription stream, present and future.
-    pub fn trigger(&self) {
-        self.tx.send_replace(true);
-    }
-
-    /// Resolves once `trigger` was called.
-    pub(super) async fn triggered(self) {
-        let mut rx = self.tx.subscribe();
-        // The sender lives in `self`, so `wait_for` cannot fail.
-        let _ = rx.wait_for(|closed| *closed).await;
-    }
-}
 
 /// Events read from the log per replay step.
 const REPLAY_PAGE: usize = 1000;
@@ -360,14 +331,13 @@ impl Watch {
 fn counted(
     ctx: &async_graphql::dynamic::ResolverContext<'_>,
 ) -> Result<Option<SubscriptionGuard>, Error> {
-    if ctx.data_opt::<super::shared::HubExecution>().is_some() {
+    if ctx.data_opt::<HubExecution>().is_some() {
         return Ok(None);
     }
     Ok(Some(ctx.data::<Arc<Metrics>>()?.subscription()))
 }
 
-/// The `Subscription` root and the types it adds.
-pub(super) fn subscription() -> (Subscription, Vec<Type>) {
+pub(super) fn register(b: &mut Builder) {
     let nn = |n: &str| TypeRef::named_nn(n.to_owned());
     let change = Object::new("TwinChange")
         .description("A change to a twin, pushed live.")
@@ -397,7 +367,7 @@ pub(super) fn subscription() -> (Subscription, Vec<Type>) {
                         Some(t) => t.clone(),
                         None => state_after(store_of(&ctx)?, &c.twin_id, &c.event).await?,
                     };
-                    let types = super::schema::types_of(&ctx)?;
+                    let types = types_of(&ctx)?;
                     Ok(twin.map(|t| twin_value(types, t)))
                 })
             })
@@ -467,10 +437,7 @@ pub(super) fn subscription() -> (Subscription, Vec<Type>) {
     .argument(InputValue::new("after", TypeRef::named("Long")))
     .argument(InputValue::new("kinds", TypeRef::named_nn_list(TypeRef::STRING)));
 
-    (
-        Subscription::new("Subscription")
-            .field(twin_changed)
-            .field(events),
-        vec![change.into()],
-    )
+    b.register(change);
+    b.subscription(twin_changed);
+    b.subscription(events);
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dynamic::ResolverContext;
 
+use super::errors::store_error;
 use crate::store::{GraphStore, StoreError};
 use crate::twin::query::Direction;
 use crate::twin::{Relationship, Twin};
@@ -152,4 +154,15 @@ impl Loader<RelKey> for EdgeLoader {
 /// The edge loader a schema over `store` uses (no cache).
 pub fn edges(store: Arc<dyn GraphStore>) -> DataLoader<EdgeLoader> {
     DataLoader::new(EdgeLoader(store), tokio::spawn).delay(BATCH_WINDOW)
+}
+
+/// One twin through the request's batching loader.
+pub(super) async fn load_twin(
+    ctx: &ResolverContext<'_>,
+    id: &str,
+) -> Result<Option<Twin>, async_graphql::Error> {
+    ctx.data::<DataLoader<TwinLoader>>()?
+        .load_one(id.to_owned())
+        .await
+        .map_err(|e| store_error(&e))
 }

@@ -1,32 +1,70 @@
-//! The GraphQL API, built with async-graphql's dynamic schema.
+//! The GraphQL API, built with async-graphql's dynamic schema: a generic,
+//! model-agnostic API (twins, the graph, history, models, configurations,
+//! rollouts, drift, live changes) and the typed schema compiled from the
+//! DTDL models. Resolvers never see HTTP: the store and the caller reach
+//! them as request data.
 //!
-//! This first slice serves the model-agnostic ("generic") API over any
-//! `GraphStore`: the `Twin` interface, `twin`/`twins` queries and the twin
-//! mutations, with stable error codes. The DTDL → typed-schema compiler
-//! arrives on top of it (issue 4).
+//! The modules form three layers, listed here bottom up; a module imports
+//! only what is listed before it, and features never import one another
+//! (`tests/architecture.rs` checks this list against the code).
 //!
-//! Layout: [`schema`] builds the schema, [`json`] converts twins to the
-//! JSON views the generic fields return, [`errors`] maps store errors to
-//! GraphQL errors with `extensions.code`.
+//! Below the features:
+//! - [`errors`]: domain errors as GraphQL errors with stable codes
+//! - [`names`]: GraphQL type names of DTDL Interfaces; the order models arrived in
+//! - [`context`]: what a resolver knows of its request: store, caller, arguments
+//! - [`builder`]: what features register into; limits, shutdown, recompilation
+//! - [`views`]: twins, relationships and events as GraphQL values
+//! - [`loader`]: batching loaders (no N+1)
+//! - [`record`]: object types over JSON records
+//! - [`connection`]: pages as connections
+//! - [`upload`]: the model library and `uploadModels`
 //!
-//! Resolvers never see HTTP: the store reaches them as schema data.
+//! Features, one `register(&mut Builder)` each:
+//! - [`twins`]: the `Twin` interface, `twin`, `twins`, twin writes, `batch`
+//! - [`graph`]: relationships, traversal, the containment hierarchy
+//! - [`history`]: the event log and twin history
+//! - [`live`]: `twinChanged` and `events` subscriptions
+//! - [`models`]: the loaded models, `uploadModels`
+//! - [`configurations`]: configurations and their versions
+//! - [`rollouts`]: rollouts, their commands and progress
+//! - [`drift`]: drift, queried and live
+//! - [`typed`]: the typed schema compiled from the models
+//!
+//! On top:
+//! - [`schema`]: the assembly of every feature
+//! - [`operation`]: checks, codes, metrics and logs around each operation
+//! - [`documents`]: parsed documents by query text
+//! - [`shared`]: identical subscriptions executed once
+//! - [`reload`]: [`LiveSchema`], the hot-swapped executor the server calls
 
-mod documents;
+mod builder;
+mod connection;
+mod context;
 pub mod errors;
-mod graph_api;
-pub mod json;
-pub mod live;
 mod loader;
 pub mod names;
+mod record;
+pub mod upload;
+mod views;
+
+mod configurations;
+mod drift;
+mod graph;
+mod history;
+mod live;
+mod models;
+mod rollouts;
+mod twins;
+mod typed;
+
+mod documents;
+mod operation;
 mod reload;
-mod rollout_api;
 pub mod schema;
 mod shared;
-pub mod typed;
-pub mod upload;
 
-pub use live::Shutdown;
-pub use reload::{LiveSchema, Reloader};
-pub use schema::build;
+pub use builder::{Limits, Recompile, Shutdown};
+pub use context::TwinTypes;
+pub use reload::{LiveSchema, Reloader, build};
 pub use shared::Delivery;
 pub use upload::ModelLibrary;

@@ -11,7 +11,49 @@
 //! appended (`PumpV2`). The result depends only on the set of DTMIs and
 //! the names taken, not on order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// When each Interface arrived, as a rank: 0 for the models a server
+/// starts with, then one more per upload, in the order the store recorded
+/// them. Names are handed out rank by rank, so a type that exists keeps
+/// its name (and its fields) whatever is uploaded later: the newcomer's
+/// name is the one that gets longer, and queries clients have keep working.
+#[derive(Debug, Clone, Default)]
+pub struct ModelOrder(HashMap<String, u32>);
+
+impl ModelOrder {
+    /// The rank of `dtmi` (0 unless it came with an upload).
+    pub fn rank(&self, dtmi: &str) -> u32 {
+        self.0.get(dtmi).copied().unwrap_or(0)
+    }
+
+    /// The highest rank given.
+    pub fn last(&self) -> u32 {
+        self.0.values().copied().max().unwrap_or(0)
+    }
+
+    /// Ranks `dtmis` after everything ranked so far (one upload), unless
+    /// they have a rank already.
+    pub fn push(&mut self, dtmis: impl IntoIterator<Item = impl Into<String>>) {
+        let next = self.last() + 1;
+        for d in dtmis {
+            self.0.entry(d.into()).or_insert(next);
+        }
+    }
+}
+
+/// Names the rest of the schema has taken, which the typed schema never
+/// gives out: read off what the generic API registers (see
+/// `schema::reserved`), never kept by hand.
+#[derive(Debug, Clone, Default)]
+pub struct Reserved {
+    /// Type names.
+    pub types: HashSet<String>,
+    /// Fields of `Query`.
+    pub queries: HashSet<String>,
+    /// Fields of `Mutation`.
+    pub mutations: HashSet<String>,
+}
 
 /// Suffixes of the names [`assign`] keeps distinct: the GraphQL interface
 /// and its object type. (Other derived names, `PumpWhere` and so on, yield

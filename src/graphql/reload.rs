@@ -13,26 +13,17 @@ use async_graphql::dynamic::{Schema, SchemaError};
 use async_graphql::futures_util::stream::{BoxStream, StreamExt};
 use async_graphql::{Data, Executor, Request, Response};
 
+use super::builder::{Limits, Recompile, Recompiler, Shutdown};
 use super::documents::Documents;
-use super::errors::{check_document, code_all, finish};
-use super::schema::{Limits, build_schema};
+use super::names::ModelOrder;
+use super::operation::{check_document, code_all, finish};
+use super::schema::{Parts, build_schema};
 use super::shared::{Delivery, Hubs};
-use super::typed::ModelOrder;
 use super::upload::ModelLibrary;
 use crate::dtdl::ModelSet;
 use crate::metrics::Metrics;
+use crate::rollout::Rollouts;
 use crate::store::GraphStore;
-
-/// What a schema is built from, besides the models.
-#[derive(Debug, Clone)]
-pub(super) struct Parts {
-    pub store: Arc<dyn GraphStore>,
-    pub limits: Limits,
-    pub shutdown: super::live::Shutdown,
-    pub metrics: Arc<Metrics>,
-    pub library: Arc<ModelLibrary>,
-    pub rollouts: Arc<crate::rollout::Rollouts>,
-}
 
 struct Inner {
     /// The schema serving, and its generation (grows with every installed
@@ -41,6 +32,28 @@ struct Inner {
     hubs: Arc<Hubs>,
     parts: Parts,
     documents: Documents,
+}
+
+/// Builds the schema over `store` (recompiled when models are uploaded);
+/// `shutdown` ends its subscriptions; `metrics` counts operations, errors
+/// and subscriptions; `library` holds the model documents; `rollouts` owns
+/// configurations and rollouts.
+pub fn build(
+    store: Arc<dyn GraphStore>,
+    limits: Limits,
+    shutdown: Shutdown,
+    metrics: Arc<Metrics>,
+    library: Arc<ModelLibrary>,
+    rollouts: Arc<Rollouts>,
+) -> Result<LiveSchema, SchemaError> {
+    LiveSchema::new(Parts {
+        store,
+        limits,
+        shutdown,
+        metrics,
+        library,
+        rollouts,
+    })
 }
 
 /// The schema requests run on; replaced when models are uploaded.
@@ -53,8 +66,8 @@ impl std::fmt::Debug for LiveSchema {
     }
 }
 
-/// Schema data through which `uploadModels` reaches the [`LiveSchema`]
-/// serving it (weakly: the schema must not keep itself alive).
+/// How `uploadModels` reaches the [`LiveSchema`] serving it (schema data,
+/// as a [`Recompile`]; weakly: the schema must not keep itself alive).
 #[derive(Clone, Default)]
 pub struct Reloader(Arc<OnceLock<Weak<Inner>>>);
 
@@ -64,9 +77,8 @@ impl std::fmt::Debug for Reloader {
     }
 }
 
-impl Reloader {
-    /// The schema `models` (ranked by `order`) compile to, not yet serving.
-    pub(super) fn build_for(
+impl Recompile for Reloader {
+    fn build_for(
         &self,
         models: &ModelSet,
         order: &ModelOrder,
@@ -75,8 +87,7 @@ impl Reloader {
         Some(build_guarded(&inner.parts, models, order, self.clone()))
     }
 
-    /// Serves `schema` from now on.
-    pub(super) fn install(&self, schema: Schema) {
+    fn install(&self, schema: Schema) {
         if let Some(inner) = self.0.get().and_then(Weak::upgrade) {
             let mut current = match inner.current.write() {
                 Ok(current) => current,
@@ -96,8 +107,9 @@ fn build_guarded(
     order: &ModelOrder,
     reloader: Reloader,
 ) -> Result<Schema, SchemaError> {
+    let recompiler: Recompiler = Arc::new(reloader);
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        build_schema(parts, models, order, reloader)
+        build_schema(parts, models, order, recompiler)
     }))
     .unwrap_or_else(|panic| {
         let why = panic

@@ -26,12 +26,8 @@ use async_graphql::parser::types::{DocumentOperations, OperationType, Selection}
 use async_graphql::{ErrorExtensions, Request, Response, ServerError};
 use tokio::sync::broadcast::{self, error::RecvError};
 
+use super::builder::HubExecution;
 use crate::metrics::{Metrics, SubscriptionGuard};
-
-/// Request data marking a hub's own execution (its subscription is counted
-/// per subscriber instead).
-#[derive(Debug, Clone, Copy)]
-pub struct HubExecution;
 
 /// One result of a subscription stream, as a connection sends it.
 #[derive(Debug)]

@@ -19,7 +19,8 @@ use async_graphql::{Error, ErrorExtensions};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use super::typed::ModelOrder;
+use super::builder::Recompile;
+use super::names::ModelOrder;
 use crate::dtdl::{self, Options, Source};
 use crate::store::{GraphStore, StoreError};
 use crate::twin::TwinError;
@@ -111,7 +112,7 @@ pub async fn upload(
     store: &Arc<dyn GraphStore>,
     docs: Vec<Value>,
     actor: &str,
-    reloader: Option<&super::Reloader>,
+    reloader: Option<&dyn Recompile>,
 ) -> Result<Uploaded, Error> {
     if docs.is_empty() {
         return Err(refused(

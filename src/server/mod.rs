@@ -397,7 +397,7 @@ impl Gate {
         let Some(rate) = &self.rate else {
             return Ok(());
         };
-        let key = access.map_or("anonymous", |a| a.principal.sub.as_str());
+        let key = access.map_or(crate::auth::ANONYMOUS, |a| a.principal.sub.as_str());
         rate.take(key, cost as f64).map_err(Refusal::RateLimited)
     }
 }

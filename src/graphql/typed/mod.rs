@@ -47,10 +47,13 @@ use async_graphql::dynamic::{
 };
 use serde_json::Value;
 
+use super::builder::Builder;
+use super::connection::{PageInfo, relationship_page as relationship_connection};
+use super::context::{TwinTypes, str_arg, to_gql, twin_ref, types_of, usize_arg};
 use super::errors::{bad_request, store_error};
 use super::loader::{EdgeLoader, RelKey, RelLoader};
-use super::names::{self, TypeNames};
-use super::schema::{str_arg, to_gql, twin_field, twin_fields, twin_ref, types_of, usize_arg};
+use super::names::{self, ModelOrder, Reserved, TypeNames};
+use super::views::{twin_field, twin_fields};
 use crate::dtdl::ModelSet;
 use crate::dtdl::model::{Content, ContentKind, Interface as DtdlInterface, Schema};
 use crate::twin::state::{ComponentState, PropState};
@@ -59,63 +62,9 @@ use crate::twin::{AckStatus, Relationship, Twin, format_time};
 pub use model_api::WhereSpec;
 use values::{Namer, Schemas, describe, upper_first};
 
-/// The object type of each model's twins (DTMI → type name).
-#[derive(Debug, Default, Clone)]
-pub struct TwinTypes(Arc<BTreeMap<String, String>>);
-
-impl TwinTypes {
-    /// The object type for a twin of `model`; `GenericTwin` for models the
-    /// schema was not compiled with.
-    pub fn of(&self, model: &str) -> &str {
-        self.0.get(model).map_or("GenericTwin", String::as_str)
-    }
-}
-
-/// When each Interface arrived, as a rank: 0 for the models a server
-/// starts with, then one more per upload, in the order the store recorded
-/// them. Names are handed out rank by rank, so a type that exists keeps
-/// its name (and its fields) whatever is uploaded later: the newcomer's
-/// name is the one that gets longer, and queries clients have keep working.
-#[derive(Debug, Clone, Default)]
-pub struct ModelOrder(HashMap<String, u32>);
-
-impl ModelOrder {
-    /// The rank of `dtmi` (0 unless it came with an upload).
-    pub fn rank(&self, dtmi: &str) -> u32 {
-        self.0.get(dtmi).copied().unwrap_or(0)
-    }
-
-    /// The highest rank given.
-    pub fn last(&self) -> u32 {
-        self.0.values().copied().max().unwrap_or(0)
-    }
-
-    /// Ranks `dtmis` after everything ranked so far (one upload), unless
-    /// they have a rank already.
-    pub fn push(&mut self, dtmis: impl IntoIterator<Item = impl Into<String>>) {
-        let next = self.last() + 1;
-        for d in dtmis {
-            self.0.entry(d.into()).or_insert(next);
-        }
-    }
-}
-
-/// Names the rest of the schema has taken, which the typed schema never
-/// gives out: read off what the generic API registers (see
-/// `schema::reserved`), never kept by hand.
-#[derive(Debug, Clone, Default)]
-pub struct Reserved {
-    /// Type names.
-    pub types: HashSet<String>,
-    /// Fields of `Query`.
-    pub queries: HashSet<String>,
-    /// Fields of `Mutation`.
-    pub mutations: HashSet<String>,
-}
-
 /// What [`compile`] adds to a schema.
 #[derive(Debug)]
-pub struct Compiled {
+struct Compiled {
     pub types: Vec<Type>,
     pub twin_types: TwinTypes,
     /// Per-model query fields.
@@ -407,7 +356,7 @@ async fn incoming_page(
             .ok_or_else(|| bad_request(format!("after: {after:?} is not a relationship cursor")))?;
         rels.retain(|r| (r.source.as_str(), r.id.as_str()) > (source, id));
     }
-    Ok(Some(super::graph_api::relationship_page(rels, first)))
+    Ok(Some(relationship_connection(rels, first)))
 }
 
 fn rel_page<'a>(ctx: &ResolverContext<'a>) -> Result<&'a RelPage, Error> {
@@ -530,7 +479,7 @@ fn relationship_types(
             |ctx| {
                 FieldFuture::new(async move {
                     let p = rel_page(&ctx)?;
-                    Ok(Some(FieldValue::owned_any(super::schema::PageInfo {
+                    Ok(Some(FieldValue::owned_any(PageInfo {
                         has_next_page: p.has_more,
                         end_cursor: p.edges.last().map(|(r, _)| edge_cursor(r)),
                     })))
@@ -1050,12 +999,33 @@ impl Compiler<'_> {
     }
 }
 
+/// Registers the typed schema of `models` (see [`compile`]); answers which
+/// object type each model's twins take.
+pub(super) fn register(
+    b: &mut Builder,
+    models: &ModelSet,
+    order: &ModelOrder,
+    reserved: &Reserved,
+) -> TwinTypes {
+    let compiled = compile(models, order, reserved, b.limits.max_page);
+    for ty in compiled.types {
+        b.register(ty);
+    }
+    for f in compiled.queries {
+        b.query(f);
+    }
+    for f in compiled.mutations {
+        b.mutation(f);
+    }
+    compiled.twin_types
+}
+
 /// The typed types of `models`, which object type each model's twins take,
 /// and the per-model query and mutation fields, none named like what
 /// `reserved` holds; pages hold at most `max_page` items. Interfaces are
 /// compiled rank by rank (see [`ModelOrder`]): every name one rank takes
 /// is taken for the next.
-pub fn compile(
+fn compile(
     models: &ModelSet,
     order: &ModelOrder,
     reserved: &Reserved,
@@ -1159,7 +1129,7 @@ pub fn compile(
     types.extend(api_types);
     Compiled {
         types,
-        twin_types: TwinTypes(Arc::new(objects)),
+        twin_types: TwinTypes::new(objects),
         queries,
         mutations,
     }

@@ -28,12 +28,13 @@ use serde_json::{Map, Value, json};
 use super::values::{filter_ops, parse, upper_first};
 use super::{Compiler, derived, field_base, field_name, twin_fixed};
 use crate::dtdl::model::{Content, ContentKind, Interface as DtdlInterface, Schema};
-use crate::graphql::errors::{bad_request, not_found, store_error};
-use crate::graphql::names::TypeNames;
-use crate::graphql::schema::{
-    PageInfo, list_twins, long_arg, store_of, str_arg, time_arg, twin_ref, twin_value, types_of,
+use crate::graphql::connection::PageInfo;
+use crate::graphql::context::{
+    actor_of, list_twins, long_arg, store_of, str_arg, time_arg, twin_ref, twin_value, types_of,
     usize_arg,
 };
+use crate::graphql::errors::{bad_request, not_found, store_error};
+use crate::graphql::names::TypeNames;
 use crate::store::{At, GraphStore, TwinQuery};
 use crate::twin::filter::{Filter, compare, sort_key};
 use crate::twin::{Batch, Change, Op, Twin, format_time};
@@ -569,7 +570,7 @@ impl Api {
                         desired: patch_arg(&ctx, "desired", d_spec.as_ref())?,
                     };
                     store
-                        .apply(Batch::one(op), "anonymous")
+                        .apply(Batch::one(op), &actor_of(&ctx))
                         .await
                         .map_err(|e| store_error(&e))?;
                     // The field's type is the object type itself: no type tag.
@@ -703,7 +704,7 @@ impl Api {
                     request,
                 };
                 let events = store
-                    .apply(Batch::one(op), "anonymous")
+                    .apply(Batch::one(op), &actor_of(&ctx))
                     .await
                     .map_err(|e| store_error(&e))?;
                 let e = events
@@ -783,7 +784,7 @@ pub(super) fn invocation_type() -> Type {
             "When it was recorded.",
         ),
     ];
-    crate::graphql::graph_api::record(
+    crate::graphql::record::record(
         "CommandInvocation",
         "A command recorded for delivery to a device (a `commandInvoked` event).",
         &fields,
@@ -846,7 +847,7 @@ async fn update(
         return Err(bad_request("give reported and/or desired values"));
     }
     store
-        .apply(Batch { ops }, "anonymous")
+        .apply(Batch { ops }, &actor_of(ctx))
         .await
         .map_err(|e| store_error(&e))?;
     let t = store.twin(&id).await.map_err(|e| store_error(&e))?;

@@ -31,9 +31,9 @@ use async_graphql::dynamic::{
 use async_graphql::{Error, Name, Value as GqlValue};
 use serde_json::{Map, Value};
 
-use super::super::schema::to_gql;
 use crate::dtdl::model::{Docs, EnumLiteral, Schema};
 use crate::dtdl::vocab::Primitive;
+use crate::graphql::context::to_gql;
 
 /// Hands out type names, never the same one twice.
 #[derive(Debug, Default)]

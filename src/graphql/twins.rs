@@ -1,0 +1,331 @@
+//! Twins through the model-agnostic API: the `Twin` interface and its
+//! generic implementation, `twin` and `twins`, the twin mutations and the
+//! atomic `batch`.
+
+use std::sync::Arc;
+
+use async_graphql::dynamic::{
+    Field, FieldFuture, FieldValue, InputValue, Interface, InterfaceField, Object, TypeRef,
+};
+use serde_json::{Value, json};
+
+use super::builder::Builder;
+use super::connection::{PageInfo, page_info_type};
+use super::context::{
+    actor_of, json_arg, list_twins, long_arg, store_of, str_arg, time_arg, twin_ref, twin_value,
+    types_of, usize_arg,
+};
+use super::errors::{bad_request, store_error};
+use super::record::{record, record_of, records};
+use super::views::{event_json, twin_field, twin_fields};
+use crate::store::{At, GraphStore};
+use crate::twin::{Batch, Op, Twin};
+
+/// A page of twins, as the connection types see it.
+#[derive(Debug, Clone)]
+struct Page {
+    items: Vec<Twin>,
+    has_more: bool,
+}
+
+/// Applies one operation as `actor` and returns the twin after it.
+async fn write_and_read(
+    store: &Arc<dyn GraphStore>,
+    types: &super::context::TwinTypes,
+    op: Op,
+    id: &str,
+    actor: &str,
+) -> Result<Option<FieldValue<'static>>, async_graphql::Error> {
+    store
+        .apply(Batch::one(op), actor)
+        .await
+        .map_err(|e| store_error(&e))?;
+    let t = store.twin(id).await.map_err(|e| store_error(&e))?;
+    Ok(t.map(|t| twin_value(types, t)))
+}
+
+pub(super) fn register(b: &mut Builder) {
+    let mut twin_iface = Interface::new("Twin").description("A digital twin.");
+    for (name, ty, doc, _) in twin_fields() {
+        twin_iface = twin_iface.field(InterfaceField::new(name, ty).description(doc));
+    }
+    let mut generic = Object::new("GenericTwin")
+        .description("A twin seen through the model-agnostic API.")
+        .implement("Twin");
+    for (name, ty, doc, f) in twin_fields() {
+        generic = generic.field(twin_field(name, ty, f).description(doc));
+    }
+    let edge = Object::new("TwinEdge")
+        .field(Field::new(
+            "cursor",
+            TypeRef::named_nn(TypeRef::STRING),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let t = ctx.parent_value.try_downcast_ref::<Twin>()?;
+                    Ok(Some(FieldValue::value(t.id.to_string())))
+                })
+            },
+        ))
+        .field(Field::new("node", TypeRef::named_nn("Twin"), |ctx| {
+            FieldFuture::new(async move {
+                let t = ctx.parent_value.try_downcast_ref::<Twin>()?;
+                Ok(Some(twin_ref(types_of(&ctx)?, t)))
+            })
+        }));
+    let connection = Object::new("TwinConnection")
+        .field(Field::new(
+            "edges",
+            TypeRef::named_nn_list_nn("TwinEdge"),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let p = ctx.parent_value.try_downcast_ref::<Page>()?;
+                    Ok(Some(FieldValue::list(
+                        p.items.iter().cloned().map(FieldValue::owned_any),
+                    )))
+                })
+            },
+        ))
+        .field(Field::new(
+            "nodes",
+            TypeRef::named_nn_list_nn("Twin"),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let p = ctx.parent_value.try_downcast_ref::<Page>()?;
+                    let types = types_of(&ctx)?;
+                    Ok(Some(FieldValue::list(
+                        p.items.iter().map(|t| twin_ref(types, t)),
+                    )))
+                })
+            },
+        ))
+        .field(Field::new(
+            "pageInfo",
+            TypeRef::named_nn("PageInfo"),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let p = ctx.parent_value.try_downcast_ref::<Page>()?;
+                    Ok(Some(FieldValue::owned_any(PageInfo {
+                        has_next_page: p.has_more,
+                        end_cursor: p.items.last().map(|t| t.id.to_string()),
+                    })))
+                })
+            },
+        ));
+    b.register(twin_iface);
+    b.register(generic);
+    b.register(edge);
+    b.register(page_info_type());
+    b.register(connection);
+
+    let max_page = b.limits.max_page;
+    b.query(
+        Field::new("twin", TypeRef::named("Twin"), |ctx| {
+            FieldFuture::new(async move {
+                let store = store_of(&ctx)?;
+                let id = ctx.args.try_get("id")?.string()?;
+                let t = match time_arg(&ctx, "asOf")? {
+                    Some(at) => store.twin_as_of(id, At::Time(at)).await,
+                    None => store.twin(id).await,
+                }
+                .map_err(|e| store_error(&e))?;
+                let types = types_of(&ctx)?;
+                Ok(t.map(|t| twin_value(types, t)))
+            })
+        })
+        .description("One twin by id; with `asOf`, as it was then (time travel).")
+        .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+        .argument(InputValue::new("asOf", TypeRef::named("DateTime"))),
+    );
+    b.query(
+        Field::new("twins", TypeRef::named_nn("TwinConnection"), move |ctx| {
+            FieldFuture::new(async move {
+                let store = store_of(&ctx)?;
+                let model = str_arg(&ctx, "model")?;
+                if let Some(m) = &model
+                    && store.models().interface(m).is_none()
+                {
+                    return Err(store_error(
+                        &crate::twin::TwinError::UnknownModel(m.clone()).into(),
+                    ));
+                }
+                let first = usize_arg(&ctx, "first", 100, max_page)?;
+                let after = str_arg(&ctx, "after")?;
+                let filter = json_arg(&ctx, "where")?
+                    .map(|w| crate::twin::filter::Filter::parse(&w))
+                    .transpose()
+                    .map_err(|e| bad_request(format!("where: {e}")))?;
+                let (items, has_more) = list_twins(store, model, filter, after, first).await?;
+                Ok(Some(FieldValue::owned_any(Page { items, has_more })))
+            })
+        })
+        .description(
+            "Twins, optionally of a model (subtypes included), in id order, with cursor pagination.",
+        )
+        .argument(InputValue::new("model", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("where", TypeRef::named("JSON")).description(
+            "A predicate over id, model, version, reported.* and desired.*: \
+             {\"reported.power\": {\"gt\": 5}}; operators eq, ne, in, gt, gte, lt, lte, \
+             contains, startsWith, exists; combine with and, or, not.",
+        ))
+        .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)))
+        .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING))),
+    );
+
+    b.mutation(
+        Field::new("createTwin", TypeRef::named_nn("Twin"), |ctx| {
+            FieldFuture::new(async move {
+                let store = store_of(&ctx)?;
+                let id = ctx.args.try_get("id")?.string()?.to_owned();
+                let op = Op::CreateTwin {
+                    id: id.clone(),
+                    model: ctx.args.try_get("model")?.string()?.to_owned(),
+                    desired: json_arg(&ctx, "desired")?,
+                    reported: json_arg(&ctx, "reported")?,
+                };
+                write_and_read(store, types_of(&ctx)?, op, &id, &actor_of(&ctx)).await
+            })
+        })
+        .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+        .argument(InputValue::new("model", TypeRef::named_nn(TypeRef::STRING)))
+        .argument(InputValue::new("reported", TypeRef::named("JSON")))
+        .argument(InputValue::new("desired", TypeRef::named("JSON"))),
+    );
+    b.mutation(
+        Field::new("patchDesired", TypeRef::named_nn("Twin"), |ctx| {
+            FieldFuture::new(async move {
+                let store = store_of(&ctx)?;
+                let id = ctx.args.try_get("id")?.string()?.to_owned();
+                let op = Op::PatchDesired {
+                    id: id.clone(),
+                    patch: json_arg(&ctx, "patch")?
+                        .ok_or_else(|| bad_request("patch is required"))?,
+                    expected_version: long_arg(&ctx, "ifVersion")?,
+                };
+                write_and_read(store, types_of(&ctx)?, op, &id, &actor_of(&ctx)).await
+            })
+        })
+        .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+        .argument(InputValue::new("patch", TypeRef::named_nn("JSON")))
+        .argument(InputValue::new("ifVersion", TypeRef::named("Long"))),
+    );
+    b.mutation(
+        Field::new("patchReported", TypeRef::named_nn("Twin"), |ctx| {
+            FieldFuture::new(async move {
+                let store = store_of(&ctx)?;
+                let id = ctx.args.try_get("id")?.string()?.to_owned();
+                let op = Op::PatchReported {
+                    id: id.clone(),
+                    patch: json_arg(&ctx, "patch")?
+                        .ok_or_else(|| bad_request("patch is required"))?,
+                    expected_version: long_arg(&ctx, "ifVersion")?,
+                    source_time: time_arg(&ctx, "sourceTime")?,
+                };
+                write_and_read(store, types_of(&ctx)?, op, &id, &actor_of(&ctx)).await
+            })
+        })
+        .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+        .argument(InputValue::new("patch", TypeRef::named_nn("JSON")))
+        .argument(InputValue::new("ifVersion", TypeRef::named("Long")))
+        .argument(InputValue::new("sourceTime", TypeRef::named("DateTime"))),
+    );
+    b.mutation(
+        Field::new("deleteTwin", TypeRef::named_nn(TypeRef::BOOLEAN), |ctx| {
+            FieldFuture::new(async move {
+                let store = store_of(&ctx)?;
+                let op = Op::DeleteTwin {
+                    id: ctx.args.try_get("id")?.string()?.to_owned(),
+                    expected_version: long_arg(&ctx, "ifVersion")?,
+                };
+                store
+                    .apply(Batch::one(op), &actor_of(&ctx))
+                    .await
+                    .map_err(|e| store_error(&e))?;
+                Ok(Some(FieldValue::value(true)))
+            })
+        })
+        .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+        .argument(InputValue::new("ifVersion", TypeRef::named("Long"))),
+    );
+    register_batch(b);
+}
+
+/// The atomic `batch` mutation and its `BatchResult`.
+fn register_batch(b: &mut Builder) {
+    let s = |n: &str| TypeRef::named_nn(n.to_owned());
+    let batch_ops = b.limits.batch_ops;
+    b.mutation(
+        Field::new("batch", s("BatchResult"), move |ctx| {
+            FieldFuture::new(async move {
+                let list = ctx.args.try_get("operations")?.list()?;
+                if list.len() > batch_ops {
+                    return Err(bad_request(format!(
+                        "a batch may carry at most {batch_ops} operations ({} given)",
+                        list.len()
+                    )));
+                }
+                let ops = list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let json = v
+                            .as_value()
+                            .clone()
+                            .into_json()
+                            .map_err(|e| bad_request(format!("operation {i}: {e}")))?;
+                        serde_json::from_value::<Op>(json)
+                            .map_err(|e| bad_request(format!("operation {i}: {e}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let events = store_of(&ctx)?
+                    .apply(Batch { ops }, &actor_of(&ctx))
+                    .await
+                    .map_err(|e| store_error(&e))?;
+                // The events as records only when asked for (a JSON tree
+                // per event otherwise built and dropped unread).
+                let records: Vec<Value> = if ctx.look_ahead().field("events").exists() {
+                    events.iter().map(event_json).collect()
+                } else {
+                    Vec::new()
+                };
+                Ok(Some(FieldValue::owned_any(json!({
+                    "applied": events.len(),
+                    "lastSequence": events.last().map(|e| e.seq),
+                    "events": records,
+                }))))
+            })
+        })
+        .description("Applies operations atomically: all or none. Each is an object with `op` (createTwin, deleteTwin, patchDesired, patchReported, createRelationship, updateRelationship, deleteRelationship) and that operation's fields.")
+        .argument(InputValue::new("operations", TypeRef::named_nn_list_nn("JSON"))),
+    );
+    let result = record(
+        "BatchResult",
+        "What an atomic batch did.",
+        &[
+            (
+                "applied",
+                s(TypeRef::INT),
+                "Events written (one per operation).",
+            ),
+            (
+                "lastSequence",
+                TypeRef::named("Long"),
+                "Sequence number of its last event.",
+            ),
+        ],
+    )
+    .field(
+        Field::new("events", TypeRef::named_nn_list_nn("Event"), |ctx| {
+            FieldFuture::new(async move {
+                let v = record_of(&ctx)?;
+                let events = v
+                    .get("events")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                Ok(Some(records(events)))
+            })
+        })
+        .description("The events, in order."),
+    );
+    b.register(result);
+}
