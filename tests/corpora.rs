@@ -237,7 +237,7 @@ fn azure_building_schema_matches_the_golden_sdl() {
     }
     for expected in [
         "interface Space {",
-        "type SpaceTwin implements Twin & Space",
+        "type SpaceTwin implements Node & Twin & Space",
         "input SpaceWhere",
         "spaces(",
     ] {

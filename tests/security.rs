@@ -602,7 +602,7 @@ async fn a_scoped_token_sees_nothing_out_of_scope() {
         ("own history", HISTORY, json!({"id": "p1"})),
         (
             "event log",
-            "{ events(after: 0, first: 1000) { nodes { seq change } } }",
+            "{ events(after: \"0\", first: 1000) { nodes { seq change } } }",
             json!({}),
         ),
         (
@@ -610,6 +610,22 @@ async fn a_scoped_token_sees_nothing_out_of_scope() {
             "query($at: DateTime) { twin(id: \"p2\", asOf: $at) { id } }",
             json!({"at": "2100-01-01T00:00:00Z"}),
         ),
+        (
+            "list backward",
+            "{ twins(last: 100) { nodes { id } pageInfo { hasNextPage hasPreviousPage } } }",
+            json!({}),
+        ),
+        (
+            "typed list backward",
+            "{ pumps(last: 1, before: \"p3\") { nodes { id } } }",
+            json!({}),
+        ),
+        (
+            "event log backward",
+            "{ events(last: 1000) { nodes { seq change } } }",
+            json!({}),
+        ),
+        ("node", "{ node(id: \"p2\") { id } }", json!({})),
     ];
     for (what, q, vars) in probes {
         let v = gql(a, &t, q, vars).await;
@@ -630,6 +646,19 @@ async fn a_scoped_token_sees_nothing_out_of_scope() {
         .collect();
     ids.sort();
     assert_eq!(ids, ["area-1", "cell-1", "line-1", "p1", "p3", "site-1"]);
+    // Backward too: the last two it may see, and that more precede them.
+    let v = gql(
+        a,
+        &t,
+        "{ twins(last: 2) { nodes { id } pageInfo { hasPreviousPage } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        v["data"]["twins"],
+        json!({"nodes": [{"id": "p3"}, {"id": "site-1"}], "pageInfo": {"hasPreviousPage": true}}),
+        "{v}"
+    );
     let v = gql(
         a,
         &t,

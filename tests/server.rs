@@ -723,7 +723,7 @@ async fn graph_queries_history_and_atomic_batches() {
     );
 
     // The global log pages by cursor with nothing skipped or repeated.
-    let q = "query($a: Long) { events(first: 4, after: $a) { nodes { seq } pageInfo { hasNextPage endCursor } } }";
+    let q = "query($a: String) { events(first: 4, after: $a) { nodes { seq } pageInfo { hasNextPage endCursor } } }";
     let (mut seen, mut after) = (Vec::new(), Value::Null);
     loop {
         let v = gql(s.addr, q, json!({"a": after})).await;
@@ -858,7 +858,7 @@ async fn models_can_be_uploaded_but_never_changed() {
     );
     let v = gql(
         s.addr,
-        r#"{ events(after: 0) { nodes { kind } } }"#,
+        r#"{ events(after: "0") { nodes { kind } } }"#,
         json!({}),
     )
     .await;

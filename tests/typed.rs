@@ -435,8 +435,8 @@ async fn commands_are_mutations_recorded_as_events() {
     let seq = d["stop"]["sequence"].as_u64().expect("sequence");
     let v = gql(
         s.addr,
-        r#"query($after: Long) { events(after: $after, first: 1) { nodes { kind twins change } } }"#,
-        json!({"after": seq - 1}),
+        r#"query($after: String) { events(after: $after, first: 1) { nodes { kind twins change } } }"#,
+        json!({"after": (seq - 1).to_string()}),
     )
     .await;
     let e = &ok(&v)["events"]["nodes"][0];

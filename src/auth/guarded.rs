@@ -344,22 +344,34 @@ impl GuardedStore {
                 self.filter(&ids).await?
             };
             let n = page.items.len();
-            for item in page.items {
+            // In the order of travel: from the end of the range going backward.
+            let mut travel = page.items;
+            if query.backward {
+                travel.reverse();
+            }
+            for item in travel {
                 if items.len() == query.limit {
                     return Ok(Page {
-                        items,
+                        items: in_order(items, query.backward),
                         has_more: true,
                     });
                 }
                 let id = id_of(&item);
-                q.after = Some(id.to_owned());
+                if query.backward {
+                    q.before = Some(id.to_owned());
+                } else {
+                    q.after = Some(id.to_owned());
+                }
                 if inside.contains(id) {
                     items.push(item);
                 }
             }
             if !page.has_more || n == 0 || items.len() == query.limit {
                 let has_more = page.has_more && n > 0;
-                return Ok(Page { items, has_more });
+                return Ok(Page {
+                    items: in_order(items, query.backward),
+                    has_more,
+                });
             }
         }
     }
@@ -458,6 +470,14 @@ impl GuardedStore {
         }
         Ok(())
     }
+}
+
+/// Items gathered in the order of travel, in id order.
+fn in_order<T>(mut items: Vec<T>, backward: bool) -> Vec<T> {
+    if backward {
+        items.reverse();
+    }
+    items
 }
 
 #[async_trait]
@@ -692,6 +712,37 @@ impl GraphStore for GuardedStore {
                 return Ok(out);
             }
         }
+    }
+
+    async fn events_before(&self, seq: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        if self.scope.is_none() {
+            return self.inner.events_before(seq, limit).await;
+        }
+        // Windows of the log going back, each twice the last (few calls
+        // whether the caller sees much of the log or little), until
+        // `limit` events it may see are found or the log's start is reached.
+        let mut before = seq;
+        let mut window = limit.max(16);
+        let mut found: Vec<Event> = Vec::new();
+        while found.len() < limit && before > 1 {
+            let page = self.inner.events_before(before, window).await?;
+            let Some(first) = page.first().map(|e| e.seq) else {
+                break;
+            };
+            let mut seen = Vec::new();
+            for e in page {
+                if self.sees(&e).await? {
+                    seen.push(e);
+                }
+            }
+            seen.append(&mut found);
+            found = seen;
+            before = first;
+            window = window.saturating_mul(2);
+        }
+        let extra = found.len().saturating_sub(limit);
+        found.drain(..extra);
+        Ok(found)
     }
 
     async fn stream_events(

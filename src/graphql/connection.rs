@@ -1,105 +1,506 @@
-//! Pages of lists as connections: `PageInfo`, and connections of JSON
-//! records (`nodes`, `pageInfo`).
+//! Relay cursor connections, built once for every list: `edges { cursor
+//! node }`, `nodes`, `pageInfo { hasNextPage hasPreviousPage startCursor
+//! endCursor }`, forward (`first`, `after`) and backward (`last`,
+//! `before`) pagination, and `totalCount` where a list is at hand whole.
+//!
+//! A resolver reads the arguments with [`PageArgs::read`] and answers a
+//! [`Page`]: from a sorted list in memory with [`Page::of_sorted`], or from
+//! a store page it asked for itself. [`connection`] declares the types.
 
-use async_graphql::dynamic::{Field, FieldFuture, FieldValue, Object, TypeRef};
-use serde_json::Value;
+use std::any::Any;
+use std::sync::Arc;
 
-use super::record::records;
-use super::views::{event_json, relationship_json};
-use crate::twin::{Event, Relationship};
+use async_graphql::Error;
+use async_graphql::dynamic::{Field, FieldValue, InputValue, Object, ResolverContext, TypeRef};
 
-/// What a `PageInfo` shows.
-#[derive(Debug, Clone)]
-pub(super) struct PageInfo {
-    pub has_next_page: bool,
-    pub end_cursor: Option<String>,
+use super::context::{ready, str_arg, usize_arg};
+use super::errors::{bad_request, store_error};
+use super::views::relationship_json;
+use crate::store::{GraphStore, TwinQuery};
+use crate::twin::filter::Filter;
+use crate::twin::{Relationship, Twin};
+
+/// Items a page holds when the client asks for no number.
+pub(super) const DEFAULT_PAGE: usize = 100;
+
+/// The pagination arguments of a connection field.
+#[derive(Debug, Clone, Default)]
+pub(super) struct PageArgs {
+    pub first: Option<usize>,
+    pub after: Option<String>,
+    pub last: Option<usize>,
+    pub before: Option<String>,
 }
 
-/// The `PageInfo` type.
-pub(super) fn page_info_type() -> Object {
-    Object::new("PageInfo")
-        .field(Field::new(
-            "hasNextPage",
-            TypeRef::named_nn(TypeRef::BOOLEAN),
-            |ctx| {
-                FieldFuture::new(async move {
-                    let p = ctx.parent_value.try_downcast_ref::<PageInfo>()?;
-                    Ok(Some(FieldValue::value(p.has_next_page)))
-                })
-            },
-        ))
-        .field(Field::new(
-            "endCursor",
+impl PageArgs {
+    /// The arguments of this field, each count at most `max_page`; without
+    /// `first` and `last`, the first [`DEFAULT_PAGE`].
+    pub fn read(ctx: &ResolverContext<'_>, max_page: usize) -> Result<PageArgs, Error> {
+        let count = |name: &str| -> Result<Option<usize>, Error> {
+            match ctx.args.get(name) {
+                Some(v) if !v.is_null() => usize_arg(ctx, name, 0, max_page).map(Some),
+                _ => Ok(None),
+            }
+        };
+        let (first, last) = (count("first")?, count("last")?);
+        Ok(PageArgs {
+            first: first.or(if last.is_none() {
+                Some(DEFAULT_PAGE.min(max_page))
+            } else {
+                None
+            }),
+            after: str_arg(ctx, "after")?,
+            last,
+            before: str_arg(ctx, "before")?,
+        })
+    }
+
+    /// Whether the page is read from the end (`last` without `first`).
+    pub fn backward(&self) -> bool {
+        self.first.is_none() && self.last.is_some()
+    }
+
+    /// How many items to read in the direction of travel.
+    pub fn limit(&self) -> usize {
+        if self.backward() {
+            self.last.unwrap_or(DEFAULT_PAGE)
+        } else {
+            self.first.unwrap_or(DEFAULT_PAGE)
+        }
+    }
+}
+
+/// The pagination arguments: name, type, description.
+pub(super) fn page_arguments() -> [(&'static str, TypeRef, &'static str); 4] {
+    [
+        (
+            "first",
+            TypeRef::named(TypeRef::INT),
+            "The first this many (default 100 unless `last` is given).",
+        ),
+        (
+            "after",
             TypeRef::named(TypeRef::STRING),
-            |ctx| {
-                FieldFuture::new(async move {
-                    let p = ctx.parent_value.try_downcast_ref::<PageInfo>()?;
-                    Ok(p.end_cursor.clone().map(FieldValue::value))
-                })
-            },
-        ))
+            "Only items after this cursor.",
+        ),
+        (
+            "last",
+            TypeRef::named(TypeRef::INT),
+            "The last this many (of the first `first`, when both are given).",
+        ),
+        (
+            "before",
+            TypeRef::named(TypeRef::STRING),
+            "Only items before this cursor.",
+        ),
+    ]
 }
 
-/// A page of JSON records, as a record connection sees it.
-pub(super) struct RecordPage {
-    pub nodes: Vec<Value>,
-    pub page: PageInfo,
+/// `first`, `after`, `last` and `before` on a connection field.
+pub(super) fn with_page_arguments(field: Field) -> Field {
+    page_arguments()
+        .into_iter()
+        .fold(field, |f, (name, ty, doc)| {
+            f.argument(InputValue::new(name, ty).description(doc))
+        })
 }
 
-/// A connection over JSON records: `nodes` and `pageInfo`.
-pub(super) fn record_connection(name: &str, node: &str) -> Object {
-    Object::new(name)
-        .field(Field::new(
-            "nodes",
-            TypeRef::named_nn_list_nn(node.to_owned()),
-            |ctx| {
-                FieldFuture::new(async move {
-                    let p = ctx.parent_value.try_downcast_ref::<RecordPage>()?;
-                    Ok(Some(records(p.nodes.iter().cloned())))
-                })
-            },
-        ))
-        .field(Field::new(
-            "pageInfo",
-            TypeRef::named_nn("PageInfo"),
-            |ctx| {
-                FieldFuture::new(async move {
-                    let p = ctx.parent_value.try_downcast_ref::<RecordPage>()?;
-                    Ok(Some(FieldValue::owned_any(p.page.clone())))
-                })
-            },
-        ))
+/// One page of a connection: its items with their cursors, in order.
+#[derive(Debug)]
+pub(super) struct Page<T> {
+    pub edges: Vec<(String, T)>,
+    pub has_next: bool,
+    pub has_previous: bool,
+    /// Items of the whole list, when known without reading them all.
+    pub total: Option<usize>,
 }
 
-fn rel_cursor(r: &Relationship) -> String {
-    format!("{}\n{}", r.source, r.id)
+impl<T> Page<T> {
+    /// The same page with every item turned into another.
+    pub fn map<U>(self, f: impl Fn(T) -> U) -> Page<U> {
+        Page {
+            edges: self.edges.into_iter().map(|(c, t)| (c, f(t))).collect(),
+            has_next: self.has_next,
+            has_previous: self.has_previous,
+            total: self.total,
+        }
+    }
+
+    /// The page `args` ask for of `items`, which are sorted; `after_cursor`
+    /// and `before_cursor` say whether an item comes after or before the
+    /// client's cursors (as decoded by the caller); `cursor` encodes one.
+    /// Exact in every flag: the whole list is at hand.
+    pub fn of_sorted(
+        items: Vec<T>,
+        args: &PageArgs,
+        cursor: impl Fn(&T) -> String,
+        after_cursor: impl Fn(&T) -> bool,
+        before_cursor: impl Fn(&T) -> bool,
+    ) -> Page<T> {
+        let total = items.len();
+        let mut before_after = false;
+        let mut after_before = false;
+        let mut kept: Vec<T> = Vec::with_capacity(items.len().min(args.limit() + 1));
+        for item in items {
+            if args.after.is_some() && !after_cursor(&item) {
+                before_after = true;
+            } else if args.before.is_some() && !before_cursor(&item) {
+                after_before = true;
+            } else {
+                kept.push(item);
+            }
+        }
+        let mut has_next = after_before;
+        let mut has_previous = before_after;
+        if let Some(first) = args.first {
+            has_next |= kept.len() > first;
+            kept.truncate(first);
+        }
+        if let Some(last) = args.last
+            && kept.len() > last
+        {
+            has_previous = true;
+            kept.drain(..kept.len() - last);
+        }
+        Page {
+            edges: kept.into_iter().map(|t| (cursor(&t), t)).collect(),
+            has_next,
+            has_previous,
+            total: Some(total),
+        }
+    }
+
+    /// A page of a list read in the direction `args` ask (a store page of
+    /// `limit` items and whether more follow in that direction);
+    /// `up_to_after` and `from_before` say whether items lie at or before
+    /// the `after` cursor and at or after the `before` cursor, where known.
+    pub fn of_store(
+        items: Vec<T>,
+        more: bool,
+        args: &PageArgs,
+        up_to_after: bool,
+        from_before: bool,
+        cursor: impl Fn(&T) -> String,
+    ) -> Page<T> {
+        let backward = args.backward();
+        Page {
+            edges: items.into_iter().map(|t| (cursor(&t), t)).collect(),
+            has_next: (!backward && more) || from_before,
+            has_previous: (backward && more) || up_to_after,
+            total: None,
+        }
+    }
 }
 
-/// The first `first` of `rels` (ordered by source and id, after the
-/// cursor) as a `RelationshipConnection` value.
-pub(super) fn relationship_page(mut rels: Vec<Relationship>, first: usize) -> FieldValue<'static> {
-    let has_next_page = rels.len() > first;
-    rels.truncate(first);
-    let page = PageInfo {
-        has_next_page,
-        end_cursor: rels.last().map(rel_cursor),
+/// Whether the client selected `pageInfo { <flag> }` (the flag on the far
+/// side of a store-read page costs one more store call, made only then).
+pub(super) fn wants_page_flag(ctx: &ResolverContext<'_>, flag: &str) -> bool {
+    ctx.look_ahead().field("pageInfo").field(flag).exists()
+}
+
+/// What `pageInfo` shows.
+#[derive(Debug, Clone)]
+struct PageInfo {
+    has_next: bool,
+    has_previous: bool,
+    start: Option<String>,
+    end: Option<String>,
+}
+
+/// The `PageInfo` type (once per schema).
+pub(super) fn page_info_type() -> Object {
+    let flag = |name: &str, doc: &str, f: fn(&PageInfo) -> bool| {
+        Field::new(name, TypeRef::named_nn(TypeRef::BOOLEAN), move |ctx| {
+            ready(
+                ctx.parent_value
+                    .try_downcast_ref::<PageInfo>()
+                    .map(|p| Some(FieldValue::value(f(p)))),
+            )
+        })
+        .description(doc)
     };
-    FieldValue::owned_any(RecordPage {
-        nodes: rels.iter().map(relationship_json).collect(),
-        page,
-    })
+    let cursor = |name: &str, doc: &str, f: fn(&PageInfo) -> Option<String>| {
+        Field::new(name, TypeRef::named(TypeRef::STRING), move |ctx| {
+            ready(
+                ctx.parent_value
+                    .try_downcast_ref::<PageInfo>()
+                    .map(|p| f(p).map(FieldValue::value)),
+            )
+        })
+        .description(doc)
+    };
+    Object::new("PageInfo")
+        .description("Where a page stands in its list (Relay cursor connections).")
+        .field(flag(
+            "hasNextPage",
+            "Items follow this page (paging backward: items follow the `before` cursor).",
+            |p| p.has_next,
+        ))
+        .field(flag(
+            "hasPreviousPage",
+            "Items precede this page (paging forward: items precede the `after` cursor).",
+            |p| p.has_previous,
+        ))
+        .field(cursor(
+            "startCursor",
+            "The cursor of the first item of the page.",
+            |p| p.start.clone(),
+        ))
+        .field(cursor(
+            "endCursor",
+            "The cursor of the last item of the page.",
+            |p| p.end.clone(),
+        ))
 }
 
-/// A page of events as an `EventConnection` value.
-pub(super) fn event_page(mut events: Vec<Event>, first: usize) -> FieldValue<'static> {
-    let has_next_page = events.len() > first;
-    events.truncate(first);
-    let page = PageInfo {
-        has_next_page,
-        end_cursor: events.last().map(|e| e.seq.to_string()),
+/// How a connection shows one of its items as a node.
+pub(super) type NodeOf<T> =
+    for<'a> fn(&ResolverContext<'a>, &'a T) -> Result<FieldValue<'a>, Error>;
+
+/// The connection type `name` and its edge type `edge` over pages of `T`,
+/// whose nodes are of type `node` (shown by `node_of`, described by
+/// `node_doc`); `edge_fields` are
+/// more fields of an edge (read its item with [`edge_item`]); with
+/// `total`, a `totalCount` field of that type and description.
+pub(super) fn connection<T: Any + Send + Sync>(
+    name: &str,
+    edge: &str,
+    node: &str,
+    node_of: NodeOf<T>,
+    node_doc: &str,
+    edge_fields: Vec<Field>,
+    total: Option<(TypeRef, &str)>,
+) -> [Object; 2] {
+    let page = page_of::<T>;
+    let mut e = Object::new(edge)
+        .description(format!("An item of a {name} and its cursor."))
+        .field(
+            Field::new("cursor", TypeRef::named_nn(TypeRef::STRING), |ctx| {
+                ready(edge_of::<T>(&ctx).map(|(c, _)| Some(FieldValue::value(c.clone()))))
+            })
+            .description("Where the item stands, for `after` and `before`."),
+        )
+        .field(
+            Field::new("node", TypeRef::named_nn(node), move |ctx| {
+                ready(edge_of::<T>(&ctx).and_then(|(_, t)| node_of(&ctx, t).map(Some)))
+            })
+            .description(node_doc),
+        );
+    for f in edge_fields {
+        e = e.field(f);
+    }
+    let mut c = Object::new(name)
+        .description(format!(
+            "A page of a list of {node} (a Relay cursor connection)."
+        ))
+        .field(
+            Field::new("edges", TypeRef::named_nn_list_nn(edge), move |ctx| {
+                ready(page(&ctx).map(|p| {
+                    Some(FieldValue::list(p.edges.iter().map(|e| {
+                        FieldValue::borrowed_any(e as &(dyn Any + Send + Sync))
+                    })))
+                }))
+            })
+            .description("The items with their cursors."),
+        )
+        .field(
+            Field::new("nodes", TypeRef::named_nn_list_nn(node), move |ctx| {
+                ready(page(&ctx).and_then(|p| {
+                    let nodes = p
+                        .edges
+                        .iter()
+                        .map(|(_, t)| node_of(&ctx, t))
+                        .collect::<Result<Vec<_>, Error>>()?;
+                    Ok(Some(FieldValue::list(nodes)))
+                }))
+            })
+            .description("The items (as the edges' nodes)."),
+        )
+        .field(
+            Field::new("pageInfo", TypeRef::named_nn("PageInfo"), move |ctx| {
+                ready(page(&ctx).map(|p| {
+                    Some(FieldValue::owned_any(PageInfo {
+                        has_next: p.has_next,
+                        has_previous: p.has_previous,
+                        start: p.edges.first().map(|(c, _)| c.clone()),
+                        end: p.edges.last().map(|(c, _)| c.clone()),
+                    }))
+                }))
+            })
+            .description("Where this page stands."),
+        );
+    if let Some((ty, doc)) = total {
+        c = c.field(
+            Field::new("totalCount", ty, move |ctx| {
+                ready(page(&ctx).map(|p| p.total.map(|n| FieldValue::value(n as i64))))
+            })
+            .description(doc),
+        );
+    }
+    [c, e]
+}
+
+/// The page a connection field reads.
+fn page_of<'a, T: Any + Send + Sync>(ctx: &ResolverContext<'a>) -> Result<&'a Page<T>, Error> {
+    ctx.parent_value.try_downcast_ref::<Page<T>>()
+}
+
+/// The edge an edge field reads: its cursor and item.
+fn edge_of<'a, T: Any + Send + Sync>(ctx: &ResolverContext<'a>) -> Result<&'a (String, T), Error> {
+    ctx.parent_value.try_downcast_ref::<(String, T)>()
+}
+
+/// The item of the edge an edge field reads.
+pub(super) fn edge_item<'a, T: Any + Send + Sync>(
+    ctx: &ResolverContext<'a>,
+) -> Result<&'a T, Error> {
+    edge_of::<T>(ctx).map(|(_, t)| t)
+}
+
+/// A cursor of two parts (`a` newline `b`), as relationship lists use.
+pub(super) fn pair_cursor(a: &str, b: &str) -> String {
+    format!("{a}\n{b}")
+}
+
+/// The parts of a [`pair_cursor`]; a clear error for anything else.
+pub(super) fn parse_pair_cursor(cursor: &str) -> Result<(&str, &str), Error> {
+    cursor
+        .split_once('\n')
+        .ok_or_else(|| bad_request(format!("{cursor:?} is not a cursor of this connection")))
+}
+
+/// The page `args` ask for of the twins of `model` (subtypes included; all
+/// when `None`) that `filter` accepts, in id order, read from the store:
+/// one call, and for the flag beyond the client's cursor (`hasPreviousPage`
+/// paging forward, `hasNextPage` paging backward) one or two lean calls
+/// more, only when the client selects it. Cursors are twin ids.
+pub(super) async fn twin_page(
+    ctx: &ResolverContext<'_>,
+    store: &Arc<dyn GraphStore>,
+    model: Option<String>,
+    filter: Option<Filter>,
+    args: &PageArgs,
+) -> Result<Page<Twin>, Error> {
+    let query = TwinQuery {
+        model,
+        subtypes: true,
+        filter: filter.map(Arc::new),
+        after: args.after.clone(),
+        before: args.before.clone(),
+        limit: args.limit(),
+        backward: args.backward(),
     };
-    FieldValue::owned_any(RecordPage {
-        nodes: events.iter().map(event_json).collect(),
-        page,
-    })
+    let page = store.twins(&query).await.map_err(|e| store_error(&e))?;
+    let (mut items, more) = (page.items, page.has_more);
+    // Both `first` and `last`: the last `last` of the first `first`.
+    let mut dropped = false;
+    if let (Some(_), Some(last)) = (args.first, args.last)
+        && items.len() > last
+    {
+        items.drain(..items.len() - last);
+        dropped = true;
+    }
+    let from_before = match &args.before {
+        Some(b) if wants_page_flag(ctx, "hasNextPage") => twins_from(store, &query, b).await?,
+        _ => false,
+    };
+    let up_to_after = match &args.after {
+        Some(a) if wants_page_flag(ctx, "hasPreviousPage") => {
+            // Ids have no control characters: `a` + NUL is the next string.
+            let up_to = TwinQuery {
+                after: None,
+                before: Some(format!("{a}\0")),
+                limit: 1,
+                backward: true,
+                ..query.clone()
+            };
+            !store
+                .twin_ids(&up_to)
+                .await
+                .map_err(|e| store_error(&e))?
+                .items
+                .is_empty()
+        }
+        _ => false,
+    };
+    let mut page = Page::of_store(items, more, args, up_to_after, from_before, |t: &Twin| {
+        t.id.to_string()
+    });
+    page.has_previous |= dropped;
+    Ok(page)
+}
+
+/// Whether a twin of `query`'s list has id `id` or a later one.
+async fn twins_from(
+    store: &Arc<dyn GraphStore>,
+    query: &TwinQuery,
+    id: &str,
+) -> Result<bool, Error> {
+    let later = TwinQuery {
+        after: Some(id.to_owned()),
+        before: None,
+        limit: 1,
+        backward: false,
+        ..query.clone()
+    };
+    if !store
+        .twin_ids(&later)
+        .await
+        .map_err(|e| store_error(&e))?
+        .items
+        .is_empty()
+    {
+        return Ok(true);
+    }
+    let models = store.models();
+    Ok(store
+        .twins_by_ids(&[id.to_owned()])
+        .await
+        .map_err(|e| store_error(&e))?
+        .iter()
+        .any(|t| {
+            query
+                .model
+                .as_deref()
+                .is_none_or(|m| models.interface(&t.model).is_some_and(|i| i.is_a(m)))
+                && query.filter.as_ref().is_none_or(|f| f.matches(t))
+        }))
+}
+
+/// The page `args` ask for of relationships, in (source, id) order, as
+/// `Relationship` records; cursors are source and id.
+pub(super) fn relationship_page(
+    mut rels: Vec<Relationship>,
+    args: &PageArgs,
+) -> Result<Page<serde_json::Value>, Error> {
+    rels.sort_by(|a, b| (&a.source, &a.id).cmp(&(&b.source, &b.id)));
+    let after = args.after.as_deref().map(parse_pair_cursor).transpose()?;
+    let before = args.before.as_deref().map(parse_pair_cursor).transpose()?;
+    fn key(r: &Relationship) -> (&str, &str) {
+        (r.source.as_str(), r.id.as_str())
+    }
+    let page = Page::of_sorted(
+        rels,
+        args,
+        |r| pair_cursor(&r.source, &r.id),
+        |r| after.is_none_or(|a| key(r) > a),
+        |r| before.is_none_or(|b| key(r) < b),
+    );
+    Ok(page.map(|r| relationship_json(&r)))
+}
+
+/// The `RelationshipConnection` type and its edge.
+pub(super) fn relationship_connection() -> [Object; 2] {
+    connection::<serde_json::Value>(
+        "RelationshipConnection",
+        "RelationshipEdge",
+        "Relationship",
+        |_, r| Ok(FieldValue::borrowed_any(r)),
+        "The relationship.",
+        Vec::new(),
+        Some((
+            TypeRef::named_nn(TypeRef::INT),
+            "Relationships in the whole list (it is read whole).",
+        )),
+    )
 }

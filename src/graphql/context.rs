@@ -12,7 +12,7 @@ use async_graphql::{Error, Value as GqlValue};
 use super::errors::{bad_request, store_error};
 use crate::auth::{Access, Action};
 use crate::rollout::Rollouts;
-use crate::store::{GraphStore, TwinQuery};
+use crate::store::GraphStore;
 use crate::twin::{Twin, parse_time};
 
 /// The store as the caller sees it (its guarded view when authentication
@@ -200,27 +200,4 @@ pub(super) fn str_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<St
         Some(v) if !v.is_null() => Ok(Some(v.string()?.to_owned())),
         _ => Ok(None),
     }
-}
-
-/// Twins of `model` (subtypes included; all when `None`) matching
-/// `filter`, in id order after `after`: the first `first`, and whether more
-/// follow. One store call (the store evaluates the filter).
-pub(super) async fn list_twins(
-    store: &Arc<dyn GraphStore>,
-    model: Option<String>,
-    filter: Option<crate::twin::filter::Filter>,
-    after: Option<String>,
-    first: usize,
-) -> Result<(Vec<Twin>, bool), Error> {
-    let page = store
-        .twins(&TwinQuery {
-            model,
-            subtypes: true,
-            filter: filter.map(Arc::new),
-            after,
-            limit: first,
-        })
-        .await
-        .map_err(|e| store_error(&e))?;
-    Ok((page.items, page.has_more))
 }

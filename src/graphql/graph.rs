@@ -9,7 +9,9 @@ use async_graphql::dynamic::{
 };
 
 use super::builder::Builder;
-use super::connection::{record_connection, relationship_page};
+use super::connection::{
+    PageArgs, relationship_connection, relationship_page, with_page_arguments,
+};
 use super::context::{
     TwinTypes, actor_of, json_arg, long_arg, ready, store_of, str_arg, twin_ref, twin_value,
     types_of, usize_arg,
@@ -213,22 +215,22 @@ pub(super) fn register(b: &mut Builder) {
             })
             .description("The twin reached."),
         );
-    let rel_conn = record_connection("RelationshipConnection", "Relationship");
+    let [rel_conn, rel_edge] = relationship_connection();
     b.register(direction);
     b.register(relationship);
     b.register(hop);
     b.register(hit);
     b.register(rel_conn);
+    b.register(rel_edge);
     let max_page = b.limits.max_page;
-    b.query(
+    b.query(with_page_arguments(
         Field::new("relationships", s("RelationshipConnection"), move |ctx| {
             FieldFuture::new(async move {
                 let store = store_of(&ctx)?;
                 let source = str_arg(&ctx, "source")?;
                 let target = str_arg(&ctx, "target")?;
                 let name = str_arg(&ctx, "name")?;
-                let first = usize_arg(&ctx, "first", 100, max_page)?;
-                let after = str_arg(&ctx, "after")?;
+                let args = PageArgs::read(&ctx, max_page)?;
                 let mut rels = match (&source, &target) {
                     (Some(src), _) => store.relationships(src, Direction::Out, name.as_deref()).await,
                     (None, Some(tgt)) => store.relationships(tgt, Direction::In, name.as_deref()).await,
@@ -240,23 +242,14 @@ pub(super) fn register(b: &mut Builder) {
                 if let Some(tgt) = &target {
                     rels.retain(|r| &r.target == tgt);
                 }
-                rels.sort_by(|a, b| (&a.source, &a.id).cmp(&(&b.source, &b.id)));
-                if let Some(after) = after {
-                    let (src, id) = after
-                        .split_once('\n')
-                        .ok_or_else(|| bad_request("after: not a relationship cursor"))?;
-                    rels.retain(|r| (r.source.as_str(), r.id.as_str()) > (src, id));
-                }
-                Ok(Some(relationship_page(rels, first)))
+                Ok(Some(FieldValue::owned_any(relationship_page(rels, &args)?)))
             })
         })
-        .description("Relationships from `source` and/or to `target`, optionally of one name, ordered by (source, id), with cursor pagination. At least one of `source` and `target` is required.")
+        .description("Relationships from `source` and/or to `target`, optionally of one name, ordered by (source, id); a Relay connection. At least one of `source` and `target` is required.")
         .argument(InputValue::new("source", TypeRef::named(TypeRef::ID)))
         .argument(InputValue::new("target", TypeRef::named(TypeRef::ID)))
-        .argument(InputValue::new("name", TypeRef::named(TypeRef::STRING)))
-        .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)))
-        .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING))),
-    );
+        .argument(InputValue::new("name", TypeRef::named(TypeRef::STRING))),
+    ));
     b.query(
         Field::new("traverse", TypeRef::named_nn_list_nn("TraversalHit"), |ctx| {
             FieldFuture::new(async move {

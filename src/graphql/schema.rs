@@ -116,6 +116,7 @@ fn assemble(
     limits: Limits,
 ) -> (SchemaBuilder, TwinTypes) {
     let mut b = Builder::new(limits);
+    b.register(super::connection::page_info_type());
     super::twins::register(&mut b);
     super::graph::register(&mut b);
     super::history::register(&mut b);

@@ -10,23 +10,15 @@ use async_graphql::dynamic::{
 use serde_json::{Value, json};
 
 use super::builder::Builder;
-use super::connection::{PageInfo, page_info_type};
+use super::connection::{PageArgs, connection, twin_page, with_page_arguments};
 use super::context::{
-    actor_of, json_arg, list_twins, long_arg, store_of, str_arg, time_arg, twin_ref, twin_value,
-    types_of, usize_arg,
+    actor_of, json_arg, long_arg, store_of, str_arg, time_arg, twin_ref, twin_value, types_of,
 };
 use super::errors::{bad_request, store_error};
 use super::record::{record, record_of, records};
 use super::views::{event_json, twin_field, twin_fields};
 use crate::store::{At, GraphStore};
 use crate::twin::{Batch, Op, Twin};
-
-/// A page of twins, as the connection types see it.
-#[derive(Debug, Clone)]
-struct Page {
-    items: Vec<Twin>,
-    has_more: bool,
-}
 
 /// Applies one operation as `actor` and returns the twin after it.
 async fn write_and_read(
@@ -45,76 +37,35 @@ async fn write_and_read(
 }
 
 pub(super) fn register(b: &mut Builder) {
-    let mut twin_iface = Interface::new("Twin").description("A digital twin.");
+    let mut twin_iface = Interface::new("Twin")
+        .description("A digital twin.")
+        .implement("Node");
     for (name, ty, doc, _) in twin_fields() {
         twin_iface = twin_iface.field(InterfaceField::new(name, ty).description(doc));
     }
     let mut generic = Object::new("GenericTwin")
         .description("A twin seen through the model-agnostic API.")
+        .implement("Node")
         .implement("Twin");
     for (name, ty, doc, f) in twin_fields() {
         generic = generic.field(twin_field(name, ty, f).description(doc));
     }
-    let edge = Object::new("TwinEdge")
-        .field(Field::new(
-            "cursor",
-            TypeRef::named_nn(TypeRef::STRING),
-            |ctx| {
-                FieldFuture::new(async move {
-                    let t = ctx.parent_value.try_downcast_ref::<Twin>()?;
-                    Ok(Some(FieldValue::value(t.id.to_string())))
-                })
-            },
-        ))
-        .field(Field::new("node", TypeRef::named_nn("Twin"), |ctx| {
-            FieldFuture::new(async move {
-                let t = ctx.parent_value.try_downcast_ref::<Twin>()?;
-                Ok(Some(twin_ref(types_of(&ctx)?, t)))
-            })
-        }));
-    let connection = Object::new("TwinConnection")
-        .field(Field::new(
-            "edges",
-            TypeRef::named_nn_list_nn("TwinEdge"),
-            |ctx| {
-                FieldFuture::new(async move {
-                    let p = ctx.parent_value.try_downcast_ref::<Page>()?;
-                    Ok(Some(FieldValue::list(
-                        p.items.iter().cloned().map(FieldValue::owned_any),
-                    )))
-                })
-            },
-        ))
-        .field(Field::new(
-            "nodes",
-            TypeRef::named_nn_list_nn("Twin"),
-            |ctx| {
-                FieldFuture::new(async move {
-                    let p = ctx.parent_value.try_downcast_ref::<Page>()?;
-                    let types = types_of(&ctx)?;
-                    Ok(Some(FieldValue::list(
-                        p.items.iter().map(|t| twin_ref(types, t)),
-                    )))
-                })
-            },
-        ))
-        .field(Field::new(
-            "pageInfo",
-            TypeRef::named_nn("PageInfo"),
-            |ctx| {
-                FieldFuture::new(async move {
-                    let p = ctx.parent_value.try_downcast_ref::<Page>()?;
-                    Ok(Some(FieldValue::owned_any(PageInfo {
-                        has_next_page: p.has_more,
-                        end_cursor: p.items.last().map(|t| t.id.to_string()),
-                    })))
-                })
-            },
-        ));
+    let [connection, edge] = connection::<Twin>(
+        "TwinConnection",
+        "TwinEdge",
+        "Twin",
+        |ctx, t| Ok(twin_ref(types_of(ctx)?, t)),
+        "The twin.",
+        Vec::new(),
+        None,
+    );
+    let node = Interface::new("Node")
+        .description("An object with an id by which `node` refetches it (Relay object identification): every twin.")
+        .field(InterfaceField::new("id", TypeRef::named_nn(TypeRef::ID)).description("Its id."));
+    b.register(node);
     b.register(twin_iface);
     b.register(generic);
     b.register(edge);
-    b.register(page_info_type());
     b.register(connection);
 
     let max_page = b.limits.max_page;
@@ -136,7 +87,7 @@ pub(super) fn register(b: &mut Builder) {
         .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
         .argument(InputValue::new("asOf", TypeRef::named("DateTime"))),
     );
-    b.query(
+    b.query(with_page_arguments(
         Field::new("twins", TypeRef::named_nn("TwinConnection"), move |ctx| {
             FieldFuture::new(async move {
                 let store = store_of(&ctx)?;
@@ -148,27 +99,37 @@ pub(super) fn register(b: &mut Builder) {
                         &crate::twin::TwinError::UnknownModel(m.clone()).into(),
                     ));
                 }
-                let first = usize_arg(&ctx, "first", 100, max_page)?;
-                let after = str_arg(&ctx, "after")?;
+                let args = PageArgs::read(&ctx, max_page)?;
                 let filter = json_arg(&ctx, "where")?
                     .map(|w| crate::twin::filter::Filter::parse(&w))
                     .transpose()
                     .map_err(|e| bad_request(format!("where: {e}")))?;
-                let (items, has_more) = list_twins(store, model, filter, after, first).await?;
-                Ok(Some(FieldValue::owned_any(Page { items, has_more })))
+                let page = twin_page(&ctx, store, model, filter, &args).await?;
+                Ok(Some(FieldValue::owned_any(page)))
             })
         })
         .description(
-            "Twins, optionally of a model (subtypes included), in id order, with cursor pagination.",
+            "Twins, optionally of a model (subtypes included), in id order; a Relay connection (cursors are twin ids).",
         )
         .argument(InputValue::new("model", TypeRef::named(TypeRef::STRING)))
         .argument(InputValue::new("where", TypeRef::named("JSON")).description(
             "A predicate over id, model, version, reported.* and desired.*: \
              {\"reported.power\": {\"gt\": 5}}; operators eq, ne, in, gt, gte, lt, lte, \
              contains, startsWith, exists; combine with and, or, not.",
-        ))
-        .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)))
-        .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING))),
+        )),
+    ));
+    b.query(
+        Field::new("node", TypeRef::named("Node"), |ctx| {
+            FieldFuture::new(async move {
+                let store = store_of(&ctx)?;
+                let id = ctx.args.try_get("id")?.string()?;
+                let t = store.twin(id).await.map_err(|e| store_error(&e))?;
+                let types = types_of(&ctx)?;
+                Ok(t.map(|t| twin_value(types, t)))
+            })
+        })
+        .description("Any object by its id (Relay object identification): the twin with this id, typed by its model; null when there is none.")
+        .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID))),
     );
 
     b.mutation(

@@ -869,6 +869,7 @@ impl Rollouts {
                         filter: filter.clone(),
                         after: after.clone(),
                         limit: 10_000,
+                        ..TwinQuery::default()
                     })
                     .await?;
                 after = page.items.last().cloned();

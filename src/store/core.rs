@@ -379,20 +379,25 @@ fn commit_models(
 /// The twins a list query selects (a page, and whether more follow).
 fn list<'a>(graph: &'a Graph, models: &ModelSet, q: &TwinQuery) -> (Vec<&'a Twin>, bool) {
     let limit = q.limit.max(1);
-    let after = |id: &str| q.after.as_deref().is_none_or(|a| id > a);
+    let within = |id: &str| {
+        q.after.as_deref().is_none_or(|a| id > a) && q.before.as_deref().is_none_or(|b| id < b)
+    };
     let keep = |t: &Twin| q.filter.as_ref().is_none_or(|f| f.matches(t));
+    let range = crate::twin::query::IdRange {
+        after: q.after.as_deref(),
+        before: q.before.as_deref(),
+        backward: q.backward,
+    };
     let mut items: Vec<&Twin> = match &q.model {
-        Some(m) => graph.twins_of_model(
-            models,
-            m,
-            q.subtypes,
-            q.after.as_deref(),
-            limit.saturating_add(1),
-            keep,
-        ),
+        Some(m) => {
+            graph.twins_of_model(models, m, q.subtypes, range, limit.saturating_add(1), keep)
+        }
         None => {
-            let mut ids: Vec<&str> = graph.twin_ids().filter(|id| after(id)).collect();
+            let mut ids: Vec<&str> = graph.twin_ids().filter(|id| within(id)).collect();
             ids.sort_unstable();
+            if q.backward {
+                ids.reverse();
+            }
             ids.into_iter()
                 .filter_map(|id| graph.twin(id))
                 .filter(|t| keep(t))
@@ -402,6 +407,9 @@ fn list<'a>(graph: &'a Graph, models: &ModelSet, q: &TwinQuery) -> (Vec<&'a Twin
     };
     let has_more = items.len() > limit;
     items.truncate(limit);
+    if q.backward {
+        items.reverse();
+    }
     (items, has_more)
 }
 

@@ -50,10 +50,16 @@ pub struct TwinQuery {
     pub filter: Option<Arc<Filter>>,
     /// Only ids after this one (keyset pagination).
     pub after: Option<String>,
+    /// Only ids before this one.
+    pub before: Option<String>,
+    /// At most this many (at least one).
     pub limit: usize,
+    /// The last `limit` of the range rather than the first (still listed
+    /// in id order); `has_more` then says whether more come before them.
+    pub backward: bool,
 }
 
-/// A page of results and whether more follow.
+/// A page of results and whether more follow (in the direction listed).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
     pub items: Vec<T>,
@@ -295,6 +301,18 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
 
     /// Events with a sequence number above `seq`, in order, at most `limit`.
     async fn events_after(&self, seq: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+
+    /// The last `limit` events with a sequence number below `seq`, in
+    /// order (to page the log backward). Sequence numbers have no gaps, so
+    /// a store reads exactly the `limit` before `seq` (fewer where
+    /// retention removed them).
+    async fn events_before(&self, seq: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let from = seq.saturating_sub(1).saturating_sub(limit as u64);
+        let n = usize::try_from(seq.saturating_sub(1) - from).unwrap_or(usize::MAX);
+        let mut events = self.events_after(from, n).await?;
+        events.retain(|e| e.seq < seq);
+        Ok(events)
+    }
 
     /// The records of a stream ([`crate::twin::Change::stream`]: the
     /// configurations and rollouts) above `seq`, in order, at most `limit`;

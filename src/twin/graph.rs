@@ -192,18 +192,25 @@ impl Graph {
             .collect()
     }
 
-    /// Ids of the twins of exactly `model`, in order, after `after`.
-    pub fn with_model_after<'a>(
+    /// Ids of the twins of exactly `model` after `after` and before
+    /// `before`, in order (either way).
+    pub fn with_model_between<'a>(
         &'a self,
         model: &str,
-        after: Option<&'a str>,
-    ) -> impl Iterator<Item = &'a str> + 'a {
+        after: Option<&str>,
+        before: Option<&str>,
+    ) -> impl DoubleEndedIterator<Item = &'a str> + 'a {
         use std::ops::Bound;
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let upper = before.map_or(Bound::Unbounded, Bound::Excluded);
+        // (`range` panics on an empty range of two exclusive bounds.)
+        let empty = after.zip(before).is_some_and(|(a, b)| a >= b);
         self.by_model
             .get(model)
+            .filter(|_| !empty)
+            .map(|set| set.range::<str, _>((lower, upper)))
             .into_iter()
-            .flat_map(move |set| set.range::<str, _>((lower, Bound::Unbounded)))
+            .flatten()
             .map(|k| &**k)
     }
 

@@ -23,6 +23,17 @@ pub enum Direction {
     Both,
 }
 
+/// A range of twin ids, and which end a list starts from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdRange<'a> {
+    /// Only ids after this one.
+    pub after: Option<&'a str>,
+    /// Only ids before this one.
+    pub before: Option<&'a str>,
+    /// From the last id down.
+    pub backward: bool,
+}
+
 /// A traversal request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -196,33 +207,43 @@ impl Graph {
     /// Twins whose model is `model` or (with `subtypes`) extends it, and
     /// that `keep` accepts, ordered by id.
     ///
-    /// In id order, after `after`, at most `limit`: a merge of the per-model
-    /// sorted indexes, so a page costs O(limit × models) (plus the twins
-    /// `keep` refuses), not a sort of every matching twin.
+    /// In id order within `range` (from its end going backward), at most
+    /// `limit`: a merge of the per-model sorted indexes, so a page costs
+    /// O(limit × models) (plus the twins `keep` refuses), not a sort of
+    /// every matching twin.
     pub fn twins_of_model<'a>(
         &'a self,
         models: &ModelSet,
         model: &str,
         subtypes: bool,
-        after: Option<&str>,
+        range: IdRange<'_>,
         limit: usize,
         keep: impl Fn(&Twin) -> bool,
     ) -> Vec<&'a Twin> {
+        let ids = |m: &str| -> Box<dyn Iterator<Item = &'a str> + 'a> {
+            let run = self.with_model_between(m, range.after, range.before);
+            if range.backward {
+                Box::new(run.rev())
+            } else {
+                Box::new(run)
+            }
+        };
         let mut runs: Vec<std::iter::Peekable<_>> = if subtypes {
             models
                 .implementors(model)
-                .map(|i| self.with_model_after(&i.id, after).peekable())
+                .map(|i| ids(&i.id).peekable())
                 .collect()
         } else {
-            vec![self.with_model_after(model, after).peekable()]
+            vec![ids(model).peekable()]
         };
         let mut out = Vec::new();
         while out.len() < limit {
-            // The run whose next id is smallest.
+            // The run whose next id comes first (the smallest, or the
+            // largest going backward).
             let mut best: Option<(usize, &str)> = None;
             for (k, run) in runs.iter_mut().enumerate() {
                 if let Some(&id) = run.peek()
-                    && best.is_none_or(|(_, b)| id < b)
+                    && best.is_none_or(|(_, b)| if range.backward { id > b } else { id < b })
                 {
                     best = Some((k, id));
                 }

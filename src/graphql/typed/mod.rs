@@ -48,8 +48,11 @@ use async_graphql::dynamic::{
 use serde_json::Value;
 
 use super::builder::Builder;
-use super::connection::{PageInfo, relationship_page as relationship_connection};
-use super::context::{TwinTypes, str_arg, to_gql, twin_ref, types_of, usize_arg};
+use super::connection::{
+    Page, PageArgs, connection, edge_item, page_arguments, pair_cursor, parse_pair_cursor,
+    relationship_page as relationship_page_of,
+};
+use super::context::{TwinTypes, str_arg, to_gql, twin_ref, types_of};
 use super::errors::{bad_request, store_error};
 use super::loader::{EdgeLoader, RelKey, RelLoader};
 use super::names::{self, ModelOrder, Reserved, TypeNames};
@@ -264,13 +267,6 @@ struct RelSpec {
     target_where: Option<Arc<WhereSpec>>,
 }
 
-/// A page of a typed relationship connection.
-struct RelPage {
-    edges: Vec<(Relationship, Twin)>,
-    has_more: bool,
-    total: usize,
-}
-
 /// The twin's relationships of one name, their targets loaded in one batch
 /// with every other twin's, filtered, ordered by target id then
 /// relationship id, one page.
@@ -279,8 +275,7 @@ async fn relationship_page(
     spec: &RelSpec,
 ) -> Result<Option<FieldValue<'static>>, Error> {
     let t = ctx.parent_value.try_downcast_ref::<Twin>()?;
-    let first = usize_arg(ctx, "first", 100, spec.max_page)?;
-    let after = str_arg(ctx, "after")?;
+    let args = PageArgs::read(ctx, spec.max_page)?;
     let filter = match (ctx.args.get("where"), &spec.target_where) {
         (Some(w), Some(ws)) if !w.is_null() => Some(ws.filter(w.as_value())?),
         (Some(w), None) if !w.is_null() => {
@@ -309,26 +304,19 @@ async fn relationship_page(
         .unwrap_or_default();
     edges.retain(|(_, t)| filter.as_ref().is_none_or(|f| f.matches(t)));
     edges.sort_by(|a, b| (&a.0.target, &a.0.id).cmp(&(&b.0.target, &b.0.id)));
-    let total = edges.len();
-    if let Some(after) = after {
-        let (target, id) = after.split_once('\n').ok_or_else(|| {
-            bad_request(format!(
-                "after: {after:?} is not a cursor of this connection"
-            ))
-        })?;
-        edges.retain(|(r, _)| (r.target.as_str(), r.id.as_str()) > (target, id));
+    let after = args.after.as_deref().map(parse_pair_cursor).transpose()?;
+    let before = args.before.as_deref().map(parse_pair_cursor).transpose()?;
+    fn key((r, _): &(Relationship, Twin)) -> (&str, &str) {
+        (r.target.as_str(), r.id.as_str())
     }
-    let has_more = edges.len() > first;
-    edges.truncate(first);
-    Ok(Some(FieldValue::owned_any(RelPage {
+    let page = Page::of_sorted(
         edges,
-        has_more,
-        total,
-    })))
-}
-
-fn edge_cursor(r: &Relationship) -> String {
-    format!("{}\n{}", r.target, r.id)
+        &args,
+        |(r, _)| pair_cursor(&r.target, &r.id),
+        |e| after.is_none_or(|a| key(e) > a),
+        |e| before.is_none_or(|b| key(e) < b),
+    );
+    Ok(Some(FieldValue::owned_any(page)))
 }
 
 /// `incomingRelationships`: relationships pointing at the twin, in (source, id) order.
@@ -337,9 +325,8 @@ async fn incoming_page(
     max_page: usize,
 ) -> Result<Option<FieldValue<'static>>, Error> {
     let t = ctx.parent_value.try_downcast_ref::<Twin>()?;
-    let first = usize_arg(ctx, "first", 100, max_page)?;
-    let after = str_arg(ctx, "after")?;
-    let mut rels = ctx
+    let args = PageArgs::read(ctx, max_page)?;
+    let rels = ctx
         .data::<DataLoader<RelLoader>>()?
         .load_one(RelKey {
             twin: t.id.to_string(),
@@ -349,22 +336,14 @@ async fn incoming_page(
         .await
         .map_err(|e| store_error(&e))?
         .unwrap_or_default();
-    rels.sort_by(|a, b| (&a.source, &a.id).cmp(&(&b.source, &b.id)));
-    if let Some(after) = after {
-        let (source, id) = after
-            .split_once('\n')
-            .ok_or_else(|| bad_request(format!("after: {after:?} is not a relationship cursor")))?;
-        rels.retain(|r| (r.source.as_str(), r.id.as_str()) > (source, id));
-    }
-    Ok(Some(relationship_connection(rels, first)))
+    Ok(Some(FieldValue::owned_any(relationship_page_of(
+        rels, &args,
+    )?)))
 }
 
-fn rel_page<'a>(ctx: &ResolverContext<'a>) -> Result<&'a RelPage, Error> {
-    ctx.parent_value.try_downcast_ref::<RelPage>()
-}
-
-fn rel_edge<'a>(ctx: &ResolverContext<'a>) -> Result<&'a (Relationship, Twin), Error> {
-    ctx.parent_value.try_downcast_ref::<(Relationship, Twin)>()
+/// The relationship an edge of a typed relationship connection holds.
+fn rel_edge<'a>(ctx: &ResolverContext<'a>) -> Result<&'a Relationship, Error> {
+    edge_item::<(Relationship, Twin)>(ctx).map(|(r, _)| r)
 }
 
 /// The connection and edge types of one relationship (declared once, in
@@ -374,70 +353,40 @@ fn relationship_types(
     edge: &str,
     node: &str,
     properties: Vec<(String, TypeRef, String, Arc<Schema>, String)>,
-) -> [Type; 2] {
-    let mut e = Object::new(edge)
-        .description(format!("A relationship of a {conn}."))
-        .field(Field::new(
-            "cursor",
-            TypeRef::named_nn(TypeRef::STRING),
-            |ctx| {
-                FieldFuture::new(async move {
-                    Ok(Some(FieldValue::value(edge_cursor(&rel_edge(&ctx)?.0))))
-                })
-            },
-        ))
-        .field(
-            Field::new("node", TypeRef::named_nn(node), |ctx| {
-                FieldFuture::new(async move {
-                    let (_, t) = rel_edge(&ctx)?;
-                    Ok(Some(twin_ref(types_of(&ctx)?, t)))
-                })
+) -> [Object; 2] {
+    let mut fields = vec![
+        Field::new("relationshipId", TypeRef::named_nn(TypeRef::ID), |ctx| {
+            FieldFuture::new(async move { Ok(Some(FieldValue::value(rel_edge(&ctx)?.id.clone()))) })
+        })
+        .description("The relationship's id (unique per source twin)."),
+        Field::new("properties", TypeRef::named("JSON"), |ctx| {
+            FieldFuture::new(async move {
+                let r = rel_edge(&ctx)?;
+                Ok(Some(FieldValue::value(to_gql(Value::Object(
+                    r.properties.clone(),
+                ))?)))
             })
-            .description("The target twin."),
-        )
-        .field(
-            Field::new("relationshipId", TypeRef::named_nn(TypeRef::ID), |ctx| {
-                FieldFuture::new(async move {
-                    Ok(Some(FieldValue::value(rel_edge(&ctx)?.0.id.clone())))
-                })
+        })
+        .description("The relationship's properties as JSON."),
+        Field::new("relationshipVersion", TypeRef::named_nn("Long"), |ctx| {
+            FieldFuture::new(async move { Ok(Some(FieldValue::value(rel_edge(&ctx)?.version))) })
+        })
+        .description("Grows by one with every change to the relationship."),
+        Field::new("createdAt", TypeRef::named_nn("DateTime"), |ctx| {
+            FieldFuture::new(async move {
+                Ok(Some(FieldValue::value(format_time(
+                    rel_edge(&ctx)?.created_at,
+                ))))
             })
-            .description("The relationship's id (unique per source twin)."),
-        )
-        .field(
-            Field::new("properties", TypeRef::named("JSON"), |ctx| {
-                FieldFuture::new(async move {
-                    let (r, _) = rel_edge(&ctx)?;
-                    Ok(Some(FieldValue::value(to_gql(Value::Object(
-                        r.properties.clone(),
-                    ))?)))
-                })
-            })
-            .description("The relationship's properties as JSON."),
-        )
-        .field(
-            Field::new("relationshipVersion", TypeRef::named_nn("Long"), |ctx| {
-                FieldFuture::new(
-                    async move { Ok(Some(FieldValue::value(rel_edge(&ctx)?.0.version))) },
-                )
-            })
-            .description("Grows by one with every change to the relationship."),
-        )
-        .field(
-            Field::new("createdAt", TypeRef::named_nn("DateTime"), |ctx| {
-                FieldFuture::new(async move {
-                    Ok(Some(FieldValue::value(format_time(
-                        rel_edge(&ctx)?.0.created_at,
-                    ))))
-                })
-            })
-            .description("When the relationship was created."),
-        );
+        })
+        .description("When the relationship was created."),
+    ];
     for (field, ty, doc, schema, key) in properties {
-        e = e.field(
+        fields.push(
             Field::new(field, ty, move |ctx| {
                 let (schema, key) = (schema.clone(), key.clone());
                 FieldFuture::new(async move {
-                    let (r, _) = rel_edge(&ctx)?;
+                    let r = rel_edge(&ctx)?;
                     match r.properties.get(&key) {
                         None | Some(Value::Null) => Ok(None),
                         Some(v) => values::render(&schema, v).map(Some),
@@ -447,54 +396,18 @@ fn relationship_types(
             .description(doc),
         );
     }
-    let c = Object::new(conn)
-        .field(Field::new(
-            "edges",
-            TypeRef::named_nn_list_nn(edge),
-            |ctx| {
-                FieldFuture::new(async move {
-                    let p = rel_page(&ctx)?;
-                    Ok(Some(FieldValue::list(
-                        p.edges.iter().cloned().map(FieldValue::owned_any),
-                    )))
-                })
-            },
-        ))
-        .field(Field::new(
-            "nodes",
-            TypeRef::named_nn_list_nn(node),
-            |ctx| {
-                FieldFuture::new(async move {
-                    let p = rel_page(&ctx)?;
-                    let types = types_of(&ctx)?;
-                    Ok(Some(FieldValue::list(
-                        p.edges.iter().map(|(_, t)| twin_ref(types, t)),
-                    )))
-                })
-            },
-        ))
-        .field(Field::new(
-            "pageInfo",
-            TypeRef::named_nn("PageInfo"),
-            |ctx| {
-                FieldFuture::new(async move {
-                    let p = rel_page(&ctx)?;
-                    Ok(Some(FieldValue::owned_any(PageInfo {
-                        has_next_page: p.has_more,
-                        end_cursor: p.edges.last().map(|(r, _)| edge_cursor(r)),
-                    })))
-                })
-            },
-        ))
-        .field(
-            Field::new("totalCount", TypeRef::named_nn(TypeRef::INT), |ctx| {
-                FieldFuture::new(async move {
-                    Ok(Some(FieldValue::value(rel_page(&ctx)?.total as i64)))
-                })
-            })
-            .description("Relationships matching the filter, all pages."),
-        );
-    [e.into(), c.into()]
+    connection::<(Relationship, Twin)>(
+        conn,
+        edge,
+        node,
+        |ctx, (_, t)| Ok(twin_ref(types_of(ctx)?, t)),
+        "The target twin.",
+        fields,
+        Some((
+            TypeRef::named_nn(TypeRef::INT),
+            "Relationships matching the filter, all pages.",
+        )),
+    )
 }
 
 /// `PropertyMetadata` and `AckStatus`.
@@ -893,12 +806,9 @@ impl Compiler<'_> {
                     ));
                 }
                 let conn = format!("{base}Connection");
-                self.types.extend(relationship_types(
-                    &conn,
-                    &format!("{base}Edge"),
-                    &node,
-                    props,
-                ));
+                self.types.extend(
+                    relationship_types(&conn, &format!("{base}Edge"), &node, props).map(Type::from),
+                );
                 let spec = Arc::new(RelSpec {
                     name: c.name.clone(),
                     max_page: self.max_page,
@@ -928,23 +838,13 @@ impl Compiler<'_> {
             name: field_base(&c.name, &taken),
             ty,
             doc,
-            args: vec![
-                (
-                    "where",
-                    where_ty,
-                    "Only relationships whose target matches.",
-                ),
-                (
-                    "first",
-                    TypeRef::named(TypeRef::INT),
-                    "Page size (default 100).",
-                ),
-                (
-                    "after",
-                    TypeRef::named(TypeRef::STRING),
-                    "Cursor of the last edge seen.",
-                ),
-            ],
+            args: std::iter::once((
+                "where",
+                where_ty,
+                "Only relationships whose target matches.",
+            ))
+            .chain(page_arguments())
+            .collect(),
             read: Read::Relationship(spec),
         })
     }
@@ -976,23 +876,13 @@ impl Compiler<'_> {
             name: INCOMING.to_owned(),
             ty: TypeRef::named_nn("RelationshipConnection"),
             doc: "Relationships pointing at this twin, in (source, id) order.".to_owned(),
-            args: vec![
-                (
-                    "name",
-                    TypeRef::named(TypeRef::STRING),
-                    "Only relationships of this name.",
-                ),
-                (
-                    "first",
-                    TypeRef::named(TypeRef::INT),
-                    "Page size (default 100).",
-                ),
-                (
-                    "after",
-                    TypeRef::named(TypeRef::STRING),
-                    "Cursor of the last relationship seen.",
-                ),
-            ],
+            args: std::iter::once((
+                "name",
+                TypeRef::named(TypeRef::STRING),
+                "Only relationships of this name.",
+            ))
+            .chain(page_arguments())
+            .collect(),
             read: Read::Incoming(self.max_page),
         });
         specs
@@ -1098,9 +988,11 @@ fn compile(
             let specs = c.twin_specs(iface);
             let mut gi = Interface::new(&n.interface)
                 .description(doc.clone())
+                .implement("Node")
                 .implement("Twin");
             let mut obj = Object::new(&n.object)
                 .description(format!("A twin whose model is exactly {doc}."))
+                .implement("Node")
                 .implement("Twin")
                 .implement(&n.interface);
             for a in &iface.ancestors {

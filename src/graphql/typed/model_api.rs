@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_graphql::dynamic::{
-    Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext, Type, TypeRef,
+    Field, FieldFuture, FieldValue, InputObject, InputValue, ResolverContext, Type, TypeRef,
 };
 use async_graphql::{Error, Value as GqlValue};
 use serde_json::{Map, Value, json};
@@ -28,10 +28,9 @@ use serde_json::{Map, Value, json};
 use super::values::{filter_ops, parse, upper_first};
 use super::{Compiler, derived, field_base, field_name, twin_fixed};
 use crate::dtdl::model::{Content, ContentKind, Interface as DtdlInterface, Schema};
-use crate::graphql::connection::PageInfo;
+use crate::graphql::connection::{Page, PageArgs, connection, twin_page, with_page_arguments};
 use crate::graphql::context::{
-    actor_of, list_twins, long_arg, store_of, str_arg, time_arg, twin_ref, twin_value, types_of,
-    usize_arg,
+    actor_of, long_arg, store_of, time_arg, twin_ref, twin_value, types_of,
 };
 use crate::graphql::errors::{bad_request, not_found, store_error};
 use crate::graphql::names::TypeNames;
@@ -287,16 +286,6 @@ pub(super) struct Api {
     component_inputs: HashMap<(String, bool), MadeInput>,
 }
 
-/// A page of a typed list: cursor and twin.
-struct TypedPage {
-    items: Vec<(String, Twin)>,
-    has_more: bool,
-}
-
-fn typed_page<'a>(ctx: &ResolverContext<'a>) -> Result<&'a TypedPage, Error> {
-    ctx.parent_value.try_downcast_ref::<TypedPage>()
-}
-
 /// Whether a twin of `model` is a `dtmi`.
 fn is_a(store: &Arc<dyn GraphStore>, model: &str, dtmi: &str) -> bool {
     store
@@ -460,73 +449,22 @@ impl Api {
         // Connection.
         let conn = c.derived_name(&dtmi, "Connection");
         let edge = c.derived_name(&dtmi, "Edge");
-        self.types.push(
-            Object::new(&edge)
-                .field(Field::new(
-                    "cursor",
-                    TypeRef::named_nn(TypeRef::STRING),
-                    |ctx| {
-                        FieldFuture::new(async move {
-                            let (c, _) = ctx.parent_value.try_downcast_ref::<(String, Twin)>()?;
-                            Ok(Some(FieldValue::value(c.clone())))
-                        })
-                    },
-                ))
-                .field(Field::new("node", TypeRef::named_nn(&n.interface), |ctx| {
-                    FieldFuture::new(async move {
-                        let (_, t) = ctx.parent_value.try_downcast_ref::<(String, Twin)>()?;
-                        Ok(Some(twin_ref(types_of(&ctx)?, t)))
-                    })
-                }))
-                .into(),
+        let [connection_type, edge_type] = connection::<Twin>(
+            &conn,
+            &edge,
+            &n.interface,
+            |ctx, t| Ok(twin_ref(types_of(ctx)?, t)),
+            "The twin.",
+            Vec::new(),
+            None,
         );
-        self.types.push(
-            Object::new(&conn)
-                .field(Field::new(
-                    "edges",
-                    TypeRef::named_nn_list_nn(&edge),
-                    |ctx| {
-                        FieldFuture::new(async move {
-                            let p = typed_page(&ctx)?;
-                            Ok(Some(FieldValue::list(
-                                p.items.iter().cloned().map(FieldValue::owned_any),
-                            )))
-                        })
-                    },
-                ))
-                .field(Field::new(
-                    "nodes",
-                    TypeRef::named_nn_list_nn(&n.interface),
-                    |ctx| {
-                        FieldFuture::new(async move {
-                            let p = typed_page(&ctx)?;
-                            let types = types_of(&ctx)?;
-                            Ok(Some(FieldValue::list(
-                                p.items.iter().map(|(_, t)| twin_ref(types, t)),
-                            )))
-                        })
-                    },
-                ))
-                .field(Field::new(
-                    "pageInfo",
-                    TypeRef::named_nn("PageInfo"),
-                    |ctx| {
-                        FieldFuture::new(async move {
-                            let p = typed_page(&ctx)?;
-                            Ok(Some(FieldValue::owned_any(PageInfo {
-                                has_next_page: p.has_more,
-                                end_cursor: p.items.last().map(|(c, _)| c.clone()),
-                            })))
-                        })
-                    },
-                ))
-                .into(),
-        );
+        self.types.push(connection_type.into());
+        self.types.push(edge_type.into());
 
         // List.
         let (d, ws, sort) = (dtmi.clone(), where_spec, Arc::new(sort));
         let max_page = c.max_page;
-        self.queries.push(
+        self.queries.push(with_page_arguments(
             Field::new(
                 self.query_names.claim(plural(&lower)),
                 TypeRef::named_nn(&conn),
@@ -536,7 +474,7 @@ impl Api {
                 },
             )
             .description(format!(
-                "{} twins (subtypes included), filtered and ordered, with cursor pagination.",
+                "{} twins (subtypes included), filtered and ordered; a Relay connection.",
                 n.interface
             ))
             .argument(InputValue::new(
@@ -546,10 +484,8 @@ impl Api {
             .argument(
                 InputValue::new("orderBy", TypeRef::named_nn_list(&sort_name))
                     .description("Sort keys in order of precedence; without it, id order."),
-            )
-            .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)))
-            .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING))),
-        );
+            ),
+        ));
 
         // Create and update.
         let reported = self.input(c, iface, &c.derived_name(&dtmi, "Input"), false, true);
@@ -865,8 +801,7 @@ async fn list(
     max_page: usize,
 ) -> Result<Option<FieldValue<'static>>, Error> {
     let store = store_of(ctx)?;
-    let first = usize_arg(ctx, "first", 100, max_page)?;
-    let after = str_arg(ctx, "after")?;
+    let args = PageArgs::read(ctx, max_page)?;
     let filter = match ctx.args.get("where") {
         Some(w) if !w.is_null() => Some(ws.filter(w.as_value())?),
         _ => None,
@@ -887,12 +822,8 @@ async fn list(
         }
     }
     if keys.is_empty() {
-        let (items, has_more) =
-            list_twins(store, Some(dtmi.to_owned()), filter, after, first).await?;
-        return Ok(Some(FieldValue::owned_any(TypedPage {
-            items: items.into_iter().map(|t| (t.id.to_string(), t)).collect(),
-            has_more,
-        })));
+        let page = twin_page(ctx, store, Some(dtmi.to_owned()), filter, &args).await?;
+        return Ok(Some(FieldValue::owned_any(page)));
     }
     // Read every match (the store filters), then sort.
     let mut all = Vec::new();
@@ -902,6 +833,7 @@ async fn list(
         filter: filter.map(Arc::new),
         after: None,
         limit: 1000,
+        ..TwinQuery::default()
     };
     loop {
         let page = store.twins(&query).await.map_err(|e| store_error(&e))?;
@@ -935,24 +867,37 @@ async fn list(
         Ordering::Equal
     };
     keyed.sort_by(|a, b| order(&a.0, &b.0));
-    if let Some(after) = after {
-        let cursor: Vec<Value> = serde_json::from_str(&after)
-            .ok()
-            .filter(|c: &Vec<Value>| c.len() == paths.len() + 1)
-            .ok_or_else(|| {
-                bad_request(format!("after: {after:?} is not a cursor of this ordering"))
-            })?;
-        keyed.retain(|(k, _)| order(k, &cursor) == Ordering::Greater);
-    }
-    let has_more = keyed.len() > first;
-    keyed.truncate(first);
-    Ok(Some(FieldValue::owned_any(TypedPage {
-        items: keyed
-            .into_iter()
-            .map(|(k, t)| (Value::Array(k).to_string(), t))
-            .collect(),
-        has_more,
-    })))
+    let cursor = |c: &Option<String>| -> Result<Option<Vec<Value>>, Error> {
+        c.as_deref()
+            .map(|c| {
+                serde_json::from_str(c)
+                    .ok()
+                    .filter(|k: &Vec<Value>| k.len() == paths.len() + 1)
+                    .ok_or_else(|| bad_request(format!("{c:?} is not a cursor of this ordering")))
+            })
+            .transpose()
+    };
+    let (after, before) = (cursor(&args.after)?, cursor(&args.before)?);
+    let page = Page::of_sorted(
+        keyed,
+        &args,
+        |(k, _)| Value::Array(k.clone()).to_string(),
+        |(k, _)| {
+            after
+                .as_ref()
+                .is_none_or(|a| order(k, a) == Ordering::Greater)
+        },
+        |(k, _)| {
+            before
+                .as_ref()
+                .is_none_or(|b| order(k, b) == Ordering::Less)
+        },
+    );
+    let mut page = page.map(|(_, t)| t);
+    // Read whole only because it is sorted here; not counted for clients
+    // (lists without `orderBy` are not read whole).
+    page.total = None;
+    Ok(Some(FieldValue::owned_any(page)))
 }
 
 #[cfg(test)]

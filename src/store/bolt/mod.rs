@@ -731,25 +731,37 @@ impl GraphStore for BoltStore {
             conditions.extend(c.text);
             params.extend(c.params);
         }
-        let text = format!(
-            "MATCH (n:{TWIN}) WHERE {} RETURN n.state AS s ORDER BY n.id LIMIT $limit",
-            conditions.join(" AND ")
-        );
+        // With an upper bound only where there is one: the plain range
+        // keeps to the id index.
+        let text = |bounded: bool| {
+            format!(
+                "MATCH (n:{TWIN}) WHERE {}{} RETURN n.state AS s ORDER BY n.id{} LIMIT $limit",
+                conditions.join(" AND "),
+                if bounded { " AND n.id < $before" } else { "" },
+                if tq.backward { " DESC" } else { "" }
+            )
+        };
         // Pages until enough twins pass the filter: one page when the
         // condition is exact (the usual case), more when Cypher could only
-        // narrow the list down.
+        // narrow the list down. Going backward, from the end of the range.
         let page = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
         let mut after = tq.after.clone().unwrap_or_default();
+        let mut before = tq.before.clone();
         let mut items = Vec::new();
         loop {
-            let q = query(&text)
+            let q = query(&text(before.is_some()))
                 .params(params.iter().map(|(k, v)| (k.as_str(), v.clone())))
                 .param("after", after.as_str())
+                .param("before", before.as_deref().unwrap_or_default())
                 .param("limit", page);
             let found = self.twins_where(q).await?;
             let full = found.len() > limit;
             if let Some(last) = found.last() {
-                after = last.id.to_string();
+                if tq.backward {
+                    before = Some(last.id.to_string());
+                } else {
+                    after = last.id.to_string();
+                }
             }
             items.extend(
                 found
@@ -762,6 +774,9 @@ impl GraphStore for BoltStore {
         }
         let has_more = items.len() > limit;
         items.truncate(limit);
+        if tq.backward {
+            items.reverse();
+        }
         Ok(Page { items, has_more })
     }
 
