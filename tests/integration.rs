@@ -20,6 +20,7 @@ mod bolt;
 mod connections;
 mod embedded;
 mod hardening;
+mod http;
 mod live;
 mod naming;
 mod rollouts;

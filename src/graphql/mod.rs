@@ -65,6 +65,6 @@ mod shared;
 
 pub use builder::{Limits, Recompile, Shutdown};
 pub use context::TwinTypes;
-pub use reload::{LiveSchema, Reloader, build};
+pub use reload::{Executed, LiveSchema, Reloader, build};
 pub use shared::Delivery;
 pub use upload::ModelLibrary;

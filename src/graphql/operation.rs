@@ -22,6 +22,21 @@ pub(super) fn code_all(errors: &mut [ServerError]) {
     }
 }
 
+/// Whether the engine refused the request before executing it (the
+/// document did not parse or validate, variables did not coerce): no
+/// data, and only errors the engine made itself (without a code, which
+/// every resolver error carries) and about no field (no path).
+pub(super) fn engine_refused(resp: &Response) -> bool {
+    resp.data == async_graphql::Value::Null
+        && !resp.errors.is_empty()
+        && resp.errors.iter().all(|e| {
+            e.path.is_empty()
+                && e.extensions
+                    .as_ref()
+                    .is_none_or(|x| x.get("code").is_none())
+        })
+}
+
 /// A finished operation's response with every error coded; counted and
 /// logged with its duration and error codes.
 pub(super) fn finish(mut resp: Response, started: Instant, metrics: &Metrics) -> Response {

@@ -16,7 +16,7 @@ use async_graphql::{Data, Executor, Request, Response};
 use super::builder::{Limits, Recompile, Recompiler, Shutdown};
 use super::documents::Documents;
 use super::names::ModelOrder;
-use super::operation::{check_document, code_all, finish};
+use super::operation::{check_document, code_all, engine_refused, finish};
 use super::schema::{Parts, build_schema};
 use super::shared::{Delivery, Hubs};
 use super::upload::ModelLibrary;
@@ -263,6 +263,41 @@ impl LiveSchema {
     }
 }
 
+/// A finished operation and whether it was a request error: refused
+/// before anything executed (the document did not parse or validate,
+/// variables did not coerce, a limit refused it), which GraphQL over HTTP
+/// answers differently from errors of fields.
+#[derive(Debug)]
+pub struct Executed {
+    pub response: Response,
+    pub request_error: bool,
+}
+
+impl LiveSchema {
+    /// Runs one operation: checked, executed on the schema serving now,
+    /// its errors coded, counted and logged.
+    pub async fn run(&self, mut request: Request) -> Executed {
+        use tracing::Instrument;
+        let started = std::time::Instant::now();
+        self.0.documents.parse(&mut request);
+        let (response, request_error) =
+            match check_document(&mut request, self.0.parts.limits.aliases) {
+                Err(e) => (Response::from_errors(vec![e]), true),
+                Ok(name) => {
+                    let span = tracing::info_span!("operation", name = %name);
+                    let schema = self.current();
+                    let resp = schema.execute(with_access(request)).instrument(span).await;
+                    let refused = engine_refused(&resp);
+                    (resp, refused)
+                }
+            };
+        Executed {
+            response: finish(response, started, &self.0.parts.metrics),
+            request_error,
+        }
+    }
+}
+
 /// The request with its caller's view of the store (and, for a scoped
 /// caller, loaders over that view) as request data, which resolvers read
 /// before the schema's own. Without a caller: unchanged.
@@ -297,19 +332,8 @@ fn coded(mut r: Response) -> Response {
 /// rather than in engine extensions, which would wrap every field of every
 /// answer in two more futures.
 impl Executor for LiveSchema {
-    async fn execute(&self, mut request: Request) -> Response {
-        use tracing::Instrument;
-        let started = std::time::Instant::now();
-        self.0.documents.parse(&mut request);
-        let resp = match check_document(&mut request, self.0.parts.limits.aliases) {
-            Err(e) => Response::from_errors(vec![e]),
-            Ok(name) => {
-                let span = tracing::info_span!("operation", name = %name);
-                let schema = self.current();
-                schema.execute(with_access(request)).instrument(span).await
-            }
-        };
-        finish(resp, started, &self.0.parts.metrics)
+    async fn execute(&self, request: Request) -> Response {
+        self.run(request).await.response
     }
 
     fn execute_stream(

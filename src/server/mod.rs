@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use crate::metrics::Metrics;
 use crate::store::GraphStore;
 
+mod graphql;
 pub mod rate;
 pub mod tls;
 mod ws;
@@ -102,7 +103,7 @@ pub fn app(state: AppState) -> Router {
     };
     let graphql = {
         let (schema, gate) = (state.schema.clone(), gate.clone());
-        let handler = move |req: Request| graphql_http(schema.clone(), gate.clone(), req);
+        let handler = move |req: Request| graphql::graphql_http(schema.clone(), gate.clone(), req);
         get(handler.clone()).post(handler)
     };
     let cors = cors_layer(&state.http.cors_origins);
@@ -400,47 +401,6 @@ impl Gate {
         let key = access.map_or(crate::auth::ANONYMOUS, |a| a.principal.sub.as_str());
         rate.take(key, cost as f64).map_err(Refusal::RateLimited)
     }
-}
-
-/// `/graphql` (GET and POST, one request or a batch): the caller is
-/// admitted, charged one request per operation, and its access goes with
-/// every operation.
-async fn graphql_http(schema: crate::graphql::LiveSchema, gate: Gate, req: Request) -> Response {
-    use async_graphql::Executor;
-    use axum::extract::FromRequest;
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let access = match gate.admit(authorization.as_deref()) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
-    let batch = match async_graphql_axum::GraphQLBatchRequest::<
-        async_graphql_axum::rejection::GraphQLRejection,
-    >::from_request(req, &())
-    .await
-    {
-        Ok(b) => b.into_inner(),
-        Err(e) => return e.into_response(),
-    };
-    let n = batch.iter().count();
-    if n > gate.max_operations {
-        return Refusal::Limit(format!(
-            "a request may carry at most {} operations ({n} given)",
-            gate.max_operations
-        ))
-        .into_response();
-    }
-    if let Err(r) = gate.charge(access.as_ref(), n) {
-        return r.into_response();
-    }
-    let batch = match access {
-        Some(a) => batch.data(a),
-        None => batch,
-    };
-    async_graphql_axum::GraphQLResponse(schema.execute_batch(batch).await).into_response()
 }
 
 /// A GraphQL WebSocket connection (`graphql-transport-ws` or `graphql-ws`);

@@ -1,0 +1,363 @@
+//! `/graphql` over HTTP, as the GraphQL over HTTP specification says.
+//!
+//! - The response's media type follows `Accept`: `application/graphql-
+//!   response+json` when the client accepts it (at least as much as
+//!   `application/json`), else `application/json` (also for `*/*` and a
+//!   missing `Accept`); a client accepting neither gets 406.
+//! - POST takes `application/json` (UTF-8): one request or a batch (a JSON
+//!   array). GET takes `query`, `operationName`, `variables` and
+//!   `extensions` from the query string, and never runs a mutation (405).
+//! - A body that is not JSON, or not a GraphQL request, is answered 400
+//!   with a GraphQL-shaped error (`BAD_REQUEST` and what is wrong); a POST
+//!   without a content type, or of another one, 415.
+//! - A request error (the document does not parse or validate, variables
+//!   do not coerce, a limit refuses it: no execution began) has no `data`
+//!   entry; with `application/graphql-response+json` it is answered 400,
+//!   everything else 200 (field errors come with the data).
+
+use async_graphql::parser::types::OperationType;
+use async_graphql::{BatchRequest, Request as GqlRequest};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::{Gate, Refusal};
+use crate::graphql::{Executed, LiveSchema};
+
+const JSON: &str = "application/json";
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+/// The media type of the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Media {
+    Json,
+    GraphqlResponse,
+}
+
+impl Media {
+    fn content_type(self) -> &'static str {
+        match self {
+            Media::Json => "application/json; charset=utf-8",
+            Media::GraphqlResponse => "application/graphql-response+json; charset=utf-8",
+        }
+    }
+}
+
+/// The media type `Accept` asks for; `None` when it accepts neither.
+fn negotiate(headers: &HeaderMap) -> Option<Media> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Some(Media::Json);
+    };
+    let (mut json, mut gql) = (None::<f32>, None::<f32>);
+    for part in accept.split(',') {
+        let mut params = part.split(';');
+        let ty = params
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        let q = params
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let best = |slot: &mut Option<f32>| *slot = Some(slot.map_or(q, |s| s.max(q)));
+        match ty.as_str() {
+            GRAPHQL_RESPONSE => best(&mut gql),
+            JSON | "application/*" | "*/*" => best(&mut json),
+            _ => {}
+        }
+    }
+    match (gql.filter(|q| *q > 0.0), json.filter(|q| *q > 0.0)) {
+        (Some(g), Some(j)) if g >= j => Some(Media::GraphqlResponse),
+        (Some(_), None) => Some(Media::GraphqlResponse),
+        (_, Some(_)) => Some(Media::Json),
+        (None, None) => None,
+    }
+}
+
+/// A request refused before it reached the schema: HTTP status, stable
+/// code and a message a person can act on.
+struct Refused {
+    status: StatusCode,
+    reason: &'static str,
+    message: String,
+}
+
+impl Refused {
+    fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Refused {
+        Refused {
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    fn respond(self, media: Media) -> Response {
+        let body = serde_json::json!({"errors": [{
+            "message": self.message,
+            "extensions": {"code": "BAD_REQUEST", "reason": self.reason},
+        }]});
+        let mut resp = (
+            self.status,
+            [(header::CONTENT_TYPE, media.content_type())],
+            body.to_string(),
+        )
+            .into_response();
+        if self.status == StatusCode::METHOD_NOT_ALLOWED {
+            resp.headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        }
+        resp
+    }
+}
+
+/// What a request's operations came to.
+enum Results {
+    One(Box<Executed>),
+    Many(Vec<Executed>),
+}
+use Results::{Many, One};
+
+/// `/graphql` (GET and POST, one request or a batch): the caller is
+/// admitted, charged one request per operation, and its access goes with
+/// every operation.
+pub(super) async fn graphql_http(schema: LiveSchema, gate: Gate, req: Request) -> Response {
+    let Some(media) = negotiate(req.headers()) else {
+        return Refused::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "not_acceptable",
+            format!("the response is {JSON} or {GRAPHQL_RESPONSE}; accept one of them"),
+        )
+        .respond(Media::Json);
+    };
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let access = match gate.admit(authorization.as_deref()) {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    let get = req.method() == Method::GET;
+    let batch = match read(req).await {
+        Ok(b) => b,
+        Err(r) => return r.respond(media),
+    };
+    let n = batch.iter().count();
+    if n > gate.max_operations {
+        return Refusal::Limit(format!(
+            "a request may carry at most {} operations ({n} given)",
+            gate.max_operations
+        ))
+        .into_response();
+    }
+    if get && batch.iter().any(is_mutation) {
+        return Refused::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "mutation_over_get",
+            "mutations are sent with POST, never GET",
+        )
+        .respond(media);
+    }
+    if let Err(r) = gate.charge(access.as_ref(), n) {
+        return r.into_response();
+    }
+    let batch = match access {
+        Some(a) => batch.data(a),
+        None => batch,
+    };
+    let results = match batch {
+        BatchRequest::Single(r) => One(Box::new(schema.run(r).await)),
+        BatchRequest::Batch(rs) => {
+            Many(futures_util::future::join_all(rs.into_iter().map(|r| schema.run(r))).await)
+        }
+    };
+    respond(media, results)
+}
+
+/// The GraphQL request(s) of an HTTP request.
+async fn read(req: Request) -> Result<BatchRequest, Refused> {
+    if req.method() == Method::GET {
+        let query = req.uri().query().unwrap_or_default();
+        let parsed = async_graphql::http::parse_query_string(query).map_err(|e| {
+            Refused::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("the query string is not a GraphQL request: {e}"),
+            )
+        })?;
+        if parsed.query.is_empty() {
+            return Err(Refused::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "a GraphQL request needs a `query` parameter (the document)",
+            ));
+        }
+        return Ok(BatchRequest::Single(parsed));
+    }
+    check_content_type(req.headers())?;
+    let body = axum::body::to_bytes(req.into_body(), usize::MAX)
+        .await
+        .map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                Refused::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "the request body is larger than the server takes (max_body_bytes)",
+                )
+            } else {
+                Refused::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    format!("the request body could not be read: {e}"),
+                )
+            }
+        })?;
+    parse_body(&body)
+}
+
+/// POST bodies must say they are JSON (in UTF-8, the only charset taken).
+fn check_content_type(headers: &HeaderMap) -> Result<(), Refused> {
+    let unsupported = |what: String| {
+        Err(Refused::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("{what}; send the request as Content-Type: {JSON}"),
+        ))
+    };
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return unsupported("the request has no Content-Type".to_owned());
+    };
+    let value = value.to_str().unwrap_or_default();
+    let mut params = value.split(';');
+    let ty = params
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if ty != JSON {
+        return unsupported(format!("Content-Type {value:?} is not taken"));
+    }
+    for p in params {
+        if let Some((k, v)) = p.split_once('=')
+            && k.trim().eq_ignore_ascii_case("charset")
+            && !v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        {
+            return unsupported(format!("charset {} is not taken (UTF-8 only)", v.trim()));
+        }
+    }
+    Ok(())
+}
+
+/// One request or a batch from a JSON body, each checked for the shape of
+/// a GraphQL request.
+fn parse_body(body: &[u8]) -> Result<BatchRequest, Refused> {
+    let bad = |m: String| Refused::new(StatusCode::BAD_REQUEST, "invalid_request", m);
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| bad(format!("the request body is not JSON: {e}")))?;
+    let one = |v: Value, at: &str| -> Result<GqlRequest, Refused> {
+        let Value::Object(m) = &v else {
+            return Err(bad(format!(
+                "{at}a GraphQL request is a JSON object with `query`, and optionally `operationName`, `variables` and `extensions`"
+            )));
+        };
+        match m.get("query") {
+            Some(Value::String(_)) => {}
+            Some(_) => return Err(bad(format!("{at}`query` must be a string (the document)"))),
+            None => {
+                return Err(bad(format!(
+                    "{at}a GraphQL request needs `query` (the document)"
+                )));
+            }
+        }
+        for (key, what) in [
+            ("operationName", "a string"),
+            ("variables", "an object"),
+            ("extensions", "an object"),
+        ] {
+            let fits = match m.get(key) {
+                None | Some(Value::Null) => true,
+                Some(Value::String(_)) => key == "operationName",
+                Some(Value::Object(_)) => key != "operationName",
+                Some(_) => false,
+            };
+            if !fits {
+                return Err(bad(format!("{at}`{key}` must be {what} or null")));
+            }
+        }
+        serde_json::from_value(v).map_err(|e| bad(format!("{at}not a GraphQL request: {e}")))
+    };
+    match value {
+        Value::Array(items) if items.is_empty() => Err(bad(
+            "the batch is empty: send a request, or an array of them".to_owned(),
+        )),
+        Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| one(v, &format!("request {i}: ")))
+            .collect::<Result<Vec<_>, _>>()
+            .map(BatchRequest::Batch),
+        v => one(v, "").map(BatchRequest::Single),
+    }
+}
+
+/// Whether the request runs a mutation (by the operation it names, or its
+/// only one). A document that does not parse runs nothing.
+fn is_mutation(request: &GqlRequest) -> bool {
+    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    let op = match &request.operation_name {
+        Some(name) => doc
+            .operations
+            .iter()
+            .find(|(n, _)| n.is_some_and(|n| n == name)),
+        None => doc.operations.iter().next(),
+    };
+    op.is_some_and(|(_, o)| o.node.ty == OperationType::Mutation)
+}
+
+/// A result as JSON: without the `data` entry after a request error.
+fn result_json(r: &Executed) -> Value {
+    let mut v = serde_json::to_value(&r.response).unwrap_or(Value::Null);
+    if r.request_error
+        && let Value::Object(m) = &mut v
+    {
+        m.remove("data");
+    }
+    v
+}
+
+fn respond(media: Media, results: Results) -> Response {
+    let (status, body, headers) = match &results {
+        One(r) => {
+            let status = if media == Media::GraphqlResponse && r.request_error {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::OK
+            };
+            (status, result_json(r), r.response.http_headers.clone())
+        }
+        Many(rs) => (
+            StatusCode::OK,
+            Value::Array(rs.iter().map(result_json).collect()),
+            rs.iter().fold(HeaderMap::new(), |mut acc, r| {
+                acc.extend(r.response.http_headers.clone());
+                acc
+            }),
+        ),
+    };
+    let mut resp = Response::new(Body::from(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(media.content_type()),
+    );
+    resp.headers_mut().extend(headers);
+    resp
+}
