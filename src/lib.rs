@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod codes;
 pub mod config;
 pub mod demo;
 pub mod dtdl;

@@ -71,7 +71,7 @@ async fn a_newer_data_format_is_refused_and_left_alone() {
         txn.commit().expect("commit");
     }
     let e = open(&dir).expect_err("newer format");
-    assert_eq!(e.code(), "data_directory_unusable");
+    assert_eq!(e.code().reason(), "data_directory_unusable");
     assert!(
         e.to_string().contains("newer twingraph (data format 99)"),
         "{e}"
@@ -104,7 +104,7 @@ async fn a_corrupt_data_file_is_a_clear_error() {
     )
     .expect("write");
     let e = open(&dir).expect_err("corrupt");
-    assert_eq!(e.code(), "data_directory_unusable");
+    assert_eq!(e.code().reason(), "data_directory_unusable");
     assert!(e.to_string().contains("twingraph.redb"), "{e}");
 }
 
@@ -279,12 +279,12 @@ async fn retention_prunes_old_history_but_keeps_state() {
         .twin_as_of("p", twingraph::store::At::Seq(2))
         .await
         .expect_err("pruned");
-    assert_eq!(e.code(), "history_pruned");
+    assert_eq!(e.code().reason(), "history_pruned");
     let e = s
         .twin_as_of("p", twingraph::store::At::Time(1))
         .await
         .expect_err("a time before the oldest event kept");
-    assert_eq!(e.code(), "history_pruned");
+    assert_eq!(e.code().reason(), "history_pruned");
     // The log goes on from where it was.
     let next = must(&s, vec![desired("p", json!({"flowSetpoint": 9.0}))]).await;
     assert_eq!(next[0].seq, 8);

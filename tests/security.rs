@@ -117,6 +117,7 @@ async fn post(addr: SocketAddr, auth: Option<&str>, query: &str, variables: Valu
     let body = json!({"query": query, "variables": variables}).to_string();
     let (status, text) = http_as(addr, "POST", "/graphql", Some(&body), auth).await;
     let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    crate::server::assert_codes_are_in_the_table(&v);
     (status, v)
 }
 

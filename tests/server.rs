@@ -189,7 +189,23 @@ pub(crate) async fn gql(addr: SocketAddr, query: &str, variables: Value) -> Valu
     let body = json!({"query": query, "variables": variables}).to_string();
     let (status, text) = http(addr, "POST", "/graphql", Some(&body)).await;
     assert_eq!(status, 200, "{text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_codes_are_in_the_table(&v);
+    v
+}
+
+/// Every error of a response is a row of the error table: its code and
+/// reason are one of the table's pairs.
+pub(crate) fn assert_codes_are_in_the_table(v: &Value) {
+    for e in v["errors"].as_array().into_iter().flatten() {
+        let (code, reason) = (&e["extensions"]["code"], &e["extensions"]["reason"]);
+        assert!(
+            twingraph::codes::Code::ALL
+                .iter()
+                .any(|c| *code == c.graphql() && *reason == c.reason()),
+            "an error outside the table: {e}"
+        );
+    }
 }
 
 pub(crate) fn code(v: &Value) -> &str {
@@ -951,5 +967,68 @@ async fn twins_are_typed_and_polymorphic() {
     for base in ["Twin", "Pump", "Equipment", "Asset"] {
         assert!(implemented.contains(&json!({"name": base})), "{base}: {v}");
     }
+    s.shutdown().await;
+}
+
+/// Errors speak of what the client sent: a single mutation's error is
+/// about the twin (no batch position the client never wrote), while the
+/// `batch` mutation's names the operation; both are rows of the table.
+#[tokio::test]
+async fn error_messages_name_what_the_client_sent() {
+    let s = start().await;
+    let v = gql(
+        s.addr,
+        r#"mutation { createTwin(id: "p", model: "dtmi:twingraph:isa95:Pump;1") { id } }"#,
+        json!({}),
+    )
+    .await;
+    assert!(v["errors"].is_null(), "{v}");
+    let v = gql(
+        s.addr,
+        r#"mutation { patchReported(id: "p", patch: {flowRate: "fast"}) { id } }"#,
+        json!({}),
+    )
+    .await;
+    let e = &v["errors"][0];
+    let message = e["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("twin p: flowRate: "), "{message}");
+    assert_eq!(e["extensions"]["code"], "VALIDATION_FAILED", "{e}");
+    assert_eq!(e["extensions"]["reason"], "validation_failed", "{e}");
+    assert_eq!(e["extensions"]["path"], "flowRate", "{e}");
+    assert!(e["extensions"]["operation"].is_null(), "{e}");
+    let v = gql(
+        s.addr,
+        r#"mutation { updatePump(id: "p", desired: {flowSetpoint: 2}, reported: {flowRate: 1}, ifVersion: 7) { id } }"#,
+        json!({}),
+    )
+    .await;
+    let e = &v["errors"][0];
+    assert_eq!(e["extensions"]["reason"], "version_conflict", "{e}");
+    assert_eq!(e["extensions"]["currentVersion"], 1, "{e}");
+    assert!(
+        !e["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("operation"),
+        "{e}"
+    );
+    let v = gql(
+        s.addr,
+        "mutation($ops: [JSON!]!) { batch(operations: $ops) { applied } }",
+        json!({"ops": [
+            {"op": "patchDesired", "id": "p", "patch": {"flowSetpoint": 1.0}},
+            {"op": "patchReported", "id": "p", "patch": {"flowRate": "fast"}},
+        ]}),
+    )
+    .await;
+    let e = &v["errors"][0];
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("operation 1: twin p: flowRate: "),
+        "{e}"
+    );
+    assert_eq!(e["extensions"]["operation"], 1, "{e}");
     s.shutdown().await;
 }

@@ -112,13 +112,13 @@ pub async fn bad_ids_unknown_models_and_duplicates_are_refused(s: &dyn GraphStor
         (create("p", "dtmi:nope:Nothing;1"), "unknown_model"),
     ] {
         let e = apply(s, vec![op]).await.expect_err("refused");
-        assert_eq!(e.code(), code, "{e}");
+        assert_eq!(e.code().reason(), code, "{e}");
     }
     must(s, vec![create("p", PUMP)]).await;
     let e = apply(s, vec![create("p", MOTOR)])
         .await
         .expect_err("duplicate");
-    assert_eq!(e.code(), "twin_exists");
+    assert_eq!(e.code().reason(), "twin_exists");
 }
 
 pub async fn invalid_values_are_refused_and_nothing_is_written(s: &dyn GraphStore) {
@@ -137,7 +137,7 @@ pub async fn invalid_values_are_refused_and_nothing_is_written(s: &dyn GraphStor
         let e = apply(s, vec![desired("p", patch.clone())])
             .await
             .expect_err("invalid");
-        assert_eq!(e.code(), "validation_failed", "{patch}: {e}");
+        assert_eq!(e.code().reason(), "validation_failed", "{patch}: {e}");
         let msg = e.to_string();
         assert!(msg.contains("twin p") && msg.contains(path_part), "{msg}");
     }
@@ -154,7 +154,7 @@ pub async fn only_writable_properties_have_desired_state(s: &dyn GraphStore) {
     let e = apply(s, vec![desired("p", json!({"flowRate": 1.0}))])
         .await
         .expect_err("telemetry");
-    assert_eq!(e.code(), "validation_failed");
+    assert_eq!(e.code().reason(), "validation_failed");
     // Reported state takes read-only properties and telemetry.
     must(
         s,
@@ -207,7 +207,7 @@ pub async fn stale_expected_version_is_a_conflict_that_writes_nothing(s: &dyn Gr
     )
     .await
     .expect_err("stale");
-    assert_eq!(e.code(), "version_conflict");
+    assert_eq!(e.code().reason(), "version_conflict");
     assert!(e.to_string().contains("current version is 2"), "{e}");
     assert_eq!(s.last_seq(), before);
     must(
@@ -376,14 +376,14 @@ pub async fn relationships_follow_their_declaration(s: &dyn GraphStore) {
         ),
     ] {
         let e = apply(s, vec![op]).await.expect_err("refused");
-        assert_eq!(e.code(), code, "{e}");
+        assert_eq!(e.code().reason(), code, "{e}");
     }
     // maxMultiplicity: a sensor monitors one piece of equipment.
     must(s, vec![rel("t", "monitors", "p")]).await;
     let e = apply(s, vec![rel("t", "monitors", "m")])
         .await
         .expect_err("multiplicity");
-    assert_eq!(e.code(), "multiplicity_exceeded");
+    assert_eq!(e.code().reason(), "multiplicity_exceeded");
     // Twins with relationships cannot be deleted.
     let e = apply(
         s,
@@ -394,7 +394,7 @@ pub async fn relationships_follow_their_declaration(s: &dyn GraphStore) {
     )
     .await
     .expect_err("has rels");
-    assert_eq!(e.code(), "twin_has_relationships");
+    assert_eq!(e.code().reason(), "twin_has_relationships");
     let out = s
         .relationships("p", Direction::Out, None)
         .await
@@ -447,7 +447,7 @@ pub async fn relationship_updates_and_deletes_are_versioned(s: &dyn GraphStore) 
     )
     .await
     .expect_err("stale");
-    assert_eq!(e.code(), "version_conflict");
+    assert_eq!(e.code().reason(), "version_conflict");
     must(
         s,
         vec![
@@ -490,7 +490,7 @@ pub async fn containment_is_a_tree(s: &dyn GraphStore) {
     let e = apply(s, vec![rel("area2", "contains", "line")])
         .await
         .expect_err("second container");
-    assert_eq!(e.code(), "containment_violation");
+    assert_eq!(e.code().reason(), "containment_violation");
 }
 
 pub async fn containment_cycles_are_refused(s: &dyn GraphStore) {
@@ -503,11 +503,11 @@ pub async fn containment_cycles_are_refused(s: &dyn GraphStore) {
     let e = apply(s, vec![rel("b", "contains", "a")])
         .await
         .expect_err("cycle");
-    assert_eq!(e.code(), "containment_violation");
+    assert_eq!(e.code().reason(), "containment_violation");
     let e = apply(s, vec![rel("a", "contains", "a")])
         .await
         .expect_err("self");
-    assert_eq!(e.code(), "containment_violation");
+    assert_eq!(e.code().reason(), "containment_violation");
 }
 
 pub async fn traversal_follows_names_directions_and_depth(s: &dyn GraphStore) {
@@ -577,7 +577,7 @@ pub async fn traversal_follows_names_directions_and_depth(s: &dyn GraphStore) {
         .traverse(&t(vec![], Direction::Out, 11))
         .await
         .expect_err("too deep");
-    assert_eq!(e.code(), "validation_failed");
+    assert_eq!(e.code().reason(), "validation_failed");
 }
 
 /// A relationship name that would end the pattern and delete the start if
@@ -693,7 +693,7 @@ pub async fn reach_agrees_with_traverse(s: &dyn GraphStore) {
         max_depth: 2,
     };
     let e = s.reach(&missing).await.expect_err("unknown start");
-    assert_eq!(e.code(), "twin_not_found");
+    assert_eq!(e.code().reason(), "twin_not_found");
     let e = s
         .reach(&Traversal {
             start: "r1".into(),
@@ -702,7 +702,7 @@ pub async fn reach_agrees_with_traverse(s: &dyn GraphStore) {
         })
         .await
         .expect_err("too deep");
-    assert_eq!(e.code(), "validation_failed");
+    assert_eq!(e.code().reason(), "validation_failed");
 }
 
 pub async fn batches_are_all_or_nothing(s: &dyn GraphStore) {
@@ -1313,7 +1313,7 @@ pub async fn stream_expectations_refuse_writers_that_were_overtaken(s: &dyn Grap
             current: head
         }
     );
-    assert_eq!(b.error.code(), "stream_moved");
+    assert_eq!(b.error.code().reason(), "stream_moved");
     assert_eq!(s.last_seq(), before, "nothing written");
     assert!(s.twin("p9").await.expect("read").is_none());
     // Twin changes do not move the stream; records do.
@@ -1329,7 +1329,7 @@ pub async fn stream_expectations_refuse_writers_that_were_overtaken(s: &dyn Grap
     let won = outcomes.iter().filter(|o| o.is_ok()).count();
     assert_eq!(won, 1, "{outcomes:?}");
     for o in outcomes.iter().filter_map(|o| o.as_ref().err()) {
-        assert_eq!(o.code(), "stream_moved", "{o:?}");
+        assert_eq!(o.code().reason(), "stream_moved", "{o:?}");
     }
     let records = s.stream_events("rollouts", 0, 100).await.expect("stream");
     assert_eq!(records.len(), 3);
@@ -1507,14 +1507,14 @@ pub async fn configurations_are_layered_by_priority_and_restored(s: &dyn GraphSt
     )
     .await
     .expect_err("invalid");
-    assert_eq!(e.code(), "validation_failed", "{e}");
+    assert_eq!(e.code().reason(), "validation_failed", "{e}");
     let e = apply(
         s,
         vec![assign("nope", "d", 1, 0, json!({"flowSetpoint": 1.0}))],
     )
     .await
     .expect_err("missing");
-    assert_eq!(e.code(), "twin_not_found", "{e}");
+    assert_eq!(e.code().reason(), "twin_not_found", "{e}");
     assert_eq!(s.last_seq(), last);
     // Time travel sees assignments.
     let then = s

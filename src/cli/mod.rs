@@ -53,6 +53,15 @@ pub enum Command {
     /// Play devices against a running server: answer every desired change
     /// (acknowledge, reject, diverge or stay silent, after a delay).
     Simulate(simulate::SimulateArgs),
+    /// Print every error code clients can see (Markdown; `--json` for a
+    /// machine): GraphQL `extensions.code` and `reason`, HTTP status,
+    /// meaning. `docs/errors.md` holds the output; a test fails when it is
+    /// stale.
+    Errors {
+        /// One JSON array of `{code, reason, status, meaning}`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Mint a bearer token (development and tests) with the configured
     /// HS256 secret or a PEM private key; prints it.
     Token(token::TokenArgs),
@@ -68,7 +77,28 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Serve(args) => serve::run(&args),
         Command::Schema(args) => schema::run(&args, out),
         Command::Simulate(args) => simulate::run(&args),
+        Command::Errors { json } => errors(json, out),
         Command::Token(args) => token::run(&args, out),
         Command::WriteLoad(args) => writeload::run(&args),
     }
+}
+
+/// `twingraph errors`: the error table.
+fn errors(json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
+    use crate::codes::Code;
+    if json {
+        let rows: Vec<serde_json::Value> = Code::ALL
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "code": c.graphql(), "reason": c.reason(),
+                    "status": c.status(), "meaning": c.meaning(),
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+    } else {
+        out.write_all(Code::markdown().as_bytes())?;
+    }
+    Ok(EXIT_OK)
 }

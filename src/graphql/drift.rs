@@ -5,7 +5,6 @@ use async_graphql::dynamic::{
     Field, FieldFuture, FieldValue, InputValue, Object, SubscriptionField, SubscriptionFieldFuture,
     TypeRef,
 };
-use async_graphql::{Error, ErrorExtensions};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
@@ -180,10 +179,9 @@ pub(super) fn register(b: &mut Builder) {
                         }
                         Ok(_) => {}
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                            let e = Error::new(format!(
+                            let e = super::errors::lagged(format!(
                                 "the subscriber fell {n} drift changes behind; query drift again"
-                            ))
-                            .extend_with(|_, ext| ext.set("code", "SUBSCRIBER_LAGGED"));
+                            ), None);
                             let (tx, closed) = tokio::sync::broadcast::channel(1);
                             drop(tx);
                             return Some((Err(e), (closed, wanted)));

@@ -1,83 +1,109 @@
-//! Store errors as GraphQL errors. Every error carries a stable
-//! `extensions.code` (`NOT_FOUND`, `VALIDATION_FAILED`, `VERSION_CONFLICT`,
-//! `MODEL_NOT_FOUND`, `BAD_REQUEST`, `STORE_UNAVAILABLE`, `INTERNAL`) and the finer store code in
-//! `extensions.reason`. Internal details are logged, never returned.
+//! Errors as GraphQL errors: every one is a row of the error table
+//! ([`crate::codes`]) whose `extensions.code` and `extensions.reason`
+//! [`write`] sets, the only place that does; some add details (`path`,
+//! `currentVersion`, `operation`, `lastSequence`). Internal details are
+//! logged, never returned.
 
-use async_graphql::{Error, ErrorExtensions};
+use async_graphql::{Error, ErrorExtensionValues, ErrorExtensions};
 
+use crate::codes::Code;
 use crate::rollout::RolloutError;
 use crate::store::StoreError;
 use crate::twin::TwinError;
 
-/// The GraphQL error for a store error.
-pub fn store_error(e: &StoreError) -> Error {
-    let twin = match e {
-        StoreError::Batch(b) => Some((&b.error, Some(b.index))),
-        StoreError::Twin(t) => Some((t, None)),
-        _ => None,
-    };
-    let (code, message) = match (e, twin) {
-        (_, Some((t, _))) => (twin_code(t), e.to_string()),
-        (StoreError::Pruned(_), _) => ("BAD_REQUEST", e.to_string()),
-        (StoreError::Forbidden(why), _) => ("FORBIDDEN", format!("forbidden: {why}")),
-        (StoreError::Closed, _) => ("INTERNAL", "the server is shutting down".to_owned()),
-        (StoreError::Unavailable(why), _) => {
-            tracing::warn!(error = %why, "store unavailable");
-            (
-                "STORE_UNAVAILABLE",
-                "the twin store is unavailable; retry later".to_owned(),
-            )
-        }
-        _ => {
-            tracing::error!(error = %e, "store failure");
-            ("INTERNAL", "internal error".to_owned())
-        }
-    };
-    let reason = e.code();
-    Error::new(message).extend_with(|_, ext| {
-        ext.set("code", code);
-        ext.set("reason", reason);
-        if let Some((t, index)) = twin {
-            if let Some(i) = index {
-                ext.set("operation", i64::try_from(i).unwrap_or(i64::MAX));
-            }
-            match t {
-                TwinError::Invalid { path, .. } => ext.set("path", path.as_str()),
-                TwinError::Conflict { current, .. } => {
-                    ext.set(
-                        "currentVersion",
-                        i64::try_from(*current).unwrap_or(i64::MAX),
-                    );
-                }
-                _ => {}
-            }
-        }
-    })
-}
-
-fn twin_code(t: &TwinError) -> &'static str {
-    match t {
-        TwinError::NotFound(_) | TwinError::RelationshipNotFound { .. } => "NOT_FOUND",
-        TwinError::UnknownModel(_) => "MODEL_NOT_FOUND",
-        TwinError::Conflict { .. } => "VERSION_CONFLICT",
-        TwinError::Invalid { .. }
-        | TwinError::Multiplicity { .. }
-        | TwinError::Containment { .. } => "VALIDATION_FAILED",
-        _ => "BAD_REQUEST",
+/// Sets the extensions of `code` (the only writer of `code` and `reason`).
+pub(super) fn write(ext: &mut ErrorExtensionValues, code: Code) {
+    for (key, value) in code.extensions() {
+        ext.set(key, value);
     }
 }
 
-/// A request the API cannot take (bad arguments).
+/// An error of `code` saying `message`.
+pub fn error(code: Code, message: impl Into<String>) -> Error {
+    Error::new(message.into()).extend_with(move |_, ext| write(ext, code))
+}
+
+/// An error of `code` saying `message`, with more extensions from `more`.
+pub(super) fn error_with(
+    code: Code,
+    message: impl Into<String>,
+    more: impl Fn(&mut ErrorExtensionValues) + Send + Sync + 'static,
+) -> Error {
+    Error::new(message.into()).extend_with(move |_, ext| {
+        write(ext, code);
+        more(ext);
+    })
+}
+
+/// An argument the API cannot take.
 pub fn bad_request(message: impl Into<String>) -> Error {
-    Error::new(message.into()).extend_with(|_, ext| ext.set("code", "BAD_REQUEST"))
+    error(Code::InvalidArgument, message)
 }
 
 /// Something the request names does not exist.
-pub fn not_found(message: impl Into<String>, reason: &'static str) -> Error {
-    Error::new(message.into()).extend_with(move |_, ext| {
-        ext.set("code", "NOT_FOUND");
-        ext.set("reason", reason);
+pub fn not_found(message: impl Into<String>, code: Code) -> Error {
+    error(code, message)
+}
+
+/// The GraphQL error for a store error, as a request of one operation (or
+/// several the client did not list itself) sees it: about the twin, not
+/// about an operation's place in a batch.
+pub fn store_error(e: &StoreError) -> Error {
+    store_error_as(e, false)
+}
+
+/// The GraphQL error for a store error of the `batch` mutation: the
+/// message and `extensions.operation` say which of the client's
+/// operations failed.
+pub(super) fn batch_store_error(e: &StoreError) -> Error {
+    store_error_as(e, true)
+}
+
+fn store_error_as(e: &StoreError, in_batch: bool) -> Error {
+    let code = e.code();
+    let (twin, index) = match e {
+        StoreError::Batch(b) => (Some(&b.error), Some(b.index)),
+        StoreError::Twin(t) => (Some(t), None),
+        _ => (None, None),
+    };
+    let message = match (e, twin) {
+        (StoreError::Batch(b), _) if in_batch => b.to_string(),
+        (_, Some(t)) => t.to_string(),
+        (StoreError::Pruned(_), _) => e.to_string(),
+        (StoreError::Forbidden(why), _) => format!("forbidden: {why}"),
+        (StoreError::Closed, _) => "the server is shutting down".to_owned(),
+        (StoreError::Unavailable(why), _) => {
+            tracing::warn!(error = %why, "store unavailable");
+            "the twin store is unavailable; retry later".to_owned()
+        }
+        _ => {
+            tracing::error!(error = %e, "store failure");
+            "internal error".to_owned()
+        }
+    };
+    let index = index.filter(|_| in_batch);
+    let details = match twin {
+        Some(TwinError::Invalid { path, .. }) => Detail::Path(path.clone()),
+        Some(TwinError::Conflict { current, .. }) => Detail::Version(*current),
+        _ => Detail::None,
+    };
+    error_with(code, message, move |ext| {
+        if let Some(i) = index {
+            ext.set("operation", i64::try_from(i).unwrap_or(i64::MAX));
+        }
+        match &details {
+            Detail::Path(path) => ext.set("path", path.as_str()),
+            Detail::Version(v) => ext.set("currentVersion", i64::try_from(*v).unwrap_or(i64::MAX)),
+            Detail::None => {}
+        }
     })
+}
+
+/// What a twin error adds to its extensions.
+enum Detail {
+    Path(String),
+    Version(u64),
+    None,
 }
 
 /// The GraphQL error for a refused configuration or rollout request.
@@ -86,11 +112,20 @@ pub(super) fn rollout_error(e: &RolloutError) -> Error {
         RolloutError::Store(s) => store_error(s),
         RolloutError::Invalid { path, .. } | RolloutError::InvalidRollout { path, .. } => {
             let path = path.clone();
-            Error::new(e.to_string()).extend_with(move |_, ext| {
-                ext.set("code", e.code());
-                ext.set("path", path.as_str());
+            error_with(e.code(), e.to_string(), move |ext| {
+                ext.set("path", path.as_str())
             })
         }
-        _ => Error::new(e.to_string()).extend_with(|_, ext| ext.set("code", e.code())),
+        _ => error(e.code(), e.to_string()),
     }
+}
+
+/// The error that ends a live stream whose subscriber fell behind; with
+/// the sequence number of the last event it was sent, where it resumes.
+pub(super) fn lagged(message: impl Into<String>, last_sent: Option<u64>) -> Error {
+    error_with(Code::SubscriberLagged, message, move |ext| {
+        if let Some(seq) = last_sent {
+            ext.set("lastSequence", i64::try_from(seq).unwrap_or(i64::MAX));
+        }
+    })
 }

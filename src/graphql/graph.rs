@@ -20,6 +20,7 @@ use super::errors::{bad_request, not_found, store_error};
 use super::loader::load_twin;
 use super::record::{record, records, twin_at_key};
 use super::views::relationship_json;
+use crate::codes::Code;
 use crate::store::GraphStore;
 use crate::twin::query::{DEFAULT_MAX_DEPTH, Direction, Reached, Traversal};
 use crate::twin::{Batch, Event, Op};
@@ -413,7 +414,7 @@ pub(super) fn register(b: &mut Builder) {
                         match found.as_slice() {
                             [one] => one.source.clone(),
                             [] => {
-                                return Err(not_found(format!("no relationship has id {id:?}"), "relationship_not_found"));
+                                return Err(not_found(format!("no relationship has id {id:?}"), Code::RelationshipNotFound));
                             }
                             _ => {
                                 return Err(bad_request(format!(

@@ -13,11 +13,11 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use async_graphql::Error;
 use async_graphql::dynamic::{
     Field, FieldFuture, FieldValue, InputValue, Object, SubscriptionField, SubscriptionFieldFuture,
     TypeRef,
 };
-use async_graphql::{Error, ErrorExtensions};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde_json::Value;
 use tokio::sync::broadcast::{Receiver, error::RecvError};
@@ -97,13 +97,12 @@ fn patch_of(change: &Change) -> Option<Value> {
 
 /// The error that ends a stream whose subscriber fell behind.
 fn lagged(last_sent: u64) -> Error {
-    Error::new(format!(
-        "this subscription fell too far behind and was stopped; resume with events(after: {last_sent})"
-    ))
-    .extend_with(|_, ext| {
-        ext.set("code", "SUBSCRIBER_LAGGED");
-        ext.set("lastSequence", i64::try_from(last_sent).unwrap_or(i64::MAX));
-    })
+    super::errors::lagged(
+        format!(
+            "this subscription fell too far behind and was stopped; resume with events(after: {last_sent})"
+        ),
+        Some(last_sent),
+    )
 }
 
 /// What a twin filter needs to know of the twin an event concerns.

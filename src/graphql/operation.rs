@@ -9,6 +9,8 @@ use std::time::Instant;
 use async_graphql::parser::types::{DocumentOperations, Selection, SelectionSet};
 use async_graphql::{Request, Response, ServerError};
 
+use super::errors::write;
+use crate::codes::Code;
 use crate::metrics::Metrics;
 
 /// Sets `BAD_REQUEST` on errors that have no code (parse, validation and
@@ -17,7 +19,7 @@ pub(super) fn code_all(errors: &mut [ServerError]) {
     for e in errors {
         let ext = e.extensions.get_or_insert_with(Default::default);
         if ext.get("code").is_none() {
-            ext.set("code", "BAD_REQUEST");
+            write(ext, Code::InvalidDocument);
         }
     }
 }
@@ -92,8 +94,7 @@ pub(super) fn check_document(
             None,
         );
         let mut ext = async_graphql::ErrorExtensionValues::default();
-        ext.set("code", "BAD_REQUEST");
-        ext.set("reason", "too_many_aliases");
+        write(&mut ext, Code::TooManyAliases);
         e.extensions = Some(ext);
         return Err(e);
     }

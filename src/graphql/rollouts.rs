@@ -3,10 +3,10 @@
 //! commands and the `rolloutProgress` subscription over
 //! [`crate::rollout::Rollouts`].
 
+use async_graphql::Error;
 use async_graphql::dynamic::{
     Field, FieldFuture, FieldValue, InputObject, InputValue, ResolverContext, TypeRef,
 };
-use async_graphql::{Error, ErrorExtensions};
 use serde_json::{Value, json};
 
 use super::builder::{Builder, Shutdown};
@@ -625,10 +625,9 @@ fn register_progress(b: &mut Builder) {
                         }
                         Ok(_) => {}
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                            let e = Error::new(format!(
+                            let e = super::errors::lagged(format!(
                                 "the subscriber fell {n} records behind; read the rollout again"
-                            ))
-                            .extend_with(|_, ext| ext.set("code", "SUBSCRIBER_LAGGED"));
+                            ), None);
                             // The stream ends after telling why.
                             let (tx, closed) = tokio::sync::broadcast::channel(1);
                             drop(tx);

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use async_graphql::futures_util::stream::{self, BoxStream, StreamExt};
 use async_graphql::parser::types::{DocumentOperations, OperationType, Selection};
-use async_graphql::{ErrorExtensions, Request, Response, ServerError};
+use async_graphql::{Request, Response, ServerError};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::builder::HubExecution;
@@ -201,13 +201,12 @@ fn copy(r: &Response) -> Response {
 }
 
 fn lagged(last_sent: u64) -> Response {
-    let err = async_graphql::Error::new(format!(
-        "this subscription fell too far behind and was stopped; resume with events(after: {last_sent})"
-    ))
-    .extend_with(|_, ext| {
-        ext.set("code", "SUBSCRIBER_LAGGED");
-        ext.set("lastSequence", i64::try_from(last_sent).unwrap_or(i64::MAX));
-    });
+    let err = super::errors::lagged(
+        format!(
+            "this subscription fell too far behind and was stopped; resume with events(after: {last_sent})"
+        ),
+        Some(last_sent),
+    );
     Response::from_errors(vec![ServerError {
         message: err.message,
         source: None,

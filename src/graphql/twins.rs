@@ -14,7 +14,7 @@ use super::connection::{PageArgs, connection, twin_page, with_page_arguments};
 use super::context::{
     actor_of, json_arg, long_arg, store_of, str_arg, time_arg, twin_ref, twin_value, types_of,
 };
-use super::errors::{bad_request, store_error};
+use super::errors::{bad_request, batch_store_error, store_error};
 use super::record::{record, record_of, records};
 use super::views::{event_json, twin_field, twin_fields};
 use crate::store::{At, GraphStore};
@@ -240,7 +240,7 @@ fn register_batch(b: &mut Builder) {
                 let events = store_of(&ctx)?
                     .apply(Batch { ops }, &actor_of(&ctx))
                     .await
-                    .map_err(|e| store_error(&e))?;
+                    .map_err(|e| batch_store_error(&e))?;
                 // The events as records only when asked for (a JSON tree
                 // per event otherwise built and dropped unread).
                 let records: Vec<Value> = if ctx.look_ahead().field("events").exists() {

@@ -15,12 +15,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use async_graphql::{Error, ErrorExtensions};
+use async_graphql::Error;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::builder::Recompile;
+use super::errors::{error, error_with};
 use super::names::ModelOrder;
+use crate::codes::Code;
 use crate::dtdl::{self, Options, Source};
 use crate::store::{GraphStore, StoreError};
 use crate::twin::TwinError;
@@ -72,13 +74,6 @@ pub struct Uploaded {
     pub sequence: u64,
 }
 
-fn refused(code: &'static str, reason: &'static str, message: String) -> Error {
-    Error::new(message).extend_with(|_, ext| {
-        ext.set("code", code);
-        ext.set("reason", reason);
-    })
-}
-
 /// The top-level Interface DTMIs a document defines.
 fn top_level_ids(doc: &Value) -> Vec<String> {
     let items: Vec<&Value> = match doc {
@@ -115,9 +110,8 @@ pub async fn upload(
     reloader: Option<&dyn Recompile>,
 ) -> Result<Uploaded, Error> {
     if docs.is_empty() {
-        return Err(refused(
-            "BAD_REQUEST",
-            "no_models",
+        return Err(error(
+            Code::NoModels,
             "models: give at least one DTDL document".to_owned(),
         ));
     }
@@ -127,17 +121,15 @@ pub async fn upload(
     for (i, doc) in docs.iter().enumerate() {
         let ids = top_level_ids(doc);
         if ids.is_empty() {
-            return Err(refused(
-                "VALIDATION_FAILED",
-                "missing_id",
+            return Err(error(
+                Code::MissingId,
                 format!("models[{i}]: a DTDL Interface document needs an @id"),
             ));
         }
         for id in ids {
             if current.interface(&id).is_some() || added.contains(&id) {
-                return Err(refused(
-                    "VALIDATION_FAILED",
-                    "model_exists",
+                return Err(error(
+                    Code::ModelExists,
                     format!(
                         "models[{i}]: {id} is already defined; models are immutable (existing twins were validated against it), publish a new version instead"
                     ),
@@ -171,9 +163,7 @@ pub async fn upload(
             Some(d) => format!("the models are invalid: {d}"),
             None => format!("the models reference undefined DTMIs: {unresolved}"),
         };
-        return Err(Error::new(message).extend_with(move |_, ext| {
-            ext.set("code", "VALIDATION_FAILED");
-            ext.set("reason", "invalid_models");
+        return Err(error_with(Code::InvalidModels, message, move |ext| {
             ext.set(
                 "diagnostics",
                 async_graphql::Value::List(diagnostics.clone()),
@@ -190,9 +180,8 @@ pub async fn upload(
     let next_schema = match reloader.and_then(|r| r.build_for(&set, &order)) {
         Some(Ok(schema)) => Some(schema),
         Some(Err(e)) => {
-            return Err(refused(
-                "VALIDATION_FAILED",
-                "schema_conflict",
+            return Err(error(
+                Code::SchemaConflict,
                 format!(
                     "the models are valid DTDL but cannot be compiled to GraphQL: {}",
                     e.0
@@ -223,11 +212,7 @@ pub async fn upload(
                 let _ = std::fs::remove_file(p);
             }
             tracing::error!(error = %e, "cannot write uploaded models");
-            return Err(refused(
-                "INTERNAL",
-                "storage_failure",
-                "internal error".to_owned(),
-            ));
+            return Err(error(Code::StorageFailure, "internal error".to_owned()));
         }
     }
     let expect = library.seen.load(Ordering::Acquire);
@@ -252,10 +237,7 @@ pub async fn upload(
                 let _ = std::fs::remove_file(p);
             }
             match e {
-                StoreError::Twin(TwinError::StreamMoved { .. }) => Err(refused(
-                    "VERSION_CONFLICT",
-                    "models_changed",
-                    "models were uploaded through another server since this one last read them; it takes them in within moments: retry the upload then".to_owned(),
+                StoreError::Twin(TwinError::StreamMoved { .. }) => Err(error(Code::ModelsChanged, "models were uploaded through another server since this one last read them; it takes them in within moments: retry the upload then".to_owned(),
                 )),
                 e => Err(super::errors::store_error(&e)),
             }

@@ -66,18 +66,19 @@ impl RolloutError {
         }
     }
 
-    /// Stable error code.
-    pub fn code(&self) -> &'static str {
+    /// Its row of the error table.
+    pub fn code(&self) -> crate::codes::Code {
+        use crate::codes::Code;
         match self {
-            RolloutError::ConfigurationNotFound(_) => "CONFIGURATION_NOT_FOUND",
-            RolloutError::ConfigurationExists(_) => "CONFIGURATION_EXISTS",
-            RolloutError::Invalid { .. } => "INVALID_CONFIGURATION",
-            RolloutError::InvalidRollout { .. } => "INVALID_ROLLOUT",
-            RolloutError::RolloutNotFound(_) => "ROLLOUT_NOT_FOUND",
-            RolloutError::Conflict { .. } => "ROLLOUT_CONFLICT",
-            RolloutError::State { .. } => "INVALID_ROLLOUT_STATE",
-            RolloutError::Overtaken { .. } => "CONCURRENT_CHANGE",
-            RolloutError::Store(_) => "STORE",
+            RolloutError::ConfigurationNotFound(_) => Code::ConfigurationNotFound,
+            RolloutError::ConfigurationExists(_) => Code::ConfigurationExists,
+            RolloutError::Invalid { .. } => Code::InvalidConfiguration,
+            RolloutError::InvalidRollout { .. } => Code::InvalidRollout,
+            RolloutError::RolloutNotFound(_) => Code::RolloutNotFound,
+            RolloutError::Conflict { .. } => Code::RolloutConflict,
+            RolloutError::State { .. } => Code::InvalidRolloutState,
+            RolloutError::Overtaken { .. } => Code::ConcurrentChange,
+            RolloutError::Store(s) => s.code(),
         }
     }
 }

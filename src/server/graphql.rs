@@ -20,10 +20,11 @@ use async_graphql::{BatchRequest, Request as GqlRequest};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::Value;
 
 use super::{Gate, Refusal};
+use crate::codes::Code;
 use crate::graphql::{Executed, LiveSchema};
 
 const JSON: &str = "application/json";
@@ -77,35 +78,28 @@ fn negotiate(headers: &HeaderMap) -> Option<Media> {
     }
 }
 
-/// A request refused before it reached the schema: HTTP status, stable
-/// code and a message a person can act on.
+/// A request refused before it reached the schema: its code (and so its
+/// HTTP status) and a message a person can act on.
 struct Refused {
-    status: StatusCode,
-    reason: &'static str,
+    code: Code,
     message: String,
 }
 
 impl Refused {
-    fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Refused {
+    fn new(code: Code, message: impl Into<String>) -> Refused {
         Refused {
-            status,
-            reason,
+            code,
             message: message.into(),
         }
     }
 
     fn respond(self, media: Media) -> Response {
-        let body = serde_json::json!({"errors": [{
-            "message": self.message,
-            "extensions": {"code": "BAD_REQUEST", "reason": self.reason},
-        }]});
-        let mut resp = (
-            self.status,
-            [(header::CONTENT_TYPE, media.content_type())],
-            body.to_string(),
-        )
-            .into_response();
-        if self.status == StatusCode::METHOD_NOT_ALLOWED {
+        let mut resp = super::refused(self.code, &self.message);
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(media.content_type()),
+        );
+        if self.code == Code::MutationOverGet {
             resp.headers_mut()
                 .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
         }
@@ -126,8 +120,7 @@ use Results::{Many, One};
 pub(super) async fn graphql_http(schema: LiveSchema, gate: Gate, req: Request) -> Response {
     let Some(media) = negotiate(req.headers()) else {
         return Refused::new(
-            StatusCode::NOT_ACCEPTABLE,
-            "not_acceptable",
+            Code::NotAcceptable,
             format!("the response is {JSON} or {GRAPHQL_RESPONSE}; accept one of them"),
         )
         .respond(Media::Json);
@@ -156,8 +149,7 @@ pub(super) async fn graphql_http(schema: LiveSchema, gate: Gate, req: Request) -
     }
     if get && batch.iter().any(is_mutation) {
         return Refused::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "mutation_over_get",
+            Code::MutationOverGet,
             "mutations are sent with POST, never GET",
         )
         .respond(media);
@@ -184,15 +176,13 @@ async fn read(req: Request) -> Result<BatchRequest, Refused> {
         let query = req.uri().query().unwrap_or_default();
         let parsed = async_graphql::http::parse_query_string(query).map_err(|e| {
             Refused::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
+                Code::InvalidRequest,
                 format!("the query string is not a GraphQL request: {e}"),
             )
         })?;
         if parsed.query.is_empty() {
             return Err(Refused::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
+                Code::InvalidRequest,
                 "a GraphQL request needs a `query` parameter (the document)",
             ));
         }
@@ -206,14 +196,12 @@ async fn read(req: Request) -> Result<BatchRequest, Refused> {
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             if too_large {
                 Refused::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
+                    Code::BodyTooLarge,
                     "the request body is larger than the server takes (max_body_bytes)",
                 )
             } else {
                 Refused::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
+                    Code::InvalidRequest,
                     format!("the request body could not be read: {e}"),
                 )
             }
@@ -225,8 +213,7 @@ async fn read(req: Request) -> Result<BatchRequest, Refused> {
 fn check_content_type(headers: &HeaderMap) -> Result<(), Refused> {
     let unsupported = |what: String| {
         Err(Refused::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            Code::UnsupportedMediaType,
             format!("{what}; send the request as Content-Type: {JSON}"),
         ))
     };
@@ -257,7 +244,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Refused> {
 /// One request or a batch from a JSON body, each checked for the shape of
 /// a GraphQL request.
 fn parse_body(body: &[u8]) -> Result<BatchRequest, Refused> {
-    let bad = |m: String| Refused::new(StatusCode::BAD_REQUEST, "invalid_request", m);
+    let bad = |m: String| Refused::new(Code::InvalidRequest, m);
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| bad(format!("the request body is not JSON: {e}")))?;
     let one = |v: Value, at: &str| -> Result<GqlRequest, Refused> {

@@ -20,6 +20,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 
+use crate::codes::Code;
 use crate::metrics::Metrics;
 use crate::store::GraphStore;
 
@@ -262,12 +263,12 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> Code {
         match self {
-            Refusal::Unauthenticated(_) => "UNAUTHENTICATED",
-            Refusal::Forbidden(_) => "FORBIDDEN",
-            Refusal::RateLimited(_) => "RATE_LIMITED",
-            Refusal::Limit(_) => "BAD_REQUEST",
+            Refusal::Unauthenticated(_) => Code::Unauthenticated,
+            Refusal::Forbidden(_) => Code::Forbidden,
+            Refusal::RateLimited(_) => Code::RateLimited,
+            Refusal::Limit(_) => Code::TooManyOperations,
         }
     }
 
@@ -282,21 +283,11 @@ impl Refusal {
 
     /// As a GraphQL error (for WebSocket `error` messages).
     fn graphql_error(&self) -> serde_json::Value {
-        serde_json::json!({
-            "message": self.message(),
-            "extensions": {"code": self.code()},
-        })
+        graphql_error(self.code(), &self.message())
     }
 
     fn into_response(self) -> Response {
-        let status = match self {
-            Refusal::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
-            Refusal::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Refusal::Limit(_) => StatusCode::BAD_REQUEST,
-        };
-        let body = serde_json::json!({"errors": [self.graphql_error()]});
-        let mut resp = (status, axum::Json(body)).into_response();
+        let mut resp = refused(self.code(), &self.message());
         match self {
             Refusal::Unauthenticated(_) => {
                 resp.headers_mut().insert(
@@ -314,6 +305,27 @@ impl Refusal {
         }
         resp
     }
+}
+
+/// A GraphQL-shaped error of `code` saying `message`, for answers the HTTP
+/// layer gives itself (its extensions are the table's, as everywhere).
+fn graphql_error(code: Code, message: &str) -> serde_json::Value {
+    let extensions: serde_json::Map<String, serde_json::Value> = code
+        .extensions()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.into()))
+        .collect();
+    serde_json::json!({"message": message, "extensions": extensions})
+}
+
+/// A request refused whole with `code` (its status from the table).
+fn refused(code: Code, message: &str) -> Response {
+    let status = code
+        .status()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::BAD_REQUEST);
+    let body = serde_json::json!({"errors": [graphql_error(code, message)]});
+    (status, axum::Json(body)).into_response()
 }
 
 /// Whether a request with `headers` may read `/metrics`: always when no
@@ -482,11 +494,10 @@ async fn limit_body(limit: usize, req: Request, next: Next) -> Response {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        let body = serde_json::json!({"errors": [{
-            "message": format!("request body larger than {limit} bytes"),
-            "extensions": {"code": "BAD_REQUEST", "reason": "body_too_large"},
-        }]});
-        return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response();
+        return refused(
+            Code::BodyTooLarge,
+            &format!("request body larger than {limit} bytes"),
+        );
     }
     next.run(req.map(|b| Body::new(http_body_util::Limited::new(b, limit))))
         .await

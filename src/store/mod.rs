@@ -97,17 +97,18 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Stable code for clients.
-    pub fn code(&self) -> &'static str {
+    /// Its row of the error table.
+    pub fn code(&self) -> crate::codes::Code {
+        use crate::codes::Code;
         match self {
             StoreError::Batch(b) => b.error.code(),
             StoreError::Twin(t) => t.code(),
-            StoreError::Storage(_) => "storage_failure",
-            StoreError::Unusable { .. } => "data_directory_unusable",
-            StoreError::Pruned(_) => "history_pruned",
-            StoreError::Closed => "store_closed",
-            StoreError::Unavailable(_) => "store_unavailable",
-            StoreError::Forbidden(_) => "forbidden",
+            StoreError::Storage(_) => Code::StorageFailure,
+            StoreError::Unusable { .. } => Code::DataDirectoryUnusable,
+            StoreError::Pruned(_) => Code::HistoryPruned,
+            StoreError::Closed => Code::ShuttingDown,
+            StoreError::Unavailable(_) => Code::StoreUnavailable,
+            StoreError::Forbidden(_) => Code::Forbidden,
         }
     }
 }

@@ -1,6 +1,8 @@
-//! Errors of the twin domain. Each has a stable machine-readable code (the
-//! GraphQL layer puts it in `extensions.code`) and a message that names the
-//! twin, the property path and what was expected.
+//! Errors of the twin domain. Each maps to a row of the error table
+//! ([`crate::codes`]) and has a message that names the twin, the property
+//! path and what was expected.
+
+use crate::codes::Code;
 
 /// Why a twin operation was refused. Nothing is written when one is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,21 +55,21 @@ pub enum TwinError {
 }
 
 impl TwinError {
-    /// Stable code for clients.
-    pub fn code(&self) -> &'static str {
+    /// Its row of the error table.
+    pub fn code(&self) -> Code {
         match self {
-            TwinError::InvalidId { .. } => "invalid_twin_id",
-            TwinError::AlreadyExists(_) => "twin_exists",
-            TwinError::NotFound(_) => "twin_not_found",
-            TwinError::RelationshipNotFound { .. } => "relationship_not_found",
-            TwinError::RelationshipExists { .. } => "relationship_exists",
-            TwinError::UnknownModel(_) => "unknown_model",
-            TwinError::Invalid { .. } => "validation_failed",
-            TwinError::Conflict { .. } => "version_conflict",
-            TwinError::HasRelationships { .. } => "twin_has_relationships",
-            TwinError::Containment { .. } => "containment_violation",
-            TwinError::Multiplicity { .. } => "multiplicity_exceeded",
-            TwinError::StreamMoved { .. } => "stream_moved",
+            TwinError::InvalidId { .. } => Code::InvalidTwinId,
+            TwinError::AlreadyExists(_) => Code::TwinExists,
+            TwinError::NotFound(_) => Code::TwinNotFound,
+            TwinError::RelationshipNotFound { .. } => Code::RelationshipNotFound,
+            TwinError::RelationshipExists { .. } => Code::RelationshipExists,
+            TwinError::UnknownModel(_) => Code::UnknownModel,
+            TwinError::Invalid { .. } => Code::ValidationFailed,
+            TwinError::Conflict { .. } => Code::VersionConflict,
+            TwinError::HasRelationships { .. } => Code::TwinHasRelationships,
+            TwinError::Containment { .. } => Code::ContainmentViolation,
+            TwinError::Multiplicity { .. } => Code::MultiplicityExceeded,
+            TwinError::StreamMoved { .. } => Code::StreamMoved,
         }
     }
 

@@ -367,12 +367,12 @@ async fn retention_prunes_old_history_but_keeps_state() {
         .twin_as_of("p", twingraph::store::At::Seq(3))
         .await
         .expect_err("pruned");
-    assert_eq!(e.code(), "history_pruned");
+    assert_eq!(e.code().reason(), "history_pruned");
     let e = s
         .twin_as_of("p", twingraph::store::At::Time(1))
         .await
         .expect_err("a time before the oldest event kept");
-    assert_eq!(e.code(), "history_pruned");
+    assert_eq!(e.code().reason(), "history_pruned");
     let next = must(&s, vec![desired("p", json!({"flowSetpoint": 9.0}))]).await;
     assert_eq!(next[0].seq, 9, "the log goes on");
     // The replica that was away comes back behind the removed range: it

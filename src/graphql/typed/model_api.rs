@@ -27,6 +27,7 @@ use serde_json::{Map, Value, json};
 
 use super::values::{filter_ops, parse, upper_first};
 use super::{Compiler, derived, field_base, field_name, twin_fixed};
+use crate::codes::Code;
 use crate::dtdl::model::{Content, ContentKind, Interface as DtdlInterface, Schema};
 use crate::graphql::connection::{Page, PageArgs, connection, twin_page, with_page_arguments};
 use crate::graphql::context::{
@@ -617,13 +618,13 @@ impl Api {
                 let Some(t) = store.twin(&id).await.map_err(|e| store_error(&e))? else {
                     return Err(not_found(
                         format!("twin {id} does not exist"),
-                        "twin_not_found",
+                        Code::TwinNotFound,
                     ));
                 };
                 if !is_a(store, &t.model, &dtmi) {
                     return Err(not_found(
                         format!("twin {id} is not a {dtmi}"),
-                        "twin_not_found",
+                        Code::TwinNotFound,
                     ));
                 }
                 let request = match &req {
@@ -753,13 +754,13 @@ async fn update(
     let Some(t) = store.twin(&id).await.map_err(|e| store_error(&e))? else {
         return Err(not_found(
             format!("twin {id} does not exist"),
-            "twin_not_found",
+            Code::TwinNotFound,
         ));
     };
     if !is_a(store, &t.model, dtmi) {
         return Err(not_found(
             format!("twin {id} is not a {dtmi}"),
-            "twin_not_found",
+            Code::TwinNotFound,
         ));
     }
     let mut expected_version = long_arg(ctx, "ifVersion")?;
