@@ -5,16 +5,29 @@
 //!
 //! # Layout
 //!
+//! Bottom up; a module uses only those listed before it
+//! (`tests/architecture.rs` checks this list against the code).
+//!
+//! - [`codes`]: the table of error codes clients see
+//! - [`metrics`]: the Prometheus registry
 //! - [`dtdl`]: the DTDL v2/v3 language engine: parse, validate and resolve
-//!   models into a typed [`dtdl::ModelSet`].
+//!   models into a typed [`dtdl::ModelSet`]
+//! - [`records`]: records other domains keep in the event log
+//!   (configurations, rollouts) and the vocabulary they share with twins
 //! - [`twin`]: the twin graph domain: twins, relationships, desired/reported
-//!   state validated against models, events, the in-memory graph and queries.
+//!   state validated against models, events, the in-memory graph and queries
 //! - [`store`]: the `GraphStore` trait and its stores (embedded durable
-//!   default on redb; in-memory for tests), event log and time travel.
+//!   default on redb; in-memory for tests; Neo4j), event log and time travel
 //! - [`auth`]: bearer tokens (JWT), roles and graph scope: the store as
-//!   one caller sees it.
-//! - [`cli`]: the command-line interface (`twingraph check`, ...), kept out of
-//!   `main` so it can be tested.
+//!   one caller sees it
+//! - [`rollout`]: configurations, staged rollouts, drift and remediation
+//! - [`simulator`]: simulated devices (tests, benchmarks, `simulate`)
+//! - [`demo`]: the generated demo plant
+//! - [`graphql`]: the GraphQL API (generic and typed) and its executor
+//! - [`server`]: HTTP only: routes, authentication gate, WebSocket, TLS
+//! - [`config`]: the server's settings, file < environment < flag
+//! - [`cli`]: the command-line interface (`twingraph check`, `serve`, ...),
+//!   kept out of `main` so it can be tested
 
 pub mod auth;
 pub mod cli;
@@ -24,6 +37,7 @@ pub mod demo;
 pub mod dtdl;
 pub mod graphql;
 pub mod metrics;
+pub mod records;
 pub mod rollout;
 pub mod server;
 pub mod simulator;

@@ -241,14 +241,16 @@ async fn retention_prunes_old_history_but_keeps_state() {
         let s = embedded::open(&dir, sample_models(), config.clone()).expect("open");
         // A configuration record: streams are never pruned.
         let record = twingraph::twin::Op::Record {
-            change: Box::new(twingraph::twin::Change::ConfigurationCreated {
-                configuration: twingraph::rollout::config::ConfigurationSpec {
-                    name: "kept".into(),
-                    target: PUMP.into(),
-                    priority: 0,
-                    description: None,
+            change: Box::new(twingraph::twin::Change::Record(
+                twingraph::records::Record::ConfigurationCreated {
+                    configuration: twingraph::rollout::config::ConfigurationSpec {
+                        name: "kept".into(),
+                        target: PUMP.into(),
+                        priority: 0,
+                        description: None,
+                    },
                 },
-            }),
+            )),
         };
         must(&s, vec![record]).await;
         must(&s, vec![create("p", PUMP)]).await;

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use twingraph::records::Record;
 use twingraph::store::{At, GraphStore, StoreError, TwinQuery};
 use twingraph::twin::query::{Direction, Traversal};
 use twingraph::twin::{AckStatus, Batch, Change, Op, Twin, TwinError};
@@ -1210,14 +1211,14 @@ pub async fn model_changes_are_events(s: &dyn GraphStore) {
 pub async fn stream_records_are_kept_and_read_back_in_order(s: &dyn GraphStore) {
     use twingraph::rollout::config::ConfigurationSpec;
     let record = |name: &str| Op::Record {
-        change: Box::new(Change::ConfigurationCreated {
+        change: Box::new(Change::Record(Record::ConfigurationCreated {
             configuration: ConfigurationSpec {
                 name: name.to_owned(),
                 target: PUMP.to_owned(),
                 priority: 0,
                 description: None,
             },
-        }),
+        })),
     };
     must(s, vec![create("p1", PUMP)]).await;
     let first = must(s, vec![record("a"), record("b")]).await;
@@ -1227,7 +1228,9 @@ pub async fn stream_records_are_kept_and_read_back_in_order(s: &dyn GraphStore) 
     let names: Vec<&str> = all
         .iter()
         .map(|e| match &e.change {
-            Change::ConfigurationCreated { configuration } => configuration.name.as_str(),
+            Change::Record(Record::ConfigurationCreated { configuration }) => {
+                configuration.name.as_str()
+            }
             other => panic!("not a stream record: {other:?}"),
         })
         .collect();
@@ -1265,14 +1268,14 @@ pub async fn stream_records_are_kept_and_read_back_in_order(s: &dyn GraphStore) 
 
 fn configuration_record(name: &str) -> Op {
     Op::Record {
-        change: Box::new(Change::ConfigurationCreated {
+        change: Box::new(Change::Record(Record::ConfigurationCreated {
             configuration: twingraph::rollout::config::ConfigurationSpec {
                 name: name.to_owned(),
                 target: PUMP.to_owned(),
                 priority: 0,
                 description: None,
             },
-        }),
+        })),
     }
 }
 

@@ -3,6 +3,7 @@
 //! commands and the `rolloutProgress` subscription over
 //! [`crate::rollout::Rollouts`].
 
+use crate::records::Record;
 use async_graphql::Error;
 use async_graphql::dynamic::{
     Field, FieldFuture, FieldValue, InputObject, InputValue, ResolverContext, TypeRef,
@@ -168,7 +169,7 @@ fn progress_json(p: &crate::rollout::service::Progress) -> Value {
         Change::ConfigurationRestored { twin, .. } => {
             vec![json!({"twin": twin, "state": "ROLLED_BACK"})]
         }
-        Change::RolloutTwinsSettled { outcomes, .. } => outcomes
+        Change::Record(Record::RolloutTwinsSettled { outcomes, .. }) => outcomes
             .iter()
             .map(|o| serde_json::to_value(o).unwrap_or(Value::Null))
             .collect(),

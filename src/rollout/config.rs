@@ -16,100 +16,21 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::RolloutError;
 use crate::dtdl::ModelSet;
+use crate::records::Record;
+pub use crate::records::{BaseRef, ConfigurationSpec, ParamSource, Parameter, VersionSpec};
 use crate::twin::value::merge_patch;
-use crate::twin::{Batch, Change, Event, Graph, Micros, Op, Side, TwinError};
+use crate::twin::{Batch, Change, Event, Graph, Micros, Op, TwinError};
 
 /// The key of a parameter placeholder: `{"$param": "name"}`.
 pub const PARAM_KEY: &str = "$param";
 
 /// Longest configuration or parameter name, in characters.
 const MAX_NAME: usize = 128;
-
-/// What creating a configuration records.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConfigurationSpec {
-    pub name: String,
-    /// DTMI of the Interface it targets (twins of subtypes included).
-    pub target: String,
-    /// When several assigned configurations set one property of a twin, the
-    /// highest priority wins (ties: the most recently assigned).
-    #[serde(default)]
-    pub priority: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-}
-
-/// A version of another configuration that a version builds on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BaseRef {
-    pub configuration: String,
-    pub version: u32,
-}
-
-/// Where a parameter takes its value on each twin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "from", rename_all = "camelCase")]
-pub enum ParamSource {
-    /// A value of the twin itself: `path` is `property`, `component.property`
-    /// or a path into an Object value (`property.field`); the reported value
-    /// unless `side` is `desired`.
-    #[serde(rename_all = "camelCase")]
-    Property {
-        path: String,
-        #[serde(default = "reported")]
-        side: Side,
-    },
-    /// The twin at the other end of the twin's first relationship of this
-    /// name (outgoing unless `incoming`): its id, or the value at `path`.
-    #[serde(rename_all = "camelCase")]
-    Related {
-        relationship: String,
-        #[serde(default)]
-        incoming: bool,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        path: Option<String>,
-    },
-}
-
-fn reported() -> Side {
-    Side::Reported
-}
-
-/// A parameter of a version: filled from the twin (`source`), else from
-/// the rollout, else from `default`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Parameter {
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<ParamSource>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-}
-
-/// What publishing a version records (its number is assigned on publish).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VersionSpec {
-    pub number: u32,
-    /// The desired values this version sets itself (placeholders allowed).
-    pub values: Value,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub parameters: Vec<Parameter>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base: Option<BaseRef>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-}
 
 /// A published version, as the fold keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -193,7 +114,7 @@ impl Configurations {
     /// Applies a committed event (others are ignored).
     pub fn apply(&mut self, e: &Event) {
         match &e.change {
-            Change::ConfigurationCreated { configuration } => {
+            Change::Record(Record::ConfigurationCreated { configuration }) => {
                 self.by_name.insert(
                     configuration.name.clone(),
                     Configuration {
@@ -205,10 +126,10 @@ impl Configurations {
                     },
                 );
             }
-            Change::ConfigurationVersionPublished {
+            Change::Record(Record::ConfigurationVersionPublished {
                 configuration,
                 version,
-            } => {
+            }) => {
                 let (effective, parameters) = self.effective(version);
                 if let Some(c) = self.by_name.get_mut(configuration) {
                     c.versions.push(Version {
@@ -220,10 +141,10 @@ impl Configurations {
                     });
                 }
             }
-            Change::ConfigurationRemediationSet {
+            Change::Record(Record::ConfigurationRemediationSet {
                 configuration,
                 per_minute,
-            } => {
+            }) => {
                 if let Some(c) = self.by_name.get_mut(configuration) {
                     c.remediation_per_minute = *per_minute;
                 }
@@ -266,9 +187,9 @@ impl Configurations {
                 format!("no Interface {} among the models", spec.target),
             ));
         }
-        Ok(Change::ConfigurationCreated {
+        Ok(Change::Record(Record::ConfigurationCreated {
             configuration: spec.clone(),
-        })
+        }))
     }
 
     /// The event publishing the next version of `name`, or why it cannot be
@@ -348,10 +269,10 @@ impl Configurations {
             ));
         }
         check_desired(models, &c.spec.target, &filled)?;
-        Ok(Change::ConfigurationVersionPublished {
+        Ok(Change::Record(Record::ConfigurationVersionPublished {
             configuration: name.to_owned(),
             version: spec,
-        })
+        }))
     }
 }
 

@@ -2,125 +2,9 @@
 //! how fast, when to give up (abort criteria), and per-twin timeout and
 //! retries. Recorded whole in the `rolloutStarted` event.
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-
 use super::RolloutError;
-
-/// Which twins a rollout targets: every criterion given must hold (an
-/// intersection); twins must be of the configuration's Interface.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Target {
-    /// Exactly these twins.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ids: Vec<String>,
-    /// Twins of this model (subtypes included); default: the
-    /// configuration's target Interface.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    /// A `where` filter over twin values, as lists take it.
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "where")]
-    pub filter: Option<Value>,
-    /// Twins contained (transitively) by this twin.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub under: Option<String>,
-}
-
-/// One stage: its size (a count, or a percentage of the target; the last
-/// stage takes whatever is left), the share of its twins that must succeed,
-/// and how long it must then stay healthy before the next stage starts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Stage {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub percent: Option<f64>,
-    /// Percent of the stage's twins that must succeed (default 100).
-    #[serde(default = "hundred")]
-    pub success_threshold: f64,
-    #[serde(default)]
-    pub bake_seconds: f64,
-}
-
-fn hundred() -> f64 {
-    100.0
-}
-
-/// A rate limit: at most `per_minute` twins applied per minute, multiplied
-/// by `growth_factor` each time `grow_every` more twins have succeeded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Rate {
-    pub per_minute: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub growth_factor: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grow_every: Option<usize>,
-}
-
-/// Why a twin failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum FailureKind {
-    /// The device acknowledged with an error code.
-    Rejected,
-    /// No acknowledgement within the per-twin timeout.
-    TimedOut,
-    /// The device acknowledged but reports another value than desired.
-    Diverged,
-    /// The twin could not be updated (deleted, parameter without value).
-    Error,
-    /// Any of the above (abort criteria only).
-    Any,
-}
-
-/// Stops the rollout (and rolls it back) when at least `threshold_percent`
-/// of the twins executed so far failed this way, once `min_executed` have.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AbortCriterion {
-    #[serde(default = "any")]
-    pub failure: FailureKind,
-    pub threshold_percent: f64,
-    #[serde(default)]
-    pub min_executed: usize,
-}
-
-fn any() -> FailureKind {
-    FailureKind::Any
-}
-
-/// How a rollout proceeds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Plan {
-    /// Stages in order; none: one stage of every twin.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub stages: Vec<Stage>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate: Option<Rate>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub abort: Vec<AbortCriterion>,
-    /// Seconds a device has to acknowledge and converge (default 300).
-    #[serde(default = "default_timeout")]
-    pub twin_timeout_seconds: f64,
-    /// How many times a failed or timed-out twin is applied again.
-    #[serde(default)]
-    pub retries: u32,
-    /// Orders twins by their place in the containment hierarchy, so that
-    /// waves go one site / line at a time.
-    #[serde(default)]
-    pub order_by_hierarchy: bool,
-    /// Never more than this many twins sharing a parent in flight at once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_in_flight_per_parent: Option<usize>,
-}
-
-fn default_timeout() -> f64 {
-    300.0
-}
+use crate::records::default_timeout;
+pub use crate::records::{AbortCriterion, FailureKind, Plan, Rate, RolloutSpec, Stage, Target};
 
 impl Default for Plan {
     fn default() -> Plan {
@@ -221,23 +105,6 @@ impl Plan {
             bake_seconds: 0.0,
         })
     }
-}
-
-/// A rollout request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RolloutSpec {
-    pub id: String,
-    pub configuration: String,
-    pub version: u32,
-    pub target: Target,
-    /// Parameter values for every twin (twin sources take precedence).
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
-    pub parameters: Map<String, Value>,
-    #[serde(default)]
-    pub plan: Plan,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
 }
 
 #[cfg(test)]

@@ -10,25 +10,13 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::plan::{FailureKind, RolloutSpec};
+use super::plan::FailureKind;
+use crate::records::Record;
+pub use crate::records::{Outcome, RolloutStart, RolloutState, TwinState};
 use crate::twin::event::Previous;
 use crate::twin::{Change, Event, Micros, Twin};
-
-/// Where a rollout stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum RolloutState {
-    Pending,
-    Running,
-    Paused,
-    Succeeded,
-    Failed,
-    RollingBack,
-    RolledBack,
-    Canceled,
-}
 
 impl RolloutState {
     /// Whether the rollout still holds its twins (no other rollout may
@@ -44,18 +32,6 @@ impl RolloutState {
     }
 }
 
-/// Where one twin of a rollout stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum TwinState {
-    Pending,
-    Applied,
-    Succeeded,
-    Failed,
-    TimedOut,
-    RolledBack,
-}
-
 impl TwinState {
     pub fn is_settled(self) -> bool {
         matches!(
@@ -63,40 +39,6 @@ impl TwinState {
             TwinState::Succeeded | TwinState::Failed | TwinState::TimedOut
         )
     }
-}
-
-/// A twin's outcome, as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Outcome {
-    pub twin: String,
-    /// SUCCEEDED, FAILED, TIMED_OUT, or PENDING (to be applied again).
-    pub state: TwinState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure: Option<FailureKind>,
-    /// The device's status code (`ac`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-/// What starting a rollout records.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RolloutStart {
-    pub spec: RolloutSpec,
-    /// The target twins, in the order they are applied.
-    pub twins: Vec<String>,
-    /// Each twin's container (aligned with `twins`; empty when the plan
-    /// does not need it).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub parents: Vec<Option<String>>,
-    /// Where each stage ends in `twins` (exclusive).
-    pub stage_ends: Vec<usize>,
-    /// The configuration's priority when the rollout started.
-    #[serde(default)]
-    pub priority: i64,
 }
 
 /// One twin of a rollout.
@@ -315,7 +257,7 @@ impl Runs {
     /// Applies a committed record; the rollout it concerns, if any.
     pub fn apply(&mut self, e: &Event) -> Option<String> {
         match &e.change {
-            Change::RolloutStarted { rollout } => {
+            Change::Record(Record::RolloutStarted { rollout }) => {
                 let start = rollout.clone();
                 let id = start.spec.id.clone();
                 let n = start.twins.len();
@@ -394,7 +336,7 @@ impl Runs {
                 r.updated_at = e.time;
                 Some(id.clone())
             }
-            Change::RolloutTwinsSettled { rollout, outcomes } => {
+            Change::Record(Record::RolloutTwinsSettled { rollout, outcomes }) => {
                 let r = self.by_id.get_mut(rollout)?;
                 for o in outcomes {
                     let Some(i) = r.position(&o.twin) else {
@@ -415,13 +357,13 @@ impl Runs {
                 r.updated_at = e.time;
                 Some(rollout.clone())
             }
-            Change::RolloutChanged {
+            Change::Record(Record::RolloutChanged {
                 rollout,
                 state,
                 stage,
                 baking_since,
                 reason,
-            } => {
+            }) => {
                 let r = self.by_id.get_mut(rollout)?;
                 if *state == RolloutState::Running && r.running_since.is_none() {
                     r.running_since = Some(e.time);

@@ -6,6 +6,7 @@
 //! and always from the folded records, so that a restart resumes exactly
 //! where the records stop.
 
+use crate::records::Record;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -191,9 +192,9 @@ impl Rollouts {
                     rollout: holder,
                 });
             }
-            Ok(vec![Change::RolloutStarted {
+            Ok(vec![Change::Record(Record::RolloutStarted {
                 rollout: start.clone(),
-            }])
+            })])
         })
         .await?;
         self.wake.notify_one();
@@ -271,13 +272,13 @@ impl Rollouts {
                     rollout: holder,
                 });
             }
-            Ok(vec![Change::RolloutChanged {
+            Ok(vec![Change::Record(Record::RolloutChanged {
                 rollout: id.to_owned(),
                 state: to,
                 stage: r.stage,
                 baking_since: r.baking_since,
                 reason: Some(format!("{action} requested by {actor}")),
-            }])
+            })])
         })
         .await?;
         self.wake.notify_one();
@@ -435,13 +436,13 @@ impl Rollouts {
         reason: Option<String>,
     ) -> Result<(), RolloutError> {
         self.record(
-            vec![Change::RolloutChanged {
+            vec![Change::Record(Record::RolloutChanged {
                 rollout: id.to_owned(),
                 state,
                 stage,
                 baking_since,
                 reason,
-            }],
+            })],
             SCHEDULER,
         )
         .await?;
@@ -536,10 +537,10 @@ impl Rollouts {
         let mut changes = Vec::new();
         let mut outcomes = outcomes.into_iter().peekable();
         while outcomes.peek().is_some() {
-            changes.push(Change::RolloutTwinsSettled {
+            changes.push(Change::Record(Record::RolloutTwinsSettled {
                 rollout: id.to_owned(),
                 outcomes: outcomes.by_ref().take(SETTLE_CHUNK).collect(),
-            });
+            }));
         }
         if !changes.is_empty() {
             self.record(changes, SCHEDULER).await?;

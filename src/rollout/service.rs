@@ -8,6 +8,7 @@
 //! record through the store and wait until the follower has applied it, so
 //! a mutation's answer always reflects its own write.
 
+use crate::records::Record;
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
@@ -477,10 +478,10 @@ impl Rollouts {
             if state.configurations.get(name).is_none() {
                 return Err(RolloutError::ConfigurationNotFound(name.to_owned()));
             }
-            Ok(vec![Change::ConfigurationRemediationSet {
+            Ok(vec![Change::Record(Record::ConfigurationRemediationSet {
                 configuration: name.to_owned(),
                 per_minute,
-            }])
+            })])
         })
         .await?;
         self.wake.notify_one();
@@ -507,7 +508,9 @@ impl Rollouts {
         Ok(events
             .iter()
             .find_map(|e| match &e.change {
-                Change::ConfigurationVersionPublished { version, .. } => Some(version.number),
+                Change::Record(Record::ConfigurationVersionPublished { version, .. }) => {
+                    Some(version.number)
+                }
                 _ => None,
             })
             .unwrap_or(0))

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::state::{Ack, Assignment, DesiredSource, Relationship};
+pub use crate::records::{Record, Side};
 
 /// Microseconds since the Unix epoch (UTC).
 pub type Micros = i64;
@@ -120,47 +121,10 @@ pub enum Change {
         assignment: Option<Assignment>,
         entries: Vec<Entry>,
     },
-    /// Automatic remediation of a configuration's drifted twins was turned
-    /// on (`per_minute` twins at most) or off.
-    #[serde(rename_all = "camelCase")]
-    ConfigurationRemediationSet {
-        configuration: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        per_minute: Option<f64>,
-    },
-    /// A rollout started: its request and its twins, in order.
-    #[serde(rename_all = "camelCase")]
-    RolloutStarted {
-        rollout: std::sync::Arc<crate::rollout::run::RolloutStart>,
-    },
-    /// Twins of a rollout settled (or go back to PENDING for a retry).
-    #[serde(rename_all = "camelCase")]
-    RolloutTwinsSettled {
-        rollout: String,
-        outcomes: Vec<crate::rollout::run::Outcome>,
-    },
-    /// A rollout changed state or stage.
-    #[serde(rename_all = "camelCase")]
-    RolloutChanged {
-        rollout: String,
-        state: crate::rollout::run::RolloutState,
-        stage: usize,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        baking_since: Option<Micros>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        reason: Option<String>,
-    },
-    /// A configuration (template of desired values) was created.
-    #[serde(rename_all = "camelCase")]
-    ConfigurationCreated {
-        configuration: crate::rollout::config::ConfigurationSpec,
-    },
-    /// A new, immutable version of a configuration was published.
-    #[serde(rename_all = "camelCase")]
-    ConfigurationVersionPublished {
-        configuration: String,
-        version: crate::rollout::config::VersionSpec,
-    },
+    /// A record of another domain (configurations, rollouts), carried
+    /// as its owner wrote it: serialized as the record itself.
+    #[serde(untagged)]
+    Record(Record),
 }
 
 /// The stream of configuration and rollout records (see [`Change::stream`]).
@@ -184,12 +148,7 @@ impl Change {
             Change::CommandInvoked { .. } => "commandInvoked",
             Change::ConfigurationAssigned { .. } => "configurationAssigned",
             Change::ConfigurationRestored { .. } => "configurationRestored",
-            Change::ConfigurationRemediationSet { .. } => "configurationRemediationSet",
-            Change::RolloutStarted { .. } => "rolloutStarted",
-            Change::RolloutTwinsSettled { .. } => "rolloutTwinsSettled",
-            Change::RolloutChanged { .. } => "rolloutChanged",
-            Change::ConfigurationCreated { .. } => "configurationCreated",
-            Change::ConfigurationVersionPublished { .. } => "configurationVersionPublished",
+            Change::Record(r) => r.kind(),
         }
     }
 
@@ -209,13 +168,7 @@ impl Change {
             }
             Change::RelationshipUpdated { source, .. } => vec![source],
             Change::RelationshipDeleted { source, target, .. } => vec![source, target],
-            Change::ModelsChanged { .. }
-            | Change::ConfigurationCreated { .. }
-            | Change::ConfigurationVersionPublished { .. }
-            | Change::ConfigurationRemediationSet { .. }
-            | Change::RolloutStarted { .. }
-            | Change::RolloutTwinsSettled { .. }
-            | Change::RolloutChanged { .. } => Vec::new(),
+            Change::ModelsChanged { .. } | Change::Record(_) => Vec::new(),
         }
     }
 
@@ -236,12 +189,7 @@ impl Change {
     /// and never prune them.
     pub fn stream(&self) -> Option<&'static str> {
         match self {
-            Change::ConfigurationCreated { .. }
-            | Change::ConfigurationVersionPublished { .. }
-            | Change::ConfigurationRemediationSet { .. }
-            | Change::RolloutStarted { .. }
-            | Change::RolloutTwinsSettled { .. }
-            | Change::RolloutChanged { .. } => Some(ROLLOUTS_STREAM),
+            Change::Record(_) => Some(ROLLOUTS_STREAM),
             // A rollout's own twin changes are its per-twin record.
             Change::ConfigurationAssigned { assignment, .. } if assignment.rollout.is_some() => {
                 Some(ROLLOUTS_STREAM)
@@ -253,14 +201,6 @@ impl Change {
             _ => None,
         }
     }
-}
-
-/// Which side of a property an entry sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Side {
-    Desired,
-    Reported,
 }
 
 /// The resulting state of one property (or telemetry) after a change.
@@ -317,12 +257,12 @@ mod tests {
             Change::CommandInvoked { .. } => 8,
             Change::ConfigurationAssigned { .. } => 9,
             Change::ConfigurationRestored { .. } => 10,
-            Change::ConfigurationRemediationSet { .. } => 11,
-            Change::RolloutStarted { .. } => 12,
-            Change::RolloutTwinsSettled { .. } => 13,
-            Change::RolloutChanged { .. } => 14,
-            Change::ConfigurationCreated { .. } => 15,
-            Change::ConfigurationVersionPublished { .. } => 16,
+            Change::Record(Record::ConfigurationRemediationSet { .. }) => 11,
+            Change::Record(Record::RolloutStarted { .. }) => 12,
+            Change::Record(Record::RolloutTwinsSettled { .. }) => 13,
+            Change::Record(Record::RolloutChanged { .. }) => 14,
+            Change::Record(Record::ConfigurationCreated { .. }) => 15,
+            Change::Record(Record::ConfigurationVersionPublished { .. }) => 16,
         }
     }
 
@@ -374,14 +314,14 @@ mod tests {
                 models: vec!["dtmi:x:T;1".into()],
                 documents: Vec::new(),
             },
-            Change::ConfigurationRemediationSet {
+            Change::Record(Record::ConfigurationRemediationSet {
                 configuration: "c".into(),
                 per_minute: None,
-            },
-            Change::RolloutTwinsSettled {
+            }),
+            Change::Record(Record::RolloutTwinsSettled {
                 rollout: "r".into(),
                 outcomes: Vec::new(),
-            },
+            }),
         ];
         for c in changes {
             let v = serde_json::to_value(&c).expect("serializable");

@@ -262,14 +262,7 @@ impl Graph {
                 .rels
                 .update(source, id, properties, *version, event.time),
             Change::RelationshipDeleted { source, id, .. } => self.rels.remove(source, id),
-            Change::ModelsChanged { .. }
-            | Change::CommandInvoked { .. }
-            | Change::ConfigurationCreated { .. }
-            | Change::ConfigurationVersionPublished { .. }
-            | Change::ConfigurationRemediationSet { .. }
-            | Change::RolloutStarted { .. }
-            | Change::RolloutTwinsSettled { .. }
-            | Change::RolloutChanged { .. } => {}
+            Change::ModelsChanged { .. } | Change::CommandInvoked { .. } | Change::Record(_) => {}
         }
     }
 
@@ -500,14 +493,7 @@ impl Planner<'_> {
             Change::RelationshipDeleted { source, id, .. } => {
                 self.set_rel(source, id, None);
             }
-            Change::ModelsChanged { .. }
-            | Change::CommandInvoked { .. }
-            | Change::ConfigurationCreated { .. }
-            | Change::ConfigurationVersionPublished { .. }
-            | Change::ConfigurationRemediationSet { .. }
-            | Change::RolloutStarted { .. }
-            | Change::RolloutTwinsSettled { .. }
-            | Change::RolloutChanged { .. } => {}
+            Change::ModelsChanged { .. } | Change::CommandInvoked { .. } | Change::Record(_) => {}
         }
     }
 

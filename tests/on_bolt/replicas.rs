@@ -334,14 +334,16 @@ async fn retention_prunes_old_history_but_keeps_state() {
     let mut away_live = away.subscribe();
     proxy.cut();
     let record = Op::Record {
-        change: Box::new(twingraph::twin::Change::ConfigurationCreated {
-            configuration: twingraph::rollout::config::ConfigurationSpec {
-                name: "kept".into(),
-                target: PUMP.into(),
-                priority: 0,
-                description: None,
+        change: Box::new(twingraph::twin::Change::Record(
+            twingraph::records::Record::ConfigurationCreated {
+                configuration: twingraph::rollout::config::ConfigurationSpec {
+                    name: "kept".into(),
+                    target: PUMP.into(),
+                    priority: 0,
+                    description: None,
+                },
             },
-        }),
+        )),
     };
     must(&s, vec![record]).await;
     must(&s, vec![create("p", PUMP)]).await;

@@ -1,0 +1,359 @@
+//! Records other domains keep in the twin event log: configurations and
+//! rollouts, as their owner ([`crate::rollout`]) validated them. The twin
+//! domain carries them ([`crate::twin::Change::Record`]) without knowing
+//! them; a new kind of record is a new [`Record`] variant here, and touches
+//! nothing else of the log. Also the vocabulary both domains share
+//! ([`Side`]).
+//!
+//! These are stored formats: `tests/golden/events.jsonl` pins them. Their
+//! behaviour (validation, folds) lives with their owner.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Which side of a property an entry sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Side {
+    Desired,
+    Reported,
+}
+
+/// A record of configurations and rollouts, as the log keeps it (in the
+/// `rollouts` stream): each kind serialized with its `kind` like every
+/// change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Record {
+    /// A configuration (template of desired values) was created.
+    #[serde(rename_all = "camelCase")]
+    ConfigurationCreated { configuration: ConfigurationSpec },
+    /// A new, immutable version of a configuration was published.
+    #[serde(rename_all = "camelCase")]
+    ConfigurationVersionPublished {
+        configuration: String,
+        version: VersionSpec,
+    },
+    /// Automatic remediation of a configuration's drifted twins was turned
+    /// on (`per_minute` twins at most) or off.
+    #[serde(rename_all = "camelCase")]
+    ConfigurationRemediationSet {
+        configuration: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        per_minute: Option<f64>,
+    },
+    /// A rollout started: its request and its twins, in order.
+    #[serde(rename_all = "camelCase")]
+    RolloutStarted { rollout: Arc<RolloutStart> },
+    /// Twins of a rollout settled (or go back to PENDING for a retry).
+    #[serde(rename_all = "camelCase")]
+    RolloutTwinsSettled {
+        rollout: String,
+        outcomes: Vec<Outcome>,
+    },
+    /// A rollout changed state or stage.
+    #[serde(rename_all = "camelCase")]
+    RolloutChanged {
+        rollout: String,
+        state: RolloutState,
+        stage: usize,
+        /// Microseconds since the Unix epoch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        baking_since: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+impl Record {
+    /// Its kind, as serialized.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::ConfigurationCreated { .. } => "configurationCreated",
+            Record::ConfigurationVersionPublished { .. } => "configurationVersionPublished",
+            Record::ConfigurationRemediationSet { .. } => "configurationRemediationSet",
+            Record::RolloutStarted { .. } => "rolloutStarted",
+            Record::RolloutTwinsSettled { .. } => "rolloutTwinsSettled",
+            Record::RolloutChanged { .. } => "rolloutChanged",
+        }
+    }
+}
+
+// Configurations.
+
+/// What creating a configuration records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigurationSpec {
+    pub name: String,
+    /// DTMI of the Interface it targets (twins of subtypes included).
+    pub target: String,
+    /// When several assigned configurations set one property of a twin, the
+    /// highest priority wins (ties: the most recently assigned).
+    #[serde(default)]
+    pub priority: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// A version of another configuration that a version builds on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BaseRef {
+    pub configuration: String,
+    pub version: u32,
+}
+
+/// Where a parameter takes its value on each twin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "from", rename_all = "camelCase")]
+pub enum ParamSource {
+    /// A value of the twin itself: `path` is `property`, `component.property`
+    /// or a path into an Object value (`property.field`); the reported value
+    /// unless `side` is `desired`.
+    #[serde(rename_all = "camelCase")]
+    Property {
+        path: String,
+        #[serde(default = "reported")]
+        side: Side,
+    },
+    /// The twin at the other end of the twin's first relationship of this
+    /// name (outgoing unless `incoming`): its id, or the value at `path`.
+    #[serde(rename_all = "camelCase")]
+    Related {
+        relationship: String,
+        #[serde(default)]
+        incoming: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+    },
+}
+
+fn reported() -> Side {
+    Side::Reported
+}
+
+/// A parameter of a version: filled from the twin (`source`), else from
+/// the rollout, else from `default`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Parameter {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<ParamSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// What publishing a version records (its number is assigned on publish).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionSpec {
+    pub number: u32,
+    /// The desired values this version sets itself (placeholders allowed).
+    pub values: Value,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<Parameter>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+// Rollouts.
+
+/// Where a rollout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RolloutState {
+    Pending,
+    Running,
+    Paused,
+    Succeeded,
+    Failed,
+    RollingBack,
+    RolledBack,
+    Canceled,
+}
+
+/// Where one twin of a rollout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TwinState {
+    Pending,
+    Applied,
+    Succeeded,
+    Failed,
+    TimedOut,
+    RolledBack,
+}
+
+/// A twin's outcome, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub twin: String,
+    /// SUCCEEDED, FAILED, TIMED_OUT, or PENDING (to be applied again).
+    pub state: TwinState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureKind>,
+    /// The device's status code (`ac`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What starting a rollout records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStart {
+    pub spec: RolloutSpec,
+    /// The target twins, in the order they are applied.
+    pub twins: Vec<String>,
+    /// Each twin's container (aligned with `twins`; empty when the plan
+    /// does not need it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<Option<String>>,
+    /// Where each stage ends in `twins` (exclusive).
+    pub stage_ends: Vec<usize>,
+    /// The configuration's priority when the rollout started.
+    #[serde(default)]
+    pub priority: i64,
+}
+
+/// Which twins a rollout targets: every criterion given must hold (an
+/// intersection); twins must be of the configuration's Interface.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    /// Exactly these twins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ids: Vec<String>,
+    /// Twins of this model (subtypes included); default: the
+    /// configuration's target Interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// A `where` filter over twin values, as lists take it.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "where")]
+    pub filter: Option<Value>,
+    /// Twins contained (transitively) by this twin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub under: Option<String>,
+}
+
+/// One stage: its size (a count, or a percentage of the target; the last
+/// stage takes whatever is left), the share of its twins that must succeed,
+/// and how long it must then stay healthy before the next stage starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    /// Percent of the stage's twins that must succeed (default 100).
+    #[serde(default = "hundred")]
+    pub success_threshold: f64,
+    #[serde(default)]
+    pub bake_seconds: f64,
+}
+
+fn hundred() -> f64 {
+    100.0
+}
+
+/// A rate limit: at most `per_minute` twins applied per minute, multiplied
+/// by `growth_factor` each time `grow_every` more twins have succeeded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rate {
+    pub per_minute: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub growth_factor: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grow_every: Option<usize>,
+}
+
+/// Why a twin failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FailureKind {
+    /// The device acknowledged with an error code.
+    Rejected,
+    /// No acknowledgement within the per-twin timeout.
+    TimedOut,
+    /// The device acknowledged but reports another value than desired.
+    Diverged,
+    /// The twin could not be updated (deleted, parameter without value).
+    Error,
+    /// Any of the above (abort criteria only).
+    Any,
+}
+
+/// Stops the rollout (and rolls it back) when at least `threshold_percent`
+/// of the twins executed so far failed this way, once `min_executed` have.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AbortCriterion {
+    #[serde(default = "any")]
+    pub failure: FailureKind,
+    pub threshold_percent: f64,
+    #[serde(default)]
+    pub min_executed: usize,
+}
+
+fn any() -> FailureKind {
+    FailureKind::Any
+}
+
+/// How a rollout proceeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// Stages in order; none: one stage of every twin.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<Stage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub abort: Vec<AbortCriterion>,
+    /// Seconds a device has to acknowledge and converge (default 300).
+    #[serde(default = "default_timeout")]
+    pub twin_timeout_seconds: f64,
+    /// How many times a failed or timed-out twin is applied again.
+    #[serde(default)]
+    pub retries: u32,
+    /// Orders twins by their place in the containment hierarchy, so that
+    /// waves go one site / line at a time.
+    #[serde(default)]
+    pub order_by_hierarchy: bool,
+    /// Never more than this many twins sharing a parent in flight at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight_per_parent: Option<usize>,
+}
+
+pub(crate) fn default_timeout() -> f64 {
+    300.0
+}
+
+/// A rollout request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSpec {
+    pub id: String,
+    pub configuration: String,
+    pub version: u32,
+    pub target: Target,
+    /// Parameter values for every twin (twin sources take precedence).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub parameters: Map<String, Value>,
+    #[serde(default)]
+    pub plan: Plan,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
