@@ -136,12 +136,16 @@ pub fn plant(cells: usize) -> (Vec<Batch>, usize) {
             let id = eq_id(c, k);
             ops.push(rel(&id, "feeds", &eq_id(c, (k + 1) % PER_CELL_EQUIPMENT)));
             ops.push(rel(&id, "feeds", &eq_id(c, (k + 2) % PER_CELL_EQUIPMENT)));
-            ops.push(rel(&id, "feeds", &eq_id((c + 1) % cells, k)));
-            ops.push(rel(
-                &id,
-                "feeds",
-                &eq_id((c + 1) % cells, (k + 1) % PER_CELL_EQUIPMENT),
-            ));
+            // Into the next cell, when there is another one (a lone cell
+            // would feed itself: the links above again).
+            if cells > 1 {
+                ops.push(rel(&id, "feeds", &eq_id((c + 1) % cells, k)));
+                ops.push(rel(
+                    &id,
+                    "feeds",
+                    &eq_id((c + 1) % cells, (k + 1) % PER_CELL_EQUIPMENT),
+                ));
+            }
             // Compressors (k % 5 == 4) supply compressed air.
             let supplier = eq_id(c, (k / 5) * 5 + 4);
             ops.push(Op::CreateRelationship {
@@ -162,4 +166,45 @@ pub fn plant(cells: usize) -> (Vec<Batch>, usize) {
         .map(|c| Batch { ops: c.to_vec() })
         .collect();
     (batches, twins)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::{GraphStore, Store, StoreConfig};
+
+    /// Every plant size loads, the smallest ones included (a lone cell once
+    /// linked its machines to themselves twice, and the store refused it).
+    #[tokio::test]
+    async fn plants_of_every_size_load() {
+        let sources = crate::dtdl::load::read_paths(&[std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/dtdl"
+        ))])
+        .expect("sample models");
+        let models = crate::dtdl::check(&sources, &crate::dtdl::Options::default())
+            .model
+            .expect("valid sample models");
+        for cells in [0, 1, 2, 3, 11] {
+            let store = Store::in_memory(Arc::new(models.clone()), StoreConfig::default());
+            let (batches, twins) = plant(cells);
+            for b in batches {
+                store
+                    .apply(b, "demo")
+                    .await
+                    .unwrap_or_else(|e| panic!("{cells} cells: {e}"));
+            }
+            let all = store
+                .twins(&crate::store::TwinQuery {
+                    limit: 100_000,
+                    ..crate::store::TwinQuery::default()
+                })
+                .await
+                .expect("twins");
+            assert_eq!(all.items.len(), twins, "{cells} cells");
+            assert!(twins >= cells * 49, "{cells} cells: {twins} twins");
+        }
+    }
 }

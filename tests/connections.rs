@@ -407,3 +407,58 @@ async fn foreign_cursors_and_oversized_pages_are_refused() {
     }
     s.shutdown().await;
 }
+
+/// The sequence number has one name across the API: every type with a
+/// field called `sequence` (or `lastSequence`) also has `seq` (`lastSeq`),
+/// and the old name is deprecated, never removed.
+#[tokio::test]
+async fn the_sequence_number_is_called_seq_everywhere() {
+    let store: Arc<dyn GraphStore> =
+        Arc::new(Store::in_memory(sample_models(), StoreConfig::default()));
+    let s = start_on(store).await;
+    let v = gql(
+        s.addr,
+        "{ __schema { types { name fields(includeDeprecated: true) { name isDeprecated deprecationReason } } } }",
+        json!({}),
+    )
+    .await;
+    let mut old_names = 0;
+    for t in ok(&v)["__schema"]["types"].as_array().expect("types") {
+        let fields = t["fields"].as_array().cloned().unwrap_or_default();
+        for (old, new) in [("sequence", "seq"), ("lastSequence", "lastSeq")] {
+            let Some(f) = fields.iter().find(|f| f["name"] == old) else {
+                continue;
+            };
+            old_names += 1;
+            assert_eq!(f["isDeprecated"], true, "{}.{old}", t["name"]);
+            assert!(
+                f["deprecationReason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains(new)),
+                "{}.{old}: {f}",
+                t["name"]
+            );
+            assert!(
+                fields
+                    .iter()
+                    .any(|f| f["name"] == new && f["isDeprecated"] == false),
+                "{} has {new}",
+                t["name"]
+            );
+        }
+    }
+    assert!(old_names >= 5, "{old_names}");
+    // Both names answer, with the same number.
+    let v = gql(
+        s.addr,
+        r#"mutation { batch(operations: [{op: "createTwin", id: "b", model: "dtmi:twingraph:isa95:Pump;1"}]) { lastSeq lastSequence } }"#,
+        json!({}),
+    )
+    .await;
+    let b = &ok(&v)["batch"];
+    assert!(
+        b["lastSeq"].as_u64().is_some() && b["lastSeq"] == b["lastSequence"],
+        "{b}"
+    );
+    s.shutdown().await;
+}

@@ -69,12 +69,23 @@ pub(crate) async fn serve_auth(
     serve_full(store, limits, auth, server::HttpSettings::default()).await
 }
 
-/// A server with every setting given.
+/// A server with every setting given (bodies up to 64 KiB).
 pub(crate) async fn serve_full(
     store: Arc<dyn GraphStore>,
     limits: graphql::schema::Limits,
     auth: Option<Arc<twingraph::auth::Verifier>>,
     http_settings: server::HttpSettings,
+) -> Running {
+    serve_bodies(store, limits, auth, http_settings, 64 * 1024).await
+}
+
+/// [`serve_full`] taking bodies up to `max_body_bytes`.
+pub(crate) async fn serve_bodies(
+    store: Arc<dyn GraphStore>,
+    limits: graphql::schema::Limits,
+    auth: Option<Arc<twingraph::auth::Verifier>>,
+    http_settings: server::HttpSettings,
+    max_body_bytes: usize,
 ) -> Running {
     let live = graphql::Shutdown::default();
     let metrics = Arc::new(twingraph::metrics::Metrics::default());
@@ -94,7 +105,7 @@ pub(crate) async fn serve_full(
         store,
         schema,
         ready: Arc::new(AtomicBool::new(true)),
-        max_body_bytes: 64 * 1024,
+        max_body_bytes,
         metrics,
         auth,
         http: http_settings,
@@ -1030,5 +1041,81 @@ async fn error_messages_name_what_the_client_sent() {
         "{e}"
     );
     assert_eq!(e["extensions"]["operation"], 1, "{e}");
+    s.shutdown().await;
+}
+
+/// A big upload (the Azure building ontology: 768 Interfaces, 4 MB) is
+/// checked and compiled off the async workers: on a runtime of one thread,
+/// other requests are answered while it runs.
+#[tokio::test(flavor = "current_thread")]
+async fn a_big_upload_does_not_hold_up_other_requests() {
+    let store: Arc<dyn GraphStore> =
+        Arc::new(Store::in_memory(sample_models(), StoreConfig::default()));
+    let s = serve_bodies(
+        store,
+        graphql::schema::Limits::default(),
+        None,
+        server::HttpSettings::default(),
+        16 << 20,
+    )
+    .await;
+    let docs: Vec<Value> =
+        walkdir::WalkDir::new(crate::support::corpus_dir().join("models/azure-building"))
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .map(|e| {
+                let text = std::fs::read_to_string(e.path()).expect("read");
+                // Some of the ontology's files start with a byte-order mark.
+                serde_json::from_str(text.trim_start_matches('\u{feff}')).expect("json")
+            })
+            .collect();
+    assert!(docs.len() > 700, "{}", docs.len());
+    // Pings from another thread, back to back, for as long as the upload
+    // runs: none may wait long (on one runtime thread, work done on it
+    // would hold every ping in flight until it ends).
+    let addr = s.addr;
+    let done = Arc::new(AtomicBool::new(false));
+    let pinger = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let mut latencies = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                let started = std::time::Instant::now();
+                let v = rt.block_on(gql(addr, "{ twins(first: 1) { nodes { id } } }", json!({})));
+                assert!(v["errors"].is_null(), "{v}");
+                latencies.push(started.elapsed());
+            }
+            latencies
+        })
+    };
+    let started = std::time::Instant::now();
+    let v = gql(
+        addr,
+        "mutation($m: [JSON!]!) { uploadModels(models: $m) { models } }",
+        json!({"m": docs}),
+    )
+    .await;
+    let took = started.elapsed();
+    done.store(true, std::sync::atomic::Ordering::Release);
+    // Joined off this thread: it serves the pinger's last request.
+    let latencies = tokio::task::spawn_blocking(move || pinger.join().expect("pinger"))
+        .await
+        .expect("join");
+    assert!(v["errors"].is_null(), "{v}");
+    let worst = latencies.iter().max().copied().unwrap_or_default();
+    eprintln!(
+        "upload {took:?}, {} pings, worst {worst:?}",
+        latencies.len()
+    );
+    assert!(
+        latencies.len() >= 10 && worst < took / 4,
+        "a ping waited {worst:?} while the upload took {took:?} ({} pings)",
+        latencies.len()
+    );
     s.shutdown().await;
 }

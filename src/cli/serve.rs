@@ -225,9 +225,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if uploaded.is_dir() {
         model_paths.push(uploaded.clone());
     }
-    let sources = load::read_paths(&model_paths)
-        .with_context(|| format!("reading models from {}", config.models.display()))?;
-    let outcome = dtdl::check(&sources, &Options::default());
+    // Reading and checking the models is heavy: off the async workers.
+    let (sources, outcome) = tokio::task::spawn_blocking(move || {
+        let sources = load::read_paths(&model_paths)?;
+        let outcome = dtdl::check(&sources, &Options::default());
+        Ok::<_, anyhow::Error>((sources, outcome))
+    })
+    .await?
+    .with_context(|| format!("reading models from {}", config.models.display()))?;
     let Some(models) = outcome.model else {
         for d in outcome.diagnostics.iter().take(20) {
             eprintln!("{d}");
@@ -278,22 +283,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
     )
     .await?;
-    let schema = graphql::build(
-        dyn_store.clone(),
-        graphql::schema::Limits {
-            depth: config.max_query_depth,
-            complexity: config.max_query_complexity,
-            max_page: config.max_page,
-            live_buffer: config.live_buffer,
-            aliases: config.max_aliases,
-            batch_ops: config.max_batch_operations,
-            introspection: config.introspection,
-        },
-        live.clone(),
-        metrics.clone(),
-        library,
-        rollouts.clone(),
-    )?;
+    let limits = graphql::schema::Limits {
+        depth: config.max_query_depth,
+        complexity: config.max_query_complexity,
+        max_page: config.max_page,
+        live_buffer: config.live_buffer,
+        aliases: config.max_aliases,
+        batch_ops: config.max_batch_operations,
+        introspection: config.introspection,
+    };
+    // Compiling the schema is heavy: off the async workers.
+    let schema = {
+        let (store, live, metrics, rollouts) = (
+            dyn_store.clone(),
+            live.clone(),
+            metrics.clone(),
+            rollouts.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            graphql::build(store, limits, live, metrics, library, rollouts)
+        })
+        .await??
+    };
     schema.follow_uploads();
     let ready = Arc::new(AtomicBool::new(false));
     if auth.is_some() && config.metrics_token.as_deref().is_none_or(str::is_empty) {

@@ -25,6 +25,7 @@ use tokio::sync::broadcast::{Receiver, error::RecvError};
 use super::builder::{Builder, HubExecution, Shutdown};
 use super::context::{long_arg, store_of, str_arg, to_gql, twin_value, types_of};
 use super::errors::{bad_request, store_error};
+use super::record::SEQ_RENAMED;
 use super::views::event_json;
 use crate::metrics::{Metrics, SubscriptionGuard};
 use crate::store::{At, GraphStore};
@@ -340,9 +341,15 @@ pub(super) fn register(b: &mut Builder) {
     let nn = |n: &str| TypeRef::named_nn(n.to_owned());
     let change = Object::new("TwinChange")
         .description("A change to a twin, pushed live.")
-        .field(change_field("sequence", nn("Long"), "Sequence number of the event.", |c| {
+        .field(change_field("seq", nn("Long"), "Sequence number of the event (as `Event.seq`).", |c| {
             Some(FieldValue::value(c.sequence))
         }))
+        .field(
+            change_field("sequence", nn("Long"), "Sequence number of the event.", |c| {
+                Some(FieldValue::value(c.sequence))
+            })
+            .deprecation(Some(SEQ_RENAMED)),
+        )
         .field(change_field(
             "kind",
             nn(TypeRef::STRING),

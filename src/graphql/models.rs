@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::builder::{Builder, Recompiler};
 use super::context::{actor_of, require, store_of};
 use super::errors::bad_request;
-use super::record::{record, records};
+use super::record::{SEQ_RENAMED, deprecated_alias, record, records};
 use super::upload::ModelLibrary;
 use crate::auth::Action;
 
@@ -49,12 +49,13 @@ pub(super) fn register(b: &mut Builder) {
                 "DTMIs of the Interfaces added.",
             ),
             (
-                "sequence",
+                "seq",
                 s("Long"),
                 "Sequence number of the modelsChanged event.",
             ),
         ],
-    );
+    )
+    .field(deprecated_alias("sequence", s("Long"), "seq", SEQ_RENAMED));
     b.register(model);
     b.register(upload_result);
     b.query(
@@ -101,12 +102,12 @@ pub(super) fn register(b: &mut Builder) {
                     store_of(&ctx)?,
                     docs,
                     &actor_of(&ctx),
-                    ctx.data_opt::<Recompiler>().map(|r| &**r),
+                    ctx.data_opt::<Recompiler>().cloned(),
                 )
                 .await?;
                 Ok(Some(FieldValue::owned_any(json!({
                     "models": done.models,
-                    "sequence": done.sequence,
+                    "seq": done.sequence,
                 }))))
             })
         })

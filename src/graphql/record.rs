@@ -33,6 +33,30 @@ pub(super) fn record(name: &str, description: &str, fields: &[(&str, TypeRef, &s
     obj
 }
 
+/// A deprecated field of a record that reads the key of another (a name
+/// kept for the clients that use it, `reason` saying what replaces it).
+pub(super) fn deprecated_alias(
+    name: &str,
+    ty: TypeRef,
+    key: &'static str,
+    reason: &'static str,
+) -> Field {
+    Field::new(name, ty, move |ctx| {
+        FieldFuture::new(async move {
+            let v = record_of(&ctx)?;
+            match v.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(x) => Ok(Some(FieldValue::value(to_gql(x.clone())?))),
+            }
+        })
+    })
+    .deprecation(Some(reason))
+}
+
+/// Why a field named `sequence` (or `lastSequence`) is deprecated.
+pub(super) const SEQ_RENAMED: &str =
+    "Use `seq`: the sequence number has one name across the API (`Event.seq`).";
+
 /// The JSON of a record parent.
 pub(super) fn record_of<'a>(ctx: &ResolverContext<'a>) -> Result<&'a Value, Error> {
     ctx.parent_value.try_downcast_ref::<Value>()

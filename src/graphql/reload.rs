@@ -191,12 +191,19 @@ impl LiveSchema {
                 match super::upload::adopt_uploaded(&parts.library, &parts.store).await {
                     Ok(Some(models)) => {
                         let reloader = Reloader(Arc::new(OnceLock::from(Arc::downgrade(&inner))));
-                        match build_guarded(
-                            parts,
-                            &models,
-                            &parts.library.order(),
-                            reloader.clone(),
-                        ) {
+                        // Compiling is heavy: off the async workers.
+                        let built = {
+                            let (parts, order, reloader) =
+                                (parts.clone(), parts.library.order(), reloader.clone());
+                            tokio::task::spawn_blocking(move || {
+                                build_guarded(&parts, &models, &order, reloader)
+                            })
+                            .await
+                            .unwrap_or_else(|e| {
+                                Err(SchemaError(format!("the compile task failed: {e}")))
+                            })
+                        };
+                        match built {
                             Ok(schema) => {
                                 reloader.install(schema);
                                 tracing::info!("took in models uploaded through another server");

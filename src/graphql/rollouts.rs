@@ -15,7 +15,7 @@ use super::context::{
     access_of, actor_of, input_arg, json_arg, require, rollouts_of, store_of, str_arg, usize_arg,
 };
 use super::errors::{bad_request, rollout_error, store_error};
-use super::record::{nested, record, records};
+use super::record::{SEQ_RENAMED, deprecated_alias, nested, record, records};
 use crate::auth::Action;
 use crate::rollout::plan::{Plan, RolloutSpec, Target};
 use crate::rollout::run::{Rollout, RolloutState, TwinState};
@@ -181,7 +181,7 @@ fn progress_json(p: &crate::rollout::service::Progress) -> Value {
         .unwrap_or(Value::Null);
     let rollout = p.standing.as_ref();
     json!({
-        "sequence": e.seq,
+        "seq": e.seq,
         "time": format_time(e.time),
         "kind": kind,
         "actor": e.actor,
@@ -576,7 +576,7 @@ fn register_progress(b: &mut Builder) {
         "RolloutProgress",
         "One recorded step of a rollout.",
         &[
-            ("sequence", s("Long"), "Sequence number of the record in the event log."),
+            ("seq", s("Long"), "Sequence number of the record in the event log."),
             ("time", s("DateTime"), ""),
             ("kind", s(TypeRef::STRING), "rolloutStarted, configurationAssigned (a twin APPLIED), rolloutTwinsSettled, rolloutChanged (state, stage, bake), configurationRestored (a twin ROLLED_BACK)."),
             ("actor", s(TypeRef::STRING), ""),
@@ -596,7 +596,8 @@ fn register_progress(b: &mut Builder) {
         TypeRef::named_nn_list_nn("RolloutTwinChange"),
         "twins",
         "The twins this step moved.",
-    ));
+    ))
+    .field(deprecated_alias("sequence", s("Long"), "seq", SEQ_RENAMED));
     let twin_change = record(
         "RolloutTwinChange",
         "A twin moved by a rollout step.",

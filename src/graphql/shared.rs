@@ -142,19 +142,19 @@ fn share_key(generation: u64, request: &Request) -> Option<Key> {
         .iter()
         .all(|s| match &s.node {
             Selection::Field(f) => {
-                let seq = match f.node.name.node.as_str() {
-                    "twinChanged" => "sequence",
-                    "events" if f.node.get_argument("after").is_none() => "seq",
+                let seq: &[&str] = match f.node.name.node.as_str() {
+                    "twinChanged" => &["seq", "sequence"],
+                    "events" if f.node.get_argument("after").is_none() => &["seq"],
                     _ => return false,
                 };
                 let items = &f.node.selection_set.node.items;
                 let selects_seq = items.iter().any(|i| {
                     matches!(&i.node, Selection::Field(x)
-                    if x.node.name.node.as_str() == seq && x.node.alias.is_none())
+                    if seq.contains(&x.node.name.node.as_str()) && x.node.alias.is_none())
                 });
                 let seq_aliased = items.iter().any(|i| {
                     matches!(&i.node, Selection::Field(x)
-                    if x.node.alias.as_ref().is_some_and(|a| a.node.as_str() == seq))
+                    if x.node.alias.as_ref().is_some_and(|a| seq.contains(&a.node.as_str())))
                 });
                 selects_seq && !seq_aliased
             }
@@ -181,7 +181,7 @@ fn sequence_of(r: &Response) -> Option<u64> {
     };
     root.values().find_map(|v| match v {
         async_graphql::Value::Object(o) => {
-            ["sequence", "seq"].iter().find_map(|k| match o.get(*k) {
+            ["seq", "sequence"].iter().find_map(|k| match o.get(*k) {
                 Some(async_graphql::Value::Number(n)) => n.as_u64(),
                 _ => None,
             })

@@ -15,7 +15,7 @@ use super::context::{
     actor_of, json_arg, long_arg, store_of, str_arg, time_arg, twin_ref, twin_value, types_of,
 };
 use super::errors::{bad_request, batch_store_error, store_error};
-use super::record::{record, record_of, records};
+use super::record::{deprecated_alias, record, record_of, records};
 use super::views::{event_json, twin_field, twin_fields};
 use crate::store::{At, GraphStore};
 use crate::twin::{Batch, Op, Twin};
@@ -250,7 +250,7 @@ fn register_batch(b: &mut Builder) {
                 };
                 Ok(Some(FieldValue::owned_any(json!({
                     "applied": events.len(),
-                    "lastSequence": events.last().map(|e| e.seq),
+                    "lastSeq": events.last().map(|e| e.seq),
                     "events": records,
                 }))))
             })
@@ -268,12 +268,18 @@ fn register_batch(b: &mut Builder) {
                 "Events written (one per operation).",
             ),
             (
-                "lastSequence",
+                "lastSeq",
                 TypeRef::named("Long"),
                 "Sequence number of its last event.",
             ),
         ],
     )
+    .field(deprecated_alias(
+        "lastSequence",
+        TypeRef::named("Long"),
+        "lastSeq",
+        "Use `lastSeq`: the sequence number has one name across the API (`Event.seq`).",
+    ))
     .field(
         Field::new("events", TypeRef::named_nn_list_nn("Event"), |ctx| {
             FieldFuture::new(async move {

@@ -107,7 +107,7 @@ pub async fn upload(
     store: &Arc<dyn GraphStore>,
     docs: Vec<Value>,
     actor: &str,
-    reloader: Option<&dyn Recompile>,
+    reloader: Option<Arc<dyn Recompile>>,
 ) -> Result<Uploaded, Error> {
     if docs.is_empty() {
         return Err(error(
@@ -145,7 +145,100 @@ pub async fn upload(
         .collect();
     let mut all = sources.clone();
     all.extend(new_sources.iter().cloned());
-    let outcome = dtdl::check(&all, &Options::default());
+    // The new models come last in the order: existing types keep their names.
+    let mut order = library.order();
+    let mut ids = Vec::new();
+    docs.iter().for_each(|d| interface_ids(d, &mut ids));
+    order.push(ids);
+    // Checking the models, compiling the schema and writing the files are
+    // heavy: off the async workers, which keep serving meanwhile.
+    let (set, next_schema, written) = {
+        let (all, order, dir, docs) = (
+            all.clone(),
+            order.clone(),
+            library.dir.clone(),
+            docs.clone(),
+        );
+        let reloader = reloader.clone();
+        blocking(move || {
+            prepare(
+                &all,
+                &order,
+                dir.as_deref(),
+                &docs,
+                &new_sources,
+                reloader.as_deref(),
+            )
+        })
+        .await??
+    };
+    let expect = library.seen.load(Ordering::Acquire);
+    match store
+        .set_models(Arc::new(set), docs, Some(expect), actor)
+        .await
+    {
+        Ok(sequence) => {
+            library.saw(sequence);
+            library.set_order(order);
+            *sources = all;
+            if let (Some(r), Some(schema)) = (reloader, next_schema) {
+                r.install(schema);
+            }
+            Ok(Uploaded {
+                models: added,
+                sequence,
+            })
+        }
+        Err(e) => {
+            remove(written).await;
+            match e {
+                StoreError::Twin(TwinError::StreamMoved { .. }) => Err(error(Code::ModelsChanged, "models were uploaded through another server since this one last read them; it takes them in within moments: retry the upload then".to_owned(),
+                )),
+                e => Err(super::errors::store_error(&e)),
+            }
+        }
+    }
+}
+
+/// `f` on the blocking pool (CPU-heavy work and file I/O).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        tracing::error!(error = %e, "model upload task failed");
+        error(Code::Internal, "internal error")
+    })
+}
+
+/// Files written for an upload that did not go through, removed.
+async fn remove(written: Vec<PathBuf>) {
+    let _ = blocking(move || {
+        for p in &written {
+            let _ = std::fs::remove_file(p);
+        }
+    })
+    .await;
+}
+
+/// What an upload needs before it is recorded: the model set checked
+/// (with the loaded models), the schema it compiles to (before anything is
+/// written: a set that cannot be compiled is refused), and the documents
+/// written to the upload folder (durable first: a crash after this loads
+/// them at startup).
+fn prepare(
+    all: &[Source],
+    order: &ModelOrder,
+    dir: Option<&std::path::Path>,
+    docs: &[Value],
+    new_sources: &[Source],
+    reloader: Option<&dyn Recompile>,
+) -> Result<
+    (
+        dtdl::ModelSet,
+        Option<async_graphql::dynamic::Schema>,
+        Vec<PathBuf>,
+    ),
+    Error,
+> {
+    let outcome = dtdl::check(all, &Options::default());
     let Some(set) = outcome.model else {
         let diagnostics: Vec<async_graphql::Value> = outcome
             .diagnostics
@@ -170,14 +263,7 @@ pub async fn upload(
             );
         }));
     };
-    // The schema of the new set, before anything is written: a set that
-    // cannot be compiled to GraphQL is refused. The new models come last
-    // in the order: existing types keep their names.
-    let mut order = library.order();
-    let mut ids = Vec::new();
-    docs.iter().for_each(|d| interface_ids(d, &mut ids));
-    order.push(ids);
-    let next_schema = match reloader.and_then(|r| r.build_for(&set, &order)) {
+    let next_schema = match reloader.and_then(|r| r.build_for(&set, order)) {
         Some(Ok(schema)) => Some(schema),
         Some(Err(e)) => {
             return Err(error(
@@ -190,12 +276,11 @@ pub async fn upload(
         }
         None => None,
     };
-    // Durable first: a crash after this point loads the models at startup.
     let mut written = Vec::new();
-    if let Some(dir) = &library.dir {
+    if let Some(dir) = dir {
         let write = |written: &mut Vec<PathBuf>| -> std::io::Result<()> {
             std::fs::create_dir_all(dir)?;
-            for (doc, source) in docs.iter().zip(&new_sources) {
+            for (doc, source) in docs.iter().zip(new_sources) {
                 let name = top_level_ids(doc)
                     .first()
                     .map_or_else(|| file_name(&source.name), |id| file_name(id));
@@ -215,34 +300,7 @@ pub async fn upload(
             return Err(error(Code::StorageFailure, "internal error".to_owned()));
         }
     }
-    let expect = library.seen.load(Ordering::Acquire);
-    match store
-        .set_models(Arc::new(set), docs, Some(expect), actor)
-        .await
-    {
-        Ok(sequence) => {
-            library.saw(sequence);
-            library.set_order(order);
-            *sources = all;
-            if let (Some(r), Some(schema)) = (reloader, next_schema) {
-                r.install(schema);
-            }
-            Ok(Uploaded {
-                models: added,
-                sequence,
-            })
-        }
-        Err(e) => {
-            for p in &written {
-                let _ = std::fs::remove_file(p);
-            }
-            match e {
-                StoreError::Twin(TwinError::StreamMoved { .. }) => Err(error(Code::ModelsChanged, "models were uploaded through another server since this one last read them; it takes them in within moments: retry the upload then".to_owned(),
-                )),
-                e => Err(super::errors::store_error(&e)),
-            }
-        }
-    }
+    Ok((set, next_schema, written))
 }
 
 /// The documents of every upload recorded in the store (by any server),
@@ -326,7 +384,12 @@ pub async fn adopt_uploaded(
     }
     let mut all = sources.clone();
     all.extend(new);
-    let outcome = dtdl::check(&all, &Options::default());
+    let outcome = {
+        let all = all.clone();
+        tokio::task::spawn_blocking(move || dtdl::check(&all, &Options::default()))
+            .await
+            .map_err(|e| format!("checking the uploaded models failed: {e}"))?
+    };
     let Some(set) = outcome.model else {
         let why = outcome
             .diagnostics

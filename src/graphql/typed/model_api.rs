@@ -675,7 +675,7 @@ fn invocation_json(e: &crate::twin::Event) -> Value {
             "component": component,
             "command": command,
             "request": request,
-            "sequence": e.seq,
+            "seq": e.seq,
             "time": format_time(e.time),
         }),
         _ => Value::Null,
@@ -711,7 +711,7 @@ pub(super) fn invocation_type() -> Type {
             "The request payload, as stored.",
         ),
         (
-            "sequence",
+            "seq",
             TypeRef::named_nn("Long"),
             "Sequence number of the `commandInvoked` event.",
         ),
@@ -726,6 +726,12 @@ pub(super) fn invocation_type() -> Type {
         "A command recorded for delivery to a device (a `commandInvoked` event).",
         &fields,
     )
+    .field(crate::graphql::record::deprecated_alias(
+        "sequence",
+        TypeRef::named_nn("Long"),
+        "seq",
+        crate::graphql::record::SEQ_RENAMED,
+    ))
     .into()
 }
 
