@@ -1,231 +1,386 @@
-//! Server settings: one struct, defaults in one place, layered
-//! file < environment (`TWINGRAPH_*`) < command-line flags.
+//! Server settings, in sections (`[http]`, `[store]`, `[models]`, `[auth]`,
+//! `[limits]`, `[graphql]`, `[demo]`, `[rollouts]`), layered file <
+//! environment < command-line flags.
 //!
-//! Unknown keys in the file are an error (a typo must not silently fall back
-//! to a default). Environment variables are read by name; see [`ENV_VARS`].
+//! - Each default is written once, by the component that owns it (the
+//!   server's limits, the store's pool, the schema's depth...); a section's
+//!   `Default` reads it from there.
+//! - [`SETTINGS`] lists every setting once: its key, how a value is read
+//!   from the environment, the names it was known by before sections, its
+//!   flag and meaning. The environment variable is derived from the key
+//!   (`store.pool` → `TWINGRAPH_STORE_POOL`); the older flat file keys and
+//!   variables keep working. `docs/settings.md` is generated from it
+//!   (`twingraph settings`) and a test fails when it is stale.
+//! - Unknown keys in the file are an error (a typo must not silently fall
+//!   back to a default).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// Every setting of `twingraph serve`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default, rename_all = "snake_case")]
+#[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address to listen on.
-    pub listen: SocketAddr,
-    /// Data directory of the embedded store.
-    pub data: PathBuf,
-    /// Folder of DTDL models (every `*.json` below it).
-    pub models: PathBuf,
-    /// Store: `embedded` (default), or a Neo4j URI (`bolt://`, `bolt+s://`,
-    /// `neo4j://`, `neo4j+s://`).
-    pub store: String,
-    /// Neo4j user.
-    pub store_user: String,
-    /// Neo4j password.
-    pub store_password: String,
-    /// Neo4j database (unset: the server's default).
-    pub store_database: Option<String>,
-    /// Neo4j connections in the pool.
-    pub store_pool: usize,
-    /// How often (ms) the Neo4j event log is read for other replicas' changes.
-    pub store_poll_ms: u64,
-    /// How long (ms) a Neo4j call may take before it fails as unavailable.
-    pub store_timeout_ms: u64,
-    /// Load the generated demo plant when the store is empty.
-    pub demo: bool,
-    /// Work cells in the demo plant (49 twins each, plus the hierarchy above).
-    pub demo_cells: usize,
-    /// The relationship name that means containment.
-    pub containment: String,
-    /// Deepest traversal accepted.
-    pub max_traversal_depth: usize,
-    /// Keep the event log this many days (unset: forever).
-    pub retention_days: Option<u64>,
     /// Log filter (`tracing` syntax), e.g. `info` or `twingraph=debug`.
     pub log: String,
-    /// Deepest GraphQL selection nesting accepted.
-    pub max_query_depth: usize,
-    /// Largest GraphQL query complexity (one per field) accepted.
-    pub max_query_complexity: usize,
-    /// Largest page a list returns (`first`).
-    pub max_page: usize,
-    /// Largest request body, in bytes.
-    pub max_body_bytes: usize,
-    /// Events buffered per live subscriber before it is told it lagged.
-    pub live_buffer: usize,
-    /// May this process drive rollouts (and remediation)? Among the
-    /// servers over one store that may, the one holding the scheduler lease
-    /// does; the others take over within the lease time when it stops.
-    pub rollout_scheduler: bool,
-    /// HS256 shared secret for bearer tokens (authentication on).
-    pub jwt_secret: Option<String>,
-    /// PEM file with the RS256 / ES256 public key of bearer tokens.
-    pub jwt_public_key: Option<PathBuf>,
-    /// JWKS file with the public keys of bearer tokens (by `kid`; reloaded
-    /// when it changes).
-    pub jwks: Option<PathBuf>,
-    /// Required `iss` of tokens.
-    pub jwt_issuer: Option<String>,
-    /// Required `aud` of tokens.
-    pub jwt_audience: Option<String>,
-    /// Clock skew tolerated on `exp` / `nbf`, in seconds.
-    pub jwt_leeway_seconds: u64,
-    /// The claim listing a token's roles.
-    pub jwt_roles_claim: String,
-    /// The claim listing the twin ids a token is scoped to.
-    pub jwt_twins_claim: String,
-    /// Aliased fields a GraphQL document may have.
-    pub max_aliases: usize,
-    /// Operations one HTTP request (a JSON array batch) may carry.
-    pub max_operations_per_request: usize,
-    /// Operations one `batch` mutation may carry.
-    pub max_batch_operations: usize,
-    /// Subscriptions one WebSocket connection may hold at once.
-    pub max_subscriptions_per_connection: usize,
-    /// Requests (operations, subscriptions) per second per token subject;
-    /// 0: unlimited.
-    pub rate_limit_per_second: u32,
-    /// Requests a token may make at once above its rate (0: twice the rate).
-    pub rate_limit_burst: u32,
-    /// Whether the schema answers introspection (turn off in production if
-    /// clients do not need it).
-    pub introspection: bool,
-    /// Origins browsers may call the API from (CORS); none: same origin only.
-    pub cors_origins: Vec<String>,
-    /// PEM certificate chain: with `tls_key`, `serve` speaks HTTPS / WSS.
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of `tls_cert`.
-    pub tls_key: Option<PathBuf>,
-    /// Bearer token `/metrics` requires (unset: anyone who reaches the
-    /// port may read the metrics, which are aggregate counts).
-    pub metrics_token: Option<String>,
-}
-
-impl Config {
-    /// The bearer-token settings.
-    pub fn jwt(&self) -> crate::auth::JwtConfig {
-        crate::auth::JwtConfig {
-            secret: self.jwt_secret.clone(),
-            public_key: self.jwt_public_key.clone(),
-            jwks: self.jwks.clone(),
-            issuer: self.jwt_issuer.clone(),
-            audience: self.jwt_audience.clone(),
-            leeway_seconds: self.jwt_leeway_seconds,
-            roles_claim: self.jwt_roles_claim.clone(),
-            twins_claim: self.jwt_twins_claim.clone(),
-        }
-    }
+    pub http: Http,
+    pub store: StoreSettings,
+    pub models: ModelSettings,
+    pub auth: crate::auth::JwtConfig,
+    pub limits: Limits,
+    pub graphql: GraphqlSettings,
+    pub demo: DemoSettings,
+    pub rollouts: RolloutSettings,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 4000)),
-            data: PathBuf::from("data"),
-            models: PathBuf::from("dtdl"),
-            store: "embedded".to_owned(),
-            store_user: "neo4j".to_owned(),
-            store_password: String::new(),
-            store_database: None,
-            store_pool: 16,
-            store_poll_ms: 100,
-            store_timeout_ms: 10_000,
-            demo: false,
-            demo_cells: 40,
-            containment: "contains".to_owned(),
-            max_traversal_depth: 10,
-            retention_days: None,
             log: "info".to_owned(),
-            max_query_depth: 16,
-            max_query_complexity: 10_000,
-            max_page: 1000,
-            max_body_bytes: 4 * 1024 * 1024,
-            live_buffer: 4096,
-            rollout_scheduler: true,
-            jwt_secret: None,
-            jwt_public_key: None,
-            jwks: None,
-            jwt_issuer: None,
-            jwt_audience: None,
-            jwt_leeway_seconds: 30,
-            jwt_roles_claim: "roles".to_owned(),
-            jwt_twins_claim: "twins".to_owned(),
-            max_aliases: 200,
-            max_operations_per_request: 10,
-            max_batch_operations: 10_000,
-            max_subscriptions_per_connection: 100,
-            rate_limit_per_second: 0,
-            rate_limit_burst: 0,
-            introspection: true,
-            cors_origins: Vec::new(),
-            tls_cert: None,
-            tls_key: None,
-            metrics_token: None,
+            http: Http::default(),
+            store: StoreSettings::default(),
+            models: ModelSettings::default(),
+            auth: crate::auth::JwtConfig::default(),
+            limits: Limits::default(),
+            graphql: GraphqlSettings::default(),
+            demo: DemoSettings::default(),
+            rollouts: RolloutSettings::default(),
         }
     }
 }
 
-/// Environment variables read, and the setting each one sets.
-pub const ENV_VARS: [(&str, &str); 41] = [
-    ("TWINGRAPH_LISTEN", "listen"),
-    ("TWINGRAPH_DATA", "data"),
-    ("TWINGRAPH_MODELS", "models"),
-    ("TWINGRAPH_STORE", "store"),
-    ("TWINGRAPH_STORE_USER", "store_user"),
-    ("TWINGRAPH_STORE_PASSWORD", "store_password"),
-    ("TWINGRAPH_STORE_DATABASE", "store_database"),
-    ("TWINGRAPH_STORE_POOL", "store_pool"),
-    ("TWINGRAPH_STORE_POLL_MS", "store_poll_ms"),
-    ("TWINGRAPH_STORE_TIMEOUT_MS", "store_timeout_ms"),
-    ("TWINGRAPH_DEMO", "demo"),
-    ("TWINGRAPH_DEMO_CELLS", "demo_cells"),
-    ("TWINGRAPH_CONTAINMENT", "containment"),
-    ("TWINGRAPH_MAX_TRAVERSAL_DEPTH", "max_traversal_depth"),
-    ("TWINGRAPH_RETENTION_DAYS", "retention_days"),
-    ("TWINGRAPH_LOG", "log"),
-    ("TWINGRAPH_MAX_QUERY_DEPTH", "max_query_depth"),
-    ("TWINGRAPH_MAX_QUERY_COMPLEXITY", "max_query_complexity"),
-    ("TWINGRAPH_MAX_PAGE", "max_page"),
-    ("TWINGRAPH_MAX_BODY_BYTES", "max_body_bytes"),
-    ("TWINGRAPH_LIVE_BUFFER", "live_buffer"),
-    ("TWINGRAPH_ROLLOUT_SCHEDULER", "rollout_scheduler"),
-    ("TWINGRAPH_JWT_SECRET", "jwt_secret"),
-    ("TWINGRAPH_JWT_PUBLIC_KEY", "jwt_public_key"),
-    ("TWINGRAPH_JWKS", "jwks"),
-    ("TWINGRAPH_JWT_ISSUER", "jwt_issuer"),
-    ("TWINGRAPH_JWT_AUDIENCE", "jwt_audience"),
-    ("TWINGRAPH_JWT_LEEWAY_SECONDS", "jwt_leeway_seconds"),
-    ("TWINGRAPH_JWT_ROLES_CLAIM", "jwt_roles_claim"),
-    ("TWINGRAPH_JWT_TWINS_CLAIM", "jwt_twins_claim"),
-    ("TWINGRAPH_MAX_ALIASES", "max_aliases"),
-    (
-        "TWINGRAPH_MAX_OPERATIONS_PER_REQUEST",
-        "max_operations_per_request",
-    ),
-    ("TWINGRAPH_MAX_BATCH_OPERATIONS", "max_batch_operations"),
-    (
-        "TWINGRAPH_MAX_SUBSCRIPTIONS_PER_CONNECTION",
-        "max_subscriptions_per_connection",
-    ),
-    ("TWINGRAPH_RATE_LIMIT_PER_SECOND", "rate_limit_per_second"),
-    ("TWINGRAPH_RATE_LIMIT_BURST", "rate_limit_burst"),
-    ("TWINGRAPH_INTROSPECTION", "introspection"),
-    ("TWINGRAPH_CORS_ORIGINS", "cors_origins"),
-    ("TWINGRAPH_TLS_CERT", "tls_cert"),
-    ("TWINGRAPH_TLS_KEY", "tls_key"),
-    ("TWINGRAPH_METRICS_TOKEN", "metrics_token"),
-];
+/// `[http]`: the listener and what the HTTP layer serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    pub listen: SocketAddr,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub cors_origins: Vec<String>,
+    pub metrics_token: Option<String>,
+}
 
-fn boolean(value: &str) -> Result<bool, String> {
-    match value {
-        "1" | "true" | "yes" => Ok(true),
-        "0" | "false" | "no" | "" => Ok(false),
-        _ => Err("expected true or false".to_owned()),
+impl Default for Http {
+    fn default() -> Self {
+        let server = crate::server::HttpSettings::default();
+        Http {
+            listen: crate::server::DEFAULT_LISTEN,
+            tls_cert: None,
+            tls_key: None,
+            cors_origins: server.cors_origins,
+            metrics_token: server.metrics_token,
+        }
     }
 }
+
+/// `[store]`: where twins live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// `embedded`, or a Neo4j URI.
+    pub uri: String,
+    pub data: PathBuf,
+    pub user: String,
+    pub password: String,
+    pub database: Option<String>,
+    pub pool: usize,
+    pub poll_ms: u64,
+    pub timeout_ms: u64,
+    pub retention_days: Option<u64>,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        let bolt = crate::store::bolt::BoltConfig::default();
+        StoreSettings {
+            uri: crate::store::EMBEDDED.to_owned(),
+            data: PathBuf::from(crate::store::DEFAULT_DATA),
+            user: bolt.user,
+            password: bolt.password,
+            database: bolt.database,
+            pool: bolt.max_connections,
+            poll_ms: u64::try_from(bolt.poll.as_millis()).unwrap_or(u64::MAX),
+            timeout_ms: u64::try_from(bolt.timeout.as_millis()).unwrap_or(u64::MAX),
+            retention_days: None,
+        }
+    }
+}
+
+/// `[models]`: the DTDL models served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSettings {
+    pub folder: PathBuf,
+    pub containment: String,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        ModelSettings {
+            folder: PathBuf::from(crate::dtdl::load::DEFAULT_FOLDER),
+            containment: crate::twin::GraphConfig::default().containment,
+        }
+    }
+}
+
+/// `[limits]`: what one request, connection or caller may ask.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_query_depth: usize,
+    pub max_query_complexity: usize,
+    pub max_page: usize,
+    pub max_aliases: usize,
+    pub max_batch_operations: usize,
+    pub max_traversal_depth: usize,
+    pub max_body_bytes: usize,
+    pub max_operations_per_request: usize,
+    pub max_subscriptions_per_connection: usize,
+    pub live_buffer: usize,
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let schema = crate::graphql::Limits::default();
+        let http = crate::server::HttpSettings::default();
+        let store = crate::store::StoreConfig::default();
+        Limits {
+            max_query_depth: schema.depth,
+            max_query_complexity: schema.complexity,
+            max_page: schema.max_page,
+            max_aliases: schema.aliases,
+            max_batch_operations: schema.batch_ops,
+            max_traversal_depth: store.max_depth,
+            max_body_bytes: crate::server::DEFAULT_MAX_BODY_BYTES,
+            max_operations_per_request: http.max_operations,
+            max_subscriptions_per_connection: http.max_subscriptions,
+            live_buffer: store.live_buffer,
+            rate_limit_per_second: 0,
+            rate_limit_burst: 0,
+        }
+    }
+}
+
+/// `[graphql]`: the schema's own switches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraphqlSettings {
+    pub introspection: bool,
+}
+
+impl Default for GraphqlSettings {
+    fn default() -> Self {
+        GraphqlSettings {
+            introspection: crate::graphql::Limits::default().introspection,
+        }
+    }
+}
+
+/// `[demo]`: the generated demo plant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoSettings {
+    pub enabled: bool,
+    pub cells: usize,
+}
+
+impl Default for DemoSettings {
+    fn default() -> Self {
+        DemoSettings {
+            enabled: false,
+            cells: crate::demo::DEFAULT_CELLS,
+        }
+    }
+}
+
+/// `[rollouts]`: configuration rollouts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RolloutSettings {
+    pub scheduler: bool,
+}
+
+impl Default for RolloutSettings {
+    fn default() -> Self {
+        RolloutSettings {
+            scheduler: crate::rollout::Options::default().schedule,
+        }
+    }
+}
+
+/// How a setting's value is written in the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Text (also addresses and paths).
+    Text,
+    /// Text; empty: unset.
+    OptText,
+    /// A whole number.
+    Number,
+    /// A whole number; empty: unset.
+    OptNumber,
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`).
+    Bool,
+    /// Comma-separated.
+    List,
+}
+
+/// One setting: its key (`section.name`), how the environment writes it,
+/// the names it had before sections (a flat file key, an environment
+/// variable), its flag and what it does.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub key: &'static str,
+    pub kind: Kind,
+    pub legacy_key: Option<&'static str>,
+    pub legacy_env: Option<&'static str>,
+    pub flag: Option<&'static str>,
+    pub doc: &'static str,
+}
+
+const fn setting(key: &'static str, kind: Kind, doc: &'static str) -> Setting {
+    Setting {
+        key,
+        kind,
+        legacy_key: None,
+        legacy_env: None,
+        flag: None,
+        doc,
+    }
+}
+
+impl Setting {
+    /// Known before sections as the flat file key `key` (and its variable).
+    const fn was(self, key: &'static str, env: &'static str) -> Setting {
+        Setting {
+            legacy_key: Some(key),
+            legacy_env: Some(env),
+            ..self
+        }
+    }
+
+    const fn flag(self, flag: &'static str) -> Setting {
+        Setting {
+            flag: Some(flag),
+            ..self
+        }
+    }
+
+    /// Its environment variable: `TWINGRAPH_` and the key in capitals.
+    pub fn env(&self) -> String {
+        format!(
+            "TWINGRAPH_{}",
+            self.key.to_ascii_uppercase().replace('.', "_")
+        )
+    }
+}
+
+use Kind::{Bool, List, Number, OptNumber, OptText, Text};
+
+/// Every setting, once.
+pub const SETTINGS: &[Setting] = &[
+    setting("log", Text, "Log filter (`tracing` syntax), e.g. `info` or `twingraph=debug`."),
+    setting("http.listen", Text, "Address to listen on. Without authentication only a loopback address is served.")
+        .was("listen", "TWINGRAPH_LISTEN")
+        .flag("--listen"),
+    setting("http.tls_cert", OptText, "PEM certificate chain; with `http.tls_key`, serve HTTPS / WSS.")
+        .was("tls_cert", "TWINGRAPH_TLS_CERT")
+        .flag("--tls-cert"),
+    setting("http.tls_key", OptText, "PEM private key of `http.tls_cert`.")
+        .was("tls_key", "TWINGRAPH_TLS_KEY")
+        .flag("--tls-key"),
+    setting("http.cors_origins", List, "Origins browsers may call the API from (CORS); none: same origin only.")
+        .was("cors_origins", "TWINGRAPH_CORS_ORIGINS"),
+    setting("http.metrics_token", OptText, "Bearer token `/metrics` requires; unset: `/metrics` is open (aggregate counts).")
+        .was("metrics_token", "TWINGRAPH_METRICS_TOKEN"),
+    setting("store.uri", Text, "`embedded` (a durable store in `store.data`), or a Neo4j URI: `bolt://`, `bolt+s://`, `neo4j://`, `neo4j+s://`.")
+        .was("store", "TWINGRAPH_STORE")
+        .flag("--store"),
+    setting("store.data", Text, "Data directory of the embedded store (and of uploaded models).")
+        .was("data", "TWINGRAPH_DATA")
+        .flag("--data"),
+    setting("store.user", Text, "Neo4j user.")
+        .was("store_user", "TWINGRAPH_STORE_USER")
+        .flag("--store-user"),
+    setting("store.password", Text, "Neo4j password (prefer the environment: flags show in `ps`).")
+        .was("store_password", "TWINGRAPH_STORE_PASSWORD")
+        .flag("--store-password"),
+    setting("store.database", OptText, "Neo4j database; unset: the server's default.")
+        .was("store_database", "TWINGRAPH_STORE_DATABASE")
+        .flag("--store-database"),
+    setting("store.pool", Number, "Neo4j connections in the pool.")
+        .was("store_pool", "TWINGRAPH_STORE_POOL"),
+    setting("store.poll_ms", Number, "How often (ms) the Neo4j event log is read for other replicas' changes.")
+        .was("store_poll_ms", "TWINGRAPH_STORE_POLL_MS"),
+    setting("store.timeout_ms", Number, "How long (ms) a Neo4j call may take before it fails with `STORE_UNAVAILABLE`.")
+        .was("store_timeout_ms", "TWINGRAPH_STORE_TIMEOUT_MS"),
+    setting("store.retention_days", OptNumber, "Keep the event log this many days (configuration and rollout records always); unset: forever. History before the oldest kept event answers `history_pruned`.")
+        .was("retention_days", "TWINGRAPH_RETENTION_DAYS"),
+    setting("models.folder", Text, "Folder of DTDL models (every `*.json` below it).")
+        .was("models", "TWINGRAPH_MODELS")
+        .flag("--models"),
+    setting("models.containment", Text, "The relationship name that means containment (scopes, hierarchy, `under`).")
+        .was("containment", "TWINGRAPH_CONTAINMENT"),
+    setting("auth.jwt_secret", OptText, "HS256 secret of bearer tokens; setting a key turns authentication on.")
+        .was("jwt_secret", "TWINGRAPH_JWT_SECRET")
+        .flag("--jwt-secret"),
+    setting("auth.jwt_public_key", OptText, "PEM public key of bearer tokens (RSA: RS256, P-256: ES256).")
+        .was("jwt_public_key", "TWINGRAPH_JWT_PUBLIC_KEY")
+        .flag("--jwt-public-key"),
+    setting("auth.jwks", OptText, "JWKS file of bearer-token keys by `kid` (re-read when it changes).")
+        .was("jwks", "TWINGRAPH_JWKS")
+        .flag("--jwks"),
+    setting("auth.jwt_issuer", OptText, "Required `iss` of tokens; unset: any.")
+        .was("jwt_issuer", "TWINGRAPH_JWT_ISSUER")
+        .flag("--jwt-issuer"),
+    setting("auth.jwt_audience", OptText, "Required `aud` of tokens; unset: not checked.")
+        .was("jwt_audience", "TWINGRAPH_JWT_AUDIENCE")
+        .flag("--jwt-audience"),
+    setting("auth.jwt_leeway_seconds", Number, "Clock skew tolerated on `exp` and `nbf`, in seconds.")
+        .was("jwt_leeway_seconds", "TWINGRAPH_JWT_LEEWAY_SECONDS"),
+    setting("auth.jwt_roles_claim", Text, "The claim listing a token's roles.")
+        .was("jwt_roles_claim", "TWINGRAPH_JWT_ROLES_CLAIM"),
+    setting("auth.jwt_twins_claim", Text, "The claim listing the twins a token is scoped to.")
+        .was("jwt_twins_claim", "TWINGRAPH_JWT_TWINS_CLAIM"),
+    setting("limits.max_query_depth", Number, "Deepest GraphQL selection nesting accepted.")
+        .was("max_query_depth", "TWINGRAPH_MAX_QUERY_DEPTH"),
+    setting("limits.max_query_complexity", Number, "Largest GraphQL query complexity (one per field) accepted.")
+        .was("max_query_complexity", "TWINGRAPH_MAX_QUERY_COMPLEXITY"),
+    setting("limits.max_page", Number, "Largest page a connection returns (`first`, `last`).")
+        .was("max_page", "TWINGRAPH_MAX_PAGE"),
+    setting("limits.max_aliases", Number, "Aliased fields a document may have.")
+        .was("max_aliases", "TWINGRAPH_MAX_ALIASES"),
+    setting("limits.max_batch_operations", Number, "Operations one `batch` mutation may carry.")
+        .was("max_batch_operations", "TWINGRAPH_MAX_BATCH_OPERATIONS"),
+    setting("limits.max_traversal_depth", Number, "Deepest traversal accepted.")
+        .was("max_traversal_depth", "TWINGRAPH_MAX_TRAVERSAL_DEPTH"),
+    setting("limits.max_body_bytes", Number, "Largest request body, in bytes (larger ones get 413).")
+        .was("max_body_bytes", "TWINGRAPH_MAX_BODY_BYTES"),
+    setting("limits.max_operations_per_request", Number, "Operations one HTTP request (a JSON array) may carry.")
+        .was("max_operations_per_request", "TWINGRAPH_MAX_OPERATIONS_PER_REQUEST"),
+    setting("limits.max_subscriptions_per_connection", Number, "Subscriptions one WebSocket connection may hold at once.")
+        .was("max_subscriptions_per_connection", "TWINGRAPH_MAX_SUBSCRIPTIONS_PER_CONNECTION"),
+    setting("limits.live_buffer", Number, "Events a live subscriber may fall behind before `SUBSCRIBER_LAGGED`.")
+        .was("live_buffer", "TWINGRAPH_LIVE_BUFFER"),
+    setting("limits.rate_limit_per_second", Number, "Operations and subscriptions per second per token subject (then 429 `RATE_LIMITED` with `Retry-After`); 0: unlimited.")
+        .was("rate_limit_per_second", "TWINGRAPH_RATE_LIMIT_PER_SECOND"),
+    setting("limits.rate_limit_burst", Number, "Operations a caller may send at once above its rate; 0: twice the rate.")
+        .was("rate_limit_burst", "TWINGRAPH_RATE_LIMIT_BURST"),
+    setting("graphql.introspection", Bool, "Whether the schema answers introspection (`__schema`, `__type`).")
+        .was("introspection", "TWINGRAPH_INTROSPECTION"),
+    setting("demo.enabled", Bool, "Load the generated demo plant into an empty store.")
+        .was("demo", "TWINGRAPH_DEMO")
+        .flag("--demo"),
+    setting("demo.cells", Number, "Work cells of the demo plant (49 twins each, plus the hierarchy above them).")
+        .was("demo_cells", "TWINGRAPH_DEMO_CELLS"),
+    setting("rollouts.scheduler", Bool, "Whether this process may drive rollouts and remediation (among replicas, the one holding the scheduler lease does; another takes over within 10 s when it stops answering).")
+        .was("rollout_scheduler", "TWINGRAPH_ROLLOUT_SCHEDULER"),
+];
 
 /// A setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -240,7 +395,7 @@ pub enum ConfigError {
     File { path: PathBuf, message: String },
     #[error("environment variable {var}={value:?}: {message}")]
     Env {
-        var: &'static str,
+        var: String,
         value: String,
         message: String,
     },
@@ -266,6 +421,54 @@ pub struct Overrides {
     pub tls_key: Option<PathBuf>,
 }
 
+fn boolean(value: &str) -> Result<bool, String> {
+    match value {
+        "1" | "true" | "yes" => Ok(true),
+        "0" | "false" | "no" | "" => Ok(false),
+        _ => Err("expected true or false".to_owned()),
+    }
+}
+
+/// The value at `key` (dotted) of a JSON tree, made if missing.
+fn at<'v>(tree: &'v mut Value, key: &str) -> &'v mut Value {
+    key.split('.').fold(tree, |node, part| {
+        if !node.is_object() {
+            *node = Value::Object(serde_json::Map::new());
+        }
+        let Value::Object(m) = node else {
+            unreachable!("made an object above")
+        };
+        m.entry(part).or_insert(Value::Null)
+    })
+}
+
+/// A setting's value as the environment writes it, as JSON.
+fn parse_env(kind: Kind, value: &str) -> Result<Value, String> {
+    let number = |v: &str| {
+        v.trim()
+            .parse::<u64>()
+            .map(Value::from)
+            .map_err(|e| format!("expected a whole number: {e}"))
+    };
+    Ok(match kind {
+        Text => Value::from(value),
+        OptText if value.is_empty() => Value::Null,
+        OptText => Value::from(value),
+        Number => number(value)?,
+        OptNumber if value.trim().is_empty() => Value::Null,
+        OptNumber => number(value)?,
+        Bool => Value::from(boolean(value)?),
+        List => Value::Array(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(Value::from)
+                .collect(),
+        ),
+    })
+}
+
 impl Config {
     /// Defaults, then `file` (if given), then the environment, then `flags`.
     pub fn load(
@@ -273,171 +476,155 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
         flags: &Overrides,
     ) -> Result<Config, ConfigError> {
-        let mut c = match file {
+        let mut tree = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                     path: path.to_owned(),
                     source,
                 })?;
-                toml::from_str(&text).map_err(|e| ConfigError::File {
+                let bad = |message: String| ConfigError::File {
                     path: path.to_owned(),
-                    message: e.to_string(),
-                })?
+                    message,
+                };
+                let table: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+                let mut tree = serde_json::to_value(&table).map_err(|e| bad(e.to_string()))?;
+                migrate(&mut tree).map_err(bad)?;
+                // Checked as written (unknown keys are errors) before the
+                // environment adds to it.
+                serde_json::from_value::<Config>(tree.clone()).map_err(|e| bad(e.to_string()))?;
+                tree
             }
-            None => Config::default(),
+            None => Value::Object(serde_json::Map::new()),
         };
-        c.apply_env(env)?;
-        if let Some(v) = flags.listen {
-            c.listen = v;
+        // The environment: the names from before sections first, so that
+        // the current names win when both are set.
+        for s in SETTINGS {
+            let names = s.legacy_env.into_iter().map(str::to_owned).chain([s.env()]);
+            for var in names {
+                let Some(value) = env(&var) else { continue };
+                let parsed = parse_env(s.kind, &value).map_err(|message| ConfigError::Env {
+                    var: var.clone(),
+                    value: value.clone(),
+                    message,
+                })?;
+                *at(&mut tree, s.key) = parsed;
+                serde_json::from_value::<Config>(tree.clone()).map_err(|e| ConfigError::Env {
+                    var: var.clone(),
+                    value: value.clone(),
+                    message: e.to_string(),
+                })?;
+            }
         }
-        if let Some(v) = &flags.data {
-            c.data.clone_from(v);
-        }
-        if let Some(v) = &flags.models {
-            c.models.clone_from(v);
-        }
-        if let Some(v) = &flags.store {
-            c.store.clone_from(v);
-        }
-        if let Some(v) = &flags.store_user {
-            c.store_user.clone_from(v);
-        }
-        if let Some(v) = &flags.store_password {
-            c.store_password.clone_from(v);
-        }
-        if let Some(v) = &flags.store_database {
-            c.store_database = Some(v.clone());
-        }
-        if flags.demo {
-            c.demo = true;
-        }
-        if let Some(v) = &flags.jwt_secret {
-            c.jwt_secret = Some(v.clone());
-        }
-        if let Some(v) = &flags.jwt_public_key {
-            c.jwt_public_key = Some(v.clone());
-        }
-        if let Some(v) = &flags.jwks {
-            c.jwks = Some(v.clone());
-        }
-        if let Some(v) = &flags.jwt_issuer {
-            c.jwt_issuer = Some(v.clone());
-        }
-        if let Some(v) = &flags.jwt_audience {
-            c.jwt_audience = Some(v.clone());
-        }
-        if let Some(v) = &flags.tls_cert {
-            c.tls_cert = Some(v.clone());
-        }
-        if let Some(v) = &flags.tls_key {
-            c.tls_key = Some(v.clone());
-        }
+        let mut c: Config = serde_json::from_value(tree).map_err(|e| ConfigError::File {
+            path: file.map(Path::to_owned).unwrap_or_default(),
+            message: e.to_string(),
+        })?;
+        c.apply(flags);
         Ok(c)
     }
 
-    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        for (var, _) in ENV_VARS {
-            let Some(value) = env(var) else { continue };
-            let bad = |message: String| ConfigError::Env {
-                var,
-                value: value.clone(),
-                message,
-            };
-            let num = |v: &str| v.parse::<usize>().map_err(|e| bad(e.to_string()));
-            match var {
-                "TWINGRAPH_LISTEN" => {
-                    self.listen = value
-                        .parse()
-                        .map_err(|e: std::net::AddrParseError| bad(e.to_string()))?;
-                }
-                "TWINGRAPH_DATA" => self.data = PathBuf::from(&value),
-                "TWINGRAPH_MODELS" => self.models = PathBuf::from(&value),
-                "TWINGRAPH_STORE" => self.store.clone_from(&value),
-                "TWINGRAPH_STORE_USER" => self.store_user.clone_from(&value),
-                "TWINGRAPH_STORE_PASSWORD" => self.store_password.clone_from(&value),
-                "TWINGRAPH_STORE_DATABASE" => {
-                    self.store_database = Some(value.clone()).filter(|v| !v.is_empty());
-                }
-                "TWINGRAPH_STORE_POOL" => self.store_pool = num(&value)?,
-                "TWINGRAPH_STORE_POLL_MS" => self.store_poll_ms = num(&value)? as u64,
-                "TWINGRAPH_STORE_TIMEOUT_MS" => self.store_timeout_ms = num(&value)? as u64,
-                "TWINGRAPH_DEMO" => self.demo = boolean(&value).map_err(bad)?,
-                "TWINGRAPH_ROLLOUT_SCHEDULER" => {
-                    self.rollout_scheduler = boolean(&value).map_err(bad)?;
-                }
-                "TWINGRAPH_DEMO_CELLS" => self.demo_cells = num(&value)?,
-                "TWINGRAPH_CONTAINMENT" => self.containment.clone_from(&value),
-                "TWINGRAPH_MAX_TRAVERSAL_DEPTH" => self.max_traversal_depth = num(&value)?,
-                "TWINGRAPH_RETENTION_DAYS" => {
-                    self.retention_days = Some(
-                        value
-                            .parse()
-                            .map_err(|e: std::num::ParseIntError| bad(e.to_string()))?,
-                    );
-                }
-                "TWINGRAPH_LOG" => self.log.clone_from(&value),
-                "TWINGRAPH_MAX_QUERY_DEPTH" => self.max_query_depth = num(&value)?,
-                "TWINGRAPH_MAX_QUERY_COMPLEXITY" => self.max_query_complexity = num(&value)?,
-                "TWINGRAPH_MAX_PAGE" => self.max_page = num(&value)?,
-                "TWINGRAPH_MAX_BODY_BYTES" => self.max_body_bytes = num(&value)?,
-                "TWINGRAPH_LIVE_BUFFER" => self.live_buffer = num(&value)?,
-                "TWINGRAPH_JWT_SECRET" => {
-                    self.jwt_secret = Some(value.clone()).filter(|v| !v.is_empty())
-                }
-                "TWINGRAPH_JWT_PUBLIC_KEY" => {
-                    self.jwt_public_key = Some(PathBuf::from(&value)).filter(|_| !value.is_empty());
-                }
-                "TWINGRAPH_JWKS" => {
-                    self.jwks = Some(PathBuf::from(&value)).filter(|_| !value.is_empty())
-                }
-                "TWINGRAPH_JWT_ISSUER" => {
-                    self.jwt_issuer = Some(value.clone()).filter(|v| !v.is_empty())
-                }
-                "TWINGRAPH_JWT_AUDIENCE" => {
-                    self.jwt_audience = Some(value.clone()).filter(|v| !v.is_empty());
-                }
-                "TWINGRAPH_JWT_LEEWAY_SECONDS" => self.jwt_leeway_seconds = num(&value)? as u64,
-                "TWINGRAPH_JWT_ROLES_CLAIM" => self.jwt_roles_claim.clone_from(&value),
-                "TWINGRAPH_JWT_TWINS_CLAIM" => self.jwt_twins_claim.clone_from(&value),
-                "TWINGRAPH_MAX_ALIASES" => self.max_aliases = num(&value)?,
-                "TWINGRAPH_MAX_OPERATIONS_PER_REQUEST" => {
-                    self.max_operations_per_request = num(&value)?;
-                }
-                "TWINGRAPH_MAX_BATCH_OPERATIONS" => self.max_batch_operations = num(&value)?,
-                "TWINGRAPH_MAX_SUBSCRIPTIONS_PER_CONNECTION" => {
-                    self.max_subscriptions_per_connection = num(&value)?;
-                }
-                "TWINGRAPH_RATE_LIMIT_PER_SECOND" => {
-                    self.rate_limit_per_second =
-                        u32::try_from(num(&value)?).map_err(|e| bad(e.to_string()))?;
-                }
-                "TWINGRAPH_RATE_LIMIT_BURST" => {
-                    self.rate_limit_burst =
-                        u32::try_from(num(&value)?).map_err(|e| bad(e.to_string()))?;
-                }
-                "TWINGRAPH_INTROSPECTION" => self.introspection = boolean(&value).map_err(bad)?,
-                "TWINGRAPH_CORS_ORIGINS" => {
-                    self.cors_origins = value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|o| !o.is_empty())
-                        .map(str::to_owned)
-                        .collect();
-                }
-                "TWINGRAPH_TLS_CERT" => {
-                    self.tls_cert = Some(PathBuf::from(&value)).filter(|_| !value.is_empty())
-                }
-                "TWINGRAPH_TLS_KEY" => {
-                    self.tls_key = Some(PathBuf::from(&value)).filter(|_| !value.is_empty())
-                }
-                "TWINGRAPH_METRICS_TOKEN" => {
-                    self.metrics_token = Some(value.clone()).filter(|v| !v.is_empty())
-                }
-                _ => {}
+    fn apply(&mut self, flags: &Overrides) {
+        fn set<T: Clone>(slot: &mut T, v: &Option<T>) {
+            if let Some(v) = v {
+                slot.clone_from(v);
             }
         }
-        Ok(())
+        fn set_opt<T: Clone>(slot: &mut Option<T>, v: &Option<T>) {
+            if v.is_some() {
+                slot.clone_from(v);
+            }
+        }
+        set(&mut self.http.listen, &flags.listen);
+        set(&mut self.store.data, &flags.data);
+        set(&mut self.models.folder, &flags.models);
+        set(&mut self.store.uri, &flags.store);
+        set(&mut self.store.user, &flags.store_user);
+        set(&mut self.store.password, &flags.store_password);
+        set_opt(&mut self.store.database, &flags.store_database);
+        self.demo.enabled |= flags.demo;
+        set_opt(&mut self.auth.secret, &flags.jwt_secret);
+        set_opt(&mut self.auth.public_key, &flags.jwt_public_key);
+        set_opt(&mut self.auth.jwks, &flags.jwks);
+        set_opt(&mut self.auth.issuer, &flags.jwt_issuer);
+        set_opt(&mut self.auth.audience, &flags.jwt_audience);
+        set_opt(&mut self.http.tls_cert, &flags.tls_cert);
+        set_opt(&mut self.http.tls_key, &flags.tls_key);
     }
+
+    /// The settings surface in Markdown (`docs/settings.md`): every key,
+    /// its environment variable and older names, flag, default and meaning.
+    pub fn surface() -> String {
+        let defaults = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
+        let mut out = String::from(
+            "# Settings\n\n\
+             Generated from `src/config.rs` by `twingraph settings`; a test fails when this file is stale.\n\n\
+             In increasing precedence: the config file (`--config`, or `./twingraph.toml` when present; unknown\n\
+             keys are an error), environment variables, flags. In the file a setting `section.name` is `name`\n\
+             under `[section]`. The names from before sections (a flat key in the file, another variable) keep\n\
+             working; where both are given, the current one wins.\n\n\
+             | setting | environment | flag | default | also read from | meaning |\n|---|---|---|---|---|---|\n",
+        );
+        for s in SETTINGS {
+            let default = s
+                .key
+                .split('.')
+                .try_fold(&defaults, |v, part| v.get(part))
+                .map_or_else(|| "unset".to_owned(), render);
+            let legacy = match (s.legacy_key, s.legacy_env) {
+                (Some(k), Some(e)) if e == s.env() => format!("`{k}`"),
+                (Some(k), Some(e)) => format!("`{k}`, `{e}`"),
+                _ => String::new(),
+            };
+            out.push_str(&format!(
+                "| `{}` | `{}` | {} | {default} | {legacy} | {} |\n",
+                s.key,
+                s.env(),
+                s.flag.map_or_else(String::new, |f| format!("`{f}`")),
+                s.doc
+            ));
+        }
+        out
+    }
+}
+
+/// A default as the settings table shows it.
+fn render(v: &Value) -> String {
+    match v {
+        Value::Null => "unset".to_owned(),
+        Value::String(s) if s.is_empty() => "empty".to_owned(),
+        Value::Array(a) if a.is_empty() => "none".to_owned(),
+        other => format!("`{other}`"),
+    }
+}
+
+/// Moves the flat keys from before sections (`listen`, `store_pool`, ...)
+/// to their sections. `store`, `models` and `demo` were values before they
+/// were sections: a value there is the old key.
+fn migrate(tree: &mut Value) -> Result<(), String> {
+    let Value::Object(top) = tree else {
+        return Err("expected a table of settings".to_owned());
+    };
+    let mut moved = Vec::new();
+    for s in SETTINGS {
+        let Some(old) = s.legacy_key else { continue };
+        let is_section = matches!(top.get(old), Some(Value::Object(_)));
+        if old == s.key || is_section {
+            continue;
+        }
+        if let Some(v) = top.remove(old) {
+            moved.push((s.key, old, v));
+        }
+    }
+    for (key, old, v) in moved {
+        let slot = at(tree, key);
+        if !slot.is_null() {
+            return Err(format!(
+                "`{old}` and `{key}` are the same setting; give one"
+            ));
+        }
+        *slot = v;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -453,76 +640,157 @@ mod tests {
         }
     }
 
-    #[test]
-    fn flags_beat_environment_which_beats_the_file() {
+    fn file(name: &str, text: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("twingraph-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let file = dir.join("twingraph.toml");
-        std::fs::write(
-            &file,
-            "listen = \"127.0.0.1:5000\"\ndata = \"/file/data\"\nmodels = \"/file/models\"\n",
-        )
-        .expect("write config");
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    #[test]
+    fn flags_beat_environment_which_beats_the_file() {
+        let f = file(
+            "layers.toml",
+            "[http]\nlisten = \"127.0.0.1:5000\"\n[store]\ndata = \"/file/data\"\n[models]\nfolder = \"/file/models\"\n",
+        );
         let env = env_of(&[
-            ("TWINGRAPH_DATA", "/env/data"),
-            ("TWINGRAPH_MODELS", "/env/models"),
+            ("TWINGRAPH_STORE_DATA", "/env/data"),
+            ("TWINGRAPH_MODELS_FOLDER", "/env/models"),
         ]);
         let flags = Overrides {
             models: Some(PathBuf::from("/flag/models")),
             ..Overrides::default()
         };
-        let c = Config::load(Some(&file), &env, &flags).expect("config");
+        let c = Config::load(Some(&f), &env, &flags).expect("config");
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:5000", "from the file");
+        assert_eq!(c.store.data, PathBuf::from("/env/data"), "env beats file");
         assert_eq!(
-            c.listen,
-            SocketAddr::from(([127, 0, 0, 1], 5000)),
-            "from the file"
+            c.models.folder,
+            PathBuf::from("/flag/models"),
+            "flag beats env"
         );
-        assert_eq!(c.data, PathBuf::from("/env/data"), "env beats file");
-        assert_eq!(c.models, PathBuf::from("/flag/models"), "flag beats env");
-        assert_eq!(c.containment, "contains", "default");
+        assert_eq!(c.models.containment, "contains", "default");
+    }
+
+    /// Files and variables from before sections mean what they meant.
+    #[test]
+    fn the_names_from_before_sections_keep_working() {
+        let f = file(
+            "flat.toml",
+            "listen = \"127.0.0.1:5001\"\nstore = \"bolt://db:7687\"\nstore_pool = 3\nmodels = \"/m\"\ndemo = true\ndemo_cells = 2\nrollout_scheduler = false\njwt_leeway_seconds = 5\nmax_page = 50\nmetrics_token = \"t\"\n",
+        );
+        let c = Config::load(Some(&f), &|_| None, &Overrides::default()).expect("config");
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:5001");
+        assert_eq!(c.store.uri, "bolt://db:7687");
+        assert_eq!(c.store.pool, 3);
+        assert_eq!(c.models.folder, PathBuf::from("/m"));
+        assert!(c.demo.enabled && c.demo.cells == 2);
+        assert!(!c.rollouts.scheduler);
+        assert_eq!(c.auth.leeway_seconds, 5);
+        assert_eq!(c.limits.max_page, 50);
+        assert_eq!(c.http.metrics_token.as_deref(), Some("t"));
+        let env = env_of(&[
+            ("TWINGRAPH_LISTEN", "127.0.0.1:5002"),
+            ("TWINGRAPH_JWT_SECRET", "s"),
+            ("TWINGRAPH_MAX_PAGE", "7"),
+            ("TWINGRAPH_CORS_ORIGINS", "https://a, https://b"),
+            ("TWINGRAPH_ROLLOUT_SCHEDULER", "no"),
+        ]);
+        let c = Config::load(None, &env, &Overrides::default()).expect("config");
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:5002");
+        assert_eq!(c.auth.secret.as_deref(), Some("s"));
+        assert_eq!(c.limits.max_page, 7);
+        assert_eq!(c.http.cors_origins, ["https://a", "https://b"]);
+        assert!(!c.rollouts.scheduler);
+        // Both names: the current one wins.
+        let env = env_of(&[
+            ("TWINGRAPH_MAX_PAGE", "7"),
+            ("TWINGRAPH_LIMITS_MAX_PAGE", "9"),
+        ]);
+        let c = Config::load(None, &env, &Overrides::default()).expect("config");
+        assert_eq!(c.limits.max_page, 9);
+        // One setting twice in a file is refused.
+        let f = file("twice.toml", "max_page = 3\n[limits]\nmax_page = 4\n");
+        let e = Config::load(Some(&f), &|_| None, &Overrides::default()).expect_err("twice");
+        assert!(e.to_string().contains("max_page"), "{e}");
     }
 
     #[test]
     fn the_metrics_token_comes_from_the_file_or_the_environment() {
-        let dir = std::env::temp_dir().join(format!("twingraph-config-mt-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let file = dir.join("twingraph.toml");
-        std::fs::write(&file, "metrics_token = \"from-file\"\n").expect("write config");
+        let f = file("mt.toml", "[http]\nmetrics_token = \"from-file\"\n");
         let none = Overrides::default();
-        let c = Config::load(Some(&file), &|_| None, &none).expect("config");
-        assert_eq!(c.metrics_token.as_deref(), Some("from-file"));
-        let env = env_of(&[("TWINGRAPH_METRICS_TOKEN", "from-env")]);
-        let c = Config::load(Some(&file), &env, &none).expect("config");
-        assert_eq!(c.metrics_token.as_deref(), Some("from-env"));
+        let c = Config::load(Some(&f), &|_| None, &none).expect("config");
+        assert_eq!(c.http.metrics_token.as_deref(), Some("from-file"));
+        let env = env_of(&[("TWINGRAPH_HTTP_METRICS_TOKEN", "from-env")]);
+        let c = Config::load(Some(&f), &env, &none).expect("config");
+        assert_eq!(c.http.metrics_token.as_deref(), Some("from-env"));
         // Set but empty: no token.
         let c =
             Config::load(None, &env_of(&[("TWINGRAPH_METRICS_TOKEN", "")]), &none).expect("config");
-        assert_eq!(c.metrics_token, None);
+        assert_eq!(c.http.metrics_token, None);
     }
 
     #[test]
     fn unknown_file_keys_and_bad_values_are_errors() {
-        let dir = std::env::temp_dir().join(format!("twingraph-config-bad-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let file = dir.join("bad.toml");
-        std::fs::write(&file, "listne = \"127.0.0.1:5000\"\n").expect("write config");
-        let e = Config::load(Some(&file), &|_| None, &Overrides::default()).expect_err("typo");
+        let f = file("bad.toml", "listne = \"127.0.0.1:5000\"\n");
+        let e = Config::load(Some(&f), &|_| None, &Overrides::default()).expect_err("typo");
         assert!(e.to_string().contains("listne"), "{e}");
-        let e = Config::load(
-            None,
-            &env_of(&[("TWINGRAPH_LISTEN", "not an address")]),
-            &Overrides::default(),
-        )
-        .expect_err("bad env");
-        assert!(e.to_string().contains("TWINGRAPH_LISTEN"), "{e}");
+        let f = file("bad-section.toml", "[store]\npoool = 3\n");
+        let e = Config::load(Some(&f), &|_| None, &Overrides::default()).expect_err("typo");
+        assert!(e.to_string().contains("poool"), "{e}");
+        for (var, value) in [
+            ("TWINGRAPH_LISTEN", "not an address"),
+            ("TWINGRAPH_HTTP_LISTEN", "not an address"),
+            ("TWINGRAPH_STORE_POOL", "many"),
+            ("TWINGRAPH_DEMO_ENABLED", "perhaps"),
+            ("TWINGRAPH_LIMITS_RATE_LIMIT_BURST", "5000000000"),
+        ] {
+            let env = move |k: &str| (k == var).then(|| value.to_owned());
+            let e = Config::load(None, &env, &Overrides::default()).expect_err("bad env");
+            assert!(e.to_string().contains(var), "{e}");
+        }
     }
 
+    /// Every leaf of the settings tree is listed once in [`SETTINGS`], and
+    /// every listed setting is a leaf: the table cannot drift from the
+    /// structs.
     #[test]
-    fn defaults_are_the_documented_ones() {
-        let c = Config::default();
-        assert_eq!(c.listen.to_string(), "127.0.0.1:4000");
-        assert_eq!(c.data, PathBuf::from("data"));
-        assert_eq!(c.models, PathBuf::from("dtdl"));
-        assert_eq!(c.max_traversal_depth, 10);
+    fn every_setting_is_listed_once() {
+        fn leaves(prefix: &str, v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::Object(m) if !m.is_empty() => {
+                    for (k, x) in m {
+                        let key = if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        leaves(&key, x, out);
+                    }
+                }
+                _ => out.push(prefix.to_owned()),
+            }
+        }
+        let mut keys = Vec::new();
+        leaves(
+            "",
+            &serde_json::to_value(Config::default()).expect("json"),
+            &mut keys,
+        );
+        keys.sort();
+        let mut listed: Vec<String> = SETTINGS.iter().map(|s| s.key.to_owned()).collect();
+        listed.sort();
+        assert_eq!(keys, listed);
+    }
+
+    /// `docs/settings.md` is what the table generates.
+    #[test]
+    fn the_committed_settings_surface_is_current() {
+        let committed = include_str!("../docs/settings.md");
+        assert!(
+            committed == Config::surface(),
+            "docs/settings.md is stale: run `cargo run -- settings > docs/settings.md` and review the diff"
+        );
     }
 }

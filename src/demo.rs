@@ -40,6 +40,10 @@ fn rel(source: &str, name: &str, target: &str) -> Op {
     }
 }
 
+/// Work cells of the demo plant unless told otherwise (1,960 machines and
+/// sensors, with the hierarchy above them).
+pub const DEFAULT_CELLS: usize = 40;
+
 /// Id of machine `k` of work cell `cell`.
 pub fn eq_id(cell: usize, k: usize) -> String {
     format!("c{cell}.e{k}")

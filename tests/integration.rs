@@ -26,6 +26,7 @@ mod naming;
 mod rollouts;
 mod security;
 mod server;
+mod settings;
 mod store_conformance;
 mod typed;
 

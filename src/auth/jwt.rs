@@ -22,23 +22,46 @@ use serde_json::{Map, Value};
 
 use super::{Principal, Role};
 
-/// How tokens are checked (see [`crate::config::Config`] for the settings).
-#[derive(Debug, Clone, Default, PartialEq)]
+/// How tokens are checked: the `[auth]` settings (see `docs/settings.md`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct JwtConfig {
     /// HS256 shared secret.
+    #[serde(rename = "jwt_secret")]
     pub secret: Option<String>,
     /// PEM file with an RSA (RS256) or P-256 (ES256) public key.
+    #[serde(rename = "jwt_public_key")]
     pub public_key: Option<PathBuf>,
     /// JWKS file (keys by `kid`).
     pub jwks: Option<PathBuf>,
+    #[serde(rename = "jwt_issuer")]
     pub issuer: Option<String>,
+    #[serde(rename = "jwt_audience")]
     pub audience: Option<String>,
     /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    #[serde(rename = "jwt_leeway_seconds")]
     pub leeway_seconds: u64,
     /// The claim listing the roles.
+    #[serde(rename = "jwt_roles_claim")]
     pub roles_claim: String,
     /// The claim listing the twin ids the token is scoped to.
+    #[serde(rename = "jwt_twins_claim")]
     pub twins_claim: String,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            secret: None,
+            public_key: None,
+            jwks: None,
+            issuer: None,
+            audience: None,
+            leeway_seconds: 30,
+            roles_claim: "roles".to_owned(),
+            twins_claim: "twins".to_owned(),
+        }
+    }
 }
 
 impl JwtConfig {

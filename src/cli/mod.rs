@@ -62,6 +62,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print every setting of `serve` (Markdown): key, environment
+    /// variable, flag, default, older names, meaning. `docs/settings.md`
+    /// holds the output; a test fails when it is stale.
+    Settings,
     /// Mint a bearer token (development and tests) with the configured
     /// HS256 secret or a PEM private key; prints it.
     Token(token::TokenArgs),
@@ -78,6 +82,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Schema(args) => schema::run(&args, out),
         Command::Simulate(args) => simulate::run(&args),
         Command::Errors { json } => errors(json, out),
+        Command::Settings => {
+            out.write_all(crate::config::Config::surface().as_bytes())?;
+            Ok(EXIT_OK)
+        }
         Command::Token(args) => token::run(&args, out),
         Command::WriteLoad(args) => writeload::run(&args),
     }

@@ -145,20 +145,23 @@ async fn open_store(
     models: Arc<dtdl::ModelSet>,
     store_config: StoreConfig,
 ) -> anyhow::Result<Opened> {
-    let scheme = config.store.split("://").next().unwrap_or_default();
-    match (config.store.as_str(), scheme) {
-        ("embedded", _) => Ok(Opened::Embedded(Arc::new(embedded::open(
-            &config.data,
+    let scheme = config.store.uri.split("://").next().unwrap_or_default();
+    match (config.store.uri.as_str(), scheme) {
+        (crate::store::EMBEDDED, _) => Ok(Opened::Embedded(Arc::new(embedded::open(
+            &config.store.data,
             models,
             store_config,
         )?))),
         (_, "bolt" | "bolt+s" | "bolt+ssc" | "neo4j" | "neo4j+s" | "neo4j+ssc") => {
-            let mut bolt =
-                BoltConfig::new(&config.store, &config.store_user, &config.store_password);
-            bolt.database.clone_from(&config.store_database);
-            bolt.max_connections = config.store_pool;
-            bolt.poll = std::time::Duration::from_millis(config.store_poll_ms.max(1));
-            bolt.timeout = std::time::Duration::from_millis(config.store_timeout_ms.max(1));
+            let mut bolt = BoltConfig::new(
+                &config.store.uri,
+                &config.store.user,
+                &config.store.password,
+            );
+            bolt.database.clone_from(&config.store.database);
+            bolt.max_connections = config.store.pool;
+            bolt.poll = std::time::Duration::from_millis(config.store.poll_ms.max(1));
+            bolt.timeout = std::time::Duration::from_millis(config.store.timeout_ms.max(1));
             // Neo4j may start after us (compose, Kubernetes): wait for it,
             // saying so, rather than exit; anything else fails at once.
             let mut delay = std::time::Duration::from_millis(500);
@@ -174,11 +177,11 @@ async fn open_store(
                 match outcome {
                     Ok(store) => return Ok(Opened::Bolt(store)),
                     Err(StoreError::Unavailable(why)) => {
-                        tracing::warn!(store = %config.store, error = %why, "waiting for Neo4j");
+                        tracing::warn!(store = %config.store.uri, error = %why, "waiting for Neo4j");
                     }
                     Err(e) => {
                         return Err(anyhow::Error::new(e)).with_context(|| {
-                            format!("opening the Neo4j store at {}", config.store)
+                            format!("opening the Neo4j store at {}", config.store.uri)
                         });
                     }
                 }
@@ -191,7 +194,7 @@ async fn open_store(
         }
         _ => anyhow::bail!(
             "store {:?} is not supported; use \"embedded\" or a bolt://, bolt+s://, neo4j:// or neo4j+s:// URI",
-            config.store
+            config.store.uri
         ),
     }
 }
@@ -199,16 +202,16 @@ async fn open_store(
 /// The token verifier, or `None` in development mode (no key configured),
 /// which only a loopback address may serve.
 fn authentication(config: &Config) -> anyhow::Result<Option<Arc<crate::auth::Verifier>>> {
-    let jwt = config.jwt();
+    let jwt = config.auth.clone();
     if jwt.enabled() {
         let verifier = crate::auth::Verifier::new(jwt).context("JWT key settings")?;
         return Ok(Some(Arc::new(verifier)));
     }
-    if !config.listen.ip().is_loopback() {
+    if !config.http.listen.ip().is_loopback() {
         anyhow::bail!(
             "no JWT key is configured, so authentication is off (development mode), which serves loopback addresses only; \
              configure a key (TWINGRAPH_JWT_SECRET, --jwt-public-key or --jwks) to listen on {}",
-            config.listen
+            config.http.listen
         );
     }
     tracing::warn!(
@@ -220,8 +223,8 @@ fn authentication(config: &Config) -> anyhow::Result<Option<Arc<crate::auth::Ver
 async fn serve(config: Config) -> anyhow::Result<()> {
     let auth = authentication(&config)?;
     // Models come from the models folder plus those uploaded at runtime.
-    let uploaded = config.data.join("models");
-    let mut model_paths = vec![config.models.clone()];
+    let uploaded = config.store.data.join("models");
+    let mut model_paths = vec![config.models.folder.clone()];
     if uploaded.is_dir() {
         model_paths.push(uploaded.clone());
     }
@@ -232,26 +235,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Ok::<_, anyhow::Error>((sources, outcome))
     })
     .await?
-    .with_context(|| format!("reading models from {}", config.models.display()))?;
+    .with_context(|| format!("reading models from {}", config.models.folder.display()))?;
     let Some(models) = outcome.model else {
         for d in outcome.diagnostics.iter().take(20) {
             eprintln!("{d}");
         }
         anyhow::bail!(
             "the models in {} are invalid or incomplete (run `twingraph check {}`)",
-            config.models.display(),
-            config.models.display()
+            config.models.folder.display(),
+            config.models.folder.display()
         );
     };
     let store_config = StoreConfig {
         graph: GraphConfig {
-            containment: config.containment.clone(),
+            containment: config.models.containment.clone(),
         },
-        max_depth: config.max_traversal_depth,
+        max_depth: config.limits.max_traversal_depth,
         retention: config
+            .store
             .retention_days
             .map(|d| std::time::Duration::from_secs(d * 86_400)),
-        live_buffer: config.live_buffer,
+        live_buffer: config.limits.live_buffer,
         ..StoreConfig::default()
     };
     let store = open_store(&config, Arc::new(models), store_config).await?;
@@ -266,8 +270,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     {
         tracing::info!("took in models uploaded through other servers");
     }
-    if config.demo && dyn_store.last_seq() == 0 {
-        let (batches, twins) = crate::demo::plant(config.demo_cells);
+    if config.demo.enabled && dyn_store.last_seq() == 0 {
+        let (batches, twins) = crate::demo::plant(config.demo.cells);
         for b in batches {
             dyn_store.apply(b, "demo").await?;
         }
@@ -278,19 +282,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let rollouts = crate::rollout::Rollouts::start_with(
         dyn_store.clone(),
         crate::rollout::Options {
-            schedule: config.rollout_scheduler,
+            schedule: config.rollouts.scheduler,
             ..crate::rollout::Options::default()
         },
     )
     .await?;
     let limits = graphql::schema::Limits {
-        depth: config.max_query_depth,
-        complexity: config.max_query_complexity,
-        max_page: config.max_page,
-        live_buffer: config.live_buffer,
-        aliases: config.max_aliases,
-        batch_ops: config.max_batch_operations,
-        introspection: config.introspection,
+        depth: config.limits.max_query_depth,
+        complexity: config.limits.max_query_complexity,
+        max_page: config.limits.max_page,
+        live_buffer: config.limits.live_buffer,
+        aliases: config.limits.max_aliases,
+        batch_ops: config.limits.max_batch_operations,
+        introspection: config.graphql.introspection,
     };
     // Compiling the schema is heavy: off the async workers.
     let schema = {
@@ -307,7 +311,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     schema.follow_uploads();
     let ready = Arc::new(AtomicBool::new(false));
-    if auth.is_some() && config.metrics_token.as_deref().is_none_or(str::is_empty) {
+    if auth.is_some()
+        && config
+            .http
+            .metrics_token
+            .as_deref()
+            .is_none_or(str::is_empty)
+    {
         tracing::warn!(
             "/metrics is readable without a token (aggregate counts only); set metrics_token to require one"
         );
@@ -316,31 +326,31 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         store: dyn_store,
         schema,
         ready: ready.clone(),
-        max_body_bytes: config.max_body_bytes,
+        max_body_bytes: config.limits.max_body_bytes,
         metrics,
         auth,
         http: server::HttpSettings {
-            max_operations: config.max_operations_per_request,
-            max_subscriptions: config.max_subscriptions_per_connection,
-            rate: (config.rate_limit_per_second > 0).then(|| {
-                let rate = f64::from(config.rate_limit_per_second);
-                let burst = match config.rate_limit_burst {
+            max_operations: config.limits.max_operations_per_request,
+            max_subscriptions: config.limits.max_subscriptions_per_connection,
+            rate: (config.limits.rate_limit_per_second > 0).then(|| {
+                let rate = f64::from(config.limits.rate_limit_per_second);
+                let burst = match config.limits.rate_limit_burst {
                     0 => rate * 2.0,
                     b => f64::from(b),
                 };
                 Arc::new(server::RateLimiter::new(rate, burst))
             }),
-            cors_origins: config.cors_origins.clone(),
-            metrics_token: config.metrics_token.clone().filter(|t| !t.is_empty()),
+            cors_origins: config.http.cors_origins.clone(),
+            metrics_token: config.http.metrics_token.clone().filter(|t| !t.is_empty()),
         },
     });
-    let tls = match (&config.tls_cert, &config.tls_key) {
+    let tls = match (&config.http.tls_cert, &config.http.tls_key) {
         (Some(cert), Some(key)) => Some(server::tls::config(cert, key)?),
         (None, None) => None,
         _ => anyhow::bail!("TLS needs both tls_cert and tls_key"),
     };
-    let listener =
-        server::bind(config.listen).with_context(|| format!("listening on {}", config.listen))?;
+    let listener = server::bind(config.http.listen)
+        .with_context(|| format!("listening on {}", config.http.listen))?;
     let addr = listener.local_addr()?;
     ready.store(true, Ordering::Release);
     let scheme = if tls.is_some() { "https" } else { "http" };

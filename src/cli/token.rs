@@ -50,7 +50,7 @@ pub fn run(args: &TokenArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
         .or_else(|| Some(PathBuf::from("twingraph.toml")).filter(|p| p.is_file()));
     let overrides = args.jwt.overrides(Overrides::default());
     let config = Config::load(file.as_deref(), &|k| std::env::var(k).ok(), &overrides)?;
-    let jwt = config.jwt();
+    let jwt = config.auth.clone();
     for r in &args.roles {
         if crate::auth::Role::parse(r).is_none() {
             anyhow::bail!("unknown role {r:?} (viewer, operator, integration, admin, device)");

@@ -30,6 +30,9 @@ pub enum LoadError {
     },
 }
 
+/// The models folder unless told otherwise.
+pub const DEFAULT_FOLDER: &str = "dtdl";
+
 /// Reads every PATH (a `.json` file, or a folder searched recursively for
 /// `*.json`) into sources, in a stable order.
 pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<Source>, LoadError> {

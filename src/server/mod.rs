@@ -31,6 +31,14 @@ mod ws;
 
 pub use rate::RateLimiter;
 
+/// The address served unless told otherwise (loopback: no token needed
+/// in development).
+pub const DEFAULT_LISTEN: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 4000);
+
+/// The largest request body taken unless told otherwise.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
 /// What the HTTP layer enforces besides the schema's own limits.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {

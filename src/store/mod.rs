@@ -40,6 +40,13 @@ pub enum At {
     Seq(u64),
 }
 
+/// The store setting that names the embedded store (anything else is a
+/// Neo4j URI).
+pub const EMBEDDED: &str = "embedded";
+
+/// The embedded store's data directory unless told otherwise.
+pub const DEFAULT_DATA: &str = "data";
+
 /// Which twins to list.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TwinQuery {

@@ -54,16 +54,29 @@ pub struct BoltConfig {
     pub timeout: Duration,
 }
 
+impl Default for BoltConfig {
+    /// No URI yet; the user `neo4j`, 16 connections, polled every 100 ms,
+    /// calls given 10 s.
+    fn default() -> Self {
+        BoltConfig {
+            uri: String::new(),
+            user: "neo4j".to_owned(),
+            password: String::new(),
+            database: None,
+            max_connections: 16,
+            poll: Duration::from_millis(100),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 impl BoltConfig {
     pub fn new(uri: &str, user: &str, password: &str) -> BoltConfig {
         BoltConfig {
             uri: uri.to_owned(),
             user: user.to_owned(),
             password: password.to_owned(),
-            database: None,
-            max_connections: 16,
-            poll: Duration::from_millis(100),
-            timeout: Duration::from_secs(10),
+            ..BoltConfig::default()
         }
     }
 }
