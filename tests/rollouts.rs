@@ -360,13 +360,65 @@ pub(crate) mod run {
     use twingraph::store::{GraphStore, Store, StoreConfig};
     use twingraph::twin::{Batch, Op};
 
+    use twingraph::rollout::{Options, Rollouts, SteppedClock};
+
     use super::{CREATE, PUBLISH, PUMP};
-    use crate::server::{Running, code, gql, start_on};
+    use crate::server::{Running, code, gql, serve_rollouts, start_on};
     use crate::support::sample_models;
 
     pub(crate) struct Plant {
         pub store: Arc<dyn GraphStore>,
         pub server: Running,
+    }
+
+    /// A [`plant`] whose rollouts run on a clock the test steps.
+    pub(crate) struct SteppedPlant {
+        pub store: Arc<dyn GraphStore>,
+        pub server: Running,
+        pub clock: Arc<SteppedClock>,
+        pub rollouts: Arc<Rollouts>,
+    }
+
+    impl SteppedPlant {
+        /// Moves time on by `by`, then waits for a whole scheduler pass
+        /// that saw it.
+        pub(crate) async fn step(&self, by: Duration) {
+            self.clock.advance(by);
+            assert!(
+                self.rollouts.next_pass(Duration::from_secs(30)).await,
+                "no scheduler pass"
+            );
+        }
+    }
+
+    pub(crate) async fn stepped_plant(n: usize) -> SteppedPlant {
+        // The store stamps its events on the same clock.
+        let clock = Arc::new(SteppedClock::new());
+        let store: Arc<dyn GraphStore> = Arc::new(Store::in_memory(
+            sample_models(),
+            StoreConfig {
+                clock: clock.clone(),
+                ..StoreConfig::default()
+            },
+        ));
+        load(&*store, n).await;
+        let rollouts = Rollouts::start_with(
+            store.clone(),
+            Options {
+                clock: clock.clone(),
+                ..Options::default()
+            },
+        )
+        .await
+        .expect("rollouts");
+        let server = serve_rollouts(store.clone(), rollouts.clone()).await;
+        configure(server.addr).await;
+        SteppedPlant {
+            store,
+            server,
+            clock,
+            rollouts,
+        }
     }
 
     /// A server over a store holding `n` pumps `p0000`.. (flowSetpoint 1.0
@@ -483,15 +535,36 @@ pub(crate) mod run {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_staged_rollout_over_thousands_of_devices_succeeds() {
-        let p = plant(3000).await;
+        let p = stepped_plant(3000).await;
         let _devices = Simulator::start(p.store.clone(), Behaviour::default());
         let id = start(
             p.server.addr,
             json!({"model": PUMP}),
-            json!({"stages": [{"count": 30, "bakeSeconds": 0.2}, {"percent": 30}, {}],
+            json!({"stages": [{"count": 30, "bakeSeconds": 3600}, {"percent": 30}, {}],
                    "abort": [{"failure": "ANY", "thresholdPercent": 5, "minExecuted": 10}]}),
         )
         .await;
+        // The canary succeeds, then bakes an hour: not a minute less.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = status(p.server.addr, &id).await;
+            if s["stages"][0]["counts"]["succeeded"] == 30 && s["stage"] == 1 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the canary does not succeed: {s}"
+            );
+            p.step(Duration::ZERO).await;
+        }
+        p.step(Duration::from_secs(3500)).await;
+        let s = status(p.server.addr, &id).await;
+        assert_eq!(
+            (s["stage"].clone(), s["counts"]["pending"].clone()),
+            (json!(1), json!(2970)),
+            "still baking: {s}"
+        );
+        p.step(Duration::from_secs(101)).await;
         let s = until(p.server.addr, &id, "SUCCEEDED", Duration::from_secs(60)).await;
         assert_eq!(s["counts"]["succeeded"], 3000, "{s}");
         assert_eq!(
@@ -607,12 +680,14 @@ pub(crate) mod run {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn pause_resume_and_cancel() {
-        let p = plant(60).await;
+        let p = stepped_plant(60).await;
         let _devices = Simulator::start(p.store.clone(), Behaviour::default());
-        // 300 a minute: one twin every 200 ms.
-        let plan = json!({"rate": {"perMinute": 300}});
+        // 6 a minute: one twin every 10 s of the clock.
+        let plan = json!({"rate": {"perMinute": 6}});
         let id = start(p.server.addr, json!({"model": PUMP}), plan.clone()).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        for _ in 0..3 {
+            p.step(Duration::from_secs(10)).await;
+        }
         let r = gql(
             p.server.addr,
             r#"mutation($id: ID!) { pauseRollout(id: $id) { state } }"#,
@@ -621,15 +696,15 @@ pub(crate) mod run {
         .await;
         assert_eq!(r["data"]["pauseRollout"]["state"], "PAUSED", "{r}");
         let paused = status(p.server.addr, &id).await;
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        p.step(Duration::from_secs(600)).await;
         let later = status(p.server.addr, &id).await;
         assert_eq!(
             later["counts"]["pending"], paused["counts"]["pending"],
             "nothing applied while paused"
         );
         assert!(
-            paused["counts"]["pending"].as_u64() < Some(60),
-            "some were applied: {paused}"
+            (30..60).contains(&paused["counts"]["pending"].as_u64().unwrap_or(0)),
+            "some, not all, were applied: {paused}"
         );
         // Pausing twice is refused with its reason.
         let r = gql(
@@ -646,15 +721,12 @@ pub(crate) mod run {
         )
         .await;
         assert_eq!(r["data"]["resumeRollout"]["state"], "RUNNING", "{r}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let resumed = status(p.server.addr, &id).await;
-            if resumed["counts"]["pending"].as_u64() < paused["counts"]["pending"].as_u64() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "not applying again: {resumed}");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        p.step(Duration::from_secs(10)).await;
+        let resumed = status(p.server.addr, &id).await;
+        assert!(
+            resumed["counts"]["pending"].as_u64() < paused["counts"]["pending"].as_u64(),
+            "applying again: {resumed}"
+        );
         let r = gql(
             p.server.addr,
             r#"mutation($id: ID!) { cancelRollout(id: $id) { state counts { pending } } }"#,
@@ -663,7 +735,7 @@ pub(crate) mod run {
         .await;
         assert_eq!(r["data"]["cancelRollout"]["state"], "CANCELED", "{r}");
         let pending = r["data"]["cancelRollout"]["counts"]["pending"].clone();
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        p.step(Duration::from_secs(600)).await;
         let s = status(p.server.addr, &id).await;
         assert_eq!(s["state"], "CANCELED");
         assert_eq!(
@@ -684,7 +756,7 @@ pub(crate) mod run {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn silent_devices_time_out_after_their_retries() {
-        let p = plant(10).await;
+        let p = stepped_plant(10).await;
         let devices = Behaviour {
             silent: ["p0002".to_owned()].into(),
             ..Behaviour::default()
@@ -693,10 +765,33 @@ pub(crate) mod run {
         let id = start(
             p.server.addr,
             json!({"model": PUMP}),
-            json!({"twinTimeoutSeconds": 0.3, "retries": 1,
+            json!({"twinTimeoutSeconds": 300, "retries": 1,
                    "stages": [{"successThreshold": 80}]}),
         )
         .await;
+        // Nine answer; the silent one waits its five minutes, twice.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = status(p.server.addr, &id).await;
+            if s["counts"]["succeeded"] == 9 {
+                assert_eq!(s["counts"]["applied"], 1, "{s}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "the devices do not answer: {s}");
+            p.step(Duration::ZERO).await;
+        }
+        p.step(Duration::from_secs(299)).await;
+        let s = status(p.server.addr, &id).await;
+        assert_eq!(
+            (s["state"].clone(), s["counts"]["timedOut"].clone()),
+            (json!("RUNNING"), json!(0)),
+            "not yet: {s}"
+        );
+        p.step(Duration::from_secs(2)).await;
+        p.step(Duration::ZERO).await;
+        let s = status(p.server.addr, &id).await;
+        assert_eq!(s["counts"]["applied"], 1, "applied again (retry): {s}");
+        p.step(Duration::from_secs(301)).await;
         let s = until(p.server.addr, &id, "SUCCEEDED", Duration::from_secs(30)).await;
         assert_eq!(s["counts"]["succeeded"], 9, "{s}");
         assert_eq!(s["counts"]["timedOut"], 1, "{s}");
@@ -959,7 +1054,10 @@ async fn parameters_come_from_each_twin_and_waves_respect_the_hierarchy() {
         .apply(crate::support::three_levels(), "test")
         .await
         .expect("plant");
-    let s = crate::server::start_on(store.clone()).await;
+    let rollouts = twingraph::rollout::Rollouts::start(store.clone())
+        .await
+        .expect("rollouts");
+    let s = crate::server::serve_rollouts(store.clone(), rollouts.clone()).await;
     gql(s.addr, CREATE, json!({"name": "tuned", "target": PUMP})).await;
     let v = gql(
         s.addr,
@@ -989,8 +1087,11 @@ async fn parameters_come_from_each_twin_and_waves_respect_the_hierarchy() {
         .as_str()
         .expect("id")
         .to_owned();
-    // No device answers yet: five twins of `large` in flight, no more.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // No device answers yet: five twins of `large` in flight, no more
+    // (after passes that could have applied more).
+    for _ in 0..3 {
+        assert!(rollouts.next_pass(Duration::from_secs(30)).await, "no pass");
+    }
     let st = run::status(s.addr, &id).await;
     assert_eq!(st["counts"]["applied"], 5, "{st}");
     assert_eq!(st["counts"]["pending"], 55, "{st}");
@@ -1185,6 +1286,7 @@ pub(crate) async fn two_replicas(
     let options = Options {
         schedule: true,
         lease_ttl: Duration::from_millis(900),
+        ..Options::default()
     };
     let ra = Rollouts::start_with(a.clone(), options.clone())
         .await

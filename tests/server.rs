@@ -79,6 +79,23 @@ pub(crate) async fn serve_full(
     serve_bodies(store, limits, auth, http_settings, 64 * 1024).await
 }
 
+/// A server over `store` whose configurations and rollouts `rollouts`
+/// serves (e.g. on a stepped clock).
+pub(crate) async fn serve_rollouts(
+    store: Arc<dyn GraphStore>,
+    rollouts: Arc<twingraph::rollout::Rollouts>,
+) -> Running {
+    serve_parts(
+        store,
+        graphql::schema::Limits::default(),
+        None,
+        server::HttpSettings::default(),
+        64 * 1024,
+        Some(rollouts),
+    )
+    .await
+}
+
 /// [`serve_full`] taking bodies up to `max_body_bytes`.
 pub(crate) async fn serve_bodies(
     store: Arc<dyn GraphStore>,
@@ -87,6 +104,23 @@ pub(crate) async fn serve_bodies(
     http_settings: server::HttpSettings,
     max_body_bytes: usize,
 ) -> Running {
+    serve_parts(store, limits, auth, http_settings, max_body_bytes, None).await
+}
+
+async fn serve_parts(
+    store: Arc<dyn GraphStore>,
+    limits: graphql::schema::Limits,
+    auth: Option<Arc<twingraph::auth::Verifier>>,
+    http_settings: server::HttpSettings,
+    max_body_bytes: usize,
+    rollouts: Option<Arc<twingraph::rollout::Rollouts>>,
+) -> Running {
+    let rollouts = match rollouts {
+        Some(r) => r,
+        None => twingraph::rollout::Rollouts::start(store.clone())
+            .await
+            .expect("rollouts"),
+    };
     let live = graphql::Shutdown::default();
     let metrics = Arc::new(twingraph::metrics::Metrics::default());
     let schema = graphql::build(
@@ -95,9 +129,7 @@ pub(crate) async fn serve_bodies(
         live.clone(),
         metrics.clone(),
         Arc::new(graphql::ModelLibrary::new(sample_sources(), None)),
-        twingraph::rollout::Rollouts::start(store.clone())
-            .await
-            .expect("rollouts"),
+        rollouts,
     )
     .expect("schema");
     schema.follow_uploads();

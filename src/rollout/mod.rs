@@ -7,15 +7,18 @@
 //!   writer of their records, which it reads back from the store's
 //!   `rollouts` stream at startup and follows live.
 
+mod commands;
 pub mod config;
 pub mod drift;
 pub mod plan;
+mod remediation;
 pub mod run;
 mod scheduler;
 pub mod service;
 
 use crate::store::StoreError;
 
+pub use crate::twin::clock::{Clock, SteppedClock, SystemClock};
 pub use service::{Options, Rollouts};
 
 /// Why a configuration or rollout request was refused.

@@ -1,28 +1,31 @@
-//! Starting rollouts and driving them: the scheduler is one task (per
-//! server) that, on every wake-up (a record folded, a device answering a
-//! twin in flight, or a tick), settles the twins whose devices answered or
-//! timed out, checks the abort criteria and the stage gate, and applies the
-//! next twins within the plan's limits, all under the service's write lock
-//! and always from the folded records, so that a restart resumes exactly
-//! where the records stop.
+//! Driving rollouts: the scheduler is one task (per server) that, on every
+//! wake-up, settles the twins whose devices answered or timed out, checks
+//! the abort criteria and the stage gate, and applies the next twins within
+//! the plan's limits, all under the service's write lock and always from
+//! the folded records, so that a restart resumes exactly where the records
+//! stop. Time is read from the service's [`Clock`] once per pass.
 
-use crate::records::Record;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
+use tokio::sync::watch;
+
+use serde_json::Value;
 
 use super::RolloutError;
 use super::config::{ParamSource, Version, substitute};
 use super::plan::{FailureKind, RolloutSpec};
-use super::run::{Outcome, Rollout, RolloutStart, RolloutState, TwinState, evaluate};
+use super::remediation::Remediation;
+use super::run::{Outcome, Rollout, RolloutState, TwinState, evaluate};
 use super::service::Rollouts;
-use crate::store::{StoreError, TwinQuery};
-use crate::twin::filter::Filter;
+use crate::records::Record;
+use crate::store::StoreError;
+use crate::twin::clock::Clock;
 use crate::twin::query::Direction;
 use crate::twin::state::Assignment;
-use crate::twin::{Batch, Change, Micros, Op, Side, Twin, now_micros};
+use crate::twin::{Batch, Change, Micros, Op, Side, Twin};
 
 /// Twins written per store batch.
 const CHUNK: usize = 2000;
@@ -39,15 +42,6 @@ const TICK: Duration = Duration::from_millis(100);
 /// Who the scheduler's own records name.
 const SCHEDULER: &str = "rollout-scheduler";
 
-/// Who remediation's writes name.
-const REMEDIATION: &str = "remediation";
-
-/// Remediation rates count over this window (µs).
-const RATE_WINDOW: Micros = 60_000_000;
-
-/// A remediated twin is left to its device this long before the next try (µs).
-const REMEDIATION_COOLDOWN: Micros = 60_000_000;
-
 /// The lease the scheduling server holds.
 pub(super) const LEASE: &str = "rollout-scheduler";
 
@@ -59,235 +53,153 @@ pub(super) const LEASE: &str = "rollout-scheduler";
 /// server holds it. It is not what keeps the records right: every write
 /// expects the stream's last record (see [`Rollouts::commit`]), so a server
 /// that lost the lease without knowing it has its next write refused.
-pub(super) async fn schedule(r: Weak<Rollouts>, wake: Arc<tokio::sync::Notify>) {
-    // When the lease was last taken or renewed, while held.
-    let mut renewed: Option<Instant> = None;
-    let mut next_try = Instant::now();
-    loop {
-        {
-            let Some(svc) = r.upgrade() else { return };
-            let ttl = svc.options.lease_ttl;
-            let now = Instant::now();
-            if now >= next_try {
-                next_try = now + ttl / 3;
-                match svc.store().lease(LEASE, &svc.holder, ttl).await {
-                    Ok(true) => {
-                        if renewed.is_none() {
-                            tracing::info!(holder = %svc.holder, "rollouts: this server schedules now");
-                            svc.take_over();
+/// The scheduler of one server: a task that, while this server holds the
+/// scheduler lease, passes over every active rollout and then remediation,
+/// on every wake-up (a record folded, a device answering a twin in flight,
+/// a command) and at least every [`TICK`]. It owns what no other part
+/// needs: the lease, remediation's memory and the clock its decisions read.
+///
+/// The lease picks one scheduling server among several over one store; it
+/// is renewed every third of its time and tried for as often while another
+/// server holds it. It is not what keeps the records right: every write
+/// expects the stream's last record (see [`Rollouts::commit`]), so a server
+/// that lost the lease without knowing it has its next write refused.
+pub(super) struct Scheduler {
+    service: Weak<Rollouts>,
+    wake: Arc<tokio::sync::Notify>,
+    clock: Arc<dyn Clock>,
+    lease: Lease,
+    remediation: Remediation,
+    status: Arc<Status>,
+}
+
+/// The lease as the scheduler holds it.
+struct Lease {
+    ttl: Duration,
+    /// When the lease was last taken or renewed, while held.
+    renewed: Option<Instant>,
+    next_try: Instant,
+}
+
+/// What the rest of the service sees of its scheduler.
+#[derive(Debug)]
+pub(super) struct Status {
+    /// This server's name in the scheduler lease.
+    pub holder: String,
+    /// Whether this server holds the lease (as of its last try).
+    pub scheduling: AtomicBool,
+    /// Passes done while holding it (tests wait for the next).
+    pub passes: watch::Sender<u64>,
+}
+
+impl Status {
+    pub fn new() -> Status {
+        Status {
+            holder: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+            scheduling: AtomicBool::new(false),
+            passes: watch::channel(0).0,
+        }
+    }
+}
+
+impl Scheduler {
+    pub fn new(service: &Arc<Rollouts>) -> Scheduler {
+        Scheduler {
+            service: Arc::downgrade(service),
+            wake: service.wake.clone(),
+            clock: service.options.clock.clone(),
+            lease: Lease {
+                ttl: service.options.lease_ttl,
+                renewed: None,
+                next_try: Instant::now(),
+            },
+            remediation: Remediation::default(),
+            status: service.scheduler.clone(),
+        }
+    }
+
+    /// Runs until the service is dropped.
+    pub async fn run(mut self) {
+        loop {
+            {
+                let Some(svc) = self.service.upgrade() else {
+                    return;
+                };
+                let holds = self.hold_lease(&svc).await;
+                self.status.scheduling.store(holds, Ordering::Release);
+                if holds {
+                    match self.pass(&svc).await {
+                        Ok(()) => {}
+                        Err(RolloutError::Overtaken { .. }) => {
+                            tracing::debug!(
+                                "rollout scheduler: another server recorded first; stepping again"
+                            );
+                            self.wake.notify_one();
                         }
-                        renewed = Some(now);
-                    }
-                    Ok(false) => {
-                        if renewed.take().is_some() {
-                            tracing::warn!("rollouts: another server took the scheduler lease");
+                        Err(e) => {
+                            tracing::warn!(error = %e, "rollout scheduler step failed; retrying")
                         }
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "rollouts: cannot renew the scheduler lease");
-                        if renewed.is_some_and(|t| now.duration_since(t) >= ttl / 2) {
-                            renewed = None;
-                            next_try = now;
-                        }
-                    }
+                    self.status.passes.send_modify(|n| *n += 1);
                 }
             }
-            svc.scheduling
-                .store(renewed.is_some(), std::sync::atomic::Ordering::Release);
-            if renewed.is_some() {
-                match svc.step().await {
-                    Ok(()) => {}
-                    Err(RolloutError::Overtaken { .. }) => {
-                        tracing::debug!(
-                            "rollout scheduler: another server recorded first; stepping again"
-                        );
-                        svc.wake.notify_one();
+            // A wake-up while stepping left a permit: no change is missed.
+            let _ = tokio::time::timeout(TICK, self.wake.notified()).await;
+        }
+    }
+
+    /// Takes or renews the lease when due; whether this server holds it.
+    async fn hold_lease(&mut self, svc: &Rollouts) -> bool {
+        let lease = &mut self.lease;
+        let now = Instant::now();
+        if now >= lease.next_try {
+            lease.next_try = now + lease.ttl / 3;
+            match svc
+                .store()
+                .lease(LEASE, &self.status.holder, lease.ttl)
+                .await
+            {
+                Ok(true) => {
+                    if lease.renewed.is_none() {
+                        tracing::info!(holder = %self.status.holder, "rollouts: this server schedules now");
+                        svc.take_over();
                     }
-                    Err(e) => tracing::warn!(error = %e, "rollout scheduler step failed; retrying"),
+                    lease.renewed = Some(now);
+                }
+                Ok(false) => {
+                    if lease.renewed.take().is_some() {
+                        tracing::warn!("rollouts: another server took the scheduler lease");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "rollouts: cannot renew the scheduler lease");
+                    if lease
+                        .renewed
+                        .is_some_and(|t| now.duration_since(t) >= lease.ttl / 2)
+                    {
+                        lease.renewed = None;
+                        lease.next_try = now;
+                    }
                 }
             }
         }
-        // A wake-up while stepping left a permit: no change is missed.
-        let _ = tokio::time::timeout(TICK, wake.notified()).await;
+        lease.renewed.is_some()
+    }
+
+    /// One pass: every active rollout, then remediation, under the write
+    /// lock, at the clock's now.
+    async fn pass(&mut self, svc: &Rollouts) -> Result<(), RolloutError> {
+        let now = self.clock.now();
+        let _w = svc.writing.lock().await;
+        svc.step(now).await?;
+        self.remediation.pass(svc, now).await
     }
 }
 
 impl Rollouts {
-    /// Starts a rollout: resolves and orders its twins, checks that no
-    /// active rollout holds any of them, records the start. Its id.
-    pub async fn start_rollout(
-        &self,
-        spec: RolloutSpec,
-        actor: &str,
-    ) -> Result<String, RolloutError> {
-        let store = self.store().clone();
-        self.start_rollout_in(spec, actor, &*store).await
-    }
-
-    /// [`start_rollout`](Rollouts::start_rollout) with the target resolved
-    /// in `view` (a caller's view of the store: twins it may not see are
-    /// not targeted, and naming one is naming a twin that does not exist).
-    pub async fn start_rollout_in(
-        &self,
-        mut spec: RolloutSpec,
-        actor: &str,
-        view: &dyn crate::store::GraphStore,
-    ) -> Result<String, RolloutError> {
-        spec.plan.check()?;
-        if spec.id.is_empty() {
-            spec.id = format!("r-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        }
-        let (target, version, priority) = {
-            let state = self.state();
-            if state.runs.get(&spec.id).is_some() {
-                return Err(RolloutError::invalid_rollout(
-                    "id",
-                    format!("rollout {} already exists", spec.id),
-                ));
-            }
-            let c = state
-                .configurations
-                .get(&spec.configuration)
-                .ok_or_else(|| RolloutError::ConfigurationNotFound(spec.configuration.clone()))?;
-            let v = c.version(spec.version).ok_or_else(|| {
-                RolloutError::invalid_rollout(
-                    "version",
-                    format!("{} has no version {}", spec.configuration, spec.version),
-                )
-            })?;
-            (c.spec.target.clone(), v.clone(), c.spec.priority)
-        };
-        check_parameters(&self.store().models(), &target, &version, &spec.parameters)?;
-        let twins = self.resolve(&spec, &target, view).await?;
-        let hierarchy =
-            spec.plan.order_by_hierarchy || spec.plan.max_in_flight_per_parent.is_some();
-        let (twins, parents) = if hierarchy {
-            self.order_by_hierarchy(twins).await?
-        } else {
-            (twins, Vec::new())
-        };
-        let stage_ends = spec.plan.stage_ends(twins.len());
-        let id = spec.id.clone();
-        let start = Arc::new(RolloutStart {
-            spec,
-            twins,
-            parents,
-            stage_ends,
-            priority,
-        });
-        self.write(actor, |state| {
-            if state.runs.get(&id).is_some() {
-                return Err(RolloutError::invalid_rollout(
-                    "id",
-                    format!("rollout {id} already exists"),
-                ));
-            }
-            if let Some((twin, holder)) = start
-                .twins
-                .iter()
-                .find_map(|t| state.runs.holder(t).map(|h| (t.clone(), h.to_owned())))
-            {
-                return Err(RolloutError::Conflict {
-                    twin,
-                    rollout: holder,
-                });
-            }
-            Ok(vec![Change::Record(Record::RolloutStarted {
-                rollout: start.clone(),
-            })])
-        })
-        .await?;
-        self.wake.notify_one();
-        Ok(id)
-    }
-
-    /// Pauses a pending or running rollout: nothing more is applied (twins
-    /// in flight still settle).
-    pub async fn pause_rollout(&self, id: &str, actor: &str) -> Result<(), RolloutError> {
-        self.transition(id, actor, "pause", RolloutState::Paused, |s| {
-            matches!(s, RolloutState::Pending | RolloutState::Running)
-        })
-        .await
-    }
-
-    pub async fn resume_rollout(&self, id: &str, actor: &str) -> Result<(), RolloutError> {
-        self.transition(id, actor, "resume", RolloutState::Running, |s| {
-            s == RolloutState::Paused
-        })
-        .await
-    }
-
-    /// Stops a rollout for good, keeping what was applied.
-    pub async fn cancel_rollout(&self, id: &str, actor: &str) -> Result<(), RolloutError> {
-        self.transition(id, actor, "cancel", RolloutState::Canceled, |s| {
-            matches!(
-                s,
-                RolloutState::Pending | RolloutState::Running | RolloutState::Paused
-            )
-        })
-        .await
-    }
-
-    /// Restores, on every twin the rollout touched, what it replaced.
-    pub async fn rollback_rollout(&self, id: &str, actor: &str) -> Result<(), RolloutError> {
-        self.transition(id, actor, "roll back", RolloutState::RollingBack, |s| {
-            !matches!(s, RolloutState::RollingBack | RolloutState::RolledBack)
-        })
-        .await
-    }
-
-    async fn transition(
-        &self,
-        id: &str,
-        actor: &str,
-        action: &'static str,
-        to: RolloutState,
-        allowed: impl Fn(RolloutState) -> bool,
-    ) -> Result<(), RolloutError> {
-        self.write(actor, |state| {
-            let r = state
-                .runs
-                .get(id)
-                .ok_or_else(|| RolloutError::RolloutNotFound(id.to_owned()))?;
-            if !allowed(r.state) {
-                return Err(RolloutError::State {
-                    rollout: id.to_owned(),
-                    state: format!("{:?}", r.state).to_uppercase(),
-                    action,
-                });
-            }
-            // Taking the twins back for a rollback after the rollout ended.
-            if to.is_active()
-                && !r.state.is_active()
-                && let Some((twin, holder)) = r.start.twins.iter().find_map(|t| {
-                    state
-                        .runs
-                        .holder(t)
-                        .filter(|h| *h != id)
-                        .map(|h| (t.clone(), h.to_owned()))
-                })
-            {
-                return Err(RolloutError::Conflict {
-                    twin,
-                    rollout: holder,
-                });
-            }
-            Ok(vec![Change::Record(Record::RolloutChanged {
-                rollout: id.to_owned(),
-                state: to,
-                stage: r.stage,
-                baking_since: r.baking_since,
-                reason: Some(format!("{action} requested by {actor}")),
-            })])
-        })
-        .await?;
-        self.wake.notify_one();
-        Ok(())
-    }
-
-    /// One pass over every active rollout.
-    pub(super) async fn step(&self) -> Result<(), RolloutError> {
-        let _w = self.writing.lock().await;
+    /// One pass over every active rollout, at `now` (the caller holds the
+    /// write lock).
+    pub(super) async fn step(&self, now: Micros) -> Result<(), RolloutError> {
         // Every decision of this pass is made on the fold as of now (and
         // this pass's own records): a record another server adds meanwhile
         // refuses the pass's next write, and the next pass starts over.
@@ -304,7 +216,7 @@ impl Rollouts {
         let dirty: HashSet<String> =
             std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()));
         for id in active {
-            if let Err(e) = self.step_rollout(&id, &dirty).await {
+            if let Err(e) = self.step_rollout(&id, &dirty, now).await {
                 // Look at them again in the next pass.
                 self.dirty
                     .lock()
@@ -313,12 +225,12 @@ impl Rollouts {
                 return Err(e);
             }
         }
-        self.remediate().await
+        Ok(())
     }
 
     /// Taking over scheduling: every twin in flight is looked at again (its
     /// device may have answered while another server scheduled).
-    fn take_over(&self) {
+    pub(super) fn take_over(&self) {
         let in_flight = self.state().runs.all_in_flight();
         self.dirty
             .lock()
@@ -326,99 +238,21 @@ impl Rollouts {
             .extend(in_flight);
     }
 
-    /// Re-applies their configuration's values to drifted twins (of
-    /// configurations with remediation on), within each one's rate, not
-    /// twice within a cooldown, never to a twin an active rollout holds.
-    async fn remediate(&self) -> Result<(), RolloutError> {
-        let now = now_micros();
-        let wanted: Vec<(String, f64, Vec<String>)> = {
-            let state = self.state();
-            let on: Vec<(String, f64)> = state
-                .configurations
-                .iter()
-                .filter_map(|c| Some((c.spec.name.clone(), c.remediation_per_minute?)))
-                .collect();
-            if on.is_empty() {
-                return Ok(());
-            }
-            let drifts = state.drifts.all();
-            on.into_iter()
-                .map(|(name, per_minute)| {
-                    let mut twins: Vec<String> = drifts
-                        .iter()
-                        .filter(|d| d.configuration == name && state.runs.holder(&d.twin).is_none())
-                        .map(|d| d.twin.clone())
-                        .collect();
-                    twins.dedup();
-                    (name, per_minute, twins)
-                })
-                .collect()
-        };
-        for (name, per_minute, twins) in wanted {
-            let picked: Vec<String> = {
-                let mut memory = self.remediated.lock().unwrap_or_else(|p| p.into_inner());
-                let super::service::Remediated { last, recent } = &mut *memory;
-                let window = recent.entry(name.clone()).or_default();
-                while window.front().is_some_and(|&t| now - t > RATE_WINDOW) {
-                    window.pop_front();
-                }
-                let budget = (per_minute.floor() as usize).saturating_sub(window.len());
-                let picked: Vec<String> = twins
-                    .into_iter()
-                    .filter(|t| {
-                        last.get(t)
-                            .is_none_or(|&at| now - at > REMEDIATION_COOLDOWN)
-                    })
-                    .take(budget)
-                    .collect();
-                for t in &picked {
-                    last.insert(t.clone(), now);
-                    window.push_back(now);
-                }
-                picked
-            };
-            if picked.is_empty() {
-                continue;
-            }
-            let mut ops: Vec<Op> = self
-                .store()
-                .twins_by_ids(&picked)
-                .await?
-                .into_iter()
-                .filter_map(|t| {
-                    let a = t.configurations.get(&name)?.clone();
-                    Some(Op::AssignConfiguration {
-                        id: t.id.to_string(),
-                        configuration: name.clone(),
-                        assignment: a,
-                        expected_version: None,
-                        force: true,
-                    })
-                })
-                .collect();
-            while !ops.is_empty() {
-                match self.commit(Batch { ops: ops.clone() }, REMEDIATION).await {
-                    Ok(_) => break,
-                    Err(RolloutError::Store(StoreError::Batch(b))) => {
-                        ops.remove(b.index);
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn step_rollout(&self, id: &str, dirty: &HashSet<String>) -> Result<(), RolloutError> {
+    async fn step_rollout(
+        &self,
+        id: &str,
+        dirty: &HashSet<String>,
+        now: Micros,
+    ) -> Result<(), RolloutError> {
         let Some(state) = self.state().runs.get(id).map(|r| r.state) else {
             return Ok(());
         };
         match state {
             RolloutState::Pending => self.change(id, RolloutState::Running, 0, None, None).await,
             RolloutState::Running | RolloutState::Paused => {
-                self.settle(id, dirty).await?;
+                self.settle(id, dirty, now).await?;
                 if state == RolloutState::Running {
-                    self.advance(id).await?;
+                    self.advance(id, now).await?;
                 }
                 Ok(())
             }
@@ -451,8 +285,12 @@ impl Rollouts {
 
     /// Settles the twins in flight whose devices answered, or whose time
     /// is up (a retry sends them back to PENDING).
-    async fn settle(&self, id: &str, dirty: &HashSet<String>) -> Result<(), RolloutError> {
-        let now = now_micros();
+    async fn settle(
+        &self,
+        id: &str,
+        dirty: &HashSet<String>,
+        now: Micros,
+    ) -> Result<(), RolloutError> {
         let (config, candidates, timeout, retries) = {
             let state = self.state();
             let Some(r) = state.runs.get(id) else {
@@ -549,8 +387,7 @@ impl Rollouts {
     }
 
     /// Abort criteria, the stage gate, then the next twins.
-    async fn advance(&self, id: &str) -> Result<(), RolloutError> {
-        let now = now_micros();
+    async fn advance(&self, id: &str, now: Micros) -> Result<(), RolloutError> {
         let (abort, stage, stages, result, threshold, bake, baking) = {
             let state = self.state();
             let Some(r) = state.runs.get(id) else {
@@ -825,153 +662,6 @@ impl Rollouts {
         self.change(id, RolloutState::RolledBack, stage, None, None)
             .await
     }
-
-    /// The twins the target names, by id.
-    async fn resolve(
-        &self,
-        spec: &RolloutSpec,
-        target: &str,
-        view: &dyn crate::store::GraphStore,
-    ) -> Result<Vec<String>, RolloutError> {
-        let t = &spec.target;
-        let models = view.models();
-        let model = t.model.clone().unwrap_or_else(|| target.to_owned());
-        match models.interface(&model) {
-            Some(i) if i.is_a(target) => {}
-            Some(_) => {
-                return Err(RolloutError::invalid_rollout(
-                    "target.model",
-                    format!("{model} does not extend the configuration's target {target}"),
-                ));
-            }
-            None => {
-                return Err(RolloutError::invalid_rollout(
-                    "target.model",
-                    format!("no Interface {model}"),
-                ));
-            }
-        }
-        let filter = match &t.filter {
-            Some(f) => {
-                Some(Arc::new(Filter::parse(f).map_err(|m| {
-                    RolloutError::invalid_rollout("target.where", m)
-                })?))
-            }
-            None => None,
-        };
-        let mut ids: Vec<String> = if t.ids.is_empty() {
-            let mut out = Vec::new();
-            let mut after = None;
-            loop {
-                let page = view
-                    .twin_ids(&TwinQuery {
-                        model: Some(model.clone()),
-                        subtypes: true,
-                        filter: filter.clone(),
-                        after: after.clone(),
-                        limit: 10_000,
-                        ..TwinQuery::default()
-                    })
-                    .await?;
-                after = page.items.last().cloned();
-                out.extend(page.items);
-                if !page.has_more {
-                    break out;
-                }
-            }
-        } else {
-            let mut wanted = t.ids.clone();
-            wanted.sort();
-            wanted.dedup();
-            let found = view.twins_by_ids(&wanted).await?;
-            let by_id: HashMap<&str, &Twin> = found.iter().map(|t| (&*t.id, t)).collect();
-            let mut out = Vec::new();
-            for id in &wanted {
-                let twin = by_id.get(id.as_str()).ok_or_else(|| {
-                    RolloutError::invalid_rollout("target.ids", format!("twin {id} does not exist"))
-                })?;
-                let is_a = models
-                    .interface(&twin.model)
-                    .is_some_and(|i| i.is_a(&model));
-                if t.model.is_none() && !is_a {
-                    return Err(RolloutError::invalid_rollout(
-                        "target.ids",
-                        format!("twin {id} is a {}, not a {target}", twin.model),
-                    ));
-                }
-                if is_a && filter.as_ref().is_none_or(|f| f.matches(twin)) {
-                    out.push(id.clone());
-                }
-            }
-            out
-        };
-        if let Some(root) = &t.under {
-            let under: HashSet<String> = view
-                .descendants(root, crate::twin::query::DEFAULT_MAX_DEPTH)
-                .await
-                .map_err(|e| RolloutError::invalid_rollout("target.under", e.to_string()))?
-                .into_iter()
-                .map(|h| h.twin)
-                .collect();
-            ids.retain(|id| under.contains(id));
-        }
-        if ids.is_empty() {
-            return Err(RolloutError::invalid_rollout(
-                "target",
-                "no twin matches the target",
-            ));
-        }
-        ids.sort();
-        Ok(ids)
-    }
-
-    /// Orders twins by their containment path (root first), so that the
-    /// twins of one site / line are applied together; each twin's parent.
-    async fn order_by_hierarchy(
-        &self,
-        twins: Vec<String>,
-    ) -> Result<(Vec<String>, Vec<Option<String>>), RolloutError> {
-        let containment = self.store().containment();
-        let mut parent_of: HashMap<String, String> = HashMap::new();
-        let mut frontier: Vec<String> = twins.clone();
-        let mut seen: HashSet<String> = twins.iter().cloned().collect();
-        while !frontier.is_empty() {
-            let rels = self
-                .store()
-                .relationships_of(&frontier, Direction::In, Some(&containment))
-                .await?;
-            frontier.clear();
-            for r in rels {
-                parent_of
-                    .entry(r.target.clone())
-                    .or_insert(r.source.clone());
-                if seen.insert(r.source.clone()) {
-                    frontier.push(r.source);
-                }
-            }
-        }
-        let path = |t: &str| {
-            let mut chain = Vec::new();
-            let mut at = t;
-            while let Some(p) = parent_of.get(at) {
-                if chain.len() > 64 {
-                    break;
-                }
-                chain.push(p.clone());
-                at = p;
-            }
-            chain.reverse();
-            chain
-        };
-        let mut keyed: Vec<(Vec<String>, String)> =
-            twins.into_iter().map(|t| (path(&t), t)).collect();
-        keyed.sort();
-        let parents = keyed
-            .iter()
-            .map(|(_, t)| parent_of.get(t).cloned())
-            .collect();
-        Ok((keyed.into_iter().map(|(_, t)| t).collect(), parents))
-    }
 }
 
 /// The current stage's pending twins that may be applied now (with their
@@ -1051,44 +741,4 @@ fn value_at(t: &Twin, path: &str, side: Side) -> Option<Value> {
         v = v.get(f)?;
     }
     Some(v.clone())
-}
-
-/// Checks the rollout's parameter values: each names a declared parameter,
-/// and with them (and the defaults) filled the values are valid; a
-/// parameter without any value must come from the twins.
-fn check_parameters(
-    models: &crate::dtdl::ModelSet,
-    target: &str,
-    version: &Version,
-    given: &Map<String, Value>,
-) -> Result<(), RolloutError> {
-    for name in given.keys() {
-        if !version.parameters.contains_key(name) {
-            return Err(RolloutError::invalid_rollout(
-                format!("parameters.{name}"),
-                format!(
-                    "version {} declares no parameter {name}",
-                    version.spec.number
-                ),
-            ));
-        }
-    }
-    for (name, p) in &version.parameters {
-        if p.source.is_none() && p.default.is_none() && !given.contains_key(name) {
-            return Err(RolloutError::invalid_rollout(
-                format!("parameters.{name}"),
-                format!("parameter {name} needs a value"),
-            ));
-        }
-    }
-    let filled = substitute(&version.effective, &mut |name| {
-        Ok(given
-            .get(name)
-            .cloned()
-            .or_else(|| version.parameters.get(name).and_then(|p| p.default.clone())))
-    })?;
-    super::config::check_desired(models, target, &filled).map_err(|e| match e {
-        RolloutError::Invalid { path, message } => RolloutError::invalid_rollout(path, message),
-        other => other,
-    })
 }

@@ -17,17 +17,11 @@ use tokio::sync::{Mutex, Notify, broadcast, watch};
 use super::RolloutError;
 use super::config::{ConfigurationSpec, Configurations, VersionSpec};
 use super::run::Runs;
+use super::scheduler::{Scheduler, Status};
 use crate::store::{GraphStore, StoreError};
+use crate::twin::clock::{Clock, SystemClock};
 use crate::twin::event::ROLLOUTS_STREAM;
 use crate::twin::{Batch, Change, Event, Op};
-
-/// When each twin was last remediated, and each configuration's recent
-/// remediations (for its rate).
-#[derive(Debug, Default)]
-pub(super) struct Remediated {
-    pub last: std::collections::HashMap<String, crate::twin::Micros>,
-    pub recent: std::collections::HashMap<String, std::collections::VecDeque<crate::twin::Micros>>,
-}
 
 /// A folded rollout record, for `rolloutProgress` subscribers, with where
 /// the rollout stood right after it (not when a subscriber gets to it).
@@ -63,6 +57,8 @@ pub struct Options {
     /// How long the scheduler lease lasts unless renewed (a server that
     /// stops answering is replaced after at most this long).
     pub lease_ttl: std::time::Duration,
+    /// The time timeouts, bake times, rates and cooldowns are measured in.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for Options {
@@ -70,6 +66,7 @@ impl Default for Options {
         Options {
             schedule: true,
             lease_ttl: std::time::Duration::from_secs(10),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -104,15 +101,11 @@ pub struct Rollouts {
     pub(super) wake: Arc<Notify>,
     progress: broadcast::Sender<Progress>,
     drift: broadcast::Sender<Arc<super::drift::DriftChange>>,
-    /// What remediation did lately (memory only).
-    pub(super) remediated: std::sync::Mutex<Remediated>,
     /// The follower and the scheduler.
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub(super) options: Options,
-    /// This server's name in the scheduler lease.
-    pub(super) holder: String,
-    /// Whether this server holds the scheduler lease (as of its last try).
-    pub(super) scheduling: std::sync::atomic::AtomicBool,
+    /// What the scheduler shows of itself.
+    pub(super) scheduler: Arc<Status>,
     /// The last stream record the decisions being written were made on
     /// (set by the holder of `writing` from the fold it read; moved on by
     /// its own commits): what every commit expects to be the last.
@@ -146,10 +139,7 @@ impl Rollouts {
         }
         let mut tasks = vec![tokio::spawn(follow(Arc::downgrade(&r), live))];
         if schedule {
-            tasks.push(tokio::spawn(super::scheduler::schedule(
-                Arc::downgrade(&r),
-                r.wake.clone(),
-            )));
+            tasks.push(tokio::spawn(Scheduler::new(&r).run()));
         }
         *r.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
         Ok(r)
@@ -167,13 +157,14 @@ impl Rollouts {
             let _ = t.await;
         }
         if scheduled {
-            self.scheduling
+            self.scheduler
+                .scheduling
                 .store(false, std::sync::atomic::Ordering::Release);
             let released = self
                 .store
                 .lease(
                     super::scheduler::LEASE,
-                    &self.holder,
+                    &self.scheduler.holder,
                     std::time::Duration::ZERO,
                 )
                 .await;
@@ -200,10 +191,8 @@ impl Rollouts {
             progress: broadcast::channel(4096).0,
             drift: broadcast::channel(4096).0,
             tasks: std::sync::Mutex::new(Vec::new()),
-            remediated: std::sync::Mutex::new(Default::default()),
             options,
-            holder: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
-            scheduling: std::sync::atomic::AtomicBool::new(false),
+            scheduler: Arc::new(Status::new()),
             basis: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -211,7 +200,22 @@ impl Rollouts {
     /// Whether this server drives rollouts and remediation now (it holds
     /// the scheduler lease).
     pub fn schedules(&self) -> bool {
-        self.scheduling.load(std::sync::atomic::Ordering::Acquire)
+        self.scheduler
+            .scheduling
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Wakes the scheduler and waits until it has made a whole pass that
+    /// began after this call (so it saw everything done before, the clock
+    /// included); `false` when none came within `within` (this server does
+    /// not schedule).
+    pub async fn next_pass(&self, within: std::time::Duration) -> bool {
+        let mut passes = self.scheduler.passes.subscribe();
+        let from = *passes.borrow_and_update();
+        self.wake.notify_one();
+        // The pass under way may have begun before the call: the one after.
+        let done = passes.wait_for(|n| *n >= from + 2);
+        matches!(tokio::time::timeout(within, done).await, Ok(Ok(_)))
     }
 
     /// The folded state, to read.

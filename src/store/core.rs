@@ -22,12 +22,11 @@ use super::journal::{Changed, Journal};
 use super::{At, GraphStore, Page, StoreError, TwinQuery};
 use crate::dtdl::ModelSet;
 use crate::twin::TwinError;
+use crate::twin::clock::{Clock, SystemClock};
 use crate::twin::event::MODELS_STREAM;
 use crate::twin::graph::RelKey;
 use crate::twin::query::{DEFAULT_MAX_DEPTH, Direction, Reach, Reached, Traversal};
-use crate::twin::{
-    Batch, Change, Event, Graph, GraphConfig, Micros, Relationship, Twin, now_micros,
-};
+use crate::twin::{Batch, Change, Event, Graph, GraphConfig, Micros, Relationship, Twin};
 
 /// Most requests committed together.
 pub const MAX_GROUP: usize = 1024;
@@ -45,6 +44,8 @@ pub struct StoreConfig {
     /// Events buffered for live subscribers; one that falls further behind
     /// is told it lagged (memory per subscriber stays bounded).
     pub live_buffer: usize,
+    /// What events and leases are stamped with.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for StoreConfig {
@@ -56,6 +57,7 @@ impl Default for StoreConfig {
             // Reads are served from memory; the cache only helps writes.
             storage_cache_bytes: 16 * 1024 * 1024,
             live_buffer: 4096,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -159,7 +161,10 @@ impl Store {
     /// Returns how many were removed. The writer also does this periodically.
     pub fn prune_history(&self) -> Result<usize, StoreError> {
         match self.shared.config.retention {
-            Some(keep) => self.shared.journal.prune_before(retention_horizon(keep)),
+            Some(keep) => self
+                .shared
+                .journal
+                .prune_before(retention_horizon(self.shared.config.clock.now(), keep)),
             None => Ok(0),
         }
     }
@@ -265,19 +270,21 @@ fn writer_loop(shared: &Shared, rx: &std::sync::mpsc::Receiver<Request>) {
             && commits.is_multiple_of(1000)
         {
             // A failed prune keeps history longer; it is retried at the next interval.
-            let _ = shared.journal.prune_before(retention_horizon(keep));
+            let _ = shared
+                .journal
+                .prune_before(retention_horizon(shared.config.clock.now(), keep));
         }
     }
 }
 
-fn retention_horizon(keep: std::time::Duration) -> Micros {
-    now_micros().saturating_sub(i64::try_from(keep.as_micros()).unwrap_or(i64::MAX))
+fn retention_horizon(now: Micros, keep: std::time::Duration) -> Micros {
+    now.saturating_sub(i64::try_from(keep.as_micros()).unwrap_or(i64::MAX))
 }
 
 fn commit_time(shared: &Shared) -> Micros {
     // Timestamps never go backwards, even if the clock does.
     let last = read(&shared.graph).last_time();
-    now_micros().max(last)
+    shared.config.clock.now().max(last)
 }
 
 fn commit_group(shared: &Shared, group: Vec<Request>) {
@@ -694,7 +701,12 @@ impl GraphStore for Store {
         ttl: std::time::Duration,
     ) -> Result<bool, StoreError> {
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        let (after, held) = super::claim(leases.get(name), holder, now_micros(), ttl);
+        let (after, held) = super::claim(
+            leases.get(name),
+            holder,
+            self.shared.config.clock.now(),
+            ttl,
+        );
         match after {
             Some(l) => leases.insert(name.to_owned(), l),
             None => leases.remove(name),

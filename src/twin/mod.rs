@@ -10,6 +10,7 @@
 //! [`query`] traversal, hierarchy and listing, [`error`] the domain errors.
 
 pub mod batch;
+pub mod clock;
 pub mod error;
 pub mod event;
 pub mod filter;

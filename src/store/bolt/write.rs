@@ -29,7 +29,7 @@ use super::{Shared, WriteRequest, db_error, transient};
 use crate::dtdl::ModelSet;
 use crate::store::StoreError;
 use crate::twin::event::MODELS_STREAM;
-use crate::twin::{Batch, Event, Graph, Micros, Op, Relationship, Twin, TwinError, now_micros};
+use crate::twin::{Batch, Event, Graph, Micros, Op, Relationship, Twin, TwinError};
 
 /// Batches committed together at most.
 const MAX_GROUP: usize = 256;
@@ -316,7 +316,8 @@ pub(super) async fn lease(
                 current = Some(crate::store::Lease { holder, until });
             }
         }
-        let (after, held) = crate::store::claim(current.as_ref(), holder, now_micros(), ttl);
+        let (after, held) =
+            crate::store::claim(current.as_ref(), holder, shared.config.clock.now(), ttl);
         if after != current {
             let (h, u) = match &after {
                 Some(l) => (BoltType::from(l.holder.as_str()), BoltType::from(l.until)),
@@ -606,7 +607,7 @@ async fn attempt_batches(
     need.twins.retain(|id| !known.contains_key(id));
     let mut g = load(&mut txn, shared, &need, known.into_values()).await?;
     g.set_position(seq, time);
-    let now = now_micros().max(time);
+    let now = shared.config.clock.now().max(time);
     let mut planner = g.planner(&models);
     let mut results = Vec::with_capacity(batches.len());
     let mut events = Vec::new();
@@ -673,9 +674,12 @@ async fn attempt_models(
     g.set_position(seq, time);
     let mut ids: Vec<String> = models.interfaces().map(|i| i.id.clone()).collect();
     ids.sort();
-    let event =
-        g.planner(&current)
-            .models_changed(ids, documents.to_vec(), now_micros().max(time), actor);
+    let event = g.planner(&current).models_changed(
+        ids,
+        documents.to_vec(),
+        shared.config.clock.now().max(time),
+        actor,
+    );
     let rows = event_rows(std::slice::from_ref(&event))?;
     write_events(&mut txn, std::slice::from_ref(&event), rows).await?;
     txn.commit().await?;
@@ -908,8 +912,11 @@ pub(super) async fn prune(shared: &Shared) -> Result<usize, StoreError> {
     let Some(keep) = shared.config.retention else {
         return Ok(0);
     };
-    let horizon =
-        now_micros().saturating_sub(Micros::try_from(keep.as_micros()).unwrap_or(Micros::MAX));
+    let horizon = shared
+        .config
+        .clock
+        .now()
+        .saturating_sub(Micros::try_from(keep.as_micros()).unwrap_or(Micros::MAX));
     let mut removed = 0;
     loop {
         let n = retrying(shared, || async {
