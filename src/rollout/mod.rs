@@ -1,11 +1,21 @@
-//! Configurations and their rollouts (see `ARCHITECTURE.md`).
+//! Configurations and their rollouts (see `ARCHITECTURE.md`). Their
+//! records' types live in [`crate::records`]; this module owns their rules.
 //!
 //! - [`config`]: configurations (templates of desired values), their
 //!   immutable versions, validation against the models, diffs; the fold of
-//!   their events.
+//!   their records.
+//! - [`plan`]: what a rollout is asked to do, checked.
+//! - [`run`]: rollouts as the fold of their records, and the pure decisions
+//!   on them (a twin's outcome, abort criteria, stage results).
+//! - [`drift`]: drift as a fold of twin events.
 //! - [`service`]: the owner of the configuration and rollout state: the only
 //!   writer of their records, which it reads back from the store's
 //!   `rollouts` stream at startup and follows live.
+//! - `commands`: the public commands (start, pause, resume, cancel, roll
+//!   back); they only record.
+//! - `scheduler`: the scheduler of one server: the lease, and
+//!   passes that settle, gate, apply and roll back, on the service's clock.
+//! - `remediation`: drifted twins get their configuration's values again.
 
 mod commands;
 pub mod config;

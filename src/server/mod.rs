@@ -1,5 +1,7 @@
-//! The HTTP layer: routes, the GraphQL endpoint, health checks, and the
-//! server loop with graceful shutdown. Only this module knows HTTP.
+//! The HTTP layer: routes, the authentication gate, health checks, the
+//! metrics, and the server loop with graceful shutdown. Only this module
+//! knows HTTP: `graphql` is GraphQL over HTTP (media types, status
+//! codes, request parsing), `ws` GraphQL over WebSocket, `tls` HTTPS.
 //!
 //! `app(state)` builds the router (tests can drive it without a socket);
 //! `run(listener, app, shutdown)` serves it until `shutdown` resolves, then

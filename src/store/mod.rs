@@ -2,7 +2,7 @@
 //!
 //! [`GraphStore`] is the one interface every layer above uses (as
 //! `Arc<dyn GraphStore>`); every store passes the same conformance suite
-//! (`tests/store/`). The stores here share [`core::Core`]: the in-memory
+//! (`tests/store_suite.rs`). The stores here share [`core::Core`]: the in-memory
 //! [`Graph`](crate::twin::Graph) serves every read, and one writer thread
 //! commits batches in groups (many writers, one durable commit), appending
 //! events and state together through a [`journal::Journal`].

@@ -5,9 +5,12 @@
 //!
 //! Layout: [`id`] identifiers, [`value`] values against schemas and merge
 //! patch, [`state`] twins and relationships and how events change them,
-//! [`event`] the event log's records, [`batch`] write requests, [`graph`] the
-//! in-memory graph and the planner that turns batches into events,
-//! [`query`] traversal, hierarchy and listing, [`error`] the domain errors.
+//! [`event`] the event log's records (other domains' records ride along as
+//! [`crate::records::Record`], unknown to this module), [`batch`] write
+//! requests, [`graph`] the in-memory graph and the planner that turns
+//! batches into events, [`query`] traversal, hierarchy and listing,
+//! [`filter`] list predicates and sort keys, [`clock`] time as an input,
+//! [`error`] the domain errors (rows of [`crate::codes`]).
 
 pub mod batch;
 pub mod clock;
