@@ -851,7 +851,6 @@ pub(crate) mod run {
 /// none skipped, with `twingraph simulate` playing the devices.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_resumes_exactly_after_the_server_is_killed() {
-    use std::io::{BufRead, BufReader};
     use std::net::SocketAddr;
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
@@ -868,27 +867,7 @@ async fn a_rollout_resumes_exactly_after_the_server_is_killed() {
             .stderr(Stdio::null())
             .spawn()
             .expect("start serve");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        while !line.contains("listening on") {
-            line.clear();
-            assert!(
-                lines.read_line(&mut line).expect("output") > 0,
-                "serve exited"
-            );
-        }
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while lines.read_line(&mut sink).is_ok_and(|n| n > 0) {
-                sink.clear();
-            }
-        });
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|a| a.parse().ok())
-            .expect("address");
+        let addr = crate::support::listening(&mut child).expect("serve exited before listening");
         (child, addr)
     }
     fn simulate(addr: SocketAddr) -> Child {

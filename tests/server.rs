@@ -1,6 +1,5 @@
 //! End to end: the real HTTP server on 127.0.0.1:0, spoken to over TCP.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -557,28 +556,7 @@ pub(crate) fn spawn_serve(dir: &std::path::Path) -> (std::process::Child, Socket
         .stderr(Stdio::null())
         .spawn()
         .expect("start serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout);
-    let mut line = String::new();
-    // Logs come first; the address is on the "listening" line.
-    while !line.contains("listening on") {
-        line.clear();
-        let n = lines.read_line(&mut line).expect("server output");
-        assert!(n > 0, "serve exited before listening");
-    }
-    // Keep reading what it logs, so the pipe never fills or closes.
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        while lines.read_line(&mut sink).is_ok_and(|n| n > 0) {
-            sink.clear();
-        }
-    });
-    let addr: SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let addr = crate::support::listening(&mut child).expect("serve exited before listening");
     (child, addr)
 }
 

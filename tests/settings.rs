@@ -3,7 +3,6 @@
 //! variable, every one by its name from before sections, and the small
 //! demo plants.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -29,29 +28,11 @@ fn spawn(args: &[&str], env: &[(String, String)]) -> (std::process::Child, Socke
         .stderr(Stdio::piped())
         .spawn()
         .expect("start serve");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    while !line.contains("listening on") {
-        line.clear();
-        if lines.read_line(&mut line).expect("server output") == 0 {
-            let mut err = String::new();
-            let _ =
-                std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err);
-            panic!("serve exited before listening ({args:?}, {env:?}): {err}");
-        }
-    }
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        while lines.read_line(&mut sink).is_ok_and(|n| n > 0) {
-            sink.clear();
-        }
-    });
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let Some(addr) = crate::support::listening(&mut child) else {
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err);
+        panic!("serve exited before listening ({args:?}, {env:?}): {err}");
+    };
     (child, addr)
 }
 

@@ -83,3 +83,29 @@ pub fn three_levels() -> twingraph::twin::Batch {
 pub const THREE_LEVELS_QUERY: &str = r#"query($c: ID!) { workCell(id: $c) { contains(first: 100) { nodes { id
     ... on Equipment { dependsOn { edges { kind node { id
       ... on Equipment { feeds { nodes { id ... on Pump { flowRate } } } } } } } } } } } }"#;
+
+/// The address a `twingraph serve` child prints on its "listening on" line
+/// (its standard output piped); what it prints after that is read and
+/// dropped on a thread of its own, so the pipe never fills. `None` when it
+/// exits before listening.
+pub fn listening(child: &mut std::process::Child) -> Option<std::net::SocketAddr> {
+    use std::io::{BufRead, BufReader};
+    let mut lines = BufReader::new(child.stdout.take()?);
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        if lines.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+    }
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while lines.read_line(&mut sink).is_ok_and(|n| n > 0) {
+            sink.clear();
+        }
+    });
+    line.split("://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+}

@@ -201,3 +201,15 @@ pub(super) fn str_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<St
         _ => Ok(None),
     }
 }
+
+/// The twin the `id` argument names: as it is, or with `asOf` as it was
+/// then (time travel).
+pub(super) async fn twin_arg(ctx: &ResolverContext<'_>) -> Result<Option<Twin>, Error> {
+    let store = store_of(ctx)?;
+    let id = ctx.args.try_get("id")?.string()?;
+    match time_arg(ctx, "asOf")? {
+        Some(at) => store.twin_as_of(id, crate::store::At::Time(at)).await,
+        None => store.twin(id).await,
+    }
+    .map_err(|e| store_error(&e))
+}

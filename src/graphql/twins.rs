@@ -12,12 +12,13 @@ use serde_json::{Value, json};
 use super::builder::Builder;
 use super::connection::{PageArgs, connection, twin_page, with_page_arguments};
 use super::context::{
-    actor_of, json_arg, long_arg, store_of, str_arg, time_arg, twin_ref, twin_value, types_of,
+    actor_of, json_arg, long_arg, store_of, str_arg, time_arg, twin_arg, twin_ref, twin_value,
+    types_of,
 };
 use super::errors::{bad_request, batch_store_error, store_error};
 use super::record::{deprecated_alias, record, record_of, records};
 use super::views::{event_json, twin_field, twin_fields};
-use crate::store::{At, GraphStore};
+use crate::store::GraphStore;
 use crate::twin::{Batch, Op, Twin};
 
 /// Applies one operation as `actor` and returns the twin after it.
@@ -72,13 +73,7 @@ pub(super) fn register(b: &mut Builder) {
     b.query(
         Field::new("twin", TypeRef::named("Twin"), |ctx| {
             FieldFuture::new(async move {
-                let store = store_of(&ctx)?;
-                let id = ctx.args.try_get("id")?.string()?;
-                let t = match time_arg(&ctx, "asOf")? {
-                    Some(at) => store.twin_as_of(id, At::Time(at)).await,
-                    None => store.twin(id).await,
-                }
-                .map_err(|e| store_error(&e))?;
+                let t = twin_arg(&ctx).await?;
                 let types = types_of(&ctx)?;
                 Ok(t.map(|t| twin_value(types, t)))
             })

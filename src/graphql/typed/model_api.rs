@@ -31,11 +31,11 @@ use crate::codes::Code;
 use crate::dtdl::model::{Content, ContentKind, Interface as DtdlInterface, Schema};
 use crate::graphql::connection::{Page, PageArgs, connection, twin_page, with_page_arguments};
 use crate::graphql::context::{
-    actor_of, long_arg, store_of, time_arg, twin_ref, twin_value, types_of,
+    actor_of, long_arg, store_of, time_arg, twin_arg, twin_ref, twin_value, types_of,
 };
 use crate::graphql::errors::{bad_request, not_found, store_error};
 use crate::graphql::names::TypeNames;
-use crate::store::{At, GraphStore, TwinQuery};
+use crate::store::{GraphStore, TwinQuery};
 use crate::twin::filter::{Filter, compare, sort_key};
 use crate::twin::{Batch, Change, Op, Twin, format_time};
 
@@ -404,13 +404,8 @@ impl Api {
             Field::new(self.query_names.claim(lower.clone()), TypeRef::named(&n.interface), move |ctx| {
                 let dtmi = d.clone();
                 FieldFuture::new(async move {
+                    let t = twin_arg(&ctx).await?;
                     let store = store_of(&ctx)?;
-                    let id = ctx.args.try_get("id")?.string()?;
-                    let t = match time_arg(&ctx, "asOf")? {
-                        Some(at) => store.twin_as_of(id, At::Time(at)).await,
-                        None => store.twin(id).await,
-                    }
-                    .map_err(|e| store_error(&e))?;
                     let types = types_of(&ctx)?;
                     Ok(t.filter(|t| is_a(store, &t.model, &dtmi))
                         .map(|t| twin_value(types, t)))
