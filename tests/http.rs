@@ -141,6 +141,12 @@ async fn malformed_requests_get_graphql_errors_with_the_right_status() {
         ),
         (
             format!("{POST}\r\n{json}"),
+            r#"[{"query": "{ __typename }", "operationName": 5}]"#,
+            400,
+            "request 0: `operationName` must be a string",
+        ),
+        (
+            format!("{POST}\r\n{json}"),
             r#"[{"query": "{ __typename }"}, 3]"#,
             400,
             "request 1: a GraphQL request is a JSON object",

@@ -241,9 +241,29 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Refused> {
     Ok(())
 }
 
-/// One request or a batch from a JSON body, each checked for the shape of
-/// a GraphQL request.
+/// One request or a batch from a JSON body. A well-formed body is read
+/// straight into requests; anything else is read again as plain JSON to
+/// say what is wrong with it.
 fn parse_body(body: &[u8]) -> Result<BatchRequest, Refused> {
+    let batch = match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice::<Vec<GqlRequest>>(body)
+            .ok()
+            .filter(|rs| !rs.is_empty())
+            .map(BatchRequest::Batch),
+        _ => serde_json::from_slice::<GqlRequest>(body)
+            .ok()
+            .map(BatchRequest::Single),
+    };
+    match batch {
+        // A missing `query` reads as empty: the diagnosis says which.
+        Some(b) if b.iter().all(|r| !r.query.is_empty()) => Ok(b),
+        _ => diagnose(body),
+    }
+}
+
+/// A body that is not a well-formed request (or batch): each request is
+/// checked for the shape of a GraphQL request, to say what is wrong.
+fn diagnose(body: &[u8]) -> Result<BatchRequest, Refused> {
     let bad = |m: String| Refused::new(Code::InvalidRequest, m);
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| bad(format!("the request body is not JSON: {e}")))?;
@@ -309,37 +329,59 @@ fn is_mutation(request: &GqlRequest) -> bool {
     op.is_some_and(|(_, o)| o.node.ty == OperationType::Mutation)
 }
 
-/// A result as JSON: without the `data` entry after a request error.
-fn result_json(r: &Executed) -> Value {
-    let mut v = serde_json::to_value(&r.response).unwrap_or(Value::Null);
-    if r.request_error
-        && let Value::Object(m) = &mut v
-    {
-        m.remove("data");
+/// A result as the client reads it: without the `data` entry after a
+/// request error.
+struct AsSent<'a>(&'a Executed);
+
+impl serde::Serialize for AsSent<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let r = &self.0.response;
+        let mut m = s.serialize_map(None)?;
+        if !self.0.request_error {
+            m.serialize_entry("data", &r.data)?;
+        }
+        if !r.errors.is_empty() {
+            m.serialize_entry("errors", &r.errors)?;
+        }
+        if !r.extensions.is_empty() {
+            m.serialize_entry("extensions", &r.extensions)?;
+        }
+        m.end()
     }
-    v
 }
 
 fn respond(media: Media, results: Results) -> Response {
-    let (status, body, headers) = match &results {
+    let encoded = match &results {
+        One(r) => serde_json::to_vec(&AsSent(r)),
+        Many(rs) => serde_json::to_vec(&rs.iter().map(AsSent).collect::<Vec<_>>()),
+    };
+    let (status, headers) = match &results {
         One(r) => {
             let status = if media == Media::GraphqlResponse && r.request_error {
                 StatusCode::BAD_REQUEST
             } else {
                 StatusCode::OK
             };
-            (status, result_json(r), r.response.http_headers.clone())
+            (status, r.response.http_headers.clone())
         }
         Many(rs) => (
             StatusCode::OK,
-            Value::Array(rs.iter().map(result_json).collect()),
             rs.iter().fold(HeaderMap::new(), |mut acc, r| {
                 acc.extend(r.response.http_headers.clone());
                 acc
             }),
         ),
     };
-    let mut resp = Response::new(Body::from(body.to_string()));
+    let body = match encoded {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "a GraphQL response could not be encoded");
+            return Refused::new(Code::Internal, "the response could not be encoded")
+                .respond(media);
+        }
+    };
+    let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
