@@ -4,9 +4,9 @@
 //! relationships each in an embedded store (in `target/bench-store`), then
 //! measures point reads, a 3-hop traversal, reported-state ingest from 64
 //! concurrent writers (against redb alone doing the same batched writes, in
-//! the same run), one hot twin updated from many writers, and startup of the
-//! resulting store (over a million events). Figures are medians where
-//! repeated. `TWINGRAPH_BENCH_CELLS` scales the plant (default 2,000 work
+//! the same run), reading the event log back, one hot twin updated from
+//! many writers, and startup of the resulting store (over a million
+//! events). Figures are medians where repeated. `TWINGRAPH_BENCH_CELLS` scales the plant (default 2,000 work
 //! cells ≈ 100,000 twins).
 
 use std::path::PathBuf;
@@ -165,6 +165,27 @@ fn main() {
         "ingest: {updates} validated, durable, evented reported updates from {writers} writers in {:.2} s = {:.0} updates/s",
         ingest.as_secs_f64(),
         ingest_rate
+    );
+
+    // Reading the log back (a subscriber catching up, `events(after:)`):
+    // the last 200,000 events in pages of 1,000, decoded.
+    let last = store.last_seq();
+    let span = 200_000.min(last);
+    let mut reads = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let mut seq = last - span;
+        while seq < last {
+            let page = rt.block_on(store.events_after(seq, 1000)).expect("events");
+            seq = page.last().expect("a page").seq;
+        }
+        reads.push(t.elapsed());
+    }
+    let read = median(reads);
+    println!(
+        "log read: {span} events in pages of 1,000 in {:.2} s = {:.0} events/s (median of 3)",
+        read.as_secs_f64(),
+        span as f64 / read.as_secs_f64()
     );
 
     // The storage engine alone, same batched writes (same record sizes), same grouping.

@@ -68,6 +68,16 @@ pub enum Record {
 }
 
 impl Record {
+    /// Every kind, as serialized (`kind` below names each of them).
+    pub const KINDS: [&'static str; 6] = [
+        "configurationCreated",
+        "configurationVersionPublished",
+        "configurationRemediationSet",
+        "rolloutStarted",
+        "rolloutTwinsSettled",
+        "rolloutChanged",
+    ];
+
     /// Its kind, as serialized.
     pub fn kind(&self) -> &'static str {
         match self {

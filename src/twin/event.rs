@@ -27,8 +27,15 @@ pub struct Event {
 }
 
 /// The change an event records.
+///
+/// Serialized with its `kind` first; a [`Record`] as the record itself
+/// (its own `kind`). The derive below covers the twin kinds only (as
+/// inherent functions, `remote = "Self"`); the `Serialize` and
+/// `Deserialize` impls in [`wire`] send record kinds to [`Record`], so
+/// decoding a change buffers it once, like any internally tagged enum,
+/// and a malformed one is told what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase")]
+#[serde(remote = "Self", tag = "kind", rename_all = "camelCase")]
 pub enum Change {
     #[serde(rename_all = "camelCase")]
     TwinCreated {
@@ -123,7 +130,7 @@ pub enum Change {
     },
     /// A record of another domain (configurations, rollouts), carried
     /// as its owner wrote it: serialized as the record itself.
-    #[serde(untagged)]
+    #[serde(skip)]
     Record(Record),
 }
 
@@ -237,6 +244,114 @@ pub struct Previous {
     pub desired: Vec<Entry>,
 }
 
+/// How a [`Change`] is written and read.
+mod wire {
+    use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{Change, Record};
+
+    impl Serialize for Change {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            match self {
+                Change::Record(r) => r.serialize(s),
+                twin => Change::serialize(twin, s),
+            }
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Change {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Change, D::Error> {
+            d.deserialize_map(ChangeVisitor)
+        }
+    }
+
+    struct ChangeVisitor;
+
+    impl<'de> Visitor<'de> for ChangeVisitor {
+        type Value = Change;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a change (an object with its `kind`)")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Change, A::Error> {
+            let Some(first) = map.next_key::<String>()? else {
+                return Err(de::Error::missing_field("kind"));
+            };
+            if first == "kind" {
+                // As written: the kind first, read without buffering.
+                let kind: String = map.next_value()?;
+                let record = Record::KINDS.contains(&kind.as_str());
+                let rest = de::value::MapAccessDeserializer::new(KindThen {
+                    kind: Some(kind),
+                    key: true,
+                    rest: map,
+                });
+                return if record {
+                    Record::deserialize(rest).map(Change::Record)
+                } else {
+                    Change::deserialize(rest)
+                };
+            }
+            // Written some other way: the whole change, then its kind.
+            let mut whole = serde_json::Map::new();
+            whole.insert(first, map.next_value()?);
+            while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
+                whole.insert(k, v);
+            }
+            let record = whole
+                .get("kind")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|k| Record::KINDS.contains(&k));
+            let whole = serde_json::Value::Object(whole);
+            if record {
+                Record::deserialize(whole).map(Change::Record)
+            } else {
+                Change::deserialize(whole)
+            }
+            .map_err(de::Error::custom)
+        }
+    }
+
+    /// The entries of a map whose `kind` was read already: `kind` again,
+    /// then the rest.
+    struct KindThen<A> {
+        kind: Option<String>,
+        key: bool,
+        rest: A,
+    }
+
+    impl<'de, A: MapAccess<'de>> MapAccess<'de> for KindThen<A> {
+        type Error = A::Error;
+
+        fn next_key_seed<K: DeserializeSeed<'de>>(
+            &mut self,
+            seed: K,
+        ) -> Result<Option<K::Value>, A::Error> {
+            if self.key {
+                self.key = false;
+                return seed
+                    .deserialize(IntoDeserializer::<A::Error>::into_deserializer("kind"))
+                    .map(Some);
+            }
+            self.rest.next_key_seed(seed)
+        }
+
+        fn next_value_seed<V: DeserializeSeed<'de>>(
+            &mut self,
+            seed: V,
+        ) -> Result<V::Value, A::Error> {
+            match self.kind.take() {
+                Some(kind) => {
+                    seed.deserialize(IntoDeserializer::<A::Error>::into_deserializer(kind))
+                }
+                None => self.rest.next_value_seed(seed),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,6 +441,61 @@ mod tests {
         for c in changes {
             let v = serde_json::to_value(&c).expect("serializable");
             assert_eq!(v["kind"], c.kind(), "{c:?}");
+        }
+    }
+
+    /// A change reads the same whatever the order of its entries (the
+    /// stores write `kind` first; JSON does not promise it), and a
+    /// malformed one says what is wrong with it.
+    #[test]
+    fn changes_decode_in_any_order_and_say_what_is_wrong() {
+        let golden = include_str!("../../tests/golden/events.jsonl");
+        for (i, line) in golden.lines().enumerate() {
+            let event: Event = serde_json::from_str(line).expect("golden");
+            // `kind` last (written as text: `Map` sorts its keys).
+            let v: Value = serde_json::from_str(line).expect("json");
+            let change = v["change"].as_object().expect("object");
+            let (kind, others): (Vec<_>, Vec<_>) = change.iter().partition(|(k, _)| *k == "kind");
+            let entries: Vec<String> = others
+                .into_iter()
+                .chain(kind)
+                .map(|(k, v)| format!("{}:{v}", Value::from(k.as_str())))
+                .collect();
+            assert!(entries.len() > 1, "{line}");
+            let reordered = format!(
+                r#"{{"seq":{},"time":{},"actor":{},"change":{{{}}}}}"#,
+                v["seq"],
+                v["time"],
+                v["actor"],
+                entries.join(",")
+            );
+            let again: Event = serde_json::from_str(&reordered)
+                .unwrap_or_else(|e| panic!("line {}: reordered: {e}", i + 1));
+            assert_eq!(again, event, "line {}", i + 1);
+        }
+        for (change, says) in [
+            (
+                r#"{"kind":"twinDeleted","twin":5,"version":1}"#,
+                "invalid type: integer `5`, expected a string",
+            ),
+            (
+                r#"{"version":1,"twin":5,"kind":"twinDeleted"}"#,
+                "invalid type: integer `5`, expected a string",
+            ),
+            (
+                r#"{"kind":"rolloutChanged","rollout":"r","stage":1}"#,
+                "missing field `state`",
+            ),
+            (r#"{"kind":"twinRenamed"}"#, "unknown variant `twinRenamed`"),
+            (r#"{"twin":"a"}"#, "missing field `kind`"),
+            (r#"{}"#, "missing field `kind`"),
+            (r#"[1]"#, "expected a change"),
+        ] {
+            let line = format!(r#"{{"seq":1,"time":1,"actor":"a","change":{change}}}"#);
+            let err = serde_json::from_str::<Event>(&line)
+                .expect_err(change)
+                .to_string();
+            assert!(err.contains(says), "{change}: {err}");
         }
     }
 }
