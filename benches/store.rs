@@ -6,8 +6,8 @@
 //! concurrent writers (against redb alone doing the same batched writes, in
 //! the same run), reading the event log back, one hot twin updated from
 //! many writers, and startup of the resulting store (over a million
-//! events). Figures are medians where repeated. `TWINGRAPH_BENCH_CELLS` scales the plant (default 2,000 work
-//! cells ≈ 100,000 twins).
+//! events). Figures are medians where repeated. `TWINGRAPH_BENCH_CELLS`
+//! scales the plant (default 2,000 work cells ≈ 100,000 twins).
 
 use std::path::PathBuf;
 use std::sync::Arc;
