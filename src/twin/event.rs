@@ -246,6 +246,8 @@ pub struct Previous {
 
 /// How a [`Change`] is written and read.
 mod wire {
+    use std::borrow::Cow;
+
     use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -276,13 +278,14 @@ mod wire {
         }
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Change, A::Error> {
-            let Some(first) = map.next_key::<String>()? else {
+            let Some(first) = map.next_key_seed(Text)? else {
                 return Err(de::Error::missing_field("kind"));
             };
             if first == "kind" {
-                // As written: the kind first, read without buffering.
-                let kind: String = map.next_value()?;
-                let record = Record::KINDS.contains(&kind.as_str());
+                // As written: the kind first, read without buffering (and,
+                // from bytes, without copying it).
+                let kind = map.next_value_seed(Text)?;
+                let record = Record::KINDS.contains(&kind.as_ref());
                 let rest = de::value::MapAccessDeserializer::new(KindThen {
                     kind: Some(kind),
                     key: true,
@@ -296,7 +299,7 @@ mod wire {
             }
             // Written some other way: the whole change, then its kind.
             let mut whole = serde_json::Map::new();
-            whole.insert(first, map.next_value()?);
+            whole.insert(first.into_owned(), map.next_value()?);
             while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
                 whole.insert(k, v);
             }
@@ -314,15 +317,47 @@ mod wire {
         }
     }
 
+    /// A string, borrowed from the input where it can be (keys and kinds
+    /// hold no escapes, so from bytes they always are).
+    struct Text;
+
+    impl<'de> DeserializeSeed<'de> for Text {
+        type Value = Cow<'de, str>;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Text {
+        type Value = Cow<'de, str>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
+            Ok(Cow::Borrowed(v))
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Cow<'de, str>, E> {
+            Ok(Cow::Owned(v.to_owned()))
+        }
+
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Cow<'de, str>, E> {
+            Ok(Cow::Owned(v))
+        }
+    }
+
     /// The entries of a map whose `kind` was read already: `kind` again,
     /// then the rest.
-    struct KindThen<A> {
-        kind: Option<String>,
+    struct KindThen<'de, A> {
+        kind: Option<Cow<'de, str>>,
         key: bool,
         rest: A,
     }
 
-    impl<'de, A: MapAccess<'de>> MapAccess<'de> for KindThen<A> {
+    impl<'de, A: MapAccess<'de>> MapAccess<'de> for KindThen<'de, A> {
         type Error = A::Error;
 
         fn next_key_seed<K: DeserializeSeed<'de>>(
@@ -343,7 +378,10 @@ mod wire {
             seed: V,
         ) -> Result<V::Value, A::Error> {
             match self.kind.take() {
-                Some(kind) => {
+                Some(Cow::Borrowed(kind)) => {
+                    seed.deserialize(de::value::BorrowedStrDeserializer::<A::Error>::new(kind))
+                }
+                Some(Cow::Owned(kind)) => {
                     seed.deserialize(IntoDeserializer::<A::Error>::into_deserializer(kind))
                 }
                 None => self.rest.next_value_seed(seed),
