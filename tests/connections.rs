@@ -353,6 +353,10 @@ async fn every_connection_pages_forward_and_backward_alike() {
     walk(a, "{ pumps(PAGE) { edges { cursor node { id } } nodes { id } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }", &["pumps"], "id", 10).await;
     let sorted = walk(a, "{ pumps(orderBy: [{flowRate: DESC}], PAGE) { edges { cursor node { id } } nodes { id } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }", &["pumps"], "id", 10).await;
     assert_eq!(sorted[0], "large-59", "ordered by flowRate, highest first");
+    let generic = walk(a, "{ twins(model: \"dtmi:twingraph:isa95:Pump;1\", orderBy: [{path: \"reported.flowRate\", direction: DESC}], PAGE) { edges { cursor node { id } } nodes { id } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }", &["twins"], "id", 10).await;
+    assert_eq!(generic, sorted, "the generic list orders as the typed one");
+    let two_keys = walk(a, "{ pumps(orderBy: [{runState: ASC}, {flowRate: ASC}], PAGE) { edges { cursor node { id } } nodes { id } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }", &["pumps"], "id", 6).await;
+    assert_eq!(two_keys.len(), sorted.len());
     walk(a, "{ relationships(source: \"large\", PAGE) { totalCount edges { cursor node { id } } nodes { id } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }", &["relationships"], "id", 9).await;
     walk(a, "{ workCell(id: \"large\") { contains(PAGE) { totalCount edges { cursor node { id } } nodes { id } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } } }", &["workCell", "contains"], "id", 8).await;
     walk(a, "{ history(id: \"small-0\", PAGE) { totalCount edges { cursor node { seq } } nodes { seq } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }", &["history"], "seq", 3).await;
@@ -399,6 +403,9 @@ async fn foreign_cursors_and_oversized_pages_are_refused() {
         r#"{ events(after: "x") { nodes { seq } } }"#,
         r#"{ relationships(source: "large", before: "no-newline") { nodes { id } } }"#,
         r#"{ pumps(orderBy: [{flowRate: ASC}], after: "[1]") { nodes { id } } }"#,
+        r#"{ pumps(orderBy: [{flowRate: ASC}], after: "[1, 2]") { nodes { id } } }"#,
+        r#"{ twins(orderBy: [{path: "power"}]) { nodes { id } } }"#,
+        r#"{ twins(orderBy: [{path: "reported..x"}]) { nodes { id } } }"#,
         r#"{ twins(last: 100000) { nodes { id } } }"#,
         r#"{ twins(last: -1) { nodes { id } } }"#,
     ] {

@@ -1135,6 +1135,146 @@ pub async fn twins_are_listed_backward_between_bounds(s: &dyn GraphStore) {
     assert_eq!(page.items, ["p8", "p9"]);
 }
 
+/// Ordered lists: by one key or several, either direction, absent values
+/// last both ways, ties by id, across subtypes, filtered, paged by
+/// position forward and backward, and kept in order as twins change.
+pub async fn twins_are_listed_in_order(s: &dyn GraphStore) {
+    use twingraph::twin::order::SortKey;
+    let power = [
+        Some(3.0),
+        Some(1.0),
+        None,
+        Some(3.0),
+        Some(7.0),
+        None,
+        Some(1.0),
+        Some(5.0),
+        Some(3.0),
+        Some(0.5),
+        Some(7.0),
+        Some(2.0),
+    ];
+    let states = ["running", "idle", "fault"];
+    let mut ops = Vec::new();
+    for (i, p) in power.iter().enumerate() {
+        // Pumps and motors (both Equipment), ids not in power order.
+        let id = format!("e{:02}", (i * 7) % 12);
+        ops.push(create(&id, if i % 3 == 0 { MOTOR } else { PUMP }));
+        let mut patch = json!({"runState": states[i % 3]});
+        if let Some(p) = p {
+            patch["power"] = json!(p);
+        }
+        ops.push(reported(&id, patch));
+    }
+    ops.push(create("site", SITE));
+    must(s, ops).await;
+    let key = |name: &str, desc: bool| SortKey {
+        path: vec!["reported".into(), name.into()],
+        desc,
+    };
+    let ids = |p: &twingraph::store::Page<Twin>| -> Vec<String> {
+        p.items.iter().map(|t| t.id.to_string()).collect()
+    };
+    // The whole list, every page of it forward and backward.
+    let listed = |order: Vec<SortKey>, filter: Option<Value>| {
+        let filter =
+            filter.map(|f| Arc::new(twingraph::twin::filter::Filter::parse(&f).expect("filter")));
+        async move {
+            let q = TwinQuery {
+                model: Some(EQUIPMENT.to_owned()),
+                subtypes: true,
+                filter,
+                order,
+                limit: 100,
+                ..TwinQuery::default()
+            };
+            let whole = s.twins(&q).await.expect("list");
+            assert!(!whole.has_more);
+            for backward in [false, true] {
+                let mut at = TwinQuery {
+                    limit: 3,
+                    backward,
+                    ..q.clone()
+                };
+                let mut pages: Vec<Vec<String>> = Vec::new();
+                loop {
+                    let page = s.twins(&at).await.expect("page");
+                    let next = if backward {
+                        page.items.first()
+                    } else {
+                        page.items.last()
+                    };
+                    if let Some(t) = next {
+                        at.past(t);
+                    }
+                    pages.push(ids(&page));
+                    if !page.has_more {
+                        break;
+                    }
+                }
+                if backward {
+                    pages.reverse();
+                }
+                assert_eq!(pages.concat(), ids(&whole), "paged (backward: {backward})");
+            }
+            ids(&whole)
+        }
+    };
+    // e00 e07 e02 e09 e04 e11 e06 e01 e08 e03 e10 e05 have
+    // 3   1   -   3   7   -   1   5   3   .5  7   2
+    let by_power_desc = [
+        "e04", "e10", "e01", "e00", "e08", "e09", "e05", "e06", "e07", "e03", "e02", "e11",
+    ];
+    assert_eq!(listed(vec![key("power", true)], None).await, by_power_desc);
+    let by_power = [
+        "e03", "e06", "e07", "e05", "e00", "e08", "e09", "e01", "e04", "e10", "e02", "e11",
+    ];
+    assert_eq!(listed(vec![key("power", false)], None).await, by_power);
+    // Two keys: run state up (fault, idle, running), then power down.
+    assert_eq!(
+        listed(vec![key("runState", false), key("power", true)], None).await,
+        [
+            "e08", "e05", "e02", "e11", "e04", "e10", "e01", "e07", "e00", "e09", "e06", "e03"
+        ]
+    );
+    // Filtered (exactly in Cypher, and not).
+    assert_eq!(
+        listed(
+            vec![key("power", true)],
+            Some(json!({"reported.runState": "running"}))
+        )
+        .await,
+        ["e00", "e09", "e06", "e03"]
+    );
+    assert_eq!(
+        listed(
+            vec![key("power", true)],
+            Some(json!({"not": {"reported.runState": "running"}}))
+        )
+        .await,
+        ["e04", "e10", "e01", "e08", "e05", "e07", "e02", "e11"]
+    );
+    // Kept in order as values change and twins go.
+    must(
+        s,
+        vec![
+            reported("e02", json!({"power": 100.0})),
+            reported("e04", json!({"power": null})),
+            Op::DeleteTwin {
+                id: "e10".into(),
+                expected_version: None,
+            },
+        ],
+    )
+    .await;
+    assert_eq!(
+        listed(vec![key("power", true)], None).await,
+        [
+            "e02", "e01", "e00", "e08", "e09", "e05", "e06", "e07", "e03", "e04", "e11"
+        ]
+    );
+}
+
 pub async fn model_changes_are_events(s: &dyn GraphStore) {
     let models = s.models();
     let seq = s
@@ -1561,6 +1701,7 @@ macro_rules! store_conformance {
             twins_are_listed_by_model_with_subtypes,
             twins_are_filtered_by_their_values,
             twins_are_listed_backward_between_bounds,
+            twins_are_listed_in_order,
             model_changes_are_events,
             stream_records_are_kept_and_read_back_in_order,
             configurations_are_layered_by_priority_and_restored,

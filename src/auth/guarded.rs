@@ -334,6 +334,7 @@ impl GuardedStore {
         + Send
         + Sync,
         id_of: fn(&T) -> &str,
+        past: fn(&mut TwinQuery, &T),
     ) -> Result<Page<T>, StoreError> {
         let mut q = query.clone();
         let mut items = Vec::new();
@@ -356,12 +357,8 @@ impl GuardedStore {
                         has_more: true,
                     });
                 }
+                past(&mut q, &item);
                 let id = id_of(&item);
-                if query.backward {
-                    q.before = Some(id.to_owned());
-                } else {
-                    q.after = Some(id.to_owned());
-                }
                 if inside.contains(id) {
                     items.push(item);
                 }
@@ -542,6 +539,7 @@ impl GraphStore for GuardedStore {
                 Box::pin(async move { inner.twins(&q).await })
             },
             twin_id,
+            TwinQuery::past,
         )
         .await
     }
@@ -549,6 +547,14 @@ impl GraphStore for GuardedStore {
     async fn twin_ids(&self, query: &TwinQuery) -> Result<Page<String>, StoreError> {
         if self.scope.is_none() {
             return self.inner.twin_ids(query).await;
+        }
+        if !query.order.is_empty() {
+            // Continuing an ordered list takes the sort values of the twins.
+            let page = self.twins(query).await?;
+            return Ok(Page {
+                items: page.items.iter().map(|t| t.id.to_string()).collect(),
+                has_more: page.has_more,
+            });
         }
         let inner = self.inner.clone();
         self.page_inside(
@@ -558,6 +564,13 @@ impl GraphStore for GuardedStore {
                 Box::pin(async move { inner.twin_ids(&q).await })
             },
             String::as_str,
+            |q, id| {
+                if q.backward {
+                    q.before = Some(id.clone());
+                } else {
+                    q.after = Some(id.clone());
+                }
+            },
         )
         .await
     }

@@ -18,6 +18,7 @@ use super::errors::{bad_request, store_error};
 use super::views::relationship_json;
 use crate::store::{GraphStore, TwinQuery};
 use crate::twin::filter::Filter;
+use crate::twin::order::{Position, SortKey};
 use crate::twin::{Relationship, Twin};
 
 /// Items a page holds when the client asks for no number.
@@ -370,23 +371,39 @@ pub(super) fn parse_pair_cursor(cursor: &str) -> Result<(&str, &str), Error> {
 }
 
 /// The page `args` ask for of the twins of `model` (subtypes included; all
-/// when `None`) that `filter` accepts, in id order, read from the store:
-/// one call, and for the flag beyond the client's cursor (`hasPreviousPage`
-/// paging forward, `hasNextPage` paging backward) one or two lean calls
-/// more, only when the client selects it. Cursors are twin ids.
+/// when `None`) that `filter` accepts, in `order` (then id; id order when
+/// empty), read from the store: one call, and for the flag beyond the
+/// client's cursor (`hasPreviousPage` paging forward, `hasNextPage` paging
+/// backward) one or two lean calls more, only when the client selects it.
+/// Cursors are twin ids in id order, and carry the sort values with an
+/// order ([`twin_cursor`]), so the next page starts where this one ended.
 pub(super) async fn twin_page(
     ctx: &ResolverContext<'_>,
     store: &Arc<dyn GraphStore>,
     model: Option<String>,
     filter: Option<Filter>,
+    order: Vec<SortKey>,
     args: &PageArgs,
 ) -> Result<Page<Twin>, Error> {
+    let after = args
+        .after
+        .as_deref()
+        .map(|c| parse_twin_cursor(c, &order))
+        .transpose()?;
+    let before = args
+        .before
+        .as_deref()
+        .map(|c| parse_twin_cursor(c, &order))
+        .transpose()?;
     let query = TwinQuery {
         model,
         subtypes: true,
         filter: filter.map(Arc::new),
-        after: args.after.clone(),
-        before: args.before.clone(),
+        after: after.as_ref().map(|(id, _)| id.clone()),
+        after_values: after.as_ref().map(|(_, v)| v.clone()).unwrap_or_default(),
+        before: before.as_ref().map(|(id, _)| id.clone()),
+        before_values: before.as_ref().map(|(_, v)| v.clone()).unwrap_or_default(),
+        order,
         limit: args.limit(),
         backward: args.backward(),
     };
@@ -400,51 +417,75 @@ pub(super) async fn twin_page(
         items.drain(..items.len() - last);
         dropped = true;
     }
-    let from_before = match &args.before {
-        Some(b) if wants_page_flag(ctx, "hasNextPage") => twins_from(store, &query, b).await?,
-        _ => false,
-    };
-    let up_to_after = match &args.after {
-        Some(a) if wants_page_flag(ctx, "hasPreviousPage") => {
-            // Ids have no control characters: `a` + NUL is the next string.
-            let up_to = TwinQuery {
-                after: None,
-                before: Some(format!("{a}\0")),
-                limit: 1,
-                backward: true,
-                ..query.clone()
-            };
-            !store
-                .twin_ids(&up_to)
-                .await
-                .map_err(|e| store_error(&e))?
-                .items
-                .is_empty()
+    let from_before = match &before {
+        Some(b) if wants_page_flag(ctx, "hasNextPage") => {
+            twins_at_or_beyond(store, &query, b, false).await?
         }
         _ => false,
     };
+    let up_to_after = match &after {
+        Some(a) if wants_page_flag(ctx, "hasPreviousPage") => {
+            twins_at_or_beyond(store, &query, a, true).await?
+        }
+        _ => false,
+    };
+    let order = query.order;
     let mut page = Page::of_store(items, more, args, up_to_after, from_before, |t: &Twin| {
-        t.id.to_string()
+        twin_cursor(t, &order)
     });
     page.has_previous |= dropped;
     Ok(page)
 }
 
-/// Whether a twin of `query`'s list has id `id` or a later one.
-async fn twins_from(
+/// The cursor of a twin in a list in `order`: its id in id order, else the
+/// JSON list of its sort values and its id.
+pub(super) fn twin_cursor(t: &Twin, order: &[SortKey]) -> String {
+    if order.is_empty() {
+        return t.id.to_string();
+    }
+    let mut values = Position::values(t, order);
+    values.push(serde_json::Value::from(&*t.id));
+    serde_json::Value::Array(values).to_string()
+}
+
+/// The twin id and sort values of a [`twin_cursor`].
+fn parse_twin_cursor(
+    cursor: &str,
+    order: &[SortKey],
+) -> Result<(String, Vec<serde_json::Value>), Error> {
+    if order.is_empty() {
+        return Ok((cursor.to_owned(), Vec::new()));
+    }
+    let refused = || bad_request(format!("{cursor:?} is not a cursor of this ordering"));
+    let mut values: Vec<serde_json::Value> = serde_json::from_str(cursor).map_err(|_| refused())?;
+    if values.len() != order.len() + 1 {
+        return Err(refused());
+    }
+    match values.pop() {
+        Some(serde_json::Value::String(id)) => Ok((id, values)),
+        _ => Err(refused()),
+    }
+}
+
+/// Whether a twin of `query`'s list stands at the cursor `at` or beyond it
+/// (before it when `backward`, else after it).
+async fn twins_at_or_beyond(
     store: &Arc<dyn GraphStore>,
     query: &TwinQuery,
-    id: &str,
+    (id, values): &(String, Vec<serde_json::Value>),
+    backward: bool,
 ) -> Result<bool, Error> {
-    let later = TwinQuery {
-        after: Some(id.to_owned()),
-        before: None,
+    let beyond = TwinQuery {
+        after: (!backward).then(|| id.clone()),
+        after_values: values.clone(),
+        before: backward.then(|| id.clone()),
+        before_values: values.clone(),
         limit: 1,
-        backward: false,
+        backward,
         ..query.clone()
     };
     if !store
-        .twin_ids(&later)
+        .twin_ids(&beyond)
         .await
         .map_err(|e| store_error(&e))?
         .items
@@ -454,7 +495,7 @@ async fn twins_from(
     }
     let models = store.models();
     Ok(store
-        .twins_by_ids(&[id.to_owned()])
+        .twins_by_ids(std::slice::from_ref(id))
         .await
         .map_err(|e| store_error(&e))?
         .iter()

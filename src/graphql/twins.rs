@@ -4,8 +4,10 @@
 
 use std::sync::Arc;
 
+use async_graphql::Error;
 use async_graphql::dynamic::{
-    Field, FieldFuture, FieldValue, InputValue, Interface, InterfaceField, Object, TypeRef,
+    Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Interface,
+    InterfaceField, Object, ResolverContext, TypeRef,
 };
 use serde_json::{Value, json};
 
@@ -19,6 +21,7 @@ use super::errors::{bad_request, batch_store_error, store_error};
 use super::record::{deprecated_alias, record, record_of, records};
 use super::views::{event_json, twin_field, twin_fields};
 use crate::store::GraphStore;
+use crate::twin::order::SortKey;
 use crate::twin::{Batch, Op, Twin};
 
 /// Applies one operation as `actor` and returns the twin after it.
@@ -28,7 +31,7 @@ async fn write_and_read(
     op: Op,
     id: &str,
     actor: &str,
-) -> Result<Option<FieldValue<'static>>, async_graphql::Error> {
+) -> Result<Option<FieldValue<'static>>, Error> {
     store
         .apply(Batch::one(op), actor)
         .await
@@ -64,6 +67,21 @@ pub(super) fn register(b: &mut Builder) {
         .description("An object with an id by which `node` refetches it (Relay object identification): every twin.")
         .field(InterfaceField::new("id", TypeRef::named_nn(TypeRef::ID)).description("Its id."));
     b.register(node);
+    b.register(
+        Enum::new("SortDirection")
+            .description("Ascending or descending; twins without the value come last either way.")
+            .item(EnumItem::new("ASC"))
+            .item(EnumItem::new("DESC")),
+    );
+    b.register(
+        InputObject::new("TwinOrder")
+            .description("One sort key of `twins`: a path as in `where` (`reported.power`, `desired.setpoint`, `id`, `model`, `version`).")
+            .field(InputValue::new("path", TypeRef::named_nn(TypeRef::STRING)))
+            .field(
+                InputValue::new("direction", TypeRef::named_nn("SortDirection"))
+                    .default_value(async_graphql::Value::Enum(async_graphql::Name::new("ASC"))),
+            ),
+    );
     b.register(twin_iface);
     b.register(generic);
     b.register(edge);
@@ -99,19 +117,25 @@ pub(super) fn register(b: &mut Builder) {
                     .map(|w| crate::twin::filter::Filter::parse(&w))
                     .transpose()
                     .map_err(|e| bad_request(format!("where: {e}")))?;
-                let page = twin_page(&ctx, store, model, filter, &args).await?;
+                let order = order_arg(&ctx)?;
+                let page = twin_page(&ctx, store, model, filter, order, &args).await?;
                 Ok(Some(FieldValue::owned_any(page)))
             })
         })
         .description(
-            "Twins, optionally of a model (subtypes included), in id order; a Relay connection (cursors are twin ids).",
+            "Twins, optionally of a model (subtypes included), in `orderBy` order (then by id; id order without it); a Relay connection.",
         )
         .argument(InputValue::new("model", TypeRef::named(TypeRef::STRING)))
         .argument(InputValue::new("where", TypeRef::named("JSON")).description(
             "A predicate over id, model, version, reported.* and desired.*: \
              {\"reported.power\": {\"gt\": 5}}; operators eq, ne, in, gt, gte, lt, lte, \
              contains, startsWith, exists; combine with and, or, not.",
-        )),
+        ))
+        .argument(
+            InputValue::new("orderBy", TypeRef::named_nn_list("TwinOrder")).description(
+                "Sort keys in order of precedence (then id); the store answers it from its indexes.",
+            ),
+        ),
     ));
     b.query(
         Field::new("node", TypeRef::named("Node"), |ctx| {
@@ -290,4 +314,27 @@ fn register_batch(b: &mut Builder) {
         .description("The events, in order."),
     );
     b.register(result);
+}
+
+/// The sort keys of `orderBy`, checked as `where` paths are.
+fn order_arg(ctx: &ResolverContext<'_>) -> Result<Vec<SortKey>, Error> {
+    let Some(items) = ctx.args.get("orderBy").filter(|o| !o.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let mut order = Vec::new();
+    for item in items.list()?.iter() {
+        let item = item.object()?;
+        let path = item.try_get("path")?.string()?;
+        crate::twin::filter::Filter::parse(&serde_json::json!({ path: {"exists": true} }))
+            .map_err(|e| bad_request(format!("orderBy: {e}")))?;
+        let desc = match item.get("direction") {
+            Some(d) => d.enum_name()? == "DESC",
+            None => false,
+        };
+        order.push(SortKey {
+            path: path.split('.').map(str::to_owned).collect(),
+            desc,
+        });
+    }
+    Ok(order)
 }

@@ -396,6 +396,22 @@ fn list<'a>(graph: &'a Graph, models: &ModelSet, q: &TwinQuery) -> (Vec<&'a Twin
         backward: q.backward,
     };
     let mut items: Vec<&Twin> = match &q.model {
+        _ if !q.order.is_empty() => {
+            let models: Vec<&str> = match &q.model {
+                Some(m) if q.subtypes => models.implementors(m).map(|i| i.id.as_str()).collect(),
+                Some(m) => vec![m.as_str()],
+                None => graph.twin_models().collect(),
+            };
+            graph.twins_ordered(
+                &models,
+                &q.order,
+                q.after_position().as_ref(),
+                q.before_position().as_ref(),
+                q.backward,
+                limit.saturating_add(1),
+                keep,
+            )
+        }
         Some(m) => {
             graph.twins_of_model(models, m, q.subtypes, range, limit.saturating_add(1), keep)
         }

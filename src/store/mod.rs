@@ -25,6 +25,7 @@ use tokio::sync::broadcast;
 
 use crate::dtdl::ModelSet;
 use crate::twin::filter::Filter;
+use crate::twin::order::{Position, SortKey};
 use crate::twin::query::{Direction, Reach, Reached, Traversal};
 use crate::twin::{Batch, BatchError, Event, Micros, Relationship, Twin, TwinError};
 
@@ -59,6 +60,13 @@ pub struct TwinQuery {
     pub after: Option<String>,
     /// Only ids before this one.
     pub before: Option<String>,
+    /// The order: sort keys in precedence, then id; empty: id order.
+    pub order: Vec<SortKey>,
+    /// With an `order`: the sort values of the twin `after` names (as
+    /// [`Position::values`](crate::twin::order::Position::values) gives them).
+    pub after_values: Vec<serde_json::Value>,
+    /// With an `order`: the sort values of the twin `before` names.
+    pub before_values: Vec<serde_json::Value>,
     /// At most this many (at least one).
     pub limit: usize,
     /// The last `limit` of the range rather than the first (still listed
@@ -66,11 +74,76 @@ pub struct TwinQuery {
     pub backward: bool,
 }
 
+impl TwinQuery {
+    /// Where the list starts: after this twin (its id, and with an order
+    /// its sort values).
+    pub fn after_position(&self) -> Option<Position> {
+        self.after
+            .as_deref()
+            .map(|id| Position::from_values(&self.after_values, id))
+    }
+
+    /// Where the list ends: before this twin.
+    pub fn before_position(&self) -> Option<Position> {
+        self.before
+            .as_deref()
+            .map(|id| Position::from_values(&self.before_values, id))
+    }
+
+    /// Continues after `t` (before it, going backward): the next page's query.
+    pub fn past(&mut self, t: &Twin) {
+        let values = Position::values(t, &self.order);
+        if self.backward {
+            self.before = Some(t.id.to_string());
+            self.before_values = values;
+        } else {
+            self.after = Some(t.id.to_string());
+            self.after_values = values;
+        }
+    }
+}
+
 /// A page of results and whether more follow (in the direction listed).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub has_more: bool,
+}
+
+/// A page of `twins` (any order) in `order`: strictly between `after` and
+/// `before`, the first `limit` (the last, when `backward`), listed in
+/// order, and whether more lie beyond them.
+pub fn sorted_page(
+    twins: Vec<Twin>,
+    after: Option<Position>,
+    before: Option<Position>,
+    order: &[SortKey],
+    backward: bool,
+    limit: usize,
+) -> Page<Twin> {
+    let mut keyed: Vec<(Position, Twin)> = twins
+        .into_iter()
+        .map(|t| (Position::of(&t, order), t))
+        .filter(|(p, _)| {
+            after
+                .as_ref()
+                .is_none_or(|a| p.cmp_in(a, order) == std::cmp::Ordering::Greater)
+                && before
+                    .as_ref()
+                    .is_none_or(|b| p.cmp_in(b, order) == std::cmp::Ordering::Less)
+        })
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp_in(&b.0, order));
+    let has_more = keyed.len() > limit;
+    if backward {
+        keyed.drain(..keyed.len().saturating_sub(limit));
+    } else {
+        keyed.truncate(limit);
+    }
+    Page {
+        items: keyed.into_iter().map(|(_, t)| t).collect(),
+        has_more,
+    }
 }
 
 /// Why a store operation failed.

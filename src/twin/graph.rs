@@ -57,6 +57,9 @@ pub struct Graph {
     pub(super) last_time: Micros,
     /// The last record of each stream ([`Change::stream`]) by name.
     pub(super) streams: HashMap<String, u64>,
+    /// Sort indexes, built when an ordered list first needs them (under a
+    /// read of the graph, hence the lock), then kept by [`Graph::apply`].
+    pub(super) indexes: std::sync::RwLock<super::index::Indexes>,
 }
 
 /// State changed by planned batches: twins and relationships as they are
@@ -129,6 +132,14 @@ impl Graph {
         self.twins.keys().map(|k| &**k)
     }
 
+    /// The models that have twins.
+    pub fn twin_models(&self) -> impl Iterator<Item = &str> {
+        self.by_model
+            .iter()
+            .filter(|(_, ids)| !ids.is_empty())
+            .map(|(m, _)| &**m)
+    }
+
     /// The graph's shared copy of a twin id (a new one if the twin is unknown).
     fn shared_id(&self, id: &str) -> Arc<str> {
         self.twins
@@ -151,6 +162,7 @@ impl Graph {
         }
         let names = &mut self.prop_names;
         t.intern_names(|k| intern(names, k));
+        self.indexes_mut().insert(&t);
         self.twins.insert(t.id.clone(), t);
     }
 
@@ -233,10 +245,11 @@ impl Graph {
                 }
             }
             Change::TwinDeleted { twin, .. } => {
-                if let Some(t) = self.twins.remove(twin.as_str())
-                    && let Some(set) = self.by_model.get_mut(&*t.model)
-                {
-                    set.remove(twin.as_str());
+                if let Some(t) = self.twins.remove(twin.as_str()) {
+                    self.indexes_mut().remove(&t);
+                    if let Some(set) = self.by_model.get_mut(&*t.model) {
+                        set.remove(twin.as_str());
+                    }
                 }
             }
             Change::DesiredPatched { twin, .. }
@@ -244,7 +257,13 @@ impl Graph {
             | Change::ConfigurationAssigned { twin, .. }
             | Change::ConfigurationRestored { twin, .. } => {
                 if let Some(t) = self.twins.get_mut(twin.as_str()) {
+                    let indexes = self
+                        .indexes
+                        .get_mut()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    indexes.remove(t);
                     t.apply(event);
+                    indexes.insert(t);
                     let names = &mut self.prop_names;
                     t.intern_names(|k| intern(names, k));
                 }
@@ -264,6 +283,12 @@ impl Graph {
             Change::RelationshipDeleted { source, id, .. } => self.rels.remove(source, id),
             Change::ModelsChanged { .. } | Change::CommandInvoked { .. } | Change::Record(_) => {}
         }
+    }
+
+    fn indexes_mut(&mut self) -> &mut super::index::Indexes {
+        self.indexes
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Starts planning writes on top of the current state.

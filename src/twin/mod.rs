@@ -9,7 +9,8 @@
 //! [`crate::records::Record`], unknown to this module), [`batch`] write
 //! requests, [`graph`] the in-memory graph and the planner that turns
 //! batches into events, [`query`] traversal, hierarchy and listing,
-//! [`filter`] list predicates and sort keys, [`clock`] time as an input,
+//! [`filter`] list predicates, [`order`] the order of lists and
+//! [`index`] the sort indexes that answer it, [`clock`] time as an input,
 //! [`error`] the domain errors (rows of [`crate::codes`]).
 
 pub mod batch;
@@ -19,6 +20,8 @@ pub mod event;
 pub mod filter;
 pub mod graph;
 pub mod id;
+pub mod index;
+pub mod order;
 pub mod query;
 pub mod rels;
 pub mod state;

@@ -15,7 +15,6 @@
 //!   `equipmentStart(id, ...request)`, recording a `commandInvoked` event
 //!   for devices to pick up (from `events`/`twinChanged` subscriptions).
 
-use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -29,14 +28,15 @@ use super::values::{filter_ops, parse, upper_first};
 use super::{Compiler, derived, field_base, field_name, twin_fixed};
 use crate::codes::Code;
 use crate::dtdl::model::{Content, ContentKind, Interface as DtdlInterface, Schema};
-use crate::graphql::connection::{Page, PageArgs, connection, twin_page, with_page_arguments};
+use crate::graphql::connection::{PageArgs, connection, twin_page, with_page_arguments};
 use crate::graphql::context::{
     actor_of, long_arg, store_of, time_arg, twin_arg, twin_ref, twin_value, types_of,
 };
 use crate::graphql::errors::{bad_request, not_found, store_error};
 use crate::graphql::names::TypeNames;
-use crate::store::{GraphStore, TwinQuery};
-use crate::twin::filter::{Filter, compare, sort_key};
+use crate::store::GraphStore;
+use crate::twin::filter::Filter;
+use crate::twin::order::SortKey;
 use crate::twin::{Batch, Change, Op, Twin, format_time};
 
 /// How a typed `where` maps onto the JSON filter: field → (path, schema).
@@ -793,8 +793,8 @@ async fn update(
     Ok(t.map(|t| twin_value(types, t)))
 }
 
-/// The typed list: without `orderBy`, id order straight from the store;
-/// with it, every match is read and sorted (cursor: the sort key and id).
+/// The typed list, filtered and ordered by the store (cursors carry the
+/// sort values, so each page starts where the last one ended).
 async fn list(
     ctx: &ResolverContext<'_>,
     dtmi: &str,
@@ -808,9 +808,9 @@ async fn list(
         Some(w) if !w.is_null() => Some(ws.filter(w.as_value())?),
         _ => None,
     };
-    let mut keys: Vec<(Vec<String>, bool)> = Vec::new();
-    if let Some(order) = ctx.args.get("orderBy").filter(|o| !o.is_null()) {
-        for item in order.list()?.iter() {
+    let mut order: Vec<SortKey> = Vec::new();
+    if let Some(items) = ctx.args.get("orderBy").filter(|o| !o.is_null()) {
+        for item in items.list()?.iter() {
             for (field, dir) in item.object()?.iter() {
                 if dir.is_null() {
                     continue;
@@ -819,86 +819,14 @@ async fn list(
                     .fields
                     .get(field.as_str())
                     .ok_or_else(|| bad_request(format!("orderBy: cannot sort by {field}")))?;
-                keys.push((path.clone(), dir.enum_name()? == "DESC"));
+                order.push(SortKey {
+                    path: path.clone(),
+                    desc: dir.enum_name()? == "DESC",
+                });
             }
         }
     }
-    if keys.is_empty() {
-        let page = twin_page(ctx, store, Some(dtmi.to_owned()), filter, &args).await?;
-        return Ok(Some(FieldValue::owned_any(page)));
-    }
-    // Read every match (the store filters), then sort.
-    let mut all = Vec::new();
-    let mut query = TwinQuery {
-        model: Some(dtmi.to_owned()),
-        subtypes: true,
-        filter: filter.map(Arc::new),
-        after: None,
-        limit: 1000,
-        ..TwinQuery::default()
-    };
-    loop {
-        let page = store.twins(&query).await.map_err(|e| store_error(&e))?;
-        query.after = page.items.last().map(|t| t.id.to_string());
-        all.extend(page.items);
-        if !page.has_more {
-            break;
-        }
-    }
-    let paths: Vec<Vec<String>> = keys.iter().map(|(p, _)| p.clone()).collect();
-    let desc: Vec<bool> = keys.iter().map(|(_, d)| *d).collect();
-    let mut keyed: Vec<(Vec<Value>, Twin)> = all
-        .into_iter()
-        .map(|t| {
-            let mut k = sort_key(&t, &paths);
-            k.push(Value::String(t.id.to_string()));
-            (k, t)
-        })
-        .collect();
-    let order = |a: &[Value], b: &[Value]| -> Ordering {
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            let mut o = compare(x, y);
-            // Absent values last in either direction.
-            if desc.get(i).copied().unwrap_or(false) && !x.is_null() && !y.is_null() {
-                o = o.reverse();
-            }
-            if o != Ordering::Equal {
-                return o;
-            }
-        }
-        Ordering::Equal
-    };
-    keyed.sort_by(|a, b| order(&a.0, &b.0));
-    let cursor = |c: &Option<String>| -> Result<Option<Vec<Value>>, Error> {
-        c.as_deref()
-            .map(|c| {
-                serde_json::from_str(c)
-                    .ok()
-                    .filter(|k: &Vec<Value>| k.len() == paths.len() + 1)
-                    .ok_or_else(|| bad_request(format!("{c:?} is not a cursor of this ordering")))
-            })
-            .transpose()
-    };
-    let (after, before) = (cursor(&args.after)?, cursor(&args.before)?);
-    let page = Page::of_sorted(
-        keyed,
-        &args,
-        |(k, _)| Value::Array(k.clone()).to_string(),
-        |(k, _)| {
-            after
-                .as_ref()
-                .is_none_or(|a| order(k, a) == Ordering::Greater)
-        },
-        |(k, _)| {
-            before
-                .as_ref()
-                .is_none_or(|b| order(k, b) == Ordering::Less)
-        },
-    );
-    let mut page = page.map(|(_, t)| t);
-    // Read whole only because it is sorted here; not counted for clients
-    // (lists without `orderBy` are not read whole).
-    page.total = None;
+    let page = twin_page(ctx, store, Some(dtmi.to_owned()), filter, order, &args).await?;
     Ok(Some(FieldValue::owned_any(page)))
 }
 

@@ -583,12 +583,6 @@ pub(super) fn shared_types() -> Vec<Type> {
             .field(InputValue::new("exists", TypeRef::named(TypeRef::BOOLEAN)))
             .into(),
     );
-    types.push(
-        Enum::new("SortDirection")
-            .description("Ascending or descending; twins without the value come last.")
-            .item(EnumItem::new("ASC"))
-            .item(EnumItem::new("DESC"))
-            .into(),
-    );
+    // (`SortDirection` is the generic API's: `twins(orderBy:)`.)
     types
 }

@@ -36,7 +36,7 @@ pub fn condition(f: &Filter) -> Condition {
 }
 
 /// The property of `n` a filter path reads, when the layout flattens it.
-fn column(path: &[String]) -> Option<String> {
+pub(super) fn column(path: &[String]) -> Option<String> {
     match path {
         [one] if one == "id" || one == "model" || one == "version" => Some(format!("n.{one}")),
         [side, name]
@@ -56,7 +56,7 @@ fn column(path: &[String]) -> Option<String> {
 
 /// A value Cypher compares as the filter does: a boolean, a number, or a
 /// string that is not a date-time.
-fn plain(v: &Value) -> Option<BoltType> {
+pub(super) fn plain(v: &Value) -> Option<BoltType> {
     match v {
         Value::Bool(b) => Some(BoltType::from(*b)),
         Value::Number(n) => n

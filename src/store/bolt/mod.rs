@@ -20,6 +20,7 @@
 
 mod filter;
 pub mod layout;
+mod order;
 mod write;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -287,6 +288,121 @@ impl BoltStore {
             .iter()
             .map(|s| decode("twin", s))
             .collect()
+    }
+
+    /// A list in an order: `ORDER BY` over the flattened properties with a
+    /// keyset condition per cursor, paged on while the filter drops what
+    /// Cypher let through; sorted here when a key is not flattened.
+    async fn twins_ordered(&self, tq: &TwinQuery) -> Result<Page<Twin>, StoreError> {
+        let limit = tq.limit.max(1);
+        let Some(columns) = order::columns(&tq.order) else {
+            return self.twins_sorted_here(tq).await;
+        };
+        let mut conditions = Vec::new();
+        let mut params: Vec<(String, BoltType)> = Vec::new();
+        if let Some(model) = &tq.model {
+            conditions.push("n.model IN $models".to_owned());
+            params.push((
+                "models".into(),
+                BoltType::from(model_ids(&self.models(), model, tq.subtypes)),
+            ));
+        }
+        if let Some(f) = &tq.filter {
+            let c = filter::condition(f);
+            conditions.extend(c.text);
+            params.extend(c.params);
+        }
+        let order_by = order::order_by(&tq.order, &columns, tq.backward);
+        let page = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let mut at = tq.clone();
+        let mut items = Vec::new();
+        loop {
+            let mut all = conditions.clone();
+            let mut p = params.clone();
+            if let Some(id) = &at.after {
+                let o = &at.order;
+                all.push(order::beyond(
+                    o,
+                    &columns,
+                    &at.after_values,
+                    id,
+                    true,
+                    "a",
+                    &mut p,
+                ));
+            }
+            if let Some(id) = &at.before {
+                let o = &at.order;
+                all.push(order::beyond(
+                    o,
+                    &columns,
+                    &at.before_values,
+                    id,
+                    false,
+                    "b",
+                    &mut p,
+                ));
+            }
+            let text = format!(
+                "MATCH (n:{TWIN}){}{} RETURN n.state AS s ORDER BY {order_by} LIMIT $limit",
+                if all.is_empty() { "" } else { " WHERE " },
+                all.join(" AND ")
+            );
+            let q = query(&text)
+                .params(p.iter().map(|(k, v)| (k.as_str(), v.clone())))
+                .param("limit", page);
+            let found = self.twins_where(q).await?;
+            let full = found.len() > limit;
+            if let Some(last) = found.last() {
+                at.past(last);
+            }
+            items.extend(
+                found
+                    .into_iter()
+                    .filter(|t| tq.filter.as_ref().is_none_or(|f| f.matches(t))),
+            );
+            if items.len() > limit || !full {
+                break;
+            }
+        }
+        let has_more = items.len() > limit;
+        items.truncate(limit);
+        if tq.backward {
+            items.reverse();
+        }
+        Ok(Page { items, has_more })
+    }
+
+    /// An ordered list whose keys Cypher cannot read: every match (in id
+    /// order, a page at a time), sorted here.
+    async fn twins_sorted_here(&self, tq: &TwinQuery) -> Result<Page<Twin>, StoreError> {
+        let mut by_id = TwinQuery {
+            order: Vec::new(),
+            after: None,
+            before: None,
+            after_values: Vec::new(),
+            before_values: Vec::new(),
+            backward: false,
+            limit: 1000,
+            ..tq.clone()
+        };
+        let mut all = Vec::new();
+        loop {
+            let page = self.twins(&by_id).await?;
+            by_id.after = page.items.last().map(|t| t.id.to_string());
+            all.extend(page.items);
+            if !page.has_more {
+                break;
+            }
+        }
+        Ok(super::sorted_page(
+            all,
+            tq.after_position(),
+            tq.before_position(),
+            &tq.order,
+            tq.backward,
+            tq.limit.max(1),
+        ))
     }
 
     async fn rels_where(&self, q: Query) -> Result<Vec<Relationship>, StoreError> {
@@ -729,6 +845,9 @@ impl GraphStore for BoltStore {
     }
 
     async fn twins(&self, tq: &TwinQuery) -> Result<Page<Twin>, StoreError> {
+        if !tq.order.is_empty() {
+            return self.twins_ordered(tq).await;
+        }
         let limit = tq.limit.max(1);
         let mut conditions = vec!["n.id > $after".to_owned()];
         let mut params: Vec<(String, BoltType)> = Vec::new();
