@@ -580,6 +580,16 @@ async fn a_scoped_token_sees_nothing_out_of_scope() {
             json!({}),
         ),
         (
+            "ordered typed list, a page at a time",
+            "{ pumps(orderBy: [{power: DESC}], first: 1) { nodes { id } } }",
+            json!({}),
+        ),
+        (
+            "ordered list",
+            r#"{ twins(orderBy: [{path: "id", direction: DESC}], first: 100) { nodes { id } } }"#,
+            json!({}),
+        ),
+        (
             "typed filter",
             "{ equipments(where: {id: {in: [\"p1\", \"p2\"]}}, first: 100) { nodes { id } } }",
             json!({}),
@@ -658,6 +668,33 @@ async fn a_scoped_token_sees_nothing_out_of_scope() {
     assert_eq!(
         v["data"]["twins"],
         json!({"nodes": [{"id": "p3"}, {"id": "site-1"}], "pageInfo": {"hasPreviousPage": true}}),
+        "{v}"
+    );
+    // Ordered, a page at a time: what it may see, in order, continued
+    // past what it may not.
+    let v = gql(
+        a,
+        &t,
+        r#"{ twins(orderBy: [{path: "id", direction: DESC}], first: 4) { nodes { id } pageInfo { hasNextPage endCursor } } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        v["data"]["twins"]["nodes"],
+        json!([{"id": "site-1"}, {"id": "p3"}, {"id": "p1"}, {"id": "line-1"}]),
+        "{v}"
+    );
+    let after = v["data"]["twins"]["pageInfo"]["endCursor"].clone();
+    let v = gql(
+        a,
+        &t,
+        r#"query($a: String) { twins(orderBy: [{path: "id", direction: DESC}], first: 4, after: $a) { nodes { id } pageInfo { hasNextPage } } }"#,
+        json!({"a": after}),
+    )
+    .await;
+    assert_eq!(
+        v["data"]["twins"],
+        json!({"nodes": [{"id": "cell-1"}, {"id": "area-1"}], "pageInfo": {"hasNextPage": false}}),
         "{v}"
     );
     let v = gql(
