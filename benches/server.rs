@@ -9,6 +9,9 @@
 //! - `2-hop`: `traverse` two hops out of a work cell (about 100 twins);
 //! - `list`: a filtered list: the first 100 running pumps above a power
 //!   threshold (`pumps(where:)`, four thresholds in turn);
+//! - `running` and `ordered`: the first 100 running pumps in id order, and
+//!   the top 100 by power (`orderBy: [{power: DESC}]`), side by side: the
+//!   cost of an order (the store's sort index against its id index);
 //! - `fan-out`: a change delivered to `TWINGRAPH_BENCH_SUBSCRIBERS`
 //!   (default 10,000) WebSocket subscribers; latency from the mutation to
 //!   each delivery (wall clock, same machine); 5 changes half a second
@@ -400,12 +403,20 @@ fn main() {
                 )
             })
             .collect();
+        // The dashboard's question: the top 100 running pumps by power
+        // (`ordered`), next to the same filter in id order (`running`).
+        let running_q = r#"{ pumps(where: {runState: {eq: running}}, first: 100) { nodes { id power flowRate } pageInfo { endCursor } } }"#;
+        let ordered_q = r#"{ pumps(where: {runState: {eq: running}}, orderBy: [{power: DESC}], first: 100) { nodes { id power flowRate } pageInfo { endCursor } } }"#;
+        let running = vec![post(addr, running_q, json!({}))];
+        let ordered = vec![post(addr, ordered_q, json!({}))];
 
         let mut outcomes = Vec::new();
         outcomes.push(drive("static", addr, Arc::new(vec![healthz]), conns, secs).await);
         outcomes.push(drive("point", addr, Arc::new(point), conns, secs).await);
         outcomes.push(drive("2-hop", addr, Arc::new(two_hop), conns, secs).await);
         outcomes.push(drive("list", addr, Arc::new(list), conns, secs).await);
+        outcomes.push(drive("running", addr, Arc::new(running), conns, secs).await);
+        outcomes.push(drive("ordered", addr, Arc::new(ordered), conns, secs).await);
         if subscribers > 0
             && let Some(o) = fan_out(addr, subscribers).await
         {
@@ -429,6 +440,16 @@ fn main() {
             p.p50.as_secs_f64() / s.p50.as_secs_f64(),
             s.per_sec / p.per_sec
         );
+        if let (Some(r), Some(o)) = (
+            outcomes.iter().find(|o| o.name == "running"),
+            outcomes.iter().find(|o| o.name == "ordered"),
+        ) {
+            println!(
+                "orderBy cost (ordered vs running, same filter, first 100): {:.2}x the p50 latency, {:.2}x fewer requests/s",
+                o.p50.as_secs_f64() / r.p50.as_secs_f64(),
+                r.per_sec / o.per_sec
+            );
+        }
         live.trigger();
         let _ = stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
