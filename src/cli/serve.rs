@@ -352,11 +352,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = server::bind(config.http.listen)
         .with_context(|| format!("listening on {}", config.http.listen))?;
     let addr = listener.local_addr()?;
+    // Listening for signals before saying we listen: a SIGTERM sent as soon
+    // as the address is printed still shuts down gracefully.
+    let stop = shutdown_signal();
     ready.store(true, Ordering::Release);
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("twingraph listening on {scheme}://{addr} (GraphiQL at /, GraphQL at /graphql)");
     let shutdown = async move {
-        shutdown_signal().await;
+        stop.await;
         tracing::info!("shutdown requested: completing subscriptions, finishing requests");
         live.trigger();
     };
