@@ -290,14 +290,8 @@ impl BoltStore {
             .collect()
     }
 
-    /// A list in an order: `ORDER BY` over the flattened properties with a
-    /// keyset condition per cursor, paged on while the filter drops what
-    /// Cypher let through; sorted here when a key is not flattened.
-    async fn twins_ordered(&self, tq: &TwinQuery) -> Result<Page<Twin>, StoreError> {
-        let limit = tq.limit.max(1);
-        let Some(columns) = order::columns(&tq.order) else {
-            return self.twins_sorted_here(tq).await;
-        };
+    /// The conditions and parameters of a list's model and filter.
+    fn list_conditions(&self, tq: &TwinQuery) -> (Vec<String>, Vec<(String, BoltType)>) {
         let mut conditions = Vec::new();
         let mut params: Vec<(String, BoltType)> = Vec::new();
         if let Some(model) = &tq.model {
@@ -312,46 +306,24 @@ impl BoltStore {
             conditions.extend(c.text);
             params.extend(c.params);
         }
-        let order_by = order::order_by(&tq.order, &columns, tq.backward);
+        (conditions, params)
+    }
+
+    /// A page of `tq`, the statement of each step written by `statement`
+    /// from where the list stands: one step when Cypher decides the filter
+    /// exactly (the usual case), more while the filter drops what Cypher
+    /// let through. Going backward, from the end of the range.
+    async fn filtered_page(
+        &self,
+        tq: &TwinQuery,
+        statement: impl Fn(&TwinQuery, i64) -> Query,
+    ) -> Result<Page<Twin>, StoreError> {
+        let limit = tq.limit.max(1);
         let page = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
         let mut at = tq.clone();
         let mut items = Vec::new();
         loop {
-            let mut all = conditions.clone();
-            let mut p = params.clone();
-            if let Some(id) = &at.after {
-                let o = &at.order;
-                all.push(order::beyond(
-                    o,
-                    &columns,
-                    &at.after_values,
-                    id,
-                    true,
-                    "a",
-                    &mut p,
-                ));
-            }
-            if let Some(id) = &at.before {
-                let o = &at.order;
-                all.push(order::beyond(
-                    o,
-                    &columns,
-                    &at.before_values,
-                    id,
-                    false,
-                    "b",
-                    &mut p,
-                ));
-            }
-            let text = format!(
-                "MATCH (n:{TWIN}){}{} RETURN n.state AS s ORDER BY {order_by} LIMIT $limit",
-                if all.is_empty() { "" } else { " WHERE " },
-                all.join(" AND ")
-            );
-            let q = query(&text)
-                .params(p.iter().map(|(k, v)| (k.as_str(), v.clone())))
-                .param("limit", page);
-            let found = self.twins_where(q).await?;
+            let found = self.twins_where(statement(&at, page)).await?;
             let full = found.len() > limit;
             if let Some(last) = found.last() {
                 at.past(last);
@@ -371,6 +343,38 @@ impl BoltStore {
             items.reverse();
         }
         Ok(Page { items, has_more })
+    }
+
+    /// A list in an order: `ORDER BY` over the flattened properties with a
+    /// keyset condition per cursor; sorted here when a key is not flattened.
+    async fn twins_ordered(&self, tq: &TwinQuery) -> Result<Page<Twin>, StoreError> {
+        let Some(columns) = order::columns(&tq.order) else {
+            return self.twins_sorted_here(tq).await;
+        };
+        let (conditions, params) = self.list_conditions(tq);
+        let order_by = order::order_by(&tq.order, &columns, tq.backward);
+        self.filtered_page(tq, |at, page| {
+            let mut all = conditions.clone();
+            let mut p = params.clone();
+            let o = &at.order;
+            if let Some(id) = &at.after {
+                let v = &at.after_values;
+                all.push(order::beyond(o, &columns, v, id, true, "a", &mut p));
+            }
+            if let Some(id) = &at.before {
+                let v = &at.before_values;
+                all.push(order::beyond(o, &columns, v, id, false, "b", &mut p));
+            }
+            let text = format!(
+                "MATCH (n:{TWIN}){}{} RETURN n.state AS s ORDER BY {order_by} LIMIT $limit",
+                if all.is_empty() { "" } else { " WHERE " },
+                all.join(" AND ")
+            );
+            query(&text)
+                .params(p.iter().map(|(k, v)| (k.as_str(), v.clone())))
+                .param("limit", page)
+        })
+        .await
     }
 
     /// An ordered list whose keys Cypher cannot read: every match (in id
@@ -848,21 +852,8 @@ impl GraphStore for BoltStore {
         if !tq.order.is_empty() {
             return self.twins_ordered(tq).await;
         }
-        let limit = tq.limit.max(1);
-        let mut conditions = vec!["n.id > $after".to_owned()];
-        let mut params: Vec<(String, BoltType)> = Vec::new();
-        if let Some(model) = &tq.model {
-            conditions.push("n.model IN $models".to_owned());
-            params.push((
-                "models".into(),
-                BoltType::from(model_ids(&self.models(), model, tq.subtypes)),
-            ));
-        }
-        if let Some(f) = &tq.filter {
-            let c = filter::condition(f);
-            conditions.extend(c.text);
-            params.extend(c.params);
-        }
+        let (mut conditions, params) = self.list_conditions(tq);
+        conditions.insert(0, "n.id > $after".to_owned());
         // With an upper bound only where there is one: the plain range
         // keeps to the id index.
         let text = |bounded: bool| {
@@ -873,43 +864,14 @@ impl GraphStore for BoltStore {
                 if tq.backward { " DESC" } else { "" }
             )
         };
-        // Pages until enough twins pass the filter: one page when the
-        // condition is exact (the usual case), more when Cypher could only
-        // narrow the list down. Going backward, from the end of the range.
-        let page = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-        let mut after = tq.after.clone().unwrap_or_default();
-        let mut before = tq.before.clone();
-        let mut items = Vec::new();
-        loop {
-            let q = query(&text(before.is_some()))
+        self.filtered_page(tq, |at, page| {
+            query(&text(at.before.is_some()))
                 .params(params.iter().map(|(k, v)| (k.as_str(), v.clone())))
-                .param("after", after.as_str())
-                .param("before", before.as_deref().unwrap_or_default())
-                .param("limit", page);
-            let found = self.twins_where(q).await?;
-            let full = found.len() > limit;
-            if let Some(last) = found.last() {
-                if tq.backward {
-                    before = Some(last.id.to_string());
-                } else {
-                    after = last.id.to_string();
-                }
-            }
-            items.extend(
-                found
-                    .into_iter()
-                    .filter(|t| tq.filter.as_ref().is_none_or(|f| f.matches(t))),
-            );
-            if items.len() > limit || !full {
-                break;
-            }
-        }
-        let has_more = items.len() > limit;
-        items.truncate(limit);
-        if tq.backward {
-            items.reverse();
-        }
-        Ok(Page { items, has_more })
+                .param("after", at.after.as_deref().unwrap_or_default())
+                .param("before", at.before.as_deref().unwrap_or_default())
+                .param("limit", page)
+        })
+        .await
     }
 
     async fn relationship(
