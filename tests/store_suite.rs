@@ -1275,6 +1275,171 @@ pub async fn twins_are_listed_in_order(s: &dyn GraphStore) {
     );
 }
 
+/// Aggregates: counts and numbers per model (subtypes included), grouped,
+/// filtered (exactly in Cypher and not), under a twin, within a view.
+pub async fn twins_are_aggregated(s: &dyn GraphStore) {
+    use twingraph::store::{AggregateQuery, Within};
+    use twingraph::twin::aggregate::Measures;
+    // site ─ area ─ line ┬ a1 (a cell) ─ p1 (running 2), p2 (running 4), m1 (fault, no power)
+    //                    └ a2 (a cell) ─ p3 (idle 10), m2 (running 1.5)
+    //   and p4 (no state, 7) outside the site
+    let cell = "dtmi:twingraph:isa95:WorkCell;1";
+    let mut ops = vec![
+        create("site", SITE),
+        create("area", AREA),
+        create("line", LINE),
+        create("a1", cell),
+        create("a2", cell),
+    ];
+    ops.push(rel("site", "contains", "area"));
+    ops.push(rel("area", "contains", "line"));
+    ops.push(rel("line", "contains", "a1"));
+    ops.push(rel("line", "contains", "a2"));
+    for (id, model, area, v) in [
+        (
+            "p1",
+            PUMP,
+            Some("a1"),
+            json!({"runState": "running", "power": 2.0}),
+        ),
+        (
+            "p2",
+            PUMP,
+            Some("a1"),
+            json!({"runState": "running", "power": 4.0}),
+        ),
+        ("m1", MOTOR, Some("a1"), json!({"runState": "fault"})),
+        (
+            "p3",
+            PUMP,
+            Some("a2"),
+            json!({"runState": "idle", "power": 10.0}),
+        ),
+        (
+            "m2",
+            MOTOR,
+            Some("a2"),
+            json!({"runState": "running", "power": 1.5}),
+        ),
+        ("p4", PUMP, None, json!({"power": 7.0})),
+    ] {
+        ops.push(create(id, model));
+        ops.push(reported(id, v));
+        if let Some(a) = area {
+            ops.push(rel(a, "contains", id));
+        }
+    }
+    must(s, ops).await;
+    let path = |p: &str| vec!["reported".to_owned(), p.to_owned()];
+    let q = |model: &str| AggregateQuery {
+        model: Some(model.to_owned()),
+        subtypes: true,
+        measures: Measures {
+            fields: vec![path("power")],
+            group_by: Some(path("runState")),
+        },
+        ..AggregateQuery::default()
+    };
+    // (key, count, power count, sum, min, max) of each group.
+    let seen = |a: &twingraph::twin::aggregate::Aggregate| -> Vec<(Value, u64, u64, f64, Option<f64>, Option<f64>)> {
+        a.groups
+            .iter()
+            .map(|g| {
+                let n = &g.stats.fields[0];
+                (g.key.clone(), g.stats.count, n.count, n.sum, n.min, n.max)
+            })
+            .collect()
+    };
+    let all = s.aggregate(&q(EQUIPMENT)).await.expect("aggregate");
+    assert_eq!(all.all.count, 6);
+    assert_eq!(all.all.fields[0].sum, 24.5);
+    assert_eq!(all.all.fields[0].avg(), Some(24.5 / 5.0));
+    assert_eq!(
+        seen(&all),
+        [
+            (json!("fault"), 1, 0, 0.0, None, None),
+            (json!("idle"), 1, 1, 10.0, Some(10.0), Some(10.0)),
+            (json!("running"), 3, 3, 7.5, Some(1.5), Some(4.0)),
+            (Value::Null, 1, 1, 7.0, Some(7.0), Some(7.0)),
+        ]
+    );
+    // One model only; no grouping.
+    let pumps = s
+        .aggregate(&AggregateQuery {
+            subtypes: false,
+            measures: Measures {
+                fields: vec![path("power")],
+                group_by: None,
+            },
+            ..q(PUMP)
+        })
+        .await
+        .expect("pumps");
+    assert_eq!((pumps.all.count, pumps.all.fields[0].max), (4, Some(10.0)));
+    assert!(pumps.groups.is_empty());
+    // Under a twin (at any depth), and filtered: exactly and not.
+    let under = s
+        .aggregate(&AggregateQuery {
+            under: Some("site".into()),
+            ..q(EQUIPMENT)
+        })
+        .await
+        .expect("under");
+    assert_eq!(under.all.count, 5);
+    for f in [
+        json!({"reported.power": {"gte": 2}}),
+        json!({"reported.power": {"exists": true}, "not": {"reported.power": {"lt": 2}}}),
+    ] {
+        let filter = twingraph::twin::filter::Filter::parse(&f).expect("filter");
+        let a = s
+            .aggregate(&AggregateQuery {
+                under: Some("a1".into()),
+                filter: Some(Arc::new(filter)),
+                ..q(EQUIPMENT)
+            })
+            .await
+            .expect("filtered");
+        assert_eq!(
+            seen(&a),
+            [(json!("running"), 2, 2, 6.0, Some(2.0), Some(4.0))],
+            "{f}"
+        );
+    }
+    // Within a view: a subtree (a root inside another counted once), or
+    // the roots alone.
+    let view = |roots: &[&str], subtrees| AggregateQuery {
+        within: Some(Within {
+            roots: roots.iter().map(|r| (*r).to_owned()).collect(),
+            subtrees,
+        }),
+        ..q(EQUIPMENT)
+    };
+    let a = s
+        .aggregate(&view(&["a2", "site", "p3", "gone"], true))
+        .await
+        .expect("view");
+    assert_eq!(a.all.count, 5);
+    let a = s.aggregate(&view(&["a2"], true)).await.expect("view");
+    assert_eq!(seen(&a).len(), 2);
+    assert_eq!(a.all.fields[0].sum, 11.5);
+    let a = s
+        .aggregate(&view(&["a2", "p4"], false))
+        .await
+        .expect("roots");
+    assert_eq!((a.all.count, a.all.fields[0].sum), (1, 7.0));
+    // Under a twin that does not exist.
+    let missing = s
+        .aggregate(&AggregateQuery {
+            under: Some("nowhere".into()),
+            ..q(EQUIPMENT)
+        })
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::Twin(TwinError::NotFound(_)))),
+        "{missing:?}"
+    );
+}
+
 pub async fn model_changes_are_events(s: &dyn GraphStore) {
     let models = s.models();
     let seq = s
@@ -1702,6 +1867,7 @@ macro_rules! store_conformance {
             twins_are_filtered_by_their_values,
             twins_are_listed_backward_between_bounds,
             twins_are_listed_in_order,
+            twins_are_aggregated,
             model_changes_are_events,
             stream_records_are_kept_and_read_back_in_order,
             configurations_are_layered_by_priority_and_restored,

@@ -22,7 +22,8 @@ use tokio::sync::broadcast;
 
 use super::{Action, Principal, Scope};
 use crate::dtdl::ModelSet;
-use crate::store::{At, GraphStore, Page, StoreError, TwinQuery};
+use crate::store::{AggregateQuery, At, GraphStore, Page, StoreError, TwinQuery, Within};
+use crate::twin::aggregate::Aggregate;
 use crate::twin::query::{Direction, Reach, Reached, Traversal};
 use crate::twin::{Batch, BatchError, Change, Event, Micros, Op, Relationship, Twin, TwinError};
 
@@ -673,6 +674,30 @@ impl GraphStore for GuardedStore {
         // Scope is judged on paths: the full traversal, kept to the scope.
         let (hits, twins) = self.traverse_twins(traversal).await?;
         Ok(crate::store::reach_of(hits, &twins))
+    }
+
+    async fn aggregate(&self, query: &AggregateQuery) -> Result<Aggregate, StoreError> {
+        let Some(scope) = &self.scope else {
+            return self.inner.aggregate(query).await;
+        };
+        if let Some(under) = &query.under {
+            if !self.contains(under).await? {
+                // Out of scope is as missing.
+                return Err(TwinError::NotFound(under.clone()).into());
+            }
+            if scope.subtree {
+                // Everything below a twin in scope is in scope.
+                return self.inner.aggregate(query).await;
+            }
+        }
+        let q = AggregateQuery {
+            within: Some(Within {
+                roots: scope.roots.clone(),
+                subtrees: scope.subtree,
+            }),
+            ..query.clone()
+        };
+        self.inner.aggregate(&q).await
     }
 
     async fn ancestors(&self, id: &str) -> Result<Vec<String>, StoreError> {

@@ -11,6 +11,7 @@
 //!
 //! Locks: `graph` is a std `RwLock`, held briefly and never across `.await`.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -19,9 +20,10 @@ use async_trait::async_trait;
 use tokio::sync::{broadcast, oneshot};
 
 use super::journal::{Changed, Journal};
-use super::{At, GraphStore, Page, StoreError, TwinQuery};
+use super::{AggregateQuery, At, GraphStore, Page, StoreError, TwinQuery};
 use crate::dtdl::ModelSet;
 use crate::twin::TwinError;
+use crate::twin::aggregate::{Aggregate, Tally};
 use crate::twin::clock::{Clock, SystemClock};
 use crate::twin::event::MODELS_STREAM;
 use crate::twin::graph::RelKey;
@@ -551,6 +553,64 @@ impl GraphStore for Store {
             items: items.into_iter().cloned().collect(),
             has_more,
         })
+    }
+
+    async fn aggregate(&self, q: &AggregateQuery) -> Result<Aggregate, StoreError> {
+        let graph = self.graph();
+        let models = self.models();
+        let of_model: HashSet<&str> = match &q.model {
+            Some(m) if q.subtypes => models.implementors(m).map(|i| i.id.as_str()).collect(),
+            Some(m) => HashSet::from([m.as_str()]),
+            None => graph.twin_models().collect(),
+        };
+        // The twins `under` and `within` allow, when they narrow the set.
+        let mut allowed: Option<HashSet<&str>> = None;
+        if let Some(under) = &q.under {
+            if graph.twin(under).is_none() {
+                return Err(TwinError::NotFound(under.clone()).into());
+            }
+            allowed = Some(graph.contained(&[under.as_str()], false));
+        }
+        if let Some(w) = &q.within {
+            let roots: Vec<&str> = w.roots.iter().map(String::as_str).collect();
+            let view: HashSet<&str> = if w.subtrees {
+                graph.contained(&roots, true)
+            } else {
+                roots
+                    .iter()
+                    .filter_map(|r| graph.twin(r))
+                    .map(|t| &*t.id)
+                    .collect()
+            };
+            allowed = Some(match allowed {
+                Some(a) => a.intersection(&view).copied().collect(),
+                None => view,
+            });
+        }
+        let keep = |t: &Twin| q.filter.as_ref().is_none_or(|f| f.matches(t));
+        let mut tally = Tally::new(&q.measures);
+        match &allowed {
+            Some(ids) => {
+                for t in ids.iter().filter_map(|id| graph.twin(id)) {
+                    if of_model.contains(&*t.model) && keep(t) {
+                        tally.add(t);
+                    }
+                }
+            }
+            None => {
+                for m in &of_model {
+                    for t in graph
+                        .with_model_between(m, None, None)
+                        .filter_map(|id| graph.twin(id))
+                    {
+                        if keep(t) {
+                            tally.add(t);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(tally.finish())
     }
 
     async fn twin_ids(&self, q: &TwinQuery) -> Result<Page<String>, StoreError> {

@@ -24,8 +24,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::dtdl::ModelSet;
+use crate::twin::aggregate::{Aggregate, Measures, Tally};
 use crate::twin::filter::Filter;
 use crate::twin::order::{Position, SortKey};
+use crate::twin::query::DEFAULT_MAX_DEPTH;
 use crate::twin::query::{Direction, Reach, Reached, Traversal};
 use crate::twin::{Batch, BatchError, Event, Micros, Relationship, Twin, TwinError};
 
@@ -101,6 +103,84 @@ impl TwinQuery {
             self.after_values = values;
         }
     }
+}
+
+/// Twins a caller may count: these roots and, with `subtrees`, what they
+/// contain (a scoped caller's view, set by `auth::GuardedStore`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Within {
+    pub roots: Vec<String>,
+    pub subtrees: bool,
+}
+
+/// Which twins to aggregate, and what of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AggregateQuery {
+    /// Only twins of this model (and, with `subtypes`, of models extending it).
+    pub model: Option<String>,
+    pub subtypes: bool,
+    /// Only twins this filter accepts.
+    pub filter: Option<Arc<Filter>>,
+    /// Only twins this twin contains, at any depth (not itself).
+    pub under: Option<String>,
+    /// Only twins in this view.
+    pub within: Option<Within>,
+    pub measures: Measures,
+}
+
+/// An aggregation by reading: the twins a list would give, folded here,
+/// `under` and `within` taken from [`GraphStore::descendants`] (up to
+/// [`DEFAULT_MAX_DEPTH`] levels). The fallback of stores that cannot
+/// aggregate in place.
+pub async fn aggregate_by_reading<S: GraphStore + ?Sized>(
+    store: &S,
+    q: &AggregateQuery,
+) -> Result<Aggregate, StoreError> {
+    let mut allowed: Option<std::collections::HashSet<String>> = None;
+    let mut narrow = |ids: std::collections::HashSet<String>| {
+        allowed = Some(match allowed.take() {
+            Some(a) => a.intersection(&ids).cloned().collect(),
+            None => ids,
+        });
+    };
+    if let Some(under) = &q.under {
+        let below = store.descendants(under, DEFAULT_MAX_DEPTH).await?;
+        narrow(below.into_iter().map(|r| r.twin).collect());
+    }
+    if let Some(within) = &q.within {
+        let mut ids: std::collections::HashSet<String> = within.roots.iter().cloned().collect();
+        if within.subtrees {
+            for root in &within.roots {
+                match store.descendants(root, DEFAULT_MAX_DEPTH).await {
+                    Ok(below) => ids.extend(below.into_iter().map(|r| r.twin)),
+                    Err(StoreError::Twin(TwinError::NotFound(_))) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        narrow(ids);
+    }
+    let mut tally = Tally::new(&q.measures);
+    let mut list = TwinQuery {
+        model: q.model.clone(),
+        subtypes: q.subtypes,
+        filter: q.filter.clone(),
+        limit: 1000,
+        ..TwinQuery::default()
+    };
+    loop {
+        let page = store.twins(&list).await?;
+        for t in &page.items {
+            if allowed.as_ref().is_none_or(|a| a.contains(&*t.id)) {
+                tally.add(t);
+            }
+        }
+        list.after = page.items.last().map(|t| t.id.to_string());
+        if !page.has_more {
+            break;
+        }
+    }
+    Ok(tally.finish())
 }
 
 /// A page of results and whether more follow (in the direction listed).
@@ -277,6 +357,13 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
     async fn twins_by_ids(&self, ids: &[String]) -> Result<Vec<Twin>, StoreError>;
 
     async fn twins(&self, query: &TwinQuery) -> Result<Page<Twin>, StoreError>;
+
+    /// Counts and aggregates of the twins `query` names, with its groups.
+    /// Stores aggregate in place where they can (the embedded store over
+    /// its graph, Neo4j in one statement); the default reads the twins.
+    async fn aggregate(&self, query: &AggregateQuery) -> Result<Aggregate, StoreError> {
+        aggregate_by_reading(self, query).await
+    }
 
     /// The ids [`twins`](GraphStore::twins) would list (stores override it
     /// when they can skip reading the twins).

@@ -13,6 +13,7 @@
 //! [`index`] the sort indexes that answer it, [`clock`] time as an input,
 //! [`error`] the domain errors (rows of [`crate::codes`]).
 
+pub mod aggregate;
 pub mod batch;
 pub mod clock;
 pub mod error;

@@ -1,7 +1,7 @@
 //! Reads over the in-memory graph: traversal (impact analysis), the
 //! containment hierarchy, and twins by model (subtypes included).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -184,6 +184,29 @@ impl Graph {
             cur = parent;
         }
         Ok(out)
+    }
+
+    /// The twins `roots` contain at any depth, with the roots themselves
+    /// when `with_roots`; a root that does not exist contains nothing.
+    pub fn contained<'a>(&'a self, roots: &[&str], with_roots: bool) -> HashSet<&'a str> {
+        let mut seen: HashSet<&'a str> = HashSet::new();
+        let mut queue: VecDeque<&'a str> = VecDeque::new();
+        for root in roots {
+            if let Some((id, _)) = self.twins.get_key_value(*root) {
+                queue.push_back(id);
+                if with_roots {
+                    seen.insert(id);
+                }
+            }
+        }
+        while let Some(twin) = queue.pop_front() {
+            for r in self.rels.outgoing(twin).map(|r| r.view()) {
+                if r.name == self.config.containment && seen.insert(r.target) {
+                    queue.push_back(r.target);
+                }
+            }
+        }
+        seen
     }
 
     /// Everything a twin contains, transitively, up to `max_depth` levels.

@@ -31,8 +31,9 @@ use async_trait::async_trait;
 use neo4rs::{BoltType, Query, query};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
-use super::{At, GraphStore, Page, StoreConfig, StoreError, TwinQuery};
+use super::{AggregateQuery, At, GraphStore, Page, StoreConfig, StoreError, TwinQuery};
 use crate::dtdl::ModelSet;
+use crate::twin::aggregate::{Aggregate, Numbers, Stats, Tally};
 use crate::twin::query::{Direction, Reach, Reached, Traversal};
 use crate::twin::{Batch, Event, Graph, Micros, Relationship, Twin, TwinError};
 use layout::{EVENT, META, ModelLabels, TWIN, decode};
@@ -618,6 +619,27 @@ async fn rows_unmetered(shared: &Shared, q: Query, col: &str) -> Result<Vec<Stri
     within(shared, fetch).await
 }
 
+/// The stats of one row of an aggregation: `count(*)`, then per column
+/// its count, sum, minimum and maximum.
+fn aggregate_row(a: &[serde_json::Value], columns: usize) -> Stats {
+    let count = |v: Option<&serde_json::Value>| v.and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let number = |v: Option<&serde_json::Value>| v.and_then(serde_json::Value::as_f64);
+    Stats {
+        count: count(a.first()),
+        fields: (0..columns)
+            .map(|i| {
+                let at = 1 + 4 * i;
+                Numbers {
+                    count: count(a.get(at)),
+                    sum: number(a.get(at + 1)).unwrap_or(0.0),
+                    min: number(a.get(at + 2)),
+                    max: number(a.get(at + 3)),
+                }
+            })
+            .collect(),
+    }
+}
+
 /// Applies the retention setting now and every [`write::PRUNE_EVERY`].
 async fn pruner(shared: std::sync::Weak<Shared>) {
     loop {
@@ -1022,6 +1044,116 @@ impl GraphStore for BoltStore {
         // strings compare as Rust compares them).
         reached.sort_by(|a, b| (a.depth, &a.twin).cmp(&(b.depth, &b.twin)));
         Ok(reached)
+    }
+
+    /// One Cypher aggregation (two for a view of subtrees: the roots, then
+    /// what they contain) when every measured and grouping path is a
+    /// column and the filter is exactly Cypher; else the twins are read.
+    async fn aggregate(&self, q: &AggregateQuery) -> Result<Aggregate, StoreError> {
+        let columns: Option<Vec<String>> = q
+            .measures
+            .fields
+            .iter()
+            .map(|p| filter::column(p))
+            .collect();
+        let group = match &q.measures.group_by {
+            Some(p) => filter::column(p).map(Some),
+            None => Some(None),
+        };
+        let exact = q.filter.as_ref().is_none_or(|f| filter::condition(f).exact);
+        let (Some(columns), Some(group)) = (columns, group) else {
+            return super::aggregate_by_reading(self, q).await;
+        };
+        if !exact || (q.under.is_some() && q.within.is_some()) {
+            return super::aggregate_by_reading(self, q).await;
+        }
+        let containment = layout::quoted(&self.shared.config.graph.containment)?;
+        let mut starts: Vec<(String, Vec<(String, BoltType)>)> = Vec::new();
+        match (&q.under, &q.within) {
+            (Some(under), _) => {
+                if self.twin(under).await?.is_none() {
+                    return Err(TwinError::NotFound(under.clone()).into());
+                }
+                starts.push((
+                    format!("MATCH (:{TWIN} {{id: $under}})-[:{containment}*1..]->(n:{TWIN}) WITH DISTINCT n"),
+                    vec![("under".into(), BoltType::from(under.as_str()))],
+                ));
+            }
+            (None, Some(w)) => {
+                // Roots inside another root's subtree are counted with it.
+                let mut roots = Vec::new();
+                for r in &w.roots {
+                    let above = match self.ancestors(r).await {
+                        Ok(a) => a,
+                        Err(StoreError::Twin(TwinError::NotFound(_))) => continue,
+                        Err(e) => return Err(e),
+                    };
+                    if !(w.subtrees && above.iter().any(|a| w.roots.contains(a))) {
+                        roots.push(r.clone());
+                    }
+                }
+                let roots = vec![("roots".to_owned(), BoltType::from(roots))];
+                starts.push((
+                    format!("MATCH (n:{TWIN}) WHERE n.id IN $roots WITH n"),
+                    roots.clone(),
+                ));
+                if w.subtrees {
+                    starts.push((
+                        format!("MATCH (r:{TWIN})-[:{containment}*1..]->(n:{TWIN}) WHERE r.id IN $roots WITH DISTINCT n"),
+                        roots,
+                    ));
+                }
+            }
+            (None, None) => starts.push((format!("MATCH (n:{TWIN}) WITH n"), Vec::new())),
+        }
+        let list = TwinQuery {
+            model: q.model.clone(),
+            subtypes: q.subtypes,
+            filter: q.filter.clone(),
+            ..TwinQuery::default()
+        };
+        let (conditions, params) = self.list_conditions(&list);
+        let mut measures = vec!["count(*)".to_owned()];
+        for c in &columns {
+            measures.extend([
+                format!("count({c})"),
+                format!("sum({c})"),
+                format!("min({c})"),
+                format!("max({c})"),
+            ]);
+        }
+        let mut tally = Tally::new(&q.measures);
+        for (start, start_params) in starts {
+            let text = format!(
+                "{start}{}{} RETURN {} AS g, [{}] AS a",
+                if conditions.is_empty() { "" } else { " WHERE " },
+                conditions.join(" AND "),
+                group.as_deref().unwrap_or("null"),
+                measures.join(", ")
+            );
+            let statement = query(&text).params(
+                params
+                    .iter()
+                    .chain(&start_params)
+                    .map(|(k, v)| (k.as_str(), v.clone())),
+            );
+            read_statement(&self.shared)?;
+            let fetch = async {
+                let mut stream = self.shared.db.execute(statement).await?;
+                let mut rows = Vec::new();
+                while let Some(row) = stream.next().await? {
+                    let de = neo4rs::Error::DeserializationError;
+                    let g: serde_json::Value = row.get("g").map_err(de)?;
+                    let a: Vec<serde_json::Value> = row.get("a").map_err(de)?;
+                    rows.push((g, a));
+                }
+                Ok::<_, neo4rs::Error>(rows)
+            };
+            for (key, a) in within(&self.shared, fetch).await? {
+                tally.add_group(key, &aggregate_row(&a, columns.len()));
+            }
+        }
+        Ok(tally.finish())
     }
 
     async fn ancestors(&self, id: &str) -> Result<Vec<String>, StoreError> {
