@@ -1341,7 +1341,8 @@ pub async fn twins_are_aggregated(s: &dyn GraphStore) {
         ..AggregateQuery::default()
     };
     // (key, count, power count, sum, min, max) of each group.
-    let seen = |a: &twingraph::twin::aggregate::Aggregate| -> Vec<(Value, u64, u64, f64, Option<f64>, Option<f64>)> {
+    type Seen = (Value, u64, u64, f64, Option<f64>, Option<f64>);
+    let seen = |a: &twingraph::twin::aggregate::Aggregate| -> Vec<Seen> {
         a.groups
             .iter()
             .map(|g| {
