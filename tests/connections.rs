@@ -348,12 +348,12 @@ async fn every_connection_pages_forward_and_backward_alike() {
     let a = s.addr;
     let twins = walk(a, "{ twins(model: \"dtmi:twingraph:isa95:Pump;1\", PAGE) { edges { cursor node { id } } nodes { id } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }", &["twins"], "id", 7).await;
     assert_eq!(twins.len(), 63);
-    let filtered = walk(a, "{ pumps(where: {flowRate: {lt: 30}}, PAGE) { edges { cursor node { id } } nodes { id } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }", &["pumps"], "id", 5).await;
+    let filtered = walk(a, "{ pumps(where: {flowRate: {lt: 30}}, PAGE) { totalCount edges { cursor node { id } } nodes { id } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }", &["pumps"], "id", 5).await;
     assert!(filtered.len() < twins.len());
     walk(a, "{ pumps(PAGE) { edges { cursor node { id } } nodes { id } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }", &["pumps"], "id", 10).await;
     let sorted = walk(a, "{ pumps(orderBy: [{flowRate: DESC}], PAGE) { edges { cursor node { id } } nodes { id } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }", &["pumps"], "id", 10).await;
     assert_eq!(sorted[0], "large-59", "ordered by flowRate, highest first");
-    let generic = walk(a, "{ twins(model: \"dtmi:twingraph:isa95:Pump;1\", orderBy: [{path: \"reported.flowRate\", direction: DESC}], PAGE) { edges { cursor node { id } } nodes { id } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }", &["twins"], "id", 10).await;
+    let generic = walk(a, "{ twins(model: \"dtmi:twingraph:isa95:Pump;1\", orderBy: [{path: \"reported.flowRate\", direction: DESC}], PAGE) { totalCount edges { cursor node { id } } nodes { id } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }", &["twins"], "id", 10).await;
     assert_eq!(generic, sorted, "the generic list orders as the typed one");
     let two_keys = walk(a, "{ pumps(orderBy: [{runState: ASC}, {flowRate: ASC}], PAGE) { edges { cursor node { id } } nodes { id } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }", &["pumps"], "id", 6).await;
     assert_eq!(two_keys.len(), sorted.len());

@@ -670,6 +670,27 @@ async fn a_scoped_token_sees_nothing_out_of_scope() {
         json!({"nodes": [{"id": "p3"}, {"id": "site-1"}], "pageInfo": {"hasPreviousPage": true}}),
         "{v}"
     );
+    // Counts cover what it may see; a twin out of scope is as missing.
+    let counts = r#"{ pumpsAggregate { count groupBy(field: runState) { count } } twins(first: 1) { totalCount }
+        under: pumpsAggregate(under: "site-1") { count } }"#;
+    let v = gql(a, &t, counts, json!({})).await;
+    assert_eq!(
+        v["data"],
+        json!({"pumpsAggregate": {"count": 2, "groupBy": [{"count": 2}]},
+               "twins": {"totalCount": 6}, "under": {"count": 2}}),
+        "{v}"
+    );
+    let v = gql(a, &admin, counts, json!({})).await;
+    assert_eq!(v["data"]["pumpsAggregate"]["count"], 3, "{v}");
+    assert_eq!(v["data"]["twins"]["totalCount"], 11, "{v}");
+    let v = gql(
+        a,
+        &t,
+        r#"{ pumpsAggregate(under: "site-2") { count } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&v), "NOT_FOUND", "{v}");
     // Ordered, a page at a time: what it may see, in order, continued
     // past what it may not.
     let v = gql(

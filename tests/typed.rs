@@ -152,6 +152,85 @@ fn ids(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Per-model aggregates: counts, numbers, groups, `where`, `under`, and
+/// `totalCount` on lists, all counted by the store.
+#[tokio::test]
+async fn aggregates_count_and_group_in_the_store() {
+    let s = start().await;
+    seed_pumps(s.addr).await;
+    let v = gql(
+        s.addr,
+        r#"{ pumpsAggregate { count flowRate { count min max avg sum }
+               groupBy(field: runState) { key count flowRate { count avg } } } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        ok(&v)["pumpsAggregate"],
+        json!({
+            "count": 6,
+            "flowRate": {"count": 5, "min": 1.0, "max": 5.0, "avg": 3.0, "sum": 15.0},
+            "groupBy": [
+                {"key": "fault", "count": 2, "flowRate": {"count": 2, "avg": 3.5}},
+                {"key": "idle", "count": 1, "flowRate": {"count": 1, "avg": 4.0}},
+                {"key": "running", "count": 2, "flowRate": {"count": 2, "avg": 2.0}},
+                {"key": null, "count": 1, "flowRate": {"count": 0, "avg": null}}
+            ]
+        })
+    );
+    // Subtypes included; filtered; the list's totalCount agrees.
+    let v = gql(
+        s.addr,
+        r#"{ equipmentsAggregate { count groupBy(field: runState) { key count } }
+             strong: pumpsAggregate(where: {flowRate: {gte: 3}}) { count }
+             pumps(where: {runState: {eq: fault}}, first: 1) { totalCount nodes { id } }
+             twins(model: "dtmi:twingraph:isa95:Equipment;1", first: 2) { totalCount } }"#,
+        json!({}),
+    )
+    .await;
+    let d = ok(&v);
+    assert_eq!(d["equipmentsAggregate"]["count"], 7);
+    assert_eq!(
+        d["equipmentsAggregate"]["groupBy"],
+        json!([{"key": "fault", "count": 3}, {"key": "idle", "count": 1},
+               {"key": "running", "count": 2}, {"key": null, "count": 1}])
+    );
+    assert_eq!(d["strong"]["count"], 3);
+    assert_eq!(d["pumps"]["totalCount"], 2);
+    assert_eq!(ids(&d["pumps"]).len(), 1);
+    assert_eq!(d["twins"]["totalCount"], 7);
+    // Under a twin, at any depth.
+    let v = gql(
+        s.addr,
+        r#"mutation { createWorkCell(id: "cell") { id }
+             r1: createRelationship(source: "cell", name: "contains", target: "a") { id }
+             r2: createRelationship(source: "cell", name: "contains", target: "b") { id }
+             r3: createRelationship(source: "cell", name: "contains", target: "m") { id } }"#,
+        json!({}),
+    )
+    .await;
+    ok(&v);
+    let v = gql(
+        s.addr,
+        r#"{ equipmentsAggregate(under: "cell") { count power { count } groupBy(field: runState) { key count } } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        ok(&v)["equipmentsAggregate"],
+        json!({"count": 3, "power": {"count": 0},
+               "groupBy": [{"key": "fault", "count": 2}, {"key": "running", "count": 1}]})
+    );
+    let v = gql(
+        s.addr,
+        r#"{ pumpsAggregate(under: "nowhere") { count } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&v), "NOT_FOUND", "{v}");
+    s.shutdown().await;
+}
+
 #[tokio::test]
 async fn per_model_lists_filter_order_and_paginate() {
     let s = start().await;

@@ -16,7 +16,7 @@ use async_graphql::dynamic::{Field, FieldValue, InputValue, Object, ResolverCont
 use super::context::{ready, str_arg, usize_arg};
 use super::errors::{bad_request, store_error};
 use super::views::relationship_json;
-use crate::store::{GraphStore, TwinQuery};
+use crate::store::{AggregateQuery, GraphStore, TwinQuery};
 use crate::twin::filter::Filter;
 use crate::twin::order::{Position, SortKey};
 use crate::twin::{Relationship, Twin};
@@ -429,12 +429,33 @@ pub(super) async fn twin_page(
         }
         _ => false,
     };
+    let total = if ctx.look_ahead().field("totalCount").exists() {
+        let whole = AggregateQuery {
+            model: query.model.clone(),
+            subtypes: query.subtypes,
+            filter: query.filter.clone(),
+            ..AggregateQuery::default()
+        };
+        let a = store.aggregate(&whole).await.map_err(|e| store_error(&e))?;
+        Some(usize::try_from(a.all.count).unwrap_or(usize::MAX))
+    } else {
+        None
+    };
     let order = query.order;
     let mut page = Page::of_store(items, more, args, up_to_after, from_before, |t: &Twin| {
         twin_cursor(t, &order)
     });
     page.has_previous |= dropped;
+    page.total = total;
     Ok(page)
+}
+
+/// The `totalCount` of twin lists: the store counts, asked only when selected.
+pub(super) fn twin_total() -> Option<(TypeRef, &'static str)> {
+    Some((
+        TypeRef::named_nn(TypeRef::INT),
+        "How many twins the whole list has (counted by the store, without reading them, only when selected).",
+    ))
 }
 
 /// The cursor of a twin in a list in `order`: its id in id order, else the

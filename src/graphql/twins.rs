@@ -12,7 +12,7 @@ use async_graphql::dynamic::{
 use serde_json::{Value, json};
 
 use super::builder::Builder;
-use super::connection::{PageArgs, connection, twin_page, with_page_arguments};
+use super::connection::{PageArgs, connection, twin_page, twin_total, with_page_arguments};
 use super::context::{
     actor_of, json_arg, long_arg, store_of, str_arg, time_arg, twin_arg, twin_ref, twin_value,
     types_of,
@@ -61,7 +61,7 @@ pub(super) fn register(b: &mut Builder) {
         |ctx, t| Ok(twin_ref(types_of(ctx)?, t)),
         "The twin.",
         Vec::new(),
-        None,
+        twin_total(),
     );
     let node = Interface::new("Node")
         .description("An object with an id by which `node` refetches it (Relay object identification): every twin.")

@@ -33,6 +33,7 @@
 //! Per model, [`model_api`] adds a lookup, a filtered and ordered list,
 //! typed create/update mutations and a mutation per Command.
 
+mod aggregates;
 mod model_api;
 mod values;
 
@@ -77,7 +78,7 @@ struct Compiled {
 }
 
 /// Suffixes of the types derived from an Interface's name.
-const DERIVED: [&str; 9] = [
+const DERIVED: [&str; 12] = [
     "Where",
     "Sort",
     "Input",
@@ -87,6 +88,9 @@ const DERIVED: [&str; 9] = [
     "Component",
     "ComponentInput",
     "ComponentDesiredInput",
+    "Aggregate",
+    "Group",
+    "GroupField",
 ];
 
 /// Field name the typed types add besides their contents.
@@ -943,7 +947,7 @@ fn compile(
     for ty in values::shared_types()
         .into_iter()
         .chain(metadata_types())
-        .chain([model_api::invocation_type()])
+        .chain([model_api::invocation_type(), aggregates::number_type()])
     {
         c.namer.reserve(type_name(&ty));
         c.types.push(ty);

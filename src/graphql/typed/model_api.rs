@@ -24,17 +24,20 @@ use async_graphql::dynamic::{
 use async_graphql::{Error, Value as GqlValue};
 use serde_json::{Map, Value, json};
 
+use super::aggregates::{self, AggregateSpec};
 use super::values::{filter_ops, parse, upper_first};
 use super::{Compiler, derived, field_base, field_name, twin_fixed};
 use crate::codes::Code;
 use crate::dtdl::model::{Content, ContentKind, Interface as DtdlInterface, Schema};
-use crate::graphql::connection::{PageArgs, connection, twin_page, with_page_arguments};
+use crate::graphql::connection::{
+    PageArgs, connection, twin_page, twin_total, with_page_arguments,
+};
 use crate::graphql::context::{
     actor_of, long_arg, store_of, time_arg, twin_arg, twin_ref, twin_value, types_of,
 };
 use crate::graphql::errors::{bad_request, not_found, store_error};
 use crate::graphql::names::TypeNames;
-use crate::store::GraphStore;
+use crate::store::{AggregateQuery, GraphStore};
 use crate::twin::filter::Filter;
 use crate::twin::order::SortKey;
 use crate::twin::{Batch, Change, Op, Twin, format_time};
@@ -419,8 +422,9 @@ impl Api {
             .argument(InputValue::new("asOf", TypeRef::named("DateTime"))),
         );
 
-        // Sort input.
+        // Sort input (and what the aggregate types offer).
         let mut sort = SortSpec::default();
+        let mut aggregate_spec = AggregateSpec::default();
         let sort_name = c.derived_name(&dtmi, "Sort");
         let mut sort_input = InputObject::new(&sort_name)
             .description("Sort keys, applied in the order given; ties by id.")
@@ -434,6 +438,7 @@ impl Api {
             if filterable(schema) {
                 let taken = c.taken(content);
                 let base = field_base(&content.name, &taken);
+                aggregate_spec.add(&base, &content.name, schema);
                 sort_input =
                     sort_input.field(InputValue::new(&base, TypeRef::named("SortDirection")));
                 sort.fields
@@ -452,13 +457,13 @@ impl Api {
             |ctx, t| Ok(twin_ref(types_of(ctx)?, t)),
             "The twin.",
             Vec::new(),
-            None,
+            twin_total(),
         );
         self.types.push(connection_type.into());
         self.types.push(edge_type.into());
 
         // List.
-        let (d, ws, sort) = (dtmi.clone(), where_spec, Arc::new(sort));
+        let (d, ws, sort) = (dtmi.clone(), where_spec.clone(), Arc::new(sort));
         let max_page = c.max_page;
         self.queries.push(with_page_arguments(
             Field::new(
@@ -482,6 +487,52 @@ impl Api {
                     .description("Sort keys in order of precedence; without it, id order."),
             ),
         ));
+
+        // Aggregate.
+        let spec = Arc::new(aggregate_spec);
+        let agg_name = c.derived_name(&dtmi, "Aggregate");
+        self.types.extend(aggregates::types(
+            &agg_name,
+            &c.derived_name(&dtmi, "Group"),
+            &c.derived_name(&dtmi, "GroupField"),
+            &n.interface,
+            &spec,
+        ));
+        let (d, ws) = (dtmi.clone(), where_spec);
+        self.queries.push(
+            Field::new(
+                self.query_names
+                    .claim(format!("{}Aggregate", plural(&lower))),
+                TypeRef::named_nn(&agg_name),
+                move |ctx| {
+                    let (dtmi, ws, spec) = (d.clone(), ws.clone(), spec.clone());
+                    FieldFuture::new(async move {
+                        let filter = match ctx.args.get("where") {
+                            Some(w) if !w.is_null() => Some(Arc::new(ws.filter(w.as_value())?)),
+                            _ => None,
+                        };
+                        let under = ctx.args.get("under").map(|u| u.string().map(str::to_owned)).transpose()?;
+                        let query = AggregateQuery {
+                            model: Some(dtmi),
+                            subtypes: true,
+                            filter,
+                            under,
+                            ..AggregateQuery::default()
+                        };
+                        Ok(Some(aggregates::asked(query, spec)))
+                    })
+                },
+            )
+            .description(format!(
+                "Counts and aggregates of {} twins (subtypes included) that `where` accepts, optionally only those `under` a twin (contained at any depth); counted by the store.",
+                n.interface
+            ))
+            .argument(InputValue::new(
+                "where",
+                TypeRef::named(c.derived_name(&dtmi, "Where")),
+            ))
+            .argument(InputValue::new("under", TypeRef::named(TypeRef::ID))),
+        );
 
         // Create and update.
         let reported = self.input(c, iface, &c.derived_name(&dtmi, "Input"), false, true);
