@@ -12,6 +12,8 @@
 //! - `running` and `ordered`: the first 100 running pumps in id order, and
 //!   the top 100 by power (`orderBy: [{power: DESC}]`), side by side: the
 //!   cost of an order (the store's sort index against its id index);
+//! - `count`: every pump counted by run state (`pumpsAggregate { groupBy }`),
+//!   also timed one request at a time before the load;
 //! - `fan-out`: a change delivered to `TWINGRAPH_BENCH_SUBSCRIBERS`
 //!   (default 10,000) WebSocket subscribers; latency from the mutation to
 //!   each delivery (wall clock, same machine); 5 changes half a second
@@ -407,6 +409,55 @@ fn main() {
         // (`ordered`), next to the same filter in id order (`running`).
         let running_q = r#"{ pumps(where: {runState: {eq: running}}, first: 100) { nodes { id power flowRate } pageInfo { endCursor } } }"#;
         let ordered_q = r#"{ pumps(where: {runState: {eq: running}}, orderBy: [{power: DESC}], first: 100) { nodes { id power flowRate } pageInfo { endCursor } } }"#;
+        // A dashboard's count: every pump by run state.
+        let count_q = r#"{ pumpsAggregate { count groupBy(field: runState) { key count } } }"#;
+        let count = vec![post(addr, count_q, json!({}))];
+        {
+            // One at a time: the latency of the count itself.
+            let mut c = Conn::open(addr).await;
+            let mut lat = Vec::new();
+            for _ in 0..50 {
+                let t = Instant::now();
+                c.call(&count[0]).await;
+                lat.push(t.elapsed());
+            }
+            lat.sort();
+            let v: Value = serde_json::from_slice(&c.body).expect("json");
+            println!(
+                "count of every pump by run state ({} pumps): median {:.2} ms one request at a time (50 requests)",
+                v["data"]["pumpsAggregate"]["count"],
+                percentile(&lat, 0.5).as_secs_f64() * 1e3
+            );
+        }
+        {
+            // Read in the store: one site's pumps by run state with their power.
+            let q = r#"{ pumpsAggregate(under: "site1") { count power { avg max } groupBy(field: runState) { key count power { avg } } } }"#;
+            let request = post(addr, q, json!({}));
+            let mut c = Conn::open(addr).await;
+            let mut lat = Vec::new();
+            for _ in 0..50 {
+                let t = Instant::now();
+                c.call(&request).await;
+                lat.push(t.elapsed());
+            }
+            lat.sort();
+            let v: Value = serde_json::from_slice(&c.body).expect("json");
+            let every = r#"{ pumpsAggregate { count power { avg max } groupBy(field: runState) { key count power { avg } } } }"#;
+            let request = post(addr, every, json!({}));
+            let mut all = Vec::new();
+            for _ in 0..50 {
+                let t = Instant::now();
+                c.call(&request).await;
+                all.push(t.elapsed());
+            }
+            all.sort();
+            println!(
+                "power of one site's pumps by run state ({} pumps): median {:.2} ms; of every pump: {:.2} ms (one request at a time, 50 each)",
+                v["data"]["pumpsAggregate"]["count"],
+                percentile(&lat, 0.5).as_secs_f64() * 1e3,
+                percentile(&all, 0.5).as_secs_f64() * 1e3
+            );
+        }
         let running = vec![post(addr, running_q, json!({}))];
         let ordered = vec![post(addr, ordered_q, json!({}))];
 
@@ -417,6 +468,7 @@ fn main() {
         outcomes.push(drive("list", addr, Arc::new(list), conns, secs).await);
         outcomes.push(drive("running", addr, Arc::new(running), conns, secs).await);
         outcomes.push(drive("ordered", addr, Arc::new(ordered), conns, secs).await);
+        outcomes.push(drive("count", addr, Arc::new(count), conns, secs).await);
         if subscribers > 0
             && let Some(o) = fan_out(addr, subscribers).await
         {

@@ -1364,6 +1364,65 @@ pub async fn twins_are_aggregated(s: &dyn GraphStore) {
             (Value::Null, 1, 1, 7.0, Some(7.0), Some(7.0)),
         ]
     );
+    // Counts alone (what sort indexes answer on the embedded store) agree,
+    // and follow changes.
+    let counts = |q: AggregateQuery| AggregateQuery {
+        measures: Measures {
+            fields: Vec::new(),
+            group_by: q.measures.group_by.clone(),
+        },
+        ..q
+    };
+    let per_state = |a: &twingraph::twin::aggregate::Aggregate| -> Vec<(Value, u64)> {
+        a.groups
+            .iter()
+            .map(|g| (g.key.clone(), g.stats.count))
+            .collect()
+    };
+    let c = s.aggregate(&counts(q(EQUIPMENT))).await.expect("counts");
+    assert_eq!(c.all.count, 6);
+    assert_eq!(
+        per_state(&c),
+        [
+            (json!("fault"), 1),
+            (json!("idle"), 1),
+            (json!("running"), 3),
+            (Value::Null, 1)
+        ]
+    );
+    must(
+        s,
+        vec![
+            reported("p4", json!({"runState": "idle"})),
+            reported("m2", json!({"runState": "fault"})),
+        ],
+    )
+    .await;
+    let c = s.aggregate(&counts(q(EQUIPMENT))).await.expect("counts");
+    assert_eq!(
+        per_state(&c),
+        [
+            (json!("fault"), 2),
+            (json!("idle"), 2),
+            (json!("running"), 2)
+        ]
+    );
+    must(
+        s,
+        vec![
+            reported("p4", json!({"runState": null})),
+            reported("m2", json!({"runState": "running"})),
+        ],
+    )
+    .await;
+    let c = s
+        .aggregate(&AggregateQuery {
+            measures: Measures::default(),
+            ..q(PUMP)
+        })
+        .await
+        .expect("count");
+    assert_eq!((c.all.count, c.groups.len()), (4, 0));
     // One model only; no grouping.
     let pumps = s
         .aggregate(&AggregateQuery {

@@ -23,7 +23,7 @@ use super::journal::{Changed, Journal};
 use super::{AggregateQuery, At, GraphStore, Page, StoreError, TwinQuery};
 use crate::dtdl::ModelSet;
 use crate::twin::TwinError;
-use crate::twin::aggregate::{Aggregate, Tally};
+use crate::twin::aggregate::{Aggregate, Stats, Tally};
 use crate::twin::clock::{Clock, SystemClock};
 use crate::twin::event::MODELS_STREAM;
 use crate::twin::graph::RelKey;
@@ -587,8 +587,38 @@ impl GraphStore for Store {
                 None => view,
             });
         }
-        let keep = |t: &Twin| q.filter.as_ref().is_none_or(|f| f.matches(t));
         let mut tally = Tally::new(&q.measures);
+        if allowed.is_none() && q.filter.is_none() && q.measures.fields.is_empty() {
+            // Counts only: from the model index, or per value from the
+            // sort index of the grouping path; no twin is read.
+            let models: Vec<&str> = of_model.iter().copied().collect();
+            match &q.measures.group_by {
+                Some(path) => {
+                    for (key, n) in graph.count_by(&models, path) {
+                        let stats = Stats {
+                            count: n,
+                            fields: Vec::new(),
+                        };
+                        tally.add_group(
+                            key.map_or(serde_json::Value::Null, |k| k.to_value()),
+                            &stats,
+                        );
+                    }
+                }
+                None => {
+                    let count = models.iter().map(|m| graph.model_count(m) as u64).sum();
+                    tally.add_group(
+                        serde_json::Value::Null,
+                        &Stats {
+                            count,
+                            fields: Vec::new(),
+                        },
+                    );
+                }
+            }
+            return Ok(tally.finish());
+        }
+        let keep = |t: &Twin| q.filter.as_ref().is_none_or(|f| f.matches(t));
         match &allowed {
             Some(ids) => {
                 for t in ids.iter().filter_map(|id| graph.twin(id)) {

@@ -4,11 +4,11 @@
 //! store scans inside the store, other stores fold what they read);
 //! [`Aggregate`] is the answer every store gives.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
-use super::filter::value_at;
+use super::filter::value_ref;
 use super::order::Key;
 use super::state::Twin;
 
@@ -103,7 +103,10 @@ pub struct Measures {
 pub struct Tally<'m> {
     measures: &'m Measures,
     all: Stats,
-    groups: BTreeMap<Option<Key>, (Value, Stats)>,
+    /// Groups in the order first seen; text values found by `by_text`.
+    groups: Vec<(Value, Stats)>,
+    by_text: HashMap<String, usize>,
+    numbers: Vec<Option<f64>>,
 }
 
 impl<'m> Tally<'m> {
@@ -111,46 +114,66 @@ impl<'m> Tally<'m> {
         Tally {
             measures,
             all: Stats::new(measures.fields.len()),
-            groups: BTreeMap::new(),
+            groups: Vec::new(),
+            by_text: HashMap::new(),
+            numbers: Vec::with_capacity(measures.fields.len()),
         }
     }
 
-    /// Folds in one twin.
+    /// Folds in one twin (its values read in place, not copied).
     pub fn add(&mut self, t: &Twin) {
-        let mut numbers = Vec::with_capacity(self.measures.fields.len());
+        self.numbers.clear();
         for path in &self.measures.fields {
-            numbers.push(value_at(t, path).as_ref().and_then(Value::as_f64));
+            let v = value_ref(t, path);
+            self.numbers.push(v.as_deref().and_then(Value::as_f64));
         }
-        fold(&mut self.all, &numbers);
+        fold(&mut self.all, &self.numbers);
         if let Some(path) = &self.measures.group_by {
-            let value = value_at(t, path).unwrap_or(Value::Null);
-            let key = Key::of(&value);
-            let n = self.measures.fields.len();
-            let (_, stats) = self
-                .groups
-                .entry(key)
-                .or_insert_with(|| (value, Stats::new(n)));
-            fold(stats, &numbers);
+            let v = value_ref(t, path);
+            let at = self.group(v.as_deref().unwrap_or(&Value::Null));
+            fold(&mut self.groups[at].1, &self.numbers);
         }
+    }
+
+    /// The index of the group of `key`, made if new.
+    fn group(&mut self, key: &Value) -> usize {
+        let found = match key {
+            Value::String(s) => self.by_text.get(s.as_str()).copied(),
+            other => self.groups.iter().position(|(k, _)| k == other),
+        };
+        found.unwrap_or_else(|| {
+            if let Value::String(s) = key {
+                self.by_text.insert(s.clone(), self.groups.len());
+            }
+            self.groups
+                .push((key.clone(), Stats::new(self.measures.fields.len())));
+            self.groups.len() - 1
+        })
     }
 
     /// Folds in a group counted elsewhere (a database's answer).
     pub fn add_group(&mut self, key: Value, stats: &Stats) {
         self.all.merge(stats);
         if self.measures.group_by.is_some() {
-            let n = self.measures.fields.len();
-            self.groups
-                .entry(Key::of(&key))
-                .or_insert_with(|| (key, Stats::new(n)))
-                .1
-                .merge(stats);
+            let at = self.group(&key);
+            self.groups[at].1.merge(stats);
         }
     }
 
+    /// The whole and the groups in value order (equal values, such as `3`
+    /// and `3.0`, in one group), twins without a value last.
     pub fn finish(self) -> Aggregate {
+        let mut sorted: BTreeMap<Option<Key>, (Value, Stats)> = BTreeMap::new();
+        for (value, stats) in self.groups {
+            match sorted.entry(Key::of(&value)) {
+                std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().1.merge(&stats),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert((value, stats));
+                }
+            }
+        }
         // `None` (no value) sorts first in a map; it goes last.
-        let (missing, keyed): (Vec<_>, Vec<_>) =
-            self.groups.into_iter().partition(|(k, _)| k.is_none());
+        let (missing, keyed): (Vec<_>, Vec<_>) = sorted.into_iter().partition(|(k, _)| k.is_none());
         Aggregate {
             all: self.all,
             groups: keyed

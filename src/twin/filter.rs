@@ -15,6 +15,7 @@
 //! `contains`, `startsWith` (strings), `exists` (true or false).
 //! The filter is checked once, up front: a malformed one is a `BAD_REQUEST`.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use serde_json::{Map, Value};
@@ -123,7 +124,7 @@ impl Filter {
             Filter::And(all) => all.iter().all(|f| f.eval(doc)),
             Filter::Or(any) => any.iter().any(|f| f.eval(doc)),
             Filter::Not(f) => !f.eval(doc),
-            Filter::Test { path, op } => test(op, doc.get(path).as_ref()),
+            Filter::Test { path, op } => test(op, doc.get(path).as_deref()),
         }
     }
 }
@@ -169,6 +170,11 @@ fn op(path: &str, name: &str, arg: &Value) -> Result<Op, String> {
 
 /// The value at `path` (a filter path, split at its dots) of a twin.
 pub fn value_at(t: &Twin, path: &[String]) -> Option<Value> {
+    Doc(t).get(path).map(Cow::into_owned)
+}
+
+/// [`value_at`], borrowed from the twin where the value is stored as such.
+pub fn value_ref<'a>(t: &'a Twin, path: &[String]) -> Option<Cow<'a, Value>> {
     Doc(t).get(path)
 }
 
@@ -249,23 +255,23 @@ fn component_object(c: &ComponentState, desired: bool) -> Value {
     )
 }
 
-fn descend(mut at: &Value, rest: &[String]) -> Option<Value> {
+fn descend<'a>(mut at: &'a Value, rest: &[String]) -> Option<Cow<'a, Value>> {
     for key in rest {
         at = at
             .as_object()
             .and_then(|o: &Map<String, Value>| o.get(key))?;
     }
-    Some(at.clone())
+    Some(Cow::Borrowed(at))
 }
 
-impl Doc<'_> {
-    fn get(&self, path: &[String]) -> Option<Value> {
+impl<'a> Doc<'a> {
+    fn get(&self, path: &[String]) -> Option<Cow<'a, Value>> {
         let t = self.0;
         let (root, rest) = path.split_first()?;
         let desired = match root.as_str() {
-            "id" => return Some(Value::String(t.id.to_string())),
-            "model" => return Some(Value::String(t.model.to_string())),
-            "version" => return Some(Value::from(t.version)),
+            "id" => return Some(Cow::Owned(Value::String(t.id.to_string()))),
+            "model" => return Some(Cow::Owned(Value::String(t.model.to_string()))),
+            "version" => return Some(Cow::Owned(Value::from(t.version))),
             "reported" => false,
             "desired" => true,
             _ => return None,
@@ -278,7 +284,7 @@ impl Doc<'_> {
         match rest.split_first() {
             None => {
                 let o = component_object(c, desired);
-                (o.as_object().is_some_and(|m| !m.is_empty())).then_some(o)
+                (o.as_object().is_some_and(|m| !m.is_empty())).then_some(Cow::Owned(o))
             }
             Some((prop, deeper)) => descend(side_of(c.props.get(prop)?, desired)?, deeper),
         }

@@ -132,6 +132,11 @@ impl Graph {
         self.twins.keys().map(|k| &**k)
     }
 
+    /// How many twins are of exactly `model`.
+    pub fn model_count(&self, model: &str) -> usize {
+        self.by_model.get(model).map_or(0, BTreeSet::len)
+    }
+
     /// The models that have twins.
     pub fn twin_models(&self) -> impl Iterator<Item = &str> {
         self.by_model

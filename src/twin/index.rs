@@ -209,6 +209,24 @@ impl Graph {
         }
     }
 
+    /// How many twins of exactly these `models` have each value at `path`
+    /// (`None`: no value), from the sort index of `path` (built if
+    /// missing): no twin is read.
+    pub fn count_by(&self, models: &[&str], path: &[String]) -> BTreeMap<Option<Key>, u64> {
+        self.ensure_indexes(models, path);
+        let ix = read(&self.indexes);
+        let mut out: BTreeMap<Option<Key>, u64> = BTreeMap::new();
+        for index in models.iter().filter_map(|m| ix.by_model.get(*m)?.get(path)) {
+            for (k, ids) in &index.keyed {
+                *out.entry(Some(k.clone())).or_default() += ids.len() as u64;
+            }
+            if !index.missing.is_empty() {
+                *out.entry(None).or_default() += index.missing.len() as u64;
+            }
+        }
+        out
+    }
+
     /// Twins of exactly these `models` that `keep` accepts, in `order`
     /// (then by id), strictly between `after` and `before`, at most
     /// `limit`, in travel order (from the end going backward). The first

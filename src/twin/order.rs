@@ -47,6 +47,18 @@ impl Key {
         })
     }
 
+    /// A value of this key (a date-time in UTC, as RFC 3339).
+    pub fn to_value(&self) -> Value {
+        match self {
+            Key::Bool(b) => Value::Bool(*b),
+            Key::Num(_, Some(i)) => Value::from(*i),
+            Key::Num(f, None) => Value::from(*f),
+            Key::Time(t) => Value::String(super::format_time(*t)),
+            Key::Text(s) => Value::String(s.to_string()),
+            Key::Other(json) => serde_json::from_str(json).unwrap_or(Value::Null),
+        }
+    }
+
     fn rank(&self) -> u8 {
         match self {
             Key::Bool(_) => 0,

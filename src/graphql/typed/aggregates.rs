@@ -56,19 +56,15 @@ impl AggregateSpec {
             _ => {}
         }
     }
-
-    fn measures(&self, group_by: Option<Vec<String>>) -> Measures {
-        Measures {
-            fields: self.numeric.iter().map(|(_, p)| p.clone()).collect(),
-            group_by,
-        }
-    }
 }
 
 /// The aggregation a `<plural>Aggregate` field asked for, answered lazily.
 struct Asked {
     query: AggregateQuery,
     spec: Arc<AggregateSpec>,
+    /// Per numeric field of the spec, its place among the measured ones
+    /// (only the selected fields are measured).
+    slots: Slots,
     whole: tokio::sync::OnceCell<Stats>,
 }
 
@@ -76,6 +72,24 @@ struct Asked {
 struct Grouped {
     key: Value,
     stats: Stats,
+    slots: Slots,
+}
+
+type Slots = Arc<Vec<Option<usize>>>;
+
+/// The numeric fields of `spec` that `selected` names, as slots and paths.
+fn select(spec: &AggregateSpec, selected: impl Fn(&str) -> bool) -> (Slots, Vec<Vec<String>>) {
+    let mut slots = Vec::new();
+    let mut paths = Vec::new();
+    for (name, path) in &spec.numeric {
+        if selected(name) {
+            slots.push(Some(paths.len()));
+            paths.push(path.clone());
+        } else {
+            slots.push(None);
+        }
+    }
+    (Arc::new(slots), paths)
 }
 
 /// The `NumberAggregate` type (once per schema).
@@ -117,7 +131,8 @@ fn stat_fields<F>(mut object: Object, spec: &AggregateSpec, stats_of: F) -> Obje
 where
     F: for<'a> Fn(
             &'a ResolverContext<'a>,
-        ) -> futures_util::future::BoxFuture<'a, Result<&'a Stats, Error>>
+        )
+            -> futures_util::future::BoxFuture<'a, Result<(&'a Stats, &'a Slots), Error>>
         + Send
         + Sync
         + Copy
@@ -126,7 +141,7 @@ where
     object = object.field(
         Field::new("count", TypeRef::named_nn(TypeRef::INT), move |ctx| {
             FieldFuture::new(async move {
-                let s = stats_of(&ctx).await?;
+                let (s, _) = stats_of(&ctx).await?;
                 Ok(Some(FieldValue::value(s.count as i64)))
             })
         })
@@ -136,8 +151,12 @@ where
         object = object.field(
             Field::new(name, TypeRef::named("NumberAggregate"), move |ctx| {
                 FieldFuture::new(async move {
-                    let s = stats_of(&ctx).await?;
-                    Ok(s.fields.get(i).cloned().map(FieldValue::owned_any))
+                    let (s, slots) = stats_of(&ctx).await?;
+                    let at = slots.get(i).copied().flatten();
+                    Ok(at
+                        .and_then(|at| s.fields.get(at))
+                        .cloned()
+                        .map(FieldValue::owned_any))
                 })
             })
             .description(format!("Aggregates of `{name}`.")),
@@ -149,28 +168,43 @@ where
 /// The stats of the whole an `Asked` names (counted on first use).
 fn whole<'a>(
     ctx: &'a ResolverContext<'a>,
-) -> futures_util::future::BoxFuture<'a, Result<&'a Stats, Error>> {
+) -> futures_util::future::BoxFuture<'a, Result<(&'a Stats, &'a Slots), Error>> {
     Box::pin(async move {
         let asked = ctx.parent_value.try_downcast_ref::<Asked>()?;
-        asked
+        let stats = asked
             .whole
             .get_or_try_init(|| async {
                 let store = store_of(ctx)?;
+                let fields = asked
+                    .spec
+                    .numeric
+                    .iter()
+                    .zip(asked.slots.iter())
+                    .filter(|(_, slot)| slot.is_some())
+                    .map(|((_, p), _)| p.clone())
+                    .collect();
                 let q = AggregateQuery {
-                    measures: asked.spec.measures(None),
+                    measures: Measures {
+                        fields,
+                        group_by: None,
+                    },
                     ..asked.query.clone()
                 };
                 let a: Aggregate = store.aggregate(&q).await.map_err(|e| store_error(&e))?;
                 Ok::<_, Error>(a.all)
             })
-            .await
+            .await?;
+        Ok((stats, &asked.slots))
     })
 }
 
 fn group_stats<'a>(
     ctx: &'a ResolverContext<'a>,
-) -> futures_util::future::BoxFuture<'a, Result<&'a Stats, Error>> {
-    Box::pin(async move { Ok(&ctx.parent_value.try_downcast_ref::<Grouped>()?.stats) })
+) -> futures_util::future::BoxFuture<'a, Result<(&'a Stats, &'a Slots), Error>> {
+    Box::pin(async move {
+        let g = ctx.parent_value.try_downcast_ref::<Grouped>()?;
+        Ok((&g.stats, &g.slots))
+    })
 }
 
 /// `<Name>Aggregate`, `<Name>Group` and `<Name>GroupField` (when the model
@@ -232,8 +266,13 @@ pub(super) fn types(
                         .find(|(n, _)| *n == field)
                         .map(|(_, p)| p.clone())
                         .ok_or_else(|| bad_request(format!("cannot group by {field}")))?;
+                    let look = ctx.look_ahead();
+                    let (slots, fields) = select(&spec, |name| look.field(name).exists());
                     let q = AggregateQuery {
-                        measures: spec.measures(Some(path)),
+                        measures: Measures {
+                            fields,
+                            group_by: Some(path),
+                        },
                         ..asked.query.clone()
                     };
                     let store = store_of(&ctx)?;
@@ -242,6 +281,7 @@ pub(super) fn types(
                         FieldValue::owned_any(Grouped {
                             key: g.key,
                             stats: g.stats,
+                            slots: slots.clone(),
                         })
                     }))))
                 })
@@ -254,11 +294,19 @@ pub(super) fn types(
     out
 }
 
-/// The value of a `<plural>Aggregate` field: what to count, for its fields.
-pub(super) fn asked(query: AggregateQuery, spec: Arc<AggregateSpec>) -> FieldValue<'static> {
+/// The value of a `<plural>Aggregate` field: what to count, for its
+/// fields (only the numeric fields the request selects are measured).
+pub(super) fn asked(
+    ctx: &ResolverContext<'_>,
+    query: AggregateQuery,
+    spec: Arc<AggregateSpec>,
+) -> FieldValue<'static> {
+    let look = ctx.look_ahead();
+    let (slots, _) = select(&spec, |name| look.field(name).exists());
     FieldValue::owned_any(Asked {
         query,
         spec,
+        slots,
         whole: tokio::sync::OnceCell::new(),
     })
 }

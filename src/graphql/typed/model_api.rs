@@ -519,7 +519,7 @@ impl Api {
                             under,
                             ..AggregateQuery::default()
                         };
-                        Ok(Some(aggregates::asked(query, spec)))
+                        Ok(Some(aggregates::asked(&ctx, query, spec)))
                     })
                 },
             )
