@@ -5,41 +5,15 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
-use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::server::start;
 
-/// `tools/http-audit` with its packages installed (`npm ci`, once per run).
+/// `tools/http-audit` with its packages installed.
 fn audit_tool() -> &'static Path {
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/http-audit");
-    let ready = READY.get_or_init(|| {
-        if dir.join("node_modules/graphql-http/package.json").is_file() {
-            return Ok(());
-        }
-        let out = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir)
-            .output()
-            .map_err(|e| {
-                format!("the GraphQL over HTTP audit needs Node.js and npm (npm ci in tools/http-audit): {e}")
-            })?;
-        if !out.status.success() {
-            return Err(format!(
-                "npm ci in tools/http-audit failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(())
-    });
-    if let Err(why) = ready {
-        panic!("{why}");
-    }
-    Box::leak(dir.into_boxed_path())
+    crate::support::npm_tool("http-audit", "graphql-http")
 }
 
 /// graphql-http's audit of the whole specification: no MUST (`error`) and

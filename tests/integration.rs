@@ -17,6 +17,7 @@ mod rules;
 mod store_suite;
 mod batching;
 mod bolt;
+mod browser;
 mod connections;
 mod embedded;
 mod hardening;

@@ -109,3 +109,45 @@ pub fn listening(child: &mut std::process::Child) -> Option<std::net::SocketAddr
         .and_then(|r| r.split_whitespace().next())
         .and_then(|a| a.parse().ok())
 }
+
+/// `tools/<name>` with the npm packages of its lockfile installed (`npm ci`,
+/// once per run unless `package` is there already); panics saying why
+/// when Node.js or npm cannot install them.
+pub fn npm_tool(name: &str, package: &str) -> &'static std::path::Path {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static READY: OnceLock<Mutex<HashMap<String, Result<(), String>>>> = OnceLock::new();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tools")
+        .join(name);
+    let mut ready = READY
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let outcome = ready.entry(name.to_owned()).or_insert_with(|| {
+        if dir
+            .join("node_modules")
+            .join(package)
+            .join("package.json")
+            .is_file()
+        {
+            return Ok(());
+        }
+        let out = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .output()
+            .map_err(|e| format!("tools/{name} needs Node.js and npm (npm ci): {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "npm ci in tools/{name} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    });
+    if let Err(why) = outcome {
+        panic!("{why}");
+    }
+    Box::leak(dir.into_boxed_path())
+}

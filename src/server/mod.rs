@@ -11,14 +11,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use async_graphql::http::GraphiQLSource;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::extract::WebSocketUpgrade;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 
@@ -26,6 +25,7 @@ use crate::codes::Code;
 use crate::metrics::Metrics;
 use crate::store::GraphStore;
 
+mod graphiql;
 mod graphql;
 pub mod rate;
 pub mod tls;
@@ -119,6 +119,7 @@ pub fn app(state: AppState) -> Router {
     };
     let cors = cors_layer(&state.http.cors_origins);
     let router = Router::new()
+        .merge(graphiql::routes())
         .route("/graphql", graphql)
         .route(
             "/graphql/ws",
@@ -129,7 +130,6 @@ pub fn app(state: AppState) -> Router {
                 }
             }),
         )
-        .route("/", get(graphiql))
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/metrics",
@@ -511,30 +511,6 @@ async fn limit_body(limit: usize, req: Request, next: Next) -> Response {
     }
     next.run(req.map(|b| Body::new(http_body_util::Limited::new(b, limit))))
         .await
-}
-
-/// The GraphiQL page, with headers that keep it from being framed or
-/// loading scripts from anywhere but itself and the CDN it comes from.
-async fn graphiql() -> impl IntoResponse {
-    (
-        [
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'self' 'unsafe-inline' https://unpkg.com; \
-                 style-src 'self' 'unsafe-inline' https://unpkg.com; img-src 'self' data: https://unpkg.com; \
-                 font-src 'self' data: https://unpkg.com; connect-src 'self' ws: wss:; \
-                 frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-            ),
-            (header::X_FRAME_OPTIONS, "DENY"),
-            (header::REFERRER_POLICY, "no-referrer"),
-        ],
-        Html(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .subscription_endpoint("/graphql/ws")
-                .finish(),
-        ),
-    )
 }
 
 /// [`run`] over TLS: HTTPS and WSS with `tls` (see [`tls::config`]).
