@@ -1,7 +1,8 @@
 //! GraphiQL in a real browser: Debian's Chromium, headless, driven by
 //! playwright-core (`tools/browser/`), with no network but the server under
 //! test. The page must load from the server alone (no CDN), break none of
-//! its own Content-Security-Policy, and run a query through its editor.
+//! its own Content-Security-Policy, and run a query and a subscription
+//! through its editor.
 
 use serde_json::{Value, json};
 
@@ -55,6 +56,8 @@ async fn graphiql_runs_a_query_offline_in_chromium() {
         .arg(dir.join("graphiql.mjs"))
         .arg(format!("http://{}/", s.addr))
         .arg(r#"{ pumps(where: {flowRate: {gt: 2}}) { nodes { id flowRate } } }"#)
+        .arg(r#"subscription { twinChanged(id: "seen-in-graphiql") { twin { id } } }"#)
+        .arg(r#"mutation { updatePump(id: "seen-in-graphiql", reported: {flowRate: 3.5}) { version } }"#)
         .env("CHROMIUM", &browser)
         .output()
         .await
@@ -77,6 +80,12 @@ async fn graphiql_runs_a_query_offline_in_chromium() {
     assert_eq!(
         seen["response"],
         json!({"data": {"pumps": {"nodes": [{"id": "seen-in-graphiql", "flowRate": 2.5}]}}}),
+        "{seen}"
+    );
+    // The subscription ran from the page too, over its WebSocket.
+    assert_eq!(
+        seen["event"],
+        json!({"data": {"twinChanged": {"twin": {"id": "seen-in-graphiql"}}}}),
         "{seen}"
     );
     s.shutdown().await;

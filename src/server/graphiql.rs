@@ -57,6 +57,11 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
             "/graphiql/graphiql.css",
             get(|| asset("text/css; charset=utf-8", STYLE)),
         )
+        // Browsers ask; there is none (and no 404 in the console).
+        .route(
+            "/favicon.ico",
+            get(|| async { axum::http::StatusCode::NO_CONTENT }),
+        )
         .route(
             "/graphiql/licenses.txt",
             get(|| asset("text/plain; charset=utf-8", LICENSES.as_bytes())),

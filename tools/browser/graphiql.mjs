@@ -1,13 +1,18 @@
 // Loads twingraph's GraphiQL page in headless Chromium with no network but
 // the server under test, runs a query through the page's own editor and
 // Run button, and prints what happened as JSON (the test suite asserts):
-//   node graphiql.mjs <page url> <query>
+//   node graphiql.mjs <page url> <query> [<subscription> <mutation>]
+// With a subscription, it is run next from the editor too; once the page's
+// WebSocket is open the mutation is sent (over HTTP, from here) and the
+// first event the page shows is recorded.
 // CHROMIUM names the browser (default: Debian's /usr/bin/chromium).
 import { chromium } from 'playwright-core';
 
-const [pageUrl, query] = process.argv.slice(2);
+const [pageUrl, query, subscription, mutation] = process.argv.slice(2);
 const origin = new URL(pageUrl).origin;
-const outcome = { blocked: [], violations: [], errors: [], title: null, response: null };
+const outcome = {
+  blocked: [], violations: [], errors: [], title: null, response: null, event: null,
+};
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -47,6 +52,37 @@ try {
   }, null, { timeout: 30000 });
   outcome.response = JSON.parse(await page.evaluate(() =>
     document.querySelector('.graphiql-response .CodeMirror').CodeMirror.getValue()));
+  if (subscription) {
+    const socket = page.waitForEvent('websocket', { timeout: 30000 });
+    await page.evaluate((q) => {
+      document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.setValue(q);
+      document.querySelector('.graphiql-response .CodeMirror').CodeMirror.setValue('');
+    }, subscription);
+    // GraphiQL parses the editor's text a moment after it changes and
+    // picks the transport from that parse: a click at once would still
+    // see the query before it (as a person never does).
+    await page.waitForTimeout(700);
+    await page.click('.graphiql-execute-button');
+    await socket;
+    // The page subscribes once its WebSocket is open and acknowledged, and
+    // the server registers it a moment later: the mutation is sent again
+    // (every half second) until the page shows an event.
+    const shown = () => page.evaluate(() =>
+      document.querySelector('.graphiql-response .CodeMirror').CodeMirror.getValue()
+        .includes('"data"'));
+    for (let i = 0; i < 60 && !(await shown()); i += 1) {
+      const sent = await fetch(new URL('/graphql', origin), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: mutation }),
+      });
+      outcome.mutation = await sent.json();
+      await page.waitForFunction(() => document.querySelector('.graphiql-response .CodeMirror')
+        .CodeMirror.getValue().includes('"data"'), null, { timeout: 500 }).catch(() => {});
+    }
+    outcome.event = JSON.parse(await page.evaluate(() =>
+      document.querySelector('.graphiql-response .CodeMirror').CodeMirror.getValue()));
+  }
 } catch (e) {
   outcome.errors.push(`driver: ${e.message}`);
 } finally {
