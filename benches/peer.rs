@@ -22,8 +22,9 @@
 //! - `ordered`: the top 100 running pumps by power;
 //! - `count`: every pump counted by run state.
 //!
-//! Reports requests/s, p50 and p99 per question and system, and the
-//! ratios of twingraph's figures to the peer's.
+//! Reports requests/s, p50, p99 and answers with errors (a system that
+//! fails under the load says so instead of stopping the run) per question
+//! and system, and the ratios of twingraph's figures to the peer's.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -42,7 +43,7 @@ use twingraph::twin::{Batch, Op};
 
 #[path = "support/http.rs"]
 mod http;
-use http::{Conn, Outcome, drive, env_usize, models, post};
+use http::{Conn, Outcome, drive_counting_errors, env_usize, models, post};
 
 #[allow(dead_code)] // the tests' helpers this benchmark does not use
 #[path = "../tests/bolt.rs"]
@@ -393,21 +394,22 @@ fn main() {
         for (i, (q, _)) in TWINGRAPH.iter().enumerate() {
             for (name, addr, texts) in &systems {
                 let reqs = Arc::new(requests(*addr, q, texts[i].1, cells));
-                let o = drive(q, *addr, reqs, conns, secs).await;
+                let o = drive_counting_errors(q, *addr, reqs, conns, secs).await;
                 rows.push((q, name, o));
             }
         }
         println!("\n{conns} connections, {secs} s per question and system, {twins} twins");
         println!(
-            "{:<9} {:<22} {:>11} {:>9} {:>9}",
-            "question", "system", "per second", "p50 ms", "p99 ms"
+            "{:<9} {:<22} {:>11} {:>9} {:>9} {:>7}",
+            "question", "system", "per second", "p50 ms", "p99 ms", "errors"
         );
         for (q, name, o) in &rows {
             println!(
-                "{q:<9} {name:<22} {:>11.0} {:>9.3} {:>9.3}",
+                "{q:<9} {name:<22} {:>11.0} {:>9.3} {:>9.3} {:>7}",
                 o.per_sec,
                 o.p50.as_secs_f64() * 1e3,
-                o.p99.as_secs_f64() * 1e3
+                o.p99.as_secs_f64() * 1e3,
+                o.errors
             );
         }
         println!("\nratios to the peer (requests/s: higher is better; p50: lower is better)");

@@ -297,6 +297,7 @@ async fn fan_out(addr: SocketAddr, n: usize) -> Option<Outcome> {
         per_sec: n as f64 / last.as_secs_f64().max(1e-6),
         p50,
         p99,
+        errors: 0,
     })
 }
 

@@ -585,6 +585,11 @@ async fn a_scoped_token_sees_nothing_out_of_scope() {
             json!({}),
         ),
         (
+            "typed list as of",
+            r#"{ pumps(asOf: "2100-01-01T00:00:00Z", first: 100) { totalCount nodes { id } } }"#,
+            json!({}),
+        ),
+        (
             "ordered list",
             r#"{ twins(orderBy: [{path: "id", direction: DESC}], first: 100) { nodes { id } } }"#,
             json!({}),
@@ -678,6 +683,18 @@ async fn a_scoped_token_sees_nothing_out_of_scope() {
         v["data"],
         json!({"pumpsAggregate": {"count": 2, "groupBy": [{"count": 2}]},
                "twins": {"totalCount": 6}, "under": {"count": 2}}),
+        "{v}"
+    );
+    let v = gql(
+        a,
+        &t,
+        r#"{ pumpsAggregate(asOf: "2100-01-01T00:00:00Z") { count } pumps(asOf: "2100-01-01T00:00:00Z") { totalCount nodes { id } } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        v["data"],
+        json!({"pumpsAggregate": {"count": 2}, "pumps": {"totalCount": 2, "nodes": [{"id": "p1"}, {"id": "p3"}]}}),
         "{v}"
     );
     let v = gql(a, &admin, counts, json!({})).await;

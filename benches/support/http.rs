@@ -116,9 +116,13 @@ pub struct Outcome {
     pub per_sec: f64,
     pub p50: Duration,
     pub p99: Duration,
+    /// Answers with GraphQL errors (only [`drive_counting_errors`] counts
+    /// them; [`drive`] stops at the first).
+    pub errors: usize,
 }
 
-/// Runs `conns` clients for `secs`, each cycling through `requests`.
+/// Runs `conns` clients for `secs`, each cycling through `requests`;
+/// panics at an answer with errors.
 pub async fn drive(
     name: &'static str,
     addr: SocketAddr,
@@ -126,10 +130,36 @@ pub async fn drive(
     conns: usize,
     secs: u64,
 ) -> Outcome {
+    drive_with(name, addr, requests, conns, secs, false).await
+}
+
+/// [`drive`], counting answers with errors instead of stopping at one.
+pub async fn drive_counting_errors(
+    name: &'static str,
+    addr: SocketAddr,
+    requests: Arc<Vec<Vec<u8>>>,
+    conns: usize,
+    secs: u64,
+) -> Outcome {
+    drive_with(name, addr, requests, conns, secs, true).await
+}
+
+async fn drive_with(
+    name: &'static str,
+    addr: SocketAddr,
+    requests: Arc<Vec<Vec<u8>>>,
+    conns: usize,
+    secs: u64,
+    lenient: bool,
+) -> Outcome {
     // Warm up one connection.
     let mut c = Conn::open(addr).await;
     for r in requests.iter().take(100) {
-        c.call(r).await;
+        if lenient {
+            c.send(r).await;
+        } else {
+            c.call(r).await;
+        }
     }
     let deadline = Instant::now() + Duration::from_secs(secs);
     let start = Instant::now();
@@ -139,20 +169,29 @@ pub async fn drive(
         tasks.push(tokio::spawn(async move {
             let mut c = Conn::open(addr).await;
             let mut lat = Vec::new();
+            let mut errors = 0;
             let mut i = k * 7919;
             while Instant::now() < deadline {
                 let r = &requests[i % requests.len()];
                 i += 1;
                 let t = Instant::now();
-                c.call(r).await;
+                if lenient {
+                    c.send(r).await;
+                    errors += usize::from(contains(&c.body, b"\"errors\""));
+                } else {
+                    c.call(r).await;
+                }
                 lat.push(t.elapsed());
             }
-            lat
+            (lat, errors)
         }));
     }
     let mut all = Vec::new();
+    let mut errors = 0;
     for t in tasks {
-        all.extend(t.await.expect("client"));
+        let (lat, e) = t.await.expect("client");
+        all.extend(lat);
+        errors += e;
     }
     let elapsed = start.elapsed();
     all.sort();
@@ -161,5 +200,6 @@ pub async fn drive(
         per_sec: all.len() as f64 / elapsed.as_secs_f64(),
         p50: percentile(&all, 0.5),
         p99: percentile(&all, 0.99),
+        errors,
     }
 }

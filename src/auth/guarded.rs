@@ -545,6 +545,23 @@ impl GraphStore for GuardedStore {
         .await
     }
 
+    async fn twins_at(&self, query: &TwinQuery, at: At) -> Result<Page<Twin>, StoreError> {
+        if self.scope.is_none() {
+            return self.inner.twins_at(query, at).await;
+        }
+        let inner = self.inner.clone();
+        self.page_inside(
+            query,
+            move |q| {
+                let inner = inner.clone();
+                Box::pin(async move { inner.twins_at(&q, at).await })
+            },
+            twin_id,
+            TwinQuery::past,
+        )
+        .await
+    }
+
     async fn twin_ids(&self, query: &TwinQuery) -> Result<Page<String>, StoreError> {
         if self.scope.is_none() {
             return self.inner.twin_ids(query).await;

@@ -16,7 +16,7 @@ use async_graphql::dynamic::{Field, FieldValue, InputValue, Object, ResolverCont
 use super::context::{ready, str_arg, usize_arg};
 use super::errors::{bad_request, store_error};
 use super::views::relationship_json;
-use crate::store::{AggregateQuery, GraphStore, TwinQuery};
+use crate::store::{AggregateQuery, At, GraphStore, TwinQuery};
 use crate::twin::filter::Filter;
 use crate::twin::order::{Position, SortKey};
 use crate::twin::{Relationship, Twin};
@@ -383,6 +383,7 @@ pub(super) async fn twin_page(
     model: Option<String>,
     filter: Option<Filter>,
     order: Vec<SortKey>,
+    at: Option<At>,
     args: &PageArgs,
 ) -> Result<Page<Twin>, Error> {
     let after = args
@@ -407,7 +408,11 @@ pub(super) async fn twin_page(
         limit: args.limit(),
         backward: args.backward(),
     };
-    let page = store.twins(&query).await.map_err(|e| store_error(&e))?;
+    let page = match at {
+        Some(at) => store.twins_at(&query, at).await,
+        None => store.twins(&query).await,
+    }
+    .map_err(|e| store_error(&e))?;
     let (mut items, more) = (page.items, page.has_more);
     // Both `first` and `last`: the last `last` of the first `first`.
     let mut dropped = false;
@@ -418,12 +423,15 @@ pub(super) async fn twin_page(
         dropped = true;
     }
     let from_before = match &before {
+        // As of a past moment, a cursor given stands for a list beyond it.
+        Some(_) if at.is_some() => true,
         Some(b) if wants_page_flag(ctx, "hasNextPage") => {
             twins_at_or_beyond(store, &query, b, false).await?
         }
         _ => false,
     };
     let up_to_after = match &after {
+        Some(_) if at.is_some() => true,
         Some(a) if wants_page_flag(ctx, "hasPreviousPage") => {
             twins_at_or_beyond(store, &query, a, true).await?
         }
@@ -434,6 +442,7 @@ pub(super) async fn twin_page(
             model: query.model.clone(),
             subtypes: query.subtypes,
             filter: query.filter.clone(),
+            at,
             ..AggregateQuery::default()
         };
         let a = store.aggregate(&whole).await.map_err(|e| store_error(&e))?;

@@ -20,7 +20,7 @@ use super::context::{
 use super::errors::{bad_request, batch_store_error, store_error};
 use super::record::{deprecated_alias, record, record_of, records};
 use super::views::{event_json, twin_field, twin_fields};
-use crate::store::GraphStore;
+use crate::store::{At, GraphStore};
 use crate::twin::order::SortKey;
 use crate::twin::{Batch, Op, Twin};
 
@@ -118,7 +118,8 @@ pub(super) fn register(b: &mut Builder) {
                     .transpose()
                     .map_err(|e| bad_request(format!("where: {e}")))?;
                 let order = order_arg(&ctx)?;
-                let page = twin_page(&ctx, store, model, filter, order, &args).await?;
+                let at = time_arg(&ctx, "asOf")?.map(At::Time);
+                let page = twin_page(&ctx, store, model, filter, order, at, &args).await?;
                 Ok(Some(FieldValue::owned_any(page)))
             })
         })
@@ -135,7 +136,10 @@ pub(super) fn register(b: &mut Builder) {
             InputValue::new("orderBy", TypeRef::named_nn_list("TwinOrder")).description(
                 "Sort keys in order of precedence (then id); the store answers it from its indexes.",
             ),
-        ),
+        )
+        .argument(InputValue::new("asOf", TypeRef::named("DateTime")).description(
+            "The list as it was then: the twins that existed, with their state then.",
+        )),
     ));
     b.query(
         Field::new("node", TypeRef::named("Node"), |ctx| {

@@ -441,7 +441,7 @@ fn list<'a>(graph: &'a Graph, models: &ModelSet, q: &TwinQuery) -> (Vec<&'a Twin
 /// Folds a twin's events (ordered) up to `at` into its state then.
 pub(crate) fn twin_at(events: &[Event], twin: &str, at: At) -> Option<Twin> {
     let mut state: Option<Twin> = None;
-    for e in events.iter().filter(|e| within(e, at)) {
+    for e in events.iter().filter(|e| super::at_or_before(e, at)) {
         match &e.change {
             Change::TwinCreated { twin: t, .. } if t == twin => state = Twin::created(e),
             Change::TwinDeleted { twin: t, .. } if t == twin => state = None,
@@ -461,18 +461,11 @@ pub(crate) fn twin_at(events: &[Event], twin: &str, at: At) -> Option<Twin> {
     state
 }
 
-fn within(e: &Event, at: At) -> bool {
-    match at {
-        At::Seq(s) => e.seq <= s,
-        At::Time(t) => e.time <= t,
-    }
-}
-
 /// Folds events (in order) up to `at` into the relationships they leave.
 pub(crate) fn relationships_at(events: &[Event], at: At) -> Vec<Relationship> {
     let mut rels: std::collections::BTreeMap<RelKey, Relationship> =
         std::collections::BTreeMap::new();
-    for e in events.iter().filter(|e| within(e, at)) {
+    for e in events.iter().filter(|e| super::at_or_before(e, at)) {
         match &e.change {
             Change::RelationshipCreated { relationship } => {
                 rels.insert(
@@ -556,6 +549,9 @@ impl GraphStore for Store {
     }
 
     async fn aggregate(&self, q: &AggregateQuery) -> Result<Aggregate, StoreError> {
+        if q.at.is_some() {
+            return super::aggregate_by_reading(self, q).await;
+        }
         let graph = self.graph();
         let models = self.models();
         let of_model: HashSet<&str> = match &q.model {

@@ -125,6 +125,9 @@ pub struct AggregateQuery {
     pub under: Option<String>,
     /// Only twins in this view.
     pub within: Option<Within>,
+    /// The twins as they were then (`under` and `within` read today's
+    /// hierarchy); now when `None`.
+    pub at: Option<At>,
     pub measures: Measures,
 }
 
@@ -161,6 +164,19 @@ pub async fn aggregate_by_reading<S: GraphStore + ?Sized>(
         narrow(ids);
     }
     let mut tally = Tally::new(&q.measures);
+    let allowed_twin = |t: &Twin| {
+        allowed
+            .as_ref()
+            .is_none_or(|a: &std::collections::HashSet<String>| a.contains(&*t.id))
+    };
+    if let Some(at) = q.at {
+        for t in twins_then(store, q.model.as_deref(), q.subtypes, at).await? {
+            if allowed_twin(&t) && q.filter.as_ref().is_none_or(|f| f.matches(&t)) {
+                tally.add(&t);
+            }
+        }
+        return Ok(tally.finish());
+    }
     let mut list = TwinQuery {
         model: q.model.clone(),
         subtypes: q.subtypes,
@@ -171,7 +187,7 @@ pub async fn aggregate_by_reading<S: GraphStore + ?Sized>(
     loop {
         let page = store.twins(&list).await?;
         for t in &page.items {
-            if allowed.as_ref().is_none_or(|a| a.contains(&*t.id)) {
+            if allowed_twin(t) {
                 tally.add(t);
             }
         }
@@ -224,6 +240,79 @@ pub fn sorted_page(
         items: keyed.into_iter().map(|(_, t)| t).collect(),
         has_more,
     }
+}
+
+/// Whether event `e` is at or before `at`.
+pub fn at_or_before(e: &Event, at: At) -> bool {
+    match at {
+        At::Seq(s) => e.seq <= s,
+        At::Time(t) => e.time <= t,
+    }
+}
+
+/// The twins of `model` (with `subtypes`, of models extending it; every
+/// twin without a model) as they were at `at`: today's twins that no event
+/// after `at` concerns, as they are, and the others folded from their
+/// history (those deleted since included). Reads the log back from its end
+/// to `at`, so it costs what changed since, plus one read of the model's
+/// twins.
+pub async fn twins_then<S: GraphStore + ?Sized>(
+    store: &S,
+    model: Option<&str>,
+    subtypes: bool,
+    at: At,
+) -> Result<Vec<Twin>, StoreError> {
+    let mut touched: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut before = store.last_seq().saturating_add(1);
+    'log: loop {
+        let page = store.events_before(before, 1000).await?;
+        let Some(first) = page.first().map(|e| e.seq) else {
+            break;
+        };
+        for e in page.iter().rev() {
+            if at_or_before(e, at) {
+                break 'log;
+            }
+            touched.extend(e.change.twins().into_iter().map(str::to_owned));
+        }
+        if first <= 1 {
+            break;
+        }
+        before = first;
+    }
+    let models = store.models();
+    let of_model = |m: &str| {
+        model.is_none_or(|q| {
+            if subtypes {
+                models.interface(m).is_some_and(|i| i.is_a(q))
+            } else {
+                m == q
+            }
+        })
+    };
+    let mut out = Vec::new();
+    let mut list = TwinQuery {
+        model: model.map(str::to_owned),
+        subtypes,
+        limit: 1000,
+        ..TwinQuery::default()
+    };
+    loop {
+        let page = store.twins(&list).await?;
+        list.after = page.items.last().map(|t| t.id.to_string());
+        out.extend(page.items.into_iter().filter(|t| !touched.contains(&*t.id)));
+        if !page.has_more {
+            break;
+        }
+    }
+    for id in &touched {
+        if let Some(t) = store.twin_as_of(id, at).await?
+            && of_model(&t.model)
+        {
+            out.push(t);
+        }
+    }
+    Ok(out)
 }
 
 /// Why a store operation failed.
@@ -357,6 +446,25 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
     async fn twins_by_ids(&self, ids: &[String]) -> Result<Vec<Twin>, StoreError>;
 
     async fn twins(&self, query: &TwinQuery) -> Result<Page<Twin>, StoreError>;
+
+    /// A page of [`twins`](GraphStore::twins) as the list was at `at`
+    /// (see [`twins_then`]): every twin of the model then, filtered,
+    /// ordered and paged here.
+    async fn twins_at(&self, query: &TwinQuery, at: At) -> Result<Page<Twin>, StoreError> {
+        let then = twins_then(self, query.model.as_deref(), query.subtypes, at).await?;
+        let kept: Vec<Twin> = then
+            .into_iter()
+            .filter(|t| query.filter.as_ref().is_none_or(|f| f.matches(t)))
+            .collect();
+        Ok(sorted_page(
+            kept,
+            query.after_position(),
+            query.before_position(),
+            &query.order,
+            query.backward,
+            query.limit.max(1),
+        ))
+    }
 
     /// Counts and aggregates of the twins `query` names, with its groups.
     /// Stores aggregate in place where they can (the embedded store over

@@ -37,7 +37,7 @@ use crate::graphql::context::{
 };
 use crate::graphql::errors::{bad_request, not_found, store_error};
 use crate::graphql::names::TypeNames;
-use crate::store::{AggregateQuery, GraphStore};
+use crate::store::{AggregateQuery, At, GraphStore};
 use crate::twin::filter::Filter;
 use crate::twin::order::SortKey;
 use crate::twin::{Batch, Change, Op, Twin, format_time};
@@ -485,6 +485,11 @@ impl Api {
             .argument(
                 InputValue::new("orderBy", TypeRef::named_nn_list(&sort_name))
                     .description("Sort keys in order of precedence; without it, id order."),
+            )
+            .argument(
+                InputValue::new("asOf", TypeRef::named("DateTime")).description(
+                    "The list as it was then: the twins that existed, with their state then.",
+                ),
             ),
         ));
 
@@ -517,6 +522,7 @@ impl Api {
                             subtypes: true,
                             filter,
                             under,
+                            at: time_arg(&ctx, "asOf")?.map(At::Time),
                             ..AggregateQuery::default()
                         };
                         Ok(Some(aggregates::asked(&ctx, query, spec)))
@@ -531,7 +537,10 @@ impl Api {
                 "where",
                 TypeRef::named(c.derived_name(&dtmi, "Where")),
             ))
-            .argument(InputValue::new("under", TypeRef::named(TypeRef::ID))),
+            .argument(InputValue::new("under", TypeRef::named(TypeRef::ID)))
+            .argument(InputValue::new("asOf", TypeRef::named("DateTime")).description(
+                "Counted as the twins were then (`under` reads today's hierarchy).",
+            )),
         );
 
         // Create and update.
@@ -877,7 +886,8 @@ async fn list(
             }
         }
     }
-    let page = twin_page(ctx, store, Some(dtmi.to_owned()), filter, order, &args).await?;
+    let at = time_arg(ctx, "asOf")?.map(At::Time);
+    let page = twin_page(ctx, store, Some(dtmi.to_owned()), filter, order, at, &args).await?;
     Ok(Some(FieldValue::owned_any(page)))
 }
 

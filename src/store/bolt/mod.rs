@@ -136,6 +136,9 @@ struct Shared {
     healthy: AtomicBool,
     /// Statements sent for reads (not the tailer's): see `reads`.
     reads: AtomicU64,
+    /// Properties with a range index for ordered lists (made when a list
+    /// is first ordered by them: `ensure_sort_index`).
+    sort_indexes: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// The Neo4j store.
@@ -234,6 +237,7 @@ impl BoltStore {
             closed: AtomicBool::new(false),
             healthy: AtomicBool::new(true),
             reads: AtomicU64::new(0),
+            sort_indexes: std::sync::Mutex::new(std::collections::HashSet::new()),
         });
         let (seq, _) = write::position(&shared).await?;
         shared.last_seq.store(seq, Ordering::Release);
@@ -352,6 +356,7 @@ impl BoltStore {
         let Some(columns) = order::columns(&tq.order) else {
             return self.twins_sorted_here(tq).await;
         };
+        self.ensure_sort_indexes(&columns).await;
         let (conditions, params) = self.list_conditions(tq);
         let order_by = order::order_by(&tq.order, &columns, tq.backward);
         self.filtered_page(tq, |at, page| {
@@ -376,6 +381,41 @@ impl BoltStore {
                 .param("limit", page)
         })
         .await
+    }
+
+    /// A range index on each property `columns` read (`n.`name``), made
+    /// the first time a list is ordered by it (`CREATE INDEX … IF NOT
+    /// EXISTS`, so every replica may ask). A database that refuses is
+    /// logged and the list is still answered, unindexed.
+    async fn ensure_sort_indexes(&self, columns: &[String]) {
+        for col in columns {
+            let Some(name) = col.strip_prefix("n.`").and_then(|c| c.strip_suffix('`')) else {
+                continue; // id, model, version: indexed already
+            };
+            let fresh = self
+                .shared
+                .sort_indexes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(name.to_owned());
+            if !fresh {
+                continue;
+            }
+            let statement =
+                format!("CREATE INDEX twin_by_{name} IF NOT EXISTS FOR (n:{TWIN}) ON ({col})");
+            let made = within_timeout(
+                self.shared.bolt.timeout,
+                &self.shared.bolt.uri,
+                self.shared.db.run(query(&statement)),
+            )
+            .await;
+            match made {
+                Ok(()) => tracing::info!(property = name, "sort index made for ordered lists"),
+                Err(e) => {
+                    tracing::warn!(property = name, error = %e, "cannot make a sort index; ordered lists by it scan")
+                }
+            }
+        }
     }
 
     /// An ordered list whose keys Cypher cannot read: every match (in id
@@ -1064,7 +1104,7 @@ impl GraphStore for BoltStore {
         let (Some(columns), Some(group)) = (columns, group) else {
             return super::aggregate_by_reading(self, q).await;
         };
-        if !exact || (q.under.is_some() && q.within.is_some()) {
+        if !exact || q.at.is_some() || (q.under.is_some() && q.within.is_some()) {
             return super::aggregate_by_reading(self, q).await;
         }
         let containment = layout::quoted(&self.shared.config.graph.containment)?;
