@@ -23,13 +23,10 @@
 //!   in the first seconds of ingest, `top -H`).
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use twingraph::demo::{PER_CELL_EQUIPMENT, eq_id, plant};
-use twingraph::graphql::{self, Shutdown, schema::Limits};
-use twingraph::server::{self, AppState};
 use twingraph::store::GraphStore;
 use twingraph::store::StoreConfig;
 use twingraph::store::bolt::BoltStore;
@@ -94,29 +91,7 @@ fn main() {
         }
 
         // The real server over the store.
-        let schema = graphql::build(
-            store.clone(),
-            Limits::default(),
-            Shutdown::default(),
-            Arc::new(twingraph::metrics::Metrics::default()),
-            Arc::new(graphql::ModelLibrary::new(Vec::new(), None)),
-            twingraph::rollout::Rollouts::start(store.clone())
-                .await
-                .expect("rollouts"),
-        )
-        .expect("schema");
-        let app = server::app(AppState {
-            store: store.clone(),
-            schema: schema.clone(),
-            ready: Arc::new(AtomicBool::new(true)),
-            max_body_bytes: 4 * 1024 * 1024,
-            metrics: Arc::new(twingraph::metrics::Metrics::default()),
-            auth: None,
-            http: server::HttpSettings::default(),
-        });
-        let listener = server::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(server::run(listener, app, std::future::pending()));
+        let (addr, schema) = http::serve(store.clone()).await;
 
         // 2-hop: GraphQL against the same answer straight from Cypher.
         let mut direct = neo4rs::ConfigBuilder::default()

@@ -31,13 +31,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use twingraph::demo::{PER_CELL_EQUIPMENT, eq_id, plant};
-use twingraph::graphql::{self, Shutdown, schema::Limits};
-use twingraph::server::{self, AppState};
 use twingraph::store::{GraphStore, StoreConfig, embedded};
 use twingraph::twin::{Batch, Op};
 
@@ -299,34 +296,6 @@ impl Drop for Peer {
     }
 }
 
-/// twingraph serving `store` on a loopback port.
-async fn serve(store: Arc<dyn GraphStore>) -> SocketAddr {
-    let schema = graphql::build(
-        store.clone(),
-        Limits::default(),
-        Shutdown::default(),
-        Arc::new(twingraph::metrics::Metrics::default()),
-        Arc::new(graphql::ModelLibrary::new(Vec::new(), None)),
-        twingraph::rollout::Rollouts::start(store.clone())
-            .await
-            .expect("rollouts"),
-    )
-    .expect("schema");
-    let app = server::app(AppState {
-        store,
-        schema,
-        ready: Arc::new(AtomicBool::new(true)),
-        max_body_bytes: 4 * 1024 * 1024,
-        metrics: Arc::new(twingraph::metrics::Metrics::default()),
-        auth: None,
-        http: server::HttpSettings::default(),
-    });
-    let listener = server::bind("127.0.0.1:0".parse().expect("address")).expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(server::run(listener, app, std::future::pending()));
-    addr
-}
-
 async fn load(store: &Arc<dyn GraphStore>, batches: &[Batch], name: &str) {
     let t = Instant::now();
     for b in batches {
@@ -368,8 +337,11 @@ fn main() {
         let embedded: Arc<dyn GraphStore> =
             Arc::new(embedded::open(&dir, models(), StoreConfig::default()).expect("open store"));
         load(&embedded, &batches, "twingraph (embedded)").await;
-        let mut systems: Vec<System> =
-            vec![("twingraph (embedded)", serve(embedded).await, &TWINGRAPH)];
+        let mut systems: Vec<System> = vec![(
+            "twingraph (embedded)",
+            http::serve(embedded).await.0,
+            &TWINGRAPH,
+        )];
         if with_neo4j {
             let config = bolt::fresh_database().await;
             let store: Arc<dyn GraphStore> = Arc::new(
@@ -382,7 +354,7 @@ fn main() {
                 .expect("Neo4j store"),
             );
             load(&store, &batches, "twingraph (Neo4j: ArcadeDB)").await;
-            systems.push(("twingraph (Neo4j)", serve(store).await, &TWINGRAPH));
+            systems.push(("twingraph (Neo4j)", http::serve(store).await.0, &TWINGRAPH));
         } else {
             println!("twingraph on Neo4j left out (TWINGRAPH_PEER_NEO4J=0)");
         }

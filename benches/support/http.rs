@@ -203,3 +203,39 @@ async fn drive_with(
         errors,
     }
 }
+
+/// The real server over `store` on a loopback port (no authentication),
+/// serving until the process ends; its address and schema.
+pub async fn serve(
+    store: Arc<dyn twingraph::store::GraphStore>,
+) -> (SocketAddr, twingraph::graphql::LiveSchema) {
+    use twingraph::graphql;
+    let schema = graphql::build(
+        store.clone(),
+        graphql::Limits::default(),
+        graphql::Shutdown::default(),
+        Arc::new(twingraph::metrics::Metrics::default()),
+        Arc::new(graphql::ModelLibrary::new(Vec::new(), None)),
+        twingraph::rollout::Rollouts::start(store.clone())
+            .await
+            .expect("rollouts"),
+    )
+    .expect("schema");
+    let app = twingraph::server::app(twingraph::server::AppState {
+        store,
+        schema: schema.clone(),
+        ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        max_body_bytes: 4 * 1024 * 1024,
+        metrics: Arc::new(twingraph::metrics::Metrics::default()),
+        auth: None,
+        http: twingraph::server::HttpSettings::default(),
+    });
+    let listener = twingraph::server::bind("127.0.0.1:0".parse().expect("address")).expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(twingraph::server::run(
+        listener,
+        app,
+        std::future::pending(),
+    ));
+    (addr, schema)
+}
