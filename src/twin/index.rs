@@ -141,6 +141,9 @@ pub struct Indexes {
 impl Indexes {
     /// Takes a twin out of its model's indexes (before it changes).
     pub(super) fn remove(&mut self, t: &Twin) {
+        if self.by_model.is_empty() {
+            return; // no index yet: nothing to hash
+        }
         if let Some(paths) = self.by_model.get_mut(&*t.model) {
             for (path, ix) in paths {
                 ix.remove(&t.id, value_at(t, path).as_ref().and_then(Key::of).as_ref());
@@ -150,6 +153,9 @@ impl Indexes {
 
     /// Puts a twin into its model's indexes (after it changed).
     pub(super) fn insert(&mut self, t: &Twin) {
+        if self.by_model.is_empty() {
+            return;
+        }
         if let Some(paths) = self.by_model.get_mut(&*t.model) {
             for (path, ix) in paths {
                 ix.insert(t.id.clone(), value_at(t, path).as_ref().and_then(Key::of));
