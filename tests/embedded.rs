@@ -287,6 +287,32 @@ async fn retention_prunes_old_history_but_keeps_state() {
         .await
         .expect_err("a time before the oldest event kept");
     assert_eq!(e.code().reason(), "history_pruned");
+    // Lists and counts as of then say so too (the log that would lead back
+    // there is gone); as of the last event kept they answer.
+    let pumps = twingraph::store::TwinQuery {
+        model: Some(PUMP.to_owned()),
+        limit: 10,
+        ..twingraph::store::TwinQuery::default()
+    };
+    let e = s
+        .twins_at(&pumps, twingraph::store::At::Seq(2))
+        .await
+        .expect_err("pruned");
+    assert_eq!(e.code().reason(), "history_pruned");
+    let e = s
+        .aggregate(&twingraph::store::AggregateQuery {
+            model: Some(PUMP.to_owned()),
+            at: Some(twingraph::store::At::Seq(3)),
+            ..twingraph::store::AggregateQuery::default()
+        })
+        .await
+        .expect_err("pruned");
+    assert_eq!(e.code().reason(), "history_pruned");
+    let then = s
+        .twins_at(&pumps, twingraph::store::At::Seq(7))
+        .await
+        .expect("as of the last event kept");
+    assert_eq!(then.items.len(), 1);
     // The log goes on from where it was.
     let next = must(&s, vec![desired("p", json!({"flowSetpoint": 9.0}))]).await;
     assert_eq!(next[0].seq, 8);

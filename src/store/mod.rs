@@ -267,6 +267,11 @@ pub async fn twins_then<S: GraphStore + ?Sized>(
     'log: loop {
         let page = store.events_before(before, 1000).await?;
         let Some(first) = page.first().map(|e| e.seq) else {
+            if before > 1 {
+                // The log ends before `at` was reached: retention removed
+                // what that moment needs.
+                return Err(StoreError::Pruned(before));
+            }
             break;
         };
         for e in page.iter().rev() {
