@@ -403,12 +403,8 @@ impl BoltStore {
             }
             let statement =
                 format!("CREATE INDEX twin_by_{name} IF NOT EXISTS FOR (n:{TWIN}) ON ({col})");
-            let made = within_timeout(
-                self.shared.bolt.timeout,
-                &self.shared.bolt.uri,
-                self.shared.db.run(query(&statement)),
-            )
-            .await;
+            let db = self.shared.db.clone();
+            let made = within(&self.shared, async move { db.run(query(&statement)).await }).await;
             match made {
                 Ok(()) => tracing::info!(property = name, "sort index made for ordered lists"),
                 Err(e) => {
@@ -491,8 +487,9 @@ impl BoltStore {
         ))
         .param("start", t.start.as_str());
         read_statement(&self.shared)?;
-        let fetch = async {
-            let mut stream = self.shared.db.execute(q).await?;
+        let db = self.shared.db.clone();
+        let fetch = async move {
+            let mut stream = db.execute(q).await?;
             let mut out = None;
             if let Some(row) = stream.next().await? {
                 let de = neo4rs::Error::DeserializationError;
@@ -609,13 +606,32 @@ async fn within_timeout<T>(
         .map_err(db_error)
 }
 
-/// Runs `f` (talking to the database) within the configured timeout, as
-/// a store result.
-async fn within<T>(
+/// Runs `f` (one exchange with the database: a statement sent, its answer
+/// read to the end) on a task of its own, and waits for it within the
+/// configured timeout, as a store result.
+///
+/// The exchange is never cut midway. A caller that goes away (its client
+/// gone, its request dropped) or times out leaves the task to read the
+/// answer to its end, so the connection goes back to neo4rs's pool between
+/// exchanges, never inside one: the pool's RESET on return would otherwise
+/// take a reply still owed for its own, and hand the next borrower the rest
+/// (neo4j-labs/neo4rs#295; `tests/cancellation.rs`). Every read of this
+/// store goes through here.
+async fn within<T: Send + 'static>(
     shared: &Shared,
-    f: impl Future<Output = Result<T, neo4rs::Error>>,
+    f: impl Future<Output = Result<T, neo4rs::Error>> + Send + 'static,
 ) -> Result<T, StoreError> {
-    within_timeout(shared.bolt.timeout, &shared.bolt.uri, f).await
+    let exchange = tokio::spawn(f);
+    match tokio::time::timeout(shared.bolt.timeout, exchange).await {
+        Ok(Ok(answer)) => answer.map_err(db_error),
+        Ok(Err(e)) => Err(StoreError::Storage(format!(
+            "a database exchange failed: {e}"
+        ))),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer from {}",
+            shared.bolt.uri
+        ))),
+    }
 }
 
 /// [`available`], counting the read statement about to be sent.
@@ -646,11 +662,12 @@ async fn rows(shared: &Shared, q: Query, col: &str) -> Result<Vec<String>, Store
 /// [`rows`], not counted among the statements requests send (the writer's
 /// own reads).
 async fn rows_unmetered(shared: &Shared, q: Query, col: &str) -> Result<Vec<String>, StoreError> {
-    let fetch = async {
-        let mut stream = shared.db.execute(q).await?;
+    let (db, col) = (shared.db.clone(), col.to_owned());
+    let fetch = async move {
+        let mut stream = db.execute(q).await?;
         let mut out = Vec::new();
         while let Some(row) = stream.next().await? {
-            if let Ok(v) = row.get::<String>(col) {
+            if let Ok(v) = row.get::<String>(&col) {
                 out.push(v);
             }
         }
@@ -710,11 +727,15 @@ async fn tailer(shared: std::sync::Weak<Shared>) {
         }
         let after = s.last_seq.load(Ordering::Acquire);
         let mut more = false;
-        let read = log_after(&s.db, after, 1000);
+        // On a task of its own, as every exchange (see `within`): a read
+        // past the deadline finishes on its own rather than leave its
+        // connection owing replies.
+        let read = tokio::spawn(log_after(s.db.clone(), after, 1000));
         // A short deadline: the tailer is also the health probe.
         let outcome =
             match tokio::time::timeout(s.bolt.poll.max(Duration::from_secs(2)), read).await {
-                Ok(Ok(found)) => Ok(found),
+                Ok(Ok(Ok(found))) => Ok(found),
+                Ok(Ok(Err(e))) => Err(e.to_string()),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err("no answer".to_owned()),
             };
@@ -797,7 +818,7 @@ const LOG_WINDOW: u64 = 10_000;
 /// (ArcadeDB) scan every event, which the tailer would do after every
 /// commit and every poll. Where retention left holes, by range after all.
 async fn log_after(
-    db: &neo4rs::Graph,
+    db: neo4rs::Graph,
     after: u64,
     limit: usize,
 ) -> Result<Vec<String>, neo4rs::Error> {
@@ -1012,8 +1033,9 @@ impl GraphStore for BoltStore {
             .param("ids", twins.to_vec())
             .param("name", name);
         read_statement(&self.shared)?;
-        let fetch = async {
-            let mut stream = self.shared.db.execute(q).await?;
+        let db = self.shared.db.clone();
+        let fetch = async move {
+            let mut stream = db.execute(q).await?;
             let mut out = Vec::new();
             while let Some(row) = stream.next().await? {
                 let de = neo4rs::Error::DeserializationError;
@@ -1053,8 +1075,9 @@ impl GraphStore for BoltStore {
         }
         let q = query(&reach_statement(t)).param("start", t.start.as_str());
         read_statement(&self.shared)?;
-        let fetch = async {
-            let mut stream = self.shared.db.execute(q).await?;
+        let db = self.shared.db.clone();
+        let fetch = async move {
+            let mut stream = db.execute(q).await?;
             let mut rows = Vec::new();
             while let Some(row) = stream.next().await? {
                 let de = neo4rs::Error::DeserializationError;
@@ -1178,8 +1201,9 @@ impl GraphStore for BoltStore {
                     .map(|(k, v)| (k.as_str(), v.clone())),
             );
             read_statement(&self.shared)?;
-            let fetch = async {
-                let mut stream = self.shared.db.execute(statement).await?;
+            let db = self.shared.db.clone();
+            let fetch = async move {
+                let mut stream = db.execute(statement).await?;
                 let mut rows = Vec::new();
                 while let Some(row) = stream.next().await? {
                     let de = neo4rs::Error::DeserializationError;
@@ -1207,8 +1231,9 @@ impl GraphStore for BoltStore {
         ))
         .param("id", id);
         read_statement(&self.shared)?;
-        let fetch = async {
-            let mut stream = self.shared.db.execute(q).await?;
+        let db = self.shared.db.clone();
+        let fetch = async move {
+            let mut stream = db.execute(q).await?;
             let mut ids: Vec<String> = Vec::new();
             if let Some(row) = stream.next().await? {
                 ids = row.get("ids").unwrap_or_default();
@@ -1239,7 +1264,7 @@ impl GraphStore for BoltStore {
             read_statement(&self.shared)?;
             let found = within(
                 &self.shared,
-                log_after(&self.shared.db, after, limit - events.len()),
+                log_after(self.shared.db.clone(), after, limit - events.len()),
             )
             .await?;
             let full = found.len() as u64 == LOG_WINDOW;

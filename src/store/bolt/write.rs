@@ -59,8 +59,9 @@ pub(super) async fn position(shared: &Shared) -> Result<(u64, Micros), StoreErro
     let q = query(&format!(
         "MATCH (m:{META} {{key: 'seq'}}) RETURN m.seq AS seq, m.time AS time"
     ));
-    let run = async {
-        let mut rows = shared.db.execute(q).await?;
+    let db = shared.db.clone();
+    let run = async move {
+        let mut rows = db.execute(q).await?;
         let mut out = (0, 0);
         if let Some(row) = rows.next().await? {
             let get = |k: &str| {
@@ -890,8 +891,9 @@ pub(super) async fn pruned_before(shared: &Shared) -> Result<(u64, Micros), Stor
     let q = query(&format!(
         "MATCH (m:{META} {{key: 'pruned'}}) RETURN m.before AS before, m.time AS time"
     ));
-    let fetch = async {
-        let mut rows = shared.db.execute(q).await?;
+    let db = shared.db.clone();
+    let fetch = async move {
+        let mut rows = db.execute(q).await?;
         let mut out = (1, Micros::MIN);
         if let Some(row) = rows.next().await? {
             out = (
