@@ -107,7 +107,9 @@ error_codes! {
     HistoryPruned => "BAD_REQUEST", "history_pruned", 410,
         "History before this point was removed by `retention_days`.";
     StoreUnavailable => "STORE_UNAVAILABLE", "store_unavailable", 503,
-        "The database cannot be reached or did not answer in time; nothing was written; retry later.";
+        "The database cannot be reached; nothing was written (unless the message says the COMMIT had been sent); retry later.";
+    StoreTimeout => "STORE_TIMEOUT", "store_timeout", 504,
+        "A statement outlasted its budget (`store.statement_timeout_ms`, the wait for a free connection included) and was stopped in the database; nothing was written (unless the message says the COMMIT had been sent). Narrow the query or retry later.";
     ShuttingDown => "INTERNAL", "store_closed", 503,
         "The server is shutting down.";
     StorageFailure => "INTERNAL", "storage_failure", 500,

@@ -89,6 +89,7 @@ pub struct StoreSettings {
     pub pool: usize,
     pub poll_ms: u64,
     pub timeout_ms: u64,
+    pub statement_timeout_ms: u64,
     pub retention_days: Option<u64>,
 }
 
@@ -104,6 +105,8 @@ impl Default for StoreSettings {
             pool: bolt.max_connections,
             poll_ms: u64::try_from(bolt.poll.as_millis()).unwrap_or(u64::MAX),
             timeout_ms: u64::try_from(bolt.timeout.as_millis()).unwrap_or(u64::MAX),
+            statement_timeout_ms: u64::try_from(bolt.statement_timeout.as_millis())
+                .unwrap_or(u64::MAX),
             retention_days: None,
         }
     }
@@ -313,12 +316,13 @@ pub const SETTINGS: &[Setting] = &[
     setting("store.database", OptText, "Neo4j database; unset: the server's default.")
         .was("store_database", "TWINGRAPH_STORE_DATABASE")
         .flag("--store-database"),
-    setting("store.pool", Number, "Neo4j connections in the pool.")
+    setting("store.pool", Number, "Neo4j connections for reads (writes have 4 of their own, the event tailer 1; see schema/neo4j.md).")
         .was("store_pool", "TWINGRAPH_STORE_POOL"),
     setting("store.poll_ms", Number, "How often (ms) the Neo4j event log is read for other replicas' changes.")
         .was("store_poll_ms", "TWINGRAPH_STORE_POLL_MS"),
-    setting("store.timeout_ms", Number, "How long (ms) a Neo4j call may take before it fails with `STORE_UNAVAILABLE`.")
+    setting("store.timeout_ms", Number, "How long (ms) connecting to Neo4j may take at startup, and a write may keep retrying conflicts, before `STORE_UNAVAILABLE`.")
         .was("store_timeout_ms", "TWINGRAPH_STORE_TIMEOUT_MS"),
+    setting("store.statement_timeout_ms", Number, "Budget (ms) of one Neo4j statement or write transaction, its wait for a free connection included; past it the statement is stopped in the database and the request fails with `STORE_TIMEOUT`."),
     setting("store.retention_days", OptNumber, "Keep the event log this many days (configuration and rollout records always); unset: forever. History before the oldest kept event answers `history_pruned`.")
         .was("retention_days", "TWINGRAPH_RETENTION_DAYS"),
     setting("models.folder", Text, "Folder of DTDL models (every `*.json` below it).")

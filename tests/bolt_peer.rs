@@ -1,10 +1,14 @@
 //! A scripted Bolt server for the tests: the handshake (Bolt 4.1), HELLO,
-//! RUN / PULL / DISCARD, BEGIN / COMMIT / ROLLBACK, RESET and GOODBYE, one
-//! message at a time per connection, as a database does. What a statement
-//! answers, and how long its RUN takes to answer, is the script's.
+//! RUN / PULL (in batches of the `n` asked, `has_more` between them) /
+//! DISCARD, BEGIN / COMMIT / ROLLBACK, RESET and GOODBYE, one message at a
+//! time per connection, as a database does. What a statement answers, and
+//! how long its RUN and each of its batches take, is the script's. Like a
+//! database, it stops a statement whose connection closes while it works,
+//! and counts it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -18,34 +22,75 @@ pub struct Answer {
     pub rows: Vec<Vec<Value>>,
     /// How long the database "works" before answering the RUN.
     pub delay: Duration,
+    /// How long it works before each batch of records after the first.
+    pub batch_delay: Duration,
+    /// Notified when a batch after the first is asked for.
+    pub more: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// The script: the answer to a statement and its parameters.
 pub type Script = Arc<dyn Fn(&str, &Map<String, Value>) -> Answer + Send + Sync>;
 
+/// What the peer saw.
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// Connections accepted.
+    pub opened: AtomicUsize,
+    /// Connections closed by the client.
+    pub closed: AtomicUsize,
+    /// Statements stopped because their connection closed while they ran.
+    pub stopped: AtomicUsize,
+}
+
 /// A running peer.
 pub struct Peer {
     pub addr: SocketAddr,
+    pub seen: Arc<Seen>,
 }
 
 impl Peer {
     pub async fn start(script: Script) -> Peer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(Seen::default());
+        let seen2 = seen.clone();
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(serve(socket, script.clone()));
+                seen2.opened.fetch_add(1, Ordering::AcqRel);
+                let (script, seen) = (script.clone(), seen2.clone());
+                tokio::spawn(async move {
+                    let _ = serve(socket, script, &seen).await;
+                    seen.closed.fetch_add(1, Ordering::AcqRel);
+                });
             }
         });
-        Peer { addr }
+        Peer { addr, seen }
     }
 }
 
-async fn serve(mut s: TcpStream, script: Script) -> std::io::Result<()> {
+/// Works for `delay`, unless the connection closes first (then false).
+async fn work(s: &mut TcpStream, delay: Duration) -> bool {
+    let mut one = [0u8; 1];
+    tokio::select! {
+        () = tokio::time::sleep(delay) => true,
+        // A client sends nothing while it waits: this returns when it
+        // closes (or breaks) the connection.
+        _ = s.peek(&mut one) => false,
+    }
+}
+
+async fn serve(mut s: TcpStream, script: Script, seen: &Seen) -> std::io::Result<()> {
     let mut hello = [0u8; 20];
     s.read_exact(&mut hello).await?;
     s.write_all(&[0, 0, 1, 4]).await?; // Bolt 4.1
-    let mut pending: Vec<Vec<Value>> = Vec::new();
+    let mut pending: std::collections::VecDeque<Vec<Value>> = Default::default();
+    let mut batch_delay = Duration::ZERO;
+    let mut more = None;
+    let mut first_batch = true;
+    let stopped = || {
+        seen.stopped.fetch_add(1, Ordering::AcqRel);
+        Err(std::io::ErrorKind::ConnectionAborted.into())
+    };
     loop {
         let (signature, fields) = read_message(&mut s).await?;
         match signature {
@@ -63,7 +108,9 @@ async fn serve(mut s: TcpStream, script: Script) -> std::io::Result<()> {
                     .cloned()
                     .unwrap_or_default();
                 let answer = script(query, &params);
-                tokio::time::sleep(answer.delay).await;
+                if !work(&mut s, answer.delay).await {
+                    return stopped();
+                }
                 let mut m = Map::new();
                 m.insert(
                     "fields".into(),
@@ -74,13 +121,35 @@ async fn serve(mut s: TcpStream, script: Script) -> std::io::Result<()> {
                         .collect(),
                 );
                 send(&mut s, 0x70, &[Value::Object(m)]).await?;
-                pending = answer.rows;
+                pending = answer.rows.into();
+                batch_delay = answer.batch_delay;
+                more = answer.more;
+                first_batch = true;
             }
             0x3F => {
-                for row in pending.drain(..) {
+                let asked = fields
+                    .first()
+                    .and_then(|m| m.get("n"))
+                    .and_then(Value::as_i64)
+                    .unwrap_or(-1);
+                if !first_batch {
+                    if let Some(more) = &more {
+                        more.notify_one();
+                    }
+                    if !work(&mut s, batch_delay).await {
+                        return stopped();
+                    }
+                }
+                first_batch = false;
+                let n = usize::try_from(asked).unwrap_or(usize::MAX);
+                for row in pending.drain(..n.min(pending.len())) {
                     send(&mut s, 0x71, &[Value::Array(row)]).await?;
                 }
-                send(&mut s, 0x70, &[Value::Object(Map::new())]).await?;
+                let mut m = Map::new();
+                if !pending.is_empty() {
+                    m.insert("has_more".into(), true.into());
+                }
+                send(&mut s, 0x70, &[Value::Object(m)]).await?;
             }
             0x12 => {
                 let mut m = Map::new();

@@ -1,16 +1,19 @@
 //! Requests abandoned in the middle of an exchange with the database (a
-//! client gone, a request dropped, a timeout) never leave a pooled
-//! connection owing replies: the next request on that connection reads its
-//! own answer. Against a scripted Bolt server (`bolt_peer`), so the moment
-//! of abandonment is exact.
+//! client gone, a request dropped, a timeout) never leave a connection
+//! owing replies: the next request reads its own answer, and the abandoned
+//! statement is stopped. User reads filling their connections leave the
+//! event tailer (and so readiness) alone. Against a scripted Bolt server
+//! (`bolt_peer`), so the moment of abandonment is exact.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::Notify;
+use twingraph::codes::Code;
 use twingraph::store::bolt::{BoltConfig, BoltStore};
-use twingraph::store::{GraphStore, StoreConfig};
+use twingraph::store::{GraphStore, StoreConfig, StoreError};
 use twingraph::twin::Twin;
 
 use crate::bolt_peer::{Answer, Peer, Script};
@@ -18,51 +21,84 @@ use crate::support::sample_models;
 
 const PUMP: &str = "dtmi:twingraph:isa95:Pump;1";
 
-/// A store over a peer that answers twin lookups (the twin `slow` after
-/// `slow_for`, saying on `asked` when its RUN arrived), on one pooled
-/// connection.
-async fn store_over_peer(slow_for: Duration, asked: Arc<Notify>) -> Arc<BoltStore> {
+/// Records in the bulk read: three batches of neo4rs's 1000.
+const BULK: usize = 2500;
+
+/// The peer's hooks and counts.
+#[derive(Default)]
+struct Hooks {
+    /// Notified when the RUN of the lookup of twin `slow` arrives.
+    slow_asked: Notify,
+    /// Notified when the bulk read asks for its second batch.
+    bulk_more: Arc<Notify>,
+    /// Reads of the event log (the tailer's).
+    log_reads: AtomicUsize,
+}
+
+fn state(id: &str) -> Value {
+    Value::from(serde_json::to_string(&Twin::blank(id, PUMP)).expect("twin"))
+}
+
+/// A store over a peer that answers twin lookups at once (twin `slow`
+/// after `slow_for`), the lookup of twins `bulk-*` with [`BULK`] records in
+/// batches `slow_for` apart, and the event tailer's reads of an empty log.
+/// `tune` sets the store's connections and budgets.
+async fn store_over_peer(
+    slow_for: Duration,
+    tune: impl FnOnce(&mut BoltConfig),
+) -> (Arc<BoltStore>, Peer, Arc<Hooks>) {
+    let hooks = Arc::new(Hooks::default());
+    let h = hooks.clone();
     let script: Script = Arc::new(move |query, params| {
+        if query.contains("AS head") {
+            h.log_reads.fetch_add(1, Ordering::AcqRel);
+            return Answer {
+                fields: vec!["head".into(), "j".into()],
+                rows: vec![vec![Value::from(0), Value::Null]],
+                ..Answer::default()
+            };
+        }
+        if query.contains("UNWIND $ids AS id") {
+            return Answer {
+                fields: vec!["s".into()],
+                rows: (0..BULK)
+                    .map(|i| vec![state(&format!("bulk-{i}"))])
+                    .collect(),
+                batch_delay: slow_for,
+                more: Some(h.bulk_more.clone()),
+                ..Answer::default()
+            };
+        }
         if !query.contains("RETURN n.state AS s") || !query.contains("{id: $id}") {
             return Answer::default();
         }
         let id = params.get("id").and_then(Value::as_str).unwrap_or_default();
-        let state = serde_json::to_string(&Twin::blank(id, PUMP)).expect("twin");
         if id == "slow" {
-            asked.notify_one();
+            h.slow_asked.notify_one();
         }
         Answer {
             fields: vec!["s".into()],
-            rows: vec![vec![Value::from(state)]],
+            rows: vec![vec![state(id)]],
             delay: if id == "slow" {
                 slow_for
             } else {
                 Duration::ZERO
             },
+            ..Answer::default()
         }
     });
     let peer = Peer::start(script).await;
     let mut bolt = BoltConfig::new(&format!("bolt://{}", peer.addr), "neo4j", "secret");
     bolt.max_connections = 1;
-    // The event tailer stays away from the one connection.
-    bolt.poll = Duration::from_secs(3600);
-    Arc::new(
-        BoltStore::connect(bolt, sample_models(), StoreConfig::default())
-            .await
-            .expect("a store over the scripted peer"),
-    )
+    tune(&mut bolt);
+    let store = BoltStore::connect(bolt, sample_models(), StoreConfig::default())
+        .await
+        .expect("a store over the scripted peer");
+    (Arc::new(store), peer, hooks)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_abandoned_before_its_answer_leaves_no_reply_owed() {
-    let asked = Arc::new(Notify::new());
-    let store = store_over_peer(Duration::from_millis(300), asked.clone()).await;
-    // Abandoned after its RUN reached the database, before the answer.
-    let s = store.clone();
-    let read = tokio::spawn(async move { s.twin("slow").await });
-    asked.notified().await;
-    read.abort();
-    assert!(read.await.is_err(), "the slow read was abandoned");
+/// Lookups of a few twins each read their own answer.
+async fn lookups_read_their_own(store: &BoltStore) {
     for id in ["a", "b", "c"] {
         let t = store
             .twin(id)
@@ -71,4 +107,124 @@ async fn a_read_abandoned_before_its_answer_leaves_no_reply_owed() {
             .unwrap_or_else(|| panic!("{id}: none"));
         assert_eq!(&*t.id, id, "read its own answer");
     }
+}
+
+/// Waits (up to 5 s) until the peer has stopped `n` statements.
+async fn stopped(peer: &Peer, n: usize) {
+    for _ in 0..500 {
+        if peer.seen.stopped.load(Ordering::Acquire) >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "the peer stopped {} statements, expected {n}: the abandoned connection stayed open",
+        peer.seen.stopped.load(Ordering::Acquire)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_abandoned_before_its_answer_leaves_no_reply_owed() {
+    let (store, peer, hooks) = store_over_peer(Duration::from_secs(30), |_| {}).await;
+    // Abandoned after its RUN reached the database, before the answer.
+    let s = store.clone();
+    let read = tokio::spawn(async move { s.twin("slow").await });
+    hooks.slow_asked.notified().await;
+    read.abort();
+    assert!(read.await.is_err(), "the slow read was abandoned");
+    // Its connection closed, so the database stopped the statement (long
+    // before its 30 s), and was not reused.
+    stopped(&peer, 1).await;
+    assert_eq!(store.connections().reads.dropped, 1);
+    lookups_read_their_own(&store).await;
+    assert_eq!(
+        store.connections().reads.dropped,
+        1,
+        "ended exchanges keep theirs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_abandoned_between_two_batches_leaves_no_reply_owed() {
+    let (store, peer, hooks) = store_over_peer(Duration::from_secs(30), |_| {}).await;
+    let ids: Vec<String> = (0..BULK).map(|i| format!("bulk-{i}")).collect();
+    let s = store.clone();
+    let read = tokio::spawn(async move { s.twins_by_ids(&ids).await });
+    // The first batch was read, the second asked for and not yet sent.
+    hooks.bulk_more.notified().await;
+    read.abort();
+    assert!(read.await.is_err(), "the bulk read was abandoned");
+    stopped(&peer, 1).await;
+    lookups_read_their_own(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_past_its_budget_is_stopped_and_fails_with_store_timeout() {
+    let (store, peer, _) = store_over_peer(Duration::from_secs(30), |b| {
+        b.statement_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let e = store.twin("slow").await.expect_err("past its budget");
+    assert!(matches!(e, StoreError::Timeout(_)), "{e:?}");
+    assert_eq!(e.code(), Code::StoreTimeout);
+    assert!(e.to_string().contains("budget"), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "failed at its budget, not at the statement's end"
+    );
+    stopped(&peer, 1).await;
+    lookups_read_their_own(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_filling_their_connections_leave_the_tailer_and_readiness_alone() {
+    let (store, _peer, hooks) = store_over_peer(Duration::from_secs(30), |b| {
+        b.poll = Duration::from_millis(20);
+        b.statement_timeout = Duration::from_millis(1500);
+    })
+    .await;
+    // The one connection for reads is taken by a slow statement.
+    let s = store.clone();
+    let slow = tokio::spawn(async move { s.twin("slow").await });
+    hooks.slow_asked.notified().await;
+    let before = hooks.log_reads.load(Ordering::Acquire);
+    let mut ready_throughout = true;
+    let mut waiting = None;
+    for step in 0..40 {
+        ready_throughout &= store.is_ready();
+        if step == 20 {
+            // Another read waits for the connection (its budget, the wait
+            // included, ends after the slow one's).
+            let s = store.clone();
+            waiting = Some(tokio::spawn(async move { s.twin("a").await }));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let waiting = waiting.expect("started");
+    let during = hooks.log_reads.load(Ordering::Acquire) - before;
+    assert!(
+        !waiting.is_finished(),
+        "the other read waits for the connection"
+    );
+    assert!(
+        during >= 5,
+        "the tailer read the log {during} times in 0.8 s while reads were busy"
+    );
+    assert!(ready_throughout, "ready while only user reads are busy");
+    // The slow statement is cut at its budget; the connection it held is
+    // replaced and the waiting read gets its own answer.
+    let e = slow
+        .await
+        .expect("the slow read")
+        .expect_err("past its budget");
+    assert_eq!(e.code(), Code::StoreTimeout, "{e}");
+    let t = waiting
+        .await
+        .expect("the waiting read")
+        .expect("answered once the slow one was cut")
+        .expect("twin a");
+    assert_eq!(&*t.id, "a");
+    let c = store.connections().reads;
+    assert_eq!((c.size, c.dropped), (1, 1), "{c:?}");
 }

@@ -31,6 +31,7 @@ mod security;
 mod server;
 mod settings;
 mod store_conformance;
+mod storm;
 mod typed;
 
 /// The server the end-to-end modules (`live`, `typed`) start: over the

@@ -162,6 +162,8 @@ async fn open_store(
             bolt.max_connections = config.store.pool;
             bolt.poll = std::time::Duration::from_millis(config.store.poll_ms.max(1));
             bolt.timeout = std::time::Duration::from_millis(config.store.timeout_ms.max(1));
+            bolt.statement_timeout =
+                std::time::Duration::from_millis(config.store.statement_timeout_ms.max(1));
             // Neo4j may start after us (compose, Kubernetes): wait for it,
             // saying so, rather than exit; anything else fails at once.
             let mut delay = std::time::Duration::from_millis(500);
@@ -176,7 +178,7 @@ async fn open_store(
                 };
                 match outcome {
                     Ok(store) => return Ok(Opened::Bolt(store)),
-                    Err(StoreError::Unavailable(why)) => {
+                    Err(StoreError::Unavailable(why) | StoreError::Timeout(why)) => {
                         tracing::warn!(store = %config.store.uri, error = %why, "waiting for Neo4j");
                     }
                     Err(e) => {

@@ -74,7 +74,11 @@ fn store_error_as(e: &StoreError, in_batch: bool) -> Error {
         (StoreError::Closed, _) => "the server is shutting down".to_owned(),
         (StoreError::Unavailable(why), _) => {
             tracing::warn!(error = %why, "store unavailable");
-            "the twin store is unavailable; retry later".to_owned()
+            format!("the twin store is unavailable ({why}); retry later")
+        }
+        (StoreError::Timeout(why), _) => {
+            tracing::warn!(error = %why, "store timeout");
+            format!("the twin store timed out: {why}")
         }
         _ => {
             tracing::error!(error = %e, "store failure");

@@ -345,6 +345,10 @@ pub enum StoreError {
     /// nothing was written. Worth retrying later.
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
+    /// A statement outlasted its budget and was stopped. Nothing was
+    /// written, unless the message says that the COMMIT had been sent.
+    #[error("the store timed out: {0}")]
+    Timeout(String),
     /// The caller's roles do not allow this; nothing was written.
     #[error("forbidden: {0}")]
     Forbidden(String),
@@ -362,6 +366,7 @@ impl StoreError {
             StoreError::Pruned(_) => Code::HistoryPruned,
             StoreError::Closed => Code::ShuttingDown,
             StoreError::Unavailable(_) => Code::StoreUnavailable,
+            StoreError::Timeout(_) => Code::StoreTimeout,
             StoreError::Forbidden(_) => Code::Forbidden,
         }
     }

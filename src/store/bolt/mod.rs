@@ -20,8 +20,12 @@
 
 mod filter;
 pub mod layout;
+mod lines;
 mod order;
 mod write;
+
+pub use lines::LineCounts;
+use lines::{Cut, Lines};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -47,18 +51,36 @@ pub struct BoltConfig {
     pub password: String,
     /// Database name (`None`: the server's default).
     pub database: Option<String>,
-    /// Connections in the pool.
+    /// Connections for user reads (writes have [`WRITE_LINES`] of their
+    /// own, the event tailer one).
     pub max_connections: usize,
     /// How often the event log is polled for other replicas' changes.
     pub poll: Duration,
-    /// How long a call may wait for the database before failing with
+    /// How long connecting may take at startup, and how long a write may
+    /// keep retrying conflicts with other writers, before failing with
     /// `store_unavailable`.
     pub timeout: Duration,
+    /// The budget of one statement (or write transaction), its wait for a
+    /// free connection included: past it the statement is stopped (its
+    /// connection closed) and the call fails with `store_timeout`.
+    pub statement_timeout: Duration,
 }
 
+/// A store's connections, per kind of work ([`BoltStore::connections`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connections {
+    pub reads: LineCounts,
+    pub writes: LineCounts,
+    pub tailer: LineCounts,
+}
+
+/// Connections for writes: the writer's transactions, its read-ahead,
+/// leases and retention.
+pub const WRITE_LINES: usize = 4;
+
 impl Default for BoltConfig {
-    /// No URI yet; the user `neo4j`, 16 connections, polled every 100 ms,
-    /// calls given 10 s.
+    /// No URI yet; the user `neo4j`, 16 connections for reads, polled
+    /// every 100 ms, 10 s to connect, statements given 10 s.
     fn default() -> Self {
         BoltConfig {
             uri: String::new(),
@@ -68,6 +90,7 @@ impl Default for BoltConfig {
             max_connections: 16,
             poll: Duration::from_millis(100),
             timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -118,7 +141,13 @@ enum WriteRequest {
 }
 
 struct Shared {
-    db: neo4rs::Graph,
+    /// Connections for user reads.
+    reads: Lines,
+    /// Connections for the writer (and leases, retention).
+    writes: Lines,
+    /// The event tailer's connection: it is also the health probe, so it
+    /// never waits behind the others.
+    tailer: Lines,
     config: StoreConfig,
     bolt: BoltConfig,
     models: RwLock<(Arc<ModelSet>, Arc<ModelLabels>)>,
@@ -135,7 +164,7 @@ struct Shared {
     /// Whether the database answered the tailer's last read.
     healthy: AtomicBool,
     /// Statements sent for reads (not the tailer's): see `reads`.
-    reads: AtomicU64,
+    read_statements: AtomicU64,
     /// Properties with a range index for ordered lists (made when a list
     /// is first ordered by them: `ensure_sort_index`).
     sort_indexes: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -164,6 +193,14 @@ fn db_error(e: neo4rs::Error) -> StoreError {
     match e {
         neo4rs::Error::IOError { .. } | neo4rs::Error::ConnectionError => {
             StoreError::Unavailable(e.to_string())
+        }
+        // A connection that broke while records streamed: neo4rs reports
+        // the I/O error inside an "unexpected response" (its text is all
+        // there is to go by).
+        neo4rs::Error::UnexpectedMessage(m)
+            if m.contains("Err(IOError") || m.contains("Err(ConnectionError") =>
+        {
+            StoreError::Unavailable(format!("the connection to the database broke: {m}"))
         }
         neo4rs::Error::AuthenticationError(why) => {
             StoreError::Storage(format!("the database refused the credentials: {why}"))
@@ -208,13 +245,15 @@ impl BoltStore {
             .uri(bolt.uri.as_str())
             .user(bolt.user.as_str())
             .password(bolt.password.as_str())
-            .max_connections(bolt.max_connections.max(1))
+            // A line is one connection (see `lines`).
+            .max_connections(1)
             .fetch_size(1000);
         if let Some(db) = &bolt.database {
             builder = builder.db(db.as_str());
         }
         let cfg = builder.build().map_err(db_error)?;
-        let db = within_timeout(bolt.timeout, &bolt.uri, neo4rs::Graph::connect(cfg)).await?;
+        let db =
+            within_timeout(bolt.timeout, &bolt.uri, neo4rs::Graph::connect(cfg.clone())).await?;
         // A first connection outside the driver's retries: an unreachable
         // server or wrong credentials are reported at once.
         let probe = async { db.start_txn().await?.rollback().await };
@@ -222,10 +261,13 @@ impl BoltStore {
         for m in statements(MIGRATIONS) {
             within_timeout(bolt.timeout, &bolt.uri, db.run(query(&m))).await?;
         }
+        drop(db);
         let labels = Arc::new(ModelLabels::new(&models));
         let (events, _) = broadcast::channel(config.live_buffer.max(1));
         let shared = Arc::new(Shared {
-            db,
+            reads: Lines::new("reads", &cfg, bolt.max_connections),
+            writes: Lines::new("writes", &cfg, WRITE_LINES),
+            tailer: Lines::new("the event tailer", &cfg, 1),
             config,
             bolt,
             models: RwLock::new((models, labels)),
@@ -236,7 +278,7 @@ impl BoltStore {
             publishing: std::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
             healthy: AtomicBool::new(true),
-            reads: AtomicU64::new(0),
+            read_statements: AtomicU64::new(0),
             sort_indexes: std::sync::Mutex::new(std::collections::HashSet::new()),
         });
         let (seq, _) = write::position(&shared).await?;
@@ -262,7 +304,7 @@ impl BoltStore {
         if self.shared.config.retention.is_none() {
             return Ok(());
         }
-        let (first, time) = write::pruned_before(&self.shared).await?;
+        let (first, time) = write::pruned_before(&self.shared, &self.shared.reads).await?;
         match at {
             At::Seq(s) if first > 1 && s < first => Err(StoreError::Pruned(first)),
             At::Time(t) if first > 1 && t <= time => Err(StoreError::Pruned(first)),
@@ -273,7 +315,17 @@ impl BoltStore {
     /// Cypher statements sent for reads so far (each read is one
     /// statement; the tailer's are not counted): for tests and diagnostics.
     pub fn reads(&self) -> u64 {
-        self.shared.reads.load(Ordering::Relaxed)
+        self.shared.read_statements.load(Ordering::Relaxed)
+    }
+
+    /// The store's connections, per kind of work: for diagnostics and
+    /// tests.
+    pub fn connections(&self) -> Connections {
+        Connections {
+            reads: self.shared.reads.counts(),
+            writes: self.shared.writes.counts(),
+            tailer: self.shared.tailer.counts(),
+        }
     }
 
     /// Stops the tailer; pending writes still finish.
@@ -403,8 +455,10 @@ impl BoltStore {
             }
             let statement =
                 format!("CREATE INDEX twin_by_{name} IF NOT EXISTS FOR (n:{TWIN}) ON ({col})");
-            let db = self.shared.db.clone();
-            let made = within(&self.shared, async move { db.run(query(&statement)).await }).await;
+            let made = within(&self.shared, &self.shared.reads, |db| async move {
+                db.run(query(&statement)).await
+            })
+            .await;
             match made {
                 Ok(()) => tracing::info!(property = name, "sort index made for ordered lists"),
                 Err(e) => {
@@ -487,8 +541,7 @@ impl BoltStore {
         ))
         .param("start", t.start.as_str());
         read_statement(&self.shared)?;
-        let db = self.shared.db.clone();
-        let fetch = async move {
+        let fetch = |db: neo4rs::Graph| async move {
             let mut stream = db.execute(q).await?;
             let mut out = None;
             if let Some(row) = stream.next().await? {
@@ -500,7 +553,7 @@ impl BoltStore {
             }
             Ok::<_, neo4rs::Error>(out)
         };
-        let found = within(&self.shared, fetch).await?;
+        let found = within(&self.shared, &self.shared.reads, fetch).await?;
         let Some((start, paths, states)) = found else {
             return Err(TwinError::NotFound(t.start.clone()).into());
         };
@@ -606,38 +659,43 @@ async fn within_timeout<T>(
         .map_err(db_error)
 }
 
-/// Runs `f` (one exchange with the database: a statement sent, its answer
-/// read to the end) on a task of its own, and waits for it within the
-/// configured timeout, as a store result.
-///
-/// The exchange is never cut midway. A caller that goes away (its client
-/// gone, its request dropped) or times out leaves the task to read the
-/// answer to its end, so the connection goes back to neo4rs's pool between
-/// exchanges, never inside one: the pool's RESET on return would otherwise
-/// take a reply still owed for its own, and hand the next borrower the rest
-/// (neo4j-labs/neo4rs#295; `tests/cancellation.rs`). Every read of this
-/// store goes through here.
-async fn within<T: Send + 'static>(
-    shared: &Shared,
-    f: impl Future<Output = Result<T, neo4rs::Error>> + Send + 'static,
-) -> Result<T, StoreError> {
-    let exchange = tokio::spawn(f);
-    match tokio::time::timeout(shared.bolt.timeout, exchange).await {
-        Ok(Ok(answer)) => answer.map_err(db_error),
-        Ok(Err(e)) => Err(StoreError::Storage(format!(
-            "a database exchange failed: {e}"
-        ))),
-        Err(_) => Err(StoreError::Unavailable(format!(
-            "no answer from {}",
-            shared.bolt.uri
-        ))),
+/// Runs `exchange` (statements sent and their answers read to the end)
+/// on a connection of `lines`, within the statement budget, as a store
+/// result. Whatever happens to the caller, the connection is reused only
+/// if the exchange ended ([`lines`]).
+async fn within<T, F, Fut>(shared: &Shared, lines: &Lines, exchange: F) -> Result<T, StoreError>
+where
+    F: FnOnce(neo4rs::Graph) -> Fut,
+    Fut: Future<Output = Result<T, neo4rs::Error>>,
+{
+    match lines.lend(shared.bolt.statement_timeout, exchange).await {
+        Ok(answer) => answer.map_err(db_error),
+        Err(cut) => Err(cut_error(shared, cut)),
+    }
+}
+
+/// An exchange that did not end, as a store error: `Timeout` while the
+/// database answers the tailer, `Unavailable` when it does not.
+fn cut_error(shared: &Shared, cut: Cut) -> StoreError {
+    let budget = shared.bolt.statement_timeout;
+    match cut {
+        Cut::Unusable(e) => db_error(e),
+        _ if !shared.healthy.load(Ordering::Acquire) => {
+            StoreError::Unavailable("the database cannot be reached".into())
+        }
+        Cut::Busy { purpose, size } => StoreError::Timeout(format!(
+            "all {size} database connections for {purpose} stayed busy for the statement budget ({budget:?})"
+        )),
+        Cut::Late => StoreError::Timeout(format!(
+            "the statement did not finish within its budget ({budget:?}) and was stopped"
+        )),
     }
 }
 
 /// [`available`], counting the read statement about to be sent.
 fn read_statement(shared: &Shared) -> Result<(), StoreError> {
     available(shared)?;
-    shared.reads.fetch_add(1, Ordering::Relaxed);
+    shared.read_statements.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 
@@ -656,24 +714,28 @@ fn available(shared: &Shared) -> Result<(), StoreError> {
 /// Every value of string column `col` of `q`'s rows.
 async fn rows(shared: &Shared, q: Query, col: &str) -> Result<Vec<String>, StoreError> {
     read_statement(shared)?;
-    rows_unmetered(shared, q, col).await
+    rows_on(shared, &shared.reads, q, col).await
 }
 
-/// [`rows`], not counted among the statements requests send (the writer's
-/// own reads).
-async fn rows_unmetered(shared: &Shared, q: Query, col: &str) -> Result<Vec<String>, StoreError> {
-    let (db, col) = (shared.db.clone(), col.to_owned());
-    let fetch = async move {
+/// Every value of string column `col` of `q`'s rows, on a connection of
+/// `lines`.
+async fn rows_on(
+    shared: &Shared,
+    lines: &Lines,
+    q: Query,
+    col: &str,
+) -> Result<Vec<String>, StoreError> {
+    let fetch = |db: neo4rs::Graph| async move {
         let mut stream = db.execute(q).await?;
         let mut out = Vec::new();
         while let Some(row) = stream.next().await? {
-            if let Ok(v) = row.get::<String>(&col) {
+            if let Ok(v) = row.get::<String>(col) {
                 out.push(v);
             }
         }
         Ok::<_, neo4rs::Error>(out)
     };
-    within(shared, fetch).await
+    within(shared, lines, fetch).await
 }
 
 /// The stats of one row of an aggregation: `count(*)`, then per column
@@ -727,18 +789,22 @@ async fn tailer(shared: std::sync::Weak<Shared>) {
         }
         let after = s.last_seq.load(Ordering::Acquire);
         let mut more = false;
-        // On a task of its own, as every exchange (see `within`): a read
-        // past the deadline finishes on its own rather than leave its
-        // connection owing replies.
-        let read = tokio::spawn(log_after(s.db.clone(), after, 1000));
-        // A short deadline: the tailer is also the health probe.
-        let outcome =
-            match tokio::time::timeout(s.bolt.poll.max(Duration::from_secs(2)), read).await {
-                Ok(Ok(Ok(found))) => Ok(found),
-                Ok(Ok(Err(e))) => Err(e.to_string()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("no answer".to_owned()),
-            };
+        // On its own connection, so it never waits behind user queries. The
+        // tailer is also the health probe: a database that refuses or drops
+        // the connection is unavailable at once; one that is only slow (busy
+        // with heavy statements) is not, until it leaves a read unanswered
+        // for a whole statement budget.
+        let deadline = s.bolt.statement_timeout.max(s.bolt.poll);
+        let outcome = match s
+            .tailer
+            .lend(deadline, |db| log_after(db, after, 1000))
+            .await
+        {
+            Ok(Ok(found)) => Ok(found),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(Cut::Unusable(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer".to_owned()),
+        };
         let was = s.healthy.swap(outcome.is_ok(), Ordering::AcqRel);
         match (&outcome, was) {
             (Ok(_), false) => tracing::info!(uri = %s.bolt.uri, "the database is reachable again"),
@@ -774,7 +840,7 @@ async fn tailer(shared: std::sync::Weak<Shared>) {
                 // than the retention): go on after it.
                 if hole
                     && s.config.retention.is_some()
-                    && let Ok((mark, _)) = write::pruned_before(&s).await
+                    && let Ok((mark, _)) = write::pruned_before(&s, &s.tailer).await
                     && mark > before + 1
                 {
                     tracing::warn!(
@@ -846,6 +912,8 @@ async fn log_after(
             out.push(j);
         }
     }
+    // The line's one connection comes back for the next statement.
+    drop(stream);
     let expected = head.min(to).saturating_sub(after);
     if out.len() as u64 == expected {
         return Ok(out);
@@ -1033,8 +1101,7 @@ impl GraphStore for BoltStore {
             .param("ids", twins.to_vec())
             .param("name", name);
         read_statement(&self.shared)?;
-        let db = self.shared.db.clone();
-        let fetch = async move {
+        let fetch = |db: neo4rs::Graph| async move {
             let mut stream = db.execute(q).await?;
             let mut out = Vec::new();
             while let Some(row) = stream.next().await? {
@@ -1046,7 +1113,7 @@ impl GraphStore for BoltStore {
             }
             Ok::<_, neo4rs::Error>(out)
         };
-        let rows = within(&self.shared, fetch).await?;
+        let rows = within(&self.shared, &self.shared.reads, fetch).await?;
         rows.iter()
             .map(|(j, s)| Ok((decode("relationship", j)?, Some(decode("twin", s)?))))
             .collect()
@@ -1075,8 +1142,7 @@ impl GraphStore for BoltStore {
         }
         let q = query(&reach_statement(t)).param("start", t.start.as_str());
         read_statement(&self.shared)?;
-        let db = self.shared.db.clone();
-        let fetch = async move {
+        let fetch = |db: neo4rs::Graph| async move {
             let mut stream = db.execute(q).await?;
             let mut rows = Vec::new();
             while let Some(row) = stream.next().await? {
@@ -1088,7 +1154,7 @@ impl GraphStore for BoltStore {
             }
             Ok::<_, neo4rs::Error>(rows)
         };
-        let rows = within(&self.shared, fetch).await?;
+        let rows = within(&self.shared, &self.shared.reads, fetch).await?;
         if rows.is_empty() {
             return Err(TwinError::NotFound(t.start.clone()).into());
         }
@@ -1201,8 +1267,7 @@ impl GraphStore for BoltStore {
                     .map(|(k, v)| (k.as_str(), v.clone())),
             );
             read_statement(&self.shared)?;
-            let db = self.shared.db.clone();
-            let fetch = async move {
+            let fetch = |db: neo4rs::Graph| async move {
                 let mut stream = db.execute(statement).await?;
                 let mut rows = Vec::new();
                 while let Some(row) = stream.next().await? {
@@ -1213,7 +1278,7 @@ impl GraphStore for BoltStore {
                 }
                 Ok::<_, neo4rs::Error>(rows)
             };
-            for (key, a) in within(&self.shared, fetch).await? {
+            for (key, a) in within(&self.shared, &self.shared.reads, fetch).await? {
                 tally.add_group(key, &aggregate_row(&a, columns.len()));
             }
         }
@@ -1231,8 +1296,7 @@ impl GraphStore for BoltStore {
         ))
         .param("id", id);
         read_statement(&self.shared)?;
-        let db = self.shared.db.clone();
-        let fetch = async move {
+        let fetch = |db: neo4rs::Graph| async move {
             let mut stream = db.execute(q).await?;
             let mut ids: Vec<String> = Vec::new();
             if let Some(row) = stream.next().await? {
@@ -1240,7 +1304,7 @@ impl GraphStore for BoltStore {
             }
             Ok::<_, neo4rs::Error>(ids)
         };
-        let mut ids = within(&self.shared, fetch).await?;
+        let mut ids = within(&self.shared, &self.shared.reads, fetch).await?;
         // The path runs from the root down to the twin: nearest first.
         ids.pop();
         ids.reverse();
@@ -1262,10 +1326,10 @@ impl GraphStore for BoltStore {
         let mut after = seq;
         while events.len() < limit {
             read_statement(&self.shared)?;
-            let found = within(
-                &self.shared,
-                log_after(self.shared.db.clone(), after, limit - events.len()),
-            )
+            let want = limit - events.len();
+            let found = within(&self.shared, &self.shared.reads, |db| {
+                log_after(db, after, want)
+            })
             .await?;
             let full = found.len() as u64 == LOG_WINDOW;
             for json in &found {

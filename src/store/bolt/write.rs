@@ -25,6 +25,7 @@ use neo4rs::{BoltType, Query, Txn, query};
 use tokio::sync::mpsc;
 
 use super::layout::{self, EVENT, META, TWIN, decode};
+use super::lines::Ended;
 use super::{Shared, WriteRequest, db_error, transient};
 use crate::dtdl::ModelSet;
 use crate::store::StoreError;
@@ -48,6 +49,41 @@ impl From<neo4rs::Error> for Failure {
     }
 }
 
+impl Ended for Failure {
+    /// A store failure may come in the middle of an answer: the
+    /// connection is not kept.
+    fn ended(&self) -> bool {
+        match self {
+            Failure::Db(e) => e.ended(),
+            Failure::Store(_) => false,
+        }
+    }
+}
+
+/// Set once an attempt has sent its COMMIT: if the exchange is then cut,
+/// whether the change was applied is unknown.
+type Sent = Arc<std::sync::atomic::AtomicBool>;
+
+/// Commits `txn`, marking `sent` first.
+async fn commit(txn: Txn, sent: &Sent) -> Result<(), neo4rs::Error> {
+    sent.store(true, Ordering::Release);
+    txn.commit().await
+}
+
+/// `e`, saying that the change may have been applied when the COMMIT had
+/// been sent.
+fn unsure(e: StoreError, sent: &Sent) -> StoreError {
+    if !sent.load(Ordering::Acquire) {
+        return e;
+    }
+    let unknown = "the COMMIT had been sent, so the change may have been applied: read it back before retrying";
+    match e {
+        StoreError::Timeout(why) => StoreError::Timeout(format!("{why}; {unknown}")),
+        StoreError::Unavailable(why) => StoreError::Unavailable(format!("{why}; {unknown}")),
+        other => other,
+    }
+}
+
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Failure {
         Failure::Store(e)
@@ -59,8 +95,7 @@ pub(super) async fn position(shared: &Shared) -> Result<(u64, Micros), StoreErro
     let q = query(&format!(
         "MATCH (m:{META} {{key: 'seq'}}) RETURN m.seq AS seq, m.time AS time"
     ));
-    let db = shared.db.clone();
-    let run = async move {
+    let run = |db: neo4rs::Graph| async move {
         let mut rows = db.execute(q).await?;
         let mut out = (0, 0);
         if let Some(row) = rows.next().await? {
@@ -72,7 +107,7 @@ pub(super) async fn position(shared: &Shared) -> Result<(u64, Micros), StoreErro
         }
         Ok::<_, neo4rs::Error>(out)
     };
-    let (seq, time) = super::within(shared, run).await?;
+    let (seq, time) = super::within(shared, &shared.writes, run).await?;
     Ok((u64::try_from(seq).unwrap_or(0), time))
 }
 
@@ -93,7 +128,7 @@ type Queued = (WriteRequest, Option<tokio::task::JoinHandle<Option<Ahead>>>);
 async fn read_ahead(shared: Arc<Shared>, ids: BTreeSet<String>) -> Option<Ahead> {
     let (at, _) = position(&shared).await.ok()?;
     let q = super::twins_by_id(ids_param(&ids));
-    let found = super::rows_unmetered(&shared, q, "s").await.ok()?;
+    let found = super::rows_on(&shared, &shared.writes, q, "s").await.ok()?;
     let mut twins = HashMap::with_capacity(found.len());
     for s in found {
         let t: Twin = decode("twin", &s).ok()?;
@@ -250,17 +285,24 @@ pub(super) async fn writer(shared: Arc<Shared>, outer: mpsc::Receiver<WriteReque
 /// retrying in step would otherwise keep colliding, the same one losing.
 async fn retrying<T, F, Fut>(shared: &Shared, mut attempt: F) -> Result<T, StoreError>
 where
-    F: FnMut() -> Fut,
+    F: FnMut(neo4rs::Graph, Sent) -> Fut,
     Fut: Future<Output = Result<T, Failure>>,
 {
     super::available(shared)?;
     let started = std::time::Instant::now();
     let mut bound = Duration::from_millis(5);
     for n in 1.. {
-        let outcome = tokio::time::timeout(shared.bolt.timeout, attempt()).await;
+        let sent = Sent::default();
+        let budget = shared.bolt.statement_timeout;
+        let outcome = shared
+            .writes
+            .lend(budget, |db| attempt(db, sent.clone()))
+            .await;
         match outcome {
             Ok(Ok(v)) => return Ok(v),
             Ok(Err(Failure::Store(e))) => return Err(e),
+            // Refused with the database's own FAILURE (at COMMIT too): not
+            // applied, so a retry cannot apply it twice.
             Ok(Err(Failure::Db(e))) if transient(&e) => {
                 if started.elapsed() >= shared.bolt.timeout {
                     tracing::warn!(error = %e, attempts = n, "giving up on a conflicting write");
@@ -268,12 +310,8 @@ where
                 }
                 tracing::debug!(error = %e, attempt = n, "transient database failure; retrying");
             }
-            Ok(Err(Failure::Db(e))) => return Err(db_error(e)),
-            Err(_) => {
-                return Err(StoreError::Unavailable(
-                    "the database did not answer in time".into(),
-                ));
-            }
+            Ok(Err(Failure::Db(e))) => return Err(unsure(db_error(e), &sent)),
+            Err(cut) => return Err(unsure(super::cut_error(shared, cut), &sent)),
         }
         tokio::time::sleep(jitter(bound)).await;
         bound = (bound * 2).min(Duration::from_millis(100));
@@ -301,9 +339,9 @@ pub(super) async fn lease(
     holder: &str,
     ttl: Duration,
 ) -> Result<bool, StoreError> {
-    let key = format!("lease:{name}");
-    retrying(shared, || async {
-        let mut txn = shared.db.start_txn().await?;
+    let key = &format!("lease:{name}");
+    retrying(shared, |db, sent| async move {
+        let mut txn = db.start_txn().await?;
         let q = query(&format!(
             "MERGE (l:{META} {{key: $key}}) SET l.lock = coalesce(l.lock, 0) + 1 \
              RETURN l.holder AS holder, l.until AS until"
@@ -337,7 +375,7 @@ pub(super) async fn lease(
             )
             .await?;
         }
-        txn.commit().await?;
+        commit(txn, &sent).await?;
         Ok(held)
     })
     .await
@@ -351,9 +389,10 @@ async fn commit_batches(
     aheads: Vec<Ahead>,
 ) -> Vec<Result<Vec<Event>, StoreError>> {
     let mut aheads = Some(aheads);
-    let outcome = retrying(shared, || {
+    let outcome = retrying(shared, |db, sent| {
         // A retry reads everything again.
-        attempt_batches(shared, batches, &*own, aheads.take().unwrap_or_default())
+        let aheads = aheads.take().unwrap_or_default();
+        attempt_batches(shared, db, sent, batches, &*own, aheads)
     })
     .await;
     match outcome {
@@ -375,8 +414,8 @@ async fn commit_models(
     expect: Option<u64>,
     actor: &str,
 ) -> Result<u64, StoreError> {
-    let event = retrying(shared, || {
-        attempt_models(shared, &models, &documents, expect, actor)
+    let event = retrying(shared, |db, sent| {
+        attempt_models(shared, db, sent, &models, &documents, expect, actor)
     })
     .await?;
     let seq = event.seq;
@@ -596,11 +635,13 @@ type Results = Vec<Result<Vec<Event>, StoreError>>;
 
 async fn attempt_batches(
     shared: &Shared,
+    db: neo4rs::Graph,
+    sent: Sent,
     batches: &[(&Batch, &str)],
     own: &Own,
     aheads: Vec<Ahead>,
 ) -> Result<(Results, Vec<Event>, HashSet<String>), Failure> {
-    let mut txn = shared.db.start_txn().await?;
+    let mut txn = db.start_txn().await?;
     let (seq, time) = lock_counter(&mut txn).await?;
     let (models, labels) = super::read(&shared.models).clone();
     let mut need = needs(batches, &shared.config.graph.containment);
@@ -633,18 +674,20 @@ async fn attempt_batches(
     });
     state?;
     write_events(&mut txn, &events, rows?).await?;
-    txn.commit().await?;
+    commit(txn, &sent).await?;
     Ok((results, events, written))
 }
 
 async fn attempt_models(
     shared: &Shared,
+    db: neo4rs::Graph,
+    sent: Sent,
     models: &ModelSet,
     documents: &[serde_json::Value],
     expect: Option<u64>,
     actor: &str,
 ) -> Result<Event, Failure> {
-    let mut txn = shared.db.start_txn().await?;
+    let mut txn = db.start_txn().await?;
     // The counter is locked: no other server's upload can land between
     // this check and the commit.
     let (seq, time) = lock_counter(&mut txn).await?;
@@ -683,7 +726,7 @@ async fn attempt_models(
     );
     let rows = event_rows(std::slice::from_ref(&event))?;
     write_events(&mut txn, std::slice::from_ref(&event), rows).await?;
-    txn.commit().await?;
+    commit(txn, &sent).await?;
     Ok(event)
 }
 
@@ -887,12 +930,14 @@ pub(super) const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// The sequence number below which events may have been removed by
 /// retention (1: none removed), and the time of the last one removed.
-pub(super) async fn pruned_before(shared: &Shared) -> Result<(u64, Micros), StoreError> {
+pub(super) async fn pruned_before(
+    shared: &Shared,
+    lines: &super::Lines,
+) -> Result<(u64, Micros), StoreError> {
     let q = query(&format!(
         "MATCH (m:{META} {{key: 'pruned'}}) RETURN m.before AS before, m.time AS time"
     ));
-    let db = shared.db.clone();
-    let fetch = async move {
+    let fetch = |db: neo4rs::Graph| async move {
         let mut rows = db.execute(q).await?;
         let mut out = (1, Micros::MIN);
         if let Some(row) = rows.next().await? {
@@ -903,7 +948,7 @@ pub(super) async fn pruned_before(shared: &Shared) -> Result<(u64, Micros), Stor
         }
         Ok::<_, neo4rs::Error>(out)
     };
-    let (before, time) = super::within(shared, fetch).await?;
+    let (before, time) = super::within(shared, lines, fetch).await?;
     Ok((u64::try_from(before).unwrap_or(1).max(1), time))
 }
 
@@ -921,8 +966,8 @@ pub(super) async fn prune(shared: &Shared) -> Result<usize, StoreError> {
         .saturating_sub(Micros::try_from(keep.as_micros()).unwrap_or(Micros::MAX));
     let mut removed = 0;
     loop {
-        let n = retrying(shared, || async {
-            let mut txn = shared.db.start_txn().await?;
+        let n = retrying(shared, |db, sent| async move {
+            let mut txn = db.start_txn().await?;
             let q = query(&format!(
                 "MATCH (e:{EVENT}) WHERE e.time < $horizon AND e.stream IS NULL \
                  RETURN e.seq AS seq, e.time AS time ORDER BY seq LIMIT {PRUNE_CHUNK}"
@@ -966,7 +1011,7 @@ pub(super) async fn prune(shared: &Shared) -> Result<usize, StoreError> {
                 .param("time", time.max(latest)),
             )
             .await?;
-            txn.commit().await?;
+            commit(txn, &sent).await?;
             Ok(seqs.len())
         })
         .await?;
