@@ -89,18 +89,64 @@ impl Metrics {
         SubscriptionGuard(self.clone())
     }
 
-    /// The exposition text; `events_committed` is the store's last sequence number.
-    pub fn render(&self, events_committed: u64) -> String {
+    /// The exposition text; `events_committed` is the store's last
+    /// sequence number, `pools` its sets of database connections (none for
+    /// the embedded store).
+    pub fn render(&self, events_committed: u64, pools: &[ConnectionCounts]) -> String {
+        use std::fmt::Write;
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);
-        let body = out.trim_end_matches("# EOF\n");
-        format!(
-            "{body}# HELP twingraph_events_committed_total Events committed to the store.\n\
-             # TYPE twingraph_events_committed_total counter\n\
-             twingraph_events_committed_total {events_committed}\n# EOF\n"
-        )
+        let mut body = out.trim_end_matches("# EOF\n").to_owned();
+        let _ = write!(
+            body,
+            "# HELP twingraph_events_committed Events committed to the store.\n\
+             # TYPE twingraph_events_committed counter\n\
+             twingraph_events_committed_total {events_committed}\n"
+        );
+        if !pools.is_empty() {
+            body.push_str(
+                "# HELP twingraph_store_connections Database connections per kind of work: at most (size) and lent now (lent).\n\
+                 # TYPE twingraph_store_connections gauge\n",
+            );
+            for p in pools {
+                let kind = p.purpose;
+                let _ = writeln!(body, "twingraph_store_connections{{kind=\"{kind}\",state=\"size\"}} {}", p.size);
+                let _ = writeln!(body, "twingraph_store_connections{{kind=\"{kind}\",state=\"lent\"}} {}", p.lent);
+            }
+            body.push_str(
+                "# HELP twingraph_store_connections_opened Database connections made.\n\
+                 # TYPE twingraph_store_connections_opened counter\n",
+            );
+            for p in pools {
+                let _ = writeln!(body, "twingraph_store_connections_opened_total{{kind=\"{}\"}} {}", p.purpose, p.opened);
+            }
+            body.push_str(
+                "# HELP twingraph_store_connections_dropped Database connections closed because their exchange did not end (request abandoned, budget spent, connection broken).\n\
+                 # TYPE twingraph_store_connections_dropped counter\n",
+            );
+            for p in pools {
+                let _ = writeln!(body, "twingraph_store_connections_dropped_total{{kind=\"{}\"}} {}", p.purpose, p.dropped);
+            }
+        }
+        body.push_str("# EOF\n");
+        body
     }
+}
+
+/// The counts of one set of a store's database connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionCounts {
+    /// What they are for: `reads`, `writes`, `tailer`.
+    pub purpose: &'static str,
+    /// Connections at most.
+    pub size: usize,
+    /// Connections lent right now.
+    pub lent: usize,
+    /// Connections made so far.
+    pub opened: u64,
+    /// Connections closed because their exchange did not end.
+    pub dropped: u64,
 }
 
 /// Keeps a subscription counted while alive.

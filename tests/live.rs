@@ -514,11 +514,14 @@ async fn metrics_are_exposed_for_prometheus() {
     assert_eq!(c.next_data("e").await["data"]["events"]["seq"], 1);
     let (status, text) = crate::server::http(s.addr, "GET", "/metrics", None).await;
     assert_eq!(status, 200);
-    let value = |prefix: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+    // Read as a scraper reads it: the Prometheus client's strict parser.
+    let samples = crate::support::openmetrics_samples(&text);
+    let value = |sample: &str| -> f64 {
+        samples
+            .iter()
+            .find(|(name, _)| name == sample)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no {sample} in\n{text}"))
     };
     assert_eq!(value("twingraph_subscriptions_active"), 1.0);
     assert_eq!(value("twingraph_events_committed_total"), 1.0);

@@ -178,5 +178,26 @@ async fn a_storm_of_abandoned_requests_on_the_neo4j_store() {
         c.reads.dropped > 0,
         "the storm cut no exchange: it tested nothing ({c:?})"
     );
+    // The same counts, for Prometheus.
+    let (status, text) = http(s.addr, "GET", "/metrics", None).await;
+    assert_eq!(status, 200);
+    let value = |sample: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {sample} in\n{text}"))
+    };
+    let c = store.connections();
+    assert_eq!(
+        value(r#"twingraph_store_connections_dropped_total{kind="reads"}"#),
+        c.reads.dropped
+    );
+    assert_eq!(
+        value(r#"twingraph_store_connections{kind="reads",state="size"}"#),
+        16
+    );
+    assert_eq!(
+        value(r#"twingraph_store_connections_opened_total{kind="tailer"}"#),
+        c.tailer.opened
+    );
     s.shutdown().await;
 }

@@ -151,3 +151,107 @@ pub fn npm_tool(name: &str, package: &str) -> &'static std::path::Path {
     }
     Box::leak(dir.into_boxed_path())
 }
+
+/// The Python interpreter of a virtual environment with the packages of
+/// `tools/<name>/requirements.txt` installed (once per run, in the target
+/// directory); panics saying why when Python or pip cannot install them.
+pub fn python_tool(name: &str) -> PathBuf {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static READY: OnceLock<Mutex<HashMap<String, Result<PathBuf, String>>>> = OnceLock::new();
+    let mut ready = READY
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let outcome = ready.entry(name.to_owned()).or_insert_with(|| {
+        let requirements = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tools")
+            .join(name)
+            .join("requirements.txt");
+        let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join("python")
+            .join(name);
+        let python = venv.join("bin/python");
+        let done = venv.join("installed.txt");
+        let wanted = std::fs::read_to_string(&requirements)
+            .map_err(|e| format!("{}: {e}", requirements.display()))?;
+        if std::fs::read_to_string(&done).is_ok_and(|d| d == wanted) {
+            return Ok(python);
+        }
+        let run = |cmd: &mut std::process::Command, what: &str| -> Result<(), String> {
+            let out = cmd
+                .output()
+                .map_err(|e| format!("{what}: cannot run it: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr)))
+            }
+        };
+        run(
+            std::process::Command::new("python3")
+                .args(["-m", "venv", "--clear"])
+                .arg(&venv),
+            "python3 -m venv (the tests need Python 3 with venv)",
+        )?;
+        run(
+            std::process::Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet", "-r"])
+                .arg(&requirements),
+            &format!("pip install -r tools/{name}/requirements.txt"),
+        )?;
+        std::fs::write(&done, &wanted).map_err(|e| format!("{}: {e}", done.display()))?;
+        Ok(python)
+    });
+    match outcome {
+        Ok(python) => python.clone(),
+        Err(why) => panic!("{why}"),
+    }
+}
+
+/// `/metrics` text read by the Prometheus client's strict OpenMetrics
+/// parser (`tools/openmetrics`): each sample as `(name{labels}, value)`,
+/// labels sorted; panics with the parser's complaint when it refuses it.
+pub fn openmetrics_samples(text: &str) -> Vec<(String, f64)> {
+    use std::io::Write;
+    let python = python_tool("openmetrics");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/openmetrics/parse.py");
+    let mut child = std::process::Command::new(python)
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the OpenMetrics parser starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("metrics written to the parser");
+    let out = child.wait_with_output().expect("the parser ends");
+    assert!(
+        out.status.success(),
+        "{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a sample");
+            let labels = v["labels"].as_object().cloned().unwrap_or_default();
+            let mut pairs: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or_default()))
+                .collect();
+            pairs.sort();
+            let name = v["name"].as_str().unwrap_or_default();
+            let key = if pairs.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{name}{{{}}}", pairs.join(","))
+            };
+            (key, v["value"].as_f64().unwrap_or(f64::NAN))
+        })
+        .collect()
+}

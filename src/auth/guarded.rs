@@ -889,6 +889,10 @@ impl GraphStore for GuardedStore {
         self.inner.lease(name, holder, ttl).await
     }
 
+    fn connection_counts(&self) -> Vec<crate::metrics::ConnectionCounts> {
+        self.inner.connection_counts()
+    }
+
     fn is_ready(&self) -> bool {
         self.inner.is_ready()
     }

@@ -135,7 +135,7 @@ pub fn app(state: AppState) -> Router {
             "/metrics",
             get(move |headers: axum::http::HeaderMap| {
                 let text = metrics_allowed(metrics_token.as_deref(), &headers)
-                    .then(|| scrape_metrics.render(store.last_seq()));
+                    .then(|| scrape_metrics.render(store.last_seq(), &store.connection_counts()));
                 async move {
                     match text {
                         Some(text) => (

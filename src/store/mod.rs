@@ -663,6 +663,12 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
         ttl: std::time::Duration,
     ) -> Result<bool, StoreError>;
 
+    /// The store's sets of database connections (`/metrics`); none for a
+    /// store in this process.
+    fn connection_counts(&self) -> Vec<crate::metrics::ConnectionCounts> {
+        Vec::new()
+    }
+
     /// Whether the store can serve now (`/readyz`): a remote database that
     /// cannot be reached makes it not ready until it can again.
     fn is_ready(&self) -> bool {

@@ -32,11 +32,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::metrics::ConnectionCounts;
 use tokio::time::Instant;
 
 /// Lines for one kind of work.
 pub(super) struct Lines {
-    /// What they are for, in messages ("reads", "writes", "the event tailer").
+    /// What they are for (`reads`, `writes`, `tailer`).
     purpose: &'static str,
     config: neo4rs::Config,
     size: usize,
@@ -69,19 +71,6 @@ impl Ended for neo4rs::Error {
     fn ended(&self) -> bool {
         matches!(self, neo4rs::Error::Neo4j(_))
     }
-}
-
-/// Counts of a [`Lines`], for diagnostics and tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LineCounts {
-    /// Lines at most.
-    pub size: usize,
-    /// Lines lent right now.
-    pub lent: usize,
-    /// Lines made so far.
-    pub opened: u64,
-    /// Lines closed because their exchange did not end.
-    pub dropped: u64,
 }
 
 /// A line lent for one exchange; dropped with it unless the exchange ended.
@@ -124,8 +113,9 @@ impl Lines {
         }
     }
 
-    pub(super) fn counts(&self) -> LineCounts {
-        LineCounts {
+    pub(super) fn counts(&self) -> ConnectionCounts {
+        ConnectionCounts {
+            purpose: self.purpose,
             size: self.size,
             lent: self.size - self.permits.available_permits(),
             opened: self.opened.load(Ordering::Relaxed),

@@ -24,7 +24,7 @@ mod lines;
 mod order;
 mod write;
 
-pub use lines::LineCounts;
+pub use crate::metrics::ConnectionCounts;
 use lines::{Cut, Lines};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -69,9 +69,9 @@ pub struct BoltConfig {
 /// A store's connections, per kind of work ([`BoltStore::connections`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Connections {
-    pub reads: LineCounts,
-    pub writes: LineCounts,
-    pub tailer: LineCounts,
+    pub reads: ConnectionCounts,
+    pub writes: ConnectionCounts,
+    pub tailer: ConnectionCounts,
 }
 
 /// Connections for writes: the writer's transactions, its read-ahead,
@@ -267,7 +267,7 @@ impl BoltStore {
         let shared = Arc::new(Shared {
             reads: Lines::new("reads", &cfg, bolt.max_connections),
             writes: Lines::new("writes", &cfg, WRITE_LINES),
-            tailer: Lines::new("the event tailer", &cfg, 1),
+            tailer: Lines::new("tailer", &cfg, 1),
             config,
             bolt,
             models: RwLock::new((models, labels)),
@@ -1421,6 +1421,11 @@ impl GraphStore for BoltStore {
 
     fn adopt_models(&self, models: Arc<ModelSet>) {
         write::adopt(&self.shared, models);
+    }
+
+    fn connection_counts(&self) -> Vec<ConnectionCounts> {
+        let c = self.connections();
+        vec![c.reads, c.writes, c.tailer]
     }
 
     fn is_ready(&self) -> bool {
