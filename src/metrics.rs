@@ -111,22 +111,49 @@ impl Metrics {
             );
             for p in pools {
                 let kind = p.purpose;
-                let _ = writeln!(body, "twingraph_store_connections{{kind=\"{kind}\",state=\"size\"}} {}", p.size);
-                let _ = writeln!(body, "twingraph_store_connections{{kind=\"{kind}\",state=\"lent\"}} {}", p.lent);
+                let _ = writeln!(
+                    body,
+                    "twingraph_store_connections{{kind=\"{kind}\",state=\"size\"}} {}",
+                    p.size
+                );
+                let _ = writeln!(
+                    body,
+                    "twingraph_store_connections{{kind=\"{kind}\",state=\"lent\"}} {}",
+                    p.lent
+                );
             }
             body.push_str(
                 "# HELP twingraph_store_connections_opened Database connections made.\n\
                  # TYPE twingraph_store_connections_opened counter\n",
             );
             for p in pools {
-                let _ = writeln!(body, "twingraph_store_connections_opened_total{{kind=\"{}\"}} {}", p.purpose, p.opened);
+                let _ = writeln!(
+                    body,
+                    "twingraph_store_connections_opened_total{{kind=\"{}\"}} {}",
+                    p.purpose, p.opened
+                );
             }
             body.push_str(
                 "# HELP twingraph_store_connections_dropped Database connections closed because their exchange did not end (request abandoned, budget spent, connection broken).\n\
                  # TYPE twingraph_store_connections_dropped counter\n",
             );
             for p in pools {
-                let _ = writeln!(body, "twingraph_store_connections_dropped_total{{kind=\"{}\"}} {}", p.purpose, p.dropped);
+                let _ = writeln!(
+                    body,
+                    "twingraph_store_connections_dropped_total{{kind=\"{}\"}} {}",
+                    p.purpose, p.dropped
+                );
+            }
+            body.push_str(
+                "# HELP twingraph_store_statements_abandoned Statements whose request left before the answer (each read to its end, or stopped at its budget).\n\
+                 # TYPE twingraph_store_statements_abandoned counter\n",
+            );
+            for p in pools {
+                let _ = writeln!(
+                    body,
+                    "twingraph_store_statements_abandoned_total{{kind=\"{}\"}} {}",
+                    p.purpose, p.abandoned
+                );
             }
         }
         body.push_str("# EOF\n");
@@ -147,6 +174,9 @@ pub struct ConnectionCounts {
     pub opened: u64,
     /// Connections closed because their exchange did not end.
     pub dropped: u64,
+    /// Exchanges whose caller left before the answer (each finished or
+    /// stopped on its own).
+    pub abandoned: u64,
 }
 
 /// Keeps a subscription counted while alive.

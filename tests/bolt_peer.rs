@@ -69,13 +69,23 @@ impl Peer {
 }
 
 /// Works for `delay`, unless the connection closes first (then false).
+/// Messages that arrive meanwhile wait their turn (a RESET too), as
+/// databases that answer one message after the other (ArcadeDB) do.
 async fn work(s: &mut TcpStream, delay: Duration) -> bool {
+    let sleep = tokio::time::sleep(delay);
+    tokio::pin!(sleep);
     let mut one = [0u8; 1];
     tokio::select! {
-        () = tokio::time::sleep(delay) => true,
+        () = &mut sleep => true,
         // A client sends nothing while it waits: this returns when it
-        // closes (or breaks) the connection.
-        _ = s.peek(&mut one) => false,
+        // closes (or breaks) the connection, or sends another message.
+        peeked = s.peek(&mut one) => match peeked {
+            Ok(0) | Err(_) => false,
+            Ok(_) => {
+                sleep.await;
+                true
+            }
+        },
     }
 }
 

@@ -125,28 +125,24 @@ async fn stopped(peer: &Peer, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_abandoned_before_its_answer_leaves_no_reply_owed() {
-    let (store, peer, hooks) = store_over_peer(Duration::from_secs(30), |_| {}).await;
+    let (store, peer, hooks) = store_over_peer(Duration::from_millis(300), |_| {}).await;
     // Abandoned after its RUN reached the database, before the answer.
     let s = store.clone();
     let read = tokio::spawn(async move { s.twin("slow").await });
     hooks.slow_asked.notified().await;
     read.abort();
     assert!(read.await.is_err(), "the slow read was abandoned");
-    // Its connection closed, so the database stopped the statement (long
-    // before its 30 s), and was not reused.
-    stopped(&peer, 1).await;
-    assert_eq!(store.connections().reads.dropped, 1);
+    // The lookups take the one read connection after the abandoned
+    // statement's answer was read to its end: the same connection, clean.
     lookups_read_their_own(&store).await;
-    assert_eq!(
-        store.connections().reads.dropped,
-        1,
-        "ended exchanges keep theirs"
-    );
+    let c = store.connections().reads;
+    assert_eq!((c.opened, c.dropped, c.abandoned), (1, 0, 1), "{c:?}");
+    assert_eq!(peer.seen.stopped.load(Ordering::Acquire), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_abandoned_between_two_batches_leaves_no_reply_owed() {
-    let (store, peer, hooks) = store_over_peer(Duration::from_secs(30), |_| {}).await;
+    let (store, peer, hooks) = store_over_peer(Duration::from_millis(300), |_| {}).await;
     let ids: Vec<String> = (0..BULK).map(|i| format!("bulk-{i}")).collect();
     let s = store.clone();
     let read = tokio::spawn(async move { s.twins_by_ids(&ids).await });
@@ -154,8 +150,29 @@ async fn a_read_abandoned_between_two_batches_leaves_no_reply_owed() {
     hooks.bulk_more.notified().await;
     read.abort();
     assert!(read.await.is_err(), "the bulk read was abandoned");
+    lookups_read_their_own(&store).await;
+    let c = store.connections().reads;
+    assert_eq!((c.opened, c.dropped, c.abandoned), (1, 0, 1), "{c:?}");
+    assert_eq!(peer.seen.stopped.load(Ordering::Acquire), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_read_still_running_at_its_budget_is_stopped() {
+    let (store, peer, hooks) = store_over_peer(Duration::from_secs(30), |b| {
+        b.statement_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let s = store.clone();
+    let read = tokio::spawn(async move { s.twin("slow").await });
+    hooks.slow_asked.notified().await;
+    read.abort();
+    assert!(read.await.is_err(), "the slow read was abandoned");
+    // At its budget its connection is closed, which stops the statement
+    // (long before its 30 s), and not used again.
     stopped(&peer, 1).await;
     lookups_read_their_own(&store).await;
+    let c = store.connections().reads;
+    assert_eq!((c.opened, c.dropped, c.abandoned), (2, 1, 1), "{c:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

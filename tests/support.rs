@@ -185,7 +185,10 @@ pub fn python_tool(name: &str) -> PathBuf {
             if out.status.success() {
                 Ok(())
             } else {
-                Err(format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr)))
+                Err(format!(
+                    "{what} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ))
             }
         };
         run(

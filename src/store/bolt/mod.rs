@@ -665,8 +665,9 @@ async fn within_timeout<T>(
 /// if the exchange ended ([`lines`]).
 async fn within<T, F, Fut>(shared: &Shared, lines: &Lines, exchange: F) -> Result<T, StoreError>
 where
-    F: FnOnce(neo4rs::Graph) -> Fut,
-    Fut: Future<Output = Result<T, neo4rs::Error>>,
+    F: FnOnce(neo4rs::Graph) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, neo4rs::Error>> + Send + 'static,
+    T: Send + 'static,
 {
     match lines.lend(shared.bolt.statement_timeout, exchange).await {
         Ok(answer) => answer.map_err(db_error),
@@ -680,14 +681,15 @@ fn cut_error(shared: &Shared, cut: Cut) -> StoreError {
     let budget = shared.bolt.statement_timeout;
     match cut {
         Cut::Unusable(e) => db_error(e),
+        Cut::Failed(why) => StoreError::Storage(format!("a database exchange failed: {why}")),
         _ if !shared.healthy.load(Ordering::Acquire) => {
             StoreError::Unavailable("the database cannot be reached".into())
         }
         Cut::Busy { purpose, size } => StoreError::Timeout(format!(
-            "all {size} database connections for {purpose} stayed busy for the statement budget ({budget:?})"
+            "all {size} database connections for {purpose} stayed busy for the statement budget ({budget:?}, store.statement_timeout_ms)"
         )),
         Cut::Late => StoreError::Timeout(format!(
-            "the statement did not finish within its budget ({budget:?}) and was stopped"
+            "the statement did not finish within its budget ({budget:?}, store.statement_timeout_ms) and was stopped"
         )),
     }
 }
@@ -725,11 +727,12 @@ async fn rows_on(
     q: Query,
     col: &str,
 ) -> Result<Vec<String>, StoreError> {
+    let col = col.to_owned();
     let fetch = |db: neo4rs::Graph| async move {
         let mut stream = db.execute(q).await?;
         let mut out = Vec::new();
         while let Some(row) = stream.next().await? {
-            if let Ok(v) = row.get::<String>(col) {
+            if let Ok(v) = row.get::<String>(&col) {
                 out.push(v);
             }
         }
@@ -797,7 +800,7 @@ async fn tailer(shared: std::sync::Weak<Shared>) {
         let deadline = s.bolt.statement_timeout.max(s.bolt.poll);
         let outcome = match s
             .tailer
-            .lend(deadline, |db| log_after(db, after, 1000))
+            .lend_here(deadline, |db| log_after(db, after, 1000))
             .await
         {
             Ok(Ok(found)) => Ok(found),
@@ -1327,7 +1330,7 @@ impl GraphStore for BoltStore {
         while events.len() < limit {
             read_statement(&self.shared)?;
             let want = limit - events.len();
-            let found = within(&self.shared, &self.shared.reads, |db| {
+            let found = within(&self.shared, &self.shared.reads, move |db| {
                 log_after(db, after, want)
             })
             .await?;

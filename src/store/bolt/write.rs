@@ -296,7 +296,7 @@ where
         let budget = shared.bolt.statement_timeout;
         let outcome = shared
             .writes
-            .lend(budget, |db| attempt(db, sent.clone()))
+            .lend_here(budget, |db| attempt(db, sent.clone()))
             .await;
         match outcome {
             Ok(Ok(v)) => return Ok(v),
