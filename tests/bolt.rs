@@ -191,11 +191,24 @@ fn start_arcadedb() -> Result<Server, String> {
     let (bolt, http) = (free_port()?, free_port()?);
     let data = root.join(format!("run-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    launch_arcadedb(&pkg, &data, bolt, http, false)?;
+    Ok(Server::Arcade { bolt, http })
+}
+
+/// Starts ArcadeDB on `data` (its PID in `data/java.pid`) and waits for its
+/// ports. It lives as long as this test process (a shell watches it); when
+/// it ends, `data` is removed unless `keep`.
+fn launch_arcadedb(
+    pkg: &Path,
+    data: &Path,
+    bolt: SocketAddr,
+    http: SocketAddr,
+    keep: bool,
+) -> Result<(), String> {
+    std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
     let log = data.join("server.log");
     let java = pkg.join("jre/bin/java");
     let classpath = format!("{}/*", pkg.join("jars").display());
-    // The server lives as long as this test process: a shell watches it.
     // The heap: the benchmark's 100,000-twin plant wants more than tests do.
     let heap = std::env::var("TWINGRAPH_TEST_ARCADEDB_HEAP").unwrap_or_else(|_| "2g".into());
     if !heap.chars().all(|c| c.is_ascii_alphanumeric()) {
@@ -203,6 +216,7 @@ fn start_arcadedb() -> Result<Server, String> {
             "TWINGRAPH_TEST_ARCADEDB_HEAP={heap:?} is not a Java heap size"
         ));
     }
+    let cleanup = if keep { "" } else { "rm -rf \"$2\"" };
     let script = format!(
         "\"$0\" -Xmx{heap} -cp \"$1\" \
          -Darcadedb.server.rootPath=\"$2\" \
@@ -211,9 +225,9 @@ fn start_arcadedb() -> Result<Server, String> {
          -Darcadedb.server.plugins=Bolt:com.arcadedb.bolt.BoltProtocolPlugin \
          -Darcadedb.bolt.host=127.0.0.1 -Darcadedb.bolt.port={} \
          -Darcadedb.server.httpIncomingHost=127.0.0.1 -Darcadedb.server.httpIncomingPort={} \
-         com.arcadedb.server.ArcadeDBServer >\"$3\" 2>&1 & J=$!; \
+         com.arcadedb.server.ArcadeDBServer >>\"$3\" 2>&1 & J=$!; echo $J >\"$2/java.pid\"; \
          while kill -0 {} 2>/dev/null && kill -0 $J 2>/dev/null; do sleep 1; done; \
-         kill $J 2>/dev/null; wait $J; rm -rf \"$2\"",
+         kill $J 2>/dev/null; wait $J; {cleanup}",
         bolt.port(),
         http.port(),
         std::process::id(),
@@ -223,10 +237,10 @@ fn start_arcadedb() -> Result<Server, String> {
         .arg(script)
         .arg(&java)
         .arg(&classpath)
-        .arg(&data)
+        .arg(data)
         .arg(&log)
         // ArcadeDB writes its `log/` folder into its working directory.
-        .current_dir(&data)
+        .current_dir(data)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -235,7 +249,7 @@ fn start_arcadedb() -> Result<Server, String> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if TcpStream::connect(bolt).is_ok() && TcpStream::connect(http).is_ok() {
-            return Ok(Server::Arcade { bolt, http });
+            return Ok(());
         }
         if Instant::now() > deadline {
             let tail = std::fs::read_to_string(&log).unwrap_or_default();
@@ -245,6 +259,82 @@ fn start_arcadedb() -> Result<Server, String> {
             ));
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A local ArcadeDB of one test's own, which the test can stop (as an
+/// operator stops a database: SIGTERM) and start again on the same data.
+/// Whatever `TWINGRAPH_TEST_BOLT_URI` says: a shared server cannot be
+/// restarted under the other tests.
+pub(crate) struct OwnArcade {
+    pkg: PathBuf,
+    data: PathBuf,
+    bolt: SocketAddr,
+    http: SocketAddr,
+}
+
+impl OwnArcade {
+    pub(crate) fn start() -> OwnArcade {
+        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("arcadedb");
+        let started = (|| {
+            let pkg = arcadedb_package(&root)?;
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let data = root.join(format!(
+                "own-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&data);
+            let (bolt, http) = (free_port()?, free_port()?);
+            launch_arcadedb(&pkg, &data, bolt, http, true)?;
+            Ok::<_, String>(OwnArcade {
+                pkg,
+                data,
+                bolt,
+                http,
+            })
+        })();
+        started.unwrap_or_else(|why| panic!("no ArcadeDB of the test's own: {why}"))
+    }
+
+    /// Connection settings of a new, empty database on it.
+    pub(crate) fn database(&self, name: &str) -> BoltConfig {
+        arcade_command(self.http, &format!("create database {name}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut config = BoltConfig::new(&format!("bolt://{}", self.bolt), "root", ROOT_PASSWORD);
+        config.database = Some(name.to_owned());
+        config
+    }
+
+    /// Stops the database process (SIGTERM) and waits until it is gone.
+    pub(crate) fn stop(&self) {
+        let pid = std::fs::read_to_string(self.data.join("java.pid")).unwrap_or_default();
+        let pid = pid.trim();
+        assert!(!pid.is_empty(), "ArcadeDB's PID is not known");
+        let _ = Command::new("kill").args(["-TERM", pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Command::new("kill")
+            .args(["-0", pid])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            assert!(Instant::now() < deadline, "ArcadeDB did not stop in 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts it again on its data and ports.
+    pub(crate) fn restart(&self) {
+        launch_arcadedb(&self.pkg, &self.data, self.bolt, self.http, true)
+            .unwrap_or_else(|why| panic!("ArcadeDB did not start again: {why}"));
+    }
+}
+
+impl Drop for OwnArcade {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.data);
     }
 }
 

@@ -26,6 +26,9 @@ pub struct Answer {
     pub batch_delay: Duration,
     /// Notified when a batch after the first is asked for.
     pub more: Option<Arc<tokio::sync::Notify>>,
+    /// Refuse the RUN with this `FAILURE` (code, message) instead; the
+    /// connection then ignores everything but RESET.
+    pub failure: Option<(String, String)>,
 }
 
 /// The script: the answer to a statement and its parameters.
@@ -97,12 +100,17 @@ async fn serve(mut s: TcpStream, script: Script, seen: &Seen) -> std::io::Result
     let mut batch_delay = Duration::ZERO;
     let mut more = None;
     let mut first_batch = true;
+    let mut failed = false;
     let stopped = || {
         seen.stopped.fetch_add(1, Ordering::AcqRel);
         Err(std::io::ErrorKind::ConnectionAborted.into())
     };
     loop {
         let (signature, fields) = read_message(&mut s).await?;
+        if failed && signature != 0x0F && signature != 0x02 {
+            send(&mut s, 0x7E, &[]).await?; // IGNORED
+            continue;
+        }
         match signature {
             0x01 => {
                 let mut m = Map::new();
@@ -120,6 +128,14 @@ async fn serve(mut s: TcpStream, script: Script, seen: &Seen) -> std::io::Result
                 let answer = script(query, &params);
                 if !work(&mut s, answer.delay).await {
                     return stopped();
+                }
+                if let Some((code, message)) = answer.failure {
+                    let mut m = Map::new();
+                    m.insert("code".into(), code.into());
+                    m.insert("message".into(), message.into());
+                    send(&mut s, 0x7F, &[Value::Object(m)]).await?;
+                    failed = true;
+                    continue;
                 }
                 let mut m = Map::new();
                 m.insert(
@@ -169,6 +185,7 @@ async fn serve(mut s: TcpStream, script: Script, seen: &Seen) -> std::io::Result
             0x02 => return Ok(()),
             // DISCARD, BEGIN, ROLLBACK, RESET
             _ => {
+                failed = false;
                 pending.clear();
                 send(&mut s, 0x70, &[Value::Object(Map::new())]).await?;
             }

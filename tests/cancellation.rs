@@ -76,6 +76,16 @@ async fn store_over_peer(
         if id == "slow" {
             h.slow_asked.notify_one();
         }
+        if id == "ended" {
+            // What ArcadeDB answers on every open connection as it shuts down.
+            return Answer {
+                failure: Some((
+                    "Neo.ClientError.Security.Unauthorized".into(),
+                    "The credentials of this connection are no longer valid".into(),
+                )),
+                ..Answer::default()
+            };
+        }
         Answer {
             fields: vec!["s".into()],
             rows: vec![vec![state(id)]],
@@ -244,4 +254,15 @@ async fn reads_filling_their_connections_leave_the_tailer_and_readiness_alone() 
     assert_eq!(&*t.id, "a");
     let c = store.connections().reads;
     assert_eq!((c.size, c.dropped), (1, 1), "{c:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_the_database_ends_is_unavailable_and_its_connection_replaced() {
+    let (store, _peer, _) = store_over_peer(Duration::ZERO, |_| {}).await;
+    let e = store.twin("ended").await.expect_err("the session ended");
+    assert_eq!(e.code(), Code::StoreUnavailable, "{e}");
+    assert!(e.to_string().contains("no longer valid"), "{e}");
+    lookups_read_their_own(&store).await;
+    let c = store.connections().reads;
+    assert_eq!((c.opened, c.dropped), (2, 1), "a new connection: {c:?}");
 }

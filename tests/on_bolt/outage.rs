@@ -96,10 +96,62 @@ struct Seen {
 /// or timed out, and the server recovers by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_under_load_survive_the_database_going_away() {
-    const PUMPS: usize = 4;
     let mut bolt = fresh_database().await;
-    let proxy = Proxy::start(bolt_addr(&bolt.uri)).await;
+    let proxy = Arc::new(Proxy::start(bolt_addr(&bolt.uri)).await);
     bolt.uri = format!("bolt://{}", proxy.addr);
+    let (cut, restore) = (proxy.clone(), proxy.clone());
+    under_load_while(
+        bolt,
+        async move { cut.cut() },
+        async move { restore.restore() },
+    )
+    .await;
+}
+
+/// The database process stopped under load (as an operator stops it:
+/// ArcadeDB ends every session, then closes) and started again on its data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_under_load_survive_the_database_restarting() {
+    let db = Arc::new(
+        tokio::task::spawn_blocking(crate::bolt::OwnArcade::start)
+            .await
+            .expect("ArcadeDB starter"),
+    );
+    let bolt = {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || db.database("chaos"))
+            .await
+            .expect("database")
+    };
+    let (stop, start) = (db.clone(), db.clone());
+    under_load_while(
+        bolt,
+        async move {
+            tokio::task::spawn_blocking(move || stop.stop())
+                .await
+                .expect("stopped");
+        },
+        async move {
+            tokio::task::spawn_blocking(move || start.restart())
+                .await
+                .expect("started");
+        },
+    )
+    .await;
+    tokio::task::spawn_blocking(move || drop(db))
+        .await
+        .expect("ArcadeDB stopped");
+}
+
+/// Writers and readers through the real server over `bolt`, the database
+/// taken away (`away`) and given back (`back`) under them: no acknowledged
+/// write lost, every error a clear store error, recovery by itself.
+async fn under_load_while(
+    mut bolt: twingraph::store::bolt::BoltConfig,
+    away: impl Future<Output = ()>,
+    back: impl Future<Output = ()>,
+) {
+    const PUMPS: usize = 4;
     bolt.poll = Duration::from_millis(50);
     bolt.timeout = Duration::from_secs(3);
     bolt.statement_timeout = Duration::from_secs(2);
@@ -178,11 +230,11 @@ async fn writes_under_load_survive_the_database_going_away() {
     };
     tokio::time::sleep(Duration::from_millis(700)).await;
     let before_cut = acknowledged(&seen);
-    proxy.cut();
+    away.await;
     wait_for_readyz(addr, 503).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     let during_cut = acknowledged(&seen);
-    proxy.restore();
+    back.await;
     wait_for_readyz(addr, 200).await;
     let restored = Instant::now();
     // Writes are acknowledged again, with no one's help.

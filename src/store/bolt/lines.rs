@@ -81,9 +81,14 @@ pub(super) trait Ended {
 
 impl Ended for neo4rs::Error {
     /// Only the database's own `FAILURE`: the reply to the request just
-    /// sent, read whole. Anything else may have been cut within one.
+    /// sent, read whole. Anything else may have been cut within one. Not
+    /// a failure that ends the connection's session (a database shutting
+    /// down): that connection is done.
     fn ended(&self) -> bool {
-        matches!(self, neo4rs::Error::Neo4j(_))
+        match self {
+            neo4rs::Error::Neo4j(n) => !n.code().starts_with("Neo.ClientError.Security."),
+            _ => false,
+        }
     }
 }
 

@@ -205,8 +205,31 @@ fn db_error(e: neo4rs::Error) -> StoreError {
         neo4rs::Error::AuthenticationError(why) => {
             StoreError::Storage(format!("the database refused the credentials: {why}"))
         }
+        neo4rs::Error::Neo4j(ref n) if passing(n.code()) => {
+            StoreError::Unavailable(format!("{}: {}", n.code(), n.message()))
+        }
+        neo4rs::Error::UnexpectedMessage(ref m) if PASSING.iter().any(|c| m.contains(c)) => {
+            StoreError::Unavailable(m.clone())
+        }
         other => StoreError::Storage(other.to_string()),
     }
+}
+
+/// Failures that say the database cannot serve this connection now, not
+/// that the statement is wrong: transient ones (a database starting or
+/// stopping, a leader switch, a deadlock), and the end of the connection's
+/// session (a database shutting down ends every session: ArcadeDB answers
+/// "the credentials of this connection are no longer valid"). A new
+/// connection may succeed; wrong credentials then fail at its handshake.
+const PASSING: [&str; 4] = [
+    "Neo.TransientError.",
+    "Neo.ClientError.Cluster.NotALeader",
+    "Neo.ClientError.Security.Unauthorized",
+    "Neo.ClientError.Security.AuthorizationExpired",
+];
+
+fn passing(code: &str) -> bool {
+    PASSING.iter().any(|c| code.starts_with(c))
 }
 
 /// Whether retrying the write transaction may succeed: a transient
