@@ -99,6 +99,8 @@ error_codes! {
         "The change would give a twin two containers or make a containment cycle.";
     MultiplicityExceeded => "VALIDATION_FAILED", "multiplicity_exceeded", 422,
         "A twin would have more relationships of a name than its model allows.";
+    SourceTimeAhead => "VALIDATION_FAILED", "source_time_ahead", 422,
+        "A reported `sourceTime` is further ahead of the server's clock than `devices.max_clock_skew_seconds` allows; nothing was written. Fix the device's clock.";
     VersionConflict => "VERSION_CONFLICT", "version_conflict", 409,
         "`ifVersion` did not match the twin's version; `extensions.currentVersion` has it.";
     StreamMoved => "BAD_REQUEST", "stream_moved", 409,

@@ -34,6 +34,7 @@ pub struct Config {
     pub graphql: GraphqlSettings,
     pub demo: DemoSettings,
     pub rollouts: RolloutSettings,
+    pub devices: DeviceSettings,
 }
 
 impl Default for Config {
@@ -48,6 +49,7 @@ impl Default for Config {
             graphql: GraphqlSettings::default(),
             demo: DemoSettings::default(),
             rollouts: RolloutSettings::default(),
+            devices: DeviceSettings::default(),
         }
     }
 }
@@ -212,6 +214,24 @@ impl Default for RolloutSettings {
     fn default() -> Self {
         RolloutSettings {
             scheduler: crate::rollout::Options::default().schedule,
+        }
+    }
+}
+
+/// `[devices]`: what is accepted from devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceSettings {
+    pub max_clock_skew_seconds: u64,
+}
+
+impl Default for DeviceSettings {
+    fn default() -> Self {
+        DeviceSettings {
+            max_clock_skew_seconds: u64::try_from(
+                crate::twin::graph::DEFAULT_MAX_CLOCK_SKEW / 1_000_000,
+            )
+            .unwrap_or(300),
         }
     }
 }
@@ -382,6 +402,7 @@ pub const SETTINGS: &[Setting] = &[
         .flag("--demo"),
     setting("demo.cells", Number, "Work cells of the demo plant (49 twins each, plus the hierarchy above them).")
         .was("demo_cells", "TWINGRAPH_DEMO_CELLS"),
+    setting("devices.max_clock_skew_seconds", Number, "How far ahead of the server's clock a reported `sourceTime` may be; a report stamped further ahead is refused (`SOURCE_TIME_AHEAD`), as it would make later, correct reports look stale."),
     setting("rollouts.scheduler", Bool, "Whether this process may drive rollouts and remediation (among replicas, the one holding the scheduler lease does; another takes over within 10 s when it stops answering).")
         .was("rollout_scheduler", "TWINGRAPH_ROLLOUT_SCHEDULER"),
 ];

@@ -991,6 +991,57 @@ async fn twins_are_typed_and_polymorphic() {
     s.shutdown().await;
 }
 
+/// A device whose clock runs years ahead is told so, on the generic and
+/// the typed mutation, and its report is not taken.
+#[tokio::test]
+async fn reports_stamped_in_the_future_are_refused_over_graphql() {
+    let s = start().await;
+    let v = gql(
+        s.addr,
+        r#"mutation { createTwin(id: "p", model: "dtmi:twingraph:isa95:Pump;1") { id } }"#,
+        json!({}),
+    )
+    .await;
+    assert!(v["errors"].is_null(), "{v}");
+    for m in [
+        r#"mutation { patchReported(id: "p", patch: {flowRate: 9}, sourceTime: "2030-01-01T00:00:00Z") { version } }"#,
+        r#"mutation { updatePump(id: "p", reported: {flowRate: 9}, sourceTime: "2030-01-01T00:00:00Z") { version } }"#,
+    ] {
+        let v = gql(s.addr, m, json!({})).await;
+        let e = &v["errors"][0];
+        assert_eq!(e["extensions"]["code"], "VALIDATION_FAILED", "{v}");
+        assert_eq!(e["extensions"]["reason"], "source_time_ahead", "{v}");
+        let message = e["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("twin p: sourceTime is ") && message.contains("s ahead"),
+            "{message}"
+        );
+    }
+    let v = gql(
+        s.addr,
+        r#"{ twin(id: "p") { version reported } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(v["data"]["twin"]["version"], 1, "nothing written: {v}");
+    // A report stamped now is taken.
+    let now = chrono_now();
+    let v = gql(
+        s.addr,
+        r#"mutation($t: DateTime) { patchReported(id: "p", patch: {flowRate: 3}, sourceTime: $t) { version } }"#,
+        json!({ "t": now }),
+    )
+    .await;
+    assert_eq!(v["data"]["patchReported"]["version"], 2, "{v}");
+    s.shutdown().await;
+}
+
+/// The current time as RFC 3339 (UTC).
+fn chrono_now() -> String {
+    let micros = twingraph::twin::clock::Clock::now(&twingraph::twin::clock::SystemClock);
+    twingraph::twin::format_time(micros)
+}
+
 /// Errors speak of what the client sent: a single mutation's error is
 /// about the twin (no batch position the client never wrote), while the
 /// `batch` mutation's names the operation; both are rows of the table.

@@ -260,6 +260,43 @@ pub async fn stale_device_data_never_wins(s: &dyn GraphStore) {
     );
 }
 
+/// A report stamped further ahead of the server's clock than the allowed
+/// skew (5 minutes by default) is refused and writes nothing; within the
+/// skew it is taken. Accepted, a report from 2030 would make every later,
+/// correct report look stale.
+pub async fn reports_from_the_future_are_refused(s: &dyn GraphStore) {
+    must(s, vec![create("p", PUMP)]).await;
+    use twingraph::twin::clock::Clock as _;
+    let now = twingraph::twin::clock::SystemClock.now();
+    let at = |flow: f64, t: i64| Op::PatchReported {
+        id: "p".into(),
+        patch: json!({ "flowRate": flow }),
+        expected_version: None,
+        source_time: Some(t),
+    };
+    let e = s
+        .apply(
+            Batch {
+                ops: vec![at(1.0, now + 600_000_000)],
+            },
+            "device",
+        )
+        .await
+        .expect_err("ten minutes ahead");
+    assert_eq!(e.code(), twingraph::codes::Code::SourceTimeAhead, "{e}");
+    assert!(
+        e.to_string().contains("ahead of the server's clock")
+            && e.to_string().contains("devices.max_clock_skew_seconds"),
+        "{e}"
+    );
+    let t = twin(s, "p").await;
+    assert_eq!(t.version, 1, "nothing written");
+    must(s, vec![at(2.0, now + 60_000_000)]).await;
+    let t = twin(s, "p").await;
+    let flow = prop(&t, "flowRate").reported.as_ref().expect("reported");
+    assert_eq!(flow.value, json!(2.0), "a minute ahead is within the skew");
+}
+
 pub async fn writable_properties_track_acknowledgements(s: &dyn GraphStore) {
     must(s, vec![create("p", PUMP)]).await;
     must(s, vec![desired("p", json!({"flowSetpoint": 12.0}))]).await; // version 2
@@ -1911,6 +1948,7 @@ macro_rules! store_conformance {
             merge_patch_merges_objects_and_null_removes,
             stale_expected_version_is_a_conflict_that_writes_nothing,
             stale_device_data_never_wins,
+            reports_from_the_future_are_refused,
             writable_properties_track_acknowledgements,
             components_hold_nested_state,
             relationships_follow_their_declaration,

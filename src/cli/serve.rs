@@ -251,6 +251,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let store_config = StoreConfig {
         graph: GraphConfig {
             containment: config.models.containment.clone(),
+            max_clock_skew: i64::try_from(config.devices.max_clock_skew_seconds)
+                .unwrap_or(i64::MAX / 1_000_000)
+                .saturating_mul(1_000_000),
         },
         max_depth: config.limits.max_traversal_depth,
         retention: config

@@ -52,6 +52,17 @@ pub enum TwinError {
         expected: u64,
         current: u64,
     },
+    /// A report's source time is further ahead of the server's clock than
+    /// the allowed skew: accepted, it would make every later, correct
+    /// report look stale.
+    #[error(
+        "twin {twin}: sourceTime is {ahead_seconds} s ahead of the server's clock; at most {skew_seconds} s is allowed (devices.max_clock_skew_seconds): fix the device's clock"
+    )]
+    SourceTimeAhead {
+        twin: String,
+        ahead_seconds: i64,
+        skew_seconds: i64,
+    },
 }
 
 impl TwinError {
@@ -70,6 +81,7 @@ impl TwinError {
             TwinError::Containment { .. } => Code::ContainmentViolation,
             TwinError::Multiplicity { .. } => Code::MultiplicityExceeded,
             TwinError::StreamMoved { .. } => Code::StreamMoved,
+            TwinError::SourceTimeAhead { .. } => Code::SourceTimeAhead,
         }
     }
 

@@ -30,12 +30,19 @@ pub type RelKey = (String, String);
 pub struct GraphConfig {
     /// The relationship name that means containment (hierarchy).
     pub containment: String,
+    /// How far ahead of the server's clock a report's source time may be
+    /// (microseconds).
+    pub max_clock_skew: Micros,
 }
+
+/// Five minutes: device clocks drift, and NTP-less devices by more.
+pub const DEFAULT_MAX_CLOCK_SKEW: Micros = 300_000_000;
 
 impl Default for GraphConfig {
     fn default() -> Self {
         GraphConfig {
             containment: "contains".to_owned(),
+            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
         }
     }
 }
@@ -349,6 +356,28 @@ impl std::fmt::Debug for Planner<'_> {
 }
 
 impl Planner<'_> {
+    /// Refuses a report stamped further ahead of `now` than the allowed
+    /// clock skew.
+    fn in_time(&self, op: &Op, now: Micros) -> Result<(), TwinError> {
+        let Op::PatchReported {
+            id,
+            source_time: Some(at),
+            ..
+        } = op
+        else {
+            return Ok(());
+        };
+        let skew = self.g.config().max_clock_skew;
+        if *at <= now.saturating_add(skew) {
+            return Ok(());
+        }
+        Err(TwinError::SourceTimeAhead {
+            twin: id.clone(),
+            ahead_seconds: at.saturating_sub(now) / 1_000_000,
+            skew_seconds: skew / 1_000_000,
+        })
+    }
+
     /// Plans one batch: its events, numbered from the planner's next
     /// sequence number, or the first failing operation (and nothing staged).
     pub fn plan(
@@ -363,7 +392,7 @@ impl Planner<'_> {
         for (index, op) in batch.ops.iter().enumerate() {
             let planned = match op {
                 Op::ExpectStream { stream, seq } => self.expect_stream(stream, *seq).map(|()| None),
-                _ => self.op(op).map(Some),
+                _ => self.in_time(op, now).and_then(|()| self.op(op)).map(Some),
             };
             match planned {
                 Ok(None) => {}
