@@ -43,6 +43,9 @@ pub struct Seen {
     pub closed: AtomicUsize,
     /// Statements stopped because their connection closed while they ran.
     pub stopped: AtomicUsize,
+    /// While set, new connections are closed at once (a database going
+    /// down refuses them).
+    pub refuse: std::sync::atomic::AtomicBool,
 }
 
 /// A running peer.
@@ -59,6 +62,10 @@ impl Peer {
         let seen2 = seen.clone();
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
+                if seen2.refuse.load(Ordering::Acquire) {
+                    drop(socket);
+                    continue;
+                }
                 seen2.opened.fetch_add(1, Ordering::AcqRel);
                 let (script, seen) = (script.clone(), seen2.clone());
                 tokio::spawn(async move {

@@ -33,6 +33,8 @@ struct Hooks {
     bulk_more: Arc<Notify>,
     /// Reads of the event log (the tailer's).
     log_reads: AtomicUsize,
+    /// While set, reads of the event log take 30 s.
+    log_hangs: std::sync::atomic::AtomicBool,
 }
 
 fn state(id: &str) -> Value {
@@ -52,9 +54,15 @@ async fn store_over_peer(
     let script: Script = Arc::new(move |query, params| {
         if query.contains("AS head") {
             h.log_reads.fetch_add(1, Ordering::AcqRel);
+            let hangs = h.log_hangs.load(Ordering::Acquire);
             return Answer {
                 fields: vec!["head".into(), "j".into()],
                 rows: vec![vec![Value::from(0), Value::Null]],
+                delay: if hangs {
+                    Duration::from_secs(30)
+                } else {
+                    Duration::ZERO
+                },
                 ..Answer::default()
             };
         }
@@ -265,4 +273,57 @@ async fn a_session_the_database_ends_is_unavailable_and_its_connection_replaced(
     lookups_read_their_own(&store).await;
     let c = store.connections().reads;
     assert_eq!((c.opened, c.dropped), (2, 1), "a new connection: {c:?}");
+}
+
+/// Readiness over `window`: whether the store said ready at every look.
+async fn ready_throughout(store: &BoltStore, window: Duration) -> bool {
+    let started = std::time::Instant::now();
+    let mut ready = true;
+    while started.elapsed() < window {
+        ready &= store.is_ready();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ready
+}
+
+/// A database that stops answering on the open connection and refuses new
+/// ones (as one shutting down does) is reported unavailable within
+/// seconds, not after a whole statement budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_stops_answering_is_unavailable_within_seconds() {
+    let (store, peer, hooks) = store_over_peer(Duration::ZERO, |b| {
+        b.poll = Duration::from_millis(20);
+        b.statement_timeout = Duration::from_secs(30);
+    })
+    .await;
+    assert!(ready_throughout(&store, Duration::from_millis(200)).await);
+    hooks.log_hangs.store(true, Ordering::Release);
+    peer.seen.refuse.store(true, Ordering::Release);
+    let started = std::time::Instant::now();
+    while store.is_ready() {
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "still ready 8 s after the database stopped answering"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let e = store.twin("a").await.expect_err("unavailable");
+    assert_eq!(e.code(), Code::StoreUnavailable, "{e}");
+}
+
+/// A database that is slow to read the log but answers a probe on a new
+/// connection is busy, not down: the store stays ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_database_stays_ready() {
+    let (store, _peer, hooks) = store_over_peer(Duration::ZERO, |b| {
+        b.poll = Duration::from_millis(20);
+        b.statement_timeout = Duration::from_secs(30);
+    })
+    .await;
+    hooks.log_hangs.store(true, Ordering::Release);
+    assert!(
+        ready_throughout(&store, Duration::from_secs(4)).await,
+        "a slow log read with the database answering probes is not an outage"
+    );
+    lookups_read_their_own(&store).await;
 }

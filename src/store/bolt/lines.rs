@@ -207,6 +207,22 @@ impl Lines {
         run(lent, deadline, exchange).await
     }
 
+    /// Whether the database answers a trivial statement on a new
+    /// connection of its own (made, used and closed here, outside the
+    /// lines) within `within`.
+    pub(super) async fn probe(&self, within: Duration) -> Result<(), String> {
+        let config = self.0.config.clone();
+        let ask = async move {
+            let db = neo4rs::Graph::connect(config).await?;
+            db.run(neo4rs::query("RETURN 1")).await
+        };
+        match tokio::time::timeout(within, ask).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer to a probe within {within:?}")),
+        }
+    }
+
     /// A line and its place among the lines, waiting for one until
     /// `deadline`; an idle line, or a new one (which connects when first
     /// used).

@@ -805,6 +805,10 @@ async fn pruner(shared: std::sync::Weak<Shared>) {
     }
 }
 
+/// How long the tailer's read of the log may take before the database is
+/// probed, and how long the probe may take.
+const PROBE_AFTER: Duration = Duration::from_secs(2);
+
 /// Publishes committed events in sequence order: after a local commit at
 /// once, else every `poll` interval (changes made through other replicas).
 async fn tailer(shared: std::sync::Weak<Shared>) {
@@ -817,15 +821,30 @@ async fn tailer(shared: std::sync::Weak<Shared>) {
         let mut more = false;
         // On its own connection, so it never waits behind user queries. The
         // tailer is also the health probe: a database that refuses or drops
-        // the connection is unavailable at once; one that is only slow (busy
-        // with heavy statements) is not, until it leaves a read unanswered
-        // for a whole statement budget.
+        // the connection is unavailable at once. A read that is slow may be
+        // a busy database (heavy statements running) or one that hangs (a
+        // database shutting down keeps its sockets open a while): after
+        // `PROBE_AFTER`, a trivial statement on a new connection tells them
+        // apart, and only a database that does not answer it is unavailable.
         let deadline = s.bolt.statement_timeout.max(s.bolt.poll);
-        let outcome = match s
-            .tailer
-            .lend_here(deadline, |db| log_after(db, after, 1000))
-            .await
-        {
+        let answer = {
+            let read = s
+                .tailer
+                .lend_here(deadline, |db| log_after(db, after, 1000));
+            tokio::pin!(read);
+            tokio::select! {
+                r = &mut read => r,
+                () = tokio::time::sleep(PROBE_AFTER) => {
+                    if let Err(why) = s.tailer.probe(PROBE_AFTER).await
+                        && s.healthy.swap(false, Ordering::AcqRel)
+                    {
+                        tracing::warn!(uri = %s.bolt.uri, error = %why, "the database cannot be reached");
+                    }
+                    read.await
+                }
+            }
+        };
+        let outcome = match answer {
             Ok(Ok(found)) => Ok(found),
             Ok(Err(e)) => Err(e.to_string()),
             Err(Cut::Unusable(e)) => Err(e.to_string()),
