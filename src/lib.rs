@@ -10,6 +10,8 @@
 //!
 //! - [`codes`]: the table of error codes clients see
 //! - [`metrics`]: the Prometheus registry
+//! - [`devices`]: what devices present to connect (IoT Hub's shared access
+//!   signatures)
 //! - [`dtdl`]: the DTDL v2/v3 language engine: parse, validate and resolve
 //!   models into a typed [`dtdl::ModelSet`]
 //! - [`records`]: records other domains keep in the event log
@@ -34,6 +36,7 @@ pub mod cli;
 pub mod codes;
 pub mod config;
 pub mod demo;
+pub mod devices;
 pub mod dtdl;
 pub mod graphql;
 pub mod metrics;

@@ -21,6 +21,7 @@ mod bolt_peer;
 mod browser;
 mod cancellation;
 mod connections;
+mod devices;
 mod embedded;
 mod hardening;
 mod http;

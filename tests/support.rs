@@ -178,38 +178,67 @@ pub fn python_tool(name: &str) -> PathBuf {
         if std::fs::read_to_string(&done).is_ok_and(|d| d == wanted) {
             return Ok(python);
         }
-        let run = |cmd: &mut std::process::Command, what: &str| -> Result<(), String> {
-            let out = cmd
-                .output()
-                .map_err(|e| format!("{what}: cannot run it: {e}"))?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{what} failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                ))
+        // One installer at a time across test processes (nextest runs each
+        // test in its own).
+        let lock = venv.with_extension("lock");
+        std::fs::create_dir_all(venv.parent().unwrap_or(&venv))
+            .map_err(|e| format!("{}: {e}", venv.display()))?;
+        let started = std::time::Instant::now();
+        while std::fs::create_dir(&lock).is_err() {
+            if std::fs::read_to_string(&done).is_ok_and(|d| d == wanted) {
+                return Ok(python);
             }
-        };
-        run(
-            std::process::Command::new("python3")
-                .args(["-m", "venv", "--clear"])
-                .arg(&venv),
-            "python3 -m venv (the tests need Python 3 with venv)",
-        )?;
-        run(
-            std::process::Command::new(&python)
-                .args(["-m", "pip", "install", "--quiet", "-r"])
-                .arg(&requirements),
-            &format!("pip install -r tools/{name}/requirements.txt"),
-        )?;
-        std::fs::write(&done, &wanted).map_err(|e| format!("{}: {e}", done.display()))?;
-        Ok(python)
+            if started.elapsed() > std::time::Duration::from_secs(600) {
+                return Err(format!("{} is held; remove it if stale", lock.display()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        let installed = install(&venv, &python, &requirements, &done, &wanted, name);
+        let _ = std::fs::remove_dir(&lock);
+        installed.map(|()| python)
     });
     match outcome {
         Ok(python) => python.clone(),
         Err(why) => panic!("{why}"),
     }
+}
+
+/// Makes the virtual environment `venv` and installs `requirements` in it,
+/// then writes `wanted` to `done`.
+fn install(
+    venv: &std::path::Path,
+    python: &std::path::Path,
+    requirements: &std::path::Path,
+    done: &std::path::Path,
+    wanted: &str,
+    name: &str,
+) -> Result<(), String> {
+    let run = |cmd: &mut std::process::Command, what: &str| -> Result<(), String> {
+        let out = cmd
+            .output()
+            .map_err(|e| format!("{what}: cannot run it: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    };
+    run(
+        std::process::Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(venv),
+        "python3 -m venv (the tests need Python 3 with venv)",
+    )?;
+    run(
+        std::process::Command::new(python)
+            .args(["-m", "pip", "install", "--quiet", "-r"])
+            .arg(requirements),
+        &format!("pip install -r tools/{name}/requirements.txt"),
+    )?;
+    std::fs::write(done, wanted).map_err(|e| format!("{}: {e}", done.display()))
 }
 
 /// `/metrics` text read by the Prometheus client's strict OpenMetrics
