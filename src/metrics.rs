@@ -122,44 +122,45 @@ impl Metrics {
                     p.lent
                 );
             }
-            body.push_str(
-                "# HELP twingraph_store_connections_opened Database connections made.\n\
-                 # TYPE twingraph_store_connections_opened counter\n",
-            );
-            for p in pools {
-                let _ = writeln!(
+            let counters: [(&str, &str, Count); 3] = [
+                (
+                    "store_connections_opened",
+                    "Database connections made.",
+                    |p| p.opened,
+                ),
+                (
+                    "store_connections_dropped",
+                    "Database connections closed because their exchange did not end (budget spent, connection broken, session ended by the database).",
+                    |p| p.dropped,
+                ),
+                (
+                    "store_statements_abandoned",
+                    "Statements whose request left before the answer (each read to its end, or stopped at its budget).",
+                    |p| p.abandoned,
+                ),
+            ];
+            for (name, help, count) in counters {
+                let _ = write!(
                     body,
-                    "twingraph_store_connections_opened_total{{kind=\"{}\"}} {}",
-                    p.purpose, p.opened
+                    "# HELP twingraph_{name} {help}\n# TYPE twingraph_{name} counter\n"
                 );
-            }
-            body.push_str(
-                "# HELP twingraph_store_connections_dropped Database connections closed because their exchange did not end (request abandoned, budget spent, connection broken).\n\
-                 # TYPE twingraph_store_connections_dropped counter\n",
-            );
-            for p in pools {
-                let _ = writeln!(
-                    body,
-                    "twingraph_store_connections_dropped_total{{kind=\"{}\"}} {}",
-                    p.purpose, p.dropped
-                );
-            }
-            body.push_str(
-                "# HELP twingraph_store_statements_abandoned Statements whose request left before the answer (each read to its end, or stopped at its budget).\n\
-                 # TYPE twingraph_store_statements_abandoned counter\n",
-            );
-            for p in pools {
-                let _ = writeln!(
-                    body,
-                    "twingraph_store_statements_abandoned_total{{kind=\"{}\"}} {}",
-                    p.purpose, p.abandoned
-                );
+                for p in pools {
+                    let _ = writeln!(
+                        body,
+                        "twingraph_{name}_total{{kind=\"{}\"}} {}",
+                        p.purpose,
+                        count(p)
+                    );
+                }
             }
         }
         body.push_str("# EOF\n");
         body
     }
 }
+
+/// One counter of [`ConnectionCounts`].
+type Count = fn(&ConnectionCounts) -> u64;
 
 /// The counts of one set of a store's database connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
