@@ -150,6 +150,19 @@ error_codes! {
         "The rollout cannot do that in the state it is in.";
     ConcurrentChange => "CONCURRENT_CHANGE", "concurrent_change", 409,
         "Another server changed the rollout records first; try again.";
+    // Devices.
+    DeviceNotFound => "DEVICE_NOT_FOUND", "device_not_found", 404,
+        "No device identity with this id (or its twin is out of the caller's scope).";
+    DeviceExists => "DEVICE_EXISTS", "device_exists", 409,
+        "A device identity with this id exists already, or the twin has one.";
+    InvalidDevice => "INVALID_DEVICE", "invalid_device", 422,
+        "The device registration is invalid; `extensions.path` names the value.";
+    DeviceOffline => "DEVICE_OFFLINE", "device_offline", 404,
+        "The twin's device is not connected (or is disabled): the command was not delivered.";
+    DeviceTimeout => "DEVICE_TIMEOUT", "device_timeout", 504,
+        "The device got the command but did not answer within the timeout.";
+    DevicesUnconfigured => "BAD_REQUEST", "devices_unconfigured", 400,
+        "Device keys need a device secret (`devices.secret`); none is set for this store.";
     // Live streams.
     SubscriberLagged => "SUBSCRIBER_LAGGED", "subscriber_lagged", 0,
         "The subscriber fell too far behind and its stream ended; `extensions.lastSequence` says where to resume.";

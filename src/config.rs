@@ -35,6 +35,7 @@ pub struct Config {
     pub demo: DemoSettings,
     pub rollouts: RolloutSettings,
     pub devices: DeviceSettings,
+    pub mqtt: MqttSettings,
 }
 
 impl Default for Config {
@@ -50,6 +51,7 @@ impl Default for Config {
             demo: DemoSettings::default(),
             rollouts: RolloutSettings::default(),
             devices: DeviceSettings::default(),
+            mqtt: MqttSettings::default(),
         }
     }
 }
@@ -218,20 +220,51 @@ impl Default for RolloutSettings {
     }
 }
 
-/// `[devices]`: what is accepted from devices.
+/// `[devices]`: device identities and what is accepted from devices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeviceSettings {
     pub max_clock_skew_seconds: u64,
+    /// What device keys derive from; unset: generated into the embedded
+    /// store's data folder (other stores: symmetric keys unavailable).
+    pub secret: Option<String>,
+    /// The host name devices reach the endpoint at.
+    pub hostname: String,
+    pub method_timeout_seconds: u64,
 }
 
 impl Default for DeviceSettings {
     fn default() -> Self {
+        let service = crate::devices::service::Options::default();
         DeviceSettings {
             max_clock_skew_seconds: u64::try_from(
                 crate::twin::graph::DEFAULT_MAX_CLOCK_SKEW / 1_000_000,
             )
             .unwrap_or(300),
+            secret: None,
+            hostname: service.hostname,
+            method_timeout_seconds: service.method_timeout.as_secs(),
+        }
+    }
+}
+
+/// `[mqtt]`: the MQTT device endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttSettings {
+    /// Where it listens; unset: no endpoint.
+    pub listen: Option<SocketAddr>,
+    pub max_message_bytes: u64,
+    pub messages_per_second: u64,
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        let o = crate::devices::mqtt::Options::default();
+        MqttSettings {
+            listen: None,
+            max_message_bytes: o.max_message_bytes as u64,
+            messages_per_second: o.messages_per_second as u64,
         }
     }
 }
@@ -403,6 +436,13 @@ pub const SETTINGS: &[Setting] = &[
     setting("demo.cells", Number, "Work cells of the demo plant (49 twins each, plus the hierarchy above them).")
         .was("demo_cells", "TWINGRAPH_DEMO_CELLS"),
     setting("devices.max_clock_skew_seconds", Number, "How far ahead of the server's clock a reported `sourceTime` may be; a report stamped further ahead is refused (`SOURCE_TIME_AHEAD`), as it would make later, correct reports look stale."),
+    setting("devices.secret", OptText, "What device keys derive from (at least 32 bytes of text; prefer the environment); the same on every server over one store. Unset: generated once into `device-secret` in the embedded store's data folder; with Neo4j, symmetric-key devices need it set."),
+    setting("devices.hostname", Text, "The host name devices reach the MQTT endpoint at, as the connection strings of registrations show it."),
+    setting("devices.method_timeout_seconds", Number, "How long a command waits for the device's answer (a direct method) unless the mutation says (`timeoutSeconds`)."),
+    setting("mqtt.listen", OptText, "Address of the MQTT device endpoint (MQTT 3.1.1 with Azure IoT Hub's device topics); over TLS with `http.tls_cert`/`http.tls_key`, else plain TCP. Unset: no endpoint.")
+        .flag("--mqtt-listen"),
+    setting("mqtt.max_message_bytes", Number, "The largest MQTT packet a device may send; a larger one closes its connection."),
+    setting("mqtt.messages_per_second", Number, "Messages one device may send a second (as many at once); twin requests over it are answered 429, telemetry waits."),
     setting("rollouts.scheduler", Bool, "Whether this process may drive rollouts and remediation (among replicas, the one holding the scheduler lease does; another takes over within 10 s when it stops answering).")
         .was("rollout_scheduler", "TWINGRAPH_ROLLOUT_SCHEDULER"),
 ];
@@ -444,6 +484,7 @@ pub struct Overrides {
     pub jwt_audience: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub mqtt_listen: Option<SocketAddr>,
 }
 
 fn boolean(value: &str) -> Result<bool, String> {
@@ -574,6 +615,7 @@ impl Config {
         set_opt(&mut self.auth.audience, &flags.jwt_audience);
         set_opt(&mut self.http.tls_cert, &flags.tls_cert);
         set_opt(&mut self.http.tls_key, &flags.tls_key);
+        set_opt(&mut self.mqtt.listen, &flags.mqtt_listen);
     }
 
     /// The settings surface in Markdown (`docs/settings.md`): every key,

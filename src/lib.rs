@@ -10,8 +10,6 @@
 //!
 //! - [`codes`]: the table of error codes clients see
 //! - [`metrics`]: the Prometheus registry
-//! - [`devices`]: what devices present to connect (IoT Hub's shared access
-//!   signatures)
 //! - [`dtdl`]: the DTDL v2/v3 language engine: parse, validate and resolve
 //!   models into a typed [`dtdl::ModelSet`]
 //! - [`records`]: records other domains keep in the event log
@@ -23,6 +21,8 @@
 //! - [`auth`]: bearer tokens (JWT), roles and graph scope: the store as
 //!   one caller sees it
 //! - [`rollout`]: configurations, staged rollouts, drift and remediation
+//! - [`devices`]: device identities, keys and the MQTT device endpoint
+//!   (Azure IoT Hub's device protocol)
 //! - [`simulator`]: simulated devices (tests, benchmarks, `simulate`)
 //! - [`demo`]: the generated demo plant
 //! - [`graphql`]: the GraphQL API (generic and typed) and its executor

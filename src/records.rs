@@ -1,5 +1,6 @@
 //! Records other domains keep in the twin event log: configurations and
-//! rollouts, as their owner ([`crate::rollout`]) validated them. The twin
+//! rollouts, as their owner ([`crate::rollout`]) validated them, and device
+//! identities ([`crate::devices`]). The twin
 //! domain carries them ([`crate::twin::Change::Record`]) without knowing
 //! them; a new kind of record is a new [`Record`] variant here, and touches
 //! nothing else of the log. Also the vocabulary both domains share
@@ -65,17 +66,64 @@ pub enum Record {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// A device identity was registered for a twin (in the `devices`
+    /// stream, like every device record).
+    #[serde(rename_all = "camelCase")]
+    DeviceRegistered { device: DeviceSpec },
+    /// One of a device's symmetric keys was replaced: the key of `slot` is
+    /// now the one derived at `generation`.
+    #[serde(rename_all = "camelCase")]
+    DeviceKeyRotated {
+        device: String,
+        slot: KeySlot,
+        generation: u32,
+    },
+    /// A device was disabled (it may not connect; connected, it is cut
+    /// off) or enabled again.
+    #[serde(rename_all = "camelCase")]
+    DeviceStatusSet {
+        device: String,
+        enabled: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A device identity was deleted (its twin stays).
+    #[serde(rename_all = "camelCase")]
+    DeviceDeleted { device: String },
+    /// A device connected to a server's device endpoint (in no stream).
+    #[serde(rename_all = "camelCase")]
+    DeviceConnected {
+        device: String,
+        /// `mqtt` or `mqtt-ws`.
+        protocol: String,
+        /// The server it connected to.
+        server: String,
+    },
+    /// A device's connection ended.
+    #[serde(rename_all = "camelCase")]
+    DeviceDisconnected {
+        device: String,
+        server: String,
+        /// Why, in a few words (`closed by the device`, `disabled`, ...).
+        reason: String,
+    },
 }
 
 impl Record {
     /// Every kind, as serialized (`kind` below names each of them).
-    pub const KINDS: [&'static str; 6] = [
+    pub const KINDS: [&'static str; 12] = [
         "configurationCreated",
         "configurationVersionPublished",
         "configurationRemediationSet",
         "rolloutStarted",
         "rolloutTwinsSettled",
         "rolloutChanged",
+        "deviceRegistered",
+        "deviceKeyRotated",
+        "deviceStatusSet",
+        "deviceDeleted",
+        "deviceConnected",
+        "deviceDisconnected",
     ];
 
     /// Its kind, as serialized.
@@ -87,6 +135,92 @@ impl Record {
             Record::RolloutStarted { .. } => "rolloutStarted",
             Record::RolloutTwinsSettled { .. } => "rolloutTwinsSettled",
             Record::RolloutChanged { .. } => "rolloutChanged",
+            Record::DeviceRegistered { .. } => "deviceRegistered",
+            Record::DeviceKeyRotated { .. } => "deviceKeyRotated",
+            Record::DeviceStatusSet { .. } => "deviceStatusSet",
+            Record::DeviceDeleted { .. } => "deviceDeleted",
+            Record::DeviceConnected { .. } => "deviceConnected",
+            Record::DeviceDisconnected { .. } => "deviceDisconnected",
+        }
+    }
+
+    /// The stream its owner reads it back from: `rollouts` (configurations
+    /// and rollouts) or `devices` (identities); none for connections, which
+    /// are history like twin changes (retention prunes them) and mean
+    /// nothing after a restart.
+    pub fn stream(&self) -> Option<&'static str> {
+        Some(match self {
+            Record::ConfigurationCreated { .. }
+            | Record::ConfigurationVersionPublished { .. }
+            | Record::ConfigurationRemediationSet { .. }
+            | Record::RolloutStarted { .. }
+            | Record::RolloutTwinsSettled { .. }
+            | Record::RolloutChanged { .. } => ROLLOUTS_STREAM,
+            Record::DeviceRegistered { .. }
+            | Record::DeviceKeyRotated { .. }
+            | Record::DeviceStatusSet { .. }
+            | Record::DeviceDeleted { .. } => DEVICES_STREAM,
+            Record::DeviceConnected { .. } | Record::DeviceDisconnected { .. } => return None,
+        })
+    }
+}
+
+/// The stream of configuration and rollout records.
+pub const ROLLOUTS_STREAM: &str = "rollouts";
+
+/// The stream of device identity and connection records.
+pub const DEVICES_STREAM: &str = "devices";
+
+/// Every stream of records, for stores that restore where each ends.
+pub const RECORD_STREAMS: [&str; 2] = [ROLLOUTS_STREAM, DEVICES_STREAM];
+
+// Devices.
+
+/// What registering a device records. Symmetric keys are never stored:
+/// each is derived from the server's device secret, the device id, the
+/// slot and its generation (`crate::devices::keys`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceSpec {
+    pub id: String,
+    /// The twin it is the device of.
+    pub twin: String,
+    pub auth: DeviceAuth,
+    /// The enrollment group that provisioned it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrollment: Option<String>,
+}
+
+/// How a device proves who it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum DeviceAuth {
+    /// SAS tokens signed with its primary or secondary key, each the key
+    /// derived at its generation.
+    #[serde(rename_all = "camelCase")]
+    SymmetricKey { primary: u32, secondary: u32 },
+    /// A client certificate with one of these SHA-256 thumbprints (hex).
+    #[serde(rename_all = "camelCase")]
+    X509Thumbprint {
+        primary: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secondary: Option<String>,
+    },
+}
+
+/// Which of a device's two symmetric keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum KeySlot {
+    Primary,
+    Secondary,
+}
+
+impl KeySlot {
+    pub fn name(self) -> &'static str {
+        match self {
+            KeySlot::Primary => "primary",
+            KeySlot::Secondary => "secondary",
         }
     }
 }

@@ -316,8 +316,11 @@ impl Verifier {
             .collect();
         roles.sort();
         roles.dedup();
+        // A device token's twin is its `sub`; a twins claim would widen it.
+        let device_only = !roles.is_empty() && roles.iter().all(|r| *r == Role::Device);
         let twins = claims
             .get(&self.config.twins_claim)
+            .filter(|_| !device_only)
             .map(|v| strings(Some(v)));
         let expires = claims.get("exp").and_then(Value::as_u64);
         Ok(Principal {

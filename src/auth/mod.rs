@@ -89,6 +89,8 @@ pub enum Action {
     /// Create configurations, publish versions, set remediation.
     Configurations,
     Models,
+    /// Register, rotate, disable and delete device identities.
+    Devices,
 }
 
 impl Action {
@@ -104,6 +106,7 @@ impl Action {
             Action::Rollouts => "manage rollouts",
             Action::Configurations => "manage configurations",
             Action::Models => "change models",
+            Action::Devices => "manage devices",
         }
     }
 }
@@ -149,6 +152,17 @@ impl Principal {
         self.roles.iter().any(|r| r.grants(action))
     }
 
+    /// A device connected to the device endpoint: named by its id, confined
+    /// to its twin.
+    pub fn device(id: &str, twin: &str) -> Principal {
+        Principal {
+            sub: id.to_owned(),
+            roles: vec![Role::Device],
+            twins: Some(vec![twin.to_owned()]),
+            expires: None,
+        }
+    }
+
     /// Only the device role: confined to its own twin.
     fn device_only(&self) -> bool {
         !self.roles.is_empty() && self.roles.iter().all(|r| *r == Role::Device)
@@ -157,8 +171,10 @@ impl Principal {
     /// The twins it may see (`None`: all).
     pub fn scope(&self) -> Option<Scope> {
         if self.device_only() {
+            // A device's token names its twin as `sub`; a device connected
+            // to the device endpoint is named by its id, its twin given.
             return Some(Scope {
-                roots: vec![self.sub.clone()],
+                roots: self.twins.clone().unwrap_or_else(|| vec![self.sub.clone()]),
                 subtree: false,
             });
         }

@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Serve the MQTT device endpoint (Azure IoT Hub's device protocol) on
+    /// this address; over TLS with --tls-cert.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub mqtt_listen: Option<std::net::SocketAddr>,
 }
 
 /// Bearer-token settings (authentication is on once a key is given).
@@ -104,6 +108,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<u8> {
         demo: args.demo,
         tls_cert: args.tls_cert.clone(),
         tls_key: args.tls_key.clone(),
+        mqtt_listen: args.mqtt_listen,
         ..Overrides::default()
     };
     let overrides = args.jwt.overrides(overrides);
@@ -292,6 +297,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
     )
     .await?;
+    let devices = crate::devices::Devices::start(
+        dyn_store.clone(),
+        crate::devices::service::Options {
+            secret: device_secret(&config, matches!(store, Opened::Embedded(_)))?,
+            hostname: config.devices.hostname.clone(),
+            method_timeout: std::time::Duration::from_secs(
+                config.devices.method_timeout_seconds.max(1),
+            ),
+            ..crate::devices::service::Options::default()
+        },
+    )
+    .await?;
     let limits = graphql::schema::Limits {
         depth: config.limits.max_query_depth,
         complexity: config.limits.max_query_complexity,
@@ -303,14 +320,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     // Compiling the schema is heavy: off the async workers.
     let schema = {
-        let (store, live, metrics, rollouts) = (
+        let (store, live, metrics, rollouts, devices) = (
             dyn_store.clone(),
             live.clone(),
             metrics.clone(),
             rollouts.clone(),
+            devices.clone(),
         );
         tokio::task::spawn_blocking(move || {
-            graphql::build(store, limits, live, metrics, library, rollouts)
+            graphql::build_with_devices(store, limits, live, metrics, library, rollouts, devices)
         })
         .await??
     };
@@ -356,6 +374,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let listener = server::bind(config.http.listen)
         .with_context(|| format!("listening on {}", config.http.listen))?;
+    let (mqtt_stop, mqtt_stopped) = tokio::sync::watch::channel(false);
+    let mqtt = match config.mqtt.listen {
+        Some(at) => {
+            let l = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("MQTT endpoint: listening on {at}"))?;
+            let endpoint = crate::devices::mqtt::Endpoint::new(
+                devices.clone(),
+                crate::devices::mqtt::Options {
+                    max_message_bytes: usize::try_from(config.mqtt.max_message_bytes)
+                        .unwrap_or(usize::MAX),
+                    messages_per_second: config.mqtt.messages_per_second.max(1) as f64,
+                    ..crate::devices::mqtt::Options::default()
+                },
+                tls.clone(),
+            );
+            let local = l.local_addr()?;
+            let scheme = if tls.is_some() { "mqtts" } else { "mqtt" };
+            if tls.is_none() && !local.ip().is_loopback() {
+                tracing::warn!(%local, "the MQTT endpoint is plain TCP (no tls_cert): device tokens travel unencrypted");
+            }
+            println!("twingraph MQTT device endpoint on {scheme}://{local}");
+            Some(tokio::spawn(endpoint.serve(l, mqtt_stopped)))
+        }
+        None => None,
+    };
     let addr = listener.local_addr()?;
     // Listening for signals before saying we listen: a SIGTERM sent as soon
     // as the address is printed still shuts down gracefully.
@@ -372,10 +416,67 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Some(tls) => server::run_tls(listener, tls, app, shutdown).await?,
         None => server::run(listener, app, shutdown).await?,
     }
+    let _ = mqtt_stop.send(true);
+    if let Some(m) = mqtt {
+        let _ = m.await;
+    }
+    devices.stop().await;
     rollouts.stop().await;
     tracing::info!("shutting down: flushing the store");
     store.close();
     Ok(())
+}
+
+/// The device secret: the setting, else (embedded store) the one kept in
+/// the data folder, made on first use; else none.
+fn device_secret(
+    config: &Config,
+    embedded: bool,
+) -> anyhow::Result<Option<crate::devices::keys::Secret>> {
+    use crate::devices::keys::Secret;
+    if let Some(s) = config.devices.secret.as_deref().filter(|s| !s.is_empty()) {
+        return Secret::new(s.as_bytes())
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("devices.secret: {e}"));
+    }
+    if !embedded {
+        tracing::warn!(
+            "devices.secret is not set: symmetric-key devices cannot be registered or connect (set the same secret on every server over this store)"
+        );
+        return Ok(None);
+    }
+    let path = config.store.data.join("device-secret");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let t = Secret::generate();
+            write_private(&path, &t)
+                .with_context(|| format!("writing the device secret {}", path.display()))?;
+            tracing::info!(path = %path.display(), "generated the device secret (device keys derive from it: back it up with the data)");
+            t
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("reading the device secret {}", path.display()));
+        }
+    };
+    Secret::new(text.trim().as_bytes())
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Writes a file only its owner may read.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        o.mode(0o600);
+    }
+    let mut f = o.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed

@@ -1,5 +1,20 @@
-//! Devices: what they present to connect. So far the shared access
-//! signatures of Azure IoT Hub's device protocol ([`sas`]), which the device
-//! SDKs make from a device's symmetric key.
+//! Devices: their identities and how they connect.
+//!
+//! - [`sas`]: IoT Hub shared access signatures (parse, verify, sign)
+//! - [`keys`]: device keys derived from the server's device secret
+//! - [`registry`]: the fold of device identity records
+//! - [`hub`]: the devices connected to this server; desired changes and
+//!   method calls routed to their sessions
+//! - [`service`]: [`Devices`], the owner of identities (register, rotate,
+//!   disable, delete, authenticate) and of the hub
+//! - [`mqtt`]: the MQTT device endpoint, speaking Azure IoT Hub's device
+//!   protocol
 
+pub mod hub;
+pub mod keys;
+pub mod mqtt;
+pub mod registry;
 pub mod sas;
+pub mod service;
+
+pub use service::{Credentials, DeviceError, Devices, Keys};

@@ -7,6 +7,7 @@
 use async_graphql::{Error, ErrorExtensionValues, ErrorExtensions};
 
 use crate::codes::Code;
+use crate::devices::DeviceError;
 use crate::rollout::RolloutError;
 use crate::store::StoreError;
 use crate::twin::TwinError;
@@ -115,6 +116,20 @@ pub(super) fn rollout_error(e: &RolloutError) -> Error {
     match e {
         RolloutError::Store(s) => store_error(s),
         RolloutError::Invalid { path, .. } | RolloutError::InvalidRollout { path, .. } => {
+            let path = path.clone();
+            error_with(e.code(), e.to_string(), move |ext| {
+                ext.set("path", path.as_str())
+            })
+        }
+        _ => error(e.code(), e.to_string()),
+    }
+}
+
+/// The GraphQL error for a refused device request.
+pub(crate) fn device_error(e: &DeviceError) -> Error {
+    match e {
+        DeviceError::Store(s) => store_error(s),
+        DeviceError::Invalid { path, .. } => {
             let path = path.clone();
             error_with(e.code(), e.to_string(), move |ext| {
                 ext.set("path", path.as_str())

@@ -28,6 +28,7 @@
 //! - [`configurations`]: configurations and their versions
 //! - [`rollouts`]: rollouts, their commands and progress
 //! - [`drift`]: drift, queried and live
+//! - [`devices`]: device identities, their keys and connections
 //! - [`typed`]: the typed schema compiled from the models
 //!
 //! On top:
@@ -48,6 +49,7 @@ pub mod upload;
 mod views;
 
 mod configurations;
+mod devices;
 mod drift;
 mod graph;
 mod history;
@@ -65,6 +67,6 @@ mod shared;
 
 pub use builder::{Limits, Recompile, Shutdown};
 pub use context::TwinTypes;
-pub use reload::{Executed, LiveSchema, Reloader, build};
+pub use reload::{Executed, LiveSchema, Reloader, build, build_with_devices};
 pub use shared::Delivery;
 pub use upload::ModelLibrary;

@@ -53,6 +53,28 @@ pub fn build(
         metrics,
         library,
         rollouts,
+        devices: None,
+    })
+}
+
+/// [`build`], with device identities served by `devices`.
+pub fn build_with_devices(
+    store: Arc<dyn GraphStore>,
+    limits: Limits,
+    shutdown: Shutdown,
+    metrics: Arc<Metrics>,
+    library: Arc<ModelLibrary>,
+    rollouts: Arc<Rollouts>,
+    devices: Arc<crate::devices::Devices>,
+) -> Result<LiveSchema, SchemaError> {
+    LiveSchema::new(Parts {
+        store,
+        limits,
+        shutdown,
+        metrics,
+        library,
+        rollouts,
+        devices: Some(devices),
     })
 }
 

@@ -23,6 +23,9 @@ pub(super) struct Parts {
     pub metrics: Arc<crate::metrics::Metrics>,
     pub library: Arc<super::upload::ModelLibrary>,
     pub rollouts: Arc<crate::rollout::Rollouts>,
+    /// Device identities (none: the device API answers that devices are
+    /// not served).
+    pub devices: Option<Arc<crate::devices::Devices>>,
 }
 
 /// The schema of `models` (ranked by `order`) over the parts' store;
@@ -40,6 +43,7 @@ pub(super) fn build_schema(
         metrics,
         library,
         rollouts,
+        devices,
     } = parts.clone();
     let (builder, twin_types) = assemble(models, order, reserved(), limits);
     let builder = builder
@@ -55,6 +59,10 @@ pub(super) fn build_schema(
         .data(recompiler)
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity);
+    let builder = match devices {
+        Some(d) => builder.data(d),
+        None => builder,
+    };
     let builder = if limits.introspection {
         builder
     } else {
@@ -125,6 +133,7 @@ fn assemble(
     super::configurations::register(&mut b);
     super::rollouts::register(&mut b);
     super::drift::register(&mut b);
+    super::devices::register(&mut b);
     let twin_types = super::typed::register(&mut b, models, order, reserved);
     (b.finish(), twin_types)
 }

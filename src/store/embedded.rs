@@ -261,15 +261,16 @@ impl RedbJournal {
             pending.last_seq = e.seq;
         }
         let streams = read.open_table(STREAMS).map_err(storage)?;
-        let stream = crate::twin::event::ROLLOUTS_STREAM;
-        if let Some((k, _)) = streams
-            .range((stream, 0)..=(stream, u64::MAX))
-            .map_err(storage)?
-            .next_back()
-            .transpose()
-            .map_err(storage)?
-        {
-            graph.set_stream_head(stream, k.value().1);
+        for stream in crate::twin::event::RECORD_STREAMS {
+            if let Some((k, _)) = streams
+                .range((stream, 0)..=(stream, u64::MAX))
+                .map_err(storage)?
+                .next_back()
+                .transpose()
+                .map_err(storage)?
+            {
+                graph.set_stream_head(stream, k.value().1);
+            }
         }
         Ok(graph)
     }

@@ -9,11 +9,13 @@
 //!
 //! Layout: [`core`] the shared writer and reads, [`journal`] the durability
 //! seam, [`memory`] a volatile journal (tests, ephemeral use), [`embedded`]
-//! the durable default on redb.
+//! the durable default on redb, [`fold`] state kept as the fold of a stream
+//! of records.
 
 pub mod bolt;
 pub mod core;
 pub mod embedded;
+pub mod fold;
 pub mod journal;
 pub mod memory;
 

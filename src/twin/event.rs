@@ -134,8 +134,7 @@ pub enum Change {
     Record(Record),
 }
 
-/// The stream of configuration and rollout records (see [`Change::stream`]).
-pub const ROLLOUTS_STREAM: &str = "rollouts";
+pub use crate::records::{DEVICES_STREAM, RECORD_STREAMS, ROLLOUTS_STREAM};
 
 /// The stream of uploaded models ([`Change::ModelsChanged`] with documents).
 pub const MODELS_STREAM: &str = "models";
@@ -196,7 +195,7 @@ impl Change {
     /// and never prune them.
     pub fn stream(&self) -> Option<&'static str> {
         match self {
-            Change::Record(_) => Some(ROLLOUTS_STREAM),
+            Change::Record(r) => r.stream(),
             // A rollout's own twin changes are its per-twin record.
             Change::ConfigurationAssigned { assignment, .. } if assignment.rollout.is_some() => {
                 Some(ROLLOUTS_STREAM)
@@ -416,6 +415,12 @@ mod tests {
             Change::Record(Record::RolloutChanged { .. }) => 14,
             Change::Record(Record::ConfigurationCreated { .. }) => 15,
             Change::Record(Record::ConfigurationVersionPublished { .. }) => 16,
+            Change::Record(Record::DeviceRegistered { .. }) => 17,
+            Change::Record(Record::DeviceKeyRotated { .. }) => 18,
+            Change::Record(Record::DeviceStatusSet { .. }) => 19,
+            Change::Record(Record::DeviceDeleted { .. }) => 20,
+            Change::Record(Record::DeviceConnected { .. }) => 21,
+            Change::Record(Record::DeviceDisconnected { .. }) => 22,
         }
     }
 
@@ -428,7 +433,7 @@ mod tests {
     #[test]
     fn stored_events_decode_and_encode_unchanged() {
         let golden = include_str!("../../tests/golden/events.jsonl");
-        let mut seen = [false; 17];
+        let mut seen = [false; 23];
         for (i, line) in golden.lines().enumerate() {
             let event: Event = serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("line {}: cannot decode: {e}", i + 1));

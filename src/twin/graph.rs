@@ -621,7 +621,9 @@ impl Planner<'_> {
         match op {
             // Records of other domains only: a twin change always goes
             // through the validation below.
-            Op::Record { change } if change.stream().is_some() => Ok((**change).clone()),
+            Op::Record { change } if matches!(**change, Change::Record(_)) || change.stream().is_some() => {
+                Ok((**change).clone())
+            }
             // Checked by `plan` itself: it plans no change.
             Op::ExpectStream { stream, seq } => Err(TwinError::StreamMoved {
                 stream: stream.clone(),
@@ -631,7 +633,7 @@ impl Planner<'_> {
             Op::Record { .. } => Err(TwinError::invalid(
                 "",
                 "",
-                "only configuration and rollout records may be recorded as such",
+                "only records of other domains may be recorded as such",
             )),
             Op::AssignConfiguration {
                 id,

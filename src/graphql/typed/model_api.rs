@@ -35,7 +35,7 @@ use crate::graphql::connection::{
 use crate::graphql::context::{
     actor_of, long_arg, store_of, time_arg, twin_arg, twin_ref, twin_value, types_of,
 };
-use crate::graphql::errors::{bad_request, not_found, store_error};
+use crate::graphql::errors::{bad_request, device_error, not_found, store_error};
 use crate::graphql::names::TypeNames;
 use crate::store::{AggregateQuery, At, GraphStore};
 use crate::twin::filter::Filter;
@@ -644,7 +644,7 @@ impl Api {
             doc.push_str(&format!(" Of the Component `{comp}`."));
         }
         doc.push_str(&format!(
-            " Records a `commandInvoked` event for the device of a {} (or subtype) twin.",
+            " Records a `commandInvoked` event for the device of a {} (or subtype) twin; a twin with a device identity gets it as a direct method call (`{{component}}*{{command}}` for a Component's), and the answer carries the device's status and response (`DEVICE_OFFLINE` when it is not connected, nothing recorded; `DEVICE_TIMEOUT` when it does not answer in time).",
             n.interface
         ));
         let request_arg = request.as_ref().map(|p| {
@@ -689,8 +689,33 @@ impl Api {
                     },
                     None => None,
                 };
+                // A twin with a device identity: the device must be
+                // connected (to this server) to get the call.
+                let devices = ctx
+                    .data_opt::<Arc<crate::devices::Devices>>()
+                    .filter(|d| d.registry().of_twin(&id).is_some());
+                if let Some(d) = devices
+                    && !d.twin_connected(&id)
+                {
+                    return Err(device_error(&crate::devices::DeviceError::Offline(id)));
+                }
+                let timeout = match ctx.args.get("timeoutSeconds") {
+                    Some(v) if !v.is_null() => {
+                        let secs = v.f64()?;
+                        if !(secs > 0.0 && secs <= 300.0) {
+                            return Err(bad_request("timeoutSeconds must be above 0 and at most 300"));
+                        }
+                        Some(std::time::Duration::from_secs_f64(secs))
+                    }
+                    _ => None,
+                };
+                let method = match &component {
+                    Some(c) => format!("{c}*{command}"),
+                    None => command.clone(),
+                };
+                let payload = request.clone().unwrap_or(Value::Null);
                 let op = Op::InvokeCommand {
-                    id,
+                    id: id.clone(),
                     component,
                     command,
                     request,
@@ -703,11 +728,28 @@ impl Api {
                     .into_iter()
                     .next()
                     .ok_or_else(|| Error::new("internal error"))?;
-                Ok(Some(FieldValue::owned_any(invocation_json(&e))))
+                let mut invocation = invocation_json(&e);
+                if let Some(d) = devices {
+                    let timeout = timeout.unwrap_or_else(|| d.method_timeout());
+                    let answer = d
+                        .call(&id, &method, payload, timeout)
+                        .await
+                        .map_err(|e| device_error(&e))?;
+                    if let Some(a) = answer {
+                        invocation["status"] = json!(a.status);
+                        invocation["response"] = a.payload;
+                    }
+                }
+                Ok(Some(FieldValue::owned_any(invocation)))
             })
         })
         .description(doc)
-        .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)));
+        .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+        .argument(
+            InputValue::new("timeoutSeconds", TypeRef::named(TypeRef::FLOAT)).description(
+                "How long to wait for the device's answer (a twin with a connected device: a direct method call), up to 300; the server's `devices.method_timeout_seconds` when absent.",
+            ),
+        );
         if let Some((arg, _, ty)) = request_arg {
             field = field.argument(InputValue::new(arg, ty));
         }
@@ -739,7 +781,7 @@ fn invocation_json(e: &crate::twin::Event) -> Value {
 
 /// The `CommandInvocation` type.
 pub(super) fn invocation_type() -> Type {
-    let fields: [(&str, TypeRef, &str); 7] = [
+    let fields: [(&str, TypeRef, &str); 9] = [
         (
             "invocationId",
             TypeRef::named_nn(TypeRef::ID),
@@ -774,6 +816,16 @@ pub(super) fn invocation_type() -> Type {
             "time",
             TypeRef::named_nn("DateTime"),
             "When it was recorded.",
+        ),
+        (
+            "status",
+            TypeRef::named(TypeRef::INT),
+            "The device's status for the call (a direct method's, e.g. 200); null when the twin has no device identity (the call is only recorded).",
+        ),
+        (
+            "response",
+            TypeRef::named("JSON"),
+            "The device's response payload.",
         ),
     ];
     crate::graphql::record::record(

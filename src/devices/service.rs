@@ -1,0 +1,537 @@
+//! The owner of device identities: registers, rotates, disables and
+//! deletes them (the only writer of their records), checks what a device
+//! presents when it connects, and runs the [`Hub`] of connected devices.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::hub::{self, CallError, Hub, MethodAnswer};
+use super::keys::Secret;
+use super::registry::{self, Device, Registry};
+use super::sas;
+use crate::codes::Code;
+use crate::records::{DeviceAuth, DeviceSpec, KeySlot, Record};
+use crate::store::fold::{Folded, Read};
+use crate::store::{GraphStore, StoreError};
+use crate::twin::clock::{Clock, SystemClock};
+use crate::twin::{Twin, TwinError};
+
+/// Why a device request was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeviceError {
+    #[error("device {0} does not exist")]
+    NotFound(String),
+    #[error("{0}")]
+    Exists(String),
+    /// `path` names the offending value.
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("the device of twin {0} is not connected")]
+    Offline(String),
+    #[error("the device of twin {twin} did not answer within {timeout:?}")]
+    Timeout { twin: String, timeout: Duration },
+    #[error(
+        "device keys need a device secret: set devices.secret (TWINGRAPH_DEVICES_SECRET), the same on every server over this store"
+    )]
+    Unconfigured,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl DeviceError {
+    pub fn invalid(path: impl Into<String>, message: impl Into<String>) -> DeviceError {
+        DeviceError::Invalid {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Its row of the error table.
+    pub fn code(&self) -> Code {
+        match self {
+            DeviceError::NotFound(_) => Code::DeviceNotFound,
+            DeviceError::Exists(_) => Code::DeviceExists,
+            DeviceError::Invalid { .. } => Code::InvalidDevice,
+            DeviceError::Offline(_) => Code::DeviceOffline,
+            DeviceError::Timeout { .. } => Code::DeviceTimeout,
+            DeviceError::Unconfigured => Code::DevicesUnconfigured,
+            DeviceError::Store(s) => s.code(),
+        }
+    }
+}
+
+/// How a device is to prove who it is, as a registration asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// Symmetric keys, derived by the server and shown once.
+    SymmetricKey,
+    /// A client certificate with one of these SHA-256 thumbprints.
+    X509Thumbprint {
+        primary: String,
+        secondary: Option<String>,
+    },
+}
+
+/// A device's two keys, as shown once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    pub primary: String,
+    pub secondary: String,
+}
+
+/// Why a connecting device is turned away (the MQTT CONNACK code follows).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Unknown device, wrong key, expired or malformed token.
+    #[error("bad credentials: {0}")]
+    BadCredentials(String),
+    /// Known and correctly signed, but disabled (or without a twin).
+    #[error("not authorized: {0}")]
+    NotAuthorized(String),
+}
+
+/// Settings of the device service.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// What device keys derive from (`None`: symmetric keys unavailable).
+    pub secret: Option<Secret>,
+    /// This server's name in connection records.
+    pub server: String,
+    /// How long a direct method call waits for the device's answer, unless
+    /// the caller says.
+    pub method_timeout: Duration,
+    /// The host name devices reach the endpoint at (in the connection
+    /// strings registrations show).
+    pub hostname: String,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            secret: None,
+            server: uuid::Uuid::new_v4().to_string(),
+            hostname: "localhost".to_owned(),
+            method_timeout: Duration::from_secs(30),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// Device identities over a store, and the devices connected here.
+#[derive(Debug)]
+pub struct Devices {
+    folded: Arc<Folded<Registry>>,
+    hub: Arc<Hub>,
+    options: Options,
+    dispatch: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Devices {
+    /// Reads the identities back from `store` and starts following them and
+    /// routing desired changes to connected devices.
+    pub async fn start(
+        store: Arc<dyn GraphStore>,
+        options: Options,
+    ) -> Result<Arc<Devices>, StoreError> {
+        let live = store.subscribe();
+        let folded = Folded::start(store).await?;
+        let hub = Arc::new(Hub::default());
+        let task = tokio::spawn(hub::dispatch(Arc::downgrade(&hub), live));
+        Ok(Arc::new(Devices {
+            folded,
+            hub,
+            options,
+            dispatch: std::sync::Mutex::new(Some(task)),
+        }))
+    }
+
+    /// The service with nothing read back (a schema that is printed).
+    pub fn unstarted(store: Arc<dyn GraphStore>) -> Arc<Devices> {
+        Arc::new(Devices {
+            folded: Folded::unstarted(store),
+            hub: Arc::new(Hub::default()),
+            options: Options::default(),
+            dispatch: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Stops following the store.
+    pub async fn stop(&self) {
+        self.folded.stop().await;
+        let task = self
+            .dispatch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(t) = task {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn GraphStore> {
+        self.folded.store()
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    pub fn server(&self) -> &str {
+        &self.options.server
+    }
+
+    pub fn method_timeout(&self) -> Duration {
+        self.options.method_timeout
+    }
+
+    pub fn hostname(&self) -> &str {
+        &self.options.hostname
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.options.clock
+    }
+
+    /// The identities as they stand.
+    pub fn registry(&self) -> Read<'_, Registry> {
+        self.folded.read()
+    }
+
+    /// Identity records and connections, as they are folded.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<crate::twin::Event>> {
+        self.folded.changes()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Device> {
+        self.registry().get(id).cloned()
+    }
+
+    fn secret(&self) -> Result<&Secret, DeviceError> {
+        self.options.secret.as_ref().ok_or(DeviceError::Unconfigured)
+    }
+
+    /// The keys of a symmetric-key device.
+    pub fn keys(&self, device: &Device) -> Result<Option<Keys>, DeviceError> {
+        let (Some(p), Some(s)) = (
+            device.generation(KeySlot::Primary),
+            device.generation(KeySlot::Secondary),
+        ) else {
+            return Ok(None);
+        };
+        let secret = self.secret()?;
+        Ok(Some(Keys {
+            primary: secret.device_key(&device.spec.id, KeySlot::Primary, p),
+            secondary: secret.device_key(&device.spec.id, KeySlot::Secondary, s),
+        }))
+    }
+
+    /// Registers device `id` for `twin` (which the caller has checked it may
+    /// see); its keys, for a symmetric-key device.
+    pub async fn register(
+        &self,
+        id: &str,
+        twin: &str,
+        credentials: Credentials,
+        actor: &str,
+    ) -> Result<(Device, Option<Keys>), DeviceError> {
+        registry::check_id(id).map_err(|m| DeviceError::invalid("id", m))?;
+        let auth = match credentials {
+            Credentials::SymmetricKey => {
+                self.secret()?;
+                DeviceAuth::SymmetricKey {
+                    primary: 1,
+                    secondary: 1,
+                }
+            }
+            Credentials::X509Thumbprint { primary, secondary } => DeviceAuth::X509Thumbprint {
+                primary: thumbprint("primaryThumbprint", &primary)?,
+                secondary: secondary
+                    .map(|s| thumbprint("secondaryThumbprint", &s))
+                    .transpose()?,
+            },
+        };
+        if self.store().twin(twin).await?.is_none() {
+            return Err(StoreError::Twin(TwinError::NotFound(twin.to_owned())).into());
+        }
+        let spec = DeviceSpec {
+            id: id.to_owned(),
+            twin: twin.to_owned(),
+            auth,
+            enrollment: None,
+        };
+        self.folded
+            .write(actor, |reg: &Registry| -> Result<Vec<Record>, DeviceError> {
+                if reg.get(id).is_some() {
+                    return Err(DeviceError::Exists(format!("device {id} already exists")));
+                }
+                if let Some(d) = reg.of_twin(twin) {
+                    return Err(DeviceError::Exists(format!(
+                        "twin {twin} already has device {}",
+                        d.spec.id
+                    )));
+                }
+                Ok(vec![Record::DeviceRegistered {
+                    device: spec.clone(),
+                }])
+            })
+            .await?;
+        let device = self
+            .get(id)
+            .ok_or_else(|| DeviceError::NotFound(id.to_owned()))?;
+        let keys = self.keys(&device)?;
+        Ok((device, keys))
+    }
+
+    /// Replaces key `slot` of a symmetric-key device; the new key. A
+    /// connection made with the old key is ended.
+    pub async fn rotate(&self, id: &str, slot: KeySlot, actor: &str) -> Result<String, DeviceError> {
+        let secret = self.secret()?.clone();
+        let mut generation = 0;
+        self.folded
+            .write(actor, |reg: &Registry| -> Result<Vec<Record>, DeviceError> {
+                let d = reg
+                    .get(id)
+                    .ok_or_else(|| DeviceError::NotFound(id.to_owned()))?;
+                let g = d.generation(slot).ok_or_else(|| {
+                    DeviceError::invalid("id", format!("device {id} authenticates with a certificate, not keys"))
+                })?;
+                generation = g + 1;
+                Ok(vec![Record::DeviceKeyRotated {
+                    device: id.to_owned(),
+                    slot,
+                    generation,
+                }])
+            })
+            .await?;
+        self.hub.kick(id, "its key was rotated");
+        Ok(secret.device_key(id, slot, generation))
+    }
+
+    /// Disables (`enabled: false`; a connected device is cut off at once)
+    /// or enables a device.
+    pub async fn set_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        reason: Option<String>,
+        actor: &str,
+    ) -> Result<Device, DeviceError> {
+        self.folded
+            .write(actor, |reg: &Registry| -> Result<Vec<Record>, DeviceError> {
+                let d = reg
+                    .get(id)
+                    .ok_or_else(|| DeviceError::NotFound(id.to_owned()))?;
+                if d.enabled == enabled {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![Record::DeviceStatusSet {
+                    device: id.to_owned(),
+                    enabled,
+                    reason: reason.clone(),
+                }])
+            })
+            .await?;
+        if !enabled {
+            self.hub.kick(id, "the device was disabled");
+        }
+        self.get(id).ok_or_else(|| DeviceError::NotFound(id.to_owned()))
+    }
+
+    /// Deletes a device identity (its twin stays); a connected device is
+    /// cut off at once.
+    pub async fn delete(&self, id: &str, actor: &str) -> Result<(), DeviceError> {
+        self.folded
+            .write(actor, |reg: &Registry| -> Result<Vec<Record>, DeviceError> {
+                reg.get(id)
+                    .ok_or_else(|| DeviceError::NotFound(id.to_owned()))?;
+                Ok(vec![Record::DeviceDeleted {
+                    device: id.to_owned(),
+                }])
+            })
+            .await?;
+        self.hub.kick(id, "the device was deleted");
+        Ok(())
+    }
+
+    /// Checks a device's SAS token (`password`) at `now` (Unix seconds):
+    /// the device, if it may connect.
+    pub fn authenticate(&self, id: &str, password: &str, now: i64) -> Result<Device, Refusal> {
+        let device = self
+            .get(id)
+            .ok_or_else(|| Refusal::BadCredentials(format!("no device {id}")))?;
+        let token = sas::parse(password).map_err(|e| Refusal::BadCredentials(e.to_string()))?;
+        let keys = self
+            .keys(&device)
+            .map_err(|e| Refusal::NotAuthorized(e.to_string()))?
+            .ok_or_else(|| {
+                Refusal::BadCredentials(format!("device {id} authenticates with a certificate"))
+            })?;
+        // Any host: the signature covers it, and clients name the server
+        // as they reach it.
+        let host = token.resource.split('/').next().unwrap_or_default();
+        let resource = sas::device_resource(host, id);
+        let checked = token.verify(&resource, &keys.primary, now).or_else(|p| {
+            // Say what is wrong with the token, not which key was tried: an
+            // expired token signed with the primary key fails the secondary's
+            // signature check.
+            token
+                .verify(&resource, &keys.secondary, now)
+                .map_err(|s| if p == sas::SasError::BadSignature { s } else { p })
+        });
+        checked.map_err(|e| Refusal::BadCredentials(e.to_string()))?;
+        if !device.enabled {
+            return Err(Refusal::NotAuthorized(format!("device {id} is disabled")));
+        }
+        Ok(device)
+    }
+
+    /// Records that `device` connected here (best effort: a store that
+    /// cannot take it only costs the connection state).
+    pub async fn connected(&self, device: &str, protocol: &str) {
+        let r = Record::DeviceConnected {
+            device: device.to_owned(),
+            protocol: protocol.to_owned(),
+            server: self.options.server.clone(),
+        };
+        if let Err(e) = self.folded.note(vec![r], &actor(device)).await {
+            tracing::warn!(device, error = %e, "devices: cannot record a connection");
+        }
+    }
+
+    /// Records that `device`'s connection here ended.
+    pub async fn disconnected(&self, device: &str, reason: &str) {
+        let r = Record::DeviceDisconnected {
+            device: device.to_owned(),
+            server: self.options.server.clone(),
+            reason: reason.to_owned(),
+        };
+        if let Err(e) = self.folded.note(vec![r], &actor(device)).await {
+            tracing::warn!(device, error = %e, "devices: cannot record a disconnection");
+        }
+    }
+
+    /// Calls a direct method on the device of `twin`; `Ok(None)` when the
+    /// twin has no device identity (nothing to deliver to).
+    pub async fn call(
+        &self,
+        twin: &str,
+        method: &str,
+        payload: Value,
+        timeout: Duration,
+    ) -> Result<Option<MethodAnswer>, DeviceError> {
+        let registered = self.registry().of_twin(twin).is_some();
+        if !registered {
+            return Ok(None);
+        }
+        match self.hub.call(twin, method, payload, timeout).await {
+            Ok(a) => Ok(Some(a)),
+            Err(CallError::Offline) => Err(DeviceError::Offline(twin.to_owned())),
+            Err(CallError::Timeout(timeout)) => Err(DeviceError::Timeout {
+                twin: twin.to_owned(),
+                timeout,
+            }),
+        }
+    }
+
+    /// Whether the device of `twin` is connected here.
+    pub fn twin_connected(&self, twin: &str) -> bool {
+        let reg = self.registry();
+        reg.of_twin(twin)
+            .is_some_and(|d| d.enabled && self.hub.is_connected(&d.spec.id))
+    }
+}
+
+/// How a device names itself in the log: `{id} (device)`, as a principal.
+pub fn actor(device: &str) -> String {
+    format!("{device} (device)")
+}
+
+fn thumbprint(path: &str, t: &str) -> Result<String, DeviceError> {
+    let t: String = t.chars().filter(|c| *c != ':').collect();
+    if t.len() == 64 && t.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(t.to_ascii_uppercase())
+    } else {
+        Err(DeviceError::invalid(
+            path,
+            "must be a SHA-256 thumbprint: 64 hexadecimal digits",
+        ))
+    }
+}
+
+/// The twin document a device reads (`$iothub/twin/GET`): desired and
+/// reported properties with their versions, IoT Hub's shape. Both versions
+/// are the twin's version (IoT Hub counts each section on its own; a
+/// device compares them only with versions from the same server).
+/// Telemetry is not part of it; acknowledged writable properties read
+/// `{"value", "ac", "av", "ad"}` as the device reported them.
+pub fn twin_document(twin: &Twin, models: &crate::dtdl::ModelSet) -> Value {
+    let interface = models.interface(&twin.model);
+    let telemetry = |component: Option<&str>, name: &str| -> bool {
+        let Some(i) = interface else { return false };
+        let content = match component {
+            None => i.content(name),
+            Some(c) => match i.content(c).map(|c| &c.kind) {
+                Some(crate::dtdl::model::ContentKind::Component { schema }) => {
+                    models.interface(schema).and_then(|ci| ci.content(name))
+                }
+                _ => None,
+            },
+        };
+        matches!(
+            content.map(|c| &c.kind),
+            Some(crate::dtdl::model::ContentKind::Telemetry { .. })
+        )
+    };
+    let mut desired = Map::new();
+    let mut reported = Map::new();
+    let sections = |component: Option<&str>, state: &crate::twin::state::ComponentState| {
+        let mut d = Map::new();
+        let mut r = Map::new();
+        for (name, p) in state.props.iter() {
+            if let Some(v) = &p.desired {
+                d.insert(name.to_owned(), v.value.clone());
+            }
+            if let Some(v) = &p.reported
+                && !telemetry(component, name)
+            {
+                let value = match &v.ack {
+                    Some(a) => {
+                        let mut m = Map::new();
+                        m.insert("value".into(), v.value.clone());
+                        m.insert("ac".into(), Value::from(a.code));
+                        m.insert("av".into(), Value::from(a.version));
+                        if let Some(ad) = &a.description {
+                            m.insert("ad".into(), Value::from(ad.as_str()));
+                        }
+                        Value::Object(m)
+                    }
+                    None => v.value.clone(),
+                };
+                r.insert(name.to_owned(), value);
+            }
+        }
+        (d, r)
+    };
+    let (d, r) = sections(None, &twin.root);
+    desired.extend(d);
+    reported.extend(r);
+    for (c, state) in &twin.components {
+        let (d, r) = sections(Some(c), state);
+        for (section, values) in [(&mut desired, d), (&mut reported, r)] {
+            if !values.is_empty() {
+                let mut m = Map::new();
+                m.insert("__t".into(), Value::from("c"));
+                m.extend(values);
+                section.insert(c.clone(), Value::Object(m));
+            }
+        }
+    }
+    desired.insert("$version".into(), Value::from(twin.version));
+    reported.insert("$version".into(), Value::from(twin.version));
+    serde_json::json!({ "desired": desired, "reported": reported })
+}
