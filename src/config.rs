@@ -254,6 +254,10 @@ impl Default for DeviceSettings {
 pub struct MqttSettings {
     /// Where it listens; unset: no endpoint.
     pub listen: Option<SocketAddr>,
+    /// Its own certificate (devices often reach another host name than
+    /// the API's); unset: the HTTP listener's.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     pub max_message_bytes: u64,
     pub messages_per_second: u64,
 }
@@ -263,6 +267,8 @@ impl Default for MqttSettings {
         let o = crate::devices::mqtt::Options::default();
         MqttSettings {
             listen: None,
+            tls_cert: None,
+            tls_key: None,
             max_message_bytes: o.max_message_bytes as u64,
             messages_per_second: o.messages_per_second as u64,
         }
@@ -439,8 +445,10 @@ pub const SETTINGS: &[Setting] = &[
     setting("devices.secret", OptText, "What device keys derive from (at least 32 bytes of text; prefer the environment); the same on every server over one store. Unset: generated once into `device-secret` in the embedded store's data folder; with Neo4j, symmetric-key devices need it set."),
     setting("devices.hostname", Text, "The host name devices reach the MQTT endpoint at, as the connection strings of registrations show it."),
     setting("devices.method_timeout_seconds", Number, "How long a command waits for the device's answer (a direct method) unless the mutation says (`timeoutSeconds`)."),
-    setting("mqtt.listen", OptText, "Address of the MQTT device endpoint (MQTT 3.1.1 with Azure IoT Hub's device topics); over TLS with `http.tls_cert`/`http.tls_key`, else plain TCP. Unset: no endpoint.")
+    setting("mqtt.listen", OptText, "Address of the MQTT device endpoint (MQTT 3.1.1 with Azure IoT Hub's device topics); over TLS with `mqtt.tls_cert` (or `http.tls_cert`), else plain TCP. Unset: no endpoint.")
         .flag("--mqtt-listen"),
+    setting("mqtt.tls_cert", OptText, "PEM certificate chain of the MQTT endpoint, with `mqtt.tls_key` (devices often reach it by another name than the API); unset: `http.tls_cert`'s."),
+    setting("mqtt.tls_key", OptText, "PEM private key of `mqtt.tls_cert`."),
     setting("mqtt.max_message_bytes", Number, "The largest MQTT packet a device may send; a larger one closes its connection."),
     setting("mqtt.messages_per_second", Number, "Messages one device may send a second (as many at once); twin requests over it are answered 429, telemetry waits."),
     setting("rollouts.scheduler", Bool, "Whether this process may drive rollouts and remediation (among replicas, the one holding the scheduler lease does; another takes over within 10 s when it stops answering).")

@@ -66,7 +66,581 @@ fn tokens_made_here_read_back_in_the_azure_iot_sdk() {
     let resource = sas::device_resource(HOST, "line3:pump(7)!");
     let expiry = now() + 600;
     let token = sas::sign(&resource, KEY, expiry).expect("token");
-    let read: serde_json::Value = serde_json::from_str(&sdk(&["read", &token])).expect("JSON");
+    let read: Value = serde_json::from_str(&sdk(&["read", &token])).expect("JSON");
     assert_eq!(read["resource"], resource.as_str());
     assert_eq!(read["expiry"], expiry);
+}
+
+// The MQTT device endpoint, through the `twingraph serve` binary.
+
+use std::io::{BufRead, BufReader, Read as _, Write as _};
+use std::net::SocketAddr;
+use std::process::{Child, Stdio};
+
+use serde_json::{Value, json};
+
+/// A `twingraph serve --demo` (one cell) with its MQTT endpoint: HTTP on an
+/// ephemeral port, MQTT at `mqtt` (TLS with the test certificate when
+/// `tls`); stopped with SIGTERM when dropped.
+struct Served {
+    child: Option<Child>,
+    http: SocketAddr,
+    mqtt: SocketAddr,
+}
+
+impl Served {
+    fn start(name: &str, mqtt: &str, tls: bool, env: &[(&str, &str)]) -> Served {
+        let dir = crate::support::scratch_dir(name);
+        let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_twingraph"));
+        cmd.args([
+            "serve",
+            "--demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            mqtt,
+        ])
+        .arg("--data")
+        .arg(dir.join("data"))
+        .arg("--models")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dtdl"))
+        .env("TWINGRAPH_DEMO_CELLS", "1")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+        if tls {
+            cmd.env("TWINGRAPH_MQTT_TLS_CERT", keys.join("tls.crt"))
+                .env("TWINGRAPH_MQTT_TLS_KEY", keys.join("tls.key"));
+        }
+        let mut child = cmd.spawn().expect("serve starts");
+        let mut lines = BufReader::new(child.stdout.take().expect("piped"));
+        let (mut http, mut mqtt) = (None, None);
+        let mut line = String::new();
+        while http.is_none() {
+            line.clear();
+            let n = lines.read_line(&mut line).expect("reads");
+            assert!(n > 0, "serve exited before listening");
+            let addr = || {
+                line.split("://")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
+            };
+            if line.contains("MQTT device endpoint on") {
+                mqtt = addr();
+            } else if line.contains("listening on") {
+                http = addr();
+            }
+        }
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while lines.read_line(&mut sink).is_ok_and(|n| n > 0) {
+                sink.clear();
+            }
+        });
+        Served {
+            child: Some(child),
+            http: http.expect("HTTP address"),
+            mqtt: mqtt.expect("the MQTT endpoint's address is printed before HTTP's"),
+        }
+    }
+
+    async fn gql(&self, query: &str, variables: Value) -> Value {
+        crate::server::gql(self.http, query, variables).await
+    }
+
+    /// Registers a symmetric-key device for `twin`; its primary key.
+    async fn register(&self, device: &str, twin: &str) -> String {
+        let v = self
+            .gql(
+                "mutation($d: ID!, $t: ID!) { registerDevice(id: $d, twin: $t) { primaryKey secondaryKey connectionString device { id twinId status connected } } }",
+                json!({"d": device, "t": twin}),
+            )
+            .await;
+        let r = &v["data"]["registerDevice"];
+        assert_eq!(r["device"]["twinId"], twin, "{v}");
+        assert_eq!(r["device"]["status"], "ENABLED", "{v}");
+        assert_ne!(r["primaryKey"], r["secondaryKey"], "{v}");
+        r["primaryKey"].as_str().expect("a key").to_owned()
+    }
+
+    async fn twin(&self, id: &str) -> Value {
+        let v = self
+            .gql(
+                "query($id: ID!) { twin(id: $id) { version ... on Pump { flowRate flowSetpoint flowSetpointDesired manufacturer } } }",
+                json!({"id": id}),
+            )
+            .await;
+        v["data"]["twin"].clone()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A SAS token of `device` signed with `key`, valid for `secs` (negative:
+/// expired that long ago).
+fn token(device: &str, key: &str, secs: i64) -> String {
+    sas::sign(
+        &sas::device_resource("localhost", device),
+        key,
+        now() + secs,
+    )
+    .expect("token")
+}
+
+fn username(device: &str) -> String {
+    format!("localhost/{device}/?api-version=2021-04-12")
+}
+
+/// Paho (`tools/iot-sdk/raw.py`) against the endpoint: what it saw.
+fn raw(mqtt: SocketAddr, device: &str, password: &str, scenario: &[&str]) -> Value {
+    let python = crate::support::python_tool("iot-sdk");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/iot-sdk/raw.py");
+    let out = Command::new(python)
+        .arg(script)
+        .args(["127.0.0.1", &mqtt.port().to_string(), device, password])
+        .args(scenario)
+        .output()
+        .expect("raw.py runs");
+    assert!(
+        out.status.success(),
+        "raw.py {scenario:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("raw.py {scenario:?}: {e}: {text}"))
+}
+
+/// The folder of mosquitto_pub and mosquitto_sub (Debian's
+/// mosquitto-clients, installed if missing and allowed).
+fn mosquitto() -> std::path::PathBuf {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tools/mqtt/ensure-mosquitto-clients.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .output()
+        .expect("bash runs tools/mqtt/ensure-mosquitto-clients.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// `mosquitto_pub` of one QoS 1 message: its exit status and what it said.
+fn mosquitto_pub(
+    mqtt: SocketAddr,
+    device: &str,
+    password: &str,
+    topic: &str,
+    message: &str,
+) -> (bool, String) {
+    let out = Command::new(mosquitto().join("mosquitto_pub"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &mqtt.port().to_string(),
+            "-V",
+            "mqttv311",
+        ])
+        .args(["-i", device, "-u", &username(device), "-P", password])
+        .args(["-q", "1", "-t", topic, "-m", message])
+        .output()
+        .expect("mosquitto_pub runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The SDK tests listen on 127.0.0.1:8883 (the SDK's fixed port): one at
+/// a time (the README's `cargo test` runs them in this one process).
+async fn port_8883() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// Microsoft's device SDK, unchanged, over MQTT and TLS (port 8883):
+/// telemetry lands in the twin's typed fields (undeclared fields do not),
+/// reported patches and Plug and Play acknowledgements land in its state,
+/// a desired change made through GraphQL reaches the SDK's handler with
+/// its version, a command mutation becomes a direct method the SDK
+/// answers (status and payload back in the mutation's answer), and
+/// `get_twin()` shows what GraphQL shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_azure_iot_device_sdk_syncs_its_twin_over_mqtt() {
+    let _port = port_8883().await;
+    let s = Served::start("devices-sdk", "127.0.0.1:8883", true, &[]);
+    let key = s.register("pump-0", "c0.e0").await;
+    let before = s.twin("c0.e0").await;
+    let conn = format!("HostName=localhost;DeviceId=pump-0;SharedAccessKey={key}");
+    let python = crate::support::python_tool("iot-sdk");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/iot-sdk/device.py");
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys/ca.crt");
+    let url = format!("http://{}/graphql", s.http);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .arg(&conn)
+            .arg(ca)
+            .arg(url)
+            .arg("c0.e0")
+            .output()
+            .expect("device.py runs")
+    })
+    .await
+    .expect("joins");
+    assert!(
+        out.status.success(),
+        "device.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let seen: Value = serde_json::from_str(text.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {text}"));
+
+    // The desired patch, at the version the mutation made.
+    let version = &seen["set_desired"]["data"]["patchDesired"]["version"];
+    assert!(version.is_u64(), "{seen}");
+    assert_eq!(
+        seen["patches"],
+        json!([{"$version": version, "flowSetpoint": 17.5}]),
+        "{seen}"
+    );
+    // The command, as a direct method, and the device's answer.
+    assert_eq!(
+        seen["methods"],
+        json!([{"name": "resetFault", "payload": null}])
+    );
+    assert_eq!(
+        seen["command"]["data"]["equipmentResetFault"],
+        json!({"command": "resetFault", "status": 200, "response": {"ran": "resetFault", "got": null}}),
+        "{seen}"
+    );
+    // The twin as the device read it before: desired and reported with versions.
+    let doc = &seen["twin_before"];
+    assert_eq!(doc["reported"]["manufacturer"], "ACME", "{doc}");
+    assert_eq!(
+        doc["desired"]["flowSetpoint"], before["flowSetpointDesired"],
+        "{doc}"
+    );
+    assert!(
+        doc["reported"].get("flowRate").is_none(),
+        "telemetry is not a reported property: {doc}"
+    );
+    // And after: the acknowledgement as reported.
+    let after = &seen["twin_after"];
+    assert_eq!(after["desired"]["flowSetpoint"], 17.5);
+    assert_eq!(
+        after["reported"]["flowSetpoint"],
+        json!({"value": 17.5, "ac": 200, "av": version, "ad": "applied"})
+    );
+    assert!(
+        after["desired"]["$version"].as_u64() > doc["desired"]["$version"].as_u64(),
+        "{after}"
+    );
+    // GraphQL sees what the device sent: telemetry typed, the undeclared
+    // field nowhere, the reported property, the acknowledgement.
+    let v = s
+        .gql(
+            r#"{ twin(id: "c0.e0") { version ... on Pump { flowRate manufacturer flowSetpoint flowSetpointMetadata { ackStatus ackCode ackVersion } } }
+                 deviceIdentity(id: "pump-0") { connected lastActivity }
+                 events(last: 40) { nodes { kind actor } } }"#,
+            json!({}),
+        )
+        .await;
+    let t = &v["data"]["twin"];
+    assert_eq!(t["flowRate"], 42.5, "{v}");
+    assert_eq!(t["manufacturer"], "ACME", "{v}");
+    assert_eq!(t["flowSetpoint"], 17.5, "{v}");
+    assert_eq!(
+        t["flowSetpointMetadata"],
+        json!({"ackStatus": "ACKNOWLEDGED", "ackCode": 200, "ackVersion": version}),
+        "{v}"
+    );
+    assert_eq!(t["version"], after["reported"]["$version"], "{v}");
+    let events = v["data"]["events"]["nodes"].as_array().expect("events");
+    let has = |kind: &str, actor: &str| {
+        events
+            .iter()
+            .any(|e| e["kind"] == kind && e["actor"] == actor)
+    };
+    assert!(has("deviceConnected", "pump-0 (device)"), "{v}");
+    assert!(
+        has("reportedPatched", "pump-0 (device)"),
+        "the device's writes name it: {v}"
+    );
+    assert!(has("commandInvoked", "anonymous"), "{v}");
+    // The SDK disconnected: so says the device, soon.
+    let mut connected = Value::Null;
+    for _ in 0..50 {
+        let v = s
+            .gql(
+                r#"{ deviceIdentity(id: "pump-0") { connected lastActivity } }"#,
+                json!({}),
+            )
+            .await;
+        connected = v["data"]["deviceIdentity"]["connected"].clone();
+        if connected == false {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(connected, false);
+}
+
+/// What a device may not do, each refused the protocol's way with nothing
+/// written: wrong, expired and foreign credentials (mosquitto_pub), bad
+/// reported patches (400 with a reason on the response topic), another
+/// device's topics, QoS 2, oversized packets and unframable bytes (the
+/// connection closes), floods (429); a disabled or deleted device is cut
+/// off at once and may not come back, a rotated key stops working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_get_the_protocols_errors_and_nothing_is_written() {
+    let s = Served::start(
+        "devices-hostile",
+        "127.0.0.1:0",
+        false,
+        &[
+            ("TWINGRAPH_MQTT_MAX_MESSAGE_BYTES", "4096"),
+            ("TWINGRAPH_MQTT_MESSAGES_PER_SECOND", "20"),
+        ],
+    );
+    let key = s.register("pump-0", "c0.e0").await;
+    let other = s.register("motor-1", "c0.e1").await;
+    let good = token("pump-0", &key, 600);
+    let events = "devices/pump-0/messages/events/";
+    let before = s.twin("c0.e0").await;
+
+    for (password, why) in [
+        (token("pump-0", &other, 600), "another device's key"),
+        (token("pump-0", &key, -60), "an expired token"),
+        (token("motor-1", &other, 600), "another device's token"),
+        ("SharedAccessSignature sr=x".to_owned(), "a malformed token"),
+    ] {
+        let (ok, said) = mosquitto_pub(s.mqtt, "pump-0", &password, events, r#"{"flowRate": 1}"#);
+        assert!(!ok, "{why}: accepted");
+        assert!(said.contains("bad user name or password"), "{why}: {said}");
+    }
+    let (ok, _) = mosquitto_pub(
+        s.mqtt,
+        "pump-0",
+        &good,
+        "devices/motor-1/messages/events/",
+        r#"{"flowRate": 2}"#,
+    );
+    assert!(
+        !ok,
+        "a publish to another device's topic closes the connection"
+    );
+    assert_eq!(s.twin("c0.e0").await, before, "nothing written");
+
+    // Twin requests: the protocol's statuses, with a JSON reason.
+    let r = raw(s.mqtt, "pump-0", &good, &["twin"]);
+    let mut answers = r["answers"].as_array().expect("answers").clone();
+    answers.sort_by_key(|a| a["rid"].as_str().and_then(|r| r.parse::<u32>().ok()));
+    let statuses: Vec<&Value> = answers.iter().map(|a| &a["status"]).collect();
+    assert_eq!(statuses, [400, 400, 400, 400, 204, 200], "{r}");
+    assert_eq!(answers[2]["body"]["code"], "validation_failed", "{r}");
+    assert!(
+        answers[2]["body"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("flowSetpoint"),
+        "{r}"
+    );
+    assert_eq!(answers[3]["body"]["code"], "validation_failed", "{r}");
+    assert_eq!(answers[0]["body"]["code"], "invalid_argument", "{r}");
+    let patched = s.twin("c0.e0").await;
+    assert_eq!(patched["manufacturer"], "Raw Co");
+    assert_eq!(answers[4]["version"], patched["version"].to_string(), "{r}");
+    assert_eq!(
+        answers[5]["body"]["reported"]["manufacturer"], "Raw Co",
+        "{r}"
+    );
+    assert_eq!(
+        patched["version"].as_u64(),
+        before["version"].as_u64().map(|v| v + 1),
+        "only the valid patch was written"
+    );
+
+    // What closes the connection, with nothing written.
+    for scenario in [
+        &["foreign-subscribe"][..],
+        &["qos2"],
+        &["oversized", "8000"],
+    ] {
+        let r = raw(s.mqtt, "pump-0", &good, scenario);
+        assert_eq!(r["closed"], true, "{scenario:?}: {r}");
+    }
+    assert_eq!(s.twin("c0.e0").await, patched, "nothing written");
+    // Bytes that frame no packet: closed, and the server goes on serving.
+    for bytes in [
+        &[0x10u8, 0xff, 0xff, 0xff, 0xff, 0x7f][..],
+        &[0x30, 0x02, 0x00],
+        b"GET / HTTP/1.1\r\n\r\n",
+    ] {
+        let mut tcp = std::net::TcpStream::connect(s.mqtt).expect("connects");
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(15)))
+            .expect("timeout");
+        tcp.write_all(bytes).expect("writes");
+        let mut buf = [0u8; 16];
+        let n = tcp.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "{bytes:?}: the server answered {:?}", &buf[..n]);
+    }
+    // A flood: answered 429 beyond the rate (20/s here).
+    let r = raw(s.mqtt, "pump-0", &good, &["flood", "60"]);
+    assert!(r["statuses"]["429"].as_u64() > Some(0), "{r}");
+    assert!(r["statuses"]["200"].as_u64() >= Some(20), "{r}");
+
+    // Disabled while connected: cut off at once, and refused after.
+    let python = crate::support::python_tool("iot-sdk");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/iot-sdk/raw.py");
+    let mut waiting = Command::new(python)
+        .arg(script)
+        .args([
+            "127.0.0.1",
+            &s.mqtt.port().to_string(),
+            "pump-0",
+            &good,
+            "wait",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("raw.py runs");
+    let mut lines = BufReader::new(waiting.stdout.take().expect("piped")).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(first.contains("connected"), "{first}");
+    let v = s
+        .gql(
+            r#"mutation { disableDevice(id: "pump-0", reason: "stolen") { status statusReason } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["disableDevice"],
+        json!({"status": "DISABLED", "statusReason": "stolen"}),
+        "{v}"
+    );
+    let last: Value = serde_json::from_str(&lines.next().and_then(Result::ok).unwrap_or_default())
+        .expect("raw.py's result");
+    assert_eq!(last["closed"], true, "{last}");
+    assert!(
+        last["after"].as_f64() < Some(2.0),
+        "cut off at once: {last}"
+    );
+    let _ = waiting.wait();
+    let (ok, said) = mosquitto_pub(s.mqtt, "pump-0", &good, events, "{}");
+    assert!(!ok && said.contains("not authorised"), "{said}");
+    s.gql(
+        r#"mutation { enableDevice(id: "pump-0") { status } }"#,
+        json!({}),
+    )
+    .await;
+    let (ok, said) = mosquitto_pub(s.mqtt, "pump-0", &good, events, r#"{"flowRate": 3.5}"#);
+    assert!(ok, "{said}");
+    assert_eq!(s.twin("c0.e0").await["flowRate"], 3.5);
+
+    // A rotated key: the old one stops working, the new one works.
+    let v = s
+        .gql(
+            r#"mutation { rotateDeviceKey(id: "pump-0") { key slot } }"#,
+            json!({}),
+        )
+        .await;
+    let new_key = v["data"]["rotateDeviceKey"]["key"]
+        .as_str()
+        .expect("a key")
+        .to_owned();
+    assert_ne!(new_key, key);
+    let (ok, _) = mosquitto_pub(s.mqtt, "pump-0", &good, events, "{}");
+    assert!(!ok, "the old key is refused");
+    let (ok, said) = mosquitto_pub(
+        s.mqtt,
+        "pump-0",
+        &token("pump-0", &new_key, 600),
+        events,
+        "{}",
+    );
+    assert!(ok, "{said}");
+
+    // The secondary key rotates on its own; the primary stays good.
+    let v = s
+        .gql(
+            r#"mutation { rotateDeviceKey(id: "pump-0", key: SECONDARY) { key slot } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(v["data"]["rotateDeviceKey"]["slot"], "SECONDARY", "{v}");
+    let secondary = v["data"]["rotateDeviceKey"]["key"]
+        .as_str()
+        .expect("a key")
+        .to_owned();
+    for key in [&new_key, &secondary] {
+        let (ok, said) = mosquitto_pub(s.mqtt, "pump-0", &token("pump-0", key, 600), events, "{}");
+        assert!(ok, "{said}");
+    }
+    let v = s
+        .gql(
+            r#"mutation { disableDevice(id: "motor-1") { status } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(v["data"]["disableDevice"]["status"], "DISABLED", "{v}");
+    let v = s
+        .gql(
+            r#"{ disabled: deviceIdentities(status: DISABLED) { nodes { id } } enabled: deviceIdentities(status: ENABLED) { nodes { id } } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["disabled"]["nodes"],
+        json!([{"id": "motor-1"}]),
+        "{v}"
+    );
+    assert_eq!(
+        v["data"]["enabled"]["nodes"],
+        json!([{"id": "pump-0"}]),
+        "{v}"
+    );
+
+    // Deleted: refused as unknown; its twin stays.
+    let v = s
+        .gql(r#"mutation { deleteDevice(id: "pump-0") }"#, json!({}))
+        .await;
+    assert_eq!(v["data"]["deleteDevice"], "pump-0", "{v}");
+    let (ok, said) = mosquitto_pub(
+        s.mqtt,
+        "pump-0",
+        &token("pump-0", &new_key, 600),
+        events,
+        "{}",
+    );
+    assert!(!ok && said.contains("bad user name or password"), "{said}");
+    assert!(s.twin("c0.e0").await.is_object());
+    let v = s
+        .gql(
+            r#"{ deviceIdentity(id: "pump-0") { id } deviceIdentities { totalCount nodes { id } } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(v["data"]["deviceIdentity"], Value::Null);
+    assert_eq!(
+        v["data"]["deviceIdentities"],
+        json!({"totalCount": 1, "nodes": [{"id": "motor-1"}]}),
+        "{v}"
+    );
 }

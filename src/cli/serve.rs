@@ -374,6 +374,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let listener = server::bind(config.http.listen)
         .with_context(|| format!("listening on {}", config.http.listen))?;
+    let mqtt_tls = match (&config.mqtt.tls_cert, &config.mqtt.tls_key) {
+        (Some(cert), Some(key)) => Some(server::tls::config(cert, key)?),
+        (None, None) => tls.clone(),
+        _ => anyhow::bail!("the MQTT endpoint's TLS needs both mqtt.tls_cert and mqtt.tls_key"),
+    };
     let (mqtt_stop, mqtt_stopped) = tokio::sync::watch::channel(false);
     let mqtt = match config.mqtt.listen {
         Some(at) => {
@@ -388,11 +393,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                     messages_per_second: config.mqtt.messages_per_second.max(1) as f64,
                     ..crate::devices::mqtt::Options::default()
                 },
-                tls.clone(),
+                mqtt_tls.clone(),
             );
             let local = l.local_addr()?;
-            let scheme = if tls.is_some() { "mqtts" } else { "mqtt" };
-            if tls.is_none() && !local.ip().is_loopback() {
+            let scheme = if mqtt_tls.is_some() { "mqtts" } else { "mqtt" };
+            if mqtt_tls.is_none() && !local.ip().is_loopback() {
                 tracing::warn!(%local, "the MQTT endpoint is plain TCP (no tls_cert): device tokens travel unencrypted");
             }
             println!("twingraph MQTT device endpoint on {scheme}://{local}");

@@ -19,7 +19,10 @@ use crate::twin::{Change, Event};
 pub enum ToDevice {
     /// A desired-property notification: the changed values (`null`:
     /// removed, components marked `"__t": "c"`) at twin version `version`.
-    Desired { version: u64, patch: Map<String, Value> },
+    Desired {
+        version: u64,
+        patch: Map<String, Value>,
+    },
     /// A direct method call; the answer goes to `reply`.
     Method {
         name: String,
@@ -136,7 +139,9 @@ impl Hub {
     /// Removes session `session` of `device` (not a newer one).
     pub fn detach(&self, device: &str, session: u64) {
         let mut s = self.sessions();
-        if s.by_device.get(device).is_some_and(|e| e.session == session)
+        if s.by_device
+            .get(device)
+            .is_some_and(|e| e.session == session)
             && let Some(e) = s.by_device.remove(device)
             && s.by_twin.get(&e.twin).is_some_and(|d| d == device)
         {
@@ -240,10 +245,7 @@ impl Hub {
         };
         let Some((tx, shared)) = target else { return };
         let patch = desired_patch(entries);
-        if tx
-            .try_send(ToDevice::Desired { version, patch })
-            .is_err()
-        {
+        if tx.try_send(ToDevice::Desired { version, patch }).is_err() {
             shared.resync.store(true, Ordering::Release);
             shared.wake.notify_one();
         }
@@ -295,7 +297,10 @@ pub async fn dispatch(
         match next {
             Ok(e) => hub.route(&e),
             Err(RecvError::Lagged(n)) => {
-                tracing::warn!(missed = n, "devices: the hub fell behind the store's events; every connected device gets its whole desired state again");
+                tracing::warn!(
+                    missed = n,
+                    "devices: the hub fell behind the store's events; every connected device gets its whole desired state again"
+                );
                 hub.resync_all();
             }
             Err(RecvError::Closed) => return,
@@ -340,7 +345,10 @@ mod tests {
         let mut b = hub.attach("d1", "t1");
         assert!(matches!(a.rx.recv().await, Some(ToDevice::Close { .. })));
         hub.detach("d1", a.session);
-        assert!(hub.is_connected("d1"), "the older session's end keeps the newer");
+        assert!(
+            hub.is_connected("d1"),
+            "the older session's end keeps the newer"
+        );
         let h = hub.clone();
         let call = tokio::spawn(async move {
             h.call("t1", "reboot", Value::Null, Duration::from_secs(5))

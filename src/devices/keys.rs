@@ -50,7 +50,10 @@ impl Secret {
     /// The key (base64, 32 bytes, as IoT Hub shows device keys) of
     /// `device`'s `slot` at `generation`.
     pub fn device_key(&self, device: &str, slot: KeySlot, generation: u32) -> String {
-        let message = format!("twingraph device key\0{device}\0{}\0{generation}", slot.name());
+        let message = format!(
+            "twingraph device key\0{device}\0{}\0{generation}",
+            slot.name()
+        );
         BASE64.encode(hmac::sign(&self.0, message.as_bytes()).as_ref())
     }
 }

@@ -458,7 +458,7 @@ impl Session {
                 },
                 msg = attached.rx.recv() => match msg {
                     Some(ToDevice::Close { reason }) => return reason,
-                    Some(m) => self.to_device(conn, m).await,
+                    Some(m) => self.deliver(conn, m).await,
                     None => return "the server stopped",
                 },
                 _ = attached.shared.wake.notified() => {
@@ -493,7 +493,11 @@ impl Session {
                     } else if self.own_devicebound(topic) {
                         // Cloud-to-device messages: none are sent yet.
                     } else {
-                        tracing::info!(device = self.device, topic, "mqtt: a subscription to a topic not its own");
+                        tracing::info!(
+                            device = self.device,
+                            topic,
+                            "mqtt: a subscription to a topic not its own"
+                        );
                         return Err("a subscription to a topic not its own");
                     }
                     let qos = match f.qos {
@@ -557,7 +561,11 @@ impl Session {
                 .map(|(_, v)| v)
                 .unwrap_or_default();
             let answer = if self.bucket.take().is_err() {
-                Answer::error(429, "throttled", "too many messages from this device; slow down")
+                Answer::error(
+                    429,
+                    "throttled",
+                    "too many messages from this device; slow down",
+                )
             } else {
                 match op {
                     "GET" | "GET/" => self.get_twin().await,
@@ -579,7 +587,9 @@ impl Session {
         }
         if let Some(rest) = topic.strip_prefix("$iothub/methods/res/") {
             let (status, query) = rest.split_once("/?").unwrap_or((rest, ""));
-            let status: i64 = status.parse().map_err(|_| "a method answer without a status")?;
+            let status: i64 = status
+                .parse()
+                .map_err(|_| "a method answer without a status")?;
             let rid = query_pairs(query)
                 .into_iter()
                 .find(|(k, _)| k == "$rid")
@@ -607,7 +617,11 @@ impl Session {
             ack(conn);
             return Ok(());
         }
-        tracing::info!(device = self.device, topic, "mqtt: a publish to a topic not its own");
+        tracing::info!(
+            device = self.device,
+            topic,
+            "mqtt: a publish to a topic not its own"
+        );
         Err("a publish to a topic not its own")
     }
 
@@ -619,7 +633,9 @@ impl Session {
                 Answer {
                     status: 200,
                     version: None,
-                    body: super::service::twin_document(&t, &models).to_string().into_bytes(),
+                    body: super::service::twin_document(&t, &models)
+                        .to_string()
+                        .into_bytes(),
                 }
             }
             Ok(None) => Answer::error(404, "twin_not_found", "the device's twin does not exist"),
@@ -631,10 +647,18 @@ impl Session {
         let patch: Value = match serde_json::from_slice(payload) {
             Ok(Value::Object(m)) => Value::Object(strip_component_markers(m)),
             Ok(_) => {
-                return Answer::error(400, "invalid_argument", "the reported patch must be a JSON object");
+                return Answer::error(
+                    400,
+                    "invalid_argument",
+                    "the reported patch must be a JSON object",
+                );
             }
             Err(e) => {
-                return Answer::error(400, "invalid_argument", &format!("the reported patch is not JSON: {e}"));
+                return Answer::error(
+                    400,
+                    "invalid_argument",
+                    &format!("the reported patch is not JSON: {e}"),
+                );
             }
         };
         let op = Op::PatchReported {
@@ -666,7 +690,9 @@ impl Session {
         };
         let component = prop("$.sub");
         let source_time = prop("iothub-creation-time-utc")
-            .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            })
             .map(|t| (t.unix_timestamp_nanos() / 1000) as i64);
         let Ok(Some(twin)) = self.access.store.twin(&self.twin).await else {
             return;
@@ -698,11 +724,15 @@ impl Session {
     fn log_unkept(&mut self, why: &str) {
         if !self.unknown_telemetry_logged {
             self.unknown_telemetry_logged = true;
-            tracing::info!(device = self.device, why, "mqtt: telemetry not kept (logged once per connection)");
+            tracing::info!(
+                device = self.device,
+                why,
+                "mqtt: telemetry not kept (logged once per connection)"
+            );
         }
     }
 
-    async fn to_device<R, W>(&mut self, conn: &mut Conn<R, W>, m: ToDevice)
+    async fn deliver<R, W>(&mut self, conn: &mut Conn<R, W>, m: ToDevice)
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -756,7 +786,7 @@ impl Session {
             let mut desired = desired;
             desired.remove("$version");
             self.last_desired = self.last_desired.min(t.version.saturating_sub(1));
-            self.to_device(
+            self.deliver(
                 conn,
                 ToDevice::Desired {
                     version: t.version,
@@ -923,7 +953,10 @@ mod tests {
                 ("$.sub".to_owned(), "thermostat1".to_owned()),
             ]
         );
-        assert_eq!(query_pairs("a=%zz&b=1"), vec![("b".to_owned(), "1".to_owned())]);
+        assert_eq!(
+            query_pairs("a=%zz&b=1"),
+            vec![("b".to_owned(), "1".to_owned())]
+        );
     }
 
     #[test]
@@ -941,18 +974,15 @@ mod tests {
         use proptest::prelude::*;
         let mut runner = proptest::test_runner::TestRunner::default();
         runner
-            .run(
-                &proptest::collection::vec(any::<u8>(), 0..300),
-                |bytes| {
-                    let mut buf = BytesMut::from(&bytes[..]);
-                    for _ in 0..8 {
-                        if Packet::read(&mut buf, 1024).is_err() {
-                            break;
-                        }
+            .run(&proptest::collection::vec(any::<u8>(), 0..300), |bytes| {
+                let mut buf = BytesMut::from(&bytes[..]);
+                for _ in 0..8 {
+                    if Packet::read(&mut buf, 1024).is_err() {
+                        break;
                     }
-                    Ok(())
-                },
-            )
+                }
+                Ok(())
+            })
             .expect("no panic");
         // Valid headers with bodies cut or lying about their length.
         for first in [0x10u8, 0x30, 0x32, 0x82, 0xA2, 0xC0, 0xE0] {

@@ -211,7 +211,10 @@ mod tests {
                 },
             },
         ));
-        assert_eq!(reg.of_twin("pump-1").map(|d| d.spec.id.as_str()), Some("d1"));
+        assert_eq!(
+            reg.of_twin("pump-1").map(|d| d.spec.id.as_str()),
+            Some("d1")
+        );
         reg.apply(&event(
             2,
             Record::DeviceKeyRotated {

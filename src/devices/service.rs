@@ -212,7 +212,10 @@ impl Devices {
     }
 
     fn secret(&self) -> Result<&Secret, DeviceError> {
-        self.options.secret.as_ref().ok_or(DeviceError::Unconfigured)
+        self.options
+            .secret
+            .as_ref()
+            .ok_or(DeviceError::Unconfigured)
     }
 
     /// The keys of a symmetric-key device.
@@ -265,20 +268,23 @@ impl Devices {
             enrollment: None,
         };
         self.folded
-            .write(actor, |reg: &Registry| -> Result<Vec<Record>, DeviceError> {
-                if reg.get(id).is_some() {
-                    return Err(DeviceError::Exists(format!("device {id} already exists")));
-                }
-                if let Some(d) = reg.of_twin(twin) {
-                    return Err(DeviceError::Exists(format!(
-                        "twin {twin} already has device {}",
-                        d.spec.id
-                    )));
-                }
-                Ok(vec![Record::DeviceRegistered {
-                    device: spec.clone(),
-                }])
-            })
+            .write(
+                actor,
+                |reg: &Registry| -> Result<Vec<Record>, DeviceError> {
+                    if reg.get(id).is_some() {
+                        return Err(DeviceError::Exists(format!("device {id} already exists")));
+                    }
+                    if let Some(d) = reg.of_twin(twin) {
+                        return Err(DeviceError::Exists(format!(
+                            "twin {twin} already has device {}",
+                            d.spec.id
+                        )));
+                    }
+                    Ok(vec![Record::DeviceRegistered {
+                        device: spec.clone(),
+                    }])
+                },
+            )
             .await?;
         let device = self
             .get(id)
@@ -289,24 +295,35 @@ impl Devices {
 
     /// Replaces key `slot` of a symmetric-key device; the new key. A
     /// connection made with the old key is ended.
-    pub async fn rotate(&self, id: &str, slot: KeySlot, actor: &str) -> Result<String, DeviceError> {
+    pub async fn rotate(
+        &self,
+        id: &str,
+        slot: KeySlot,
+        actor: &str,
+    ) -> Result<String, DeviceError> {
         let secret = self.secret()?.clone();
         let mut generation = 0;
         self.folded
-            .write(actor, |reg: &Registry| -> Result<Vec<Record>, DeviceError> {
-                let d = reg
-                    .get(id)
-                    .ok_or_else(|| DeviceError::NotFound(id.to_owned()))?;
-                let g = d.generation(slot).ok_or_else(|| {
-                    DeviceError::invalid("id", format!("device {id} authenticates with a certificate, not keys"))
-                })?;
-                generation = g + 1;
-                Ok(vec![Record::DeviceKeyRotated {
-                    device: id.to_owned(),
-                    slot,
-                    generation,
-                }])
-            })
+            .write(
+                actor,
+                |reg: &Registry| -> Result<Vec<Record>, DeviceError> {
+                    let d = reg
+                        .get(id)
+                        .ok_or_else(|| DeviceError::NotFound(id.to_owned()))?;
+                    let g = d.generation(slot).ok_or_else(|| {
+                        DeviceError::invalid(
+                            "id",
+                            format!("device {id} authenticates with a certificate, not keys"),
+                        )
+                    })?;
+                    generation = g + 1;
+                    Ok(vec![Record::DeviceKeyRotated {
+                        device: id.to_owned(),
+                        slot,
+                        generation,
+                    }])
+                },
+            )
             .await?;
         self.hub.kick(id, "its key was rotated");
         Ok(secret.device_key(id, slot, generation))
@@ -322,37 +339,44 @@ impl Devices {
         actor: &str,
     ) -> Result<Device, DeviceError> {
         self.folded
-            .write(actor, |reg: &Registry| -> Result<Vec<Record>, DeviceError> {
-                let d = reg
-                    .get(id)
-                    .ok_or_else(|| DeviceError::NotFound(id.to_owned()))?;
-                if d.enabled == enabled {
-                    return Ok(Vec::new());
-                }
-                Ok(vec![Record::DeviceStatusSet {
-                    device: id.to_owned(),
-                    enabled,
-                    reason: reason.clone(),
-                }])
-            })
+            .write(
+                actor,
+                |reg: &Registry| -> Result<Vec<Record>, DeviceError> {
+                    let d = reg
+                        .get(id)
+                        .ok_or_else(|| DeviceError::NotFound(id.to_owned()))?;
+                    if d.enabled == enabled {
+                        return Ok(Vec::new());
+                    }
+                    Ok(vec![Record::DeviceStatusSet {
+                        device: id.to_owned(),
+                        enabled,
+                        reason: reason.clone(),
+                    }])
+                },
+            )
             .await?;
         if !enabled {
             self.hub.kick(id, "the device was disabled");
         }
-        self.get(id).ok_or_else(|| DeviceError::NotFound(id.to_owned()))
+        self.get(id)
+            .ok_or_else(|| DeviceError::NotFound(id.to_owned()))
     }
 
     /// Deletes a device identity (its twin stays); a connected device is
     /// cut off at once.
     pub async fn delete(&self, id: &str, actor: &str) -> Result<(), DeviceError> {
         self.folded
-            .write(actor, |reg: &Registry| -> Result<Vec<Record>, DeviceError> {
-                reg.get(id)
-                    .ok_or_else(|| DeviceError::NotFound(id.to_owned()))?;
-                Ok(vec![Record::DeviceDeleted {
-                    device: id.to_owned(),
-                }])
-            })
+            .write(
+                actor,
+                |reg: &Registry| -> Result<Vec<Record>, DeviceError> {
+                    reg.get(id)
+                        .ok_or_else(|| DeviceError::NotFound(id.to_owned()))?;
+                    Ok(vec![Record::DeviceDeleted {
+                        device: id.to_owned(),
+                    }])
+                },
+            )
             .await?;
         self.hub.kick(id, "the device was deleted");
         Ok(())
@@ -379,9 +403,13 @@ impl Devices {
             // Say what is wrong with the token, not which key was tried: an
             // expired token signed with the primary key fails the secondary's
             // signature check.
-            token
-                .verify(&resource, &keys.secondary, now)
-                .map_err(|s| if p == sas::SasError::BadSignature { s } else { p })
+            token.verify(&resource, &keys.secondary, now).map_err(|s| {
+                if p == sas::SasError::BadSignature {
+                    s
+                } else {
+                    p
+                }
+            })
         });
         checked.map_err(|e| Refusal::BadCredentials(e.to_string()))?;
         if !device.enabled {

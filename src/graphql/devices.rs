@@ -1,8 +1,10 @@
-//! Device identities over [`crate::devices::Devices`]: `device`, `devices`,
-//! `registerDevice`, `rotateDeviceKey`, `disableDevice`, `enableDevice`,
+//! Device identities over [`crate::devices::Devices`]: `deviceIdentity`,
+//! `deviceIdentities`, `registerDevice`, `rotateDeviceKey`, `disableDevice`, `enableDevice`,
 //! `deleteDevice` and the `deviceConnectionChanged` subscription. Managing
 //! identities needs the admin role (`Action::Devices`); reading them, a
-//! view of their twin.
+//! view of their twin. Types and queries say `DeviceIdentity`: `Device`,
+//! `device` and `devices` are what the typed schema calls the twins of a
+//! DTDL Interface named Device, a common name that must keep its API.
 
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::builder::{Builder, Shutdown};
 use super::connection::{Page, PageArgs, connection, with_page_arguments};
-use super::context::{access_of, actor_of, require, str_arg, store_of};
+use super::context::{access_of, actor_of, require, store_of, str_arg};
 use super::errors::{bad_request, device_error, error, error_with, store_error};
 use super::record::{nested, record, twin_at_key};
 use crate::auth::Action;
@@ -64,7 +66,7 @@ fn device_json(d: &Device, devices: &Devices) -> Value {
             "secondaryThumbprint": secondary,
         },
         "connected": d.connection.is_some() || here,
-        "connection": d.connection.as_ref().map(|c| json!({
+        "session": d.connection.as_ref().map(|c| json!({
             "protocol": c.protocol,
             "server": c.server,
             "since": format_time(c.since),
@@ -103,8 +105,19 @@ fn connection_string(host: &str, id: &str, key: &str) -> String {
     format!("HostName={host};DeviceId={id};SharedAccessKey={key}")
 }
 
+/// An enum argument's value name, if given.
+fn enum_arg(
+    ctx: &async_graphql::dynamic::ResolverContext<'_>,
+    name: &str,
+) -> Result<Option<String>, Error> {
+    match ctx.args.get(name) {
+        Some(v) if !v.is_null() => Ok(Some(v.enum_name()?.to_owned())),
+        _ => Ok(None),
+    }
+}
+
 fn key_slot(ctx: &async_graphql::dynamic::ResolverContext<'_>) -> Result<KeySlot, Error> {
-    match str_arg(ctx, "key")?.as_deref() {
+    match enum_arg(ctx, "key")?.as_deref() {
         None | Some("PRIMARY") => Ok(KeySlot::Primary),
         Some("SECONDARY") => Ok(KeySlot::Secondary),
         Some(other) => Err(bad_request(format!("key: unknown slot {other}"))),
@@ -114,12 +127,12 @@ fn key_slot(ctx: &async_graphql::dynamic::ResolverContext<'_>) -> Result<KeySlot
 pub(super) fn register(b: &mut Builder) {
     let s = |n: &str| TypeRef::named_nn(n.to_owned());
     let device = record(
-        "Device",
+        "DeviceIdentity",
         "A device identity: the credentials one device connects with, to the device endpoint (MQTT, Azure IoT Hub's device protocol), for one twin.",
         &[
             ("id", s(TypeRef::ID), "The device id (the MQTT client id)."),
             ("twinId", s(TypeRef::ID), "The twin it is the device of."),
-            ("status", s("DeviceStatus"), "DISABLED devices may not connect."),
+            ("status", s("DeviceIdentityStatus"), "DISABLED devices may not connect."),
             ("statusReason", TypeRef::named(TypeRef::STRING), "Why it was disabled."),
             ("connected", s(TypeRef::BOOLEAN), "Whether it is connected to a server now."),
             ("lastActivity", TypeRef::named("DateTime"), "When it last connected or disconnected."),
@@ -132,36 +145,48 @@ pub(super) fn register(b: &mut Builder) {
     .field(twin_at_key("twin", "twinId", "Its twin (null if out of the caller's view or deleted)."))
     .field(nested(
         "authentication",
-        s("DeviceAuthentication"),
+        s("DeviceIdentityAuthentication"),
         "authentication",
         "How it proves who it is (never the keys: they are shown once).",
     ))
     .field(nested(
-        "connection",
-        TypeRef::named("DeviceConnection"),
-        "connection",
+        "session",
+        TypeRef::named("DeviceIdentitySession"),
+        "session",
         "Its connection, while connected.",
     ));
     let auth = record(
-        "DeviceAuthentication",
+        "DeviceIdentityAuthentication",
         "How a device proves who it is.",
         &[
-            ("type", s("DeviceAuthenticationType"), ""),
-            ("primaryThumbprint", TypeRef::named(TypeRef::STRING), "SHA-256, hex (X509_THUMBPRINT)."),
+            ("type", s("DeviceIdentityAuthenticationType"), ""),
+            (
+                "primaryThumbprint",
+                TypeRef::named(TypeRef::STRING),
+                "SHA-256, hex (X509_THUMBPRINT).",
+            ),
             ("secondaryThumbprint", TypeRef::named(TypeRef::STRING), ""),
         ],
     );
     let conn = record(
-        "DeviceConnection",
+        "DeviceIdentitySession",
         "A device's connection to one server.",
         &[
-            ("protocol", s(TypeRef::STRING), "`mqtt` (over TLS or plain TCP) or `mqtt-ws`."),
-            ("server", s(TypeRef::STRING), "The server it is connected to."),
+            (
+                "protocol",
+                s(TypeRef::STRING),
+                "`mqtt` (over TLS or plain TCP) or `mqtt-ws`.",
+            ),
+            (
+                "server",
+                s(TypeRef::STRING),
+                "The server it is connected to.",
+            ),
             ("since", s("DateTime"), ""),
         ],
     );
     let registration = record(
-        "DeviceRegistration",
+        "DeviceIdentityRegistration",
         "A registered device and, for symmetric keys, its keys: shown this once, never again (rotate a key to get a new one).",
         &[
             ("primaryKey", TypeRef::named(TypeRef::STRING), "Base64, as IoT Hub shows device keys."),
@@ -169,35 +194,48 @@ pub(super) fn register(b: &mut Builder) {
             ("connectionString", TypeRef::named(TypeRef::STRING), "`HostName=...;DeviceId=...;SharedAccessKey=<primary>`, for the Azure IoT device SDKs."),
         ],
     )
-    .field(nested("device", s("Device"), "device", ""));
+    .field(nested("device", s("DeviceIdentity"), "device", ""));
     let rotation = record(
-        "DeviceKeyRotation",
+        "DeviceIdentityKeyRotation",
         "The new key of a slot, shown this once.",
         &[
             ("key", s(TypeRef::STRING), ""),
-            ("slot", s("DeviceKeySlot"), ""),
+            ("slot", s("DeviceIdentityKeySlot"), ""),
             ("connectionString", s(TypeRef::STRING), ""),
         ],
     )
-    .field(nested("device", s("Device"), "device", ""));
+    .field(nested("device", s("DeviceIdentity"), "device", ""));
     let change = record(
-        "DeviceConnectionChange",
+        "DeviceIdentityConnectionChange",
         "A device connected or disconnected.",
         &[
             ("deviceId", s(TypeRef::ID), ""),
             ("connected", s(TypeRef::BOOLEAN), ""),
             ("protocol", TypeRef::named(TypeRef::STRING), ""),
             ("server", s(TypeRef::STRING), ""),
-            ("reason", TypeRef::named(TypeRef::STRING), "Why it disconnected."),
+            (
+                "reason",
+                TypeRef::named(TypeRef::STRING),
+                "Why it disconnected.",
+            ),
             ("time", s("DateTime"), ""),
             ("seq", s(TypeRef::INT), "The event's sequence number."),
         ],
     );
-    let auth_input = InputObject::new("DeviceAuthenticationInput")
+    let auth_input = InputObject::new("DeviceIdentityAuthenticationInput")
         .description("How the device will authenticate; symmetric keys when absent.")
-        .field(InputValue::new("type", s("DeviceAuthenticationType")))
-        .field(InputValue::new("primaryThumbprint", TypeRef::named(TypeRef::STRING)))
-        .field(InputValue::new("secondaryThumbprint", TypeRef::named(TypeRef::STRING)));
+        .field(InputValue::new(
+            "type",
+            s("DeviceIdentityAuthenticationType"),
+        ))
+        .field(InputValue::new(
+            "primaryThumbprint",
+            TypeRef::named(TypeRef::STRING),
+        ))
+        .field(InputValue::new(
+            "secondaryThumbprint",
+            TypeRef::named(TypeRef::STRING),
+        ));
     b.register(device);
     b.register(auth);
     b.register(conn);
@@ -206,20 +244,24 @@ pub(super) fn register(b: &mut Builder) {
     b.register(change);
     b.register(auth_input);
     b.register(
-        Enum::new("DeviceStatus")
+        Enum::new("DeviceIdentityStatus")
             .item("ENABLED")
             .item("DISABLED"),
     );
     b.register(
-        Enum::new("DeviceAuthenticationType")
+        Enum::new("DeviceIdentityAuthenticationType")
             .item("SYMMETRIC_KEY")
             .item("X509_THUMBPRINT"),
     );
-    b.register(Enum::new("DeviceKeySlot").item("PRIMARY").item("SECONDARY"));
+    b.register(
+        Enum::new("DeviceIdentityKeySlot")
+            .item("PRIMARY")
+            .item("SECONDARY"),
+    );
     let [devices_connection, devices_edge] = connection::<Value>(
-        "DeviceConnectionList",
-        "DeviceEdge",
-        "Device",
+        "DeviceIdentityConnection",
+        "DeviceIdentityEdge",
+        "DeviceIdentity",
         |_, d| Ok(FieldValue::borrowed_any(d)),
         "The device.",
         Vec::new(),
@@ -232,12 +274,15 @@ pub(super) fn register(b: &mut Builder) {
     b.register(devices_edge);
 
     b.query(
-        Field::new("device", TypeRef::named("Device"), |ctx| {
+        Field::new("deviceIdentity", TypeRef::named("DeviceIdentity"), |ctx| {
             FieldFuture::new(async move {
                 let id = ctx.args.try_get("id")?.string()?.to_owned();
                 require(&ctx, Action::Read)?;
                 match visible(&ctx, &id).await {
-                    Ok(d) => Ok(Some(FieldValue::owned_any(device_json(&d, devices_of(&ctx)?)))),
+                    Ok(d) => Ok(Some(FieldValue::owned_any(device_json(
+                        &d,
+                        devices_of(&ctx)?,
+                    )))),
                     Err(_) => Ok(None),
                 }
             })
@@ -247,7 +292,7 @@ pub(super) fn register(b: &mut Builder) {
     );
     let max_page = b.limits.max_page;
     b.query(with_page_arguments(
-        Field::new("devices", s("DeviceConnectionList"), move |ctx| {
+        Field::new("deviceIdentities", s("DeviceIdentityConnection"), move |ctx| {
             FieldFuture::new(async move {
                 require(&ctx, Action::Read)?;
                 let args = PageArgs::read(&ctx, max_page)?;
@@ -255,7 +300,7 @@ pub(super) fn register(b: &mut Builder) {
                     Some(v) if !v.is_null() => Some(v.boolean()?),
                     _ => None,
                 };
-                let status = str_arg(&ctx, "status")?;
+                let status = enum_arg(&ctx, "status")?;
                 let twin = str_arg(&ctx, "twin")?;
                 let devices = devices_of(&ctx)?;
                 let mut items: Vec<Device> = devices
@@ -292,12 +337,12 @@ pub(super) fn register(b: &mut Builder) {
         })
         .description("Device identities in the caller's view, by id; a Relay connection (cursors are device ids).")
         .argument(InputValue::new("connected", TypeRef::named(TypeRef::BOOLEAN)))
-        .argument(InputValue::new("status", TypeRef::named("DeviceStatus")))
+        .argument(InputValue::new("status", TypeRef::named("DeviceIdentityStatus")))
         .argument(InputValue::new("twin", TypeRef::named(TypeRef::ID)).description("Only the device of this twin.")),
     ));
 
     b.mutation(
-        Field::new("registerDevice", s("DeviceRegistration"), |ctx| {
+        Field::new("registerDevice", s("DeviceIdentityRegistration"), |ctx| {
             FieldFuture::new(async move {
                 let id = ctx.args.try_get("id")?.string()?.to_owned();
                 let twin = ctx.args.try_get("twin")?.string()?.to_owned();
@@ -330,10 +375,10 @@ pub(super) fn register(b: &mut Builder) {
         .description("Registers a device identity for a twin (admin). Symmetric-key devices get their keys in the answer, once; they connect with SAS tokens signed with either.")
         .argument(InputValue::new("id", s(TypeRef::ID)).description("1 to 128 ASCII letters, digits or -.%_*?!(),:=@$' (IoT Hub's rule)."))
         .argument(InputValue::new("twin", s(TypeRef::ID)))
-        .argument(InputValue::new("authentication", TypeRef::named("DeviceAuthenticationInput"))),
+        .argument(InputValue::new("authentication", TypeRef::named("DeviceIdentityAuthenticationInput"))),
     );
     b.mutation(
-        Field::new("rotateDeviceKey", s("DeviceKeyRotation"), |ctx| {
+        Field::new("rotateDeviceKey", s("DeviceIdentityKeyRotation"), |ctx| {
             FieldFuture::new(async move {
                 let id = ctx.args.try_get("id")?.string()?.to_owned();
                 let slot = key_slot(&ctx)?;
@@ -357,13 +402,21 @@ pub(super) fn register(b: &mut Builder) {
         })
         .description("Replaces one of a device's keys (admin); the new key is in the answer, once. A device connected with the old key is disconnected.")
         .argument(InputValue::new("id", s(TypeRef::ID)))
-        .argument(InputValue::new("key", TypeRef::named("DeviceKeySlot")).description("PRIMARY when absent.")),
+        .argument(InputValue::new("key", TypeRef::named("DeviceIdentityKeySlot")).description("PRIMARY when absent.")),
     );
     for (name, enabled, doc) in [
-        ("disableDevice", false, "Disables a device (admin): it may not connect, and a connected one is disconnected at once."),
-        ("enableDevice", true, "Enables a disabled device again (admin)."),
+        (
+            "disableDevice",
+            false,
+            "Disables a device (admin): it may not connect, and a connected one is disconnected at once.",
+        ),
+        (
+            "enableDevice",
+            true,
+            "Enables a disabled device again (admin).",
+        ),
     ] {
-        let mut f = Field::new(name, s("Device"), move |ctx| {
+        let mut f = Field::new(name, s("DeviceIdentity"), move |ctx| {
             FieldFuture::new(async move {
                 let id = ctx.args.try_get("id")?.string()?.to_owned();
                 let reason = str_arg(&ctx, "reason")?;
@@ -402,7 +455,7 @@ pub(super) fn register(b: &mut Builder) {
     );
 
     b.subscription(
-        SubscriptionField::new("deviceConnectionChanged", s("DeviceConnectionChange"), |ctx| {
+        SubscriptionField::new("deviceConnectionChanged", s("DeviceIdentityConnectionChange"), |ctx| {
             SubscriptionFieldFuture::new(async move {
                 let device = str_arg(&ctx, "device")?;
                 let devices = devices_of(&ctx)?.clone();

@@ -621,7 +621,9 @@ impl Planner<'_> {
         match op {
             // Records of other domains only: a twin change always goes
             // through the validation below.
-            Op::Record { change } if matches!(**change, Change::Record(_)) || change.stream().is_some() => {
+            Op::Record { change }
+                if matches!(**change, Change::Record(_)) || change.stream().is_some() =>
+            {
                 Ok((**change).clone())
             }
             // Checked by `plan` itself: it plans no change.

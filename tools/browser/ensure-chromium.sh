@@ -10,8 +10,9 @@ if [ -x "$browser" ]; then
 fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq --no-install-recommends chromium >&2
+  # Other tests may be installing at the same time: wait for dpkg's lock.
+  apt-get -o DPkg::Lock::Timeout=300 update -qq >&2
+  apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends chromium >&2
   if [ -x "$browser" ]; then
     echo "$browser"
     exit 0
