@@ -506,6 +506,27 @@ async fn devices_get_the_protocols_errors_and_nothing_is_written() {
     assert!(r["statuses"]["429"].as_u64() > Some(0), "{r}");
     assert!(r["statuses"]["200"].as_u64() >= Some(20), "{r}");
 
+    // Commands: a device not connected is offline (nothing recorded); one
+    // that does not answer times out; a twin without a device identity
+    // only records the call.
+    const RESET: &str = "mutation($id: ID!, $t: Float) { equipmentResetFault(id: $id, timeoutSeconds: $t) { command status } }";
+    let last_seq = |v: &Value| v["data"]["events"]["nodes"][0]["seq"].clone();
+    const LAST: &str = "{ events(last: 1) { nodes { seq kind } } }";
+    let seq = last_seq(&s.gql(LAST, json!({})).await);
+    let v = s.gql(RESET, json!({"id": "c0.e0"})).await;
+    assert_eq!(crate::server::code(&v), "DEVICE_OFFLINE", "{v}");
+    assert_eq!(
+        last_seq(&s.gql(LAST, json!({})).await),
+        seq,
+        "nothing recorded"
+    );
+    let v = s.gql(RESET, json!({"id": "c0.e2"})).await;
+    assert_eq!(
+        v["data"]["equipmentResetFault"],
+        json!({"command": "resetFault", "status": null}),
+        "{v}"
+    );
+
     // Disabled while connected: cut off at once, and refused after.
     let python = crate::support::python_tool("iot-sdk");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/iot-sdk/raw.py");
@@ -524,6 +545,15 @@ async fn devices_get_the_protocols_errors_and_nothing_is_written() {
     let mut lines = BufReader::new(waiting.stdout.take().expect("piped")).lines();
     let first = lines.next().and_then(Result::ok).unwrap_or_default();
     assert!(first.contains("connected"), "{first}");
+    let v = s.gql(RESET, json!({"id": "c0.e0", "t": 0.5})).await;
+    assert_eq!(crate::server::code(&v), "DEVICE_TIMEOUT", "{v}");
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("500ms"),
+        "{v}"
+    );
     let v = s
         .gql(
             r#"mutation { disableDevice(id: "pump-0", reason: "stolen") { status statusReason } }"#,

@@ -522,6 +522,103 @@ async fn a_device_reaches_its_own_twin_only() {
     s.shutdown().await;
 }
 
+/// Device identities: only admins manage them, within their scope; a
+/// scoped caller sees the devices of its subtree and no other; a device
+/// sees its own; a device token cannot manage any.
+#[tokio::test]
+async fn device_identities_obey_roles_and_scope() {
+    let (s, _store) = server().await;
+    let a = s.addr;
+    let admin = as_("root", &["admin"]);
+    const REGISTER: &str = "mutation($d: ID!, $t: ID!) { registerDevice(id: $d, twin: $t) { primaryKey device { id } } }";
+    for (d, t) in [("dev-1", "p1"), ("dev-2", "p2"), ("dev-3", "p3")] {
+        let v = gql(a, &admin, REGISTER, json!({"d": d, "t": t})).await;
+        assert_eq!(v["data"]["registerDevice"]["device"]["id"], d, "{v}");
+    }
+    const LIST: &str = "{ deviceIdentities { totalCount nodes { id twinId } } }";
+    let ids = |v: &Value| -> Vec<String> {
+        v["data"]["deviceIdentities"]["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(
+        ids(&gql(a, &admin, LIST, json!({})).await),
+        ["dev-1", "dev-2", "dev-3"]
+    );
+    // Operators, integrations, viewers and devices read; only admins manage.
+    for who in [
+        as_("op", &["operator"]),
+        as_("erp", &["integration"]),
+        as_("v", &["viewer"]),
+        as_("p1", &["device"]),
+    ] {
+        for m in [
+            r#"mutation { registerDevice(id: "dev-9", twin: "p3") { primaryKey } }"#,
+            r#"mutation { rotateDeviceKey(id: "dev-1") { key } }"#,
+            r#"mutation { disableDevice(id: "dev-1") { status } }"#,
+            r#"mutation { enableDevice(id: "dev-1") { status } }"#,
+            r#"mutation { deleteDevice(id: "dev-1") }"#,
+        ] {
+            let v = gql(a, &who, m, json!({})).await;
+            assert_eq!(code(&v), "FORBIDDEN", "{m}: {v}");
+            assert!(!v.to_string().contains("primaryKey\":\""), "{v}");
+        }
+    }
+    // A device sees its own identity only.
+    let device = as_("p1", &["device"]);
+    assert_eq!(ids(&gql(a, &device, LIST, json!({})).await), ["dev-1"]);
+    // A scoped operator: the devices of its subtree (cell-1: p1, p3).
+    let cell1 = scoped("op1", &["operator"], &["cell-1"]);
+    let v = gql(a, &cell1, LIST, json!({})).await;
+    assert_eq!(ids(&v), ["dev-1", "dev-3"], "{v}");
+    assert_eq!(v["data"]["deviceIdentities"]["totalCount"], 2, "{v}");
+    let v = gql(
+        a,
+        &cell1,
+        r#"{ deviceIdentity(id: "dev-2") { id } }"#,
+        json!({}),
+    )
+    .await;
+    assert!(v["data"]["deviceIdentity"].is_null(), "{v}");
+    // A scoped admin manages the devices of its subtree, no other: those
+    // out of scope do not exist for it, nor do their twins.
+    let admin2 = scoped("adm2", &["admin"], &["cell-2"]);
+    let v = gql(
+        a,
+        &admin2,
+        r#"mutation { disableDevice(id: "dev-1") { status } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&v), "DEVICE_NOT_FOUND", "{v}");
+    let v = gql(a, &admin2, REGISTER, json!({"d": "dev-9", "t": "p1"})).await;
+    assert_eq!(code(&v), "NOT_FOUND", "{v}");
+    let v = gql(
+        a,
+        &admin2,
+        r#"mutation { disableDevice(id: "dev-2") { status } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(v["data"]["disableDevice"]["status"], "DISABLED", "{v}");
+    // Unchanged by every refusal above.
+    let v = gql(
+        a,
+        &admin,
+        "{ deviceIdentities { nodes { id status } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        v["data"]["deviceIdentities"]["nodes"],
+        json!([{"id": "dev-1", "status": "ENABLED"}, {"id": "dev-2", "status": "DISABLED"}, {"id": "dev-3", "status": "ENABLED"}])
+    );
+    s.shutdown().await;
+}
+
 /// Every id in a response (string values named `id`, `twinId`, `source`,
 /// `target`, or any string equal to a twin id of site 2).
 fn leaks(v: &Value, out_of_scope: &[&str]) -> Vec<String> {

@@ -122,13 +122,23 @@ async fn serve_parts(
     };
     let live = graphql::Shutdown::default();
     let metrics = Arc::new(twingraph::metrics::Metrics::default());
-    let schema = graphql::build(
+    let devices = twingraph::devices::Devices::start(
+        store.clone(),
+        twingraph::devices::service::Options {
+            secret: Some(twingraph::devices::keys::Secret::new(&[7; 32]).expect("a secret")),
+            ..twingraph::devices::service::Options::default()
+        },
+    )
+    .await
+    .expect("devices");
+    let schema = graphql::build_with_devices(
         store.clone(),
         limits,
         live.clone(),
         metrics.clone(),
         Arc::new(graphql::ModelLibrary::new(sample_sources(), None)),
         rollouts,
+        devices,
     )
     .expect("schema");
     schema.follow_uploads();

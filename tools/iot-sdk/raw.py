@@ -13,8 +13,9 @@ Prints one JSON object of what happened. Scenarios:
 - qos2: publishes a reported patch at QoS 2; whether the server closed.
 - oversized ARG: publishes ARG bytes of telemetry; whether the server closed.
 - flood ARG: ARG twin GETs at once; the statuses counted.
-- wait: prints {"connected": true} once connected, then waits (up to 20 s)
-  for the server to close the connection; whether it did.
+- wait: subscribes to direct methods (and never answers one), prints
+  {"connected": true}, then waits (up to 20 s) for the server to close the
+  connection; whether it did.
 """
 
 import json
@@ -42,6 +43,8 @@ def main():
 
     def on_message(client, userdata, msg):
         topic = msg.topic
+        if not topic.startswith("$iothub/twin/res/"):
+            return  # a direct method: never answered here
         # $iothub/twin/res/{status}/?$rid={rid}[&$version={v}]
         status = int(topic.split("/")[3])
         query = dict(p.split("=", 1) for p in topic.split("?", 1)[1].split("&"))
@@ -120,6 +123,9 @@ def main():
             counts[str(a["status"])] = counts.get(str(a["status"]), 0) + 1
         result["statuses"] = counts
     elif scenario == "wait":
+        # Listens for direct methods and never answers them.
+        client.subscribe("$iothub/methods/POST/#", qos=0)
+        time.sleep(0.3)
         print(json.dumps({"connected": True}), flush=True)
         result.update(closed_within(20))
     else:
