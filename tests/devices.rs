@@ -674,3 +674,116 @@ async fn devices_get_the_protocols_errors_and_nothing_is_written() {
         "{v}"
     );
 }
+
+/// `twingraph simulate --mqtt` plays the pumps' devices over the endpoint
+/// (a device identity each, SAS tokens, twin reads, Plug and Play
+/// acknowledgements): a staged rollout reaches them and completes, the
+/// values acknowledged; with devices that reject, the same kind of rollout
+/// rolls back and every touched twin gets its old values again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staged_rollouts_reach_simulated_devices_over_mqtt() {
+    use crate::rollouts::run;
+    const PUMP: &str = "dtmi:twingraph:isa95:Pump;1";
+    let s = Served::start("devices-rollout", "127.0.0.1:0", false, &[]);
+    let pumps = s
+        .gql(
+            r#"{ twins(model: "dtmi:twingraph:isa95:Pump;1", first: 100) { nodes { id } } }"#,
+            json!({}),
+        )
+        .await["data"]["twins"]["nodes"]
+        .as_array()
+        .expect("pumps")
+        .len();
+    assert!(pumps >= 4, "{pumps}");
+    let simulate = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_twingraph"))
+            .args(["simulate", "--url", &format!("ws://{}/graphql/ws", s.http)])
+            .args(["--mqtt", &format!("mqtt://{}", s.mqtt), "--model", PUMP])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("simulate starts")
+    };
+    let connected = || async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let v = s
+                .gql(
+                    "{ deviceIdentities(connected: true) { totalCount } }",
+                    json!({}),
+                )
+                .await;
+            if v["data"]["deviceIdentities"]["totalCount"] == pumps {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "devices not connected: {v}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    run::configure(s.http).await;
+    let mut devices = simulate(&[]);
+    connected().await;
+    let plan = json!({"stages": [{"count": 2}, {}], "twinTimeoutSeconds": 30});
+    let id = run::start(s.http, json!({"model": PUMP}), plan.clone()).await;
+    let done = run::until(s.http, &id, "SUCCEEDED", std::time::Duration::from_secs(60)).await;
+    assert_eq!(done["counts"]["succeeded"], pumps, "{done}");
+    let v = s
+        .gql(
+            r#"{ twins(model: "dtmi:twingraph:isa95:Pump;1", first: 100) { nodes { ... on Pump { flowSetpoint flowSetpointMetadata { ackStatus } } } } }"#,
+            json!({}),
+        )
+        .await;
+    for t in v["data"]["twins"]["nodes"].as_array().expect("pumps") {
+        assert_eq!(t["flowSetpoint"], 42.0, "{v}");
+        assert_eq!(
+            t["flowSetpointMetadata"]["ackStatus"], "ACKNOWLEDGED",
+            "{v}"
+        );
+    }
+    let _ = devices.kill();
+    let _ = devices.wait();
+
+    // Devices that reject: the canary fails, the rollout rolls back.
+    let v = s
+        .gql(
+            r#"mutation { publishConfigurationVersion(configuration: "flow", values: {flowSetpoint: 55.5}) { number } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(v["data"]["publishConfigurationVersion"]["number"], 2, "{v}");
+    let mut devices = simulate(&["--reject-rate", "1"]);
+    connected().await;
+    let r = s
+        .gql(
+            r#"mutation($plan: RolloutPlanInput) { startRollout(configuration: "flow", version: 2, target: {model: "dtmi:twingraph:isa95:Pump;1"}, plan: $plan) { id } }"#,
+            json!({"plan": {"stages": [{"count": 2, "successThreshold": 100}, {}], "twinTimeoutSeconds": 30}}),
+        )
+        .await;
+    let id = r["data"]["startRollout"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let back = run::until(
+        s.http,
+        &id,
+        "ROLLED_BACK",
+        std::time::Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(back["stage"], 1, "it never left the canary: {back}");
+    let v = s
+        .gql(
+            r#"{ twins(model: "dtmi:twingraph:isa95:Pump;1", first: 100) { nodes { ... on Pump { flowSetpointDesired } } } }"#,
+            json!({}),
+        )
+        .await;
+    for t in v["data"]["twins"]["nodes"].as_array().expect("pumps") {
+        assert_eq!(t["flowSetpointDesired"], 42.0, "rolled back: {v}");
+    }
+    let _ = devices.kill();
+    let _ = devices.wait();
+}

@@ -7,6 +7,7 @@ mod check;
 pub mod schema;
 pub mod serve;
 pub mod simulate;
+mod simulate_mqtt;
 pub mod token;
 pub mod writeload;
 

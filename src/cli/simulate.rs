@@ -43,6 +43,23 @@ pub struct SimulateArgs {
     /// twins: an admin token, e.g. from `twingraph token --role admin`).
     #[arg(long, env = "TWINGRAPH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Play the devices over the server's MQTT device endpoint
+    /// (`mqtt://host:port`, or `mqtts://host:port` with --ca) instead of
+    /// GraphQL: each twin of --model gets a device identity (registered
+    /// through GraphQL as `sim-{twin}`, its key rotated if it exists), which
+    /// connects with a SAS token, reads its twin, acknowledges desired
+    /// changes and answers direct methods.
+    #[arg(long, value_name = "URL", requires = "model")]
+    pub mqtt: Option<String>,
+    /// The CA certificate (PEM) an mqtts:// endpoint's certificate chains to.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
+    /// With --mqtt: the twins of this model (subtypes included) get devices.
+    #[arg(long, value_name = "DTMI")]
+    pub model: Option<String>,
+    /// With --mqtt: at most this many devices.
+    #[arg(long)]
+    pub limit: Option<usize>,
 }
 
 const EVENTS: &str = r#"subscription { events(kinds: ["desiredPatched", "configurationAssigned", "configurationRestored"]) { seq change } }"#;
@@ -65,7 +82,20 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(simulate(&args.url, args.token.as_deref(), behaviour))?;
+    match (&args.mqtt, &args.model) {
+        (Some(mqtt), Some(model)) => rt.block_on(super::simulate_mqtt::run(
+            super::simulate_mqtt::Plan {
+                url: &args.url,
+                token: args.token.as_deref(),
+                mqtt,
+                ca: args.ca.as_deref(),
+                model,
+                limit: args.limit.unwrap_or(usize::MAX),
+            },
+            behaviour,
+        ))?,
+        _ => rt.block_on(simulate(&args.url, args.token.as_deref(), behaviour))?,
+    }
     Ok(super::EXIT_OK)
 }
 

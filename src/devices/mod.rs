@@ -1,5 +1,6 @@
 //! Devices: their identities and how they connect.
 //!
+//! - [`client`]: a device's side of the protocol (simulator, benchmark)
 //! - [`sas`]: IoT Hub shared access signatures (parse, verify, sign)
 //! - [`keys`]: device keys derived from the server's device secret
 //! - [`registry`]: the fold of device identity records
@@ -8,13 +9,15 @@
 //! - [`service`]: [`Devices`], the owner of identities (register, rotate,
 //!   disable, delete, authenticate) and of the hub
 //! - [`mqtt`]: the MQTT device endpoint, speaking Azure IoT Hub's device
-//!   protocol
+//!   protocol (`wire`: packets over a byte stream, topic escapes)
 
+pub mod client;
 pub mod hub;
 pub mod keys;
 pub mod mqtt;
 pub mod registry;
 pub mod sas;
 pub mod service;
+mod wire;
 
 pub use service::{Credentials, DeviceError, Devices, Keys};

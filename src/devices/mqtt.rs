@@ -27,18 +27,18 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{
     ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode, UnsubAck,
 };
-use rumqttc::mqttbytes::{Error as CodecError, QoS};
 use serde_json::{Map, Value};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
 use super::hub::{Attached, MethodAnswer, ToDevice};
 use super::service::{Devices, Refusal};
+use super::wire::{Conn, percent_decode, query_pairs};
 use crate::auth::{Access, Principal};
 use crate::store::{GraphStore, StoreError};
 use crate::twin::{Batch, Op};
@@ -155,13 +155,7 @@ impl Endpoint {
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         let (rd, wr) = tokio::io::split(stream);
-        let mut conn = Conn {
-            rd,
-            wr,
-            inbuf: BytesMut::with_capacity(4096),
-            out: BytesMut::with_capacity(1024),
-            max: self.options.max_message_bytes,
-        };
+        let mut conn = Conn::new(rd, wr, self.options.max_message_bytes);
         let connect = tokio::time::timeout(self.options.connect_timeout, conn.next()).await;
         let connect = match connect {
             Ok(Ok(Some(Packet::Connect(c)))) => c,
@@ -286,74 +280,6 @@ fn check_username(username: &str, device: &str) -> Result<Option<String>, Refusa
         .into_iter()
         .find(|(k, _)| k == "model-id")
         .map(|(_, v)| v))
-}
-
-/// A byte stream's MQTT packets, in and out.
-struct Conn<R, W> {
-    rd: R,
-    wr: W,
-    inbuf: BytesMut,
-    out: BytesMut,
-    max: usize,
-}
-
-#[derive(Debug, thiserror::Error)]
-enum ConnError {
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("malformed packet: {0}")]
-    Codec(CodecError),
-}
-
-impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
-    /// The next packet already buffered, if a whole one is.
-    fn buffered(&mut self) -> Result<Option<Packet>, ConnError> {
-        match Packet::read(&mut self.inbuf, self.max) {
-            Ok(p) => Ok(Some(p)),
-            Err(CodecError::InsufficientBytes(_)) => Ok(None),
-            Err(e) => Err(ConnError::Codec(e)),
-        }
-    }
-
-    /// Reads more bytes; `false` at the end of the stream.
-    async fn fill(&mut self) -> Result<bool, ConnError> {
-        self.inbuf.reserve(4096);
-        Ok(self.rd.read_buf(&mut self.inbuf).await? > 0)
-    }
-
-    /// The next packet (`None`: the stream ended).
-    async fn next(&mut self) -> Result<Option<Packet>, ConnError> {
-        loop {
-            if let Some(p) = self.buffered()? {
-                return Ok(Some(p));
-            }
-            if !self.fill().await? {
-                return Ok(None);
-            }
-        }
-    }
-
-    fn queue(&mut self, p: &Packet) {
-        // Packets made here are within any limit; a write error only means
-        // a packet that cannot be encoded, which is then not sent.
-        if let Err(e) = p.write(&mut self.out, usize::MAX) {
-            tracing::warn!(error = %e, "mqtt: cannot encode a packet");
-        }
-    }
-
-    async fn flush(&mut self) -> Result<(), ConnError> {
-        if !self.out.is_empty() {
-            self.wr.write_all(&self.out).await?;
-            self.wr.flush().await?;
-            self.out.clear();
-        }
-        Ok(())
-    }
-
-    async fn send(&mut self, p: &Packet) -> Result<(), ConnError> {
-        self.queue(p);
-        self.flush().await
-    }
 }
 
 /// Which of the device's topics it subscribed to.
@@ -785,6 +711,7 @@ impl Session {
         if let Some(Value::Object(desired)) = doc.get("desired").cloned() {
             let mut desired = desired;
             desired.remove("$version");
+            desired.remove("$metadata");
             self.last_desired = self.last_desired.min(t.version.saturating_sub(1));
             self.deliver(
                 conn,
@@ -890,40 +817,10 @@ fn is_telemetry(
     )
 }
 
-/// `k=v&k2=v2`, percent-decoded (a pair that does not decode is left out).
-fn query_pairs(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .filter_map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            Some((percent_decode(k)?, percent_decode(v)?))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
 
     #[test]
     fn user_names_name_the_device_and_its_model() {

@@ -496,7 +496,9 @@ fn thumbprint(path: &str, t: &str) -> Result<String, DeviceError> {
 /// are the twin's version (IoT Hub counts each section on its own; a
 /// device compares them only with versions from the same server).
 /// Telemetry is not part of it; acknowledged writable properties read
-/// `{"value", "ac", "av", "ad"}` as the device reported them.
+/// `{"value", "ac", "av", "ad"}` as the device reported them; the desired
+/// section's `$metadata` gives each value's `$lastUpdated` and
+/// `$lastUpdatedVersion` (the version to acknowledge), as IoT Hub's does.
 pub fn twin_document(twin: &Twin, models: &crate::dtdl::ModelSet) -> Value {
     let interface = models.interface(&twin.model);
     let telemetry = |component: Option<&str>, name: &str| -> bool {
@@ -517,12 +519,31 @@ pub fn twin_document(twin: &Twin, models: &crate::dtdl::ModelSet) -> Value {
     };
     let mut desired = Map::new();
     let mut reported = Map::new();
-    let sections = |component: Option<&str>, state: &crate::twin::state::ComponentState| {
+    let mut metadata = Map::new();
+    let mut sections = |component: Option<&str>, state: &crate::twin::state::ComponentState| {
         let mut d = Map::new();
         let mut r = Map::new();
         for (name, p) in state.props.iter() {
             if let Some(v) = &p.desired {
                 d.insert(name.to_owned(), v.value.clone());
+                let m = serde_json::json!({
+                    "$lastUpdated": crate::twin::format_time(v.last_updated),
+                    "$lastUpdatedVersion": v.version,
+                });
+                match component {
+                    None => {
+                        metadata.insert(name.to_owned(), m);
+                    }
+                    Some(c) => {
+                        if let Some(o) = metadata
+                            .entry(c.to_owned())
+                            .or_insert_with(|| Value::Object(Map::new()))
+                            .as_object_mut()
+                        {
+                            o.insert(name.to_owned(), m);
+                        }
+                    }
+                }
             }
             if let Some(v) = &p.reported
                 && !telemetry(component, name)
@@ -559,6 +580,7 @@ pub fn twin_document(twin: &Twin, models: &crate::dtdl::ModelSet) -> Value {
             }
         }
     }
+    desired.insert("$metadata".into(), Value::Object(metadata));
     desired.insert("$version".into(), Value::from(twin.version));
     reported.insert("$version".into(), Value::from(twin.version));
     serde_json::json!({ "desired": desired, "reported": reported })
