@@ -90,6 +90,14 @@ pub enum Record {
     /// A device identity was deleted (its twin stays).
     #[serde(rename_all = "camelCase")]
     DeviceDeleted { device: String },
+    /// An enrollment group was created: devices that sign with a key derived
+    /// from its key are provisioned on first connect.
+    #[serde(rename_all = "camelCase")]
+    EnrollmentGroupCreated { group: EnrollmentSpec },
+    /// An enrollment group was deleted (devices it provisioned stay, and
+    /// can no longer connect: their keys derived from it).
+    #[serde(rename_all = "camelCase")]
+    EnrollmentGroupDeleted { group: String },
     /// A device connected to a server's device endpoint (in no stream).
     #[serde(rename_all = "camelCase")]
     DeviceConnected {
@@ -111,7 +119,7 @@ pub enum Record {
 
 impl Record {
     /// Every kind, as serialized (`kind` below names each of them).
-    pub const KINDS: [&'static str; 12] = [
+    pub const KINDS: [&'static str; 14] = [
         "configurationCreated",
         "configurationVersionPublished",
         "configurationRemediationSet",
@@ -122,6 +130,8 @@ impl Record {
         "deviceKeyRotated",
         "deviceStatusSet",
         "deviceDeleted",
+        "enrollmentGroupCreated",
+        "enrollmentGroupDeleted",
         "deviceConnected",
         "deviceDisconnected",
     ];
@@ -139,6 +149,8 @@ impl Record {
             Record::DeviceKeyRotated { .. } => "deviceKeyRotated",
             Record::DeviceStatusSet { .. } => "deviceStatusSet",
             Record::DeviceDeleted { .. } => "deviceDeleted",
+            Record::EnrollmentGroupCreated { .. } => "enrollmentGroupCreated",
+            Record::EnrollmentGroupDeleted { .. } => "enrollmentGroupDeleted",
             Record::DeviceConnected { .. } => "deviceConnected",
             Record::DeviceDisconnected { .. } => "deviceDisconnected",
         }
@@ -159,7 +171,9 @@ impl Record {
             Record::DeviceRegistered { .. }
             | Record::DeviceKeyRotated { .. }
             | Record::DeviceStatusSet { .. }
-            | Record::DeviceDeleted { .. } => DEVICES_STREAM,
+            | Record::DeviceDeleted { .. }
+            | Record::EnrollmentGroupCreated { .. }
+            | Record::EnrollmentGroupDeleted { .. } => DEVICES_STREAM,
             Record::DeviceConnected { .. } | Record::DeviceDisconnected { .. } => return None,
         })
     }
@@ -199,6 +213,10 @@ pub enum DeviceAuth {
     /// derived at its generation.
     #[serde(rename_all = "camelCase")]
     SymmetricKey { primary: u32, secondary: u32 },
+    /// SAS tokens signed with the key its enrollment group derives for its
+    /// id (the Device Provisioning Service's group enrollment).
+    #[serde(rename_all = "camelCase")]
+    EnrollmentGroupKey {},
     /// A client certificate with one of these SHA-256 thumbprints (hex).
     #[serde(rename_all = "camelCase")]
     X509Thumbprint {
@@ -206,6 +224,23 @@ pub enum DeviceAuth {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         secondary: Option<String>,
     },
+}
+
+/// What creating an enrollment group records (its key derives from the
+/// device secret, its name and `generation`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnrollmentSpec {
+    pub name: String,
+    /// The twin new devices' twins are placed under.
+    pub parent: String,
+    /// The relationship from `parent` to each new twin.
+    pub relationship: String,
+    /// Models devices may announce (each with its subtypes); empty: any
+    /// model the server knows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+    pub generation: u32,
 }
 
 /// Which of a device's two symmetric keys.

@@ -787,3 +787,121 @@ async fn staged_rollouts_reach_simulated_devices_over_mqtt() {
     let _ = devices.kill();
     let _ = devices.wait();
 }
+
+/// Zero-touch provisioning: a device the server has never seen, signing
+/// with the key an enrollment group derives for its id and announcing its
+/// Plug and Play model, gets its twin (typed, under the group's parent) and
+/// its identity on first connect, through Microsoft's SDK unchanged. An
+/// unknown model, a model the group does not take, no model, or a key of
+/// another group: refused, nothing created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollment_groups_provision_typed_twins_on_first_connect() {
+    let _port = port_8883().await;
+    let s = Served::start("devices-enroll", "127.0.0.1:8883", true, &[]);
+    let v = s
+        .gql(
+            r#"mutation { createDeviceEnrollmentGroup(name: "cell0-pumps", parent: "cell0", models: ["dtmi:twingraph:isa95:Equipment;1"]) { groupKey group { name parent relationship models } } }"#,
+            json!({}),
+        )
+        .await;
+    let created = &v["data"]["createDeviceEnrollmentGroup"];
+    assert_eq!(
+        created["group"],
+        json!({"name": "cell0-pumps", "parent": "cell0", "relationship": "contains", "models": ["dtmi:twingraph:isa95:Equipment;1"]}),
+        "{v}"
+    );
+    let group_key = created["groupKey"].as_str().expect("a key").to_owned();
+    let other_key = "b3RoZXIta2V5LW9mLWFub3RoZXItZGV2aWNlLTMyYg==";
+    let provision = |device: &str, model: &str, key: &str| {
+        let python = crate::support::python_tool("iot-sdk");
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/iot-sdk/provision.py");
+        let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys/ca.crt");
+        let out = Command::new(python)
+            .arg(script)
+            .args(["localhost", key, device, model])
+            .arg(ca)
+            .output()
+            .expect("provision.py runs");
+        assert!(
+            out.status.success(),
+            "provision.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        serde_json::from_str::<Value>(text.lines().last().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}: {text}"))
+    };
+    const PUMP: &str = "dtmi:twingraph:isa95:Pump;1";
+    let seen = tokio::task::spawn_blocking({
+        let key = group_key.clone();
+        move || provision("pump-new-1", PUMP, &key)
+    })
+    .await
+    .expect("joins");
+    assert_eq!(seen["connected"], true, "{seen}");
+    assert_eq!(
+        seen["twin"]["reported"]["manufacturer"], "Zero Touch",
+        "{seen}"
+    );
+    let v = s
+        .gql(
+            r#"{ twin(id: "pump-new-1") { model ... on Pump { flowRate manufacturer } }
+                 ancestors(id: "pump-new-1") { id }
+                 deviceIdentity(id: "pump-new-1") { twinId enrollment authentication { type } } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(v["data"]["twin"]["model"], PUMP, "{v}");
+    assert_eq!(v["data"]["twin"]["flowRate"], 7.5, "{v}");
+    assert_eq!(v["data"]["ancestors"][0]["id"], "cell0", "{v}");
+    assert_eq!(
+        v["data"]["deviceIdentity"],
+        json!({"twinId": "pump-new-1", "enrollment": "cell0-pumps", "authentication": {"type": "ENROLLMENT_GROUP_KEY"}}),
+        "{v}"
+    );
+    // Connecting again: the same identity, nothing new.
+    let again = tokio::task::spawn_blocking({
+        let key = group_key.clone();
+        move || provision("pump-new-1", PUMP, &key)
+    })
+    .await
+    .expect("joins");
+    assert_eq!(again["connected"], true, "{again}");
+
+    let before = s
+        .gql("{ events(last: 1) { nodes { seq } } }", json!({}))
+        .await;
+    for (device, model, key, why) in [
+        (
+            "pump-new-2",
+            "dtmi:example:Unknown;1",
+            group_key.as_str(),
+            "an unknown model",
+        ),
+        (
+            "site-new",
+            "dtmi:twingraph:isa95:Site;1",
+            group_key.as_str(),
+            "a model the group does not take",
+        ),
+        ("pump-new-3", "-", group_key.as_str(), "no model"),
+        ("pump-new-4", PUMP, other_key, "another group's key"),
+    ] {
+        let (device, model, key) = (device.to_owned(), model.to_owned(), key.to_owned());
+        let seen = tokio::task::spawn_blocking(move || provision(&device, &model, &key))
+            .await
+            .expect("joins");
+        assert_eq!(seen["connected"], false, "{why}: {seen}");
+    }
+    let after = s
+        .gql(
+            "{ events(last: 1) { nodes { seq } } twins(first: 500) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        after["data"]["events"], before["data"]["events"],
+        "nothing written: {after}"
+    );
+}

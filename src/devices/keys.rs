@@ -58,6 +58,14 @@ impl Secret {
     }
 }
 
+impl Secret {
+    /// The key (base64) of enrollment group `group` at `generation`.
+    pub fn group_key(&self, group: &str, generation: u32) -> String {
+        let message = format!("twingraph enrollment group key\0{group}\0{generation}");
+        BASE64.encode(hmac::sign(&self.0, message.as_bytes()).as_ref())
+    }
+}
+
 /// The key of the device registering as `registration_id` in an enrollment
 /// group whose key is `group_key` (base64): the Device Provisioning
 /// Service's derivation, which its device SDK samples compute on the device.

@@ -181,12 +181,16 @@ impl Endpoint {
             Some(l) => (l.username.as_str(), l.password.as_str()),
             None => ("", ""),
         };
-        let checked = check_username(username, &device).and_then(|model| {
-            let now = self.devices.clock().now() / 1_000_000;
-            self.devices
-                .authenticate(&device, password, now)
-                .map(|d| (d, model))
-        });
+        let checked = match check_username(username, &device) {
+            Ok(model) => {
+                let now = self.devices.clock().now() / 1_000_000;
+                self.devices
+                    .admit(&device, password, model.as_deref(), now)
+                    .await
+                    .map(|d| (d, model))
+            }
+            Err(e) => Err(e),
+        };
         let (identity, model_id) = match checked {
             Ok(d) => d,
             Err(refusal) => {

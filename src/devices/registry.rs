@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::records::{DEVICES_STREAM, DeviceAuth, DeviceSpec, KeySlot, Record};
+use crate::records::{DEVICES_STREAM, DeviceAuth, DeviceSpec, EnrollmentSpec, KeySlot, Record};
 use crate::store::fold::Fold;
 use crate::twin::{Change, Event, Micros};
 
@@ -46,11 +46,21 @@ impl Device {
     }
 }
 
-/// Every device identity, by id, and which twin has which.
+/// An enrollment group as the log has it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Enrollment {
+    pub spec: EnrollmentSpec,
+    pub created_at: Micros,
+    pub created_by: String,
+}
+
+/// Every device identity, by id, and which twin has which; the enrollment
+/// groups.
 #[derive(Debug, Default)]
 pub struct Registry {
     devices: BTreeMap<String, Device>,
     by_twin: HashMap<String, String>,
+    groups: BTreeMap<String, Enrollment>,
 }
 
 impl Registry {
@@ -66,6 +76,15 @@ impl Registry {
     /// Every device, in id order.
     pub fn all(&self) -> impl Iterator<Item = &Device> {
         self.devices.values()
+    }
+
+    pub fn group(&self, name: &str) -> Option<&Enrollment> {
+        self.groups.get(name)
+    }
+
+    /// Every enrollment group, by name.
+    pub fn groups(&self) -> impl Iterator<Item = &Enrollment> {
+        self.groups.values()
     }
 
     pub fn len(&self) -> usize {
@@ -129,6 +148,19 @@ impl Fold for Registry {
                 if let Some(d) = self.devices.remove(device) {
                     self.by_twin.remove(&d.spec.twin);
                 }
+            }
+            Record::EnrollmentGroupCreated { group } => {
+                self.groups.insert(
+                    group.name.clone(),
+                    Enrollment {
+                        spec: group.clone(),
+                        created_at: e.time,
+                        created_by: e.actor.clone(),
+                    },
+                );
+            }
+            Record::EnrollmentGroupDeleted { group } => {
+                self.groups.remove(group);
             }
             _ => {}
         }

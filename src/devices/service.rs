@@ -12,7 +12,7 @@ use super::keys::Secret;
 use super::registry::{self, Device, Registry};
 use super::sas;
 use crate::codes::Code;
-use crate::records::{DeviceAuth, DeviceSpec, KeySlot, Record};
+use crate::records::{DeviceAuth, DeviceSpec, EnrollmentSpec, KeySlot, Record};
 use crate::store::fold::{Folded, Read};
 use crate::store::{GraphStore, StoreError};
 use crate::twin::clock::{Clock, SystemClock};
@@ -218,8 +218,20 @@ impl Devices {
             .ok_or(DeviceError::Unconfigured)
     }
 
-    /// The keys of a symmetric-key device.
+    /// The keys of a symmetric-key device (a device of an enrollment group
+    /// has one, its group's derivation for its id: both slots).
     pub fn keys(&self, device: &Device) -> Result<Option<Keys>, DeviceError> {
+        if matches!(device.spec.auth, DeviceAuth::EnrollmentGroupKey {}) {
+            let group = device.spec.enrollment.as_deref().unwrap_or_default();
+            let Some(g) = self.registry().group(group).map(|g| g.spec.clone()) else {
+                return Ok(None);
+            };
+            let key = self.device_key_in(&g, &device.spec.id)?;
+            return Ok(Some(Keys {
+                primary: key.clone(),
+                secondary: key,
+            }));
+        }
         let (Some(p), Some(s)) = (
             device.generation(KeySlot::Primary),
             device.generation(KeySlot::Secondary),
@@ -231,6 +243,232 @@ impl Devices {
             primary: secret.device_key(&device.spec.id, KeySlot::Primary, p),
             secondary: secret.device_key(&device.spec.id, KeySlot::Secondary, s),
         }))
+    }
+
+    /// The key of enrollment group `g`.
+    pub fn group_key(&self, g: &EnrollmentSpec) -> Result<String, DeviceError> {
+        Ok(self.secret()?.group_key(&g.name, g.generation))
+    }
+
+    /// The key a device registering as `id` derives from group `g`'s key.
+    fn device_key_in(&self, g: &EnrollmentSpec, id: &str) -> Result<String, DeviceError> {
+        super::keys::group_device_key(&self.group_key(g)?, id)
+            .map_err(|e| DeviceError::invalid("enrollment", e))
+    }
+
+    /// Creates enrollment group `name`: devices signing with keys derived
+    /// from its key (returned, shown once) get a twin of the model they
+    /// announce under `parent` (by `relationship`) on first connect.
+    pub async fn create_group(
+        &self,
+        name: &str,
+        parent: &str,
+        relationship: &str,
+        models: Vec<String>,
+        actor: &str,
+    ) -> Result<(registry::Enrollment, String), DeviceError> {
+        registry::check_id(name).map_err(|m| DeviceError::invalid("name", m))?;
+        self.secret()?;
+        let Some(p) = self.store().twin(parent).await? else {
+            return Err(StoreError::Twin(TwinError::NotFound(parent.to_owned())).into());
+        };
+        let store_models = self.store().models();
+        let Some(interface) = store_models.interface(&p.model) else {
+            return Err(DeviceError::invalid("parent", "its model is not loaded"));
+        };
+        if !matches!(
+            interface.content(relationship).map(|c| &c.kind),
+            Some(crate::dtdl::model::ContentKind::Relationship { .. })
+        ) {
+            return Err(DeviceError::invalid(
+                "relationship",
+                format!("{} has no relationship {relationship}", p.model),
+            ));
+        }
+        for (i, m) in models.iter().enumerate() {
+            if store_models.interface(m).is_none() {
+                return Err(DeviceError::invalid(
+                    format!("models[{i}]"),
+                    format!("unknown model {m}"),
+                ));
+            }
+        }
+        let spec = EnrollmentSpec {
+            name: name.to_owned(),
+            parent: parent.to_owned(),
+            relationship: relationship.to_owned(),
+            models,
+            generation: 1,
+        };
+        self.folded
+            .write(
+                actor,
+                |reg: &Registry| -> Result<Vec<Record>, DeviceError> {
+                    if reg.group(name).is_some() {
+                        return Err(DeviceError::Exists(format!(
+                            "enrollment group {name} already exists"
+                        )));
+                    }
+                    Ok(vec![Record::EnrollmentGroupCreated {
+                        group: spec.clone(),
+                    }])
+                },
+            )
+            .await?;
+        let group = self
+            .registry()
+            .group(name)
+            .cloned()
+            .ok_or_else(|| DeviceError::NotFound(name.to_owned()))?;
+        let key = self.group_key(&group.spec)?;
+        Ok((group, key))
+    }
+
+    /// Deletes enrollment group `name` (its devices can no longer connect).
+    pub async fn delete_group(&self, name: &str, actor: &str) -> Result<(), DeviceError> {
+        let members: Vec<String> = self
+            .registry()
+            .all()
+            .filter(|d| d.spec.enrollment.as_deref() == Some(name))
+            .map(|d| d.spec.id.clone())
+            .collect();
+        self.folded
+            .write(
+                actor,
+                |reg: &Registry| -> Result<Vec<Record>, DeviceError> {
+                    reg.group(name)
+                        .ok_or_else(|| DeviceError::NotFound(format!("enrollment group {name}")))?;
+                    Ok(vec![Record::EnrollmentGroupDeleted {
+                        group: name.to_owned(),
+                    }])
+                },
+            )
+            .await?;
+        for d in members {
+            self.hub.kick(&d, "its enrollment group was deleted");
+        }
+        Ok(())
+    }
+
+    /// Checks a connecting device as [`authenticate`](Devices::authenticate)
+    /// does; a device not yet registered whose token verifies under an
+    /// enrollment group's derived key is provisioned: a twin of the model
+    /// it announces (`model`) under the group's parent, and its identity.
+    pub async fn admit(
+        &self,
+        id: &str,
+        password: &str,
+        model: Option<&str>,
+        now: i64,
+    ) -> Result<Device, Refusal> {
+        if self.get(id).is_some() {
+            return self.authenticate(id, password, now);
+        }
+        let token = sas::parse(password).map_err(|e| Refusal::BadCredentials(e.to_string()))?;
+        let host = token
+            .resource
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let resource = sas::device_resource(&host, id);
+        let groups: Vec<EnrollmentSpec> =
+            self.registry().groups().map(|g| g.spec.clone()).collect();
+        let group = groups.into_iter().find(|g| {
+            self.device_key_in(g, id)
+                .is_ok_and(|key| token.verify(&resource, &key, now).is_ok())
+        });
+        let Some(group) = group else {
+            return Err(Refusal::BadCredentials(format!("no device {id}")));
+        };
+        registry::check_id(id).map_err(|m| Refusal::BadCredentials(format!("device id: {m}")))?;
+        let refuse = |why: String| {
+            tracing::info!(device = id, group = group.name, why, "provisioning refused");
+            Refusal::NotAuthorized(why)
+        };
+        let model = model.ok_or_else(|| {
+            refuse(
+                "announce the device's model (model-id in the user name) to be provisioned".into(),
+            )
+        })?;
+        let models = self.store().models();
+        let interface = models
+            .interface(model)
+            .ok_or_else(|| refuse(format!("the model {model} is not loaded on the server")))?;
+        if !group.models.is_empty() && !group.models.iter().any(|m| interface.is_a(m)) {
+            return Err(refuse(format!(
+                "enrollment group {} does not take {model}",
+                group.name
+            )));
+        }
+        let actor = format!("{} (enrollment)", group.name);
+        match self.store().twin(id).await {
+            Ok(Some(t)) if *t.model == *model => {}
+            Ok(Some(t)) => {
+                return Err(refuse(format!(
+                    "twin {id} exists with another model, {}",
+                    t.model
+                )));
+            }
+            Ok(None) => {
+                let ops = vec![
+                    crate::twin::Op::CreateTwin {
+                        id: id.to_owned(),
+                        model: model.to_owned(),
+                        desired: None,
+                        reported: None,
+                    },
+                    crate::twin::Op::CreateRelationship {
+                        source: group.parent.clone(),
+                        id: None,
+                        name: group.relationship.clone(),
+                        target: id.to_owned(),
+                        properties: None,
+                    },
+                ];
+                if let Err(e) = self.store().apply(crate::twin::Batch { ops }, &actor).await {
+                    return Err(refuse(format!("its twin cannot be created: {e}")));
+                }
+            }
+            Err(e) => return Err(refuse(format!("the store is unavailable: {e}"))),
+        }
+        let spec = DeviceSpec {
+            id: id.to_owned(),
+            twin: id.to_owned(),
+            auth: DeviceAuth::EnrollmentGroupKey {},
+            enrollment: Some(group.name.clone()),
+        };
+        let registered = self
+            .folded
+            .write(
+                &actor,
+                |reg: &Registry| -> Result<Vec<Record>, DeviceError> {
+                    if reg.get(id).is_some() {
+                        // Another connection provisioned it meanwhile.
+                        return Ok(Vec::new());
+                    }
+                    if let Some(d) = reg.of_twin(id) {
+                        return Err(DeviceError::Exists(format!(
+                            "twin {id} already has device {}",
+                            d.spec.id
+                        )));
+                    }
+                    Ok(vec![Record::DeviceRegistered {
+                        device: spec.clone(),
+                    }])
+                },
+            )
+            .await;
+        if let Err(e) = registered {
+            return Err(refuse(e.to_string()));
+        }
+        tracing::info!(
+            device = id,
+            group = group.name,
+            model,
+            "provisioned a device and its twin"
+        );
+        self.authenticate(id, password, now)
     }
 
     /// Registers device `id` for `twin` (which the caller has checked it may

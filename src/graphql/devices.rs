@@ -43,6 +43,7 @@ fn devices_of<'a>(
 fn device_json(d: &Device, devices: &Devices) -> Value {
     let (kind, primary, secondary) = match &d.spec.auth {
         DeviceAuth::SymmetricKey { .. } => ("SYMMETRIC_KEY", None, None),
+        DeviceAuth::EnrollmentGroupKey {} => ("ENROLLMENT_GROUP_KEY", None, None),
         DeviceAuth::X509Thumbprint { primary, secondary } => {
             ("X509_THUMBPRINT", Some(primary.clone()), secondary.clone())
         }
@@ -251,6 +252,7 @@ pub(super) fn register(b: &mut Builder) {
     b.register(
         Enum::new("DeviceIdentityAuthenticationType")
             .item("SYMMETRIC_KEY")
+            .item("ENROLLMENT_GROUP_KEY")
             .item("X509_THUMBPRINT"),
     );
     b.register(
@@ -454,6 +456,8 @@ pub(super) fn register(b: &mut Builder) {
         .argument(InputValue::new("id", s(TypeRef::ID))),
     );
 
+    enrollment_groups(b);
+
     b.subscription(
         SubscriptionField::new("deviceConnectionChanged", s("DeviceIdentityConnectionChange"), |ctx| {
             SubscriptionFieldFuture::new(async move {
@@ -513,6 +517,172 @@ pub(super) fn register(b: &mut Builder) {
         })
         .description("Live: devices connecting and disconnecting (one device's, or every device in the caller's view).")
         .argument(InputValue::new("device", TypeRef::named(TypeRef::ID))),
+    );
+}
+
+fn group_json(g: &crate::devices::registry::Enrollment) -> Value {
+    json!({
+        "name": g.spec.name,
+        "parent": g.spec.parent,
+        "relationship": g.spec.relationship,
+        "models": g.spec.models,
+        "createdAt": format_time(g.created_at),
+        "createdBy": g.created_by,
+    })
+}
+
+/// Enrollment groups: zero-touch provisioning in the manner of the Device
+/// Provisioning Service's group enrollments.
+fn enrollment_groups(b: &mut Builder) {
+    let s = |n: &str| TypeRef::named_nn(n.to_owned());
+    let group = record(
+        "DeviceEnrollmentGroup",
+        "An enrollment group: a device that connects with a SAS token signed with the key derived from the group key for its id (HMAC-SHA256 of the id under the group key, as the Device Provisioning Service derives it) and announces its model (`model-id` in its MQTT user name) gets a twin of that model under `parent`, and its identity, on first connect.",
+        &[
+            ("name", s(TypeRef::STRING), ""),
+            (
+                "parent",
+                s(TypeRef::ID),
+                "The twin new twins are placed under.",
+            ),
+            (
+                "relationship",
+                s(TypeRef::STRING),
+                "The relationship from the parent to each new twin.",
+            ),
+            (
+                "models",
+                TypeRef::named_nn_list_nn(TypeRef::STRING),
+                "Models devices may announce (with their subtypes); empty: any model the server has.",
+            ),
+            ("createdAt", s("DateTime"), ""),
+            ("createdBy", s(TypeRef::STRING), ""),
+        ],
+    );
+    let creation = record(
+        "DeviceEnrollmentGroupCreation",
+        "A new enrollment group and its key, shown this once.",
+        &[(
+            "groupKey",
+            s(TypeRef::STRING),
+            "Base64. A device's key is base64(HMAC-SHA256(base64-decoded group key, device id)).",
+        )],
+    )
+    .field(nested("group", s("DeviceEnrollmentGroup"), "group", ""));
+    b.register(group);
+    b.register(creation);
+    b.query(
+        Field::new(
+            "deviceEnrollmentGroups",
+            TypeRef::named_nn_list_nn("DeviceEnrollmentGroup"),
+            |ctx| {
+                FieldFuture::new(async move {
+                    require(&ctx, Action::Devices)?;
+                    let devices = devices_of(&ctx)?;
+                    let groups: Vec<crate::devices::registry::Enrollment> =
+                        devices.registry().groups().cloned().collect();
+                    let mut out = Vec::new();
+                    for g in groups {
+                        let seen = match access_of(&ctx) {
+                            Some(a) => a
+                                .store
+                                .contains(&g.spec.parent)
+                                .await
+                                .map_err(|e| store_error(&e))?,
+                            None => true,
+                        };
+                        if seen {
+                            out.push(FieldValue::owned_any(group_json(&g)));
+                        }
+                    }
+                    Ok(Some(FieldValue::list(out)))
+                })
+            },
+        )
+        .description(
+            "The enrollment groups whose parent is in the caller's view (admin), by name.",
+        ),
+    );
+    b.mutation(
+        Field::new(
+            "createDeviceEnrollmentGroup",
+            s("DeviceEnrollmentGroupCreation"),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let name = ctx.args.try_get("name")?.string()?.to_owned();
+                    let parent = ctx.args.try_get("parent")?.string()?.to_owned();
+                    let relationship =
+                        str_arg(&ctx, "relationship")?.unwrap_or_else(|| "contains".to_owned());
+                    let models: Vec<String> = match ctx.args.get("models") {
+                        Some(v) if !v.is_null() => v
+                            .list()?
+                            .iter()
+                            .map(|m| m.string().map(str::to_owned))
+                            .collect::<Result<_, _>>()?,
+                        _ => Vec::new(),
+                    };
+                    require(&ctx, Action::Devices)?;
+                    let seen = store_of(&ctx)?
+                        .twin(&parent)
+                        .await
+                        .map_err(|e| store_error(&e))?;
+                    if seen.is_none() {
+                        return Err(store_error(&crate::store::StoreError::Twin(
+                            crate::twin::TwinError::NotFound(parent),
+                        )));
+                    }
+                    let (group, key) = devices_of(&ctx)?
+                        .create_group(&name, &parent, &relationship, models, &actor_of(&ctx))
+                        .await
+                        .map_err(|e| device_error(&e))?;
+                    Ok(Some(FieldValue::owned_any(json!({
+                        "group": group_json(&group),
+                        "groupKey": key,
+                    }))))
+                })
+            },
+        )
+        .description("Creates an enrollment group (admin); its key is in the answer, once.")
+        .argument(InputValue::new("name", s(TypeRef::STRING)))
+        .argument(InputValue::new("parent", s(TypeRef::ID)))
+        .argument(
+            InputValue::new("relationship", TypeRef::named(TypeRef::STRING))
+                .description("`contains` when absent."),
+        )
+        .argument(InputValue::new(
+            "models",
+            TypeRef::named_list_nn(TypeRef::STRING),
+        )),
+    );
+    b.mutation(
+        Field::new("deleteDeviceEnrollmentGroup", s(TypeRef::STRING), |ctx| {
+            FieldFuture::new(async move {
+                let name = ctx.args.try_get("name")?.string()?.to_owned();
+                require(&ctx, Action::Devices)?;
+                let devices = devices_of(&ctx)?;
+                let parent = devices
+                    .registry()
+                    .group(&name)
+                    .map(|g| g.spec.parent.clone());
+                let visible = match (&parent, access_of(&ctx)) {
+                    (Some(p), Some(a)) => a.store.contains(p).await.map_err(|e| store_error(&e))?,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                };
+                if !visible {
+                    return Err(device_error(&DeviceError::NotFound(format!(
+                        "enrollment group {name}"
+                    ))));
+                }
+                devices
+                    .delete_group(&name, &actor_of(&ctx))
+                    .await
+                    .map_err(|e| device_error(&e))?;
+                Ok(Some(FieldValue::value(name)))
+            })
+        })
+        .description("Deletes an enrollment group (admin): the devices it provisioned stay registered but can no longer connect (their keys derived from it); connected ones are disconnected.")
+        .argument(InputValue::new("name", s(TypeRef::STRING))),
     );
 }
 

@@ -421,6 +421,8 @@ mod tests {
             Change::Record(Record::DeviceDeleted { .. }) => 20,
             Change::Record(Record::DeviceConnected { .. }) => 21,
             Change::Record(Record::DeviceDisconnected { .. }) => 22,
+            Change::Record(Record::EnrollmentGroupCreated { .. }) => 23,
+            Change::Record(Record::EnrollmentGroupDeleted { .. }) => 24,
         }
     }
 
@@ -433,7 +435,7 @@ mod tests {
     #[test]
     fn stored_events_decode_and_encode_unchanged() {
         let golden = include_str!("../../tests/golden/events.jsonl");
-        let mut seen = [false; 23];
+        let mut seen = [false; 25];
         for (i, line) in golden.lines().enumerate() {
             let event: Event = serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("line {}: cannot decode: {e}", i + 1));
