@@ -258,6 +258,9 @@ pub struct MqttSettings {
     /// the API's); unset: the HTTP listener's.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Also serve it over WebSocket on the HTTP port (`/mqtt`,
+    /// `/$iothub/websocket`).
+    pub websocket: bool,
     pub max_message_bytes: u64,
     pub messages_per_second: u64,
 }
@@ -269,6 +272,7 @@ impl Default for MqttSettings {
             listen: None,
             tls_cert: None,
             tls_key: None,
+            websocket: true,
             max_message_bytes: o.max_message_bytes as u64,
             messages_per_second: o.messages_per_second as u64,
         }
@@ -449,6 +453,7 @@ pub const SETTINGS: &[Setting] = &[
         .flag("--mqtt-listen"),
     setting("mqtt.tls_cert", OptText, "PEM certificate chain of the MQTT endpoint, with `mqtt.tls_key` (devices often reach it by another name than the API); unset: `http.tls_cert`'s."),
     setting("mqtt.tls_key", OptText, "PEM private key of `mqtt.tls_cert`."),
+    setting("mqtt.websocket", Bool, "Also serve the MQTT device endpoint over WebSocket on the HTTP port, at `/mqtt` and `/$iothub/websocket` (where the Azure IoT device SDKs connect with `websockets=True`; over HTTPS when `http.tls_cert` is set)."),
     setting("mqtt.max_message_bytes", Number, "The largest MQTT packet a device may send; a larger one closes its connection."),
     setting("mqtt.messages_per_second", Number, "Messages one device may send a second (as many at once); twin requests over it are answered 429, telemetry waits."),
     setting("rollouts.scheduler", Bool, "Whether this process may drive rollouts and remediation (among replicas, the one holding the scheduler lease does; another takes over within 10 s when it stops answering).")

@@ -86,32 +86,49 @@ struct Served {
     child: Option<Child>,
     http: SocketAddr,
     mqtt: SocketAddr,
+    /// HTTP over TLS (the test certificate).
+    https: bool,
 }
 
 impl Served {
     fn start(name: &str, mqtt: &str, tls: bool, env: &[(&str, &str)]) -> Served {
+        Served::launch(name, "127.0.0.1:0", mqtt, tls, false, env)
+    }
+
+    /// HTTPS on 127.0.0.1:443 (where the SDK dials MQTT over WebSocket).
+    fn start_https(name: &str) -> Served {
+        Served::launch(name, "127.0.0.1:443", "127.0.0.1:0", false, true, &[])
+    }
+
+    fn launch(
+        name: &str,
+        listen: &str,
+        mqtt: &str,
+        tls: bool,
+        https: bool,
+        env: &[(&str, &str)],
+    ) -> Served {
         let dir = crate::support::scratch_dir(name);
         let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_twingraph"));
-        cmd.args([
-            "serve",
-            "--demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--mqtt-listen",
-            mqtt,
-        ])
-        .arg("--data")
-        .arg(dir.join("data"))
-        .arg("--models")
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dtdl"))
-        .env("TWINGRAPH_DEMO_CELLS", "1")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        cmd.args(["serve", "--demo", "--listen", listen, "--mqtt-listen", mqtt])
+            .arg("--data")
+            .arg(dir.join("data"))
+            .arg("--models")
+            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dtdl"))
+            .env("TWINGRAPH_DEMO_CELLS", "1")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
         if tls {
             cmd.env("TWINGRAPH_MQTT_TLS_CERT", keys.join("tls.crt"))
                 .env("TWINGRAPH_MQTT_TLS_KEY", keys.join("tls.key"));
+        }
+        if https {
+            cmd.arg("--tls-cert")
+                .arg(keys.join("tls.crt"))
+                .arg("--tls-key")
+                .arg(keys.join("tls.key"));
         }
         let mut child = cmd.spawn().expect("serve starts");
         let mut lines = BufReader::new(child.stdout.take().expect("piped"));
@@ -143,11 +160,35 @@ impl Served {
             child: Some(child),
             http: http.expect("HTTP address"),
             mqtt: mqtt.expect("the MQTT endpoint's address is printed before HTTP's"),
+            https,
         }
     }
 
     async fn gql(&self, query: &str, variables: Value) -> Value {
-        crate::server::gql(self.http, query, variables).await
+        if !self.https {
+            return crate::server::gql(self.http, query, variables).await;
+        }
+        // HTTPS, trusting the test CA only.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys/ca.crt");
+        let tls = twingraph::devices::client::tls_connector(&ca).expect("the test CA");
+        let tcp = tokio::net::TcpStream::connect(self.http)
+            .await
+            .expect("connects");
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+        let mut stream = tls.connect(name, tcp).await.expect("TLS");
+        let body = json!({"query": query, "variables": variables}).to_string();
+        let request = format!(
+            "POST /graphql HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.expect("writes");
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        let text = String::from_utf8_lossy(&response);
+        let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
     }
 
     /// Registers a symmetric-key device for `twin`; its primary key.
@@ -400,6 +441,61 @@ async fn the_azure_iot_device_sdk_syncs_its_twin_over_mqtt() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(connected, false);
+}
+
+/// The same SDK over WebSocket (`websockets=True`: MQTT over WSS to port
+/// 443, path `/$iothub/websocket`), served by the HTTP listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_azure_iot_device_sdk_connects_over_websockets() {
+    let _port = port_8883().await;
+    let s = Served::start_https("devices-ws");
+    let key = s.register("pump-0", "c0.e0").await;
+    let conn = format!("HostName=localhost;DeviceId=pump-0;SharedAccessKey={key}");
+    let python = crate::support::python_tool("iot-sdk");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/iot-sdk/device.py");
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys/ca.crt");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .arg(&conn)
+            .arg(ca)
+            .arg("https://localhost:443/graphql")
+            .args(["c0.e0", "websockets"])
+            .output()
+            .expect("device.py runs")
+    })
+    .await
+    .expect("joins");
+    assert!(
+        out.status.success(),
+        "device.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let seen: Value = serde_json::from_str(text.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {text}"));
+    let version = &seen["set_desired"]["data"]["patchDesired"]["version"];
+    assert_eq!(
+        seen["patches"],
+        json!([{"$version": version, "flowSetpoint": 17.5}]),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["command"]["data"]["equipmentResetFault"]["status"], 200,
+        "{seen}"
+    );
+    let v = s
+        .gql(r#"{ twin(id: "c0.e0") { ... on Pump { flowRate } } events(last: 30) { nodes { kind change } } }"#, json!({}))
+        .await;
+    assert_eq!(v["data"]["twin"]["flowRate"], 42.5, "{v}");
+    let protocols: Vec<&Value> = v["data"]["events"]["nodes"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == "deviceConnected")
+        .map(|e| &e["change"]["protocol"])
+        .collect();
+    assert_eq!(protocols, [&json!("mqtt-ws")], "{v}");
 }
 
 /// What a device may not do, each refused the protocol's way with nothing

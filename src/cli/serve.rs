@@ -345,6 +345,43 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "/metrics is readable without a token (aggregate counts only); set metrics_token to require one"
         );
     }
+    let tls = match (&config.http.tls_cert, &config.http.tls_key) {
+        (Some(cert), Some(key)) => Some(server::tls::config(cert, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!("TLS needs both tls_cert and tls_key"),
+    };
+    let mqtt_tls = match (&config.mqtt.tls_cert, &config.mqtt.tls_key) {
+        (Some(cert), Some(key)) => Some(server::tls::config(cert, key)?),
+        (None, None) => tls.clone(),
+        _ => anyhow::bail!("the MQTT endpoint's TLS needs both mqtt.tls_cert and mqtt.tls_key"),
+    };
+    let endpoint = (config.mqtt.listen.is_some() || config.mqtt.websocket).then(|| {
+        crate::devices::mqtt::Endpoint::new(
+            devices.clone(),
+            crate::devices::mqtt::Options {
+                max_message_bytes: usize::try_from(config.mqtt.max_message_bytes)
+                    .unwrap_or(usize::MAX),
+                messages_per_second: config.mqtt.messages_per_second.max(1) as f64,
+                ..crate::devices::mqtt::Options::default()
+            },
+            mqtt_tls.clone(),
+        )
+    });
+    let mqtt = match (config.mqtt.listen, &endpoint) {
+        (Some(at), Some(endpoint)) => {
+            let l = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("MQTT endpoint: listening on {at}"))?;
+            let local = l.local_addr()?;
+            let scheme = if mqtt_tls.is_some() { "mqtts" } else { "mqtt" };
+            if mqtt_tls.is_none() && !local.ip().is_loopback() {
+                tracing::warn!(%local, "the MQTT endpoint is plain TCP (no tls_cert): device tokens travel unencrypted");
+            }
+            println!("twingraph MQTT device endpoint on {scheme}://{local}");
+            Some(tokio::spawn(endpoint.clone().serve(l)))
+        }
+        _ => None,
+    };
     let app = server::app(AppState {
         store: dyn_store,
         schema,
@@ -365,46 +402,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }),
             cors_origins: config.http.cors_origins.clone(),
             metrics_token: config.http.metrics_token.clone().filter(|t| !t.is_empty()),
+            mqtt: endpoint.clone().filter(|_| config.mqtt.websocket),
         },
     });
-    let tls = match (&config.http.tls_cert, &config.http.tls_key) {
-        (Some(cert), Some(key)) => Some(server::tls::config(cert, key)?),
-        (None, None) => None,
-        _ => anyhow::bail!("TLS needs both tls_cert and tls_key"),
-    };
     let listener = server::bind(config.http.listen)
         .with_context(|| format!("listening on {}", config.http.listen))?;
-    let mqtt_tls = match (&config.mqtt.tls_cert, &config.mqtt.tls_key) {
-        (Some(cert), Some(key)) => Some(server::tls::config(cert, key)?),
-        (None, None) => tls.clone(),
-        _ => anyhow::bail!("the MQTT endpoint's TLS needs both mqtt.tls_cert and mqtt.tls_key"),
-    };
-    let (mqtt_stop, mqtt_stopped) = tokio::sync::watch::channel(false);
-    let mqtt = match config.mqtt.listen {
-        Some(at) => {
-            let l = tokio::net::TcpListener::bind(at)
-                .await
-                .with_context(|| format!("MQTT endpoint: listening on {at}"))?;
-            let endpoint = crate::devices::mqtt::Endpoint::new(
-                devices.clone(),
-                crate::devices::mqtt::Options {
-                    max_message_bytes: usize::try_from(config.mqtt.max_message_bytes)
-                        .unwrap_or(usize::MAX),
-                    messages_per_second: config.mqtt.messages_per_second.max(1) as f64,
-                    ..crate::devices::mqtt::Options::default()
-                },
-                mqtt_tls.clone(),
-            );
-            let local = l.local_addr()?;
-            let scheme = if mqtt_tls.is_some() { "mqtts" } else { "mqtt" };
-            if mqtt_tls.is_none() && !local.ip().is_loopback() {
-                tracing::warn!(%local, "the MQTT endpoint is plain TCP (no tls_cert): device tokens travel unencrypted");
-            }
-            println!("twingraph MQTT device endpoint on {scheme}://{local}");
-            Some(tokio::spawn(endpoint.serve(l, mqtt_stopped)))
-        }
-        None => None,
-    };
+
     let addr = listener.local_addr()?;
     // Listening for signals before saying we listen: a SIGTERM sent as soon
     // as the address is printed still shuts down gracefully.
@@ -421,9 +424,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Some(tls) => server::run_tls(listener, tls, app, shutdown).await?,
         None => server::run(listener, app, shutdown).await?,
     }
-    let _ = mqtt_stop.send(true);
-    if let Some(m) = mqtt {
-        let _ = m.await;
+    if let Some(endpoint) = &endpoint {
+        endpoint.stop();
+    }
+    if let Some(task) = mqtt {
+        let _ = task.await;
     }
     devices.stop().await;
     rollouts.stop().await;

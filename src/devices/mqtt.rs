@@ -70,6 +70,8 @@ pub struct Endpoint {
     devices: Arc<Devices>,
     options: Options,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Turns true when the server stops: every session ends.
+    stopping: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -102,13 +104,18 @@ impl Endpoint {
             devices,
             options,
             tls,
+            stopping: watch::channel(false).0,
         })
     }
 
-    /// Accepts connections on `listener` until `shutdown` turns true; every
-    /// session then ends.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
-        let mut stop = shutdown.clone();
+    /// Ends every session and stops accepting connections.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Accepts connections on `listener` until [`stop`](Endpoint::stop).
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let mut stop = self.stopping.subscribe();
         loop {
             let accepted = tokio::select! {
                 a = listener.accept() => a,
@@ -124,36 +131,31 @@ impl Endpoint {
             };
             let _ = tcp.set_nodelay(true);
             let endpoint = self.clone();
-            let shutdown = shutdown.clone();
             tokio::spawn(async move {
                 match &endpoint.tls {
                     Some(acceptor) => {
                         let handshake =
                             tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
                         match handshake {
-                            Ok(Ok(tls)) => endpoint.session(tls, "mqtt", peer, shutdown).await,
+                            Ok(Ok(tls)) => endpoint.session(tls, "mqtt", peer).await,
                             Ok(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "mqtt: TLS handshake failed")
                             }
                             Err(_) => tracing::debug!(%peer, "mqtt: TLS handshake timed out"),
                         }
                     }
-                    None => endpoint.session(tcp, "mqtt", peer, shutdown).await,
+                    None => endpoint.session(tcp, "mqtt", peer).await,
                 }
             });
         }
     }
 
     /// Serves one connection (TCP, TLS or a WebSocket's byte stream).
-    pub async fn session<S>(
-        self: Arc<Self>,
-        stream: S,
-        protocol: &'static str,
-        peer: SocketAddr,
-        shutdown: watch::Receiver<bool>,
-    ) where
+    pub async fn session<S>(self: Arc<Self>, stream: S, protocol: &'static str, peer: SocketAddr)
+    where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
+        let shutdown = self.stopping.subscribe();
         let (rd, wr) = tokio::io::split(stream);
         let mut conn = Conn::new(rd, wr, self.options.max_message_bytes);
         let connect = tokio::time::timeout(self.options.connect_timeout, conn.next()).await;

@@ -27,6 +27,7 @@ use crate::store::GraphStore;
 
 mod graphiql;
 mod graphql;
+mod mqtt_ws;
 pub mod rate;
 pub mod tls;
 mod ws;
@@ -54,6 +55,10 @@ pub struct HttpSettings {
     pub cors_origins: Vec<String>,
     /// Bearer token `/metrics` requires; `None`: open.
     pub metrics_token: Option<String>,
+    /// The MQTT device endpoint, also served over WebSocket at `/mqtt` and
+    /// `/$iothub/websocket` (where the Azure IoT device SDKs look for it);
+    /// `None`: not served.
+    pub mqtt: Option<Arc<crate::devices::mqtt::Endpoint>>,
 }
 
 impl Default for HttpSettings {
@@ -64,6 +69,7 @@ impl Default for HttpSettings {
             rate: None,
             cors_origins: Vec::new(),
             metrics_token: None,
+            mqtt: None,
         }
     }
 }
@@ -129,6 +135,11 @@ pub fn app(state: AppState) -> Router {
                     subscriptions(schema.clone(), gate.clone(), limit, headers, upgrade)
                 }
             }),
+        )
+        .route("/mqtt", get(mqtt_ws::upgrade).with_state(state.http.mqtt.clone()))
+        .route(
+            "/$iothub/websocket",
+            get(mqtt_ws::upgrade).with_state(state.http.mqtt.clone()),
         )
         .route("/healthz", get(|| async { "ok" }))
         .route(

@@ -1,10 +1,12 @@
 """A device on Microsoft's Azure IoT device SDK for Python, against twingraph's
 MQTT endpoint, for the integration tests (tests/devices.rs).
 
-    device.py CONNECTION_STRING CA_PEM GRAPHQL_URL TWIN
+    device.py CONNECTION_STRING CA_PEM GRAPHQL_URL TWIN [websockets]
 
 Connects as the SDK does (MQTT over TLS to port 8883 of the connection
-string's host, the CA given as the server's verification certificate), then
+string's host, or with `websockets` MQTT over WebSocket over TLS to port 443
+at /$iothub/websocket; the CA given as the server's verification
+certificate), then
 walks through what a Plug and Play device does, and prints one JSON object of
 what it saw:
 
@@ -56,11 +58,12 @@ def wait_for(what, predicate, within=10.0):
 def main():
     global CA_CONTEXT
     conn, ca_path, url, twin = sys.argv[1:5]
+    websockets = sys.argv[5:6] == ["websockets"]
     with open(ca_path) as f:
         ca = f.read()
     CA_CONTEXT = ssl.create_default_context(cafile=ca_path)
     client = IoTHubDeviceClient.create_from_connection_string(
-        conn, server_verification_cert=ca, keep_alive=30
+        conn, server_verification_cert=ca, keep_alive=30, websockets=websockets
     )
     patches = []
     methods = []
