@@ -24,6 +24,9 @@ pub struct Metrics {
     graphql_duration: Histogram,
     graphql_errors: Family<Labels, Counter>,
     subscriptions: Gauge<i64, AtomicI64>,
+    devices_connected: Gauge<i64, AtomicI64>,
+    device_connects: Family<Labels, Counter>,
+    device_messages: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -54,12 +57,33 @@ impl Default for Metrics {
             "Open GraphQL subscription streams",
             subscriptions.clone(),
         );
+        let devices_connected = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "devices_connected",
+            "Devices connected to this server's MQTT endpoint",
+            devices_connected.clone(),
+        );
+        let device_connects = Family::<Labels, Counter>::default();
+        registry.register(
+            "device_connects",
+            "MQTT connection attempts by outcome (accepted, refused)",
+            device_connects.clone(),
+        );
+        let device_messages = Family::<Labels, Counter>::default();
+        registry.register(
+            "device_messages",
+            "Messages from devices by kind (telemetry, reported, twin_get, method_answer) and outcome (ok, refused)",
+            device_messages.clone(),
+        );
         Metrics {
             registry,
             http_requests,
             graphql_duration,
             graphql_errors,
             subscriptions,
+            devices_connected,
+            device_connects,
+            device_messages,
         }
     }
 }
@@ -87,6 +111,32 @@ impl Metrics {
     pub fn subscription(self: &std::sync::Arc<Self>) -> SubscriptionGuard {
         self.subscriptions.inc();
         SubscriptionGuard(self.clone())
+    }
+
+    /// Counts a connected device until the guard drops.
+    pub fn device_connected(self: &std::sync::Arc<Self>) -> DeviceGuard {
+        self.devices_connected.inc();
+        self.device_connects
+            .get_or_create(&vec![("outcome", "accepted".to_owned())])
+            .inc();
+        DeviceGuard(self.clone())
+    }
+
+    /// Counts a refused device connection.
+    pub fn device_refused(&self) {
+        self.device_connects
+            .get_or_create(&vec![("outcome", "refused".to_owned())])
+            .inc();
+    }
+
+    /// Counts a message from a device.
+    pub fn device_message(&self, kind: &'static str, ok: bool) {
+        self.device_messages
+            .get_or_create(&vec![
+                ("kind", kind.to_owned()),
+                ("outcome", if ok { "ok" } else { "refused" }.to_owned()),
+            ])
+            .inc();
     }
 
     /// The exposition text; `events_committed` is the store's last
@@ -183,6 +233,16 @@ pub struct ConnectionCounts {
 /// Keeps a subscription counted while alive.
 #[derive(Debug)]
 pub struct SubscriptionGuard(std::sync::Arc<Metrics>);
+
+/// A connected device, counted until dropped.
+#[derive(Debug)]
+pub struct DeviceGuard(std::sync::Arc<Metrics>);
+
+impl Drop for DeviceGuard {
+    fn drop(&mut self) {
+        self.0.devices_connected.dec();
+    }
+}
 
 impl Drop for SubscriptionGuard {
     fn drop(&mut self) {

@@ -743,6 +743,23 @@ async fn devices_get_the_protocols_errors_and_nothing_is_written() {
         "{v}"
     );
 
+    // What /metrics counted (read with the Prometheus client's parser).
+    let (status, text) = crate::server::http(s.http, "GET", "/metrics", None).await;
+    assert_eq!(status, 200);
+    let samples = crate::support::openmetrics_samples(&text);
+    let sample = |name: &str| {
+        samples
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no {name} in {samples:?}"))
+    };
+    assert!(sample(r#"twingraph_device_connects_total{outcome="refused"}"#) >= 5.0);
+    assert!(sample(r#"twingraph_device_connects_total{outcome="accepted"}"#) >= 10.0);
+    assert!(sample(r#"twingraph_device_messages_total{kind="reported",outcome="refused"}"#) >= 4.0);
+    assert!(sample(r#"twingraph_device_messages_total{kind="twin_get",outcome="refused"}"#) >= 1.0);
+    assert_eq!(sample("twingraph_devices_connected"), 0.0);
+
     // Deleted: refused as unknown; its twin stays.
     let v = s
         .gql(r#"mutation { deleteDevice(id: "pump-0") }"#, json!({}))

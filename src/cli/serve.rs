@@ -362,6 +362,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 max_message_bytes: usize::try_from(config.mqtt.max_message_bytes)
                     .unwrap_or(usize::MAX),
                 messages_per_second: config.mqtt.messages_per_second.max(1) as f64,
+                metrics: Some(metrics.clone()),
                 ..crate::devices::mqtt::Options::default()
             },
             mqtt_tls.clone(),

@@ -53,6 +53,8 @@ pub struct Options {
     pub messages_per_second: f64,
     /// How long a connection may take to send CONNECT.
     pub connect_timeout: Duration,
+    /// Where connections and messages are counted.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Default for Options {
@@ -61,6 +63,7 @@ impl Default for Options {
             max_message_bytes: 256 * 1024,
             messages_per_second: 100.0,
             connect_timeout: Duration::from_secs(10),
+            metrics: None,
         }
     }
 }
@@ -197,6 +200,9 @@ impl Endpoint {
             Ok(d) => d,
             Err(refusal) => {
                 tracing::info!(%peer, device, reason = %refusal, "mqtt: connection refused");
+                if let Some(m) = &self.options.metrics {
+                    m.device_refused();
+                }
                 let code = match refusal {
                     Refusal::BadCredentials(_) => ConnectReturnCode::BadUserNamePassword,
                     Refusal::NotAuthorized(_) => ConnectReturnCode::NotAuthorized,
@@ -235,6 +241,7 @@ impl Endpoint {
             self.devices.hub().detach(&device, attached.session);
             return;
         }
+        let _counted = self.options.metrics.as_ref().map(|m| m.device_connected());
         self.devices.connected(&device, protocol).await;
         tracing::info!(%peer, device, twin, model = model_id.as_deref().unwrap_or(""), "mqtt: device connected");
         let keep_alive = match connect.keep_alive {
@@ -244,6 +251,7 @@ impl Endpoint {
         };
         let session_id = attached.session;
         let mut s = Session {
+            metrics: self.options.metrics.clone(),
             device: device.clone(),
             twin,
             access,
@@ -329,6 +337,7 @@ impl Bucket {
 }
 
 struct Session {
+    metrics: Option<Arc<crate::metrics::Metrics>>,
     device: String,
     twin: String,
     access: Access,
@@ -508,6 +517,14 @@ impl Session {
                 }
             };
             ack(conn);
+            if let Some(m) = &self.metrics {
+                let kind = if op.starts_with("GET") {
+                    "twin_get"
+                } else {
+                    "reported"
+                };
+                m.device_message(kind, answer.status < 300);
+            }
             if self.subscribed.twin_responses {
                 let mut topic = format!("$iothub/twin/res/{}/?$rid={}", answer.status, rid);
                 if let Some(v) = answer.version {
@@ -534,7 +551,11 @@ impl Session {
                     Value::from(String::from_utf8_lossy(&p.payload).into_owned())
                 })
             };
-            if let Some(reply) = self.pending.remove(&rid) {
+            let known = self.pending.remove(&rid);
+            if let Some(m) = &self.metrics {
+                m.device_message("method_answer", known.is_some());
+            }
+            if let Some(reply) = known {
                 let _ = reply.send(MethodAnswer { status, payload });
             }
             ack(conn);
@@ -648,12 +669,20 @@ impl Session {
             expected_version: None,
             source_time,
         };
-        if let Err(e) = self.access.store.apply(Batch { ops: vec![op] }, "").await {
-            self.log_unkept(&e.to_string());
+        match self.access.store.apply(Batch { ops: vec![op] }, "").await {
+            Ok(_) => {
+                if let Some(m) = &self.metrics {
+                    m.device_message("telemetry", true);
+                }
+            }
+            Err(e) => self.log_unkept(&e.to_string()),
         }
     }
 
     fn log_unkept(&mut self, why: &str) {
+        if let Some(m) = &self.metrics {
+            m.device_message("telemetry", false);
+        }
         if !self.unknown_telemetry_logged {
             self.unknown_telemetry_logged = true;
             tracing::info!(
