@@ -1018,3 +1018,97 @@ async fn enrollment_groups_provision_typed_twins_on_first_connect() {
         "nothing written: {after}"
     );
 }
+
+/// X.509 thumbprint authentication: a device registered with its
+/// certificate's SHA-256 thumbprint connects with Microsoft's SDK
+/// presenting that certificate (no SAS token), and reports; another
+/// certificate with the same subject, or none, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_authenticate_with_x509_certificates() {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let _port = port_8883().await;
+    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
+    let s = Served::start("devices-x509", "127.0.0.1:8883", true, &[]);
+    let der = CertificateDer::from_pem_file(keys.join("device-x509.crt")).expect("a certificate");
+    let thumbprint = twingraph::devices::x509::thumbprint(&der);
+    let v = s
+        .gql(
+            r#"mutation($t: String) { registerDevice(id: "pump-x509", twin: "c0.e1", authentication: {type: X509_THUMBPRINT, primaryThumbprint: $t}) { primaryKey device { authentication { type primaryThumbprint } } } }"#,
+            json!({"t": thumbprint.to_lowercase()}),
+        )
+        .await;
+    let r = &v["data"]["registerDevice"];
+    assert_eq!(
+        r["primaryKey"],
+        Value::Null,
+        "no key for a certificate device: {v}"
+    );
+    assert_eq!(
+        r["device"]["authentication"],
+        json!({"type": "X509_THUMBPRINT", "primaryThumbprint": thumbprint}),
+        "{v}"
+    );
+    let run = {
+        let keys = keys.clone();
+        move |cert: &str| {
+            let python = crate::support::python_tool("iot-sdk");
+            let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tools/iot-sdk/x509_device.py");
+            let out = Command::new(python)
+                .arg(script)
+                .args(["localhost", "pump-x509"])
+                .arg(keys.join(format!("{cert}.crt")))
+                .arg(keys.join(format!("{cert}.key")))
+                .arg(keys.join("ca.crt"))
+                .output()
+                .expect("x509_device.py runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            serde_json::from_str::<Value>(text.lines().last().unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{e}: {text}"))
+        }
+    };
+    let seen = tokio::task::spawn_blocking(move || (run("device-x509"), run("device-other")))
+        .await
+        .expect("joins");
+    assert_eq!(seen.0["connected"], true, "{seen:?}");
+    assert_eq!(
+        seen.0["twin"]["reported"]["manufacturer"], "X509 Co",
+        "{seen:?}"
+    );
+    assert_eq!(seen.1["connected"], false, "another certificate: {seen:?}");
+    let v = s
+        .gql(
+            r#"{ twin(id: "c0.e1") { ... on Motor { manufacturer } } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(v["data"]["twin"]["manufacturer"], "X509 Co", "{v}");
+    // No certificate: a SAS token cannot stand in for it.
+    let out = Command::new(mosquitto().join("mosquitto_pub"))
+        .args(["-h", "localhost", "-p", "8883", "-V", "mqttv311"])
+        .arg("--cafile")
+        .arg(keys.join("ca.crt"))
+        .args(["-i", "pump-x509", "-u", &username("pump-x509"), "-P", "x"])
+        .args([
+            "-q",
+            "1",
+            "-t",
+            "devices/pump-x509/messages/events/",
+            "-m",
+            "{}",
+        ])
+        .output()
+        .expect("mosquitto_pub runs");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad user name or password"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

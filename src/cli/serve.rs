@@ -350,9 +350,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         (None, None) => None,
         _ => anyhow::bail!("TLS needs both tls_cert and tls_key"),
     };
-    let mqtt_tls = match (&config.mqtt.tls_cert, &config.mqtt.tls_key) {
-        (Some(cert), Some(key)) => Some(server::tls::config(cert, key)?),
-        (None, None) => tls.clone(),
+    let mqtt_tls = match (
+        (&config.mqtt.tls_cert, &config.mqtt.tls_key),
+        (&config.http.tls_cert, &config.http.tls_key),
+    ) {
+        ((Some(cert), Some(key)), _) | ((None, None), (Some(cert), Some(key))) => {
+            Some(server::tls::device_config(cert, key)?)
+        }
+        ((None, None), _) => None,
         _ => anyhow::bail!("the MQTT endpoint's TLS needs both mqtt.tls_cert and mqtt.tls_key"),
     };
     let endpoint = (config.mqtt.listen.is_some() || config.mqtt.websocket).then(|| {

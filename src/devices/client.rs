@@ -89,6 +89,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         device: &str,
         key: &str,
     ) -> Result<Client<S>, ClientError> {
+        Client::connect_as(stream, host, device, key, None).await
+    }
+
+    /// [`connect`](Client::connect), announcing the device's Plug and Play
+    /// `model` (what provisioning by an enrollment group needs).
+    pub async fn connect_as(
+        stream: S,
+        host: &str,
+        device: &str,
+        key: &str,
+        model: Option<&str>,
+    ) -> Result<Client<S>, ClientError> {
         let (rd, wr) = tokio::io::split(stream);
         let mut c = Client {
             conn: Conn::new(rd, wr, MAX_IN),
@@ -104,10 +116,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let mut connect = Connect::new(device);
         connect.keep_alive = 60;
-        connect.login = Some(Login::new(
-            format!("{host}/{device}/?api-version=2021-04-12"),
-            token,
-        ));
+        let mut username = format!("{host}/{device}/?api-version=2021-04-12");
+        if let Some(m) = model {
+            username.push_str("&model-id=");
+            username.push_str(&m.replace(':', "%3A").replace(';', "%3B"));
+        }
+        connect.login = Some(Login::new(username, token));
         c.conn.send(&Packet::Connect(connect)).await?;
         match c.conn.next().await? {
             Some(Packet::ConnAck(a)) if a.code == ConnectReturnCode::Success => {}

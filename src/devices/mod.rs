@@ -8,6 +8,7 @@
 //!   method calls routed to their sessions
 //! - [`service`]: [`Devices`], the owner of identities (register, rotate,
 //!   disable, delete, authenticate) and of the hub
+//! - [`x509`]: client certificates (thumbprints) on the endpoint
 //! - [`mqtt`]: the MQTT device endpoint, speaking Azure IoT Hub's device
 //!   protocol (`wire`: packets over a byte stream, topic escapes)
 
@@ -19,5 +20,6 @@ pub mod registry;
 pub mod sas;
 pub mod service;
 mod wire;
+pub mod x509;
 
 pub use service::{Credentials, DeviceError, Devices, Keys};

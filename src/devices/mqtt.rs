@@ -140,7 +140,15 @@ impl Endpoint {
                         let handshake =
                             tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
                         match handshake {
-                            Ok(Ok(tls)) => endpoint.session(tls, "mqtt", peer).await,
+                            Ok(Ok(tls)) => {
+                                let cert = tls
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .and_then(|c| c.first())
+                                    .map(|c| super::x509::thumbprint(c));
+                                endpoint.session_with(tls, "mqtt", peer, cert).await;
+                            }
                             Ok(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "mqtt: TLS handshake failed")
                             }
@@ -156,6 +164,20 @@ impl Endpoint {
     /// Serves one connection (TCP, TLS or a WebSocket's byte stream).
     pub async fn session<S>(self: Arc<Self>, stream: S, protocol: &'static str, peer: SocketAddr)
     where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        self.session_with(stream, protocol, peer, None).await;
+    }
+
+    /// [`session`](Endpoint::session) of a device that presented a client
+    /// certificate with thumbprint `cert` in the TLS handshake.
+    pub async fn session_with<S>(
+        self: Arc<Self>,
+        stream: S,
+        protocol: &'static str,
+        peer: SocketAddr,
+        cert: Option<String>,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         let shutdown = self.stopping.subscribe();
@@ -190,7 +212,7 @@ impl Endpoint {
             Ok(model) => {
                 let now = self.devices.clock().now() / 1_000_000;
                 self.devices
-                    .admit(&device, password, model.as_deref(), now)
+                    .admit(&device, password, model.as_deref(), now, cert.as_deref())
                     .await
                     .map(|d| (d, model))
             }

@@ -354,14 +354,35 @@ impl Devices {
     /// does; a device not yet registered whose token verifies under an
     /// enrollment group's derived key is provisioned: a twin of the model
     /// it announces (`model`) under the group's parent, and its identity.
+    /// A device with an X.509 identity is checked by `cert`, the SHA-256
+    /// thumbprint of the client certificate it presented (its private key
+    /// proven in the TLS handshake).
     pub async fn admit(
         &self,
         id: &str,
         password: &str,
         model: Option<&str>,
         now: i64,
+        cert: Option<&str>,
     ) -> Result<Device, Refusal> {
-        if self.get(id).is_some() {
+        if let Some(d) = self.get(id) {
+            if let DeviceAuth::X509Thumbprint { primary, secondary } = &d.spec.auth {
+                let matches = cert.is_some_and(|c| {
+                    c.eq_ignore_ascii_case(primary)
+                        || secondary
+                            .as_deref()
+                            .is_some_and(|s| c.eq_ignore_ascii_case(s))
+                });
+                if !matches {
+                    return Err(Refusal::BadCredentials(format!(
+                        "device {id} authenticates with a client certificate of a registered thumbprint"
+                    )));
+                }
+                if !d.enabled {
+                    return Err(Refusal::NotAuthorized(format!("device {id} is disabled")));
+                }
+                return Ok(d);
+            }
             return self.authenticate(id, password, now);
         }
         let token = sas::parse(password).map_err(|e| Refusal::BadCredentials(e.to_string()))?;

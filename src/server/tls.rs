@@ -24,6 +24,25 @@ const READY_QUEUE: usize = 1024;
 
 /// The server side of TLS from a PEM certificate chain and private key.
 pub fn config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let mut config = build(cert, key, None)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The device endpoint's TLS: [`config`] that also asks devices for a
+/// client certificate (X.509 thumbprint authentication; devices with SAS
+/// tokens send none), and offers no ALPN.
+pub fn device_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(crate::devices::x509::AnyClientCert::new(provider));
+    Ok(Arc::new(build(cert, key, Some(verifier))?))
+}
+
+fn build(
+    cert: &Path,
+    key: &Path,
+    clients: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> anyhow::Result<rustls::ServerConfig> {
     use anyhow::Context;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("reading the certificate {}", cert.display()))?
@@ -37,14 +56,16 @@ pub fn config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfi
     let key = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("reading the private key {}", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_no_client_auth()
+        .context("TLS protocol versions")?;
+    let builder = match clients {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    builder
         .with_single_cert(certs, key)
-        .context("the certificate and key do not go together")?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+        .context("the certificate and key do not go together")
 }
 
 /// A listener whose connections are TLS sessions.
