@@ -93,6 +93,7 @@ async fn connect_all(
 fn main() {
     let n = env_usize("TWINGRAPH_BENCH_DEVICES", 10_000);
     let secs = env_usize("TWINGRAPH_BENCH_SECS", 10) as u64;
+    let rate = env_usize("TWINGRAPH_BENCH_RATE", 20_000) as f64;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -121,6 +122,16 @@ fn main() {
         .spawn()
         .expect("serve starts");
     let pid = server.id();
+    // Stops the server however this ends (a panic included).
+    struct Stop(u32);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.to_string()])
+                .status();
+        }
+    }
+    let _stop = Stop(pid);
     let mut lines = std::io::BufReader::new(server.stdout.take().expect("piped"));
     let (mut http, mut mqtt) = (None, None);
     let mut line = String::new();
@@ -148,7 +159,7 @@ fn main() {
             sink.clear();
         }
     });
-    rt.block_on(run(http, mqtt, pid, n, secs));
+    rt.block_on(run(http, mqtt, pid, n, secs, rate));
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
@@ -156,7 +167,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-async fn run(http: SocketAddr, mqtt: SocketAddr, pid: u32, n: usize, secs: u64) {
+async fn run(http: SocketAddr, mqtt: SocketAddr, pid: u32, n: usize, secs: u64, rate: f64) {
     // The twins, and a device for each (through an enrollment group).
     let mut twins: Vec<(String, String)> = Vec::new();
     let mut after = Value::Null;
@@ -189,7 +200,7 @@ async fn run(http: SocketAddr, mqtt: SocketAddr, pid: u32, n: usize, secs: u64) 
     .await;
     let group = v["data"]["createDeviceEnrollmentGroup"]["groupKey"]
         .as_str()
-        .expect("group key")
+        .unwrap_or_else(|| panic!("no group key: {v}"))
         .to_owned();
     let devices: Vec<(String, String, String)> = twins
         .iter()
@@ -200,7 +211,10 @@ async fn run(http: SocketAddr, mqtt: SocketAddr, pid: u32, n: usize, secs: u64) 
         .collect();
     println!("devices: {n} (demo plant, embedded store, plain MQTT over loopback)");
 
-    // 1. Provisioning.
+    // 1. Provisioning; the server's memory before and with every device
+    // connected (identities and their connection records included: an
+    // upper bound of a connection's cost).
+    let before = rss_kib(pid);
     let started = Instant::now();
     let clients = connect_all(mqtt, &devices, 64).await;
     println!(
@@ -208,129 +222,38 @@ async fn run(http: SocketAddr, mqtt: SocketAddr, pid: u32, n: usize, secs: u64) 
         started.elapsed().as_secs_f64(),
         n as f64 / started.elapsed().as_secs_f64()
     );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let with = rss_kib(pid);
+    println!(
+        "memory: server RSS {} MiB with no device, {} MiB with {n} connected: {:.1} KiB per device",
+        before / 1024,
+        with / 1024,
+        with.saturating_sub(before) as f64 / n as f64
+    );
     drop(clients);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // 2. All connected at once.
-    let before = rss_kib(pid);
     let started = Instant::now();
     let clients = connect_all(mqtt, &devices, 512).await;
-    let took = started.elapsed();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = rss_kib(pid);
     println!(
-        "connected at once: {n} in {:.2} s; server RSS {} MiB -> {} MiB: {:.1} KiB per connected device",
-        took.as_secs_f64(),
-        before / 1024,
-        after / 1024,
-        after.saturating_sub(before) as f64 / n as f64
+        "connected at once: {n} in {:.2} s",
+        started.elapsed().as_secs_f64()
     );
 
-    // 3. Ingest with desired probes.
-    let done = Arc::new(AtomicU64::new(0));
-    let refused = Arc::new(AtomicU64::new(0));
-    let probes: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for (i, mut c) in clients.into_iter().enumerate() {
-        let twin = twins[i].0.clone();
-        let (done, refused, probes, latencies, stopping) = (
-            done.clone(),
-            refused.clone(),
-            probes.clone(),
-            latencies.clone(),
-            stopping.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut k = 0u64;
-            let mut waiting = c
-                .report(&json!({"displayLabel": format!("{twin} #{k}")}))
-                .await
-                .expect("reports");
-            while let Ok(Some(m)) = c.next().await {
-                match m {
-                    Incoming::Twin { rid, status, .. } if rid == waiting => {
-                        if status == 204 {
-                            done.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            refused.fetch_add(1, Ordering::Relaxed);
-                        }
-                        if stopping.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        k += 1;
-                        waiting = c
-                            .report(&json!({"displayLabel": format!("{twin} #{k}")}))
-                            .await
-                            .expect("reports");
-                    }
-                    Incoming::Desired { .. } => {
-                        let start = probes.lock().expect("probes").remove(&twin);
-                        if let Some(start) = start {
-                            latencies.lock().expect("latencies").push(start.elapsed());
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            c
-        }));
-    }
-    let prober = {
-        let (probes, twins, stop) = (probes.clone(), twins.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut conn = Conn::open(http).await;
-            let mut i = 0usize;
-            loop {
-                let twin = &twins[(i * 7919) % twins.len()].0;
-                i += 1;
-                probes
-                    .lock()
-                    .expect("probes")
-                    .insert(twin.clone(), Instant::now());
-                conn.call(&post(
-                    http,
-                    "mutation($id: ID!, $p: JSON!) { patchDesired(id: $id, patch: $p) { version } }",
-                    json!({"id": twin, "p": {"displayLabel": format!("probe {i}")}}),
-                ))
-                .await;
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
-                    () = stop.notified() => return,
-                }
-            }
-        })
-    };
-    let mut rates = Vec::new();
-    let mut last = done.load(Ordering::Relaxed);
-    for _ in 0..secs {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = done.load(Ordering::Relaxed);
-        rates.push((now - last) as f64);
-        last = now;
-    }
-    stop.notify_one();
-    let _ = prober.await;
-    stopping.store(true, Ordering::Relaxed);
-    let mut clients = Vec::new();
-    for t in tasks {
-        if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_secs(30), t).await {
-            clients.push(c);
-        }
-    }
-    let mut lat = latencies.lock().expect("latencies").clone();
-    lat.sort();
+    // 3. Ingest: as fast as the devices get answers, then paced at
+    // `rate` with desired changes timed meanwhile.
+    let (clients, rates, refused, _) = ingest(clients, &twins, http, secs, None).await;
     println!(
-        "MQTT reported patches (QoS 1, answered when durable): {:.0}/s median of {secs} one-second rates (min {:.0}, max {:.0}); refused {}",
+        "MQTT reported patches (QoS 1, answered when durable), unpaced: {:.0}/s median of {secs} one-second rates (min {:.0}, max {:.0}); refused {refused}",
         median(rates.clone()),
         rates.iter().copied().fold(f64::INFINITY, f64::min),
         rates.iter().copied().fold(0.0, f64::max),
-        refused.load(Ordering::Relaxed)
     );
+    let (clients, rates, refused, lat) = ingest(clients, &twins, http, secs, Some(rate)).await;
     println!(
-        "desired change -> device, during that load: p50 {:.1} ms, p99 {:.1} ms ({} changes)",
+        "MQTT reported patches paced at {rate:.0}/s: {:.0}/s median; refused {refused}; desired change -> device meanwhile: p50 {:.1} ms, p99 {:.1} ms ({} changes)",
+        median(rates),
         percentile(&lat, 0.5).as_secs_f64() * 1000.0,
         percentile(&lat, 0.99).as_secs_f64() * 1000.0,
         lat.len()
@@ -414,4 +337,148 @@ async fn run(http: SocketAddr, mqtt: SocketAddr, pid: u32, n: usize, secs: u64) 
         started.elapsed().as_secs_f64()
     );
     drop(back);
+}
+
+/// Every device patches its reported state, one request in flight each
+/// (`rate`: at most that many a second in all, each device on its own
+/// slot), for `secs`, while a desired change every 20 ms is timed from
+/// the mutation to the device's notification. The clients back, the
+/// per-second rates, refusals, and the sorted latencies.
+async fn ingest(
+    clients: Vec<Device>,
+    twins: &[(String, String)],
+    http: SocketAddr,
+    secs: u64,
+    rate: Option<f64>,
+) -> (Vec<Device>, Vec<f64>, u64, Vec<Duration>) {
+    let n = clients.len();
+    let done = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let probes: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let interval = rate.map(|r| Duration::from_secs_f64(n as f64 / r));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, mut c) in clients.into_iter().enumerate() {
+        let twin = twins[i].0.clone();
+        let (done, refused, probes, latencies, stopping) = (
+            done.clone(),
+            refused.clone(),
+            probes.clone(),
+            latencies.clone(),
+            stopping.clone(),
+        );
+        // Each device's slots, spread over the interval.
+        let mut due = interval.map(|iv| start + iv.mul_f64(i as f64 / n as f64));
+        tasks.push(tokio::spawn(async move {
+            if let Some(d) = due {
+                tokio::time::sleep_until(d.into()).await;
+            }
+            let mut k = 0u64;
+            let mut waiting = c
+                .report(&json!({"displayLabel": format!("{twin} #{k}")}))
+                .await
+                .expect("reports");
+            while let Ok(Some(m)) = c.next().await {
+                match m {
+                    Incoming::Twin { rid, status, .. } if rid == waiting => {
+                        if status == 204 {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if stopping.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        if let (Some(d), Some(iv)) = (due.as_mut(), interval) {
+                            *d += iv;
+                            // A device that cannot keep its slot reads
+                            // no further than now (no burst to catch up).
+                            let now = Instant::now();
+                            if *d < now {
+                                *d = now;
+                            }
+                            // Notifications keep arriving while it waits.
+                            loop {
+                                tokio::select! {
+                                    () = tokio::time::sleep_until((*d).into()) => break,
+                                    m = c.next() => match m {
+                                        Ok(Some(Incoming::Desired { .. })) => {
+                                            if let Some(s) = probes.lock().expect("probes").remove(&twin) {
+                                                latencies.lock().expect("latencies").push(s.elapsed());
+                                            }
+                                        }
+                                        Ok(Some(_)) => {}
+                                        _ => return c,
+                                    },
+                                }
+                            }
+                        }
+                        k += 1;
+                        waiting = c
+                            .report(&json!({"displayLabel": format!("{twin} #{k}")}))
+                            .await
+                            .expect("reports");
+                    }
+                    Incoming::Desired { .. } => {
+                        let start = probes.lock().expect("probes").remove(&twin);
+                        if let Some(start) = start {
+                            latencies.lock().expect("latencies").push(start.elapsed());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            c
+        }));
+    }
+    let prober = {
+        let (probes, twins, stop) = (probes.clone(), twins.to_vec(), stop.clone());
+        tokio::spawn(async move {
+            let mut conn = Conn::open(http).await;
+            let mut i = 0usize;
+            loop {
+                let twin = &twins[(i * 7919) % twins.len()].0;
+                i += 1;
+                probes
+                    .lock()
+                    .expect("probes")
+                    .insert(twin.clone(), Instant::now());
+                conn.call(&post(
+                    http,
+                    "mutation($id: ID!, $p: JSON!) { patchDesired(id: $id, patch: $p) { version } }",
+                    json!({"id": twin, "p": {"displayLabel": format!("probe {i}")}}),
+                ))
+                .await;
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    () = stop.notified() => return,
+                }
+            }
+        })
+    };
+    let mut rates = Vec::new();
+    let mut last = done.load(Ordering::Relaxed);
+    for _ in 0..secs {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = done.load(Ordering::Relaxed);
+        rates.push((now - last) as f64);
+        last = now;
+    }
+    stop.notify_one();
+    let _ = prober.await;
+    stopping.store(true, Ordering::Relaxed);
+    let mut clients = Vec::new();
+    for t in tasks {
+        if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_secs(30), t).await {
+            clients.push(c);
+        }
+    }
+    // Notifications still on their way count as seen, late.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut lat = latencies.lock().expect("latencies").clone();
+    lat.sort();
+    (clients, rates, refused.load(Ordering::Relaxed), lat)
 }

@@ -1112,3 +1112,61 @@ async fn devices_authenticate_with_x509_certificates() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `twingraph device` manages identities of a running server through its
+/// GraphQL API, printing JSON; a refusal exits 2 with the error's code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_cli_manages_identities_of_a_running_server() {
+    let s = Served::start("devices-cli", "127.0.0.1:0", false, &[]);
+    let url = format!("ws://{}/graphql/ws", s.http);
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_twingraph"))
+            .arg("device")
+            .args(["--url", &url])
+            .args(args)
+            .output()
+            .expect("twingraph device runs");
+        let json = serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null);
+        (
+            out.status.code(),
+            json,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, v, err) = cli(&["register", "pump-cli", "--twin", "c0.e2"]);
+    assert_eq!(code, Some(0), "{err}");
+    let conn = v["registerDevice"]["connectionString"]
+        .as_str()
+        .expect("a connection string");
+    assert!(
+        conn.starts_with("HostName=localhost;DeviceId=pump-cli;SharedAccessKey="),
+        "{v}"
+    );
+    let (_, v, _) = cli(&["list"]);
+    assert_eq!(v["deviceIdentities"]["totalCount"], 1, "{v}");
+    let (code, v, err) = cli(&["disable", "pump-cli", "--reason", "maintenance"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(v["disableDevice"]["statusReason"], "maintenance", "{v}");
+    let (_, v, _) = cli(&["rotate", "pump-cli", "--secondary"]);
+    assert_eq!(v["rotateDeviceKey"]["slot"], "SECONDARY", "{v}");
+    let (code, v, err) = cli(&[
+        "enroll",
+        "cell0-devices",
+        "--parent",
+        "cell0",
+        "--model",
+        "dtmi:twingraph:isa95:Pump;1",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        v["createDeviceEnrollmentGroup"]["groupKey"].is_string(),
+        "{v}"
+    );
+    let (code, _, _) = cli(&["delete", "pump-cli"]);
+    assert_eq!(code, Some(0));
+    let (code, _, err) = cli(&["delete", "pump-cli"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("DEVICE_NOT_FOUND"), "{err}");
+    let (_, v, _) = cli(&["show", "pump-cli"]);
+    assert_eq!(v["deviceIdentity"], Value::Null, "{v}");
+}

@@ -4,6 +4,8 @@
 //! incomplete, 2 usage or I/O error (clap also exits 2 on bad arguments).
 
 mod check;
+pub mod device;
+mod remote;
 pub mod schema;
 pub mod serve;
 pub mod simulate;
@@ -54,6 +56,10 @@ pub enum Command {
     /// Play devices against a running server: answer every desired change
     /// (acknowledge, reject, diverge or stay silent, after a delay).
     Simulate(simulate::SimulateArgs),
+    /// Manage the device identities and enrollment groups of a running
+    /// server (through its GraphQL API; an admin token when it
+    /// authenticates). Prints JSON; exit status 2 when the server refuses.
+    Device(device::DeviceArgs),
     /// Print every error code clients can see (Markdown; `--json` for a
     /// machine): GraphQL `extensions.code` and `reason`, HTTP status,
     /// meaning. `docs/errors.md` holds the output; a test fails when it is
@@ -82,6 +88,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Serve(args) => serve::run(&args),
         Command::Schema(args) => schema::run(&args, out),
         Command::Simulate(args) => simulate::run(&args),
+        Command::Device(args) => device::run(&args, out),
         Command::Errors { json } => errors(json, out),
         Command::Settings => {
             out.write_all(crate::config::Config::surface().as_bytes())?;

@@ -651,8 +651,8 @@ fn enrollment_groups(b: &mut Builder) {
         )
         .argument(InputValue::new(
             "models",
-            TypeRef::named_list_nn(TypeRef::STRING),
-        )),
+            TypeRef::named_nn_list(TypeRef::STRING),
+        ).description("Models devices may announce (with their subtypes); absent or empty: any loaded model.")),
     );
     b.mutation(
         Field::new("deleteDeviceEnrollmentGroup", s(TypeRef::STRING), |ctx| {
