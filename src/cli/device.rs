@@ -35,7 +35,8 @@ pub enum Action {
         #[arg(long, requires = "thumbprint")]
         secondary_thumbprint: Option<String>,
     },
-    /// List device identities.
+    /// List device identities (the first 1,000, by id; `totalCount` says
+    /// how many there are).
     List {
         /// Only connected (true) or disconnected (false) ones.
         #[arg(long)]
@@ -113,7 +114,7 @@ fn request(action: &Action) -> (String, Value) {
             }))}),
         ),
         Action::List { connected } => (
-            format!("query($c: Boolean) {{ deviceIdentities(connected: $c, first: 10000) {{ totalCount nodes {{ {DEVICE} }} }} }}"),
+            format!("query($c: Boolean) {{ deviceIdentities(connected: $c, first: 1000) {{ totalCount nodes {{ {DEVICE} }} }} }}"),
             json!({"c": connected}),
         ),
         Action::Show { id } => (
