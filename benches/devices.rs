@@ -16,7 +16,10 @@
 //!    twin; the time until all have.
 //!
 //! `TWINGRAPH_BENCH_DEVICES` (default 10000), `TWINGRAPH_BENCH_SECS`
-//! (default 10). Needs as many open files as devices and some more, on
+//! (default 10), `TWINGRAPH_BENCH_RATE` (default 20000);
+//! `TWINGRAPH_BENCH_LOG` the server's log filter (default `warn`), and
+//! `TWINGRAPH_BENCH_SHOW_SLOW` prints each desired change over 50 ms with
+//! its arrival time, to set beside that log. Needs as many open files as devices and some more, on
 //! both sides: run `ulimit -n $(ulimit -Hn)` first (`benches/devices.sh`).
 //! Figures are medians of per-second rates.
 
@@ -115,7 +118,10 @@ fn main() {
         .arg("--models")
         .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dtdl"))
         .env("TWINGRAPH_DEMO_CELLS", cells.to_string())
-        .env("TWINGRAPH_LOG", "warn")
+        .env(
+            "TWINGRAPH_LOG",
+            std::env::var("TWINGRAPH_BENCH_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        )
         .env("TWINGRAPH_MQTT_MESSAGES_PER_SECOND", "10000")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -358,6 +364,7 @@ async fn ingest(
     let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let stop = Arc::new(tokio::sync::Notify::new());
     let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slow = std::env::var("TWINGRAPH_BENCH_SHOW_SLOW").is_ok();
     let interval = rate.map(|r| Duration::from_secs_f64(n as f64 / r));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -407,7 +414,7 @@ async fn ingest(
                                     m = c.next() => match m {
                                         Ok(Some(Incoming::Desired { .. })) => {
                                             if let Some(s) = probes.lock().expect("probes").remove(&twin) {
-                                                latencies.lock().expect("latencies").push(s.elapsed());
+                                                seen(&latencies, s.elapsed(), slow);
                                             }
                                         }
                                         Ok(Some(_)) => {}
@@ -425,7 +432,7 @@ async fn ingest(
                     Incoming::Desired { .. } => {
                         let start = probes.lock().expect("probes").remove(&twin);
                         if let Some(start) = start {
-                            latencies.lock().expect("latencies").push(start.elapsed());
+                            seen(&latencies, start.elapsed(), slow);
                         }
                     }
                     _ => {}
@@ -481,4 +488,21 @@ async fn ingest(
     let mut lat = latencies.lock().expect("latencies").clone();
     lat.sort();
     (clients, rates, refused.load(Ordering::Relaxed), lat)
+}
+
+/// Records a probe's latency; with `show`, prints a slow one (over 50 ms)
+/// with the wall-clock time it arrived, to set beside the server's log.
+fn seen(latencies: &Mutex<Vec<Duration>>, took: Duration, show: bool) {
+    if show && took > Duration::from_millis(50) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        eprintln!(
+            "slow desired change: {:.1} ms, arrived at {}.{:03} (Unix)",
+            took.as_secs_f64() * 1000.0,
+            now.as_secs(),
+            now.subsec_millis()
+        );
+    }
+    latencies.lock().expect("latencies").push(took);
 }

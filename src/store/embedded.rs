@@ -317,6 +317,7 @@ impl Journal for RedbJournal {
         let since = *pending.since.get_or_insert_with(std::time::Instant::now);
         let due = pending.twins.len() + pending.rels.len() >= CHECKPOINT_PENDING
             || since.elapsed() >= CHECKPOINT_EVERY;
+        let started = std::time::Instant::now();
         let written = if due {
             write_checkpoint(&txn, &pending)
         } else {
@@ -325,6 +326,12 @@ impl Journal for RedbJournal {
         match written.and_then(|()| txn.commit().map_err(storage)) {
             Ok(()) => {
                 if due {
+                    tracing::debug!(
+                        twins = pending.twins.len(),
+                        relationships = pending.rels.len(),
+                        ms = started.elapsed().as_secs_f64() * 1000.0,
+                        "embedded store: checkpoint written with a commit"
+                    );
                     *pending = Pending::default();
                 }
                 Ok(())
