@@ -159,9 +159,15 @@ fn main() {
         }
     }
     let (http, mqtt) = (http.expect("HTTP"), mqtt.expect("MQTT"));
+    // The server logs to its standard output: shown with
+    // TWINGRAPH_BENCH_LOG, else dropped.
+    let show = std::env::var("TWINGRAPH_BENCH_LOG").is_ok();
     std::thread::spawn(move || {
         let mut sink = String::new();
         while lines.read_line(&mut sink).is_ok_and(|n| n > 0) {
+            if show {
+                eprint!("server: {sink}");
+            }
             sink.clear();
         }
     });

@@ -652,7 +652,10 @@ impl Devices {
             .keys(&device)
             .map_err(|e| Refusal::NotAuthorized(e.to_string()))?
             .ok_or_else(|| {
-                Refusal::BadCredentials(format!("device {id} authenticates with a certificate"))
+                Refusal::BadCredentials(match &device.spec.enrollment {
+                    Some(g) => format!("the enrollment group {g} of device {id} was deleted"),
+                    None => format!("device {id} authenticates with a certificate"),
+                })
             })?;
         // Any host: the signature covers it, and clients name the server
         // as they reach it.
