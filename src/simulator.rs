@@ -237,35 +237,14 @@ fn diverged(v: &Value) -> Value {
     }
 }
 
-/// The desired values an event writes, with the twin version devices
-/// acknowledge.
+/// The desired values an event writes (a value, not only removals), with
+/// the twin version devices acknowledge.
 fn desired_of(change: &Change) -> Option<(&str, u64, &[Entry])> {
-    match change {
-        Change::DesiredPatched {
-            twin,
-            version,
-            entries,
-            ..
-        }
-        | Change::ConfigurationAssigned {
-            twin,
-            version,
-            entries,
-            ..
-        }
-        | Change::ConfigurationRestored {
-            twin,
-            version,
-            entries,
-            ..
-        } if entries
+    change.desired().filter(|(_, _, entries)| {
+        entries
             .iter()
-            .any(|e| e.side == Side::Desired && e.value.is_some()) =>
-        {
-            Some((twin, *version, entries))
-        }
-        _ => None,
-    }
+            .any(|e| e.side == Side::Desired && e.value.is_some())
+    })
 }
 
 /// Devices answering over a store, in process, until dropped.

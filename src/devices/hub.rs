@@ -205,41 +205,20 @@ impl Hub {
     /// Hands a committed event to the session of its twin's device: desired
     /// changes as notifications, a deleted twin as the end of the session.
     pub fn route(&self, e: &Event) {
-        let (twin, version, entries) = match &e.change {
-            Change::DesiredPatched {
-                twin,
-                version,
-                entries,
-                ..
+        if let Change::TwinDeleted { twin, .. } = &e.change {
+            let device = self.sessions().by_twin.get(twin).cloned();
+            if let Some(d) = device {
+                self.kick(&d, "its twin was deleted");
             }
-            | Change::ConfigurationAssigned {
-                twin,
-                version,
-                entries,
-                ..
-            }
-            | Change::ConfigurationRestored {
-                twin,
-                version,
-                entries,
-                ..
-            } => (twin, *version, entries),
-            Change::TwinDeleted { twin, .. } => {
-                let device = self.sessions().by_twin.get(twin).cloned();
-                if let Some(d) = device {
-                    self.kick(&d, "its twin was deleted");
-                }
-                return;
-            }
-            _ => return,
-        };
-        if !entries.iter().any(|en| en.side == Side::Desired) {
             return;
         }
+        let Some((twin, version, entries)) = e.change.desired() else {
+            return;
+        };
         let target = {
             let s = self.sessions();
             s.by_twin
-                .get(twin.as_str())
+                .get(twin)
                 .and_then(|d| s.by_device.get(d))
                 .map(|e| (e.tx.clone(), e.shared.clone()))
         };

@@ -158,6 +158,34 @@ impl Change {
         }
     }
 
+    /// A change of a twin's desired state (a desired patch, a configuration
+    /// assigned or restored) that touches at least one desired value: the
+    /// twin, its version after the change (what a device acknowledges) and
+    /// the entries.
+    pub fn desired(&self) -> Option<(&str, u64, &[Entry])> {
+        match self {
+            Change::DesiredPatched {
+                twin,
+                version,
+                entries,
+                ..
+            }
+            | Change::ConfigurationAssigned {
+                twin,
+                version,
+                entries,
+                ..
+            }
+            | Change::ConfigurationRestored {
+                twin,
+                version,
+                entries,
+                ..
+            } if entries.iter().any(|e| e.side == Side::Desired) => Some((twin, *version, entries)),
+            _ => None,
+        }
+    }
+
     /// The twins this change concerns (for per-twin history): the twin, or a
     /// relationship's source and target.
     pub fn twins(&self) -> Vec<&str> {
