@@ -314,6 +314,33 @@ async fn port_8883() -> tokio::sync::MutexGuard<'static, ()> {
     LOCK.lock().await
 }
 
+/// `tools/iot-sdk/device.py` as device `pump-0` (key `key`) of twin
+/// `c0.e0`, GraphQL at `url`: what it saw.
+async fn device_py(key: &str, url: &str, extra: &[&str]) -> Value {
+    let conn = format!("HostName=localhost;DeviceId=pump-0;SharedAccessKey={key}");
+    let python = crate::support::python_tool("iot-sdk");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/iot-sdk/device.py");
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys/ca.crt");
+    let mut cmd = Command::new(python);
+    cmd.arg(script)
+        .arg(&conn)
+        .arg(ca)
+        .arg(url)
+        .arg("c0.e0")
+        .args(extra);
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("device.py runs"))
+        .await
+        .expect("joins");
+    assert!(
+        out.status.success(),
+        "device.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
 /// Microsoft's device SDK, unchanged, over MQTT and TLS (port 8883):
 /// telemetry lands in the twin's typed fields (undeclared fields do not),
 /// reported patches and Plug and Play acknowledgements land in its state,
@@ -327,31 +354,8 @@ async fn the_azure_iot_device_sdk_syncs_its_twin_over_mqtt() {
     let s = Served::start("devices-sdk", "127.0.0.1:8883", true, &[]);
     let key = s.register("pump-0", "c0.e0").await;
     let before = s.twin("c0.e0").await;
-    let conn = format!("HostName=localhost;DeviceId=pump-0;SharedAccessKey={key}");
-    let python = crate::support::python_tool("iot-sdk");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/iot-sdk/device.py");
-    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys/ca.crt");
     let url = format!("http://{}/graphql", s.http);
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .arg(&conn)
-            .arg(ca)
-            .arg(url)
-            .arg("c0.e0")
-            .output()
-            .expect("device.py runs")
-    })
-    .await
-    .expect("joins");
-    assert!(
-        out.status.success(),
-        "device.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let seen: Value = serde_json::from_str(text.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {text}"));
+    let seen = device_py(&key, &url, &[]).await;
 
     // The desired patch, at the version the mutation made.
     let version = &seen["set_desired"]["data"]["patchDesired"]["version"];
@@ -450,30 +454,7 @@ async fn the_azure_iot_device_sdk_connects_over_websockets() {
     let _port = port_8883().await;
     let s = Served::start_https("devices-ws");
     let key = s.register("pump-0", "c0.e0").await;
-    let conn = format!("HostName=localhost;DeviceId=pump-0;SharedAccessKey={key}");
-    let python = crate::support::python_tool("iot-sdk");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/iot-sdk/device.py");
-    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys/ca.crt");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .arg(&conn)
-            .arg(ca)
-            .arg("https://localhost:443/graphql")
-            .args(["c0.e0", "websockets"])
-            .output()
-            .expect("device.py runs")
-    })
-    .await
-    .expect("joins");
-    assert!(
-        out.status.success(),
-        "device.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let seen: Value = serde_json::from_str(text.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {text}"));
+    let seen = device_py(&key, "https://localhost:443/graphql", &["websockets"]).await;
     let version = &seen["set_desired"]["data"]["patchDesired"]["version"];
     assert_eq!(
         seen["patches"],
