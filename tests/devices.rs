@@ -434,12 +434,18 @@ async fn the_azure_iot_device_sdk_syncs_its_twin_over_mqtt() {
     for _ in 0..50 {
         let v = s
             .gql(
-                r#"{ deviceIdentity(id: "pump-0") { connected lastActivity } }"#,
+                r#"{ deviceIdentity(id: "pump-0") { connected lastActivity }
+                     twin(id: "c0.e0") { deviceIdentity { id connected lastActivity } } }"#,
                 json!({}),
             )
             .await;
         connected = v["data"]["deviceIdentity"]["connected"].clone();
         if connected == false {
+            // The twin shows the same, through its own field.
+            let mut seen = v["data"]["deviceIdentity"].clone();
+            seen["id"] = json!("pump-0");
+            assert_eq!(v["data"]["twin"]["deviceIdentity"], seen, "{v}");
+            assert!(seen["lastActivity"].is_string(), "{v}");
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -804,11 +810,18 @@ async fn staged_rollouts_reach_simulated_devices_over_mqtt() {
         loop {
             let v = s
                 .gql(
-                    "{ deviceIdentities(connected: true) { totalCount } }",
+                    r#"{ deviceIdentities(connected: true) { totalCount }
+                         twin(id: "c0.e0") { deviceIdentity { id connected session { protocol } } } }"#,
                     json!({}),
                 )
                 .await;
             if v["data"]["deviceIdentities"]["totalCount"] == pumps {
+                // The twin shows its device's connection too.
+                assert_eq!(
+                    v["data"]["twin"]["deviceIdentity"],
+                    json!({"id": "sim-c0.e0", "connected": true, "session": {"protocol": "mqtt"}}),
+                    "{v}"
+                );
                 return;
             }
             assert!(

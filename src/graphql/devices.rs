@@ -102,6 +102,34 @@ async fn visible(
     Ok(d)
 }
 
+/// The `deviceIdentity` field of every twin type: the twin's device, its
+/// connection state and last activity (null if it has none, or the server
+/// serves no devices). Reading the parent twin already passed the caller's
+/// view, so the device is visible too.
+pub(super) const TWIN_DEVICE_FIELD: &str = "deviceIdentity";
+const TWIN_DEVICE_DOC: &str =
+    "The device identity of this twin (connection state, last activity); null if it has none.";
+
+pub(super) fn twin_device_field() -> Field {
+    Field::new(TWIN_DEVICE_FIELD, TypeRef::named("DeviceIdentity"), |ctx| {
+        let answer = (|| {
+            let twin = super::context::parent_twin(&ctx)?;
+            let Some(devices) = ctx.data_opt::<Arc<Devices>>() else {
+                return Ok(None);
+            };
+            let device = devices.registry().of_twin(&twin.id).cloned();
+            Ok(device.map(|d| FieldValue::owned_any(device_json(&d, devices))))
+        })();
+        super::context::ready(answer)
+    })
+    .description(TWIN_DEVICE_DOC)
+}
+
+pub(super) fn twin_device_interface_field() -> async_graphql::dynamic::InterfaceField {
+    async_graphql::dynamic::InterfaceField::new(TWIN_DEVICE_FIELD, TypeRef::named("DeviceIdentity"))
+        .description(TWIN_DEVICE_DOC)
+}
+
 fn connection_string(host: &str, id: &str, key: &str) -> String {
     format!("HostName={host};DeviceId={id};SharedAccessKey={key}")
 }
