@@ -231,6 +231,9 @@ pub struct DeviceSettings {
     /// The host name devices reach the endpoint at.
     pub hostname: String,
     pub method_timeout_seconds: u64,
+    /// PEM files of the certificate authorities whose device certificates
+    /// identify `X509_CA` devices.
+    pub ca_certificates: Vec<PathBuf>,
 }
 
 impl Default for DeviceSettings {
@@ -244,6 +247,7 @@ impl Default for DeviceSettings {
             secret: None,
             hostname: service.hostname,
             method_timeout_seconds: service.method_timeout.as_secs(),
+            ca_certificates: Vec::new(),
         }
     }
 }
@@ -449,6 +453,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("devices.secret", OptText, "What device keys derive from (at least 32 bytes of text; prefer the environment); the same on every server over one store. Unset: generated once into `device-secret` in the embedded store's data folder; with Neo4j, symmetric-key devices need it set."),
     setting("devices.hostname", Text, "The host name devices reach the MQTT endpoint at, as the connection strings of registrations show it."),
     setting("devices.method_timeout_seconds", Number, "How long a command waits for the device's answer (a direct method) unless the mutation says (`timeoutSeconds`)."),
+    setting("devices.ca_certificates", List, "PEM files of certificate authorities (roots or intermediates) the device endpoint trusts: a device registered with `X509_CA` connects with a certificate one of them (or an enrollment group's) issued, whose common name is its id."),
     setting("mqtt.listen", OptText, "Address of the MQTT device endpoint (MQTT 3.1.1 with Azure IoT Hub's device topics); over TLS with `mqtt.tls_cert` (or `http.tls_cert`), else plain TCP. Unset: no endpoint.")
         .flag("--mqtt-listen"),
     setting("mqtt.tls_cert", OptText, "PEM certificate chain of the MQTT endpoint, with `mqtt.tls_key` (devices often reach it by another name than the API); unset: `http.tls_cert`'s."),

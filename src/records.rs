@@ -224,6 +224,11 @@ pub enum DeviceAuth {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         secondary: Option<String>,
     },
+    /// A client certificate whose subject's common name is its id, issued
+    /// by a certificate authority the server trusts (its enrollment
+    /// group's, for a device an enrollment group provisioned).
+    #[serde(rename_all = "camelCase")]
+    X509Ca {},
 }
 
 /// What creating an enrollment group records (its key derives from the
@@ -241,6 +246,10 @@ pub struct EnrollmentSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<String>,
     pub generation: u32,
+    /// The certificate authority (PEM: a root or an intermediate) whose
+    /// device certificates the group takes, instead of a group key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<String>,
 }
 
 /// Which of a device's two symmetric keys.

@@ -1107,6 +1107,150 @@ async fn devices_authenticate_with_x509_certificates() {
     );
 }
 
+/// `tools/iot-sdk/x509_device.py` as `device` with the certificate chain
+/// and key `tests/keys/{cert}.*`, announcing `model` when given.
+fn x509_device(device: &str, cert: &str, model: Option<&str>) -> Value {
+    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
+    let python = crate::support::python_tool("iot-sdk");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/iot-sdk/x509_device.py");
+    let out = Command::new(python)
+        .arg(script)
+        .args(["localhost", device])
+        .arg(keys.join(format!("{cert}.crt")))
+        .arg(keys.join(format!("{cert}.key")))
+        .arg(keys.join("ca.crt"))
+        .args(model)
+        .output()
+        .expect("x509_device.py runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    serde_json::from_str::<Value>(text.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// CA-signed device certificates, on the SDK: a device registered with
+/// `X509_CA` connects with a certificate (common name its id) an authority
+/// of `devices.ca_certificates` issued, through an intermediate it sends
+/// along; a certificate of the same name from an untrusted root does not;
+/// an enrollment group with a certificate authority provisions a device it
+/// issued a certificate to (a typed twin of the model it announces), and
+/// nothing is written for one it did not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_authenticate_with_ca_signed_certificates() {
+    let _port = port_8883().await;
+    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
+    let root = keys.join("device-ca.crt");
+    let s = Served::start(
+        "devices-x509-ca",
+        "127.0.0.1:8883",
+        true,
+        &[(
+            "TWINGRAPH_DEVICES_CA_CERTIFICATES",
+            root.to_str().expect("utf-8"),
+        )],
+    );
+    let v = s
+        .gql(
+            r#"mutation { registerDevice(id: "ca-pump-1", twin: "c0.e0", authentication: {type: X509_CA}) { primaryKey device { authentication { type } } } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["registerDevice"],
+        json!({"primaryKey": null, "device": {"authentication": {"type": "X509_CA"}}}),
+        "{v}"
+    );
+    const PUMP: &str = "dtmi:twingraph:isa95:Pump;1";
+    let (trusted, rogue, unknown) = tokio::task::spawn_blocking(|| {
+        (
+            x509_device("ca-pump-1", "ca-pump-1", None),
+            x509_device("ca-pump-1", "ca-rogue", None),
+            x509_device("ca-pump-2", "ca-pump-2", Some(PUMP)),
+        )
+    })
+    .await
+    .expect("joins");
+    assert_eq!(trusted["connected"], true, "{trusted}");
+    assert_eq!(
+        trusted["twin"]["reported"]["manufacturer"], "X509 Co",
+        "{trusted}"
+    );
+    assert_eq!(rogue["connected"], false, "an untrusted root: {rogue}");
+    assert_eq!(unknown["connected"], false, "no group yet: {unknown}");
+    let v = s
+        .gql(
+            r#"{ twin(id: "ca-pump-2") { id } deviceIdentity(id: "ca-pump-2") { id } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        v["data"],
+        json!({"twin": null, "deviceIdentity": null}),
+        "nothing written for a refused device: {v}"
+    );
+
+    // An enrollment group that takes what the intermediate issued.
+    let bad = s
+        .gql(
+            r#"mutation($ca: String) { createDeviceEnrollmentGroup(name: "bad", parent: "cell0", caCertificate: $ca) { groupKey } }"#,
+            json!({"ca": std::fs::read_to_string(keys.join("ca-pump-1.crt")).expect("reads")}),
+        )
+        .await;
+    assert_eq!(
+        bad["errors"][0]["extensions"]["code"], "INVALID_DEVICE",
+        "{bad}"
+    );
+    assert_eq!(
+        bad["errors"][0]["extensions"]["path"], "caCertificate",
+        "{bad}"
+    );
+    let ica = std::fs::read_to_string(keys.join("device-ica.crt")).expect("reads");
+    let v = s
+        .gql(
+            r#"mutation($ca: String) { createDeviceEnrollmentGroup(name: "cell0-ca", parent: "cell0", models: ["dtmi:twingraph:isa95:Equipment;1"], caCertificate: $ca) { groupKey group { name attestation caCertificate } } }"#,
+            json!({"ca": ica}),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["createDeviceEnrollmentGroup"],
+        json!({"groupKey": null, "group": {"name": "cell0-ca", "attestation": "X509_CA", "caCertificate": ica}}),
+        "{v}"
+    );
+    let (provisioned, rogue) = tokio::task::spawn_blocking(|| {
+        (
+            x509_device("ca-pump-2", "ca-pump-2", Some(PUMP)),
+            x509_device("ca-rogue-new", "ca-rogue", Some(PUMP)),
+        )
+    })
+    .await
+    .expect("joins");
+    assert_eq!(provisioned["connected"], true, "{provisioned}");
+    assert_eq!(rogue["connected"], false, "{rogue}");
+    let v = s
+        .gql(
+            r#"{ twin(id: "ca-pump-2") { model ... on Pump { manufacturer } deviceIdentity { enrollment authentication { type } } }
+                 ancestors(id: "ca-pump-2") { id }
+                 rogue: twin(id: "ca-rogue-new") { id } }"#,
+            json!({}),
+        )
+        .await;
+    let t = &v["data"]["twin"];
+    assert_eq!(t["model"], PUMP, "{v}");
+    assert_eq!(t["manufacturer"], "X509 Co", "{v}");
+    assert_eq!(
+        t["deviceIdentity"],
+        json!({"enrollment": "cell0-ca", "authentication": {"type": "X509_CA"}}),
+        "{v}"
+    );
+    assert_eq!(v["data"]["ancestors"][0]["id"], "cell0", "{v}");
+    assert_eq!(v["data"]["rogue"], Value::Null, "{v}");
+}
+
 /// `twingraph device` manages identities of a running server through its
 /// GraphQL API, printing JSON; a refusal exits 2 with the error's code.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1154,6 +1298,31 @@ async fn the_device_cli_manages_identities_of_a_running_server() {
     assert_eq!(code, Some(0), "{err}");
     assert!(
         v["createDeviceEnrollmentGroup"]["groupKey"].is_string(),
+        "{v}"
+    );
+    let ica = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys/device-ica.crt");
+    let (code, v, err) = cli(&[
+        "enroll",
+        "cell0-certified",
+        "--parent",
+        "cell0",
+        "--ca-certificate",
+        ica.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        v["createDeviceEnrollmentGroup"]["groupKey"],
+        Value::Null,
+        "{v}"
+    );
+    assert_eq!(
+        v["createDeviceEnrollmentGroup"]["group"]["attestation"], "X509_CA",
+        "{v}"
+    );
+    let (code, v, err) = cli(&["register", "ca-cli", "--twin", "c0.e3", "--ca"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        v["registerDevice"]["device"]["authentication"]["type"], "X509_CA",
         "{v}"
     );
     let (code, _, _) = cli(&["delete", "pump-cli"]);

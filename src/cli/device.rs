@@ -34,6 +34,11 @@ pub enum Action {
         thumbprint: Option<String>,
         #[arg(long, requires = "thumbprint")]
         secondary_thumbprint: Option<String>,
+        /// It connects with a certificate a trusted authority issued, its
+        /// common name the device id (`devices.ca_certificates` or an
+        /// enrollment group's authority).
+        #[arg(long, conflicts_with = "thumbprint")]
+        ca: bool,
     },
     /// List device identities (the first 1,000, by id; `totalCount` says
     /// how many there are).
@@ -71,6 +76,10 @@ pub enum Action {
         /// A model devices may announce (repeat; none: any loaded model).
         #[arg(long = "model")]
         models: Vec<String>,
+        /// A certificate authority (PEM file): the group takes devices whose
+        /// certificate it issued (common name the device id), and has no key.
+        #[arg(long)]
+        ca_certificate: Option<std::path::PathBuf>,
     },
 }
 
@@ -80,7 +89,7 @@ pub fn run(args: &DeviceArgs, out: &mut dyn std::io::Write) -> anyhow::Result<u8
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (query, variables) = request(&args.action);
+    let (query, variables) = request(&args.action)?;
     let answer = rt.block_on(async {
         let mut gql = Gql::connect(&args.url, args.token.as_deref()).await?;
         gql.call(&query, variables).await
@@ -100,18 +109,23 @@ pub fn run(args: &DeviceArgs, out: &mut dyn std::io::Write) -> anyhow::Result<u8
 }
 
 /// The GraphQL request of an action.
-fn request(action: &Action) -> (String, Value) {
-    match action {
+fn request(action: &Action) -> anyhow::Result<(String, Value)> {
+    Ok(match action {
         Action::Register {
             id,
             twin,
             thumbprint,
             secondary_thumbprint,
+            ca,
         } => (
             format!("mutation($id: ID!, $twin: ID!, $auth: DeviceIdentityAuthenticationInput) {{ registerDevice(id: $id, twin: $twin, authentication: $auth) {{ primaryKey secondaryKey connectionString device {{ {DEVICE} }} }} }}"),
-            json!({"id": id, "twin": twin, "auth": thumbprint.as_ref().map(|t| json!({
-                "type": "X509_THUMBPRINT", "primaryThumbprint": t, "secondaryThumbprint": secondary_thumbprint,
-            }))}),
+            json!({"id": id, "twin": twin, "auth": match (thumbprint, ca) {
+                (Some(t), _) => json!({
+                    "type": "X509_THUMBPRINT", "primaryThumbprint": t, "secondaryThumbprint": secondary_thumbprint,
+                }),
+                (None, true) => json!({"type": "X509_CA"}),
+                (None, false) => Value::Null,
+            }}),
         ),
         Action::List { connected } => (
             format!("query($c: Boolean) {{ deviceIdentities(connected: $c, first: 1000) {{ totalCount nodes {{ {DEVICE} }} }} }}"),
@@ -142,9 +156,18 @@ fn request(action: &Action) -> (String, Value) {
             parent,
             relationship,
             models,
-        } => (
-            "mutation($n: String!, $p: ID!, $r: String, $m: [String!]) { createDeviceEnrollmentGroup(name: $n, parent: $p, relationship: $r, models: $m) { groupKey group { name parent relationship models } } }".to_owned(),
-            json!({"n": name, "p": parent, "r": relationship, "m": models}),
-        ),
-    }
+            ca_certificate,
+        } => {
+            let ca = match ca_certificate {
+                Some(f) => Some(std::fs::read_to_string(f).map_err(|e| {
+                    anyhow::anyhow!("--ca-certificate: cannot read {}: {e}", f.display())
+                })?),
+                None => None,
+            };
+            (
+                "mutation($n: String!, $p: ID!, $r: String, $m: [String!], $ca: String) { createDeviceEnrollmentGroup(name: $n, parent: $p, relationship: $r, models: $m, caCertificate: $ca) { groupKey group { name parent relationship models attestation } } }".to_owned(),
+                json!({"n": name, "p": parent, "r": relationship, "m": models, "ca": ca}),
+            )
+        }
+    })
 }

@@ -305,6 +305,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             method_timeout: std::time::Duration::from_secs(
                 config.devices.method_timeout_seconds.max(1),
             ),
+            authorities: device_authorities(&config.devices.ca_certificates)?,
             ..crate::devices::service::Options::default()
         },
     )
@@ -445,6 +446,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
 /// The device secret: the setting, else (embedded store) the one kept in
 /// the data folder, made on first use; else none.
+/// The certificate authorities of `devices.ca_certificates`.
+fn device_authorities(files: &[PathBuf]) -> anyhow::Result<Vec<crate::devices::x509::Authority>> {
+    let mut out = Vec::new();
+    for f in files {
+        let pem = std::fs::read_to_string(f).map_err(|e| {
+            anyhow::anyhow!("devices.ca_certificates: cannot read {}: {e}", f.display())
+        })?;
+        let cas = crate::devices::x509::Authority::from_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("devices.ca_certificates: {}: {e}", f.display()))?;
+        for ca in &cas {
+            tracing::info!(
+                subject = ca.subject,
+                thumbprint = ca.thumbprint,
+                "trusting a device certificate authority"
+            );
+        }
+        out.extend(cas);
+    }
+    Ok(out)
+}
+
 fn device_secret(
     config: &Config,
     embedded: bool,

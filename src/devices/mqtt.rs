@@ -145,8 +145,7 @@ impl Endpoint {
                                     .get_ref()
                                     .1
                                     .peer_certificates()
-                                    .and_then(|c| c.first())
-                                    .map(|c| super::x509::thumbprint(c));
+                                    .and_then(super::x509::ClientChain::new);
                                 endpoint.session_with(tls, "mqtt", peer, cert).await;
                             }
                             Ok(Err(e)) => {
@@ -170,13 +169,13 @@ impl Endpoint {
     }
 
     /// [`session`](Endpoint::session) of a device that presented a client
-    /// certificate with thumbprint `cert` in the TLS handshake.
+    /// certificate chain `cert` in the TLS handshake.
     pub async fn session_with<S>(
         self: Arc<Self>,
         stream: S,
         protocol: &'static str,
         peer: SocketAddr,
-        cert: Option<String>,
+        cert: Option<super::x509::ClientChain>,
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
@@ -212,7 +211,7 @@ impl Endpoint {
             Ok(model) => {
                 let now = self.devices.clock().now() / 1_000_000;
                 self.devices
-                    .admit(&device, password, model.as_deref(), now, cert.as_deref())
+                    .admit(&device, password, model.as_deref(), now, cert.as_ref())
                     .await
                     .map(|d| (d, model))
             }

@@ -11,6 +11,7 @@ use super::hub::{self, CallError, Hub, MethodAnswer};
 use super::keys::Secret;
 use super::registry::{self, Device, Registry};
 use super::sas;
+use super::x509::{Authority, ClientChain};
 use crate::codes::Code;
 use crate::records::{DeviceAuth, DeviceSpec, EnrollmentSpec, KeySlot, Record};
 use crate::store::fold::{Folded, Read};
@@ -73,6 +74,9 @@ pub enum Credentials {
         primary: String,
         secondary: Option<String>,
     },
+    /// A client certificate issued by a certificate authority the server
+    /// trusts, whose common name is the device id.
+    X509Ca,
 }
 
 /// A device's two keys, as shown once.
@@ -106,6 +110,10 @@ pub struct Options {
     /// The host name devices reach the endpoint at (in the connection
     /// strings registrations show).
     pub hostname: String,
+    /// Certificate authorities whose device certificates (common name the
+    /// device id) identify devices registered with `X509_CA`, besides the
+    /// enrollment groups' (`devices.ca_certificates`).
+    pub authorities: Vec<Authority>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -116,6 +124,7 @@ impl Default for Options {
             server: uuid::Uuid::new_v4().to_string(),
             hostname: "localhost".to_owned(),
             method_timeout: Duration::from_secs(30),
+            authorities: Vec::new(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -265,10 +274,18 @@ impl Devices {
         parent: &str,
         relationship: &str,
         models: Vec<String>,
+        ca_certificate: Option<String>,
         actor: &str,
-    ) -> Result<(registry::Enrollment, String), DeviceError> {
+    ) -> Result<(registry::Enrollment, Option<String>), DeviceError> {
         registry::check_id(name).map_err(|m| DeviceError::invalid("name", m))?;
-        self.secret()?;
+        match &ca_certificate {
+            Some(pem) => {
+                Authority::from_pem(pem).map_err(|m| DeviceError::invalid("caCertificate", m))?;
+            }
+            None => {
+                self.secret()?;
+            }
+        }
         let Some(p) = self.store().twin(parent).await? else {
             return Err(StoreError::Twin(TwinError::NotFound(parent.to_owned())).into());
         };
@@ -299,6 +316,7 @@ impl Devices {
             relationship: relationship.to_owned(),
             models,
             generation: 1,
+            ca_certificate,
         };
         self.folded
             .write(
@@ -320,7 +338,10 @@ impl Devices {
             .group(name)
             .cloned()
             .ok_or_else(|| DeviceError::NotFound(name.to_owned()))?;
-        let key = self.group_key(&group.spec)?;
+        let key = match group.spec.ca_certificate {
+            Some(_) => None,
+            None => Some(self.group_key(&group.spec)?),
+        };
         Ok((group, key))
     }
 
@@ -351,56 +372,86 @@ impl Devices {
     }
 
     /// Checks a connecting device as [`authenticate`](Devices::authenticate)
-    /// does; a device not yet registered whose token verifies under an
-    /// enrollment group's derived key is provisioned: a twin of the model
-    /// it announces (`model`) under the group's parent, and its identity.
-    /// A device with an X.509 identity is checked by `cert`, the SHA-256
-    /// thumbprint of the client certificate it presented (its private key
-    /// proven in the TLS handshake).
+    /// does; a device not yet registered is provisioned when an enrollment
+    /// group vouches for it (its token verifies under the key the group
+    /// derives for its id, or its certificate, common name its id, chains
+    /// to the group's authority): a twin of the model it announces
+    /// (`model`) under the group's parent, and its identity. `cert` is the
+    /// certificate chain it presented in the TLS handshake (its private key
+    /// proven there): what X.509 devices are checked by.
     pub async fn admit(
         &self,
         id: &str,
         password: &str,
         model: Option<&str>,
         now: i64,
-        cert: Option<&str>,
+        cert: Option<&ClientChain>,
     ) -> Result<Device, Refusal> {
         if let Some(d) = self.get(id) {
-            if let DeviceAuth::X509Thumbprint { primary, secondary } = &d.spec.auth {
-                let matches = cert.is_some_and(|c| {
-                    c.eq_ignore_ascii_case(primary)
-                        || secondary
-                            .as_deref()
-                            .is_some_and(|s| c.eq_ignore_ascii_case(s))
-                });
-                if !matches {
-                    return Err(Refusal::BadCredentials(format!(
-                        "device {id} authenticates with a client certificate of a registered thumbprint"
-                    )));
+            match &d.spec.auth {
+                DeviceAuth::X509Thumbprint { primary, secondary } => {
+                    let matches = cert.is_some_and(|c| {
+                        c.thumbprint.eq_ignore_ascii_case(primary)
+                            || secondary
+                                .as_deref()
+                                .is_some_and(|s| c.thumbprint.eq_ignore_ascii_case(s))
+                    });
+                    if !matches {
+                        return Err(Refusal::BadCredentials(format!(
+                            "device {id} authenticates with a client certificate of a registered thumbprint"
+                        )));
+                    }
                 }
-                if !d.enabled {
-                    return Err(Refusal::NotAuthorized(format!("device {id} is disabled")));
+                DeviceAuth::X509Ca {} => {
+                    let authorities = self.authorities_of(d.spec.enrollment.as_deref());
+                    self.check_chain(id, cert, &authorities, now)?;
                 }
-                return Ok(d);
+                DeviceAuth::SymmetricKey { .. } | DeviceAuth::EnrollmentGroupKey {} => {
+                    return self.authenticate(id, password, now);
+                }
             }
-            return self.authenticate(id, password, now);
+            if !d.enabled {
+                return Err(Refusal::NotAuthorized(format!("device {id} is disabled")));
+            }
+            return Ok(d);
         }
-        let token = sas::parse(password).map_err(|e| Refusal::BadCredentials(e.to_string()))?;
-        let host = token
-            .resource
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        let resource = sas::device_resource(&host, id);
         let groups: Vec<EnrollmentSpec> =
             self.registry().groups().map(|g| g.spec.clone()).collect();
-        let group = groups.into_iter().find(|g| {
-            self.device_key_in(g, id)
-                .is_ok_and(|key| token.verify(&resource, &key, now).is_ok())
-        });
-        let Some(group) = group else {
-            return Err(Refusal::BadCredentials(format!("no device {id}")));
+        let (group, auth) = match cert {
+            Some(chain) if chain.common_name().as_deref() == Some(id) => {
+                let group = groups.into_iter().find(|g| {
+                    g.ca_certificate.as_deref().is_some_and(|pem| {
+                        Authority::from_pem(pem).is_ok_and(|cas| chain.issued_by(&cas, now).is_ok())
+                    })
+                });
+                let Some(group) = group else {
+                    return Err(Refusal::BadCredentials(format!(
+                        "no device {id}, and no enrollment group's authority issued its certificate"
+                    )));
+                };
+                (group, DeviceAuth::X509Ca {})
+            }
+            _ => {
+                let token =
+                    sas::parse(password).map_err(|e| Refusal::BadCredentials(e.to_string()))?;
+                let host = token
+                    .resource
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let resource = sas::device_resource(&host, id);
+                let group = groups.into_iter().find(|g| {
+                    g.ca_certificate.is_none()
+                        && self
+                            .device_key_in(g, id)
+                            .is_ok_and(|key| token.verify(&resource, &key, now).is_ok())
+                });
+                let Some(group) = group else {
+                    return Err(Refusal::BadCredentials(format!("no device {id}")));
+                };
+                (group, DeviceAuth::EnrollmentGroupKey {})
+            }
         };
         registry::check_id(id).map_err(|m| Refusal::BadCredentials(format!("device id: {m}")))?;
         let refuse = |why: String| {
@@ -453,10 +504,11 @@ impl Devices {
             }
             Err(e) => return Err(refuse(format!("the store is unavailable: {e}"))),
         }
+        let spec_is_x509 = matches!(auth, DeviceAuth::X509Ca {});
         let spec = DeviceSpec {
             id: id.to_owned(),
             twin: id.to_owned(),
-            auth: DeviceAuth::EnrollmentGroupKey {},
+            auth,
             enrollment: Some(group.name.clone()),
         };
         let registered = self
@@ -489,7 +541,61 @@ impl Devices {
             model,
             "provisioned a device and its twin"
         );
-        self.authenticate(id, password, now)
+        match cert {
+            Some(_) if spec_is_x509 => self
+                .get(id)
+                .ok_or_else(|| Refusal::BadCredentials(format!("no device {id}"))),
+            _ => self.authenticate(id, password, now),
+        }
+    }
+
+    /// The authorities a device registered with `X509_CA` may chain to:
+    /// its enrollment group's, or (registered by hand) the server's and
+    /// every enrollment group's.
+    fn authorities_of(&self, enrollment: Option<&str>) -> Vec<Authority> {
+        let registry = self.registry();
+        let group_cas = |g: &registry::Enrollment| {
+            g.spec
+                .ca_certificate
+                .as_deref()
+                .and_then(|pem| Authority::from_pem(pem).ok())
+                .unwrap_or_default()
+        };
+        match enrollment {
+            Some(name) => registry.group(name).map(group_cas).unwrap_or_default(),
+            None => self
+                .options
+                .authorities
+                .iter()
+                .cloned()
+                .chain(registry.groups().flat_map(group_cas))
+                .collect(),
+        }
+    }
+
+    /// Checks that `cert` names device `id` and chains to one of `authorities`.
+    fn check_chain(
+        &self,
+        id: &str,
+        cert: Option<&ClientChain>,
+        authorities: &[Authority],
+        now: i64,
+    ) -> Result<(), Refusal> {
+        let Some(chain) = cert else {
+            return Err(Refusal::BadCredentials(format!(
+                "device {id} authenticates with a client certificate issued by a trusted authority"
+            )));
+        };
+        let name = chain.common_name().unwrap_or_default();
+        if name != id {
+            return Err(Refusal::BadCredentials(format!(
+                "the certificate's common name is {name:?}, not the device id {id:?}"
+            )));
+        }
+        chain
+            .issued_by(authorities, now)
+            .map(drop)
+            .map_err(|m| Refusal::BadCredentials(format!("device {id}: {m}")))
     }
 
     /// Registers device `id` for `twin` (which the caller has checked it may
@@ -516,6 +622,7 @@ impl Devices {
                     .map(|s| thumbprint("secondaryThumbprint", &s))
                     .transpose()?,
             },
+            Credentials::X509Ca => DeviceAuth::X509Ca {},
         };
         if self.store().twin(twin).await?.is_none() {
             return Err(StoreError::Twin(TwinError::NotFound(twin.to_owned())).into());

@@ -47,6 +47,7 @@ fn device_json(d: &Device, devices: &Devices) -> Value {
         DeviceAuth::X509Thumbprint { primary, secondary } => {
             ("X509_THUMBPRINT", Some(primary.clone()), secondary.clone())
         }
+        DeviceAuth::X509Ca {} => ("X509_CA", None, None),
     };
     let here = devices.hub().is_connected(&d.spec.id);
     let last_activity = d
@@ -281,7 +282,8 @@ pub(super) fn register(b: &mut Builder) {
         Enum::new("DeviceIdentityAuthenticationType")
             .item("SYMMETRIC_KEY")
             .item("ENROLLMENT_GROUP_KEY")
-            .item("X509_THUMBPRINT"),
+            .item("X509_THUMBPRINT")
+            .item("X509_CA"),
     );
     b.register(
         Enum::new("DeviceIdentityKeySlot")
@@ -554,6 +556,8 @@ fn group_json(g: &crate::devices::registry::Enrollment) -> Value {
         "parent": g.spec.parent,
         "relationship": g.spec.relationship,
         "models": g.spec.models,
+        "attestation": if g.spec.ca_certificate.is_some() { "X509_CA" } else { "SYMMETRIC_KEY" },
+        "caCertificate": g.spec.ca_certificate,
         "createdAt": format_time(g.created_at),
         "createdBy": g.created_by,
     })
@@ -565,7 +569,7 @@ fn enrollment_groups(b: &mut Builder) {
     let s = |n: &str| TypeRef::named_nn(n.to_owned());
     let group = record(
         "DeviceEnrollmentGroup",
-        "An enrollment group: a device that connects with a SAS token signed with the key derived from the group key for its id (HMAC-SHA256 of the id under the group key, as the Device Provisioning Service derives it) and announces its model (`model-id` in its MQTT user name) gets a twin of that model under `parent`, and its identity, on first connect.",
+        "An enrollment group: a device that connects with a SAS token signed with the key derived from the group key for its id (HMAC-SHA256 of the id under the group key, as the Device Provisioning Service derives it), or with a client certificate whose common name is its id issued by the group's certificate authority, and announces its model (`model-id` in its MQTT user name) gets a twin of that model under `parent`, and its identity, on first connect.",
         &[
             ("name", s(TypeRef::STRING), ""),
             (
@@ -583,17 +587,32 @@ fn enrollment_groups(b: &mut Builder) {
                 TypeRef::named_nn_list_nn(TypeRef::STRING),
                 "Models devices may announce (with their subtypes); empty: any model the server has.",
             ),
+            (
+                "attestation",
+                s("DeviceEnrollmentAttestation"),
+                "How its devices prove who they are: a key the group key derives, or a certificate its authority issued.",
+            ),
+            (
+                "caCertificate",
+                TypeRef::named(TypeRef::STRING),
+                "The certificate authority (PEM) of an X509_CA group.",
+            ),
             ("createdAt", s("DateTime"), ""),
             ("createdBy", s(TypeRef::STRING), ""),
         ],
+    );
+    b.register(
+        Enum::new("DeviceEnrollmentAttestation")
+            .item("SYMMETRIC_KEY")
+            .item("X509_CA"),
     );
     let creation = record(
         "DeviceEnrollmentGroupCreation",
         "A new enrollment group and its key, shown this once.",
         &[(
             "groupKey",
-            s(TypeRef::STRING),
-            "Base64. A device's key is base64(HMAC-SHA256(base64-decoded group key, device id)).",
+            TypeRef::named(TypeRef::STRING),
+            "Base64 (null for an X509_CA group). A device's key is base64(HMAC-SHA256(base64-decoded group key, device id)).",
         )],
     )
     .field(nested("group", s("DeviceEnrollmentGroup"), "group", ""));
@@ -649,6 +668,7 @@ fn enrollment_groups(b: &mut Builder) {
                             .collect::<Result<_, _>>()?,
                         _ => Vec::new(),
                     };
+                    let ca = str_arg(&ctx, "caCertificate")?;
                     require(&ctx, Action::Devices)?;
                     let seen = store_of(&ctx)?
                         .twin(&parent)
@@ -660,7 +680,7 @@ fn enrollment_groups(b: &mut Builder) {
                         )));
                     }
                     let (group, key) = devices_of(&ctx)?
-                        .create_group(&name, &parent, &relationship, models, &actor_of(&ctx))
+                        .create_group(&name, &parent, &relationship, models, ca, &actor_of(&ctx))
                         .await
                         .map_err(|e| device_error(&e))?;
                     Ok(Some(FieldValue::owned_any(json!({
@@ -670,7 +690,7 @@ fn enrollment_groups(b: &mut Builder) {
                 })
             },
         )
-        .description("Creates an enrollment group (admin); its key is in the answer, once.")
+        .description("Creates an enrollment group (admin); its key is in the answer, once (none with `caCertificate`).")
         .argument(InputValue::new("name", s(TypeRef::STRING)))
         .argument(InputValue::new("parent", s(TypeRef::ID)))
         .argument(
@@ -680,7 +700,11 @@ fn enrollment_groups(b: &mut Builder) {
         .argument(InputValue::new(
             "models",
             TypeRef::named_nn_list(TypeRef::STRING),
-        ).description("Models devices may announce (with their subtypes); absent or empty: any loaded model.")),
+        ).description("Models devices may announce (with their subtypes); absent or empty: any loaded model."))
+        .argument(
+            InputValue::new("caCertificate", TypeRef::named(TypeRef::STRING))
+                .description("A certificate authority (PEM; a root or an intermediate): the group takes devices whose certificate it issued, common name the device id, instead of keys derived from a group key."),
+        ),
     );
     b.mutation(
         Field::new("deleteDeviceEnrollmentGroup", s(TypeRef::STRING), |ctx| {
@@ -722,6 +746,7 @@ fn credentials(ctx: &async_graphql::dynamic::ResolverContext<'_>) -> Result<Cred
     let field = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
     match field("type").as_deref() {
         Some("SYMMETRIC_KEY") => Ok(Credentials::SymmetricKey),
+        Some("X509_CA") => Ok(Credentials::X509Ca),
         Some("X509_THUMBPRINT") => Ok(Credentials::X509Thumbprint {
             primary: field("primaryThumbprint").ok_or_else(|| {
                 error_with(

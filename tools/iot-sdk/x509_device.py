@@ -2,10 +2,12 @@
 Azure IoT device SDK for Python, against twingraph's MQTT endpoint
 (tests/devices.rs):
 
-    x509_device.py HOST DEVICE_ID CERT_PEM KEY_PEM CA_PEM
+    x509_device.py HOST DEVICE_ID CERT_PEM KEY_PEM CA_PEM [MODEL_ID]
 
 Connects (MQTT over TLS, port 8883, the certificate presented in the
-handshake), reports a property and reads its twin. Prints one JSON object:
+handshake; CERT_PEM may hold the chain up to its authority), announcing
+MODEL_ID (Plug and Play, through `product_info`) when given, reports a
+property and reads its twin. Prints one JSON object:
 whether it connected (and why not), and the twin it read.
 """
 
@@ -19,12 +21,16 @@ def main():
     host, device_id, cert, key, ca_path = sys.argv[1:6]
     with open(ca_path) as f:
         ca = f.read()
+    options = {}
+    if len(sys.argv) > 6:
+        options["product_info"] = sys.argv[6]
     client = IoTHubDeviceClient.create_from_x509_certificate(
         x509=X509(cert_file=cert, key_file=key),
         hostname=host,
         device_id=device_id,
         server_verification_cert=ca,
         connection_retry=False,
+        **options,
     )
     try:
         client.connect()
