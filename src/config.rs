@@ -122,6 +122,9 @@ impl Default for StoreSettings {
 pub struct ModelSettings {
     pub folder: PathBuf,
     pub containment: String,
+    /// Device model repositories (DMR-layout folders) models devices
+    /// announce are loaded from.
+    pub repositories: Vec<PathBuf>,
 }
 
 impl Default for ModelSettings {
@@ -129,6 +132,7 @@ impl Default for ModelSettings {
         ModelSettings {
             folder: PathBuf::from(crate::dtdl::load::DEFAULT_FOLDER),
             containment: crate::twin::GraphConfig::default().containment,
+            repositories: Vec::new(),
         }
     }
 }
@@ -397,6 +401,7 @@ pub const SETTINGS: &[Setting] = &[
         .flag("--models"),
     setting("models.containment", Text, "The relationship name that means containment (scopes, hierarchy, `under`).")
         .was("containment", "TWINGRAPH_CONTAINMENT"),
+    setting("models.repositories", List, "Device model repositories: folders in the DMR layout (`dtmi/com/example/thermostat-1.json`, as Azure/iot-plugandplay-models or a mirror of it). A device an enrollment group provisions that announces a model the server lacks gets it from there, with what it references, as an upload would add it."),
     setting("auth.jwt_secret", OptText, "HS256 secret of bearer tokens; setting a key turns authentication on.")
         .was("jwt_secret", "TWINGRAPH_JWT_SECRET")
         .flag("--jwt-secret"),

@@ -895,6 +895,119 @@ async fn staged_rollouts_reach_simulated_devices_over_mqtt() {
     let _ = devices.wait();
 }
 
+/// `tools/iot-sdk/provision.py`: device `device` of the enrollment group
+/// with key `key` connects announcing `model` (`-`: none); what it saw.
+fn provision_py(device: &str, model: &str, key: &str) -> Value {
+    let python = crate::support::python_tool("iot-sdk");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/iot-sdk/provision.py");
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys/ca.crt");
+    let out = Command::new(python)
+        .arg(script)
+        .args(["localhost", key, device, model])
+        .arg(ca)
+        .output()
+        .expect("provision.py runs");
+    assert!(
+        out.status.success(),
+        "provision.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    serde_json::from_str::<Value>(text.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// A device announcing a model the server lacks gets it from the device
+/// model repository (`models.repositories`, DMR layout): a vendor's pump
+/// model that extends the plant's Pump, with a Component whose model is in
+/// the repository too, is loaded, and the device provisioned as a twin of
+/// it, typed in the schema at once. A model the repository lacks, or one
+/// that references what it lacks, is refused and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announced_models_come_from_the_model_repositories() {
+    let _port = port_8883().await;
+    let repo = crate::support::scratch_dir("devices-dmr-repo");
+    let folder = repo.join("dtmi/acme/pumps");
+    std::fs::create_dir_all(&folder).expect("creates");
+    let write = |name: &str, doc: Value| {
+        std::fs::write(folder.join(name), doc.to_string()).expect("writes");
+    };
+    write(
+        "centrifugalpump-1.json",
+        json!({"@context": "dtmi:dtdl:context;3", "@id": "dtmi:acme:pumps:CentrifugalPump;1", "@type": "Interface",
+               "extends": "dtmi:twingraph:isa95:Pump;1",
+               "contents": [{"@type": "Telemetry", "name": "vibration", "schema": "double"},
+                            {"@type": "Component", "name": "seal", "schema": "dtmi:acme:pumps:Seal;1"}]}),
+    );
+    write(
+        "seal-1.json",
+        json!({"@context": "dtmi:dtdl:context;3", "@id": "dtmi:acme:pumps:Seal;1", "@type": "Interface",
+               "contents": [{"@type": "Property", "name": "wear", "schema": "double"}]}),
+    );
+    write(
+        "brokenpump-1.json",
+        json!({"@context": "dtmi:dtdl:context;3", "@id": "dtmi:acme:pumps:BrokenPump;1", "@type": "Interface",
+               "extends": "dtmi:twingraph:isa95:Pump;1",
+               "contents": [{"@type": "Component", "name": "seal", "schema": "dtmi:acme:pumps:Missing;1"}]}),
+    );
+    let s = Served::start(
+        "devices-dmr",
+        "127.0.0.1:8883",
+        true,
+        &[(
+            "TWINGRAPH_MODELS_REPOSITORIES",
+            repo.to_str().expect("utf-8"),
+        )],
+    );
+    let v = s
+        .gql(
+            r#"mutation { createDeviceEnrollmentGroup(name: "cell0-pumps", parent: "cell0", models: ["dtmi:twingraph:isa95:Pump;1"]) { groupKey } }"#,
+            json!({}),
+        )
+        .await;
+    let key = v["data"]["createDeviceEnrollmentGroup"]["groupKey"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a key: {v}"))
+        .to_owned();
+    let (unknown, broken, vendor) = tokio::task::spawn_blocking(move || {
+        (
+            provision_py("pump-unknown", "dtmi:acme:pumps:Nowhere;1", &key),
+            provision_py("pump-broken", "dtmi:acme:pumps:BrokenPump;1", &key),
+            provision_py("pump-acme-1", "dtmi:acme:pumps:CentrifugalPump;1", &key),
+        )
+    })
+    .await
+    .expect("joins");
+    assert_eq!(unknown["connected"], false, "{unknown}");
+    assert_eq!(broken["connected"], false, "{broken}");
+    assert_eq!(vendor["connected"], true, "{vendor}");
+    let v = s
+        .gql(
+            r#"{ twin(id: "pump-acme-1") { model ... on CentrifugalPump { flowRate manufacturer seal { wear } } }
+                 unknown: twin(id: "pump-unknown") { id }
+                 broken: twin(id: "pump-broken") { id }
+                 models { id } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["twin"],
+        json!({"model": "dtmi:acme:pumps:CentrifugalPump;1", "flowRate": 7.5, "manufacturer": "Zero Touch", "seal": {"wear": null}}),
+        "{v}"
+    );
+    assert_eq!(v["data"]["unknown"], Value::Null, "{v}");
+    assert_eq!(v["data"]["broken"], Value::Null, "{v}");
+    let models: Vec<&str> = v["data"]["models"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert!(models.contains(&"dtmi:acme:pumps:Seal;1"), "{v}");
+    assert!(!models.contains(&"dtmi:acme:pumps:BrokenPump;1"), "{v}");
+}
+
 /// Zero-touch provisioning: a device the server has never seen, signing
 /// with the key an enrollment group derives for its id and announcing its
 /// Plug and Play model, gets its twin (typed, under the group's parent) and
@@ -919,26 +1032,7 @@ async fn enrollment_groups_provision_typed_twins_on_first_connect() {
     );
     let group_key = created["groupKey"].as_str().expect("a key").to_owned();
     let other_key = "b3RoZXIta2V5LW9mLWFub3RoZXItZGV2aWNlLTMyYg==";
-    let provision = |device: &str, model: &str, key: &str| {
-        let python = crate::support::python_tool("iot-sdk");
-        let script =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/iot-sdk/provision.py");
-        let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys/ca.crt");
-        let out = Command::new(python)
-            .arg(script)
-            .args(["localhost", key, device, model])
-            .arg(ca)
-            .output()
-            .expect("provision.py runs");
-        assert!(
-            out.status.success(),
-            "provision.py: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        serde_json::from_str::<Value>(text.lines().last().unwrap_or_default())
-            .unwrap_or_else(|e| panic!("{e}: {text}"))
-    };
+    let provision = provision_py;
     const PUMP: &str = "dtmi:twingraph:isa95:Pump;1";
     let seen = tokio::task::spawn_blocking({
         let key = group_key.clone();

@@ -334,6 +334,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await??
     };
     schema.follow_uploads();
+    if !config.models.repositories.is_empty() {
+        devices.resolve_models_with(schema.model_resolver(config.models.repositories.clone()));
+    }
     let ready = Arc::new(AtomicBool::new(false));
     if auth.is_some()
         && config

@@ -137,6 +137,19 @@ pub struct Devices {
     hub: Arc<Hub>,
     options: Options,
     dispatch: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    models: std::sync::OnceLock<Arc<dyn ModelResolver>>,
+}
+
+/// Supplies a model the server does not have when a device being
+/// provisioned announces it: the server's model repositories (set by
+/// whoever owns model uploads, above this layer).
+pub trait ModelResolver: Send + Sync + std::fmt::Debug {
+    /// Loads `model` (and what it references) into the store's models, or
+    /// says why it cannot.
+    fn resolve<'a>(
+        &'a self,
+        model: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 }
 
 impl Devices {
@@ -155,7 +168,13 @@ impl Devices {
             hub,
             options,
             dispatch: std::sync::Mutex::new(Some(task)),
+            models: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Resolves unknown models devices announce through `resolver` (once).
+    pub fn resolve_models_with(&self, resolver: Arc<dyn ModelResolver>) {
+        let _ = self.models.set(resolver);
     }
 
     /// The service with nothing read back (a schema that is printed).
@@ -165,6 +184,7 @@ impl Devices {
             hub: Arc::new(Hub::default()),
             options: Options::default(),
             dispatch: std::sync::Mutex::new(None),
+            models: std::sync::OnceLock::new(),
         })
     }
 
@@ -463,7 +483,29 @@ impl Devices {
                 "announce the device's model (model-id in the user name) to be provisioned".into(),
             )
         })?;
-        let models = self.store().models();
+        let mut models = self.store().models();
+        if models.interface(model).is_none() {
+            let Some(resolver) = self.models.get() else {
+                return Err(refuse(format!(
+                    "the model {model} is not loaded on the server (and no model repository is configured: models.repositories)"
+                )));
+            };
+            if let Err(why) = resolver.resolve(model).await {
+                models = self.store().models();
+                // Another connection may have loaded it meanwhile.
+                if models.interface(model).is_none() {
+                    return Err(refuse(format!(
+                        "the model {model} is not loaded on the server and the model repositories cannot supply it: {why}"
+                    )));
+                }
+            }
+            models = self.store().models();
+            tracing::info!(
+                device = id,
+                model,
+                "loaded a model a device announced from the model repositories"
+            );
+        }
         let interface = models
             .interface(model)
             .ok_or_else(|| refuse(format!("the model {model} is not loaded on the server")))?;

@@ -83,9 +83,39 @@ pub fn check_with_repositories(
     repositories: &[PathBuf],
     options: &Options,
 ) -> Result<Outcome, LoadError> {
+    resolve_from_repositories(&mut sources, repositories, options)
+}
+
+/// The file a device model repository (DMR layout) holds `dtmi` in, in the
+/// first of `repositories` that has it.
+pub fn find_in_repositories(
+    dtmi: &str,
+    repositories: &[PathBuf],
+) -> Result<Option<Source>, LoadError> {
+    locate(dtmi, repositories)
+        .map(|path| read_file(&path))
+        .transpose()
+}
+
+fn locate(dtmi: &str, repositories: &[PathBuf]) -> Option<PathBuf> {
+    let rel = dtmi::repository_path(dtmi);
+    repositories
+        .iter()
+        .map(|r| r.join(&rel))
+        .find(|c| c.is_file())
+}
+
+/// Checks `sources`, appending to them the definitions of what they
+/// reference but do not define, from the repositories, until nothing more
+/// can be found there.
+pub fn resolve_from_repositories(
+    sources: &mut Vec<Source>,
+    repositories: &[PathBuf],
+    options: &Options,
+) -> Result<Outcome, LoadError> {
     let mut tried: HashSet<String> = HashSet::new();
     loop {
-        let outcome = check(&sources, options);
+        let outcome = check(sources, options);
         if outcome.unresolved.is_empty() || repositories.is_empty() {
             return Ok(outcome);
         }
@@ -94,14 +124,9 @@ pub fn check_with_repositories(
             if !tried.insert(missing.clone()) {
                 continue;
             }
-            let rel = dtmi::repository_path(missing);
-            for repo in repositories {
-                let candidate = repo.join(&rel);
-                if candidate.is_file() {
-                    sources.push(read_file(&candidate)?);
-                    added = true;
-                    break;
-                }
+            if let Some(path) = locate(missing, repositories) {
+                sources.push(read_file(&path)?);
+                added = true;
             }
         }
         if !added {

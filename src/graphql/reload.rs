@@ -185,7 +185,55 @@ impl LiveSchema {
     }
 }
 
+/// Models devices announce, loaded from device model repositories into
+/// the schema serving (see [`LiveSchema::model_resolver`]).
+#[derive(Debug)]
+struct RepositoryModels {
+    inner: Weak<Inner>,
+    repositories: Vec<std::path::PathBuf>,
+}
+
+impl crate::devices::service::ModelResolver for RepositoryModels {
+    fn resolve<'a>(
+        &'a self,
+        model: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            let inner = self
+                .inner
+                .upgrade()
+                .ok_or_else(|| "the server is stopping".to_owned())?;
+            let reloader: Arc<dyn Recompile> =
+                Arc::new(Reloader(Arc::new(OnceLock::from(Arc::downgrade(&inner)))));
+            let parts = &inner.parts;
+            super::upload::upload_from_repositories(
+                &parts.library,
+                &parts.store,
+                &self.repositories,
+                model,
+                "model repository",
+                Some(reloader),
+            )
+            .await
+            .map(drop)
+        })
+    }
+}
+
 impl LiveSchema {
+    /// Loads the models devices announce and the server lacks from
+    /// `repositories` (DMR-layout folders), as uploads are loaded: the
+    /// typed schema gains them at once.
+    pub fn model_resolver(
+        &self,
+        repositories: Vec<std::path::PathBuf>,
+    ) -> Arc<dyn crate::devices::service::ModelResolver> {
+        Arc::new(RepositoryModels {
+            inner: Arc::downgrade(&self.0),
+            repositories,
+        })
+    }
+
     /// Follows uploads made through other servers over the same store
     /// (Neo4j replicas): when one is recorded, its models are taken in
     /// (see [`super::upload::adopt_uploaded`]) and the schema recompiled and

@@ -201,6 +201,63 @@ pub async fn upload(
 }
 
 /// `f` on the blocking pool (CPU-heavy work and file I/O).
+/// Loads `dtmi` and what it references (what the loaded models do not
+/// define) from device model repositories, folders in the DMR layout
+/// (`dtmi/com/example/thermostat-1.json`), as an upload by `actor`.
+pub async fn upload_from_repositories(
+    library: &ModelLibrary,
+    store: &Arc<dyn GraphStore>,
+    repositories: &[PathBuf],
+    dtmi: &str,
+    actor: &str,
+    reloader: Option<Arc<dyn Recompile>>,
+) -> Result<Uploaded, String> {
+    let loaded = library.sources.lock().await.clone();
+    let (repos, id) = (repositories.to_vec(), dtmi.to_owned());
+    let found = blocking(move || -> Result<Vec<Source>, String> {
+        let first = dtdl::load::find_in_repositories(&id, &repos)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                format!(
+                    "no model repository has {}",
+                    dtdl::dtmi::repository_path(&id)
+                )
+            })?;
+        let before = loaded.len();
+        let mut sources = loaded;
+        sources.push(first);
+        let outcome =
+            dtdl::load::resolve_from_repositories(&mut sources, &repos, &Options::default())
+                .map_err(|e| e.to_string())?;
+        if !outcome.unresolved.is_empty() {
+            return Err(format!(
+                "it references DTMIs no model repository has: {}",
+                outcome.unresolved.join(", ")
+            ));
+        }
+        if outcome.model.is_none() {
+            let why = outcome
+                .diagnostics
+                .first()
+                .map_or_else(|| "invalid".to_owned(), ToString::to_string);
+            return Err(format!("it is invalid: {why}"));
+        }
+        Ok(sources.split_off(before))
+    })
+    .await
+    .map_err(|e| e.message)??;
+    let docs = found
+        .iter()
+        .map(|s| {
+            serde_json::from_slice::<Value>(&s.text)
+                .map_err(|e| format!("{}: not JSON: {e}", s.name))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    upload(library, store, docs, actor, reloader)
+        .await
+        .map_err(|e| e.message)
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
     tokio::task::spawn_blocking(f).await.map_err(|e| {
         tracing::error!(error = %e, "model upload task failed");
