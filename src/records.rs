@@ -115,11 +115,39 @@ pub enum Record {
         /// Why, in a few words (`closed by the device`, `disabled`, ...).
         reason: String,
     },
+    /// A direct method call issued on one server for a device connected to
+    /// another (`server`), relayed through the log (in no stream).
+    #[serde(rename_all = "camelCase")]
+    DeviceMethodRequested {
+        /// Pairs the answer with the call.
+        request: String,
+        device: String,
+        twin: String,
+        method: String,
+        #[serde(default)]
+        payload: Value,
+        timeout_ms: u64,
+        /// The server the device is connected to, which delivers it.
+        server: String,
+    },
+    /// The answer to a relayed method call: the device's `status` and
+    /// `payload`, or why there is none (`error`: `offline`, `timeout`).
+    #[serde(rename_all = "camelCase")]
+    DeviceMethodAnswered {
+        request: String,
+        device: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<i64>,
+        #[serde(default)]
+        payload: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
 }
 
 impl Record {
     /// Every kind, as serialized (`kind` below names each of them).
-    pub const KINDS: [&'static str; 14] = [
+    pub const KINDS: [&'static str; 16] = [
         "configurationCreated",
         "configurationVersionPublished",
         "configurationRemediationSet",
@@ -134,6 +162,8 @@ impl Record {
         "enrollmentGroupDeleted",
         "deviceConnected",
         "deviceDisconnected",
+        "deviceMethodRequested",
+        "deviceMethodAnswered",
     ];
 
     /// Its kind, as serialized.
@@ -153,6 +183,8 @@ impl Record {
             Record::EnrollmentGroupDeleted { .. } => "enrollmentGroupDeleted",
             Record::DeviceConnected { .. } => "deviceConnected",
             Record::DeviceDisconnected { .. } => "deviceDisconnected",
+            Record::DeviceMethodRequested { .. } => "deviceMethodRequested",
+            Record::DeviceMethodAnswered { .. } => "deviceMethodAnswered",
         }
     }
 
@@ -174,7 +206,10 @@ impl Record {
             | Record::DeviceDeleted { .. }
             | Record::EnrollmentGroupCreated { .. }
             | Record::EnrollmentGroupDeleted { .. } => DEVICES_STREAM,
-            Record::DeviceConnected { .. } | Record::DeviceDisconnected { .. } => return None,
+            Record::DeviceConnected { .. }
+            | Record::DeviceDisconnected { .. }
+            | Record::DeviceMethodRequested { .. }
+            | Record::DeviceMethodAnswered { .. } => return None,
         })
     }
 }

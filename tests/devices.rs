@@ -150,9 +150,15 @@ impl Served {
                 http = addr();
             }
         }
+        // TWINGRAPH_TEST_SERVER_LOGS=1: the server's log on the test's stderr.
+        let show = std::env::var_os("TWINGRAPH_TEST_SERVER_LOGS").is_some();
+        let name = name.to_owned();
         std::thread::spawn(move || {
             let mut sink = String::new();
             while lines.read_line(&mut sink).is_ok_and(|n| n > 0) {
+                if show {
+                    eprint!("[{name}] {sink}");
+                }
                 sink.clear();
             }
         });
@@ -1198,6 +1204,83 @@ async fn devices_authenticate_with_x509_certificates() {
         String::from_utf8_lossy(&out.stderr).contains("bad user name or password"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two replicas over one Neo4j store (the test server: ArcadeDB unless
+/// `TWINGRAPH_TEST_BOLT_URI`): the SDK device connects to replica B, and
+/// device.py makes its desired change and calls its command through replica
+/// A's GraphQL. The desired patch reaches it through the store's event
+/// feed; the command is relayed to B through the log, answered there, and
+/// the answer comes back to the mutation on A. A's view of the device says
+/// connected (to B).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_on_one_replica_gets_changes_and_commands_made_on_another() {
+    let _port = port_8883().await;
+    let bolt = crate::bolt::fresh_database().await;
+    let database = bolt.database.clone().expect("a database");
+    let env = [
+        ("TWINGRAPH_STORE_URI", bolt.uri.as_str()),
+        ("TWINGRAPH_STORE_USER", bolt.user.as_str()),
+        ("TWINGRAPH_STORE_PASSWORD", bolt.password.as_str()),
+        ("TWINGRAPH_STORE_DATABASE", database.as_str()),
+        ("TWINGRAPH_STORE_POLL_MS", "50"),
+        (
+            "TWINGRAPH_DEVICES_SECRET",
+            "replicas-share-this-device-secret-of-32-bytes-or-more",
+        ),
+    ];
+    let a = Served::start("devices-replica-a", "127.0.0.1:0", false, &env);
+    let b = Served::start("devices-replica-b", "127.0.0.1:8883", true, &env);
+    let key = a.register("pump-0", "c0.e0").await;
+    let url = format!("http://{}/graphql", a.http);
+    let seen = device_py(&key, &url, &[]).await;
+    let version = &seen["set_desired"]["data"]["patchDesired"]["version"];
+    assert!(version.is_u64(), "{seen}");
+    assert_eq!(
+        seen["patches"],
+        json!([{"$version": version, "flowSetpoint": 17.5}]),
+        "the desired change made on A reached the device on B: {seen}"
+    );
+    assert_eq!(
+        seen["methods"],
+        json!([{"name": "resetFault", "payload": null}]),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["command"]["data"]["equipmentResetFault"],
+        json!({"command": "resetFault", "status": 200, "response": {"ran": "resetFault", "got": null}}),
+        "the command issued on A was answered through B: {seen}"
+    );
+    // Both replicas' logs hold the relay: the request and the answer.
+    let v = b
+        .gql("{ events(last: 60) { nodes { kind actor } } }", json!({}))
+        .await;
+    let kinds: Vec<&str> = v["data"]["events"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"deviceMethodRequested"), "{v}");
+    assert!(kinds.contains(&"deviceMethodAnswered"), "{v}");
+    // The device is gone: a command on A is refused at once (offline).
+    let mut answer = Value::Null;
+    for _ in 0..100 {
+        answer = a
+            .gql(
+                r#"mutation { equipmentResetFault(id: "c0.e0") { status } }"#,
+                json!({}),
+            )
+            .await;
+        if answer["errors"][0]["extensions"]["code"] == "DEVICE_OFFLINE" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        answer["errors"][0]["extensions"]["code"], "DEVICE_OFFLINE",
+        "{answer}"
     );
 }
 

@@ -2,6 +2,7 @@
 //! deletes them (the only writer of their records), checks what a device
 //! presents when it connects, and runs the [`Hub`] of connected devices.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -136,9 +137,18 @@ pub struct Devices {
     folded: Arc<Folded<Registry>>,
     hub: Arc<Hub>,
     options: Options,
-    dispatch: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    dispatch: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     models: std::sync::OnceLock<Arc<dyn ModelResolver>>,
+    /// Method calls relayed to another server, waiting for its answer.
+    relayed: std::sync::Mutex<HashMap<String, tokio::sync::oneshot::Sender<Relayed>>>,
 }
+
+/// What a relayed method call came back with.
+type Relayed = Result<MethodAnswer, CallError>;
+
+/// How much longer than the call's own timeout a relayed call waits: the
+/// request and the answer each cross the store's event feed.
+const RELAY_MARGIN: Duration = Duration::from_secs(5);
 
 /// Supplies a model the server does not have when a device being
 /// provisioned announces it: the server's model repositories (set by
@@ -162,14 +172,23 @@ impl Devices {
         let live = store.subscribe();
         let folded = Folded::start(store).await?;
         let hub = Arc::new(Hub::default());
+        let changes = folded.changes();
         let task = tokio::spawn(hub::dispatch(Arc::downgrade(&hub), live));
-        Ok(Arc::new(Devices {
+        let devices = Arc::new(Devices {
             folded,
             hub,
             options,
-            dispatch: std::sync::Mutex::new(Some(task)),
+            dispatch: std::sync::Mutex::new(vec![task]),
             models: std::sync::OnceLock::new(),
-        }))
+            relayed: std::sync::Mutex::default(),
+        });
+        let relay = tokio::spawn(relay(Arc::downgrade(&devices), changes));
+        devices
+            .dispatch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(relay);
+        Ok(devices)
     }
 
     /// Resolves unknown models devices announce through `resolver` (once).
@@ -183,20 +202,17 @@ impl Devices {
             folded: Folded::unstarted(store),
             hub: Arc::new(Hub::default()),
             options: Options::default(),
-            dispatch: std::sync::Mutex::new(None),
+            dispatch: std::sync::Mutex::default(),
             models: std::sync::OnceLock::new(),
+            relayed: std::sync::Mutex::default(),
         })
     }
 
     /// Stops following the store.
     pub async fn stop(&self) {
         self.folded.stop().await;
-        let task = self
-            .dispatch
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(t) = task {
+        let tasks = std::mem::take(&mut *self.dispatch.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
             t.abort();
             let _ = t.await;
         }
@@ -863,11 +879,22 @@ impl Devices {
         payload: Value,
         timeout: Duration,
     ) -> Result<Option<MethodAnswer>, DeviceError> {
-        let registered = self.registry().of_twin(twin).is_some();
-        if !registered {
+        let Some(device) = self.registry().of_twin(twin).cloned() else {
             return Ok(None);
-        }
-        match self.hub.call(twin, method, payload, timeout).await {
+        };
+        let elsewhere = device
+            .connection
+            .as_ref()
+            .map(|c| c.server.clone())
+            .filter(|s| *s != self.options.server && !self.hub.is_connected(&device.spec.id));
+        let answer = match elsewhere {
+            Some(server) => {
+                self.relay_call(&device, server, method, payload, timeout)
+                    .await
+            }
+            None => self.hub.call(twin, method, payload, timeout).await,
+        };
+        match answer {
             Ok(a) => Ok(Some(a)),
             Err(CallError::Offline) => Err(DeviceError::Offline(twin.to_owned())),
             Err(CallError::Timeout(timeout)) => Err(DeviceError::Timeout {
@@ -877,11 +904,164 @@ impl Devices {
         }
     }
 
-    /// Whether the device of `twin` is connected here.
+    /// Calls a method on a device connected to `server` (another replica):
+    /// the request goes through the log, that server delivers it and
+    /// records the answer, which comes back the same way.
+    async fn relay_call(
+        &self,
+        device: &Device,
+        server: String,
+        method: &str,
+        payload: Value,
+        timeout: Duration,
+    ) -> Relayed {
+        let request = uuid::Uuid::new_v4().to_string();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.relayed_calls().insert(request.clone(), tx);
+        // Abandoned or finished, the call stops waiting.
+        struct Forget<'a>(&'a Devices, &'a str);
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                self.0.relayed_calls().remove(self.1);
+            }
+        }
+        let _forget = Forget(self, &request);
+        let r = Record::DeviceMethodRequested {
+            request: request.clone(),
+            device: device.spec.id.clone(),
+            twin: device.spec.twin.clone(),
+            method: method.to_owned(),
+            payload,
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            server,
+        };
+        if let Err(e) = self.folded.note(vec![r], &self.relay_actor()).await {
+            tracing::warn!(device = device.spec.id, error = %e, "devices: cannot relay a method call");
+            return Err(CallError::Offline);
+        }
+        match tokio::time::timeout(timeout + RELAY_MARGIN, rx).await {
+            Ok(Ok(Err(CallError::Timeout(_)))) | Err(_) | Ok(Err(_)) => {
+                Err(CallError::Timeout(timeout))
+            }
+            Ok(Ok(answer)) => answer,
+        }
+    }
+
+    fn relayed_calls(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, tokio::sync::oneshot::Sender<Relayed>>> {
+        self.relayed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn relay_actor(&self) -> String {
+        format!("{} (server)", self.options.server)
+    }
+
+    /// Delivers a method call another server relayed to a device connected
+    /// here, and records the answer for it.
+    async fn answer_relayed(
+        &self,
+        request: String,
+        device: String,
+        twin: String,
+        method: String,
+        payload: Value,
+        timeout: Duration,
+    ) {
+        let answer = self.hub.call(&twin, &method, payload, timeout).await;
+        let (status, payload, error) = match answer {
+            Ok(a) => (Some(a.status), a.payload, None),
+            Err(CallError::Offline) => (None, Value::Null, Some("offline".to_owned())),
+            Err(CallError::Timeout(_)) => (None, Value::Null, Some("timeout".to_owned())),
+        };
+        let r = Record::DeviceMethodAnswered {
+            request,
+            device: device.clone(),
+            status,
+            payload,
+            error,
+        };
+        if let Err(e) = self.folded.note(vec![r], &actor(&device)).await {
+            tracing::warn!(device, error = %e, "devices: cannot relay a method's answer");
+        }
+    }
+
+    /// Whether the device of `twin` is connected, here or (as its
+    /// connection records say) to another server.
     pub fn twin_connected(&self, twin: &str) -> bool {
         let reg = self.registry();
-        reg.of_twin(twin)
-            .is_some_and(|d| d.enabled && self.hub.is_connected(&d.spec.id))
+        reg.of_twin(twin).is_some_and(|d| {
+            d.enabled && (self.hub.is_connected(&d.spec.id) || d.connection.is_some())
+        })
+    }
+}
+
+/// Serves method calls relayed through the log: delivers those for devices
+/// connected here, hands answers to the calls waiting for them.
+async fn relay(
+    devices: std::sync::Weak<Devices>,
+    mut changes: tokio::sync::broadcast::Receiver<Arc<crate::twin::Event>>,
+) {
+    use crate::twin::Change;
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let e = match changes.recv().await {
+            Ok(e) => e,
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "devices: the relay of method calls fell behind");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let Change::Record(record) = &e.change else {
+            continue;
+        };
+        let Some(d) = devices.upgrade() else { return };
+        match record {
+            Record::DeviceMethodRequested {
+                request,
+                device,
+                twin,
+                method,
+                payload,
+                timeout_ms,
+                server,
+            } if *server == d.options.server => {
+                let (request, device, twin, method, payload) = (
+                    request.clone(),
+                    device.clone(),
+                    twin.clone(),
+                    method.clone(),
+                    payload.clone(),
+                );
+                let timeout = Duration::from_millis(*timeout_ms);
+                tokio::spawn(async move {
+                    d.answer_relayed(request, device, twin, method, payload, timeout)
+                        .await;
+                });
+            }
+            Record::DeviceMethodAnswered {
+                request,
+                status,
+                payload,
+                error,
+                ..
+            } => {
+                let waiting = d.relayed_calls().remove(request);
+                if let Some(tx) = waiting {
+                    let answer = match (status, error.as_deref()) {
+                        (Some(status), _) => Ok(MethodAnswer {
+                            status: *status,
+                            payload: payload.clone(),
+                        }),
+                        (None, Some("timeout")) => Err(CallError::Timeout(Duration::ZERO)),
+                        (None, _) => Err(CallError::Offline),
+                    };
+                    let _ = tx.send(answer);
+                }
+            }
+            _ => {}
+        }
     }
 }
 

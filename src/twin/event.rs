@@ -451,6 +451,8 @@ mod tests {
             Change::Record(Record::DeviceDisconnected { .. }) => 22,
             Change::Record(Record::EnrollmentGroupCreated { .. }) => 23,
             Change::Record(Record::EnrollmentGroupDeleted { .. }) => 24,
+            Change::Record(Record::DeviceMethodRequested { .. }) => 25,
+            Change::Record(Record::DeviceMethodAnswered { .. }) => 26,
         }
     }
 
@@ -463,7 +465,7 @@ mod tests {
     #[test]
     fn stored_events_decode_and_encode_unchanged() {
         let golden = include_str!("../../tests/golden/events.jsonl");
-        let mut seen = [false; 25];
+        let mut seen = [false; 27];
         for (i, line) in golden.lines().enumerate() {
             let event: Event = serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("line {}: cannot decode: {e}", i + 1));

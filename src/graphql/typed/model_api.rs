@@ -690,7 +690,7 @@ impl Api {
                     None => None,
                 };
                 // A twin with a device identity: the device must be
-                // connected (to this server) to get the call.
+                // connected (to this server or another replica) to get the call.
                 let devices = ctx
                     .data_opt::<Arc<crate::devices::Devices>>()
                     .filter(|d| d.registry().of_twin(&id).is_some());
