@@ -21,11 +21,12 @@ use super::connection::{Page, PageArgs, connection, with_page_arguments};
 use super::context::{access_of, actor_of, require, store_of, str_arg};
 use super::errors::{bad_request, device_error, error, error_with, store_error};
 use super::record::{nested, record, twin_at_key};
+use super::views::device_json;
 use crate::auth::Action;
 use crate::codes::Code;
 use crate::devices::registry::Device;
 use crate::devices::{Credentials, DeviceError, Devices};
-use crate::records::{DeviceAuth, KeySlot, Record};
+use crate::records::{KeySlot, Record};
 use crate::twin::{Change, format_time};
 
 /// The device service of the schema.
@@ -37,47 +38,6 @@ fn devices_of<'a>(
             Code::DevicesUnconfigured,
             "this server does not serve device identities",
         )
-    })
-}
-
-fn device_json(d: &Device, devices: &Devices) -> Value {
-    let (kind, primary, secondary) = match &d.spec.auth {
-        DeviceAuth::SymmetricKey { .. } => ("SYMMETRIC_KEY", None, None),
-        DeviceAuth::EnrollmentGroupKey {} => ("ENROLLMENT_GROUP_KEY", None, None),
-        DeviceAuth::X509Thumbprint { primary, secondary } => {
-            ("X509_THUMBPRINT", Some(primary.clone()), secondary.clone())
-        }
-        DeviceAuth::X509Ca {} => ("X509_CA", None, None),
-    };
-    let here = devices.hub().is_connected(&d.spec.id);
-    let last_activity = d
-        .connection
-        .as_ref()
-        .map(|c| c.since)
-        .into_iter()
-        .chain(d.disconnected_at)
-        .max();
-    json!({
-        "id": d.spec.id,
-        "twinId": d.spec.twin,
-        "status": if d.enabled { "ENABLED" } else { "DISABLED" },
-        "statusReason": d.reason,
-        "authentication": {
-            "type": kind,
-            "primaryThumbprint": primary,
-            "secondaryThumbprint": secondary,
-        },
-        "connected": d.connection.is_some() || here,
-        "session": d.connection.as_ref().map(|c| json!({
-            "protocol": c.protocol,
-            "server": c.server,
-            "since": format_time(c.since),
-        })),
-        "lastActivity": last_activity.map(format_time),
-        "enrollment": d.spec.enrollment,
-        "registeredAt": format_time(d.registered_at),
-        "registeredBy": d.registered_by,
-        "updatedAt": format_time(d.updated_at),
     })
 }
 
@@ -101,34 +61,6 @@ async fn visible(
         }
     }
     Ok(d)
-}
-
-/// The `deviceIdentity` field of every twin type: the twin's device, its
-/// connection state and last activity (null if it has none, or the server
-/// serves no devices). Reading the parent twin already passed the caller's
-/// view, so the device is visible too.
-pub(super) const TWIN_DEVICE_FIELD: &str = "deviceIdentity";
-const TWIN_DEVICE_DOC: &str =
-    "The device identity of this twin (connection state, last activity); null if it has none.";
-
-pub(super) fn twin_device_field() -> Field {
-    Field::new(TWIN_DEVICE_FIELD, TypeRef::named("DeviceIdentity"), |ctx| {
-        let answer = (|| {
-            let twin = super::context::parent_twin(&ctx)?;
-            let Some(devices) = ctx.data_opt::<Arc<Devices>>() else {
-                return Ok(None);
-            };
-            let device = devices.registry().of_twin(&twin.id).cloned();
-            Ok(device.map(|d| FieldValue::owned_any(device_json(&d, devices))))
-        })();
-        super::context::ready(answer)
-    })
-    .description(TWIN_DEVICE_DOC)
-}
-
-pub(super) fn twin_device_interface_field() -> async_graphql::dynamic::InterfaceField {
-    async_graphql::dynamic::InterfaceField::new(TWIN_DEVICE_FIELD, TypeRef::named("DeviceIdentity"))
-        .description(TWIN_DEVICE_DOC)
 }
 
 fn connection_string(host: &str, id: &str, key: &str) -> String {

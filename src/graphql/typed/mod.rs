@@ -138,7 +138,7 @@ fn field_name(name: &str, fixed: &[&str], taken: &Taken) -> String {
 fn twin_fixed() -> Vec<&'static str> {
     let mut fixed: Vec<&'static str> = twin_fields().iter().map(|(n, ..)| *n).collect();
     fixed.push(INCOMING);
-    fixed.push(super::devices::TWIN_DEVICE_FIELD);
+    fixed.push(super::views::TWIN_DEVICE_FIELD);
     fixed
 }
 
@@ -1010,8 +1010,8 @@ fn compile(
                 gi = gi.field(InterfaceField::new(name, ty.clone()).description(fdoc));
                 obj = obj.field(twin_field(name, ty, f).description(fdoc));
             }
-            gi = gi.field(super::devices::twin_device_interface_field());
-            obj = obj.field(super::devices::twin_device_field());
+            gi = gi.field(super::views::twin_device_interface_field());
+            obj = obj.field(super::views::twin_device_field());
             for s in &specs {
                 gi = gi.field(s.interface_field());
                 obj = obj.field(s.field_undocumented());
