@@ -36,7 +36,19 @@ pub struct WriteLoadArgs {
     /// Batches per writer (then exit).
     #[arg(long, default_value_t = 1_000_000)]
     pub batches: usize,
+    /// Start a checkpoint at this many changed rows (the store's default
+    /// when absent); with a small `--checkpoint-chunk`, checkpoints span
+    /// many commits and a kill lands in the middle of one.
+    #[arg(long)]
+    pub checkpoint_rows: Option<usize>,
+    #[arg(long)]
+    pub checkpoint_chunk: Option<usize>,
 }
+
+/// Twins every batch also updates (`a.hot`, and `b.hot` beside it, so
+/// that every `a.` twin has its `b.`): their state is the sum of updates
+/// across checkpoints, which a replay applied twice would break.
+const HOT: &str = "a.hot";
 
 /// The operations of batch `id`.
 pub fn batch_for(id: &str) -> Batch {
@@ -69,6 +81,12 @@ pub fn batch_for(id: &str) -> Batch {
                 expected_version: None,
                 source_time: None,
             },
+            Op::PatchReported {
+                id: HOT.into(),
+                patch: json!({"manufacturer": id}),
+                expected_version: None,
+                source_time: None,
+            },
         ],
     }
 }
@@ -78,10 +96,15 @@ pub fn run(args: &WriteLoadArgs) -> anyhow::Result<u8> {
     let models = crate::dtdl::check(&sources, &Options::default())
         .model
         .ok_or_else(|| anyhow::anyhow!("the models in {} are not valid", args.models.display()))?;
+    let defaults = StoreConfig::default();
     let store: Arc<dyn GraphStore> = Arc::new(embedded::open(
         &args.data,
         Arc::new(models),
-        StoreConfig::default(),
+        StoreConfig {
+            checkpoint_rows: args.checkpoint_rows.unwrap_or(defaults.checkpoint_rows),
+            checkpoint_chunk: args.checkpoint_chunk.unwrap_or(defaults.checkpoint_chunk),
+            ..defaults
+        },
     )?);
     let acked = Arc::new(std::sync::Mutex::new(
         std::fs::OpenOptions::new()
@@ -94,6 +117,17 @@ pub fn run(args: &WriteLoadArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()?;
     rt.block_on(async {
+        if store.twin(HOT).await?.is_none() {
+            let ops = ["a.hot", "b.hot"]
+                .map(|id| Op::CreateTwin {
+                    id: id.into(),
+                    model: "dtmi:twingraph:isa95:Pump;1".into(),
+                    desired: None,
+                    reported: None,
+                })
+                .into();
+            store.apply(Batch { ops }, "write-load").await?;
+        }
         let mut tasks = Vec::new();
         for w in 0..args.writers {
             let store = store.clone();

@@ -48,6 +48,14 @@ pub struct StoreConfig {
     pub live_buffer: usize,
     /// What events and leases are stamped with.
     pub clock: Arc<dyn Clock>,
+    /// When the embedded store starts a checkpoint (the current state of
+    /// what changed, written so startup need not replay it): this many
+    /// changed twins and relationships, or this long after the last.
+    pub checkpoint_rows: usize,
+    pub checkpoint_every: std::time::Duration,
+    /// Rows of a checkpoint written with each commit, at least (it is
+    /// spread over the commits after it starts).
+    pub checkpoint_chunk: usize,
 }
 
 impl Default for StoreConfig {
@@ -60,6 +68,9 @@ impl Default for StoreConfig {
             storage_cache_bytes: 16 * 1024 * 1024,
             live_buffer: 4096,
             clock: Arc::new(SystemClock),
+            checkpoint_rows: 20_000,
+            checkpoint_every: std::time::Duration::from_secs(5),
+            checkpoint_chunk: 512,
         }
     }
 }

@@ -5,9 +5,10 @@
 //! ((source, id) → relationship), `twin_events` ((twin, seq) → ()) for
 //! per-twin history, `meta` (format version, first kept seq). One group of
 //! writes is one redb transaction committed with `Durability::Immediate`:
-//! an event and the state it produced become durable together or not at all.
-//! Startup loads `twins` and `relationships` (the always-current snapshot);
-//! it never replays the event history.
+//! its events become durable together or not at all. The state tables are
+//! written by checkpoints spread over later commits (see [`RedbJournal`]);
+//! startup loads them and replays the events after the last complete
+//! checkpoint.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,8 +23,9 @@ use crate::dtdl::ModelSet;
 use crate::twin::graph::RelKey;
 use crate::twin::{Event, Graph, Micros, Relationship, Twin};
 
-/// The data format this build writes and reads.
-pub const FORMAT_VERSION: u64 = 1;
+/// The data format this build writes (it reads format 1 too: state rows of
+/// plain JSON, as format 2 rows whose sequence number is 0).
+pub const FORMAT_VERSION: u64 = 2;
 
 const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta");
 const EVENTS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("events");
@@ -41,10 +43,41 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(v).map_err(|e| StoreError::Storage(format!("cannot encode: {e}")))
 }
 
-/// Write the current state of changed twins and relationships (a
-/// checkpoint) once this many are pending, or this long after the last one.
-const CHECKPOINT_PENDING: usize = 20_000;
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// When checkpoints start and how they are spread (see [`StoreConfig`]): a
+/// commit of more events than `chunk` takes as many rows as it has events,
+/// so a checkpoint keeps up with the load that makes it, and none of the
+/// commits stalls writing it all.
+#[derive(Debug, Clone, Copy)]
+struct CheckpointLimits {
+    rows: usize,
+    every: std::time::Duration,
+    chunk: usize,
+}
+
+/// A state row: a 0 byte, the sequence number of the last event it
+/// reflects (8 bytes, big-endian), then the JSON. Format 1 rows are the
+/// JSON alone (sequence number 0: as of the checkpoint they were written in).
+fn encode_row<T: serde::Serialize>(seq: u64, v: &T) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(256);
+    out.push(0);
+    out.extend_from_slice(&seq.to_be_bytes());
+    serde_json::to_writer(&mut out, v)
+        .map_err(|e| StoreError::Storage(format!("cannot encode: {e}")))?;
+    Ok(out)
+}
+
+/// The sequence number and JSON of a state row.
+fn decode_row(bytes: &[u8]) -> (u64, &[u8]) {
+    match bytes {
+        [0, rest @ ..] if rest.len() >= 8 => {
+            let (seq, json) = rest.split_at(8);
+            let mut n = [0u8; 8];
+            n.copy_from_slice(seq);
+            (u64::from_be_bytes(n), json)
+        }
+        json => (0, json),
+    }
+}
 
 /// State changed since the last checkpoint, waiting to be written.
 #[derive(Debug, Default)]
@@ -53,21 +86,46 @@ struct Pending {
     rels: HashMap<RelKey, Option<Relationship>>,
     last_seq: u64,
     since: Option<std::time::Instant>,
+    /// The checkpoint being written, a chunk per commit.
+    writing: Option<Checkpoint>,
+}
+
+/// A checkpoint: the state of what changed up to event `seq`, frozen, and
+/// how many of its rows are written. The `checkpoint` mark moves to `seq`
+/// with its last row.
+#[derive(Debug)]
+struct Checkpoint {
+    seq: u64,
+    twins: Vec<(String, Option<Twin>)>,
+    rels: Vec<(RelKey, Option<Relationship>)>,
+    written: usize,
+    started: std::time::Instant,
+}
+
+impl Checkpoint {
+    fn rows(&self) -> usize {
+        self.twins.len() + self.rels.len()
+    }
 }
 
 /// Events and state in a redb database.
 ///
 /// Every commit writes its events (durably, with their per-twin index). The
-/// current state of what they changed is written lazily, in checkpoints
-/// folded into a later commit's transaction; the `checkpoint` meta entry
-/// records up to which event the state tables are current, and startup
-/// replays the (few) events after it. So an update writes its event, not a
-/// copy of the whole twin, and recovery is bounded by the checkpoint interval.
+/// current state of what they changed is written lazily, in checkpoints: the
+/// state as of one event, frozen, written a chunk of rows per later commit
+/// (in the commit's own transaction), so no commit carries a whole
+/// checkpoint. Each state row records the last event it reflects; the
+/// `checkpoint` meta entry says up to which event every row is current (it
+/// moves with a checkpoint's last chunk). Startup replays the events after
+/// it, each only onto rows older than it (rows of an unfinished checkpoint
+/// are newer). So an update writes its event, not a copy of the whole twin,
+/// and recovery is bounded by the checkpoint interval.
 #[derive(Debug)]
 pub struct RedbJournal {
     db: Database,
     path: PathBuf,
     pending: Mutex<Pending>,
+    limits: CheckpointLimits,
 }
 
 /// Opens (creating if needed) the store in `dir`.
@@ -91,6 +149,11 @@ pub fn open(dir: &Path, models: Arc<ModelSet>, config: StoreConfig) -> Result<St
         db,
         path,
         pending: Mutex::new(Pending::default()),
+        limits: CheckpointLimits {
+            rows: config.checkpoint_rows.max(1),
+            every: config.checkpoint_every,
+            chunk: config.checkpoint_chunk.max(1),
+        },
     };
     let graph = journal.load(&config).map_err(|e| match e {
         StoreError::Storage(m) => unusable(m),
@@ -99,41 +162,78 @@ pub fn open(dir: &Path, models: Arc<ModelSet>, config: StoreConfig) -> Result<St
     Ok(Store::start(graph, models, Arc::new(journal), config))
 }
 
-/// Writes the pending state and the checkpoint mark into `txn`.
-fn write_checkpoint(txn: &redb::WriteTransaction, p: &Pending) -> Result<(), StoreError> {
-    let mut twins = txn.open_table(TWINS).map_err(storage)?;
-    for (id, t) in &p.twins {
+/// Writes state rows into `txn`, each as of event `seq`.
+fn write_rows<'a>(
+    txn: &redb::WriteTransaction,
+    seq: u64,
+    twins: impl Iterator<Item = (&'a String, &'a Option<Twin>)>,
+    rels: impl Iterator<Item = (&'a RelKey, &'a Option<Relationship>)>,
+) -> Result<(), StoreError> {
+    let mut table = txn.open_table(TWINS).map_err(storage)?;
+    for (id, t) in twins {
         match t {
             Some(t) => {
-                twins
-                    .insert(id.as_str(), encode(t)?.as_slice())
+                table
+                    .insert(id.as_str(), encode_row(seq, t)?.as_slice())
                     .map_err(storage)?;
             }
             None => {
-                twins.remove(id.as_str()).map_err(storage)?;
+                table.remove(id.as_str()).map_err(storage)?;
             }
         }
     }
-    let mut rels = txn.open_table(RELS).map_err(storage)?;
-    for ((source, id), r) in &p.rels {
+    let mut table = txn.open_table(RELS).map_err(storage)?;
+    for ((source, id), r) in rels {
         match r {
             Some(r) => {
-                rels.insert((source.as_str(), id.as_str()), encode(r)?.as_slice())
+                table
+                    .insert(
+                        (source.as_str(), id.as_str()),
+                        encode_row(seq, r)?.as_slice(),
+                    )
                     .map_err(storage)?;
             }
             None => {
-                rels.remove((source.as_str(), id.as_str()))
+                table
+                    .remove((source.as_str(), id.as_str()))
                     .map_err(storage)?;
             }
         }
     }
-    if p.last_seq > 0 {
+    Ok(())
+}
+
+fn set_mark(txn: &redb::WriteTransaction, seq: u64) -> Result<(), StoreError> {
+    if seq > 0 {
         txn.open_table(META)
             .map_err(storage)?
-            .insert("checkpoint", p.last_seq)
+            .insert("checkpoint", seq)
             .map_err(storage)?;
     }
     Ok(())
+}
+
+/// Writes up to `n` more rows of checkpoint `c` into `txn` (and the mark,
+/// with its last row); how many it wrote.
+fn write_chunk(
+    txn: &redb::WriteTransaction,
+    c: &Checkpoint,
+    n: usize,
+) -> Result<usize, StoreError> {
+    let end = (c.written + n).min(c.rows());
+    let split = c.twins.len();
+    let twins = &c.twins[c.written.min(split)..end.min(split)];
+    let rels = &c.rels[c.written.max(split) - split..end.max(split) - split];
+    write_rows(
+        txn,
+        c.seq,
+        twins.iter().map(|(k, v)| (k, v)),
+        rels.iter().map(|(k, v)| (k, v)),
+    )?;
+    if end == c.rows() {
+        set_mark(txn, c.seq)?;
+    }
+    Ok(end - c.written)
 }
 
 impl RedbJournal {
@@ -144,14 +244,24 @@ impl RedbJournal {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Writes everything pending now (on shutdown, so startup replays nothing).
+    /// Writes everything pending now, the rest of a checkpoint being
+    /// written first (on shutdown, so startup replays nothing).
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         let mut pending = self.lock_pending();
-        if pending.twins.is_empty() && pending.rels.is_empty() {
+        if pending.twins.is_empty() && pending.rels.is_empty() && pending.writing.is_none() {
             return Ok(());
         }
         let txn = self.db.begin_write().map_err(storage)?;
-        write_checkpoint(&txn, &pending)?;
+        if let Some(c) = &pending.writing {
+            write_chunk(&txn, c, usize::MAX)?;
+        }
+        write_rows(
+            &txn,
+            pending.last_seq,
+            pending.twins.iter(),
+            pending.rels.iter(),
+        )?;
+        set_mark(&txn, pending.last_seq)?;
         txn.commit().map_err(storage)?;
         *pending = Pending::default();
         Ok(())
@@ -182,7 +292,9 @@ impl RedbJournal {
         let txn = self.db.begin_write().map_err(storage)?;
         {
             let mut meta = txn.open_table(META).map_err(storage)?;
-            if format.is_none() {
+            // Format 1 is read as it is; rows written from now on are of
+            // this build's format, which older builds must refuse.
+            if format.is_none_or(|f| f < FORMAT_VERSION) {
                 meta.insert("format", FORMAT_VERSION).map_err(storage)?;
             }
             txn.open_table(EVENTS).map_err(storage)?;
@@ -198,14 +310,28 @@ impl RedbJournal {
         let corrupt = |what: &str, e: serde_json::Error| {
             StoreError::Storage(format!("corrupt {what} record: {e}"))
         };
+        // Every row is current up to the checkpoint; rows written since, by
+        // a checkpoint that did not finish, are newer (their own sequence).
+        let checkpoint = read
+            .open_table(META)
+            .map_err(storage)?
+            .get("checkpoint")
+            .map_err(storage)?
+            .map_or(0, |v| v.value());
+        let mut newer_twins: HashMap<String, u64> = HashMap::new();
+        let mut newer_rels: HashMap<RelKey, u64> = HashMap::new();
         for row in read
             .open_table(TWINS)
             .map_err(storage)?
             .iter()
             .map_err(storage)?
         {
-            let (_, v) = row.map_err(storage)?;
-            let t: Twin = serde_json::from_slice(v.value()).map_err(|e| corrupt("twin", e))?;
+            let (k, v) = row.map_err(storage)?;
+            let (seq, json) = decode_row(v.value());
+            let t: Twin = serde_json::from_slice(json).map_err(|e| corrupt("twin", e))?;
+            if seq > checkpoint {
+                newer_twins.insert(k.value().to_owned(), seq);
+            }
             graph.insert_twin(t);
         }
         for row in read
@@ -214,18 +340,16 @@ impl RedbJournal {
             .iter()
             .map_err(storage)?
         {
-            let (_, v) = row.map_err(storage)?;
+            let (k, v) = row.map_err(storage)?;
+            let (seq, json) = decode_row(v.value());
             let r: Relationship =
-                serde_json::from_slice(v.value()).map_err(|e| corrupt("relationship", e))?;
+                serde_json::from_slice(json).map_err(|e| corrupt("relationship", e))?;
+            if seq > checkpoint {
+                let (source, id) = k.value();
+                newer_rels.insert((source.to_owned(), id.to_owned()), seq);
+            }
             graph.insert_relationship(r);
         }
-        // The state tables are current up to the checkpoint; replay the rest.
-        let checkpoint = read
-            .open_table(META)
-            .map_err(storage)?
-            .get("checkpoint")
-            .map_err(storage)?
-            .map_or(0, |v| v.value());
         let events = read.open_table(EVENTS).map_err(storage)?;
         if let Some((_, v)) = events.last().map_err(storage)? {
             let e: Event = serde_json::from_slice(v.value()).map_err(|e| corrupt("event", e))?;
@@ -238,7 +362,25 @@ impl RedbJournal {
         {
             let (_, v) = row.map_err(storage)?;
             let e: Event = serde_json::from_slice(v.value()).map_err(|e| corrupt("event", e))?;
-            graph.apply(&e);
+            // A row already as of this event (or later) has its change.
+            let stored = match &e.change {
+                crate::twin::Change::RelationshipCreated { relationship: r } => {
+                    newer_rels.get(&(r.source.clone(), r.id.clone())).copied()
+                }
+                crate::twin::Change::RelationshipUpdated { source, id, .. }
+                | crate::twin::Change::RelationshipDeleted { source, id, .. } => {
+                    newer_rels.get(&(source.clone(), id.clone())).copied()
+                }
+                change => change
+                    .twins()
+                    .first()
+                    .and_then(|t| newer_twins.get(*t).copied()),
+            };
+            if stored.is_some_and(|s| s >= e.seq) {
+                graph.advance(&e);
+            } else {
+                graph.apply(&e);
+            }
             // What the replayed events changed goes into the next checkpoint.
             for t in e.change.twins() {
                 pending.twins.insert(t.to_owned(), graph.twin(t).cloned());
@@ -315,24 +457,38 @@ impl Journal for RedbJournal {
         }
         let old_since = pending.since;
         let since = *pending.since.get_or_insert_with(std::time::Instant::now);
-        let due = pending.twins.len() + pending.rels.len() >= CHECKPOINT_PENDING
-            || since.elapsed() >= CHECKPOINT_EVERY;
-        let started = std::time::Instant::now();
-        let written = if due {
-            write_checkpoint(&txn, &pending)
-        } else {
-            Ok(())
+        // A chunk of the checkpoint being written rides along.
+        let chunk = match &pending.writing {
+            Some(c) => write_chunk(&txn, c, self.limits.chunk.max(events.len())),
+            None => Ok(0),
         };
-        match written.and_then(|()| txn.commit().map_err(storage)) {
-            Ok(()) => {
-                if due {
-                    tracing::debug!(
-                        twins = pending.twins.len(),
-                        relationships = pending.rels.len(),
-                        ms = started.elapsed().as_secs_f64() * 1000.0,
-                        "embedded store: checkpoint written with a commit"
-                    );
-                    *pending = Pending::default();
+        match chunk.and_then(|n| txn.commit().map_err(storage).map(|()| n)) {
+            Ok(n) => {
+                if let Some(c) = &mut pending.writing {
+                    c.written += n;
+                    if c.written == c.rows() {
+                        tracing::debug!(
+                            seq = c.seq,
+                            rows = c.rows(),
+                            ms = c.started.elapsed().as_secs_f64() * 1000.0,
+                            "embedded store: checkpoint written"
+                        );
+                        pending.writing = None;
+                    }
+                }
+                let due = pending.twins.len() + pending.rels.len() >= self.limits.rows
+                    || since.elapsed() >= self.limits.every;
+                if due && pending.writing.is_none() {
+                    // Freeze what changed up to here; the next commits write it.
+                    let p = &mut *pending;
+                    p.writing = Some(Checkpoint {
+                        seq: p.last_seq,
+                        twins: p.twins.drain().collect(),
+                        rels: p.rels.drain().collect(),
+                        written: 0,
+                        started: std::time::Instant::now(),
+                    });
+                    p.since = None;
                 }
                 Ok(())
             }

@@ -240,6 +240,14 @@ impl Graph {
 
     /// Folds a committed event into the graph.
     pub fn apply(&mut self, event: &Event) {
+        self.advance(event);
+        self.apply_state(event);
+    }
+
+    /// The log position `event` moves the graph to (sequence, time, its
+    /// stream's head), without its change to twins and relationships (a
+    /// replayed event whose entity is already stored as of a later event).
+    pub fn advance(&mut self, event: &Event) {
         self.last_seq = self.last_seq.max(event.seq);
         self.last_time = self.last_time.max(event.time);
         if let Some(stream) = event.change.stream() {
@@ -250,6 +258,10 @@ impl Graph {
                 }
             }
         }
+    }
+
+    /// What `event` changes of twins and relationships.
+    fn apply_state(&mut self, event: &Event) {
         match &event.change {
             Change::TwinCreated { .. } => {
                 if let Some(t) = Twin::created(event) {
