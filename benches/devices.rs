@@ -386,8 +386,35 @@ async fn ingest(
         // Each device's slots, spread over the interval.
         let mut due = interval.map(|iv| start + iv.mul_f64(i as f64 / n as f64));
         tasks.push(tokio::spawn(async move {
-            if let Some(d) = due {
-                tokio::time::sleep_until(d.into()).await;
+            // Waits for the device's slot, taking notifications meanwhile
+            // (a device that did not read them would delay their timing).
+            async fn wait_for_slot(
+                c: &mut Device,
+                until: Instant,
+                twin: &str,
+                probes: &Mutex<HashMap<String, Instant>>,
+                latencies: &Mutex<Vec<Duration>>,
+                slow: bool,
+            ) -> bool {
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(until.into()) => return true,
+                        m = c.next() => match m {
+                            Ok(Some(Incoming::Desired { .. })) => {
+                                if let Some(s) = probes.lock().expect("probes").remove(twin) {
+                                    seen(latencies, s.elapsed(), slow);
+                                }
+                            }
+                            Ok(Some(_)) => {}
+                            _ => return false,
+                        },
+                    }
+                }
+            }
+            if let Some(d) = due
+                && !wait_for_slot(&mut c, d, &twin, &probes, &latencies, slow).await
+            {
+                return c;
             }
             let mut k = 0u64;
             let mut waiting = c
@@ -413,20 +440,8 @@ async fn ingest(
                             if *d < now {
                                 *d = now;
                             }
-                            // Notifications keep arriving while it waits.
-                            loop {
-                                tokio::select! {
-                                    () = tokio::time::sleep_until((*d).into()) => break,
-                                    m = c.next() => match m {
-                                        Ok(Some(Incoming::Desired { .. })) => {
-                                            if let Some(s) = probes.lock().expect("probes").remove(&twin) {
-                                                seen(&latencies, s.elapsed(), slow);
-                                            }
-                                        }
-                                        Ok(Some(_)) => {}
-                                        _ => return c,
-                                    },
-                                }
+                            if !wait_for_slot(&mut c, *d, &twin, &probes, &latencies, slow).await {
+                                return c;
                             }
                         }
                         k += 1;
