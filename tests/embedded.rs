@@ -51,6 +51,47 @@ async fn state_and_history_survive_reopening() {
     );
 }
 
+/// Closing while a checkpoint is half written writes the rest of it and
+/// everything after it; the reopened store has every change.
+#[tokio::test]
+async fn closing_in_the_middle_of_a_checkpoint_finishes_it() {
+    let dir = fresh_dir();
+    // 8 changed rows start a checkpoint, written a row per commit: after
+    // 8 creations and 4 more commits it is half written.
+    let config = || StoreConfig {
+        checkpoint_rows: 8,
+        checkpoint_chunk: 1,
+        ..StoreConfig::default()
+    };
+    {
+        let s = embedded::open(&dir, sample_models(), config()).expect("open");
+        for i in 0..8 {
+            must(&s, vec![create(&format!("p{i}"), PUMP)]).await;
+        }
+        for i in 0..4 {
+            must(
+                &s,
+                vec![desired(
+                    &format!("p{i}"),
+                    json!({"flowSetpoint": f64::from(i)}),
+                )],
+            )
+            .await;
+        }
+        s.close();
+    }
+    let s = embedded::open(&dir, sample_models(), config()).expect("reopen");
+    for i in 0..8 {
+        let p = s
+            .twin(&format!("p{i}"))
+            .await
+            .expect("read")
+            .expect("there");
+        assert_eq!(p.version, if i < 4 { 2 } else { 1 }, "p{i}");
+    }
+    assert_eq!(s.last_seq(), 12);
+}
+
 /// A store of format 1 (state rows of plain JSON, before rows carried the
 /// event they reflect) opens as it is, and is marked format 2 from then on
 /// (older builds must refuse the rows it now writes).

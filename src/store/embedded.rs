@@ -44,9 +44,9 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
 }
 
 /// When checkpoints start and how they are spread (see [`StoreConfig`]): a
-/// commit of more events than `chunk` takes as many rows as it has events,
-/// so a checkpoint keeps up with the load that makes it, and none of the
-/// commits stalls writing it all.
+/// commit of more events than `chunk` takes as many rows as it has events
+/// (up to four chunks), so a checkpoint keeps up with the load that makes
+/// it, and none of the commits stalls writing it all.
 #[derive(Debug, Clone, Copy)]
 struct CheckpointLimits {
     rows: usize,
@@ -220,7 +220,7 @@ fn write_chunk(
     c: &Checkpoint,
     n: usize,
 ) -> Result<usize, StoreError> {
-    let end = (c.written + n).min(c.rows());
+    let end = c.written.saturating_add(n).min(c.rows());
     let split = c.twins.len();
     let twins = &c.twins[c.written.min(split)..end.min(split)];
     let rels = &c.rels[c.written.max(split) - split..end.max(split) - split];
@@ -459,7 +459,11 @@ impl Journal for RedbJournal {
         let since = *pending.since.get_or_insert_with(std::time::Instant::now);
         // A chunk of the checkpoint being written rides along.
         let chunk = match &pending.writing {
-            Some(c) => write_chunk(&txn, c, self.limits.chunk.max(events.len())),
+            Some(c) => write_chunk(
+                &txn,
+                c,
+                events.len().clamp(self.limits.chunk, 4 * self.limits.chunk),
+            ),
             None => Ok(0),
         };
         match chunk.and_then(|n| txn.commit().map_err(storage).map(|()| n)) {
@@ -479,12 +483,18 @@ impl Journal for RedbJournal {
                 let due = pending.twins.len() + pending.rels.len() >= self.limits.rows
                     || since.elapsed() >= self.limits.every;
                 if due && pending.writing.is_none() {
-                    // Freeze what changed up to here; the next commits write it.
+                    // Freeze what changed up to here; the next commits write
+                    // it, in key order: each chunk then touches neighbouring
+                    // pages of the tables, not pages all over them.
                     let p = &mut *pending;
+                    let mut twins: Vec<_> = p.twins.drain().collect();
+                    twins.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                    let mut rels: Vec<_> = p.rels.drain().collect();
+                    rels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
                     p.writing = Some(Checkpoint {
                         seq: p.last_seq,
-                        twins: p.twins.drain().collect(),
-                        rels: p.rels.drain().collect(),
+                        twins,
+                        rels,
                         written: 0,
                         started: std::time::Instant::now(),
                     });
