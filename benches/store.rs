@@ -313,6 +313,13 @@ fn main() {
 /// Opens the benchmark's store in this (fresh) process: startup time and
 /// the memory the loaded graph takes.
 fn startup_phase(dir: &std::path::Path) {
+    // TWINGRAPH_BENCH_LOG=info: the store's own account of its startup.
+    if let Ok(filter) = std::env::var("TWINGRAPH_BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let events: u64 = std::env::var("TWINGRAPH_BENCH_EVENTS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -318,6 +318,15 @@ impl RedbJournal {
             .get("checkpoint")
             .map_err(storage)?
             .map_or(0, |v| v.value());
+        let started = std::time::Instant::now();
+        {
+            let count = |n: Result<u64, redb::StorageError>| {
+                n.map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+            };
+            let twins = count(read.open_table(TWINS).map_err(storage)?.len()).map_err(storage)?;
+            let rels = count(read.open_table(RELS).map_err(storage)?.len()).map_err(storage)?;
+            graph.reserve(twins, rels);
+        }
         let mut newer_twins: HashMap<String, u64> = HashMap::new();
         let mut newer_rels: HashMap<RelKey, u64> = HashMap::new();
         for row in read
@@ -334,6 +343,7 @@ impl RedbJournal {
             }
             graph.insert_twin(t);
         }
+        let twins_read = started.elapsed();
         for row in read
             .open_table(RELS)
             .map_err(storage)?
@@ -350,6 +360,7 @@ impl RedbJournal {
             }
             graph.insert_relationship(r);
         }
+        let rels_read = started.elapsed() - twins_read;
         let events = read.open_table(EVENTS).map_err(storage)?;
         if let Some((_, v)) = events.last().map_err(storage)? {
             let e: Event = serde_json::from_slice(v.value()).map_err(|e| corrupt("event", e))?;
@@ -414,6 +425,14 @@ impl RedbJournal {
                 graph.set_stream_head(stream, k.value().1);
             }
         }
+        tracing::info!(
+            twins = graph.twin_count(),
+            twins_s = twins_read.as_secs_f64(),
+            relationships_s = rels_read.as_secs_f64(),
+            replayed = pending.last_seq.saturating_sub(checkpoint),
+            total_s = started.elapsed().as_secs_f64(),
+            "embedded store: loaded"
+        );
         Ok(graph)
     }
 }

@@ -179,9 +179,16 @@ impl Graph {
     }
 
     /// Loads a relationship from a snapshot (store startup).
+    /// Room for `twins` more twins and `rels` more relationships, taken at
+    /// once (before loading that many).
+    pub fn reserve(&mut self, twins: usize, rels: usize) {
+        self.twins.reserve(twins);
+        self.rels.reserve(twins, rels);
+    }
+
     pub fn insert_relationship(&mut self, r: Relationship) {
         let (source, target) = (self.shared_id(&r.source), self.shared_id(&r.target));
-        self.rels.insert(&r, source, target);
+        self.rels.insert(r, source, target);
     }
 
     /// Sets the position in the event log after loading a snapshot.

@@ -80,6 +80,15 @@ pub(super) struct RelStore {
 }
 
 impl RelStore {
+    /// Room for `rels` more relationships among `twins` twins, taken at
+    /// once (a store loading a million grows no table step by step: each
+    /// step copies everything into memory touched for the first time).
+    pub(super) fn reserve(&mut self, twins: usize, rels: usize) {
+        self.slab.reserve_exact(rels);
+        self.out.reserve(twins);
+        self.inn.reserve(twins);
+    }
+
     fn intern(&mut self, name: &str) -> Arc<str> {
         if let Some(n) = self.names.get(name) {
             return n.clone();
@@ -127,7 +136,7 @@ impl RelStore {
     }
 
     /// Inserts a relationship; `source` and `target` are the graph's shared ids.
-    pub fn insert(&mut self, r: &Relationship, source: Arc<str>, target: Arc<str>) {
+    pub fn insert(&mut self, r: Relationship, source: Arc<str>, target: Arc<str>) {
         if let Some(h) = self.handle(&r.source, &r.id) {
             self.remove_handle(h);
         }
@@ -136,7 +145,7 @@ impl RelStore {
             name: self.intern(&r.name),
             source: source.clone(),
             target: target.clone(),
-            properties: (!r.properties.is_empty()).then(|| Box::new(r.properties.clone())),
+            properties: (!r.properties.is_empty()).then(|| Box::new(r.properties)),
             version: r.version,
             created_at: r.created_at,
             updated_at: r.updated_at,
