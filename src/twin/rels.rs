@@ -74,8 +74,8 @@ impl<'a> From<&'a Relationship> for RelView<'a> {
 pub(super) struct RelStore {
     slab: Vec<Option<RelRec>>,
     free: Vec<u32>,
-    out: HashMap<Arc<str>, Vec<u32>>,
-    inn: HashMap<Arc<str>, Vec<u32>>,
+    out: HashMap<Arc<str>, Vec<u32>, super::graph::IdHasher>,
+    inn: HashMap<Arc<str>, Vec<u32>, super::graph::IdHasher>,
     names: HashSet<Arc<str>>,
 }
 
