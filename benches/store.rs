@@ -49,6 +49,19 @@ fn models() -> Arc<dtdl::ModelSet> {
     )
 }
 
+/// The store's settings: the defaults, with `TWINGRAPH_BENCH_CACHE_MB` as
+/// the storage cache when set (to compare cache sizes at one plant size).
+fn config() -> StoreConfig {
+    let mut c = StoreConfig::default();
+    if let Some(mb) = std::env::var("TWINGRAPH_BENCH_CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        c.storage_cache_bytes = mb * 1024 * 1024;
+    }
+    c
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
@@ -73,7 +86,7 @@ fn main() {
     let ops: usize = batches.iter().map(|b| b.ops.len()).sum();
 
     let store: Arc<Store> =
-        Arc::new(embedded::open(&dir, models.clone(), StoreConfig::default()).expect("open"));
+        Arc::new(embedded::open(&dir, models.clone(), config()).expect("open"));
     let t = Instant::now();
     rt.block_on(async {
         for b in batches {
@@ -287,7 +300,7 @@ fn main() {
     // keeping them costs writes. Last, so the figures above (startup
     // included) are of the same log as before.
     let store =
-        Arc::new(embedded::open(&dir, self::models(), StoreConfig::default()).expect("reopen"));
+        Arc::new(embedded::open(&dir, self::models(), config()).expect("reopen"));
     for field in ["power", "operatingHours"] {
         rt.block_on(store.twins(&twingraph::store::TwinQuery {
             model: Some("dtmi:twingraph:isa95:Pump;1".into()),
@@ -331,7 +344,7 @@ fn startup_phase(dir: &std::path::Path) {
     let models = models();
     let before = rss_kb();
     let t = Instant::now();
-    let store = embedded::open(dir, models, StoreConfig::default()).expect("reopen");
+    let store = embedded::open(dir, models, config()).expect("reopen");
     let startup = t.elapsed();
     let after = rss_kb();
     assert_eq!(store.last_seq(), events);
@@ -340,10 +353,10 @@ fn startup_phase(dir: &std::path::Path) {
         startup.as_secs_f64()
     );
     let grown = after.saturating_sub(before) as f64;
-    let cache_kb = (StoreConfig::default().storage_cache_bytes / 1024) as f64;
+    let cache_kb = (config().storage_cache_bytes / 1024) as f64;
     println!(
         "memory after startup: {:.0} MB resident = {:.2} KB per twin (typical state, ~5 relationships each); \
-         {:.2} KB per twin without the fixed {:.0} MiB storage cache",
+         {:.2} KB per twin without the {:.0} MiB storage cache",
         grown / 1024.0,
         grown / twins as f64,
         (grown - cache_kb).max(0.0) / twins as f64,
