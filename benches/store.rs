@@ -85,8 +85,7 @@ fn main() {
     let (batches, twin_count) = plant(cells);
     let ops: usize = batches.iter().map(|b| b.ops.len()).sum();
 
-    let store: Arc<Store> =
-        Arc::new(embedded::open(&dir, models.clone(), config()).expect("open"));
+    let store: Arc<Store> = Arc::new(embedded::open(&dir, models.clone(), config()).expect("open"));
     let t = Instant::now();
     rt.block_on(async {
         for b in batches {
@@ -299,8 +298,7 @@ fn main() {
     // on both updated fields (made by a dashboard's ordered lists): what
     // keeping them costs writes. Last, so the figures above (startup
     // included) are of the same log as before.
-    let store =
-        Arc::new(embedded::open(&dir, self::models(), config()).expect("reopen"));
+    let store = Arc::new(embedded::open(&dir, self::models(), config()).expect("reopen"));
     for field in ["power", "operatingHours"] {
         rt.block_on(store.twins(&twingraph::store::TwinQuery {
             model: Some("dtmi:twingraph:isa95:Pump;1".into()),
