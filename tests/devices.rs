@@ -249,24 +249,33 @@ fn username(device: &str) -> String {
     format!("localhost/{device}/?api-version=2021-04-12")
 }
 
-/// Paho (`tools/iot-sdk/raw.py`) against the endpoint: what it saw.
-fn raw(mqtt: SocketAddr, device: &str, password: &str, scenario: &[&str]) -> Value {
+/// `tools/iot-sdk/{script}` with `args`, on the SDK's virtual environment:
+/// it must succeed, and the JSON object it printed last is what it saw.
+fn sdk_json<S: AsRef<std::ffi::OsStr>>(script: &str, args: impl IntoIterator<Item = S>) -> Value {
     let python = crate::support::python_tool("iot-sdk");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/iot-sdk/raw.py");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tools/iot-sdk")
+        .join(script);
     let out = Command::new(python)
-        .arg(script)
-        .args(["127.0.0.1", &mqtt.port().to_string(), device, password])
-        .args(scenario)
+        .arg(path)
+        .args(args)
         .output()
-        .expect("raw.py runs");
+        .unwrap_or_else(|e| panic!("{script} runs: {e}"));
     assert!(
         out.status.success(),
-        "raw.py {scenario:?}: {}",
+        "{script}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(text.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("raw.py {scenario:?}: {e}: {text}"))
+        .unwrap_or_else(|e| panic!("{script}: {e}: {text}"))
+}
+
+/// Paho (`tools/iot-sdk/raw.py`) against the endpoint: what it saw.
+fn raw(mqtt: SocketAddr, device: &str, password: &str, scenario: &[&str]) -> Value {
+    let port = mqtt.port().to_string();
+    let args = ["127.0.0.1", port.as_str(), device, password];
+    sdk_json("raw.py", args.iter().chain(scenario))
 }
 
 /// The folder of mosquitto_pub and mosquitto_sub (Debian's
@@ -324,27 +333,13 @@ async fn port_8883() -> tokio::sync::MutexGuard<'static, ()> {
 /// `c0.e0`, GraphQL at `url`: what it saw.
 async fn device_py(key: &str, url: &str, extra: &[&str]) -> Value {
     let conn = format!("HostName=localhost;DeviceId=pump-0;SharedAccessKey={key}");
-    let python = crate::support::python_tool("iot-sdk");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/iot-sdk/device.py");
     let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys/ca.crt");
-    let mut cmd = Command::new(python);
-    cmd.arg(script)
-        .arg(&conn)
-        .arg(ca)
-        .arg(url)
-        .arg("c0.e0")
-        .args(extra);
-    let out = tokio::task::spawn_blocking(move || cmd.output().expect("device.py runs"))
+    let mut args: Vec<std::ffi::OsString> =
+        vec![conn.into(), ca.into(), url.into(), "c0.e0".into()];
+    args.extend(extra.iter().map(Into::into));
+    tokio::task::spawn_blocking(move || sdk_json("device.py", args))
         .await
-        .expect("joins");
-    assert!(
-        out.status.success(),
-        "device.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {text}"))
+        .expect("joins")
 }
 
 /// Microsoft's device SDK, unchanged, over MQTT and TLS (port 8883):
@@ -904,24 +899,15 @@ async fn staged_rollouts_reach_simulated_devices_over_mqtt() {
 /// `tools/iot-sdk/provision.py`: device `device` of the enrollment group
 /// with key `key` connects announcing `model` (`-`: none); what it saw.
 fn provision_py(device: &str, model: &str, key: &str) -> Value {
-    let python = crate::support::python_tool("iot-sdk");
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/iot-sdk/provision.py");
     let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys/ca.crt");
-    let out = Command::new(python)
-        .arg(script)
-        .args(["localhost", key, device, model])
-        .arg(ca)
-        .output()
-        .expect("provision.py runs");
-    assert!(
-        out.status.success(),
-        "provision.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    serde_json::from_str::<Value>(text.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {text}"))
+    let args: [std::ffi::OsString; 5] = [
+        "localhost".into(),
+        key.into(),
+        device.into(),
+        model.into(),
+        ca.into(),
+    ];
+    sdk_json("provision.py", args)
 }
 
 /// A device announcing a model the server lacks gets it from the device
@@ -1143,30 +1129,7 @@ async fn devices_authenticate_with_x509_certificates() {
         json!({"type": "X509_THUMBPRINT", "primaryThumbprint": thumbprint}),
         "{v}"
     );
-    let run = {
-        let keys = keys.clone();
-        move |cert: &str| {
-            let python = crate::support::python_tool("iot-sdk");
-            let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tools/iot-sdk/x509_device.py");
-            let out = Command::new(python)
-                .arg(script)
-                .args(["localhost", "pump-x509"])
-                .arg(keys.join(format!("{cert}.crt")))
-                .arg(keys.join(format!("{cert}.key")))
-                .arg(keys.join("ca.crt"))
-                .output()
-                .expect("x509_device.py runs");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            serde_json::from_str::<Value>(text.lines().last().unwrap_or_default())
-                .unwrap_or_else(|e| panic!("{e}: {text}"))
-        }
-    };
+    let run = |cert: &str| x509_device("pump-x509", cert, None);
     let seen = tokio::task::spawn_blocking(move || (run("device-x509"), run("device-other")))
         .await
         .expect("joins");
@@ -1288,26 +1251,15 @@ async fn a_device_on_one_replica_gets_changes_and_commands_made_on_another() {
 /// and key `tests/keys/{cert}.*`, announcing `model` when given.
 fn x509_device(device: &str, cert: &str, model: Option<&str>) -> Value {
     let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
-    let python = crate::support::python_tool("iot-sdk");
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/iot-sdk/x509_device.py");
-    let out = Command::new(python)
-        .arg(script)
-        .args(["localhost", device])
-        .arg(keys.join(format!("{cert}.crt")))
-        .arg(keys.join(format!("{cert}.key")))
-        .arg(keys.join("ca.crt"))
-        .args(model)
-        .output()
-        .expect("x509_device.py runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    serde_json::from_str::<Value>(text.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {text}"))
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "localhost".into(),
+        device.into(),
+        keys.join(format!("{cert}.crt")).into(),
+        keys.join(format!("{cert}.key")).into(),
+        keys.join("ca.crt").into(),
+    ];
+    args.extend(model.map(Into::into));
+    sdk_json("x509_device.py", args)
 }
 
 /// CA-signed device certificates, on the SDK: a device registered with
