@@ -342,6 +342,29 @@ async fn device_py(key: &str, url: &str, extra: &[&str]) -> Value {
         .expect("joins")
 }
 
+/// What device.py saw: the desired patch at the version the mutation made,
+/// and the command as a direct method with the device's answer in the
+/// mutation's (`context` prefixes the failure messages).
+fn got_change_and_command(seen: &Value, context: &str) {
+    let version = &seen["set_desired"]["data"]["patchDesired"]["version"];
+    assert!(version.is_u64(), "{context}{seen}");
+    assert_eq!(
+        seen["patches"],
+        json!([{"$version": version, "flowSetpoint": 17.5}]),
+        "{context}{seen}"
+    );
+    assert_eq!(
+        seen["methods"],
+        json!([{"name": "resetFault", "payload": null}]),
+        "{context}{seen}"
+    );
+    assert_eq!(
+        seen["command"]["data"]["equipmentResetFault"],
+        json!({"command": "resetFault", "status": 200, "response": {"ran": "resetFault", "got": null}}),
+        "{context}{seen}"
+    );
+}
+
 /// Microsoft's device SDK, unchanged, over MQTT and TLS (port 8883):
 /// telemetry lands in the twin's typed fields (undeclared fields do not),
 /// reported patches and Plug and Play acknowledgements land in its state,
@@ -357,25 +380,8 @@ async fn the_azure_iot_device_sdk_syncs_its_twin_over_mqtt() {
     let before = s.twin("c0.e0").await;
     let url = format!("http://{}/graphql", s.http);
     let seen = device_py(&key, &url, &[]).await;
-
-    // The desired patch, at the version the mutation made.
+    got_change_and_command(&seen, "");
     let version = &seen["set_desired"]["data"]["patchDesired"]["version"];
-    assert!(version.is_u64(), "{seen}");
-    assert_eq!(
-        seen["patches"],
-        json!([{"$version": version, "flowSetpoint": 17.5}]),
-        "{seen}"
-    );
-    // The command, as a direct method, and the device's answer.
-    assert_eq!(
-        seen["methods"],
-        json!([{"name": "resetFault", "payload": null}])
-    );
-    assert_eq!(
-        seen["command"]["data"]["equipmentResetFault"],
-        json!({"command": "resetFault", "status": 200, "response": {"ran": "resetFault", "got": null}}),
-        "{seen}"
-    );
     // The twin as the device read it before: desired and reported with versions.
     let doc = &seen["twin_before"];
     assert_eq!(doc["reported"]["manufacturer"], "ACME", "{doc}");
@@ -1198,23 +1204,9 @@ async fn a_device_on_one_replica_gets_changes_and_commands_made_on_another() {
     let key = a.register("pump-0", "c0.e0").await;
     let url = format!("http://{}/graphql", a.http);
     let seen = device_py(&key, &url, &[]).await;
-    let version = &seen["set_desired"]["data"]["patchDesired"]["version"];
-    assert!(version.is_u64(), "{seen}");
-    assert_eq!(
-        seen["patches"],
-        json!([{"$version": version, "flowSetpoint": 17.5}]),
-        "the desired change made on A reached the device on B: {seen}"
-    );
-    assert_eq!(
-        seen["methods"],
-        json!([{"name": "resetFault", "payload": null}]),
-        "{seen}"
-    );
-    assert_eq!(
-        seen["command"]["data"]["equipmentResetFault"],
-        json!({"command": "resetFault", "status": 200, "response": {"ran": "resetFault", "got": null}}),
-        "the command issued on A was answered through B: {seen}"
-    );
+    // The desired change made on A reached the device on B; the command
+    // issued on A was answered through B.
+    got_change_and_command(&seen, "across replicas: ");
     // Both replicas' logs hold the relay: the request and the answer.
     let v = b
         .gql("{ events(last: 60) { nodes { kind actor } } }", json!({}))
