@@ -602,6 +602,19 @@ async fn devices_get_the_protocols_errors_and_nothing_is_written() {
     const RESET: &str = "mutation($id: ID!, $t: Float) { equipmentResetFault(id: $id, timeoutSeconds: $t) { command status } }";
     let last_seq = |v: &Value| v["data"]["events"]["nodes"][0]["seq"].clone();
     const LAST: &str = "{ events(last: 1) { nodes { seq kind } } }";
+    // The flood's connection has ended (its disconnection recorded) first.
+    for _ in 0..100 {
+        let v = s
+            .gql(
+                r#"{ deviceIdentity(id: "pump-0") { connected } }"#,
+                json!({}),
+            )
+            .await;
+        if v["data"]["deviceIdentity"]["connected"] == false {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let seq = last_seq(&s.gql(LAST, json!({})).await);
     let v = s.gql(RESET, json!({"id": "c0.e0"})).await;
     assert_eq!(crate::server::code(&v), "DEVICE_OFFLINE", "{v}");

@@ -991,7 +991,11 @@ impl Devices {
     pub fn twin_connected(&self, twin: &str) -> bool {
         let reg = self.registry();
         reg.of_twin(twin).is_some_and(|d| {
-            d.enabled && (self.hub.is_connected(&d.spec.id) || d.connection.is_some())
+            d.enabled
+                && (self.hub.is_connected(&d.spec.id)
+                    || d.connection
+                        .as_ref()
+                        .is_some_and(|c| c.server != self.options.server))
         })
     }
 }
