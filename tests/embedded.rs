@@ -93,10 +93,11 @@ async fn closing_in_the_middle_of_a_checkpoint_finishes_it() {
 }
 
 /// A store of format 1 (state rows of plain JSON, before rows carried the
-/// event they reflect) opens as it is, and is marked format 2 from then on
-/// (older builds must refuse the rows it now writes).
+/// event they reflect; events of plain JSON, per-twin history in the
+/// `twin_events` index) opens as it is, keeps its history, and is marked
+/// format 3 from then on (older builds must refuse the rows it now writes).
 #[tokio::test]
-async fn a_format_1_store_opens_and_is_marked_format_2() {
+async fn a_format_1_store_opens_keeps_its_history_and_is_marked_format_3() {
     let dir = fresh_dir();
     {
         let s = open(&dir).expect("create");
@@ -111,6 +112,9 @@ async fn a_format_1_store_opens_and_is_marked_format_2() {
     let meta = redb::TableDefinition::<&str, u64>::new("meta");
     let twins = redb::TableDefinition::<&str, &[u8]>::new("twins");
     let rels = redb::TableDefinition::<(&str, &str), &[u8]>::new("relationships");
+    let events = redb::TableDefinition::<u64, &[u8]>::new("events");
+    let heads = redb::TableDefinition::<&str, u64>::new("heads");
+    let index = redb::TableDefinition::<(&str, u64), ()>::new("twin_events");
     {
         // Rewrite the rows as format 1 wrote them.
         let db = redb::Database::open(dir.join("twingraph.redb")).expect("open raw");
@@ -125,7 +129,7 @@ async fn a_format_1_store_opens_and_is_marked_format_2() {
                 })
                 .collect();
             for (k, v) in rows {
-                assert_eq!(v[0], 0, "format 2 rows start with 0");
+                assert_eq!(v[0], 0, "twin rows start with 0");
                 t.insert(k.as_str(), &v[9..]).expect("insert");
             }
             let mut r = txn.open_table(rels).expect("rels");
@@ -138,12 +142,49 @@ async fn a_format_1_store_opens_and_is_marked_format_2() {
                 })
                 .collect();
             for ((a, b), v) in rows {
-                r.insert((a.as_str(), b.as_str()), &v[9..]).expect("insert");
+                assert_eq!(v[0], 2, "relationship rows start with 2");
+                let rel = twingraph::twin::Relationship {
+                    id: b.clone(),
+                    source: a.clone(),
+                    name: "feeds".into(),
+                    target: "q".into(),
+                    properties: Default::default(),
+                    version: 1,
+                    created_at: 0,
+                    updated_at: 0,
+                };
+                r.insert(
+                    (a.as_str(), b.as_str()),
+                    serde_json::to_vec(&rel).expect("json").as_slice(),
+                )
+                .expect("insert");
             }
-            txn.open_table(meta)
-                .expect("meta")
-                .insert("format", 1)
-                .expect("format");
+            // Events: the JSON alone, their twins in the index.
+            let mut e = txn.open_table(events).expect("events");
+            let rows: Vec<(u64, Vec<u8>)> = redb::ReadableTable::iter(&e)
+                .expect("iter")
+                .map(|r| {
+                    let (k, v) = r.expect("row");
+                    (k.value(), v.value().to_vec())
+                })
+                .collect();
+            let mut idx = txn.open_table(index).expect("index");
+            for (seq, v) in rows {
+                assert_eq!(v[0], 1, "event rows start with 1");
+                let json = &v[2 + 8 * usize::from(v[1])..];
+                let event: twingraph::twin::Event = serde_json::from_slice(json).expect("event");
+                for t in event.change.twins() {
+                    idx.insert((t, seq), ()).expect("index");
+                }
+                e.insert(seq, json).expect("insert");
+            }
+            let mut h = txn.open_table(heads).expect("heads");
+            for id in ["p", "q"] {
+                h.remove(id).expect("remove");
+            }
+            let mut m = txn.open_table(meta).expect("meta");
+            m.insert("format", 1).expect("format");
+            m.remove("links_from").expect("links_from");
         }
         txn.commit().expect("commit");
     }
@@ -158,6 +199,24 @@ async fn a_format_1_store_opens_and_is_marked_format_2() {
                 .len(),
             1
         );
+        // History continues across the change of format.
+        must(&s, vec![desired("p", json!({"flowSetpoint": 4.0}))]).await;
+        let history = s.twin_events("p", None, None).await.expect("history");
+        let seqs: Vec<u64> = history.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs.len(), 4, "created, related, set, set again: {seqs:?}");
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        s.close();
+    }
+    {
+        let s = open(&dir).expect("reopens");
+        assert_eq!(
+            s.twin_events("p", None, None).await.expect("history").len(),
+            4
+        );
+        assert_eq!(
+            s.twin_events("q", None, None).await.expect("history").len(),
+            2
+        );
         s.close();
     }
     let db = redb::Database::open(dir.join("twingraph.redb")).expect("open raw");
@@ -168,7 +227,102 @@ async fn a_format_1_store_opens_and_is_marked_format_2() {
         .get("format")
         .expect("get")
         .map(|v| v.value());
-    assert_eq!(format, Some(2));
+    assert_eq!(format, Some(3));
+}
+
+/// A twin's history is the chain of its events (each links to the twin's
+/// previous one): it spans deletion and re-creation, self-relationships,
+/// restarts, and a start that has to rebuild every head from the log (a
+/// crash before any checkpoint, made here by removing the mark and heads).
+#[tokio::test]
+async fn twin_history_follows_links_across_deletion_and_restart() {
+    let dir = fresh_dir();
+    let expected: Vec<u64>;
+    {
+        let s = open(&dir).expect("create");
+        must(&s, vec![create("p", PUMP), create("q", PUMP)]).await;
+        must(&s, vec![rel("p", "feeds", "p"), rel("p", "feeds", "q")]).await;
+        must(&s, vec![desired("q", json!({"flowSetpoint": 1.0}))]).await;
+        let rels = s
+            .relationships("p", Default::default(), None)
+            .await
+            .expect("rels");
+        let deletes = rels
+            .iter()
+            .map(|r| twingraph::twin::Op::DeleteRelationship {
+                source: r.source.clone(),
+                id: r.id.clone(),
+                expected_version: None,
+            })
+            .collect();
+        must(&s, deletes).await;
+        must(
+            &s,
+            vec![twingraph::twin::Op::DeleteTwin {
+                id: "p".into(),
+                expected_version: None,
+            }],
+        )
+        .await;
+        must(&s, vec![create("p", PUMP)]).await;
+        must(&s, vec![desired("p", json!({"flowSetpoint": 2.0}))]).await;
+        let all = s.events_after(0, 100).await.expect("events");
+        expected = all
+            .iter()
+            .filter(|e| e.change.twins().contains(&"p"))
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(
+            expected.len(),
+            8,
+            "2 creates, 2 relationships, 2 deletions of them, a deletion, a set"
+        );
+        let seqs: Vec<u64> = s
+            .twin_events("p", None, None)
+            .await
+            .expect("history")
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, expected, "before a restart");
+        s.close();
+    }
+    async fn history(s: &twingraph::store::Store) -> Vec<u64> {
+        s.twin_events("p", None, None)
+            .await
+            .expect("history")
+            .iter()
+            .map(|e| e.seq)
+            .collect()
+    }
+    {
+        let s = open(&dir).expect("reopen");
+        assert_eq!(history(&s).await, expected, "after a restart");
+        s.close();
+    }
+    {
+        let db = redb::Database::open(dir.join("twingraph.redb")).expect("open raw");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut m = txn
+                .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+                .expect("meta");
+            m.remove("checkpoint").expect("mark");
+            let mut h = txn
+                .open_table(redb::TableDefinition::<&str, u64>::new("heads"))
+                .expect("heads");
+            h.retain(|_, _| false).expect("clear");
+        }
+        txn.commit().expect("commit");
+    }
+    let s = open(&dir).expect("reopen after the heads are gone");
+    assert_eq!(history(&s).await, expected, "heads rebuilt from the log");
+    assert_eq!(
+        s.twin_events("q", None, None).await.expect("history").len(),
+        4,
+        "created, related, set, unrelated"
+    );
+    s.close();
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use async_trait::async_trait;
 use tokio::sync::{broadcast, oneshot};
 
-use super::journal::{Changed, Journal};
+use super::journal::Journal;
 use super::{AggregateQuery, At, GraphStore, Page, StoreError, TwinQuery};
 use crate::dtdl::ModelSet;
 use crate::twin::TwinError;
@@ -50,8 +50,11 @@ pub struct StoreConfig {
     pub clock: Arc<dyn Clock>,
     /// When the embedded store starts a checkpoint (the current state of
     /// what changed, written so startup need not replay it): this many
-    /// changed twins and relationships, or this long after the last.
+    /// changed twins and relationships, this many events, or this long
+    /// after the last, whichever comes first. Startup replays at most
+    /// about `checkpoint_events` plus what a checkpoint takes to write.
     pub checkpoint_rows: usize,
+    pub checkpoint_events: u64,
     pub checkpoint_every: std::time::Duration,
     /// Rows of a checkpoint written with each commit, at least (it is
     /// spread over the commits after it starts).
@@ -64,14 +67,48 @@ impl Default for StoreConfig {
             graph: GraphConfig::default(),
             max_depth: DEFAULT_MAX_DEPTH,
             retention: None,
-            // Reads are served from memory; the cache only helps writes.
-            storage_cache_bytes: 16 * 1024 * 1024,
+            storage_cache_bytes: machine_cache_bytes(),
             live_buffer: 4096,
             clock: Arc::new(SystemClock),
-            checkpoint_rows: 20_000,
-            checkpoint_every: std::time::Duration::from_secs(5),
+            checkpoint_rows: 500_000,
+            checkpoint_events: StoreConfig::default_checkpoint_events(),
+            checkpoint_every: std::time::Duration::from_secs(30),
             checkpoint_chunk: 512,
         }
+    }
+}
+
+/// The embedded store's page cache unless set: 1/64 of the memory this
+/// process may use (the machine's, or its cgroup's limit when lower),
+/// between 16 MiB and 512 MiB. Reads are served from the in-memory graph;
+/// the cache holds the pages writes touch (the log's tail, the state and
+/// history-head rows checkpoints rewrite), so it need not grow with the
+/// store, and what it takes stays small beside the graph itself.
+pub fn machine_cache_bytes() -> usize {
+    const MIB: u64 = 1024 * 1024;
+    let total = machine_memory_bytes().unwrap_or(1024 * MIB);
+    usize::try_from((total / 64).clamp(16 * MIB, 512 * MIB)).unwrap_or(usize::MAX)
+}
+
+/// Memory this process may use: physical memory (`/proc/meminfo`), or the
+/// cgroup's limit (`/sys/fs/cgroup/memory.max`) when lower.
+pub fn machine_memory_bytes() -> Option<u64> {
+    let physical = std::fs::read_to_string("/proc/meminfo")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)?;
+    let limit = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    Some(limit.map_or(physical, |l| l.min(physical)))
+}
+
+impl StoreConfig {
+    /// Events after which a checkpoint starts, unless set.
+    pub const fn default_checkpoint_events() -> u64 {
+        500_000
     }
 }
 
@@ -190,7 +227,8 @@ impl Store {
         let handle = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(h) = handle {
             let _ = h.join();
-            if let Err(e) = self.shared.journal.flush() {
+            let graph = read(&self.shared.graph);
+            if let Err(e) = self.shared.journal.flush(&graph) {
                 tracing_free_warning(&e);
             }
         }
@@ -306,7 +344,7 @@ fn commit_group(shared: &Shared, group: Vec<Request>) {
     let mut answers: Vec<(BatchReply, Result<Vec<Event>, StoreError>)> =
         Vec::with_capacity(group.len());
     let mut all: Vec<Event> = Vec::new();
-    let changed = {
+    {
         let graph = read(&shared.graph);
         let mut planner = graph.planner(&models);
         for req in group {
@@ -325,10 +363,11 @@ fn commit_group(shared: &Shared, group: Vec<Request>) {
                 }
             }
         }
-        planner.into_staged()
-    };
+    }
+    // The journal reads the graph as it is before these events (the state
+    // of earlier changes it writes lazily); only this thread changes it.
     if !all.is_empty()
-        && let Err(e) = shared.journal.commit(&all, changed)
+        && let Err(e) = shared.journal.commit(&all, &read(&shared.graph))
     {
         for (reply, r) in answers {
             let _ = reply.send(r.and(Err(e.clone())));
@@ -387,7 +426,7 @@ fn commit_models(
     };
     shared
         .journal
-        .commit(std::slice::from_ref(&event), Changed::default())?;
+        .commit(std::slice::from_ref(&event), &read(&shared.graph))?;
     write(&shared.graph).apply(&event);
     *write(&shared.models) = models;
     shared.last_seq.store(event.seq, Ordering::Release);

@@ -1,16 +1,19 @@
 //! The embedded durable store: events and current state in one redb file in
 //! the data directory (`<data>/twingraph.redb`).
 //!
-//! Tables: `events` (seq → event), `twins` (id → twin), `relationships`
-//! ((source, id) → relationship), `twin_events` ((twin, seq) → ()) for
-//! per-twin history, `meta` (format version, first kept seq). One group of
-//! writes is one redb transaction committed with `Durability::Immediate`:
-//! its events become durable together or not at all. The state tables are
-//! written by checkpoints spread over later commits (see [`RedbJournal`]);
-//! startup loads them and replays the events after the last complete
-//! checkpoint.
+//! Tables: `events` (seq → event, with links to each of its twins' previous
+//! event), `twins` (id → twin), `relationships` ((source, id) →
+//! relationship), `heads` (twin → its last event: where its history
+//! starts), `streams` (copies of configuration and rollout records), `meta`
+//! (format version, checkpoint mark, where linked events start), and
+//! `twin_events` ((twin, seq) → ()), the per-twin history index of stores
+//! written before format 3 (read, never written). One group of writes is
+//! one redb transaction committed with `Durability::Immediate`: its events
+//! become durable together or not at all. The state tables are written by
+//! checkpoints spread over later commits (see [`RedbJournal`]); startup
+//! loads them and replays the events after the last complete checkpoint.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -18,19 +21,23 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 use super::StoreError;
 use super::core::{Store, StoreConfig};
-use super::journal::{Changed, Journal};
+use super::journal::Journal;
 use crate::dtdl::ModelSet;
-use crate::twin::graph::RelKey;
-use crate::twin::{Event, Graph, Micros, Relationship, Twin};
+use crate::twin::graph::{IdHasher, RelKey};
+use crate::twin::{Change, Event, Graph, Micros, Relationship, Twin};
 
-/// The data format this build writes (it reads format 1 too: state rows of
-/// plain JSON, as format 2 rows whose sequence number is 0).
-pub const FORMAT_VERSION: u64 = 2;
+/// The data format this build writes. It reads formats 1 and 2 too: their
+/// state rows are JSON (format 1 without, format 2 with the sequence number
+/// of the event they reflect), their events carry no links, and their
+/// per-twin history is the `twin_events` index.
+pub const FORMAT_VERSION: u64 = 3;
 
 const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta");
 const EVENTS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("events");
 const TWINS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("twins");
 const RELS: TableDefinition<'static, (&str, &str), &[u8]> = TableDefinition::new("relationships");
+const HEADS: TableDefinition<'static, &str, u64> = TableDefinition::new("heads");
+/// Per-twin history of events before `links_from` (formats 1 and 2).
 const TWIN_EVENTS: TableDefinition<'static, (&str, u64), ()> = TableDefinition::new("twin_events");
 /// Records of streams (configurations, rollouts), a copy retention never prunes.
 const STREAMS: TableDefinition<'static, (&str, u64), &[u8]> = TableDefinition::new("streams");
@@ -39,8 +46,8 @@ fn storage<E: Into<redb::Error>>(e: E) -> StoreError {
     StoreError::Storage(e.into().to_string())
 }
 
-fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(v).map_err(|e| StoreError::Storage(format!("cannot encode: {e}")))
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Storage(format!("corrupt {what} record: {e}"))
 }
 
 /// When checkpoints start and how they are spread (see [`StoreConfig`]): a
@@ -50,8 +57,54 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
 #[derive(Debug, Clone, Copy)]
 struct CheckpointLimits {
     rows: usize,
+    events: u64,
     every: std::time::Duration,
     chunk: usize,
+}
+
+/// An event row (format 3): a 1 byte, how many twins the event concerns
+/// (`n`, those of [`Change::twins`], in that order), for each the sequence
+/// number of that twin's previous event (8 bytes, big-endian; 0: none),
+/// then the event's JSON. A twin's history is the chain of these links
+/// from its head: appending an event writes no index entry in the middle
+/// of a table. Rows of earlier formats are the JSON alone.
+fn encode_event(e: &Event, links: &[u64]) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(2 + 8 * links.len() + 320);
+    out.push(1);
+    out.push(u8::try_from(links.len()).unwrap_or(u8::MAX));
+    for l in links {
+        out.extend_from_slice(&l.to_be_bytes());
+    }
+    serde_json::to_writer(&mut out, e)
+        .map_err(|e| StoreError::Storage(format!("cannot encode: {e}")))?;
+    Ok(out)
+}
+
+/// The links and JSON of an event row (no links: a row of an earlier format).
+fn split_event(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
+    match bytes {
+        [1, n, rest @ ..] => {
+            let n = usize::from(*n) * 8;
+            if rest.len() < n {
+                return Err(corrupt("event", "truncated links"));
+            }
+            Ok(rest.split_at(n))
+        }
+        json => Ok((&[], json)),
+    }
+}
+
+/// Link `i` of an event row's links (0 when it has none).
+fn link(links: &[u8], i: usize) -> u64 {
+    links
+        .get(i * 8..i * 8 + 8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+fn decode_event(bytes: &[u8]) -> Result<Event, StoreError> {
+    let (_, json) = split_event(bytes)?;
+    serde_json::from_slice(json).map_err(|e| corrupt("event", e))
 }
 
 /// A state row: a 0 byte, the sequence number of the last event it
@@ -79,25 +132,119 @@ fn decode_row(bytes: &[u8]) -> (u64, &[u8]) {
     }
 }
 
-/// State changed since the last checkpoint, waiting to be written.
+/// A relationship row (format 3; its key holds source and id): a 2 byte,
+/// the sequence number of the last event it reflects, the name and the
+/// target (each a 4-byte length and the bytes), version, creation and
+/// update times (8 bytes each), then the properties' JSON (nothing: none).
+/// Most relationships have no properties, so most rows load without a
+/// JSON parser.
+fn encode_rel_row(seq: u64, r: &Relationship) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(48 + r.name.len() + r.target.len());
+    out.push(2);
+    out.extend_from_slice(&seq.to_be_bytes());
+    for s in [&r.name, &r.target] {
+        let len = u32::try_from(s.len())
+            .map_err(|_| StoreError::Storage("cannot encode: a name over 4 GiB".into()))?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    out.extend_from_slice(&r.version.to_be_bytes());
+    out.extend_from_slice(&r.created_at.to_be_bytes());
+    out.extend_from_slice(&r.updated_at.to_be_bytes());
+    if !r.properties.is_empty() {
+        serde_json::to_writer(&mut out, &r.properties)
+            .map_err(|e| StoreError::Storage(format!("cannot encode: {e}")))?;
+    }
+    Ok(out)
+}
+
+/// Reads the fields of a binary row in order.
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+        if self.0.len() < n {
+            return Err(corrupt("relationship", "truncated"));
+        }
+        let (part, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(part)
+    }
+
+    fn u64(&mut self) -> Result<u64, StoreError> {
+        let mut n = [0u8; 8];
+        n.copy_from_slice(self.take(8)?);
+        Ok(u64::from_be_bytes(n))
+    }
+
+    fn text(&mut self) -> Result<&'a str, StoreError> {
+        let mut n = [0u8; 4];
+        n.copy_from_slice(self.take(4)?);
+        let len = usize::try_from(u32::from_be_bytes(n)).unwrap_or(usize::MAX);
+        std::str::from_utf8(self.take(len)?).map_err(|e| corrupt("relationship", e))
+    }
+}
+
+/// A relationship row, decoded; with its key's source and id.
+fn decode_rel_row(source: &str, id: &str, bytes: &[u8]) -> Result<(u64, Relationship), StoreError> {
+    let [2, rest @ ..] = bytes else {
+        let (seq, json) = decode_row(bytes);
+        let r = serde_json::from_slice(json).map_err(|e| corrupt("relationship", e))?;
+        return Ok((seq, r));
+    };
+    let mut c = Cursor(rest);
+    let seq = c.u64()?;
+    let name = c.text()?.to_owned();
+    let target = c.text()?.to_owned();
+    let version = c.u64()?;
+    let created_at = c.u64()?.cast_signed();
+    let updated_at = c.u64()?.cast_signed();
+    let properties = if c.0.is_empty() {
+        serde_json::Map::new()
+    } else {
+        serde_json::from_slice(c.0).map_err(|e| corrupt("relationship", e))?
+    };
+    Ok((
+        seq,
+        Relationship {
+            id: id.to_owned(),
+            source: source.to_owned(),
+            name,
+            target,
+            properties,
+            version,
+            created_at,
+            updated_at,
+        },
+    ))
+}
+
+/// What changed since the last checkpoint (keys only: a checkpoint writes
+/// the graph's current state of them), and the head of every twin's history.
 #[derive(Debug, Default)]
 struct Pending {
-    twins: HashMap<String, Option<Twin>>,
-    rels: HashMap<RelKey, Option<Relationship>>,
+    /// Twins whose row and head are to be written (events touched them).
+    twins: HashSet<String, IdHasher>,
+    rels: HashSet<RelKey, IdHasher>,
+    /// Events since the last checkpoint started.
+    events: u64,
     last_seq: u64,
     since: Option<std::time::Instant>,
     /// The checkpoint being written, a chunk per commit.
     writing: Option<Checkpoint>,
+    /// Each twin's last event (deleted twins' too: their history stays).
+    heads: HashMap<Box<str>, u64, IdHasher>,
 }
 
-/// A checkpoint: the state of what changed up to event `seq`, frozen, and
-/// how many of its rows are written. The `checkpoint` mark moves to `seq`
-/// with its last row.
+/// A checkpoint: what changed up to event `seq`, frozen in key order, and
+/// how many of its rows are written. Rows hold the state current when they
+/// are written (as of a later event, which they record); the `checkpoint`
+/// mark moves to `seq` with the last row.
 #[derive(Debug)]
 struct Checkpoint {
     seq: u64,
-    twins: Vec<(String, Option<Twin>)>,
-    rels: Vec<(RelKey, Option<Relationship>)>,
+    twins: Vec<String>,
+    rels: Vec<RelKey>,
     written: usize,
     started: std::time::Instant,
 }
@@ -110,22 +257,25 @@ impl Checkpoint {
 
 /// Events and state in a redb database.
 ///
-/// Every commit writes its events (durably, with their per-twin index). The
-/// current state of what they changed is written lazily, in checkpoints: the
-/// state as of one event, frozen, written a chunk of rows per later commit
+/// Every commit appends its events, each linked to its twins' previous
+/// events (durably). The current state of what they changed is written
+/// lazily, in checkpoints: the keys changed up to one event, frozen, their
+/// rows (and history heads) written from the graph a chunk per later commit
 /// (in the commit's own transaction), so no commit carries a whole
 /// checkpoint. Each state row records the last event it reflects; the
 /// `checkpoint` meta entry says up to which event every row is current (it
 /// moves with a checkpoint's last chunk). Startup replays the events after
-/// it, each only onto rows older than it (rows of an unfinished checkpoint
-/// are newer). So an update writes its event, not a copy of the whole twin,
-/// and recovery is bounded by the checkpoint interval.
+/// it, each only onto rows older than it. So an update writes its event at
+/// the end of the log, not a copy of the whole twin, and recovery is
+/// bounded by the checkpoint interval.
 #[derive(Debug)]
 pub struct RedbJournal {
     db: Database,
     path: PathBuf,
     pending: Mutex<Pending>,
     limits: CheckpointLimits,
+    /// The first event with links: the history of earlier ones is `twin_events`.
+    links_from: std::sync::atomic::AtomicU64,
 }
 
 /// Opens (creating if needed) the store in `dir`.
@@ -151,9 +301,11 @@ pub fn open(dir: &Path, models: Arc<ModelSet>, config: StoreConfig) -> Result<St
         pending: Mutex::new(Pending::default()),
         limits: CheckpointLimits {
             rows: config.checkpoint_rows.max(1),
+            events: config.checkpoint_events.max(1),
             every: config.checkpoint_every,
             chunk: config.checkpoint_chunk.max(1),
         },
+        links_from: std::sync::atomic::AtomicU64::new(1),
     };
     let graph = journal.load(&config).map_err(|e| match e {
         StoreError::Storage(m) => unusable(m),
@@ -162,16 +314,19 @@ pub fn open(dir: &Path, models: Arc<ModelSet>, config: StoreConfig) -> Result<St
     Ok(Store::start(graph, models, Arc::new(journal), config))
 }
 
-/// Writes state rows into `txn`, each as of event `seq`.
+/// Writes the graph's current state of `twins` (rows and history heads) and
+/// `rels` into `txn`, each row as of the graph's last event.
 fn write_rows<'a>(
     txn: &redb::WriteTransaction,
-    seq: u64,
-    twins: impl Iterator<Item = (&'a String, &'a Option<Twin>)>,
-    rels: impl Iterator<Item = (&'a RelKey, &'a Option<Relationship>)>,
+    graph: &Graph,
+    heads: &HashMap<Box<str>, u64, IdHasher>,
+    twins: impl Iterator<Item = &'a String> + Clone,
+    rels: impl Iterator<Item = &'a RelKey>,
 ) -> Result<(), StoreError> {
+    let seq = graph.last_seq();
     let mut table = txn.open_table(TWINS).map_err(storage)?;
-    for (id, t) in twins {
-        match t {
+    for id in twins.clone() {
+        match graph.twin(id) {
             Some(t) => {
                 table
                     .insert(id.as_str(), encode_row(seq, t)?.as_slice())
@@ -182,14 +337,20 @@ fn write_rows<'a>(
             }
         }
     }
+    let mut table = txn.open_table(HEADS).map_err(storage)?;
+    for id in twins {
+        if let Some(&head) = heads.get(id.as_str()) {
+            table.insert(id.as_str(), head).map_err(storage)?;
+        }
+    }
     let mut table = txn.open_table(RELS).map_err(storage)?;
-    for ((source, id), r) in rels {
-        match r {
+    for (source, id) in rels {
+        match graph.relationship(source, id) {
             Some(r) => {
                 table
                     .insert(
                         (source.as_str(), id.as_str()),
-                        encode_row(seq, r)?.as_slice(),
+                        encode_rel_row(seq, &r)?.as_slice(),
                     )
                     .map_err(storage)?;
             }
@@ -219,21 +380,46 @@ fn write_chunk(
     txn: &redb::WriteTransaction,
     c: &Checkpoint,
     n: usize,
+    graph: &Graph,
+    heads: &HashMap<Box<str>, u64, IdHasher>,
 ) -> Result<usize, StoreError> {
     let end = c.written.saturating_add(n).min(c.rows());
     let split = c.twins.len();
     let twins = &c.twins[c.written.min(split)..end.min(split)];
     let rels = &c.rels[c.written.max(split) - split..end.max(split) - split];
-    write_rows(
-        txn,
-        c.seq,
-        twins.iter().map(|(k, v)| (k, v)),
-        rels.iter().map(|(k, v)| (k, v)),
-    )?;
+    write_rows(txn, graph, heads, twins.iter(), rels.iter())?;
     if end == c.rows() {
         set_mark(txn, c.seq)?;
     }
     Ok(end - c.written)
+}
+
+/// Marks what `e` touched as changed since the last checkpoint, and moves
+/// its twins' heads to it.
+fn touch(pending: &mut Pending, e: &Event) {
+    for t in e.change.twins() {
+        match pending.heads.get_mut(t) {
+            Some(h) => *h = e.seq,
+            None => {
+                pending.heads.insert(t.into(), e.seq);
+            }
+        }
+        if !pending.twins.contains(t) {
+            pending.twins.insert(t.to_owned());
+        }
+    }
+    match &e.change {
+        Change::RelationshipCreated { relationship: r } => {
+            pending.rels.insert((r.source.clone(), r.id.clone()));
+        }
+        Change::RelationshipUpdated { source, id, .. }
+        | Change::RelationshipDeleted { source, id, .. } => {
+            pending.rels.insert((source.clone(), id.clone()));
+        }
+        _ => {}
+    }
+    pending.events += 1;
+    pending.last_seq = e.seq;
 }
 
 impl RedbJournal {
@@ -246,24 +432,24 @@ impl RedbJournal {
 
     /// Writes everything pending now, the rest of a checkpoint being
     /// written first (on shutdown, so startup replays nothing).
-    pub fn checkpoint(&self) -> Result<(), StoreError> {
+    pub fn checkpoint(&self, graph: &Graph) -> Result<(), StoreError> {
         let mut pending = self.lock_pending();
         if pending.twins.is_empty() && pending.rels.is_empty() && pending.writing.is_none() {
             return Ok(());
         }
         let txn = self.db.begin_write().map_err(storage)?;
-        if let Some(c) = &pending.writing {
-            write_chunk(&txn, c, usize::MAX)?;
+        let p = &mut *pending;
+        if let Some(c) = &p.writing {
+            write_chunk(&txn, c, usize::MAX, graph, &p.heads)?;
         }
-        write_rows(
-            &txn,
-            pending.last_seq,
-            pending.twins.iter(),
-            pending.rels.iter(),
-        )?;
-        set_mark(&txn, pending.last_seq)?;
+        write_rows(&txn, graph, &p.heads, p.twins.iter(), p.rels.iter())?;
+        set_mark(&txn, p.last_seq)?;
         txn.commit().map_err(storage)?;
-        *pending = Pending::default();
+        p.twins.clear();
+        p.rels.clear();
+        p.events = 0;
+        p.since = None;
+        p.writing = None;
         Ok(())
     }
 
@@ -292,14 +478,31 @@ impl RedbJournal {
         let txn = self.db.begin_write().map_err(storage)?;
         {
             let mut meta = txn.open_table(META).map_err(storage)?;
-            // Format 1 is read as it is; rows written from now on are of
-            // this build's format, which older builds must refuse.
+            // Formats 1 and 2 are read as they are; rows written from now
+            // on are of this build's format, which older builds must refuse.
             if format.is_none_or(|f| f < FORMAT_VERSION) {
                 meta.insert("format", FORMAT_VERSION).map_err(storage)?;
             }
+            // Events from here on are linked; earlier ones have their index.
+            if meta.get("links_from").map_err(storage)?.is_none() {
+                let next = txn
+                    .open_table(EVENTS)
+                    .map_err(storage)?
+                    .last()
+                    .map_err(storage)?
+                    .map_or(1, |(k, _)| k.value() + 1);
+                meta.insert("links_from", next).map_err(storage)?;
+            }
+            let links_from = meta
+                .get("links_from")
+                .map_err(storage)?
+                .map_or(1, |v| v.value());
+            self.links_from
+                .store(links_from, std::sync::atomic::Ordering::Release);
             txn.open_table(EVENTS).map_err(storage)?;
             txn.open_table(TWINS).map_err(storage)?;
             txn.open_table(RELS).map_err(storage)?;
+            txn.open_table(HEADS).map_err(storage)?;
             txn.open_table(TWIN_EVENTS).map_err(storage)?;
             txn.open_table(STREAMS).map_err(storage)?;
         }
@@ -307,9 +510,6 @@ impl RedbJournal {
 
         let mut graph = Graph::new(config.graph.clone());
         let read = self.db.begin_read().map_err(storage)?;
-        let corrupt = |what: &str, e: serde_json::Error| {
-            StoreError::Storage(format!("corrupt {what} record: {e}"))
-        };
         // Every row is current up to the checkpoint; rows written since, by
         // a checkpoint that did not finish, are newer (their own sequence).
         let checkpoint = read
@@ -351,35 +551,43 @@ impl RedbJournal {
             .map_err(storage)?
         {
             let (k, v) = row.map_err(storage)?;
-            let (seq, json) = decode_row(v.value());
-            let r: Relationship =
-                serde_json::from_slice(json).map_err(|e| corrupt("relationship", e))?;
+            let (source, id) = k.value();
+            let (seq, r) = decode_rel_row(source, id, v.value())?;
             if seq > checkpoint {
-                let (source, id) = k.value();
                 newer_rels.insert((source.to_owned(), id.to_owned()), seq);
             }
             graph.insert_relationship(r);
         }
         let rels_read = started.elapsed() - twins_read;
+        let mut pending = self.lock_pending();
+        {
+            let heads = read.open_table(HEADS).map_err(storage)?;
+            pending
+                .heads
+                .reserve(usize::try_from(heads.len().map_err(storage)?).unwrap_or(usize::MAX));
+            for row in heads.iter().map_err(storage)? {
+                let (k, v) = row.map_err(storage)?;
+                pending.heads.insert(k.value().into(), v.value());
+            }
+        }
         let events = read.open_table(EVENTS).map_err(storage)?;
         if let Some((_, v)) = events.last().map_err(storage)? {
-            let e: Event = serde_json::from_slice(v.value()).map_err(|e| corrupt("event", e))?;
+            let e = decode_event(v.value())?;
             graph.set_position(checkpoint.min(e.seq), e.time.min(graph.last_time()));
         }
-        let mut pending = self.lock_pending();
         for row in events
             .range(checkpoint.saturating_add(1)..)
             .map_err(storage)?
         {
             let (_, v) = row.map_err(storage)?;
-            let e: Event = serde_json::from_slice(v.value()).map_err(|e| corrupt("event", e))?;
+            let e = decode_event(v.value())?;
             // A row already as of this event (or later) has its change.
             let stored = match &e.change {
-                crate::twin::Change::RelationshipCreated { relationship: r } => {
+                Change::RelationshipCreated { relationship: r } => {
                     newer_rels.get(&(r.source.clone(), r.id.clone())).copied()
                 }
-                crate::twin::Change::RelationshipUpdated { source, id, .. }
-                | crate::twin::Change::RelationshipDeleted { source, id, .. } => {
+                Change::RelationshipUpdated { source, id, .. }
+                | Change::RelationshipDeleted { source, id, .. } => {
                     newer_rels.get(&(source.clone(), id.clone())).copied()
                 }
                 change => change
@@ -393,26 +601,9 @@ impl RedbJournal {
                 graph.apply(&e);
             }
             // What the replayed events changed goes into the next checkpoint.
-            for t in e.change.twins() {
-                pending.twins.insert(t.to_owned(), graph.twin(t).cloned());
-            }
-            match &e.change {
-                crate::twin::Change::RelationshipCreated { relationship: r } => {
-                    let k = (r.source.clone(), r.id.clone());
-                    pending
-                        .rels
-                        .insert(k.clone(), graph.relationship(&k.0, &k.1));
-                }
-                crate::twin::Change::RelationshipUpdated { source, id, .. }
-                | crate::twin::Change::RelationshipDeleted { source, id, .. } => {
-                    pending
-                        .rels
-                        .insert((source.clone(), id.clone()), graph.relationship(source, id));
-                }
-                _ => {}
-            }
-            pending.last_seq = e.seq;
+            touch(&mut pending, &e);
         }
+        let replayed = pending.events;
         let streams = read.open_table(STREAMS).map_err(storage)?;
         for stream in crate::twin::event::RECORD_STREAMS {
             if let Some((k, _)) = streams
@@ -429,52 +620,63 @@ impl RedbJournal {
             twins = graph.twin_count(),
             twins_s = twins_read.as_secs_f64(),
             relationships_s = rels_read.as_secs_f64(),
-            replayed = pending.last_seq.saturating_sub(checkpoint),
+            replayed,
             total_s = started.elapsed().as_secs_f64(),
+            cache_mb = config.storage_cache_bytes / (1024 * 1024),
             "embedded store: loaded"
         );
         Ok(graph)
     }
+
+    /// Events of `twin` before linked events started (formats 1 and 2), by
+    /// their index, below `below`.
+    fn indexed_events(
+        read: &redb::ReadTransaction,
+        twin: &str,
+        below: u64,
+        out: &mut Vec<Event>,
+    ) -> Result<(), StoreError> {
+        let idx = read.open_table(TWIN_EVENTS).map_err(storage)?;
+        let events = read.open_table(EVENTS).map_err(storage)?;
+        for row in idx.range((twin, 0u64)..(twin, below)).map_err(storage)? {
+            let (k, _) = row.map_err(storage)?;
+            if let Some(v) = events.get(k.value().1).map_err(storage)? {
+                out.push(decode_event(v.value())?);
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Journal for RedbJournal {
-    fn commit(&self, events: &[Event], changed: Changed) -> Result<(), StoreError> {
+    fn commit(&self, events: &[Event], graph: &Graph) -> Result<(), StoreError> {
         let mut pending = self.lock_pending();
         let txn = self.db.begin_write().map_err(storage)?;
         {
             let mut ev = txn.open_table(EVENTS).map_err(storage)?;
-            let mut idx = txn.open_table(TWIN_EVENTS).map_err(storage)?;
             let mut streams = txn.open_table(STREAMS).map_err(storage)?;
+            // Heads moved by earlier events of this group.
+            let mut moved: HashMap<&str, u64, IdHasher> = HashMap::default();
+            let mut links = Vec::with_capacity(2);
             for e in events {
-                let bytes = encode(e)?;
-                ev.insert(e.seq, bytes.as_slice()).map_err(storage)?;
+                links.clear();
                 for t in e.change.twins() {
-                    idx.insert((t, e.seq), ()).map_err(storage)?;
+                    let prev = moved
+                        .get(t)
+                        .or_else(|| pending.heads.get(t))
+                        .copied()
+                        .unwrap_or(0);
+                    links.push(prev);
+                    moved.insert(t, e.seq);
                 }
+                let bytes = encode_event(e, &links)?;
+                ev.insert(e.seq, bytes.as_slice()).map_err(storage)?;
                 if let Some(stream) = e.change.stream() {
-                    streams
-                        .insert((stream, e.seq), bytes.as_slice())
-                        .map_err(storage)?;
+                    let (_, json) = split_event(&bytes)?;
+                    streams.insert((stream, e.seq), json).map_err(storage)?;
                 }
             }
         }
-        // Merge into the pending state, remembering what each key held
-        // before so a failed commit can put it back exactly.
-        let mut undo_twins = Vec::with_capacity(changed.twins.len());
-        for (id, t) in changed.twins {
-            let old = pending.twins.insert(id.clone(), t);
-            undo_twins.push((id, old));
-        }
-        let mut undo_rels = Vec::with_capacity(changed.rels.len());
-        for (k, r) in changed.rels {
-            let old = pending.rels.insert(k.clone(), r);
-            undo_rels.push((k, old));
-        }
-        let old_seq = pending.last_seq;
-        if let Some(last) = events.last() {
-            pending.last_seq = last.seq;
-        }
-        let old_since = pending.since;
         let since = *pending.since.get_or_insert_with(std::time::Instant::now);
         // A chunk of the checkpoint being written rides along.
         let chunk = match &pending.writing {
@@ -482,63 +684,51 @@ impl Journal for RedbJournal {
                 &txn,
                 c,
                 events.len().clamp(self.limits.chunk, 4 * self.limits.chunk),
+                graph,
+                &pending.heads,
             ),
             None => Ok(0),
         };
-        match chunk.and_then(|n| txn.commit().map_err(storage).map(|()| n)) {
-            Ok(n) => {
-                if let Some(c) = &mut pending.writing {
-                    c.written += n;
-                    if c.written == c.rows() {
-                        tracing::debug!(
-                            seq = c.seq,
-                            rows = c.rows(),
-                            ms = c.started.elapsed().as_secs_f64() * 1000.0,
-                            "embedded store: checkpoint written"
-                        );
-                        pending.writing = None;
-                    }
-                }
-                let due = pending.twins.len() + pending.rels.len() >= self.limits.rows
-                    || since.elapsed() >= self.limits.every;
-                if due && pending.writing.is_none() {
-                    // Freeze what changed up to here; the next commits write
-                    // it, in key order: each chunk then touches neighbouring
-                    // pages of the tables, not pages all over them.
-                    let p = &mut *pending;
-                    let mut twins: Vec<_> = p.twins.drain().collect();
-                    twins.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                    let mut rels: Vec<_> = p.rels.drain().collect();
-                    rels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                    p.writing = Some(Checkpoint {
-                        seq: p.last_seq,
-                        twins,
-                        rels,
-                        written: 0,
-                        started: std::time::Instant::now(),
-                    });
-                    p.since = None;
-                }
-                Ok(())
-            }
-            Err(e) => {
-                for (id, old) in undo_twins.into_iter().rev() {
-                    match old {
-                        Some(o) => pending.twins.insert(id, o),
-                        None => pending.twins.remove(&id),
-                    };
-                }
-                for (k, old) in undo_rels.into_iter().rev() {
-                    match old {
-                        Some(o) => pending.rels.insert(k, o),
-                        None => pending.rels.remove(&k),
-                    };
-                }
-                pending.last_seq = old_seq;
-                pending.since = old_since;
-                Err(e)
+        let n = chunk.and_then(|n| txn.commit().map_err(storage).map(|()| n))?;
+        // Durable: what the events touched is now pending.
+        for e in events {
+            touch(&mut pending, e);
+        }
+        if let Some(c) = &mut pending.writing {
+            c.written += n;
+            if c.written == c.rows() {
+                tracing::debug!(
+                    seq = c.seq,
+                    rows = c.rows(),
+                    ms = c.started.elapsed().as_secs_f64() * 1000.0,
+                    "embedded store: checkpoint written"
+                );
+                pending.writing = None;
             }
         }
+        let due = pending.events >= self.limits.events
+            || pending.twins.len() + pending.rels.len() >= self.limits.rows
+            || since.elapsed() >= self.limits.every;
+        if due && pending.writing.is_none() {
+            // Freeze what changed up to here; the next commits write it, in
+            // key order: each chunk then touches neighbouring pages of the
+            // tables, not pages all over them.
+            let p = &mut *pending;
+            let mut twins: Vec<String> = p.twins.drain().collect();
+            twins.sort_unstable();
+            let mut rels: Vec<RelKey> = p.rels.drain().collect();
+            rels.sort_unstable();
+            p.writing = Some(Checkpoint {
+                seq: p.last_seq,
+                twins,
+                rels,
+                written: 0,
+                started: std::time::Instant::now(),
+            });
+            p.since = None;
+            p.events = 0;
+        }
+        Ok(())
     }
 
     fn events_after(&self, seq: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
@@ -551,31 +741,42 @@ impl Journal for RedbJournal {
             .take(limit)
         {
             let (_, v) = row.map_err(storage)?;
-            out.push(
-                serde_json::from_slice(v.value())
-                    .map_err(|e| StoreError::Storage(format!("corrupt event record: {e}")))?,
-            );
+            out.push(decode_event(v.value())?);
         }
         Ok(out)
     }
 
     fn twin_events(&self, twin: &str) -> Result<Vec<Event>, StoreError> {
+        // The head first: every event up to it is in any later snapshot.
+        let head = self.lock_pending().heads.get(twin).copied().unwrap_or(0);
+        let links_from = self.links_from.load(std::sync::atomic::Ordering::Acquire);
         let read = self.db.begin_read().map_err(storage)?;
-        let idx = read.open_table(TWIN_EVENTS).map_err(storage)?;
-        let events = read.open_table(EVENTS).map_err(storage)?;
         let mut out = Vec::new();
-        for row in idx
-            .range((twin, 0u64)..=(twin, u64::MAX))
-            .map_err(storage)?
         {
-            let (k, _) = row.map_err(storage)?;
-            let (_, seq) = k.value();
-            if let Some(v) = events.get(seq).map_err(storage)? {
-                out.push(
-                    serde_json::from_slice(v.value())
-                        .map_err(|e| StoreError::Storage(format!("corrupt event record: {e}")))?,
-                );
+            let events = read.open_table(EVENTS).map_err(storage)?;
+            let mut seq = head;
+            while seq >= links_from && seq > 0 {
+                // A missing event was pruned: so were all before it.
+                let Some(v) = events.get(seq).map_err(storage)? else {
+                    break;
+                };
+                let (links, json) = split_event(v.value())?;
+                let e: Event = serde_json::from_slice(json).map_err(|e| corrupt("event", e))?;
+                let at = e.change.twins().iter().position(|t| *t == twin);
+                let prev = at.map_or(0, |i| link(links, i));
+                out.push(e);
+                if prev >= seq {
+                    return Err(corrupt("event", "a link that does not go back"));
+                }
+                seq = prev;
             }
+        }
+        out.reverse();
+        if links_from > 1 {
+            let mut older = Vec::new();
+            Self::indexed_events(&read, twin, links_from, &mut older)?;
+            older.append(&mut out);
+            out = older;
         }
         Ok(out)
     }
@@ -595,10 +796,7 @@ impl Journal for RedbJournal {
             .take(limit)
         {
             let (_, v) = row.map_err(storage)?;
-            out.push(
-                serde_json::from_slice(v.value())
-                    .map_err(|e| StoreError::Storage(format!("corrupt stream record: {e}")))?,
-            );
+            out.push(serde_json::from_slice(v.value()).map_err(|e| corrupt("stream", e))?);
         }
         Ok(out)
     }
@@ -615,11 +813,12 @@ impl Journal for RedbJournal {
         first().unwrap_or(1)
     }
 
-    fn flush(&self) -> Result<(), StoreError> {
-        self.checkpoint()
+    fn flush(&self, graph: &Graph) -> Result<(), StoreError> {
+        self.checkpoint(graph)
     }
 
     fn prune_before(&self, time: Micros) -> Result<usize, StoreError> {
+        let links_from = self.links_from.load(std::sync::atomic::Ordering::Acquire);
         let txn = self.db.begin_write().map_err(storage)?;
         let removed;
         {
@@ -635,15 +834,17 @@ impl Journal for RedbJournal {
             let mut old: Vec<(u64, Vec<String>)> = Vec::new();
             for row in ev.iter().map_err(storage)? {
                 let (k, v) = row.map_err(storage)?;
-                let e: Event = serde_json::from_slice(v.value())
-                    .map_err(|e| StoreError::Storage(format!("corrupt event record: {e}")))?;
+                let e = decode_event(v.value())?;
                 if e.time >= time || e.seq > checkpoint {
                     break;
                 }
-                old.push((
-                    k.value(),
-                    e.change.twins().into_iter().map(str::to_owned).collect(),
-                ));
+                // Only events of earlier formats have index entries.
+                let indexed = if e.seq < links_from {
+                    e.change.twins().into_iter().map(str::to_owned).collect()
+                } else {
+                    Vec::new()
+                };
+                old.push((k.value(), indexed));
             }
             // Keep at least the last event, so the log position survives.
             if ev.len().map_err(storage)? as usize == old.len() {

@@ -1,17 +1,18 @@
 //! The durability seam: what a store must persist, and read back, besides
 //! the in-memory graph.
 
-pub use crate::twin::graph::Staged as Changed;
-use crate::twin::{Event, Micros};
+use crate::twin::{Event, Graph, Micros};
 
 use super::StoreError;
 
 /// Durable storage of events and the current state.
 pub trait Journal: Send + Sync + std::fmt::Debug {
-    /// Appends events and the state they produce, atomically and durably:
-    /// when this returns `Ok`, both survive a crash; when it fails, neither
-    /// was written.
-    fn commit(&self, events: &[Event], changed: Changed) -> Result<(), StoreError>;
+    /// Appends events, atomically and durably: when this returns `Ok`, they
+    /// survive a crash (and so does the state they produce, from the events
+    /// or from state the journal wrote); when it fails, none was written.
+    /// `graph` is the state before them: every earlier event applied, and
+    /// only the store's writer changes it.
+    fn commit(&self, events: &[Event], graph: &Graph) -> Result<(), StoreError>;
 
     /// Events with a sequence number above `seq`, in order, at most `limit`.
     fn events_after(&self, seq: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
@@ -32,7 +33,7 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
     fn prune_before(&self, time: Micros) -> Result<usize, StoreError>;
 
     /// Makes everything committed cheap to load at the next start (called on shutdown).
-    fn flush(&self) -> Result<(), StoreError> {
+    fn flush(&self, _graph: &Graph) -> Result<(), StoreError> {
         Ok(())
     }
 }

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::StoreError;
-use super::journal::{Changed, Journal};
-use crate::twin::{Event, Micros};
+use super::journal::Journal;
+use crate::twin::{Event, Graph, Micros};
 
 #[derive(Debug, Default)]
 struct Log {
@@ -39,7 +39,7 @@ impl MemoryJournal {
 }
 
 impl Journal for MemoryJournal {
-    fn commit(&self, events: &[Event], _changed: Changed) -> Result<(), StoreError> {
+    fn commit(&self, events: &[Event], _graph: &Graph) -> Result<(), StoreError> {
         let mut log = self.lock();
         for e in events {
             let pos = log.events.len();
