@@ -6,8 +6,12 @@
 //! concurrent writers (against redb alone doing the same batched writes, in
 //! the same run), reading the event log back, one hot twin updated from
 //! many writers, and startup of the resulting store (over a million
-//! events). Figures are medians where repeated. `TWINGRAPH_BENCH_CELLS`
-//! scales the plant (default 2,000 work cells ≈ 100,000 twins).
+//! events), then a crash: the same writers on the reopened store, killed
+//! with SIGKILL mid-ingest, and every acknowledged write checked after
+//! recovery. Figures are medians where repeated. `TWINGRAPH_BENCH_CELLS`
+//! scales the plant (default 2,000 work cells ≈ 100,000 twins); a list
+//! (`2000,20000`: 100,000 and 1,000,000 twins) runs each size in turn, in
+//! its own process, and ends with the table of both.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -62,20 +66,126 @@ fn config() -> StoreConfig {
     c
 }
 
+/// A figure of one run, as `name=value` on a `figure:` line (read by
+/// the process that runs several sizes).
+fn figure(name: &str, value: f64) {
+    println!("figure: {name}={value}");
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
     }
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-store");
-    if std::env::var("TWINGRAPH_BENCH_PHASE").as_deref() == Ok("startup") {
-        startup_phase(&dir);
-        return;
+    match std::env::var("TWINGRAPH_BENCH_PHASE").as_deref() {
+        Ok("startup") => return startup_phase(&dir),
+        Ok("crash") => return crash_phase(&dir),
+        _ => {}
     }
-    let cells: usize = std::env::var("TWINGRAPH_BENCH_CELLS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2000);
-    let _ = std::fs::remove_dir_all(&dir);
+    let sizes: Vec<usize> = std::env::var("TWINGRAPH_BENCH_CELLS")
+        .unwrap_or_else(|_| "2000".into())
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .expect("TWINGRAPH_BENCH_CELLS: work cells, or a list of them")
+        })
+        .collect();
+    match sizes.as_slice() {
+        [cells] => run(&dir, *cells),
+        _ => scaling(&sizes),
+    }
+}
+
+/// Each size in its own process, one after the other; then the table.
+fn scaling(sizes: &[usize]) {
+    use std::io::BufRead;
+    let mut runs: Vec<std::collections::BTreeMap<String, f64>> = Vec::new();
+    for cells in sizes {
+        println!("== {cells} work cells ==");
+        let mut child = std::process::Command::new(std::env::current_exe().expect("bench binary"))
+            .arg("--bench")
+            .env("TWINGRAPH_BENCH_CELLS", cells.to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("a run");
+        let mut figures = std::collections::BTreeMap::new();
+        for line in std::io::BufReader::new(child.stdout.take().expect("stdout")).lines() {
+            let line = line.expect("output");
+            match line
+                .strip_prefix("figure: ")
+                .and_then(|f| f.split_once('='))
+            {
+                Some((k, v)) => {
+                    figures.insert(k.to_owned(), v.parse().expect("a number"));
+                }
+                None => println!("{line}"),
+            }
+        }
+        assert!(
+            child.wait().expect("run").success(),
+            "the run of {cells} cells failed"
+        );
+        runs.push(figures);
+    }
+    let rows: [(&str, &str, &str); 11] = [
+        ("twins", "twins", "{:.0}"),
+        ("events", "events in the log at startup", "{:.0}"),
+        ("load", "load (ops/s)", "{:.0}"),
+        ("point_read_us", "point read (µs, median)", "{:.2}"),
+        ("traversal_ms", "3-hop traversal (ms, median)", "{:.3}"),
+        (
+            "ingest",
+            "durable reported ingest, 64 writers (updates/s)",
+            "{:.0}",
+        ),
+        ("ingest_vs_redb", "… as % of redb alone, same run", "{:.0}"),
+        ("hot", "hot twin (updates/s)", "{:.0}"),
+        ("startup_s", "startup (s)", "{:.2}"),
+        (
+            "memory_kb",
+            "memory after startup (KB/twin, resident)",
+            "{:.2}",
+        ),
+        ("recovery_s", "start after SIGKILL mid-ingest (s)", "{:.2}"),
+    ];
+    println!();
+    print!("| |");
+    for r in &runs {
+        print!(" {:.0} twins |", r.get("twins").copied().unwrap_or(0.0));
+    }
+    println!();
+    println!("|---|{}", "---|".repeat(runs.len()));
+    for (key, label, format) in rows {
+        print!("| {label} |");
+        for r in &runs {
+            let v = r.get(key).copied().unwrap_or(f64::NAN);
+            let text = match format {
+                "{:.0}" => format!("{v:.0}"),
+                "{:.2}" => format!("{v:.2}"),
+                _ => format!("{v:.3}"),
+            };
+            print!(" {text} |");
+        }
+        println!();
+    }
+    if let [first, .., last] = runs.as_slice() {
+        let ratio = |k: &str| {
+            last.get(k).copied().unwrap_or(f64::NAN) / first.get(k).copied().unwrap_or(f64::NAN)
+        };
+        println!(
+            "largest/smallest: ingest {:.2}x, point read {:.2}x, traversal {:.2}x, startup {:.2}x",
+            ratio("ingest"),
+            ratio("point_read_us"),
+            ratio("traversal_ms"),
+            ratio("startup_s")
+        );
+    }
+}
+
+/// The whole benchmark at one size.
+fn run(dir: &std::path::Path, cells: usize) {
+    let _ = std::fs::remove_dir_all(dir);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -85,7 +195,7 @@ fn main() {
     let (batches, twin_count) = plant(cells);
     let ops: usize = batches.iter().map(|b| b.ops.len()).sum();
 
-    let store: Arc<Store> = Arc::new(embedded::open(&dir, models.clone(), config()).expect("open"));
+    let store: Arc<Store> = Arc::new(embedded::open(dir, models.clone(), config()).expect("open"));
     let t = Instant::now();
     rt.block_on(async {
         for b in batches {
@@ -99,6 +209,8 @@ fn main() {
         load.as_secs_f64(),
         ops as f64 / load.as_secs_f64()
     );
+    figure("twins", twin_count as f64);
+    figure("load", ops as f64 / load.as_secs_f64());
 
     // Point reads.
     let ids: Vec<String> = (0..10_000)
@@ -114,10 +226,9 @@ fn main() {
             samples.push(t.elapsed() / 1000);
         }
     });
-    println!(
-        "point read: median {:.2} µs per twin",
-        median(samples).as_secs_f64() * 1e6
-    );
+    let read = median(samples).as_secs_f64() * 1e6;
+    println!("point read: median {read:.2} µs per twin");
+    figure("point_read_us", read);
 
     // A 3-hop traversal.
     let traversal = Traversal {
@@ -135,10 +246,9 @@ fn main() {
             samples.push(t.elapsed());
         }
     });
-    println!(
-        "3-hop traversal: {reached} twins, median {:.3} ms",
-        median(samples).as_secs_f64() * 1e3
-    );
+    let hops = median(samples).as_secs_f64() * 1e3;
+    println!("3-hop traversal: {reached} twins, median {hops:.3} ms");
+    figure("traversal_ms", hops);
 
     // Reported-state ingest: 64 writers, batches of 100 updates.
     let writers = 64;
@@ -153,18 +263,9 @@ fn main() {
                 let store = store.clone();
                 tasks.push(tokio::spawn(async move {
                     for r in 0..rounds {
-                        let ops = (0..per_batch)
-                            .map(|i| {
-                                let n = (w * rounds + r) * per_batch + i;
-                                Op::PatchReported {
-                                    id: eq_id((n * 31) % cells, 5 * ((n / 7) % 6)),
-                                    patch: json!({"power": ((n + round) % 1000) as f64 / 10.0, "operatingHours": (n + round) as f64}),
-                                    expected_version: None,
-                                    source_time: None,
-                                }
-                            })
-                            .collect();
-                        store.apply(Batch { ops }, "ingest").await.expect("ingest batch");
+                        let batch =
+                            ingest_batch(cells, per_batch, (w * rounds + r) * per_batch, round);
+                        store.apply(batch, "ingest").await.expect("ingest batch");
                     }
                 }));
             }
@@ -176,6 +277,7 @@ fn main() {
     };
     let took = ingest(&store, 0);
     let ingest_rate = updates as f64 / took.as_secs_f64();
+    figure("ingest", ingest_rate);
     println!(
         "ingest: {updates} validated, durable, evented reported updates from {writers} writers in {:.2} s = {:.0} updates/s",
         took.as_secs_f64(),
@@ -224,6 +326,7 @@ fn main() {
         "redb alone, same batched writes: {raw_rate:.0} updates/s; twingraph reaches {:.0}% of it",
         100.0 * ingest_rate / raw_rate
     );
+    figure("ingest_vs_redb", 100.0 * ingest_rate / raw_rate);
 
     // One hot twin, many writers.
     let hot = eq_id(3, 3);
@@ -275,6 +378,7 @@ fn main() {
         hot_time.as_secs_f64(),
         hot_updates as f64 / hot_time.as_secs_f64()
     );
+    figure("hot", hot_updates as f64 / hot_time.as_secs_f64());
 
     // Startup of the resulting store, and its memory, in a fresh process.
     let events = store.last_seq();
@@ -298,7 +402,7 @@ fn main() {
     // on both updated fields (made by a dashboard's ordered lists): what
     // keeping them costs writes. Last, so the figures above (startup
     // included) are of the same log as before.
-    let store = Arc::new(embedded::open(&dir, self::models(), config()).expect("reopen"));
+    let store = Arc::new(embedded::open(dir, self::models(), config()).expect("reopen"));
     for field in ["power", "operatingHours"] {
         rt.block_on(store.twins(&twingraph::store::TwinQuery {
             model: Some("dtmi:twingraph:isa95:Pump;1".into()),
@@ -319,6 +423,176 @@ fn main() {
         indexed_rate / ingest_rate
     );
     store.close();
+    drop(store);
+    crash(dir, cells);
+}
+
+/// `n`-th batch of the ingest: `per_batch` reported updates of equipment
+/// twins spread over the plant (`round` varies the values).
+fn ingest_batch(cells: usize, per_batch: usize, first: usize, round: usize) -> Batch {
+    let ops = (0..per_batch)
+        .map(|i| {
+            let n = first + i;
+            Op::PatchReported {
+                id: eq_id((n * 31) % cells, 5 * ((n / 7) % 6)),
+                patch: json!({"power": ((n + round) % 1000) as f64 / 10.0, "operatingHours": (n + round) as f64}),
+                expected_version: None,
+                source_time: None,
+            }
+        })
+        .collect();
+    Batch { ops }
+}
+
+/// Crash recovery at this size: a child process runs the ingest's 64
+/// writers on the store, printing the sequence numbers of each batch it
+/// has had acknowledged, and is killed with SIGKILL once it has had more
+/// acknowledged than a checkpoint covers (so one is being written).
+/// Reopening must then find every acknowledged event, each twin as of
+/// its last event in the log (nothing half applied, nothing applied twice).
+fn crash(dir: &std::path::Path, cells: usize) {
+    use std::io::BufRead;
+    let before = {
+        let store = embedded::open(dir, models(), config()).expect("reopen");
+        let seq = store.last_seq();
+        store.close();
+        seq
+    };
+    let wanted = StoreConfig::default().checkpoint_events as usize * 5 / 4;
+    let mut child = std::process::Command::new(std::env::current_exe().expect("bench binary"))
+        .env("TWINGRAPH_BENCH_PHASE", "crash")
+        .env("TWINGRAPH_BENCH_CELLS", cells.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("crash phase");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut acked: Vec<(u64, u64)> = Vec::new();
+    let mut count = 0usize;
+    while count < wanted {
+        let line = lines
+            .next()
+            .expect("the child ended early")
+            .expect("a line");
+        let (a, b) = line.split_once(' ').expect("first last");
+        let range = (a.parse().expect("seq"), b.parse().expect("seq"));
+        count += (range.1 - range.0 + 1) as usize;
+        acked.push(range);
+    }
+    child.kill().expect("SIGKILL");
+    // What it printed before dying was acknowledged too.
+    for line in lines {
+        let Ok(line) = line else { break };
+        if let Some((a, b)) = line.split_once(' ')
+            && let (Ok(a), Ok(b)) = (a.parse::<u64>(), b.parse::<u64>())
+        {
+            acked.push((a, b));
+        }
+    }
+    let _ = child.wait();
+    let t = Instant::now();
+    let store = embedded::open(dir, models(), config()).expect("recovers");
+    let recovery = t.elapsed();
+    let last = store.last_seq();
+    let max_acked = acked.iter().map(|r| r.1).max().unwrap_or(0);
+    assert!(
+        last >= max_acked,
+        "acknowledged up to {max_acked}, the log ends at {last}"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    // Every event since the crash phase began, and each twin's last one.
+    let mut seen = std::collections::HashSet::new();
+    let mut latest: std::collections::HashMap<String, twingraph::twin::Event> = Default::default();
+    let mut seq = before;
+    while seq < last {
+        for e in rt
+            .block_on(store.events_after(seq, 10_000))
+            .expect("events")
+        {
+            seq = e.seq;
+            seen.insert(e.seq);
+            if let Change::ReportedPatched { twin, .. } = &e.change {
+                latest.insert(twin.clone(), e);
+            }
+        }
+    }
+    let acked_count: usize = acked.iter().map(|r| (r.1 - r.0 + 1) as usize).sum();
+    for (a, b) in &acked {
+        assert!(
+            (*a..=*b).all(|s| seen.contains(&s)),
+            "acknowledged events {a}..={b} are in the log"
+        );
+    }
+    for (id, e) in &latest {
+        let Change::ReportedPatched { version, patch, .. } = &e.change else {
+            unreachable!()
+        };
+        let t = rt.block_on(store.twin(id)).expect("read").expect("twin");
+        assert_eq!(t.version, *version, "{id} is as of its last event");
+        let power = t
+            .root
+            .props
+            .get("power")
+            .and_then(|p| p.reported.as_ref())
+            .map(|r| r.value.clone());
+        assert_eq!(
+            power.as_ref(),
+            patch.get("power"),
+            "{id}'s last reported power"
+        );
+    }
+    println!(
+        "crash: SIGKILL after {acked_count} acknowledged updates ({} events committed): all in the log, {} twins as of their last event; recovery (reopen) {:.2} s",
+        last - before,
+        latest.len(),
+        recovery.as_secs_f64()
+    );
+    figure("recovery_s", recovery.as_secs_f64());
+    store.close();
+}
+
+/// The child of [`crash`]: writes until killed, printing the first and
+/// last sequence numbers of each acknowledged batch.
+fn crash_phase(dir: &std::path::Path) {
+    use std::io::Write;
+    let cells: usize = std::env::var("TWINGRAPH_BENCH_CELLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = Arc::new(embedded::open(dir, models(), config()).expect("open"));
+    let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for w in 0..64usize {
+            let (store, out) = (store.clone(), out.clone());
+            tasks.push(tokio::spawn(async move {
+                for r in 0.. {
+                    let batch = ingest_batch(cells, 100, (w * 1_000_000 + r) * 100, 7);
+                    let events = store.apply(batch, "crash").await.expect("batch");
+                    let (Some(a), Some(b)) = (events.first(), events.last()) else {
+                        continue;
+                    };
+                    let mut out = out.lock().expect("stdout");
+                    // A closed pipe: the parent has what it needs.
+                    if writeln!(out, "{} {}", a.seq, b.seq)
+                        .and_then(|()| out.flush())
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
 }
 
 /// Opens the benchmark's store in this (fresh) process: startup time and
@@ -350,16 +624,19 @@ fn startup_phase(dir: &std::path::Path) {
         "startup: {events} events, {twins} twins: {:.2} s",
         startup.as_secs_f64()
     );
+    figure("events", events as f64);
+    figure("startup_s", startup.as_secs_f64());
+    // The storage cache starts empty (startup reads through a small one)
+    // and fills with the pages writes touch, up to its setting.
     let grown = after.saturating_sub(before) as f64;
-    let cache_kb = (config().storage_cache_bytes / 1024) as f64;
     println!(
         "memory after startup: {:.0} MB resident = {:.2} KB per twin (typical state, ~5 relationships each); \
-         {:.2} KB per twin without the {:.0} MiB storage cache",
+         the storage cache may grow by up to {} MiB more",
         grown / 1024.0,
         grown / twins as f64,
-        (grown - cache_kb).max(0.0) / twins as f64,
-        cache_kb / 1024.0
+        config().storage_cache_bytes / (1024 * 1024),
     );
+    figure("memory_kb", grown / twins as f64);
 }
 
 /// redb alone: `total` updates in transactions of `group` updates, each

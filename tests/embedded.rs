@@ -172,7 +172,7 @@ async fn a_format_1_store_opens_keeps_its_history_and_is_marked_format_3() {
             for (seq, v) in rows {
                 assert_eq!(v[0], 1, "event rows start with 1");
                 let json = &v[2 + 8 * usize::from(v[1])..];
-                let event: twingraph::twin::Event = serde_json::from_slice(json).expect("event");
+                let event: Event = serde_json::from_slice(json).expect("event");
                 for t in event.change.twins() {
                     idx.insert((t, seq), ()).expect("index");
                 }

@@ -24,6 +24,7 @@ use super::core::{Store, StoreConfig};
 use super::journal::Journal;
 use crate::dtdl::ModelSet;
 use crate::twin::graph::{IdHasher, RelKey};
+use crate::twin::rels::RelParts;
 use crate::twin::{Change, Event, Graph, Micros, Relationship, Twin};
 
 /// The data format this build writes. It reads formats 1 and 2 too: their
@@ -185,30 +186,37 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// A relationship row, decoded; with its key's source and id.
-fn decode_rel_row(source: &str, id: &str, bytes: &[u8]) -> Result<(u64, Relationship), StoreError> {
+/// Loads a relationship row (its key holds source and id) into `graph`;
+/// the sequence number of the last event it reflects.
+fn load_rel_row(
+    graph: &mut Graph,
+    last_source: &mut Option<Arc<str>>,
+    (source, id): (&str, &str),
+    bytes: &[u8],
+) -> Result<u64, StoreError> {
     let [2, rest @ ..] = bytes else {
         let (seq, json) = decode_row(bytes);
         let r = serde_json::from_slice(json).map_err(|e| corrupt("relationship", e))?;
-        return Ok((seq, r));
+        graph.insert_relationship(r);
+        return Ok(seq);
     };
     let mut c = Cursor(rest);
     let seq = c.u64()?;
-    let name = c.text()?.to_owned();
-    let target = c.text()?.to_owned();
+    let name = c.text()?;
+    let target = c.text()?;
     let version = c.u64()?;
     let created_at = c.u64()?.cast_signed();
     let updated_at = c.u64()?.cast_signed();
     let properties = if c.0.is_empty() {
-        serde_json::Map::new()
+        None
     } else {
-        serde_json::from_slice(c.0).map_err(|e| corrupt("relationship", e))?
+        Some(serde_json::from_slice(c.0).map_err(|e| corrupt("relationship", e))?)
     };
-    Ok((
-        seq,
-        Relationship {
-            id: id.to_owned(),
-            source: source.to_owned(),
+    graph.load_relationship(
+        last_source,
+        RelParts {
+            source,
+            id,
             name,
             target,
             properties,
@@ -216,7 +224,8 @@ fn decode_rel_row(source: &str, id: &str, bytes: &[u8]) -> Result<(u64, Relation
             created_at,
             updated_at,
         },
-    ))
+    );
+    Ok(seq)
 }
 
 /// What changed since the last checkpoint (keys only: a checkpoint writes
@@ -286,18 +295,24 @@ pub fn open(dir: &Path, models: Arc<ModelSet>, config: StoreConfig) -> Result<St
     };
     std::fs::create_dir_all(dir).map_err(|e| unusable(format!("cannot create it: {e}")))?;
     let path = dir.join("twingraph.redb");
-    let db = Database::builder()
-        .set_cache_size(config.storage_cache_bytes)
-        .create(&path)
-        .map_err(|e| {
-        unusable(format!(
-            "cannot open {}: {e} (is it a twingraph data file, and not in use by another process?)",
-            path.display()
-        ))
-    })?;
-    let journal = RedbJournal {
-        db,
-        path,
+    let open_db = |cache: usize| {
+        Database::builder()
+            .set_cache_size(cache)
+            .create(&path)
+            .map_err(|e| {
+                unusable(format!(
+                    "cannot open {}: {e} (is it a twingraph data file, and not in use by another process?)",
+                    path.display()
+                ))
+            })
+    };
+    // Loading reads every state row once: through a small cache, then the
+    // file is reopened with the configured one (which would otherwise
+    // start full of pages no write needs, memory taken for nothing).
+    const LOAD_CACHE: usize = 4 * 1024 * 1024;
+    let mut journal = RedbJournal {
+        db: open_db(LOAD_CACHE.min(config.storage_cache_bytes))?,
+        path: path.clone(),
         pending: Mutex::new(Pending::default()),
         limits: CheckpointLimits {
             rows: config.checkpoint_rows.max(1),
@@ -311,6 +326,24 @@ pub fn open(dir: &Path, models: Arc<ModelSet>, config: StoreConfig) -> Result<St
         StoreError::Storage(m) => unusable(m),
         other => other,
     })?;
+    if config.storage_cache_bytes > LOAD_CACHE {
+        let RedbJournal {
+            db,
+            path,
+            pending,
+            limits,
+            links_from,
+        } = journal;
+        // Closed before the file opens again.
+        drop(db);
+        journal = RedbJournal {
+            db: open_db(config.storage_cache_bytes)?,
+            path,
+            pending,
+            limits,
+            links_from,
+        };
+    }
     Ok(Store::start(graph, models, Arc::new(journal), config))
 }
 
@@ -529,21 +562,27 @@ impl RedbJournal {
         }
         let mut newer_twins: HashMap<String, u64> = HashMap::new();
         let mut newer_rels: HashMap<RelKey, u64> = HashMap::new();
-        for row in read
-            .open_table(TWINS)
-            .map_err(storage)?
-            .iter()
-            .map_err(storage)?
-        {
-            let (k, v) = row.map_err(storage)?;
-            let (seq, json) = decode_row(v.value());
-            let t: Twin = serde_json::from_slice(json).map_err(|e| corrupt("twin", e))?;
-            if seq > checkpoint {
-                newer_twins.insert(k.value().to_owned(), seq);
+        // Twins are parsed on a second thread while this one indexes them.
+        std::thread::scope(|scope| -> Result<(), StoreError> {
+            let (tx, rx) =
+                std::sync::mpsc::sync_channel::<Result<Vec<(Twin, u64)>, StoreError>>(64);
+            scope.spawn(move || {
+                if let Err(e) = self.parse_twins(&tx) {
+                    let _ = tx.send(Err(e));
+                }
+            });
+            for batch in rx {
+                for (t, seq) in batch? {
+                    if seq > checkpoint {
+                        newer_twins.insert(t.id.to_string(), seq);
+                    }
+                    graph.insert_twin(t);
+                }
             }
-            graph.insert_twin(t);
-        }
+            Ok(())
+        })?;
         let twins_read = started.elapsed();
+        let mut last_source = None;
         for row in read
             .open_table(RELS)
             .map_err(storage)?
@@ -552,11 +591,10 @@ impl RedbJournal {
         {
             let (k, v) = row.map_err(storage)?;
             let (source, id) = k.value();
-            let (seq, r) = decode_rel_row(source, id, v.value())?;
+            let seq = load_rel_row(&mut graph, &mut last_source, (source, id), v.value())?;
             if seq > checkpoint {
                 newer_rels.insert((source.to_owned(), id.to_owned()), seq);
             }
-            graph.insert_relationship(r);
         }
         let rels_read = started.elapsed() - twins_read;
         let mut pending = self.lock_pending();
@@ -626,6 +664,39 @@ impl RedbJournal {
             "embedded store: loaded"
         );
         Ok(graph)
+    }
+
+    /// Parses the twin rows, sending them in batches (with the sequence
+    /// number each is as of); stops when the receiver is gone.
+    fn parse_twins(
+        &self,
+        tx: &std::sync::mpsc::SyncSender<Result<Vec<(Twin, u64)>, StoreError>>,
+    ) -> Result<(), StoreError> {
+        const BATCH: usize = 256;
+        let read = self.db.begin_read().map_err(storage)?;
+        let mut batch = Vec::with_capacity(BATCH);
+        for row in read
+            .open_table(TWINS)
+            .map_err(storage)?
+            .iter()
+            .map_err(storage)?
+        {
+            let (_, v) = row.map_err(storage)?;
+            let (seq, json) = decode_row(v.value());
+            let t: Twin = serde_json::from_slice(json).map_err(|e| corrupt("twin", e))?;
+            batch.push((t, seq));
+            if batch.len() == BATCH
+                && tx
+                    .send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))))
+                    .is_err()
+            {
+                return Ok(());
+            }
+        }
+        if !batch.is_empty() {
+            let _ = tx.send(Ok(batch));
+        }
+        Ok(())
     }
 
     /// Events of `twin` before linked events started (formats 1 and 2), by

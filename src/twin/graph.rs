@@ -57,7 +57,9 @@ pub(crate) type IdHasher = foldhash::quality::RandomState;
 pub struct Graph {
     pub(super) config: GraphConfig,
     /// Twins by id; the key is shared with relationship ends and indexes.
-    pub(super) twins: HashMap<Arc<str>, Twin, IdHasher>,
+    /// Boxed: a hash table has up to twice the slots of its entries, and a
+    /// slot is then a pointer, not a whole twin.
+    pub(super) twins: HashMap<Arc<str>, Box<Twin>, IdHasher>,
     pub(super) rels: RelStore,
     /// Property names shared by all twins.
     pub(super) prop_names: std::collections::HashSet<Arc<str>>,
@@ -104,7 +106,7 @@ impl Graph {
     }
 
     pub fn twin(&self, id: &str) -> Option<&Twin> {
-        self.twins.get(id)
+        self.twins.get(id).map(|t| &**t)
     }
 
     pub fn twin_count(&self) -> usize {
@@ -180,7 +182,7 @@ impl Graph {
         let names = &mut self.prop_names;
         t.intern_names(|k| intern(names, k));
         self.indexes_mut().insert(&t);
-        self.twins.insert(t.id.clone(), t);
+        self.twins.insert(t.id.clone(), Box::new(t));
     }
 
     /// Loads a relationship from a snapshot (store startup).
@@ -189,6 +191,25 @@ impl Graph {
     pub fn reserve(&mut self, twins: usize, rels: usize) {
         self.twins.reserve(twins);
         self.rels.reserve(twins, rels);
+    }
+
+    /// Loads a relationship read at startup. Rows come in source order:
+    /// `last_source` keeps the shared id of the previous one's source.
+    pub fn load_relationship(
+        &mut self,
+        last_source: &mut Option<Arc<str>>,
+        parts: super::rels::RelParts<'_>,
+    ) {
+        let source = match last_source {
+            Some(s) if **s == *parts.source => s.clone(),
+            _ => {
+                let s = self.shared_id(parts.source);
+                *last_source = Some(s.clone());
+                s
+            }
+        };
+        let target = self.shared_id(parts.target);
+        self.rels.load(parts, source, target);
     }
 
     pub fn insert_relationship(&mut self, r: Relationship) {
@@ -583,7 +604,7 @@ impl Planner<'_> {
     fn twin(&self, id: &str) -> Option<&Twin> {
         match self.twins.get(id) {
             Some(staged) => staged.as_ref(),
-            None => self.g.twins.get(id),
+            None => self.g.twin(id),
         }
     }
 

@@ -322,12 +322,12 @@ impl Graph {
             let Some((key, id)) = merged.next() else {
                 break;
             };
-            let mut group: Vec<&'a Twin> = self.twins.get(id).into_iter().collect();
+            let mut group: Vec<&'a Twin> = self.twins.get(id).map(|t| &**t).into_iter().collect();
             while let Some(&(k, id)) = merged.peek() {
                 if cmp_key(k, key, false) != Ordering::Equal {
                     break;
                 }
-                group.extend(self.twins.get(id));
+                group.extend(self.twins.get(id).map(|t| &**t));
                 merged.next();
             }
             let mut group: Vec<(Position, &'a Twin)> = group

@@ -69,6 +69,19 @@ impl<'a> From<&'a Relationship> for RelView<'a> {
     }
 }
 
+/// A relationship as a store reads it at startup, borrowed from its row.
+#[derive(Debug, Clone)]
+pub struct RelParts<'a> {
+    pub source: &'a str,
+    pub id: &'a str,
+    pub name: &'a str,
+    pub target: &'a str,
+    pub properties: Option<Map<String, Value>>,
+    pub version: u64,
+    pub created_at: Micros,
+    pub updated_at: Micros,
+}
+
 /// All relationships of a graph.
 #[derive(Debug, Default)]
 pub(super) struct RelStore {
@@ -161,6 +174,25 @@ impl RelStore {
                 h
             }
         };
+        self.out.entry(source).or_default().push(h);
+        self.inn.entry(target).or_default().push(h);
+    }
+
+    /// Adds a relationship read at startup (keys are unique there: no
+    /// check for one it replaces); `source` and `target` are shared ids.
+    pub fn load(&mut self, p: RelParts<'_>, source: Arc<str>, target: Arc<str>) {
+        let rec = RelRec {
+            id: p.id.into(),
+            name: self.intern(p.name),
+            source: source.clone(),
+            target: target.clone(),
+            properties: p.properties.filter(|m| !m.is_empty()).map(Box::new),
+            version: p.version,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        };
+        let h = u32::try_from(self.slab.len()).expect("fewer than 2^32 relationships");
+        self.slab.push(Some(rec));
         self.out.entry(source).or_default().push(h);
         self.inn.entry(target).or_default().push(h);
     }
