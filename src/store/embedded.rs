@@ -228,6 +228,41 @@ fn load_rel_row(
     Ok(seq)
 }
 
+/// Relationship rows copied out of their table: each row's source, id and
+/// value, one after the other in `bytes`, and where each of them ends.
+#[derive(Debug, Default)]
+struct RowBatch {
+    bytes: Vec<u8>,
+    ends: Vec<[usize; 3]>,
+}
+
+impl RowBatch {
+    fn push(&mut self, source: &str, id: &str, value: &[u8]) {
+        let mut ends = [0; 3];
+        for (i, part) in [source.as_bytes(), id.as_bytes(), value]
+            .into_iter()
+            .enumerate()
+        {
+            self.bytes.extend_from_slice(part);
+            ends[i] = self.bytes.len();
+        }
+        self.ends.push(ends);
+    }
+
+    /// Source, id and value of each row.
+    fn rows(&self) -> impl Iterator<Item = Result<(&str, &str, &[u8]), StoreError>> {
+        let mut start = 0;
+        self.ends.iter().map(move |&[a, b, c]| {
+            let text = |r: std::ops::Range<usize>| {
+                std::str::from_utf8(&self.bytes[r]).map_err(|e| corrupt("relationship", e))
+            };
+            let row = (text(start..a)?, text(a..b)?, &self.bytes[b..c]);
+            start = c;
+            Ok(row)
+        })
+    }
+}
+
 /// What changed since the last checkpoint (keys only: a checkpoint writes
 /// the graph's current state of them), and the head of every twin's history.
 #[derive(Debug, Default)]
@@ -242,7 +277,7 @@ struct Pending {
     /// The checkpoint being written, a chunk per commit.
     writing: Option<Checkpoint>,
     /// Each twin's last event (deleted twins' too: their history stays).
-    heads: HashMap<Box<str>, u64, IdHasher>,
+    heads: HashMap<Arc<str>, u64, IdHasher>,
 }
 
 /// A checkpoint: what changed up to event `seq`, frozen in key order, and
@@ -352,7 +387,7 @@ pub fn open(dir: &Path, models: Arc<ModelSet>, config: StoreConfig) -> Result<St
 fn write_rows<'a>(
     txn: &redb::WriteTransaction,
     graph: &Graph,
-    heads: &HashMap<Box<str>, u64, IdHasher>,
+    heads: &HashMap<Arc<str>, u64, IdHasher>,
     twins: impl Iterator<Item = &'a String> + Clone,
     rels: impl Iterator<Item = &'a RelKey>,
 ) -> Result<(), StoreError> {
@@ -414,7 +449,7 @@ fn write_chunk(
     c: &Checkpoint,
     n: usize,
     graph: &Graph,
-    heads: &HashMap<Box<str>, u64, IdHasher>,
+    heads: &HashMap<Arc<str>, u64, IdHasher>,
 ) -> Result<usize, StoreError> {
     let end = c.written.saturating_add(n).min(c.rows());
     let split = c.twins.len();
@@ -434,7 +469,7 @@ fn touch(pending: &mut Pending, e: &Event) {
         match pending.heads.get_mut(t) {
             Some(h) => *h = e.seq,
             None => {
-                pending.heads.insert(t.into(), e.seq);
+                pending.heads.insert(Arc::from(t), e.seq);
             }
         }
         if !pending.twins.contains(t) {
@@ -582,20 +617,28 @@ impl RedbJournal {
             Ok(())
         })?;
         let twins_read = started.elapsed();
-        let mut last_source = None;
-        for row in read
-            .open_table(RELS)
-            .map_err(storage)?
-            .iter()
-            .map_err(storage)?
-        {
-            let (k, v) = row.map_err(storage)?;
-            let (source, id) = k.value();
-            let seq = load_rel_row(&mut graph, &mut last_source, (source, id), v.value())?;
-            if seq > checkpoint {
-                newer_rels.insert((source.to_owned(), id.to_owned()), seq);
+        // Relationship rows are read out of the table on a second thread
+        // (B-tree pages, copies) while this one decodes and indexes them.
+        std::thread::scope(|scope| -> Result<(), StoreError> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<RowBatch, StoreError>>(16);
+            scope.spawn(move || {
+                if let Err(e) = self.copy_rels(&tx) {
+                    let _ = tx.send(Err(e));
+                }
+            });
+            let mut last_source = None;
+            for batch in rx {
+                let batch = batch?;
+                for row in batch.rows() {
+                    let (source, id, value) = row?;
+                    let seq = load_rel_row(&mut graph, &mut last_source, (source, id), value)?;
+                    if seq > checkpoint {
+                        newer_rels.insert((source.to_owned(), id.to_owned()), seq);
+                    }
+                }
             }
-        }
+            Ok(())
+        })?;
         let rels_read = started.elapsed() - twins_read;
         let mut pending = self.lock_pending();
         {
@@ -605,7 +648,12 @@ impl RedbJournal {
                 .reserve(usize::try_from(heads.len().map_err(storage)?).unwrap_or(usize::MAX));
             for row in heads.iter().map_err(storage)? {
                 let (k, v) = row.map_err(storage)?;
-                pending.heads.insert(k.value().into(), v.value());
+                // The graph's copy of the id, when the twin exists.
+                let id = k.value();
+                let key = graph
+                    .twin(id)
+                    .map_or_else(|| Arc::from(id), |t| t.id.clone());
+                pending.heads.insert(key, v.value());
             }
         }
         let events = read.open_table(EVENTS).map_err(storage)?;
@@ -694,6 +742,34 @@ impl RedbJournal {
             }
         }
         if !batch.is_empty() {
+            let _ = tx.send(Ok(batch));
+        }
+        Ok(())
+    }
+
+    /// Copies the relationship rows out, sending them in batches; stops
+    /// when the receiver is gone.
+    fn copy_rels(
+        &self,
+        tx: &std::sync::mpsc::SyncSender<Result<RowBatch, StoreError>>,
+    ) -> Result<(), StoreError> {
+        const ROWS: usize = 4096;
+        let read = self.db.begin_read().map_err(storage)?;
+        let mut batch = RowBatch::default();
+        for row in read
+            .open_table(RELS)
+            .map_err(storage)?
+            .iter()
+            .map_err(storage)?
+        {
+            let (k, v) = row.map_err(storage)?;
+            let (source, id) = k.value();
+            batch.push(source, id, v.value());
+            if batch.ends.len() == ROWS && tx.send(Ok(std::mem::take(&mut batch))).is_err() {
+                return Ok(());
+            }
+        }
+        if !batch.ends.is_empty() {
             let _ = tx.send(Ok(batch));
         }
         Ok(())
