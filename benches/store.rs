@@ -380,29 +380,12 @@ fn run(dir: &std::path::Path, cells: usize) {
     );
     figure("hot", hot_updates as f64 / hot_time.as_secs_f64());
 
-    // Startup of the resulting store, and its memory, in a fresh process.
-    let events = store.last_seq();
-    store.close();
-    drop(store);
-    drop(models);
-    let out = std::process::Command::new(std::env::current_exe().expect("bench binary"))
-        .env("TWINGRAPH_BENCH_PHASE", "startup")
-        .env("TWINGRAPH_BENCH_EVENTS", events.to_string())
-        .env("TWINGRAPH_BENCH_TWINS", twin_count.to_string())
-        .output()
-        .expect("startup phase");
-    print!("{}", String::from_utf8_lossy(&out.stdout));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
     // The same ingest on the reopened store with the pumps' sort indexes
     // on both updated fields (made by a dashboard's ordered lists): what
-    // keeping them costs writes. Last, so the figures above (startup
-    // included) are of the same log as before.
-    let store = Arc::new(embedded::open(dir, self::models(), config()).expect("reopen"));
+    // keeping them costs writes.
+    store.close();
+    drop(store);
+    let store = Arc::new(embedded::open(dir, models, config()).expect("reopen"));
     for field in ["power", "operatingHours"] {
         rt.block_on(store.twins(&twingraph::store::TwinQuery {
             model: Some("dtmi:twingraph:isa95:Pump;1".into()),
@@ -422,8 +405,24 @@ fn run(dir: &std::path::Path, cells: usize) {
         "ingest with sort indexes on both updated fields: {indexed_rate:.0} updates/s ({:.2}x the rate without)",
         indexed_rate / ingest_rate
     );
+    // Startup of the resulting store (every event above in its log), and
+    // its memory, in a fresh process.
+    let events = store.last_seq();
     store.close();
     drop(store);
+    let out = std::process::Command::new(std::env::current_exe().expect("bench binary"))
+        .env("TWINGRAPH_BENCH_PHASE", "startup")
+        .env("TWINGRAPH_BENCH_EVENTS", events.to_string())
+        .env("TWINGRAPH_BENCH_TWINS", twin_count.to_string())
+        .output()
+        .expect("startup phase");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     crash(dir, cells);
 }
 
@@ -619,7 +618,9 @@ fn startup_phase(dir: &std::path::Path) {
     let store = embedded::open(dir, models, config()).expect("reopen");
     let startup = t.elapsed();
     let after = rss_kb();
-    assert_eq!(store.last_seq(), events);
+    if events > 0 {
+        assert_eq!(store.last_seq(), events);
+    }
     println!(
         "startup: {events} events, {twins} twins: {:.2} s",
         startup.as_secs_f64()

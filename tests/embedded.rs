@@ -295,9 +295,14 @@ async fn twin_history_follows_links_across_deletion_and_restart() {
             .map(|e| e.seq)
             .collect()
     }
+    let mut expected = expected;
     {
         let s = open(&dir).expect("reopen");
         assert_eq!(history(&s).await, expected, "after a restart");
+        // A write after the restart links to the head the table kept.
+        let evs = must(&s, vec![desired("p", json!({"flowSetpoint": 3.0}))]).await;
+        expected.push(evs[0].seq);
+        assert_eq!(history(&s).await, expected, "a write after a restart");
         s.close();
     }
     {

@@ -276,7 +276,8 @@ struct Pending {
     since: Option<std::time::Instant>,
     /// The checkpoint being written, a chunk per commit.
     writing: Option<Checkpoint>,
-    /// Each twin's last event (deleted twins' too: their history stays).
+    /// The last event of each twin touched since startup (deleted twins'
+    /// too: their history stays); the `heads` table has the others'.
     heads: HashMap<Arc<str>, u64, IdHasher>,
 }
 
@@ -640,22 +641,9 @@ impl RedbJournal {
             Ok(())
         })?;
         let rels_read = started.elapsed() - twins_read;
+        // Heads are not loaded: the table has them, the journal takes each
+        // when its twin is next touched (or its history read).
         let mut pending = self.lock_pending();
-        {
-            let heads = read.open_table(HEADS).map_err(storage)?;
-            pending
-                .heads
-                .reserve(usize::try_from(heads.len().map_err(storage)?).unwrap_or(usize::MAX));
-            for row in heads.iter().map_err(storage)? {
-                let (k, v) = row.map_err(storage)?;
-                // The graph's copy of the id, when the twin exists.
-                let id = k.value();
-                let key = graph
-                    .twin(id)
-                    .map_or_else(|| Arc::from(id), |t| t.id.clone());
-                pending.heads.insert(key, v.value());
-            }
-        }
         let events = read.open_table(EVENTS).map_err(storage)?;
         if let Some((_, v)) = events.last().map_err(storage)? {
             let e = decode_event(v.value())?;
@@ -802,17 +790,17 @@ impl Journal for RedbJournal {
         {
             let mut ev = txn.open_table(EVENTS).map_err(storage)?;
             let mut streams = txn.open_table(STREAMS).map_err(storage)?;
+            let stored = txn.open_table(HEADS).map_err(storage)?;
             // Heads moved by earlier events of this group.
             let mut moved: HashMap<&str, u64, IdHasher> = HashMap::default();
             let mut links = Vec::with_capacity(2);
             for e in events {
                 links.clear();
                 for t in e.change.twins() {
-                    let prev = moved
-                        .get(t)
-                        .or_else(|| pending.heads.get(t))
-                        .copied()
-                        .unwrap_or(0);
+                    let prev = match moved.get(t).or_else(|| pending.heads.get(t)) {
+                        Some(&seq) => seq,
+                        None => stored.get(t).map_err(storage)?.map_or(0, |v| v.value()),
+                    };
                     links.push(prev);
                     moved.insert(t, e.seq);
                 }
@@ -895,9 +883,18 @@ impl Journal for RedbJournal {
 
     fn twin_events(&self, twin: &str) -> Result<Vec<Event>, StoreError> {
         // The head first: every event up to it is in any later snapshot.
-        let head = self.lock_pending().heads.get(twin).copied().unwrap_or(0);
+        let known = self.lock_pending().heads.get(twin).copied();
         let links_from = self.links_from.load(std::sync::atomic::Ordering::Acquire);
         let read = self.db.begin_read().map_err(storage)?;
+        let head = match known {
+            Some(seq) => seq,
+            None => read
+                .open_table(HEADS)
+                .map_err(storage)?
+                .get(twin)
+                .map_err(storage)?
+                .map_or(0, |v| v.value()),
+        };
         let mut out = Vec::new();
         {
             let events = read.open_table(EVENTS).map_err(storage)?;

@@ -208,8 +208,12 @@ impl Graph {
                 s
             }
         };
-        let target = self.shared_id(parts.target);
-        self.rels.load(parts, source, target);
+        let twins = &self.twins;
+        self.rels.load(parts, source, |id| {
+            twins
+                .get_key_value(id)
+                .map_or_else(|| Arc::from(id), |(k, _)| k.clone())
+        });
     }
 
     pub fn insert_relationship(&mut self, r: Relationship) {

@@ -212,8 +212,20 @@ impl RelStore {
     }
 
     /// Adds a relationship read at startup (keys are unique there: no
-    /// check for one it replaces); `source` and `target` are shared ids.
-    pub fn load(&mut self, p: RelParts<'_>, source: Arc<str>, target: Arc<str>) {
+    /// check for one it replaces). `source` is the graph's shared id; the
+    /// target's is the one this store holds already, or `target()`'s.
+    pub fn load(
+        &mut self,
+        p: RelParts<'_>,
+        source: Arc<str>,
+        target: impl FnOnce(&str) -> Arc<str>,
+    ) {
+        // Most targets have relationships loaded already: their adjacency
+        // entry holds the shared id (one lookup instead of two).
+        let target = match self.adj.get_key_value(p.target) {
+            Some((k, _)) => k.clone(),
+            None => target(p.target),
+        };
         let rec = RelRec {
             id: p.id.into(),
             name: self.name(p.name),
