@@ -598,15 +598,21 @@ impl RedbJournal {
         }
         let mut newer_twins: HashMap<String, u64> = HashMap::new();
         let mut newer_rels: HashMap<RelKey, u64> = HashMap::new();
-        // Twins are parsed on a second thread while this one indexes them.
+        // Twins are parsed on two more threads (each every other batch of
+        // rows) while this one indexes them: parsing is the larger part.
         std::thread::scope(|scope| -> Result<(), StoreError> {
+            const PARSERS: usize = 2;
             let (tx, rx) =
                 std::sync::mpsc::sync_channel::<Result<Vec<(Twin, u64)>, StoreError>>(64);
-            scope.spawn(move || {
-                if let Err(e) = self.parse_twins(&tx) {
-                    let _ = tx.send(Err(e));
-                }
-            });
+            for part in 0..PARSERS {
+                let tx = tx.clone();
+                scope.spawn(move || {
+                    if let Err(e) = self.parse_twins(&tx, part, PARSERS) {
+                        let _ = tx.send(Err(e));
+                    }
+                });
+            }
+            drop(tx);
             for batch in rx {
                 for (t, seq) in batch? {
                     if seq > checkpoint {
@@ -702,21 +708,28 @@ impl RedbJournal {
         Ok(graph)
     }
 
-    /// Parses the twin rows, sending them in batches (with the sequence
-    /// number each is as of); stops when the receiver is gone.
+    /// Parses batch `part` of every `parts` batches of the twin rows,
+    /// sending them (with the sequence number each is as of); stops when
+    /// the receiver is gone.
     fn parse_twins(
         &self,
         tx: &std::sync::mpsc::SyncSender<Result<Vec<(Twin, u64)>, StoreError>>,
+        part: usize,
+        parts: usize,
     ) -> Result<(), StoreError> {
         const BATCH: usize = 256;
         let read = self.db.begin_read().map_err(storage)?;
         let mut batch = Vec::with_capacity(BATCH);
-        for row in read
+        for (n, row) in read
             .open_table(TWINS)
             .map_err(storage)?
             .iter()
             .map_err(storage)?
+            .enumerate()
         {
+            if (n / BATCH) % parts != part {
+                continue;
+            }
             let (_, v) = row.map_err(storage)?;
             let (seq, json) = decode_row(v.value());
             let t: Twin = serde_json::from_slice(json).map_err(|e| corrupt("twin", e))?;
