@@ -266,12 +266,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .retention_days
             .map(|d| std::time::Duration::from_secs(d * 86_400)),
         live_buffer: config.limits.live_buffer,
-        storage_cache_bytes: config
-            .store
-            .cache_mb
-            .map_or_else(crate::store::core::machine_cache_bytes, |mb| {
-                usize::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
-            }),
+        storage_cache_bytes: config.store.cache_mb.map_or_else(
+            crate::store::core::machine_cache_bytes,
+            |mb| {
+                // 1 MiB at least: redb needs a few pages of cache to write.
+                usize::try_from(mb.max(1).saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
+            },
+        ),
         checkpoint_events: config.store.checkpoint_events,
         ..StoreConfig::default()
     };

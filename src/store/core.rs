@@ -866,3 +866,17 @@ impl GraphStore for Store {
         Ok(held)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_cache_is_sized_from_the_machine_within_bounds() {
+        let cache = machine_cache_bytes();
+        assert!((16 << 20..=512 << 20).contains(&cache), "{cache}");
+        let total = machine_memory_bytes().expect("this machine's memory");
+        let expected = usize::try_from((total / 64).clamp(16 << 20, 512 << 20)).expect("fits");
+        assert_eq!(cache, expected);
+    }
+}
