@@ -24,7 +24,7 @@ use super::core::{Store, StoreConfig};
 use super::journal::Journal;
 use crate::dtdl::ModelSet;
 use crate::twin::graph::{IdHasher, RelKey};
-use crate::twin::rels::RelParts;
+use crate::twin::rels::{RelLoader, RelParts};
 use crate::twin::{Change, Event, Graph, Micros, Relationship, Twin};
 
 /// The data format this build writes. It reads formats 1 and 2 too: their
@@ -186,18 +186,37 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Loads a relationship row (its key holds source and id) into `graph`;
-/// the sequence number of the last event it reflects.
+/// Loads a relationship row (its key holds source and id); the sequence
+/// number of the last event it reflects.
 fn load_rel_row(
-    graph: &mut Graph,
-    last_source: &mut Option<Arc<str>>,
+    loaded: &mut RelLoader,
     (source, id): (&str, &str),
     bytes: &[u8],
 ) -> Result<u64, StoreError> {
     let [2, rest @ ..] = bytes else {
         let (seq, json) = decode_row(bytes);
-        let r = serde_json::from_slice(json).map_err(|e| corrupt("relationship", e))?;
-        graph.insert_relationship(r);
+        let r: Relationship =
+            serde_json::from_slice(json).map_err(|e| corrupt("relationship", e))?;
+        let Relationship {
+            id,
+            source,
+            name,
+            target,
+            properties,
+            version,
+            created_at,
+            updated_at,
+        } = r;
+        loaded.load(RelParts {
+            source: &source,
+            id: &id,
+            name: &name,
+            target: &target,
+            properties: Some(properties),
+            version,
+            created_at,
+            updated_at,
+        });
         return Ok(seq);
     };
     let mut c = Cursor(rest);
@@ -212,55 +231,17 @@ fn load_rel_row(
     } else {
         Some(serde_json::from_slice(c.0).map_err(|e| corrupt("relationship", e))?)
     };
-    graph.load_relationship(
-        last_source,
-        RelParts {
-            source,
-            id,
-            name,
-            target,
-            properties,
-            version,
-            created_at,
-            updated_at,
-        },
-    );
+    loaded.load(RelParts {
+        source,
+        id,
+        name,
+        target,
+        properties,
+        version,
+        created_at,
+        updated_at,
+    });
     Ok(seq)
-}
-
-/// Relationship rows copied out of their table: each row's source, id and
-/// value, one after the other in `bytes`, and where each of them ends.
-#[derive(Debug, Default)]
-struct RowBatch {
-    bytes: Vec<u8>,
-    ends: Vec<[usize; 3]>,
-}
-
-impl RowBatch {
-    fn push(&mut self, source: &str, id: &str, value: &[u8]) {
-        let mut ends = [0; 3];
-        for (i, part) in [source.as_bytes(), id.as_bytes(), value]
-            .into_iter()
-            .enumerate()
-        {
-            self.bytes.extend_from_slice(part);
-            ends[i] = self.bytes.len();
-        }
-        self.ends.push(ends);
-    }
-
-    /// Source, id and value of each row.
-    fn rows(&self) -> impl Iterator<Item = Result<(&str, &str, &[u8]), StoreError>> {
-        let mut start = 0;
-        self.ends.iter().map(move |&[a, b, c]| {
-            let text = |r: std::ops::Range<usize>| {
-                std::str::from_utf8(&self.bytes[r]).map_err(|e| corrupt("relationship", e))
-            };
-            let row = (text(start..a)?, text(a..b)?, &self.bytes[b..c]);
-            start = c;
-            Ok(row)
-        })
-    }
 }
 
 /// What changed since the last checkpoint (keys only: a checkpoint writes
@@ -588,65 +569,49 @@ impl RedbJournal {
             .map_err(storage)?
             .map_or(0, |v| v.value());
         let started = std::time::Instant::now();
-        {
+        let (twin_rows, rel_rows) = {
             let count = |n: Result<u64, redb::StorageError>| {
                 n.map(|n| usize::try_from(n).unwrap_or(usize::MAX))
             };
             let twins = count(read.open_table(TWINS).map_err(storage)?.len()).map_err(storage)?;
             let rels = count(read.open_table(RELS).map_err(storage)?.len()).map_err(storage)?;
-            graph.reserve(twins, rels);
-        }
+            graph.reserve(twins, 0);
+            (twins, rels)
+        };
         let mut newer_twins: HashMap<String, u64> = HashMap::new();
-        let mut newer_rels: HashMap<RelKey, u64> = HashMap::new();
-        // Twins are parsed on two more threads (each every other batch of
-        // rows) while this one indexes them: parsing is the larger part.
-        std::thread::scope(|scope| -> Result<(), StoreError> {
-            const PARSERS: usize = 2;
-            let (tx, rx) =
-                std::sync::mpsc::sync_channel::<Result<Vec<(Twin, u64)>, StoreError>>(64);
-            for part in 0..PARSERS {
-                let tx = tx.clone();
-                scope.spawn(move || {
-                    if let Err(e) = self.parse_twins(&tx, part, PARSERS) {
-                        let _ = tx.send(Err(e));
-                    }
-                });
-            }
-            drop(tx);
-            for batch in rx {
-                for (t, seq) in batch? {
-                    if seq > checkpoint {
-                        newer_twins.insert(t.id.to_string(), seq);
-                    }
-                    graph.insert_twin(t);
+        // Relationships load on a thread of their own (their ends are ids of
+        // their own, the graph adopts them after), while twin rows are
+        // parsed on two more (each every other batch) and indexed on this one.
+        let (loaded, newer_rels, twins_read, rels_read) =
+            std::thread::scope(|scope| -> Result<_, StoreError> {
+                let rels = scope.spawn(move || self.load_rels(twin_rows, rel_rows, checkpoint));
+                const PARSERS: usize = 2;
+                let (tx, rx) =
+                    std::sync::mpsc::sync_channel::<Result<Vec<(Twin, u64)>, StoreError>>(64);
+                for part in 0..PARSERS {
+                    let tx = tx.clone();
+                    scope.spawn(move || {
+                        if let Err(e) = self.parse_twins(&tx, part, PARSERS) {
+                            let _ = tx.send(Err(e));
+                        }
+                    });
                 }
-            }
-            Ok(())
-        })?;
-        let twins_read = started.elapsed();
-        // Relationship rows are read out of the table on a second thread
-        // (B-tree pages, copies) while this one decodes and indexes them.
-        std::thread::scope(|scope| -> Result<(), StoreError> {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<RowBatch, StoreError>>(16);
-            scope.spawn(move || {
-                if let Err(e) = self.copy_rels(&tx) {
-                    let _ = tx.send(Err(e));
-                }
-            });
-            let mut last_source = None;
-            for batch in rx {
-                let batch = batch?;
-                for row in batch.rows() {
-                    let (source, id, value) = row?;
-                    let seq = load_rel_row(&mut graph, &mut last_source, (source, id), value)?;
-                    if seq > checkpoint {
-                        newer_rels.insert((source.to_owned(), id.to_owned()), seq);
+                drop(tx);
+                for batch in rx {
+                    for (t, seq) in batch? {
+                        if seq > checkpoint {
+                            newer_twins.insert(t.id.to_string(), seq);
+                        }
+                        graph.insert_twin(t);
                     }
                 }
-            }
-            Ok(())
-        })?;
-        let rels_read = started.elapsed() - twins_read;
+                let twins_read = started.elapsed();
+                let (loaded, newer_rels, rels_read) = rels
+                    .join()
+                    .map_err(|_| StoreError::Storage("loading relationships failed".into()))??;
+                Ok((loaded, newer_rels, twins_read, rels_read))
+            })?;
+        graph.adopt_relationships(loaded);
         // Heads are not loaded: the table has them, the journal takes each
         // when its twin is next touched (or its history read).
         let mut pending = self.lock_pending();
@@ -748,15 +713,19 @@ impl RedbJournal {
         Ok(())
     }
 
-    /// Copies the relationship rows out, sending them in batches; stops
-    /// when the receiver is gone.
-    fn copy_rels(
+    /// Loads every relationship row apart from the graph; with the keys of
+    /// rows newer than the checkpoint, and how long it took.
+    #[allow(clippy::type_complexity)]
+    fn load_rels(
         &self,
-        tx: &std::sync::mpsc::SyncSender<Result<RowBatch, StoreError>>,
-    ) -> Result<(), StoreError> {
-        const ROWS: usize = 4096;
+        twins: usize,
+        rels: usize,
+        checkpoint: u64,
+    ) -> Result<(RelLoader, HashMap<RelKey, u64>, std::time::Duration), StoreError> {
+        let started = std::time::Instant::now();
+        let mut loaded = RelLoader::with_capacity(twins, rels);
+        let mut newer = HashMap::new();
         let read = self.db.begin_read().map_err(storage)?;
-        let mut batch = RowBatch::default();
         for row in read
             .open_table(RELS)
             .map_err(storage)?
@@ -765,15 +734,12 @@ impl RedbJournal {
         {
             let (k, v) = row.map_err(storage)?;
             let (source, id) = k.value();
-            batch.push(source, id, v.value());
-            if batch.ends.len() == ROWS && tx.send(Ok(std::mem::take(&mut batch))).is_err() {
-                return Ok(());
+            let seq = load_rel_row(&mut loaded, (source, id), v.value())?;
+            if seq > checkpoint {
+                newer.insert((source.to_owned(), id.to_owned()), seq);
             }
         }
-        if !batch.ends.is_empty() {
-            let _ = tx.send(Ok(batch));
-        }
-        Ok(())
+        Ok((loaded, newer, started.elapsed()))
     }
 
     /// Events of `twin` before linked events started (formats 1 and 2), by

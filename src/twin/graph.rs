@@ -193,27 +193,14 @@ impl Graph {
         self.rels.reserve(twins, rels);
     }
 
-    /// Loads a relationship read at startup. Rows come in source order:
-    /// `last_source` keeps the shared id of the previous one's source.
-    pub fn load_relationship(
-        &mut self,
-        last_source: &mut Option<Arc<str>>,
-        parts: super::rels::RelParts<'_>,
-    ) {
-        let source = match last_source {
-            Some(s) if **s == *parts.source => s.clone(),
-            _ => {
-                let s = self.shared_id(parts.source);
-                *last_source = Some(s.clone());
-                s
-            }
-        };
-        let twins = &self.twins;
-        self.rels.load(parts, source, |id| {
-            twins
-                .get_key_value(id)
-                .map_or_else(|| Arc::from(id), |(k, _)| k.clone())
-        });
+    /// Takes relationships loaded apart (see [`super::rels::RelLoader`]);
+    /// the graph must have none yet.
+    pub fn adopt_relationships(&mut self, loaded: super::rels::RelLoader) {
+        debug_assert!(
+            self.rels.is_empty(),
+            "relationships adopted once, into an empty graph"
+        );
+        self.rels = loaded.store;
     }
 
     pub fn insert_relationship(&mut self, r: Relationship) {

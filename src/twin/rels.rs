@@ -1,7 +1,9 @@
 //! Relationship storage inside the graph, laid out for memory: records in a
 //! slab addressed by `u32` handles, adjacency as handle lists per twin (both
-//! ways in one entry), twin ids shared (`Arc<str>`) with the twin index,
-//! names interned, ids of up to 24 bytes inline. About 104 bytes per
+//! ways in one entry), twin ids shared (`Arc<str>`: among a twin's
+//! relationships, and with the twin index for those made at run time; a
+//! store's startup loads them apart, with ids of their own), names
+//! interned, ids of up to 24 bytes inline. About 104 bytes per
 //! relationship instead of several copies of its key strings.
 
 use std::collections::HashMap;
@@ -93,6 +95,42 @@ struct Adj {
     inn: Vec<u32>,
 }
 
+/// Relationships loaded apart from their graph (a store's startup loads
+/// them on another thread while it loads the twins): their ends are ids of
+/// their own, not the graph's. [`super::Graph::adopt_relationships`] takes
+/// them into a graph that has none yet.
+#[derive(Debug, Default)]
+pub struct RelLoader {
+    pub(super) store: RelStore,
+    last_source: Option<Arc<str>>,
+}
+
+impl RelLoader {
+    /// Room for `rels` relationships among `twins` twins.
+    pub fn with_capacity(twins: usize, rels: usize) -> RelLoader {
+        let mut l = RelLoader::default();
+        l.store.reserve(twins, rels);
+        l
+    }
+
+    /// Adds one (rows come in source order; keys are unique).
+    pub fn load(&mut self, parts: RelParts<'_>) {
+        let source = match &self.last_source {
+            Some(s) if **s == *parts.source => s.clone(),
+            _ => {
+                let s = self
+                    .store
+                    .adj
+                    .get_key_value(parts.source)
+                    .map_or_else(|| Arc::from(parts.source), |(k, _)| k.clone());
+                self.last_source = Some(s.clone());
+                s
+            }
+        };
+        self.store.load(parts, source, |id| Arc::from(id));
+    }
+}
+
 /// All relationships of a graph.
 #[derive(Debug, Default)]
 pub(super) struct RelStore {
@@ -141,6 +179,10 @@ impl RelStore {
             self.names.push(n);
         }
         n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slab.len() == self.free.len()
     }
 
     fn rec(&self, h: u32) -> Option<&RelRec> {
