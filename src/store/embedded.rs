@@ -197,25 +197,15 @@ fn load_rel_row(
         let (seq, json) = decode_row(bytes);
         let r: Relationship =
             serde_json::from_slice(json).map_err(|e| corrupt("relationship", e))?;
-        let Relationship {
-            id,
-            source,
-            name,
-            target,
-            properties,
-            version,
-            created_at,
-            updated_at,
-        } = r;
         loaded.load(RelParts {
-            source: &source,
-            id: &id,
-            name: &name,
-            target: &target,
-            properties: Some(properties),
-            version,
-            created_at,
-            updated_at,
+            source: &r.source,
+            id: &r.id,
+            name: &r.name,
+            target: &r.target,
+            properties: Some(r.properties),
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
         });
         return Ok(seq);
     };
