@@ -50,11 +50,11 @@ impl GraphStore for Counting {
     async fn apply(&self, batch: Batch, actor: &str) -> Result<Vec<Event>, StoreError> {
         self.inner.apply(batch, actor).await
     }
-    async fn twin(&self, id: &str) -> Result<Option<Twin>, StoreError> {
+    async fn twin(&self, id: &str) -> Result<Option<Arc<Twin>>, StoreError> {
         self.read();
         self.inner.twin(id).await
     }
-    async fn twins_by_ids(&self, ids: &[String]) -> Result<Vec<Twin>, StoreError> {
+    async fn twins_by_ids(&self, ids: &[String]) -> Result<Vec<Arc<Twin>>, StoreError> {
         self.read();
         self.inner.twins_by_ids(ids).await
     }

@@ -92,12 +92,13 @@ async fn closing_in_the_middle_of_a_checkpoint_finishes_it() {
     assert_eq!(s.last_seq(), 12);
 }
 
-/// A store of format 1 (state rows of plain JSON, before rows carried the
-/// event they reflect; events of plain JSON, per-twin history in the
-/// `twin_events` index) opens as it is, keeps its history, and is marked
-/// format 3 from then on (older builds must refuse the rows it now writes).
+/// A store of format 1 (one file; state rows of plain JSON, before rows
+/// carried the event they reflect; events of plain JSON, per-twin history
+/// in the `twin_events` index) opens as it is, its state moved into the
+/// state file, keeps its history, and is marked format 4 from then on
+/// (older builds must refuse the rows it now writes).
 #[tokio::test]
-async fn a_format_1_store_opens_keeps_its_history_and_is_marked_format_3() {
+async fn a_format_1_store_opens_keeps_its_history_and_is_marked_format_4() {
     let dir = fresh_dir();
     {
         let s = open(&dir).expect("create");
@@ -115,33 +116,55 @@ async fn a_format_1_store_opens_keeps_its_history_and_is_marked_format_3() {
     let events = redb::TableDefinition::<u64, &[u8]>::new("events");
     let heads = redb::TableDefinition::<&str, u64>::new("heads");
     let index = redb::TableDefinition::<(&str, u64), ()>::new("twin_events");
+    type Rows = (
+        Vec<(String, Vec<u8>)>,
+        Vec<((String, String), Vec<u8>)>,
+        u64,
+    );
+    // Format 1 kept its state in the log's file: take it from the state file.
+    let (twin_rows, rel_rows, mark): Rows = {
+        let db = redb::Database::open(dir.join("state.redb")).expect("open state");
+        let read = db.begin_read().expect("read");
+        let t = read.open_table(twins).expect("twins");
+        let twin_rows = redb::ReadableTable::iter(&t)
+            .expect("iter")
+            .map(|r| {
+                let (k, v) = r.expect("row");
+                (k.value().to_owned(), v.value().to_vec())
+            })
+            .collect();
+        let r = read.open_table(rels).expect("rels");
+        let rel_rows = redb::ReadableTable::iter(&r)
+            .expect("iter")
+            .map(|row| {
+                let (k, v) = row.expect("row");
+                let (a, b) = k.value();
+                ((a.to_owned(), b.to_owned()), v.value().to_vec())
+            })
+            .collect();
+        let mark = read
+            .open_table(meta)
+            .expect("meta")
+            .get("checkpoint")
+            .expect("get")
+            .map_or(0, |v| v.value());
+        (twin_rows, rel_rows, mark)
+    };
+    std::fs::remove_file(dir.join("state.redb")).expect("remove the state file");
     {
-        // Rewrite the rows as format 1 wrote them.
+        // Write the rows into the log's file as format 1 wrote them.
         let db = redb::Database::open(dir.join("twingraph.redb")).expect("open raw");
         let txn = db.begin_write().expect("write");
         {
             let mut t = txn.open_table(twins).expect("twins");
-            let rows: Vec<(String, Vec<u8>)> = redb::ReadableTable::iter(&t)
-                .expect("iter")
-                .map(|r| {
-                    let (k, v) = r.expect("row");
-                    (k.value().to_owned(), v.value().to_vec())
-                })
-                .collect();
-            for (k, v) in rows {
+            assert_eq!(twin_rows.len(), 2);
+            for (k, v) in twin_rows {
                 assert_eq!(v[0], 0, "twin rows start with 0");
                 t.insert(k.as_str(), &v[9..]).expect("insert");
             }
             let mut r = txn.open_table(rels).expect("rels");
-            let rows: Vec<((String, String), Vec<u8>)> = redb::ReadableTable::iter(&r)
-                .expect("iter")
-                .map(|row| {
-                    let (k, v) = row.expect("row");
-                    let (a, b) = k.value();
-                    ((a.to_owned(), b.to_owned()), v.value().to_vec())
-                })
-                .collect();
-            for ((a, b), v) in rows {
+            assert_eq!(rel_rows.len(), 1);
+            for ((a, b), v) in rel_rows {
                 assert_eq!(v[0], 2, "relationship rows start with 2");
                 let rel = twingraph::twin::Relationship {
                     id: b.clone(),
@@ -178,11 +201,8 @@ async fn a_format_1_store_opens_keeps_its_history_and_is_marked_format_3() {
                 }
                 e.insert(seq, json).expect("insert");
             }
-            let mut h = txn.open_table(heads).expect("heads");
-            for id in ["p", "q"] {
-                h.remove(id).expect("remove");
-            }
             let mut m = txn.open_table(meta).expect("meta");
+            m.insert("checkpoint", mark).expect("mark");
             m.insert("format", 1).expect("format");
             m.remove("links_from").expect("links_from");
         }
@@ -227,7 +247,23 @@ async fn a_format_1_store_opens_keeps_its_history_and_is_marked_format_3() {
         .get("format")
         .expect("get")
         .map(|v| v.value());
-    assert_eq!(format, Some(3));
+    assert_eq!(format, Some(4));
+    // The log keeps no state rows; the state file has them, and the heads.
+    assert!(read.open_table(twins).is_err(), "state left the log");
+    let state = redb::Database::open(dir.join("state.redb")).expect("open state");
+    let read = state.begin_read().expect("read");
+    assert_eq!(
+        redb::ReadableTableMetadata::len(&read.open_table(twins).expect("twins")).expect("len"),
+        2
+    );
+    assert!(
+        read.open_table(heads)
+            .expect("heads")
+            .get("p")
+            .expect("get")
+            .is_some(),
+        "the head of p, written since"
+    );
 }
 
 /// A twin's history is the chain of its events (each links to the twin's
@@ -306,7 +342,7 @@ async fn twin_history_follows_links_across_deletion_and_restart() {
         s.close();
     }
     {
-        let db = redb::Database::open(dir.join("twingraph.redb")).expect("open raw");
+        let db = redb::Database::open(dir.join("state.redb")).expect("open raw");
         let txn = db.begin_write().expect("write");
         {
             let mut m = txn
@@ -365,6 +401,8 @@ async fn a_newer_data_format_is_refused_and_left_alone() {
         .expect("get")
         .map(|v| v.value());
     assert_eq!(format, Some(99));
+    let state = redb::Database::open(dir.join("state.redb")).expect("open state");
+    let read = state.begin_read().expect("read");
     assert!(
         read.open_table(twins)
             .expect("twins")
@@ -385,6 +423,13 @@ async fn a_corrupt_data_file_is_a_clear_error() {
     let e = open(&dir).expect_err("corrupt");
     assert_eq!(e.code().reason(), "data_directory_unusable");
     assert!(e.to_string().contains("twingraph.redb"), "{e}");
+    // A corrupt state file beside a sound log is named too.
+    let dir = fresh_dir();
+    open(&dir).expect("create").close();
+    std::fs::write(dir.join("state.redb"), b"nor is this").expect("write");
+    let e = open(&dir).expect_err("corrupt state");
+    assert_eq!(e.code().reason(), "data_directory_unusable");
+    assert!(e.to_string().contains("state.redb"), "{e}");
 }
 
 /// Kills a writer process (8 concurrent writers, group commit) with SIGKILL
@@ -392,10 +437,13 @@ async fn a_corrupt_data_file_is_a_clear_error() {
 /// acknowledged batch is there whole, no batch is there in part, and state
 /// equals the fold of the event log (no event without its state or back).
 /// Checkpoints are small and spread thin (64 rows, 4 per commit), so kills
-/// land in the middle of one: some state rows are newer than the mark, the
-/// replay skips the events such a row already has and must still end at
-/// the state the log says (every batch also updates the twin `a.hot`, so
-/// rows change across checkpoints, not only appear).
+/// land in the middle of one: in even rounds every chunk is committed
+/// durably, so some state rows are newer than the mark, the replay skips
+/// the events such a row already has and must still end at the state the
+/// log says (every batch also updates the twin `a.hot`, so rows change
+/// across checkpoints, not only appear). In odd rounds chunks are durable
+/// only every 50 ms (the store's way, faster), so a kill also loses chunks
+/// committed without waiting for the disk.
 #[test]
 fn sigkill_never_loses_acknowledged_writes_or_half_applies_a_batch() {
     let dir = fresh_dir();
@@ -421,6 +469,8 @@ fn sigkill_never_loses_acknowledged_writes_or_half_applies_a_batch() {
                 "64",
                 "--checkpoint-chunk",
                 "4",
+                "--checkpoint-sync-ms",
+                if round % 2 == 0 { "0" } else { "50" },
             ])
             .arg("--data")
             .arg(&data)
@@ -448,7 +498,7 @@ fn sigkill_never_loses_acknowledged_writes_or_half_applies_a_batch() {
         );
         // Before reopening: was a checkpoint half written?
         {
-            let db = redb::Database::open(data.join("twingraph.redb")).expect("open raw");
+            let db = redb::Database::open(data.join("state.redb")).expect("open raw");
             let read = db.begin_read().expect("read");
             let mark = read
                 .open_table(redb::TableDefinition::<&str, u64>::new("meta"))

@@ -68,7 +68,7 @@ pub async fn must(s: &dyn GraphStore, ops: Vec<Op>) -> Vec<twingraph::twin::Even
     apply(s, ops).await.expect("batch applies")
 }
 
-async fn twin(s: &dyn GraphStore, id: &str) -> Twin {
+async fn twin(s: &dyn GraphStore, id: &str) -> Arc<Twin> {
     s.twin(id).await.expect("read").expect("twin exists")
 }
 
@@ -301,7 +301,7 @@ pub async fn writable_properties_track_acknowledgements(s: &dyn GraphStore) {
     must(s, vec![create("p", PUMP)]).await;
     must(s, vec![desired("p", json!({"flowSetpoint": 12.0}))]).await; // version 2
     assert_eq!(
-        prop(&twin(s, "p").await, "flowSetpoint").ack_status(),
+        prop(&*twin(s, "p").await, "flowSetpoint").ack_status(),
         AckStatus::Pending
     );
     must(
@@ -319,7 +319,7 @@ pub async fn writable_properties_track_acknowledgements(s: &dyn GraphStore) {
     assert!(t.delta().is_empty());
     must(s, vec![desired("p", json!({"flowSetpoint": 99.0}))]).await; // version 4
     assert_eq!(
-        prop(&twin(s, "p").await, "flowSetpoint").ack_status(),
+        prop(&*twin(s, "p").await, "flowSetpoint").ack_status(),
         AckStatus::Pending
     );
     must(
@@ -331,7 +331,7 @@ pub async fn writable_properties_track_acknowledgements(s: &dyn GraphStore) {
     )
     .await;
     assert_eq!(
-        prop(&twin(s, "p").await, "flowSetpoint").ack_status(),
+        prop(&*twin(s, "p").await, "flowSetpoint").ack_status(),
         AckStatus::Failed
     );
 }

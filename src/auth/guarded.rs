@@ -508,14 +508,14 @@ impl GraphStore for GuardedStore {
         self.inner.apply(batch, &self.actor).await
     }
 
-    async fn twin(&self, id: &str) -> Result<Option<Twin>, StoreError> {
+    async fn twin(&self, id: &str) -> Result<Option<Arc<Twin>>, StoreError> {
         if !self.contains(id).await? {
             return Ok(None);
         }
         self.inner.twin(id).await
     }
 
-    async fn twins_by_ids(&self, ids: &[String]) -> Result<Vec<Twin>, StoreError> {
+    async fn twins_by_ids(&self, ids: &[String]) -> Result<Vec<Arc<Twin>>, StoreError> {
         let twins = self.inner.twins_by_ids(ids).await?;
         if self.scope.is_none() {
             return Ok(twins);
@@ -637,7 +637,7 @@ impl GraphStore for GuardedStore {
         twins: &[String],
         direction: Direction,
         name: Option<&str>,
-    ) -> Result<Vec<(Relationship, Option<Twin>)>, StoreError> {
+    ) -> Result<Vec<(Relationship, Option<Arc<Twin>>)>, StoreError> {
         let found = self
             .inner
             .relationships_with_ends(twins, direction, name)
@@ -667,7 +667,7 @@ impl GraphStore for GuardedStore {
     async fn traverse_twins(
         &self,
         traversal: &Traversal,
-    ) -> Result<(Vec<Reached>, Vec<Twin>), StoreError> {
+    ) -> Result<(Vec<Reached>, Vec<Arc<Twin>>), StoreError> {
         if !self.contains(&traversal.start).await? {
             return Ok((Vec::new(), Vec::new()));
         }

@@ -43,6 +43,10 @@ pub struct WriteLoadArgs {
     pub checkpoint_rows: Option<usize>,
     #[arg(long)]
     pub checkpoint_chunk: Option<usize>,
+    /// Commit a checkpoint's chunks durably this often at most, in
+    /// milliseconds (0: every chunk; the store's default when absent).
+    #[arg(long)]
+    pub checkpoint_sync_ms: Option<u64>,
 }
 
 /// Twins every batch also updates (`a.hot`, and `b.hot` beside it, so
@@ -103,6 +107,9 @@ pub fn run(args: &WriteLoadArgs) -> anyhow::Result<u8> {
         StoreConfig {
             checkpoint_rows: args.checkpoint_rows.unwrap_or(defaults.checkpoint_rows),
             checkpoint_chunk: args.checkpoint_chunk.unwrap_or(defaults.checkpoint_chunk),
+            checkpoint_sync: args
+                .checkpoint_sync_ms
+                .map_or(defaults.checkpoint_sync, std::time::Duration::from_millis),
             ..defaults
         },
     )?);

@@ -72,7 +72,8 @@ pub(super) fn types_of<'a>(ctx: &ResolverContext<'a>) -> Result<&'a TwinTypes, E
 
 /// A twin as a GraphQL value of its model's object type (`GenericTwin` for
 /// models the schema was not compiled with).
-pub(super) fn twin_value(types: &TwinTypes, t: Twin) -> FieldValue<'static> {
+pub(super) fn twin_value(types: &TwinTypes, t: impl Into<Arc<Twin>>) -> FieldValue<'static> {
+    let t: Arc<Twin> = t.into();
     let ty = types.of(&t.model).to_owned();
     FieldValue::owned_any(t).with_type(ty)
 }
@@ -85,7 +86,10 @@ pub(super) fn twin_ref<'a>(types: &TwinTypes, t: &'a Twin) -> FieldValue<'a> {
 
 /// The twin a field of a twin type reads.
 pub(super) fn parent_twin<'a>(ctx: &ResolverContext<'a>) -> Result<&'a Twin, Error> {
-    ctx.parent_value.try_downcast_ref::<Twin>()
+    match ctx.parent_value.downcast_ref::<Arc<Twin>>() {
+        Some(t) => Ok(t),
+        None => ctx.parent_value.try_downcast_ref::<Twin>(),
+    }
 }
 
 pub(super) fn to_gql(v: serde_json::Value) -> Result<GqlValue, Error> {
@@ -204,11 +208,14 @@ pub(super) fn str_arg(ctx: &ResolverContext<'_>, name: &str) -> Result<Option<St
 
 /// The twin the `id` argument names: as it is, or with `asOf` as it was
 /// then (time travel).
-pub(super) async fn twin_arg(ctx: &ResolverContext<'_>) -> Result<Option<Twin>, Error> {
+pub(super) async fn twin_arg(ctx: &ResolverContext<'_>) -> Result<Option<Arc<Twin>>, Error> {
     let store = store_of(ctx)?;
     let id = ctx.args.try_get("id")?.string()?;
     match time_arg(ctx, "asOf")? {
-        Some(at) => store.twin_as_of(id, crate::store::At::Time(at)).await,
+        Some(at) => store
+            .twin_as_of(id, crate::store::At::Time(at))
+            .await
+            .map(|t| t.map(Arc::new)),
         None => store.twin(id).await,
     }
     .map_err(|e| store_error(&e))

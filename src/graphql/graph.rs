@@ -31,7 +31,7 @@ use crate::twin::{Batch, Event, Op};
 struct Hit {
     start: Arc<str>,
     reached: Reached,
-    twin: Option<crate::twin::Twin>,
+    twin: Option<Arc<crate::twin::Twin>>,
 }
 
 /// Whether a `traverse` selection reads no more than depths and the ids
@@ -286,7 +286,7 @@ pub(super) fn register(b: &mut Builder) {
                                 depth: r.depth,
                                 path: Vec::new(),
                             },
-                            twin: Some(twin),
+                            twin: Some(Arc::new(twin)),
                         })
                     }))));
                 }
@@ -296,7 +296,7 @@ pub(super) fn register(b: &mut Builder) {
                         .traverse_twins(&t)
                         .await
                         .map_err(|e| store_error(&e))?;
-                    let twins: std::collections::HashMap<String, crate::twin::Twin> =
+                    let twins: std::collections::HashMap<String, Arc<crate::twin::Twin>> =
                         twins.into_iter().map(|t| (t.id.to_string(), t)).collect();
                     (hits, twins)
                 } else {

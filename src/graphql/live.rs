@@ -42,7 +42,7 @@ struct TwinChange {
     event: Arc<Event>,
     /// The state after the change, when the filter already had to look it
     /// up; otherwise resolved only if the subscriber selects `twin`.
-    twin: Option<Option<Twin>>,
+    twin: Option<Option<Arc<Twin>>>,
 }
 
 fn change_field(
@@ -118,7 +118,7 @@ impl Filter {
         &self,
         store: &Arc<dyn GraphStore>,
         event: &Event,
-    ) -> Result<Vec<(String, Option<Option<Twin>>)>, Error> {
+    ) -> Result<Vec<(String, Option<Option<Arc<Twin>>>)>, Error> {
         let mut out = Vec::new();
         for id in event.change.twins() {
             if self.id.as_deref().is_some_and(|want| want != id) {
@@ -158,7 +158,7 @@ async fn state_after(
     store: &Arc<dyn GraphStore>,
     id: &str,
     event: &Event,
-) -> Result<Option<Twin>, Error> {
+) -> Result<Option<Arc<Twin>>, Error> {
     if matches!(event.change, Change::TwinDeleted { .. }) {
         return Ok(None);
     }
@@ -176,6 +176,7 @@ async fn state_after(
     store
         .twin_as_of(id, At::Seq(event.seq))
         .await
+        .map(|t| t.map(Arc::new))
         .map_err(|e| store_error(&e))
 }
 

@@ -22,10 +22,10 @@ const BATCH_WINDOW: Duration = Duration::from_micros(200);
 pub struct TwinLoader(Arc<dyn GraphStore>);
 
 impl Loader<String> for TwinLoader {
-    type Value = Twin;
+    type Value = Arc<Twin>;
     type Error = StoreError;
 
-    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Twin>, StoreError> {
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Arc<Twin>>, StoreError> {
         let twins = self.0.twins_by_ids(keys).await?;
         Ok(twins.into_iter().map(|t| (t.id.to_string(), t)).collect())
     }
@@ -125,13 +125,13 @@ pub fn relationships(store: Arc<dyn GraphStore>) -> DataLoader<RelLoader> {
 pub struct EdgeLoader(Arc<dyn GraphStore>);
 
 impl Loader<RelKey> for EdgeLoader {
-    type Value = Vec<(Relationship, Twin)>;
+    type Value = Vec<(Relationship, Arc<Twin>)>;
     type Error = StoreError;
 
     async fn load(
         &self,
         keys: &[RelKey],
-    ) -> Result<HashMap<RelKey, Vec<(Relationship, Twin)>>, StoreError> {
+    ) -> Result<HashMap<RelKey, Vec<(Relationship, Arc<Twin>)>>, StoreError> {
         let store = &self.0;
         grouped(
             keys,
@@ -160,7 +160,7 @@ pub fn edges(store: Arc<dyn GraphStore>) -> DataLoader<EdgeLoader> {
 pub(super) async fn load_twin(
     ctx: &ResolverContext<'_>,
     id: &str,
-) -> Result<Option<Twin>, async_graphql::Error> {
+) -> Result<Option<Arc<Twin>>, async_graphql::Error> {
     ctx.data::<DataLoader<TwinLoader>>()?
         .load_one(id.to_owned())
         .await

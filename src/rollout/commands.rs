@@ -250,7 +250,7 @@ impl Rollouts {
             wanted.sort();
             wanted.dedup();
             let found = view.twins_by_ids(&wanted).await?;
-            let by_id: HashMap<&str, &Twin> = found.iter().map(|t| (&*t.id, t)).collect();
+            let by_id: HashMap<&str, &Twin> = found.iter().map(|t| (&*t.id, &**t)).collect();
             let mut out = Vec::new();
             for id in &wanted {
                 let twin = by_id.get(id.as_str()).ok_or_else(|| {

@@ -322,7 +322,7 @@ impl Rollouts {
         let mut outcomes = Vec::new();
         for chunk in candidates.chunks(CHUNK) {
             let ids: Vec<String> = chunk.iter().map(|(t, _, _)| t.clone()).collect();
-            let twins: HashMap<String, Twin> = self
+            let twins: HashMap<String, Arc<Twin>> = self
                 .store()
                 .twins_by_ids(&ids)
                 .await?
@@ -509,7 +509,7 @@ impl Rollouts {
     ) -> Result<(Vec<Op>, Vec<Outcome>), RolloutError> {
         let ids: Vec<String> = picked.iter().map(|(t, _)| t.clone()).collect();
         let needs_twin = version.parameters.values().any(|p| p.source.is_some());
-        let twins: HashMap<String, Twin> = if needs_twin {
+        let twins: HashMap<String, Arc<Twin>> = if needs_twin {
             self.store()
                 .twins_by_ids(&ids)
                 .await?
@@ -520,7 +520,7 @@ impl Rollouts {
             HashMap::new()
         };
         // Twins at the other end of the relationships parameters read.
-        let mut related: HashMap<(String, String, bool), Twin> = HashMap::new();
+        let mut related: HashMap<(String, String, bool), Arc<Twin>> = HashMap::new();
         for p in version.parameters.values() {
             if let Some(ParamSource::Related {
                 relationship,

@@ -59,6 +59,11 @@ pub struct StoreConfig {
     /// Rows of a checkpoint written with each commit, at least (it is
     /// spread over the commits after it starts).
     pub checkpoint_chunk: usize,
+    /// A chunk of a checkpoint is committed to the state file without
+    /// waiting for the disk, and durably when this long has passed since
+    /// the last durable one (and with its last row). A crash loses the
+    /// chunks since: replay makes them good.
+    pub checkpoint_sync: std::time::Duration,
 }
 
 impl Default for StoreConfig {
@@ -74,6 +79,7 @@ impl Default for StoreConfig {
             checkpoint_events: StoreConfig::default_checkpoint_events(),
             checkpoint_every: std::time::Duration::from_secs(30),
             checkpoint_chunk: 512,
+            checkpoint_sync: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -577,16 +583,13 @@ impl GraphStore for Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    async fn twin(&self, id: &str) -> Result<Option<Twin>, StoreError> {
-        Ok(self.graph().twin(id).cloned())
+    async fn twin(&self, id: &str) -> Result<Option<Arc<Twin>>, StoreError> {
+        Ok(self.graph().twin_shared(id))
     }
 
-    async fn twins_by_ids(&self, ids: &[String]) -> Result<Vec<Twin>, StoreError> {
+    async fn twins_by_ids(&self, ids: &[String]) -> Result<Vec<Arc<Twin>>, StoreError> {
         let graph = self.graph();
-        Ok(ids
-            .iter()
-            .filter_map(|id| graph.twin(id).cloned())
-            .collect())
+        Ok(ids.iter().filter_map(|id| graph.twin_shared(id)).collect())
     }
 
     async fn twins(&self, q: &TwinQuery) -> Result<Page<Twin>, StoreError> {

@@ -1,17 +1,22 @@
-//! The embedded durable store: events and current state in one redb file in
-//! the data directory (`<data>/twingraph.redb`).
+//! The embedded durable store: two redb files in the data directory, the
+//! log (`<data>/twingraph.redb`) and the state as of the last checkpoint
+//! (`<data>/state.redb`).
 //!
-//! Tables: `events` (seq → event, with links to each of its twins' previous
-//! event), `twins` (id → twin), `relationships` ((source, id) →
-//! relationship), `heads` (twin → its last event: where its history
-//! starts), `streams` (copies of configuration and rollout records), `meta`
-//! (format version, checkpoint mark, where linked events start), and
+//! The log's tables: `events` (seq → event, with links to each of its
+//! twins' previous event), `streams` (copies of configuration and rollout
+//! records), `meta` (format version, where linked events start), and
 //! `twin_events` ((twin, seq) → ()), the per-twin history index of stores
 //! written before format 3 (read, never written). One group of writes is
-//! one redb transaction committed with `Durability::Immediate`: its events
-//! become durable together or not at all. The state tables are written by
+//! one redb transaction of the log committed with `Durability::Immediate`:
+//! its events become durable together or not at all.
+//!
+//! The state file's tables: `twins` (id → twin), `relationships` ((source,
+//! id) → relationship), `heads` (twin → its last event: where its history
+//! starts) and `meta` (its format, the checkpoint mark). They are written by
 //! checkpoints spread over later commits (see [`RedbJournal`]); startup
-//! loads them and replays the events after the last complete checkpoint.
+//! loads them and replays the log's events after the mark. Apart from the
+//! log, the state is laid out on its own: startup reads one file a fraction
+//! of the log's size, not pages spread over the whole log.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -31,7 +36,21 @@ use crate::twin::{Change, Event, Graph, Micros, Relationship, Twin};
 /// state rows are JSON (format 1 without, format 2 with the sequence number
 /// of the event they reflect), their events carry no links, and their
 /// per-twin history is the `twin_events` index.
-pub const FORMAT_VERSION: u64 = 3;
+///
+/// Format 4 keeps the state in a file of its own (`state.redb`); the state
+/// tables of a format 1–3 store move there when it is first opened.
+pub const FORMAT_VERSION: u64 = 4;
+
+/// The state file's format.
+const STATE_FORMAT: u64 = 1;
+
+/// The state file's name in the data directory.
+pub const STATE_FILE: &str = "state.redb";
+
+/// The share of the storage cache the log takes (the state file the rest):
+/// appends touch only the log's last pages; checkpoints and history heads
+/// read and rewrite state pages all over it.
+const LOG_CACHE_SHARE: usize = 4;
 
 const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta");
 const EVENTS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("events");
@@ -61,6 +80,11 @@ struct CheckpointLimits {
     events: u64,
     every: std::time::Duration,
     chunk: usize,
+    /// A non-final chunk is committed without waiting for the disk, but
+    /// durably this long after the last durable one, so that pages the
+    /// chunks freed become reusable (redb reuses them after a durable
+    /// commit).
+    sync: std::time::Duration,
 }
 
 /// An event row (format 3): a 1 byte, how many twins the event concerns
@@ -263,6 +287,8 @@ struct Checkpoint {
     rels: Vec<RelKey>,
     written: usize,
     started: std::time::Instant,
+    /// When a chunk of it was last committed durably.
+    synced: std::time::Instant,
 }
 
 impl Checkpoint {
@@ -271,22 +297,27 @@ impl Checkpoint {
     }
 }
 
-/// Events and state in a redb database.
+/// Events in one redb database, state in another.
 ///
-/// Every commit appends its events, each linked to its twins' previous
-/// events (durably). The current state of what they changed is written
-/// lazily, in checkpoints: the keys changed up to one event, frozen, their
-/// rows (and history heads) written from the graph a chunk per later commit
-/// (in the commit's own transaction), so no commit carries a whole
+/// Every commit appends its events to the log, each linked to its twins'
+/// previous events (durably). The current state of what they changed is
+/// written lazily, in checkpoints: the keys changed up to one event,
+/// frozen, their rows (and history heads) written from the graph into the
+/// state file a chunk after each later commit, so no commit carries a whole
 /// checkpoint. Each state row records the last event it reflects; the
-/// `checkpoint` meta entry says up to which event every row is current (it
-/// moves with a checkpoint's last chunk). Startup replays the events after
-/// it, each only onto rows older than it. So an update writes its event at
-/// the end of the log, not a copy of the whole twin, and recovery is
+/// state's `checkpoint` meta entry says up to which event every row is
+/// current (it moves with a checkpoint's last chunk, committed durably).
+/// State is never ahead of the log: a chunk is written after the commit
+/// whose graph it reads is durable. Startup replays the events after the
+/// mark, each only onto rows older than it. So an update writes its event
+/// at the end of the log, not a copy of the whole twin, and recovery is
 /// bounded by the checkpoint interval.
 #[derive(Debug)]
 pub struct RedbJournal {
+    /// The log.
     db: Database,
+    /// The state as of the checkpoint.
+    state: Database,
     path: PathBuf,
     pending: Mutex<Pending>,
     limits: CheckpointLimits,
@@ -302,10 +333,11 @@ pub fn open(dir: &Path, models: Arc<ModelSet>, config: StoreConfig) -> Result<St
     };
     std::fs::create_dir_all(dir).map_err(|e| unusable(format!("cannot create it: {e}")))?;
     let path = dir.join("twingraph.redb");
-    let open_db = |cache: usize| {
+    let state_path = dir.join(STATE_FILE);
+    let open_db = |path: &Path, cache: usize| {
         Database::builder()
             .set_cache_size(cache)
-            .create(&path)
+            .create(path)
             .map_err(|e| {
                 unusable(format!(
                     "cannot open {}: {e} (is it a twingraph data file, and not in use by another process?)",
@@ -313,12 +345,21 @@ pub fn open(dir: &Path, models: Arc<ModelSet>, config: StoreConfig) -> Result<St
                 ))
             })
     };
+    // redb needs a few pages of cache to write.
+    const MIN_CACHE: usize = 1024 * 1024;
+    let log_cache = (config.storage_cache_bytes / LOG_CACHE_SHARE).max(MIN_CACHE);
+    let state_cache =
+        (config.storage_cache_bytes - config.storage_cache_bytes / LOG_CACHE_SHARE).max(MIN_CACHE);
+    let db = open_db(&path, log_cache)?;
+    // A newer format is refused before this build writes anything.
+    check_format(&db, &path)?;
     // Loading reads every state row once: through a small cache, then the
     // file is reopened with the configured one (which would otherwise
     // start full of pages no write needs, memory taken for nothing).
     const LOAD_CACHE: usize = 4 * 1024 * 1024;
     let mut journal = RedbJournal {
-        db: open_db(LOAD_CACHE.min(config.storage_cache_bytes))?,
+        db,
+        state: open_db(&state_path, LOAD_CACHE.min(state_cache))?,
         path: path.clone(),
         pending: Mutex::new(Pending::default()),
         limits: CheckpointLimits {
@@ -326,6 +367,7 @@ pub fn open(dir: &Path, models: Arc<ModelSet>, config: StoreConfig) -> Result<St
             events: config.checkpoint_events.max(1),
             every: config.checkpoint_every,
             chunk: config.checkpoint_chunk.max(1),
+            sync: config.checkpoint_sync,
         },
         links_from: std::sync::atomic::AtomicU64::new(1),
     };
@@ -333,18 +375,20 @@ pub fn open(dir: &Path, models: Arc<ModelSet>, config: StoreConfig) -> Result<St
         StoreError::Storage(m) => unusable(m),
         other => other,
     })?;
-    if config.storage_cache_bytes > LOAD_CACHE {
+    if state_cache > LOAD_CACHE {
         let RedbJournal {
             db,
+            state,
             path,
             pending,
             limits,
             links_from,
         } = journal;
         // Closed before the file opens again.
-        drop(db);
+        drop(state);
         journal = RedbJournal {
-            db: open_db(config.storage_cache_bytes)?,
+            db,
+            state: open_db(&state_path, state_cache)?,
             path,
             pending,
             limits,
@@ -402,6 +446,62 @@ fn write_rows<'a>(
         }
     }
     Ok(())
+}
+
+/// Refuses a log of a newer format (read only: nothing is changed).
+fn check_format(db: &Database, path: &Path) -> Result<(), StoreError> {
+    let read = db.begin_read().map_err(storage)?;
+    let format = match read.open_table(META) {
+        Ok(meta) => meta.get("format").map_err(storage)?.map(|v| v.value()),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(storage(e)),
+    };
+    match format {
+        Some(f) if f > FORMAT_VERSION => Err(StoreError::Unusable {
+            path: path.display().to_string(),
+            message: format!(
+                "it was written by a newer twingraph (data format {f}); this build reads format {FORMAT_VERSION}. Nothing was changed."
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The state's checkpoint mark: every row is current up to that event.
+fn mark(state: &redb::ReadTransaction) -> Result<u64, StoreError> {
+    match state.open_table(META) {
+        Ok(meta) => Ok(meta
+            .get("checkpoint")
+            .map_err(storage)?
+            .map_or(0, |v| v.value())),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+        Err(e) => Err(storage(e)),
+    }
+}
+
+/// Copies every row of `def` from `from` into `to` as it is.
+fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    from: &redb::ReadTransaction,
+    to: &redb::WriteTransaction,
+    def: TableDefinition<'static, K, V>,
+) -> Result<u64, StoreError>
+where
+    for<'a> K::SelfType<'a>: std::borrow::Borrow<K::SelfType<'a>>,
+    for<'a> V::SelfType<'a>: std::borrow::Borrow<V::SelfType<'a>>,
+{
+    let mut out = to.open_table(def).map_err(storage)?;
+    let table = match from.open_table(def) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(storage(e)),
+    };
+    let mut n = 0;
+    for row in table.iter().map_err(storage)? {
+        let (k, v) = row.map_err(storage)?;
+        out.insert(k.value(), v.value()).map_err(storage)?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 fn set_mark(txn: &redb::WriteTransaction, seq: u64) -> Result<(), StoreError> {
@@ -470,6 +570,74 @@ impl RedbJournal {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Gives the state file the state tables a store of format 1–3 kept in
+    /// the log, rows and mark as they are, then drops them from the log.
+    /// Each step is one transaction, and repeating it is harmless: the
+    /// state file is marked with its format in the copy's transaction, and
+    /// a marked file is never copied into again.
+    fn move_state(&self) -> Result<(), StoreError> {
+        let txn = self.state.begin_write().map_err(storage)?;
+        {
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            if meta.get("format").map_err(storage)?.is_none() {
+                let started = std::time::Instant::now();
+                let log = self.db.begin_read().map_err(storage)?;
+                let twins = copy_table(&log, &txn, TWINS)?;
+                let rels = copy_table(&log, &txn, RELS)?;
+                copy_table(&log, &txn, HEADS)?;
+                let checkpoint = mark(&log)?;
+                if checkpoint > 0 {
+                    meta.insert("checkpoint", checkpoint).map_err(storage)?;
+                }
+                meta.insert("format", STATE_FORMAT).map_err(storage)?;
+                if twins + rels > 0 {
+                    tracing::info!(
+                        twins,
+                        relationships = rels,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "embedded store: state moved from the log into {STATE_FILE}"
+                    );
+                }
+            }
+            txn.open_table(TWINS).map_err(storage)?;
+            txn.open_table(RELS).map_err(storage)?;
+            txn.open_table(HEADS).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        let txn = self.db.begin_write().map_err(storage)?;
+        txn.delete_table(TWINS).map_err(storage)?;
+        txn.delete_table(RELS).map_err(storage)?;
+        txn.delete_table(HEADS).map_err(storage)?;
+        txn.open_table(META)
+            .map_err(storage)?
+            .remove("checkpoint")
+            .map_err(storage)?;
+        txn.commit().map_err(storage)?;
+        Ok(())
+    }
+
+    /// Writes up to `n` more rows of the checkpoint being written into the
+    /// state file, in a transaction of its own (durable with the last row,
+    /// or a while after the last durable one); how many it wrote.
+    fn write_state_chunk(
+        &self,
+        c: &Checkpoint,
+        n: usize,
+        graph: &Graph,
+        heads: &HashMap<Arc<str>, u64, IdHasher>,
+    ) -> Result<(usize, bool), StoreError> {
+        let mut txn = self.state.begin_write().map_err(storage)?;
+        let last = c.written.saturating_add(n) >= c.rows();
+        let durable = last || c.synced.elapsed() >= self.limits.sync;
+        if !durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| StoreError::Storage(e.to_string()))?;
+        }
+        let written = write_chunk(&txn, c, n, graph, heads)?;
+        txn.commit().map_err(storage)?;
+        Ok((written, durable))
+    }
+
     /// Writes everything pending now, the rest of a checkpoint being
     /// written first (on shutdown, so startup replays nothing).
     pub fn checkpoint(&self, graph: &Graph) -> Result<(), StoreError> {
@@ -477,7 +645,7 @@ impl RedbJournal {
         if pending.twins.is_empty() && pending.rels.is_empty() && pending.writing.is_none() {
             return Ok(());
         }
-        let txn = self.db.begin_write().map_err(storage)?;
+        let txn = self.state.begin_write().map_err(storage)?;
         let p = &mut *pending;
         if let Some(c) = &p.writing {
             write_chunk(&txn, c, usize::MAX, graph, &p.heads)?;
@@ -493,33 +661,16 @@ impl RedbJournal {
         Ok(())
     }
 
-    /// Checks the format and loads the current state into a graph.
+    /// Marks the log as of this build's format, moves the state of an
+    /// older store into the state file, and loads the current state into a
+    /// graph.
     fn load(&self, config: &StoreConfig) -> Result<Graph, StoreError> {
-        // Check the format with a read transaction first: a newer format is
-        // refused before this build writes anything.
-        let format = {
-            let read = self.db.begin_read().map_err(storage)?;
-            match read.open_table(META) {
-                Ok(meta) => meta.get("format").map_err(storage)?.map(|v| v.value()),
-                Err(redb::TableError::TableDoesNotExist(_)) => None,
-                Err(e) => return Err(storage(e)),
-            }
-        };
-        if let Some(f) = format
-            && f > FORMAT_VERSION
-        {
-            return Err(StoreError::Unusable {
-                path: self.path.display().to_string(),
-                message: format!(
-                    "it was written by a newer twingraph (data format {f}); this build reads format {FORMAT_VERSION}. Nothing was changed."
-                ),
-            });
-        }
         let txn = self.db.begin_write().map_err(storage)?;
         {
             let mut meta = txn.open_table(META).map_err(storage)?;
-            // Formats 1 and 2 are read as they are; rows written from now
+            // Formats 1 to 3 are read as they are; rows written from now
             // on are of this build's format, which older builds must refuse.
+            let format = meta.get("format").map_err(storage)?.map(|v| v.value());
             if format.is_none_or(|f| f < FORMAT_VERSION) {
                 meta.insert("format", FORMAT_VERSION).map_err(storage)?;
             }
@@ -540,31 +691,24 @@ impl RedbJournal {
             self.links_from
                 .store(links_from, std::sync::atomic::Ordering::Release);
             txn.open_table(EVENTS).map_err(storage)?;
-            txn.open_table(TWINS).map_err(storage)?;
-            txn.open_table(RELS).map_err(storage)?;
-            txn.open_table(HEADS).map_err(storage)?;
             txn.open_table(TWIN_EVENTS).map_err(storage)?;
             txn.open_table(STREAMS).map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
+        self.move_state()?;
 
         let mut graph = Graph::new(config.graph.clone());
-        let read = self.db.begin_read().map_err(storage)?;
+        let state = self.state.begin_read().map_err(storage)?;
         // Every row is current up to the checkpoint; rows written since, by
         // a checkpoint that did not finish, are newer (their own sequence).
-        let checkpoint = read
-            .open_table(META)
-            .map_err(storage)?
-            .get("checkpoint")
-            .map_err(storage)?
-            .map_or(0, |v| v.value());
+        let checkpoint = mark(&state)?;
         let started = std::time::Instant::now();
         let (twin_rows, rel_rows) = {
             let count = |n: Result<u64, redb::StorageError>| {
                 n.map(|n| usize::try_from(n).unwrap_or(usize::MAX))
             };
-            let twins = count(read.open_table(TWINS).map_err(storage)?.len()).map_err(storage)?;
-            let rels = count(read.open_table(RELS).map_err(storage)?.len()).map_err(storage)?;
+            let twins = count(state.open_table(TWINS).map_err(storage)?.len()).map_err(storage)?;
+            let rels = count(state.open_table(RELS).map_err(storage)?.len()).map_err(storage)?;
             graph.reserve(twins, 0);
             (twins, rels)
         };
@@ -605,6 +749,7 @@ impl RedbJournal {
         // Heads are not loaded: the table has them, the journal takes each
         // when its twin is next touched (or its history read).
         let mut pending = self.lock_pending();
+        let read = self.db.begin_read().map_err(storage)?;
         let events = read.open_table(EVENTS).map_err(storage)?;
         if let Some((_, v)) = events.last().map_err(storage)? {
             let e = decode_event(v.value())?;
@@ -673,7 +818,7 @@ impl RedbJournal {
         parts: usize,
     ) -> Result<(), StoreError> {
         const BATCH: usize = 256;
-        let read = self.db.begin_read().map_err(storage)?;
+        let read = self.state.begin_read().map_err(storage)?;
         let mut batch = Vec::with_capacity(BATCH);
         for (n, row) in read
             .open_table(TWINS)
@@ -715,7 +860,7 @@ impl RedbJournal {
         let started = std::time::Instant::now();
         let mut loaded = RelLoader::with_capacity(twins, rels);
         let mut newer = HashMap::new();
-        let read = self.db.begin_read().map_err(storage)?;
+        let read = self.state.begin_read().map_err(storage)?;
         for row in read
             .open_table(RELS)
             .map_err(storage)?
@@ -759,7 +904,8 @@ impl Journal for RedbJournal {
         {
             let mut ev = txn.open_table(EVENTS).map_err(storage)?;
             let mut streams = txn.open_table(STREAMS).map_err(storage)?;
-            let stored = txn.open_table(HEADS).map_err(storage)?;
+            // Heads of twins not touched since startup, read when needed.
+            let mut stored = None;
             // Heads moved by earlier events of this group.
             let mut moved: HashMap<&str, u64, IdHasher> = HashMap::default();
             let mut links = Vec::with_capacity(2);
@@ -768,7 +914,14 @@ impl Journal for RedbJournal {
                 for t in e.change.twins() {
                     let prev = match moved.get(t).or_else(|| pending.heads.get(t)) {
                         Some(&seq) => seq,
-                        None => stored.get(t).map_err(storage)?.map_or(0, |v| v.value()),
+                        None => {
+                            if stored.is_none() {
+                                let read = self.state.begin_read().map_err(storage)?;
+                                stored = Some(read.open_table(HEADS).map_err(storage)?);
+                            }
+                            let heads = stored.as_ref().expect("just opened");
+                            heads.get(t).map_err(storage)?.map_or(0, |v| v.value())
+                        }
                     };
                     links.push(prev);
                     moved.insert(t, e.seq);
@@ -781,25 +934,35 @@ impl Journal for RedbJournal {
                 }
             }
         }
+        txn.commit().map_err(storage)?;
         let since = *pending.since.get_or_insert_with(std::time::Instant::now);
-        // A chunk of the checkpoint being written rides along.
+        // A chunk of the checkpoint being written follows, from the graph
+        // as of events that are all durable now. The commit stands if it
+        // fails: the chunk is written again after the next commit.
         let chunk = match &pending.writing {
-            Some(c) => write_chunk(
-                &txn,
-                c,
-                events.len().clamp(self.limits.chunk, 4 * self.limits.chunk),
-                graph,
-                &pending.heads,
-            ),
-            None => Ok(0),
+            Some(c) => self
+                .write_state_chunk(
+                    c,
+                    events.len().clamp(self.limits.chunk, 4 * self.limits.chunk),
+                    graph,
+                    &pending.heads,
+                )
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "embedded store: a checkpoint chunk was not written; it is retried");
+                    (0, false)
+                }),
+            None => (0, false),
         };
-        let n = chunk.and_then(|n| txn.commit().map_err(storage).map(|()| n))?;
         // Durable: what the events touched is now pending.
         for e in events {
             touch(&mut pending, e);
         }
         if let Some(c) = &mut pending.writing {
+            let (n, synced) = chunk;
             c.written += n;
+            if synced {
+                c.synced = std::time::Instant::now();
+            }
             if c.written == c.rows() {
                 tracing::debug!(
                     seq = c.seq,
@@ -828,6 +991,7 @@ impl Journal for RedbJournal {
                 rels,
                 written: 0,
                 started: std::time::Instant::now(),
+                synced: std::time::Instant::now(),
             });
             p.since = None;
             p.events = 0;
@@ -854,16 +1018,19 @@ impl Journal for RedbJournal {
         // The head first: every event up to it is in any later snapshot.
         let known = self.lock_pending().heads.get(twin).copied();
         let links_from = self.links_from.load(std::sync::atomic::Ordering::Acquire);
-        let read = self.db.begin_read().map_err(storage)?;
         let head = match known {
             Some(seq) => seq,
-            None => read
+            None => self
+                .state
+                .begin_read()
+                .map_err(storage)?
                 .open_table(HEADS)
                 .map_err(storage)?
                 .get(twin)
                 .map_err(storage)?
                 .map_or(0, |v| v.value()),
         };
+        let read = self.db.begin_read().map_err(storage)?;
         let mut out = Vec::new();
         {
             let events = read.open_table(EVENTS).map_err(storage)?;
@@ -936,12 +1103,7 @@ impl Journal for RedbJournal {
         let removed;
         {
             // Events after the checkpoint are still needed to rebuild state.
-            let checkpoint = txn
-                .open_table(META)
-                .map_err(storage)?
-                .get("checkpoint")
-                .map_err(storage)?
-                .map_or(0, |v| v.value());
+            let checkpoint = mark(&self.state.begin_read().map_err(storage)?)?;
             let mut ev = txn.open_table(EVENTS).map_err(storage)?;
             let mut idx = txn.open_table(TWIN_EVENTS).map_err(storage)?;
             let mut old: Vec<(u64, Vec<String>)> = Vec::new();

@@ -376,7 +376,7 @@ impl StoreError {
 
 /// Traversal hits as [`Reach`]es, their models from `twins` (a hit whose
 /// twin is not among them is left out).
-pub fn reach_of(hits: Vec<Reached>, twins: &[Twin]) -> Vec<Reach> {
+pub fn reach_of(hits: Vec<Reached>, twins: &[Arc<Twin>]) -> Vec<Reach> {
     let models: std::collections::HashMap<&str, &Arc<str>> =
         twins.iter().map(|t| (&*t.id, &t.model)).collect();
     hits.into_iter()
@@ -452,10 +452,10 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
     /// Applies a batch atomically and durably; returns its events.
     async fn apply(&self, batch: Batch, actor: &str) -> Result<Vec<Event>, StoreError>;
 
-    async fn twin(&self, id: &str) -> Result<Option<Twin>, StoreError>;
+    async fn twin(&self, id: &str) -> Result<Option<Arc<Twin>>, StoreError>;
 
     /// The twins with these ids that exist, in one call (for batching loaders).
-    async fn twins_by_ids(&self, ids: &[String]) -> Result<Vec<Twin>, StoreError>;
+    async fn twins_by_ids(&self, ids: &[String]) -> Result<Vec<Arc<Twin>>, StoreError>;
 
     async fn twins(&self, query: &TwinQuery) -> Result<Page<Twin>, StoreError>;
 
@@ -532,7 +532,7 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
         twins: &[String],
         direction: Direction,
         name: Option<&str>,
-    ) -> Result<Vec<(Relationship, Option<Twin>)>, StoreError> {
+    ) -> Result<Vec<(Relationship, Option<Arc<Twin>>)>, StoreError> {
         let rels = self.relationships_of(twins, direction, name).await?;
         let end = |r: &Relationship| {
             if direction == Direction::In {
@@ -544,7 +544,7 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
         let mut ids: Vec<String> = rels.iter().map(end).collect();
         ids.sort();
         ids.dedup();
-        let found: std::collections::HashMap<String, Twin> = self
+        let found: std::collections::HashMap<String, Arc<Twin>> = self
             .twins_by_ids(&ids)
             .await?
             .into_iter()
@@ -566,7 +566,7 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
     async fn traverse_twins(
         &self,
         traversal: &Traversal,
-    ) -> Result<(Vec<Reached>, Vec<Twin>), StoreError> {
+    ) -> Result<(Vec<Reached>, Vec<Arc<Twin>>), StoreError> {
         let hits = self.traverse(traversal).await?;
         let ids: Vec<String> = hits.iter().map(|h| h.twin.clone()).collect();
         let twins = self.twins_by_ids(&ids).await?;

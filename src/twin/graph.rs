@@ -57,9 +57,11 @@ pub(crate) type IdHasher = foldhash::quality::RandomState;
 pub struct Graph {
     pub(super) config: GraphConfig,
     /// Twins by id; the key is shared with relationship ends and indexes.
-    /// Boxed: a hash table has up to twice the slots of its entries, and a
-    /// slot is then a pointer, not a whole twin.
-    pub(super) twins: HashMap<Arc<str>, Box<Twin>, IdHasher>,
+    /// Behind a pointer: a hash table has up to twice the slots of its
+    /// entries, and a slot is then a pointer, not a whole twin. Shared: a
+    /// read hands out the pointer, not a deep copy, and a write to a twin
+    /// a reader still holds copies it then ([`Arc::make_mut`]).
+    pub(super) twins: HashMap<Arc<str>, Arc<Twin>, IdHasher>,
     pub(super) rels: RelStore,
     /// Property names shared by all twins.
     pub(super) prop_names: std::collections::HashSet<Arc<str>>,
@@ -107,6 +109,12 @@ impl Graph {
 
     pub fn twin(&self, id: &str) -> Option<&Twin> {
         self.twins.get(id).map(|t| &**t)
+    }
+
+    /// The twin `id` as shared: a read that outlives the graph's lock
+    /// without copying the twin.
+    pub fn twin_shared(&self, id: &str) -> Option<Arc<Twin>> {
+        self.twins.get(id).cloned()
     }
 
     pub fn twin_count(&self) -> usize {
@@ -182,7 +190,7 @@ impl Graph {
         let names = &mut self.prop_names;
         t.intern_names(|k| intern(names, k));
         self.indexes_mut().insert(&t);
-        self.twins.insert(t.id.clone(), Box::new(t));
+        self.twins.insert(t.id.clone(), Arc::new(t));
     }
 
     /// Loads a relationship from a snapshot (store startup).
@@ -305,6 +313,7 @@ impl Graph {
             | Change::ConfigurationAssigned { twin, .. }
             | Change::ConfigurationRestored { twin, .. } => {
                 if let Some(t) = self.twins.get_mut(twin.as_str()) {
+                    let t = Arc::make_mut(t);
                     let indexes = self
                         .indexes
                         .get_mut()

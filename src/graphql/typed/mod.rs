@@ -53,7 +53,7 @@ use super::connection::{
     Page, PageArgs, connection, edge_item, page_arguments, pair_cursor, parse_pair_cursor,
     relationship_page as relationship_page_of,
 };
-use super::context::{TwinTypes, str_arg, to_gql, twin_ref, types_of};
+use super::context::{TwinTypes, parent_twin, str_arg, to_gql, twin_ref, types_of};
 use super::errors::{bad_request, store_error};
 use super::loader::{EdgeLoader, RelKey, RelLoader};
 use super::names::{self, ModelOrder, Reserved, TypeNames};
@@ -161,7 +161,7 @@ fn derived(base: &str, suffix: &str, taken: &Taken) -> String {
 struct Comp(ComponentState);
 
 fn state_of<'a>(ctx: &ResolverContext<'a>) -> Result<&'a ComponentState, Error> {
-    if let Some(t) = ctx.parent_value.downcast_ref::<Twin>() {
+    if let Ok(t) = parent_twin(ctx) {
         return Ok(&t.root);
     }
     Ok(&ctx.parent_value.try_downcast_ref::<Comp>()?.0)
@@ -255,7 +255,7 @@ async fn resolve(
         ),
         Read::Metadata(name) => Ok(prop(name)?.map(|p| FieldValue::owned_any(p.clone()))),
         Read::Component(name) => {
-            let t = ctx.parent_value.try_downcast_ref::<Twin>()?;
+            let t = parent_twin(ctx)?;
             let state = t.components.get(name).cloned().unwrap_or_default();
             Ok(Some(FieldValue::owned_any(Comp(state))))
         }
@@ -279,7 +279,7 @@ async fn relationship_page(
     ctx: &ResolverContext<'_>,
     spec: &RelSpec,
 ) -> Result<Option<FieldValue<'static>>, Error> {
-    let t = ctx.parent_value.try_downcast_ref::<Twin>()?;
+    let t = parent_twin(ctx)?;
     let args = PageArgs::read(ctx, spec.max_page)?;
     let filter = match (ctx.args.get("where"), &spec.target_where) {
         (Some(w), Some(ws)) if !w.is_null() => Some(ws.filter(w.as_value())?),
@@ -297,7 +297,7 @@ async fn relationship_page(
         _ => None,
     };
     // The relationships and their targets: one store call for this level.
-    let mut edges: Vec<(Relationship, Twin)> = ctx
+    let mut edges: Vec<(Relationship, Arc<Twin>)> = ctx
         .data::<DataLoader<EdgeLoader>>()?
         .load_one(RelKey {
             twin: t.id.to_string(),
@@ -311,7 +311,7 @@ async fn relationship_page(
     edges.sort_by(|a, b| (&a.0.target, &a.0.id).cmp(&(&b.0.target, &b.0.id)));
     let after = args.after.as_deref().map(parse_pair_cursor).transpose()?;
     let before = args.before.as_deref().map(parse_pair_cursor).transpose()?;
-    fn key((r, _): &(Relationship, Twin)) -> (&str, &str) {
+    fn key((r, _): &(Relationship, Arc<Twin>)) -> (&str, &str) {
         (r.target.as_str(), r.id.as_str())
     }
     let page = Page::of_sorted(
@@ -329,7 +329,7 @@ async fn incoming_page(
     ctx: &ResolverContext<'_>,
     max_page: usize,
 ) -> Result<Option<FieldValue<'static>>, Error> {
-    let t = ctx.parent_value.try_downcast_ref::<Twin>()?;
+    let t = parent_twin(ctx)?;
     let args = PageArgs::read(ctx, max_page)?;
     let rels = ctx
         .data::<DataLoader<RelLoader>>()?
@@ -348,7 +348,7 @@ async fn incoming_page(
 
 /// The relationship an edge of a typed relationship connection holds.
 fn rel_edge<'a>(ctx: &ResolverContext<'a>) -> Result<&'a Relationship, Error> {
-    edge_item::<(Relationship, Twin)>(ctx).map(|(r, _)| r)
+    edge_item::<(Relationship, Arc<Twin>)>(ctx).map(|(r, _)| r)
 }
 
 /// The connection and edge types of one relationship (declared once, in
@@ -401,7 +401,7 @@ fn relationship_types(
             .description(doc),
         );
     }
-    connection::<(Relationship, Twin)>(
+    connection::<(Relationship, Arc<Twin>)>(
         conn,
         edge,
         node,

@@ -1029,19 +1029,20 @@ impl GraphStore for BoltStore {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    async fn twin(&self, id: &str) -> Result<Option<Twin>, StoreError> {
+    async fn twin(&self, id: &str) -> Result<Option<Arc<Twin>>, StoreError> {
         let q = query(&format!("MATCH (n:{TWIN} {{id: $id}}) RETURN n.state AS s")).param("id", id);
-        Ok(self.twins_where(q).await?.pop())
+        Ok(self.twins_where(q).await?.pop().map(Arc::new))
     }
 
-    async fn twins_by_ids(&self, ids: &[String]) -> Result<Vec<Twin>, StoreError> {
+    async fn twins_by_ids(&self, ids: &[String]) -> Result<Vec<Arc<Twin>>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let mut ids = ids.to_vec();
         ids.sort_unstable();
         ids.dedup();
-        self.twins_where(twins_by_id(ids)).await
+        let twins = self.twins_where(twins_by_id(ids)).await?;
+        Ok(twins.into_iter().map(Arc::new).collect())
     }
 
     async fn twins(&self, tq: &TwinQuery) -> Result<Page<Twin>, StoreError> {
@@ -1128,7 +1129,7 @@ impl GraphStore for BoltStore {
         twins: &[String],
         direction: Direction,
         name: Option<&str>,
-    ) -> Result<Vec<(Relationship, Option<Twin>)>, StoreError> {
+    ) -> Result<Vec<(Relationship, Option<Arc<Twin>>)>, StoreError> {
         if twins.is_empty() {
             return Ok(Vec::new());
         }
@@ -1160,7 +1161,10 @@ impl GraphStore for BoltStore {
         };
         let rows = within(&self.shared, &self.shared.reads, fetch).await?;
         rows.iter()
-            .map(|(j, s)| Ok((decode("relationship", j)?, Some(decode("twin", s)?))))
+            .map(|(j, s)| {
+                let end: Twin = decode("twin", s)?;
+                Ok((decode("relationship", j)?, Some(Arc::new(end))))
+            })
             .collect()
     }
 
@@ -1169,12 +1173,15 @@ impl GraphStore for BoltStore {
         Ok(g.traverse(t, self.shared.config.max_depth)?)
     }
 
-    async fn traverse_twins(&self, t: &Traversal) -> Result<(Vec<Reached>, Vec<Twin>), StoreError> {
+    async fn traverse_twins(
+        &self,
+        t: &Traversal,
+    ) -> Result<(Vec<Reached>, Vec<Arc<Twin>>), StoreError> {
         let (g, mut twins) = self.neighbourhood(t, true).await?;
         let hits = g.traverse(t, self.shared.config.max_depth)?;
         // Ends of paths are the twins reached (the start excluded).
         twins.retain(|x| *x.id != *t.start);
-        Ok((hits, twins))
+        Ok((hits, twins.into_iter().map(Arc::new).collect()))
     }
 
     async fn reach(&self, t: &Traversal) -> Result<Vec<Reach>, StoreError> {
