@@ -402,7 +402,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("store.statement_timeout_ms", Number, "Budget (ms) of one Neo4j statement or write transaction, its wait for a free connection included; past it the statement is stopped in the database and the request fails with `STORE_TIMEOUT`."),
     setting("store.retention_days", OptNumber, "Keep the event log this many days (configuration and rollout records always); unset: forever. History before the oldest kept event answers `history_pruned`.")
         .was("retention_days", "TWINGRAPH_RETENTION_DAYS"),
-    setting("store.cache_mb", OptNumber, "Page cache (MiB) of the embedded store. Reads come from the in-memory graph; the cache holds the pages writes touch. Unset: 1/64 of the memory the server may use (physical, or its cgroup's limit), between 16 and 512 MiB."),
+    setting("store.cache_mb", OptNumber, "Page cache (MiB) of the embedded store, a quarter for the log (twingraph.redb), the rest for the checkpointed state (state.redb). Reads come from the in-memory graph; the cache holds the pages writes touch. Unset: 1/64 of the memory the server may use (physical, or its cgroup's limit), between 16 and 512 MiB."),
     setting("store.checkpoint_events", Number, "The embedded store starts a checkpoint (writes the current state of what changed, spread over the next commits) after this many events, or 30 s: what a start after a crash replays is bounded by it. Larger: fewer, cheaper-per-update checkpoints; longer recovery."),
     setting("models.folder", Text, "Folder of DTDL models (every `*.json` below it).")
         .was("models", "TWINGRAPH_MODELS")

@@ -423,6 +423,27 @@ async fn a_corrupt_data_file_is_a_clear_error() {
     let e = open(&dir).expect_err("corrupt");
     assert_eq!(e.code().reason(), "data_directory_unusable");
     assert!(e.to_string().contains("twingraph.redb"), "{e}");
+    // A state file from a later moment than its log is refused.
+    let dir = fresh_dir();
+    {
+        let s = open(&dir).expect("create");
+        must(&s, vec![create("p", PUMP)]).await;
+        s.close();
+    }
+    let early = std::fs::read(dir.join("twingraph.redb")).expect("copy the log");
+    {
+        let s = open(&dir).expect("reopen");
+        must(&s, vec![create("q", PUMP)]).await;
+        s.close();
+    }
+    std::fs::write(dir.join("twingraph.redb"), early).expect("restore the early log");
+    let e = open(&dir).expect_err("state ahead of the log");
+    assert_eq!(e.code().reason(), "data_directory_unusable");
+    assert!(
+        e.to_string()
+            .contains("state.redb is as of event 2, but the log ends at event 1"),
+        "{e}"
+    );
     // A corrupt state file beside a sound log is named too.
     let dir = fresh_dir();
     open(&dir).expect("create").close();

@@ -702,6 +702,26 @@ impl RedbJournal {
         // Every row is current up to the checkpoint; rows written since, by
         // a checkpoint that did not finish, are newer (their own sequence).
         let checkpoint = mark(&state)?;
+        // The log always keeps its last event, and state is written only
+        // after the events it reflects: a state file ahead of the log is
+        // from another moment (a copy of one file and not the other).
+        let log_end = self
+            .db
+            .begin_read()
+            .map_err(storage)?
+            .open_table(EVENTS)
+            .map_err(storage)?
+            .last()
+            .map_err(storage)?
+            .map_or(0, |(k, _)| k.value());
+        if checkpoint > log_end {
+            return Err(StoreError::Unusable {
+                path: self.path.display().to_string(),
+                message: format!(
+                    "{STATE_FILE} is as of event {checkpoint}, but the log ends at event {log_end}: the two files are not of the same moment (restore both from one copy). Nothing was changed."
+                ),
+            });
+        }
         let started = std::time::Instant::now();
         let (twin_rows, rel_rows) = {
             let count = |n: Result<u64, redb::StorageError>| {
