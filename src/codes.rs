@@ -108,6 +108,8 @@ error_codes! {
     // History and the store.
     HistoryPruned => "BAD_REQUEST", "history_pruned", 410,
         "History before this point was removed by `retention_days`.";
+    SeriesUnavailable => "BAD_REQUEST", "series_unavailable", 400,
+        "This store keeps no time series (the Neo4j store does not yet); nothing was read.";
     StoreUnavailable => "STORE_UNAVAILABLE", "store_unavailable", 503,
         "The database cannot be reached; nothing was written (unless the message says the COMMIT had been sent); retry later.";
     StoreTimeout => "STORE_TIMEOUT", "store_timeout", 504,

@@ -1,5 +1,5 @@
 //! Server settings, in sections (`[http]`, `[store]`, `[models]`, `[auth]`,
-//! `[limits]`, `[graphql]`, `[demo]`, `[rollouts]`), layered file <
+//! `[limits]`, `[graphql]`, `[demo]`, `[rollouts]`, `[series]`, ...), layered file <
 //! environment < command-line flags.
 //!
 //! - Each default is written once, by the component that owns it (the
@@ -34,6 +34,7 @@ pub struct Config {
     pub graphql: GraphqlSettings,
     pub demo: DemoSettings,
     pub rollouts: RolloutSettings,
+    pub series: SeriesSettings,
     pub devices: DeviceSettings,
     pub mqtt: MqttSettings,
 }
@@ -50,6 +51,7 @@ impl Default for Config {
             graphql: GraphqlSettings::default(),
             demo: DemoSettings::default(),
             rollouts: RolloutSettings::default(),
+            series: SeriesSettings::default(),
             devices: DeviceSettings::default(),
             mqtt: MqttSettings::default(),
         }
@@ -226,6 +228,37 @@ impl Default for RolloutSettings {
     fn default() -> Self {
         RolloutSettings {
             scheduler: crate::rollout::Options::default().schedule,
+        }
+    }
+}
+
+/// `[series]`: time series of numeric reported values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SeriesSettings {
+    pub flush_seconds: u64,
+    pub retention_days: Option<u64>,
+}
+
+impl Default for SeriesSettings {
+    fn default() -> Self {
+        let d = crate::series::SeriesConfig::default();
+        SeriesSettings {
+            flush_seconds: d.flush_every.as_secs(),
+            retention_days: d.retention.map(|r| r.as_secs() / 86_400),
+        }
+    }
+}
+
+impl SeriesSettings {
+    /// The series configuration these settings make.
+    pub fn config(&self) -> crate::series::SeriesConfig {
+        crate::series::SeriesConfig {
+            flush_every: std::time::Duration::from_secs(self.flush_seconds.max(1)),
+            retention: self
+                .retention_days
+                .map(|d| std::time::Duration::from_secs(d.saturating_mul(86_400))),
+            ..crate::series::SeriesConfig::default()
         }
     }
 }
@@ -476,6 +509,8 @@ pub const SETTINGS: &[Setting] = &[
     setting("mqtt.messages_per_second", Number, "Messages one device may send a second (as many at once); twin requests over it are answered 429, telemetry waits."),
     setting("rollouts.scheduler", Bool, "Whether this process may drive rollouts and remediation (among replicas, the one holding the scheduler lease does; another takes over within 10 s when it stops answering).")
         .was("rollout_scheduler", "TWINGRAPH_ROLLOUT_SCHEDULER"),
+    setting("series.flush_seconds", Number, "How often (s) the newest points of the time series are written into compressed blocks (embedded store: `series.redb` in `store.data`). Until then they are answered from memory; a restart reads them again from the event log."),
+    setting("series.retention_days", OptNumber, "Keep time series this many days (whole hour blocks, counted back from the newest point); unset: forever. The event log's own retention is `store.retention_days`."),
 ];
 
 /// A setting that cannot be used.

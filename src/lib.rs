@@ -18,6 +18,8 @@
 //!   state validated against models, events, the in-memory graph and queries
 //! - [`store`]: the `GraphStore` trait and its stores (embedded durable
 //!   default on redb; in-memory for tests; Neo4j), event log and time travel
+//! - [`series`]: time series of numeric reported values (trends), derived
+//!   from the event log into compressed blocks
 //! - [`auth`]: bearer tokens (JWT), roles and graph scope: the store as
 //!   one caller sees it
 //! - [`rollout`]: configurations, staged rollouts, drift and remediation
@@ -42,6 +44,7 @@ pub mod graphql;
 pub mod metrics;
 pub mod records;
 pub mod rollout;
+pub mod series;
 pub mod server;
 pub mod simulator;
 pub mod store;

@@ -29,6 +29,7 @@ mod live;
 mod naming;
 mod rollouts;
 mod security;
+mod series;
 mod server;
 mod settings;
 mod store_conformance;

@@ -91,6 +91,7 @@ pub(crate) async fn serve_rollouts(
         server::HttpSettings::default(),
         64 * 1024,
         Some(rollouts),
+        false,
     )
     .await
 }
@@ -103,7 +104,32 @@ pub(crate) async fn serve_bodies(
     http_settings: server::HttpSettings,
     max_body_bytes: usize,
 ) -> Running {
-    serve_parts(store, limits, auth, http_settings, max_body_bytes, None).await
+    serve_parts(
+        store,
+        limits,
+        auth,
+        http_settings,
+        max_body_bytes,
+        None,
+        false,
+    )
+    .await
+}
+
+/// A server over an in-memory store that keeps time series (in memory),
+/// its follower reading the store's log (so not for tests that count the
+/// store's calls).
+pub(crate) async fn start_with_series() -> Running {
+    serve_parts(
+        Arc::new(Store::in_memory(sample_models(), StoreConfig::default())),
+        graphql::schema::Limits::default(),
+        None,
+        server::HttpSettings::default(),
+        64 * 1024,
+        None,
+        true,
+    )
+    .await
 }
 
 async fn serve_parts(
@@ -113,6 +139,7 @@ async fn serve_parts(
     http_settings: server::HttpSettings,
     max_body_bytes: usize,
     rollouts: Option<Arc<twingraph::rollout::Rollouts>>,
+    with_series: bool,
 ) -> Running {
     let rollouts = match rollouts {
         Some(r) => r,
@@ -131,14 +158,30 @@ async fn serve_parts(
     )
     .await
     .expect("devices");
-    let schema = graphql::build_with_devices(
+    // Series in memory, like the volatile stores the tests run on.
+    let series = with_series.then(|| {
+        let series = Arc::new(
+            twingraph::series::Series::new(
+                twingraph::series::Backend::memory(),
+                twingraph::series::SeriesConfig::default(),
+            )
+            .expect("series"),
+        );
+        tokio::spawn(
+            series
+                .clone()
+                .follow(store.clone(), live.clone().triggered()),
+        );
+        series
+    });
+    let schema = graphql::build_served(
         store.clone(),
         limits,
         live.clone(),
         metrics.clone(),
         Arc::new(graphql::ModelLibrary::new(sample_sources(), None)),
         rollouts,
-        devices,
+        graphql::Served { devices, series },
     )
     .expect("schema");
     schema.follow_uploads();

@@ -295,7 +295,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
         tracing::info!(twins, "loaded the demo plant");
     }
-    let live = graphql::Shutdown::default();
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let rollouts = crate::rollout::Rollouts::start_with(
         dyn_store.clone(),
@@ -318,6 +317,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
     )
     .await?;
+    // Time series, derived from the log by a follower (the embedded store's
+    // in `series.redb` beside it; the Neo4j store keeps none yet).
+    let series = match &store {
+        Opened::Embedded(_) => {
+            let backend = crate::series::Backend::open(&config.store.data)?;
+            Some(Arc::new(crate::series::Series::new(
+                backend,
+                config.series.config(),
+            )?))
+        }
+        Opened::Bolt(_) => None,
+    };
+    let live = graphql::Shutdown::default();
+    let series_task = series
+        .clone()
+        .map(|s| tokio::spawn(s.follow(dyn_store.clone(), live.clone().triggered())));
     let limits = graphql::schema::Limits {
         depth: config.limits.max_query_depth,
         complexity: config.limits.max_query_complexity,
@@ -329,15 +344,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     // Compiling the schema is heavy: off the async workers.
     let schema = {
-        let (store, live, metrics, rollouts, devices) = (
+        let (store, live, metrics, rollouts) = (
             dyn_store.clone(),
             live.clone(),
             metrics.clone(),
             rollouts.clone(),
-            devices.clone(),
         );
+        let served = graphql::Served {
+            devices: devices.clone(),
+            series: series.clone(),
+        };
         tokio::task::spawn_blocking(move || {
-            graphql::build_with_devices(store, limits, live, metrics, library, rollouts, devices)
+            graphql::build_served(store, limits, live, metrics, library, rollouts, served)
         })
         .await??
     };
@@ -450,6 +468,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     devices.stop().await;
     rollouts.stop().await;
+    if let Some(task) = series_task {
+        // Its last flush, before the store closes.
+        let _ = task.await;
+    }
     tracing::info!("shutting down: flushing the store");
     store.close();
     Ok(())

@@ -133,7 +133,7 @@ impl Shutdown {
     }
 
     /// Resolves once `trigger` was called.
-    pub(super) async fn triggered(self) {
+    pub async fn triggered(self) {
         let mut rx = self.tx.subscribe();
         // The sender lives in `self`, so `wait_for` cannot fail.
         let _ = rx.wait_for(|closed| *closed).await;

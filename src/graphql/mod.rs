@@ -23,6 +23,7 @@
 //! - [`twins`]: the `Twin` interface, `twin`, `twins`, twin writes, `batch`
 //! - [`graph`]: relationships, traversal, the containment hierarchy
 //! - [`history`]: the event log and twin history
+//! - [`series`]: time series of numeric fields (trends)
 //! - [`live`]: `twinChanged` and `events` subscriptions
 //! - [`models`]: the loaded models, `uploadModels`
 //! - [`configurations`]: configurations and their versions
@@ -56,6 +57,7 @@ mod history;
 mod live;
 mod models;
 mod rollouts;
+mod series;
 mod twins;
 mod typed;
 
@@ -67,6 +69,6 @@ mod shared;
 
 pub use builder::{Limits, Recompile, Shutdown};
 pub use context::TwinTypes;
-pub use reload::{Executed, LiveSchema, Reloader, build, build_with_devices};
+pub use reload::{Executed, LiveSchema, Reloader, Served, build, build_served};
 pub use shared::Delivery;
 pub use upload::ModelLibrary;

@@ -54,18 +54,19 @@ pub fn build(
         library,
         rollouts,
         devices: None,
+        series: None,
     })
 }
 
-/// [`build`], with device identities served by `devices`.
-pub fn build_with_devices(
+/// [`build`], with device identities and time series (see [`Served`]).
+pub fn build_served(
     store: Arc<dyn GraphStore>,
     limits: Limits,
     shutdown: Shutdown,
     metrics: Arc<Metrics>,
     library: Arc<ModelLibrary>,
     rollouts: Arc<Rollouts>,
-    devices: Arc<crate::devices::Devices>,
+    served: Served,
 ) -> Result<LiveSchema, SchemaError> {
     LiveSchema::new(Parts {
         store,
@@ -74,8 +75,17 @@ pub fn build_with_devices(
         metrics,
         library,
         rollouts,
-        devices: Some(devices),
+        devices: Some(served.devices),
+        series: served.series,
     })
+}
+
+/// What a full server serves besides the store: device identities, and
+/// the store's time series when it keeps them.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub devices: Arc<crate::devices::Devices>,
+    pub series: Option<Arc<crate::series::Series>>,
 }
 
 /// The schema requests run on; replaced when models are uploaded.

@@ -26,6 +26,8 @@ pub(super) struct Parts {
     /// Device identities (none: the device API answers that devices are
     /// not served).
     pub devices: Option<Arc<crate::devices::Devices>>,
+    /// Time series (none: `series` answers that this store keeps none).
+    pub series: Option<Arc<crate::series::Series>>,
 }
 
 /// The schema of `models` (ranked by `order`) over the parts' store;
@@ -44,6 +46,7 @@ pub(super) fn build_schema(
         library,
         rollouts,
         devices,
+        series,
     } = parts.clone();
     let (builder, twin_types) = assemble(models, order, reserved(), limits);
     let builder = builder
@@ -61,6 +64,10 @@ pub(super) fn build_schema(
         .limit_complexity(limits.complexity);
     let builder = match devices {
         Some(d) => builder.data(d),
+        None => builder,
+    };
+    let builder = match series {
+        Some(s) => builder.data(s),
         None => builder,
     };
     let builder = if limits.introspection {
@@ -128,6 +135,7 @@ fn assemble(
     super::twins::register(&mut b);
     super::graph::register(&mut b);
     super::history::register(&mut b);
+    super::series::register(&mut b);
     super::live::register(&mut b);
     super::models::register(&mut b);
     super::configurations::register(&mut b);

@@ -1,0 +1,394 @@
+//! Time series (trends): every numeric reported value of every twin
+//! (telemetry and reported properties, a Component's as
+//! `component.field`), kept per twin and field at its source time.
+//!
+//! Series are derived from the event log, never written beside it: a
+//! follower ([`Series::follow`]) reads the log after the last event it
+//! folded, keeps the newest points in memory (the head) and writes them,
+//! every `flush_every`, into compressed blocks of one bucket of time
+//! ([`block`]) together with that event's sequence number (the mark), in
+//! one transaction. A restart or a crash loses nothing: the follower reads
+//! the log again from the mark. Queries read the blocks and the head.
+//! Writers never wait for series.
+//!
+//! Layout:
+//! - [`block`]: the compressed block of one series and bucket (pco).
+//! - [`window`]: downsampling a range into buckets of a step.
+//! - [`backend`]: where blocks live (a redb file beside the embedded
+//!   store's, or memory for the volatile store).
+
+pub mod backend;
+pub mod block;
+pub mod window;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use backend::Backend;
+pub use window::{Aggregate, MAX_POINTS, Window};
+
+use crate::codes::Code;
+use crate::store::{GraphStore, StoreError};
+use crate::twin::{Change, Event, Micros, Side};
+
+/// One value of a series at its time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub time: Micros,
+    pub value: f64,
+}
+
+/// Why a series operation failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SeriesError {
+    #[error("cannot compress a block: {0}")]
+    Codec(String),
+    #[error("a stored block is damaged: {0}")]
+    Corrupt(String),
+    #[error("a block of {0} points or bytes is too large")]
+    TooLarge(usize),
+    #[error("{0}")]
+    Window(String),
+    #[error("series storage failed: {0}")]
+    Storage(String),
+    #[error("{0}")]
+    Field(String),
+}
+
+impl SeriesError {
+    /// The stable code a client sees.
+    pub fn code(&self) -> Code {
+        match self {
+            SeriesError::Window(_) | SeriesError::Field(_) => Code::InvalidArgument,
+            _ => Code::StorageFailure,
+        }
+    }
+}
+
+/// How series are kept (see [`crate::config`]'s `series.*` settings).
+#[derive(Debug, Clone)]
+pub struct SeriesConfig {
+    /// The time one block covers.
+    pub bucket: Duration,
+    /// How often the head is written into blocks (and so how much of the
+    /// log a restart reads again, at most).
+    pub flush_every: Duration,
+    /// The head is written early when it holds this many points.
+    pub max_head_points: usize,
+    /// Blocks older than this (by their bucket's end, against the newest
+    /// point seen) are removed; `None`: kept forever.
+    pub retention: Option<Duration>,
+}
+
+impl Default for SeriesConfig {
+    fn default() -> Self {
+        SeriesConfig {
+            bucket: Duration::from_secs(3600),
+            flush_every: Duration::from_secs(10),
+            max_head_points: 2_000_000,
+            retention: None,
+        }
+    }
+}
+
+/// A series: a twin and one of its fields.
+pub type SeriesKey = (Arc<str>, Arc<str>);
+
+#[derive(Debug, Default)]
+struct Head {
+    /// Points not yet in blocks, per series, in the order events gave them.
+    points: HashMap<SeriesKey, Vec<Point>>,
+    /// Points being written (still answered from here until they are).
+    flushing: HashMap<SeriesKey, Vec<Point>>,
+    len: usize,
+    /// The last event folded into the head.
+    seq: u64,
+    /// The newest point's time (retention counts back from it).
+    newest: Micros,
+    /// The mark last written with blocks.
+    written: u64,
+    /// Blocks before this bucket are gone.
+    pruned: Micros,
+}
+
+/// The series of a store: its blocks and its head.
+#[derive(Debug)]
+pub struct Series {
+    backend: Backend,
+    head: Mutex<Head>,
+    config: SeriesConfig,
+    /// Serializes flushes (the follower's and a final one on shutdown).
+    flush: tokio::sync::Mutex<()>,
+}
+
+/// The field a reported entry sets (`component.name` for a Component's).
+fn field_of(component: Option<&str>, name: &str) -> String {
+    match component {
+        Some(c) => format!("{c}.{name}"),
+        None => name.to_owned(),
+    }
+}
+
+/// The numeric reported values an event sets, as (twin, field, point).
+pub fn points_of(e: &Event) -> Vec<(&str, String, Point)> {
+    let (twin, entries) = match &e.change {
+        Change::ReportedPatched { twin, entries, .. }
+        | Change::TwinCreated { twin, entries, .. } => (twin.as_str(), entries),
+        _ => return Vec::new(),
+    };
+    entries
+        .iter()
+        .filter(|en| en.side == Side::Reported)
+        .filter_map(|en| {
+            let value = en.value.as_ref()?.as_f64()?;
+            Some((
+                twin,
+                field_of(en.component.as_deref(), &en.name),
+                Point {
+                    time: en.source_time.unwrap_or(e.time),
+                    value,
+                },
+            ))
+        })
+        .collect()
+}
+
+impl Series {
+    pub fn new(backend: Backend, config: SeriesConfig) -> Result<Series, SeriesError> {
+        let seq = backend.mark()?;
+        Ok(Series {
+            backend,
+            head: Mutex::new(Head {
+                seq,
+                written: seq,
+                pruned: Micros::MIN,
+                ..Head::default()
+            }),
+            config,
+            flush: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Head> {
+        // The head is only changed whole per event: a poisoned lock holds
+        // a consistent value.
+        self.head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn bucket(&self) -> Micros {
+        i64::try_from(self.config.bucket.as_micros())
+            .unwrap_or(i64::MAX)
+            .max(1)
+    }
+
+    /// The last event folded (into blocks or the head).
+    pub fn seq(&self) -> u64 {
+        self.lock().seq
+    }
+
+    /// Folds `events` (the log's next ones, in order) into the head.
+    pub fn fold(&self, events: &[Event]) {
+        let mut head = self.lock();
+        for e in events {
+            if e.seq <= head.seq {
+                continue;
+            }
+            for (twin, field, p) in points_of(e) {
+                head.newest = head.newest.max(p.time);
+                head.points
+                    .entry((Arc::from(twin), Arc::from(field.as_str())))
+                    .or_default()
+                    .push(p);
+                head.len += 1;
+            }
+            head.seq = e.seq;
+        }
+    }
+
+    /// Writes the head into blocks, with the mark of the last event folded.
+    pub async fn flush(&self) -> Result<(), SeriesError> {
+        let _one = self.flush.lock().await;
+        let bucket = self.bucket();
+        let (taken, seq, prune) = {
+            let mut head = self.lock();
+            if head.points.is_empty() && head.seq <= head.written {
+                return Ok(());
+            }
+            let taken = std::mem::take(&mut head.points);
+            head.flushing = taken.clone();
+            head.len = 0;
+            // Retention: whole buckets, the scan only when one more is due.
+            let prune = self.config.retention.and_then(|r| {
+                let keep = i64::try_from(r.as_micros()).unwrap_or(i64::MAX);
+                let before = block::bucket_of(head.newest.saturating_sub(keep), bucket);
+                (before > head.pruned).then_some(before)
+            });
+            (taken, head.seq, prune)
+        };
+        let backend = self.backend.clone();
+        let written = tokio::task::spawn_blocking(move || backend.write(taken, bucket, seq, prune))
+            .await
+            .map_err(|e| SeriesError::Storage(format!("flush task: {e}")))?;
+        let mut head = self.lock();
+        match written {
+            Ok(()) => {
+                head.flushing.clear();
+                head.written = seq;
+                if let Some(p) = prune {
+                    head.pruned = p;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Not written: back into the head, before anything newer.
+                let flushing = std::mem::take(&mut head.flushing);
+                for (k, mut v) in flushing {
+                    head.len += v.len();
+                    let newer = head.points.remove(&k).unwrap_or_default();
+                    v.extend(newer);
+                    head.points.insert(k, v);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The points of `twin`'s `field` in `window`, downsampled as it asks.
+    pub async fn points(
+        &self,
+        twin: &str,
+        field: &str,
+        window: Window,
+    ) -> Result<Vec<Point>, SeriesError> {
+        window.check()?;
+        let bucket = self.bucket();
+        let (first, last) = (
+            block::bucket_of(window.from, bucket),
+            block::bucket_of(window.to - 1, bucket),
+        );
+        let backend = self.backend.clone();
+        let (t, f) = (twin.to_owned(), field.to_owned());
+        let stored = tokio::task::spawn_blocking(move || backend.read(&t, &f, first, last))
+            .await
+            .map_err(|e| SeriesError::Storage(format!("read task: {e}")))??;
+        let within = |p: &Point| p.time >= window.from && p.time < window.to;
+        let mut points: Vec<Point> = stored.into_iter().filter(within).collect();
+        let mut recent: Vec<Point> = {
+            let head = self.lock();
+            let key: SeriesKey = (Arc::from(twin), Arc::from(field));
+            head.flushing
+                .get(&key)
+                .into_iter()
+                .chain(head.points.get(&key))
+                .flatten()
+                .copied()
+                .filter(within)
+                .collect()
+        };
+        if !recent.is_empty() {
+            // Later reports of the same time win: a stable sort keeps them after.
+            recent.sort_by_key(|p| p.time);
+            let mut newest: Vec<Point> = Vec::with_capacity(recent.len());
+            for p in recent {
+                match newest.last_mut() {
+                    Some(l) if l.time == p.time => *l = p,
+                    _ => newest.push(p),
+                }
+            }
+            points = block::merge(points, &newest);
+        }
+        window.apply(&points)
+    }
+
+    /// Follows `store`'s log until `shutdown`: folds new events as they
+    /// commit, writes the head every `flush_every` (or when it is full),
+    /// and once more at the end.
+    pub async fn follow(
+        self: Arc<Self>,
+        store: Arc<dyn GraphStore>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let mut wake = store.subscribe();
+        let mut last_flush = tokio::time::Instant::now();
+        tokio::pin!(shutdown);
+        loop {
+            let after = self.seq();
+            match store.events_after(after, 4096).await {
+                Ok(events) if !events.is_empty() => {
+                    self.fold(&events);
+                    let full = self.lock().len >= self.config.max_head_points;
+                    if full || last_flush.elapsed() >= self.config.flush_every {
+                        self.flush_logged().await;
+                        last_flush = tokio::time::Instant::now();
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(StoreError::Closed) => break,
+                Err(e) => tracing::warn!(error = %e, "series: reading the log failed; retrying"),
+            }
+            let due = last_flush + self.config.flush_every;
+            tokio::select! {
+                woke = wake.recv() => {
+                    if matches!(woke, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep_until(due) => {
+                    self.flush_logged().await;
+                    last_flush = tokio::time::Instant::now();
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        self.flush_logged().await;
+    }
+
+    async fn flush_logged(&self) {
+        if let Err(e) = self.flush().await {
+            tracing::warn!(error = %e, "series: writing blocks failed; the points stay in memory and are written again");
+        }
+    }
+}
+
+/// Checks that `field` of a twin of `model` is a numeric Telemetry or
+/// Property (`component.field` for a Component's), so a misspelt field is
+/// an error, not an empty chart.
+pub fn check_field(
+    models: &crate::dtdl::ModelSet,
+    model: &str,
+    field: &str,
+) -> Result<(), SeriesError> {
+    use crate::dtdl::model::{ContentKind, Schema};
+    let unknown = || {
+        SeriesError::Field(format!(
+            "{model} has no numeric telemetry or property `{field}`"
+        ))
+    };
+    let iface = models.interface(model).ok_or_else(unknown)?;
+    let (iface, name) = match field.split_once('.') {
+        Some((component, name)) => match iface.content(component).map(|c| &c.kind) {
+            Some(ContentKind::Component { schema }) => {
+                (models.interface(schema).ok_or_else(unknown)?, name)
+            }
+            _ => return Err(unknown()),
+        },
+        None => (iface, field),
+    };
+    match iface.content(name).map(|c| &c.kind) {
+        Some(
+            ContentKind::Telemetry {
+                schema: Schema::Primitive { primitive },
+            }
+            | ContentKind::Property {
+                schema: Schema::Primitive { primitive },
+                ..
+            },
+        ) if primitive.is_numeric() => Ok(()),
+        _ => Err(unknown()),
+    }
+}

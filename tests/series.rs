@@ -1,0 +1,296 @@
+//! Time series: numeric reported values kept per twin and field at source
+//! time, derived from the log, answered raw or downsampled through the
+//! real server, and kept across restarts of the embedded store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use twingraph::series::{Aggregate, Backend, Series, SeriesConfig, Window};
+use twingraph::store::{GraphStore, Store, StoreConfig, embedded};
+use twingraph::twin::{Op, parse_time};
+
+use crate::server::{gql, start_with_series};
+use crate::store_conformance::fresh_dir;
+use crate::store_suite::{PUMP, create, must};
+use crate::support::sample_models;
+
+const T0: &str = "2026-12-01T10:00:00Z";
+
+fn at(seconds: i64) -> String {
+    twingraph::twin::format_time(parse_time(T0).expect("T0") + seconds * 1_000_000)
+}
+
+const SERIES: &str = r#"query($field: String!, $from: DateTime!, $to: DateTime!, $step: String, $aggregate: SeriesAggregate) {
+  series(twin: "p1", field: $field, from: $from, to: $to, step: $step, aggregate: $aggregate) { time value }
+}"#;
+
+/// Asks `query` until `done` holds of its answer (the follower folds the
+/// log as it commits, a moment after the mutation answered).
+async fn until(
+    addr: std::net::SocketAddr,
+    query: &str,
+    vars: Value,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = gql(addr, query, vars.clone()).await;
+        if done(&v) || tokio::time::Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn reported_values_become_a_series_answered_raw_and_downsampled() {
+    let s = start_with_series().await;
+    let v = gql(
+        s.addr,
+        r#"mutation { createTwin(id: "p1", model: "dtmi:twingraph:isa95:Pump;1") { id } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(v["data"]["createTwin"]["id"], "p1", "{v}");
+    // Ten reports, 15 s apart (source time).
+    for i in 0..10i64 {
+        let v = gql(
+            s.addr,
+            r#"mutation($t: DateTime, $p: JSON!) { patchReported(id: "p1", patch: $p, sourceTime: $t) { version } }"#,
+            json!({"t": at(i * 15), "p": {"flowRate": i as f64, "power": 100.0 + i as f64}}),
+        )
+        .await;
+        assert!(v["errors"].is_null(), "{v}");
+    }
+    let raw = until(
+        s.addr,
+        SERIES,
+        json!({"field": "flowRate", "from": at(0), "to": at(3600)}),
+        |v| {
+            v["data"]["series"]
+                .as_array()
+                .is_some_and(|a| a.len() == 10)
+        },
+    )
+    .await;
+    let points = raw["data"]["series"].as_array().expect("points");
+    assert_eq!(points.len(), 10, "{raw}");
+    assert_eq!(points[0], json!({"time": at(0), "value": 0.0}));
+    assert_eq!(points[9], json!({"time": at(135), "value": 9.0}));
+    // One-minute buckets: 0-45 s, 60-105 s, 120-135 s.
+    for (aggregate, want) in [
+        ("MEAN", [1.5, 5.5, 8.5]),
+        ("MAX", [3.0, 7.0, 9.0]),
+        ("MIN", [0.0, 4.0, 8.0]),
+        ("COUNT", [4.0, 4.0, 2.0]),
+        ("LAST", [3.0, 7.0, 9.0]),
+    ] {
+        let v = gql(
+            s.addr,
+            SERIES,
+            json!({"field": "flowRate", "from": at(0), "to": at(3600), "step": "1m", "aggregate": aggregate}),
+        )
+        .await;
+        let got: Vec<(String, f64)> = v["data"]["series"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|p| {
+                (
+                    p["time"].as_str().expect("time").to_owned(),
+                    p["value"].as_f64().expect("value"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![(at(0), want[0]), (at(60), want[1]), (at(120), want[2])],
+            "{aggregate}"
+        );
+    }
+    // The range is half-open and read at source time.
+    let v = gql(
+        s.addr,
+        SERIES,
+        json!({"field": "power", "from": at(15), "to": at(45)}),
+    )
+    .await;
+    assert_eq!(
+        v["data"]["series"],
+        json!([{"time": at(15), "value": 101.0}, {"time": at(30), "value": 102.0}]),
+        "{v}"
+    );
+    // Bad input: clear errors with stable codes, nothing answered.
+    for (vars, reason, says) in [
+        (
+            json!({"field": "flowRat", "from": at(0), "to": at(60)}),
+            "invalid_argument",
+            "no numeric telemetry or property `flowRat`",
+        ),
+        (
+            json!({"field": "name", "from": at(0), "to": at(60)}),
+            "invalid_argument",
+            "`name`",
+        ),
+        (
+            json!({"field": "flowRate", "from": at(60), "to": at(0)}),
+            "invalid_argument",
+            "later than `from`",
+        ),
+        (
+            json!({"field": "flowRate", "from": at(0), "to": at(60), "step": "1w"}),
+            "invalid_argument",
+            "step \"1w\"",
+        ),
+        (
+            json!({"field": "flowRate", "from": at(0), "to": at(86_400 * 30), "step": "1s"}),
+            "invalid_argument",
+            "buckets asked",
+        ),
+    ] {
+        let v = gql(s.addr, SERIES, vars).await;
+        assert_eq!(v["errors"][0]["extensions"]["reason"], reason, "{v}");
+        assert!(
+            v["errors"][0]["message"]
+                .as_str()
+                .expect("message")
+                .contains(says),
+            "{v}"
+        );
+    }
+    let v = gql(
+        s.addr,
+        r#"{ series(twin: "nope", field: "flowRate", from: "2026-12-01T00:00:00Z", to: "2026-12-02T00:00:00Z") { time } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        v["errors"][0]["extensions"]["reason"], "twin_not_found",
+        "{v}"
+    );
+    s.shutdown().await;
+}
+
+/// Reported updates of `p` at `t0 + i` seconds, `n` of them.
+async fn report(store: &Store, n: i64, offset: i64) {
+    let t0 = parse_time(T0).expect("T0");
+    for i in 0..n {
+        let op = Op::PatchReported {
+            id: "p".into(),
+            patch: json!({"flowRate": (offset + i) as f64 / 4.0}),
+            expected_version: None,
+            source_time: Some(t0 + (offset + i) * 1_000_000),
+        };
+        must(store, vec![op]).await;
+    }
+}
+
+async fn points(series: &Series, n: usize) -> Vec<f64> {
+    let t0 = parse_time(T0).expect("T0");
+    let window = Window {
+        from: t0,
+        to: t0 + 86_400_000_000,
+        step: None,
+        aggregate: Aggregate::Mean,
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got: Vec<f64> = series
+            .points("p", "flowRate", window)
+            .await
+            .expect("points")
+            .into_iter()
+            .map(|p| p.value)
+            .collect();
+        if got.len() >= n || tokio::time::Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Series of the embedded store survive a clean restart (blocks written on
+/// the way out) and a follower that stopped before writing anything (its
+/// mark is behind: the next one reads the log again from there).
+#[tokio::test]
+async fn series_of_the_embedded_store_survive_restarts_and_a_lost_head() {
+    let dir = fresh_dir();
+    let open = || embedded::open(&dir, sample_models(), StoreConfig::default()).expect("open");
+    let expected = |n: i64| (0..n).map(|i| i as f64 / 4.0).collect::<Vec<f64>>();
+    let config = SeriesConfig {
+        // Blocks of one minute: the reports span several.
+        bucket: Duration::from_secs(60),
+        flush_every: Duration::from_secs(3600),
+        ..SeriesConfig::default()
+    };
+    {
+        let store = Arc::new(open());
+        must(&*store, vec![create("p", PUMP)]).await;
+        let series = Arc::new(
+            Series::new(Backend::open(&dir).expect("series file"), config.clone()).expect("series"),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let follower = tokio::spawn(series.clone().follow(
+            store.clone() as Arc<dyn GraphStore>,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        report(&store, 200, 0).await;
+        assert_eq!(
+            points(&series, 200).await,
+            expected(200),
+            "answered from the head"
+        );
+        let _ = stop.send(());
+        follower.await.expect("follower");
+        store.close();
+    }
+    {
+        // Reopened: the blocks have every point, nothing is in the head.
+        let store = Arc::new(open());
+        let backend = Backend::open(&dir).expect("series file");
+        let (blocks, bytes) = backend.size().expect("size");
+        assert!(blocks >= 4, "200 s in minute blocks: {blocks}");
+        assert!(bytes < 200 * 16, "compressed: {bytes} bytes for 200 points");
+        let series = Arc::new(Series::new(backend, config.clone()).expect("series"));
+        assert_eq!(series.seq(), store.last_seq(), "the mark is the log's end");
+        assert_eq!(points(&series, 200).await, expected(200), "from blocks");
+        // More reports, and the follower stops without writing them.
+        let follower = tokio::spawn(
+            series
+                .clone()
+                .follow(store.clone() as Arc<dyn GraphStore>, std::future::pending()),
+        );
+        report(&store, 50, 200).await;
+        assert_eq!(points(&series, 250).await, expected(250));
+        follower.abort();
+        let _ = follower.await;
+        store.close();
+    }
+    let store = Arc::new(open());
+    let series =
+        Arc::new(Series::new(Backend::open(&dir).expect("series file"), config).expect("series"));
+    assert!(
+        series.seq() < store.last_seq(),
+        "the lost head's events are after the mark"
+    );
+    assert_eq!(
+        points(&series, 250).await.len(),
+        200,
+        "before the log is read again"
+    );
+    let follower = tokio::spawn(
+        series
+            .clone()
+            .follow(store.clone() as Arc<dyn GraphStore>, std::future::pending()),
+    );
+    assert_eq!(
+        points(&series, 250).await,
+        expected(250),
+        "read again from the log"
+    );
+    follower.abort();
+    store.close();
+}
