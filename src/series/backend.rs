@@ -6,14 +6,14 @@
 //! `meta` (`mark`: the last event whose points are in blocks). A write is
 //! one transaction: the blocks it changes and the mark together.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Point, SeriesError, SeriesKey, block};
+use super::{Point, Points, SeriesError, block};
 use crate::twin::Micros;
 
 const BLOCKS: TableDefinition<'static, (&str, &str, i64), &[u8]> = TableDefinition::new("blocks");
@@ -79,27 +79,29 @@ impl Backend {
     /// `mark`; removes blocks of buckets before `prune_before`.
     pub fn write(
         &self,
-        points: HashMap<SeriesKey, Vec<Point>>,
+        points: Points,
         bucket: Micros,
         mark: u64,
         prune_before: Option<Micros>,
     ) -> Result<(), SeriesError> {
         // Per series and bucket, in time order, one per time.
         let mut by_block: BTreeMap<(String, String, i64), Vec<Point>> = BTreeMap::new();
-        for ((twin, field), mut pts) in points {
-            pts.reverse();
-            // Stable: among equal times the latest report comes first now.
-            pts.sort_by_key(|p| p.time);
-            pts.dedup_by_key(|p| p.time);
-            for p in pts {
-                by_block
-                    .entry((
-                        twin.to_string(),
-                        field.to_string(),
-                        block::bucket_of(p.time, bucket),
-                    ))
-                    .or_default()
-                    .push(p);
+        for (twin, fields) in points {
+            for (field, mut pts) in fields {
+                pts.reverse();
+                // Stable: among equal times the latest report comes first now.
+                pts.sort_by_key(|p| p.time);
+                pts.dedup_by_key(|p| p.time);
+                for p in pts {
+                    by_block
+                        .entry((
+                            twin.to_string(),
+                            field.to_string(),
+                            block::bucket_of(p.time, bucket),
+                        ))
+                        .or_default()
+                        .push(p);
+                }
             }
         }
         match self {

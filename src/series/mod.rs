@@ -93,15 +93,23 @@ impl Default for SeriesConfig {
     }
 }
 
-/// A series: a twin and one of its fields.
-pub type SeriesKey = (Arc<str>, Arc<str>);
+/// Commits the store's feed holds for the follower; one further behind
+/// misses commits and reads them from the log.
+const FEED_COMMITS: usize = 1024;
+
+/// How often the log of a store without a feed is read.
+const LOG_POLL: Duration = Duration::from_millis(200);
+
+/// Points per twin, then per field (looked up by `&str`: folding a point
+/// of a known series allocates nothing).
+pub type Points = HashMap<Arc<str>, HashMap<Arc<str>, Vec<Point>>>;
 
 #[derive(Debug, Default)]
 struct Head {
     /// Points not yet in blocks, per series, in the order events gave them.
-    points: HashMap<SeriesKey, Vec<Point>>,
+    points: Points,
     /// Points being written (still answered from here until they are).
-    flushing: HashMap<SeriesKey, Vec<Point>>,
+    flushing: Points,
     len: usize,
     /// The last event folded into the head.
     seq: u64,
@@ -121,18 +129,26 @@ pub struct Series {
     config: SeriesConfig,
     /// Serializes flushes (the follower's and a final one on shutdown).
     flush: tokio::sync::Mutex<()>,
+    /// Events read back from the log (at start, or after falling behind
+    /// the live channel), for logs and the benchmark.
+    from_log: std::sync::atomic::AtomicU64,
+}
+
+/// The points of one series in `points`.
+fn series_in<'a>(points: &'a Points, twin: &str, field: &str) -> Option<&'a Vec<Point>> {
+    points.get(twin).and_then(|f| f.get(field))
 }
 
 /// The field a reported entry sets (`component.name` for a Component's).
-fn field_of(component: Option<&str>, name: &str) -> String {
+fn field_of<'a>(component: Option<&str>, name: &'a str) -> std::borrow::Cow<'a, str> {
     match component {
-        Some(c) => format!("{c}.{name}"),
-        None => name.to_owned(),
+        Some(c) => format!("{c}.{name}").into(),
+        None => name.into(),
     }
 }
 
 /// The numeric reported values an event sets, as (twin, field, point).
-pub fn points_of(e: &Event) -> Vec<(&str, String, Point)> {
+pub fn points_of(e: &Event) -> Vec<(&str, std::borrow::Cow<'_, str>, Point)> {
     let (twin, entries) = match &e.change {
         Change::ReportedPatched { twin, entries, .. }
         | Change::TwinCreated { twin, entries, .. } => (twin.as_str(), entries),
@@ -155,6 +171,27 @@ pub fn points_of(e: &Event) -> Vec<(&str, String, Point)> {
         .collect()
 }
 
+impl Head {
+    /// Adds the points of `e`, the event after the last folded.
+    fn fold(&mut self, e: &Event) {
+        for (twin, field, p) in points_of(e) {
+            self.newest = self.newest.max(p.time);
+            if !self.points.contains_key(twin) {
+                self.points.insert(Arc::from(twin), HashMap::new());
+            }
+            let fields = self.points.get_mut(twin).expect("just inserted");
+            match fields.get_mut(&*field) {
+                Some(v) => v.push(p),
+                None => {
+                    fields.insert(Arc::from(&*field), vec![p]);
+                }
+            }
+            self.len += 1;
+        }
+        self.seq = e.seq;
+    }
+}
+
 impl Series {
     pub fn new(backend: Backend, config: SeriesConfig) -> Result<Series, SeriesError> {
         let seq = backend.mark()?;
@@ -168,6 +205,7 @@ impl Series {
             }),
             config,
             flush: tokio::sync::Mutex::new(()),
+            from_log: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -185,6 +223,16 @@ impl Series {
             .max(1)
     }
 
+    /// Events the follower read back from the log (not live).
+    pub fn read_from_log(&self) -> u64 {
+        self.from_log.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stored blocks and their bytes.
+    pub fn size(&self) -> Result<(usize, usize), SeriesError> {
+        self.backend.size()
+    }
+
     /// The last event folded (into blocks or the head).
     pub fn seq(&self) -> u64 {
         self.lock().seq
@@ -194,19 +242,27 @@ impl Series {
     pub fn fold(&self, events: &[Event]) {
         let mut head = self.lock();
         for e in events {
+            if e.seq > head.seq {
+                head.fold(e);
+            }
+        }
+    }
+
+    /// Folds live events (in order, maybe overlapping what is folded);
+    /// false at a gap (events were missed: the log has them), folding
+    /// nothing from there on.
+    fn fold_live(&self, events: &[Arc<Event>]) -> bool {
+        let mut head = self.lock();
+        for e in events {
             if e.seq <= head.seq {
                 continue;
             }
-            for (twin, field, p) in points_of(e) {
-                head.newest = head.newest.max(p.time);
-                head.points
-                    .entry((Arc::from(twin), Arc::from(field.as_str())))
-                    .or_default()
-                    .push(p);
-                head.len += 1;
+            if e.seq != head.seq + 1 {
+                return false;
             }
-            head.seq = e.seq;
+            head.fold(e);
         }
+        true
     }
 
     /// Writes the head into blocks, with the mark of the last event folded.
@@ -246,11 +302,15 @@ impl Series {
             Err(e) => {
                 // Not written: back into the head, before anything newer.
                 let flushing = std::mem::take(&mut head.flushing);
-                for (k, mut v) in flushing {
-                    head.len += v.len();
-                    let newer = head.points.remove(&k).unwrap_or_default();
-                    v.extend(newer);
-                    head.points.insert(k, v);
+                for (twin, fields) in flushing {
+                    let into = head.points.entry(twin).or_default();
+                    let mut added = 0;
+                    for (field, mut v) in fields {
+                        added += v.len();
+                        v.extend(into.remove(&field).unwrap_or_default());
+                        into.insert(field, v);
+                    }
+                    head.len += added;
                 }
                 Err(e)
             }
@@ -279,11 +339,9 @@ impl Series {
         let mut points: Vec<Point> = stored.into_iter().filter(within).collect();
         let mut recent: Vec<Point> = {
             let head = self.lock();
-            let key: SeriesKey = (Arc::from(twin), Arc::from(field));
-            head.flushing
-                .get(&key)
+            series_in(&head.flushing, twin, field)
                 .into_iter()
-                .chain(head.points.get(&key))
+                .chain(series_in(&head.points, twin, field))
                 .flatten()
                 .copied()
                 .filter(within)
@@ -312,37 +370,66 @@ impl Series {
         store: Arc<dyn GraphStore>,
         shutdown: impl Future<Output = ()>,
     ) {
-        let mut wake = store.subscribe();
+        // Fed before reading the log: nothing committed from here on is
+        // missed (what both give is folded once, by sequence).
+        let mut feed = store.feed(FEED_COMMITS);
         let mut last_flush = tokio::time::Instant::now();
         tokio::pin!(shutdown);
-        loop {
-            let after = self.seq();
-            match store.events_after(after, 4096).await {
-                Ok(events) if !events.is_empty() => {
-                    self.fold(&events);
-                    let full = self.lock().len >= self.config.max_head_points;
-                    if full || last_flush.elapsed() >= self.config.flush_every {
-                        self.flush_logged().await;
-                        last_flush = tokio::time::Instant::now();
+        // Whether the head is behind the live events (at start, after
+        // falling behind the channel): the log is read until it is not.
+        let mut behind = true;
+        'follow: loop {
+            if behind {
+                match store.events_after(self.seq(), 4096).await {
+                    Ok(events) if !events.is_empty() => {
+                        self.from_log
+                            .fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        self.fold(&events);
                     }
-                    continue;
+                    Ok(_) => behind = false,
+                    Err(StoreError::Closed) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "series: reading the log failed; retrying");
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            () = &mut shutdown => break 'follow,
+                        }
+                    }
                 }
-                Ok(_) => {}
-                Err(StoreError::Closed) => break,
-                Err(e) => tracing::warn!(error = %e, "series: reading the log failed; retrying"),
+            } else {
+                let due = last_flush + self.config.flush_every;
+                match &mut feed {
+                    // Each commit's events as the store hands them over:
+                    // no read of the log, no decoding.
+                    Some(feed) => tokio::select! {
+                        commit = feed.recv() => match commit {
+                            Some(events) => {
+                                let mut whole = self.fold_live(&events);
+                                while whole {
+                                    match feed.try_recv() {
+                                        Ok(more) => whole = self.fold_live(&more),
+                                        Err(_) => break,
+                                    }
+                                }
+                                behind = !whole;
+                            }
+                            None => break,
+                        },
+                        () = tokio::time::sleep_until(due) => {}
+                        () = &mut shutdown => break,
+                    },
+                    // A store without a feed: its log, now and then.
+                    None => tokio::select! {
+                        () = tokio::time::sleep(LOG_POLL) => behind = true,
+                        () = tokio::time::sleep_until(due) => {}
+                        () = &mut shutdown => break,
+                    },
+                }
             }
-            let due = last_flush + self.config.flush_every;
-            tokio::select! {
-                woke = wake.recv() => {
-                    if matches!(woke, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
-                        break;
-                    }
-                }
-                () = tokio::time::sleep_until(due) => {
-                    self.flush_logged().await;
-                    last_flush = tokio::time::Instant::now();
-                }
-                () = &mut shutdown => break,
+            let full = self.lock().len >= self.config.max_head_points;
+            if full || last_flush.elapsed() >= self.config.flush_every {
+                self.flush_logged().await;
+                last_flush = tokio::time::Instant::now();
             }
         }
         self.flush_logged().await;

@@ -140,6 +140,8 @@ struct Shared {
     models: RwLock<Arc<ModelSet>>,
     journal: Arc<dyn Journal>,
     events: broadcast::Sender<Arc<Event>>,
+    /// Consumers of every commit (see [`GraphStore::feed`]).
+    feeds: Mutex<Vec<tokio::sync::mpsc::Sender<crate::store::Committed>>>,
     last_seq: AtomicU64,
     /// Moves whenever the containment hierarchy changes.
     hierarchy: AtomicU64,
@@ -190,6 +192,7 @@ impl Store {
             models: RwLock::new(models),
             journal,
             events,
+            feeds: Mutex::new(Vec::new()),
             config,
         });
         let (tx, rx) = std::sync::mpsc::channel::<Request>();
@@ -395,9 +398,7 @@ fn commit_group(shared: &Shared, group: Vec<Request>) {
     if let Some(last) = all.last() {
         shared.last_seq.store(last.seq, Ordering::Release);
     }
-    for e in all {
-        let _ = shared.events.send(Arc::new(e));
-    }
+    publish(shared, all.into_iter().map(Arc::new).collect());
     for (reply, r) in answers {
         let _ = reply.send(r);
     }
@@ -437,8 +438,32 @@ fn commit_models(
     *write(&shared.models) = models;
     shared.last_seq.store(event.seq, Ordering::Release);
     let seq = event.seq;
-    let _ = shared.events.send(Arc::new(event));
+    publish(shared, vec![Arc::new(event)]);
     Ok(seq)
+}
+
+/// Hands committed events to live subscribers and to feeds (without
+/// waiting: a full feed misses them, a closed one is dropped).
+fn publish(shared: &Shared, events: Vec<Arc<Event>>) {
+    if events.is_empty() {
+        return;
+    }
+    for e in &events {
+        let _ = shared.events.send(e.clone());
+    }
+    let mut feeds = shared
+        .feeds
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !feeds.is_empty() {
+        let events: crate::store::Committed = events.into();
+        feeds.retain(|f| {
+            !matches!(
+                f.try_send(events.clone()),
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_))
+            )
+        });
+    }
 }
 
 /// The twins a list query selects (a page, and whether more follow).
@@ -847,6 +872,16 @@ impl GraphStore for Store {
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.shared.events.subscribe()
+    }
+
+    fn feed(&self, capacity: usize) -> Option<crate::store::Feed> {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        self.shared
+            .feeds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(tx);
+        Some(rx)
     }
 
     async fn lease(

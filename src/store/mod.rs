@@ -424,6 +424,12 @@ pub fn claim(
 }
 
 /// Everything the layers above need of a twin store.
+/// One commit's events, as a [`Feed`] hands them over.
+pub type Committed = Arc<[Arc<Event>]>;
+
+/// The receiving end of [`GraphStore::feed`]: each commit's events.
+pub type Feed = tokio::sync::mpsc::Receiver<Committed>;
+
 #[async_trait]
 pub trait GraphStore: Send + Sync + std::fmt::Debug {
     /// The model set twins are validated against.
@@ -639,6 +645,17 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
 
     /// Committed events as they happen (for live subscriptions).
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
+
+    /// Committed events for an in-process consumer that must see every
+    /// one (a derived index, such as time series): each commit's events in
+    /// one message, in order. Writers never wait for it: a consumer more
+    /// than `capacity` commits behind misses commits (it sees the gap in
+    /// sequence numbers and reads the log). `None`: this store has no feed
+    /// (the consumer reads the log).
+    fn feed(&self, capacity: usize) -> Option<Feed> {
+        let _ = capacity;
+        None
+    }
 
     /// A number that changes whenever the containment hierarchy does (a
     /// containment relationship made or removed, a twin deleted), for
