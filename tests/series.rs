@@ -109,6 +109,26 @@ async fn reported_values_become_a_series_answered_raw_and_downsampled() {
             "{aggregate}"
         );
     }
+    // The typed field of the twin's type answers the same.
+    let v = gql(
+        s.addr,
+        r#"query($from: DateTime!, $to: DateTime!) {
+          pump(id: "p1") { flowRateSeries(from: $from, to: $to, step: "1m", aggregate: MAX) { time value } }
+          pumps(first: 5) { nodes { id powerSeries(from: $from, to: $to, step: "1h") { value } } }
+        }"#,
+        json!({"from": at(0), "to": at(3600)}),
+    )
+    .await;
+    assert_eq!(
+        v["data"]["pump"]["flowRateSeries"],
+        json!([{"time": at(0), "value": 3.0}, {"time": at(60), "value": 7.0}, {"time": at(120), "value": 9.0}]),
+        "{v}"
+    );
+    assert_eq!(
+        v["data"]["pumps"]["nodes"],
+        json!([{"id": "p1", "powerSeries": [{"value": 104.5}]}]),
+        "{v}"
+    );
     // The range is half-open and read at source time.
     let v = gql(
         s.addr,

@@ -17,6 +17,7 @@
 //! - [`loader`]: batching loaders (no N+1)
 //! - [`record`]: object types over JSON records
 //! - [`connection`]: pages as connections
+//! - [`trend`]: time series arguments and answers (`series`, typed `…Series`)
 //! - [`upload`]: the model library and `uploadModels`
 //!
 //! Features, one `register(&mut Builder)` each:
@@ -46,6 +47,7 @@ pub mod errors;
 mod loader;
 pub mod names;
 mod record;
+mod trend;
 pub mod upload;
 mod views;
 

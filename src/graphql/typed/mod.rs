@@ -11,7 +11,9 @@
 //!   [`values`]); `pMetadata: PropertyMetadata` its versions, times and
 //!   acknowledgement; a writable Property also has `pDesired` (the desired
 //!   value) and `pDelta` (the desired value while it differs from the
-//!   reported one). Flat fields rather than nested `desired { p }` objects,
+//!   reported one); a numeric one of the twin itself (not a Component's)
+//!   has `pSeries(from, to, step, aggregate)`, its time series. Flat
+//!   fields rather than nested `desired { p }` objects,
 //!   because GraphQL interfaces need a field's type to be the same (or a
 //!   subtype) all down the inheritance chain.
 //! - Component `c`: `c: <Schema>Component`, an object with the same
@@ -178,6 +180,8 @@ enum Read {
     Relationship(Arc<RelSpec>),
     /// With the largest page.
     Incoming(usize),
+    /// The time series of a numeric field of the twin itself.
+    Series(String),
 }
 
 /// A typed field, declared once and built for interfaces and objects alike.
@@ -200,24 +204,25 @@ impl Spec {
     }
 
     fn field(&self) -> Field {
-        self.build().description(&self.doc)
+        self.build(true).description(&self.doc)
     }
 
     /// The field without its description (object types: the interface
     /// they implement carries it; a 768-Interface ontology's SDL would
     /// otherwise double in size).
     fn field_undocumented(&self) -> Field {
-        self.build()
+        self.build(false)
     }
 
-    fn build(&self) -> Field {
+    fn build(&self, documented: bool) -> Field {
         let read = self.read.clone();
         let mut f = Field::new(&self.name, self.ty.clone(), move |ctx| {
             let read = read.clone();
             FieldFuture::new(async move { resolve(&ctx, &read).await })
         });
         for (n, ty, d) in &self.args {
-            f = f.argument(InputValue::new(*n, ty.clone()).description(*d));
+            let arg = InputValue::new(*n, ty.clone());
+            f = f.argument(if documented { arg.description(*d) } else { arg });
         }
         f
     }
@@ -254,6 +259,11 @@ async fn resolve(
                 .map(|d| &d.value),
         ),
         Read::Metadata(name) => Ok(prop(name)?.map(|p| FieldValue::owned_any(p.clone()))),
+        Read::Series(name) => {
+            // The parent was read through the caller's view of the store.
+            let t = parent_twin(ctx)?;
+            super::trend::answer(ctx, &t.id, name).await
+        }
         Read::Component(name) => {
             let t = parent_twin(ctx)?;
             let state = t.components.get(name).cloned().unwrap_or_default();
@@ -645,7 +655,7 @@ impl Compiler<'_> {
             let taken = self.taken(&c);
             let base = field_base(&c.name, &taken);
             if let ContentKind::Property { .. } | ContentKind::Telemetry { .. } = c.kind {
-                for suffix in ["Metadata", "Desired", "Delta"] {
+                for suffix in ["Metadata", "Desired", "Delta", "Series"] {
                     out.insert(derived(&base, suffix, &taken));
                 }
             }
@@ -677,8 +687,9 @@ impl Compiler<'_> {
     }
 
     /// The fields of a property or telemetry; `taken` are the names derived
-    /// names must avoid.
-    fn property_specs(&mut self, c: &Content, taken: &Taken) -> Vec<Spec> {
+    /// names must avoid; `series`: a numeric one has its time series (a
+    /// twin's own, not a Component's).
+    fn property_specs(&mut self, c: &Content, taken: &Taken, series: bool) -> Vec<Spec> {
         let (schema, writable, what) = match &c.kind {
             ContentKind::Property { schema, writable } => (
                 schema,
@@ -713,6 +724,18 @@ impl Compiler<'_> {
                 read: Read::Metadata(c.name.clone()),
             },
         ];
+        if series && matches!(schema, Schema::Primitive { primitive } if primitive.is_numeric()) {
+            specs.push(Spec {
+                name: derived(&base, "Series", taken),
+                ty: TypeRef::named_nn_list_nn("SeriesPoint"),
+                doc: format!(
+                    "The time series of `{}` at source time, raw or one point per `step`.",
+                    c.name
+                ),
+                args: super::trend::window_args(),
+                read: Read::Series(c.name.clone()),
+            });
+        }
         if writable {
             specs.push(Spec {
                 name: derived(&base, "Desired", taken),
@@ -749,7 +772,7 @@ impl Compiler<'_> {
         ));
         let mut any = false;
         for c in &iface.contents {
-            for spec in self.property_specs(c, &taken) {
+            for spec in self.property_specs(c, &taken, false) {
                 obj = obj.field(spec.field());
                 any = true;
             }
@@ -861,7 +884,7 @@ impl Compiler<'_> {
             let taken = self.taken(c);
             match &c.kind {
                 ContentKind::Property { .. } | ContentKind::Telemetry { .. } => {
-                    specs.extend(self.property_specs(c, &taken));
+                    specs.extend(self.property_specs(c, &taken, true));
                 }
                 ContentKind::Component { schema } => {
                     let ty = self.component_type(schema);
