@@ -58,7 +58,7 @@ async fn reported_values_become_a_series_answered_raw_and_downsampled() {
         let v = gql(
             s.addr,
             r#"mutation($t: DateTime, $p: JSON!) { patchReported(id: "p1", patch: $p, sourceTime: $t) { version } }"#,
-            json!({"t": at(i * 15), "p": {"flowRate": i as f64, "power": 100.0 + i as f64}}),
+            json!({"t": at(i * 15), "p": {"flowRate": i as f64, "power": 100.0 + i as f64, "drive": {"current": 10.0 + i as f64}}}),
         )
         .await;
         assert!(v["errors"].is_null(), "{v}");
@@ -115,6 +115,8 @@ async fn reported_values_become_a_series_answered_raw_and_downsampled() {
         r#"query($from: DateTime!, $to: DateTime!) {
           pump(id: "p1") { flowRateSeries(from: $from, to: $to, step: "1m", aggregate: MAX) { time value } }
           pumps(first: 5) { nodes { id powerSeries(from: $from, to: $to, step: "1h") { value } } }
+          component: pump(id: "p1") { drive { currentSeries(from: $from, to: $to, step: "1h", aggregate: MAX) { value } } }
+          generic: series(twin: "p1", field: "drive.current", from: $from, to: $to, step: "1h", aggregate: MIN) { value }
         }"#,
         json!({"from": at(0), "to": at(3600)}),
     )
@@ -129,6 +131,13 @@ async fn reported_values_become_a_series_answered_raw_and_downsampled() {
         json!([{"id": "p1", "powerSeries": [{"value": 104.5}]}]),
         "{v}"
     );
+    // A Component's fields have theirs (`component.field` in `series`).
+    assert_eq!(
+        v["data"]["component"]["drive"]["currentSeries"],
+        json!([{"value": 19.0}]),
+        "{v}"
+    );
+    assert_eq!(v["data"]["generic"], json!([{"value": 10.0}]), "{v}");
     // The range is half-open and read at source time.
     let v = gql(
         s.addr,

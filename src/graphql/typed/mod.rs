@@ -11,8 +11,8 @@
 //!   [`values`]); `pMetadata: PropertyMetadata` its versions, times and
 //!   acknowledgement; a writable Property also has `pDesired` (the desired
 //!   value) and `pDelta` (the desired value while it differs from the
-//!   reported one); a numeric one of the twin itself (not a Component's)
-//!   has `pSeries(from, to, step, aggregate)`, its time series. Flat
+//!   reported one); a numeric one has `pSeries(from, to, step,
+//!   aggregate)`, its time series (a Component's: of `c.p`). Flat
 //!   fields rather than nested `desired { p }` objects,
 //!   because GraphQL interfaces need a field's type to be the same (or a
 //!   subtype) all down the inheritance chain.
@@ -158,15 +158,20 @@ fn derived(base: &str, suffix: &str, taken: &Taken) -> String {
     n
 }
 
-/// The state a property field reads: the twin's own, or a Component's.
+/// The state a property field reads: the twin's own, or a Component's
+/// (with the twin and the Component's name, for its series).
 #[derive(Debug)]
-struct Comp(ComponentState);
+struct Comp {
+    state: ComponentState,
+    twin: Arc<str>,
+    name: String,
+}
 
 fn state_of<'a>(ctx: &ResolverContext<'a>) -> Result<&'a ComponentState, Error> {
     if let Ok(t) = parent_twin(ctx) {
         return Ok(&t.root);
     }
-    Ok(&ctx.parent_value.try_downcast_ref::<Comp>()?.0)
+    Ok(&ctx.parent_value.try_downcast_ref::<Comp>()?.state)
 }
 
 /// How a typed field reads its parent.
@@ -261,13 +266,20 @@ async fn resolve(
         Read::Metadata(name) => Ok(prop(name)?.map(|p| FieldValue::owned_any(p.clone()))),
         Read::Series(name) => {
             // The parent was read through the caller's view of the store.
-            let t = parent_twin(ctx)?;
-            super::trend::answer(ctx, &t.id, name).await
+            if let Ok(t) = parent_twin(ctx) {
+                return super::trend::answer(ctx, &t.id, name).await;
+            }
+            let c = ctx.parent_value.try_downcast_ref::<Comp>()?;
+            super::trend::answer(ctx, &c.twin, &format!("{}.{name}", c.name)).await
         }
         Read::Component(name) => {
             let t = parent_twin(ctx)?;
             let state = t.components.get(name).cloned().unwrap_or_default();
-            Ok(Some(FieldValue::owned_any(Comp(state))))
+            Ok(Some(FieldValue::owned_any(Comp {
+                state,
+                twin: t.id.clone(),
+                name: name.clone(),
+            })))
         }
         Read::Relationship(spec) => relationship_page(ctx, spec).await,
         Read::Incoming(max_page) => incoming_page(ctx, *max_page).await,
@@ -687,9 +699,8 @@ impl Compiler<'_> {
     }
 
     /// The fields of a property or telemetry; `taken` are the names derived
-    /// names must avoid; `series`: a numeric one has its time series (a
-    /// twin's own, not a Component's).
-    fn property_specs(&mut self, c: &Content, taken: &Taken, series: bool) -> Vec<Spec> {
+    /// names must avoid. A numeric one has its time series too.
+    fn property_specs(&mut self, c: &Content, taken: &Taken) -> Vec<Spec> {
         let (schema, writable, what) = match &c.kind {
             ContentKind::Property { schema, writable } => (
                 schema,
@@ -724,7 +735,7 @@ impl Compiler<'_> {
                 read: Read::Metadata(c.name.clone()),
             },
         ];
-        if series && matches!(schema, Schema::Primitive { primitive } if primitive.is_numeric()) {
+        if matches!(schema, Schema::Primitive { primitive } if primitive.is_numeric()) {
             specs.push(Spec {
                 name: derived(&base, "Series", taken),
                 ty: TypeRef::named_nn_list_nn("SeriesPoint"),
@@ -772,7 +783,7 @@ impl Compiler<'_> {
         ));
         let mut any = false;
         for c in &iface.contents {
-            for spec in self.property_specs(c, &taken, false) {
+            for spec in self.property_specs(c, &taken) {
                 obj = obj.field(spec.field());
                 any = true;
             }
@@ -884,7 +895,7 @@ impl Compiler<'_> {
             let taken = self.taken(c);
             match &c.kind {
                 ContentKind::Property { .. } | ContentKind::Telemetry { .. } => {
-                    specs.extend(self.property_specs(c, &taken, true));
+                    specs.extend(self.property_specs(c, &taken));
                 }
                 ContentKind::Component { schema } => {
                     let ty = self.component_type(schema);
