@@ -417,6 +417,8 @@ fn run(dir: &std::path::Path, cells: usize) {
         .output()
         .expect("startup phase");
     print!("{}", String::from_utf8_lossy(&out.stdout));
+    // The store's own account of its startup (TWINGRAPH_BENCH_LOG=info).
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         out.status.success(),
         "{}",

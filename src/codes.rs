@@ -165,6 +165,19 @@ error_codes! {
         "The device got the command but did not answer within the timeout.";
     DevicesUnconfigured => "BAD_REQUEST", "devices_unconfigured", 400,
         "Device keys need a device secret (`devices.secret`); none is set for this store.";
+    // Alarms.
+    AlarmRuleNotFound => "ALARM_RULE_NOT_FOUND", "alarm_rule_not_found", 404,
+        "The alarm rule does not exist.";
+    AlarmRuleExists => "ALARM_RULE_EXISTS", "alarm_rule_exists", 409,
+        "An alarm rule with this name exists already.";
+    InvalidAlarmRule => "INVALID_ALARM_RULE", "invalid_alarm_rule", 422,
+        "The alarm rule does not fit its model or makes no sense; `extensions.path` names the part; nothing was written.";
+    AlarmNotFound => "ALARM_NOT_FOUND", "alarm_not_found", 404,
+        "No alarm with this id (`rule/twin`), or its twin is out of the caller's scope.";
+    AlarmsUnavailable => "BAD_REQUEST", "alarms_unavailable", 400,
+        "This server does not serve alarms (a schema printed without a store); nothing was written.";
+    InvalidAlarmRequest => "BAD_REQUEST", "invalid_alarm_request", 400,
+        "An argument of an alarm request is invalid (a shelf in the past, a comment too long); `extensions.path` names it; nothing was written.";
     // Live streams.
     SubscriberLagged => "SUBSCRIBER_LAGGED", "subscriber_lagged", 0,
         "The subscriber fell too far behind and its stream ended; `extensions.lastSequence` says where to resume.";

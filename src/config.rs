@@ -1,5 +1,5 @@
 //! Server settings, in sections (`[http]`, `[store]`, `[models]`, `[auth]`,
-//! `[limits]`, `[graphql]`, `[demo]`, `[rollouts]`, `[series]`, ...), layered file <
+//! `[limits]`, `[graphql]`, `[demo]`, `[rollouts]`, `[series]`, `[alarms]`, ...), layered file <
 //! environment < command-line flags.
 //!
 //! - Each default is written once, by the component that owns it (the
@@ -35,6 +35,7 @@ pub struct Config {
     pub demo: DemoSettings,
     pub rollouts: RolloutSettings,
     pub series: SeriesSettings,
+    pub alarms: AlarmSettings,
     pub devices: DeviceSettings,
     pub mqtt: MqttSettings,
 }
@@ -52,6 +53,7 @@ impl Default for Config {
             demo: DemoSettings::default(),
             rollouts: RolloutSettings::default(),
             series: SeriesSettings::default(),
+            alarms: AlarmSettings::default(),
             devices: DeviceSettings::default(),
             mqtt: MqttSettings::default(),
         }
@@ -259,6 +261,22 @@ impl SeriesSettings {
                 .retention_days
                 .map(|d| std::time::Duration::from_secs(d.saturating_mul(86_400))),
             ..crate::series::SeriesConfig::default()
+        }
+    }
+}
+
+/// `[alarms]`: alarm rules and alarms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlarmSettings {
+    pub tick_ms: u64,
+}
+
+impl Default for AlarmSettings {
+    fn default() -> Self {
+        AlarmSettings {
+            tick_ms: u64::try_from(crate::alarms::Options::default().tick.as_millis())
+                .unwrap_or(1000),
         }
     }
 }
@@ -510,6 +528,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("rollouts.scheduler", Bool, "Whether this process may drive rollouts and remediation (among replicas, the one holding the scheduler lease does; another takes over within 10 s when it stops answering).")
         .was("rollout_scheduler", "TWINGRAPH_ROLLOUT_SCHEDULER"),
     setting("series.flush_seconds", Number, "How often (s) the newest points of the time series are written into compressed blocks (embedded store: `series.redb` in `store.data`). Until then they are answered from memory; a restart reads them again from the event log."),
+    setting("alarms.tick_ms", Number, "How often (ms, at least 10) alarm rules' on- and off-delays, stale-data conditions and shelf expiries are looked at; conditions on reported values are decided as the reports commit."),
     setting("series.retention_days", OptNumber, "Keep time series this many days (whole hour blocks, counted back from the newest point); unset: forever. The event log's own retention is `store.retention_days`."),
 ];
 

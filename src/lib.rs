@@ -20,6 +20,8 @@
 //!   default on redb; in-memory for tests; Neo4j), event log and time travel
 //! - [`series`]: time series of numeric reported values (trends), derived
 //!   from the event log into compressed blocks
+//! - [`alarms`]: alarm rules, alarms in the manner of ISA-18.2 and health
+//!   over the containment hierarchy, kept as records in the event log
 //! - [`auth`]: bearer tokens (JWT), roles and graph scope: the store as
 //!   one caller sees it
 //! - [`rollout`]: configurations, staged rollouts, drift and remediation
@@ -33,6 +35,7 @@
 //! - [`cli`]: the command-line interface (`twingraph check`, `serve`, ...),
 //!   kept out of `main` so it can be tested
 
+pub mod alarms;
 pub mod auth;
 pub mod cli;
 pub mod codes;

@@ -143,11 +143,65 @@ pub enum Record {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// A version of an alarm rule was published (version 1 creates it).
+    #[serde(rename_all = "camelCase")]
+    AlarmRulePublished { rule: Arc<AlarmRuleSpec> },
+    /// An alarm rule was deleted: its alarms return to normal.
+    #[serde(rename_all = "camelCase")]
+    AlarmRuleDeleted { rule: String },
+    /// A rule's condition held on a twin (for the rule's on-delay): its
+    /// alarm is active (again, or with the rule's new version).
+    #[serde(rename_all = "camelCase")]
+    AlarmRaised { alarm: Arc<AlarmRaise> },
+    /// The condition no longer holds (for the rule's off-delay), or the
+    /// twin is gone.
+    #[serde(rename_all = "camelCase")]
+    AlarmCleared {
+        rule: String,
+        twin: String,
+        #[serde(default, skip_serializing_if = "Value::is_null")]
+        value: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// An operator acknowledged the alarm (the event's actor).
+    #[serde(rename_all = "camelCase")]
+    AlarmAcknowledged {
+        rule: String,
+        twin: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+    },
+    /// The alarm was shelved until `until` (microseconds since the Unix
+    /// epoch): it counts in no health while shelved.
+    #[serde(rename_all = "camelCase")]
+    AlarmShelved {
+        rule: String,
+        twin: String,
+        until: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+    },
+    /// The alarm is no longer shelved (by hand, or its shelf expired).
+    #[serde(rename_all = "camelCase")]
+    AlarmUnshelved {
+        rule: String,
+        twin: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A comment on an alarm.
+    #[serde(rename_all = "camelCase")]
+    AlarmCommented {
+        rule: String,
+        twin: String,
+        text: String,
+    },
 }
 
 impl Record {
     /// Every kind, as serialized (`kind` below names each of them).
-    pub const KINDS: [&'static str; 16] = [
+    pub const KINDS: [&'static str; 24] = [
         "configurationCreated",
         "configurationVersionPublished",
         "configurationRemediationSet",
@@ -164,6 +218,14 @@ impl Record {
         "deviceDisconnected",
         "deviceMethodRequested",
         "deviceMethodAnswered",
+        "alarmRulePublished",
+        "alarmRuleDeleted",
+        "alarmRaised",
+        "alarmCleared",
+        "alarmAcknowledged",
+        "alarmShelved",
+        "alarmUnshelved",
+        "alarmCommented",
     ];
 
     /// Its kind, as serialized.
@@ -185,6 +247,14 @@ impl Record {
             Record::DeviceDisconnected { .. } => "deviceDisconnected",
             Record::DeviceMethodRequested { .. } => "deviceMethodRequested",
             Record::DeviceMethodAnswered { .. } => "deviceMethodAnswered",
+            Record::AlarmRulePublished { .. } => "alarmRulePublished",
+            Record::AlarmRuleDeleted { .. } => "alarmRuleDeleted",
+            Record::AlarmRaised { .. } => "alarmRaised",
+            Record::AlarmCleared { .. } => "alarmCleared",
+            Record::AlarmAcknowledged { .. } => "alarmAcknowledged",
+            Record::AlarmShelved { .. } => "alarmShelved",
+            Record::AlarmUnshelved { .. } => "alarmUnshelved",
+            Record::AlarmCommented { .. } => "alarmCommented",
         }
     }
 
@@ -210,6 +280,14 @@ impl Record {
             | Record::DeviceDisconnected { .. }
             | Record::DeviceMethodRequested { .. }
             | Record::DeviceMethodAnswered { .. } => return None,
+            Record::AlarmRulePublished { .. }
+            | Record::AlarmRuleDeleted { .. }
+            | Record::AlarmRaised { .. }
+            | Record::AlarmCleared { .. }
+            | Record::AlarmAcknowledged { .. }
+            | Record::AlarmShelved { .. }
+            | Record::AlarmUnshelved { .. }
+            | Record::AlarmCommented { .. } => ALARMS_STREAM,
         })
     }
 }
@@ -220,8 +298,170 @@ pub const ROLLOUTS_STREAM: &str = "rollouts";
 /// The stream of device identity and connection records.
 pub const DEVICES_STREAM: &str = "devices";
 
+/// The stream of alarm rules and alarms.
+pub const ALARMS_STREAM: &str = "alarms";
+
 /// Every stream of records, for stores that restore where each ends.
-pub const RECORD_STREAMS: [&str; 2] = [ROLLOUTS_STREAM, DEVICES_STREAM];
+pub const RECORD_STREAMS: [&str; 3] = [ROLLOUTS_STREAM, DEVICES_STREAM, ALARMS_STREAM];
+
+// Alarms.
+
+/// How urgent an alarm is (ISA-18.2 priorities), lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    /// Every severity, lowest first.
+    pub const ALL: [Severity; 4] = [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    /// As GraphQL spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Low => "LOW",
+            Severity::Medium => "MEDIUM",
+            Severity::High => "HIGH",
+            Severity::Critical => "CRITICAL",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|v| v.name() == s)
+    }
+}
+
+/// What an alarm rule watches on a twin. `field` is a Property or
+/// Telemetry of the rule's model (`component.field` for a Component's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Condition {
+    /// The value is above `limit`; once active, until it falls below
+    /// `limit - deadband`.
+    #[serde(rename_all = "camelCase")]
+    Above {
+        field: String,
+        limit: f64,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        deadband: f64,
+    },
+    /// The value is below `limit`; once active, until it rises above
+    /// `limit + deadband`.
+    #[serde(rename_all = "camelCase")]
+    Below {
+        field: String,
+        limit: f64,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        deadband: f64,
+    },
+    /// The value is outside `low..=high`; once active, until it is back
+    /// inside by `deadband`.
+    #[serde(rename_all = "camelCase")]
+    Outside {
+        field: String,
+        low: f64,
+        high: f64,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        deadband: f64,
+    },
+    /// The value equals `value` (an enum's value, a string, a boolean).
+    #[serde(rename_all = "camelCase")]
+    Equals { field: String, value: Value },
+    /// The value differs from `value`.
+    #[serde(rename_all = "camelCase")]
+    NotEquals { field: String, value: Value },
+    /// The value changes faster than `per_second` (either way) between
+    /// two reports.
+    #[serde(rename_all = "camelCase")]
+    RateAbove { field: String, per_second: f64 },
+    /// No report for `seconds`: of `field`, or of anything when none.
+    #[serde(rename_all = "camelCase")]
+    Stale {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        field: Option<String>,
+        seconds: f64,
+    },
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
+impl Condition {
+    /// The field it watches (none: a stale rule on any report).
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Condition::Above { field, .. }
+            | Condition::Below { field, .. }
+            | Condition::Outside { field, .. }
+            | Condition::Equals { field, .. }
+            | Condition::NotEquals { field, .. }
+            | Condition::RateAbove { field, .. } => Some(field),
+            Condition::Stale { field, .. } => field.as_deref(),
+        }
+    }
+}
+
+/// A version of an alarm rule, as published (immutable).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlarmRuleSpec {
+    pub name: String,
+    pub version: u32,
+    /// DTMI of the Interface it applies to (twins of subtypes included).
+    pub model: String,
+    pub condition: Condition,
+    pub severity: Severity,
+    /// The alarm's message; `{twin}`, `{field}`, `{value}`, `{limit}`,
+    /// `{rule}`, `{severity}` and `{model}` are filled in.
+    pub message: String,
+    /// How long the condition must hold before the alarm is raised.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub on_delay_ms: u64,
+    /// How long it must not hold before the alarm clears.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub off_delay_ms: u64,
+    /// How many containers up an active alarm counts in health (none:
+    /// every one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+
+/// What raising an alarm records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlarmRaise {
+    pub rule: String,
+    /// The rule's version that raised it.
+    pub version: u32,
+    pub twin: String,
+    pub severity: Severity,
+    pub message: String,
+    /// The value that made it (null for a stale rule).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub value: Value,
+    /// The twin's containers when it was raised, nearest first (where it
+    /// counts, up to the rule's depth).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestors: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<u32>,
+}
 
 // Devices.
 

@@ -95,11 +95,13 @@ async fn closing_in_the_middle_of_a_checkpoint_finishes_it() {
 /// A store of format 1 (one file; state rows of plain JSON, before rows
 /// carried the event they reflect; events of plain JSON, per-twin history
 /// in the `twin_events` index) opens as it is, its state moved into the
-/// state file, keeps its history, and is marked format 4 from then on
+/// state file, keeps its history, and is marked format 5 from then on
 /// (older builds must refuse the rows it now writes).
 #[tokio::test]
-async fn a_format_1_store_opens_keeps_its_history_and_is_marked_format_4() {
+async fn a_format_1_store_opens_keeps_its_history_and_is_marked_format_5() {
     let dir = fresh_dir();
+    // The twins as format 1 kept them: their JSON.
+    let mut json_rows = std::collections::HashMap::new();
     {
         let s = open(&dir).expect("create");
         must(
@@ -108,6 +110,10 @@ async fn a_format_1_store_opens_keeps_its_history_and_is_marked_format_4() {
         )
         .await;
         must(&s, vec![desired("p", json!({"flowSetpoint": 3.0}))]).await;
+        for id in ["p", "q"] {
+            let t = s.twin(id).await.expect("read").expect("twin");
+            json_rows.insert(id.to_owned(), serde_json::to_vec(&*t).expect("json"));
+        }
         s.close();
     }
     let meta = redb::TableDefinition::<&str, u64>::new("meta");
@@ -159,8 +165,9 @@ async fn a_format_1_store_opens_keeps_its_history_and_is_marked_format_4() {
             let mut t = txn.open_table(twins).expect("twins");
             assert_eq!(twin_rows.len(), 2);
             for (k, v) in twin_rows {
-                assert_eq!(v[0], 0, "twin rows start with 0");
-                t.insert(k.as_str(), &v[9..]).expect("insert");
+                assert_eq!(v[0], 3, "twin rows are binary (start with 3)");
+                t.insert(k.as_str(), json_rows[&k].as_slice())
+                    .expect("insert");
             }
             let mut r = txn.open_table(rels).expect("rels");
             assert_eq!(rel_rows.len(), 1);
@@ -247,7 +254,7 @@ async fn a_format_1_store_opens_keeps_its_history_and_is_marked_format_4() {
         .get("format")
         .expect("get")
         .map(|v| v.value());
-    assert_eq!(format, Some(4));
+    assert_eq!(format, Some(5));
     // The log keeps no state rows; the state file has them, and the heads.
     assert!(read.open_table(twins).is_err(), "state left the log");
     let state = redb::Database::open(dir.join("state.redb")).expect("open state");
@@ -467,6 +474,26 @@ async fn a_corrupt_data_file_is_a_clear_error() {
 /// committed without waiting for the disk.
 #[test]
 fn sigkill_never_loses_acknowledged_writes_or_half_applies_a_batch() {
+    // The event a twin row is as of: binary rows (a 3, then a LEB128
+    // varint), JSON rows (a 0, then 8 bytes big-endian).
+    fn row_seq(v: &[u8]) -> u64 {
+        match v {
+            [3, rest @ ..] => {
+                let mut n = 0u64;
+                for (i, b) in rest.iter().take(10).enumerate() {
+                    n |= u64::from(b & 0x7f) << (7 * i);
+                    if *b < 0x80 {
+                        break;
+                    }
+                }
+                n
+            }
+            [0, rest @ ..] if rest.len() >= 8 => {
+                u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"))
+            }
+            _ => 0,
+        }
+    }
     let dir = fresh_dir();
     let data = dir.join("data");
     // Every batch acknowledged so far, in any round.
@@ -532,10 +559,7 @@ fn sigkill_never_loses_acknowledged_writes_or_half_applies_a_batch() {
                 .expect("twins");
             let newer = redb::ReadableTable::iter(&twins).expect("iter").any(|row| {
                 let (_, v) = row.expect("row");
-                let v = v.value();
-                v.first() == Some(&0)
-                    && v.len() > 9
-                    && u64::from_be_bytes(v[1..9].try_into().expect("8 bytes")) > mark
+                row_seq(v.value()) > mark
             });
             if newer {
                 half_written += 1;

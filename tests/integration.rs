@@ -15,6 +15,7 @@ mod robustness;
 mod rules;
 #[macro_use]
 mod store_suite;
+mod alarms;
 mod batching;
 mod bolt;
 mod bolt_peer;

@@ -90,8 +90,10 @@ pub(crate) async fn serve_rollouts(
         None,
         server::HttpSettings::default(),
         64 * 1024,
-        Some(rollouts),
-        false,
+        Services {
+            rollouts: Some(rollouts),
+            ..Services::default()
+        },
     )
     .await
 }
@@ -110,8 +112,7 @@ pub(crate) async fn serve_bodies(
         auth,
         http_settings,
         max_body_bytes,
-        None,
-        false,
+        Services::default(),
     )
     .await
 }
@@ -126,10 +127,42 @@ pub(crate) async fn start_with_series() -> Running {
         None,
         server::HttpSettings::default(),
         64 * 1024,
-        None,
-        true,
+        Services {
+            series: true,
+            ..Services::default()
+        },
     )
     .await
+}
+
+/// A server over `store` whose alarms `alarms` serves (e.g. on a stepped
+/// clock).
+pub(crate) async fn serve_alarms(
+    store: Arc<dyn GraphStore>,
+    alarms: Arc<twingraph::alarms::Alarms>,
+) -> Running {
+    serve_parts(
+        store,
+        graphql::schema::Limits::default(),
+        None,
+        server::HttpSettings::default(),
+        64 * 1024,
+        Services {
+            alarms: Some(alarms),
+            ..Services::default()
+        },
+    )
+    .await
+}
+
+/// The services a test server runs besides the store (defaults: its own
+/// rollouts and alarms on the system clock, no series).
+#[derive(Default)]
+struct Services {
+    rollouts: Option<Arc<twingraph::rollout::Rollouts>>,
+    /// Time series in memory, followed from the store's log.
+    series: bool,
+    alarms: Option<Arc<twingraph::alarms::Alarms>>,
 }
 
 async fn serve_parts(
@@ -138,9 +171,13 @@ async fn serve_parts(
     auth: Option<Arc<twingraph::auth::Verifier>>,
     http_settings: server::HttpSettings,
     max_body_bytes: usize,
-    rollouts: Option<Arc<twingraph::rollout::Rollouts>>,
-    with_series: bool,
+    services: Services,
 ) -> Running {
+    let Services {
+        rollouts,
+        series: with_series,
+        alarms,
+    } = services;
     let rollouts = match rollouts {
         Some(r) => r,
         None => twingraph::rollout::Rollouts::start(store.clone())
@@ -174,6 +211,20 @@ async fn serve_parts(
         );
         series
     });
+    // Alarms on the system clock, decided every 20 ms, unless given.
+    let alarms = match alarms {
+        Some(a) => a,
+        None => twingraph::alarms::Alarms::start(
+            store.clone(),
+            twingraph::alarms::Options {
+                tick: std::time::Duration::from_millis(20),
+                ..Default::default()
+            },
+            live.clone().triggered(),
+        )
+        .await
+        .expect("alarms"),
+    };
     let schema = graphql::build_served(
         store.clone(),
         limits,
@@ -181,7 +232,11 @@ async fn serve_parts(
         metrics.clone(),
         Arc::new(graphql::ModelLibrary::new(sample_sources(), None)),
         rollouts,
-        graphql::Served { devices, series },
+        graphql::Served {
+            devices,
+            series,
+            alarms: Some(alarms),
+        },
     )
     .expect("schema");
     schema.follow_uploads();

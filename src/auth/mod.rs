@@ -26,7 +26,8 @@ pub use jwt::{JwtConfig, Verifier};
 pub enum Role {
     /// Reads.
     Viewer,
-    /// Reads, desired state, twins and relationships, commands, rollouts.
+    /// Reads, desired state, twins and relationships, commands, rollouts,
+    /// alarms (acknowledge, shelve, comment).
     Operator,
     /// Like an operator; names an ERP/EAM system in the audit trail.
     Integration,
@@ -65,7 +66,7 @@ impl Role {
             Role::Admin => true,
             Role::Operator | Role::Integration => matches!(
                 action,
-                Read | PatchDesired | CreateTwin | Relationships | Commands | Rollouts
+                Read | PatchDesired | CreateTwin | Relationships | Commands | Rollouts | Alarms
             ),
             Role::Viewer => action == Read,
             Role::Device => matches!(action, Read | PatchReported),
@@ -91,6 +92,10 @@ pub enum Action {
     Models,
     /// Register, rotate, disable and delete device identities.
     Devices,
+    /// Acknowledge, shelve and comment on alarms.
+    Alarms,
+    /// Create, change and delete alarm rules.
+    AlarmRules,
 }
 
 impl Action {
@@ -107,6 +112,8 @@ impl Action {
             Action::Configurations => "manage configurations",
             Action::Models => "change models",
             Action::Devices => "manage devices",
+            Action::Alarms => "handle alarms",
+            Action::AlarmRules => "manage alarm rules",
         }
     }
 }

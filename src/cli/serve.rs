@@ -333,6 +333,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let series_task = series
         .clone()
         .map(|s| tokio::spawn(s.follow(dyn_store.clone(), live.clone().triggered())));
+    // Alarm rules evaluated on this server (every server may: each alarm
+    // is recorded once), until shutdown.
+    let alarms = crate::alarms::Alarms::start(
+        dyn_store.clone(),
+        crate::alarms::Options {
+            tick: std::time::Duration::from_millis(config.alarms.tick_ms.max(10)),
+            ..Default::default()
+        },
+        live.clone().triggered(),
+    )
+    .await?;
     let limits = graphql::schema::Limits {
         depth: config.limits.max_query_depth,
         complexity: config.limits.max_query_complexity,
@@ -353,6 +364,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let served = graphql::Served {
             devices: devices.clone(),
             series: series.clone(),
+            alarms: Some(alarms.clone()),
         };
         tokio::task::spawn_blocking(move || {
             graphql::build_served(store, limits, live, metrics, library, rollouts, served)

@@ -6,6 +6,7 @@
 
 use async_graphql::{Error, ErrorExtensionValues, ErrorExtensions};
 
+use crate::alarms::AlarmError;
 use crate::codes::Code;
 use crate::devices::DeviceError;
 use crate::rollout::RolloutError;
@@ -117,6 +118,21 @@ pub(super) fn rollout_error(e: &RolloutError) -> Error {
         RolloutError::Store(s) => store_error(s),
         RolloutError::Invalid { path, .. } | RolloutError::InvalidRollout { path, .. } => {
             let path = path.clone();
+            error_with(e.code(), e.to_string(), move |ext| {
+                ext.set("path", path.as_str())
+            })
+        }
+        _ => error(e.code(), e.to_string()),
+    }
+}
+
+/// The GraphQL error for a refused alarm request (`extensions.path`
+/// names the offending part of an invalid one).
+pub(super) fn alarm_error(e: &AlarmError) -> Error {
+    match (e, e.path()) {
+        (AlarmError::Store(s), _) => store_error(s),
+        (_, Some(path)) => {
+            let path = path.to_owned();
             error_with(e.code(), e.to_string(), move |ext| {
                 ext.set("path", path.as_str())
             })

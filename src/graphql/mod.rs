@@ -31,6 +31,7 @@
 //! - [`rollouts`]: rollouts, their commands and progress
 //! - [`drift`]: drift, queried and live
 //! - [`devices`]: device identities, their keys and connections
+//! - [`alarms`]: alarm rules, alarms, health, and their subscriptions
 //! - [`typed`]: the typed schema compiled from the models
 //!
 //! On top:
@@ -51,6 +52,7 @@ mod trend;
 pub mod upload;
 mod views;
 
+mod alarms;
 mod configurations;
 mod devices;
 mod drift;

@@ -55,6 +55,7 @@ pub fn build(
         rollouts,
         devices: None,
         series: None,
+        alarms: None,
     })
 }
 
@@ -77,15 +78,17 @@ pub fn build_served(
         rollouts,
         devices: Some(served.devices),
         series: served.series,
+        alarms: served.alarms,
     })
 }
 
-/// What a full server serves besides the store: device identities, and
-/// the store's time series when it keeps them.
+/// What a full server serves besides the store: device identities, the
+/// store's time series when it keeps them, and alarms.
 #[derive(Debug, Clone)]
 pub struct Served {
     pub devices: Arc<crate::devices::Devices>,
     pub series: Option<Arc<crate::series::Series>>,
+    pub alarms: Option<Arc<crate::alarms::Alarms>>,
 }
 
 /// The schema requests run on; replaced when models are uploaded.

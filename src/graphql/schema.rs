@@ -28,6 +28,9 @@ pub(super) struct Parts {
     pub devices: Option<Arc<crate::devices::Devices>>,
     /// Time series (none: `series` answers that this store keeps none).
     pub series: Option<Arc<crate::series::Series>>,
+    /// Alarm rules and alarms (none: the alarm API answers that alarms are
+    /// not served; twins' health is OK).
+    pub alarms: Option<Arc<crate::alarms::Alarms>>,
 }
 
 /// The schema of `models` (ranked by `order`) over the parts' store;
@@ -47,6 +50,7 @@ pub(super) fn build_schema(
         rollouts,
         devices,
         series,
+        alarms,
     } = parts.clone();
     let (builder, twin_types) = assemble(models, order, reserved(), limits);
     let builder = builder
@@ -68,6 +72,10 @@ pub(super) fn build_schema(
     };
     let builder = match series {
         Some(s) => builder.data(s),
+        None => builder,
+    };
+    let builder = match alarms {
+        Some(a) => builder.data(a),
         None => builder,
     };
     let builder = if limits.introspection {
@@ -142,6 +150,7 @@ fn assemble(
     super::rollouts::register(&mut b);
     super::drift::register(&mut b);
     super::devices::register(&mut b);
+    super::alarms::register(&mut b);
     let twin_types = super::typed::register(&mut b, models, order, reserved);
     (b.finish(), twin_types)
 }

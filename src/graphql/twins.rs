@@ -47,7 +47,10 @@ pub(super) fn register(b: &mut Builder) {
     for (name, ty, doc, _) in twin_fields() {
         twin_iface = twin_iface.field(InterfaceField::new(name, ty).description(doc));
     }
-    twin_iface = twin_iface.field(super::views::twin_device_interface_field());
+    twin_iface = twin_iface
+        .field(super::views::twin_device_interface_field())
+        .field(super::views::twin_health_interface_field())
+        .field(super::views::twin_alarms_interface_field());
     let mut generic = Object::new("GenericTwin")
         .description("A twin seen through the model-agnostic API.")
         .implement("Node")
@@ -55,7 +58,10 @@ pub(super) fn register(b: &mut Builder) {
     for (name, ty, doc, f) in twin_fields() {
         generic = generic.field(twin_field(name, ty, f).description(doc));
     }
-    generic = generic.field(super::views::twin_device_field());
+    generic = generic
+        .field(super::views::twin_device_field())
+        .field(super::views::twin_health_field())
+        .field(super::views::twin_alarms_field());
     let [connection, edge] = connection::<Twin>(
         "TwinConnection",
         "TwinEdge",

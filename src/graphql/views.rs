@@ -2,7 +2,8 @@
 //! (shared by the generic and the typed twin types), the JSON views of a
 //! twin (`reported`, `desired`, `delta`: property → value, Components nested
 //! by name; `metadata`: property → versions, times, acknowledgement), and
-//! relationships and events as JSON records.
+//! relationships and events as JSON records; alarms and health, and the
+//! twins' `health` and `alarms` fields.
 
 use async_graphql::Value as GqlValue;
 use async_graphql::dynamic::{Field, FieldValue, TypeRef};
@@ -11,9 +12,10 @@ use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
 use super::context::{parent_twin, ready};
+use crate::alarms::{Alarm, AlarmState, Alarms, Health};
 use crate::devices::Devices;
 use crate::devices::registry::Device;
-use crate::records::DeviceAuth;
+use crate::records::{DeviceAuth, Severity};
 use crate::twin::state::{ComponentState, PropState};
 use crate::twin::{Event, Relationship, Twin, format_time};
 
@@ -316,4 +318,241 @@ pub(super) fn twin_device_field() -> Field {
 pub(super) fn twin_device_interface_field() -> async_graphql::dynamic::InterfaceField {
     async_graphql::dynamic::InterfaceField::new(TWIN_DEVICE_FIELD, TypeRef::named("DeviceIdentity"))
         .description(TWIN_DEVICE_DOC)
+}
+
+/// The `health` field of every twin type.
+pub(super) const TWIN_HEALTH_FIELD: &str = "health";
+
+/// The `alarms` field of every twin type.
+pub(super) const TWIN_ALARMS_FIELD: &str = "alarms";
+
+const TWIN_HEALTH_DOC: &str = "Its health: the active, unshelved alarms on it and below it in the containment hierarchy (those the caller may see).";
+
+const TWIN_ALARMS_DOC: &str = "Its alarms (with `below`, also those of the twins it contains), newest first; by default those not NORMAL.";
+
+/// An alarm as a JSON record (the `Alarm` type).
+pub(super) fn alarm_json(a: &Alarm) -> Value {
+    json!({
+        "id": a.id(),
+        "ruleName": a.rule,
+        "ruleVersion": a.version,
+        "twinId": a.twin,
+        "severity": a.severity.name(),
+        "state": a.state().name(),
+        "active": a.active,
+        "acknowledged": a.acknowledged,
+        "shelved": a.shelved_until.is_some(),
+        "shelvedUntil": a.shelved_until.map(format_time),
+        "message": a.message,
+        "value": a.value,
+        "raisedAt": format_time(a.raised_at),
+        "clearedAt": a.cleared_at.map(format_time),
+        "acknowledgedAt": a.acknowledged_at.map(format_time),
+        "acknowledgedBy": a.acknowledged_by,
+        "changedAt": format_time(a.changed_at),
+        "containers": a.ancestors,
+        "comments": a.comments.iter().map(|c| json!({
+            "text": c.text, "by": c.by, "at": format_time(c.at),
+        })).collect::<Vec<_>>(),
+        "history": a.recent.iter().map(|t| json!({
+            "kind": t.kind.to_uppercase(),
+            "at": format_time(t.at),
+            "by": t.by,
+            "seq": t.seq,
+            "state": t.state.name(),
+            "note": t.note,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A health as a JSON record (the `TwinHealth` type).
+pub(super) fn health_json(twin: &str, h: &Health) -> Value {
+    let c = &h.counts;
+    json!({
+        "twinId": twin,
+        "status": h.status(),
+        "worstSeverity": c.worst().map(|s| s.name()),
+        "activeCounts": {
+            "critical": c.of(Severity::Critical),
+            "high": c.of(Severity::High),
+            "medium": c.of(Severity::Medium),
+            "low": c.of(Severity::Low),
+            "total": c.total(),
+        },
+        "score": h.score(),
+    })
+}
+
+/// The health of `twin` as the caller may see it: for a caller scoped to
+/// part of the graph, only the alarms of twins in its scope count.
+pub(super) async fn health_for(
+    ctx: &async_graphql::dynamic::ResolverContext<'_>,
+    alarms: &Alarms,
+    twin: &str,
+) -> Result<Health, async_graphql::Error> {
+    let guard = super::context::access_of(ctx)
+        .filter(|a| !a.store.unscoped())
+        .map(|a| &a.store);
+    health_seen(guard, alarms, twin)
+        .await
+        .map_err(|e| super::errors::store_error(&e))
+}
+
+/// The health of `twin` counting only the alarms of twins `guard` lets
+/// its caller see (all without one).
+pub(super) async fn health_seen(
+    guard: Option<&Arc<crate::auth::GuardedStore>>,
+    alarms: &Alarms,
+    twin: &str,
+) -> Result<Health, crate::store::StoreError> {
+    let Some(guard) = guard else {
+        return Ok(alarms.health(twin));
+    };
+    let counted: Vec<(String, Severity)> = alarms
+        .book()
+        .alarms()
+        .filter(|a| a.counts() && (a.twin == twin || a.counted_at().iter().any(|t| t == twin)))
+        .map(|a| (a.twin.clone(), a.severity))
+        .collect();
+    let ids: Vec<&str> = counted.iter().map(|(t, _)| t.as_str()).collect();
+    let seen = guard.filter(&ids).await?;
+    let mut counts = crate::alarms::Counts::default();
+    for (t, s) in &counted {
+        if seen.contains(t) {
+            counts.0[*s as usize] += 1;
+        }
+    }
+    Ok(Health { counts })
+}
+
+pub(super) fn twin_health_field() -> Field {
+    Field::new(TWIN_HEALTH_FIELD, TypeRef::named_nn("TwinHealth"), |ctx| {
+        async_graphql::dynamic::FieldFuture::new(async move {
+            let twin = parent_twin(&ctx)?.id.clone();
+            let health = match ctx.data_opt::<Arc<Alarms>>() {
+                Some(alarms) => health_for(&ctx, alarms, &twin).await?,
+                None => Health::default(),
+            };
+            Ok(Some(FieldValue::owned_any(health_json(&twin, &health))))
+        })
+    })
+    .description(TWIN_HEALTH_DOC)
+}
+
+pub(super) fn twin_health_interface_field() -> async_graphql::dynamic::InterfaceField {
+    async_graphql::dynamic::InterfaceField::new(TWIN_HEALTH_FIELD, TypeRef::named_nn("TwinHealth"))
+        .description(TWIN_HEALTH_DOC)
+}
+
+/// The arguments of the twins' `alarms` field.
+fn twin_alarms_arguments() -> [async_graphql::dynamic::InputValue; 3] {
+    use async_graphql::dynamic::InputValue;
+    [
+        InputValue::new("severity", TypeRef::named_nn_list("AlarmSeverity"))
+            .description("Only these severities."),
+        InputValue::new("state", TypeRef::named_nn_list("AlarmState"))
+            .description("Only these states (by default every state but NORMAL)."),
+        InputValue::new("below", TypeRef::named(TypeRef::BOOLEAN))
+            .description("Also the alarms of the twins it contains (false when absent)."),
+    ]
+}
+
+/// The severities and states of an `alarms` field's arguments (states:
+/// every one but NORMAL when absent).
+pub(super) fn alarm_filters(
+    ctx: &async_graphql::dynamic::ResolverContext<'_>,
+) -> Result<(Option<Vec<Severity>>, Vec<AlarmState>), async_graphql::Error> {
+    let names = |arg: &str| -> Result<Option<Vec<String>>, async_graphql::Error> {
+        match ctx.args.get(arg) {
+            Some(v) if !v.is_null() => Ok(Some(
+                v.list()?
+                    .iter()
+                    .map(|x| x.enum_name().map(str::to_owned))
+                    .collect::<Result<_, _>>()?,
+            )),
+            _ => Ok(None),
+        }
+    };
+    let severities =
+        names("severity")?.map(|v| v.iter().filter_map(|s| Severity::parse(s)).collect());
+    let states = match names("state")? {
+        Some(v) => v.iter().filter_map(|s| AlarmState::parse(s)).collect(),
+        None => AlarmState::ALL
+            .into_iter()
+            .filter(|s| *s != AlarmState::Normal)
+            .collect(),
+    };
+    Ok((severities, states))
+}
+
+pub(super) fn twin_alarms_field() -> Field {
+    let f = Field::new(
+        TWIN_ALARMS_FIELD,
+        TypeRef::named_nn_list_nn("Alarm"),
+        |ctx| {
+            async_graphql::dynamic::FieldFuture::new(async move {
+                let twin = parent_twin(&ctx)?.id.clone();
+                let Some(alarms) = ctx.data_opt::<Arc<Alarms>>() else {
+                    return Ok(Some(FieldValue::list(Vec::<FieldValue<'_>>::new())));
+                };
+                let (severities, states) = alarm_filters(&ctx)?;
+                let below = match ctx.args.get("below") {
+                    Some(v) if !v.is_null() => v.boolean()?,
+                    _ => false,
+                };
+                let mut found: Vec<Alarm> = alarms
+                    .book()
+                    .alarms()
+                    .filter(|a| {
+                        if below {
+                            a.under(&twin)
+                        } else {
+                            *a.twin == *twin
+                        }
+                    })
+                    .filter(|a| severities.as_ref().is_none_or(|s| s.contains(&a.severity)))
+                    .filter(|a| states.contains(&a.state()))
+                    .cloned()
+                    .collect();
+                if let Some(access) =
+                    super::context::access_of(&ctx).filter(|a| !a.store.unscoped())
+                {
+                    let ids: Vec<&str> = found.iter().map(|a| a.twin.as_str()).collect();
+                    let seen = access
+                        .store
+                        .filter(&ids)
+                        .await
+                        .map_err(|e| super::errors::store_error(&e))?;
+                    found.retain(|a| seen.contains(&a.twin));
+                }
+                found.sort_by_key(|a| std::cmp::Reverse(a.raised_seq));
+                Ok(Some(FieldValue::list(
+                    found.iter().map(|a| FieldValue::owned_any(alarm_json(a))),
+                )))
+            })
+        },
+    )
+    .description(TWIN_ALARMS_DOC);
+    // The interface's field describes the arguments (the SDL of a large
+    // model set repeats this field on every twin type).
+    [
+        ("severity", TypeRef::named_nn_list("AlarmSeverity")),
+        ("state", TypeRef::named_nn_list("AlarmState")),
+        ("below", TypeRef::named(TypeRef::BOOLEAN)),
+    ]
+    .into_iter()
+    .fold(f, |f, (name, ty)| {
+        f.argument(async_graphql::dynamic::InputValue::new(name, ty))
+    })
+}
+
+pub(super) fn twin_alarms_interface_field() -> async_graphql::dynamic::InterfaceField {
+    let f = async_graphql::dynamic::InterfaceField::new(
+        TWIN_ALARMS_FIELD,
+        TypeRef::named_nn_list_nn("Alarm"),
+    )
+    .description(TWIN_ALARMS_DOC);
+    twin_alarms_arguments()
+        .into_iter()
+        .fold(f, |f, a| f.argument(a))
 }

@@ -39,7 +39,11 @@ use crate::twin::{Change, Event, Graph, Micros, Relationship, Twin};
 ///
 /// Format 4 keeps the state in a file of its own (`state.redb`); the state
 /// tables of a format 1–3 store move there when it is first opened.
-pub const FORMAT_VERSION: u64 = 4;
+///
+/// Format 5 writes twin rows in binary ([`super::row`]), a third of their
+/// JSON; JSON rows of earlier formats are read as they are, and rewritten
+/// when their twin next changes.
+pub const FORMAT_VERSION: u64 = 5;
 
 /// The state file's format.
 const STATE_FORMAT: u64 = 1;
@@ -132,19 +136,10 @@ fn decode_event(bytes: &[u8]) -> Result<Event, StoreError> {
     serde_json::from_slice(json).map_err(|e| corrupt("event", e))
 }
 
-/// A state row: a 0 byte, the sequence number of the last event it
-/// reflects (8 bytes, big-endian), then the JSON. Format 1 rows are the
-/// JSON alone (sequence number 0: as of the checkpoint they were written in).
-fn encode_row<T: serde::Serialize>(seq: u64, v: &T) -> Result<Vec<u8>, StoreError> {
-    let mut out = Vec::with_capacity(256);
-    out.push(0);
-    out.extend_from_slice(&seq.to_be_bytes());
-    serde_json::to_writer(&mut out, v)
-        .map_err(|e| StoreError::Storage(format!("cannot encode: {e}")))?;
-    Ok(out)
-}
-
-/// The sequence number and JSON of a state row.
+/// The sequence number and JSON of a JSON state row (formats 2–4): a 0
+/// byte, the sequence number of the last event it reflects (8 bytes,
+/// big-endian), then the JSON. Format 1 rows are the JSON alone (sequence
+/// number 0: as of the checkpoint they were written in).
 fn decode_row(bytes: &[u8]) -> (u64, &[u8]) {
     match bytes {
         [0, rest @ ..] if rest.len() >= 8 => {
@@ -155,6 +150,18 @@ fn decode_row(bytes: &[u8]) -> (u64, &[u8]) {
         }
         json => (0, json),
     }
+}
+
+/// The sequence number and twin of the row of twin `id`: binary (format
+/// 5) or JSON (earlier formats).
+fn decode_twin_row(id: &str, bytes: &[u8]) -> Result<(Twin, u64), StoreError> {
+    if bytes.first() == Some(&super::row::TWIN_ROW) {
+        let (seq, t) = super::row::decode_twin(id, bytes).map_err(|e| corrupt("twin", e))?;
+        return Ok((t, seq));
+    }
+    let (seq, json) = decode_row(bytes);
+    let t: Twin = serde_json::from_slice(json).map_err(|e| corrupt("twin", e))?;
+    Ok((t, seq))
 }
 
 /// A relationship row (format 3; its key holds source and id): a 2 byte,
@@ -413,7 +420,7 @@ fn write_rows<'a>(
         match graph.twin(id) {
             Some(t) => {
                 table
-                    .insert(id.as_str(), encode_row(seq, t)?.as_slice())
+                    .insert(id.as_str(), super::row::encode_twin(seq, t).as_slice())
                     .map_err(storage)?;
             }
             None => {
@@ -650,7 +657,12 @@ impl RedbJournal {
         if let Some(c) = &p.writing {
             write_chunk(&txn, c, usize::MAX, graph, &p.heads)?;
         }
-        write_rows(&txn, graph, &p.heads, p.twins.iter(), p.rels.iter())?;
+        // In key order, as checkpoints write (neighbouring pages).
+        let mut twins: Vec<&String> = p.twins.iter().collect();
+        twins.sort_unstable();
+        let mut rels: Vec<&RelKey> = p.rels.iter().collect();
+        rels.sort_unstable();
+        write_rows(&txn, graph, &p.heads, twins.into_iter(), rels.into_iter())?;
         set_mark(&txn, p.last_seq)?;
         txn.commit().map_err(storage)?;
         p.twins.clear();
@@ -850,10 +862,8 @@ impl RedbJournal {
             if (n / BATCH) % parts != part {
                 continue;
             }
-            let (_, v) = row.map_err(storage)?;
-            let (seq, json) = decode_row(v.value());
-            let t: Twin = serde_json::from_slice(json).map_err(|e| corrupt("twin", e))?;
-            batch.push((t, seq));
+            let (k, v) = row.map_err(storage)?;
+            batch.push(decode_twin_row(k.value(), v.value())?);
             if batch.len() == BATCH
                 && tx
                     .send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))))

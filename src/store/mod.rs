@@ -9,8 +9,9 @@
 //!
 //! Layout: [`core`] the shared writer and reads, [`journal`] the durability
 //! seam, [`memory`] a volatile journal (tests, ephemeral use), [`embedded`]
-//! the durable default on redb, [`fold`] state kept as the fold of a stream
-//! of records.
+//! the durable default on redb ([`row`] its binary twin rows), [`fold`] state
+//! kept as the fold of a stream of records, [`tail`] every committed event
+//! in order for a consumer deriving state from the log.
 
 pub mod bolt;
 pub mod core;
@@ -18,6 +19,8 @@ pub mod embedded;
 pub mod fold;
 pub mod journal;
 pub mod memory;
+mod row;
+pub mod tail;
 
 use std::sync::Arc;
 

@@ -134,7 +134,7 @@ pub enum Change {
     Record(Record),
 }
 
-pub use crate::records::{DEVICES_STREAM, RECORD_STREAMS, ROLLOUTS_STREAM};
+pub use crate::records::{ALARMS_STREAM, DEVICES_STREAM, RECORD_STREAMS, ROLLOUTS_STREAM};
 
 /// The stream of uploaded models ([`Change::ModelsChanged`] with documents).
 pub const MODELS_STREAM: &str = "models";
@@ -453,6 +453,14 @@ mod tests {
             Change::Record(Record::EnrollmentGroupDeleted { .. }) => 24,
             Change::Record(Record::DeviceMethodRequested { .. }) => 25,
             Change::Record(Record::DeviceMethodAnswered { .. }) => 26,
+            Change::Record(Record::AlarmRulePublished { .. }) => 27,
+            Change::Record(Record::AlarmRuleDeleted { .. }) => 28,
+            Change::Record(Record::AlarmRaised { .. }) => 29,
+            Change::Record(Record::AlarmCleared { .. }) => 30,
+            Change::Record(Record::AlarmAcknowledged { .. }) => 31,
+            Change::Record(Record::AlarmShelved { .. }) => 32,
+            Change::Record(Record::AlarmUnshelved { .. }) => 33,
+            Change::Record(Record::AlarmCommented { .. }) => 34,
         }
     }
 
@@ -465,7 +473,7 @@ mod tests {
     #[test]
     fn stored_events_decode_and_encode_unchanged() {
         let golden = include_str!("../../tests/golden/events.jsonl");
-        let mut seen = [false; 27];
+        let mut seen = [false; 35];
         for (i, line) in golden.lines().enumerate() {
             let event: Event = serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("line {}: cannot decode: {e}", i + 1));

@@ -141,6 +141,8 @@ fn twin_fixed() -> Vec<&'static str> {
     let mut fixed: Vec<&'static str> = twin_fields().iter().map(|(n, ..)| *n).collect();
     fixed.push(INCOMING);
     fixed.push(super::views::TWIN_DEVICE_FIELD);
+    fixed.push(super::views::TWIN_HEALTH_FIELD);
+    fixed.push(super::views::TWIN_ALARMS_FIELD);
     fixed
 }
 
@@ -1044,8 +1046,14 @@ fn compile(
                 gi = gi.field(InterfaceField::new(name, ty.clone()).description(fdoc));
                 obj = obj.field(twin_field(name, ty, f).description(fdoc));
             }
-            gi = gi.field(super::views::twin_device_interface_field());
-            obj = obj.field(super::views::twin_device_field());
+            gi = gi
+                .field(super::views::twin_device_interface_field())
+                .field(super::views::twin_health_interface_field())
+                .field(super::views::twin_alarms_interface_field());
+            obj = obj
+                .field(super::views::twin_device_field())
+                .field(super::views::twin_health_field())
+                .field(super::views::twin_alarms_field());
             for s in &specs {
                 gi = gi.field(s.interface_field());
                 obj = obj.field(s.field_undocumented());
