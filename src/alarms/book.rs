@@ -191,7 +191,8 @@ impl Counts {
 #[derive(Debug, Default)]
 pub struct Book {
     rules: BTreeMap<String, Rule>,
-    alarms: HashMap<(String, String), Alarm>,
+    /// Alarms by rule, then twin.
+    alarms: HashMap<String, HashMap<String, Alarm>>,
     /// Alarms by twin.
     by_twin: HashMap<String, Vec<String>>,
     /// What counts at each twin: on it, and below it.
@@ -209,7 +210,7 @@ impl Book {
     }
 
     pub fn alarm(&self, rule: &str, twin: &str) -> Option<&Alarm> {
-        self.alarms.get(&(rule.to_owned(), twin.to_owned()))
+        self.alarms.get(rule)?.get(twin)
     }
 
     /// The alarm of an id (`rule/twin`).
@@ -219,7 +220,7 @@ impl Book {
     }
 
     pub fn alarms(&self) -> impl Iterator<Item = &Alarm> {
-        self.alarms.values()
+        self.alarms.values().flat_map(HashMap::values)
     }
 
     /// The alarms of one twin.
@@ -240,8 +241,8 @@ impl Book {
     }
 
     /// Counts `a` (`n` = 1) or stops counting it (`n` = -1).
-    fn count(&mut self, key: &(String, String), n: i32) {
-        let Some(a) = self.alarms.get(key) else {
+    fn count(&mut self, (rule, twin): (&str, &str), n: i32) {
+        let Some(a) = self.alarms.get(rule).and_then(|r| r.get(twin)) else {
             return;
         };
         if !a.counts() {
@@ -255,12 +256,12 @@ impl Book {
     }
 
     /// Changes an alarm, keeping the counts right.
-    fn change(&mut self, key: (String, String), f: impl FnOnce(&mut Alarm)) {
-        self.count(&key, -1);
-        if let Some(a) = self.alarms.get_mut(&key) {
+    fn change(&mut self, rule: &str, twin: &str, f: impl FnOnce(&mut Alarm)) {
+        self.count((rule, twin), -1);
+        if let Some(a) = self.alarms.get_mut(rule).and_then(|r| r.get_mut(twin)) {
             f(a);
         }
-        self.count(&key, 1);
+        self.count((rule, twin), 1);
     }
 }
 
@@ -281,6 +282,7 @@ fn transition(a: &mut Alarm, kind: &'static str, e: &Event, note: Option<String>
 
 impl Fold for Book {
     const STREAM: &'static str = ALARMS_STREAM;
+    const OBSERVES: bool = false;
 
     fn apply(&mut self, e: &Event) {
         let Change::Record(r) = &e.change else { return };
@@ -307,33 +309,30 @@ impl Fold for Book {
             Record::AlarmRuleDeleted { rule } => {
                 self.rules.remove(rule);
                 // Its alarms return to normal (their history stays in the log).
-                let keys: Vec<(String, String)> = self
+                let twins: Vec<String> = self
                     .alarms
-                    .keys()
-                    .filter(|(r, _)| r == rule)
-                    .cloned()
-                    .collect();
-                for key in keys {
-                    self.count(&key, -1);
-                    if let Some(a) = self.alarms.remove(&key)
-                        && let Some(v) = self.by_twin.get_mut(&a.twin)
-                    {
+                    .get(rule)
+                    .map(|r| r.keys().cloned().collect())
+                    .unwrap_or_default();
+                for twin in &twins {
+                    self.count((rule, twin), -1);
+                    if let Some(v) = self.by_twin.get_mut(twin) {
                         v.retain(|r| r != rule);
                         if v.is_empty() {
-                            self.by_twin.remove(&a.twin);
+                            self.by_twin.remove(twin);
                         }
                     }
                 }
+                self.alarms.remove(rule);
             }
             Record::AlarmRaised { alarm: raise } => {
-                let key = (raise.rule.clone(), raise.twin.clone());
-                if !self.alarms.contains_key(&key) {
+                if self.alarm(&raise.rule, &raise.twin).is_none() {
                     self.by_twin
                         .entry(raise.twin.clone())
                         .or_default()
                         .push(raise.rule.clone());
-                    self.alarms.insert(
-                        key.clone(),
+                    self.alarms.entry(raise.rule.clone()).or_default().insert(
+                        raise.twin.clone(),
                         Alarm {
                             rule: raise.rule.clone(),
                             twin: raise.twin.clone(),
@@ -357,7 +356,7 @@ impl Fold for Book {
                         },
                     );
                 }
-                self.change(key, |a| {
+                self.change(&raise.rule, &raise.twin, |a| {
                     // A new occurrence is unacknowledged; raising an active
                     // alarm again (its rule changed) keeps its acknowledgement.
                     if !a.active {
@@ -383,7 +382,7 @@ impl Fold for Book {
                 twin,
                 value,
                 reason,
-            } => self.change((rule.clone(), twin.clone()), |a| {
+            } => self.change(rule, twin, |a| {
                 a.active = false;
                 a.cleared_at = Some(e.time);
                 if !value.is_null() {
@@ -395,7 +394,7 @@ impl Fold for Book {
                 rule,
                 twin,
                 comment,
-            } => self.change((rule.clone(), twin.clone()), |a| {
+            } => self.change(rule, twin, |a| {
                 a.acknowledged = true;
                 a.acknowledged_at = Some(e.time);
                 a.acknowledged_by = Some(e.actor.clone());
@@ -409,21 +408,19 @@ impl Fold for Book {
                 twin,
                 until,
                 comment,
-            } => self.change((rule.clone(), twin.clone()), |a| {
+            } => self.change(rule, twin, |a| {
                 a.shelved_until = Some(*until);
                 if let Some(text) = comment {
                     add_comment(a, text, e);
                 }
                 transition(a, "shelved", e, comment.clone());
             }),
-            Record::AlarmUnshelved { rule, twin, reason } => {
-                self.change((rule.clone(), twin.clone()), |a| {
-                    a.shelved_until = None;
-                    transition(a, "unshelved", e, reason.clone());
-                })
-            }
+            Record::AlarmUnshelved { rule, twin, reason } => self.change(rule, twin, |a| {
+                a.shelved_until = None;
+                transition(a, "unshelved", e, reason.clone());
+            }),
             Record::AlarmCommented { rule, twin, text } => {
-                if let Some(a) = self.alarms.get_mut(&(rule.clone(), twin.clone())) {
+                if let Some(a) = self.alarms.get_mut(rule).and_then(|r| r.get_mut(twin)) {
                     add_comment(a, text, e);
                     transition(a, "commented", e, Some(text.clone()));
                 }
@@ -474,10 +471,6 @@ mod tests {
         }
     }
 
-    fn key(rule: &str, twin: &str) -> (String, String) {
-        (rule.into(), twin.into())
-    }
-
     #[test]
     fn states_and_counts_follow_isa_18_2() {
         let mut b = Book::default();
@@ -522,10 +515,10 @@ mod tests {
         };
         b.apply(&ack(3));
         assert_eq!(
-            b.alarms[&key("hot", "p1")].state(),
+            b.alarm("hot", "p1").expect("alarm").state(),
             AlarmState::ActiveAcknowledged
         );
-        assert_eq!(b.alarms[&key("hot", "p1")].comments.len(), 1);
+        assert_eq!(b.alarm("hot", "p1").expect("alarm").comments.len(), 1);
         let clear = |seq| {
             event(
                 seq,
@@ -538,21 +531,27 @@ mod tests {
             )
         };
         b.apply(&clear(4));
-        assert_eq!(b.alarms[&key("hot", "p1")].state(), AlarmState::Normal);
+        assert_eq!(
+            b.alarm("hot", "p1").expect("alarm").state(),
+            AlarmState::Normal
+        );
         assert!(b.counts("line").1.is_empty());
         // A new occurrence, cleared before anyone acknowledged it.
         b.apply(&event(5, raise("hot", "p1", Severity::High, Some(2))));
         assert_eq!(
-            b.alarms[&key("hot", "p1")].state(),
+            b.alarm("hot", "p1").expect("alarm").state(),
             AlarmState::ActiveUnacknowledged
         );
         b.apply(&clear(6));
         assert_eq!(
-            b.alarms[&key("hot", "p1")].state(),
+            b.alarm("hot", "p1").expect("alarm").state(),
             AlarmState::ClearedUnacknowledged
         );
         b.apply(&ack(7));
-        assert_eq!(b.alarms[&key("hot", "p1")].state(), AlarmState::Normal);
+        assert_eq!(
+            b.alarm("hot", "p1").expect("alarm").state(),
+            AlarmState::Normal
+        );
         // Shelved alarms do not count; unshelved they do again.
         b.apply(&event(8, raise("hot", "p1", Severity::High, None)));
         assert_eq!(b.counts("site").1.of(Severity::High), 1);

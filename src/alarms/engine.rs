@@ -58,13 +58,41 @@ impl Tracker {
         }
     }
 
-    fn set(&mut self, holds: bool, at: Micros) {
-        if holds != self.holds {
+    /// Records whether the condition holds at `at`; whether that changed.
+    fn set(&mut self, holds: bool, at: Micros) -> bool {
+        let changed = holds != self.holds;
+        if changed {
             self.holds = holds;
             self.since = at;
         }
+        changed
     }
 }
+
+/// The rules of a model that watch one field (`component.name`; none: a
+/// stale rule on any report), thresholds sorted by limit.
+struct Group {
+    component: Option<String>,
+    name: Option<String>,
+    above: Vec<(f64, Arc<AlarmRuleSpec>)>,
+    below: Vec<(f64, Arc<AlarmRuleSpec>)>,
+    other: Vec<Arc<AlarmRuleSpec>>,
+}
+
+impl Group {
+    fn all(&self) -> impl Iterator<Item = &Arc<AlarmRuleSpec>> {
+        self.above
+            .iter()
+            .chain(&self.below)
+            .map(|(_, r)| r)
+            .chain(&self.other)
+    }
+}
+
+/// How long the engine lets commits gather after it woke for some: it then
+/// wakes a few hundred times a second at most under load, and a change is
+/// decided at most this much later.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// A decision to record.
 enum Action {
@@ -91,14 +119,21 @@ pub(super) struct Engine {
     clock: Arc<dyn Clock>,
     /// The rules as the log has them (the book may fold them a little later).
     rules: HashMap<String, Arc<AlarmRuleSpec>>,
-    /// Rules by the model of a twin they apply to (subtypes resolved).
-    by_model: HashMap<String, Vec<Arc<AlarmRuleSpec>>>,
+    /// Rules by the model of a twin they apply to (subtypes resolved),
+    /// grouped by the field they watch.
+    by_model: HashMap<String, Arc<Vec<Group>>>,
+    /// Twins that may have a tracker of a value or rate rule (rebuilt on
+    /// every full pass): the others skip the rules their value does not
+    /// cross.
+    hot: HashSet<String>,
     models: Arc<ModelSet>,
     /// Rule → twin → tracker.
     trackers: HashMap<String, HashMap<String, Tracker>>,
     /// Trackers the last events touched (decided at once).
     dirty: HashSet<(String, String)>,
     passes: Arc<std::sync::atomic::AtomicU64>,
+    /// Time spent observing events and deciding (µs).
+    busy: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Engine {
@@ -107,6 +142,7 @@ impl Engine {
         book: Arc<Folded<Book>>,
         clock: Arc<dyn Clock>,
         passes: Arc<std::sync::atomic::AtomicU64>,
+        busy: Arc<std::sync::atomic::AtomicU64>,
     ) -> Engine {
         let models = store.models();
         Engine {
@@ -117,8 +153,10 @@ impl Engine {
             by_model: HashMap::new(),
             models,
             trackers: HashMap::new(),
+            hot: HashSet::new(),
             dirty: HashSet::new(),
             passes,
+            busy,
         }
     }
 
@@ -155,6 +193,7 @@ impl Engine {
                 .map(|r| (r.current().name.clone(), r.current().clone()))
                 .collect();
             self.trackers.clear();
+            self.hot.clear();
             self.index();
             let names: Vec<String> = self.rules.keys().cloned().collect();
             for name in names {
@@ -163,10 +202,25 @@ impl Engine {
             let mut ticks = tokio::time::interval(tick);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
+                let mut observed = std::time::Duration::ZERO;
                 let full = tokio::select! {
                     events = tail.next() => match events {
-                        Some(events) => {
+                        Some(mut events) => {
+                            // Let the commits of the next moments gather.
+                            tokio::select! {
+                                () = tokio::time::sleep(GATHER) => {}
+                                () = &mut shutdown => return,
+                            }
+                            while let Some(more) = tokio::time::timeout(std::time::Duration::ZERO, tail.next())
+                                .await
+                                .ok()
+                                .flatten()
+                            {
+                                events.extend(more);
+                            }
+                            let started = std::time::Instant::now();
                             self.observe(&events).await;
+                            observed = started.elapsed();
                             false
                         }
                         None => return,
@@ -176,7 +230,12 @@ impl Engine {
                 };
                 // Keep the broadcast from lagging while idle or busy.
                 while changes.try_recv().is_ok() {}
+                let started = std::time::Instant::now();
                 self.decide(full).await;
+                self.busy.fetch_add(
+                    u64::try_from((started.elapsed() + observed).as_micros()).unwrap_or(u64::MAX),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 if self.rules.is_empty() {
                     continue 'idle;
                 }
@@ -184,19 +243,48 @@ impl Engine {
         }
     }
 
-    /// Which rules apply to twins of each model.
+    /// Which rules apply to twins of each model, by field.
     fn index(&mut self) {
         self.models = self.store.models();
         self.by_model.clear();
         for iface in self.models.interfaces() {
-            let rules: Vec<Arc<AlarmRuleSpec>> = self
-                .rules
-                .values()
-                .filter(|r| iface.is_a(&r.model))
-                .cloned()
-                .collect();
-            if !rules.is_empty() {
-                self.by_model.insert(iface.id.clone(), rules);
+            let mut groups: Vec<Group> = Vec::new();
+            for r in self.rules.values().filter(|r| iface.is_a(&r.model)) {
+                let field = r.condition.field();
+                let (component, name) = match field.map(|f| f.split_once('.')) {
+                    Some(Some((c, n))) => (Some(c.to_owned()), Some(n.to_owned())),
+                    Some(None) => (None, field.map(str::to_owned)),
+                    None => (None, None),
+                };
+                let at = match groups
+                    .iter()
+                    .position(|g| g.component == component && g.name == name)
+                {
+                    Some(at) => at,
+                    None => {
+                        groups.push(Group {
+                            component,
+                            name,
+                            above: Vec::new(),
+                            below: Vec::new(),
+                            other: Vec::new(),
+                        });
+                        groups.len() - 1
+                    }
+                };
+                let g = &mut groups[at];
+                match &r.condition {
+                    Condition::Above { limit, .. } => g.above.push((*limit, r.clone())),
+                    Condition::Below { limit, .. } => g.below.push((*limit, r.clone())),
+                    _ => g.other.push(r.clone()),
+                }
+            }
+            for g in &mut groups {
+                g.above.sort_by(|a, b| a.0.total_cmp(&b.0));
+                g.below.sort_by(|a, b| a.0.total_cmp(&b.0));
+            }
+            if !groups.is_empty() {
+                self.by_model.insert(iface.id.clone(), Arc::new(groups));
             }
         }
     }
@@ -258,8 +346,12 @@ impl Engine {
             trackers.insert(twin.clone(), t);
             self.dirty.insert((name.to_owned(), twin));
         }
+        let stale = matches!(spec.condition, Condition::Stale { .. });
         for twin in trackers.keys() {
             self.dirty.insert((name.to_owned(), twin.clone()));
+            if !stale {
+                self.hot.insert(twin.clone());
+            }
         }
         self.trackers.insert(name.to_owned(), trackers);
     }
@@ -308,15 +400,17 @@ impl Engine {
             .collect();
         ids.sort_unstable();
         ids.dedup();
-        let models: HashMap<String, Arc<str>> = match self.store.twins_by_ids(&ids).await {
-            Ok(twins) => twins
-                .into_iter()
-                .map(|t| (t.id.to_string(), t.model.clone()))
-                .collect(),
+        let models = match self.store.twin_models(&ids).await {
+            Ok(models) => models,
             Err(e) => {
-                tracing::warn!(error = %e, "alarm rules: cannot read the reporting twins");
+                tracing::warn!(error = %e, "alarm rules: cannot read the reporting twins' models");
                 return;
             }
+        };
+        let model_of = |twin: &str| {
+            ids.binary_search_by(|id| id.as_str().cmp(twin))
+                .ok()
+                .and_then(|i| models.get(i).cloned().flatten())
         };
         let book = self.book.clone();
         let book = book.read();
@@ -326,69 +420,127 @@ impl Engine {
                 Change::TwinCreated { twin, entries, .. } => (twin, entries),
                 _ => continue,
             };
-            let Some(rules) = models.get(twin).and_then(|m| self.by_model.get(&**m)) else {
+            let Some(groups) = model_of(twin).and_then(|m| self.by_model.get(&*m).cloned()) else {
                 continue;
             };
-            for spec in rules {
-                let field = spec.condition.field();
+            // A twin no value or rate rule tracks: only the rules whose
+            // threshold the value crosses are looked at (most are not).
+            let tracked = self.hot.contains(twin.as_str());
+            for group in groups.iter() {
                 let entry = entries
                     .iter()
                     .filter(|en| en.side == Side::Reported)
                     .find(|en| {
-                        field.is_none_or(|f| match &en.component {
-                            Some(c) => f.split_once('.') == Some((c.as_str(), en.name.as_str())),
-                            None => f == en.name,
+                        group.name.as_deref().is_none_or(|n| {
+                            en.name == n && en.component.as_deref() == group.component.as_deref()
                         })
                     });
                 let Some(entry) = entry else { continue };
-                let value = entry.value.clone().unwrap_or(Value::Null);
-                let trackers = self.trackers.entry(spec.name.clone()).or_default();
-                let active = book.alarm(&spec.name, twin).is_some_and(|a| a.active);
-                match &spec.condition {
-                    Condition::Stale { .. } => {
-                        let t = trackers
-                            .entry(twin.clone())
-                            .or_insert_with(|| Tracker::new(e.time));
-                        t.gone = false;
-                        t.last_report = e.time;
-                        t.value = value;
-                        t.set(false, e.time);
+                let value = entry.value.as_ref().unwrap_or(&Value::Null);
+                if tracked {
+                    for spec in group.all() {
+                        self.evaluate(&book, spec, twin, entry, value, e.time);
                     }
-                    Condition::RateAbove { per_second, .. } => {
-                        let at = entry.source_time.unwrap_or(e.time);
-                        let t = trackers
-                            .entry(twin.clone())
-                            .or_insert_with(|| Tracker::new(e.time));
-                        t.gone = false;
-                        if let Some(v) = value.as_f64() {
-                            if let Some((pv, pt)) = t.prev
-                                && at > pt
-                            {
-                                let rate = (v - pv).abs() / ((at - pt) as f64 / 1e6);
-                                t.set(rate > *per_second, e.time);
-                            }
-                            t.prev = Some((v, at));
-                        }
-                        t.value = value;
+                    continue;
+                }
+                if let Some(v) = value.as_f64() {
+                    let crossed = group.above.partition_point(|(limit, _)| *limit < v);
+                    for (_, spec) in &group.above[..crossed] {
+                        self.evaluate(&book, spec, twin, entry, value, e.time);
                     }
-                    c => {
-                        let h = holds(c, &value, active);
-                        if !h && !active {
-                            if trackers.remove(twin).is_none() {
-                                continue;
-                            }
-                        } else {
-                            let t = trackers
-                                .entry(twin.clone())
-                                .or_insert_with(|| Tracker::new(e.time));
-                            t.gone = false;
-                            t.set(h, e.time);
-                            t.value = value;
-                        }
+                    let crossed = group.below.partition_point(|(limit, _)| *limit <= v);
+                    for (_, spec) in &group.below[crossed..] {
+                        self.evaluate(&book, spec, twin, entry, value, e.time);
                     }
                 }
-                self.dirty.insert((spec.name.clone(), twin.clone()));
+                for spec in &group.other {
+                    self.evaluate(&book, spec, twin, entry, value, e.time);
+                }
             }
+        }
+    }
+
+    /// Folds one reported value into the tracker of `spec` on `twin`.
+    fn evaluate(
+        &mut self,
+        book: &Book,
+        spec: &Arc<AlarmRuleSpec>,
+        twin: &str,
+        entry: &crate::twin::Entry,
+        value: &Value,
+        time: Micros,
+    ) {
+        if !self.trackers.contains_key(spec.name.as_str()) {
+            self.trackers.insert(spec.name.clone(), HashMap::new());
+        }
+        let Some(trackers) = self.trackers.get_mut(spec.name.as_str()) else {
+            return;
+        };
+        // Whether the condition changed: decided at once (delays and stale
+        // data are decided on the ticks).
+        let changed = match &spec.condition {
+            Condition::Stale { .. } => {
+                let t = tracker(trackers, twin, time);
+                t.gone = false;
+                t.last_report = time;
+                let changed = t.set(false, time);
+                if changed {
+                    t.value = value.clone();
+                }
+                changed
+            }
+            Condition::RateAbove { per_second, .. } => {
+                let at = entry.source_time.unwrap_or(time);
+                if !trackers.contains_key(twin) {
+                    self.hot.insert(twin.to_owned());
+                }
+                let t = tracker(trackers, twin, time);
+                t.gone = false;
+                let mut changed = false;
+                if let Some(v) = value.as_f64() {
+                    if let Some((pv, pt)) = t.prev
+                        && at > pt
+                    {
+                        let rate = (v - pv).abs() / ((at - pt) as f64 / 1e6);
+                        changed = t.set(rate > *per_second, time);
+                    }
+                    t.prev = Some((v, at));
+                }
+                if changed || t.holds {
+                    t.value = value.clone();
+                }
+                changed
+            }
+            c => {
+                // Holding without the deadband holds either way; a twin
+                // without a tracker has no active alarm.
+                let strict = holds(c, value, false);
+                match trackers.get_mut(twin) {
+                    None if !strict => return,
+                    None => {
+                        let mut t = Tracker::new(time);
+                        t.set(true, time);
+                        t.value = value.clone();
+                        trackers.insert(twin.to_owned(), t);
+                        self.hot.insert(twin.to_owned());
+                        true
+                    }
+                    Some(t) => {
+                        let active = book.alarm(&spec.name, twin).is_some_and(|a| a.active);
+                        let h = strict || (active && holds(c, value, true));
+                        t.gone = false;
+                        let changed = t.set(h, time);
+                        t.value = value.clone();
+                        if !h && !active {
+                            trackers.remove(twin);
+                        }
+                        changed
+                    }
+                }
+            }
+        };
+        if changed {
+            self.dirty.insert((spec.name.clone(), twin.to_owned()));
         }
     }
 
@@ -468,6 +620,20 @@ impl Engine {
                     }
                 }
             }
+        }
+        if full {
+            // Twins with a tracker of a value or rate rule, as they now are.
+            let rules = &self.rules;
+            self.hot = self
+                .trackers
+                .iter()
+                .filter(|(rule, _)| {
+                    rules
+                        .get(*rule)
+                        .is_some_and(|r| !matches!(r.condition, Condition::Stale { .. }))
+                })
+                .flat_map(|(_, t)| t.keys().cloned())
+                .collect();
         }
         if !actions.is_empty() {
             self.record(actions, now).await;
@@ -556,6 +722,18 @@ impl Engine {
             tracing::warn!(error = %e, "alarm rules: cannot record alarms; deciding again on the next tick");
         }
     }
+}
+
+/// The tracker of `twin`, new (as of `at`) if it had none.
+fn tracker<'a>(
+    trackers: &'a mut HashMap<String, Tracker>,
+    twin: &str,
+    at: Micros,
+) -> &'a mut Tracker {
+    if !trackers.contains_key(twin) {
+        trackers.insert(twin.to_owned(), Tracker::new(at));
+    }
+    trackers.get_mut(twin).expect("inserted")
 }
 
 /// The tracker of `spec` on twin `t` as it stands (none: nothing to track).

@@ -161,6 +161,8 @@ pub struct Alarms {
     engine: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Full passes the engine made (every rule, twin and shelf decided).
     passes: Arc<std::sync::atomic::AtomicU64>,
+    /// Time the engine spent observing and deciding (µs).
+    busy: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Alarms {
@@ -183,10 +185,16 @@ impl Alarms {
             options: options.clone(),
             engine: std::sync::Mutex::new(None),
             passes: Arc::default(),
+            busy: Arc::default(),
         });
         if options.evaluate {
-            let engine =
-                engine::Engine::new(store, book, options.clock.clone(), alarms.passes.clone());
+            let engine = engine::Engine::new(
+                store,
+                book,
+                options.clock.clone(),
+                alarms.passes.clone(),
+                alarms.busy.clone(),
+            );
             let task = tokio::spawn(engine.run(options.tick, shutdown));
             *alarms.engine.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         }
@@ -200,6 +208,7 @@ impl Alarms {
             options: Options::default(),
             engine: std::sync::Mutex::new(None),
             passes: Arc::default(),
+            busy: Arc::default(),
         })
     }
 
@@ -218,6 +227,12 @@ impl Alarms {
     /// steps the clock, then waits for two more).
     pub fn passes(&self) -> u64 {
         self.passes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// How long the engine has spent observing events and deciding, in
+    /// all (what rules cost, for benchmarks and metrics).
+    pub fn busy(&self) -> Duration {
+        Duration::from_micros(self.busy.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// The book as it stands.

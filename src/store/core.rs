@@ -617,6 +617,14 @@ impl GraphStore for Store {
         Ok(ids.iter().filter_map(|id| graph.twin_shared(id)).collect())
     }
 
+    async fn twin_models(&self, ids: &[String]) -> Result<Vec<Option<Arc<str>>>, StoreError> {
+        let graph = self.graph();
+        Ok(ids
+            .iter()
+            .map(|id| graph.twin(id).map(|t| t.model.clone()))
+            .collect())
+    }
+
     async fn twins(&self, q: &TwinQuery) -> Result<Page<Twin>, StoreError> {
         let graph = self.graph();
         let (items, has_more) = list(&graph, &self.models(), q);

@@ -30,6 +30,11 @@ pub trait Fold: Default + Send + Sync + 'static {
     /// Sees a live event of no concern to the stream (e.g. a record in no
     /// stream); not read back at startup or after lagging.
     fn observe(&mut self, _event: &Event) {}
+
+    /// Whether events of no concern to the stream are observed (and passed
+    /// on to [`Folded::changes`]); a fold of its stream alone says no, and
+    /// the follower then does nothing for the rest of the log.
+    const OBSERVES: bool = true;
 }
 
 /// Records read back per store call.
@@ -135,6 +140,9 @@ impl<F: Fold> Folded<F> {
     }
 
     fn apply(&self, e: &Arc<Event>) {
+        if !F::OBSERVES && e.change.stream() != Some(F::STREAM) {
+            return;
+        }
         {
             let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
             if e.change.stream() == Some(F::STREAM) {

@@ -466,6 +466,20 @@ pub trait GraphStore: Send + Sync + std::fmt::Debug {
     /// The twins with these ids that exist, in one call (for batching loaders).
     async fn twins_by_ids(&self, ids: &[String]) -> Result<Vec<Arc<Twin>>, StoreError>;
 
+    /// The model of each of `ids` (none: no such twin), in their order, in
+    /// one call: for a consumer of the log that needs only the models, and
+    /// would otherwise hold twins a writer is about to change (which then
+    /// copies them).
+    async fn twin_models(&self, ids: &[String]) -> Result<Vec<Option<Arc<str>>>, StoreError> {
+        let twins = self.twins_by_ids(ids).await?;
+        let by_id: std::collections::HashMap<&str, &Arc<str>> =
+            twins.iter().map(|t| (&*t.id, &t.model)).collect();
+        Ok(ids
+            .iter()
+            .map(|id| by_id.get(id.as_str()).map(|m| Arc::clone(m)))
+            .collect())
+    }
+
     async fn twins(&self, query: &TwinQuery) -> Result<Page<Twin>, StoreError>;
 
     /// A page of [`twins`](GraphStore::twins) as the list was at `at`
