@@ -20,18 +20,18 @@ use crate::support::sample_models;
 const WAIT: Duration = Duration::from_secs(10);
 
 /// The stable reason of the first error.
-fn code(v: &Value) -> &str {
+pub(crate) fn code(v: &Value) -> &str {
     v["errors"][0]["extensions"]["reason"]
         .as_str()
         .unwrap_or("")
 }
 
-fn m(n: &str) -> String {
+pub(crate) fn m(n: &str) -> String {
     format!("dtmi:twingraph:isa95:{n};1")
 }
 
 /// site > area > line1 > cell1 > p1, p2; and line2 > cell2 > p3.
-async fn plant(store: &Arc<dyn GraphStore>) {
+pub(crate) async fn plant(store: &Arc<dyn GraphStore>) {
     let mut ops = vec![
         json!({"op": "createTwin", "id": "site", "model": m("Site")}),
         json!({"op": "createTwin", "id": "area", "model": m("Area")}),
@@ -58,13 +58,13 @@ async fn plant(store: &Arc<dyn GraphStore>) {
     store.apply(batch, "test").await.expect("plant");
 }
 
-async fn ok(addr: SocketAddr, q: &str, vars: Value) -> Value {
+pub(crate) async fn ok(addr: SocketAddr, q: &str, vars: Value) -> Value {
     let v = gql(addr, q, vars).await;
     assert!(v.get("errors").is_none(), "{q}: {v}");
     v["data"].clone()
 }
 
-async fn report(addr: SocketAddr, twin: &str, patch: Value) {
+pub(crate) async fn report(addr: SocketAddr, twin: &str, patch: Value) {
     ok(
         addr,
         "mutation($t: ID!, $p: JSON!) { patchReported(id: $t, patch: $p) { version } }",
@@ -75,12 +75,12 @@ async fn report(addr: SocketAddr, twin: &str, patch: Value) {
 
 const ALARM: &str = "id state severity active acknowledged shelved message value twinId containers acknowledgedBy comments { text by } history { kind state by }";
 
-async fn alarm(addr: SocketAddr, id: &str) -> Value {
+pub(crate) async fn alarm(addr: SocketAddr, id: &str) -> Value {
     let q = format!("query($id: ID!) {{ alarm(id: $id) {{ {ALARM} }} }}");
     ok(addr, &q, json!({"id": id})).await["alarm"].clone()
 }
 
-async fn health(addr: SocketAddr, twin: &str) -> Value {
+pub(crate) async fn health(addr: SocketAddr, twin: &str) -> Value {
     ok(
         addr,
         "query($t: ID!) { twinHealth(twin: $t) { status worstSeverity score activeCounts { critical high medium low total } } }",
@@ -91,7 +91,12 @@ async fn health(addr: SocketAddr, twin: &str) -> Value {
 }
 
 /// Polls until `f` holds of the alarm (or its absence), or fails.
-async fn until_alarm(addr: SocketAddr, id: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn until_alarm(
+    addr: SocketAddr,
+    id: &str,
+    what: &str,
+    f: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let a = alarm(addr, id).await;
@@ -110,7 +115,7 @@ fn state(a: &Value) -> &str {
     a["state"].as_str().unwrap_or("")
 }
 
-async fn create_rule(addr: SocketAddr, name: &str, rule: Value) -> Value {
+pub(crate) async fn create_rule(addr: SocketAddr, name: &str, rule: Value) -> Value {
     ok(
         addr,
         "mutation($n: String!, $r: AlarmRuleInput!) { createAlarmRule(name: $n, rule: $r) { name version model severity activeAlarms condition { type field limit deadband } } }",
@@ -870,4 +875,60 @@ async fn subscribers_get_alarm_and_health_changes_under_their_twin() {
         ]
     );
     s.shutdown().await;
+}
+
+/// The binary on the embedded store: rules, alarms, acknowledgements and
+/// comments survive a SIGKILL (they are records in the log), and the engine
+/// picks up where it was: an alarm active before the kill clears after.
+#[test]
+fn alarms_survive_sigkill_of_the_binary_and_the_engine_resumes() {
+    let dir = crate::store_conformance::fresh_dir();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (mut child, addr) = crate::server::spawn_serve(&dir);
+    rt.block_on(async {
+        create_rule(
+            addr,
+            "bearing",
+            json!({"model": m("Pump"), "condition": {"field": "bearingTemperature", "above": 80}, "severity": "HIGH", "message": "{twin} bearing {value}"}),
+        )
+        .await;
+        report(addr, "c0.e0", json!({"bearingTemperature": 95.0})).await;
+        report(addr, "c0.e5", json!({"bearingTemperature": 91.0})).await;
+        until_alarm(addr, "bearing/c0.e5", "raise", |a| a["active"] == true).await;
+        until_alarm(addr, "bearing/c0.e0", "raise", |a| a["active"] == true).await;
+        ok(
+            addr,
+            r#"mutation { acknowledgeAlarm(id: "bearing/c0.e0", comment: "oil ordered") { id } }"#,
+            json!({}),
+        )
+        .await;
+    });
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    let (child, addr) = crate::server::spawn_serve(&dir);
+    rt.block_on(async {
+        let a = alarm(addr, "bearing/c0.e0").await;
+        assert_eq!(a["state"], "ACTIVE_ACKNOWLEDGED", "{a}");
+        assert_eq!(a["comments"][0]["text"], "oil ordered");
+        assert_eq!(
+            alarm(addr, "bearing/c0.e5").await["state"],
+            "ACTIVE_UNACKNOWLEDGED"
+        );
+        let h = health(addr, "cell0").await;
+        assert_eq!(h["activeCounts"]["high"], 2, "{h}");
+        // The engine resumed: the value falls back, the alarm clears.
+        report(addr, "c0.e0", json!({"bearingTemperature": 60.0})).await;
+        until_alarm(addr, "bearing/c0.e0", "clear after restart", |a| {
+            a["state"] == "NORMAL"
+        })
+        .await;
+        let v = ok(
+            addr,
+            r#"{ alarmRule(name: "bearing") { version activeAlarms } }"#,
+            json!({}),
+        )
+        .await;
+        assert_eq!(v["alarmRule"], json!({"version": 1, "activeAlarms": 1}));
+    });
+    crate::server::stop_serve(child);
 }

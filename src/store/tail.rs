@@ -25,6 +25,9 @@ pub struct Tail {
     feed: Option<Feed>,
     seq: u64,
     behind: bool,
+    /// A store without a feed: when its log is read next (kept across
+    /// cancelled calls, so a caller that polls often still gets there).
+    next_poll: tokio::time::Instant,
 }
 
 impl std::fmt::Debug for Tail {
@@ -46,6 +49,7 @@ impl Tail {
             feed,
             seq: after,
             behind: true,
+            next_poll: tokio::time::Instant::now(),
         }
     }
 
@@ -70,7 +74,10 @@ impl Tail {
                         self.seq = events.last().map_or(self.seq, |e| e.seq);
                         return Some(events.into_iter().map(Arc::new).collect());
                     }
-                    Ok(_) => self.behind = false,
+                    Ok(_) => {
+                        self.behind = false;
+                        self.next_poll = tokio::time::Instant::now() + LOG_POLL;
+                    }
                     Err(StoreError::Closed) => return None,
                     Err(e) => {
                         tracing::warn!(error = %e, "reading the log failed; retrying");
@@ -80,7 +87,7 @@ impl Tail {
                 continue;
             }
             let Some(feed) = &mut self.feed else {
-                tokio::time::sleep(LOG_POLL).await;
+                tokio::time::sleep_until(self.next_poll).await;
                 self.behind = true;
                 continue;
             };

@@ -22,6 +22,7 @@ mod backend {
     }
 }
 
+mod alarms;
 mod layout;
 #[path = "../live.rs"]
 mod live;
