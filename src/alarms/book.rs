@@ -198,9 +198,16 @@ pub struct Book {
     /// What counts at each twin: on it, and below it.
     own: HashMap<String, Counts>,
     below: HashMap<String, Counts>,
+    /// The last record folded.
+    seq: u64,
 }
 
 impl Book {
+    /// The sequence number of the last record folded.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
     pub fn rule(&self, name: &str) -> Option<&Rule> {
         self.rules.get(name)
     }
@@ -286,6 +293,7 @@ impl Fold for Book {
 
     fn apply(&mut self, e: &Event) {
         let Change::Record(r) = &e.change else { return };
+        self.seq = self.seq.max(e.seq);
         match r {
             Record::AlarmRulePublished { rule } => match self.rules.get_mut(&rule.name) {
                 Some(existing) => {

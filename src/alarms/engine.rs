@@ -134,6 +134,10 @@ pub(super) struct Engine {
     passes: Arc<std::sync::atomic::AtomicU64>,
     /// Time spent observing events and deciding (µs).
     busy: Arc<std::sync::atomic::AtomicU64>,
+    /// The last event observed: decisions wait until the trackers have seen
+    /// every event the book has (another server's record may be about a
+    /// report this one has yet to see).
+    seen: u64,
 }
 
 impl Engine {
@@ -157,6 +161,7 @@ impl Engine {
             dirty: HashSet::new(),
             passes,
             busy,
+            seen: 0,
         }
     }
 
@@ -186,6 +191,7 @@ impl Engine {
             // Followed from here; every twin of every rule evaluated as it
             // stands (events in between are seen twice, harmlessly).
             let mut tail = Tail::new(self.store.clone(), self.store.last_seq());
+            self.seen = tail.seq();
             self.rules = self
                 .book
                 .read()
@@ -220,6 +226,7 @@ impl Engine {
                             }
                             let started = std::time::Instant::now();
                             self.observe(&events).await;
+                            self.seen = tail.seq();
                             observed = started.elapsed();
                             false
                         }
@@ -551,6 +558,11 @@ impl Engine {
         let mut actions = Vec::new();
         {
             let book = self.book.read();
+            if book.seq() > self.seen {
+                // The book is ahead of what the trackers have seen: decide
+                // once they have caught up (the dirty ones stay dirty).
+                return;
+            }
             let dirty = std::mem::take(&mut self.dirty);
             for (rule, trackers) in &mut self.trackers {
                 let Some(spec) = self.rules.get(rule) else {
@@ -645,14 +657,23 @@ impl Engine {
     }
 
     async fn record(&self, actions: Vec<Action>, now: Micros) {
+        let seen = self.seen;
         // Where each raised alarm counts: its twin's containers now.
         let mut ancestors: HashMap<String, Vec<String>> = HashMap::new();
         for a in &actions {
             if let Action::Raise { twin, .. } = a
                 && !ancestors.contains_key(twin)
             {
-                let up = self.store.ancestors(twin).await.unwrap_or_default();
-                ancestors.insert(twin.clone(), up);
+                // A twin whose containers cannot be read now (or that is
+                // gone) is not raised yet: the next pass decides again.
+                match self.store.ancestors(twin).await {
+                    Ok(up) => {
+                        ancestors.insert(twin.clone(), up);
+                    }
+                    Err(e) => {
+                        tracing::debug!(twin = %twin, error = %e, "alarm rules: containers unknown; raising later");
+                    }
+                }
             }
         }
         let written = self
@@ -661,9 +682,16 @@ impl Engine {
                 ACTOR,
                 |book: &Book| -> Result<Vec<Record>, crate::store::StoreError> {
                     let mut out = Vec::new();
+                    if book.seq() > seen {
+                        // Another server recorded since: decide again later.
+                        return Ok(out);
+                    }
                     for a in &actions {
                         match a {
                             Action::Raise { spec, twin, value } => {
+                                let Some(up) = ancestors.get(twin) else {
+                                    continue;
+                                };
                                 let current = book.rule(&spec.name).map(|r| r.current());
                                 if current.is_none_or(|c| c.version != spec.version) {
                                     continue;
@@ -680,7 +708,7 @@ impl Engine {
                                         severity: spec.severity,
                                         message: message(spec, twin, value),
                                         value: value.clone(),
-                                        ancestors: ancestors.get(twin).cloned().unwrap_or_default(),
+                                        ancestors: up.clone(),
                                         depth: spec.depth,
                                     }),
                                 });

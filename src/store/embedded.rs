@@ -420,7 +420,14 @@ fn write_rows<'a>(
         match graph.twin(id) {
             Some(t) => {
                 table
-                    .insert(id.as_str(), super::row::encode_twin(seq, t).as_slice())
+                    .insert(
+                        id.as_str(),
+                        super::row::encode_twin(seq, t)
+                            .map_err(|e| {
+                                StoreError::Storage(format!("cannot encode twin {id}: {e}"))
+                            })?
+                            .as_slice(),
+                    )
                     .map_err(storage)?;
             }
             None => {

@@ -40,8 +40,9 @@ impl std::fmt::Display for RowError {
     }
 }
 
-/// `twin` as of event `seq`, as a row.
-pub fn encode_twin(seq: u64, twin: &Twin) -> Vec<u8> {
+/// `twin` as of event `seq`, as a row (an error only if a nested value
+/// would not serialize, which JSON values always do).
+pub fn encode_twin(seq: u64, twin: &Twin) -> Result<Vec<u8>, RowError> {
     let mut w = Writer(Vec::with_capacity(192));
     w.0.push(TWIN_ROW);
     w.uint(seq);
@@ -49,20 +50,20 @@ pub fn encode_twin(seq: u64, twin: &Twin) -> Vec<u8> {
     w.uint(twin.version);
     w.int(twin.created_at);
     w.int(twin.updated_at.wrapping_sub(twin.created_at));
-    w.component(&twin.root, twin.updated_at);
+    w.component(&twin.root, twin.updated_at)?;
     w.uint(twin.components.len() as u64);
     for (name, c) in &twin.components {
         w.text(name);
-        w.component(c, twin.updated_at);
+        w.component(c, twin.updated_at)?;
     }
     if twin.configurations.is_empty() {
         w.uint(0);
     } else {
-        // Serializing plain data to a Vec cannot fail.
-        let json = serde_json::to_vec(&twin.configurations).unwrap_or_default();
+        let json = serde_json::to_vec(&twin.configurations)
+            .map_err(|_| RowError("configurations do not serialize"))?;
         w.bytes(&json);
     }
-    w.0
+    Ok(w.0)
 }
 
 /// The sequence number and twin of a row made by [`encode_twin`] for `id`.
@@ -153,7 +154,7 @@ impl Writer {
         }
     }
 
-    fn value(&mut self, v: &Value) {
+    fn value(&mut self, v: &Value) -> Result<(), RowError> {
         match v {
             Value::Null => self.0.push(NULL),
             Value::Bool(false) => self.0.push(FALSE),
@@ -177,12 +178,15 @@ impl Writer {
             }
             other => {
                 self.0.push(JSON);
-                self.bytes(&serde_json::to_vec(other).unwrap_or_default());
+                let json = serde_json::to_vec(other)
+                    .map_err(|_| RowError("a value does not serialize"))?;
+                self.bytes(&json);
             }
         }
+        Ok(())
     }
 
-    fn component(&mut self, c: &ComponentState, updated_at: Micros) {
+    fn component(&mut self, c: &ComponentState, updated_at: Micros) -> Result<(), RowError> {
         self.uint(c.props.len() as u64);
         for (name, p) in c.props.iter() {
             self.text(name);
@@ -204,7 +208,7 @@ impl Writer {
             }
             self.0.push(flags);
             if let Some(r) = &p.reported {
-                self.value(&r.value);
+                self.value(&r.value)?;
                 self.int(r.last_updated.wrapping_sub(updated_at));
                 self.uint(r.version);
                 if let Some(t) = r.source_time {
@@ -217,7 +221,7 @@ impl Writer {
                 }
             }
             if let Some(d) = &p.desired {
-                self.value(&d.value);
+                self.value(&d.value)?;
                 self.int(d.last_updated.wrapping_sub(updated_at));
                 self.uint(d.version);
                 if let Some(s) = &d.source {
@@ -227,6 +231,7 @@ impl Writer {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -409,7 +414,7 @@ mod tests {
     #[test]
     fn a_row_reads_back_the_twin_it_was_made_of() {
         let t = twin();
-        let row = encode_twin(42, &t);
+        let row = encode_twin(42, &t).expect("encodes");
         let (seq, back) = decode_twin("c1.e2", &row).expect("decodes");
         assert_eq!(seq, 42);
         assert_eq!(back, t);
@@ -425,13 +430,13 @@ mod tests {
     #[test]
     fn a_blank_twin_round_trips() {
         let t = Twin::blank("x", "dtmi:a:B;1");
-        let (_, back) = decode_twin("x", &encode_twin(1, &t)).expect("decodes");
+        let (_, back) = decode_twin("x", &encode_twin(1, &t).expect("encodes")).expect("decodes");
         assert_eq!(back, t);
     }
 
     #[test]
     fn damaged_rows_are_errors_not_panics() {
-        let row = encode_twin(42, &twin());
+        let row = encode_twin(42, &twin()).expect("encodes");
         for n in 0..row.len() {
             assert!(decode_twin("c1.e2", &row[..n]).is_err(), "cut at {n}");
         }
