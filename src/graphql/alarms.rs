@@ -290,7 +290,7 @@ fn types(b: &mut Builder) {
             ("seconds", f(TypeRef::FLOAT), "STALE: no report for this long."),
         ],
     ));
-    let version_fields: [(&str, TypeRef, &str); 10] = [
+    let version_fields: [(&str, TypeRef, &str); 9] = [
         ("name", s(TypeRef::STRING), ""),
         (
             "version",
@@ -324,41 +324,27 @@ fn types(b: &mut Builder) {
             "How many containers up its alarms count in health (null: all).",
         ),
         ("description", f(TypeRef::STRING), ""),
-        ("condition", s("AlarmCondition"), ""),
     ];
     let mut version = record(
         "AlarmRuleVersion",
         "One published version of an alarm rule.",
-        &version_fields[..9],
+        &version_fields,
     );
     version = version.field(nested("condition", s("AlarmCondition"), "condition", ""));
     b.register(version);
+    let mut rule_fields = version_fields.to_vec();
+    rule_fields.extend([
+        ("activeAlarms", s(TypeRef::INT), "Its alarms active now."),
+        ("createdAt", s("DateTime"), ""),
+        ("createdBy", s(TypeRef::STRING), ""),
+        ("updatedAt", s("DateTime"), ""),
+        ("updatedBy", s(TypeRef::STRING), ""),
+    ]);
     let mut rule = record(
         "AlarmRule",
         "An alarm rule: a condition on a field of every twin of a model, with its delays, severity and message; versioned like configurations.",
-        &[
-            ("activeAlarms", s(TypeRef::INT), "Its alarms active now."),
-            ("createdAt", s("DateTime"), ""),
-            ("createdBy", s(TypeRef::STRING), ""),
-            ("updatedAt", s("DateTime"), ""),
-            ("updatedBy", s(TypeRef::STRING), ""),
-        ],
+        &rule_fields,
     );
-    for (name, ty, doc) in &version_fields[..9] {
-        let key = *name;
-        rule = rule.field(
-            Field::new(key, ty.clone(), move |ctx| {
-                FieldFuture::new(async move {
-                    let v = super::record::record_of(&ctx)?;
-                    match v.get(key) {
-                        None | Some(Value::Null) => Ok(None),
-                        Some(x) => Ok(Some(FieldValue::value(super::context::to_gql(x.clone())?))),
-                    }
-                })
-            })
-            .description(*doc),
-        );
-    }
     rule = rule
         .field(nested("condition", s("AlarmCondition"), "condition", ""))
         .field(nested(
