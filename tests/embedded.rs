@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use redb::ReadableDatabase;
+use redb::{ReadableDatabase, ReadableTable};
 use serde_json::json;
 use twingraph::store::{GraphStore, StoreConfig, StoreError, embedded};
 use twingraph::twin::{Event, Graph, GraphConfig};
@@ -94,14 +94,15 @@ async fn closing_in_the_middle_of_a_checkpoint_finishes_it() {
 
 /// A store of format 1 (one file; state rows of plain JSON, before rows
 /// carried the event they reflect; events of plain JSON, per-twin history
-/// in the `twin_events` index) opens as it is, its state moved into the
-/// state file, keeps its history, and is marked format 5 from then on
-/// (older builds must refuse the rows it now writes).
+/// in the `twin_events` index, a row per relationship) opens as it is, its
+/// state moved into the state file, keeps its history, and is marked
+/// format 6 from then on (older builds must refuse the rows it now writes).
 #[tokio::test]
-async fn a_format_1_store_opens_keeps_its_history_and_is_marked_format_5() {
+async fn a_format_1_store_opens_keeps_its_history_and_is_marked_format_6() {
     let dir = fresh_dir();
     // The twins as format 1 kept them: their JSON.
     let mut json_rows = std::collections::HashMap::new();
+    let relationships;
     {
         let s = open(&dir).expect("create");
         must(
@@ -114,6 +115,10 @@ async fn a_format_1_store_opens_keeps_its_history_and_is_marked_format_5() {
             let t = s.twin(id).await.expect("read").expect("twin");
             json_rows.insert(id.to_owned(), serde_json::to_vec(&*t).expect("json"));
         }
+        relationships = s
+            .relationships("p", Default::default(), None)
+            .await
+            .expect("rels");
         s.close();
     }
     let meta = redb::TableDefinition::<&str, u64>::new("meta");
@@ -122,30 +127,17 @@ async fn a_format_1_store_opens_keeps_its_history_and_is_marked_format_5() {
     let events = redb::TableDefinition::<u64, &[u8]>::new("events");
     let heads = redb::TableDefinition::<&str, u64>::new("heads");
     let index = redb::TableDefinition::<(&str, u64), ()>::new("twin_events");
-    type Rows = (
-        Vec<(String, Vec<u8>)>,
-        Vec<((String, String), Vec<u8>)>,
-        u64,
-    );
     // Format 1 kept its state in the log's file: take it from the state file.
-    let (twin_rows, rel_rows, mark): Rows = {
+    let (twin_rows, mark): (Vec<(String, Vec<u8>)>, u64) = {
         let db = redb::Database::open(dir.join("state.redb")).expect("open state");
         let read = db.begin_read().expect("read");
         let t = read.open_table(twins).expect("twins");
-        let twin_rows = redb::ReadableTable::iter(&t)
+        let twin_rows = t
+            .iter()
             .expect("iter")
             .map(|r| {
                 let (k, v) = r.expect("row");
                 (k.value().to_owned(), v.value().to_vec())
-            })
-            .collect();
-        let r = read.open_table(rels).expect("rels");
-        let rel_rows = redb::ReadableTable::iter(&r)
-            .expect("iter")
-            .map(|row| {
-                let (k, v) = row.expect("row");
-                let (a, b) = k.value();
-                ((a.to_owned(), b.to_owned()), v.value().to_vec())
             })
             .collect();
         let mark = read
@@ -154,7 +146,7 @@ async fn a_format_1_store_opens_keeps_its_history_and_is_marked_format_5() {
             .get("checkpoint")
             .expect("get")
             .map_or(0, |v| v.value());
-        (twin_rows, rel_rows, mark)
+        (twin_rows, mark)
     };
     std::fs::remove_file(dir.join("state.redb")).expect("remove the state file");
     {
@@ -170,28 +162,18 @@ async fn a_format_1_store_opens_keeps_its_history_and_is_marked_format_5() {
                     .expect("insert");
             }
             let mut r = txn.open_table(rels).expect("rels");
-            assert_eq!(rel_rows.len(), 1);
-            for ((a, b), v) in rel_rows {
-                assert_eq!(v[0], 2, "relationship rows start with 2");
-                let rel = twingraph::twin::Relationship {
-                    id: b.clone(),
-                    source: a.clone(),
-                    name: "feeds".into(),
-                    target: "q".into(),
-                    properties: Default::default(),
-                    version: 1,
-                    created_at: 0,
-                    updated_at: 0,
-                };
+            assert_eq!(relationships.len(), 1);
+            for rel in &relationships {
                 r.insert(
-                    (a.as_str(), b.as_str()),
-                    serde_json::to_vec(&rel).expect("json").as_slice(),
+                    (rel.source.as_str(), rel.id.as_str()),
+                    serde_json::to_vec(rel).expect("json").as_slice(),
                 )
                 .expect("insert");
             }
             // Events: the JSON alone, their twins in the index.
             let mut e = txn.open_table(events).expect("events");
-            let rows: Vec<(u64, Vec<u8>)> = redb::ReadableTable::iter(&e)
+            let rows: Vec<(u64, Vec<u8>)> = e
+                .iter()
                 .expect("iter")
                 .map(|r| {
                     let (k, v) = r.expect("row");
@@ -254,11 +236,21 @@ async fn a_format_1_store_opens_keeps_its_history_and_is_marked_format_5() {
         .get("format")
         .expect("get")
         .map(|v| v.value());
-    assert_eq!(format, Some(5));
+    assert_eq!(format, Some(6));
     // The log keeps no state rows; the state file has them, and the heads.
     assert!(read.open_table(twins).is_err(), "state left the log");
+    assert!(read.open_table(rels).is_err(), "state left the log");
     let state = redb::Database::open(dir.join("state.redb")).expect("open state");
     let read = state.begin_read().expect("read");
+    assert!(
+        read.open_table(rels).is_err(),
+        "a row per relationship is replaced by rows of sources"
+    );
+    let by_source = redb::TableDefinition::<(&str, u32), &[u8]>::new("relationship_rows");
+    assert_eq!(
+        redb::ReadableTableMetadata::len(&read.open_table(by_source).expect("rows")).expect("len"),
+        1
+    );
     assert_eq!(
         redb::ReadableTableMetadata::len(&read.open_table(twins).expect("twins")).expect("len"),
         2
@@ -370,6 +362,172 @@ async fn twin_history_follows_links_across_deletion_and_restart() {
         4,
         "created, related, set, unrelated"
     );
+    s.close();
+}
+
+/// A relationship row as formats 3–5 wrote it, one per relationship.
+fn format_5_rel_row(seq: u64, r: &twingraph::twin::Relationship) -> Vec<u8> {
+    let mut out = vec![2];
+    out.extend_from_slice(&seq.to_be_bytes());
+    for s in [&r.name, &r.target] {
+        out.extend_from_slice(&u32::try_from(s.len()).expect("short").to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    out.extend_from_slice(&r.version.to_be_bytes());
+    out.extend_from_slice(&r.created_at.to_be_bytes());
+    out.extend_from_slice(&r.updated_at.to_be_bytes());
+    if !r.properties.is_empty() {
+        out.extend_from_slice(&serde_json::to_vec(&r.properties).expect("json"));
+    }
+    out
+}
+
+/// The outgoing relationships of `id`, by id.
+async fn rels_of(s: &twingraph::store::Store, id: &str) -> Vec<twingraph::twin::Relationship> {
+    let mut r = s
+        .relationships(id, Default::default(), None)
+        .await
+        .expect("relationships");
+    r.sort_by(|a, b| a.id.cmp(&b.id));
+    r
+}
+
+/// A store of format 5 (a row per relationship) opens with every
+/// relationship as it was, then keeps them as rows of sources (a source
+/// with more than a row holds in several); rows of relationships deleted
+/// since go with them.
+#[tokio::test]
+async fn a_format_5_store_keeps_its_relationships_as_rows_of_sources() {
+    use twingraph::twin::Op;
+    let dir = fresh_dir();
+    let (hub, other);
+    {
+        let s = open(&dir).expect("create");
+        let mut ops = vec![create("h", PUMP), create("ünï", PUMP)];
+        ops.extend((0..300).map(|i| create(&format!("t{i:03}"), PUMP)));
+        must(&s, ops).await;
+        let mut ops: Vec<Op> = (0..299)
+            .map(|i| rel("h", "feeds", &format!("t{i:03}")))
+            .collect();
+        ops.push(Op::CreateRelationship {
+            source: "h".into(),
+            id: Some("custom id".into()),
+            name: "feeds".into(),
+            target: "t299".into(),
+            properties: Some(json!({"medium": "water"})),
+        });
+        ops.push(rel("ünï", "feeds", "h"));
+        must(&s, ops).await;
+        hub = rels_of(&s, "h").await;
+        other = rels_of(&s, "ünï").await;
+        assert_eq!(hub.len(), 300);
+        s.close();
+    }
+    let meta = redb::TableDefinition::<&str, u64>::new("meta");
+    let old = redb::TableDefinition::<(&str, &str), &[u8]>::new("relationships");
+    let rows = redb::TableDefinition::<(&str, u32), &[u8]>::new("relationship_rows");
+    let row_keys = |dir: &Path| -> Vec<(String, u32)> {
+        let db = redb::Database::open(dir.join("state.redb")).expect("open state");
+        let read = db.begin_read().expect("read");
+        assert!(read.open_table(old).is_err(), "no row per relationship");
+        let t = read.open_table(rows).expect("rows");
+        t.iter()
+            .expect("iter")
+            .map(|r| {
+                let (k, _) = r.expect("row");
+                (k.value().0.to_owned(), k.value().1)
+            })
+            .collect()
+    };
+    assert_eq!(
+        row_keys(&dir),
+        [("h".into(), 0), ("h".into(), 1), ("ünï".into(), 0)],
+        "300 relationships of h in two rows"
+    );
+    // Make it the store format 5 wrote: a row per relationship.
+    {
+        let db = redb::Database::open(dir.join("state.redb")).expect("open state");
+        let txn = db.begin_write().expect("write");
+        {
+            let mark = txn
+                .open_table(meta)
+                .expect("meta")
+                .get("checkpoint")
+                .expect("get")
+                .expect("a mark")
+                .value();
+            let mut t = txn.open_table(old).expect("old");
+            for r in hub.iter().chain(&other) {
+                t.insert(
+                    (r.source.as_str(), r.id.as_str()),
+                    format_5_rel_row(mark, r).as_slice(),
+                )
+                .expect("insert");
+            }
+            txn.open_table(meta)
+                .expect("meta")
+                .remove("relationships")
+                .expect("remove");
+        }
+        txn.delete_table(rows).expect("drop rows");
+        txn.commit().expect("commit");
+        let db = redb::Database::open(dir.join("twingraph.redb")).expect("open log");
+        let txn = db.begin_write().expect("write");
+        txn.open_table(meta)
+            .expect("meta")
+            .insert("format", 5)
+            .expect("format");
+        txn.commit().expect("commit");
+    }
+    {
+        let s = open(&dir).expect("a format 5 store opens");
+        assert_eq!(rels_of(&s, "h").await, hub);
+        assert_eq!(rels_of(&s, "ünï").await, other);
+        let incoming = s
+            .relationships("t299", Default::default(), None)
+            .await
+            .expect("incoming");
+        assert!(incoming.is_empty(), "t299 has no outgoing relationships");
+        s.close();
+    }
+    assert_eq!(
+        row_keys(&dir),
+        [("h".into(), 0), ("h".into(), 1), ("ünï".into(), 0)],
+        "rewritten as rows of sources at startup"
+    );
+    {
+        let db = redb::Database::open(dir.join("twingraph.redb")).expect("open log");
+        let read = db.begin_read().expect("read");
+        let format = read
+            .open_table(meta)
+            .expect("meta")
+            .get("format")
+            .expect("get")
+            .map(|v| v.value());
+        assert_eq!(format, Some(6));
+    }
+    // Deleting 100 of h's relationships leaves one row for the rest.
+    {
+        let s = open(&dir).expect("reopen");
+        let ops = hub[..100]
+            .iter()
+            .map(|r| Op::DeleteRelationship {
+                source: "h".into(),
+                id: r.id.clone(),
+                expected_version: None,
+            })
+            .collect();
+        must(&s, ops).await;
+        s.close();
+    }
+    assert_eq!(
+        row_keys(&dir),
+        [("h".into(), 0), ("ünï".into(), 0)],
+        "the second row of h is gone"
+    );
+    let s = open(&dir).expect("reopen");
+    assert_eq!(rels_of(&s, "h").await, hub[100..].to_vec());
+    assert_eq!(rels_of(&s, "ünï").await, other);
     s.close();
 }
 
@@ -557,7 +715,7 @@ fn sigkill_never_loses_acknowledged_writes_or_half_applies_a_batch() {
             let twins = read
                 .open_table(redb::TableDefinition::<&str, &[u8]>::new("twins"))
                 .expect("twins");
-            let newer = redb::ReadableTable::iter(&twins).expect("iter").any(|row| {
+            let newer = twins.iter().expect("iter").any(|row| {
                 let (_, v) = row.expect("row");
                 row_seq(v.value()) > mark
             });

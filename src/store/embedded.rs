@@ -10,8 +10,9 @@
 //! one redb transaction of the log committed with `Durability::Immediate`:
 //! its events become durable together or not at all.
 //!
-//! The state file's tables: `twins` (id → twin), `relationships` ((source,
-//! id) → relationship), `heads` (twin → its last event: where its history
+//! The state file's tables: `twins` (id → twin), `relationship_rows`
+//! ((source, part) → the source's outgoing relationships, see
+//! [`super::row`]), `heads` (twin → its last event: where its history
 //! starts) and `meta` (its format, the checkpoint mark). They are written by
 //! checkpoints spread over later commits (see [`RedbJournal`]); startup
 //! loads them and replays the log's events after the mark. Apart from the
@@ -29,7 +30,7 @@ use super::core::{Store, StoreConfig};
 use super::journal::Journal;
 use crate::dtdl::ModelSet;
 use crate::twin::graph::{IdHasher, RelKey};
-use crate::twin::rels::{RelLoader, RelParts};
+use crate::twin::rels::{RelLoader, RelParts, RelRow};
 use crate::twin::{Change, Event, Graph, Micros, Relationship, Twin};
 
 /// The data format this build writes. It reads formats 1 and 2 too: their
@@ -43,7 +44,13 @@ use crate::twin::{Change, Event, Graph, Micros, Relationship, Twin};
 /// Format 5 writes twin rows in binary ([`super::row`]), a third of their
 /// JSON; JSON rows of earlier formats are read as they are, and rewritten
 /// when their twin next changes.
-pub const FORMAT_VERSION: u64 = 5;
+///
+/// Format 6 keeps a source's outgoing relationships in one row
+/// (`relationship_rows`) instead of a row per relationship: a million twins
+/// with five relationships each are a million rows, not five, and a
+/// quarter of the bytes. The per-relationship table of earlier formats is
+/// read, then rewritten as rows of sources once at startup.
+pub const FORMAT_VERSION: u64 = 6;
 
 /// The state file's format.
 const STATE_FORMAT: u64 = 1;
@@ -59,7 +66,11 @@ const LOG_CACHE_SHARE: usize = 4;
 const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta");
 const EVENTS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("events");
 const TWINS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("twins");
-const RELS: TableDefinition<'static, (&str, &str), &[u8]> = TableDefinition::new("relationships");
+const RELS: TableDefinition<'static, (&str, u32), &[u8]> =
+    TableDefinition::new("relationship_rows");
+/// A row per relationship (formats 1–5): read at startup, then replaced.
+const OLD_RELS: TableDefinition<'static, (&str, &str), &[u8]> =
+    TableDefinition::new("relationships");
 const HEADS: TableDefinition<'static, &str, u64> = TableDefinition::new("heads");
 /// Per-twin history of events before `links_from` (formats 1 and 2).
 const TWIN_EVENTS: TableDefinition<'static, (&str, u64), ()> = TableDefinition::new("twin_events");
@@ -164,31 +175,11 @@ fn decode_twin_row(id: &str, bytes: &[u8]) -> Result<(Twin, u64), StoreError> {
     Ok((t, seq))
 }
 
-/// A relationship row (format 3; its key holds source and id): a 2 byte,
-/// the sequence number of the last event it reflects, the name and the
-/// target (each a 4-byte length and the bytes), version, creation and
-/// update times (8 bytes each), then the properties' JSON (nothing: none).
-/// Most relationships have no properties, so most rows load without a
-/// JSON parser.
-fn encode_rel_row(seq: u64, r: &Relationship) -> Result<Vec<u8>, StoreError> {
-    let mut out = Vec::with_capacity(48 + r.name.len() + r.target.len());
-    out.push(2);
-    out.extend_from_slice(&seq.to_be_bytes());
-    for s in [&r.name, &r.target] {
-        let len = u32::try_from(s.len())
-            .map_err(|_| StoreError::Storage("cannot encode: a name over 4 GiB".into()))?;
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(s.as_bytes());
-    }
-    out.extend_from_slice(&r.version.to_be_bytes());
-    out.extend_from_slice(&r.created_at.to_be_bytes());
-    out.extend_from_slice(&r.updated_at.to_be_bytes());
-    if !r.properties.is_empty() {
-        serde_json::to_writer(&mut out, &r.properties)
-            .map_err(|e| StoreError::Storage(format!("cannot encode: {e}")))?;
-    }
-    Ok(out)
-}
+// A relationship row of formats 3–5 (its key holds source and id): a 2
+// byte, the sequence number of the last event it reflects, the name and the
+// target (each a 4-byte length and the bytes), version, creation and update
+// times (8 bytes each), then the properties' JSON (nothing: none). Read by
+// `load_rel_row`; format 6 writes rows of sources instead.
 
 /// Reads the fields of a binary row in order.
 struct Cursor<'a>(&'a [u8]);
@@ -271,7 +262,8 @@ fn load_rel_row(
 struct Pending {
     /// Twins whose row and head are to be written (events touched them).
     twins: HashSet<String, IdHasher>,
-    rels: HashSet<RelKey, IdHasher>,
+    /// Sources whose relationship rows are to be written.
+    rels: HashSet<String, IdHasher>,
     /// Events since the last checkpoint started.
     events: u64,
     last_seq: u64,
@@ -291,7 +283,8 @@ struct Pending {
 struct Checkpoint {
     seq: u64,
     twins: Vec<String>,
-    rels: Vec<RelKey>,
+    /// Sources of relationships.
+    rels: Vec<String>,
     written: usize,
     started: std::time::Instant,
     /// When a chunk of it was last committed durably.
@@ -302,6 +295,18 @@ impl Checkpoint {
     fn rows(&self) -> usize {
         self.twins.len() + self.rels.len()
     }
+}
+
+/// Relationships loaded at startup apart from the graph.
+struct RelsLoaded {
+    loaded: RelLoader,
+    /// Rows of relationships (formats 1–5) newer than the checkpoint.
+    newer_rels: HashMap<RelKey, u64>,
+    /// Rows of sources newer than the checkpoint.
+    newer_sources: HashMap<String, u64>,
+    /// How many rows the per-relationship table had, if there is one.
+    old_rows: Option<u64>,
+    took: std::time::Duration,
 }
 
 /// Events in one redb database, state in another.
@@ -406,13 +411,14 @@ pub fn open(dir: &Path, models: Arc<ModelSet>, config: StoreConfig) -> Result<St
 }
 
 /// Writes the graph's current state of `twins` (rows and history heads) and
-/// `rels` into `txn`, each row as of the graph's last event.
+/// of the relationships of `sources` into `txn`, each row as of the graph's
+/// last event.
 fn write_rows<'a>(
     txn: &redb::WriteTransaction,
     graph: &Graph,
     heads: &HashMap<Arc<str>, u64, IdHasher>,
     twins: impl Iterator<Item = &'a String> + Clone,
-    rels: impl Iterator<Item = &'a RelKey>,
+    sources: impl Iterator<Item = &'a String>,
 ) -> Result<(), StoreError> {
     let seq = graph.last_seq();
     let mut table = txn.open_table(TWINS).map_err(storage)?;
@@ -442,22 +448,40 @@ fn write_rows<'a>(
         }
     }
     let mut table = txn.open_table(RELS).map_err(storage)?;
-    for (source, id) in rels {
-        match graph.relationship(source, id) {
-            Some(r) => {
-                table
-                    .insert(
-                        (source.as_str(), id.as_str()),
-                        encode_rel_row(seq, &r)?.as_slice(),
-                    )
-                    .map_err(storage)?;
-            }
-            None => {
-                table
-                    .remove((source.as_str(), id.as_str()))
-                    .map_err(storage)?;
-            }
+    let mut rels: Vec<RelRow<'_>> = Vec::new();
+    let mut wrote = false;
+    for source in sources {
+        wrote = true;
+        rels.clear();
+        rels.extend(graph.outgoing_rows(source));
+        // In id order, as rows of a relationship each were (and so the
+        // order of a twin's relationships after a restart).
+        rels.sort_unstable_by(|a, b| a.id.cmp(b.id));
+        let mut part = 0u32;
+        for chunk in rels.chunks(super::row::RELS_PER_ROW) {
+            let row = super::row::encode_rels(seq, source, chunk).map_err(|e| {
+                StoreError::Storage(format!("cannot encode relationships of {source}: {e}"))
+            })?;
+            table
+                .insert((source.as_str(), part), row.as_slice())
+                .map_err(storage)?;
+            part += 1;
         }
+        // Rows past the last written, of relationships since deleted.
+        while table
+            .remove((source.as_str(), part))
+            .map_err(storage)?
+            .is_some()
+        {
+            part += 1;
+        }
+    }
+    if wrote {
+        // How many relationships a startup makes room for at once.
+        txn.open_table(META)
+            .map_err(storage)?
+            .insert("relationships", graph.relationship_count() as u64)
+            .map_err(storage)?;
     }
     Ok(())
 }
@@ -548,6 +572,25 @@ fn write_chunk(
     Ok(end - c.written)
 }
 
+/// Writes what `p` has pending (the rest of a checkpoint being written
+/// first) into `txn`, and the mark after it.
+fn write_pending(
+    txn: &redb::WriteTransaction,
+    p: &Pending,
+    graph: &Graph,
+) -> Result<(), StoreError> {
+    if let Some(c) = &p.writing {
+        write_chunk(txn, c, usize::MAX, graph, &p.heads)?;
+    }
+    // In key order, as checkpoints write (neighbouring pages).
+    let mut twins: Vec<&String> = p.twins.iter().collect();
+    twins.sort_unstable();
+    let mut sources: Vec<&String> = p.rels.iter().collect();
+    sources.sort_unstable();
+    write_rows(txn, graph, &p.heads, twins.into_iter(), sources.into_iter())?;
+    set_mark(txn, p.last_seq)
+}
+
 /// Marks what `e` touched as changed since the last checkpoint, and moves
 /// its twins' heads to it.
 fn touch(pending: &mut Pending, e: &Event) {
@@ -563,12 +606,14 @@ fn touch(pending: &mut Pending, e: &Event) {
         }
     }
     match &e.change {
-        Change::RelationshipCreated { relationship: r } => {
-            pending.rels.insert((r.source.clone(), r.id.clone()));
+        Change::RelationshipCreated {
+            relationship: Relationship { source, .. },
         }
-        Change::RelationshipUpdated { source, id, .. }
-        | Change::RelationshipDeleted { source, id, .. } => {
-            pending.rels.insert((source.clone(), id.clone()));
+        | Change::RelationshipUpdated { source, .. }
+        | Change::RelationshipDeleted { source, .. } => {
+            if !pending.rels.contains(source) {
+                pending.rels.insert(source.clone());
+            }
         }
         _ => {}
     }
@@ -597,7 +642,7 @@ impl RedbJournal {
                 let started = std::time::Instant::now();
                 let log = self.db.begin_read().map_err(storage)?;
                 let twins = copy_table(&log, &txn, TWINS)?;
-                let rels = copy_table(&log, &txn, RELS)?;
+                let rels = copy_table(&log, &txn, OLD_RELS)?;
                 copy_table(&log, &txn, HEADS)?;
                 let checkpoint = mark(&log)?;
                 if checkpoint > 0 {
@@ -620,7 +665,7 @@ impl RedbJournal {
         txn.commit().map_err(storage)?;
         let txn = self.db.begin_write().map_err(storage)?;
         txn.delete_table(TWINS).map_err(storage)?;
-        txn.delete_table(RELS).map_err(storage)?;
+        txn.delete_table(OLD_RELS).map_err(storage)?;
         txn.delete_table(HEADS).map_err(storage)?;
         txn.open_table(META)
             .map_err(storage)?
@@ -661,16 +706,7 @@ impl RedbJournal {
         }
         let txn = self.state.begin_write().map_err(storage)?;
         let p = &mut *pending;
-        if let Some(c) = &p.writing {
-            write_chunk(&txn, c, usize::MAX, graph, &p.heads)?;
-        }
-        // In key order, as checkpoints write (neighbouring pages).
-        let mut twins: Vec<&String> = p.twins.iter().collect();
-        twins.sort_unstable();
-        let mut rels: Vec<&RelKey> = p.rels.iter().collect();
-        rels.sort_unstable();
-        write_rows(&txn, graph, &p.heads, twins.into_iter(), rels.into_iter())?;
-        set_mark(&txn, p.last_seq)?;
+        write_pending(&txn, p, graph)?;
         txn.commit().map_err(storage)?;
         p.twins.clear();
         p.rels.clear();
@@ -742,12 +778,33 @@ impl RedbJournal {
             });
         }
         let started = std::time::Instant::now();
-        let (twin_rows, rel_rows) = {
-            let count = |n: Result<u64, redb::StorageError>| {
-                n.map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        let (twin_rows, rel_count) = {
+            let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+            let twins = count(
+                state
+                    .open_table(TWINS)
+                    .map_err(storage)?
+                    .len()
+                    .map_err(storage)?,
+            );
+            // As many as the last checkpoint wrote (a hint: room taken at
+            // once), or the rows of a per-relationship table.
+            let rels = match state.open_table(META) {
+                Ok(meta) => meta
+                    .get("relationships")
+                    .map_err(storage)?
+                    .map(|v| count(v.value())),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(storage(e)),
             };
-            let twins = count(state.open_table(TWINS).map_err(storage)?.len()).map_err(storage)?;
-            let rels = count(state.open_table(RELS).map_err(storage)?.len()).map_err(storage)?;
+            let rels = match rels {
+                Some(n) => n,
+                None => match state.open_table(OLD_RELS) {
+                    Ok(t) => count(t.len().map_err(storage)?),
+                    Err(redb::TableError::TableDoesNotExist(_)) => 0,
+                    Err(e) => return Err(storage(e)),
+                },
+            };
             graph.reserve(twins, 0);
             (twins, rels)
         };
@@ -755,35 +812,41 @@ impl RedbJournal {
         // Relationships load on a thread of their own (their ends are ids of
         // their own, the graph adopts them after), while twin rows are
         // parsed on two more (each every other batch) and indexed on this one.
-        let (loaded, newer_rels, twins_read, rels_read) =
-            std::thread::scope(|scope| -> Result<_, StoreError> {
-                let rels = scope.spawn(move || self.load_rels(twin_rows, rel_rows, checkpoint));
-                const PARSERS: usize = 2;
-                let (tx, rx) =
-                    std::sync::mpsc::sync_channel::<Result<Vec<(Twin, u64)>, StoreError>>(64);
-                for part in 0..PARSERS {
-                    let tx = tx.clone();
-                    scope.spawn(move || {
-                        if let Err(e) = self.parse_twins(&tx, part, PARSERS) {
-                            let _ = tx.send(Err(e));
-                        }
-                    });
-                }
-                drop(tx);
-                for batch in rx {
-                    for (t, seq) in batch? {
-                        if seq > checkpoint {
-                            newer_twins.insert(t.id.to_string(), seq);
-                        }
-                        graph.insert_twin(t);
+        let (rels, twins_read) = std::thread::scope(|scope| -> Result<_, StoreError> {
+            let rels = scope.spawn(move || self.load_rels(twin_rows, rel_count, checkpoint));
+            const PARSERS: usize = 2;
+            let (tx, rx) =
+                std::sync::mpsc::sync_channel::<Result<Vec<(Twin, u64)>, StoreError>>(64);
+            for part in 0..PARSERS {
+                let tx = tx.clone();
+                scope.spawn(move || {
+                    if let Err(e) = self.parse_twins(&tx, part, PARSERS) {
+                        let _ = tx.send(Err(e));
                     }
+                });
+            }
+            drop(tx);
+            for batch in rx {
+                for (t, seq) in batch? {
+                    if seq > checkpoint {
+                        newer_twins.insert(t.id.to_string(), seq);
+                    }
+                    graph.insert_twin(t);
                 }
-                let twins_read = started.elapsed();
-                let (loaded, newer_rels, rels_read) = rels
-                    .join()
-                    .map_err(|_| StoreError::Storage("loading relationships failed".into()))??;
-                Ok((loaded, newer_rels, twins_read, rels_read))
-            })?;
+            }
+            let twins_read = started.elapsed();
+            let rels = rels
+                .join()
+                .map_err(|_| StoreError::Storage("loading relationships failed".into()))??;
+            Ok((rels, twins_read))
+        })?;
+        let RelsLoaded {
+            loaded,
+            newer_rels,
+            newer_sources,
+            old_rows,
+            took: rels_read,
+        } = rels;
         graph.adopt_relationships(loaded);
         // Heads are not loaded: the table has them, the journal takes each
         // when its twin is next touched (or its history read).
@@ -802,13 +865,14 @@ impl RedbJournal {
             let e = decode_event(v.value())?;
             // A row already as of this event (or later) has its change.
             let stored = match &e.change {
-                Change::RelationshipCreated { relationship: r } => {
-                    newer_rels.get(&(r.source.clone(), r.id.clone())).copied()
+                Change::RelationshipCreated {
+                    relationship: Relationship { source, id, .. },
                 }
-                Change::RelationshipUpdated { source, id, .. }
-                | Change::RelationshipDeleted { source, id, .. } => {
-                    newer_rels.get(&(source.clone(), id.clone())).copied()
-                }
+                | Change::RelationshipUpdated { source, id, .. }
+                | Change::RelationshipDeleted { source, id, .. } => newer_sources
+                    .get(source)
+                    .or_else(|| newer_rels.get(&(source.clone(), id.clone())))
+                    .copied(),
                 change => change
                     .twins()
                     .first()
@@ -834,6 +898,9 @@ impl RedbJournal {
             {
                 graph.set_stream_head(stream, k.value().1);
             }
+        }
+        if let Some(rows) = old_rows {
+            self.rewrite_relationships(&mut pending, &graph, rows)?;
         }
         tracing::info!(
             twins = graph.twin_count(),
@@ -885,18 +952,17 @@ impl RedbJournal {
         Ok(())
     }
 
-    /// Loads every relationship row apart from the graph; with the keys of
-    /// rows newer than the checkpoint, and how long it took.
-    #[allow(clippy::type_complexity)]
+    /// Loads every relationship apart from the graph: the rows of sources,
+    /// and those of a per-relationship table (formats 1–5).
     fn load_rels(
         &self,
         twins: usize,
         rels: usize,
         checkpoint: u64,
-    ) -> Result<(RelLoader, HashMap<RelKey, u64>, std::time::Duration), StoreError> {
+    ) -> Result<RelsLoaded, StoreError> {
         let started = std::time::Instant::now();
         let mut loaded = RelLoader::with_capacity(twins, rels);
-        let mut newer = HashMap::new();
+        let mut newer_sources: HashMap<String, u64> = HashMap::new();
         let read = self.state.begin_read().map_err(storage)?;
         for row in read
             .open_table(RELS)
@@ -905,13 +971,71 @@ impl RedbJournal {
             .map_err(storage)?
         {
             let (k, v) = row.map_err(storage)?;
-            let (source, id) = k.value();
-            let seq = load_rel_row(&mut loaded, (source, id), v.value())?;
+            let (source, _) = k.value();
+            let seq = super::row::decode_rels(source, v.value(), |p| loaded.load(p))
+                .map_err(|e| corrupt("relationship", e))?;
             if seq > checkpoint {
-                newer.insert((source.to_owned(), id.to_owned()), seq);
+                newer_sources.insert(source.to_owned(), seq);
             }
         }
-        Ok((loaded, newer, started.elapsed()))
+        let mut newer_rels = HashMap::new();
+        let old_rows = match read.open_table(OLD_RELS) {
+            Ok(table) => {
+                let mut n = 0u64;
+                for row in table.iter().map_err(storage)? {
+                    let (k, v) = row.map_err(storage)?;
+                    let (source, id) = k.value();
+                    let seq = load_rel_row(&mut loaded, (source, id), v.value())?;
+                    if seq > checkpoint {
+                        newer_rels.insert((source.to_owned(), id.to_owned()), seq);
+                    }
+                    n += 1;
+                }
+                Some(n)
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(storage(e)),
+        };
+        Ok(RelsLoaded {
+            loaded,
+            newer_rels,
+            newer_sources,
+            old_rows,
+            took: started.elapsed(),
+        })
+    }
+
+    /// Replaces the per-relationship table of an older store (`rows` rows,
+    /// loaded into `graph`) by rows of sources, with everything else
+    /// pending, in one transaction: the mark moves to the graph's last
+    /// event, and a crash before the commit leaves the old table as it was.
+    fn rewrite_relationships(
+        &self,
+        pending: &mut Pending,
+        graph: &Graph,
+        rows: u64,
+    ) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        for source in graph.relationship_sources() {
+            if !pending.rels.contains(source) {
+                pending.rels.insert(source.to_owned());
+            }
+        }
+        let txn = self.state.begin_write().map_err(storage)?;
+        write_pending(&txn, pending, graph)?;
+        txn.delete_table(OLD_RELS).map_err(storage)?;
+        txn.commit().map_err(storage)?;
+        tracing::info!(
+            relationships = rows,
+            sources = pending.rels.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "embedded store: relationships rewritten as a row per source (data format {FORMAT_VERSION})"
+        );
+        pending.twins.clear();
+        pending.rels.clear();
+        pending.events = 0;
+        pending.since = None;
+        Ok(())
     }
 
     /// Events of `twin` before linked events started (formats 1 and 2), by
@@ -1020,7 +1144,7 @@ impl Journal for RedbJournal {
             let p = &mut *pending;
             let mut twins: Vec<String> = p.twins.drain().collect();
             twins.sort_unstable();
-            let mut rels: Vec<RelKey> = p.rels.drain().collect();
+            let mut rels: Vec<String> = p.rels.drain().collect();
             rels.sort_unstable();
             p.writing = Some(Checkpoint {
                 seq: p.last_seq,

@@ -1,4 +1,5 @@
-//! The binary twin row of the embedded store's state file (format 5).
+//! The binary rows of the embedded store's state file: twins (format 5)
+//! and relationships (format 6).
 //!
 //! A twin row is read once per twin at every startup, so its size is what a
 //! cold start reads from disk and its decoding what a warm one spends. The
@@ -18,6 +19,17 @@
 //! Layout: tag `3`, the sequence number the row is as of, model, version,
 //! created, updated, the root component, the named components, the
 //! configurations. The id is the row's key and not repeated.
+//!
+//! A relationship row holds the outgoing relationships of one source (up
+//! to [`RELS_PER_ROW`] of them; a source with more has several rows): one
+//! row read per twin at startup instead of one per relationship, the
+//! source (the key) written once. Layout: tag `4`, the sequence number,
+//! the count, then per relationship a flags byte, the name (unless the
+//! previous one's), the target as the length of the prefix it shares with
+//! the source and the rest, the id (unless it is `{name}-{target}`, as
+//! the demo's and most generated ids are), version, creation time (a delta
+//! from the previous relationship's), update time (from its creation),
+//! and the properties' JSON if it has any.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,10 +37,19 @@ use std::sync::Arc;
 use serde_json::{Number, Value};
 
 use crate::twin::Micros;
+use crate::twin::rels::{RelParts, RelRow};
 use crate::twin::state::{Ack, ComponentState, Desired, DesiredSource, PropState, Reported, Twin};
 
 /// The tag byte of a binary twin row.
 pub const TWIN_ROW: u8 = 3;
+
+/// The tag byte of a relationship row.
+pub const RELS_ROW: u8 = 4;
+
+/// The most relationships one row holds: a source with many (a site
+/// containing thousands of areas) has several rows, so no row outgrows a
+/// page of the store.
+pub const RELS_PER_ROW: usize = 256;
 
 /// Why a row could not be read.
 #[derive(Debug)]
@@ -103,6 +124,140 @@ pub fn decode_twin(id: &str, row: &[u8]) -> Result<(u64, Twin), RowError> {
             configurations,
         },
     ))
+}
+
+/// Relationship flags: the id is `{name}-{target}`; it has properties;
+/// its name is the previous relationship's.
+const DERIVED_ID: u8 = 1;
+const PROPERTIES: u8 = 2;
+const SAME_NAME: u8 = 4;
+
+/// Relationships of `source` (at most [`RELS_PER_ROW`]) as of event `seq`,
+/// as a row.
+pub fn encode_rels(seq: u64, source: &str, rels: &[RelRow<'_>]) -> Result<Vec<u8>, RowError> {
+    let mut w = Writer(Vec::with_capacity(8 + 24 * rels.len()));
+    w.0.push(RELS_ROW);
+    w.uint(seq);
+    w.uint(rels.len() as u64);
+    let mut name: Option<&str> = None;
+    let mut created = 0i64;
+    for r in rels {
+        let derived = r.id.len() == r.name.len() + 1 + r.target.len()
+            && r.id.starts_with(r.name)
+            && r.id[r.name.len()..].starts_with('-')
+            && r.id.ends_with(r.target);
+        let mut flags = 0;
+        if derived {
+            flags |= DERIVED_ID;
+        }
+        if r.properties.is_some_and(|p| !p.is_empty()) {
+            flags |= PROPERTIES;
+        }
+        if name == Some(r.name) {
+            flags |= SAME_NAME;
+        }
+        w.0.push(flags);
+        if flags & SAME_NAME == 0 {
+            w.text(r.name);
+        }
+        name = Some(r.name);
+        // The prefix shared with the source, cut back to a whole character.
+        let mut shared = source
+            .bytes()
+            .zip(r.target.bytes())
+            .take_while(|(a, b)| a == b)
+            .count();
+        while !r.target.is_char_boundary(shared) {
+            shared -= 1;
+        }
+        w.uint(shared as u64);
+        w.text(&r.target[shared..]);
+        if !derived {
+            w.text(r.id);
+        }
+        w.uint(r.version);
+        w.int(r.created_at.wrapping_sub(created));
+        created = r.created_at;
+        w.int(r.updated_at.wrapping_sub(r.created_at));
+        if let Some(p) = r.properties.filter(|p| !p.is_empty()) {
+            let json =
+                serde_json::to_vec(p).map_err(|_| RowError("properties do not serialize"))?;
+            w.bytes(&json);
+        }
+    }
+    Ok(w.0)
+}
+
+/// Reads a row made by [`encode_rels`] for `source`, handing each
+/// relationship to `each`; the sequence number the row is as of.
+pub fn decode_rels(
+    source: &str,
+    row: &[u8],
+    mut each: impl FnMut(RelParts<'_>),
+) -> Result<u64, RowError> {
+    let mut r = Reader(row);
+    if r.byte()? != RELS_ROW {
+        return Err(RowError("not a relationship row"));
+    }
+    let seq = r.uint()?;
+    let count = r.uint()?;
+    let mut name: Option<&str> = None;
+    let mut created = 0i64;
+    let mut target = Vec::new();
+    let mut id = String::new();
+    for _ in 0..count {
+        let flags = r.byte()?;
+        if flags & !(DERIVED_ID | PROPERTIES | SAME_NAME) != 0 {
+            return Err(RowError("unknown relationship flags"));
+        }
+        let n = if flags & SAME_NAME != 0 {
+            name.ok_or(RowError("no previous name"))?
+        } else {
+            r.text()?
+        };
+        name = Some(n);
+        let shared = r.len()?;
+        let prefix = source
+            .as_bytes()
+            .get(..shared)
+            .ok_or(RowError("target prefix longer than the source"))?;
+        target.clear();
+        target.extend_from_slice(prefix);
+        target.extend_from_slice(r.bytes()?);
+        let t = std::str::from_utf8(&target).map_err(|_| RowError("target not UTF-8"))?;
+        let i = if flags & DERIVED_ID != 0 {
+            id.clear();
+            id.push_str(n);
+            id.push('-');
+            id.push_str(t);
+            id.as_str()
+        } else {
+            r.text()?
+        };
+        let version = r.uint()?;
+        let created_at = created.wrapping_add(r.int()?);
+        created = created_at;
+        let updated_at = created_at.wrapping_add(r.int()?);
+        let properties = if flags & PROPERTIES != 0 {
+            Some(serde_json::from_slice(r.bytes()?).map_err(|_| RowError("bad properties"))?)
+        } else {
+            None
+        };
+        each(RelParts {
+            source,
+            id: i,
+            name: n,
+            target: t,
+            properties,
+            version,
+            created_at,
+            updated_at,
+        });
+    }
+    if !r.0.is_empty() {
+        return Err(RowError("bytes after the row"));
+    }
+    Ok(seq)
 }
 
 const REPORTED: u8 = 1;
@@ -432,6 +587,132 @@ mod tests {
         let t = Twin::blank("x", "dtmi:a:B;1");
         let (_, back) = decode_twin("x", &encode_twin(1, &t).expect("encodes")).expect("decodes");
         assert_eq!(back, t);
+    }
+
+    fn rels_round_trip(source: &str, rels: &[RelRow<'_>]) -> (usize, Vec<String>) {
+        let row = encode_rels(9, source, rels).expect("encodes");
+        let mut back = Vec::new();
+        let seq = decode_rels(source, &row, |p| {
+            back.push(format!(
+                "{} {} {} {} {:?} {} {} {}",
+                p.source,
+                p.id,
+                p.name,
+                p.target,
+                p.properties,
+                p.version,
+                p.created_at,
+                p.updated_at
+            ))
+        })
+        .expect("decodes");
+        assert_eq!(seq, 9);
+        (row.len(), back)
+    }
+
+    #[test]
+    fn a_relationship_row_reads_back_its_relationships() {
+        let props = json!({"medium": "water"})
+            .as_object()
+            .expect("object")
+            .clone();
+        let rel = |id, name, target, properties, created_at| RelRow {
+            id,
+            name,
+            target,
+            properties,
+            version: 3,
+            created_at,
+            updated_at: created_at + 17,
+        };
+        let rels = [
+            rel("feeds-c1.e2", "feeds", "c1.e2", None, 1_796_479_702_314_614),
+            rel(
+                "feeds-c1.e3",
+                "feeds",
+                "c1.e3",
+                Some(&props),
+                1_796_479_702_314_615,
+            ),
+            rel("my id", "contains", "c1.e4", None, -5),
+            // Shares "é"'s first byte with the source, not the character.
+            rel("monitors-è", "monitors", "è", None, 0),
+            rel("monitors-éa", "monitors", "éa", None, 0),
+        ];
+        let (len, back) = rels_round_trip("é", &rels);
+        let want: Vec<String> = rels
+            .iter()
+            .map(|r| {
+                format!(
+                    "é {} {} {} {:?} {} {} {}",
+                    r.id,
+                    r.name,
+                    r.target,
+                    r.properties.cloned(),
+                    r.version,
+                    r.created_at,
+                    r.updated_at
+                )
+            })
+            .collect();
+        assert_eq!(back, want);
+        assert!(len < 120, "{len} bytes");
+        // The demo's shape: ids made of name and target, targets sharing
+        // the source's cell prefix: a handful of bytes each.
+        let targets: Vec<String> = (0..5).map(|i| format!("c10245.e{}", 20 + i)).collect();
+        let ids: Vec<String> = targets.iter().map(|t| format!("feeds-{t}")).collect();
+        let rels: Vec<RelRow<'_>> = ids
+            .iter()
+            .zip(&targets)
+            .map(|(id, t)| rel(id, "feeds", t, None, 1_796_479_702_314_614))
+            .collect();
+        let (len, back) = rels_round_trip("c10245.e17", &rels);
+        assert_eq!(back.len(), 5);
+        assert!(len <= 5 * 8 + 20, "{len} bytes for five");
+        assert_eq!(rels_round_trip("x", &[]).1, Vec::<String>::new());
+    }
+
+    #[test]
+    fn damaged_relationship_rows_are_errors_not_panics() {
+        let props = json!({"medium": "water"})
+            .as_object()
+            .expect("object")
+            .clone();
+        let rels = [RelRow {
+            id: "a",
+            name: "feeds",
+            target: "c1.e2",
+            properties: Some(&props),
+            version: 1,
+            created_at: 5,
+            updated_at: 6,
+        }];
+        let row = encode_rels(1, "c1.e1", &rels).expect("encodes");
+        for n in 0..row.len() {
+            assert!(
+                decode_rels("c1.e1", &row[..n], |_| {}).is_err(),
+                "cut at {n}"
+            );
+        }
+        let mut longer = row.clone();
+        longer.push(0);
+        assert!(decode_rels("c1.e1", &longer, |_| {}).is_err());
+        // A prefix longer than the source, or not a whole character of it.
+        assert!(decode_rels("c", &row, |_| {}).is_err());
+        let row = encode_rels(
+            1,
+            "éa",
+            &[RelRow {
+                target: "éb",
+                ..rels[0]
+            }],
+        )
+        .expect("encodes");
+        assert!(decode_rels("éa", &row, |_| {}).is_ok());
+        assert!(decode_rels("aé", &row, |_| {}).is_err(), "half of é");
+        let mut bad_flags = row;
+        bad_flags[3] = 0x80;
+        assert!(decode_rels("éa", &bad_flags, |_| {}).is_err());
     }
 
     #[test]

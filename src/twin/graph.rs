@@ -232,6 +232,21 @@ impl Graph {
         self.rels.incoming(twin).map(|r| r.view())
     }
 
+    /// Outgoing relationships of a twin, borrowed in full.
+    pub fn outgoing_rows(&self, twin: &str) -> impl Iterator<Item = super::rels::RelRow<'_>> {
+        self.rels.outgoing(twin).map(|r| r.row())
+    }
+
+    /// Twins that are the source of a relationship.
+    pub fn relationship_sources(&self) -> impl Iterator<Item = &str> {
+        self.rels.sources()
+    }
+
+    /// How many relationships the graph holds.
+    pub fn relationship_count(&self) -> usize {
+        self.rels.len()
+    }
+
     /// Outgoing relationships of a twin, in full.
     pub fn outgoing_full(&self, twin: &str) -> Vec<Relationship> {
         self.rels

@@ -31,6 +31,18 @@ pub(super) struct RelRec {
 }
 
 impl RelRec {
+    pub fn row(&self) -> RelRow<'_> {
+        RelRow {
+            id: &self.id,
+            name: self.name,
+            target: &self.target,
+            properties: self.properties.as_deref(),
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+
     pub fn view(&self) -> RelView<'_> {
         RelView {
             source: &self.source,
@@ -82,6 +94,18 @@ pub struct RelParts<'a> {
     pub name: &'a str,
     pub target: &'a str,
     pub properties: Option<Map<String, Value>>,
+    pub version: u64,
+    pub created_at: Micros,
+    pub updated_at: Micros,
+}
+
+/// A relationship borrowed in full from its graph (what a store writes).
+#[derive(Debug, Clone, Copy)]
+pub struct RelRow<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub target: &'a str,
+    pub properties: Option<&'a Map<String, Value>>,
     pub version: u64,
     pub created_at: Micros,
     pub updated_at: Micros,
@@ -183,6 +207,18 @@ impl RelStore {
 
     pub fn is_empty(&self) -> bool {
         self.slab.len() == self.free.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.slab.len() - self.free.len()
+    }
+
+    /// Twins that are the source of a relationship.
+    pub fn sources(&self) -> impl Iterator<Item = &str> {
+        self.adj
+            .iter()
+            .filter(|(_, a)| !a.out.is_empty())
+            .map(|(k, _)| &**k)
     }
 
     fn rec(&self, h: u32) -> Option<&RelRec> {
