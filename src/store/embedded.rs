@@ -610,10 +610,10 @@ fn touch(pending: &mut Pending, e: &Event) {
             relationship: Relationship { source, .. },
         }
         | Change::RelationshipUpdated { source, .. }
-        | Change::RelationshipDeleted { source, .. } => {
-            if !pending.rels.contains(source) {
-                pending.rels.insert(source.clone());
-            }
+        | Change::RelationshipDeleted { source, .. }
+            if !pending.rels.contains(source) =>
+        {
+            pending.rels.insert(source.clone());
         }
         _ => {}
     }
