@@ -390,6 +390,27 @@ pub enum Condition {
         field: Option<String>,
         seconds: f64,
     },
+    /// The value is unlike the field's last `window` reports on this twin:
+    /// its distance from their median, in median absolute deviations
+    /// (apart above and below the median), is above the threshold
+    /// `sensitivity` (0 to 1, exclusive) sets: 0.5 is about 2.9. Raises
+    /// SUSPECT alarms with the evidence.
+    #[serde(rename_all = "camelCase")]
+    Anomaly {
+        field: String,
+        sensitivity: f64,
+        window: u32,
+    },
+    /// The twin's values over the last `window_seconds` are unlike those
+    /// of its peers (twins of the rule's model in the same container),
+    /// compared bucket by bucket (DBSCAN, its distance set by
+    /// `sensitivity`). Raises SUSPECT alarms with the evidence.
+    #[serde(rename_all = "camelCase")]
+    Peers {
+        field: String,
+        sensitivity: f64,
+        window_seconds: f64,
+    },
 }
 
 fn is_zero(v: &f64) -> bool {
@@ -405,10 +426,32 @@ impl Condition {
             | Condition::Outside { field, .. }
             | Condition::Equals { field, .. }
             | Condition::NotEquals { field, .. }
-            | Condition::RateAbove { field, .. } => Some(field),
+            | Condition::RateAbove { field, .. }
+            | Condition::Anomaly { field, .. }
+            | Condition::Peers { field, .. } => Some(field),
             Condition::Stale { field, .. } => field.as_deref(),
         }
     }
+
+    /// Whether its alarms are SUSPECT: a detector's judgement that a value
+    /// is unusual, not a limit crossed.
+    pub fn suspect(&self) -> bool {
+        matches!(self, Condition::Anomaly { .. } | Condition::Peers { .. })
+    }
+}
+
+/// Why a detector found a value unusual.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Evidence {
+    /// The value judged (of peers: the twin's last bucket's mean).
+    pub observed: f64,
+    /// The band of values expected.
+    pub low: f64,
+    pub high: f64,
+    /// How unusual: MADs from the median; of peers, the share of buckets
+    /// in which the twin was unlike the others.
+    pub score: f64,
 }
 
 /// A version of an alarm rule, as published (immutable).
@@ -461,6 +504,9 @@ pub struct AlarmRaise {
     pub ancestors: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub depth: Option<u32>,
+    /// A detector's reasons (SUSPECT alarms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
 }
 
 // Devices.

@@ -116,6 +116,8 @@ pub struct Alarm {
     /// The twin's containers when it was raised, nearest first.
     pub ancestors: Vec<String>,
     pub depth: Option<u32>,
+    /// A detector's reasons (SUSPECT alarms), as of its last raise.
+    pub evidence: Option<crate::records::Evidence>,
     pub comments: Vec<Comment>,
     pub recent: Vec<Transition>,
 }
@@ -359,6 +361,7 @@ impl Fold for Book {
                             changed_at: e.time,
                             ancestors: Vec::new(),
                             depth: None,
+                            evidence: None,
                             comments: Vec::new(),
                             recent: Vec::new(),
                         },
@@ -382,6 +385,7 @@ impl Fold for Book {
                     a.value = raise.value.clone();
                     a.ancestors = raise.ancestors.clone();
                     a.depth = raise.depth;
+                    a.evidence = raise.evidence;
                     transition(a, "raised", e, Some(raise.message.clone()));
                 });
             }
@@ -473,6 +477,7 @@ mod tests {
                 severity,
                 message: "m".into(),
                 value: json!(9),
+                evidence: None,
                 ancestors: vec!["line".into(), "area".into(), "site".into()],
                 depth,
             }),

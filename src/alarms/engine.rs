@@ -14,9 +14,10 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::book::Book;
+use super::detect::Recent;
 use super::rule::{holds, message};
 use crate::dtdl::ModelSet;
-use crate::records::{AlarmRaise, AlarmRuleSpec, Condition, Record, Side};
+use crate::records::{AlarmRaise, AlarmRuleSpec, Condition, Evidence, Record, Side};
 use crate::store::fold::Folded;
 use crate::store::tail::Tail;
 use crate::store::{GraphStore, TwinQuery};
@@ -44,6 +45,10 @@ struct Tracker {
     last_report: Micros,
     /// The twin was deleted.
     gone: bool,
+    /// Anomaly and peers rules: the field's recent values.
+    recent: Option<Box<Recent>>,
+    /// A detector's reasons when it last judged the value unusual.
+    evidence: Option<Evidence>,
 }
 
 impl Tracker {
@@ -55,6 +60,8 @@ impl Tracker {
             prev: None,
             last_report: now,
             gone: false,
+            recent: None,
+            evidence: None,
         }
     }
 
@@ -100,6 +107,7 @@ enum Action {
         spec: Arc<AlarmRuleSpec>,
         twin: String,
         value: Value,
+        evidence: Option<Evidence>,
     },
     Clear {
         rule: String,
@@ -138,6 +146,11 @@ pub(super) struct Engine {
     /// every event the book has (another server's record may be about a
     /// report this one has yet to see).
     seen: u64,
+    /// Each twin's container, as peers rules group twins (forgotten when
+    /// the hierarchy changes).
+    parents: HashMap<String, Option<String>>,
+    /// When each peers rule last compared its twins.
+    compared: HashMap<String, Micros>,
 }
 
 impl Engine {
@@ -162,6 +175,8 @@ impl Engine {
             passes,
             busy,
             seen: 0,
+            parents: HashMap::new(),
+            compared: HashMap::new(),
         }
     }
 
@@ -380,7 +395,11 @@ impl Engine {
                     self.index();
                 }
                 Change::ModelsChanged { .. } => self.index(),
+                Change::RelationshipCreated { .. } | Change::RelationshipDeleted { .. } => {
+                    self.parents.clear();
+                }
                 Change::TwinDeleted { twin, .. } => {
+                    self.parents.remove(twin);
                     for (rule, trackers) in &mut self.trackers {
                         if let Some(t) = trackers.get_mut(twin) {
                             t.set(false, e.time);
@@ -518,6 +537,57 @@ impl Engine {
                 }
                 changed
             }
+            Condition::Anomaly {
+                sensitivity,
+                window,
+                ..
+            } => {
+                let Some(v) = value.as_f64() else {
+                    return;
+                };
+                if !trackers.contains_key(twin) {
+                    self.hot.insert(twin.to_owned());
+                }
+                let t = tracker(trackers, twin, time);
+                t.gone = false;
+                let window = *window as usize;
+                let recent = t.recent.get_or_insert_default();
+                let judged = recent.anomaly(v, *sensitivity, window);
+                recent.push(entry.source_time.unwrap_or(time), v, window, Micros::MIN);
+                let mut changed = false;
+                if let Some((unusual, evidence)) = judged {
+                    changed = t.set(unusual, time);
+                    if unusual {
+                        t.evidence = Some(evidence);
+                    }
+                }
+                if changed || t.holds {
+                    t.value = value.clone();
+                }
+                changed
+            }
+            Condition::Peers { window_seconds, .. } => {
+                // Compared with the twin's peers on the ticks.
+                let Some(v) = value.as_f64() else {
+                    return;
+                };
+                if !trackers.contains_key(twin) {
+                    self.hot.insert(twin.to_owned());
+                }
+                let t = tracker(trackers, twin, time);
+                t.gone = false;
+                let span = (*window_seconds * 1e6) as i64;
+                t.recent.get_or_insert_default().push(
+                    entry.source_time.unwrap_or(time),
+                    v,
+                    usize::MAX,
+                    time - span,
+                );
+                if t.holds {
+                    t.value = value.clone();
+                }
+                false
+            }
             c => {
                 // Holding without the deadband holds either way; a twin
                 // without a tracker has no active alarm.
@@ -555,6 +625,9 @@ impl Engine {
     /// every one and on shelves that expired; records what it decided.
     async fn decide(&mut self, full: bool) {
         let now = self.clock.now();
+        if full {
+            self.compare_peers(now).await;
+        }
         let mut actions = Vec::new();
         {
             let book = self.book.read();
@@ -572,7 +645,10 @@ impl Engine {
                 // and whose alarm is not active (or clears now).
                 let keeps = matches!(
                     spec.condition,
-                    Condition::Stale { .. } | Condition::RateAbove { .. }
+                    Condition::Stale { .. }
+                        | Condition::RateAbove { .. }
+                        | Condition::Anomaly { .. }
+                        | Condition::Peers { .. }
                 );
                 let mut decide = |twin: &String, t: &mut Tracker| -> bool {
                     if t.gone {
@@ -597,6 +673,7 @@ impl Engine {
                             spec: spec.clone(),
                             twin: twin.clone(),
                             value: t.value.clone(),
+                            evidence: t.evidence,
                         });
                     } else if !t.holds && active && elapsed >= off {
                         actions.push(Action::Clear {
@@ -656,6 +733,90 @@ impl Engine {
         }
     }
 
+    /// Compares the twins of each peers rule with their peers (twins of
+    /// the rule's model in the same container), every tenth of its window
+    /// (between a second and a minute).
+    async fn compare_peers(&mut self, now: Micros) {
+        let due: Vec<(String, f64, f64)> = self
+            .rules
+            .values()
+            .filter_map(|r| match r.condition {
+                Condition::Peers {
+                    sensitivity,
+                    window_seconds,
+                    ..
+                } => {
+                    let every = ((window_seconds / 10.0).clamp(1.0, 60.0) * 1e6) as i64;
+                    self.compared
+                        .get(&r.name)
+                        .is_none_or(|&at| now - at >= every)
+                        .then(|| (r.name.clone(), sensitivity, window_seconds))
+                }
+                _ => None,
+            })
+            .collect();
+        for (rule, sensitivity, window_seconds) in due {
+            self.compared.insert(rule.clone(), now);
+            let twins: Vec<String> = self
+                .trackers
+                .get(&rule)
+                .map(|t| t.keys().cloned().collect())
+                .unwrap_or_default();
+            for twin in &twins {
+                if !self.parents.contains_key(twin) {
+                    match self.store.ancestors(twin).await {
+                        Ok(up) => {
+                            self.parents.insert(twin.clone(), up.into_iter().next());
+                        }
+                        Err(e) => {
+                            tracing::debug!(twin = %twin, error = %e, "alarm rules: container unknown; compared later");
+                        }
+                    }
+                }
+            }
+            let Some(trackers) = self.trackers.get_mut(&rule) else {
+                continue;
+            };
+            let mut groups: HashMap<&str, Vec<&String>> = HashMap::new();
+            for twin in &twins {
+                if let Some(Some(parent)) = self.parents.get(twin) {
+                    groups.entry(parent.as_str()).or_default().push(twin);
+                }
+            }
+            let from = now - (window_seconds * 1e6) as i64;
+            let empty = Recent::default();
+            for members in groups.values() {
+                let judged = {
+                    let recents: Vec<&Recent> = members
+                        .iter()
+                        .map(|t| {
+                            trackers
+                                .get(*t)
+                                .and_then(|t| t.recent.as_deref())
+                                .unwrap_or(&empty)
+                        })
+                        .collect();
+                    super::detect::peers(&recents, from, now, sensitivity)
+                };
+                for (twin, judged) in members.iter().zip(judged) {
+                    let Some(t) = trackers.get_mut(*twin) else {
+                        continue;
+                    };
+                    let Some((unlike, evidence)) = judged else {
+                        continue;
+                    };
+                    if unlike {
+                        t.evidence = Some(evidence);
+                        t.value = serde_json::json!(evidence.observed);
+                    }
+                    if t.set(unlike, now) {
+                        self.dirty.insert((rule.clone(), (*twin).clone()));
+                    }
+                }
+            }
+        }
+    }
+
     async fn record(&self, actions: Vec<Action>, now: Micros) {
         let seen = self.seen;
         // Where each raised alarm counts: its twin's containers now.
@@ -688,7 +849,12 @@ impl Engine {
                     }
                     for a in &actions {
                         match a {
-                            Action::Raise { spec, twin, value } => {
+                            Action::Raise {
+                                spec,
+                                twin,
+                                value,
+                                evidence,
+                            } => {
                                 let Some(up) = ancestors.get(twin) else {
                                     continue;
                                 };
@@ -706,10 +872,11 @@ impl Engine {
                                         version: spec.version,
                                         twin: twin.clone(),
                                         severity: spec.severity,
-                                        message: message(spec, twin, value),
+                                        message: message(spec, twin, value, evidence.as_ref()),
                                         value: value.clone(),
                                         ancestors: up.clone(),
                                         depth: spec.depth,
+                                        evidence: *evidence,
                                     }),
                                 });
                             }
@@ -783,6 +950,12 @@ fn evaluate_current(spec: &AlarmRuleSpec, t: &Twin, active: bool, now: Micros) -
                 (Some(_), None) => t.created_at,
                 (None, _) => last_report(t),
             };
+            tracker.value = reported.map_or(Value::Null, |r| r.value.clone());
+            Some(tracker)
+        }
+        Condition::Anomaly { .. } | Condition::Peers { .. } => {
+            // Judged once values come in; an active alarm stays until then.
+            tracker.holds = active;
             tracker.value = reported.map_or(Value::Null, |r| r.value.clone());
             Some(tracker)
         }

@@ -13,6 +13,7 @@
 //! - `engine`: follows the log, decides when alarms raise and clear.
 
 pub mod book;
+pub mod detect;
 mod engine;
 pub mod rule;
 

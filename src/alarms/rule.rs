@@ -7,10 +7,17 @@ use serde_json::Value;
 use super::AlarmError;
 use crate::dtdl::ModelSet;
 use crate::dtdl::model::{ContentKind, Schema};
-use crate::records::{AlarmRuleSpec, Condition};
+use crate::records::{AlarmRuleSpec, Condition, Evidence};
 
 /// Longest on- or off-delay, stale period and shelf: a week.
 pub const MAX_DELAY_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// The fewest and most reports an anomaly rule compares a value with.
+pub const MIN_WINDOW: u32 = 10;
+pub const MAX_WINDOW: u32 = 10_000;
+
+/// The shortest window a peers rule compares twins over.
+pub const MIN_PEER_WINDOW_S: f64 = 10.0;
 
 /// Longest message template.
 const MAX_MESSAGE: usize = 1024;
@@ -190,6 +197,38 @@ fn check_condition(models: &ModelSet, model: &str, c: &Condition) -> Result<(), 
             }
             Ok(())
         }
+        Condition::Anomaly {
+            sensitivity,
+            window,
+            ..
+        } => {
+            numeric()?;
+            check_sensitivity(*sensitivity)?;
+            if !(MIN_WINDOW..=MAX_WINDOW).contains(window) {
+                return Err(AlarmError::invalid(
+                    "condition.window",
+                    format!("{MIN_WINDOW} to {MAX_WINDOW} reports"),
+                ));
+            }
+            Ok(())
+        }
+        Condition::Peers {
+            sensitivity,
+            window_seconds,
+            ..
+        } => {
+            numeric()?;
+            check_sensitivity(*sensitivity)?;
+            finite("condition.windowSeconds", *window_seconds)?;
+            if *window_seconds < MIN_PEER_WINDOW_S || *window_seconds * 1000.0 > MAX_DELAY_MS as f64
+            {
+                return Err(AlarmError::invalid(
+                    "condition.windowSeconds",
+                    format!("{MIN_PEER_WINDOW_S} s to 7 days"),
+                ));
+            }
+            Ok(())
+        }
         Condition::Stale { seconds, .. } => {
             finite("condition.seconds", *seconds)?;
             if *seconds <= 0.0 || *seconds * 1000.0 > MAX_DELAY_MS as f64 {
@@ -200,6 +239,18 @@ fn check_condition(models: &ModelSet, model: &str, c: &Condition) -> Result<(), 
             }
             Ok(())
         }
+    }
+}
+
+/// A detector's sensitivity: above 0 and below 1.
+fn check_sensitivity(s: f64) -> Result<(), AlarmError> {
+    if s.is_finite() && s > 0.0 && s < 1.0 {
+        Ok(())
+    } else {
+        Err(AlarmError::invalid(
+            "condition.sensitivity",
+            "above 0 and below 1 (0.5: a value about 2.9 median absolute deviations out)",
+        ))
     }
 }
 
@@ -226,18 +277,26 @@ pub fn holds(c: &Condition, value: &Value, active: bool) -> bool {
             .is_some_and(|v| v < low + band(*deadband) || v > high - band(*deadband)),
         Condition::Equals { value: x, .. } => value == x,
         Condition::NotEquals { value: x, .. } => value != x,
-        Condition::RateAbove { .. } | Condition::Stale { .. } => false,
+        Condition::RateAbove { .. }
+        | Condition::Stale { .. }
+        | Condition::Anomaly { .. }
+        | Condition::Peers { .. } => false,
     }
 }
 
-/// The limit a message's `{limit}` shows.
-fn limit_of(c: &Condition) -> String {
+/// The limit a message's `{limit}` shows (of a detector: the band it
+/// expected).
+fn limit_of(c: &Condition, evidence: Option<&Evidence>) -> String {
+    if let Some(e) = evidence {
+        return format!("{:.4}..{:.4}", e.low, e.high);
+    }
     match c {
         Condition::Above { limit, .. } | Condition::Below { limit, .. } => limit.to_string(),
         Condition::Outside { low, high, .. } => format!("{low}..{high}"),
         Condition::Equals { value, .. } | Condition::NotEquals { value, .. } => text(value),
         Condition::RateAbove { per_second, .. } => format!("{per_second}/s"),
         Condition::Stale { seconds, .. } => format!("{seconds} s"),
+        Condition::Anomaly { .. } | Condition::Peers { .. } => "the expected band".to_owned(),
     }
 }
 
@@ -251,7 +310,12 @@ fn text(v: &Value) -> String {
 }
 
 /// The rule's message for `twin` with `value`, placeholders filled.
-pub fn message(spec: &AlarmRuleSpec, twin: &str, value: &Value) -> String {
+pub fn message(
+    spec: &AlarmRuleSpec,
+    twin: &str,
+    value: &Value,
+    evidence: Option<&Evidence>,
+) -> String {
     let mut out = String::with_capacity(spec.message.len() + 32);
     let mut rest = spec.message.as_str();
     while let Some(open) = rest.find('{') {
@@ -265,7 +329,7 @@ pub fn message(spec: &AlarmRuleSpec, twin: &str, value: &Value) -> String {
             "twin" => out.push_str(twin),
             "field" => out.push_str(spec.condition.field().unwrap_or("any field")),
             "value" => out.push_str(&text(value)),
-            "limit" => out.push_str(&limit_of(&spec.condition)),
+            "limit" => out.push_str(&limit_of(&spec.condition, evidence)),
             "rule" => out.push_str(&spec.name),
             "severity" => out.push_str(spec.severity.name()),
             "model" => out.push_str(&spec.model),
@@ -347,7 +411,7 @@ mod tests {
             description: None,
         };
         assert_eq!(
-            message(&spec, "c1.e2", &json!(8.25)),
+            message(&spec, "c1.e2", &json!(8.25), None),
             "c1.e2: power 8.25 above 7.5 (HIGH, hot) {"
         );
         assert!(check_message("{twin} is {state}").is_err());

@@ -103,6 +103,20 @@ fn condition_json(c: &Condition) -> Value {
         Condition::Stale { field, seconds } => {
             json!({"type": "STALE", "field": field, "seconds": seconds})
         }
+        Condition::Anomaly {
+            field,
+            sensitivity,
+            window,
+        } => {
+            json!({"type": "ANOMALY", "field": field, "sensitivity": sensitivity, "window": window})
+        }
+        Condition::Peers {
+            field,
+            sensitivity,
+            window_seconds,
+        } => json!({
+            "type": "PEERS", "field": field, "sensitivity": sensitivity, "windowSeconds": window_seconds
+        }),
     }
 }
 
@@ -200,13 +214,35 @@ fn rule_request(v: &Value) -> Result<RuleRequest, AlarmError> {
             seconds,
         });
     }
+    let sensitivity = |d: &Value| number(d, "sensitivity").unwrap_or(0.5);
+    if let Some(d) = c.get("anomaly").filter(|x| !x.is_null()) {
+        let window = match d.get("window").filter(|w| !w.is_null()) {
+            None => 500,
+            Some(w) => w
+                .as_u64()
+                .and_then(|w| u32::try_from(w).ok())
+                .ok_or_else(|| AlarmError::invalid("condition.window", "a number of reports"))?,
+        };
+        conditions.push(Condition::Anomaly {
+            field: need_field(field.clone())?,
+            sensitivity: sensitivity(d),
+            window,
+        });
+    }
+    if let Some(d) = c.get("peers").filter(|x| !x.is_null()) {
+        conditions.push(Condition::Peers {
+            field: need_field(field.clone())?,
+            sensitivity: sensitivity(d),
+            window_seconds: number(d, "windowSeconds").unwrap_or(3600.0),
+        });
+    }
     let condition = match conditions.len() {
         1 => conditions.remove(0),
         n => {
             return Err(AlarmError::invalid(
                 "condition",
                 format!(
-                    "exactly one of above, below, outside, equals, notEquals, rateAbove, staleSeconds (got {n})"
+                    "exactly one of above, below, outside, equals, notEquals, rateAbove, staleSeconds, anomaly, peers (got {n})"
                 ),
             ));
         }
@@ -274,6 +310,8 @@ fn types(b: &mut Builder) {
         "NOT_EQUALS",
         "RATE_ABOVE",
         "STALE",
+        "ANOMALY",
+        "PEERS",
     ]));
     b.register(record(
         "AlarmCondition",
@@ -288,6 +326,19 @@ fn types(b: &mut Builder) {
             ("value", f("JSON"), "EQUALS, NOT_EQUALS."),
             ("perSecond", f(TypeRef::FLOAT), "RATE_ABOVE: the change per second (either way) between two reports."),
             ("seconds", f(TypeRef::FLOAT), "STALE: no report for this long."),
+            ("sensitivity", f(TypeRef::FLOAT), "ANOMALY, PEERS: the detector's sensitivity, above 0 and below 1 (higher flags more)."),
+            ("window", f(TypeRef::INT), "ANOMALY: how many of the twin's last reports a value is compared with."),
+            ("windowSeconds", f(TypeRef::FLOAT), "PEERS: the span of the twins' reports compared."),
+        ],
+    ));
+    b.register(record(
+        "AlarmEvidence",
+        "Why a detector found a value unusual (SUSPECT alarms).",
+        &[
+            ("observed", s(TypeRef::FLOAT), "The value judged (PEERS: the twin's mean over the last tenth of the window)."),
+            ("expectedLow", s(TypeRef::FLOAT), "The band of values expected: ANOMALY, the median give or take the threshold in median absolute deviations; PEERS, the range of the peers' values then."),
+            ("expectedHigh", s(TypeRef::FLOAT), ""),
+            ("score", s(TypeRef::FLOAT), "ANOMALY: median absolute deviations from the median; PEERS: the share of the window in which the twin was unlike its peers."),
         ],
     ));
     let version_fields: [(&str, TypeRef, &str); 9] = [
@@ -421,12 +472,23 @@ fn types(b: &mut Builder) {
                 TypeRef::named_nn_list_nn(TypeRef::ID),
                 "The twin's containers when it was raised, nearest first.",
             ),
+            (
+                "suspect",
+                s(TypeRef::BOOLEAN),
+                "SUSPECT: raised by a detector (an ANOMALY or PEERS rule) that found the value unusual, not by a limit.",
+            ),
         ],
     )
     .field(twin_at_key(
         "twin",
         "twinId",
         "Its twin (null if out of the caller's view or deleted).",
+    ))
+    .field(nested(
+        "evidence",
+        f("AlarmEvidence"),
+        "evidence",
+        "SUSPECT alarms: the detector's reasons when it was last raised.",
     ))
     .field(nested(
         "comments",
@@ -505,6 +567,16 @@ fn types(b: &mut Builder) {
             .field(InputValue::new("high", s(TypeRef::FLOAT))),
     );
     b.register(
+        InputObject::new("AlarmAnomalyInput")
+            .field(InputValue::new("sensitivity", f(TypeRef::FLOAT)).description("Above 0 and below 1; 0.5 when absent (a value about 2.9 median absolute deviations from the median)."))
+            .field(InputValue::new("window", f(TypeRef::INT)).description("How many of the twin's last reports a value is compared with: 10 to 10,000; 500 when absent. The first judgement waits for 30 (or the window).")),
+    );
+    b.register(
+        InputObject::new("AlarmPeersInput")
+            .field(InputValue::new("sensitivity", f(TypeRef::FLOAT)).description("Above 0 and below 1; 0.5 when absent (higher flags more)."))
+            .field(InputValue::new("windowSeconds", f(TypeRef::FLOAT)).description("The span compared, in ten buckets: 10 s to 7 days; 3600 when absent. Compared every tenth of it (1 s to 60 s); at least 3 peers with reports.")),
+    );
+    b.register(
         InputObject::new("AlarmConditionInput")
             .description("A field and exactly one of the conditions.")
             .field(InputValue::new("field", f(TypeRef::STRING)).description("A Property or Telemetry of the model (`component.field` for a Component's); optional for staleSeconds (any report)."))
@@ -515,6 +587,8 @@ fn types(b: &mut Builder) {
             .field(InputValue::new("notEquals", f("JSON")))
             .field(InputValue::new("rateAbove", f(TypeRef::FLOAT)).description("Change per second, either way, between two reports."))
             .field(InputValue::new("staleSeconds", f(TypeRef::FLOAT)).description("No report for this long."))
+            .field(InputValue::new("anomaly", f("AlarmAnomalyInput")).description("A value unlike the twin's recent ones: a SUSPECT alarm with the evidence."))
+            .field(InputValue::new("peers", f("AlarmPeersInput")).description("A twin whose values are unlike its peers' (twins of the model in the same container): a SUSPECT alarm with the evidence."))
             .field(InputValue::new("deadband", f(TypeRef::FLOAT)).description("above, below, outside: how far back the value must go before an active alarm clears.")),
     );
     b.register(

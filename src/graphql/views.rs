@@ -351,6 +351,13 @@ pub(super) fn alarm_json(a: &Alarm) -> Value {
         "acknowledgedBy": a.acknowledged_by,
         "changedAt": format_time(a.changed_at),
         "containers": a.ancestors,
+        "suspect": a.evidence.is_some(),
+        "evidence": a.evidence.map(|e| json!({
+            "observed": e.observed,
+            "expectedLow": e.low,
+            "expectedHigh": e.high,
+            "score": e.score,
+        })),
         "comments": a.comments.iter().map(|c| json!({
             "text": c.text, "by": c.by, "at": format_time(c.at),
         })).collect::<Vec<_>>(),

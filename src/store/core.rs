@@ -469,9 +469,6 @@ fn publish(shared: &Shared, events: Vec<Arc<Event>>) {
 /// The twins a list query selects (a page, and whether more follow).
 fn list<'a>(graph: &'a Graph, models: &ModelSet, q: &TwinQuery) -> (Vec<&'a Twin>, bool) {
     let limit = q.limit.max(1);
-    let within = |id: &str| {
-        q.after.as_deref().is_none_or(|a| id > a) && q.before.as_deref().is_none_or(|b| id < b)
-    };
     let keep = |t: &Twin| q.filter.as_ref().is_none_or(|f| f.matches(t));
     let range = crate::twin::query::IdRange {
         after: q.after.as_deref(),
@@ -498,18 +495,7 @@ fn list<'a>(graph: &'a Graph, models: &ModelSet, q: &TwinQuery) -> (Vec<&'a Twin
         Some(m) => {
             graph.twins_of_model(models, m, q.subtypes, range, limit.saturating_add(1), keep)
         }
-        None => {
-            let mut ids: Vec<&str> = graph.twin_ids().filter(|id| within(id)).collect();
-            ids.sort_unstable();
-            if q.backward {
-                ids.reverse();
-            }
-            ids.into_iter()
-                .filter_map(|id| graph.twin(id))
-                .filter(|t| keep(t))
-                .take(limit.saturating_add(1))
-                .collect()
-        }
+        None => graph.twins_in_range(range, limit.saturating_add(1), keep),
     };
     let has_more = items.len() > limit;
     items.truncate(limit);

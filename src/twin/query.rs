@@ -251,7 +251,7 @@ impl Graph {
                 Box::new(run)
             }
         };
-        let mut runs: Vec<std::iter::Peekable<_>> = if subtypes {
+        let runs: Vec<std::iter::Peekable<_>> = if subtypes {
             models
                 .implementors(model)
                 .map(|i| ids(&i.id).peekable())
@@ -259,6 +259,42 @@ impl Graph {
         } else {
             vec![ids(model).peekable()]
         };
+        self.merge_runs(runs, range.backward, limit, keep)
+    }
+
+    /// Twins of every model within `range`, in id order (either way): the
+    /// models' runs merged, so a page costs its length (times the number
+    /// of models), not a sort of every id.
+    pub fn twins_in_range<'a>(
+        &'a self,
+        range: IdRange<'_>,
+        limit: usize,
+        keep: impl Fn(&Twin) -> bool,
+    ) -> Vec<&'a Twin> {
+        let runs = self
+            .twin_models()
+            .map(|m| {
+                let run = self.with_model_between(m, range.after, range.before);
+                let run: Box<dyn Iterator<Item = &'a str> + 'a> = if range.backward {
+                    Box::new(run.rev())
+                } else {
+                    Box::new(run)
+                };
+                run.peekable()
+            })
+            .collect();
+        self.merge_runs(runs, range.backward, limit, keep)
+    }
+
+    /// Up to `limit` twins of the merged `runs` of ids (each in order) that
+    /// `keep` keeps.
+    fn merge_runs<'a>(
+        &'a self,
+        mut runs: Vec<std::iter::Peekable<Box<dyn Iterator<Item = &'a str> + 'a>>>,
+        backward: bool,
+        limit: usize,
+        keep: impl Fn(&Twin) -> bool,
+    ) -> Vec<&'a Twin> {
         let mut out = Vec::new();
         while out.len() < limit {
             // The run whose next id comes first (the smallest, or the
@@ -266,7 +302,7 @@ impl Graph {
             let mut best: Option<(usize, &str)> = None;
             for (k, run) in runs.iter_mut().enumerate() {
                 if let Some(&id) = run.peek()
-                    && best.is_none_or(|(_, b)| if range.backward { id > b } else { id < b })
+                    && best.is_none_or(|(_, b)| if backward { id > b } else { id < b })
                 {
                     best = Some((k, id));
                 }
