@@ -932,3 +932,191 @@ fn alarms_survive_sigkill_of_the_binary_and_the_engine_resumes() {
     });
     crate::server::stop_serve(child);
 }
+
+const SUSPECT: &str = "id state active suspect severity message value evidence { observed expectedLow expectedHigh score }";
+
+async fn suspect(addr: SocketAddr, id: &str) -> Value {
+    let q = format!("query($id: ID!) {{ alarm(id: $id) {{ {SUSPECT} }} }}");
+    ok(addr, &q, json!({"id": id})).await["alarm"].clone()
+}
+
+/// Detectors through the real server: an ANOMALY rule raises a SUSPECT
+/// alarm with its evidence on a value unlike the pump's last reports (and
+/// clears when they are usual again); a PEERS rule flags the pump of a
+/// cell that runs unlike the cell's others, on a stepped clock; invalid
+/// detector settings are refused with their path.
+#[tokio::test]
+async fn detectors_raise_suspect_alarms_with_their_evidence() {
+    let clock = Arc::new(SteppedClock::new());
+    let store: Arc<dyn GraphStore> = Arc::new(Store::in_memory(
+        sample_models(),
+        StoreConfig {
+            clock: clock.clone(),
+            ..StoreConfig::default()
+        },
+    ));
+    plant(&store).await;
+    // Two more pumps in cell1: four peers (p1, p2, p4, p5).
+    let batch = Batch {
+        ops: serde_json::from_value(json!([
+            {"op": "createTwin", "id": "p4", "model": m("Pump")},
+            {"op": "createRelationship", "source": "cell1", "name": "contains", "target": "p4"},
+            {"op": "createTwin", "id": "p5", "model": m("Pump")},
+            {"op": "createRelationship", "source": "cell1", "name": "contains", "target": "p5"},
+        ]))
+        .expect("ops"),
+    };
+    store.apply(batch, "test").await.expect("more pumps");
+    let alarms = Alarms::start(
+        store.clone(),
+        Options {
+            clock: clock.clone(),
+            tick: Duration::from_millis(5),
+            evaluate: true,
+        },
+        std::future::pending(),
+    )
+    .await
+    .expect("alarms");
+    let s = serve_alarms(store.clone(), alarms.clone()).await;
+
+    // Invalid detector settings: refused with the path, nothing written.
+    for (condition, path) in [
+        (
+            json!({"field": "flowRate", "anomaly": {"sensitivity": 1.5}}),
+            "condition.sensitivity",
+        ),
+        (
+            json!({"field": "flowRate", "anomaly": {"window": 5}}),
+            "condition.window",
+        ),
+        (
+            json!({"field": "runState", "anomaly": {}}),
+            "condition.field",
+        ),
+        (
+            json!({"field": "power", "peers": {"windowSeconds": 1}}),
+            "condition.windowSeconds",
+        ),
+        (
+            json!({"field": "power", "peers": {"sensitivity": 0}}),
+            "condition.sensitivity",
+        ),
+        (
+            json!({"field": "power", "above": 1, "peers": {}}),
+            "condition",
+        ),
+    ] {
+        let v = gql(
+            s.addr,
+            "mutation($r: AlarmRuleInput!) { createAlarmRule(name: \"bad\", rule: $r) { name } }",
+            json!({"r": {"model": m("Pump"), "condition": condition, "severity": "LOW", "message": "m"}}),
+        )
+        .await;
+        assert_eq!(code(&v), "invalid_alarm_rule", "{condition}: {v}");
+        assert_eq!(
+            v["errors"][0]["extensions"]["path"], path,
+            "{condition}: {v}"
+        );
+    }
+    let rules = ok(s.addr, "{ alarmRules { name } }", json!({})).await;
+    assert_eq!(rules["alarmRules"], json!([]), "nothing written");
+
+    let rule = create_rule(
+        s.addr,
+        "flow-odd",
+        json!({
+            "model": m("Pump"),
+            "condition": {"field": "flowRate", "anomaly": {"sensitivity": 0.5, "window": 50}},
+            "severity": "LOW",
+            "message": "{twin} flow {value} outside {limit}"
+        }),
+    )
+    .await;
+    assert_eq!(rule["condition"]["type"], "ANOMALY", "{rule}");
+    // Forty usual values around 10, then 30.
+    for i in 0..40 {
+        let v = 10.0 + 0.1 * f64::from((i * 7) % 11 - 5);
+        report(s.addr, "p1", json!({"flowRate": v})).await;
+    }
+    step(&alarms, &clock, Duration::from_secs(1)).await;
+    assert!(
+        suspect(s.addr, "flow-odd/p1").await.is_null(),
+        "usual values"
+    );
+    report(s.addr, "p1", json!({"flowRate": 30.0})).await;
+    let a = until_alarm(s.addr, "flow-odd/p1", "suspect", |a| a["active"] == true).await;
+    let a = suspect(s.addr, a["id"].as_str().expect("id")).await;
+    assert_eq!(a["suspect"], true, "{a}");
+    assert_eq!(a["evidence"]["observed"], 30.0, "{a}");
+    let (low, high) = (
+        a["evidence"]["expectedLow"].as_f64().expect("low"),
+        a["evidence"]["expectedHigh"].as_f64().expect("high"),
+    );
+    assert!(low < 10.0 && 10.0 < high && high < 30.0, "{a}");
+    assert!(a["evidence"]["score"].as_f64().expect("score") > 2.9, "{a}");
+    assert!(
+        a["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("p1 flow 30") && m.contains(" outside 8.")),
+        "{a}"
+    );
+    // Usual again: it clears (no off-delay).
+    report(s.addr, "p1", json!({"flowRate": 10.1})).await;
+    until_alarm(s.addr, "flow-odd/p1", "clear", |a| a["active"] == false).await;
+
+    // Peers: p5 runs at 9 kW, its cell's others at 5; p3 (alone in cell2)
+    // has no peers to compare with.
+    create_rule(
+        s.addr,
+        "power-odd",
+        json!({
+            "model": m("Pump"),
+            "condition": {"field": "power", "peers": {"sensitivity": 0.5, "windowSeconds": 60}},
+            "severity": "MEDIUM",
+            "message": "{twin} power {value} unlike its peers ({limit})"
+        }),
+    )
+    .await;
+    for k in 0..12 {
+        let wobble = 0.05 * f64::from(k % 3);
+        for (p, base) in [
+            ("p1", 5.0),
+            ("p2", 5.02),
+            ("p4", 4.98),
+            ("p5", 9.0),
+            ("p3", 20.0),
+        ] {
+            report(s.addr, p, json!({"power": base + wobble})).await;
+        }
+        step(&alarms, &clock, Duration::from_secs(5)).await;
+    }
+    let a = until_alarm(s.addr, "power-odd/p5", "peers", |a| a["active"] == true).await;
+    let a = suspect(s.addr, a["id"].as_str().expect("id")).await;
+    assert_eq!(a["suspect"], true, "{a}");
+    let e = &a["evidence"];
+    assert!(e["observed"].as_f64().expect("observed") > 8.9, "{a}");
+    assert!(e["expectedHigh"].as_f64().expect("high") < 5.2, "{a}");
+    assert!(e["score"].as_f64().expect("score") >= 0.5, "{a}");
+    for p in ["p1", "p2", "p3", "p4"] {
+        let id = format!("power-odd/{p}");
+        assert!(
+            suspect(s.addr, &id).await.is_null(),
+            "{p} is like its peers"
+        );
+    }
+    // p5 back in line: cleared once its window holds usual values.
+    for _ in 0..14 {
+        for (p, v) in [("p1", 5.0), ("p2", 5.02), ("p4", 4.98), ("p5", 5.01)] {
+            report(s.addr, p, json!({"power": v})).await;
+        }
+        step(&alarms, &clock, Duration::from_secs(5)).await;
+    }
+    until_alarm(s.addr, "power-odd/p5", "peers clear", |a| {
+        a["active"] == false
+    })
+    .await;
+    // The health of the cell counted it while it was active: now OK.
+    assert_eq!(health(s.addr, "cell1").await["status"], "OK");
+    s.shutdown().await;
+}

@@ -373,3 +373,149 @@ async fn series_of_the_embedded_store_survive_restarts_and_a_lost_head() {
     follower.abort();
     store.close();
 }
+
+const FORECAST: &str = r#"query($from: DateTime!, $to: DateTime!, $step: String, $horizon: Int!, $twin: ID!) {
+  forecast(twin: $twin, field: "flowRate", from: $from, to: $to, step: $step, horizon: $horizon) { time value lower upper }
+}"#;
+
+/// A forecast of a rising flow rate through the real server: the next
+/// steps continue the trend inside widening bands, and `alarmOutlook` says
+/// when the pump's limit rules would be met (ABOVE within the horizon,
+/// BELOW never; other rules and other models' rules are not listed); bad
+/// requests are refused with their codes.
+#[tokio::test]
+async fn forecasts_continue_a_trend_and_tell_when_a_limit_is_reached() {
+    let s = start_with_series().await;
+    for (id, model) in [("p1", PUMP), ("m1", "dtmi:twingraph:isa95:Motor;1")] {
+        let v = gql(
+            s.addr,
+            "mutation($id: ID!, $m: String!) { createTwin(id: $id, model: $m) { id } }",
+            json!({"id": id, "m": model}),
+        )
+        .await;
+        assert!(v["errors"].is_null(), "{v}");
+    }
+    // An hour of one-minute reports rising 0.5 a minute, with a wobble.
+    for i in 0..60i64 {
+        let v = 10.0 + 0.5 * i as f64 + 0.05 * ((i * 7) % 5 - 2) as f64;
+        let r = gql(
+            s.addr,
+            r#"mutation($t: DateTime, $p: JSON!) { patchReported(id: "p1", patch: $p, sourceTime: $t) { version } }"#,
+            json!({"t": at(i * 60), "p": {"flowRate": v}}),
+        )
+        .await;
+        assert!(r["errors"].is_null(), "{r}");
+    }
+    let vars = json!({"twin": "p1", "from": at(0), "to": at(3600), "step": "1m", "horizon": 10});
+    let v = until(s.addr, FORECAST, vars.clone(), |v| {
+        v["data"]["forecast"]
+            .as_array()
+            .is_some_and(|a| a.len() == 10)
+    })
+    .await;
+    let points = v["data"]["forecast"].as_array().expect("points");
+    assert_eq!(points.len(), 10, "{v}");
+    assert_eq!(
+        points[0]["time"],
+        at(3600),
+        "the step after the last bucket"
+    );
+    assert_eq!(points[9]["time"], at(3600 + 9 * 60));
+    let value = |i: usize, k: &str| points[i][k].as_f64().expect("a number");
+    assert!((value(0, "value") - 40.0).abs() < 1.0, "{v}");
+    assert!((value(9, "value") - 44.5).abs() < 1.5, "{v}");
+    for i in 0..10 {
+        assert!(value(i, "lower") <= value(i, "value") && value(i, "value") <= value(i, "upper"));
+    }
+    assert!(
+        value(9, "upper") - value(9, "lower") >= value(0, "upper") - value(0, "lower"),
+        "bands widen: {v}"
+    );
+
+    // Limit rules: ABOVE 44 is met 9 minutes after the data ends; BELOW 5
+    // is not; EQUALS and the motor's rule are not limits of the pump.
+    for (name, model, condition) in [
+        ("flow-high", PUMP, json!({"field": "flowRate", "above": 44})),
+        ("flow-low", PUMP, json!({"field": "flowRate", "below": 5})),
+        (
+            "faulted",
+            PUMP,
+            json!({"field": "runState", "equals": "fault"}),
+        ),
+        (
+            "motor-hot",
+            "dtmi:twingraph:isa95:Motor;1",
+            json!({"field": "vibration", "above": 1}),
+        ),
+    ] {
+        let r = gql(
+            s.addr,
+            "mutation($n: String!, $r: AlarmRuleInput!) { createAlarmRule(name: $n, rule: $r) { name } }",
+            json!({"n": name, "r": {"model": model, "condition": condition, "severity": "HIGH", "message": "m"}}),
+        )
+        .await;
+        assert!(r["errors"].is_null(), "{r}");
+    }
+    let outlook = gql(
+        s.addr,
+        r#"query($from: DateTime!, $to: DateTime!) {
+          alarmOutlook(twin: "p1", from: $from, to: $to, step: "1m", horizon: 60) {
+            ruleName field severity reachesAt inSeconds earliestAt earliestInSeconds condition { type limit } twin { id }
+          } }"#,
+        json!({"from": at(0), "to": at(3600)}),
+    )
+    .await;
+    let rows = outlook["data"]["alarmOutlook"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{outlook}"));
+    let names: Vec<&str> = rows.iter().filter_map(|r| r["ruleName"].as_str()).collect();
+    assert_eq!(names, ["flow-high", "flow-low"], "{outlook}");
+    let high = &rows[0];
+    let seconds = high["inSeconds"].as_f64().expect("reached");
+    assert!(
+        (420.0..=660.0).contains(&seconds),
+        "about 9 minutes: {high}"
+    );
+    assert!(
+        high["earliestInSeconds"].as_f64().expect("earliest") <= seconds,
+        "{high}"
+    );
+    assert_eq!(high["twin"]["id"], "p1");
+    assert_eq!(high["condition"]["limit"], 44.0);
+    assert!(rows[1]["reachesAt"].is_null(), "never below 5: {}", rows[1]);
+
+    // Bad requests.
+    for (vars, reason) in [
+        (
+            json!({"twin": "p1", "from": at(0), "to": at(3600), "horizon": 10}),
+            "invalid_argument",
+        ),
+        (
+            json!({"twin": "p1", "from": at(0), "to": at(3600), "step": "1m", "horizon": 0}),
+            "invalid_argument",
+        ),
+        (
+            json!({"twin": "p1", "from": at(0), "to": at(3600), "step": "1m", "horizon": 5000}),
+            "invalid_argument",
+        ),
+        (
+            json!({"twin": "p1", "from": at(0), "to": at(300), "step": "1m", "horizon": 5}),
+            "invalid_argument",
+        ),
+        (
+            json!({"twin": "p1", "from": at(7200), "to": at(9000), "step": "1m", "horizon": 5}),
+            "invalid_argument",
+        ),
+        (
+            json!({"twin": "nope", "from": at(0), "to": at(3600), "step": "1m", "horizon": 5}),
+            "twin_not_found",
+        ),
+    ] {
+        let v = gql(s.addr, FORECAST, vars.clone()).await;
+        assert_eq!(
+            v["errors"][0]["extensions"]["reason"], reason,
+            "{vars}: {v}"
+        );
+    }
+    s.shutdown().await;
+}

@@ -234,6 +234,25 @@ pub fn forecast(values: &[f64], horizon: usize, level: f64) -> Result<Forecast, 
     })
 }
 
+/// When a forecast meets a limit condition (ABOVE, BELOW, OUTSIDE; none
+/// for others): the first step at which the expected value does, and the
+/// first at which its band does (the earliest it may).
+pub fn crossing(
+    f: &Forecast,
+    c: &crate::records::Condition,
+) -> Option<(Option<usize>, Option<usize>)> {
+    use crate::records::Condition;
+    let meets: Box<dyn Fn(f64) -> bool> = match *c {
+        Condition::Above { limit, .. } => Box::new(move |v| v > limit),
+        Condition::Below { limit, .. } => Box::new(move |v| v < limit),
+        Condition::Outside { low, high, .. } => Box::new(move |v| v < low || v > high),
+        _ => return None,
+    };
+    let expected = f.point.iter().position(|&v| meets(v));
+    let possible = (0..f.point.len()).find(|&i| meets(f.lower[i]) || meets(f.upper[i]));
+    Some((expected, possible))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,6 +423,16 @@ mod tests {
             f.point[49]
         );
         assert!(f.lower.iter().zip(&f.point).all(|(l, p)| l <= p));
+        let limit = |limit| crate::records::Condition::Above {
+            field: "t".into(),
+            limit,
+            deadband: 0.0,
+        };
+        // 20 + 0.1 i passes 40.05 at i = 201: the forecast's second step.
+        let (expected, possible) = crossing(&f, &limit(40.05)).expect("a limit");
+        assert_eq!(expected, Some(1), "{:?}", &f.point[..3]);
+        assert!(possible.is_some_and(|p| p <= 1));
+        assert_eq!(crossing(&f, &limit(1e9)), Some((None, None)));
         assert!(forecast(&values[..5], 10, 0.95).is_err());
         assert!(forecast(&values, 10, 1.5).is_err());
         assert!(forecast(&[f64::NAN; 50], 10, 0.9).is_err());

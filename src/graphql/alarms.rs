@@ -21,7 +21,9 @@ use super::connection::{Page, PageArgs, connection, with_page_arguments};
 use super::context::{access_of, actor_of, json_arg, require, str_arg, time_arg};
 use super::errors::{alarm_error, error, error_with, lagged, store_error};
 use super::record::{nested, record, twin_at_key};
-use super::views::{alarm_filters, alarm_json, health_for, health_json, health_seen};
+use super::views::{
+    alarm_filters, alarm_json, condition_json, health_for, health_json, health_seen,
+};
 use crate::alarms::{Alarm, AlarmError, Alarms, Rule, RuleRequest};
 use crate::auth::Action;
 use crate::codes::Code;
@@ -69,55 +71,6 @@ fn require_rules(ctx: &ResolverContext<'_>) -> Result<(), Error> {
 
 fn seconds_of(ms: u64) -> f64 {
     ms as f64 / 1000.0
-}
-
-fn condition_json(c: &Condition) -> Value {
-    match c {
-        Condition::Above {
-            field,
-            limit,
-            deadband,
-        } => json!({"type": "ABOVE", "field": field, "limit": limit, "deadband": deadband}),
-        Condition::Below {
-            field,
-            limit,
-            deadband,
-        } => json!({"type": "BELOW", "field": field, "limit": limit, "deadband": deadband}),
-        Condition::Outside {
-            field,
-            low,
-            high,
-            deadband,
-        } => {
-            json!({"type": "OUTSIDE", "field": field, "low": low, "high": high, "deadband": deadband})
-        }
-        Condition::Equals { field, value } => {
-            json!({"type": "EQUALS", "field": field, "value": value})
-        }
-        Condition::NotEquals { field, value } => {
-            json!({"type": "NOT_EQUALS", "field": field, "value": value})
-        }
-        Condition::RateAbove { field, per_second } => {
-            json!({"type": "RATE_ABOVE", "field": field, "perSecond": per_second})
-        }
-        Condition::Stale { field, seconds } => {
-            json!({"type": "STALE", "field": field, "seconds": seconds})
-        }
-        Condition::Anomaly {
-            field,
-            sensitivity,
-            window,
-        } => {
-            json!({"type": "ANOMALY", "field": field, "sensitivity": sensitivity, "window": window})
-        }
-        Condition::Peers {
-            field,
-            sensitivity,
-            window_seconds,
-        } => json!({
-            "type": "PEERS", "field": field, "sensitivity": sensitivity, "windowSeconds": window_seconds
-        }),
-    }
 }
 
 fn version_json(v: &AlarmRuleSpec) -> Value {

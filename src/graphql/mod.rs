@@ -32,6 +32,7 @@
 //! - [`drift`]: drift, queried and live
 //! - [`devices`]: device identities, their keys and connections
 //! - [`alarms`]: alarm rules, alarms, health, and their subscriptions
+//! - [`forecast`]: forecasts of numeric fields and when limit rules would be met
 //! - [`typed`]: the typed schema compiled from the models
 //!
 //! On top:
@@ -56,6 +57,7 @@ mod alarms;
 mod configurations;
 mod devices;
 mod drift;
+mod forecast;
 mod graph;
 mod history;
 mod live;

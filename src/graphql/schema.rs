@@ -151,6 +151,7 @@ fn assemble(
     super::drift::register(&mut b);
     super::devices::register(&mut b);
     super::alarms::register(&mut b);
+    super::forecast::register(&mut b);
     let twin_types = super::typed::register(&mut b, models, order, reserved);
     (b.finish(), twin_types)
 }

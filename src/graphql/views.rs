@@ -563,3 +563,54 @@ pub(super) fn twin_alarms_interface_field() -> async_graphql::dynamic::Interface
         .into_iter()
         .fold(f, |f, a| f.argument(a))
 }
+
+/// An alarm rule's condition as a JSON record (the `AlarmCondition` type).
+pub(super) fn condition_json(c: &crate::records::Condition) -> Value {
+    use crate::records::Condition;
+    match c {
+        Condition::Above {
+            field,
+            limit,
+            deadband,
+        } => json!({"type": "ABOVE", "field": field, "limit": limit, "deadband": deadband}),
+        Condition::Below {
+            field,
+            limit,
+            deadband,
+        } => json!({"type": "BELOW", "field": field, "limit": limit, "deadband": deadband}),
+        Condition::Outside {
+            field,
+            low,
+            high,
+            deadband,
+        } => {
+            json!({"type": "OUTSIDE", "field": field, "low": low, "high": high, "deadband": deadband})
+        }
+        Condition::Equals { field, value } => {
+            json!({"type": "EQUALS", "field": field, "value": value})
+        }
+        Condition::NotEquals { field, value } => {
+            json!({"type": "NOT_EQUALS", "field": field, "value": value})
+        }
+        Condition::RateAbove { field, per_second } => {
+            json!({"type": "RATE_ABOVE", "field": field, "perSecond": per_second})
+        }
+        Condition::Stale { field, seconds } => {
+            json!({"type": "STALE", "field": field, "seconds": seconds})
+        }
+        Condition::Anomaly {
+            field,
+            sensitivity,
+            window,
+        } => {
+            json!({"type": "ANOMALY", "field": field, "sensitivity": sensitivity, "window": window})
+        }
+        Condition::Peers {
+            field,
+            sensitivity,
+            window_seconds,
+        } => json!({
+            "type": "PEERS", "field": field, "sensitivity": sensitivity, "windowSeconds": window_seconds
+        }),
+    }
+}
