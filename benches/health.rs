@@ -331,6 +331,7 @@ fn health_latency(changes: usize) {
                 devices,
                 series: None,
                 alarms: Some(alarms.clone()),
+                lifecycle: None,
             },
         )
         .expect("schema");

@@ -178,6 +178,15 @@ error_codes! {
         "This server does not serve alarms (a schema printed without a store); nothing was written.";
     InvalidAlarmRequest => "BAD_REQUEST", "invalid_alarm_request", 400,
         "An argument of an alarm request is invalid (a shelf in the past, a comment too long); `extensions.path` names it; nothing was written.";
+    // Lifecycle and diagnostics.
+    InvalidLifecycleTransition => "VALIDATION_FAILED", "invalid_lifecycle_transition", 409,
+        "The asset may not move from its lifecycle state to the one asked for (planned → commissioned → in service ⇄ maintenance; any → decommissioned, which is final); `extensions.current` has its state; nothing was written.";
+    LifecycleConflict => "VERSION_CONFLICT", "lifecycle_conflict", 409,
+        "`expected` did not match the asset's lifecycle state (another change came first); `extensions.current` has it; nothing was written.";
+    InvalidDiagnostic => "BAD_REQUEST", "invalid_diagnostic", 400,
+        "A diagnostic report is not a JSON object, or is larger than 64 KiB, or its summary longer than 256 characters; nothing was written.";
+    LifecycleUnavailable => "BAD_REQUEST", "lifecycle_unavailable", 400,
+        "This server does not serve lifecycles (a schema printed without a store); nothing was written.";
     // Live streams.
     SubscriberLagged => "SUBSCRIBER_LAGGED", "subscriber_lagged", 0,
         "The subscriber fell too far behind and its stream ended; `extensions.lastSequence` says where to resume.";

@@ -22,6 +22,10 @@
 //!   from the event log into compressed blocks
 //! - [`alarms`]: alarm rules, alarms in the manner of ISA-18.2 and health
 //!   over the containment hierarchy, kept as records in the event log
+//! - [`lifecycle`]: asset lifecycle states and their history, kept as
+//!   records in the event log
+//! - [`kpi`]: indicators of assets over a window (availability,
+//!   utilization, MTBF, MTTR, alarms), computed from their events
 //! - [`auth`]: bearer tokens (JWT), roles and graph scope: the store as
 //!   one caller sees it
 //! - [`rollout`]: configurations, staged rollouts, drift and remediation
@@ -44,6 +48,8 @@ pub mod demo;
 pub mod devices;
 pub mod dtdl;
 pub mod graphql;
+pub mod kpi;
+pub mod lifecycle;
 pub mod metrics;
 pub mod records;
 pub mod rollout;

@@ -197,11 +197,84 @@ pub enum Record {
         twin: String,
         text: String,
     },
+    /// An asset moved to a lifecycle state (in the `lifecycle` stream, and
+    /// in its twin's history).
+    #[serde(rename_all = "camelCase")]
+    LifecycleChanged {
+        twin: String,
+        state: LifecycleState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A diagnostic report attached to a twin, by a device or an operator
+    /// (in no stream: in the twin's history, pruned with it).
+    #[serde(rename_all = "camelCase")]
+    DiagnosticReported {
+        twin: String,
+        /// A short line for lists.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        summary: Option<String>,
+        /// Structured, bounded in size (`diagnostics::MAX_REPORT_BYTES`).
+        report: Value,
+    },
+}
+
+/// The lifecycle of an asset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LifecycleState {
+    Planned,
+    Commissioned,
+    InService,
+    Maintenance,
+    Decommissioned,
+}
+
+impl LifecycleState {
+    pub const ALL: [LifecycleState; 5] = [
+        LifecycleState::Planned,
+        LifecycleState::Commissioned,
+        LifecycleState::InService,
+        LifecycleState::Maintenance,
+        LifecycleState::Decommissioned,
+    ];
+
+    /// Its GraphQL enum value.
+    pub fn name(self) -> &'static str {
+        match self {
+            LifecycleState::Planned => "PLANNED",
+            LifecycleState::Commissioned => "COMMISSIONED",
+            LifecycleState::InService => "IN_SERVICE",
+            LifecycleState::Maintenance => "MAINTENANCE",
+            LifecycleState::Decommissioned => "DECOMMISSIONED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LifecycleState> {
+        LifecycleState::ALL.into_iter().find(|v| v.name() == s)
+    }
+
+    /// Whether an asset may move from this state to `to`: planned →
+    /// commissioned → in service ⇄ maintenance, and any of them →
+    /// decommissioned, which is final.
+    pub fn may_become(self, to: LifecycleState) -> bool {
+        use LifecycleState::*;
+        match (self, to) {
+            (Decommissioned, _) => false,
+            (_, Decommissioned) => true,
+            (Planned, Commissioned)
+            | (Commissioned, InService)
+            | (Commissioned, Maintenance)
+            | (InService, Maintenance)
+            | (Maintenance, InService) => true,
+            _ => false,
+        }
+    }
 }
 
 impl Record {
     /// Every kind, as serialized (`kind` below names each of them).
-    pub const KINDS: [&'static str; 24] = [
+    pub const KINDS: [&'static str; 26] = [
         "configurationCreated",
         "configurationVersionPublished",
         "configurationRemediationSet",
@@ -226,6 +299,8 @@ impl Record {
         "alarmShelved",
         "alarmUnshelved",
         "alarmCommented",
+        "lifecycleChanged",
+        "diagnosticReported",
     ];
 
     /// Its kind, as serialized.
@@ -255,6 +330,19 @@ impl Record {
             Record::AlarmShelved { .. } => "alarmShelved",
             Record::AlarmUnshelved { .. } => "alarmUnshelved",
             Record::AlarmCommented { .. } => "alarmCommented",
+            Record::LifecycleChanged { .. } => "lifecycleChanged",
+            Record::DiagnosticReported { .. } => "diagnosticReported",
+        }
+    }
+
+    /// The twin whose history it is part of, if any (its events link to
+    /// the twin's like the twin's own changes).
+    pub fn twin(&self) -> Option<&str> {
+        match self {
+            Record::LifecycleChanged { twin, .. } | Record::DiagnosticReported { twin, .. } => {
+                Some(twin)
+            }
+            _ => None,
         }
     }
 
@@ -288,6 +376,8 @@ impl Record {
             | Record::AlarmShelved { .. }
             | Record::AlarmUnshelved { .. }
             | Record::AlarmCommented { .. } => ALARMS_STREAM,
+            Record::LifecycleChanged { .. } => LIFECYCLE_STREAM,
+            Record::DiagnosticReported { .. } => return None,
         })
     }
 }
@@ -301,8 +391,16 @@ pub const DEVICES_STREAM: &str = "devices";
 /// The stream of alarm rules and alarms.
 pub const ALARMS_STREAM: &str = "alarms";
 
+/// The stream of lifecycle changes.
+pub const LIFECYCLE_STREAM: &str = "lifecycle";
+
 /// Every stream of records, for stores that restore where each ends.
-pub const RECORD_STREAMS: [&str; 3] = [ROLLOUTS_STREAM, DEVICES_STREAM, ALARMS_STREAM];
+pub const RECORD_STREAMS: [&str; 4] = [
+    ROLLOUTS_STREAM,
+    DEVICES_STREAM,
+    ALARMS_STREAM,
+    LIFECYCLE_STREAM,
+];
 
 // Alarms.
 

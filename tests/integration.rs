@@ -26,6 +26,7 @@ mod devices;
 mod embedded;
 mod hardening;
 mod http;
+mod lifecycle;
 mod live;
 mod naming;
 mod rollouts;

@@ -236,6 +236,11 @@ async fn serve_parts(
             devices,
             series,
             alarms: Some(alarms),
+            lifecycle: Some(
+                twingraph::lifecycle::Lifecycle::start(store.clone())
+                    .await
+                    .expect("lifecycle"),
+            ),
         },
     )
     .expect("schema");

@@ -66,10 +66,17 @@ impl Role {
             Role::Admin => true,
             Role::Operator | Role::Integration => matches!(
                 action,
-                Read | PatchDesired | CreateTwin | Relationships | Commands | Rollouts | Alarms
+                Read | PatchDesired
+                    | CreateTwin
+                    | Relationships
+                    | Commands
+                    | Rollouts
+                    | Alarms
+                    | Lifecycle
+                    | Diagnostics
             ),
             Role::Viewer => action == Read,
-            Role::Device => matches!(action, Read | PatchReported),
+            Role::Device => matches!(action, Read | PatchReported | Diagnostics),
         }
     }
 }
@@ -96,6 +103,10 @@ pub enum Action {
     Alarms,
     /// Create, change and delete alarm rules.
     AlarmRules,
+    /// Move assets through their lifecycle.
+    Lifecycle,
+    /// Attach diagnostic reports to twins.
+    Diagnostics,
 }
 
 impl Action {
@@ -114,6 +125,8 @@ impl Action {
             Action::Devices => "manage devices",
             Action::Alarms => "handle alarms",
             Action::AlarmRules => "manage alarm rules",
+            Action::Lifecycle => "change asset lifecycles",
+            Action::Diagnostics => "attach diagnostic reports",
         }
     }
 }

@@ -344,6 +344,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         live.clone().triggered(),
     )
     .await?;
+    let lifecycle = crate::lifecycle::Lifecycle::start(dyn_store.clone()).await?;
     let limits = graphql::schema::Limits {
         depth: config.limits.max_query_depth,
         complexity: config.limits.max_query_complexity,
@@ -365,6 +366,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             devices: devices.clone(),
             series: series.clone(),
             alarms: Some(alarms.clone()),
+            lifecycle: Some(lifecycle.clone()),
         };
         tokio::task::spawn_blocking(move || {
             graphql::build_served(store, limits, live, metrics, library, rollouts, served)
@@ -480,6 +482,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     devices.stop().await;
     rollouts.stop().await;
+    lifecycle.stop().await;
     if let Some(task) = series_task {
         // Its last flush, before the store closes.
         let _ = task.await;

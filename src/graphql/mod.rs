@@ -33,6 +33,8 @@
 //! - [`devices`]: device identities, their keys and connections
 //! - [`alarms`]: alarm rules, alarms, health, and their subscriptions
 //! - [`forecast`]: forecasts of numeric fields and when limit rules would be met
+//! - [`lifecycle`]: asset lifecycles and diagnostic reports
+//! - [`kpi`]: indicators of an asset or subtree over a window
 //! - [`typed`]: the typed schema compiled from the models
 //!
 //! On top:
@@ -60,6 +62,8 @@ mod drift;
 mod forecast;
 mod graph;
 mod history;
+mod kpi;
+mod lifecycle;
 mod live;
 mod models;
 mod rollouts;

@@ -56,6 +56,7 @@ pub fn build(
         devices: None,
         series: None,
         alarms: None,
+        lifecycle: None,
     })
 }
 
@@ -79,6 +80,7 @@ pub fn build_served(
         devices: Some(served.devices),
         series: served.series,
         alarms: served.alarms,
+        lifecycle: served.lifecycle,
     })
 }
 
@@ -89,6 +91,7 @@ pub struct Served {
     pub devices: Arc<crate::devices::Devices>,
     pub series: Option<Arc<crate::series::Series>>,
     pub alarms: Option<Arc<crate::alarms::Alarms>>,
+    pub lifecycle: Option<Arc<crate::lifecycle::Lifecycle>>,
 }
 
 /// The schema requests run on; replaced when models are uploaded.

@@ -31,6 +31,9 @@ pub(super) struct Parts {
     /// Alarm rules and alarms (none: the alarm API answers that alarms are
     /// not served; twins' health is OK).
     pub alarms: Option<Arc<crate::alarms::Alarms>>,
+    /// Asset lifecycles and diagnostics (none: their API answers that
+    /// lifecycles are not served; twins have no lifecycle state).
+    pub lifecycle: Option<Arc<crate::lifecycle::Lifecycle>>,
 }
 
 /// The schema of `models` (ranked by `order`) over the parts' store;
@@ -51,6 +54,7 @@ pub(super) fn build_schema(
         devices,
         series,
         alarms,
+        lifecycle,
     } = parts.clone();
     let (builder, twin_types) = assemble(models, order, reserved(), limits);
     let builder = builder
@@ -76,6 +80,10 @@ pub(super) fn build_schema(
     };
     let builder = match alarms {
         Some(a) => builder.data(a),
+        None => builder,
+    };
+    let builder = match lifecycle {
+        Some(l) => builder.data(l),
         None => builder,
     };
     let builder = if limits.introspection {
@@ -152,6 +160,8 @@ fn assemble(
     super::devices::register(&mut b);
     super::alarms::register(&mut b);
     super::forecast::register(&mut b);
+    super::lifecycle::register(&mut b);
+    super::kpi::register(&mut b);
     let twin_types = super::typed::register(&mut b, models, order, reserved);
     (b.finish(), twin_types)
 }

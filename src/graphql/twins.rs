@@ -50,7 +50,8 @@ pub(super) fn register(b: &mut Builder) {
     twin_iface = twin_iface
         .field(super::views::twin_device_interface_field())
         .field(super::views::twin_health_interface_field())
-        .field(super::views::twin_alarms_interface_field());
+        .field(super::views::twin_alarms_interface_field())
+        .field(super::views::twin_lifecycle_interface_field());
     let mut generic = Object::new("GenericTwin")
         .description("A twin seen through the model-agnostic API.")
         .implement("Node")
@@ -61,7 +62,8 @@ pub(super) fn register(b: &mut Builder) {
     generic = generic
         .field(super::views::twin_device_field())
         .field(super::views::twin_health_field())
-        .field(super::views::twin_alarms_field());
+        .field(super::views::twin_alarms_field())
+        .field(super::views::twin_lifecycle_field());
     let [connection, edge] = connection::<Twin>(
         "TwinConnection",
         "TwinEdge",

@@ -614,3 +614,59 @@ pub(super) fn condition_json(c: &crate::records::Condition) -> Value {
         }),
     }
 }
+
+/// The `lifecycleState` field of every twin type (not `lifecycle`: models
+/// declare properties of that name, the sample Asset among them).
+pub(super) const TWIN_LIFECYCLE_FIELD: &str = "lifecycleState";
+
+const TWIN_LIFECYCLE_DOC: &str =
+    "Its lifecycle state and recent transitions (null if it was never given one).";
+
+/// The lifecycle service, if this server serves lifecycles.
+pub(super) fn lifecycle_of<'a>(
+    ctx: &async_graphql::dynamic::ResolverContext<'a>,
+) -> Option<&'a Arc<crate::lifecycle::Lifecycle>> {
+    ctx.data_opt::<Arc<crate::lifecycle::Lifecycle>>()
+}
+
+/// A twin's lifecycle as a JSON record (the `TwinLifecycle` type).
+pub(super) fn lifecycle_json(e: &crate::lifecycle::Entry) -> Value {
+    let current = e.current();
+    json!({
+        "twinId": e.twin,
+        "state": current.state.name(),
+        "since": format_time(current.at),
+        "changedBy": current.by,
+        "reason": current.reason,
+        "history": e.history.iter().map(|t| json!({
+            "state": t.state.name(),
+            "at": format_time(t.at),
+            "by": t.by,
+            "reason": t.reason,
+            "seq": t.seq,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub(super) fn twin_lifecycle_field() -> Field {
+    Field::new(
+        TWIN_LIFECYCLE_FIELD,
+        TypeRef::named("TwinLifecycle"),
+        |ctx| {
+            async_graphql::dynamic::FieldFuture::new(async move {
+                let twin = parent_twin(&ctx)?.id.clone();
+                let entry = lifecycle_of(&ctx).and_then(|l| l.book().get(&twin).cloned());
+                Ok(entry.map(|e| FieldValue::owned_any(lifecycle_json(&e))))
+            })
+        },
+    )
+    .description(TWIN_LIFECYCLE_DOC)
+}
+
+pub(super) fn twin_lifecycle_interface_field() -> async_graphql::dynamic::InterfaceField {
+    async_graphql::dynamic::InterfaceField::new(
+        TWIN_LIFECYCLE_FIELD,
+        TypeRef::named("TwinLifecycle"),
+    )
+    .description(TWIN_LIFECYCLE_DOC)
+}

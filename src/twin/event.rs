@@ -134,7 +134,9 @@ pub enum Change {
     Record(Record),
 }
 
-pub use crate::records::{ALARMS_STREAM, DEVICES_STREAM, RECORD_STREAMS, ROLLOUTS_STREAM};
+pub use crate::records::{
+    ALARMS_STREAM, DEVICES_STREAM, LIFECYCLE_STREAM, RECORD_STREAMS, ROLLOUTS_STREAM,
+};
 
 /// The stream of uploaded models ([`Change::ModelsChanged`] with documents).
 pub const MODELS_STREAM: &str = "models";
@@ -202,7 +204,8 @@ impl Change {
             }
             Change::RelationshipUpdated { source, .. } => vec![source],
             Change::RelationshipDeleted { source, target, .. } => vec![source, target],
-            Change::ModelsChanged { .. } | Change::Record(_) => Vec::new(),
+            Change::Record(r) => r.twin().into_iter().collect(),
+            Change::ModelsChanged { .. } => Vec::new(),
         }
     }
 
@@ -461,6 +464,8 @@ mod tests {
             Change::Record(Record::AlarmShelved { .. }) => 32,
             Change::Record(Record::AlarmUnshelved { .. }) => 33,
             Change::Record(Record::AlarmCommented { .. }) => 34,
+            Change::Record(Record::LifecycleChanged { .. }) => 35,
+            Change::Record(Record::DiagnosticReported { .. }) => 36,
         }
     }
 
@@ -473,7 +478,7 @@ mod tests {
     #[test]
     fn stored_events_decode_and_encode_unchanged() {
         let golden = include_str!("../../tests/golden/events.jsonl");
-        let mut seen = [false; 35];
+        let mut seen = [false; 37];
         for (i, line) in golden.lines().enumerate() {
             let event: Event = serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("line {}: cannot decode: {e}", i + 1));
