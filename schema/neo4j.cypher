@@ -21,6 +21,9 @@ CREATE INDEX twin_event_other IF NOT EXISTS FOR (e:TwinEvent) ON (e.other);
 // Configuration and rollout records, read back by stream.
 CREATE INDEX twin_event_stream IF NOT EXISTS FOR (e:TwinEvent) ON (e.stream);
 
+// Time series blocks (an hour of one twin's field each), read by twin.
+CREATE INDEX series_block_twin IF NOT EXISTS FOR (b:SeriesBlock) ON (b.twin);
+
 // The sequence counter every write transaction takes.
 MERGE (m:TwinGraphMeta {key: 'seq'}) ON CREATE SET m.seq = 0, m.time = 0;
 

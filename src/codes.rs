@@ -109,7 +109,7 @@ error_codes! {
     HistoryPruned => "BAD_REQUEST", "history_pruned", 410,
         "History before this point was removed by `retention_days`.";
     SeriesUnavailable => "BAD_REQUEST", "series_unavailable", 400,
-        "This store keeps no time series (the Neo4j store does not yet); nothing was read.";
+        "This server keeps no time series (a schema built without them); nothing was read.";
     StoreUnavailable => "STORE_UNAVAILABLE", "store_unavailable", 503,
         "The database cannot be reached; nothing was written (unless the message says the COMMIT had been sent); retry later.";
     StoreTimeout => "STORE_TIMEOUT", "store_timeout", 504,

@@ -318,7 +318,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     // Time series, derived from the log by a follower (the embedded store's
-    // in `series.redb` beside it; the Neo4j store keeps none yet).
+    // in `series.redb` beside it; the Neo4j store's in its database,
+    // written by the server holding the `series` lease).
     let series = match &store {
         Opened::Embedded(_) => {
             let backend = crate::series::Backend::open(&config.store.data)?;
@@ -327,7 +328,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 config.series.config(),
             )?))
         }
-        Opened::Bolt(_) => None,
+        Opened::Bolt(b) => Some(Arc::new(
+            crate::series::Series::open(
+                crate::series::Backend::bolt(b.clone()),
+                config.series.config(),
+            )
+            .await?,
+        )),
     };
     let live = graphql::Shutdown::default();
     let series_task = series

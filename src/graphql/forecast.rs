@@ -67,12 +67,9 @@ async fn fitted(ctx: &ResolverContext<'_>, twin: &str, field: &str) -> Result<Fi
         .map_err(|e| store_error(&e))?
         .ok_or_else(|| not_found(format!("twin {twin} not found"), Code::TwinNotFound))?;
     check_field(&store.models(), &t.model, field).map_err(|e| series_error(&e))?;
-    let series = ctx.data::<Arc<Series>>().map_err(|_| {
-        error(
-            Code::SeriesUnavailable,
-            "this store keeps no time series (the Neo4j store does not yet)",
-        )
-    })?;
+    let series = ctx
+        .data::<Arc<Series>>()
+        .map_err(|_| error(Code::SeriesUnavailable, "this server keeps no time series"))?;
     let points = series
         .points(twin, field, window)
         .await

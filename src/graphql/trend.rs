@@ -55,12 +55,9 @@ pub(super) async fn answer(
     twin: &str,
     field: &str,
 ) -> Result<Option<FieldValue<'static>>, Error> {
-    let series = ctx.data::<Arc<Series>>().map_err(|_| {
-        error(
-            Code::SeriesUnavailable,
-            "this store keeps no time series (the Neo4j store does not yet)",
-        )
-    })?;
+    let series = ctx
+        .data::<Arc<Series>>()
+        .map_err(|_| error(Code::SeriesUnavailable, "this server keeps no time series"))?;
     let window = window_of(ctx)?;
     let points = series
         .points(twin, field, window)

@@ -1,6 +1,9 @@
 //! Where blocks live: a redb file of their own (`series.redb`, beside the
-//! embedded store's files), or memory (the volatile store's series, gone
-//! with the process like its twins).
+//! embedded store's files), memory (the volatile store's series, gone
+//! with the process like its twins), or the Neo4j database (`SeriesBlock`
+//! nodes, see `schema/neo4j.md`), written by one server at a time: the
+//! holder of the `series` lease. The others keep their points in memory
+//! until the holder's mark shows it has stored them.
 //!
 //! Tables of the file: `blocks` ((twin, field, bucket start) → block) and
 //! `meta` (`mark`: the last event whose points are in blocks). A write is
@@ -29,6 +32,68 @@ type Blocks = BTreeMap<(String, String, i64), Vec<u8>>;
 pub enum Backend {
     File(Arc<Database>),
     Memory(Arc<Mutex<Blocks>>, Arc<AtomicU64>),
+    /// The Neo4j store, and this server's name as a holder of the lease.
+    Bolt(crate::store::bolt::BoltStore, Arc<str>),
+}
+
+/// The lease that makes one server the writer of a database's series.
+const LEASE: &str = "series";
+
+/// How long the lease lasts unless renewed (each flush renews it).
+const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What a flush did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// The points are in blocks, with the mark.
+    Stored,
+    /// Another server writes the series; its mark is this.
+    ByAnother(u64),
+}
+
+/// Points per series and bucket, in time order, one per time (a later
+/// report of the same time wins).
+fn by_block(points: Points, bucket: Micros) -> BTreeMap<(String, String, i64), Vec<Point>> {
+    let mut by_block: BTreeMap<(String, String, i64), Vec<Point>> = BTreeMap::new();
+    for (twin, fields) in points {
+        for (field, mut pts) in fields {
+            pts.reverse();
+            // Stable: among equal times the latest report comes first now.
+            pts.sort_by_key(|p| p.time);
+            pts.dedup_by_key(|p| p.time);
+            for p in pts {
+                by_block
+                    .entry((
+                        twin.to_string(),
+                        field.to_string(),
+                        block::bucket_of(p.time, bucket),
+                    ))
+                    .or_default()
+                    .push(p);
+            }
+        }
+    }
+    by_block
+}
+
+fn decode64(s: &str) -> Result<Vec<Point>, SeriesError> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|e| SeriesError::Storage(format!("a series block is not base64: {e}")))?;
+    block::decode(&bytes)
+}
+
+fn encode64(points: &[Point]) -> Result<String, SeriesError> {
+    use base64::Engine as _;
+    Ok(base64::engine::general_purpose::STANDARD.encode(block::encode(points)?))
+}
+
+/// The Neo4j store's blocks are read and written through the async
+/// functions ([`Backend::stored_mark`], [`Backend::write_points`],
+/// [`Backend::read_points`]).
+fn remote() -> SeriesError {
+    SeriesError::Storage("the Neo4j store's series are read and written asynchronously".into())
 }
 
 fn storage(e: impl std::fmt::Display) -> SeriesError {
@@ -59,6 +124,88 @@ impl Backend {
         Backend::Memory(Arc::default(), Arc::default())
     }
 
+    /// The Neo4j store's series.
+    pub fn bolt(store: crate::store::bolt::BoltStore) -> Backend {
+        let holder = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+        Backend::Bolt(store, Arc::from(holder))
+    }
+
+    /// [`Backend::mark`], of any backend.
+    pub async fn stored_mark(&self) -> Result<u64, SeriesError> {
+        match self {
+            Backend::Bolt(b, _) => b.series_mark().await.map_err(storage),
+            other => other.mark(),
+        }
+    }
+
+    /// [`Backend::write`], of any backend (the Neo4j store's only by the
+    /// holder of the `series` lease).
+    pub async fn write_points(
+        &self,
+        points: Points,
+        bucket: Micros,
+        mark: u64,
+        prune_before: Option<Micros>,
+    ) -> Result<Written, SeriesError> {
+        let Backend::Bolt(b, holder) = self else {
+            let me = self.clone();
+            tokio::task::spawn_blocking(move || me.write(points, bucket, mark, prune_before))
+                .await
+                .map_err(|e| SeriesError::Storage(format!("flush task: {e}")))??;
+            return Ok(Written::Stored);
+        };
+        use crate::store::GraphStore as _;
+        if !b.lease(LEASE, holder, LEASE_TTL).await.map_err(storage)? {
+            return Ok(Written::ByAnother(b.series_mark().await.map_err(storage)?));
+        }
+        let blocks = by_block(points, bucket);
+        let keys: Vec<(String, String, i64)> = blocks.keys().cloned().collect();
+        let stored: std::collections::HashMap<(String, String, i64), String> = b
+            .series_blocks_at(&keys)
+            .await
+            .map_err(storage)?
+            .into_iter()
+            .collect();
+        let mut rows = Vec::with_capacity(blocks.len());
+        for (key, pts) in blocks {
+            let older = match stored.get(&key) {
+                Some(s) => decode64(s)?,
+                None => Vec::new(),
+            };
+            rows.push((key, encode64(&block::merge(older, &pts))?));
+        }
+        b.series_write(rows, mark, prune_before)
+            .await
+            .map_err(storage)?;
+        Ok(Written::Stored)
+    }
+
+    /// [`Backend::read`], of any backend.
+    pub async fn read_points(
+        &self,
+        twin: &str,
+        field: &str,
+        first: Micros,
+        last: Micros,
+    ) -> Result<Vec<Point>, SeriesError> {
+        if let Backend::Bolt(b, _) = self {
+            let mut out = Vec::new();
+            for s in b
+                .series_blocks(twin, field, first, last)
+                .await
+                .map_err(storage)?
+            {
+                out.extend(decode64(&s)?);
+            }
+            return Ok(out);
+        }
+        let me = self.clone();
+        let (t, f) = (twin.to_owned(), field.to_owned());
+        tokio::task::spawn_blocking(move || me.read(&t, &f, first, last))
+            .await
+            .map_err(|e| SeriesError::Storage(format!("read task: {e}")))?
+    }
+
     /// The last event whose points are in blocks.
     pub fn mark(&self) -> Result<u64, SeriesError> {
         match self {
@@ -71,6 +218,7 @@ impl Backend {
                 .map_err(storage)?
                 .map_or(0, |v| v.value())),
             Backend::Memory(_, mark) => Ok(mark.load(Ordering::Acquire)),
+            Backend::Bolt(..) => Err(remote()),
         }
     }
 
@@ -84,26 +232,7 @@ impl Backend {
         mark: u64,
         prune_before: Option<Micros>,
     ) -> Result<(), SeriesError> {
-        // Per series and bucket, in time order, one per time.
-        let mut by_block: BTreeMap<(String, String, i64), Vec<Point>> = BTreeMap::new();
-        for (twin, fields) in points {
-            for (field, mut pts) in fields {
-                pts.reverse();
-                // Stable: among equal times the latest report comes first now.
-                pts.sort_by_key(|p| p.time);
-                pts.dedup_by_key(|p| p.time);
-                for p in pts {
-                    by_block
-                        .entry((
-                            twin.to_string(),
-                            field.to_string(),
-                            block::bucket_of(p.time, bucket),
-                        ))
-                        .or_default()
-                        .push(p);
-                }
-            }
-        }
+        let by_block = by_block(points, bucket);
         match self {
             Backend::File(db) => {
                 let txn = db.begin_write().map_err(storage)?;
@@ -146,6 +275,7 @@ impl Backend {
                 }
                 m.store(mark, Ordering::Release);
             }
+            Backend::Bolt(..) => return Err(remote()),
         }
         Ok(())
     }
@@ -183,6 +313,7 @@ impl Backend {
                     out.extend(block::decode(v)?);
                 }
             }
+            Backend::Bolt(..) => return Err(remote()),
         }
         Ok(out)
     }
@@ -209,6 +340,7 @@ impl Backend {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 n = (blocks.len(), blocks.values().map(Vec::len).sum());
             }
+            Backend::Bolt(..) => return Err(remote()),
         }
         Ok(n)
     }

@@ -192,10 +192,38 @@ impl Head {
     }
 }
 
+impl Head {
+    /// Points taken for a flush that did not store them: back into the
+    /// head, before anything newer.
+    fn restore(&mut self, flushing: Points) {
+        for (twin, fields) in flushing {
+            let into = self.points.entry(twin).or_default();
+            let mut added = 0;
+            for (field, mut v) in fields {
+                added += v.len();
+                v.extend(into.remove(&field).unwrap_or_default());
+                into.insert(field, v);
+            }
+            self.len += added;
+        }
+    }
+}
+
 impl Series {
+    /// The series of a local backend (file or memory).
     pub fn new(backend: Backend, config: SeriesConfig) -> Result<Series, SeriesError> {
         let seq = backend.mark()?;
-        Ok(Series {
+        Ok(Series::at(backend, config, seq))
+    }
+
+    /// The series of any backend (the Neo4j store's mark is read from it).
+    pub async fn open(backend: Backend, config: SeriesConfig) -> Result<Series, SeriesError> {
+        let seq = backend.stored_mark().await?;
+        Ok(Series::at(backend, config, seq))
+    }
+
+    fn at(backend: Backend, config: SeriesConfig, seq: u64) -> Series {
+        Series {
             backend,
             head: Mutex::new(Head {
                 seq,
@@ -206,7 +234,7 @@ impl Series {
             config,
             flush: tokio::sync::Mutex::new(()),
             from_log: std::sync::atomic::AtomicU64::new(0),
-        })
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Head> {
@@ -285,13 +313,22 @@ impl Series {
             });
             (taken, head.seq, prune)
         };
-        let backend = self.backend.clone();
-        let written = tokio::task::spawn_blocking(move || backend.write(taken, bucket, seq, prune))
-            .await
-            .map_err(|e| SeriesError::Storage(format!("flush task: {e}")))?;
+        let written = self.backend.write_points(taken, bucket, seq, prune).await;
         let mut head = self.lock();
         match written {
-            Ok(()) => {
+            // Another server stored them (its mark is past them): dropped.
+            Ok(backend::Written::ByAnother(stored)) if stored >= seq => {
+                head.flushing.clear();
+                head.written = seq;
+                Ok(())
+            }
+            // Another server writes, and has yet to store them: kept.
+            Ok(backend::Written::ByAnother(_)) => {
+                let flushing = std::mem::take(&mut head.flushing);
+                head.restore(flushing);
+                Ok(())
+            }
+            Ok(backend::Written::Stored) => {
                 head.flushing.clear();
                 head.written = seq;
                 if let Some(p) = prune {
@@ -300,18 +337,8 @@ impl Series {
                 Ok(())
             }
             Err(e) => {
-                // Not written: back into the head, before anything newer.
                 let flushing = std::mem::take(&mut head.flushing);
-                for (twin, fields) in flushing {
-                    let into = head.points.entry(twin).or_default();
-                    let mut added = 0;
-                    for (field, mut v) in fields {
-                        added += v.len();
-                        v.extend(into.remove(&field).unwrap_or_default());
-                        into.insert(field, v);
-                    }
-                    head.len += added;
-                }
+                head.restore(flushing);
                 Err(e)
             }
         }
@@ -330,11 +357,7 @@ impl Series {
             block::bucket_of(window.from, bucket),
             block::bucket_of(window.to - 1, bucket),
         );
-        let backend = self.backend.clone();
-        let (t, f) = (twin.to_owned(), field.to_owned());
-        let stored = tokio::task::spawn_blocking(move || backend.read(&t, &f, first, last))
-            .await
-            .map_err(|e| SeriesError::Storage(format!("read task: {e}")))??;
+        let stored = self.backend.read_points(twin, field, first, last).await?;
         let within = |p: &Point| p.time >= window.from && p.time < window.to;
         let mut points: Vec<Point> = stored.into_iter().filter(within).collect();
         let mut recent: Vec<Point> = {

@@ -29,6 +29,7 @@ mod live;
 mod outage;
 mod replicas;
 mod rollouts;
+mod series;
 mod startup;
 mod statements;
 #[path = "../typed.rs"]

@@ -30,6 +30,8 @@ use crate::twin::{Event, Relationship, Twin};
 pub const TWIN: &str = "Twin";
 pub const EVENT: &str = "TwinEvent";
 pub const META: &str = "TwinGraphMeta";
+/// The label of a time series block's node.
+pub const SERIES_BLOCK: &str = "SeriesBlock";
 
 /// Twin node properties that are not flattened values.
 pub const RESERVED_NODE_KEYS: &[&str] = &[

@@ -40,7 +40,7 @@ use crate::dtdl::ModelSet;
 use crate::twin::aggregate::{Aggregate, Numbers, Stats, Tally};
 use crate::twin::query::{Direction, Reach, Reached, Traversal};
 use crate::twin::{Batch, Event, Graph, Micros, Relationship, Twin, TwinError};
-use layout::{EVENT, META, ModelLabels, TWIN, decode};
+use layout::{EVENT, META, ModelLabels, SERIES_BLOCK, TWIN, decode};
 
 /// Where the database is and how to use it.
 #[derive(Debug, Clone)]
@@ -735,6 +735,99 @@ fn available(shared: &Shared) -> Result<(), StoreError> {
         ))
     }
 }
+
+/// Time series blocks (see [`crate::series`]): one `SeriesBlock` node per
+/// twin, field and bucket, its points the block's bytes in base64; the
+/// `series:mark` meta node holds the last event whose points are in blocks.
+/// Written by one server at a time (the `series` lease).
+impl BoltStore {
+    /// The last event whose points are in blocks (0: none).
+    pub async fn series_mark(&self) -> Result<u64, StoreError> {
+        let q = query(&format!(
+            "MATCH (m:{META} {{key: $key}}) RETURN toString(m.seq) AS s"
+        ))
+        .param("key", SERIES_MARK);
+        Ok(rows(&self.shared, q, "s")
+            .await?
+            .first()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// The blocks of `twin`'s `field` in buckets `first..=last`, in order.
+    pub async fn series_blocks(
+        &self,
+        twin: &str,
+        field: &str,
+        first: Micros,
+        last: Micros,
+    ) -> Result<Vec<String>, StoreError> {
+        let q = query(&format!(
+            "MATCH (b:{SERIES_BLOCK}) WHERE b.twin = $twin AND b.field = $field \
+               AND b.start >= $first AND b.start <= $last \
+             RETURN b.points AS p ORDER BY b.start"
+        ))
+        .param("twin", twin)
+        .param("field", field)
+        .param("first", first)
+        .param("last", last);
+        rows(&self.shared, q, "p").await
+    }
+
+    /// The stored blocks of these (twin, field, bucket) keys.
+    pub async fn series_blocks_at(
+        &self,
+        keys: &[(String, String, Micros)],
+    ) -> Result<Vec<((String, String, Micros), String)>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<BoltType> = keys
+            .iter()
+            .map(|(t, f, s)| {
+                let mut m = neo4rs::BoltMap::new();
+                m.put("twin".into(), BoltType::from(t.as_str()));
+                m.put("field".into(), BoltType::from(f.as_str()));
+                m.put("start".into(), BoltType::from(*s));
+                BoltType::Map(m)
+            })
+            .collect();
+        // Ids and field names hold no control characters: a newline
+        // separates the parts of a row.
+        let q = query(&format!(
+            "UNWIND $keys AS k MATCH (b:{SERIES_BLOCK}) \
+               WHERE b.twin = k.twin AND b.field = k.field AND b.start = k.start \
+             RETURN b.twin + '\n' + b.field + '\n' + toString(b.start) + '\n' + b.points AS x"
+        ))
+        .param("keys", list);
+        let mut out = Vec::new();
+        for row in rows(&self.shared, q, "x").await? {
+            let mut parts = row.splitn(4, '\n');
+            if let (Some(t), Some(f), Some(s), Some(p)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+                && let Ok(start) = s.parse::<i64>()
+            {
+                out.push(((t.to_owned(), f.to_owned(), start), p.to_owned()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes blocks (each replacing the stored one of its key) and the
+    /// mark in one transaction; removes blocks of buckets before
+    /// `prune_before`.
+    pub async fn series_write(
+        &self,
+        blocks: Vec<((String, String, Micros), String)>,
+        mark: u64,
+        prune_before: Option<Micros>,
+    ) -> Result<(), StoreError> {
+        write::series_write(&self.shared, blocks, mark, prune_before).await
+    }
+}
+
+/// The meta node of the series mark.
+const SERIES_MARK: &str = "series:mark";
 
 /// Every value of string column `col` of `q`'s rows.
 async fn rows(shared: &Shared, q: Query, col: &str) -> Result<Vec<String>, StoreError> {
@@ -1490,7 +1583,7 @@ mod tests {
     #[test]
     fn the_migration_script_splits_into_its_statements() {
         let s = super::statements(super::MIGRATIONS);
-        assert_eq!(s.len(), 9, "{s:?}");
+        assert_eq!(s.len(), 10, "{s:?}");
         assert!(s.iter().all(|x| !x.contains("//") && !x.ends_with(';')));
         assert!(s[0].starts_with("CREATE CONSTRAINT twin_id"));
     }

@@ -24,7 +24,7 @@ use std::time::Duration;
 use neo4rs::{BoltType, Query, Txn, query};
 use tokio::sync::mpsc;
 
-use super::layout::{self, EVENT, META, TWIN, decode};
+use super::layout::{self, EVENT, META, SERIES_BLOCK, TWIN, decode};
 use super::lines::Ended;
 use super::{Shared, WriteRequest, db_error, transient};
 use crate::dtdl::ModelSet;
@@ -377,6 +377,63 @@ pub(super) async fn lease(
         }
         commit(txn, &sent).await?;
         Ok(held)
+    })
+    .await
+}
+
+/// Writes series blocks and the series mark in one transaction (see
+/// [`super::BoltStore::series_write`]).
+pub(super) async fn series_write(
+    shared: &Shared,
+    blocks: Vec<((String, String, Micros), String)>,
+    mark: u64,
+    prune_before: Option<Micros>,
+) -> Result<(), StoreError> {
+    let rows: Vec<BoltType> = blocks
+        .into_iter()
+        .map(|((twin, field, start), points)| {
+            let mut m = neo4rs::BoltMap::new();
+            m.put("twin".into(), BoltType::from(twin));
+            m.put("field".into(), BoltType::from(field));
+            m.put("start".into(), BoltType::from(start));
+            m.put("points".into(), BoltType::from(points));
+            BoltType::Map(m)
+        })
+        .collect();
+    let seq = BoltType::from(i64::try_from(mark).unwrap_or(i64::MAX));
+    retrying(shared, |db, sent| {
+        let (rows, seq) = (rows.clone(), seq.clone());
+        async move {
+            let mut txn = db.start_txn().await?;
+            if !rows.is_empty() {
+                txn.run(
+                    query(&format!(
+                        "UNWIND $rows AS r \
+                         MERGE (b:{SERIES_BLOCK} {{twin: r.twin, field: r.field, start: r.start}}) \
+                         SET b.points = r.points"
+                    ))
+                    .param("rows", rows),
+                )
+                .await?;
+            }
+            if let Some(before) = prune_before {
+                txn.run(
+                    query(&format!(
+                        "MATCH (b:{SERIES_BLOCK}) WHERE b.start < $before DETACH DELETE b"
+                    ))
+                    .param("before", before),
+                )
+                .await?;
+            }
+            txn.run(
+                query(&format!("MERGE (m:{META} {{key: $key}}) SET m.seq = $seq"))
+                    .param("key", "series:mark")
+                    .param("seq", seq),
+            )
+            .await?;
+            commit(txn, &sent).await?;
+            Ok(())
+        }
     })
     .await
 }
