@@ -437,6 +437,22 @@ async fn kpis_come_from_the_run_state_history_and_the_alarms() {
     assert_eq!(k["observedSeconds"], 72000.0);
     assert_eq!(k["runningSeconds"], 54000.0);
     assert_eq!(k["availability"], 61200.0 / 72000.0);
+    // The same as a field of the twin, through the generic and the typed API.
+    let v = gql_as(
+        s.addr,
+        &admin,
+        "query($from: DateTime!, $to: DateTime!) {
+           twin(id: \"line1\") { kpis(from: $from, to: $to, below: true) { assets availability } }
+           pump(id: \"p1\") { kpis(from: $from, to: $to) { availability mttrSeconds } } }",
+        json!({"from": at(0), "to": at(10)}),
+    )
+    .await;
+    assert_eq!(v["data"]["twin"]["kpis"]["assets"], 2, "{v}");
+    assert_eq!(v["data"]["twin"]["kpis"]["availability"], 61200.0 / 72000.0);
+    assert_eq!(
+        v["data"]["pump"]["kpis"],
+        json!({"availability": 0.7, "mttrSeconds": 3600.0})
+    );
     // Idle counts as running when the caller says so.
     let v = gql_as(
         s.addr,

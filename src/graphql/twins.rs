@@ -51,7 +51,8 @@ pub(super) fn register(b: &mut Builder) {
         .field(super::views::twin_device_interface_field())
         .field(super::views::twin_health_interface_field())
         .field(super::views::twin_alarms_interface_field())
-        .field(super::views::twin_lifecycle_interface_field());
+        .field(super::views::twin_lifecycle_interface_field())
+        .field(super::views::twin_kpis_interface_field());
     let mut generic = Object::new("GenericTwin")
         .description("A twin seen through the model-agnostic API.")
         .implement("Node")
@@ -63,7 +64,8 @@ pub(super) fn register(b: &mut Builder) {
         .field(super::views::twin_device_field())
         .field(super::views::twin_health_field())
         .field(super::views::twin_alarms_field())
-        .field(super::views::twin_lifecycle_field());
+        .field(super::views::twin_lifecycle_field())
+        .field(super::views::twin_kpis_field());
     let [connection, edge] = connection::<Twin>(
         "TwinConnection",
         "TwinEdge",

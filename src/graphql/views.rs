@@ -9,15 +9,19 @@ use async_graphql::Value as GqlValue;
 use async_graphql::dynamic::{Field, FieldValue, TypeRef};
 use serde_json::{Map, Value, json};
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::context::{parent_twin, ready};
+use super::context::{json_arg, parent_twin, ready, store_of, time_arg};
+use super::errors::{bad_request, store_error};
 use crate::alarms::{Alarm, AlarmState, Alarms, Health};
 use crate::devices::Devices;
 use crate::devices::registry::Device;
+use crate::kpi::{Kpis, RunStates, count_alarms, of_twin};
+use crate::records::ALARMS_STREAM;
 use crate::records::{DeviceAuth, Severity};
 use crate::twin::state::{ComponentState, PropState};
-use crate::twin::{Event, Relationship, Twin, format_time};
+use crate::twin::{Event, Relationship, Twin, format_time, now_micros};
 
 /// A `Twin` field: name, type, description, value.
 pub(super) type TwinFieldDef = (&'static str, TypeRef, &'static str, fn(&Twin) -> GqlValue);
@@ -402,7 +406,7 @@ pub(super) async fn health_for(
         .map(|a| &a.store);
     health_seen(guard, alarms, twin)
         .await
-        .map_err(|e| super::errors::store_error(&e))
+        .map_err(|e| store_error(&e))
 }
 
 /// The health of `twin` counting only the alarms of twins `guard` lets
@@ -529,7 +533,7 @@ pub(super) fn twin_alarms_field() -> Field {
                         .store
                         .filter(&ids)
                         .await
-                        .map_err(|e| super::errors::store_error(&e))?;
+                        .map_err(|e| store_error(&e))?;
                     found.retain(|a| seen.contains(&a.twin));
                 }
                 found.sort_by_key(|a| std::cmp::Reverse(a.raised_seq));
@@ -669,4 +673,163 @@ pub(super) fn twin_lifecycle_interface_field() -> async_graphql::dynamic::Interf
         TypeRef::named("TwinLifecycle"),
     )
     .description(TWIN_LIFECYCLE_DOC)
+}
+
+// Indicators (the `kpis` query and field; see `crate::kpi`).
+
+/// Records of the alarms stream read per store call.
+const PAGE: usize = 10_000;
+
+/// The most twins a subtree's indicators are computed over.
+const MAX_ASSETS: usize = 10_000;
+
+fn seconds(m: i64) -> f64 {
+    m as f64 / 1e6
+}
+
+fn kpis_json(twin: &str, from: i64, to: i64, k: &Kpis) -> Value {
+    let [critical, high, medium, low] = k.alarms;
+    json!({
+        "twinId": twin,
+        "from": format_time(from),
+        "to": format_time(to),
+        "assets": k.assets,
+        "observedSeconds": seconds(k.observed),
+        "runningSeconds": seconds(k.running),
+        "faultSeconds": seconds(k.fault),
+        "availability": k.availability(),
+        "utilization": k.utilization(),
+        "failures": k.failures,
+        "repairs": k.repairs,
+        "mtbfSeconds": k.mtbf().map(seconds),
+        "mttrSeconds": k.mttr().map(seconds),
+        "alarms": {
+            "critical": critical, "high": high, "medium": medium, "low": low,
+            "total": critical + high + medium + low,
+        },
+    })
+}
+
+/// The run states a request names (the default: `runState`, running
+/// `running`, fault `fault`).
+fn run_states(v: Option<Value>) -> Result<RunStates, async_graphql::Error> {
+    let mut s = RunStates::default();
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(s);
+    };
+    if let Some(f) = v.get("field").and_then(Value::as_str) {
+        s.field = f.to_owned();
+    }
+    for (key, into) in [("running", &mut s.running), ("fault", &mut s.fault)] {
+        match v.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(values)) if !values.is_empty() => *into = values.clone(),
+            Some(_) => {
+                return Err(bad_request(format!(
+                    "runState.{key}: a non-empty list of the field's values"
+                )));
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// The indicators of `twin` (which the caller may see) over the window
+/// the request's arguments ask for (`from`, `to`, `below`, `runState`).
+pub(super) async fn kpis_for(
+    ctx: &async_graphql::dynamic::ResolverContext<'_>,
+    twin: &str,
+) -> Result<Value, async_graphql::Error> {
+    let from = time_arg(ctx, "from")?.ok_or_else(|| bad_request("`from` is required"))?;
+    let to = time_arg(ctx, "to")?.ok_or_else(|| bad_request("`to` is required"))?;
+    if to <= from {
+        return Err(bad_request("`to` must be later than `from`"));
+    }
+    let to = to.min(now_micros()).max(from);
+    let below = match ctx.args.get("below") {
+        Some(v) if !v.is_null() => v.boolean()?,
+        _ => false,
+    };
+    let states = run_states(json_arg(ctx, "runState")?)?;
+    let store = store_of(ctx)?;
+    let mut ids = vec![twin.to_owned()];
+    if below {
+        let reached = store
+            .descendants(twin, crate::twin::query::DEFAULT_MAX_DEPTH)
+            .await
+            .map_err(|e| store_error(&e))?;
+        ids.extend(reached.into_iter().map(|r| r.twin));
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() > MAX_ASSETS {
+            return Err(bad_request(format!(
+                "{} twins under {twin}; indicators are computed over at most {MAX_ASSETS}: ask for a smaller subtree",
+                ids.len()
+            )));
+        }
+    }
+    let mut per: HashMap<String, Kpis> = HashMap::new();
+    for id in &ids {
+        let events = store
+            .twin_events(id, None, None)
+            .await
+            .map_err(|e| store_error(&e))?;
+        per.insert(id.clone(), of_twin(id, &events, &states, from, to));
+    }
+    let mut seq = 0;
+    loop {
+        let page = store
+            .stream_events(ALARMS_STREAM, seq, PAGE)
+            .await
+            .map_err(|e| store_error(&e))?;
+        count_alarms(&page, &mut per, from, to);
+        match page.last() {
+            Some(last) if page.len() == PAGE => seq = last.seq,
+            _ => break,
+        }
+    }
+    let mut total = Kpis::default();
+    for k in per.values() {
+        total.add(k);
+    }
+    Ok(kpis_json(twin, from, to, &total))
+}
+
+/// The arguments of a `kpis` field.
+pub(super) fn kpi_arguments() -> [async_graphql::dynamic::InputValue; 4] {
+    use async_graphql::dynamic::InputValue;
+    [
+        InputValue::new("from", TypeRef::named_nn("DateTime")),
+        InputValue::new("to", TypeRef::named_nn("DateTime")),
+        InputValue::new("below", TypeRef::named(TypeRef::BOOLEAN))
+            .description("Also the twins it contains (false when absent)."),
+        InputValue::new("runState", TypeRef::named("RunStateInput")),
+    ]
+}
+
+/// The `kpis` field of every twin type.
+pub(super) const TWIN_KPIS_FIELD: &str = "kpis";
+
+const TWIN_KPIS_DOC: &str = "Its indicators over `from`..`to` (with `below`, summed over its subtree): availability, utilization, failures, MTBF and MTTR from its reported run state, and the alarms raised on it by severity.";
+
+pub(super) fn twin_kpis_field() -> Field {
+    let f = Field::new(TWIN_KPIS_FIELD, TypeRef::named_nn("AssetKpis"), |ctx| {
+        async_graphql::dynamic::FieldFuture::new(async move {
+            let twin = parent_twin(&ctx)?.id.clone();
+            Ok(Some(FieldValue::owned_any(kpis_for(&ctx, &twin).await?)))
+        })
+    })
+    .description(TWIN_KPIS_DOC);
+    kpi_arguments().into_iter().fold(f, Field::argument)
+}
+
+pub(super) fn twin_kpis_interface_field() -> async_graphql::dynamic::InterfaceField {
+    let f = async_graphql::dynamic::InterfaceField::new(
+        TWIN_KPIS_FIELD,
+        TypeRef::named_nn("AssetKpis"),
+    )
+    .description(TWIN_KPIS_DOC);
+    kpi_arguments()
+        .into_iter()
+        .fold(f, async_graphql::dynamic::InterfaceField::argument)
 }

@@ -235,3 +235,67 @@ async fn lifecycles_on_neo4j_are_shared_by_replicas() {
     a.close();
     b.close();
 }
+
+/// Retention on the Neo4j store: blocks older than `series.retention_days`
+/// (counted back from the newest point) go in the transaction that writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn series_retention_on_neo4j_removes_old_blocks() {
+    let bolt = fresh_database().await;
+    let a = replica(&bolt, Default::default()).await;
+    let store: Arc<dyn GraphStore> = Arc::new(a.clone());
+    must(store.as_ref(), vec![create("p1", PUMP)]).await;
+    let t0 = parse_time(T0).expect("T0");
+    for (h, v) in [(0i64, 1.0), (1, 2.0), (5, 3.0)] {
+        let op = Op::PatchReported {
+            id: "p1".into(),
+            patch: serde_json::json!({"flowRate": v}),
+            expected_version: None,
+            source_time: Some(t0 + h * 3_600_000_000),
+        };
+        store
+            .apply(Batch { ops: vec![op] }, "test")
+            .await
+            .expect("report");
+    }
+    let series = Arc::new(
+        Series::open(
+            Backend::bolt(a.clone()),
+            SeriesConfig {
+                retention: Some(Duration::from_secs(2 * 3600)),
+                ..config()
+            },
+        )
+        .await
+        .expect("series"),
+    );
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let task = {
+        let stop = stop.clone();
+        tokio::spawn(series.clone().follow(store.clone(), async move {
+            stop.notified().await;
+        }))
+    };
+    let last = store.last_seq();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while a.series_mark().await.expect("mark") < last {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "blocks never written"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.notify_waiters();
+    task.await.expect("follower");
+    let fresh = Series::open(Backend::bolt(a.clone()), config())
+        .await
+        .expect("series");
+    let got: Vec<f64> = fresh
+        .points("p1", "flowRate", window())
+        .await
+        .expect("points")
+        .into_iter()
+        .map(|p| p.value)
+        .collect();
+    assert_eq!(got, [3.0], "the blocks of 10:00 and 11:00 are gone");
+    a.close();
+}

@@ -144,6 +144,7 @@ fn twin_fixed() -> Vec<&'static str> {
     fixed.push(super::views::TWIN_HEALTH_FIELD);
     fixed.push(super::views::TWIN_ALARMS_FIELD);
     fixed.push(super::views::TWIN_LIFECYCLE_FIELD);
+    fixed.push(super::views::TWIN_KPIS_FIELD);
     fixed
 }
 
@@ -1051,12 +1052,14 @@ fn compile(
                 .field(super::views::twin_device_interface_field())
                 .field(super::views::twin_health_interface_field())
                 .field(super::views::twin_alarms_interface_field())
-                .field(super::views::twin_lifecycle_interface_field());
+                .field(super::views::twin_lifecycle_interface_field())
+                .field(super::views::twin_kpis_interface_field());
             obj = obj
                 .field(super::views::twin_device_field())
                 .field(super::views::twin_health_field())
                 .field(super::views::twin_alarms_field())
-                .field(super::views::twin_lifecycle_field());
+                .field(super::views::twin_lifecycle_field())
+                .field(super::views::twin_kpis_field());
             for s in &specs {
                 gi = gi.field(s.interface_field());
                 obj = obj.field(s.field_undocumented());
