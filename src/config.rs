@@ -240,6 +240,8 @@ impl Default for RolloutSettings {
 pub struct SeriesSettings {
     pub flush_seconds: u64,
     pub retention_days: Option<u64>,
+    pub minute_retention_days: Option<u64>,
+    pub hour_retention_days: Option<u64>,
 }
 
 impl Default for SeriesSettings {
@@ -248,6 +250,8 @@ impl Default for SeriesSettings {
         SeriesSettings {
             flush_seconds: d.flush_every.as_secs(),
             retention_days: d.retention.map(|r| r.as_secs() / 86_400),
+            minute_retention_days: d.minute_retention.map(|r| r.as_secs() / 86_400),
+            hour_retention_days: d.hour_retention.map(|r| r.as_secs() / 86_400),
         }
     }
 }
@@ -257,12 +261,16 @@ impl SeriesSettings {
     pub fn config(&self) -> crate::series::SeriesConfig {
         crate::series::SeriesConfig {
             flush_every: std::time::Duration::from_secs(self.flush_seconds.max(1)),
-            retention: self
-                .retention_days
-                .map(|d| std::time::Duration::from_secs(d.saturating_mul(86_400))),
+            retention: days(self.retention_days),
+            minute_retention: days(self.minute_retention_days),
+            hour_retention: days(self.hour_retention_days),
             ..crate::series::SeriesConfig::default()
         }
     }
+}
+
+fn days(d: Option<u64>) -> Option<std::time::Duration> {
+    d.map(|d| std::time::Duration::from_secs(d.saturating_mul(86_400)))
 }
 
 /// `[alarms]`: alarm rules and alarms.
@@ -529,7 +537,9 @@ pub const SETTINGS: &[Setting] = &[
         .was("rollout_scheduler", "TWINGRAPH_ROLLOUT_SCHEDULER"),
     setting("series.flush_seconds", Number, "How often (s) the newest points of the time series are written into compressed blocks (embedded store: `series.redb` in `store.data`). Until then they are answered from memory; a restart reads them again from the event log."),
     setting("alarms.tick_ms", Number, "How often (ms, at least 10) alarm rules' on- and off-delays, stale-data conditions and shelf expiries are looked at; conditions on reported values are decided as the reports commit."),
-    setting("series.retention_days", OptNumber, "Keep time series this many days (whole hour blocks, counted back from the newest point); unset: forever. The event log's own retention is `store.retention_days`."),
+    setting("series.retention_days", OptNumber, "Keep time series this many days (whole hour blocks, counted back from the newest point); unset: forever. The event log's own retention is `store.retention_days`. Older buckets are answered from the roll-ups (at steps that are multiples of a minute or an hour)."),
+    setting("series.minute_retention_days", OptNumber, "Keep the per-minute roll-ups (min, max, sum, count, first, last of each minute) this many days; unset: forever."),
+    setting("series.hour_retention_days", OptNumber, "Keep the per-hour roll-ups this many days; unset: forever."),
 ];
 
 /// A setting that cannot be used.

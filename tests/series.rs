@@ -519,3 +519,116 @@ async fn forecasts_continue_a_trend_and_tell_when_a_limit_is_reached() {
     }
     s.shutdown().await;
 }
+
+/// Roll-ups outlive the raw points: with raw blocks kept two hours, six
+/// hours of a pump's flow rate still answer hourly means (from the hour
+/// roll-ups) and ten-minute maxima (from the minute roll-ups), exactly as
+/// the raw points did; raw and sub-minute answers have only what is left.
+#[tokio::test]
+async fn roll_ups_answer_after_the_raw_points_are_gone() {
+    let store: Arc<dyn GraphStore> =
+        Arc::new(Store::in_memory(sample_models(), StoreConfig::default()));
+    must(store.as_ref(), vec![create("p", PUMP)]).await;
+    let t0 = parse_time(T0).expect("T0");
+    let value = |i: i64| 10.0 + (i % 6) as f64 + (i / 6) as f64 * 0.5;
+    for i in 0..36i64 {
+        let op = Op::PatchReported {
+            id: "p".into(),
+            patch: json!({"flowRate": value(i)}),
+            expected_version: None,
+            source_time: Some(t0 + i * 600_000_000),
+        };
+        store
+            .apply(twingraph::twin::Batch { ops: vec![op] }, "test")
+            .await
+            .expect("report");
+    }
+    let series = Arc::new(
+        Series::new(
+            Backend::memory(),
+            SeriesConfig {
+                flush_every: Duration::from_millis(50),
+                retention: Some(Duration::from_secs(2 * 3600)),
+                ..SeriesConfig::default()
+            },
+        )
+        .expect("series"),
+    );
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let task = {
+        let (series, stop) = (series.clone(), stop.clone());
+        tokio::spawn(series.follow(store.clone(), async move { stop.notified().await }))
+    };
+    // Raw blocks before 13:00 go (two hours back from the newest, 15:50).
+    let raw = Window {
+        from: t0,
+        to: t0 + 6 * 3_600_000_000,
+        step: None,
+        aggregate: Aggregate::Mean,
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = series
+            .points("p", "flowRate", raw)
+            .await
+            .expect("raw")
+            .len();
+        if n == 18 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "raw points never pruned: {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let hourly = series
+        .points(
+            "p",
+            "flowRate",
+            Window {
+                step: Some(3_600_000_000),
+                ..raw
+            },
+        )
+        .await
+        .expect("hourly");
+    let want: Vec<(i64, f64)> = (0..6)
+        .map(|h| (t0 + h * 3_600_000_000, 12.5 + h as f64 * 0.5))
+        .collect();
+    let got: Vec<(i64, f64)> = hourly.iter().map(|p| (p.time, p.value)).collect();
+    assert_eq!(got, want, "hourly means from the roll-ups");
+    let tens = series
+        .points(
+            "p",
+            "flowRate",
+            Window {
+                step: Some(600_000_000),
+                aggregate: Aggregate::Max,
+                ..raw
+            },
+        )
+        .await
+        .expect("ten-minute maxima");
+    assert_eq!(tens.len(), 36);
+    assert!(
+        tens.iter()
+            .enumerate()
+            .all(|(i, p)| p.value == value(i as i64))
+    );
+    // Thirty seconds is no roll-up's multiple: what raw blocks are left.
+    let fine = series
+        .points(
+            "p",
+            "flowRate",
+            Window {
+                step: Some(30_000_000),
+                ..raw
+            },
+        )
+        .await
+        .expect("30 s");
+    assert_eq!(fine.len(), 18);
+    stop.notify_waiters();
+    task.await.expect("follower");
+}

@@ -42,6 +42,61 @@ const LEASE: &str = "series";
 /// How long the lease lasts unless renewed (each flush renews it).
 const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Which blocks a write removes: raw ones before `raw`, the minute tier's
+/// before `minute`, the hour tier's before `hour` (bucket starts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Prune {
+    pub raw: Option<Micros>,
+    pub minute: Option<Micros>,
+    pub hour: Option<Micros>,
+}
+
+impl Prune {
+    /// Whether the block of `field` (a raw or a roll-up series) starting
+    /// at `start` stays.
+    pub fn keeps(&self, field: &str, start: Micros) -> bool {
+        let before = match super::rollup::tier_of(field) {
+            None => self.raw,
+            Some(t) if t == super::rollup::MINUTE => self.minute,
+            Some(_) => self.hour,
+        };
+        before.is_none_or(|b| start >= b)
+    }
+
+    pub fn any(&self) -> bool {
+        self.raw.is_some() || self.minute.is_some() || self.hour.is_some()
+    }
+}
+
+/// The blocks a merged raw block makes: itself, and its roll-ups, each
+/// replacing the stored one of its key; none for a bucket before `gone`
+/// (its raw block was removed: late points would roll up alone).
+fn with_rollups(
+    key: (String, String, i64),
+    merged: Vec<Point>,
+    bucket: Micros,
+    gone: Micros,
+) -> Vec<((String, String, i64), Vec<Point>)> {
+    let mut out = Vec::with_capacity(13);
+    if key.2 >= gone {
+        for (tier, stat, points) in super::rollup::of_block(&merged) {
+            // A block must hold whole buckets of the tier.
+            if bucket % tier.step == 0 {
+                out.push((
+                    (
+                        key.0.clone(),
+                        super::rollup::field_of(&key.1, tier, stat),
+                        key.2,
+                    ),
+                    points,
+                ));
+            }
+        }
+    }
+    out.push((key, merged));
+    out
+}
+
 /// What a flush did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
@@ -145,11 +200,12 @@ impl Backend {
         points: Points,
         bucket: Micros,
         mark: u64,
-        prune_before: Option<Micros>,
+        prune_before: Option<Prune>,
+        gone: Micros,
     ) -> Result<Written, SeriesError> {
         let Backend::Bolt(b, holder) = self else {
             let me = self.clone();
-            tokio::task::spawn_blocking(move || me.write(points, bucket, mark, prune_before))
+            tokio::task::spawn_blocking(move || me.write(points, bucket, mark, prune_before, gone))
                 .await
                 .map_err(|e| SeriesError::Storage(format!("flush task: {e}")))??;
             return Ok(Written::Stored);
@@ -172,11 +228,13 @@ impl Backend {
                 Some(s) => decode64(s)?,
                 None => Vec::new(),
             };
-            rows.push((key, encode64(&block::merge(older, &pts))?));
+            let merged = block::merge(older, &pts);
+            for (k, pts) in with_rollups(key, merged, bucket, gone) {
+                rows.push((k, encode64(&pts)?));
+            }
         }
-        b.series_write(rows, mark, prune_before)
-            .await
-            .map_err(storage)?;
+        let prune = prune_before.map(|p| (p.raw, p.minute, p.hour));
+        b.series_write(rows, mark, prune).await.map_err(storage)?;
         Ok(Written::Stored)
     }
 
@@ -224,13 +282,15 @@ impl Backend {
 
     /// Writes `points` (per series, in the order they were reported; a
     /// later report of the same time wins) into blocks of `bucket`, with
-    /// `mark`; removes blocks of buckets before `prune_before`.
+    /// `mark` (and their roll-ups, for buckets from `gone` on: raw blocks
+    /// before it were removed); removes the blocks `prune_before` says.
     pub fn write(
         &self,
         points: Points,
         bucket: Micros,
         mark: u64,
-        prune_before: Option<Micros>,
+        prune_before: Option<Prune>,
+        gone: Micros,
     ) -> Result<(), SeriesError> {
         let by_block = by_block(points, bucket);
         match self {
@@ -238,18 +298,23 @@ impl Backend {
                 let txn = db.begin_write().map_err(storage)?;
                 {
                     let mut blocks = txn.open_table(BLOCKS).map_err(storage)?;
-                    for ((twin, field, start), pts) in by_block {
-                        let key = (twin.as_str(), field.as_str(), start);
-                        let older = match blocks.get(key).map_err(storage)? {
+                    for (key, pts) in by_block {
+                        let k = (key.0.as_str(), key.1.as_str(), key.2);
+                        let older = match blocks.get(k).map_err(storage)? {
                             Some(v) => block::decode(v.value())?,
                             None => Vec::new(),
                         };
-                        let bytes = block::encode(&block::merge(older, &pts))?;
-                        blocks.insert(key, bytes.as_slice()).map_err(storage)?;
+                        let merged = block::merge(older, &pts);
+                        for ((twin, field, start), pts) in with_rollups(key, merged, bucket, gone) {
+                            let bytes = block::encode(&pts)?;
+                            blocks
+                                .insert((twin.as_str(), field.as_str(), start), bytes.as_slice())
+                                .map_err(storage)?;
+                        }
                     }
-                    if let Some(before) = prune_before {
+                    if let Some(prune) = prune_before {
                         blocks
-                            .retain(|(_, _, start), _| start >= before)
+                            .retain(|(_, field, start), _| prune.keeps(field, start))
                             .map_err(storage)?;
                     }
                     txn.open_table(META)
@@ -268,10 +333,13 @@ impl Backend {
                         Some(v) => block::decode(v)?,
                         None => Vec::new(),
                     };
-                    blocks.insert(key, block::encode(&block::merge(older, &pts))?);
+                    let merged = block::merge(older, &pts);
+                    for (k, pts) in with_rollups(key, merged, bucket, gone) {
+                        blocks.insert(k, block::encode(&pts)?);
+                    }
                 }
-                if let Some(before) = prune_before {
-                    blocks.retain(|(_, _, start), _| *start >= before);
+                if let Some(prune) = prune_before {
+                    blocks.retain(|(_, field, start), _| prune.keeps(field, *start));
                 }
                 m.store(mark, Ordering::Release);
             }

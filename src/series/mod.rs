@@ -19,6 +19,7 @@
 
 pub mod backend;
 pub mod block;
+pub mod rollup;
 pub mod window;
 
 use std::collections::HashMap;
@@ -80,6 +81,9 @@ pub struct SeriesConfig {
     /// Blocks older than this (by their bucket's end, against the newest
     /// point seen) are removed; `None`: kept forever.
     pub retention: Option<Duration>,
+    /// The same, of the minute roll-ups and of the hour roll-ups.
+    pub minute_retention: Option<Duration>,
+    pub hour_retention: Option<Duration>,
 }
 
 impl Default for SeriesConfig {
@@ -89,6 +93,8 @@ impl Default for SeriesConfig {
             flush_every: Duration::from_secs(10),
             max_head_points: 2_000_000,
             retention: None,
+            minute_retention: None,
+            hour_retention: None,
         }
     }
 }
@@ -117,8 +123,8 @@ struct Head {
     newest: Micros,
     /// The mark last written with blocks.
     written: u64,
-    /// Blocks before this bucket are gone.
-    pruned: Micros,
+    /// Blocks before these buckets are gone: raw, minute and hour roll-ups.
+    pruned: [Micros; 3],
 }
 
 /// The series of a store: its blocks and its head.
@@ -228,7 +234,7 @@ impl Series {
             head: Mutex::new(Head {
                 seq,
                 written: seq,
-                pruned: Micros::MIN,
+                pruned: [Micros::MIN; 3],
                 ..Head::default()
             }),
             config,
@@ -297,7 +303,7 @@ impl Series {
     pub async fn flush(&self) -> Result<(), SeriesError> {
         let _one = self.flush.lock().await;
         let bucket = self.bucket();
-        let (taken, seq, prune) = {
+        let (taken, seq, prune, gone) = {
             let mut head = self.lock();
             if head.points.is_empty() && head.seq <= head.written {
                 return Ok(());
@@ -305,15 +311,34 @@ impl Series {
             let taken = std::mem::take(&mut head.points);
             head.flushing = taken.clone();
             head.len = 0;
-            // Retention: whole buckets, the scan only when one more is due.
-            let prune = self.config.retention.and_then(|r| {
-                let keep = i64::try_from(r.as_micros()).unwrap_or(i64::MAX);
-                let before = block::bucket_of(head.newest.saturating_sub(keep), bucket);
-                (before > head.pruned).then_some(before)
+            // Retention per tier: whole buckets, the scan only when one more
+            // is due.
+            let cut = |r: Option<Duration>| {
+                r.map(|r| {
+                    let keep = i64::try_from(r.as_micros()).unwrap_or(i64::MAX);
+                    block::bucket_of(head.newest.saturating_sub(keep), bucket)
+                })
+            };
+            let cuts = [
+                cut(self.config.retention),
+                cut(self.config.minute_retention),
+                cut(self.config.hour_retention),
+            ];
+            let due = cuts
+                .iter()
+                .zip(head.pruned)
+                .any(|(c, done)| c.is_some_and(|c| c > done));
+            let prune = due.then_some(backend::Prune {
+                raw: cuts[0],
+                minute: cuts[1],
+                hour: cuts[2],
             });
-            (taken, head.seq, prune)
+            (taken, head.seq, prune, head.pruned[0])
         };
-        let written = self.backend.write_points(taken, bucket, seq, prune).await;
+        let written = self
+            .backend
+            .write_points(taken, bucket, seq, prune, gone)
+            .await;
         let mut head = self.lock();
         match written {
             // Another server stored them (its mark is past them): dropped.
@@ -332,7 +357,11 @@ impl Series {
                 head.flushing.clear();
                 head.written = seq;
                 if let Some(p) = prune {
-                    head.pruned = p;
+                    for (done, cut) in head.pruned.iter_mut().zip([p.raw, p.minute, p.hour]) {
+                        if let Some(c) = cut {
+                            *done = c;
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -344,7 +373,22 @@ impl Series {
         }
     }
 
+    /// Where raw blocks end, going back: the last cut, or (before this
+    /// process made one) the retention counted back from now.
+    fn raw_cutoff(&self) -> Option<Micros> {
+        let r = self.config.retention?;
+        let keep = i64::try_from(r.as_micros()).unwrap_or(i64::MAX);
+        let now = block::bucket_of(
+            crate::twin::now_micros().saturating_sub(keep),
+            self.bucket(),
+        );
+        Some(self.lock().pruned[0].max(now))
+    }
+
     /// The points of `twin`'s `field` in `window`, downsampled as it asks.
+    /// With a `step` that is a multiple of a minute, buckets before the
+    /// raw blocks' retention come from the minute or hour roll-ups (other
+    /// steps are answered from what raw blocks are left).
     pub async fn points(
         &self,
         twin: &str,
@@ -352,6 +396,79 @@ impl Series {
         window: Window,
     ) -> Result<Vec<Point>, SeriesError> {
         window.check()?;
+        if let (Some(step), Some(cut)) = (window.step, self.raw_cutoff())
+            && window.from < cut
+            && step % rollup::MINUTE.step == 0
+        {
+            let b = block::bucket_of(cut, step);
+            let split = if b < cut { b.saturating_add(step) } else { b }.min(window.to);
+            let mut out = self
+                .rolled(
+                    twin,
+                    field,
+                    Window {
+                        to: split,
+                        ..window
+                    },
+                    step,
+                )
+                .await?;
+            if split < window.to {
+                out.extend(
+                    self.raw_points(
+                        twin,
+                        field,
+                        Window {
+                            from: split,
+                            ..window
+                        },
+                    )
+                    .await?,
+                );
+            }
+            return Ok(out);
+        }
+        self.raw_points(twin, field, window).await
+    }
+
+    /// The buckets of `window` from the finest roll-up tier whose step
+    /// divides `step` (none: no buckets).
+    async fn rolled(
+        &self,
+        twin: &str,
+        field: &str,
+        window: Window,
+        step: Micros,
+    ) -> Result<Vec<Point>, SeriesError> {
+        let Some(tier) = rollup::TIERS.into_iter().find(|t| step % t.step == 0) else {
+            return Ok(Vec::new());
+        };
+        let bucket = self.bucket();
+        let (first, last) = (
+            block::bucket_of(window.from, bucket),
+            block::bucket_of(window.to - 1, bucket),
+        );
+        let mut stats: [Vec<Point>; 6] = Default::default();
+        for (s, stat) in stats.iter_mut().zip(rollup::STATS) {
+            *s = self
+                .backend
+                .read_points(twin, &rollup::field_of(field, tier, stat), first, last)
+                .await?
+                .into_iter()
+                .filter(|p| p.time >= window.from && p.time < window.to)
+                .collect();
+        }
+        Ok(rollup::apply(&stats, step, window.aggregate))
+    }
+
+    /// The raw points of `twin`'s `field` in `window`, downsampled as it
+    /// asks.
+    async fn raw_points(
+        &self,
+        twin: &str,
+        field: &str,
+        window: Window,
+    ) -> Result<Vec<Point>, SeriesError> {
         let bucket = self.bucket();
         let (first, last) = (
             block::bucket_of(window.from, bucket),

@@ -814,13 +814,14 @@ impl BoltStore {
     }
 
     /// Writes blocks (each replacing the stored one of its key) and the
-    /// mark in one transaction; removes blocks of buckets before
-    /// `prune_before`.
+    /// mark in one transaction; removes the blocks of buckets before the
+    /// `prune` cutoffs: of raw series, of minute roll-ups (`…#1m:…`), of
+    /// hour roll-ups (`…#1h:…`).
     pub async fn series_write(
         &self,
         blocks: Vec<((String, String, Micros), String)>,
         mark: u64,
-        prune_before: Option<Micros>,
+        prune_before: Option<(Option<Micros>, Option<Micros>, Option<Micros>)>,
     ) -> Result<(), StoreError> {
         write::series_write(&self.shared, blocks, mark, prune_before).await
     }

@@ -387,7 +387,7 @@ pub(super) async fn series_write(
     shared: &Shared,
     blocks: Vec<((String, String, Micros), String)>,
     mark: u64,
-    prune_before: Option<Micros>,
+    prune_before: Option<(Option<Micros>, Option<Micros>, Option<Micros>)>,
 ) -> Result<(), StoreError> {
     let rows: Vec<BoltType> = blocks
         .into_iter()
@@ -416,12 +416,18 @@ pub(super) async fn series_write(
                 )
                 .await?;
             }
-            if let Some(before) = prune_before {
+            if let Some((raw, minute, hour)) = prune_before {
                 txn.run(
                     query(&format!(
-                        "MATCH (b:{SERIES_BLOCK}) WHERE b.start < $before DETACH DELETE b"
+                        "MATCH (b:{SERIES_BLOCK}) WHERE \
+                           ($raw IS NOT NULL AND NOT b.field CONTAINS '#' AND b.start < $raw) \
+                           OR ($minute IS NOT NULL AND b.field CONTAINS '#1m:' AND b.start < $minute) \
+                           OR ($hour IS NOT NULL AND b.field CONTAINS '#1h:' AND b.start < $hour) \
+                         DETACH DELETE b"
                     ))
-                    .param("before", before),
+                    .param("raw", raw)
+                    .param("minute", minute)
+                    .param("hour", hour),
                 )
                 .await?;
             }
