@@ -603,9 +603,11 @@ async fn delays_deadbands_and_stale_data_follow_the_stepped_clock() {
     s.shutdown().await;
 }
 
-const SECRET: &str = "alarm-test-secret-of-at-least-32-bytes";
+pub(crate) const SECRET: &str = "alarm-test-secret-of-at-least-32-bytes";
 
-fn token(sub: &str, roles: &[&str], twins: Option<&[&str]>) -> String {
+/// A token signed with [`SECRET`] for `sub` with `roles`, scoped to
+/// `twins` if given.
+pub(crate) fn token(sub: &str, roles: &[&str], twins: Option<&[&str]>) -> String {
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

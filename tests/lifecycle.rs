@@ -13,27 +13,8 @@ use twingraph::lifecycle::Lifecycle;
 use twingraph::records::LifecycleState;
 use twingraph::store::{GraphStore, Store, StoreConfig};
 
-use crate::alarms::plant;
+use crate::alarms::{SECRET, plant, token};
 use crate::support::sample_models;
-
-const SECRET: &str = "lifecycle-test-secret-of-at-least-32-bytes";
-
-fn token(sub: &str, roles: &[&str], twins: Option<&[&str]>) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        + 3600;
-    let mut claims = json!({"sub": sub, "roles": roles, "exp": exp});
-    if let Some(t) = twins {
-        claims["twins"] = json!(t);
-    }
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("sign")
-}
 
 async fn gql_as(addr: SocketAddr, bearer: &str, query: &str, vars: Value) -> Value {
     let body = json!({"query": query, "variables": vars}).to_string();
