@@ -625,7 +625,13 @@ pub(crate) fn token(sub: &str, roles: &[&str], twins: Option<&[&str]>) -> String
 }
 
 async fn gql_as(addr: SocketAddr, bearer: &str, query: &str) -> Value {
-    let body = json!({"query": query}).to_string();
+    gql_vars_as(addr, bearer, query, json!({})).await
+}
+
+/// `query` with `vars` as the bearer of `bearer`; the answer (HTTP 200, its
+/// codes in the table).
+pub(crate) async fn gql_vars_as(addr: SocketAddr, bearer: &str, query: &str, vars: Value) -> Value {
+    let body = json!({"query": query, "variables": vars}).to_string();
     let (status, text) = crate::server::http_as(
         addr,
         "POST",

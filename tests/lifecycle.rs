@@ -5,7 +5,6 @@
 //! see and change only their subtree; both survive a restart of the
 //! embedded store.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -13,24 +12,8 @@ use twingraph::lifecycle::Lifecycle;
 use twingraph::records::LifecycleState;
 use twingraph::store::{GraphStore, Store, StoreConfig};
 
-use crate::alarms::{SECRET, plant, token};
+use crate::alarms::{SECRET, gql_vars_as, plant, token};
 use crate::support::sample_models;
-
-async fn gql_as(addr: SocketAddr, bearer: &str, query: &str, vars: Value) -> Value {
-    let body = json!({"query": query, "variables": vars}).to_string();
-    let (status, text) = crate::server::http_as(
-        addr,
-        "POST",
-        "/graphql",
-        Some(&body),
-        Some(&format!("Bearer {bearer}")),
-    )
-    .await;
-    assert_eq!(status, 200, "{text}");
-    let v: Value = serde_json::from_str(&text).expect("json");
-    crate::server::assert_codes_are_in_the_table(&v);
-    v
-}
 
 fn reason(v: &Value) -> &str {
     v["errors"][0]["extensions"]["reason"]
@@ -68,7 +51,7 @@ async fn assets_move_through_their_lifecycle_with_history_lists_and_scope() {
             vars.as_object_mut().expect("object").extend(m);
         }
         let who = who.to_owned();
-        async move { gql_as(s.addr, &who, SET, vars).await }
+        async move { gql_vars_as(s.addr, &who, SET, vars).await }
     };
     let v = set(&admin, "p1", "PLANNED", json!({})).await;
     assert_eq!(v["data"]["setLifecycle"]["state"], "PLANNED", "{v}");
@@ -121,7 +104,7 @@ async fn assets_move_through_their_lifecycle_with_history_lists_and_scope() {
     assert_eq!(reason(&v), "twin_not_found", "{v}");
 
     // On the twin, and in its history with who and why.
-    let v = gql_as(
+    let v = gql_vars_as(
         s.addr,
         &admin,
         r#"{ twin(id: "p1") { lifecycleState { state reason changedBy } }
@@ -151,7 +134,7 @@ async fn assets_move_through_their_lifecycle_with_history_lists_and_scope() {
     let list = |who: &str, vars: Value| {
         let who = who.to_owned();
         async move {
-            gql_as(
+            gql_vars_as(
                 s.addr,
                 &who,
                 "query($s: [LifecycleState!]!, $u: ID) { lifecycles(state: $s, under: $u) { totalCount nodes { twinId state twin { id } } } }",
@@ -211,7 +194,7 @@ async fn diagnostics_are_attached_bounded_listed_and_in_the_twins_history() {
     let admin = token("admin", &["admin"], None);
     let device = token("p1", &["device"], None);
     let viewer = token("viewer", &["viewer"], None);
-    let v = gql_as(
+    let v = gql_vars_as(
         s.addr,
         &device,
         ATTACH,
@@ -222,11 +205,11 @@ async fn diagnostics_are_attached_bounded_listed_and_in_the_twins_history() {
     assert_eq!(d["by"], "p1 (device)", "{v}");
     assert_eq!(d["report"]["selfTest"]["codes"], json!([17, 42]));
     // A device reports on its own twin only.
-    let v = gql_as(s.addr, &device, ATTACH, json!({"t": "p2", "r": {"a": 1}})).await;
+    let v = gql_vars_as(s.addr, &device, ATTACH, json!({"t": "p2", "r": {"a": 1}})).await;
     assert_eq!(reason(&v), "twin_not_found", "{v}");
-    let v = gql_as(s.addr, &viewer, ATTACH, json!({"t": "p1", "r": {"a": 1}})).await;
+    let v = gql_vars_as(s.addr, &viewer, ATTACH, json!({"t": "p1", "r": {"a": 1}})).await;
     assert_eq!(reason(&v), "forbidden", "{v}");
-    let v = gql_as(
+    let v = gql_vars_as(
         s.addr,
         &admin,
         ATTACH,
@@ -240,7 +223,7 @@ async fn diagnostics_are_attached_bounded_listed_and_in_the_twins_history() {
         (json!({"a": 1}), Some("two\nlines".to_owned()), "summary"),
         (json!({"a": 1}), Some("y".repeat(300)), "summary"),
     ] {
-        let v = gql_as(
+        let v = gql_vars_as(
             s.addr,
             &admin,
             ATTACH,
@@ -250,7 +233,7 @@ async fn diagnostics_are_attached_bounded_listed_and_in_the_twins_history() {
         assert_eq!(reason(&v), "invalid_diagnostic", "{v}");
         assert_eq!(v["errors"][0]["extensions"]["path"], path, "{v}");
     }
-    let v = gql_as(
+    let v = gql_vars_as(
         s.addr,
         &viewer,
         r#"{ diagnostics(twin: "p1") { by summary report twin { id } }
@@ -273,7 +256,7 @@ async fn diagnostics_are_attached_bounded_listed_and_in_the_twins_history() {
         .filter(|k| *k == "diagnosticReported")
         .collect();
     assert_eq!(kinds.len(), 2, "{v}");
-    let v = gql_as(
+    let v = gql_vars_as(
         s.addr,
         &admin,
         r#"{ diagnostics(twin: "p1", last: 0) { by } }"#,
@@ -364,7 +347,7 @@ async fn kpis_come_from_the_run_state_history_and_the_alarms() {
         ("p1", 6, "idle"),
         ("p1", 8, "fault"),
     ] {
-        let v = gql_as(
+        let v = gql_vars_as(
             s.addr,
             &admin,
             "mutation($t: ID!, $at: DateTime, $p: JSON!) { patchReported(id: $t, patch: $p, sourceTime: $at) { version } }",
@@ -378,7 +361,7 @@ async fn kpis_come_from_the_run_state_history_and_the_alarms() {
       kpis(twin: $t, from: $from, to: $to, below: $below, runState: $rs) {
         assets observedSeconds runningSeconds faultSeconds availability utilization failures repairs
         mtbfSeconds mttrSeconds alarms { high total } twin { id } } }";
-    let v = gql_as(
+    let v = gql_vars_as(
         s.addr,
         &admin,
         KPIS,
@@ -406,7 +389,7 @@ async fn kpis_come_from_the_run_state_history_and_the_alarms() {
     assert_eq!(k["mttrSeconds"], 3600.0);
     assert_eq!(k["twin"]["id"], "p1");
     // The line: its two pumps summed (the line and cell report no run state).
-    let v = gql_as(
+    let v = gql_vars_as(
         s.addr,
         &admin,
         KPIS,
@@ -419,7 +402,7 @@ async fn kpis_come_from_the_run_state_history_and_the_alarms() {
     assert_eq!(k["runningSeconds"], 54000.0);
     assert_eq!(k["availability"], 61200.0 / 72000.0);
     // The same as a field of the twin, through the generic and the typed API.
-    let v = gql_as(
+    let v = gql_vars_as(
         s.addr,
         &admin,
         "query($from: DateTime!, $to: DateTime!) {
@@ -435,7 +418,7 @@ async fn kpis_come_from_the_run_state_history_and_the_alarms() {
         json!({"availability": 0.7, "mttrSeconds": 3600.0})
     );
     // Idle counts as running when the caller says so.
-    let v = gql_as(
+    let v = gql_vars_as(
         s.addr,
         &admin,
         KPIS,
@@ -444,7 +427,7 @@ async fn kpis_come_from_the_run_state_history_and_the_alarms() {
     .await;
     assert_eq!(v["data"]["kpis"]["runningSeconds"], 25200.0, "{v}");
     // An alarm raised on the pump (it is in fault now) counts.
-    let v = gql_as(
+    let v = gql_vars_as(
         s.addr,
         &admin,
         "mutation { createAlarmRule(name: \"faulted\", rule: {model: \"dtmi:twingraph:isa95:Pump;1\", condition: {field: \"runState\", equals: \"fault\"}, severity: HIGH, message: \"{twin} in fault\"}) { name } }",
@@ -454,7 +437,7 @@ async fn kpis_come_from_the_run_state_history_and_the_alarms() {
     assert!(v["errors"].is_null(), "{v}");
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let v = gql_as(
+        let v = gql_vars_as(
             s.addr,
             &admin,
             KPIS,
@@ -473,7 +456,7 @@ async fn kpis_come_from_the_run_state_history_and_the_alarms() {
     }
     // Out of scope, bad windows, bad run states.
     let line2 = token("line2-ops", &["operator"], Some(&["line2"]));
-    let v = gql_as(
+    let v = gql_vars_as(
         s.addr,
         &line2,
         KPIS,
@@ -481,7 +464,7 @@ async fn kpis_come_from_the_run_state_history_and_the_alarms() {
     )
     .await;
     assert_eq!(reason(&v), "twin_not_found", "{v}");
-    let v = gql_as(
+    let v = gql_vars_as(
         s.addr,
         &admin,
         KPIS,
@@ -489,7 +472,7 @@ async fn kpis_come_from_the_run_state_history_and_the_alarms() {
     )
     .await;
     assert_eq!(reason(&v), "invalid_argument", "{v}");
-    let v = gql_as(
+    let v = gql_vars_as(
         s.addr,
         &admin,
         KPIS,

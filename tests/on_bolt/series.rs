@@ -44,6 +44,18 @@ async fn points(series: &Series, n: usize) -> Vec<f64> {
     }
 }
 
+/// Waits until the database's series mark reaches event `last`.
+async fn until_stored(a: &twingraph::store::bolt::BoltStore, last: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while a.series_mark().await.expect("mark") < last {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "blocks never written"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn config() -> SeriesConfig {
     SeriesConfig {
         flush_every: Duration::from_millis(100),
@@ -101,14 +113,7 @@ async fn series_on_neo4j_are_written_once_and_read_by_every_replica() {
         );
     }
     // The lease holder stores them: the database's mark reaches the log's end.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while a.series_mark().await.expect("mark") < last {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "blocks never written"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_stored(&a, last).await;
     // A server started now reads them from the database, nothing followed.
     let c = replica(&bolt, Default::default()).await;
     let fresh = Series::open(Backend::bolt(c.clone()), config())
@@ -276,14 +281,7 @@ async fn series_retention_on_neo4j_removes_old_blocks() {
         }))
     };
     let last = store.last_seq();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while a.series_mark().await.expect("mark") < last {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "blocks never written"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_stored(&a, last).await;
     stop.notify_waiters();
     task.await.expect("follower");
     let fresh = Series::open(Backend::bolt(a.clone()), config())
