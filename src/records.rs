@@ -499,6 +499,18 @@ pub enum Condition {
         sensitivity: f64,
         window: u32,
     },
+    /// The field's level shifted within its last `window` reports on this
+    /// twin: Bayesian online change-point detection splits them into
+    /// levels, and the last is at least `2 / sensitivity` noise deviations
+    /// from the level before the first such shift (0.5: 4). Raises SUSPECT
+    /// alarms with the evidence; clears when the level comes back or its
+    /// change point leaves the window.
+    #[serde(rename_all = "camelCase")]
+    ChangePoint {
+        field: String,
+        sensitivity: f64,
+        window: u32,
+    },
     /// The twin's values over the last `window_seconds` are unlike those
     /// of its peers (twins of the rule's model in the same container),
     /// compared bucket by bucket (DBSCAN, its distance set by
@@ -526,6 +538,7 @@ impl Condition {
             | Condition::NotEquals { field, .. }
             | Condition::RateAbove { field, .. }
             | Condition::Anomaly { field, .. }
+            | Condition::ChangePoint { field, .. }
             | Condition::Peers { field, .. } => Some(field),
             Condition::Stale { field, .. } => field.as_deref(),
         }
@@ -534,7 +547,10 @@ impl Condition {
     /// Whether its alarms are SUSPECT: a detector's judgement that a value
     /// is unusual, not a limit crossed.
     pub fn suspect(&self) -> bool {
-        matches!(self, Condition::Anomaly { .. } | Condition::Peers { .. })
+        matches!(
+            self,
+            Condition::Anomaly { .. } | Condition::ChangePoint { .. } | Condition::Peers { .. }
+        )
     }
 }
 

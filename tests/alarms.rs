@@ -950,9 +950,10 @@ async fn suspect(addr: SocketAddr, id: &str) -> Value {
 
 /// Detectors through the real server: an ANOMALY rule raises a SUSPECT
 /// alarm with its evidence on a value unlike the pump's last reports (and
-/// clears when they are usual again); a PEERS rule flags the pump of a
-/// cell that runs unlike the cell's others, on a stepped clock; invalid
-/// detector settings are refused with their path.
+/// clears when they are usual again); a CHANGE_POINT rule one on a level
+/// that shifted and stays (not on a spike), until it comes back; a PEERS
+/// rule flags the pump of a cell that runs unlike the cell's others, on a
+/// stepped clock; invalid detector settings are refused with their path.
 #[tokio::test]
 async fn detectors_raise_suspect_alarms_with_their_evidence() {
     let clock = Arc::new(SteppedClock::new());
@@ -1014,6 +1015,18 @@ async fn detectors_raise_suspect_alarms_with_their_evidence() {
             json!({"field": "power", "above": 1, "peers": {}}),
             "condition",
         ),
+        (
+            json!({"field": "dischargePressure", "changePoint": {"window": 5000}}),
+            "condition.window",
+        ),
+        (
+            json!({"field": "dischargePressure", "changePoint": {"sensitivity": 1}}),
+            "condition.sensitivity",
+        ),
+        (
+            json!({"field": "runState", "changePoint": {}}),
+            "condition.field",
+        ),
     ] {
         let v = gql(
             s.addr,
@@ -1072,6 +1085,81 @@ async fn detectors_raise_suspect_alarms_with_their_evidence() {
     // Usual again: it clears (no off-delay).
     report(s.addr, "p1", json!({"flowRate": 10.1})).await;
     until_alarm(s.addr, "flow-odd/p1", "clear", |a| a["active"] == false).await;
+
+    // A level shift: p2's discharge pressure steps from about 4 to 6 bar
+    // and stays; one spike on the way is no shift.
+    let rule = create_rule(
+        s.addr,
+        "pressure-shift",
+        json!({
+            "model": m("Pump"),
+            "condition": {"field": "dischargePressure", "changePoint": {"window": 60}},
+            "severity": "MEDIUM",
+            "message": "{twin} pressure now {value}, was {limit}"
+        }),
+    )
+    .await;
+    assert_eq!(rule["condition"]["type"], "CHANGE_POINT", "{rule}");
+    let settings = ok(
+        s.addr,
+        "{ alarmRule(name: \"pressure-shift\") { condition { sensitivity window } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        settings["alarmRule"]["condition"],
+        json!({"sensitivity": 0.5, "window": 60}),
+        "the default sensitivity"
+    );
+    let pressure = |i: i32, level: f64| level + 0.05 * f64::from((i * 7) % 11 - 5);
+    for i in 0..30 {
+        let v = if i == 20 { 9.0 } else { pressure(i, 4.0) };
+        report(s.addr, "p2", json!({"dischargePressure": v})).await;
+    }
+    step(&alarms, &clock, Duration::from_secs(1)).await;
+    assert!(
+        suspect(s.addr, "pressure-shift/p2").await.is_null(),
+        "one level and a spike"
+    );
+    for i in 30..34 {
+        report(s.addr, "p2", json!({"dischargePressure": pressure(i, 6.0)})).await;
+    }
+    let a = until_alarm(s.addr, "pressure-shift/p2", "shift", |a| {
+        a["active"] == true
+    })
+    .await;
+    let a = suspect(s.addr, a["id"].as_str().expect("id")).await;
+    assert_eq!(a["suspect"], true, "{a}");
+    let e = &a["evidence"];
+    let observed = e["observed"].as_f64().expect("observed");
+    assert!((observed - 6.0).abs() < 0.3, "the new level: {a}");
+    let (low, high) = (
+        e["expectedLow"].as_f64().expect("low"),
+        e["expectedHigh"].as_f64().expect("high"),
+    );
+    assert!(
+        low < 4.0 && 4.0 < high && high < 6.0,
+        "about the old level: {a}"
+    );
+    assert!(e["score"].as_f64().expect("score") >= 4.0, "{a}");
+    assert!(
+        a["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("p2 pressure now ") && m.contains(", was 3.")),
+        "{a}"
+    );
+    // Back at 4: the level came back, so it clears.
+    for i in 34..40 {
+        report(s.addr, "p2", json!({"dischargePressure": pressure(i, 4.0)})).await;
+    }
+    until_alarm(s.addr, "pressure-shift/p2", "level back", |a| {
+        a["active"] == false
+    })
+    .await;
+    assert!(
+        suspect(s.addr, "flow-odd/p2").await.is_null(),
+        "the anomaly rule watches flowRate only"
+    );
 
     // Peers: p5 runs at 9 kW, its cell's others at 5; p3 (alone in cell2)
     // has no peers to compare with.

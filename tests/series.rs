@@ -632,3 +632,138 @@ async fn roll_ups_answer_after_the_raw_points_are_gone() {
     stop.notify_waiters();
     task.await.expect("follower");
 }
+
+/// `twingraph serve` (no demo plant: the test's reports are the only
+/// ones) with `args` added (the store), the series flushed every second
+/// and raw points kept 5 days back from the newest.
+pub(crate) fn spawn_series_serve(
+    dir: &std::path::Path,
+    args: &[String],
+    password: Option<&str>,
+) -> (std::process::Child, std::net::SocketAddr) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_twingraph"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--data")
+        .arg(dir.join("data"))
+        .args(args)
+        .arg("--models")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dtdl"))
+        .env("TWINGRAPH_SERIES_FLUSH_SECONDS", "1")
+        .env("TWINGRAPH_SERIES_RETENTION_DAYS", "5")
+        .env("TWINGRAPH_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    if let Some(p) = password {
+        cmd.env("TWINGRAPH_STORE_PASSWORD", p);
+    }
+    let mut child = cmd.spawn().expect("start serve");
+    let addr = crate::support::listening(&mut child).expect("serve exited before listening");
+    (child, addr)
+}
+
+/// The binary killed with SIGKILL mid-ingest keeps its series: blocks
+/// written before, points acknowledged but only in memory (read again
+/// from the log after the restart), retention (day 0's raw blocks removed
+/// once day 10's points came, 5 days back from them) and the roll-ups that
+/// answer for day 0 then. `spawn` starts the server on the store under
+/// test (an empty one).
+pub(crate) fn series_survive_sigkill(
+    spawn: impl Fn() -> (std::process::Child, std::net::SocketAddr),
+) {
+    const Q: &str = r#"query($from: DateTime!, $to: DateTime!, $step: String, $aggregate: SeriesAggregate) {
+  series(twin: "kp1", field: "flowRate", from: $from, to: $to, step: $step, aggregate: $aggregate) { time value }
+}"#;
+    const DAY: i64 = 86_400;
+    // Days in the past: source times may not run ahead of the clock.
+    let at = |seconds: i64| {
+        twingraph::twin::format_time(
+            parse_time("2026-01-01T00:00:00Z").expect("base") + seconds * 1_000_000,
+        )
+    };
+    let values = |v: &Value| -> Vec<f64> {
+        v["data"]["series"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|p| p["value"].as_f64()).collect())
+            .unwrap_or_default()
+    };
+    let day0 = json!({"from": at(0), "to": at(DAY)});
+    let day10 = json!({"from": at(10 * DAY), "to": at(11 * DAY)});
+    let report = |addr, t: i64, v: f64| {
+        let at = at(t);
+        async move {
+            let r = gql(
+                addr,
+                r#"mutation($t: DateTime, $p: JSON!) { patchReported(id: "kp1", patch: $p, sourceTime: $t) { version } }"#,
+                json!({"t": at, "p": {"flowRate": v}}),
+            )
+            .await;
+            assert!(r["errors"].is_null(), "{r}");
+        }
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    // Two hours of one-minute reports on day 0, written into blocks (with
+    // their roll-ups) by a clean stop.
+    let (child, addr) = spawn();
+    rt.block_on(async {
+        let v = gql(
+            addr,
+            r#"mutation { createPump(id: "kp1") { id } }"#,
+            json!({}),
+        )
+        .await;
+        assert_eq!(v["data"]["createPump"]["id"], "kp1", "{v}");
+        for i in 0..120 {
+            report(addr, i * 60, i as f64 / 4.0).await;
+        }
+        let v = until(addr, Q, day0.clone(), |v| values(v).len() == 120).await;
+        assert_eq!(values(&v).len(), 120, "followed: {v}");
+    });
+    crate::server::stop_serve(child);
+
+    // An hour of them on day 10: day 0's raw blocks are past retention.
+    let (mut child, addr) = spawn();
+    rt.block_on(async {
+        for i in 0..60 {
+            report(addr, 10 * DAY + i * 60, 100.0 + i as f64).await;
+        }
+        let v = until(addr, Q, day10.clone(), |v| values(v).len() == 60).await;
+        assert_eq!(values(&v).len(), 60, "followed: {v}");
+        let v = until(addr, Q, day0.clone(), |v| values(v).is_empty()).await;
+        assert_eq!(values(&v), Vec::<f64>::new(), "retention: {v}");
+        // Thirty more, acknowledged, then SIGKILL (flushes are a second
+        // apart: these are in the log, most not yet in a block).
+        for i in 60..90 {
+            report(addr, 10 * DAY + i * 60, 100.0 + i as f64).await;
+        }
+    });
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+
+    let (child, addr) = spawn();
+    rt.block_on(async {
+        let want: Vec<f64> = (0..90).map(|i| 100.0 + f64::from(i)).collect();
+        let v = until(addr, Q, day10.clone(), |v| values(v) == want).await;
+        assert_eq!(values(&v), want, "every acknowledged point: {v}");
+        let v = gql(addr, Q, day0.clone()).await;
+        assert_eq!(values(&v), Vec::<f64>::new(), "day 0 stays pruned: {v}");
+        // Day 0 from the roll-ups: each minute's mean, each hour's max.
+        let mut minutes = day0.clone();
+        minutes["step"] = json!("1m");
+        let v = gql(addr, Q, minutes).await;
+        let want: Vec<f64> = (0..120).map(|i| f64::from(i) / 4.0).collect();
+        assert_eq!(values(&v), want, "minute roll-ups: {v}");
+        let mut hours = day0.clone();
+        hours["step"] = json!("1h");
+        hours["aggregate"] = json!("MAX");
+        let v = gql(addr, Q, hours).await;
+        assert_eq!(values(&v), vec![14.75, 29.75], "hour roll-ups: {v}");
+    });
+    crate::server::stop_serve(child);
+}
+
+/// The embedded store's series survive a SIGKILL of the binary.
+#[test]
+fn series_of_the_embedded_store_survive_sigkill_of_the_binary() {
+    let dir = fresh_dir();
+    series_survive_sigkill(|| spawn_series_serve(&dir, &[], None));
+}

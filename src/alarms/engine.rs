@@ -45,7 +45,7 @@ struct Tracker {
     last_report: Micros,
     /// The twin was deleted.
     gone: bool,
-    /// Anomaly and peers rules: the field's recent values.
+    /// Anomaly, change-point and peers rules: the field's recent values.
     recent: Option<Box<Recent>>,
     /// A detector's reasons when it last judged the value unusual.
     evidence: Option<Evidence>,
@@ -566,6 +566,35 @@ impl Engine {
                 }
                 changed
             }
+            Condition::ChangePoint {
+                sensitivity,
+                window,
+                ..
+            } => {
+                let Some(v) = value.as_f64() else {
+                    return;
+                };
+                if !trackers.contains_key(twin) {
+                    self.hot.insert(twin.to_owned());
+                }
+                let t = tracker(trackers, twin, time);
+                t.gone = false;
+                let window = *window as usize;
+                let recent = t.recent.get_or_insert_default();
+                // The value is part of the levels it is judged among.
+                recent.push(entry.source_time.unwrap_or(time), v, window, Micros::MIN);
+                let mut changed = false;
+                if let Some((shifted, evidence)) = recent.shift(*sensitivity, window) {
+                    changed = t.set(shifted, time);
+                    if shifted {
+                        t.evidence = Some(evidence);
+                    }
+                }
+                if changed || t.holds {
+                    t.value = value.clone();
+                }
+                changed
+            }
             Condition::Peers { window_seconds, .. } => {
                 // Compared with the twin's peers on the ticks.
                 let Some(v) = value.as_f64() else {
@@ -648,6 +677,7 @@ impl Engine {
                     Condition::Stale { .. }
                         | Condition::RateAbove { .. }
                         | Condition::Anomaly { .. }
+                        | Condition::ChangePoint { .. }
                         | Condition::Peers { .. }
                 );
                 let mut decide = |twin: &String, t: &mut Tracker| -> bool {
@@ -953,7 +983,7 @@ fn evaluate_current(spec: &AlarmRuleSpec, t: &Twin, active: bool, now: Micros) -
             tracker.value = reported.map_or(Value::Null, |r| r.value.clone());
             Some(tracker)
         }
-        Condition::Anomaly { .. } | Condition::Peers { .. } => {
+        Condition::Anomaly { .. } | Condition::ChangePoint { .. } | Condition::Peers { .. } => {
             // Judged once values come in; an active alarm stays until then.
             tracker.holds = active;
             tracker.value = reported.map_or(Value::Null, |r| r.value.clone());

@@ -16,6 +16,10 @@ pub const MAX_DELAY_MS: u64 = 7 * 24 * 3600 * 1000;
 pub const MIN_WINDOW: u32 = 10;
 pub const MAX_WINDOW: u32 = 10_000;
 
+/// The most reports a change-point rule looks at (each judgement costs
+/// about the window's square; one every 32nd of it).
+pub const MAX_SHIFT_WINDOW: u32 = 2_000;
+
 /// The shortest window a peers rule compares twins over.
 pub const MIN_PEER_WINDOW_S: f64 = 10.0;
 
@@ -212,6 +216,22 @@ fn check_condition(models: &ModelSet, model: &str, c: &Condition) -> Result<(), 
             }
             Ok(())
         }
+        Condition::ChangePoint {
+            sensitivity,
+            window,
+            ..
+        } => {
+            numeric()?;
+            check_sensitivity(*sensitivity)?;
+            let least = super::detect::MIN_SHIFT_VALUES as u32;
+            if !(least..=MAX_SHIFT_WINDOW).contains(window) {
+                return Err(AlarmError::invalid(
+                    "condition.window",
+                    format!("{least} to {MAX_SHIFT_WINDOW} reports"),
+                ));
+            }
+            Ok(())
+        }
         Condition::Peers {
             sensitivity,
             window_seconds,
@@ -249,7 +269,7 @@ fn check_sensitivity(s: f64) -> Result<(), AlarmError> {
     } else {
         Err(AlarmError::invalid(
             "condition.sensitivity",
-            "above 0 and below 1 (0.5: a value about 2.9 median absolute deviations out)",
+            "above 0 and below 1 (higher flags more; 0.5: an anomaly about 2.9 median absolute deviations out, a level shift of 4 noise deviations)",
         ))
     }
 }
@@ -280,6 +300,7 @@ pub fn holds(c: &Condition, value: &Value, active: bool) -> bool {
         Condition::RateAbove { .. }
         | Condition::Stale { .. }
         | Condition::Anomaly { .. }
+        | Condition::ChangePoint { .. }
         | Condition::Peers { .. } => false,
     }
 }
@@ -296,7 +317,9 @@ fn limit_of(c: &Condition, evidence: Option<&Evidence>) -> String {
         Condition::Equals { value, .. } | Condition::NotEquals { value, .. } => text(value),
         Condition::RateAbove { per_second, .. } => format!("{per_second}/s"),
         Condition::Stale { seconds, .. } => format!("{seconds} s"),
-        Condition::Anomaly { .. } | Condition::Peers { .. } => "the expected band".to_owned(),
+        Condition::Anomaly { .. } | Condition::ChangePoint { .. } | Condition::Peers { .. } => {
+            "the expected band".to_owned()
+        }
     }
 }
 

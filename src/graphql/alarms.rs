@@ -168,18 +168,25 @@ fn rule_request(v: &Value) -> Result<RuleRequest, AlarmError> {
         });
     }
     let sensitivity = |d: &Value| number(d, "sensitivity").unwrap_or(0.5);
+    let window = |d: &Value, default: u32| match d.get("window").filter(|w| !w.is_null()) {
+        None => Ok(default),
+        Some(w) => w
+            .as_u64()
+            .and_then(|w| u32::try_from(w).ok())
+            .ok_or_else(|| AlarmError::invalid("condition.window", "a number of reports")),
+    };
     if let Some(d) = c.get("anomaly").filter(|x| !x.is_null()) {
-        let window = match d.get("window").filter(|w| !w.is_null()) {
-            None => 500,
-            Some(w) => w
-                .as_u64()
-                .and_then(|w| u32::try_from(w).ok())
-                .ok_or_else(|| AlarmError::invalid("condition.window", "a number of reports"))?,
-        };
         conditions.push(Condition::Anomaly {
             field: need_field(field.clone())?,
             sensitivity: sensitivity(d),
-            window,
+            window: window(d, 500)?,
+        });
+    }
+    if let Some(d) = c.get("changePoint").filter(|x| !x.is_null()) {
+        conditions.push(Condition::ChangePoint {
+            field: need_field(field.clone())?,
+            sensitivity: sensitivity(d),
+            window: window(d, 200)?,
         });
     }
     if let Some(d) = c.get("peers").filter(|x| !x.is_null()) {
@@ -195,7 +202,7 @@ fn rule_request(v: &Value) -> Result<RuleRequest, AlarmError> {
             return Err(AlarmError::invalid(
                 "condition",
                 format!(
-                    "exactly one of above, below, outside, equals, notEquals, rateAbove, staleSeconds, anomaly, peers (got {n})"
+                    "exactly one of above, below, outside, equals, notEquals, rateAbove, staleSeconds, anomaly, changePoint, peers (got {n})"
                 ),
             ));
         }
@@ -264,6 +271,7 @@ fn types(b: &mut Builder) {
         "RATE_ABOVE",
         "STALE",
         "ANOMALY",
+        "CHANGE_POINT",
         "PEERS",
     ]));
     b.register(record(
@@ -279,8 +287,8 @@ fn types(b: &mut Builder) {
             ("value", f("JSON"), "EQUALS, NOT_EQUALS."),
             ("perSecond", f(TypeRef::FLOAT), "RATE_ABOVE: the change per second (either way) between two reports."),
             ("seconds", f(TypeRef::FLOAT), "STALE: no report for this long."),
-            ("sensitivity", f(TypeRef::FLOAT), "ANOMALY, PEERS: the detector's sensitivity, above 0 and below 1 (higher flags more)."),
-            ("window", f(TypeRef::INT), "ANOMALY: how many of the twin's last reports a value is compared with."),
+            ("sensitivity", f(TypeRef::FLOAT), "ANOMALY, CHANGE_POINT, PEERS: the detector's sensitivity, above 0 and below 1 (higher flags more)."),
+            ("window", f(TypeRef::INT), "ANOMALY: how many of the twin's last reports a value is compared with; CHANGE_POINT: how many are split into levels."),
             ("windowSeconds", f(TypeRef::FLOAT), "PEERS: the span of the twins' reports compared."),
         ],
     ));
@@ -288,10 +296,10 @@ fn types(b: &mut Builder) {
         "AlarmEvidence",
         "Why a detector found a value unusual (SUSPECT alarms).",
         &[
-            ("observed", s(TypeRef::FLOAT), "The value judged (PEERS: the twin's mean over the last tenth of the window)."),
-            ("expectedLow", s(TypeRef::FLOAT), "The band of values expected: ANOMALY, the median give or take the threshold in median absolute deviations; PEERS, the range of the peers' values then."),
+            ("observed", s(TypeRef::FLOAT), "The value judged (CHANGE_POINT: the median of the new level; PEERS: the twin's mean over the last tenth of the window)."),
+            ("expectedLow", s(TypeRef::FLOAT), "The band of values expected: ANOMALY, the median give or take the threshold in median absolute deviations; CHANGE_POINT, the level before the shift give or take the threshold in noise deviations; PEERS, the range of the peers' values then."),
             ("expectedHigh", s(TypeRef::FLOAT), ""),
-            ("score", s(TypeRef::FLOAT), "ANOMALY: median absolute deviations from the median; PEERS: the share of the window in which the twin was unlike its peers."),
+            ("score", s(TypeRef::FLOAT), "ANOMALY: median absolute deviations from the median; CHANGE_POINT: the shift in noise deviations; PEERS: the share of the window in which the twin was unlike its peers."),
         ],
     ));
     let version_fields: [(&str, TypeRef, &str); 9] = [
@@ -428,7 +436,7 @@ fn types(b: &mut Builder) {
             (
                 "suspect",
                 s(TypeRef::BOOLEAN),
-                "SUSPECT: raised by a detector (an ANOMALY or PEERS rule) that found the value unusual, not by a limit.",
+                "SUSPECT: raised by a detector (an ANOMALY, CHANGE_POINT or PEERS rule) that found the value unusual, not by a limit.",
             ),
         ],
     )
@@ -525,6 +533,11 @@ fn types(b: &mut Builder) {
             .field(InputValue::new("window", f(TypeRef::INT)).description("How many of the twin's last reports a value is compared with: 10 to 10,000; 500 when absent. The first judgement waits for 30 (or the window).")),
     );
     b.register(
+        InputObject::new("AlarmChangePointInput")
+            .field(InputValue::new("sensitivity", f(TypeRef::FLOAT)).description("Above 0 and below 1; 0.5 when absent: a shift of 2 / sensitivity noise deviations counts (0.5: 4)."))
+            .field(InputValue::new("window", f(TypeRef::INT)).description("How many of the twin's last reports are split into levels: 20 to 2,000; 200 when absent. Judged every 32nd report of it, from the 20th on; a shift is reported while its change point is in the window.")),
+    );
+    b.register(
         InputObject::new("AlarmPeersInput")
             .field(InputValue::new("sensitivity", f(TypeRef::FLOAT)).description("Above 0 and below 1; 0.5 when absent (higher flags more)."))
             .field(InputValue::new("windowSeconds", f(TypeRef::FLOAT)).description("The span compared, in ten buckets: 10 s to 7 days; 3600 when absent. Compared every tenth of it (1 s to 60 s); at least 3 peers with reports.")),
@@ -541,6 +554,7 @@ fn types(b: &mut Builder) {
             .field(InputValue::new("rateAbove", f(TypeRef::FLOAT)).description("Change per second, either way, between two reports."))
             .field(InputValue::new("staleSeconds", f(TypeRef::FLOAT)).description("No report for this long."))
             .field(InputValue::new("anomaly", f("AlarmAnomalyInput")).description("A value unlike the twin's recent ones: a SUSPECT alarm with the evidence."))
+            .field(InputValue::new("changePoint", f("AlarmChangePointInput")).description("The field's level shifted (Bayesian online change-point detection) and has not come back: a SUSPECT alarm with the evidence."))
             .field(InputValue::new("peers", f("AlarmPeersInput")).description("A twin whose values are unlike its peers' (twins of the model in the same container): a SUSPECT alarm with the evidence."))
             .field(InputValue::new("deadband", f(TypeRef::FLOAT)).description("above, below, outside: how far back the value must go before an active alarm clears.")),
     );

@@ -609,6 +609,13 @@ pub(super) fn condition_json(c: &crate::records::Condition) -> Value {
         } => {
             json!({"type": "ANOMALY", "field": field, "sensitivity": sensitivity, "window": window})
         }
+        Condition::ChangePoint {
+            field,
+            sensitivity,
+            window,
+        } => {
+            json!({"type": "CHANGE_POINT", "field": field, "sensitivity": sensitivity, "window": window})
+        }
         Condition::Peers {
             field,
             sensitivity,

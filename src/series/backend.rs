@@ -193,6 +193,17 @@ impl Backend {
         }
     }
 
+    /// Gives up the Neo4j store's `series` lease if this process holds it
+    /// (nothing for the others, which need none).
+    pub async fn release(&self) {
+        if let Backend::Bolt(b, holder) = self {
+            use crate::store::GraphStore as _;
+            if let Err(e) = b.lease(LEASE, holder, std::time::Duration::ZERO).await {
+                tracing::warn!(error = %e, "series: releasing the lease failed; it lapses on its own");
+            }
+        }
+    }
+
     /// [`Backend::write`], of any backend (the Neo4j store's only by the
     /// holder of the `series` lease).
     pub async fn write_points(

@@ -573,6 +573,9 @@ impl Series {
             }
         }
         self.flush_logged().await;
+        // Stopping: another server (or this one, restarted) may write at
+        // once instead of waiting out the lease.
+        self.backend.release().await;
     }
 
     async fn flush_logged(&self) {

@@ -297,3 +297,27 @@ async fn series_retention_on_neo4j_removes_old_blocks() {
     assert_eq!(got, [3.0], "the blocks of 10:00 and 11:00 are gone");
     a.close();
 }
+
+/// The Neo4j store's series survive a SIGKILL of the binary: blocks in
+/// the database, acknowledged points read again from the log from the
+/// database's series mark, retention and roll-ups (see
+/// `series::series_survive_sigkill`). The killed server held the `series`
+/// lease; the restarted one answers every point while it waits for it.
+#[test]
+fn series_on_neo4j_survive_sigkill_of_the_binary() {
+    let bolt = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(fresh_database());
+    let dir = crate::store_conformance::fresh_dir();
+    let args: Vec<String> = vec![
+        "--store".into(),
+        bolt.uri.clone(),
+        "--store-user".into(),
+        bolt.user.clone(),
+        "--store-database".into(),
+        bolt.database.clone().expect("a database"),
+    ];
+    crate::series::series_survive_sigkill(|| {
+        crate::series::spawn_series_serve(&dir, &args, Some(&bolt.password))
+    });
+}
