@@ -17,7 +17,8 @@
 //!    realistic signal (a slow cycle, drift, noise, a level shift): the
 //!    anomaly rule (median absolute deviation, refitted every 16th of its
 //!    window) and the change-point rule (Bayesian online change-point
-//!    detection over the whole window every 32nd of it), at a few windows;
+//!    detection stepped once per report, starting afresh on the window
+//!    every `window` reports), at a few windows;
 //!    medians of five runs.
 //!
 //! `TWINGRAPH_BENCH_UPDATES` sets phase 1's updates (default 400,000),

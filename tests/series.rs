@@ -523,12 +523,14 @@ async fn forecasts_continue_a_trend_and_tell_when_a_limit_is_reached() {
 /// Roll-ups outlive the raw points: with raw blocks kept two hours, six
 /// hours of a pump's flow rate still answer hourly means (from the hour
 /// roll-ups) and ten-minute maxima (from the minute roll-ups), exactly as
-/// the raw points did; raw and sub-minute answers have only what is left.
+/// the raw points did; raw and sub-minute answers have only what is left;
+/// a late point in an hour whose raw blocks are gone is folded into its
+/// roll-ups.
 #[tokio::test]
 async fn roll_ups_answer_after_the_raw_points_are_gone() {
     let store: Arc<dyn GraphStore> =
         Arc::new(Store::in_memory(sample_models(), StoreConfig::default()));
-    must(store.as_ref(), vec![create("p", PUMP)]).await;
+    must(store.as_ref(), vec![create("p", PUMP), create("q", PUMP)]).await;
     let t0 = parse_time(T0).expect("T0");
     let value = |i: i64| 10.0 + (i % 6) as f64 + (i / 6) as f64 * 0.5;
     for i in 0..36i64 {
@@ -543,6 +545,22 @@ async fn roll_ups_answer_after_the_raw_points_are_gone() {
             .await
             .expect("report");
     }
+    // q reports once, at 10:01.
+    let q = |at: i64, v: f64| Op::PatchReported {
+        id: "q".into(),
+        patch: json!({"flowRate": v}),
+        expected_version: None,
+        source_time: Some(t0 + at * 1_000_000),
+    };
+    store
+        .apply(
+            twingraph::twin::Batch {
+                ops: vec![q(60, 1.0)],
+            },
+            "test",
+        )
+        .await
+        .expect("report");
     let series = Arc::new(
         Series::new(
             Backend::memory(),
@@ -629,6 +647,70 @@ async fn roll_ups_answer_after_the_raw_points_are_gone() {
         .await
         .expect("30 s");
     assert_eq!(fine.len(), 18);
+    // q's next report comes late: 10:05, for an hour whose raw blocks are
+    // gone (not stale for q, whose last was 10:01). Folded into q's
+    // roll-ups of that hour: no raw block again, no roll-up of it alone.
+    store
+        .apply(
+            twingraph::twin::Batch {
+                ops: vec![q(300, 100.0)],
+            },
+            "test",
+        )
+        .await
+        .expect("late report");
+    let hourly = Window {
+        step: Some(3_600_000_000),
+        ..raw
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let first_hour = loop {
+        let points = series
+            .points("q", "flowRate", hourly)
+            .await
+            .expect("hourly");
+        // Answered from memory until written: wait for the write.
+        let n = series
+            .points("q", "flowRate", raw)
+            .await
+            .expect("raw")
+            .len();
+        if n == 0 && points.first().is_some_and(|p| p.value != 1.0) {
+            break points;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never folded: {n} raw, hourly {points:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(first_hour.len(), 1, "{first_hour:?}");
+    assert_eq!(
+        (first_hour[0].time, first_hour[0].value),
+        (t0, 50.5),
+        "the mean of 1 and 100"
+    );
+    let minutes = series
+        .points(
+            "q",
+            "flowRate",
+            Window {
+                step: Some(60_000_000),
+                aggregate: Aggregate::Max,
+                ..raw
+            },
+        )
+        .await
+        .expect("minute maxima");
+    let got: Vec<(i64, f64)> = minutes.iter().map(|p| (p.time, p.value)).collect();
+    assert_eq!(got, vec![(t0 + 60_000_000, 1.0), (t0 + 300_000_000, 100.0)]);
+    // p's answers are as they were.
+    let again = series
+        .points("p", "flowRate", hourly)
+        .await
+        .expect("hourly");
+    let again: Vec<(i64, f64)> = again.iter().map(|p| (p.time, p.value)).collect();
+    assert_eq!(again, want);
     stop.notify_waiters();
     task.await.expect("follower");
 }

@@ -611,7 +611,7 @@ mod tests {
         values[2_500] += 6.0;
         let raised = run_shift(&values, 0.5, window);
         println!("level shifts raised at {raised:?}");
-        // Found within a few reports (judged every 32nd of the window).
+        // Found within a few reports (a level needs three).
         for step in [1_000, 3_000] {
             assert!(
                 raised.iter().any(|&i| (step..step + 20).contains(&i)),

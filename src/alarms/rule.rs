@@ -16,8 +16,9 @@ pub const MAX_DELAY_MS: u64 = 7 * 24 * 3600 * 1000;
 pub const MIN_WINDOW: u32 = 10;
 pub const MAX_WINDOW: u32 = 10_000;
 
-/// The most reports a change-point rule looks at (each judgement costs
-/// about the window's square; one every 32nd of it).
+/// The most reports a change-point rule looks at (its detector's state
+/// grows with the window, and every `window` reports it steps over all of
+/// it again).
 pub const MAX_SHIFT_WINDOW: u32 = 2_000;
 
 /// The shortest window a peers rule compares twins over.

@@ -535,7 +535,7 @@ fn types(b: &mut Builder) {
     b.register(
         InputObject::new("AlarmChangePointInput")
             .field(InputValue::new("sensitivity", f(TypeRef::FLOAT)).description("Above 0 and below 1; 0.5 when absent: a shift of 2 / sensitivity noise deviations counts (0.5: 4)."))
-            .field(InputValue::new("window", f(TypeRef::INT)).description("How many of the twin's last reports are split into levels: 20 to 2,000; 200 when absent. Judged every 32nd report of it, from the 20th on; a shift is reported while its change point is in the window.")),
+            .field(InputValue::new("window", f(TypeRef::INT)).description("How many of the twin's last reports are split into levels: 20 to 2,000; 200 when absent. Judged on every report from the 20th; a shift is reported until the level comes back or its change point leaves the window.")),
     );
     b.register(
         InputObject::new("AlarmPeersInput")

@@ -25,7 +25,11 @@ const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta");
 /// The series file's name in the data directory.
 pub const SERIES_FILE: &str = "series.redb";
 
-type Blocks = BTreeMap<(String, String, i64), Vec<u8>>;
+type Blocks = BTreeMap<BlockKey, Vec<u8>>;
+
+/// A block's key: twin, series (a field or a roll-up pseudo-series) and
+/// the start of its bucket.
+type BlockKey = (String, String, i64);
 
 /// Where a store's series blocks are kept.
 #[derive(Debug, Clone)]
@@ -68,33 +72,59 @@ impl Prune {
     }
 }
 
-/// The blocks a merged raw block makes: itself, and its roll-ups, each
-/// replacing the stored one of its key; none for a bucket before `gone`
-/// (its raw block was removed: late points would roll up alone).
+/// The roll-up pseudo-series of `key`'s raw series (twin, field, start).
+fn rollup_keys(key: &BlockKey, bucket: Micros) -> Vec<BlockKey> {
+    super::rollup::TIERS
+        .into_iter()
+        .filter(|tier| bucket % tier.step == 0)
+        .flat_map(|tier| {
+            super::rollup::STATS.map(|stat| {
+                (
+                    key.0.clone(),
+                    super::rollup::field_of(&key.1, tier, stat),
+                    key.2,
+                )
+            })
+        })
+        .collect()
+}
+
+/// The blocks a raw block makes, each replacing the stored one of its key:
+/// `merged` (the stored raw points and the new ones) itself unless its
+/// bucket is before `cut` (raw blocks there are removed), and its roll-ups
+/// (a block holds whole buckets of each tier). With a stored raw block
+/// (`had_raw`) they are computed from `merged`, exactly; without one but
+/// with stored roll-ups (`stored`: the raw block was removed, these are
+/// late points) the new points are folded into those, so they neither
+/// roll up alone nor are lost.
 fn with_rollups(
-    key: (String, String, i64),
+    key: BlockKey,
     merged: Vec<Point>,
+    had_raw: bool,
+    mut stored: impl FnMut(&BlockKey) -> Result<Option<Vec<Point>>, SeriesError>,
     bucket: Micros,
-    gone: Micros,
-) -> Vec<((String, String, i64), Vec<Point>)> {
+    cut: Micros,
+) -> Result<Vec<(BlockKey, Vec<Point>)>, SeriesError> {
     let mut out = Vec::with_capacity(13);
-    if key.2 >= gone {
-        for (tier, stat, points) in super::rollup::of_block(&merged) {
-            // A block must hold whole buckets of the tier.
-            if bucket % tier.step == 0 {
-                out.push((
-                    (
-                        key.0.clone(),
-                        super::rollup::field_of(&key.1, tier, stat),
-                        key.2,
-                    ),
-                    points,
-                ));
-            }
+    for (tier, stat, points) in super::rollup::of_block(&merged) {
+        if bucket % tier.step != 0 {
+            continue;
         }
+        let k = (
+            key.0.clone(),
+            super::rollup::field_of(&key.1, tier, stat),
+            key.2,
+        );
+        let points = match (had_raw, stored(&k)?) {
+            (false, Some(older)) => super::rollup::fold(stat, older, &points),
+            _ => points,
+        };
+        out.push((k, points));
     }
-    out.push((key, merged));
-    out
+    if key.2 >= cut {
+        out.push((key, merged));
+    }
+    Ok(out)
 }
 
 /// What a flush did.
@@ -108,8 +138,8 @@ pub enum Written {
 
 /// Points per series and bucket, in time order, one per time (a later
 /// report of the same time wins).
-fn by_block(points: Points, bucket: Micros) -> BTreeMap<(String, String, i64), Vec<Point>> {
-    let mut by_block: BTreeMap<(String, String, i64), Vec<Point>> = BTreeMap::new();
+fn by_block(points: Points, bucket: Micros) -> BTreeMap<BlockKey, Vec<Point>> {
+    let mut by_block: BTreeMap<BlockKey, Vec<Point>> = BTreeMap::new();
     for (twin, fields) in points {
         for (field, mut pts) in fields {
             pts.reverse();
@@ -212,11 +242,11 @@ impl Backend {
         bucket: Micros,
         mark: u64,
         prune_before: Option<Prune>,
-        gone: Micros,
+        cut: Micros,
     ) -> Result<Written, SeriesError> {
         let Backend::Bolt(b, holder) = self else {
             let me = self.clone();
-            tokio::task::spawn_blocking(move || me.write(points, bucket, mark, prune_before, gone))
+            tokio::task::spawn_blocking(move || me.write(points, bucket, mark, prune_before, cut))
                 .await
                 .map_err(|e| SeriesError::Storage(format!("flush task: {e}")))??;
             return Ok(Written::Stored);
@@ -226,21 +256,28 @@ impl Backend {
             return Ok(Written::ByAnother(b.series_mark().await.map_err(storage)?));
         }
         let blocks = by_block(points, bucket);
-        let keys: Vec<(String, String, i64)> = blocks.keys().cloned().collect();
-        let stored: std::collections::HashMap<(String, String, i64), String> = b
+        let keys: Vec<BlockKey> = blocks.keys().cloned().collect();
+        let mut stored: std::collections::HashMap<BlockKey, String> = b
             .series_blocks_at(&keys)
             .await
             .map_err(storage)?
             .into_iter()
             .collect();
+        // Blocks without a raw one stored: their roll-ups, if any (a
+        // removed raw block's, for late points to fold into).
+        let rollups: Vec<BlockKey> = keys
+            .iter()
+            .filter(|k| !stored.contains_key(*k))
+            .flat_map(|k| rollup_keys(k, bucket))
+            .collect();
+        stored.extend(b.series_blocks_at(&rollups).await.map_err(storage)?);
         let mut rows = Vec::with_capacity(blocks.len());
         for (key, pts) in blocks {
-            let older = match stored.get(&key) {
-                Some(s) => decode64(s)?,
-                None => Vec::new(),
-            };
-            let merged = block::merge(older, &pts);
-            for (k, pts) in with_rollups(key, merged, bucket, gone) {
+            let older = stored.get(&key).map(|s| decode64(s)).transpose()?;
+            let had_raw = older.is_some();
+            let merged = block::merge(older.unwrap_or_default(), &pts);
+            let rolled = |k: &BlockKey| stored.get(k).map(|s| decode64(s)).transpose();
+            for (k, pts) in with_rollups(key, merged, had_raw, rolled, bucket, cut)? {
                 rows.push((k, encode64(&pts)?));
             }
         }
@@ -293,15 +330,16 @@ impl Backend {
 
     /// Writes `points` (per series, in the order they were reported; a
     /// later report of the same time wins) into blocks of `bucket`, with
-    /// `mark` (and their roll-ups, for buckets from `gone` on: raw blocks
-    /// before it were removed); removes the blocks `prune_before` says.
+    /// `mark`, and their roll-ups (see [`with_rollups`]: no raw blocks
+    /// before bucket `cut`, whose raw blocks are removed); removes the
+    /// blocks `prune_before` says.
     pub fn write(
         &self,
         points: Points,
         bucket: Micros,
         mark: u64,
         prune_before: Option<Prune>,
-        gone: Micros,
+        cut: Micros,
     ) -> Result<(), SeriesError> {
         let by_block = by_block(points, bucket);
         match self {
@@ -310,13 +348,20 @@ impl Backend {
                 {
                     let mut blocks = txn.open_table(BLOCKS).map_err(storage)?;
                     for (key, pts) in by_block {
-                        let k = (key.0.as_str(), key.1.as_str(), key.2);
-                        let older = match blocks.get(k).map_err(storage)? {
-                            Some(v) => block::decode(v.value())?,
-                            None => Vec::new(),
+                        let stored = |k: &BlockKey| -> Result<_, SeriesError> {
+                            match blocks
+                                .get((k.0.as_str(), k.1.as_str(), k.2))
+                                .map_err(storage)?
+                            {
+                                Some(v) => Ok(Some(block::decode(v.value())?)),
+                                None => Ok(None),
+                            }
                         };
-                        let merged = block::merge(older, &pts);
-                        for ((twin, field, start), pts) in with_rollups(key, merged, bucket, gone) {
+                        let older = stored(&key)?;
+                        let had_raw = older.is_some();
+                        let merged = block::merge(older.unwrap_or_default(), &pts);
+                        let made = with_rollups(key, merged, had_raw, stored, bucket, cut)?;
+                        for ((twin, field, start), pts) in made {
                             let bytes = block::encode(&pts)?;
                             blocks
                                 .insert((twin.as_str(), field.as_str(), start), bytes.as_slice())
@@ -340,12 +385,13 @@ impl Backend {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 for (key, pts) in by_block {
-                    let older = match blocks.get(&key) {
-                        Some(v) => block::decode(v)?,
-                        None => Vec::new(),
+                    let stored = |k: &BlockKey| -> Result<_, SeriesError> {
+                        blocks.get(k).map(|v| block::decode(v)).transpose()
                     };
-                    let merged = block::merge(older, &pts);
-                    for (k, pts) in with_rollups(key, merged, bucket, gone) {
+                    let older = stored(&key)?;
+                    let had_raw = older.is_some();
+                    let merged = block::merge(older.unwrap_or_default(), &pts);
+                    for (k, pts) in with_rollups(key, merged, had_raw, stored, bucket, cut)? {
                         blocks.insert(k, block::encode(&pts)?);
                     }
                 }

@@ -303,7 +303,7 @@ impl Series {
     pub async fn flush(&self) -> Result<(), SeriesError> {
         let _one = self.flush.lock().await;
         let bucket = self.bucket();
-        let (taken, seq, prune, gone) = {
+        let (taken, seq, prune, cut) = {
             let mut head = self.lock();
             if head.points.is_empty() && head.seq <= head.written {
                 return Ok(());
@@ -333,11 +333,15 @@ impl Series {
                 minute: cuts[1],
                 hour: cuts[2],
             });
-            (taken, head.seq, prune, head.pruned[0])
+            // Raw blocks before this are (or are now being) removed.
+            let cut = prune
+                .and_then(|p| p.raw)
+                .map_or(head.pruned[0], |c| c.max(head.pruned[0]));
+            (taken, head.seq, prune, cut)
         };
         let written = self
             .backend
-            .write_points(taken, bucket, seq, prune, gone)
+            .write_points(taken, bucket, seq, prune, cut)
             .await;
         let mut head = self.lock();
         match written {

@@ -3,7 +3,8 @@
 //! (pseudo-series `field#1m:min`, …, beside the raw ones) with their own
 //! retention, so a series answers at those steps after its raw points are
 //! gone. A raw block's roll-ups are recomputed whole whenever the block is
-//! written, from the block as merged.
+//! written, from the block as merged; points that come late, after their
+//! raw block was removed, are folded into the stored roll-ups.
 
 use super::window::Aggregate;
 use super::{Point, block};
@@ -40,6 +41,36 @@ pub fn tier_of(field: &str) -> Option<Tier> {
     let (_, rest) = field.split_once('#')?;
     let (name, _) = rest.split_once(':')?;
     TIERS.into_iter().find(|t| t.name == name)
+}
+
+/// Folds the roll-up points `late` of `stat` (one tier's, in time order)
+/// into `stored` (the same, of points whose raw block is gone): a bucket
+/// both have is combined (the least minimum, the greatest maximum, sums
+/// and counts added; the first and last value stay as stored, since the
+/// raw points that would order them are gone), the others are added.
+pub fn fold(stat: &str, stored: Vec<Point>, late: &[Point]) -> Vec<Point> {
+    let combine = |a: f64, b: f64| match stat {
+        "min" => a.min(b),
+        "max" => a.max(b),
+        "sum" | "count" => a + b,
+        _ => a,
+    };
+    let mut out = Vec::with_capacity(stored.len() + late.len());
+    let mut late = late.iter().peekable();
+    for p in stored {
+        while let Some(l) = late.next_if(|l| l.time < p.time) {
+            out.push(*l);
+        }
+        match late.next_if(|l| l.time == p.time) {
+            Some(l) => out.push(Point {
+                time: p.time,
+                value: combine(p.value, l.value),
+            }),
+            None => out.push(p),
+        }
+    }
+    out.extend(late.copied());
+    out
 }
 
 /// The roll-ups of one raw block's points (in time order), per tier: the
