@@ -40,6 +40,11 @@ use twingraph::devices::client::{Client, Incoming};
 
 use support::{Conn, env_usize, percentile, post};
 
+// The allocator the server binary uses (src/main.rs), so the figures are
+// the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type Device = Client<TcpStream>;
 
 /// The server's resident memory, from /proc.

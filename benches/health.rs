@@ -46,6 +46,11 @@ use twingraph::server::{self, AppState};
 use twingraph::store::{GraphStore, StoreConfig, embedded};
 use twingraph::twin::{Batch, Op};
 
+// The allocator the server binary uses (src/main.rs), so the figures are
+// the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn models() -> Arc<dtdl::ModelSet> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dtdl");
     let sources = load::read_paths(&[dir]).expect("sample models");

@@ -25,6 +25,11 @@ use twingraph::series::{Aggregate, Backend, Series, SeriesConfig, Window};
 use twingraph::store::{GraphStore, Store, StoreConfig, embedded};
 use twingraph::twin::{Batch, Op};
 
+// The allocator the server binary uses (src/main.rs), so the figures are
+// the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PUMP: &str = "dtmi:twingraph:isa95:Pump;1";
 /// 2026-01-01T00:00:00Z.
 const DAY0: i64 = 1_767_225_600_000_000;
