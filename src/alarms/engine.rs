@@ -541,32 +541,8 @@ impl Engine {
                 sensitivity,
                 window,
                 ..
-            } => {
-                let Some(v) = value.as_f64() else {
-                    return;
-                };
-                if !trackers.contains_key(twin) {
-                    self.hot.insert(twin.to_owned());
-                }
-                let t = tracker(trackers, twin, time);
-                t.gone = false;
-                let window = *window as usize;
-                let recent = t.recent.get_or_insert_default();
-                let judged = recent.anomaly(v, *sensitivity, window);
-                recent.push(entry.source_time.unwrap_or(time), v, window, Micros::MIN);
-                let mut changed = false;
-                if let Some((unusual, evidence)) = judged {
-                    changed = t.set(unusual, time);
-                    if unusual {
-                        t.evidence = Some(evidence);
-                    }
-                }
-                if changed || t.holds {
-                    t.value = value.clone();
-                }
-                changed
             }
-            Condition::ChangePoint {
+            | Condition::ChangePoint {
                 sensitivity,
                 window,
                 ..
@@ -581,12 +557,21 @@ impl Engine {
                 t.gone = false;
                 let window = *window as usize;
                 let recent = t.recent.get_or_insert_default();
-                // The value is part of the levels it is judged among.
-                recent.push(entry.source_time.unwrap_or(time), v, window, Micros::MIN);
+                let at = entry.source_time.unwrap_or(time);
+                let judged = if matches!(spec.condition, Condition::Anomaly { .. }) {
+                    // Judged against the values before it.
+                    let judged = recent.anomaly(v, *sensitivity, window);
+                    recent.push(at, v, window, Micros::MIN);
+                    judged
+                } else {
+                    // Part of the levels it is judged among.
+                    recent.push(at, v, window, Micros::MIN);
+                    recent.shift(*sensitivity, window)
+                };
                 let mut changed = false;
-                if let Some((shifted, evidence)) = recent.shift(*sensitivity, window) {
-                    changed = t.set(shifted, time);
-                    if shifted {
+                if let Some((unusual, evidence)) = judged {
+                    changed = t.set(unusual, time);
+                    if unusual {
                         t.evidence = Some(evidence);
                     }
                 }
