@@ -212,9 +212,18 @@ fn run(dir: &std::path::Path, cells: usize) {
     figure("twins", twin_count as f64);
     figure("load", ops as f64 / load.as_secs_f64());
 
-    // Point reads.
-    let ids: Vec<String> = (0..10_000)
-        .map(|i| eq_id((i * 7919) % cells, i % PER_CELL_EQUIPMENT))
+    // Point reads: 100,000 distinct machines at any size from 2,000 cells
+    // (a stride coprime with their count), each read once, in 100 chunks.
+    // Until 2026-12-05 it read 10,000 ids chosen by (i·7919 mod cells,
+    // i mod 50): a function of i mod lcm(cells, 50), so 2,000 distinct
+    // twins read five times each at 100k (warm in the CPU's cache) against
+    // 10,000 read once at 1M.
+    let machines = cells * PER_CELL_EQUIPMENT;
+    let ids: Vec<String> = (0..100_000)
+        .map(|i| {
+            let j = (i * 7919) % machines;
+            eq_id(j / PER_CELL_EQUIPMENT, j % PER_CELL_EQUIPMENT)
+        })
         .collect();
     let mut samples = Vec::new();
     rt.block_on(async {
