@@ -1936,6 +1936,134 @@ pub async fn configurations_are_layered_by_priority_and_restored(s: &dyn GraphSt
     assert!(op.is_err());
 }
 
+/// Reads, lists and aggregates over more twins than a store looks up at
+/// once (the embedded store reads a model's twins 32 at a time): asked
+/// ids that do not exist, long runs of twins a filter refuses and twins
+/// deleted in the middle of a model change nothing of the answers, their
+/// order or their limits.
+pub async fn many_twins_are_read_listed_and_aggregated_in_order(s: &dyn GraphStore) {
+    use twingraph::store::AggregateQuery;
+    use twingraph::twin::aggregate::Measures;
+    let state = |i: u32| {
+        if i.is_multiple_of(3) {
+            "fault"
+        } else {
+            "running"
+        }
+    };
+    let mut ops = Vec::new();
+    for i in 0..150u32 {
+        let id = format!("p{i:03}");
+        ops.push(create(&id, PUMP));
+        ops.push(reported(
+            &id,
+            json!({"power": f64::from(i), "runState": state(i)}),
+        ));
+    }
+    must(s, ops).await;
+    // A run of 40 deleted: a whole chunk and more of ids with no twin.
+    let gone = 50..90u32;
+    must(
+        s,
+        gone.clone()
+            .map(|i| Op::DeleteTwin {
+                id: format!("p{i:03}"),
+                expected_version: None,
+            })
+            .collect(),
+    )
+    .await;
+    let kept: Vec<u32> = (0..150).filter(|i| !gone.contains(i)).collect();
+
+    // A batch of reads (in no particular order), the missing left out.
+    let asked: Vec<String> = (0..150u32)
+        .rev()
+        .step_by(2)
+        .map(|i| format!("p{i:03}"))
+        .chain((0..40).map(|i| format!("nope{i}")))
+        .chain(["p000".to_owned()])
+        .collect();
+    let mut read: Vec<String> = s
+        .twins_by_ids(&asked)
+        .await
+        .expect("read")
+        .iter()
+        .map(|t| t.id.to_string())
+        .collect();
+    let mut want: Vec<String> = asked
+        .iter()
+        .filter(|id| {
+            id.strip_prefix('p')
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|n| kept.contains(&n))
+        })
+        .cloned()
+        .collect();
+    read.sort();
+    want.sort();
+    want.dedup();
+    assert_eq!(read, want);
+
+    // A filter that refuses the first 100 twins (50 of them existing),
+    // paged past the point where it starts to match.
+    let filter = twingraph::twin::filter::Filter::parse(&json!({"reported.power": {"gte": 95}}))
+        .expect("filter");
+    let page = |after: Option<&str>, limit| TwinQuery {
+        model: Some(PUMP.to_owned()),
+        subtypes: true,
+        filter: Some(Arc::new(filter.clone())),
+        after: after.map(str::to_owned),
+        limit,
+        ..TwinQuery::default()
+    };
+    let ids = |p: &twingraph::store::Page<Twin>| -> Vec<String> {
+        p.items.iter().map(|t| t.id.to_string()).collect()
+    };
+    let first = s.twins(&page(None, 45)).await.expect("list");
+    let expected: Vec<String> = (95..140).map(|i| format!("p{i:03}")).collect();
+    assert_eq!((ids(&first), first.has_more), (expected, true));
+    let rest = s.twins(&page(Some("p139"), 45)).await.expect("list");
+    let expected: Vec<String> = (140..150).map(|i| format!("p{i:03}")).collect();
+    assert_eq!((ids(&rest), rest.has_more), (expected, false));
+
+    // Every pump's power by run state, against the same sums made here.
+    let path = |p: &str| vec!["reported".to_owned(), p.to_owned()];
+    let a = s
+        .aggregate(&AggregateQuery {
+            model: Some(PUMP.to_owned()),
+            subtypes: true,
+            measures: Measures {
+                fields: vec![path("power")],
+                group_by: Some(path("runState")),
+            },
+            ..AggregateQuery::default()
+        })
+        .await
+        .expect("aggregate");
+    let of = |st: &str| -> (u64, f64) {
+        let v: Vec<u32> = kept.iter().copied().filter(|&i| state(i) == st).collect();
+        (v.len() as u64, v.iter().map(|&i| f64::from(i)).sum())
+    };
+    assert_eq!(a.all.count, kept.len() as u64);
+    assert_eq!(
+        a.all.fields[0].sum,
+        kept.iter().map(|&i| f64::from(i)).sum::<f64>()
+    );
+    let groups: Vec<(Value, u64, f64)> = a
+        .groups
+        .iter()
+        .map(|g| (g.key.clone(), g.stats.count, g.stats.fields[0].sum))
+        .collect();
+    let (fault, running) = (of("fault"), of("running"));
+    assert_eq!(
+        groups,
+        [
+            (json!("fault"), fault.0, fault.1),
+            (json!("running"), running.0, running.1)
+        ]
+    );
+}
+
 /// Generates one `#[tokio::test]` per suite behaviour for a store factory.
 #[macro_export]
 macro_rules! store_conformance {
@@ -1966,6 +2094,7 @@ macro_rules! store_conformance {
             twins_are_listed_backward_between_bounds,
             twins_are_listed_in_order,
             twins_are_aggregated,
+            many_twins_are_read_listed_and_aggregated_in_order,
             model_changes_are_events,
             stream_records_are_kept_and_read_back_in_order,
             configurations_are_layered_by_priority_and_restored,

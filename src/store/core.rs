@@ -600,7 +600,7 @@ impl GraphStore for Store {
 
     async fn twins_by_ids(&self, ids: &[String]) -> Result<Vec<Arc<Twin>>, StoreError> {
         let graph = self.graph();
-        Ok(ids.iter().filter_map(|id| graph.twin_shared(id)).collect())
+        Ok(graph.twins_shared(ids))
     }
 
     async fn twin_models(&self, ids: &[String]) -> Result<Vec<Option<Arc<str>>>, StoreError> {
@@ -689,7 +689,7 @@ impl GraphStore for Store {
         let keep = |t: &Twin| q.filter.as_ref().is_none_or(|f| f.matches(t));
         match &allowed {
             Some(ids) => {
-                for t in ids.iter().filter_map(|id| graph.twin(id)) {
+                for t in graph.twins_of(ids.iter().copied()) {
                     if of_model.contains(&*t.model) && keep(t) {
                         tally.add(t);
                     }
@@ -697,10 +697,7 @@ impl GraphStore for Store {
             }
             None => {
                 for m in &of_model {
-                    for t in graph
-                        .with_model_between(m, None, None)
-                        .filter_map(|id| graph.twin(id))
-                    {
+                    for t in graph.twins_of(graph.with_model_between(m, None, None)) {
                         if keep(t) {
                             tally.add(t);
                         }

@@ -105,7 +105,7 @@ pub struct Tally<'m> {
     all: Stats,
     /// Groups in the order first seen; text values found by `by_text`.
     groups: Vec<(Value, Stats)>,
-    by_text: HashMap<String, usize>,
+    by_text: HashMap<String, usize, foldhash::fast::RandomState>,
     numbers: Vec<Option<f64>>,
 }
 
@@ -115,7 +115,7 @@ impl<'m> Tally<'m> {
             measures,
             all: Stats::new(measures.fields.len()),
             groups: Vec::new(),
-            by_text: HashMap::new(),
+            by_text: HashMap::default(),
             numbers: Vec::with_capacity(measures.fields.len()),
         }
     }

@@ -52,6 +52,9 @@ impl Default for GraphConfig {
 /// store hashes every id several times as it loads).
 pub(crate) type IdHasher = foldhash::quality::RandomState;
 
+/// Twins looked up together by [`Graph::twins_of`].
+const LOOKUP_CHUNK: usize = 32;
+
 /// The current state of every twin and relationship, indexed for reads.
 #[derive(Debug, Default)]
 pub struct Graph {
@@ -115,6 +118,49 @@ impl Graph {
     /// without copying the twin.
     pub fn twin_shared(&self, id: &str) -> Option<Arc<Twin>> {
         self.twins.get(id).cloned()
+    }
+
+    /// The twins of `ids` that exist, in that order, as shared (a batch
+    /// of reads, such as a DataLoader's). All are looked up before any is
+    /// shared: the lookups do not depend on each other, so the CPU
+    /// overlaps their cache misses, which sharing (an atomic increment on
+    /// each twin) would serialize.
+    pub fn twins_shared(&self, ids: &[String]) -> Vec<Arc<Twin>> {
+        let found: Vec<&Arc<Twin>> = ids
+            .iter()
+            .filter_map(|id| self.twins.get(id.as_str()))
+            .collect();
+        found.into_iter().cloned().collect()
+    }
+
+    /// The twins of `ids` that exist, in that order, looked up
+    /// [`LOOKUP_CHUNK`] at a time before any is handed on. A scan over a
+    /// large model misses the CPU's cache on nearly every twin; the
+    /// lookups of a chunk do not depend on each other, so the CPU overlaps
+    /// their misses instead of waiting for each in turn behind the work
+    /// done with the one before.
+    pub fn twins_of<'a>(
+        &'a self,
+        mut ids: impl Iterator<Item = &'a str> + 'a,
+    ) -> impl Iterator<Item = &'a Twin> + 'a {
+        let mut chunk: Vec<&'a Twin> = Vec::with_capacity(LOOKUP_CHUNK);
+        let mut next = 0;
+        std::iter::from_fn(move || {
+            while next == chunk.len() {
+                chunk.clear();
+                next = 0;
+                let mut taken = 0;
+                for id in ids.by_ref().take(LOOKUP_CHUNK) {
+                    taken += 1;
+                    chunk.extend(self.twin(id));
+                }
+                if taken == 0 {
+                    return None;
+                }
+            }
+            next += 1;
+            Some(chunk[next - 1])
+        })
     }
 
     pub fn twin_count(&self) -> usize {

@@ -208,7 +208,7 @@ impl Graph {
                 continue;
             }
             let mut index = SortIndex::default();
-            for t in ids.iter().filter_map(|id| self.twins.get(id)) {
+            for t in self.twins_of(ids.iter().map(|id| &**id)) {
                 index.insert(t.id.clone(), value_at(t, path).as_ref().and_then(Key::of));
             }
             paths.insert(path.to_vec(), index);

@@ -287,7 +287,7 @@ impl Graph {
     }
 
     /// Up to `limit` twins of the merged `runs` of ids (each in order) that
-    /// `keep` keeps.
+    /// `keep` keeps (looked up a chunk at a time: [`Graph::twins_of`]).
     fn merge_runs<'a>(
         &'a self,
         mut runs: Vec<std::iter::Peekable<Box<dyn Iterator<Item = &'a str> + 'a>>>,
@@ -295,8 +295,7 @@ impl Graph {
         limit: usize,
         keep: impl Fn(&Twin) -> bool,
     ) -> Vec<&'a Twin> {
-        let mut out = Vec::new();
-        while out.len() < limit {
+        let merged = std::iter::from_fn(move || {
             // The run whose next id comes first (the smallest, or the
             // largest going backward).
             let mut best: Option<(usize, &str)> = None;
@@ -307,14 +306,12 @@ impl Graph {
                     best = Some((k, id));
                 }
             }
-            let Some((k, _)) = best else { break };
-            if let Some(id) = runs[k].next()
-                && let Some(t) = self.twin(id)
-                && keep(t)
-            {
-                out.push(t);
-            }
-        }
-        out
+            let (k, _) = best?;
+            runs[k].next()
+        });
+        self.twins_of(merged)
+            .filter(|t| keep(t))
+            .take(limit)
+            .collect()
     }
 }
